@@ -1,0 +1,1 @@
+//! planrun-memoir

@@ -1,0 +1,191 @@
+//! The validated plan: what `planrun` runs. Every field that validation may reject
+//! keeps its byte span into the plan file so that later checks can point at it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::duration::PgDuration;
+use crate::expect::Expectation;
+
+/// A byte range into the plan file.
+pub type Span = std::ops::Range<usize>;
+
+/// A loaded plan whose structure is valid: ids unique, dependencies known, no cycle,
+/// expectations well formed. Environment problems (missing SQL files, unknown
+/// transforms) are [`Plan::check_environment`]'s to report.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan file as given on the command line.
+    pub path: PathBuf,
+    /// The plan file's text, for diagnostics raised after loading.
+    pub source: Arc<String>,
+    pub name: String,
+    pub description: Option<String>,
+    /// Plan-wide defaults, overridden per stage.
+    pub timeouts: Timeouts,
+    /// Where `apply` writes its `pg_dump` backup, relative to the working directory.
+    pub backup_dir: Option<PathBuf>,
+    /// How old a rehearsal report may be for `apply --require-rehearsal`.
+    pub max_rehearsal_age: Option<PgDuration>,
+    pub stages: Vec<Stage>,
+}
+
+/// Per-session timeouts set before a stage runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub lock_timeout: Option<PgDuration>,
+    pub statement_timeout: Option<PgDuration>,
+}
+
+impl Timeouts {
+    /// These timeouts, falling back to `defaults` where unset.
+    pub fn or(&self, defaults: &Timeouts) -> Timeouts {
+        Timeouts {
+            lock_timeout: self
+                .lock_timeout
+                .clone()
+                .or_else(|| defaults.lock_timeout.clone()),
+            statement_timeout: self
+                .statement_timeout
+                .clone()
+                .or_else(|| defaults.statement_timeout.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub id: String,
+    pub id_span: Span,
+    pub title: Option<String>,
+    pub depends_on: Vec<(String, Span)>,
+    pub optional: bool,
+    /// `false` for work that cannot run inside a transaction, such as
+    /// `CREATE INDEX CONCURRENTLY`.
+    pub transaction: bool,
+    pub timeouts: Timeouts,
+    pub preconditions: Vec<Check>,
+    pub skip_if: Vec<SkipRule>,
+    pub captures: Vec<Capture>,
+    pub steps: Vec<Step>,
+    pub verify: Vec<Check>,
+    pub span: Span,
+}
+
+impl Stage {
+    /// The stage's title, or its id when it has none.
+    pub fn display_title(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.id)
+    }
+
+    /// "SQL", the transform names, or both, for graph listings.
+    pub fn kind_label(&self) -> String {
+        let mut kinds: Vec<&str> = Vec::new();
+        for step in &self.steps {
+            let kind = match &step.kind {
+                StepKind::Sql { .. } | StepKind::SqlFile { .. } => "SQL",
+                StepKind::Transform { name, .. } => name.as_str(),
+            };
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        kinds.join(" + ")
+    }
+
+    /// Names of captures this stage's expectations read.
+    pub fn captures_used(&self) -> impl Iterator<Item = (&str, &Span)> {
+        self.preconditions
+            .iter()
+            .chain(&self.verify)
+            .flat_map(|check| check.expect.captures().map(move |name| (name, &check.expect_span)))
+            .chain(self.skip_if.iter().flat_map(|rule| {
+                rule.expect
+                    .captures()
+                    .map(move |name| (name, &rule.expect_span))
+            }))
+    }
+}
+
+/// A named SQL query with an expected result: a precondition or a verification.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub sql: String,
+    pub expect: Expectation,
+    pub expect_span: Span,
+    /// Said when the check fails, e.g. what to do about it.
+    pub message: Option<String>,
+    pub span: Span,
+}
+
+/// SQL that, when its expectation holds, marks the stage done without running it.
+#[derive(Debug, Clone)]
+pub struct SkipRule {
+    pub sql: String,
+    pub expect: Expectation,
+    pub expect_span: Span,
+    pub reason: String,
+    pub span: Span,
+}
+
+/// A named value read by SQL before the stage runs.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub name: String,
+    pub name_span: Span,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The step's name in reports: given, or derived from its kind.
+    pub name: String,
+    pub kind: StepKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// Inline SQL.
+    Sql { sql: String },
+    /// A SQL file; `path` as written, `resolved` relative to the plan's directory.
+    SqlFile {
+        path: String,
+        path_span: Span,
+        resolved: PathBuf,
+    },
+    /// A native transform, looked up by name in the registry.
+    Transform {
+        name: String,
+        name_span: Span,
+        params: toml::Table,
+        params_span: Span,
+    },
+}
+
+impl Plan {
+    /// The directory SQL file paths are relative to.
+    pub fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    pub fn stage(&self, id: &str) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.id == id)
+    }
+
+    pub fn stage_position(&self, id: &str) -> Option<usize> {
+        self.stages.iter().position(|stage| stage.id == id)
+    }
+}
+
+/// What the plan needs to know of the transform registry to validate steps offline.
+pub trait TransformCatalog {
+    /// Every registered transform name.
+    fn names(&self) -> Vec<String>;
+    /// Problems with `params` for transform `name`, as `(key or "", message)`.
+    fn check_params(&self, name: &str, params: &toml::Table) -> Vec<(String, String)>;
+}

@@ -1,0 +1,235 @@
+//! Structural checks over a plan whose shape is valid (ids, dependencies, cycles,
+//! optional stages, captures) and environment checks (SQL files on disk, transforms
+//! in the registry). Each returns every problem it finds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::dag::Dag;
+use crate::model::{Plan, StepKind, TransformCatalog};
+use crate::problem::{PlanErrors, PlanProblem, ProblemKind};
+use crate::suggest::closest;
+
+pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
+    let mut problems = Vec::new();
+    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, stage) in plan.stages.iter().enumerate() {
+        if let Some(&first) = first_seen.get(stage.id.as_str()) {
+            problems.push(
+                PlanProblem::new(ProblemKind::DuplicateId, format!("stage id `{}` is used twice", stage.id))
+                    .label(stage.id_span.clone(), "second use")
+                    .label(plan.stages[first].id_span.clone(), "first defined here")
+                    .help("give every stage a unique id"),
+            );
+        } else {
+            first_seen.insert(&stage.id, index);
+        }
+    }
+
+    let ids: Vec<&str> = plan.stages.iter().map(|stage| stage.id.as_str()).collect();
+    for stage in &plan.stages {
+        for (dependency, span) in &stage.depends_on {
+            match plan.stage(dependency) {
+                None => {
+                    let help = match closest(dependency, ids.iter().copied().filter(|id| *id != stage.id)) {
+                        Some(id) => format!("did you mean `{id}`?"),
+                        None => format!("stages in this plan: {}", ids.join(", ")),
+                    };
+                    problems.push(
+                        PlanProblem::new(
+                            ProblemKind::UnknownDependency,
+                            format!("stage `{}` depends on `{dependency}`, which is not a stage in this plan", stage.id),
+                        )
+                        .label(span.clone(), "no such stage")
+                        .help(help),
+                    );
+                }
+                Some(target) if target.optional && !stage.optional => problems.push(
+                    PlanProblem::new(
+                        ProblemKind::RequiredDependsOnOptional,
+                        format!("required stage `{}` depends on optional stage `{dependency}`", stage.id),
+                    )
+                    .label(span.clone(), "optional dependency")
+                    .label(stage.id_span.clone(), "required stage")
+                    .help(format!(
+                        "mark `{}` optional too, or make `{dependency}` required",
+                        stage.id
+                    )),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    match Dag::build(plan) {
+        Err(cycles) => {
+            for cycle in cycles {
+                problems.push(cycle_problem(plan, &cycle));
+            }
+        }
+        Ok(dag) => problems.extend(capture_problems(plan, &dag)),
+    }
+    problems
+}
+
+fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
+    let names: Vec<&str> = cycle.iter().map(|&i| plan.stages[i].id.as_str()).collect();
+    let mut path = names.join(" -> ");
+    path.push_str(" -> ");
+    path.push_str(names[0]);
+    let mut problem = PlanProblem::new(
+        ProblemKind::Cycle,
+        format!("dependency cycle: {path}"),
+    )
+    .help("a stage cannot depend on itself, directly or through others: remove one of these depends_on entries");
+    for (position, &stage) in cycle.iter().enumerate() {
+        let next = cycle[(position + 1) % cycle.len()];
+        let next_id = &plan.stages[next].id;
+        let span = plan.stages[stage]
+            .depends_on
+            .iter()
+            .find(|(dependency, _)| dependency == next_id)
+            .map(|(_, span)| span.clone())
+            .unwrap_or_else(|| plan.stages[stage].id_span.clone());
+        let closing = position + 1 == cycle.len();
+        let text = if closing {
+            format!("`{}` depends on `{next_id}`: this closes the cycle", plan.stages[stage].id)
+        } else {
+            format!("`{}` depends on `{next_id}`", plan.stages[stage].id)
+        };
+        problem = problem.label(span, text);
+    }
+    problem
+}
+
+fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
+    let mut problems = Vec::new();
+    let mut defined_in: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, stage) in plan.stages.iter().enumerate() {
+        for capture in &stage.captures {
+            if let Some(&first) = defined_in.get(capture.name.as_str()) {
+                let first_span = plan.stages[first]
+                    .captures
+                    .iter()
+                    .find(|c| c.name == capture.name)
+                    .map(|c| c.name_span.clone())
+                    .unwrap_or_default();
+                problems.push(
+                    PlanProblem::new(ProblemKind::DuplicateCapture, format!("capture `{}` is defined twice", capture.name))
+                        .label(capture.name_span.clone(), "defined again here")
+                        .label(first_span, "first defined here")
+                        .help("capture names are plan-wide: give each a unique name"),
+                );
+            } else {
+                defined_in.insert(&capture.name, index);
+            }
+        }
+    }
+    for (index, stage) in plan.stages.iter().enumerate() {
+        let ancestors = dag.ancestors(index);
+        let mut reported = BTreeSet::new();
+        for (name, span) in stage.captures_used() {
+            let visible = defined_in
+                .get(name)
+                .is_some_and(|&at| at == index || ancestors.contains(&at));
+            if visible || !reported.insert(name.to_owned()) {
+                continue;
+            }
+            let help = match defined_in.get(name) {
+                Some(&at) => format!(
+                    "`{name}` is captured by stage `{}`, which `{}` does not depend on: add it to depends_on",
+                    plan.stages[at].id, stage.id
+                ),
+                None => {
+                    let known: Vec<&str> = defined_in.keys().copied().collect();
+                    match closest(name, known.iter().copied()) {
+                        Some(near) => format!("did you mean `{{{near}}}`?"),
+                        None => "define it with [[stage.capture]] in this stage or one it depends on".into(),
+                    }
+                }
+            };
+            problems.push(
+                PlanProblem::new(
+                    ProblemKind::UndefinedCapture,
+                    format!("capture `{name}` is used in stage `{}` before any stage defines it", stage.id),
+                )
+                .label(span.clone(), format!("reads {{{name}}}"))
+                .help(help),
+            );
+        }
+    }
+    problems
+}
+
+impl Plan {
+    /// Checks what lies outside the plan file: every SQL file exists and every
+    /// transform is registered with acceptable params.
+    pub fn check_environment(&self, catalog: &dyn TransformCatalog) -> Result<(), PlanErrors> {
+        let mut problems = Vec::new();
+        let names = catalog.names();
+        for stage in &self.stages {
+            for step in &stage.steps {
+                match &step.kind {
+                    StepKind::Sql { .. } => {}
+                    StepKind::SqlFile {
+                        path,
+                        path_span,
+                        resolved,
+                    } => {
+                        if !resolved.is_file() {
+                            problems.push(
+                                PlanProblem::new(
+                                    ProblemKind::MissingSqlFile,
+                                    format!("SQL file `{path}` of stage `{}` does not exist", stage.id),
+                                )
+                                .label(path_span.clone(), format!("looked for {}", resolved.display()))
+                                .help("paths are relative to the directory of the plan file"),
+                            );
+                        }
+                    }
+                    StepKind::Transform {
+                        name,
+                        name_span,
+                        params,
+                        params_span,
+                    } => {
+                        if !names.iter().any(|known| known == name) {
+                            let help = match closest(name, names.iter().map(String::as_str)) {
+                                Some(near) => format!("did you mean `{near}`? `planrun transforms` lists them all"),
+                                None => "`planrun transforms` lists the registered transforms".into(),
+                            };
+                            problems.push(
+                                PlanProblem::new(
+                                    ProblemKind::UnknownTransform,
+                                    format!("transform `{name}` of stage `{}` is not registered", stage.id),
+                                )
+                                .label(name_span.clone(), "unknown transform")
+                                .help(help),
+                            );
+                            continue;
+                        }
+                        for (key, message) in catalog.check_params(name, params) {
+                            let subject = if key.is_empty() { String::new() } else { format!(" `{key}`") };
+                            problems.push(
+                                PlanProblem::new(
+                                    ProblemKind::InvalidParams,
+                                    format!("param{subject} of transform `{name}` in stage `{}`: {message}", stage.id),
+                                )
+                                .label(params_span.clone(), "params given here"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanErrors::new(
+                self.path.display().to_string(),
+                Arc::clone(&self.source),
+                problems,
+            ))
+        }
+    }
+}
