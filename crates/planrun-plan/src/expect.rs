@@ -203,6 +203,18 @@ impl Expectation {
             }
             Expectation::Compare { op, rhs } => (*op, rhs),
         };
+        // A lone `{capture}` holding text (a digest, a name) compares as text.
+        if let Operand::Expr(Expr::Capture(name)) = rhs {
+            if let Some(Some(text)) = capture(name) {
+                if Value::parse(&text).is_none() {
+                    return Expectation::Compare {
+                        op,
+                        rhs: Operand::Text(text),
+                    }
+                    .evaluate(rows, capture);
+                }
+            }
+        }
         let undecided = |expected: String, actual: String, problem: String| Outcome {
             passed: false,
             actual,
@@ -530,6 +542,14 @@ mod tests {
         assert!(outcome.passed, "{outcome:?}");
         assert_eq!(outcome.expected, "= 17");
         assert!(!expect.evaluate(&one("18"), &captures).passed);
+    }
+
+    #[test]
+    fn a_text_capture_compares_as_text() {
+        let expect = Expectation::parse("{digest}").unwrap();
+        let captures = |_: &str| Some(Some("9f86d08".to_owned()));
+        assert!(expect.evaluate(&one("9f86d08"), &captures).passed);
+        assert!(!expect.evaluate(&one("9f86d09"), &captures).passed);
     }
 
     #[test]

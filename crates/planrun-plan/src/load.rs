@@ -11,7 +11,9 @@ use toml::Spanned;
 
 use crate::duration::PgDuration;
 use crate::expect::{CmpOp, Expectation, Operand, Value};
-use crate::model::{Capture, Check, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts};
+use crate::model::{
+    Capture, Check, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts, TransformCatalog,
+};
 use crate::problem::{PlanErrors, PlanProblem, ProblemKind};
 use crate::suggest::closest;
 
@@ -23,6 +25,7 @@ const PLAN_KEYS: &[&str] = &[
     "statement_timeout",
     "backup_dir",
     "max_rehearsal_age",
+    "setup_sql_file",
 ];
 const STAGE_KEYS: &[&str] = &[
     "id",
@@ -46,8 +49,18 @@ const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params"];
 impl Plan {
     /// Reads and validates the plan at `path`: syntax, shape and structure (ids,
     /// dependencies, cycles, expectations, captures). Missing SQL files and unknown
-    /// transforms are left to [`Plan::check_environment`].
+    /// transforms are [`Plan::load_checked`]'s to report.
     pub fn load(path: &Path) -> Result<Plan, PlanErrors> {
+        Plan::load_inner(path, None)
+    }
+
+    /// [`Plan::load`] plus the environment: SQL files on disk, transforms registered
+    /// in `catalog` with acceptable params. Every problem is reported together.
+    pub fn load_checked(path: &Path, catalog: &dyn TransformCatalog) -> Result<Plan, PlanErrors> {
+        Plan::load_inner(path, Some(catalog))
+    }
+
+    fn load_inner(path: &Path, catalog: Option<&dyn TransformCatalog>) -> Result<Plan, PlanErrors> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| {
             PlanErrors::new(
@@ -59,29 +72,24 @@ impl Plan {
                 )],
             )
         })?;
-        Plan::parse(path, text)
+        Plan::parse(path, text, catalog)
     }
 
     /// Validates plan `text` as if read from `path` (SQL files resolve against its
-    /// directory).
-    pub fn parse(path: &Path, text: String) -> Result<Plan, PlanErrors> {
+    /// directory); with a `catalog`, the environment too.
+    pub fn parse(path: &Path, text: String, catalog: Option<&dyn TransformCatalog>) -> Result<Plan, PlanErrors> {
         let source = Arc::new(text);
         let mut problems = Vec::new();
         let plan = read_plan(path, &source, &mut problems);
-        match plan {
-            Some(plan) if problems.is_empty() => {
-                let mut problems = crate::validate::structure(&plan);
-                if problems.is_empty() {
-                    Ok(plan)
-                } else {
-                    sort_problems(&mut problems);
-                    Err(PlanErrors::new(path.display().to_string(), source, problems))
-                }
+        if let Some(plan) = &plan {
+            problems.extend(crate::validate::structure(plan));
+            if let Some(catalog) = catalog {
+                problems.extend(plan.environment_problems(catalog));
             }
-            plan => {
-                if let Some(plan) = plan {
-                    problems.extend(crate::validate::structure(&plan));
-                }
+        }
+        match plan {
+            Some(plan) if problems.is_empty() => Ok(plan),
+            _ => {
                 sort_problems(&mut problems);
                 Err(PlanErrors::new(path.display().to_string(), source, problems))
             }
@@ -96,7 +104,7 @@ fn sort_problems(problems: &mut [PlanProblem]) {
 /// Reads the document into a [`Plan`], or `None` when even its skeleton is unusable.
 /// Problems of shape are pushed to `problems`; a plan is still returned when only
 /// some fields are wrong, so that structural checks can run on the rest too.
-fn read_plan(path: &Path, source: &str, problems: &mut Vec<PlanProblem>) -> Option<Plan> {
+fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>) -> Option<Plan> {
     let (document, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
         for error in syntax_errors {
@@ -116,6 +124,7 @@ fn read_plan(path: &Path, source: &str, problems: &mut Vec<PlanProblem>) -> Opti
     let document = document.into_inner();
     reader.check_keys(&document, TOP_KEYS, "the top level");
 
+    let mut setup_sql_file = None;
     let (name, description, timeouts, backup_dir, max_rehearsal_age) =
         match document.get("plan") {
             Some(plan_table) => match plan_table.get_ref() {
@@ -126,6 +135,7 @@ fn read_plan(path: &Path, source: &str, problems: &mut Vec<PlanProblem>) -> Opti
                     let timeouts = reader.timeouts(table);
                     let backup_dir = reader.string(table, "backup_dir", false, 0..0);
                     let max_age = reader.duration(table, "max_rehearsal_age");
+                    setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
                     (name, description, timeouts, backup_dir, max_age)
                 }
                 other => {
@@ -163,12 +173,16 @@ fn read_plan(path: &Path, source: &str, problems: &mut Vec<PlanProblem>) -> Opti
 
     Some(Plan {
         path: path.to_path_buf(),
-        source: Arc::new(source.to_owned()),
+        source: Arc::clone(source),
         name: name.map(|(name, _)| name).unwrap_or_default(),
         description: description.map(|(text, _)| text),
         timeouts,
         backup_dir: backup_dir.map(|(dir, _)| PathBuf::from(dir)),
         max_rehearsal_age,
+        setup_sql_file: setup_sql_file.map(|(file, span)| {
+            let resolved = plan_dir.join(&file);
+            (file, span, resolved)
+        }),
         stages,
     })
 }

@@ -27,6 +27,9 @@ pub struct Plan {
     pub backup_dir: Option<PathBuf>,
     /// How old a rehearsal report may be for `apply --require-rehearsal`.
     pub max_rehearsal_age: Option<PgDuration>,
+    /// SQL run on every connection before anything else, e.g. `pg_temp` helper
+    /// functions for checks; as written and resolved against the plan's directory.
+    pub setup_sql_file: Option<(String, Span, PathBuf)>,
     pub stages: Vec<Stage>,
 }
 

@@ -165,8 +165,30 @@ impl Plan {
     /// Checks what lies outside the plan file: every SQL file exists and every
     /// transform is registered with acceptable params.
     pub fn check_environment(&self, catalog: &dyn TransformCatalog) -> Result<(), PlanErrors> {
+        let problems = self.environment_problems(catalog);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanErrors::new(
+                self.path.display().to_string(),
+                Arc::clone(&self.source),
+                problems,
+            ))
+        }
+    }
+
+    pub(crate) fn environment_problems(&self, catalog: &dyn TransformCatalog) -> Vec<PlanProblem> {
         let mut problems = Vec::new();
         let names = catalog.names();
+        if let Some((file, span, resolved)) = &self.setup_sql_file {
+            if !resolved.is_file() {
+                problems.push(
+                    PlanProblem::new(ProblemKind::MissingSqlFile, format!("setup SQL file `{file}` does not exist"))
+                        .label(span.clone(), format!("looked for {}", resolved.display()))
+                        .help("paths are relative to the directory of the plan file"),
+                );
+            }
+        }
         for stage in &self.stages {
             for step in &stage.steps {
                 match &step.kind {
@@ -222,14 +244,6 @@ impl Plan {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(PlanErrors::new(
-                self.path.display().to_string(),
-                Arc::clone(&self.source),
-                problems,
-            ))
-        }
+        problems
     }
 }

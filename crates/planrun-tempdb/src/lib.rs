@@ -1,1 +1,32 @@
-//! planrun-tempdb
+//! Throwaway PostgreSQL clusters for tests, `planrun demo` and `planrun rehearse`.
+//!
+//! [`TempCluster::start`] gives a private server on a free loopback port, with its own
+//! data directory, Unix socket and log in a temporary directory. It is fast enough to
+//! give every test its own: `initdb` runs once per process and configuration, and each
+//! cluster starts from a copy. Durability is traded for speed (`fsync = off`, ...).
+//!
+//! Nothing outlives its owner: dropping the cluster stops the server and deletes its
+//! files, and a watchdog process does the same should the owner die without dropping
+//! it (SIGKILL, `process::exit`, a cluster in a `static`). When running as root, the
+//! server runs as the `postgres` user (or `nobody`), since PostgreSQL refuses root.
+//!
+//! ```no_run
+//! let cluster = planrun_tempdb::TempCluster::start()?;
+//! let url = cluster.create_database("app")?;
+//! # Ok::<(), planrun_tempdb::TempDbError>(())
+//! ```
+
+mod bin;
+mod cluster;
+mod error;
+mod files;
+mod quote;
+mod server;
+mod template;
+mod user;
+mod watchdog;
+
+pub use bin::find_bin_dir;
+pub use cluster::{KeptCluster, TempCluster, TempClusterBuilder};
+pub use error::TempDbError;
+pub use server::StopMode;

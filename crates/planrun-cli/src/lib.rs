@@ -1,0 +1,27 @@
+//! The `planrun` command line: argument parsing and one dispatch per command. The
+//! work lives in the library crates; this crate renders their results.
+
+mod args;
+mod commands;
+mod output;
+mod registry;
+
+pub use registry::default_registry;
+
+use clap::Parser;
+
+/// Runs `planrun` with `args` (program name first) and returns the exit code.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match args::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => planrun_engine::exit_codes::USAGE,
+            };
+        }
+    };
+    output::install_miette_hook(cli.global.color);
+    commands::dispatch(cli)
+}

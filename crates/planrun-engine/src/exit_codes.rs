@@ -1,0 +1,43 @@
+//! Process exit codes of `planrun`, in one place. Documented in `docs/exit-codes.md`
+//! (and `planrun --help`); scripts may rely on them, so they never change meaning.
+
+/// Done, or nothing to do.
+pub const SUCCESS: i32 = 0;
+/// An error with no more specific code: unreadable file, internal error.
+pub const ERROR: i32 = 1;
+/// Bad command-line usage (clap's own code).
+pub const USAGE: i32 = 2;
+/// The plan is invalid: syntax, structure, missing SQL file, unknown transform.
+pub const INVALID_PLAN: i32 = 10;
+/// A precondition did not hold; nothing of that stage or after it ran.
+pub const PRECONDITION_FAILED: i32 = 11;
+/// A verification did not pass; its stage was rolled back.
+pub const VERIFICATION_FAILED: i32 = 12;
+/// A step (SQL or transform) failed; its stage was rolled back.
+pub const STEP_FAILED: i32 = 13;
+/// An applied stage's definition changed since it ran (see `--allow-drift`).
+pub const DRIFT: i32 = 14;
+/// Another `apply` of this plan holds the lock.
+pub const LOCKED: i32 = 15;
+/// The database could not be reached or refused the login.
+pub const CANNOT_CONNECT: i32 = 16;
+/// The backup before the first change could not be taken; nothing ran.
+pub const BACKUP_FAILED: i32 = 17;
+/// `--require-rehearsal` refused: no matching, passing, fresh rehearsal.
+pub const REHEARSAL_REQUIRED: i32 = 18;
+
+/// Every code with its name and meaning, for documentation and `--help`.
+pub const ALL: &[(i32, &str, &str)] = &[
+    (SUCCESS, "success", "done, or nothing to do"),
+    (ERROR, "error", "an error with no more specific code"),
+    (USAGE, "usage", "bad command-line usage"),
+    (INVALID_PLAN, "invalid-plan", "the plan is invalid"),
+    (PRECONDITION_FAILED, "precondition-failed", "a precondition did not hold; nothing after it ran"),
+    (VERIFICATION_FAILED, "verification-failed", "a verification failed; its stage was rolled back"),
+    (STEP_FAILED, "step-failed", "a step failed; its stage was rolled back"),
+    (DRIFT, "drift", "an applied stage changed since it ran"),
+    (LOCKED, "locked", "another apply of this plan holds the lock"),
+    (CANNOT_CONNECT, "cannot-connect", "the database could not be reached"),
+    (BACKUP_FAILED, "backup-failed", "the backup could not be taken; nothing ran"),
+    (REHEARSAL_REQUIRED, "rehearsal-required", "no matching, passing, fresh rehearsal report"),
+];

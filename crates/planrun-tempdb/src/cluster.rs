@@ -1,0 +1,469 @@
+//! [`TempCluster`]: a private PostgreSQL server in a temporary directory, gone when
+//! the value is dropped (or, via the watchdog, when its owner process dies).
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::bin::find_bin_dir;
+use crate::files::{private_tempdir, write_private};
+use crate::quote;
+use crate::server::{self, ServerFiles, StopMode};
+use crate::template::{self, TemplateKey};
+use crate::user::RunUser;
+use crate::watchdog::Watchdog;
+use crate::TempDbError;
+
+/// The address the server listens on; loopback only, these are throwaway clusters.
+const HOST: &str = "127.0.0.1";
+/// The superuser `initdb` creates.
+const SUPERUSER: &str = "postgres";
+/// A port found free can be taken by a parallel test before the server binds it.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Options for a [`TempCluster`]; start with [`TempCluster::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct TempClusterBuilder {
+    bin_dir: Option<PathBuf>,
+    password: Option<String>,
+    settings: Vec<(String, String)>,
+    ssl: Option<(PathBuf, PathBuf)>,
+}
+
+impl TempClusterBuilder {
+    /// Give the `postgres` superuser a password and require it (SCRAM) for TCP
+    /// connections; connections over the Unix socket stay trusted.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// A server setting, e.g. `.setting("max_connections", "200")`; later settings
+    /// win, including over the speed settings this crate applies by default.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Serve TLS with this certificate and private key (PEM files, copied into the
+    /// data directory).
+    pub fn ssl(mut self, cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        self.ssl = Some((cert_file.into(), key_file.into()));
+        self
+    }
+
+    /// Use the binaries in `dir` instead of [`find_bin_dir`]'s choice.
+    pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    /// Create the cluster and start its server.
+    pub fn start(self) -> Result<TempCluster, TempDbError> {
+        TempCluster::create(self)
+    }
+}
+
+/// A running throwaway PostgreSQL server with its own data directory, port and
+/// socket directory.
+///
+/// Dropping it stops the server (immediate shutdown) and deletes every file. Should
+/// the owning process die without dropping it, a watchdog process does the same.
+#[derive(Debug)]
+pub struct TempCluster {
+    bin_dir: PathBuf,
+    user: RunUser,
+    password: Option<String>,
+    port: u16,
+    root: PathBuf,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    log: PathBuf,
+    /// `None` while stopped.
+    server: Option<Child>,
+    /// Both `None` once kept.
+    watchdog: Option<Watchdog>,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// A cluster released by [`TempCluster::keep`]: still running, no longer cleaned up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct KeptCluster {
+    /// Connection URL of the `postgres` database.
+    pub url: String,
+    pub port: u16,
+    /// The temporary directory holding data, socket and log; remove it when done.
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+    /// A shell command that stops the server and removes [`dir`](Self::dir).
+    pub stop_command: String,
+}
+
+impl TempCluster {
+    /// A cluster with the defaults: trust authentication, no TLS.
+    pub fn start() -> Result<TempCluster, TempDbError> {
+        Self::builder().start()
+    }
+
+    pub fn builder() -> TempClusterBuilder {
+        TempClusterBuilder::default()
+    }
+
+    fn create(options: TempClusterBuilder) -> Result<TempCluster, TempDbError> {
+        let TempClusterBuilder {
+            bin_dir,
+            password,
+            settings,
+            ssl,
+        } = options;
+        check_settings(&settings)?;
+        if let Some(password) = &password {
+            // initdb reads the first line of the password file only.
+            if password.contains(['\n', '\r', '\0']) {
+                return Err(TempDbError::Invalid {
+                    what: "the superuser password".into(),
+                    reason: "it must not contain line breaks or NUL".into(),
+                });
+            }
+        }
+        let bin_dir = match bin_dir {
+            Some(dir) => dir,
+            None => find_bin_dir()?,
+        };
+        let user = RunUser::detect()?;
+        let template = template::get(&TemplateKey {
+            bin_dir: bin_dir.clone(),
+            password: password.clone(),
+            user: user.clone(),
+        })?;
+
+        let dir = private_tempdir("planrun-pg-", &user)?;
+        let root = dir.path().to_path_buf();
+        let data_dir = root.join("data");
+        // Before anything can start: an owner dying halfway still gets cleaned up.
+        let watchdog = Watchdog::spawn(&root, Some(&data_dir))?;
+        let mut cluster = TempCluster {
+            bin_dir,
+            user,
+            password,
+            port: 0,
+            socket_dir: root.join("socket"),
+            log: root.join("postgres.log"),
+            root,
+            data_dir,
+            server: None,
+            watchdog: Some(watchdog),
+            dir: Some(dir),
+        };
+        // From here on errors drop `cluster`, which removes everything again.
+        template.copy_to(&cluster.data_dir, &cluster.user)?;
+        fs::create_dir(&cluster.socket_dir)
+            .and_then(|()| fs::set_permissions(&cluster.socket_dir, fs::Permissions::from_mode(0o700)))
+            .map_err(|e| TempDbError::io_at("create directory", &cluster.socket_dir, e))?;
+        cluster.user.chown(&cluster.socket_dir)?;
+        write_private(&cluster.log, "", &cluster.user)?;
+
+        let mut conf = format!(
+            "\n# Added by planrun-tempdb: a throwaway cluster trades durability for speed.\n\
+             listen_addresses = '{HOST}'\n\
+             unix_socket_directories = {}\n\
+             fsync = off\n\
+             synchronous_commit = off\n\
+             full_page_writes = off\n",
+            quote::conf_value(&cluster.socket_dir.to_string_lossy()),
+        );
+        if let Some((cert, key)) = &ssl {
+            cluster.install_ssl(cert, key)?;
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        for (name, value) in &settings {
+            conf.push_str(&format!("{name} = {}\n", quote::conf_value(value)));
+        }
+        let conf_file = cluster.data_dir.join("postgresql.conf");
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&conf_file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
+            .map_err(|e| TempDbError::io_at("write", &conf_file, e))?;
+
+        let mut attempt = 1;
+        loop {
+            let port = free_port()?;
+            match server::launch(&cluster.files(), port) {
+                Ok(child) => {
+                    cluster.port = port;
+                    cluster.server = Some(child);
+                    return Ok(cluster);
+                }
+                Err(failed) if failed.port_taken && attempt < PORT_ATTEMPTS => attempt += 1,
+                Err(failed) => return Err(failed.error),
+            }
+        }
+    }
+
+    /// The server insists the key belongs to it and is private.
+    fn install_ssl(&self, cert: &Path, key: &Path) -> Result<(), TempDbError> {
+        for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+            let to = self.data_dir.join(name);
+            fs::copy(from, &to).map_err(|e| {
+                TempDbError::io(format!("copy {} to {}", from.display(), to.display()), e)
+            })?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode))
+                .map_err(|e| TempDbError::io_at("set the mode of", &to, e))?;
+            self.user.chown(&to)?;
+        }
+        Ok(())
+    }
+
+    fn files(&self) -> ServerFiles<'_> {
+        ServerFiles {
+            bin_dir: &self.bin_dir,
+            data_dir: &self.data_dir,
+            log: &self.log,
+            cwd: &self.root,
+            user: &self.user,
+        }
+    }
+
+    /// The TCP port on [`host`](Self::host); it stays the same across restarts.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    /// The superuser, `postgres`.
+    pub fn user(&self) -> &str {
+        SUPERUSER
+    }
+
+    /// The superuser's password, if the cluster was built with one.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The directory of the server's Unix socket, for `psql -h`.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory of the server binaries, so callers can use the `pg_dump`,
+    /// `pg_restore` and `psql` of the same version.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The server's stdout and stderr, appended to across restarts.
+    pub fn log_file(&self) -> &Path {
+        &self.log
+    }
+
+    /// The postmaster's process id, or `None` while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
+    /// `postgresql://postgres[:password]@127.0.0.1:PORT/dbname`.
+    pub fn url(&self, dbname: &str) -> String {
+        let password = match &self.password {
+            Some(p) => format!(":{}", quote::percent_encode(p)),
+            None => String::new(),
+        };
+        format!(
+            "postgresql://{SUPERUSER}{password}@{HOST}:{}/{}",
+            self.port,
+            quote::percent_encode(dbname)
+        )
+    }
+
+    /// Run `sql` in `dbname` as the superuser over the Unix socket with `psql`
+    /// (unaligned, tuples only), returning its standard output.
+    pub fn psql(&self, dbname: &str, sql: &str) -> Result<String, TempDbError> {
+        self.run_psql(dbname, sql, || format!("run SQL in database {}", quote::ident(dbname)))
+    }
+
+    /// `CREATE DATABASE name` and its URL.
+    pub fn create_database(&self, name: &str) -> Result<String, TempDbError> {
+        let sql = format!("CREATE DATABASE {}", quote::ident(name));
+        self.run_psql("postgres", &sql, || format!("create database {}", quote::ident(name)))?;
+        Ok(self.url(name))
+    }
+
+    fn run_psql(
+        &self,
+        dbname: &str,
+        sql: &str,
+        action: impl Fn() -> String,
+    ) -> Result<String, TempDbError> {
+        if dbname.contains('\0') || sql.contains('\0') {
+            return Err(TempDbError::Invalid {
+                what: action(),
+                reason: "NUL cannot be passed to psql".into(),
+            });
+        }
+        let own = self.bin_dir.join("psql");
+        let psql = if own.is_file() { own } else { PathBuf::from("psql") };
+        // A conninfo string rather than -h/-d: psql would otherwise read a database
+        // name containing `=` as a connection string.
+        let conninfo = format!(
+            "host={} port={} user={SUPERUSER} dbname={}",
+            conninfo_value(&self.socket_dir.to_string_lossy()),
+            self.port,
+            conninfo_value(dbname)
+        );
+        let output = Command::new(&psql)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(conninfo)
+            .arg("-c")
+            .arg(sql)
+            // The caller's environment must not redirect us to another server or
+            // inject options.
+            .env_remove("PGSERVICE")
+            .env_remove("PGOPTIONS")
+            .env_remove("PGSSLMODE")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| TempDbError::io_at("run", &psql, e))?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(TempDbError::Psql {
+            action: action(),
+            output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+
+    /// Stop the server, e.g. to simulate a crash with [`StopMode::Immediate`]. The
+    /// data directory stays; [`restart`](Self::restart) brings the server back.
+    pub fn stop(&mut self, mode: StopMode) -> Result<(), TempDbError> {
+        let Some(mut child) = self.server.take() else {
+            return Ok(());
+        };
+        server::stop(&mut child, mode, &self.files())
+    }
+
+    /// Start the server again on the same port and data directory, stopping it
+    /// first (fast) if it is running.
+    pub fn restart(&mut self) -> Result<(), TempDbError> {
+        self.stop(StopMode::Fast)?;
+        let child = server::launch(&self.files(), self.port).map_err(|failed| failed.error)?;
+        self.server = Some(child);
+        Ok(())
+    }
+
+    /// Leave the cluster running beyond this process (for `planrun demo --keep`).
+    /// Nothing cleans it up any more; the returned stop command does.
+    pub fn keep(mut self) -> KeptCluster {
+        // Dropping a `Child` neither kills nor waits for it.
+        self.server = None;
+        self.watchdog = None;
+        let dir = self.dir.take().map_or_else(|| self.root.clone(), tempfile::TempDir::keep);
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        let stop = format!(
+            "{} stop -m fast -D {}",
+            quote::shell(&pg_ctl.to_string_lossy()),
+            quote::shell(&self.data_dir.to_string_lossy())
+        );
+        let stop = match self.user.switch_to {
+            // pg_ctl refuses to run as root; the run user may have no login shell.
+            Some(_) => format!("su -s /bin/sh {} -c {}", self.user.name, quote::shell(&stop)),
+            None => stop,
+        };
+        KeptCluster {
+            url: self.url("postgres"),
+            port: self.port,
+            stop_command: format!("{stop} && rm -rf {}", quote::shell(&dir.to_string_lossy())),
+            dir,
+            data_dir: self.data_dir.clone(),
+            log_file: self.log.clone(),
+        }
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        let stopped = match self.server.take() {
+            Some(mut child) => server::stop(&mut child, StopMode::Immediate, &self.files()).is_ok(),
+            None => true,
+        };
+        if let Some(watchdog) = self.watchdog.take() {
+            if stopped {
+                drop(watchdog);
+            } else {
+                // Our way failed; the watchdog's (signal by pid file) may still work.
+                watchdog.fire();
+            }
+        }
+        // TempDir's drop removes the directory and ignores errors, as Drop must.
+        self.dir = None;
+    }
+}
+
+/// Names go into `postgresql.conf` unquoted, so only plain identifiers are allowed
+/// (dots for extension settings like `auto_explain.log_min_duration`).
+fn check_settings(settings: &[(String, String)]) -> Result<(), TempDbError> {
+    for (name, value) in settings {
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !plain {
+            return Err(TempDbError::Invalid {
+                what: format!("server setting {name:?}"),
+                reason: "names may only contain ASCII letters, digits, `_` and `.`".into(),
+            });
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            return Err(TempDbError::Invalid {
+                what: format!("server setting {name}"),
+                reason: "values must not contain line breaks or NUL".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> Result<u16, TempDbError> {
+    TcpListener::bind((HOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| TempDbError::io(format!("find a free TCP port on {HOST}"), e))
+}
+
+/// A single-quoted libpq conninfo value.
+fn conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_names_are_checked() {
+        let ok = [("auto_explain.log_min_duration".to_owned(), "1s".to_owned())];
+        assert!(check_settings(&ok).is_ok());
+        let bad = [("a = 1\nfsync".to_owned(), "on".to_owned())];
+        assert!(matches!(check_settings(&bad), Err(TempDbError::Invalid { .. })));
+        let bad_value = [("work_mem".to_owned(), "1\nfsync = on".to_owned())];
+        assert!(check_settings(&bad_value).is_err());
+    }
+
+    #[test]
+    fn conninfo_values_are_quoted() {
+        assert_eq!(conninfo_value(r"it's\x"), r"'it\'s\\x'");
+    }
+}

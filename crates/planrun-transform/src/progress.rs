@@ -1,0 +1,21 @@
+//! Progress reporting from a running transform to whoever displays it (a progress
+//! bar on a terminal, nothing otherwise).
+
+/// Receives a transform's progress; implementations must be cheap to call per batch.
+pub trait Progress {
+    /// The work ahead, when known (e.g. the number of rows to read).
+    fn start(&self, total: Option<u64>);
+    /// `done` more units are finished.
+    fn advance(&self, done: u64);
+    fn finish(&self);
+}
+
+/// Discards progress: for tests, JSON output and non-terminals.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _total: Option<u64>) {}
+    fn advance(&self, _done: u64) {}
+    fn finish(&self) {}
+}

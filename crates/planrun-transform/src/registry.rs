@@ -1,0 +1,52 @@
+//! The name -> transform registry that the `planrun` binary fills and plans look up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use planrun_plan::TransformCatalog;
+
+use crate::transform::Transform;
+
+#[derive(Default, Clone)]
+pub struct Registry {
+    transforms: BTreeMap<&'static str, Arc<dyn Transform>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds `transform`; a second registration under the same name replaces the first.
+    pub fn register(&mut self, transform: impl Transform + 'static) -> &mut Registry {
+        self.transforms.insert(transform.name(), Arc::new(transform));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Transform>> {
+        self.transforms.get(name)
+    }
+
+    /// Every transform, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Transform>> {
+        self.transforms.values()
+    }
+}
+
+impl TransformCatalog for Registry {
+    fn names(&self) -> Vec<String> {
+        self.transforms.keys().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn check_params(&self, name: &str, params: &toml::Table) -> Vec<(String, String)> {
+        self.get(name)
+            .map(|transform| transform.check_params(params))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.transforms.keys()).finish()
+    }
+}

@@ -1,0 +1,66 @@
+//! The [`Transform`] trait and what passes between a transform and the engine.
+
+use serde::Serialize;
+
+use crate::progress::Progress;
+
+/// A named piece of native code that a plan step runs, e.g. `memoir.split_chapters`.
+pub trait Transform: Send + Sync {
+    /// The name plans use; by convention `<crate>.<verb>`.
+    fn name(&self) -> &'static str;
+    /// Part of every stage checksum: bump it when the transform's output changes, so
+    /// that the ledger shows drift on stages it already ran.
+    fn version(&self) -> &'static str;
+    /// One line for `planrun transforms`.
+    fn summary(&self) -> &'static str;
+    /// Problems with a step's `params`, as `(key, message)`, found offline by
+    /// `planrun check`.
+    fn check_params(&self, _params: &toml::Table) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Does the work inside the stage's transaction.
+    fn run(&self, context: &mut TransformContext<'_, '_>) -> Result<TransformReport, TransformError>;
+}
+
+/// What a running transform is given.
+pub struct TransformContext<'a, 't> {
+    /// The stage's transaction (a savepoint in a dry run): commit is the engine's.
+    pub transaction: &'a mut postgres::Transaction<'t>,
+    /// The step's `params` table.
+    pub params: &'a toml::Table,
+    pub stage_id: &'a str,
+    /// The ledger's id for this run, for rows a transform records (quarantine).
+    pub run_id: i64,
+    pub progress: &'a dyn Progress,
+}
+
+/// What a transform did, for the report and the ledger.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct TransformReport {
+    pub rows_read: u64,
+    pub rows_written: u64,
+    /// Rows set aside instead of migrated (see `on_invalid = "quarantine"`).
+    pub rows_quarantined: u64,
+    /// Short facts worth showing, e.g. "images column type: json".
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransformError {
+    /// A source row the transform cannot migrate: which row, where in it, and why.
+    #[error("invalid row in {table} ({key}): {path}: {reason}")]
+    InvalidRow {
+        table: String,
+        key: String,
+        path: String,
+        reason: String,
+    },
+    #[error("invalid params: {0}")]
+    Params(String),
+    /// The database is not in the shape the transform needs.
+    #[error("{0}")]
+    Schema(String),
+    #[error(transparent)]
+    Database(#[from] postgres::Error),
+}

@@ -1,0 +1,14 @@
+-- Stage 3: one row per image; section_id NULL marks a chapter cover.
+CREATE TABLE memoir_images (
+    id         bigserial PRIMARY KEY,
+    chapter_id bigint NOT NULL REFERENCES chapters(id) ON DELETE CASCADE,
+    section_id bigint REFERENCES chapter_sections(id) ON DELETE CASCADE,
+    url        text NOT NULL,
+    caption    text,
+    meta       jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- At most one cover per chapter, one image per section.
+CREATE UNIQUE INDEX memoir_images_one_cover ON memoir_images (chapter_id) WHERE section_id IS NULL;
+CREATE UNIQUE INDEX memoir_images_one_per_section ON memoir_images (section_id) WHERE section_id IS NOT NULL;
