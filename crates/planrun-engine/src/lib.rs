@@ -2,4 +2,21 @@
 //! the stage runner. Everything that touches a database lives here, behind the
 //! offline model of `planrun-plan`.
 
+pub mod backup;
+mod checksum;
+pub mod connect;
+mod error;
 pub mod exit_codes;
+pub mod ledger;
+pub mod lock;
+mod preview;
+mod report;
+mod run;
+mod sql;
+
+pub use checksum::normalise_line_endings;
+pub use connect::{redact, Source, Target};
+pub use error::EngineError;
+pub use preview::{status, StatusReport};
+pub use report::{CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport};
+pub use run::{ApplyOptions, Observer, Runner, Silent};

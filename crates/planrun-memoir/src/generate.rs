@@ -191,28 +191,82 @@ pub fn invalid_images_cases() -> Vec<(&'static str, &'static str)> {
         ("[{\"url\": [\"a.jpg\"]}]", "images[0].url"),
         ("[{\"url\": {\"href\": \"a.jpg\"}}]", "images[0].url"),
         ("[{\"url\": \"a\\u0000.jpg\"}]", "images[0].url"),
-        ("[{\"url\": \"a.jpg\", \"caption\": 5}]", "images[0].caption"),
-        ("[{\"url\": \"a.jpg\", \"caption\": false}]", "images[0].caption"),
-        ("[{\"url\": \"a.jpg\", \"caption\": [\"x\"]}]", "images[0].caption"),
-        ("[{\"url\": \"a.jpg\", \"caption\": {\"zh\": \"x\"}}]", "images[0].caption"),
-        ("[{\"url\": \"a.jpg\", \"caption\": \"x\\u0000\"}]", "images[0].caption"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": -1}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": 1.0}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": 1e2}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": 1E2}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": 0.5}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": -0.0}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": \"1\"}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": null}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": true}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": [0]}]", "images[0].paragraph"),
-        ("[{\"url\": \"a.jpg\", \"paragraph\": {\"n\": 0}}]", "images[0].paragraph"),
+        (
+            "[{\"url\": \"a.jpg\", \"caption\": 5}]",
+            "images[0].caption",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"caption\": false}]",
+            "images[0].caption",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"caption\": [\"x\"]}]",
+            "images[0].caption",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"caption\": {\"zh\": \"x\"}}]",
+            "images[0].caption",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"caption\": \"x\\u0000\"}]",
+            "images[0].caption",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": -1}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": 1.0}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": 1e2}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": 1E2}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": 0.5}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": -0.0}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": \"1\"}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": null}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": true}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": [0]}]",
+            "images[0].paragraph",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"paragraph\": {\"n\": 0}}]",
+            "images[0].paragraph",
+        ),
         (
             "[{\"url\": \"a.jpg\", \"exif\": {\"model\": \"x\\u0000\"}}]",
             "images[0].exif.model",
         ),
-        ("[{\"url\": \"a.jpg\", \"tags\": [\"ok\", \"\\u0000\"]}]", "images[0].tags[1]"),
-        ("[{\"url\": \"a.jpg\", \"k\\u0000\": 1}]", "images[0][\"k\\u0000\"]"),
+        (
+            "[{\"url\": \"a.jpg\", \"tags\": [\"ok\", \"\\u0000\"]}]",
+            "images[0].tags[1]",
+        ),
+        (
+            "[{\"url\": \"a.jpg\", \"k\\u0000\": 1}]",
+            "images[0][\"k\\u0000\"]",
+        ),
     ]
 }
 
@@ -656,7 +710,10 @@ fn anchor(rng: &mut ChaCha8Rng, paragraphs: usize, anchors: &mut Vec<u64>) -> Js
     } else if roll < 85 && !anchors.is_empty() {
         pick(rng, anchors)
     } else if rng.random_ratio(1, 10) {
-        let huge = pick(rng, &["18446744073709551616", "123456789012345678901234567890"]);
+        let huge = pick(
+            rng,
+            &["18446744073709551616", "123456789012345678901234567890"],
+        );
         return Json::Literal(Cow::Borrowed(huge));
     } else {
         paragraphs + rng.random_range(0..5)
@@ -717,26 +774,60 @@ fn extra(rng: &mut ChaCha8Rng, which: usize) -> (&'static str, Json) {
             Json::Array(vec![text(pick(rng, TAGS)), text(pick(rng, TAGS))]),
         ),
         5 => ("rotation", literal(pick(rng, &["-90", "0", "90", "180"]))),
-        6 => ("scale", literal(pick(rng, &["1.5", "0.75", "1.10", "2.50e-1"]))),
+        6 => (
+            "scale",
+            literal(pick(rng, &["1.5", "0.75", "1.10", "2.50e-1"])),
+        ),
         7 => ("primary", literal(pick(rng, &["true", "false"]))),
-        8 => ("source", literal(pick(rng, &["null", "\"scan\"", "[]", "{}"]))),
+        8 => (
+            "source",
+            literal(pick(rng, &["null", "\"scan\"", "[]", "{}"])),
+        ),
         9 => (
             "id",
             Json::Literal(Cow::Owned(
-                rng.random_range(9_223_372_036_854_775_808..=u64::MAX).to_string(),
+                rng.random_range(9_223_372_036_854_775_808..=u64::MAX)
+                    .to_string(),
             )),
         ),
         _ => ("拍摄地点", text(pick(rng, PLACES_ZH))),
     }
 }
 
-const ZH_NAMES: &[&str] = &["王秀英", "李建国", "张桂兰", "刘志强", "陈淑芬", "杨德明", "赵玉珍", "周国华"];
+const ZH_NAMES: &[&str] = &[
+    "王秀英",
+    "李建国",
+    "张桂兰",
+    "刘志强",
+    "陈淑芬",
+    "杨德明",
+    "赵玉珍",
+    "周国华",
+];
 const ZH_MEMOIR_WORDS: &[&str] = &["回忆录", "往事", "一生", "岁月", "家书", "旧事"];
-const EN_MEMOIR_WORDS: &[&str] = &["Memories", "Letters", "Summers", "A Life", "Years", "Stories"];
-const PLACES_EN: &[&str] = &["Shanghai", "Harbin", "Chengdu", "the Coast", "Guangzhou", "Home"];
+const EN_MEMOIR_WORDS: &[&str] = &[
+    "Memories", "Letters", "Summers", "A Life", "Years", "Stories",
+];
+const PLACES_EN: &[&str] = &[
+    "Shanghai",
+    "Harbin",
+    "Chengdu",
+    "the Coast",
+    "Guangzhou",
+    "Home",
+];
 const PLACES_ZH: &[&str] = &["上海", "哈尔滨", "成都", "广州", "苏州河边", "老家"];
 const ZH_TITLES: &[&str] = &[
-    "童年", "离家", "求学", "下乡", "回城", "成家", "工厂岁月", "改革开放", "退休以后", "写给孙辈",
+    "童年",
+    "离家",
+    "求学",
+    "下乡",
+    "回城",
+    "成家",
+    "工厂岁月",
+    "改革开放",
+    "退休以后",
+    "写给孙辈",
 ];
 const EN_TITLES: &[&str] = &[
     "Childhood",
@@ -812,3 +903,45 @@ const CAPTIONS: &[&str] = &[
 ];
 const CAMERAS: &[&str] = &["Seagull 4A", "Canon AE-1", "Nikon FM2", "海鸥DF-1"];
 const TAGS: &[&str] = &["family", "school", "上海", "老照片", "1960s", "wedding"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paragraphs::paragraphs;
+
+    #[test]
+    fn generated_paragraph_count_is_what_rule_1_finds() {
+        let key = key(7);
+        for index in 0..2_000 {
+            let mut rng = stream(&key, index);
+            let language = Language::draw(&mut rng);
+            let (content, count) = content(&mut rng, language);
+            assert_eq!(paragraphs(content.as_deref()).len(), count, "{content:?}");
+        }
+    }
+
+    #[test]
+    fn memoir_slots_follow_the_size_cycle() {
+        assert_eq!(memoir_slot(0), (0, 1));
+        assert_eq!(memoir_slot(11), (0, 12));
+        assert_eq!(memoir_slot(12), (1, 1));
+        assert_eq!(memoir_slot(CYCLE_CHAPTERS - 1), (CYCLE_MEMOIRS - 1, 10));
+        assert_eq!(memoir_slot(CYCLE_CHAPTERS), (CYCLE_MEMOIRS, 1));
+        assert_eq!(memoir_count(0), 0);
+        assert_eq!(memoir_count(12), 1);
+        assert_eq!(memoir_count(13), 2);
+        assert_eq!(
+            memoir_count(CYCLE_CHAPTERS as usize),
+            CYCLE_MEMOIRS as usize
+        );
+    }
+
+    #[test]
+    fn php_escapes_encode_non_ascii_as_utf16_units() {
+        let mut out = String::new();
+        write_json_string("a/老📺\u{1}\"", true, &mut out);
+        assert_eq!(out, r#""a\/\u8001\ud83d\udcfa\u0001\"""#);
+        let decoded: String = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(decoded, "a/老📺\u{1}\"");
+    }
+}

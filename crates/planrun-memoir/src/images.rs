@@ -3,10 +3,11 @@
 //! The value arrives as text whatever the column's type (`jsonb`, `json`, or `text`
 //! holding JSON), so databases that drifted from the documented schema are read the same
 //! way. serde_json is built with `arbitrary_precision` so that every number keeps the
-//! exact text it was written with: an image's extra keys go back into `jsonb` unchanged
-//! (no `1.10` turning into `1.1`, no big id losing digits), and a `paragraph` anchor is
-//! judged on its literal, where `1.0` and `1e2` are not integers and an integer of any
-//! size is.
+//! exact digits it was written with: an image's extra keys go back into `jsonb` with the
+//! same values (no `1.10` turning into `1.1`, no big id losing digits, no `1e400` failing
+//! to parse; only an exponent's spelling is normalised, `1E2` to `1e+2`), and a
+//! `paragraph` anchor is judged on its literal, where `1.0` and `1e2` are not integers and
+//! an integer of any size is.
 
 use serde_json::{Map, Number, Value};
 
@@ -249,8 +250,14 @@ mod tests {
         let number = |s: &str| -> Number { serde_json::from_str(s).expect("a number") };
         assert_eq!(integer_literal(&number("0")), Some(0));
         assert_eq!(integer_literal(&number("-0")), Some(0));
-        assert_eq!(integer_literal(&number("18446744073709551615")), Some(u64::MAX));
-        assert_eq!(integer_literal(&number("18446744073709551616")), Some(u64::MAX));
+        assert_eq!(
+            integer_literal(&number("18446744073709551615")),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            integer_literal(&number("18446744073709551616")),
+            Some(u64::MAX)
+        );
         assert_eq!(integer_literal(&number("-1")), None);
         assert_eq!(integer_literal(&number("1.0")), None);
         assert_eq!(integer_literal(&number("1e2")), None);

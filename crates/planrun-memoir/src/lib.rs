@@ -14,4 +14,6 @@ pub use images::{anchor, parse_images, Image, InvalidImages};
 pub use paragraphs::{
     is_blank, joined_paragraphs, normalize_newlines, paragraphs, ParagraphSlices,
 };
-pub use split::{assign_sections, place_images, split_chapter, InvalidChapter, Section, SplitChapter};
+pub use split::{
+    assign_sections, place_images, split_chapter, InvalidChapter, Section, SplitChapter,
+};

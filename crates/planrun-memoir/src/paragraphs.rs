@@ -119,7 +119,10 @@ mod tests {
 
     #[test]
     fn normalize_handles_crlf_lone_cr_and_runs_of_them() {
-        assert_eq!(normalize_newlines("a\r\nb\rc\r\r\nd\n\re\r"), "a\nb\nc\n\nd\n\ne\n");
+        assert_eq!(
+            normalize_newlines("a\r\nb\rc\r\r\nd\n\re\r"),
+            "a\nb\nc\n\nd\n\ne\n"
+        );
     }
 
     #[test]

@@ -84,8 +84,11 @@ pub fn place_images(
     }
 
     let image_count = images.len();
-    let cover_image = images.first().map(|image| Value::Object(image.object.clone()));
-    let mut objects: Vec<Option<Value>> = images.into_iter().map(|i| Some(i.into_value())).collect();
+    let cover_image = images
+        .first()
+        .map(|image| Value::Object(image.object.clone()));
+    let mut objects: Vec<Option<Value>> =
+        images.into_iter().map(|i| Some(i.into_value())).collect();
     let mut contents = paragraphs.into_iter().map(Cow::into_owned);
     let sections = slots
         .into_iter()

@@ -175,7 +175,11 @@ mod tests {
             TempDbError::BinariesNotFound { searched } => assert_eq!(searched, vec![empty]),
             other => panic!("unexpected error {other:?}"),
         }
-        let found = search(Some(root.path().join("15/bin").as_os_str()), None, root.path());
+        let found = search(
+            Some(root.path().join("15/bin").as_os_str()),
+            None,
+            root.path(),
+        );
         assert_eq!(found.unwrap(), root.path().join("15/bin"));
     }
 

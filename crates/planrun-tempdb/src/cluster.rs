@@ -163,17 +163,22 @@ impl TempCluster {
         // From here on errors drop `cluster`, which removes everything again.
         template.copy_to(&cluster.data_dir, &cluster.user)?;
         fs::create_dir(&cluster.socket_dir)
-            .and_then(|()| fs::set_permissions(&cluster.socket_dir, fs::Permissions::from_mode(0o700)))
+            .and_then(|()| {
+                fs::set_permissions(&cluster.socket_dir, fs::Permissions::from_mode(0o700))
+            })
             .map_err(|e| TempDbError::io_at("create directory", &cluster.socket_dir, e))?;
         cluster.user.chown(&cluster.socket_dir)?;
         write_private(&cluster.log, "", &cluster.user)?;
 
+        // fsync and full-page writes only protect against an operating-system crash,
+        // which a throwaway cluster need not survive. synchronous_commit stays on:
+        // with fsync off it costs a write() per commit, while off it would lose
+        // acknowledged commits on StopMode::Immediate and mislead crash tests.
         let mut conf = format!(
-            "\n# Added by planrun-tempdb: a throwaway cluster trades durability for speed.\n\
+            "\n# Added by planrun-tempdb: a throwaway cluster need not survive an OS crash.\n\
              listen_addresses = '{HOST}'\n\
              unix_socket_directories = {}\n\
              fsync = off\n\
-             synchronous_commit = off\n\
              full_page_writes = off\n",
             quote::conf_value(&cluster.socket_dir.to_string_lossy()),
         );
@@ -291,13 +296,17 @@ impl TempCluster {
     /// Run `sql` in `dbname` as the superuser over the Unix socket with `psql`
     /// (unaligned, tuples only), returning its standard output.
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String, TempDbError> {
-        self.run_psql(dbname, sql, || format!("run SQL in database {}", quote::ident(dbname)))
+        self.run_psql(dbname, sql, || {
+            format!("run SQL in database {}", quote::ident(dbname))
+        })
     }
 
     /// `CREATE DATABASE name` and its URL.
     pub fn create_database(&self, name: &str) -> Result<String, TempDbError> {
         let sql = format!("CREATE DATABASE {}", quote::ident(name));
-        self.run_psql("postgres", &sql, || format!("create database {}", quote::ident(name)))?;
+        self.run_psql("postgres", &sql, || {
+            format!("create database {}", quote::ident(name))
+        })?;
         Ok(self.url(name))
     }
 
@@ -314,7 +323,11 @@ impl TempCluster {
             });
         }
         let own = self.bin_dir.join("psql");
-        let psql = if own.is_file() { own } else { PathBuf::from("psql") };
+        let psql = if own.is_file() {
+            own
+        } else {
+            PathBuf::from("psql")
+        };
         // A conninfo string rather than -h/-d: psql would otherwise read a database
         // name containing `=` as a connection string.
         let conninfo = format!(
@@ -369,7 +382,10 @@ impl TempCluster {
         // Dropping a `Child` neither kills nor waits for it.
         self.server = None;
         self.watchdog = None;
-        let dir = self.dir.take().map_or_else(|| self.root.clone(), tempfile::TempDir::keep);
+        let dir = self
+            .dir
+            .take()
+            .map_or_else(|| self.root.clone(), tempfile::TempDir::keep);
         let pg_ctl = self.bin_dir.join("pg_ctl");
         let stop = format!(
             "{} stop -m fast -D {}",
@@ -378,7 +394,11 @@ impl TempCluster {
         );
         let stop = match self.user.switch_to {
             // pg_ctl refuses to run as root; the run user may have no login shell.
-            Some(_) => format!("su -s /bin/sh {} -c {}", self.user.name, quote::shell(&stop)),
+            Some(_) => format!(
+                "su -s /bin/sh {} -c {}",
+                self.user.name,
+                quote::shell(&stop)
+            ),
             None => stop,
         };
         KeptCluster {
@@ -457,7 +477,10 @@ mod tests {
         let ok = [("auto_explain.log_min_duration".to_owned(), "1s".to_owned())];
         assert!(check_settings(&ok).is_ok());
         let bad = [("a = 1\nfsync".to_owned(), "on".to_owned())];
-        assert!(matches!(check_settings(&bad), Err(TempDbError::Invalid { .. })));
+        assert!(matches!(
+            check_settings(&bad),
+            Err(TempDbError::Invalid { .. })
+        ));
         let bad_value = [("work_mem".to_owned(), "1\nfsync = on".to_owned())];
         assert!(check_settings(&bad_value).is_err());
     }

@@ -98,7 +98,10 @@ mod tests {
             searched: vec![PathBuf::from("/a"), PathBuf::from("/b")],
         };
         let msg = err.to_string();
-        assert!(msg.starts_with("find the PostgreSQL server binaries"), "{msg}");
+        assert!(
+            msg.starts_with("find the PostgreSQL server binaries"),
+            "{msg}"
+        );
         assert!(msg.contains("/a, /b"), "{msg}");
         assert!(msg.contains("apt-get install -y postgresql"), "{msg}");
         assert!(msg.contains("PG_BIN"), "{msg}");

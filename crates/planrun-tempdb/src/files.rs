@@ -11,7 +11,10 @@ use crate::TempDbError;
 
 /// A fresh temporary directory, mode 0700, owned by `user`: the server's files are
 /// nobody else's business, but the server has to be able to create them.
-pub(crate) fn private_tempdir(prefix: &str, user: &RunUser) -> Result<tempfile::TempDir, TempDbError> {
+pub(crate) fn private_tempdir(
+    prefix: &str,
+    user: &RunUser,
+) -> Result<tempfile::TempDir, TempDbError> {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -23,7 +26,11 @@ pub(crate) fn private_tempdir(prefix: &str, user: &RunUser) -> Result<tempfile::
 }
 
 /// Write `contents` to a new file only `user` can read.
-pub(crate) fn write_private(path: &Path, contents: &str, user: &RunUser) -> Result<(), TempDbError> {
+pub(crate) fn write_private(
+    path: &Path,
+    contents: &str,
+    user: &RunUser,
+) -> Result<(), TempDbError> {
     fs::write(path, contents).map_err(|e| TempDbError::io_at("write", path, e))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(|e| TempDbError::io_at("set the mode of", path, e))?;
@@ -113,7 +120,10 @@ mod tests {
         copy_tree(&src, &dir.path().join("dest"), &me).unwrap();
         let copied = dir.path().join("dest/sub/f");
         assert_eq!(fs::read_to_string(&copied).unwrap(), "x");
-        assert_eq!(fs::metadata(&copied).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&copied).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(
             fs::read_link(dir.path().join("dest/link")).unwrap(),
             Path::new("sub/f")

@@ -135,7 +135,11 @@ fn is_ready(pid_file: &Path, pid: u32) -> bool {
 
 /// Stop the server and reap it. If it ignores the request it is killed, so that this
 /// always ends with the process gone; an error still reports the failed request.
-pub(crate) fn stop(child: &mut Child, mode: StopMode, files: &ServerFiles<'_>) -> Result<(), TempDbError> {
+pub(crate) fn stop(
+    child: &mut Child,
+    mode: StopMode,
+    files: &ServerFiles<'_>,
+) -> Result<(), TempDbError> {
     let pid = child.id();
     if let Ok(Some(_)) = child.try_wait() {
         return Ok(());
@@ -161,7 +165,12 @@ pub(crate) fn stop(child: &mut Child, mode: StopMode, files: &ServerFiles<'_>) -
         )),
         Err(e) => Some(format!("could not run {}: {e}", pg_ctl.display())),
     };
-    let deadline = Instant::now() + if problem.is_some() { Duration::ZERO } else { patience };
+    let deadline = Instant::now()
+        + if problem.is_some() {
+            Duration::ZERO
+        } else {
+            patience
+        };
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
@@ -170,7 +179,10 @@ pub(crate) fn stop(child: &mut Child, mode: StopMode, files: &ServerFiles<'_>) -
                 let _ = child.kill();
                 let _ = child.wait();
                 problem.get_or_insert_with(|| {
-                    format!("it did not exit within {} s and was killed", patience.as_secs())
+                    format!(
+                        "it did not exit within {} s and was killed",
+                        patience.as_secs()
+                    )
                 });
                 break;
             }

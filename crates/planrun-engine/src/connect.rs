@@ -1,0 +1,388 @@
+//! Connecting to the target database: where the connection string comes from
+//! (`--database-url`, `DATABASE_URL` from the environment or `./.env`, libpq's `PG*`
+//! variables), TLS per `sslmode`, and redaction so that no password is ever printed.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use postgres::config::SslMode;
+use postgres::{Client, Config};
+use postgres_openssl::MakeTlsConnector;
+
+use crate::error::EngineError;
+
+/// Where the connection settings came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Environment,
+    DotEnv,
+    Libpq,
+}
+
+/// A resolved connection target. Its `Display` never shows the password.
+#[derive(Clone)]
+pub struct Target {
+    config: Config,
+    tls: TlsMode,
+    root_cert: Option<String>,
+    pub source: Source,
+    redacted: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("url", &self.redacted).finish()
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl Target {
+    /// Resolves the target: an explicit URL wins, then `DATABASE_URL` from the
+    /// environment, then `DATABASE_URL` in `<cwd>/.env`, then libpq's `PG*` variables.
+    pub fn resolve(explicit: Option<&str>, cwd: &Path) -> Result<Target, EngineError> {
+        if let Some(url) = explicit {
+            return Target::parse(url, Source::Flag);
+        }
+        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+            return Target::parse(&url, Source::Environment);
+        }
+        if let Some(url) = dotenv_database_url(&cwd.join(".env")) {
+            return Target::parse(&url, Source::DotEnv);
+        }
+        Target::from_libpq_env()
+    }
+
+    /// Parses a URL or key=value connection string.
+    pub fn parse(text: &str, source: Source) -> Result<Target, EngineError> {
+        let redacted = redact(text);
+        let (rest, sslmode, root_cert) = take_tls_settings(text);
+        let config = Config::from_str(&rest).map_err(|error| EngineError::BadConnectionString {
+            target: redacted.clone(),
+            reason: redact(&error.to_string()),
+        })?;
+        let tls = parse_tls_mode(sslmode.as_deref().unwrap_or("prefer"), &redacted)?;
+        Ok(Target {
+            config,
+            tls,
+            root_cert,
+            source,
+            redacted,
+        })
+    }
+
+    fn from_libpq_env() -> Result<Target, EngineError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let mut config = Config::new();
+        config.host(&var("PGHOST").unwrap_or_else(|| "/var/run/postgresql".into()));
+        if let Some(port) = var("PGPORT") {
+            let port = port.parse().map_err(|_| EngineError::BadConnectionString {
+                target: "PG* environment".into(),
+                reason: format!("PGPORT `{port}` is not a port number"),
+            })?;
+            config.port(port);
+        }
+        let user = var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into());
+        config.user(&user);
+        config.dbname(&var("PGDATABASE").unwrap_or_else(|| user.clone()));
+        if let Some(password) = var("PGPASSWORD") {
+            config.password(password);
+        }
+        if let Some(name) = var("PGAPPNAME") {
+            config.application_name(&name);
+        }
+        let tls = parse_tls_mode(&var("PGSSLMODE").unwrap_or_else(|| "prefer".into()), "PG* environment")?;
+        let mut target = Target {
+            config,
+            tls,
+            root_cert: var("PGSSLROOTCERT"),
+            source: Source::Libpq,
+            redacted: String::new(),
+        };
+        target.redacted = target.describe();
+        Ok(target)
+    }
+
+    /// `user@host:port/dbname`, for messages and the ledger.
+    pub fn describe(&self) -> String {
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(|host| match host {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgresql://{}@{host}:{port}/{}",
+            self.config.get_user().unwrap_or(""),
+            self.config.get_dbname().unwrap_or("")
+        )
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn password(&self) -> Option<String> {
+        self.config
+            .get_password()
+            .map(|password| String::from_utf8_lossy(password).into_owned())
+    }
+
+    /// libpq's `sslmode` to hand to `pg_dump`.
+    pub fn sslmode(&self) -> &'static str {
+        match self.tls {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    pub fn root_cert(&self) -> Option<&str> {
+        self.root_cert.as_deref()
+    }
+
+    /// Opens a connection named `application_name`.
+    pub fn connect(&self, application_name: &str) -> Result<Client, EngineError> {
+        let mut config = self.config.clone();
+        if config.get_application_name().is_none() {
+            config.application_name(application_name);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let cannot_connect = |reason: String| EngineError::CannotConnect {
+            target: self.redacted.clone(),
+            reason: redact(&reason),
+        };
+        if self.tls == TlsMode::Disable {
+            config.ssl_mode(SslMode::Disable);
+            return config
+                .connect(postgres::NoTls)
+                .map_err(|error| cannot_connect(error_chain(&error)));
+        }
+        let mut builder = SslConnector::builder(SslMethod::tls_client())
+            .map_err(|error| cannot_connect(format!("cannot set up TLS: {error}")))?;
+        match self.tls {
+            TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                builder.set_verify(SslVerifyMode::PEER);
+                match &self.root_cert {
+                    Some(file) => builder.set_ca_file(file).map_err(|error| {
+                        cannot_connect(format!("cannot read sslrootcert {file}: {error}"))
+                    })?,
+                    None => builder.set_default_verify_paths().map_err(|error| {
+                        cannot_connect(format!("cannot load the system CA certificates: {error}"))
+                    })?,
+                }
+            }
+            _ => builder.set_verify(SslVerifyMode::NONE),
+        }
+        let mut connector = MakeTlsConnector::new(builder.build());
+        let verify_hostname = self.tls == TlsMode::VerifyFull;
+        connector.set_callback(move |connect, _| {
+            connect.set_verify_hostname(verify_hostname);
+            Ok(())
+        });
+        config.ssl_mode(match self.tls {
+            TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        config
+            .connect(connector)
+            .map_err(|error| cannot_connect(error_chain(&error)))
+    }
+}
+
+/// An error with its sources, e.g. "error connecting to server: Connection refused".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn parse_tls_mode(mode: &str, target: &str) -> Result<TlsMode, EngineError> {
+    match mode {
+        "disable" => Ok(TlsMode::Disable),
+        "allow" | "prefer" => Ok(TlsMode::Prefer),
+        "require" => Ok(TlsMode::Require),
+        "verify-ca" => Ok(TlsMode::VerifyCa),
+        "verify-full" => Ok(TlsMode::VerifyFull),
+        other => Err(EngineError::BadConnectionString {
+            target: target.to_owned(),
+            reason: format!("sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"),
+        }),
+    }
+}
+
+/// Removes `sslmode` and `sslrootcert` from a URL or key=value string, which the
+/// `postgres` crate does not fully understand, and returns them.
+fn take_tls_settings(text: &str) -> (String, Option<String>, Option<String>) {
+    let mut sslmode = None;
+    let mut root_cert = None;
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let Some((base, query)) = text.split_once('?') else {
+            return (text.to_owned(), None, None);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let value = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned());
+                match key {
+                    "sslmode" => sslmode = value,
+                    "sslrootcert" => root_cert = value,
+                    _ => return true,
+                }
+                false
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (rest, sslmode, root_cert);
+    }
+    let kept: Vec<&str> = text
+        .split_whitespace()
+        .filter(|pair| match pair.split_once('=') {
+            Some(("sslmode", value)) => {
+                sslmode = Some(value.to_owned());
+                false
+            }
+            Some(("sslrootcert", value)) => {
+                root_cert = Some(value.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept.join(" "), sslmode, root_cert)
+}
+
+fn dotenv_database_url(path: &Path) -> Option<String> {
+    let entries = dotenvy::from_path_iter(path).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .find(|(key, _)| key == "DATABASE_URL")
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// Replaces the password in a URL (`postgres://user:secret@host`) or key=value string
+/// (`password=secret`) with `***`. Text without a password is returned unchanged.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_at) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_at + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', ' ', '\n', '"', '\'']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    redact_key_value(&out)
+}
+
+fn redact_key_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("password=") {
+        let starts_word = at == 0 || rest[..at].ends_with([' ', '&', '?', '\t']);
+        let (head, tail) = rest.split_at(at + "password=".len());
+        out.push_str(head);
+        if !starts_word {
+            rest = tail;
+            continue;
+        }
+        let value_end = if let Some(quoted) = tail.strip_prefix('\'') {
+            quoted.find('\'').map_or(tail.len(), |end| end + 2)
+        } else {
+            tail.find([' ', '&', '\n', '\t']).unwrap_or(tail.len())
+        };
+        out.push_str("***");
+        rest = &tail[value_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls_and_key_values() {
+        assert_eq!(
+            redact("postgresql://app:s3cr%40t@db:5432/prod?sslmode=require"),
+            "postgresql://app:***@db:5432/prod?sslmode=require"
+        );
+        assert_eq!(redact("postgres://app@db/prod"), "postgres://app@db/prod");
+        assert_eq!(
+            redact("host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(redact("password='a b' x=1"), "password=*** x=1");
+        assert_eq!(
+            redact("error at postgres://u:pw@h/d and postgres://v:pw2@h/d"),
+            "error at postgres://u:***@h/d and postgres://v:***@h/d"
+        );
+    }
+
+    #[test]
+    fn tls_settings_are_taken_out_of_the_url() {
+        let (rest, mode, cert) =
+            take_tls_settings("postgresql://u@h/d?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x");
+        assert_eq!(rest, "postgresql://u@h/d?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-full"));
+        assert_eq!(cert.as_deref(), Some("/tmp/ca.pem"));
+        let target = Target::parse("postgresql://u:pw@h/d?sslmode=verify-full", Source::Flag).unwrap();
+        assert_eq!(target.sslmode(), "verify-full");
+        assert!(!format!("{target} {target:?}").contains("pw"));
+    }
+
+    #[test]
+    fn an_unknown_sslmode_is_an_error() {
+        let error = Target::parse("postgresql://u@h/d?sslmode=sometimes", Source::Flag).unwrap_err();
+        assert!(error.to_string().contains("sometimes"));
+    }
+}

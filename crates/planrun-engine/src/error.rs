@@ -1,0 +1,57 @@
+//! Errors that stop planrun before or around the stages (connection, lock, ledger,
+//! backup). Failures inside a stage are part of the run report instead.
+
+use crate::exit_codes;
+use crate::lock::LockHolder;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("invalid connection string {target}: {reason}")]
+    BadConnectionString { target: String, reason: String },
+    #[error("cannot connect to {target}: {reason}")]
+    CannotConnect { target: String, reason: String },
+    #[error("plan `{plan}` is locked by another apply{}; waited {waited_ms} ms", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Locked {
+        plan: String,
+        holder: Option<LockHolder>,
+        waited_ms: u64,
+    },
+    #[error("{context}: {}", crate::connect::redact(&crate::connect::error_chain(source)))]
+    Database {
+        context: String,
+        source: postgres::Error,
+    },
+    #[error("backup failed, nothing was changed: {reason}")]
+    Backup { reason: String },
+    #[error("{0}")]
+    NotDryRunnable(String),
+    #[error("{0}")]
+    Selection(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the ledger was written by a newer planrun (ledger version {found}, this planrun knows {known}); upgrade planrun")]
+    LedgerTooNew { found: i32, known: i32 },
+}
+
+impl EngineError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::BadConnectionString { .. } | EngineError::CannotConnect { .. } => {
+                exit_codes::CANNOT_CONNECT
+            }
+            EngineError::Locked { .. } => exit_codes::LOCKED,
+            EngineError::Backup { .. } => exit_codes::BACKUP_FAILED,
+            EngineError::NotDryRunnable(_) | EngineError::Selection(_) => exit_codes::USAGE,
+            _ => exit_codes::ERROR,
+        }
+    }
+
+    pub(crate) fn database(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> EngineError {
+        let context = context.into();
+        move |source| EngineError::Database { context, source }
+    }
+}

@@ -1,0 +1,305 @@
+//! The ledger: planrun's own schema `planrun`, recording every run and every stage
+//! result. Versioned (`planrun.ledger_version`) so a later release can migrate it.
+//! Tables are created with the running role's default privileges and no grants.
+
+use std::collections::BTreeMap;
+
+use postgres::GenericClient;
+use serde_json::Value as Json;
+
+use crate::checksum::Definition;
+use crate::error::EngineError;
+
+/// The ledger layout this planrun writes.
+pub const LEDGER_VERSION: i32 = 1;
+
+const CREATE_V1: &str = "
+CREATE SCHEMA IF NOT EXISTS planrun;
+CREATE TABLE IF NOT EXISTS planrun.ledger_version (
+    version    int NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS planrun.runs (
+    id              bigserial PRIMARY KEY,
+    plan_name       text NOT NULL,
+    plan_checksum   text NOT NULL,
+    planrun_version text NOT NULL,
+    db_user         text NOT NULL DEFAULT current_user,
+    client_host     text NOT NULL,
+    command         text NOT NULL,
+    target          text NOT NULL,
+    backup_file     text,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    outcome         text NOT NULL DEFAULT 'running'
+);
+CREATE TABLE IF NOT EXISTS planrun.stage_results (
+    id               bigserial PRIMARY KEY,
+    run_id           bigint NOT NULL REFERENCES planrun.runs(id),
+    plan_name        text NOT NULL,
+    stage_id         text NOT NULL,
+    status           text NOT NULL CHECK (status IN ('applied', 'skipped', 'failed')),
+    checksum         text NOT NULL,
+    definition       jsonb NOT NULL,
+    drift_accepted   boolean NOT NULL DEFAULT false,
+    skip_reason      text,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    duration_ms      bigint NOT NULL,
+    rows_affected    bigint NOT NULL DEFAULT 0,
+    rows_quarantined bigint NOT NULL DEFAULT 0,
+    captures         jsonb NOT NULL DEFAULT '{}',
+    verifications    jsonb NOT NULL DEFAULT '[]',
+    error            jsonb
+);
+CREATE INDEX IF NOT EXISTS stage_results_by_stage ON planrun.stage_results (plan_name, stage_id, id);
+";
+
+/// Creates or checks the ledger. Call with the plan lock held, so that two first
+/// runs do not race to create it.
+pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('planrun.ledger_version') IS NOT NULL", &[])
+        .map_err(EngineError::database("cannot inspect the ledger"))?
+        .get(0);
+    if exists {
+        let version: Option<i32> = client
+            .query_one("SELECT max(version) FROM planrun.ledger_version", &[])
+            .map_err(EngineError::database("cannot read the ledger version"))?
+            .get(0);
+        return match version {
+            Some(found) if found > LEDGER_VERSION => Err(EngineError::LedgerTooNew {
+                found,
+                known: LEDGER_VERSION,
+            }),
+            Some(_) => Ok(()),
+            None => client
+                .execute("INSERT INTO planrun.ledger_version (version) VALUES ($1)", &[&LEDGER_VERSION])
+                .map(drop)
+                .map_err(EngineError::database("cannot write the ledger version")),
+        };
+    }
+    client
+        .batch_execute(CREATE_V1)
+        .map_err(EngineError::database("cannot create the ledger schema `planrun`"))?;
+    client
+        .execute("INSERT INTO planrun.ledger_version (version) VALUES ($1)", &[&LEDGER_VERSION])
+        .map_err(EngineError::database("cannot write the ledger version"))?;
+    Ok(())
+}
+
+/// Whether the ledger exists (read-only commands do not create it).
+pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
+    Ok(client
+        .query_one("SELECT to_regclass('planrun.stage_results') IS NOT NULL", &[])
+        .map_err(EngineError::database("cannot inspect the ledger"))?
+        .get(0))
+}
+
+/// The latest committed result of one stage.
+#[derive(Debug, Clone)]
+pub struct RecordedStage {
+    pub run_id: i64,
+    pub status: String,
+    pub checksum: String,
+    pub definition: Definition,
+    pub finished_at: String,
+    pub captures: BTreeMap<String, Option<String>>,
+    pub rows_affected: i64,
+    pub rows_quarantined: i64,
+    pub skip_reason: Option<String>,
+}
+
+/// Latest result per stage of `plan`, failed ones included (status shows them).
+pub fn latest_results(
+    client: &mut impl GenericClient,
+    plan: &str,
+) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
+    results(client, plan, true)
+}
+
+/// Latest applied-or-skipped result per stage: what counts as done.
+pub fn done_results(
+    client: &mut impl GenericClient,
+    plan: &str,
+) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
+    results(client, plan, false)
+}
+
+fn results(
+    client: &mut impl GenericClient,
+    plan: &str,
+    include_failed: bool,
+) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
+    if !exists(client)? {
+        return Ok(BTreeMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (stage_id) stage_id, run_id, status, checksum, definition, \
+                    to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'), captures, rows_affected, \
+                    rows_quarantined, skip_reason \
+             FROM planrun.stage_results WHERE plan_name = $1 AND ($2 OR status <> 'failed') \
+             ORDER BY stage_id, id DESC",
+            &[&plan, &include_failed],
+        )
+        .map_err(EngineError::database("cannot read the ledger"))?;
+    let mut results = BTreeMap::new();
+    for row in rows {
+        let definition: Json = row.get(4);
+        let captures: Json = row.get(6);
+        results.insert(
+            row.get::<_, String>(0),
+            RecordedStage {
+                run_id: row.get(1),
+                status: row.get(2),
+                checksum: row.get(3),
+                definition: serde_json::from_value(definition).unwrap_or_default(),
+                finished_at: row.get(5),
+                captures: serde_json::from_value(captures).unwrap_or_default(),
+                rows_affected: row.get(7),
+                rows_quarantined: row.get(8),
+                skip_reason: row.get(9),
+            },
+        );
+    }
+    Ok(results)
+}
+
+/// What a run row records at its start.
+pub struct NewRun<'a> {
+    pub plan_name: &'a str,
+    pub plan_checksum: &'a str,
+    pub command: &'a str,
+    pub target: &'a str,
+}
+
+pub fn start_run(client: &mut impl GenericClient, run: &NewRun<'_>) -> Result<i64, EngineError> {
+    let host = hostname();
+    client
+        .query_one(
+            "INSERT INTO planrun.runs (plan_name, plan_checksum, planrun_version, client_host, command, target) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[
+                &run.plan_name,
+                &run.plan_checksum,
+                &env!("CARGO_PKG_VERSION"),
+                &host,
+                &run.command,
+                &run.target,
+            ],
+        )
+        .map(|row| row.get(0))
+        .map_err(EngineError::database("cannot record the run in the ledger"))
+}
+
+pub fn set_backup(client: &mut impl GenericClient, run_id: i64, file: &str) -> Result<(), EngineError> {
+    client
+        .execute("UPDATE planrun.runs SET backup_file = $2 WHERE id = $1", &[&run_id, &file])
+        .map(drop)
+        .map_err(EngineError::database("cannot record the backup in the ledger"))
+}
+
+pub fn finish_run(client: &mut impl GenericClient, run_id: i64, outcome: &str) -> Result<(), EngineError> {
+    client
+        .execute(
+            "UPDATE planrun.runs SET finished_at = clock_timestamp(), outcome = $2 WHERE id = $1",
+            &[&run_id, &outcome],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot record the run's outcome in the ledger"))
+}
+
+/// One stage result row.
+pub struct StageRecord<'a> {
+    pub run_id: i64,
+    pub plan_name: &'a str,
+    pub stage_id: &'a str,
+    pub status: &'a str,
+    pub checksum: &'a str,
+    pub definition: &'a Definition,
+    pub drift_accepted: bool,
+    pub skip_reason: Option<&'a str>,
+    pub started_at: std::time::SystemTime,
+    pub duration_ms: i64,
+    pub rows_affected: i64,
+    pub rows_quarantined: i64,
+    pub captures: Json,
+    pub verifications: Json,
+    pub error: Option<Json>,
+}
+
+pub fn record_stage(client: &mut impl GenericClient, record: &StageRecord<'_>) -> Result<(), EngineError> {
+    let definition = serde_json::to_value(record.definition).expect("a definition always serialises");
+    client
+        .execute(
+            "INSERT INTO planrun.stage_results (run_id, plan_name, stage_id, status, checksum, definition, \
+                 drift_accepted, skip_reason, started_at, duration_ms, rows_affected, rows_quarantined, \
+                 captures, verifications, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &[
+                &record.run_id,
+                &record.plan_name,
+                &record.stage_id,
+                &record.status,
+                &record.checksum,
+                &definition,
+                &record.drift_accepted,
+                &record.skip_reason,
+                &record.started_at,
+                &record.duration_ms,
+                &record.rows_affected,
+                &record.rows_quarantined,
+                &record.captures,
+                &record.verifications,
+                &record.error,
+            ],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot record the stage result in the ledger"))
+}
+
+/// Recent runs of `plan`, newest first.
+pub fn recent_runs(client: &mut impl GenericClient, plan: &str, limit: i64) -> Result<Vec<RunSummary>, EngineError> {
+    if !exists(client)? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT id, command, outcome, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                    coalesce(backup_file, ''), db_user, client_host \
+             FROM planrun.runs WHERE plan_name = $1 ORDER BY id DESC LIMIT $2",
+            &[&plan, &limit],
+        )
+        .map_err(EngineError::database("cannot read the ledger"))?;
+    Ok(rows
+        .iter()
+        .map(|row| RunSummary {
+            id: row.get(0),
+            command: row.get(1),
+            outcome: row.get(2),
+            started_at: row.get(3),
+            backup_file: Some(row.get::<_, String>(4)).filter(|file| !file.is_empty()),
+            user: row.get(5),
+            host: row.get(6),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub command: String,
+    pub outcome: String,
+    pub started_at: String,
+    pub backup_file: Option<String>,
+    pub user: String,
+    pub host: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}

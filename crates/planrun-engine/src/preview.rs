@@ -1,0 +1,263 @@
+//! The read-only commands: `planrun plan` (what apply would do now), `planrun verify`
+//! (run applied stages' checks again) and `planrun status` (the ledger's view). None
+//! of them writes: they work inside a transaction that is rolled back, and read the
+//! ledger only if it exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::checksum;
+use crate::connect::Target;
+use crate::error::EngineError;
+use crate::ledger::{self, RunSummary};
+use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
+use crate::run::{check_now, skip_rule_now, ApplyOptions, Runner};
+
+impl Runner<'_> {
+    fn read_only_session(&self, target: &Target, command: &str) -> Result<postgres::Client, EngineError> {
+        target.connect(&format!("planrun {command} {}", self.plan().name))
+    }
+
+    fn empty_report(&self, command: &str, target: &Target) -> RunReport {
+        RunReport {
+            command: command.into(),
+            plan: self.plan().name.clone(),
+            target: target.to_string(),
+            dry_run: false,
+            run_id: None,
+            backup_file: None,
+            stages: Vec::new(),
+            outcome: RunOutcome::NothingToDo,
+            exit_code: 0,
+            summary: Vec::new(),
+        }
+    }
+
+    /// What `apply` with `options` would do now, stage by stage. Writes nothing.
+    pub fn preview(&self, target: &Target, options: &ApplyOptions) -> Result<RunReport, EngineError> {
+        let selection = self.selection(options)?;
+        let mut client = self.read_only_session(target, "plan")?;
+        let mut tx = client
+            .transaction()
+            .map_err(EngineError::database("cannot begin a read-only transaction"))?;
+        self.run_setup(&mut tx)?;
+        let done = ledger::done_results(&mut tx, &self.plan().name)?;
+        let mut captures: BTreeMap<String, Option<String>> =
+            done.values().flat_map(|recorded| recorded.captures.clone()).collect();
+        let mut report = self.empty_report("plan", target);
+        let mut pending: BTreeSet<String> = BTreeSet::new();
+        let mut would_change = false;
+        for &(index, selected, ref why) in &selection {
+            let stage = &self.plan().stages[index];
+            let mut stage_report = self.stage_report(index, StageStatus::WouldRun);
+            if let Some(recorded) = done.get(&stage.id) {
+                if recorded.checksum == stage_report.checksum {
+                    stage_report.status = StageStatus::AlreadyApplied;
+                    stage_report.note = Some(format!("{} in run {} at {}", recorded.status, recorded.run_id, recorded.finished_at));
+                } else {
+                    stage_report.status = StageStatus::Drifted;
+                    stage_report.drift = checksum::differences(&recorded.definition, self.definition(index));
+                    report.outcome = RunOutcome::Drift;
+                }
+                report.stages.push(stage_report);
+                continue;
+            }
+            if !selected {
+                stage_report.status = StageStatus::NotSelected;
+                stage_report.note = why.clone();
+                report.stages.push(stage_report);
+                continue;
+            }
+            let waiting_for: Vec<&str> = stage
+                .depends_on
+                .iter()
+                .map(|(dep, _)| dep.as_str())
+                .filter(|dep| pending.contains(*dep))
+                .collect();
+            for rule in &stage.skip_if {
+                stage_report.skip_rules.push(skip_rule_now(&mut tx, rule, &captures));
+            }
+            for check in &stage.preconditions {
+                stage_report.preconditions.push(check_now(&mut tx, check, &captures));
+            }
+            for capture in &stage.captures {
+                captures.entry(capture.name.clone()).or_insert(None);
+            }
+            if !waiting_for.is_empty() {
+                stage_report.status = StageStatus::Waiting;
+                stage_report.note = Some(format!(
+                    "runs after {}; its checks are evaluated then (results now shown for information)",
+                    waiting_for.join(", ")
+                ));
+                pending.insert(stage.id.clone());
+                would_change = true;
+            } else if let Some(rule) = stage.skip_if.iter().zip(&stage_report.skip_rules).find(|(_, r)| r.passed) {
+                stage_report.status = StageStatus::WouldSkip;
+                stage_report.note = Some(rule.0.reason.clone());
+            } else if stage_report.preconditions.iter().any(|check| !check.passed) {
+                stage_report.status = StageStatus::Blocked;
+                pending.insert(stage.id.clone());
+                if report.outcome == RunOutcome::NothingToDo {
+                    report.outcome = RunOutcome::PreconditionFailed;
+                }
+            } else {
+                pending.insert(stage.id.clone());
+                would_change = true;
+            }
+            report.stages.push(stage_report);
+        }
+        let _ = tx.rollback();
+        if would_change {
+            match &options.backup_dir {
+                Some(dir) => report.summary.push(format!(
+                    "a backup would be taken first: pg_dump -F c into {}",
+                    crate::backup::backup_path(dir, &self.plan().name).display()
+                )),
+                None => report.summary.push("no backup would be taken (--no-backup)".into()),
+            }
+            if report.outcome == RunOutcome::NothingToDo {
+                report.outcome = RunOutcome::Success;
+            }
+        } else if report.outcome == RunOutcome::NothingToDo {
+            report.summary.push("nothing to do: every selected stage is already applied".into());
+        }
+        report.summary.push("nothing was written: this was a preview".into());
+        report.exit_code = report.outcome.exit_code();
+        Ok(report)
+    }
+
+    /// Runs the verification of every applied stage now, with the captures recorded
+    /// when it ran. Writes nothing.
+    pub fn verify(&self, target: &Target) -> Result<RunReport, EngineError> {
+        let mut client = self.read_only_session(target, "verify")?;
+        let mut tx = client
+            .transaction()
+            .map_err(EngineError::database("cannot begin a read-only transaction"))?;
+        self.run_setup(&mut tx)?;
+        let done = ledger::done_results(&mut tx, &self.plan().name)?;
+        let captures: BTreeMap<String, Option<String>> =
+            done.values().flat_map(|recorded| recorded.captures.clone()).collect();
+        let mut report = self.empty_report("verify", target);
+        let mut failed = false;
+        for &index in self.dag().order() {
+            let stage = &self.plan().stages[index];
+            let mut stage_report = self.stage_report(index, StageStatus::Verified);
+            match done.get(&stage.id) {
+                Some(recorded) if recorded.status == "applied" => {
+                    for check in &stage.verify {
+                        stage_report.verifications.push(check_now(&mut tx, check, &captures));
+                    }
+                    if stage_report.verifications.iter().any(|check| !check.passed) {
+                        stage_report.status = StageStatus::Failed;
+                        failed = true;
+                    }
+                }
+                Some(recorded) => {
+                    stage_report.status = StageStatus::Skipped;
+                    stage_report.note = recorded.skip_reason.clone();
+                }
+                None => {
+                    stage_report.status = StageStatus::NotRun;
+                    stage_report.note = Some("not applied yet".into());
+                }
+            }
+            report.stages.push(stage_report);
+        }
+        let _ = tx.rollback();
+        if failed {
+            report.outcome = RunOutcome::VerificationFailed;
+            report.summary.push("some applied stages no longer pass their verification (see above)".into());
+        } else {
+            report.outcome = RunOutcome::Success;
+            report.summary.push("every applied stage passes its verification".into());
+        }
+        report.exit_code = report.outcome.exit_code();
+        Ok(report)
+    }
+}
+
+/// The ledger's view of a plan, for `planrun status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub plan: String,
+    pub target: String,
+    pub ledger_exists: bool,
+    pub stages: Vec<StageStatusLine>,
+    pub recent_runs: Vec<RunSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageStatusLine {
+    pub id: String,
+    pub optional: bool,
+    /// `pending`, `applied`, `skipped`, `failed` or `drifted`.
+    pub state: String,
+    pub run_id: Option<i64>,
+    pub finished_at: Option<String>,
+    pub rows_affected: Option<i64>,
+    pub rows_quarantined: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// Reads the ledger for `runner`'s plan.
+pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, EngineError> {
+    let mut client = target.connect(&format!("planrun status {}", runner.plan().name))?;
+    let ledger_exists = ledger::exists(&mut client)?;
+    let latest = ledger::latest_results(&mut client, &runner.plan().name)?;
+    let done = ledger::done_results(&mut client, &runner.plan().name)?;
+    let recent_runs = ledger::recent_runs(&mut client, &runner.plan().name, 5)?;
+    let stages = runner
+        .dag()
+        .order()
+        .iter()
+        .map(|&index| {
+            let stage = &runner.plan().stages[index];
+            let checksum = runner.stage_checksum(&stage.id).unwrap_or_default();
+            let shown = latest.get(&stage.id);
+            let mut line = StageStatusLine {
+                id: stage.id.clone(),
+                optional: stage.optional,
+                state: "pending".into(),
+                run_id: None,
+                finished_at: None,
+                rows_affected: None,
+                rows_quarantined: None,
+                note: None,
+            };
+            if let Some(recorded) = shown {
+                line.state = recorded.status.clone();
+                line.run_id = Some(recorded.run_id);
+                line.finished_at = Some(recorded.finished_at.clone());
+                line.rows_affected = Some(recorded.rows_affected);
+                line.rows_quarantined = Some(recorded.rows_quarantined);
+                line.note = recorded.skip_reason.clone();
+                if recorded.status == "failed" && done.contains_key(&stage.id) {
+                    line.note = Some("failed in its latest run; an earlier run had applied it".into());
+                }
+                if recorded.status != "failed" && recorded.checksum != checksum {
+                    line.state = "drifted".into();
+                    line.note = Some("changed since it ran: see `planrun plan`".into());
+                }
+                if recorded.rows_quarantined > 0 {
+                    line.note = Some(format!("{} rows quarantined", recorded.rows_quarantined));
+                }
+            }
+            line
+        })
+        .collect();
+    Ok(StatusReport {
+        plan: runner.plan().name.clone(),
+        target: target.to_string(),
+        ledger_exists,
+        stages,
+        recent_runs,
+    })
+}
+
+impl StageReport {
+    /// Whether this stage's verification failed (as opposed to a step).
+    pub fn verification_failed(&self) -> bool {
+        self.error.is_none() && self.verifications.iter().any(|check| !check.passed)
+    }
+}

@@ -1,0 +1,212 @@
+//! The run report: one serde model that the CLI renders as a table on a terminal
+//! and as JSON with `--format json` (fields documented in `docs/reports.md`).
+
+use std::collections::BTreeMap;
+
+use planrun_plan::Outcome;
+use serde::Serialize;
+
+use crate::exit_codes;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// `apply`, `plan`, `verify`.
+    pub command: String,
+    pub plan: String,
+    /// The database, password redacted.
+    pub target: String,
+    pub dry_run: bool,
+    pub run_id: Option<i64>,
+    pub backup_file: Option<String>,
+    pub stages: Vec<StageReport>,
+    pub outcome: RunOutcome,
+    pub exit_code: i32,
+    /// What committed, what did not, and the next command to run.
+    pub summary: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Success,
+    NothingToDo,
+    PreconditionFailed,
+    VerificationFailed,
+    StepFailed,
+    Drift,
+}
+
+impl RunOutcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunOutcome::Success | RunOutcome::NothingToDo => exit_codes::SUCCESS,
+            RunOutcome::PreconditionFailed => exit_codes::PRECONDITION_FAILED,
+            RunOutcome::VerificationFailed => exit_codes::VERIFICATION_FAILED,
+            RunOutcome::StepFailed => exit_codes::STEP_FAILED,
+            RunOutcome::Drift => exit_codes::DRIFT,
+        }
+    }
+
+    pub fn ledger_label(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::NothingToDo => "nothing_to_do",
+            RunOutcome::PreconditionFailed => "precondition_failed",
+            RunOutcome::VerificationFailed => "verification_failed",
+            RunOutcome::StepFailed => "step_failed",
+            RunOutcome::Drift => "drift",
+        }
+    }
+}
+
+/// What happened to (or would happen to) one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Ran and committed in this run.
+    Applied,
+    /// A skip rule held; recorded as done without running.
+    Skipped,
+    /// Done in an earlier run with the same checksum.
+    AlreadyApplied,
+    /// Done earlier, but its definition has changed since.
+    Drifted,
+    /// Drift accepted with `--allow-drift` and recorded.
+    DriftAccepted,
+    /// A precondition failed; nothing ran.
+    Blocked,
+    /// A step or verification failed; rolled back.
+    Failed,
+    /// Not reached because an earlier stage stopped the run.
+    NotRun,
+    /// Optional, or outside `--stage`/`--until`.
+    NotSelected,
+    /// `planrun plan`: would run now.
+    WouldRun,
+    /// `planrun plan`: a skip rule holds now.
+    WouldSkip,
+    /// `planrun plan`: waits for stages that have not run yet.
+    Waiting,
+    /// `planrun verify`: every check passed.
+    Verified,
+}
+
+impl StageStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            StageStatus::Applied => "applied",
+            StageStatus::Skipped => "skipped",
+            StageStatus::AlreadyApplied => "already applied",
+            StageStatus::Drifted => "DRIFT",
+            StageStatus::DriftAccepted => "drift accepted",
+            StageStatus::Blocked => "BLOCKED",
+            StageStatus::Failed => "FAILED",
+            StageStatus::NotRun => "not run",
+            StageStatus::NotSelected => "not selected",
+            StageStatus::WouldRun => "would run",
+            StageStatus::WouldSkip => "would skip",
+            StageStatus::Waiting => "waits",
+            StageStatus::Verified => "verified",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    pub id: String,
+    pub title: Option<String>,
+    pub status: StageStatus,
+    pub optional: bool,
+    /// False for stages that ran outside a transaction.
+    pub transaction: bool,
+    pub checksum: String,
+    pub duration_ms: u64,
+    pub rows_affected: u64,
+    pub rows_quarantined: u64,
+    /// Why it was skipped, is waiting, or was not selected.
+    pub note: Option<String>,
+    pub skip_rules: Vec<CheckResult>,
+    pub preconditions: Vec<CheckResult>,
+    pub captures: BTreeMap<String, Option<String>>,
+    pub steps: Vec<StepReport>,
+    pub verifications: Vec<CheckResult>,
+    /// For drift: what changed since the stage was applied.
+    pub drift: Vec<String>,
+    pub error: Option<StageError>,
+}
+
+impl StageReport {
+    pub fn new(id: &str, title: Option<&str>, status: StageStatus) -> StageReport {
+        StageReport {
+            id: id.to_owned(),
+            title: title.map(str::to_owned),
+            status,
+            optional: false,
+            transaction: true,
+            checksum: String::new(),
+            duration_ms: 0,
+            rows_affected: 0,
+            rows_quarantined: 0,
+            note: None,
+            skip_rules: Vec::new(),
+            preconditions: Vec::new(),
+            captures: BTreeMap::new(),
+            steps: Vec::new(),
+            verifications: Vec::new(),
+            drift: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub expected: String,
+    pub actual: String,
+    /// Why it could not be decided (a SQL error, a missing capture), if so.
+    pub problem: Option<String>,
+    /// The plan's `message` for a failed check.
+    pub message: Option<String>,
+}
+
+impl CheckResult {
+    pub fn from_outcome(name: &str, outcome: Outcome, message: Option<&str>) -> CheckResult {
+        CheckResult {
+            name: name.to_owned(),
+            passed: outcome.passed,
+            expected: outcome.expected,
+            actual: outcome.actual,
+            problem: outcome.problem,
+            message: message.filter(|_| !outcome.passed).map(str::to_owned),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    /// `sql`, `sql_file` or `transform`.
+    pub kind: String,
+    pub duration_ms: u64,
+    pub rows_affected: u64,
+    pub rows_read: Option<u64>,
+    pub rows_quarantined: Option<u64>,
+    pub notes: Vec<String>,
+}
+
+/// Where and why a stage failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageError {
+    pub step: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub sqlstate: Option<String>,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    /// The statement (or its first line) that failed.
+    pub statement: Option<String>,
+}

@@ -1,0 +1,840 @@
+//! Applying a plan: validate, connect, lock, then stage by stage in DAG order — done
+//! already? drift? skip rules, preconditions (fail closed), captures, backup before
+//! the first change, steps, verification as the gate before commit, ledger row in
+//! the same transaction. Also the read-only `plan` preview and `verify`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use planrun_plan::{Check, Dag, Plan, SkipRule, Stage, StepKind, Timeouts};
+use planrun_transform::{NoProgress, Progress, Registry, TransformContext, TransformError};
+use postgres::error::ErrorPosition;
+use postgres::{Client, GenericClient, SimpleQueryMessage};
+
+use crate::checksum::{self, Definition};
+use crate::connect::{error_chain, redact, Target};
+use crate::error::EngineError;
+use crate::ledger::{self, NewRun, RecordedStage, StageRecord};
+use crate::lock;
+use crate::report::{CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport};
+use crate::sql::{position_to_line_column, split_statements};
+use crate::backup;
+
+/// How `apply` runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Everything in one transaction, rolled back at the end.
+    pub dry_run: bool,
+    pub include_optional: bool,
+    /// `--stage`: run these (and what they depend on) only.
+    pub stages: Vec<String>,
+    /// `--until`: stop after this stage.
+    pub until: Option<String>,
+    pub allow_drift: bool,
+    /// Where to write the backup; `None` for `--no-backup`.
+    pub backup_dir: Option<PathBuf>,
+    /// How long to wait for another apply's lock.
+    pub lock_wait: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            dry_run: false,
+            include_optional: false,
+            stages: Vec::new(),
+            until: None,
+            allow_drift: false,
+            backup_dir: None,
+            lock_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Hears about a run while it happens (the CLI prints stage lines and progress bars).
+pub trait Observer {
+    fn stage_started(&self, _stage: &Stage) {}
+    fn stage_finished(&self, _report: &StageReport) {}
+    fn backup_taken(&self, _file: &std::path::Path) {}
+    fn progress(&self) -> &dyn Progress {
+        &NoProgress
+    }
+}
+
+/// An observer that hears nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A plan ready to run: validated, ordered, with its registry.
+pub struct Runner<'a> {
+    plan: &'a Plan,
+    registry: &'a Registry,
+    dag: Dag,
+    definitions: Vec<Definition>,
+    checksums: Vec<String>,
+    setup_sql: Option<String>,
+}
+
+impl<'a> Runner<'a> {
+    /// Prepares `plan` (already loaded with [`Plan::load_checked`]).
+    pub fn new(plan: &'a Plan, registry: &'a Registry) -> Result<Runner<'a>, EngineError> {
+        let dag = Dag::build(plan).map_err(|_| EngineError::Selection("the plan has a dependency cycle".into()))?;
+        let definitions = plan
+            .stages
+            .iter()
+            .map(|stage| checksum::definition(stage, registry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let checksums = definitions.iter().map(checksum::checksum).collect();
+        let setup_sql = match &plan.setup_sql_file {
+            Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
+            None => None,
+        };
+        Ok(Runner {
+            plan,
+            registry,
+            dag,
+            definitions,
+            checksums,
+            setup_sql,
+        })
+    }
+
+    /// The plan checksum: its stages' checksums in order.
+    pub fn plan_checksum(&self) -> String {
+        let mut all: Definition = Definition::new();
+        for (stage, checksum) in self.plan.stages.iter().zip(&self.checksums) {
+            all.insert(stage.id.clone(), checksum.clone());
+        }
+        if let Some(setup) = &self.setup_sql {
+            all.insert("(setup)".into(), setup.clone());
+        }
+        checksum::checksum(&all)
+    }
+
+    pub fn stage_checksum(&self, id: &str) -> Option<&str> {
+        self.plan.stage_position(id).map(|index| self.checksums[index].as_str())
+    }
+
+    /// Stage indexes in order, each with whether it is selected.
+    pub(crate) fn selection(&self, options: &ApplyOptions) -> Result<Vec<(usize, bool, Option<String>)>, EngineError> {
+        let mut named: BTreeSet<usize> = BTreeSet::new();
+        for id in options.stages.iter().chain(&options.until) {
+            if self.plan.stage_position(id).is_none() {
+                let ids: Vec<&str> = self.plan.stages.iter().map(|s| s.id.as_str()).collect();
+                return Err(EngineError::Selection(format!(
+                    "no stage `{id}` in plan {}; stages: {}",
+                    self.plan.name,
+                    ids.join(", ")
+                )));
+            }
+        }
+        for id in &options.stages {
+            let index = self.plan.stage_position(id).expect("checked above");
+            named.insert(index);
+            named.extend(self.dag.ancestors(index));
+        }
+        let until_position = options.until.as_ref().map(|id| {
+            let index = self.plan.stage_position(id).expect("checked above");
+            self.dag.order().iter().position(|&i| i == index).expect("every stage is ordered")
+        });
+        Ok(self
+            .dag
+            .order()
+            .iter()
+            .enumerate()
+            .map(|(position, &index)| {
+                let stage = &self.plan.stages[index];
+                let (selected, why) = if until_position.is_some_and(|until| position > until) {
+                    (false, Some(format!("after --until {}", options.until.as_deref().unwrap_or(""))))
+                } else if !options.stages.is_empty() {
+                    if named.contains(&index) {
+                        (true, None)
+                    } else {
+                        (false, Some("not named by --stage".into()))
+                    }
+                } else if stage.optional && !options.include_optional {
+                    (false, Some("optional: run with --include-optional or --stage".into()))
+                } else {
+                    (true, None)
+                };
+                (index, selected, why)
+            })
+            .collect())
+    }
+
+    pub(crate) fn connect(&self, target: &Target, command: &str) -> Result<Client, EngineError> {
+        let mut client = target.connect(&format!("planrun {command} {}", self.plan.name))?;
+        self.run_setup(&mut client)?;
+        Ok(client)
+    }
+
+    /// The plan's `setup_sql_file`, on `conn` (a read-only command runs it inside its
+    /// rolled-back transaction, so even its temporary objects leave no trace).
+    pub(crate) fn run_setup<C: GenericClient>(&self, conn: &mut C) -> Result<(), EngineError> {
+        if let Some(setup) = &self.setup_sql {
+            conn.batch_execute(setup)
+                .map_err(EngineError::database("the plan's setup_sql_file failed"))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn plan(&self) -> &Plan {
+        self.plan
+    }
+
+    pub(crate) fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    pub(crate) fn definition(&self, index: usize) -> &Definition {
+        &self.definitions[index]
+    }
+
+    /// Runs the plan against `target`.
+    pub fn apply(&self, target: &Target, options: &ApplyOptions, observer: &dyn Observer) -> Result<RunReport, EngineError> {
+        let selection = self.selection(options)?;
+        if options.dry_run {
+            let blocking: Vec<&str> = selection
+                .iter()
+                .filter(|(index, selected, _)| *selected && !self.plan.stages[*index].transaction)
+                .map(|(index, _, _)| self.plan.stages[*index].id.as_str())
+                .collect();
+            if !blocking.is_empty() {
+                return Err(EngineError::NotDryRunnable(format!(
+                    "cannot dry-run: stage{} {} run{} outside a transaction (transaction = false) and could not be rolled back; \
+                     leave {} out with --until or --stage, or use `planrun rehearse`",
+                    if blocking.len() == 1 { "" } else { "s" },
+                    blocking.join(", "),
+                    if blocking.len() == 1 { "s" } else { "" },
+                    if blocking.len() == 1 { "it" } else { "them" },
+                )));
+            }
+        }
+        let mut client = self.connect(target, "apply")?;
+        lock::acquire(&mut client, &self.plan.name, options.lock_wait)?;
+        let result = if options.dry_run {
+            let mut outer = client
+                .transaction()
+                .map_err(EngineError::database("cannot begin the dry-run transaction"))?;
+            let report = self.apply_stages(&mut outer, target, options, &selection, observer);
+            let _ = outer.rollback();
+            report
+        } else {
+            self.apply_stages(&mut client, target, options, &selection, observer)
+        };
+        lock::release(&mut client, &self.plan.name);
+        result
+    }
+
+    fn apply_stages<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        target: &Target,
+        options: &ApplyOptions,
+        selection: &[(usize, bool, Option<String>)],
+        observer: &dyn Observer,
+    ) -> Result<RunReport, EngineError> {
+        ledger::ensure(conn)?;
+        let done = ledger::done_results(conn, &self.plan.name)?;
+        let mut report = RunReport {
+            command: "apply".into(),
+            plan: self.plan.name.clone(),
+            target: target.to_string(),
+            dry_run: options.dry_run,
+            run_id: None,
+            backup_file: None,
+            stages: Vec::new(),
+            outcome: RunOutcome::NothingToDo,
+            exit_code: 0,
+            summary: Vec::new(),
+        };
+
+        // Drift is decided up front: nothing runs while an applied stage has changed.
+        let mut drifted = Vec::new();
+        for &(index, _, _) in selection {
+            let stage = &self.plan.stages[index];
+            if let Some(recorded) = done.get(&stage.id) {
+                if recorded.checksum != self.checksums[index] {
+                    drifted.push(index);
+                }
+            }
+        }
+        let run_id = ledger::start_run(
+            conn,
+            &NewRun {
+                plan_name: &self.plan.name,
+                plan_checksum: &self.plan_checksum(),
+                command: if options.dry_run { "apply --dry-run" } else { "apply" },
+                target: &target.to_string(),
+            },
+        )?;
+        report.run_id = Some(run_id);
+        if !drifted.is_empty() && !options.allow_drift {
+            for &(index, selected, ref why) in selection {
+                let stage = &self.plan.stages[index];
+                let mut stage_report = self.stage_report(index, StageStatus::NotRun);
+                if drifted.contains(&index) {
+                    stage_report.status = StageStatus::Drifted;
+                    stage_report.drift = checksum::differences(&done[&stage.id].definition, &self.definitions[index]);
+                } else if !selected {
+                    stage_report.status = StageStatus::NotSelected;
+                    stage_report.note = why.clone();
+                } else if done.contains_key(&stage.id) {
+                    stage_report.status = StageStatus::AlreadyApplied;
+                }
+                report.stages.push(stage_report);
+            }
+            let ids: Vec<&str> = drifted.iter().map(|&i| self.plan.stages[i].id.as_str()).collect();
+            report.outcome = RunOutcome::Drift;
+            report.summary.push(format!(
+                "nothing ran: applied stage{} {} changed since {} ran",
+                if ids.len() == 1 { "" } else { "s" },
+                ids.join(", "),
+                if ids.len() == 1 { "it" } else { "they" },
+            ));
+            report.summary.push(
+                "next: restore the stage definitions that ran, or accept the change with `planrun apply --allow-drift`".into(),
+            );
+            ledger::finish_run(conn, run_id, report.outcome.ledger_label())?;
+            report.exit_code = report.outcome.exit_code();
+            return Ok(report);
+        }
+
+        let mut captures: BTreeMap<String, Option<String>> = done
+            .values()
+            .flat_map(|recorded| recorded.captures.clone())
+            .collect();
+        let mut stopped = false;
+        let mut changed_anything = false;
+        let mut committed: Vec<String> = Vec::new();
+        for &(index, selected, ref why) in selection {
+            let stage = &self.plan.stages[index];
+            if !selected {
+                let mut stage_report = self.stage_report(index, StageStatus::NotSelected);
+                stage_report.note = why.clone();
+                if done.contains_key(&stage.id) {
+                    stage_report.status = StageStatus::AlreadyApplied;
+                }
+                report.stages.push(stage_report);
+                continue;
+            }
+            if stopped {
+                report.stages.push(self.stage_report(index, StageStatus::NotRun));
+                continue;
+            }
+            if let Some(recorded) = done.get(&stage.id) {
+                let mut stage_report = self.stage_report(index, StageStatus::AlreadyApplied);
+                if drifted.contains(&index) {
+                    stage_report.status = StageStatus::DriftAccepted;
+                    stage_report.drift = checksum::differences(&recorded.definition, &self.definitions[index]);
+                    self.record_drift_accepted(conn, run_id, index, recorded)?;
+                    committed.push(stage.id.clone());
+                }
+                stage_report.note = Some(format!("{} in run {} at {}", recorded.status, recorded.run_id, recorded.finished_at));
+                observer.stage_finished(&stage_report);
+                report.stages.push(stage_report);
+                continue;
+            }
+            observer.stage_started(stage);
+            let stage_report = self.run_stage(conn, target, options, index, run_id, &mut captures, &mut report, &mut changed_anything, observer)?;
+            observer.stage_finished(&stage_report);
+            let status = stage_report.status;
+            report.stages.push(stage_report);
+            match status {
+                StageStatus::Applied | StageStatus::Skipped => {
+                    committed.push(stage.id.clone());
+                    if report.outcome == RunOutcome::NothingToDo {
+                        report.outcome = RunOutcome::Success;
+                    }
+                }
+                StageStatus::Blocked => {
+                    report.outcome = RunOutcome::PreconditionFailed;
+                    stopped = true;
+                }
+                _ => {
+                    stopped = true;
+                }
+            }
+        }
+        if report.outcome == RunOutcome::NothingToDo && !committed.is_empty() {
+            report.outcome = RunOutcome::Success;
+        }
+        report.exit_code = report.outcome.exit_code();
+        self.summarise(&mut report, &committed, options);
+        ledger::finish_run(conn, run_id, report.outcome.ledger_label())?;
+        Ok(report)
+    }
+
+    fn summarise(&self, report: &mut RunReport, committed: &[String], options: &ApplyOptions) {
+        let verb = if options.dry_run { "would commit (dry run, rolled back)" } else { "committed" };
+        if !committed.is_empty() {
+            report.summary.push(format!("{verb}: {}", committed.join(", ")));
+        }
+        let failed = report
+            .stages
+            .iter()
+            .find(|stage| matches!(stage.status, StageStatus::Failed | StageStatus::Blocked));
+        if let Some(failed) = failed {
+            let not_run: Vec<&str> = report
+                .stages
+                .iter()
+                .filter(|stage| stage.status == StageStatus::NotRun)
+                .map(|stage| stage.id.as_str())
+                .collect();
+            report.summary.push(format!(
+                "not committed: {}{}",
+                failed.id,
+                if not_run.is_empty() { String::new() } else { format!("; not run: {}", not_run.join(", ")) }
+            ));
+            let next = match failed.status {
+                StageStatus::Blocked => format!(
+                    "next: make the failed precondition of `{}` hold (see above), then run `planrun apply {}` again",
+                    failed.id,
+                    self.plan.path.display()
+                ),
+                _ => format!(
+                    "next: fix the cause above, check with `planrun plan {}`, then run `planrun apply {}` again; committed stages will not run twice",
+                    self.plan.path.display(),
+                    self.plan.path.display()
+                ),
+            };
+            report.summary.push(next);
+            report.outcome = match (report.outcome, failed.status) {
+                (RunOutcome::PreconditionFailed, _) | (_, StageStatus::Blocked) => RunOutcome::PreconditionFailed,
+                _ if failed.verifications.iter().any(|v| !v.passed) && failed.error.is_none() => RunOutcome::VerificationFailed,
+                _ => RunOutcome::StepFailed,
+            };
+            report.exit_code = report.outcome.exit_code();
+        } else if report.outcome == RunOutcome::NothingToDo {
+            report.summary.push("nothing to do: every selected stage is already applied".into());
+        }
+    }
+
+    pub(crate) fn stage_report(&self, index: usize, status: StageStatus) -> StageReport {
+        let stage = &self.plan.stages[index];
+        let mut report = StageReport::new(&stage.id, stage.title.as_deref(), status);
+        report.optional = stage.optional;
+        report.transaction = stage.transaction;
+        report.checksum = self.checksums[index].clone();
+        report
+    }
+
+    fn record_drift_accepted<C: GenericClient>(&self, conn: &mut C, run_id: i64, index: usize, recorded: &RecordedStage) -> Result<(), EngineError> {
+        let stage = &self.plan.stages[index];
+        let captures = serde_json::to_value(&recorded.captures).unwrap_or_default();
+        ledger::record_stage(
+            conn,
+            &StageRecord {
+                run_id,
+                plan_name: &self.plan.name,
+                stage_id: &stage.id,
+                status: &recorded.status,
+                checksum: &self.checksums[index],
+                definition: &self.definitions[index],
+                drift_accepted: true,
+                skip_reason: recorded.skip_reason.as_deref(),
+                started_at: SystemTime::now(),
+                duration_ms: 0,
+                rows_affected: 0,
+                rows_quarantined: 0,
+                captures,
+                verifications: serde_json::json!([]),
+                error: None,
+            },
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_stage<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        target: &Target,
+        options: &ApplyOptions,
+        index: usize,
+        run_id: i64,
+        captures: &mut BTreeMap<String, Option<String>>,
+        report: &mut RunReport,
+        changed_anything: &mut bool,
+        observer: &dyn Observer,
+    ) -> Result<StageReport, EngineError> {
+        let stage = &self.plan.stages[index];
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let timeouts = stage.timeouts.or(&self.plan.timeouts);
+
+        let outcome = if stage.transaction {
+            let mut tx = conn
+                .transaction()
+                .map_err(EngineError::database(format!("cannot begin the transaction of stage `{}`", stage.id)))?;
+            let outcome = self.stage_body(&mut tx, target, options, index, run_id, captures, &mut stage_report, report, changed_anything, &timeouts, true, observer);
+            match outcome {
+                Ok(true) => {
+                    stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                    self.record(&mut tx, run_id, index, &stage_report, started_at)?;
+                    tx.commit()
+                        .map_err(EngineError::database(format!("cannot commit stage `{}`", stage.id)))?;
+                    Ok(())
+                }
+                Ok(false) => {
+                    let _ = tx.rollback();
+                    Err(())
+                }
+                Err(error) => {
+                    let _ = tx.rollback();
+                    return Err(error);
+                }
+            }
+        } else {
+            match self.stage_body(conn, target, options, index, run_id, captures, &mut stage_report, report, changed_anything, &timeouts, false, observer) {
+                Ok(true) => {
+                    stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                    let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
+                    self.record(conn, run_id, index, &stage_report, started_at)?;
+                    Ok(())
+                }
+                Ok(false) => {
+                    let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
+                    Err(())
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        if outcome.is_err() && stage_report.status == StageStatus::Failed {
+            // The failure is recorded outside the rolled-back transaction, so status shows it.
+            self.record(conn, run_id, index, &stage_report, started_at)?;
+        }
+        Ok(stage_report)
+    }
+
+    fn record<C: GenericClient>(&self, conn: &mut C, run_id: i64, index: usize, stage_report: &StageReport, started_at: SystemTime) -> Result<(), EngineError> {
+        let stage = &self.plan.stages[index];
+        let status = match stage_report.status {
+            StageStatus::Applied => "applied",
+            StageStatus::Skipped => "skipped",
+            _ => "failed",
+        };
+        ledger::record_stage(
+            conn,
+            &StageRecord {
+                run_id,
+                plan_name: &self.plan.name,
+                stage_id: &stage.id,
+                status,
+                checksum: &self.checksums[index],
+                definition: &self.definitions[index],
+                drift_accepted: false,
+                skip_reason: stage_report.note.as_deref().filter(|_| status == "skipped"),
+                started_at,
+                duration_ms: stage_report.duration_ms as i64,
+                rows_affected: stage_report.rows_affected as i64,
+                rows_quarantined: stage_report.rows_quarantined as i64,
+                captures: serde_json::to_value(&stage_report.captures).unwrap_or_default(),
+                verifications: serde_json::to_value(&stage_report.verifications).unwrap_or_default(),
+                error: stage_report.error.as_ref().map(|e| serde_json::to_value(e).unwrap_or_default()),
+            },
+        )
+    }
+
+    /// The stage's work; `Ok(true)` to commit, `Ok(false)` to roll back (the report
+    /// says why), `Err` when planrun itself cannot go on.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_body<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        target: &Target,
+        options: &ApplyOptions,
+        index: usize,
+        run_id: i64,
+        captures: &mut BTreeMap<String, Option<String>>,
+        stage_report: &mut StageReport,
+        report: &mut RunReport,
+        changed_anything: &mut bool,
+        timeouts: &Timeouts,
+        in_transaction: bool,
+        observer: &dyn Observer,
+    ) -> Result<bool, EngineError> {
+        let stage = &self.plan.stages[index];
+        let scope = if in_transaction { "SET LOCAL" } else { "SET" };
+        let mut settings = String::new();
+        if let Some(timeout) = &timeouts.lock_timeout {
+            settings.push_str(&format!("{scope} lock_timeout = '{}';", timeout.as_setting()));
+        }
+        if let Some(timeout) = &timeouts.statement_timeout {
+            settings.push_str(&format!("{scope} statement_timeout = '{}';", timeout.as_setting()));
+        }
+        if !settings.is_empty() {
+            conn.batch_execute(&settings)
+                .map_err(EngineError::database(format!("cannot set the timeouts of stage `{}`", stage.id)))?;
+        }
+
+        for rule in &stage.skip_if {
+            let result = skip_rule_now(conn, rule, captures);
+            let holds = result.passed;
+            stage_report.skip_rules.push(result);
+            if holds {
+                stage_report.status = StageStatus::Skipped;
+                stage_report.note = Some(rule.reason.clone());
+                return Ok(true);
+            }
+        }
+
+        for check in &stage.preconditions {
+            let result = check_now(conn, check, captures);
+            let passed = result.passed;
+            stage_report.preconditions.push(result);
+            if !passed {
+                stage_report.status = StageStatus::Blocked;
+                return Ok(false);
+            }
+        }
+
+        for capture in &stage.captures {
+            match query_rows(conn, &capture.sql) {
+                Ok(rows) => {
+                    let value = rows.first().and_then(|row| row.first().cloned()).flatten();
+                    captures.insert(capture.name.clone(), value.clone());
+                    stage_report.captures.insert(capture.name.clone(), value);
+                }
+                Err(error) => {
+                    stage_report.status = StageStatus::Failed;
+                    stage_report.error = Some(stage_error(&error, Some(format!("capture {}", capture.name)), None, &capture.sql, 0));
+                    return Ok(false);
+                }
+            }
+        }
+
+        if !*changed_anything && !options.dry_run {
+            if let Some(dir) = &options.backup_dir {
+                let file = backup::take(target, dir, &self.plan.name)?;
+                observer.backup_taken(&file);
+                let shown = file.display().to_string();
+                if let Some(run_id) = report.run_id {
+                    // The run row is committed already; the backup is recorded beside it.
+                    let _ = ledger::set_backup(conn, run_id, &shown);
+                }
+                report.backup_file = Some(shown);
+            }
+        }
+        *changed_anything = true;
+
+        for step in &stage.steps {
+            let step_started = Instant::now();
+            let (kind, result) = match &step.kind {
+                StepKind::Sql { sql } => ("sql", self.run_sql(conn, sql, None, in_transaction, &step.name)),
+                StepKind::SqlFile { path, resolved, .. } => {
+                    let sql = checksum::read_sql_file(resolved)?;
+                    ("sql_file", self.run_sql(conn, &sql, Some(path.as_str()), in_transaction, &step.name))
+                }
+                StepKind::Transform { name, params, .. } => ("transform", self.run_transform(conn, name, params, stage, run_id, observer)),
+            };
+            match result {
+                Ok(step_report) => {
+                    let mut step_report = step_report;
+                    step_report.kind = kind.into();
+                    step_report.duration_ms = step_started.elapsed().as_millis() as u64;
+                    stage_report.rows_affected += step_report.rows_affected;
+                    stage_report.rows_quarantined += step_report.rows_quarantined.unwrap_or(0);
+                    stage_report.steps.push(step_report);
+                }
+                Err(error) => {
+                    stage_report.status = StageStatus::Failed;
+                    stage_report.error = Some(error);
+                    return Ok(false);
+                }
+            }
+        }
+
+        let mut all_passed = true;
+        for check in &stage.verify {
+            let result = check_now(conn, check, captures);
+            all_passed &= result.passed;
+            stage_report.verifications.push(result);
+        }
+        if !all_passed {
+            stage_report.status = StageStatus::Failed;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn run_sql<C: GenericClient>(&self, conn: &mut C, sql: &str, file: Option<&str>, in_transaction: bool, step: &str) -> Result<StepReport, StageError> {
+        let mut rows = 0;
+        let pieces: Vec<(usize, &str)> = if in_transaction { vec![(0, sql)] } else { split_statements(sql) };
+        for (offset, statement) in pieces {
+            match conn.simple_query(statement) {
+                Ok(messages) => {
+                    rows += messages
+                        .iter()
+                        .map(|message| match message {
+                            SimpleQueryMessage::CommandComplete(count) => *count,
+                            _ => 0,
+                        })
+                        .sum::<u64>();
+                }
+                Err(error) => {
+                    let mut failure = stage_error(&error, Some(step.to_owned()), file, sql, offset);
+                    if !in_transaction {
+                        failure.message.push_str(" (this stage runs outside a transaction: statements before this one stay committed)");
+                    }
+                    return Err(failure);
+                }
+            }
+        }
+        Ok(StepReport {
+            name: step.to_owned(),
+            kind: String::new(),
+            duration_ms: 0,
+            rows_affected: rows,
+            rows_read: None,
+            rows_quarantined: None,
+            notes: Vec::new(),
+        })
+    }
+
+    fn run_transform<C: GenericClient>(&self, conn: &mut C, name: &str, params: &toml::Table, stage: &Stage, run_id: i64, observer: &dyn Observer) -> Result<StepReport, StageError> {
+        let Some(transform) = self.registry.get(name) else {
+            return Err(plain_error(Some(name), format!("transform `{name}` is not registered in this planrun")));
+        };
+        let mut tx = conn.transaction().map_err(|error| stage_error(&error, Some(name.to_owned()), None, "", 0))?;
+        let result = {
+            let mut context = TransformContext {
+                transaction: &mut tx,
+                params,
+                stage_id: &stage.id,
+                run_id,
+                progress: observer.progress(),
+            };
+            transform.run(&mut context)
+        };
+        match result {
+            Ok(outcome) => {
+                tx.commit().map_err(|error| stage_error(&error, Some(name.to_owned()), None, "", 0))?;
+                Ok(StepReport {
+                    name: name.to_owned(),
+                    kind: String::new(),
+                    duration_ms: 0,
+                    rows_affected: outcome.rows_written,
+                    rows_read: Some(outcome.rows_read),
+                    rows_quarantined: Some(outcome.rows_quarantined),
+                    notes: outcome.notes,
+                })
+            }
+            Err(TransformError::Database(error)) => Err(stage_error(&error, Some(name.to_owned()), None, "", 0)),
+            Err(error) => Err(plain_error(Some(name), error.to_string())),
+        }
+    }
+}
+
+fn plain_error(step: Option<&str>, message: String) -> StageError {
+    StageError {
+        step: step.map(str::to_owned),
+        file: None,
+        line: None,
+        column: None,
+        sqlstate: None,
+        message: redact(&message),
+        detail: None,
+        hint: None,
+        statement: None,
+    }
+}
+
+/// A PostgreSQL error as the report shows it: SQLSTATE, message, detail, hint and the
+/// line and column of the failing statement in its SQL text.
+fn stage_error(error: &postgres::Error, step: Option<String>, file: Option<&str>, sql: &str, offset: usize) -> StageError {
+    let Some(db) = error.as_db_error() else {
+        return plain_error(step.as_deref(), error_chain(error));
+    };
+    let (line, column) = match db.position() {
+        Some(ErrorPosition::Original(position)) if !sql.is_empty() => {
+            let (line, column) = position_to_line_column(sql, offset, *position);
+            (Some(line), Some(column))
+        }
+        _ => (None, None),
+    };
+    let statement = line.and_then(|line| crate::sql::line_at(sql, line));
+    StageError {
+        step,
+        file: file.map(str::to_owned),
+        line,
+        column,
+        sqlstate: Some(db.code().code().to_owned()),
+        message: redact(db.message()),
+        detail: db.detail().map(redact),
+        hint: db.hint().map(str::to_owned),
+        statement,
+    }
+}
+
+/// Rows of a query as text values, as PostgreSQL sends them.
+fn query_rows<C: GenericClient>(conn: &mut C, sql: &str) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
+    let messages = conn.simple_query(sql)?;
+    Ok(messages
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Runs a check's query inside a savepoint, so a failing query does not abort the
+/// stage's transaction, and compares its rows with the expectation.
+fn evaluate_query<C: GenericClient>(
+    conn: &mut C,
+    name: &str,
+    sql: &str,
+    expect: &planrun_plan::Expectation,
+    message: Option<&str>,
+    captures: &BTreeMap<String, Option<String>>,
+) -> CheckResult {
+    let rows = match conn.transaction() {
+        Ok(mut savepoint) => {
+            let rows = query_rows(&mut savepoint, sql);
+            if rows.is_ok() {
+                let _ = savepoint.commit();
+            } else {
+                let _ = savepoint.rollback();
+            }
+            rows
+        }
+        Err(error) => Err(error),
+    };
+    match rows {
+        Ok(rows) => {
+            let lookup = |name: &str| captures.get(name).cloned();
+            CheckResult::from_outcome(name, expect.evaluate(&rows, &lookup), message)
+        }
+        Err(error) => {
+            let text = error
+                .as_db_error()
+                .map(|db| format!("{} (SQLSTATE {})", db.message(), db.code().code()))
+                .unwrap_or_else(|| error_chain(&error));
+            CheckResult {
+                name: name.to_owned(),
+                passed: false,
+                expected: expect.to_string(),
+                actual: "error".into(),
+                problem: Some(redact(&text)),
+                message: message.map(str::to_owned),
+            }
+        }
+    }
+}
+
+pub(crate) fn check_now<C: GenericClient>(conn: &mut C, check: &Check, captures: &BTreeMap<String, Option<String>>) -> CheckResult {
+    evaluate_query(conn, &check.name, &check.sql, &check.expect, check.message.as_deref(), captures)
+}
+
+pub(crate) fn skip_rule_now<C: GenericClient>(conn: &mut C, rule: &SkipRule, captures: &BTreeMap<String, Option<String>>) -> CheckResult {
+    let mut result = evaluate_query(conn, &rule.reason, &rule.sql, &rule.expect, None, captures);
+    // A skip rule that errors does not skip: the stage's own checks decide.
+    if result.problem.is_some() {
+        result.passed = false;
+    }
+    result
+}
+
