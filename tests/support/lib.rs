@@ -52,3 +52,92 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// A throwaway cluster with one database for one test.
+pub struct TestDb {
+    pub cluster: planrun_tempdb::TempCluster,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let cluster = planrun_tempdb::TempCluster::start().expect("a throwaway PostgreSQL starts");
+        let url = cluster.create_database("planrun_test").expect("the test database is created");
+        TestDb { cluster, url }
+    }
+
+    pub fn with_password(password: &str) -> TestDb {
+        let cluster = planrun_tempdb::TempCluster::builder()
+            .password(password)
+            .start()
+            .expect("a throwaway PostgreSQL starts");
+        let url = cluster.create_database("planrun_test").expect("the test database is created");
+        TestDb { cluster, url }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+
+    pub fn execute(&self, sql: &str) {
+        self.client().batch_execute(sql).expect("test SQL runs");
+    }
+
+    /// The first column of every row, as text.
+    pub fn column(&self, sql: &str) -> Vec<Option<String>> {
+        self.client()
+            .simple_query(sql)
+            .expect("test query runs")
+            .into_iter()
+            .filter_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn scalar(&self, sql: &str) -> String {
+        self.column(sql)
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or_else(|| "NULL".into())
+    }
+
+    /// Schema and data as `pg_dump` prints them, for before/after comparisons.
+    pub fn dump(&self) -> String {
+        let output = std::process::Command::new(self.cluster.bin_dir().join("pg_dump"))
+            .args(["--no-owner", "--no-privileges", "--inserts", "-d", &self.url])
+            .output()
+            .expect("pg_dump runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("the dump is UTF-8")
+    }
+}
+
+impl Default for TestDb {
+    fn default() -> Self {
+        TestDb::new()
+    }
+}
+
+/// A copy of a scenario plan directory in a temporary directory, so a test may edit
+/// its files.
+pub fn scenario(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    copy_dir(&repo_path(&format!("tests/plans/scenarios/{name}")), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("read scenario directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy scenario file");
+        }
+    }
+}

@@ -42,6 +42,116 @@ pub enum Command {
     Graph(GraphArgs),
     /// List the native transforms built into this binary.
     Transforms,
+    /// Run the plan against the database: checks, stages, verification, ledger.
+    Apply(ApplyArgs),
+    /// Show what apply would do now, stage by stage, without writing anything.
+    Plan(PlanCommandArgs),
+    /// Show the ledger's state of each stage and the recent runs.
+    Status(DbCommandArgs),
+    /// Run the verification of every applied stage again, now.
+    Verify(DbCommandArgs),
+    /// Throwaway PostgreSQL, synthetic legacy memoir data, the memoir plan applied and verified.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// PostgreSQL URL or key=value string. Default: DATABASE_URL from the environment
+    /// or ./.env, else libpq's PG* variables.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Also run optional stages.
+    #[arg(long)]
+    pub include_optional: bool,
+    /// Run only this stage and what it depends on (repeatable).
+    #[arg(long = "stage", value_name = "ID")]
+    pub stages: Vec<String>,
+    /// Stop after this stage.
+    #[arg(long, value_name = "ID")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Do not take a pg_dump backup before the first change.
+    #[arg(long, conflicts_with = "backup_dir")]
+    pub no_backup: bool,
+    /// Directory for the backup (default: the plan's backup_dir, else ./backups).
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub backup: BackupArgs,
+    /// Run everything inside one transaction and roll it back at the end.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accept applied stages whose definition changed, and record the change.
+    #[arg(long)]
+    pub allow_drift: bool,
+    /// Seconds to wait for another apply of this plan to release its lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub lock_wait: f64,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCommandArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub backup: BackupArgs,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DbCommandArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of synthetic legacy chapters.
+    #[arg(long, default_value_t = 5_000)]
+    pub chapters: usize,
+    /// Type of the legacy chapters.images column.
+    #[arg(long, value_name = "TYPE", default_value = "jsonb", value_parser = ["jsonb", "json", "text"])]
+    pub images_type: String,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Leave the throwaway cluster running and print its URL.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +167,11 @@ pub struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = GraphFormatArg::Text)]
     pub format: GraphFormatArg,
+    /// Add each stage's state from the ledger (needs a database).
+    #[arg(long)]
+    pub status: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

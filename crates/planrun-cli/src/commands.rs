@@ -2,20 +2,201 @@
 
 use std::path::PathBuf;
 
-use planrun_engine::exit_codes;
-use planrun_plan::{discover_plan, render_graph, Dag, GraphFormat, Plan, StepKind};
+use std::time::Duration;
 
-use crate::args::{Cli, Command, GraphArgs, GraphFormatArg, PlanArg};
-use crate::output::report;
+use planrun_engine::{exit_codes, ApplyOptions, EngineError, Runner, Target};
+use planrun_plan::{discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind};
+
+use crate::args::{
+    ApplyArgs, BackupArgs, Cli, ColorChoice, Command, ConnectionArgs, DbCommandArgs, GraphArgs, GraphFormatArg,
+    PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs,
+};
+use crate::live::Live;
+use crate::output::{report, use_colour};
 use crate::registry::default_registry;
+use crate::report::{render_run, render_status, Style};
 
 pub fn dispatch(cli: Cli) -> i32 {
+    let style = Style {
+        colour: use_colour(cli.global.color),
+    };
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Graph(args) => graph(&args),
         Command::Transforms => transforms(),
+        Command::Apply(args) => apply(&args, style),
+        Command::Plan(args) => preview(&args, style),
+        Command::Status(args) => status(&args, style),
+        Command::Verify(args) => verify(&args, style),
+        Command::Demo(args) => crate::demo::run(&args, style, cli.global.color == ColorChoice::Never),
     }
 }
+
+fn target(args: &ConnectionArgs) -> Result<Target, i32> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    Target::resolve(args.database_url.as_deref(), &cwd).map_err(engine_failure)
+}
+
+fn engine_failure(error: EngineError) -> i32 {
+    eprintln!("error: {error}");
+    if let EngineError::Locked { .. } = error {
+        eprintln!("another `planrun apply` of this plan is running; wait for it, or raise --lock-wait");
+    }
+    error.exit_code()
+}
+
+fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> ApplyOptions {
+    let backup_dir = if backup.no_backup {
+        None
+    } else {
+        Some(
+            backup
+                .backup_dir
+                .clone()
+                .or_else(|| plan.backup_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("backups")),
+        )
+    };
+    ApplyOptions {
+        include_optional: selection.include_optional,
+        stages: selection.stages.clone(),
+        until: selection.until.clone(),
+        backup_dir,
+        ..ApplyOptions::default()
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(error) => eprintln!("error: cannot render the report as JSON: {error}"),
+    }
+}
+
+fn apply(args: &ApplyArgs, style: Style) -> i32 {
+    let plan = match load_checked(&args.plan) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let registry = default_registry();
+    let target = match target(&args.connection) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let runner = match Runner::new(&plan, &registry) {
+        Ok(runner) => runner,
+        Err(error) => return engine_failure(error),
+    };
+    let mut options = options(&plan, &args.selection, &args.backup);
+    options.dry_run = args.dry_run;
+    options.allow_drift = args.allow_drift;
+    options.lock_wait = Duration::from_secs_f64(args.lock_wait.max(0.0));
+    let live = Live::new(args.format == ReportFormat::Text);
+    match runner.apply(&target, &options, &live) {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Json => print_json(&report),
+                ReportFormat::Text => print!("{}", render_run(&report, style)),
+            }
+            report.exit_code
+        }
+        Err(error) => engine_failure(error),
+    }
+}
+
+fn preview(args: &PlanCommandArgs, style: Style) -> i32 {
+    let plan = match load_checked(&args.plan) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let registry = default_registry();
+    let target = match target(&args.connection) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let result = Runner::new(&plan, &registry)
+        .and_then(|runner| runner.preview(&target, &options(&plan, &args.selection, &args.backup)));
+    match result {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Json => print_json(&report),
+                ReportFormat::Text => print!("{}", render_run(&report, style)),
+            }
+            report.exit_code
+        }
+        Err(error) => engine_failure(error),
+    }
+}
+
+fn status(args: &DbCommandArgs, style: Style) -> i32 {
+    let plan = match load_checked(&args.plan) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let registry = default_registry();
+    let target = match target(&args.connection) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let result = Runner::new(&plan, &registry).and_then(|runner| planrun_engine::status(&runner, &target));
+    match result {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Json => print_json(&report),
+                ReportFormat::Text => print!("{}", render_status(&report, style)),
+            }
+            exit_codes::SUCCESS
+        }
+        Err(error) => engine_failure(error),
+    }
+}
+
+fn verify(args: &DbCommandArgs, style: Style) -> i32 {
+    let plan = match load_checked(&args.plan) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let registry = default_registry();
+    let target = match target(&args.connection) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let result = Runner::new(&plan, &registry).and_then(|runner| runner.verify(&target));
+    match result {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Json => print_json(&report),
+                ReportFormat::Text => print!("{}", render_run(&report, style)),
+            }
+            report.exit_code
+        }
+        Err(error) => engine_failure(error),
+    }
+}
+
+/// Ledger state per stage for `graph --status`.
+fn graph_status(plan: &Plan, connection: &ConnectionArgs) -> Result<GraphStatus, i32> {
+    let registry = default_registry();
+    let target = target(connection)?;
+    let runner = Runner::new(plan, &registry).map_err(engine_failure)?;
+    let report = planrun_engine::status(&runner, &target).map_err(engine_failure)?;
+    Ok(report
+        .stages
+        .into_iter()
+        .map(|line| {
+            let state = match line.state.as_str() {
+                "applied" => StageState::Applied,
+                "skipped" => StageState::Skipped,
+                "failed" => StageState::Failed,
+                "drifted" => StageState::Drifted,
+                _ => StageState::Pending,
+            };
+            (line.id, state)
+        })
+        .collect())
+}
+
+
 
 /// The plan path from the argument, `$PLANRUN_PLAN` or `./plans`.
 fn plan_path(arg: &PlanArg) -> Result<PathBuf, i32> {
@@ -97,13 +278,21 @@ fn graph(args: &GraphArgs) -> i32 {
         }
     };
     let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
+    let status = if args.status {
+        match graph_status(&plan, &args.connection) {
+            Ok(status) => Some(status),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
     let format = match args.format {
         GraphFormatArg::Text => GraphFormat::Text,
         GraphFormatArg::Dot => GraphFormat::Dot,
         GraphFormatArg::Mermaid => GraphFormat::Mermaid,
         GraphFormatArg::Json => GraphFormat::Json,
     };
-    print!("{}", render_graph(&plan, &dag, format, None));
+    print!("{}", render_graph(&plan, &dag, format, status.as_ref()));
     exit_codes::SUCCESS
 }
 

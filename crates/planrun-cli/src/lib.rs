@@ -3,8 +3,11 @@
 
 mod args;
 mod commands;
+mod demo;
+mod live;
 mod output;
 mod registry;
+mod report;
 
 pub use registry::default_registry;
 

@@ -1,0 +1,236 @@
+//! Human rendering of run and status reports: a table per run, then the checks and
+//! failures that matter, then what committed and the next command. `--format json`
+//! prints the same models with serde instead.
+
+use std::fmt::Write as _;
+
+use planrun_engine::{CheckResult, RunReport, StageReport, StageStatus, StatusReport};
+
+/// ANSI styling that is a no-op when colour is off.
+#[derive(Clone, Copy)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\u{1b}[{code}m{text}\u{1b}[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+    pub fn good(self, text: &str) -> String {
+        self.paint("32", text)
+    }
+    pub fn bad(self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+    pub fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+    pub fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+}
+
+fn status_text(style: Style, status: StageStatus) -> String {
+    let label = status.label();
+    match status {
+        StageStatus::Applied | StageStatus::Verified | StageStatus::WouldRun => style.good(label),
+        StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted => style.bad(label),
+        StageStatus::NotRun | StageStatus::NotSelected | StageStatus::Waiting => style.dim(label),
+        _ => label.to_owned(),
+    }
+}
+
+fn pad(text: &str, visible: usize, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(visible)))
+}
+
+fn check_line(style: Style, kind: &str, check: &CheckResult) -> String {
+    let mark = if check.passed { style.good("ok  ") } else { style.bad("FAIL") };
+    let mut line = format!("      {mark} {kind} {}: expected {}, got {}", check.name, check.expected, check.actual);
+    if let Some(problem) = &check.problem {
+        let _ = write!(line, " ({problem})");
+    }
+    if let Some(message) = &check.message {
+        let _ = write!(line, "\n           {message}");
+    }
+    line
+}
+
+fn duration(ms: u64) -> String {
+    if ms >= 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// The whole report as text.
+pub fn render_run(report: &RunReport, style: Style) -> String {
+    let mut out = String::new();
+    let mut title = format!("planrun {} {} -> {}", report.command, report.plan, report.target);
+    if report.dry_run {
+        title.push_str(" (dry run: everything rolled back)");
+    }
+    if let Some(run) = report.run_id {
+        let _ = write!(title, " [run {run}]");
+    }
+    let _ = writeln!(out, "{}", style.bold(&title));
+    if let Some(file) = &report.backup_file {
+        let _ = writeln!(out, "backup: {file}");
+    }
+    out.push('\n');
+    let id_width = report.stages.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
+    let status_width = report.stages.iter().map(|s| s.status.label().len()).max().unwrap_or(6).max(6);
+    let _ = writeln!(
+        out,
+        "  #  {}  {}  {:>9}  {:>9}  notes",
+        pad("stage", 5, id_width),
+        pad("status", 6, status_width),
+        "time",
+        "rows"
+    );
+    for (position, stage) in report.stages.iter().enumerate() {
+        let mut notes = Vec::new();
+        if stage.optional {
+            notes.push("optional".to_owned());
+        }
+        if !stage.transaction {
+            notes.push("ran outside a transaction".to_owned());
+        }
+        if stage.rows_quarantined > 0 {
+            notes.push(format!("{} quarantined", stage.rows_quarantined));
+        }
+        if let Some(note) = &stage.note {
+            notes.push(note.clone());
+        }
+        let ran = matches!(stage.status, StageStatus::Applied | StageStatus::Failed | StageStatus::Skipped);
+        let _ = writeln!(
+            out,
+            "{:>3}  {}  {}  {:>9}  {:>9}  {}",
+            position + 1,
+            pad(&stage.id, stage.id.len(), id_width),
+            pad(&status_text(style, stage.status), stage.status.label().len(), status_width),
+            if ran { duration(stage.duration_ms) } else { String::new() },
+            if ran { stage.rows_affected.to_string() } else { String::new() },
+            notes.join("; ")
+        );
+        render_details(&mut out, stage, style, report.command == "apply" || report.command == "verify");
+    }
+    out.push('\n');
+    for line in &report.summary {
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn render_details(out: &mut String, stage: &StageReport, style: Style, show_passing: bool) {
+    let interesting = matches!(stage.status, StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted | StageStatus::DriftAccepted);
+    for check in &stage.preconditions {
+        if !check.passed || interesting || !show_passing {
+            let _ = writeln!(out, "{}", check_line(style, "precondition", check));
+        }
+    }
+    if show_passing || interesting {
+        for check in &stage.verifications {
+            let _ = writeln!(out, "{}", check_line(style, "verify", check));
+        }
+    }
+    for line in &stage.drift {
+        let _ = writeln!(out, "      {} {line}", style.bad("drift"));
+    }
+    for step in &stage.steps {
+        if step.rows_read.is_some() || !step.notes.is_empty() {
+            let mut line = format!("      step {}: {} rows written", step.name, step.rows_affected);
+            if let Some(read) = step.rows_read {
+                let _ = write!(line, ", {read} read");
+            }
+            if let Some(quarantined) = step.rows_quarantined.filter(|q| *q > 0) {
+                let _ = write!(line, ", {quarantined} quarantined");
+            }
+            for note in &step.notes {
+                let _ = write!(line, "; {note}");
+            }
+            let _ = writeln!(out, "{}", style.dim(&line));
+        }
+    }
+    if let Some(error) = &stage.error {
+        let mut place = String::new();
+        if let Some(step) = &error.step {
+            let _ = write!(place, "step {step}");
+        }
+        if let Some(file) = &error.file {
+            let _ = write!(place, " in {file}");
+        }
+        if let (Some(line), Some(column)) = (error.line, error.column) {
+            let _ = write!(place, " at line {line}, column {column}");
+        }
+        let code = error.sqlstate.as_deref().map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();
+        let _ = writeln!(out, "      {} {}{code}: {}", style.bad("error"), place.trim(), error.message);
+        if let Some(statement) = &error.statement {
+            let _ = writeln!(out, "        at: {statement}");
+        }
+        if let Some(detail) = &error.detail {
+            let _ = writeln!(out, "        detail: {detail}");
+        }
+        if let Some(hint) = &error.hint {
+            let _ = writeln!(out, "        hint: {hint}");
+        }
+    }
+}
+
+pub fn render_status(report: &StatusReport, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", style.bold(&format!("planrun status {} -> {}", report.plan, report.target)));
+    if !report.ledger_exists {
+        let _ = writeln!(out, "no ledger yet: planrun has never applied a plan to this database");
+    }
+    out.push('\n');
+    let id_width = report.stages.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(out, "  #  {}  {:<8}  {:>4}  {:<24}  {:>9}  notes", pad("stage", 5, id_width), "state", "run", "finished", "rows");
+    for (position, stage) in report.stages.iter().enumerate() {
+        let state = match stage.state.as_str() {
+            "applied" => style.good("applied"),
+            "failed" | "drifted" => style.bad(&stage.state),
+            other => other.to_owned(),
+        };
+        let mut notes = Vec::new();
+        if stage.optional {
+            notes.push("optional".to_owned());
+        }
+        if let Some(note) = &stage.note {
+            notes.push(note.clone());
+        }
+        let _ = writeln!(
+            out,
+            "{:>3}  {}  {}  {:>4}  {:<24}  {:>9}  {}",
+            position + 1,
+            pad(&stage.id, stage.id.len(), id_width),
+            pad(&state, stage.state.len(), 8),
+            stage.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            stage.finished_at.clone().unwrap_or_default(),
+            stage.rows_affected.map(|r| r.to_string()).unwrap_or_default(),
+            notes.join("; ")
+        );
+    }
+    if !report.recent_runs.is_empty() {
+        let _ = writeln!(out, "\nrecent runs:");
+        for run in &report.recent_runs {
+            let _ = writeln!(
+                out,
+                "  run {:>4}  {}  {:<16} {:<20} by {}@{}{}",
+                run.id,
+                run.started_at,
+                run.command,
+                run.outcome,
+                run.user,
+                run.host,
+                run.backup_file.as_ref().map(|f| format!("  backup {f}")).unwrap_or_default()
+            );
+        }
+    }
+    out
+}

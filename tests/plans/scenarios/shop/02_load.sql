@@ -1,0 +1,1 @@
+INSERT INTO orders (customer_id) SELECT id FROM customers;
