@@ -33,16 +33,31 @@ fn apply_runs_every_stage_then_a_second_apply_changes_nothing() {
     let dir = scenario("shop");
     let first = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
     assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
-    assert_eq!(db.scalar("SELECT count(*) FROM orders WHERE total IS NOT NULL"), "25");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders WHERE total IS NOT NULL"),
+        "25"
+    );
     assert_eq!(
         ledger_rows(&db),
-        [Some("create_orders:applied".into()), Some("load_orders:applied".into()), Some("add_total:applied".into())]
+        [
+            Some("create_orders:applied".into()),
+            Some("load_orders:applied".into()),
+            Some("add_total:applied".into())
+        ]
     );
     let before = db.dump();
     let second = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
     assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
-    assert!(stdout(&second).contains("nothing to do"), "{}", describe(&second));
-    assert_eq!(ledger_rows(&db).len(), 3, "a no-op run records no stage result");
+    assert!(
+        stdout(&second).contains("nothing to do"),
+        "{}",
+        describe(&second)
+    );
+    assert_eq!(
+        ledger_rows(&db).len(),
+        3,
+        "a no-op run records no stage result"
+    );
     assert_eq!(strip_ledger(&before), strip_ledger(&db.dump()));
 }
 
@@ -64,8 +79,17 @@ fn a_failing_stage_rolls_back_while_earlier_stages_stay_committed() {
         "ALTER TABLE orders ADD COLUMN total numeric;\n-- the next line is wrong\nUPDATE orders SET total = no_such_column * 10;\n",
     )
     .unwrap();
-    let output = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup", "--format", "json"]);
-    assert_eq!(output.status.code(), Some(exit_codes::STEP_FAILED), "{}", describe(&output));
+    let output = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let failed = &report["stages"][2];
     assert_eq!(failed["status"], "failed");
@@ -73,11 +97,20 @@ fn a_failing_stage_rolls_back_while_earlier_stages_stay_committed() {
     assert_eq!(failed["error"]["line"], 3);
     assert_eq!(failed["error"]["column"], 27);
     assert_eq!(failed["error"]["sqlstate"], "42703");
-    assert!(report["summary"].to_string().contains("committed: create_orders, load_orders"));
-    assert_eq!(db.scalar("SELECT count(*) FROM orders"), "25", "earlier stages stay committed");
+    assert!(report["summary"]
+        .to_string()
+        .contains("committed: create_orders, load_orders"));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders"),
+        "25",
+        "earlier stages stay committed"
+    );
     assert!(db.column("SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'total'").is_empty(),
         "the failed stage's DDL was rolled back");
-    assert_eq!(ledger_rows(&db).last().unwrap().as_deref(), Some("add_total:failed"));
+    assert_eq!(
+        ledger_rows(&db).last().unwrap().as_deref(),
+        Some("add_total:failed")
+    );
 }
 
 #[test]
@@ -85,10 +118,23 @@ fn a_failed_verification_rolls_its_stage_back() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(dir.path().join("02_load.sql"), "INSERT INTO orders (customer_id) SELECT id FROM customers WHERE id > 1;\n").unwrap();
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers WHERE id > 1;\n",
+    )
+    .unwrap();
     let output = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
-    assert_eq!(output.status.code(), Some(exit_codes::VERIFICATION_FAILED), "{}", describe(&output));
-    assert!(stdout(&output).contains("FAIL verify one order per customer: expected = 25, got 24"), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout(&output).contains("FAIL verify one order per customer: expected = 25, got 24"),
+        "{}",
+        describe(&output)
+    );
     assert_eq!(db.scalar("SELECT count(*) FROM orders"), "0");
 }
 
@@ -97,9 +143,23 @@ fn a_failed_precondition_blocks_before_anything_changes() {
     let db = TestDb::new();
     let dir = scenario("shop");
     let output = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
-    assert_eq!(output.status.code(), Some(exit_codes::PRECONDITION_FAILED), "{}", describe(&output));
-    assert!(stdout(&output).contains("FAIL precondition customers exists"), "{}", describe(&output));
-    assert!(db.column("SELECT to_regclass('public.orders')").first().cloned().flatten().is_none());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::PRECONDITION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout(&output).contains("FAIL precondition customers exists"),
+        "{}",
+        describe(&output)
+    );
+    assert!(db
+        .column("SELECT to_regclass('public.orders')")
+        .first()
+        .cloned()
+        .flatten()
+        .is_none());
 }
 
 #[test]
@@ -110,8 +170,14 @@ fn a_skip_rule_records_the_stage_as_skipped_with_its_reason() {
     let dir = scenario("shop");
     let output = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert_eq!(ledger_rows(&db)[0].as_deref(), Some("create_orders:skipped"));
-    assert_eq!(db.scalar("SELECT skip_reason FROM planrun.stage_results WHERE stage_id = 'create_orders'"), "orders already exists");
+    assert_eq!(
+        ledger_rows(&db)[0].as_deref(),
+        Some("create_orders:skipped")
+    );
+    assert_eq!(
+        db.scalar("SELECT skip_reason FROM planrun.stage_results WHERE stage_id = 'create_orders'"),
+        "orders already exists"
+    );
 }
 
 #[test]
@@ -119,23 +185,58 @@ fn drift_is_refused_until_accepted_and_line_endings_do_not_count() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    assert_eq!(run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]).status.code(), Some(0));
+    assert_eq!(
+        run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"])
+            .status
+            .code(),
+        Some(0)
+    );
 
     let file = dir.path().join("02_load.sql");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace('\n', "\r\n")).unwrap();
     let crlf = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
-    assert_eq!(crlf.status.code(), Some(0), "CRLF is not drift: {}", describe(&crlf));
+    assert_eq!(
+        crlf.status.code(),
+        Some(0),
+        "CRLF is not drift: {}",
+        describe(&crlf)
+    );
 
-    std::fs::write(&file, "INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;\n").unwrap();
+    std::fs::write(
+        &file,
+        "INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;\n",
+    )
+    .unwrap();
     let drift = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
-    assert_eq!(drift.status.code(), Some(exit_codes::DRIFT), "{}", describe(&drift));
-    assert!(stdout(&drift).contains("changed step 1 (02_load.sql)"), "{}", describe(&drift));
+    assert_eq!(
+        drift.status.code(),
+        Some(exit_codes::DRIFT),
+        "{}",
+        describe(&drift)
+    );
+    assert!(
+        stdout(&drift).contains("changed step 1 (02_load.sql)"),
+        "{}",
+        describe(&drift)
+    );
 
-    let accepted = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup", "--allow-drift"]);
+    let accepted = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--allow-drift"],
+    );
     assert_eq!(accepted.status.code(), Some(0), "{}", describe(&accepted));
-    assert_eq!(db.scalar("SELECT count(*) FROM planrun.stage_results WHERE drift_accepted"), "1");
-    assert_eq!(run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]).status.code(), Some(0));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM planrun.stage_results WHERE drift_accepted"),
+        "1"
+    );
+    assert_eq!(
+        run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"])
+            .status
+            .code(),
+        Some(0)
+    );
 }
 
 #[test]
@@ -147,14 +248,25 @@ fn dry_run_and_plan_leave_no_trace() {
     let dry = run(dir.path(), &db, &["apply", "plan.toml", "--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
     assert!(stdout(&dry).contains("dry run"), "{}", describe(&dry));
-    assert!(stdout(&dry).contains("ok   verify one order per customer"), "{}", describe(&dry));
+    assert!(
+        stdout(&dry).contains("ok   verify one order per customer"),
+        "{}",
+        describe(&dry)
+    );
     let preview = run(dir.path(), &db, &["plan", "plan.toml"]);
     assert_eq!(preview.status.code(), Some(0), "{}", describe(&preview));
     let text = stdout(&preview);
     assert!(text.contains("would run"), "{text}");
     assert!(text.contains("a backup would be taken"), "{text}");
-    assert_eq!(before, db.dump(), "dry run and plan wrote nothing, not even the ledger");
-    assert!(!dir.path().join("backups").exists(), "a dry run takes no backup");
+    assert_eq!(
+        before,
+        db.dump(),
+        "dry run and plan wrote nothing, not even the ledger"
+    );
+    assert!(
+        !dir.path().join("backups").exists(),
+        "a dry run takes no backup"
+    );
 }
 
 #[test]
@@ -164,18 +276,38 @@ fn apply_takes_a_backup_that_pg_restore_can_read() {
     let dir = scenario("shop");
     let output = run(dir.path(), &db, &["apply", "plan.toml"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups")).unwrap().map(|e| e.unwrap().path()).collect();
+    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(backups.len(), 1);
-    let name = backups[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("shop-") && name.ends_with(".dump"), "{name}");
+    let name = backups[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with("shop-") && name.ends_with(".dump"),
+        "{name}"
+    );
     let list = std::process::Command::new(db.cluster.bin_dir().join("pg_restore"))
         .arg("--list")
         .arg(&backups[0])
         .output()
         .unwrap();
     assert!(list.status.success());
-    assert!(String::from_utf8_lossy(&list.stdout).contains("TABLE public customers"), "the backup holds the data before the run");
-    assert_eq!(db.scalar("SELECT backup_file FROM planrun.runs ORDER BY id LIMIT 1"), backups[0].strip_prefix(dir.path()).unwrap().display().to_string());
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("TABLE public customers"),
+        "the backup holds the data before the run"
+    );
+    assert_eq!(
+        db.scalar("SELECT backup_file FROM planrun.runs ORDER BY id LIMIT 1"),
+        backups[0]
+            .strip_prefix(dir.path())
+            .unwrap()
+            .display()
+            .to_string()
+    );
 }
 
 #[test]
@@ -183,18 +315,51 @@ fn status_and_verify_report_the_ledger() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    assert_eq!(run(dir.path(), &db, &["apply", "plan.toml", "--no-backup", "--until", "load_orders"]).status.code(), Some(0));
-    let status = run(dir.path(), &db, &["status", "plan.toml", "--format", "json"]);
+    assert_eq!(
+        run(
+            dir.path(),
+            &db,
+            &[
+                "apply",
+                "plan.toml",
+                "--no-backup",
+                "--until",
+                "load_orders"
+            ]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let status = run(
+        dir.path(),
+        &db,
+        &["status", "plan.toml", "--format", "json"],
+    );
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let states: Vec<&str> = json["stages"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["applied", "applied", "pending"]);
     let verify = run(dir.path(), &db, &["verify", "plan.toml"]);
     assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
     db.execute("DELETE FROM orders WHERE id = 1");
     let broken = run(dir.path(), &db, &["verify", "plan.toml"]);
-    assert_eq!(broken.status.code(), Some(exit_codes::VERIFICATION_FAILED), "{}", describe(&broken));
+    assert_eq!(
+        broken.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&broken)
+    );
     let graph = run(dir.path(), &db, &["graph", "plan.toml", "--status"]);
-    assert!(stdout(&graph).contains("add_total      2      SQL   load_orders  pending"), "{}", describe(&graph));
+    assert!(
+        stdout(&graph).contains("add_total      2      SQL   load_orders  pending"),
+        "{}",
+        describe(&graph)
+    );
 }
 
 #[test]
@@ -204,7 +369,11 @@ fn a_password_in_the_url_appears_nowhere() {
     assert!(db.url.contains(secret));
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(dir.path().join("03_total.sql"), "SELECT broken syntax here;\n").unwrap();
+    std::fs::write(
+        dir.path().join("03_total.sql"),
+        "SELECT broken syntax here;\n",
+    )
+    .unwrap();
     let mut seen = String::new();
     for args in [
         vec!["apply", "plan.toml"],
@@ -216,16 +385,36 @@ fn a_password_in_the_url_appears_nowhere() {
         seen.push_str(&describe(&output));
     }
     let wrong = db.url.replace(secret, "wrong-password");
-    let refused = planrun(PLANRUN, dir.path(), &["apply", "plan.toml", "--database-url", &wrong], &[]);
-    assert_eq!(refused.status.code(), Some(exit_codes::CANNOT_CONNECT), "{}", describe(&refused));
+    let refused = planrun(
+        PLANRUN,
+        dir.path(),
+        &["apply", "plan.toml", "--database-url", &wrong],
+        &[],
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(exit_codes::CANNOT_CONNECT),
+        "{}",
+        describe(&refused)
+    );
     seen.push_str(&describe(&refused));
     assert!(!seen.contains(secret), "the password leaked:\n{seen}");
-    assert!(!seen.contains("wrong-password"), "the password leaked:\n{seen}");
-    assert!(seen.contains(":***@"), "the target is shown redacted:\n{seen}");
+    assert!(
+        !seen.contains("wrong-password"),
+        "the password leaked:\n{seen}"
+    );
+    assert!(
+        seen.contains(":***@"),
+        "the target is shown redacted:\n{seen}"
+    );
     let ledger = db.column("SELECT row_to_json(r)::text FROM planrun.runs r UNION ALL SELECT row_to_json(s)::text FROM planrun.stage_results s");
     assert!(ledger.iter().flatten().all(|row| !row.contains(secret)));
     for entry in std::fs::read_dir(dir.path().join("backups")).unwrap() {
-        assert!(!entry.unwrap().file_name().to_string_lossy().contains(secret));
+        assert!(!entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(secret));
     }
 }
 
@@ -235,12 +424,25 @@ fn an_unreachable_database_is_a_clear_error() {
     let output = planrun(
         PLANRUN,
         dir.path(),
-        &["apply", "plan.toml", "--database-url", "postgresql://nobody:pw@127.0.0.1:1/none"],
+        &[
+            "apply",
+            "plan.toml",
+            "--database-url",
+            "postgresql://nobody:pw@127.0.0.1:1/none",
+        ],
         &[],
     );
-    assert_eq!(output.status.code(), Some(exit_codes::CANNOT_CONNECT), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::CANNOT_CONNECT),
+        "{}",
+        describe(&output)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot connect to postgresql://nobody:***@127.0.0.1:1/none"), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to postgresql://nobody:***@127.0.0.1:1/none"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -254,7 +456,13 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
     )
     .unwrap();
     let mut first = std::process::Command::new(PLANRUN)
-        .args(["apply", "plan.toml", "--no-backup", "--database-url", &db.url])
+        .args([
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ])
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
@@ -263,16 +471,35 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
         .unwrap();
     // Wait until the first apply holds the lock (bounded polling, not a fixed sleep).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "0" {
-        assert!(std::time::Instant::now() < deadline, "the first apply never took its lock");
+    while db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first apply never took its lock"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let second = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup", "--lock-wait", "0.5"]);
-    assert_eq!(second.status.code(), Some(exit_codes::LOCKED), "{}", describe(&second));
+    let second = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--lock-wait", "0.5"],
+    );
+    assert_eq!(
+        second.status.code(),
+        Some(exit_codes::LOCKED),
+        "{}",
+        describe(&second)
+    );
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("held by pid"), "{stderr}");
-    assert!(stderr.contains("planrun apply shop"), "the holder's application_name: {stderr}");
+    assert!(
+        stderr.contains("planrun apply shop"),
+        "the holder's application_name: {stderr}"
+    );
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
-    assert_eq!(db.scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'load_orders'"), "1");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'load_orders'"),
+        "1"
+    );
 }

@@ -52,10 +52,20 @@ fn planrun_graph_from_the_repository_root_lists_the_memoir_stages_in_order() {
     ];
     let positions: Vec<usize> = ids
         .iter()
-        .map(|id| stdout.find(&format!("  {id}  ")).unwrap_or_else(|| panic!("{id} missing:\n{stdout}")))
+        .map(|id| {
+            stdout
+                .find(&format!("  {id}  "))
+                .unwrap_or_else(|| panic!("{id} missing:\n{stdout}"))
+        })
         .collect();
-    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{stdout}");
-    let last_line = stdout.lines().find(|line| line.contains("section_image_fk")).unwrap();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{stdout}"
+    );
+    let last_line = stdout
+        .lines()
+        .find(|line| line.contains("section_image_fk"))
+        .unwrap();
     assert!(last_line.ends_with("(optional)"), "{last_line}");
 }
 
@@ -74,7 +84,10 @@ fn planrun_check_on_a_cycle_exits_invalid_and_names_all_three_stages() {
         describe(&output)
     );
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("alpha -> gamma -> beta -> alpha"), "{stderr}");
+    assert!(
+        stderr.contains("alpha -> gamma -> beta -> alpha"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -82,7 +95,10 @@ fn planrun_check_on_the_memoir_plan_summarises_it() {
     let output = planrun(PLANRUN, &repo_root(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.contains("plan memoir (plans/memoir.toml): valid"), "{stdout}");
+    assert!(
+        stdout.contains("plan memoir (plans/memoir.toml): valid"),
+        "{stdout}"
+    );
     assert!(stdout.contains("5 stages (1 optional)"), "{stdout}");
 }
 
@@ -107,22 +123,23 @@ fn random_plan(n: usize, edges: &[(usize, usize)], file_order: &[usize]) -> Stri
 }
 
 fn dag_case() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<usize>)> {
-    (1usize..12).prop_flat_map(|n| {
-        let edges = proptest::collection::vec((0..n, 0..n), 0..(n * 2));
-        let order = Just((0..n).collect::<Vec<_>>()).prop_shuffle();
-        (Just(n), edges, order)
-    })
-    .prop_map(|(n, edges, order)| {
-        // Orient every edge along a hidden ranking (stage numbers) so there is no cycle.
-        let edges = edges
-            .into_iter()
-            .filter(|(a, b)| a != b)
-            .map(|(a, b)| (a.min(b), a.max(b)))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        (n, edges, order)
-    })
+    (1usize..12)
+        .prop_flat_map(|n| {
+            let edges = proptest::collection::vec((0..n, 0..n), 0..(n * 2));
+            let order = Just((0..n).collect::<Vec<_>>()).prop_shuffle();
+            (Just(n), edges, order)
+        })
+        .prop_map(|(n, edges, order)| {
+            // Orient every edge along a hidden ranking (stage numbers) so there is no cycle.
+            let edges = edges
+                .into_iter()
+                .filter(|(a, b)| a != b)
+                .map(|(a, b)| (a.min(b), a.max(b)))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            (n, edges, order)
+        })
 }
 
 proptest! {

@@ -9,7 +9,10 @@ struct Catalog;
 
 impl TransformCatalog for Catalog {
     fn names(&self) -> Vec<String> {
-        vec!["memoir.collect_images".into(), "memoir.split_chapters".into()]
+        vec![
+            "memoir.collect_images".into(),
+            "memoir.split_chapters".into(),
+        ]
     }
 
     fn check_params(&self, _name: &str, _params: &toml::Table) -> Vec<(String, String)> {
@@ -58,23 +61,38 @@ fn toml_syntax_error_points_at_the_unclosed_string() {
 #[test]
 fn unknown_key_suggests_the_nearest_valid_key() {
     let errors = load_broken("unknown_key");
-    assert_eq!(problems(&errors), vec![(ProblemKind::UnknownKey, vec![(6, 1)])]);
-    assert_eq!(errors.problems[0].help.as_deref(), Some("did you mean `depends_on`?"));
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::UnknownKey, vec![(6, 1)])]
+    );
+    assert_eq!(
+        errors.problems[0].help.as_deref(),
+        Some("did you mean `depends_on`?")
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
 #[test]
 fn duplicate_ids_point_at_both_definitions() {
     let errors = load_broken("duplicate_id");
-    assert_eq!(problems(&errors), vec![(ProblemKind::DuplicateId, vec![(10, 6), (5, 6)])]);
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::DuplicateId, vec![(10, 6), (5, 6)])]
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
 #[test]
 fn unknown_dependency_suggests_the_closest_stage() {
     let errors = load_broken("unknown_dependency");
-    assert_eq!(problems(&errors), vec![(ProblemKind::UnknownDependency, vec![(11, 15)])]);
-    assert_eq!(errors.problems[0].help.as_deref(), Some("did you mean `create_tables`?"));
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::UnknownDependency, vec![(11, 15)])]
+    );
+    assert_eq!(
+        errors.problems[0].help.as_deref(),
+        Some("did you mean `create_tables`?")
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
@@ -86,8 +104,15 @@ fn a_three_stage_cycle_is_named_whole_with_the_closing_edge_labelled() {
         vec![(ProblemKind::Cycle, vec![(6, 15), (18, 15), (12, 15)])]
     );
     let problem = &errors.problems[0];
-    assert_eq!(problem.message, "dependency cycle: alpha -> gamma -> beta -> alpha");
-    assert!(problem.labels[2].1.contains("closes the cycle"), "{:?}", problem.labels);
+    assert_eq!(
+        problem.message,
+        "dependency cycle: alpha -> gamma -> beta -> alpha"
+    );
+    assert!(
+        problem.labels[2].1.contains("closes the cycle"),
+        "{:?}",
+        problem.labels
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
@@ -96,7 +121,10 @@ fn a_required_stage_may_not_depend_on_an_optional_one() {
     let errors = load_broken("required_on_optional");
     assert_eq!(
         problems(&errors),
-        vec![(ProblemKind::RequiredDependsOnOptional, vec![(12, 15), (11, 6)])]
+        vec![(
+            ProblemKind::RequiredDependsOnOptional,
+            vec![(12, 15), (11, 6)]
+        )]
     );
     insta::assert_snapshot!(rendered(&errors));
 }
@@ -104,21 +132,30 @@ fn a_required_stage_may_not_depend_on_an_optional_one() {
 #[test]
 fn a_stage_without_steps_is_rejected() {
     let errors = load_broken("no_steps");
-    assert_eq!(problems(&errors), vec![(ProblemKind::NoSteps, vec![(4, 1)])]);
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::NoSteps, vec![(4, 1)])]
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
 #[test]
 fn a_missing_sql_file_is_named_relative_to_the_plan() {
     let errors = load_broken("missing_sql_file");
-    assert_eq!(problems(&errors), vec![(ProblemKind::MissingSqlFile, vec![(9, 12)])]);
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::MissingSqlFile, vec![(9, 12)])]
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
 #[test]
 fn an_unknown_transform_suggests_the_closest_registered_name() {
     let errors = load_broken("unknown_transform");
-    assert_eq!(problems(&errors), vec![(ProblemKind::UnknownTransform, vec![(7, 13)])]);
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::UnknownTransform, vec![(7, 13)])]
+    );
     assert!(errors.problems[0]
         .help
         .as_deref()
@@ -130,22 +167,35 @@ fn an_unknown_transform_suggests_the_closest_registered_name() {
 #[test]
 fn a_malformed_expectation_is_shown_with_what_is_accepted() {
     let errors = load_broken("malformed_expectation");
-    assert_eq!(problems(&errors), vec![(ProblemKind::MalformedExpectation, vec![(11, 10)])]);
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::MalformedExpectation, vec![(11, 10)])]
+    );
     insta::assert_snapshot!(rendered(&errors));
 }
 
 #[test]
 fn a_capture_used_before_any_stage_defines_it_is_rejected() {
     let errors = load_broken("undefined_capture");
-    assert_eq!(problems(&errors), vec![(ProblemKind::UndefinedCapture, vec![(11, 10)])]);
-    assert!(errors.problems[0].help.as_deref().unwrap().contains("count_legacy"));
+    assert_eq!(
+        problems(&errors),
+        vec![(ProblemKind::UndefinedCapture, vec![(11, 10)])]
+    );
+    assert!(errors.problems[0]
+        .help
+        .as_deref()
+        .unwrap()
+        .contains("count_legacy"));
     insta::assert_snapshot!(rendered(&errors));
 }
 
 #[test]
 fn every_problem_in_a_plan_is_reported_in_one_run() {
     let errors = load_broken("many_problems");
-    let kinds: Vec<ProblemKind> = problems(&errors).into_iter().map(|(kind, _)| kind).collect();
+    let kinds: Vec<ProblemKind> = problems(&errors)
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
     assert_eq!(
         kinds,
         vec![

@@ -62,7 +62,9 @@ pub struct TestDb {
 impl TestDb {
     pub fn new() -> TestDb {
         let cluster = planrun_tempdb::TempCluster::start().expect("a throwaway PostgreSQL starts");
-        let url = cluster.create_database("planrun_test").expect("the test database is created");
+        let url = cluster
+            .create_database("planrun_test")
+            .expect("the test database is created");
         TestDb { cluster, url }
     }
 
@@ -71,7 +73,9 @@ impl TestDb {
             .password(password)
             .start()
             .expect("a throwaway PostgreSQL starts");
-        let url = cluster.create_database("planrun_test").expect("the test database is created");
+        let url = cluster
+            .create_database("planrun_test")
+            .expect("the test database is created");
         TestDb { cluster, url }
     }
 
@@ -107,10 +111,20 @@ impl TestDb {
     /// Schema and data as `pg_dump` prints them, for before/after comparisons.
     pub fn dump(&self) -> String {
         let output = std::process::Command::new(self.cluster.bin_dir().join("pg_dump"))
-            .args(["--no-owner", "--no-privileges", "--inserts", "-d", &self.url])
+            .args([
+                "--no-owner",
+                "--no-privileges",
+                "--inserts",
+                "-d",
+                &self.url,
+            ])
             .output()
             .expect("pg_dump runs");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).expect("the dump is UTF-8")
     }
 }
@@ -125,7 +139,10 @@ impl Default for TestDb {
 /// its files.
 pub fn scenario(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    copy_dir(&repo_path(&format!("tests/plans/scenarios/{name}")), dir.path());
+    copy_dir(
+        &repo_path(&format!("tests/plans/scenarios/{name}")),
+        dir.path(),
+    );
     dir
 }
 

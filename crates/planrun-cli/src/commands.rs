@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use planrun_engine::{exit_codes, ApplyOptions, EngineError, Runner, Target};
-use planrun_plan::{discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind};
+use planrun_plan::{
+    discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind,
+};
 
 use crate::args::{
-    ApplyArgs, BackupArgs, Cli, ColorChoice, Command, ConnectionArgs, DbCommandArgs, GraphArgs, GraphFormatArg,
-    PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs,
+    ApplyArgs, BackupArgs, Cli, ColorChoice, Command, ConnectionArgs, DbCommandArgs, GraphArgs,
+    GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs,
 };
 use crate::live::Live;
 use crate::output::{report, use_colour};
@@ -28,7 +30,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Plan(args) => preview(&args, style),
         Command::Status(args) => status(&args, style),
         Command::Verify(args) => verify(&args, style),
-        Command::Demo(args) => crate::demo::run(&args, style, cli.global.color == ColorChoice::Never),
+        Command::Demo(args) => {
+            crate::demo::run(&args, style, cli.global.color == ColorChoice::Never)
+        }
     }
 }
 
@@ -40,7 +44,9 @@ fn target(args: &ConnectionArgs) -> Result<Target, i32> {
 fn engine_failure(error: EngineError) -> i32 {
     eprintln!("error: {error}");
     if let EngineError::Locked { .. } = error {
-        eprintln!("another `planrun apply` of this plan is running; wait for it, or raise --lock-wait");
+        eprintln!(
+            "another `planrun apply` of this plan is running; wait for it, or raise --lock-wait"
+        );
     }
     error.exit_code()
 }
@@ -138,7 +144,8 @@ fn status(args: &DbCommandArgs, style: Style) -> i32 {
         Ok(target) => target,
         Err(code) => return code,
     };
-    let result = Runner::new(&plan, &registry).and_then(|runner| planrun_engine::status(&runner, &target));
+    let result =
+        Runner::new(&plan, &registry).and_then(|runner| planrun_engine::status(&runner, &target));
     match result {
         Ok(report) => {
             match args.format {
@@ -195,8 +202,6 @@ fn graph_status(plan: &Plan, connection: &ConnectionArgs) -> Result<GraphStatus,
         })
         .collect())
 }
-
-
 
 /// The plan path from the argument, `$PLANRUN_PLAN` or `./plans`.
 fn plan_path(arg: &PlanArg) -> Result<PathBuf, i32> {

@@ -18,11 +18,26 @@ use crate::report::{render_run, Style};
 /// The memoir plan as shipped, for when `planrun demo` runs outside the repository.
 const EMBEDDED_PLAN: &[(&str, &str)] = &[
     ("memoir.toml", include_str!("../../../plans/memoir.toml")),
-    ("memoir/session.sql", include_str!("../../../plans/memoir/session.sql")),
-    ("memoir/01_sections_schema.sql", include_str!("../../../plans/memoir/01_sections_schema.sql")),
-    ("memoir/02_drop_legacy_columns.sql", include_str!("../../../plans/memoir/02_drop_legacy_columns.sql")),
-    ("memoir/03_images_schema.sql", include_str!("../../../plans/memoir/03_images_schema.sql")),
-    ("memoir/05_section_image_fk.sql", include_str!("../../../plans/memoir/05_section_image_fk.sql")),
+    (
+        "memoir/session.sql",
+        include_str!("../../../plans/memoir/session.sql"),
+    ),
+    (
+        "memoir/01_sections_schema.sql",
+        include_str!("../../../plans/memoir/01_sections_schema.sql"),
+    ),
+    (
+        "memoir/02_drop_legacy_columns.sql",
+        include_str!("../../../plans/memoir/02_drop_legacy_columns.sql"),
+    ),
+    (
+        "memoir/03_images_schema.sql",
+        include_str!("../../../plans/memoir/03_images_schema.sql"),
+    ),
+    (
+        "memoir/05_section_image_fk.sql",
+        include_str!("../../../plans/memoir/05_section_image_fk.sql"),
+    ),
 ];
 
 fn plan_path(scratch: &Path) -> Result<PathBuf, String> {
@@ -57,21 +72,33 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let plan_file = plan_path(scratch.path())?;
     let registry = default_registry();
-    let plan = Plan::load_checked(&plan_file, &registry).map_err(|errors| format!("{:?}", miette::Report::new(errors)))?;
+    let plan = Plan::load_checked(&plan_file, &registry)
+        .map_err(|errors| format!("{:?}", miette::Report::new(errors)))?;
     let images: ImagesType = args.images_type.parse().map_err(|e| format!("{e}"))?;
 
-    println!("{}", style.bold("planrun demo: the memoir migration on a throwaway PostgreSQL"));
+    println!(
+        "{}",
+        style.bold("planrun demo: the memoir migration on a throwaway PostgreSQL")
+    );
     let started = Instant::now();
-    let cluster = TempCluster::start().map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+    let cluster =
+        TempCluster::start().map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
     let url = cluster
         .create_database("memoir_demo")
         .map_err(|e| format!("cannot create the demo database: {e}"))?;
-    println!("started PostgreSQL on port {} in {:.1} s", cluster.port(), started.elapsed().as_secs_f64());
+    println!(
+        "started PostgreSQL on port {} in {:.1} s",
+        cluster.port(),
+        started.elapsed().as_secs_f64()
+    );
 
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| format!("cannot connect: {e}"))?;
+    let mut client = postgres::Client::connect(&url, postgres::NoTls)
+        .map_err(|e| format!("cannot connect: {e}"))?;
     let loading = Instant::now();
-    create_legacy_schema(&mut client, images).map_err(|e| format!("cannot create the legacy schema: {e}"))?;
-    let loaded = load_legacy(&mut client, args.seed, args.chapters, images).map_err(|e| format!("cannot load legacy data: {e}"))?;
+    create_legacy_schema(&mut client, images)
+        .map_err(|e| format!("cannot create the legacy schema: {e}"))?;
+    let loaded = load_legacy(&mut client, args.seed, args.chapters, images)
+        .map_err(|e| format!("cannot load legacy data: {e}"))?;
     println!(
         "loaded {} legacy chapters of {} memoirs (images as {}, seed {}) in {:.1} s",
         loaded.chapters,
@@ -81,7 +108,9 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         loading.elapsed().as_secs_f64()
     );
     let sample = pick_sample(&mut client)?;
-    let before = sample.map(|id| chapter_before(&mut client, id)).transpose()?;
+    let before = sample
+        .map(|id| chapter_before(&mut client, id))
+        .transpose()?;
 
     let dag = Dag::build(&plan).map_err(|_| "the memoir plan has a cycle".to_owned())?;
     println!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
@@ -94,7 +123,9 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         ..ApplyOptions::default()
     };
     let live = Live::new(true);
-    let report = runner.apply(&target, &options, &live).map_err(|e| e.to_string())?;
+    let report = runner
+        .apply(&target, &options, &live)
+        .map_err(|e| e.to_string())?;
     println!();
     print!("{}", render_run(&report, style));
 
@@ -112,7 +143,10 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         println!("stop it with: {}", kept.stop_command);
     } else {
         drop(cluster);
-        println!("\nthe throwaway cluster is removed ({:.1} s in all)", started.elapsed().as_secs_f64());
+        println!(
+            "\nthe throwaway cluster is removed ({:.1} s in all)",
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(report.exit_code)
 }
@@ -141,10 +175,16 @@ fn chapter_before(client: &mut postgres::Client, id: i64) -> Result<String, Stri
 fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<String, String> {
     let mut out = String::new();
     let cover: Option<String> = client
-        .query_one("SELECT cover_image::text FROM chapters WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT cover_image::text FROM chapters WHERE id = $1",
+            &[&id],
+        )
         .map_err(|e| e.to_string())?
         .get(0);
-    out.push_str(&format!("  cover_image: {}\n", cover.unwrap_or_else(|| "NULL".into())));
+    out.push_str(&format!(
+        "  cover_image: {}\n",
+        cover.unwrap_or_else(|| "NULL".into())
+    ));
     let image_column = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'chapter_sections' AND column_name = 'image_id')",
@@ -162,7 +202,9 @@ fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<String, Strin
         let position: i32 = row.get(0);
         let content: String = row.get(1);
         let image: String = row.get(2);
-        out.push_str(&format!("  section {position}: {content:?}  image: {image}\n"));
+        out.push_str(&format!(
+            "  section {position}: {content:?}  image: {image}\n"
+        ));
     }
     Ok(out)
 }

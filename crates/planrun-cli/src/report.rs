@@ -49,8 +49,15 @@ fn pad(text: &str, visible: usize, width: usize) -> String {
 }
 
 fn check_line(style: Style, kind: &str, check: &CheckResult) -> String {
-    let mark = if check.passed { style.good("ok  ") } else { style.bad("FAIL") };
-    let mut line = format!("      {mark} {kind} {}: expected {}, got {}", check.name, check.expected, check.actual);
+    let mark = if check.passed {
+        style.good("ok  ")
+    } else {
+        style.bad("FAIL")
+    };
+    let mut line = format!(
+        "      {mark} {kind} {}: expected {}, got {}",
+        check.name, check.expected, check.actual
+    );
     if let Some(problem) = &check.problem {
         let _ = write!(line, " ({problem})");
     }
@@ -71,7 +78,10 @@ fn duration(ms: u64) -> String {
 /// The whole report as text.
 pub fn render_run(report: &RunReport, style: Style) -> String {
     let mut out = String::new();
-    let mut title = format!("planrun {} {} -> {}", report.command, report.plan, report.target);
+    let mut title = format!(
+        "planrun {} {} -> {}",
+        report.command, report.plan, report.target
+    );
     if report.dry_run {
         title.push_str(" (dry run: everything rolled back)");
     }
@@ -83,8 +93,20 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
         let _ = writeln!(out, "backup: {file}");
     }
     out.push('\n');
-    let id_width = report.stages.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
-    let status_width = report.stages.iter().map(|s| s.status.label().len()).max().unwrap_or(6).max(6);
+    let id_width = report
+        .stages
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let status_width = report
+        .stages
+        .iter()
+        .map(|s| s.status.label().len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     let _ = writeln!(
         out,
         "  #  {}  {}  {:>9}  {:>9}  notes",
@@ -107,18 +129,38 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
         if let Some(note) = &stage.note {
             notes.push(note.clone());
         }
-        let ran = matches!(stage.status, StageStatus::Applied | StageStatus::Failed | StageStatus::Skipped);
+        let ran = matches!(
+            stage.status,
+            StageStatus::Applied | StageStatus::Failed | StageStatus::Skipped
+        );
         let _ = writeln!(
             out,
             "{:>3}  {}  {}  {:>9}  {:>9}  {}",
             position + 1,
             pad(&stage.id, stage.id.len(), id_width),
-            pad(&status_text(style, stage.status), stage.status.label().len(), status_width),
-            if ran { duration(stage.duration_ms) } else { String::new() },
-            if ran { stage.rows_affected.to_string() } else { String::new() },
+            pad(
+                &status_text(style, stage.status),
+                stage.status.label().len(),
+                status_width
+            ),
+            if ran {
+                duration(stage.duration_ms)
+            } else {
+                String::new()
+            },
+            if ran {
+                stage.rows_affected.to_string()
+            } else {
+                String::new()
+            },
             notes.join("; ")
         );
-        render_details(&mut out, stage, style, report.command == "apply" || report.command == "verify");
+        render_details(
+            &mut out,
+            stage,
+            style,
+            report.command == "apply" || report.command == "verify",
+        );
     }
     out.push('\n');
     for line in &report.summary {
@@ -128,7 +170,13 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
 }
 
 fn render_details(out: &mut String, stage: &StageReport, style: Style, show_passing: bool) {
-    let interesting = matches!(stage.status, StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted | StageStatus::DriftAccepted);
+    let interesting = matches!(
+        stage.status,
+        StageStatus::Failed
+            | StageStatus::Blocked
+            | StageStatus::Drifted
+            | StageStatus::DriftAccepted
+    );
     for check in &stage.preconditions {
         if !check.passed || interesting || !show_passing {
             let _ = writeln!(out, "{}", check_line(style, "precondition", check));
@@ -144,7 +192,10 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
     }
     for step in &stage.steps {
         if step.rows_read.is_some() || !step.notes.is_empty() {
-            let mut line = format!("      step {}: {} rows written", step.name, step.rows_affected);
+            let mut line = format!(
+                "      step {}: {} rows written",
+                step.name, step.rows_affected
+            );
             if let Some(read) = step.rows_read {
                 let _ = write!(line, ", {read} read");
             }
@@ -168,8 +219,18 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
         if let (Some(line), Some(column)) = (error.line, error.column) {
             let _ = write!(place, " at line {line}, column {column}");
         }
-        let code = error.sqlstate.as_deref().map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();
-        let _ = writeln!(out, "      {} {}{code}: {}", style.bad("error"), place.trim(), error.message);
+        let code = error
+            .sqlstate
+            .as_deref()
+            .map(|c| format!(" [SQLSTATE {c}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "      {} {}{code}: {}",
+            style.bad("error"),
+            place.trim(),
+            error.message
+        );
         if let Some(statement) = &error.statement {
             let _ = writeln!(out, "        at: {statement}");
         }
@@ -184,13 +245,37 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
 
 pub fn render_status(report: &StatusReport, style: Style) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}", style.bold(&format!("planrun status {} -> {}", report.plan, report.target)));
+    let _ = writeln!(
+        out,
+        "{}",
+        style.bold(&format!(
+            "planrun status {} -> {}",
+            report.plan, report.target
+        ))
+    );
     if !report.ledger_exists {
-        let _ = writeln!(out, "no ledger yet: planrun has never applied a plan to this database");
+        let _ = writeln!(
+            out,
+            "no ledger yet: planrun has never applied a plan to this database"
+        );
     }
     out.push('\n');
-    let id_width = report.stages.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
-    let _ = writeln!(out, "  #  {}  {:<8}  {:>4}  {:<24}  {:>9}  notes", pad("stage", 5, id_width), "state", "run", "finished", "rows");
+    let id_width = report
+        .stages
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "  #  {}  {:<8}  {:>4}  {:<24}  {:>9}  notes",
+        pad("stage", 5, id_width),
+        "state",
+        "run",
+        "finished",
+        "rows"
+    );
     for (position, stage) in report.stages.iter().enumerate() {
         let state = match stage.state.as_str() {
             "applied" => style.good("applied"),
@@ -212,7 +297,10 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
             pad(&state, stage.state.len(), 8),
             stage.run_id.map(|r| r.to_string()).unwrap_or_default(),
             stage.finished_at.clone().unwrap_or_default(),
-            stage.rows_affected.map(|r| r.to_string()).unwrap_or_default(),
+            stage
+                .rows_affected
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
             notes.join("; ")
         );
     }
@@ -228,7 +316,10 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
                 run.outcome,
                 run.user,
                 run.host,
-                run.backup_file.as_ref().map(|f| format!("  backup {f}")).unwrap_or_default()
+                run.backup_file
+                    .as_ref()
+                    .map(|f| format!("  backup {f}"))
+                    .unwrap_or_default()
             );
         }
     }

@@ -61,7 +61,13 @@ pub fn backup_path(dir: &Path, plan: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
     let safe_plan: String = plan
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(format!("{safe_plan}-{stamp}.dump"))
 }
@@ -79,13 +85,17 @@ pub fn take(target: &Target, dir: &Path, plan: &str) -> Result<PathBuf, EngineEr
         .arg("--file")
         .arg(&file)
         .env_clear()
-        .envs(std::env::vars_os().filter(|(key, _)| {
-            key.to_str().is_none_or(|key| !key.starts_with("PG"))
-        }))
+        .envs(
+            std::env::vars_os()
+                .filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG"))),
+        )
         .envs(libpq_env(target))
         .output()
         .map_err(|error| EngineError::Backup {
-            reason: format!("cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN", pg_dump.display()),
+            reason: format!(
+                "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
+                pg_dump.display()
+            ),
         })?;
     if !output.status.success() {
         let _ = std::fs::remove_file(&file);

@@ -45,9 +45,14 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<Definition, Engi
     for (index, step) in stage.steps.iter().enumerate() {
         let key = format!("step {} ({})", index + 1, step.name);
         let value = match &step.kind {
-            StepKind::Sql { sql } => format!("sql sha256:{}", sha256_hex(&normalise_line_endings(sql))),
+            StepKind::Sql { sql } => {
+                format!("sql sha256:{}", sha256_hex(&normalise_line_endings(sql)))
+            }
             StepKind::SqlFile { path, resolved, .. } => {
-                format!("sql_file {path} sha256:{}", sha256_hex(&read_sql_file(resolved)?))
+                format!(
+                    "sql_file {path} sha256:{}",
+                    sha256_hex(&read_sql_file(resolved)?)
+                )
             }
             StepKind::Transform { name, params, .. } => {
                 let version = registry.get(name).map_or("unregistered", |t| t.version());
@@ -56,25 +61,39 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<Definition, Engi
         };
         entries.insert(key, value);
     }
-    let checks = [("precondition", &stage.preconditions), ("verify", &stage.verify)];
+    let checks = [
+        ("precondition", &stage.preconditions),
+        ("verify", &stage.verify),
+    ];
     for (kind, list) in checks {
         for check in list {
             entries.insert(
                 format!("{kind} {}", check.name),
-                format!("{} | sha256:{}", check.expect, sha256_hex(&normalise_line_endings(&check.sql))),
+                format!(
+                    "{} | sha256:{}",
+                    check.expect,
+                    sha256_hex(&normalise_line_endings(&check.sql))
+                ),
             );
         }
     }
     for (index, rule) in stage.skip_if.iter().enumerate() {
         entries.insert(
             format!("skip_if {}", index + 1),
-            format!("{} | sha256:{}", rule.expect, sha256_hex(&normalise_line_endings(&rule.sql))),
+            format!(
+                "{} | sha256:{}",
+                rule.expect,
+                sha256_hex(&normalise_line_endings(&rule.sql))
+            ),
         );
     }
     for capture in &stage.captures {
         entries.insert(
             format!("capture {}", capture.name),
-            format!("sha256:{}", sha256_hex(&normalise_line_endings(&capture.sql))),
+            format!(
+                "sha256:{}",
+                sha256_hex(&normalise_line_endings(&capture.sql))
+            ),
         );
     }
     Ok(entries)

@@ -42,7 +42,9 @@ enum TlsMode {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("url", &self.redacted).finish()
+        f.debug_struct("Target")
+            .field("url", &self.redacted)
+            .finish()
     }
 }
 
@@ -59,7 +61,10 @@ impl Target {
         if let Some(url) = explicit {
             return Target::parse(url, Source::Flag);
         }
-        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        if let Some(url) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        {
             return Target::parse(&url, Source::Environment);
         }
         if let Some(url) = dotenv_database_url(&cwd.join(".env")) {
@@ -97,7 +102,9 @@ impl Target {
             })?;
             config.port(port);
         }
-        let user = var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into());
+        let user = var("PGUSER")
+            .or_else(|| var("USER"))
+            .unwrap_or_else(|| "postgres".into());
         config.user(&user);
         config.dbname(&var("PGDATABASE").unwrap_or_else(|| user.clone()));
         if let Some(password) = var("PGPASSWORD") {
@@ -106,7 +113,10 @@ impl Target {
         if let Some(name) = var("PGAPPNAME") {
             config.application_name(&name);
         }
-        let tls = parse_tls_mode(&var("PGSSLMODE").unwrap_or_else(|| "prefer".into()), "PG* environment")?;
+        let tls = parse_tls_mode(
+            &var("PGSSLMODE").unwrap_or_else(|| "prefer".into()),
+            "PG* environment",
+        )?;
         let mut target = Target {
             config,
             tls,
@@ -307,7 +317,9 @@ pub fn redact(text: &str) -> String {
     while let Some(scheme_at) = rest.find("://") {
         let (head, tail) = rest.split_at(scheme_at + 3);
         out.push_str(head);
-        let authority_end = tail.find(['/', '?', ' ', '\n', '"', '\'']).unwrap_or(tail.len());
+        let authority_end = tail
+            .find(['/', '?', ' ', '\n', '"', '\''])
+            .unwrap_or(tail.len());
         let authority = &tail[..authority_end];
         match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => {
@@ -370,19 +382,22 @@ mod tests {
 
     #[test]
     fn tls_settings_are_taken_out_of_the_url() {
-        let (rest, mode, cert) =
-            take_tls_settings("postgresql://u@h/d?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x");
+        let (rest, mode, cert) = take_tls_settings(
+            "postgresql://u@h/d?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
+        );
         assert_eq!(rest, "postgresql://u@h/d?application_name=x");
         assert_eq!(mode.as_deref(), Some("verify-full"));
         assert_eq!(cert.as_deref(), Some("/tmp/ca.pem"));
-        let target = Target::parse("postgresql://u:pw@h/d?sslmode=verify-full", Source::Flag).unwrap();
+        let target =
+            Target::parse("postgresql://u:pw@h/d?sslmode=verify-full", Source::Flag).unwrap();
         assert_eq!(target.sslmode(), "verify-full");
         assert!(!format!("{target} {target:?}").contains("pw"));
     }
 
     #[test]
     fn an_unknown_sslmode_is_an_error() {
-        let error = Target::parse("postgresql://u@h/d?sslmode=sometimes", Source::Flag).unwrap_err();
+        let error =
+            Target::parse("postgresql://u@h/d?sslmode=sometimes", Source::Flag).unwrap_err();
         assert!(error.to_string().contains("sometimes"));
     }
 }

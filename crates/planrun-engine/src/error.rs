@@ -50,7 +50,9 @@ impl EngineError {
         }
     }
 
-    pub(crate) fn database(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> EngineError {
+    pub(crate) fn database(
+        context: impl Into<String>,
+    ) -> impl FnOnce(postgres::Error) -> EngineError {
         let context = context.into();
         move |source| EngineError::Database { context, source }
     }

@@ -32,12 +32,40 @@ pub const ALL: &[(i32, &str, &str)] = &[
     (ERROR, "error", "an error with no more specific code"),
     (USAGE, "usage", "bad command-line usage"),
     (INVALID_PLAN, "invalid-plan", "the plan is invalid"),
-    (PRECONDITION_FAILED, "precondition-failed", "a precondition did not hold; nothing after it ran"),
-    (VERIFICATION_FAILED, "verification-failed", "a verification failed; its stage was rolled back"),
-    (STEP_FAILED, "step-failed", "a step failed; its stage was rolled back"),
+    (
+        PRECONDITION_FAILED,
+        "precondition-failed",
+        "a precondition did not hold; nothing after it ran",
+    ),
+    (
+        VERIFICATION_FAILED,
+        "verification-failed",
+        "a verification failed; its stage was rolled back",
+    ),
+    (
+        STEP_FAILED,
+        "step-failed",
+        "a step failed; its stage was rolled back",
+    ),
     (DRIFT, "drift", "an applied stage changed since it ran"),
-    (LOCKED, "locked", "another apply of this plan holds the lock"),
-    (CANNOT_CONNECT, "cannot-connect", "the database could not be reached"),
-    (BACKUP_FAILED, "backup-failed", "the backup could not be taken; nothing ran"),
-    (REHEARSAL_REQUIRED, "rehearsal-required", "no matching, passing, fresh rehearsal report"),
+    (
+        LOCKED,
+        "locked",
+        "another apply of this plan holds the lock",
+    ),
+    (
+        CANNOT_CONNECT,
+        "cannot-connect",
+        "the database could not be reached",
+    ),
+    (
+        BACKUP_FAILED,
+        "backup-failed",
+        "the backup could not be taken; nothing ran",
+    ),
+    (
+        REHEARSAL_REQUIRED,
+        "rehearsal-required",
+        "no matching, passing, fresh rehearsal report",
+    ),
 ];

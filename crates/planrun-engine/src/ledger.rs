@@ -59,7 +59,10 @@ CREATE INDEX IF NOT EXISTS stage_results_by_stage ON planrun.stage_results (plan
 /// runs do not race to create it.
 pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('planrun.ledger_version') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('planrun.ledger_version') IS NOT NULL",
+            &[],
+        )
         .map_err(EngineError::database("cannot inspect the ledger"))?
         .get(0);
     if exists {
@@ -74,16 +77,24 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             }),
             Some(_) => Ok(()),
             None => client
-                .execute("INSERT INTO planrun.ledger_version (version) VALUES ($1)", &[&LEDGER_VERSION])
+                .execute(
+                    "INSERT INTO planrun.ledger_version (version) VALUES ($1)",
+                    &[&LEDGER_VERSION],
+                )
                 .map(drop)
                 .map_err(EngineError::database("cannot write the ledger version")),
         };
     }
     client
         .batch_execute(CREATE_V1)
-        .map_err(EngineError::database("cannot create the ledger schema `planrun`"))?;
+        .map_err(EngineError::database(
+            "cannot create the ledger schema `planrun`",
+        ))?;
     client
-        .execute("INSERT INTO planrun.ledger_version (version) VALUES ($1)", &[&LEDGER_VERSION])
+        .execute(
+            "INSERT INTO planrun.ledger_version (version) VALUES ($1)",
+            &[&LEDGER_VERSION],
+        )
         .map_err(EngineError::database("cannot write the ledger version"))?;
     Ok(())
 }
@@ -91,7 +102,10 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
 /// Whether the ledger exists (read-only commands do not create it).
 pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
     Ok(client
-        .query_one("SELECT to_regclass('planrun.stage_results') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('planrun.stage_results') IS NOT NULL",
+            &[],
+        )
         .map_err(EngineError::database("cannot inspect the ledger"))?
         .get(0))
 }
@@ -193,21 +207,36 @@ pub fn start_run(client: &mut impl GenericClient, run: &NewRun<'_>) -> Result<i6
         .map_err(EngineError::database("cannot record the run in the ledger"))
 }
 
-pub fn set_backup(client: &mut impl GenericClient, run_id: i64, file: &str) -> Result<(), EngineError> {
+pub fn set_backup(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    file: &str,
+) -> Result<(), EngineError> {
     client
-        .execute("UPDATE planrun.runs SET backup_file = $2 WHERE id = $1", &[&run_id, &file])
+        .execute(
+            "UPDATE planrun.runs SET backup_file = $2 WHERE id = $1",
+            &[&run_id, &file],
+        )
         .map(drop)
-        .map_err(EngineError::database("cannot record the backup in the ledger"))
+        .map_err(EngineError::database(
+            "cannot record the backup in the ledger",
+        ))
 }
 
-pub fn finish_run(client: &mut impl GenericClient, run_id: i64, outcome: &str) -> Result<(), EngineError> {
+pub fn finish_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    outcome: &str,
+) -> Result<(), EngineError> {
     client
         .execute(
             "UPDATE planrun.runs SET finished_at = clock_timestamp(), outcome = $2 WHERE id = $1",
             &[&run_id, &outcome],
         )
         .map(drop)
-        .map_err(EngineError::database("cannot record the run's outcome in the ledger"))
+        .map_err(EngineError::database(
+            "cannot record the run's outcome in the ledger",
+        ))
 }
 
 /// One stage result row.
@@ -229,8 +258,12 @@ pub struct StageRecord<'a> {
     pub error: Option<Json>,
 }
 
-pub fn record_stage(client: &mut impl GenericClient, record: &StageRecord<'_>) -> Result<(), EngineError> {
-    let definition = serde_json::to_value(record.definition).expect("a definition always serialises");
+pub fn record_stage(
+    client: &mut impl GenericClient,
+    record: &StageRecord<'_>,
+) -> Result<(), EngineError> {
+    let definition =
+        serde_json::to_value(record.definition).expect("a definition always serialises");
     client
         .execute(
             "INSERT INTO planrun.stage_results (run_id, plan_name, stage_id, status, checksum, definition, \
@@ -260,7 +293,11 @@ pub fn record_stage(client: &mut impl GenericClient, record: &StageRecord<'_>) -
 }
 
 /// Recent runs of `plan`, newest first.
-pub fn recent_runs(client: &mut impl GenericClient, plan: &str, limit: i64) -> Result<Vec<RunSummary>, EngineError> {
+pub fn recent_runs(
+    client: &mut impl GenericClient,
+    plan: &str,
+    limit: i64,
+) -> Result<Vec<RunSummary>, EngineError> {
     if !exists(client)? {
         return Ok(Vec::new());
     }

@@ -18,5 +18,7 @@ pub use checksum::normalise_line_endings;
 pub use connect::{redact, Source, Target};
 pub use error::EngineError;
 pub use preview::{status, StatusReport};
-pub use report::{CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport};
+pub use report::{
+    CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
+};
 pub use run::{ApplyOptions, Observer, Runner, Silent};

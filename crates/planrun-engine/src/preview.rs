@@ -15,7 +15,11 @@ use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::run::{check_now, skip_rule_now, ApplyOptions, Runner};
 
 impl Runner<'_> {
-    fn read_only_session(&self, target: &Target, command: &str) -> Result<postgres::Client, EngineError> {
+    fn read_only_session(
+        &self,
+        target: &Target,
+        command: &str,
+    ) -> Result<postgres::Client, EngineError> {
         target.connect(&format!("planrun {command} {}", self.plan().name))
     }
 
@@ -35,16 +39,22 @@ impl Runner<'_> {
     }
 
     /// What `apply` with `options` would do now, stage by stage. Writes nothing.
-    pub fn preview(&self, target: &Target, options: &ApplyOptions) -> Result<RunReport, EngineError> {
+    pub fn preview(
+        &self,
+        target: &Target,
+        options: &ApplyOptions,
+    ) -> Result<RunReport, EngineError> {
         let selection = self.selection(options)?;
         let mut client = self.read_only_session(target, "plan")?;
-        let mut tx = client
-            .transaction()
-            .map_err(EngineError::database("cannot begin a read-only transaction"))?;
+        let mut tx = client.transaction().map_err(EngineError::database(
+            "cannot begin a read-only transaction",
+        ))?;
         self.run_setup(&mut tx)?;
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
-        let mut captures: BTreeMap<String, Option<String>> =
-            done.values().flat_map(|recorded| recorded.captures.clone()).collect();
+        let mut captures: BTreeMap<String, Option<String>> = done
+            .values()
+            .flat_map(|recorded| recorded.captures.clone())
+            .collect();
         let mut report = self.empty_report("plan", target);
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
@@ -54,10 +64,14 @@ impl Runner<'_> {
             if let Some(recorded) = done.get(&stage.id) {
                 if recorded.checksum == stage_report.checksum {
                     stage_report.status = StageStatus::AlreadyApplied;
-                    stage_report.note = Some(format!("{} in run {} at {}", recorded.status, recorded.run_id, recorded.finished_at));
+                    stage_report.note = Some(format!(
+                        "{} in run {} at {}",
+                        recorded.status, recorded.run_id, recorded.finished_at
+                    ));
                 } else {
                     stage_report.status = StageStatus::Drifted;
-                    stage_report.drift = checksum::differences(&recorded.definition, self.definition(index));
+                    stage_report.drift =
+                        checksum::differences(&recorded.definition, self.definition(index));
                     report.outcome = RunOutcome::Drift;
                 }
                 report.stages.push(stage_report);
@@ -76,10 +90,14 @@ impl Runner<'_> {
                 .filter(|dep| pending.contains(*dep))
                 .collect();
             for rule in &stage.skip_if {
-                stage_report.skip_rules.push(skip_rule_now(&mut tx, rule, &captures));
+                stage_report
+                    .skip_rules
+                    .push(skip_rule_now(&mut tx, rule, &captures));
             }
             for check in &stage.preconditions {
-                stage_report.preconditions.push(check_now(&mut tx, check, &captures));
+                stage_report
+                    .preconditions
+                    .push(check_now(&mut tx, check, &captures));
             }
             for capture in &stage.captures {
                 captures.entry(capture.name.clone()).or_insert(None);
@@ -92,7 +110,12 @@ impl Runner<'_> {
                 ));
                 pending.insert(stage.id.clone());
                 would_change = true;
-            } else if let Some(rule) = stage.skip_if.iter().zip(&stage_report.skip_rules).find(|(_, r)| r.passed) {
+            } else if let Some(rule) = stage
+                .skip_if
+                .iter()
+                .zip(&stage_report.skip_rules)
+                .find(|(_, r)| r.passed)
+            {
                 stage_report.status = StageStatus::WouldSkip;
                 stage_report.note = Some(rule.0.reason.clone());
             } else if stage_report.preconditions.iter().any(|check| !check.passed) {
@@ -114,15 +137,21 @@ impl Runner<'_> {
                     "a backup would be taken first: pg_dump -F c into {}",
                     crate::backup::backup_path(dir, &self.plan().name).display()
                 )),
-                None => report.summary.push("no backup would be taken (--no-backup)".into()),
+                None => report
+                    .summary
+                    .push("no backup would be taken (--no-backup)".into()),
             }
             if report.outcome == RunOutcome::NothingToDo {
                 report.outcome = RunOutcome::Success;
             }
         } else if report.outcome == RunOutcome::NothingToDo {
-            report.summary.push("nothing to do: every selected stage is already applied".into());
+            report
+                .summary
+                .push("nothing to do: every selected stage is already applied".into());
         }
-        report.summary.push("nothing was written: this was a preview".into());
+        report
+            .summary
+            .push("nothing was written: this was a preview".into());
         report.exit_code = report.outcome.exit_code();
         Ok(report)
     }
@@ -131,13 +160,15 @@ impl Runner<'_> {
     /// when it ran. Writes nothing.
     pub fn verify(&self, target: &Target) -> Result<RunReport, EngineError> {
         let mut client = self.read_only_session(target, "verify")?;
-        let mut tx = client
-            .transaction()
-            .map_err(EngineError::database("cannot begin a read-only transaction"))?;
+        let mut tx = client.transaction().map_err(EngineError::database(
+            "cannot begin a read-only transaction",
+        ))?;
         self.run_setup(&mut tx)?;
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
-        let captures: BTreeMap<String, Option<String>> =
-            done.values().flat_map(|recorded| recorded.captures.clone()).collect();
+        let captures: BTreeMap<String, Option<String>> = done
+            .values()
+            .flat_map(|recorded| recorded.captures.clone())
+            .collect();
         let mut report = self.empty_report("verify", target);
         let mut failed = false;
         for &index in self.dag().order() {
@@ -146,7 +177,9 @@ impl Runner<'_> {
             match done.get(&stage.id) {
                 Some(recorded) if recorded.status == "applied" => {
                     for check in &stage.verify {
-                        stage_report.verifications.push(check_now(&mut tx, check, &captures));
+                        stage_report
+                            .verifications
+                            .push(check_now(&mut tx, check, &captures));
                     }
                     if stage_report.verifications.iter().any(|check| !check.passed) {
                         stage_report.status = StageStatus::Failed;
@@ -167,10 +200,14 @@ impl Runner<'_> {
         let _ = tx.rollback();
         if failed {
             report.outcome = RunOutcome::VerificationFailed;
-            report.summary.push("some applied stages no longer pass their verification (see above)".into());
+            report
+                .summary
+                .push("some applied stages no longer pass their verification (see above)".into());
         } else {
             report.outcome = RunOutcome::Success;
-            report.summary.push("every applied stage passes its verification".into());
+            report
+                .summary
+                .push("every applied stage passes its verification".into());
         }
         report.exit_code = report.outcome.exit_code();
         Ok(report)
@@ -233,7 +270,8 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                 line.rows_quarantined = Some(recorded.rows_quarantined);
                 line.note = recorded.skip_reason.clone();
                 if recorded.status == "failed" && done.contains_key(&stage.id) {
-                    line.note = Some("failed in its latest run; an earlier run had applied it".into());
+                    line.note =
+                        Some("failed in its latest run; an earlier run had applied it".into());
                 }
                 if recorded.status != "failed" && recorded.checksum != checksum {
                     line.state = "drifted".into();

@@ -12,14 +12,16 @@ use planrun_transform::{NoProgress, Progress, Registry, TransformContext, Transf
 use postgres::error::ErrorPosition;
 use postgres::{Client, GenericClient, SimpleQueryMessage};
 
+use crate::backup;
 use crate::checksum::{self, Definition};
 use crate::connect::{error_chain, redact, Target};
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage, StageRecord};
 use crate::lock;
-use crate::report::{CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport};
+use crate::report::{
+    CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
+};
 use crate::sql::{position_to_line_column, split_statements};
-use crate::backup;
 
 /// How `apply` runs.
 #[derive(Debug, Clone)]
@@ -79,7 +81,8 @@ pub struct Runner<'a> {
 impl<'a> Runner<'a> {
     /// Prepares `plan` (already loaded with [`Plan::load_checked`]).
     pub fn new(plan: &'a Plan, registry: &'a Registry) -> Result<Runner<'a>, EngineError> {
-        let dag = Dag::build(plan).map_err(|_| EngineError::Selection("the plan has a dependency cycle".into()))?;
+        let dag = Dag::build(plan)
+            .map_err(|_| EngineError::Selection("the plan has a dependency cycle".into()))?;
         let definitions = plan
             .stages
             .iter()
@@ -113,11 +116,16 @@ impl<'a> Runner<'a> {
     }
 
     pub fn stage_checksum(&self, id: &str) -> Option<&str> {
-        self.plan.stage_position(id).map(|index| self.checksums[index].as_str())
+        self.plan
+            .stage_position(id)
+            .map(|index| self.checksums[index].as_str())
     }
 
     /// Stage indexes in order, each with whether it is selected.
-    pub(crate) fn selection(&self, options: &ApplyOptions) -> Result<Vec<(usize, bool, Option<String>)>, EngineError> {
+    pub(crate) fn selection(
+        &self,
+        options: &ApplyOptions,
+    ) -> Result<Vec<(usize, bool, Option<String>)>, EngineError> {
         let mut named: BTreeSet<usize> = BTreeSet::new();
         for id in options.stages.iter().chain(&options.until) {
             if self.plan.stage_position(id).is_none() {
@@ -136,7 +144,11 @@ impl<'a> Runner<'a> {
         }
         let until_position = options.until.as_ref().map(|id| {
             let index = self.plan.stage_position(id).expect("checked above");
-            self.dag.order().iter().position(|&i| i == index).expect("every stage is ordered")
+            self.dag
+                .order()
+                .iter()
+                .position(|&i| i == index)
+                .expect("every stage is ordered")
         });
         Ok(self
             .dag
@@ -146,7 +158,13 @@ impl<'a> Runner<'a> {
             .map(|(position, &index)| {
                 let stage = &self.plan.stages[index];
                 let (selected, why) = if until_position.is_some_and(|until| position > until) {
-                    (false, Some(format!("after --until {}", options.until.as_deref().unwrap_or(""))))
+                    (
+                        false,
+                        Some(format!(
+                            "after --until {}",
+                            options.until.as_deref().unwrap_or("")
+                        )),
+                    )
                 } else if !options.stages.is_empty() {
                     if named.contains(&index) {
                         (true, None)
@@ -154,7 +172,10 @@ impl<'a> Runner<'a> {
                         (false, Some("not named by --stage".into()))
                     }
                 } else if stage.optional && !options.include_optional {
-                    (false, Some("optional: run with --include-optional or --stage".into()))
+                    (
+                        false,
+                        Some("optional: run with --include-optional or --stage".into()),
+                    )
                 } else {
                     (true, None)
                 };
@@ -192,7 +213,12 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs the plan against `target`.
-    pub fn apply(&self, target: &Target, options: &ApplyOptions, observer: &dyn Observer) -> Result<RunReport, EngineError> {
+    pub fn apply(
+        &self,
+        target: &Target,
+        options: &ApplyOptions,
+        observer: &dyn Observer,
+    ) -> Result<RunReport, EngineError> {
         let selection = self.selection(options)?;
         if options.dry_run {
             let blocking: Vec<&str> = selection
@@ -214,9 +240,9 @@ impl<'a> Runner<'a> {
         let mut client = self.connect(target, "apply")?;
         lock::acquire(&mut client, &self.plan.name, options.lock_wait)?;
         let result = if options.dry_run {
-            let mut outer = client
-                .transaction()
-                .map_err(EngineError::database("cannot begin the dry-run transaction"))?;
+            let mut outer = client.transaction().map_err(EngineError::database(
+                "cannot begin the dry-run transaction",
+            ))?;
             let report = self.apply_stages(&mut outer, target, options, &selection, observer);
             let _ = outer.rollback();
             report
@@ -265,7 +291,11 @@ impl<'a> Runner<'a> {
             &NewRun {
                 plan_name: &self.plan.name,
                 plan_checksum: &self.plan_checksum(),
-                command: if options.dry_run { "apply --dry-run" } else { "apply" },
+                command: if options.dry_run {
+                    "apply --dry-run"
+                } else {
+                    "apply"
+                },
                 target: &target.to_string(),
             },
         )?;
@@ -276,7 +306,10 @@ impl<'a> Runner<'a> {
                 let mut stage_report = self.stage_report(index, StageStatus::NotRun);
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::Drifted;
-                    stage_report.drift = checksum::differences(&done[&stage.id].definition, &self.definitions[index]);
+                    stage_report.drift = checksum::differences(
+                        &done[&stage.id].definition,
+                        &self.definitions[index],
+                    );
                 } else if !selected {
                     stage_report.status = StageStatus::NotSelected;
                     stage_report.note = why.clone();
@@ -285,7 +318,10 @@ impl<'a> Runner<'a> {
                 }
                 report.stages.push(stage_report);
             }
-            let ids: Vec<&str> = drifted.iter().map(|&i| self.plan.stages[i].id.as_str()).collect();
+            let ids: Vec<&str> = drifted
+                .iter()
+                .map(|&i| self.plan.stages[i].id.as_str())
+                .collect();
             report.outcome = RunOutcome::Drift;
             report.summary.push(format!(
                 "nothing ran: applied stage{} {} changed since {} ran",
@@ -320,24 +356,40 @@ impl<'a> Runner<'a> {
                 continue;
             }
             if stopped {
-                report.stages.push(self.stage_report(index, StageStatus::NotRun));
+                report
+                    .stages
+                    .push(self.stage_report(index, StageStatus::NotRun));
                 continue;
             }
             if let Some(recorded) = done.get(&stage.id) {
                 let mut stage_report = self.stage_report(index, StageStatus::AlreadyApplied);
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::DriftAccepted;
-                    stage_report.drift = checksum::differences(&recorded.definition, &self.definitions[index]);
+                    stage_report.drift =
+                        checksum::differences(&recorded.definition, &self.definitions[index]);
                     self.record_drift_accepted(conn, run_id, index, recorded)?;
                     committed.push(stage.id.clone());
                 }
-                stage_report.note = Some(format!("{} in run {} at {}", recorded.status, recorded.run_id, recorded.finished_at));
+                stage_report.note = Some(format!(
+                    "{} in run {} at {}",
+                    recorded.status, recorded.run_id, recorded.finished_at
+                ));
                 observer.stage_finished(&stage_report);
                 report.stages.push(stage_report);
                 continue;
             }
             observer.stage_started(stage);
-            let stage_report = self.run_stage(conn, target, options, index, run_id, &mut captures, &mut report, &mut changed_anything, observer)?;
+            let stage_report = self.run_stage(
+                conn,
+                target,
+                options,
+                index,
+                run_id,
+                &mut captures,
+                &mut report,
+                &mut changed_anything,
+                observer,
+            )?;
             observer.stage_finished(&stage_report);
             let status = stage_report.status;
             report.stages.push(stage_report);
@@ -367,9 +419,15 @@ impl<'a> Runner<'a> {
     }
 
     fn summarise(&self, report: &mut RunReport, committed: &[String], options: &ApplyOptions) {
-        let verb = if options.dry_run { "would commit (dry run, rolled back)" } else { "committed" };
+        let verb = if options.dry_run {
+            "would commit (dry run, rolled back)"
+        } else {
+            "committed"
+        };
         if !committed.is_empty() {
-            report.summary.push(format!("{verb}: {}", committed.join(", ")));
+            report
+                .summary
+                .push(format!("{verb}: {}", committed.join(", ")));
         }
         let failed = report
             .stages
@@ -385,7 +443,11 @@ impl<'a> Runner<'a> {
             report.summary.push(format!(
                 "not committed: {}{}",
                 failed.id,
-                if not_run.is_empty() { String::new() } else { format!("; not run: {}", not_run.join(", ")) }
+                if not_run.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not run: {}", not_run.join(", "))
+                }
             ));
             let next = match failed.status {
                 StageStatus::Blocked => format!(
@@ -401,13 +463,19 @@ impl<'a> Runner<'a> {
             };
             report.summary.push(next);
             report.outcome = match (report.outcome, failed.status) {
-                (RunOutcome::PreconditionFailed, _) | (_, StageStatus::Blocked) => RunOutcome::PreconditionFailed,
-                _ if failed.verifications.iter().any(|v| !v.passed) && failed.error.is_none() => RunOutcome::VerificationFailed,
+                (RunOutcome::PreconditionFailed, _) | (_, StageStatus::Blocked) => {
+                    RunOutcome::PreconditionFailed
+                }
+                _ if failed.verifications.iter().any(|v| !v.passed) && failed.error.is_none() => {
+                    RunOutcome::VerificationFailed
+                }
                 _ => RunOutcome::StepFailed,
             };
             report.exit_code = report.outcome.exit_code();
         } else if report.outcome == RunOutcome::NothingToDo {
-            report.summary.push("nothing to do: every selected stage is already applied".into());
+            report
+                .summary
+                .push("nothing to do: every selected stage is already applied".into());
         }
     }
 
@@ -420,7 +488,13 @@ impl<'a> Runner<'a> {
         report
     }
 
-    fn record_drift_accepted<C: GenericClient>(&self, conn: &mut C, run_id: i64, index: usize, recorded: &RecordedStage) -> Result<(), EngineError> {
+    fn record_drift_accepted<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        index: usize,
+        recorded: &RecordedStage,
+    ) -> Result<(), EngineError> {
         let stage = &self.plan.stages[index];
         let captures = serde_json::to_value(&recorded.captures).unwrap_or_default();
         ledger::record_stage(
@@ -465,16 +539,32 @@ impl<'a> Runner<'a> {
         let timeouts = stage.timeouts.or(&self.plan.timeouts);
 
         let outcome = if stage.transaction {
-            let mut tx = conn
-                .transaction()
-                .map_err(EngineError::database(format!("cannot begin the transaction of stage `{}`", stage.id)))?;
-            let outcome = self.stage_body(&mut tx, target, options, index, run_id, captures, &mut stage_report, report, changed_anything, &timeouts, true, observer);
+            let mut tx = conn.transaction().map_err(EngineError::database(format!(
+                "cannot begin the transaction of stage `{}`",
+                stage.id
+            )))?;
+            let outcome = self.stage_body(
+                &mut tx,
+                target,
+                options,
+                index,
+                run_id,
+                captures,
+                &mut stage_report,
+                report,
+                changed_anything,
+                &timeouts,
+                true,
+                observer,
+            );
             match outcome {
                 Ok(true) => {
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
                     self.record(&mut tx, run_id, index, &stage_report, started_at)?;
-                    tx.commit()
-                        .map_err(EngineError::database(format!("cannot commit stage `{}`", stage.id)))?;
+                    tx.commit().map_err(EngineError::database(format!(
+                        "cannot commit stage `{}`",
+                        stage.id
+                    )))?;
                     Ok(())
                 }
                 Ok(false) => {
@@ -487,7 +577,20 @@ impl<'a> Runner<'a> {
                 }
             }
         } else {
-            match self.stage_body(conn, target, options, index, run_id, captures, &mut stage_report, report, changed_anything, &timeouts, false, observer) {
+            match self.stage_body(
+                conn,
+                target,
+                options,
+                index,
+                run_id,
+                captures,
+                &mut stage_report,
+                report,
+                changed_anything,
+                &timeouts,
+                false,
+                observer,
+            ) {
                 Ok(true) => {
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
                     let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
@@ -509,7 +612,14 @@ impl<'a> Runner<'a> {
         Ok(stage_report)
     }
 
-    fn record<C: GenericClient>(&self, conn: &mut C, run_id: i64, index: usize, stage_report: &StageReport, started_at: SystemTime) -> Result<(), EngineError> {
+    fn record<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        index: usize,
+        stage_report: &StageReport,
+        started_at: SystemTime,
+    ) -> Result<(), EngineError> {
         let stage = &self.plan.stages[index];
         let status = match stage_report.status {
             StageStatus::Applied => "applied",
@@ -532,8 +642,12 @@ impl<'a> Runner<'a> {
                 rows_affected: stage_report.rows_affected as i64,
                 rows_quarantined: stage_report.rows_quarantined as i64,
                 captures: serde_json::to_value(&stage_report.captures).unwrap_or_default(),
-                verifications: serde_json::to_value(&stage_report.verifications).unwrap_or_default(),
-                error: stage_report.error.as_ref().map(|e| serde_json::to_value(e).unwrap_or_default()),
+                verifications: serde_json::to_value(&stage_report.verifications)
+                    .unwrap_or_default(),
+                error: stage_report
+                    .error
+                    .as_ref()
+                    .map(|e| serde_json::to_value(e).unwrap_or_default()),
             },
         )
     }
@@ -560,14 +674,23 @@ impl<'a> Runner<'a> {
         let scope = if in_transaction { "SET LOCAL" } else { "SET" };
         let mut settings = String::new();
         if let Some(timeout) = &timeouts.lock_timeout {
-            settings.push_str(&format!("{scope} lock_timeout = '{}';", timeout.as_setting()));
+            settings.push_str(&format!(
+                "{scope} lock_timeout = '{}';",
+                timeout.as_setting()
+            ));
         }
         if let Some(timeout) = &timeouts.statement_timeout {
-            settings.push_str(&format!("{scope} statement_timeout = '{}';", timeout.as_setting()));
+            settings.push_str(&format!(
+                "{scope} statement_timeout = '{}';",
+                timeout.as_setting()
+            ));
         }
         if !settings.is_empty() {
             conn.batch_execute(&settings)
-                .map_err(EngineError::database(format!("cannot set the timeouts of stage `{}`", stage.id)))?;
+                .map_err(EngineError::database(format!(
+                    "cannot set the timeouts of stage `{}`",
+                    stage.id
+                )))?;
         }
 
         for rule in &stage.skip_if {
@@ -600,7 +723,13 @@ impl<'a> Runner<'a> {
                 }
                 Err(error) => {
                     stage_report.status = StageStatus::Failed;
-                    stage_report.error = Some(stage_error(&error, Some(format!("capture {}", capture.name)), None, &capture.sql, 0));
+                    stage_report.error = Some(stage_error(
+                        &error,
+                        Some(format!("capture {}", capture.name)),
+                        None,
+                        &capture.sql,
+                        0,
+                    ));
                     return Ok(false);
                 }
             }
@@ -623,12 +752,21 @@ impl<'a> Runner<'a> {
         for step in &stage.steps {
             let step_started = Instant::now();
             let (kind, result) = match &step.kind {
-                StepKind::Sql { sql } => ("sql", self.run_sql(conn, sql, None, in_transaction, &step.name)),
+                StepKind::Sql { sql } => (
+                    "sql",
+                    self.run_sql(conn, sql, None, in_transaction, &step.name),
+                ),
                 StepKind::SqlFile { path, resolved, .. } => {
                     let sql = checksum::read_sql_file(resolved)?;
-                    ("sql_file", self.run_sql(conn, &sql, Some(path.as_str()), in_transaction, &step.name))
+                    (
+                        "sql_file",
+                        self.run_sql(conn, &sql, Some(path.as_str()), in_transaction, &step.name),
+                    )
                 }
-                StepKind::Transform { name, params, .. } => ("transform", self.run_transform(conn, name, params, stage, run_id, observer)),
+                StepKind::Transform { name, params, .. } => (
+                    "transform",
+                    self.run_transform(conn, name, params, stage, run_id, observer),
+                ),
             };
             match result {
                 Ok(step_report) => {
@@ -641,7 +779,7 @@ impl<'a> Runner<'a> {
                 }
                 Err(error) => {
                     stage_report.status = StageStatus::Failed;
-                    stage_report.error = Some(error);
+                    stage_report.error = Some(*error);
                     return Ok(false);
                 }
             }
@@ -660,9 +798,20 @@ impl<'a> Runner<'a> {
         Ok(true)
     }
 
-    fn run_sql<C: GenericClient>(&self, conn: &mut C, sql: &str, file: Option<&str>, in_transaction: bool, step: &str) -> Result<StepReport, StageError> {
+    fn run_sql<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        sql: &str,
+        file: Option<&str>,
+        in_transaction: bool,
+        step: &str,
+    ) -> Result<StepReport, Box<StageError>> {
         let mut rows = 0;
-        let pieces: Vec<(usize, &str)> = if in_transaction { vec![(0, sql)] } else { split_statements(sql) };
+        let pieces: Vec<(usize, &str)> = if in_transaction {
+            vec![(0, sql)]
+        } else {
+            split_statements(sql)
+        };
         for (offset, statement) in pieces {
             match conn.simple_query(statement) {
                 Ok(messages) => {
@@ -679,7 +828,7 @@ impl<'a> Runner<'a> {
                     if !in_transaction {
                         failure.message.push_str(" (this stage runs outside a transaction: statements before this one stay committed)");
                     }
-                    return Err(failure);
+                    return Err(Box::new(failure));
                 }
             }
         }
@@ -694,11 +843,24 @@ impl<'a> Runner<'a> {
         })
     }
 
-    fn run_transform<C: GenericClient>(&self, conn: &mut C, name: &str, params: &toml::Table, stage: &Stage, run_id: i64, observer: &dyn Observer) -> Result<StepReport, StageError> {
+    fn run_transform<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        name: &str,
+        params: &toml::Table,
+        stage: &Stage,
+        run_id: i64,
+        observer: &dyn Observer,
+    ) -> Result<StepReport, Box<StageError>> {
         let Some(transform) = self.registry.get(name) else {
-            return Err(plain_error(Some(name), format!("transform `{name}` is not registered in this planrun")));
+            return Err(Box::new(plain_error(
+                Some(name),
+                format!("transform `{name}` is not registered in this planrun"),
+            )));
         };
-        let mut tx = conn.transaction().map_err(|error| stage_error(&error, Some(name.to_owned()), None, "", 0))?;
+        let mut tx = conn
+            .transaction()
+            .map_err(|error| Box::new(stage_error(&error, Some(name.to_owned()), None, "", 0)))?;
         let result = {
             let mut context = TransformContext {
                 transaction: &mut tx,
@@ -711,7 +873,9 @@ impl<'a> Runner<'a> {
         };
         match result {
             Ok(outcome) => {
-                tx.commit().map_err(|error| stage_error(&error, Some(name.to_owned()), None, "", 0))?;
+                tx.commit().map_err(|error| {
+                    Box::new(stage_error(&error, Some(name.to_owned()), None, "", 0))
+                })?;
                 Ok(StepReport {
                     name: name.to_owned(),
                     kind: String::new(),
@@ -722,8 +886,14 @@ impl<'a> Runner<'a> {
                     notes: outcome.notes,
                 })
             }
-            Err(TransformError::Database(error)) => Err(stage_error(&error, Some(name.to_owned()), None, "", 0)),
-            Err(error) => Err(plain_error(Some(name), error.to_string())),
+            Err(TransformError::Database(error)) => Err(Box::new(stage_error(
+                &error,
+                Some(name.to_owned()),
+                None,
+                "",
+                0,
+            ))),
+            Err(error) => Err(Box::new(plain_error(Some(name), error.to_string()))),
         }
     }
 }
@@ -744,7 +914,13 @@ fn plain_error(step: Option<&str>, message: String) -> StageError {
 
 /// A PostgreSQL error as the report shows it: SQLSTATE, message, detail, hint and the
 /// line and column of the failing statement in its SQL text.
-fn stage_error(error: &postgres::Error, step: Option<String>, file: Option<&str>, sql: &str, offset: usize) -> StageError {
+fn stage_error(
+    error: &postgres::Error,
+    step: Option<String>,
+    file: Option<&str>,
+    sql: &str,
+    offset: usize,
+) -> StageError {
     let Some(db) = error.as_db_error() else {
         return plain_error(step.as_deref(), error_chain(error));
     };
@@ -770,12 +946,19 @@ fn stage_error(error: &postgres::Error, step: Option<String>, file: Option<&str>
 }
 
 /// Rows of a query as text values, as PostgreSQL sends them.
-fn query_rows<C: GenericClient>(conn: &mut C, sql: &str) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
+fn query_rows<C: GenericClient>(
+    conn: &mut C,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
     let messages = conn.simple_query(sql)?;
     Ok(messages
         .iter()
         .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect())
@@ -825,11 +1008,26 @@ fn evaluate_query<C: GenericClient>(
     }
 }
 
-pub(crate) fn check_now<C: GenericClient>(conn: &mut C, check: &Check, captures: &BTreeMap<String, Option<String>>) -> CheckResult {
-    evaluate_query(conn, &check.name, &check.sql, &check.expect, check.message.as_deref(), captures)
+pub(crate) fn check_now<C: GenericClient>(
+    conn: &mut C,
+    check: &Check,
+    captures: &BTreeMap<String, Option<String>>,
+) -> CheckResult {
+    evaluate_query(
+        conn,
+        &check.name,
+        &check.sql,
+        &check.expect,
+        check.message.as_deref(),
+        captures,
+    )
 }
 
-pub(crate) fn skip_rule_now<C: GenericClient>(conn: &mut C, rule: &SkipRule, captures: &BTreeMap<String, Option<String>>) -> CheckResult {
+pub(crate) fn skip_rule_now<C: GenericClient>(
+    conn: &mut C,
+    rule: &SkipRule,
+    captures: &BTreeMap<String, Option<String>>,
+) -> CheckResult {
     let mut result = evaluate_query(conn, &rule.reason, &rule.sql, &rule.expect, None, captures);
     // A skip rule that errors does not skip: the stage's own checks decide.
     if result.problem.is_some() {
@@ -837,4 +1035,3 @@ pub(crate) fn skip_rule_now<C: GenericClient>(conn: &mut C, rule: &SkipRule, cap
     }
     result
 }
-

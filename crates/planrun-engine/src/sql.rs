@@ -67,7 +67,12 @@ pub fn split_statements(script: &str) -> Vec<(usize, &str)> {
     statements
 }
 
-fn push_statement<'a>(statements: &mut Vec<(usize, &'a str)>, script: &'a str, start: usize, end: usize) {
+fn push_statement<'a>(
+    statements: &mut Vec<(usize, &'a str)>,
+    script: &'a str,
+    start: usize,
+    end: usize,
+) {
     let text = &script[start..end.min(script.len())];
     let trimmed_start = text.len() - text.trim_start().len();
     let body = text.trim();
@@ -99,7 +104,11 @@ fn dollar_tag(bytes: &[u8]) -> Option<usize> {
 
 /// 1-based line and column of PostgreSQL's error position (1-based, in characters)
 /// within `text`, offset by `base_offset` bytes into the whole file.
-pub fn position_to_line_column(file_text: &str, base_offset: usize, position: u32) -> (usize, usize) {
+pub fn position_to_line_column(
+    file_text: &str,
+    base_offset: usize,
+    position: u32,
+) -> (usize, usize) {
     let statement = &file_text[base_offset.min(file_text.len())..];
     let byte_in_statement = statement
         .char_indices()
@@ -114,7 +123,9 @@ pub fn position_to_line_column(file_text: &str, base_offset: usize, position: u3
 
 /// The line of `text` holding byte `offset`, trimmed, for error messages.
 pub fn line_at(text: &str, line: usize) -> Option<String> {
-    text.lines().nth(line.saturating_sub(1)).map(|l| l.trim().to_owned())
+    text.lines()
+        .nth(line.saturating_sub(1))
+        .map(|l| l.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -124,7 +135,10 @@ mod tests {
     #[test]
     fn splits_on_semicolons_outside_quotes_comments_and_dollar_quotes() {
         let script = "CREATE TABLE a (x text DEFAULT ';');\n-- comment; here\nCREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;\n/* a; b */ SELECT 'it''s;';\n";
-        let statements: Vec<&str> = split_statements(script).into_iter().map(|(_, s)| s).collect();
+        let statements: Vec<&str> = split_statements(script)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
         assert_eq!(statements.len(), 4, "{statements:#?}");
         assert!(statements[1].starts_with("-- comment; here\nCREATE FUNCTION"));
         assert!(statements[2].ends_with("$body$ LANGUAGE sql"));

@@ -30,10 +30,7 @@ impl Columns {
     /// The column's type, or a schema error naming what is missing.
     pub fn require(&self, column: &str) -> Result<&str, TransformError> {
         self.get(column).ok_or_else(|| {
-            TransformError::Schema(format!(
-                "column {}.{column} does not exist",
-                self.table
-            ))
+            TransformError::Schema(format!("column {}.{column} does not exist", self.table))
         })
     }
 

@@ -1,13 +1,26 @@
-//! The memoir migration's pure half: the exact chapter-splitting rules of stage 2
-//! (`split_chapters`), the image rows of stage 4 (`collect_images`), and a deterministic
-//! generator of synthetic legacy data. Nothing here touches a database; the contract it
-//! implements is the memoir spec (`shared/memoir-spec.md`).
+//! The memoir migration (contract: the memoir spec, `shared/memoir-spec.md`).
+//!
+//! The pure half holds the exact chapter-splitting rules of stage 2, the image rows of
+//! stage 4 and a deterministic generator of synthetic legacy data; none of it touches a
+//! database. The database half is the two native transforms the plan names,
+//! `memoir.split_chapters` and `memoir.collect_images` (see [`register`]), and
+//! [`legacy`], which builds and fills a legacy database for tests and `planrun demo`.
 
+mod catalog;
+mod collect_transform;
 pub mod generate;
 mod image_row;
 mod images;
+pub mod legacy;
 mod paragraphs;
+mod params;
+mod quarantine;
 mod split;
+mod split_transform;
+
+pub use collect_transform::CollectImages;
+pub use quarantine::CREATE_QUARANTINE_TABLE;
+pub use split_transform::{OnInvalid, SplitChapters};
 
 pub use image_row::{image_row, ImageRow, InvalidImageRow};
 pub use images::{anchor, parse_images, Image, InvalidImages};
@@ -17,3 +30,9 @@ pub use paragraphs::{
 pub use split::{
     assign_sections, place_images, split_chapter, InvalidChapter, Section, SplitChapter,
 };
+
+/// Adds the memoir transforms to `registry`: `memoir.split_chapters` and
+/// `memoir.collect_images`.
+pub fn register(registry: &mut planrun_transform::Registry) {
+    registry.register(SplitChapters).register(CollectImages);
+}

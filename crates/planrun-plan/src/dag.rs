@@ -141,7 +141,11 @@ fn find_cycles(plan: &Plan, graph: &DiGraph<StageIndex, ()>) -> Vec<Vec<StageInd
     cycles
 }
 
-fn shortest_cycle(plan: &Plan, members: &BTreeSet<StageIndex>, start: StageIndex) -> Vec<StageIndex> {
+fn shortest_cycle(
+    plan: &Plan,
+    members: &BTreeSet<StageIndex>,
+    start: StageIndex,
+) -> Vec<StageIndex> {
     let mut parent: Vec<Option<StageIndex>> = vec![None; plan.stages.len()];
     let mut queue = VecDeque::from([start]);
     while let Some(stage) = queue.pop_front() {

@@ -21,7 +21,11 @@ pub enum DiscoverError {
 
 /// The plan to use: `explicit`, else `env` (the value of `PLANRUN_PLAN`), else the
 /// single `*.toml` in `<cwd>/plans`.
-pub fn discover_plan(explicit: Option<&Path>, env: Option<&str>, cwd: &Path) -> Result<PathBuf, DiscoverError> {
+pub fn discover_plan(
+    explicit: Option<&Path>,
+    env: Option<&str>,
+    cwd: &Path,
+) -> Result<PathBuf, DiscoverError> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
@@ -30,7 +34,9 @@ pub fn discover_plan(explicit: Option<&Path>, env: Option<&str>, cwd: &Path) -> 
     }
     let dir = cwd.join("plans");
     if !dir.is_dir() {
-        return Err(DiscoverError::NoPlansDir { dir: PathBuf::from("plans") });
+        return Err(DiscoverError::NoPlansDir {
+            dir: PathBuf::from("plans"),
+        });
     }
     let entries = std::fs::read_dir(&dir).map_err(|source| DiscoverError::Io {
         dir: dir.clone(),
@@ -43,7 +49,9 @@ pub fn discover_plan(explicit: Option<&Path>, env: Option<&str>, cwd: &Path) -> 
         .collect();
     found.sort();
     match found.as_slice() {
-        [] => Err(DiscoverError::NoPlan { dir: PathBuf::from("plans") }),
+        [] => Err(DiscoverError::NoPlan {
+            dir: PathBuf::from("plans"),
+        }),
         [single] => Ok(Path::new("plans").join(single)),
         _ => Err(DiscoverError::Ambiguous {
             dir: PathBuf::from("plans"),
@@ -61,13 +69,22 @@ mod tests {
         let cwd = std::env::temp_dir().join(format!("planrun-discover-{}", std::process::id()));
         let plans = cwd.join("plans");
         std::fs::create_dir_all(&plans).unwrap();
-        assert!(matches!(discover_plan(None, None, &cwd), Err(DiscoverError::NoPlan { .. })));
+        assert!(matches!(
+            discover_plan(None, None, &cwd),
+            Err(DiscoverError::NoPlan { .. })
+        ));
         std::fs::write(plans.join("a.toml"), "").unwrap();
-        assert_eq!(discover_plan(None, None, &cwd).unwrap(), Path::new("plans/a.toml"));
+        assert_eq!(
+            discover_plan(None, None, &cwd).unwrap(),
+            Path::new("plans/a.toml")
+        );
         std::fs::write(plans.join("b.toml"), "").unwrap();
         let error = discover_plan(None, None, &cwd).unwrap_err().to_string();
         assert!(error.contains("plans/a.toml, plans/b.toml"), "{error}");
-        assert_eq!(discover_plan(None, Some("x.toml"), &cwd).unwrap(), Path::new("x.toml"));
+        assert_eq!(
+            discover_plan(None, Some("x.toml"), &cwd).unwrap(),
+            Path::new("x.toml")
+        );
         assert_eq!(
             discover_plan(Some(Path::new("y.toml")), Some("x.toml"), &cwd).unwrap(),
             Path::new("y.toml")

@@ -40,7 +40,9 @@ impl PgDuration {
             .ok_or_else(invalid)?;
         let millis = number.checked_mul(factor).ok_or_else(invalid)?;
         if millis > i32::MAX as u64 {
-            return Err(format!("`{text}` is longer than PostgreSQL accepts (about 24 days)"));
+            return Err(format!(
+                "`{text}` is longer than PostgreSQL accepts (about 24 days)"
+            ));
         }
         Ok(PgDuration {
             text: format!("{number}{unit}"),

@@ -226,7 +226,11 @@ impl Expectation {
             Operand::Expr(expr) => match expr.evaluate(capture) {
                 Ok(value) => Some(value),
                 Err(problem) => {
-                    return undecided(expected_text(expr.to_string()), describe_rows(rows), problem)
+                    return undecided(
+                        expected_text(expr.to_string()),
+                        describe_rows(rows),
+                        problem,
+                    )
                 }
             },
             _ => None,
@@ -254,7 +258,11 @@ impl Expectation {
             (Operand::Bool(expected), Some(value)) => match parse_bool(value) {
                 Some(actual) => (actual == *expected) == (op == CmpOp::Eq),
                 None => {
-                    return undecided(expected_text(expected.to_string()), shown, "the query did not return a boolean".into())
+                    return undecided(
+                        expected_text(expected.to_string()),
+                        shown,
+                        "the query did not return a boolean".into(),
+                    )
                 }
             },
             (Operand::Text(expected), Some(value)) => op.holds(value.cmp(expected.as_str())),
@@ -265,7 +273,11 @@ impl Expectation {
                 match Value::parse(value).and_then(|actual| actual.compare(rhs)) {
                     Some(ordering) => op.holds(ordering),
                     None => {
-                        return undecided(expected, shown, "the query did not return a number".into())
+                        return undecided(
+                            expected,
+                            shown,
+                            "the query did not return a number".into(),
+                        )
                     }
                 }
             }
@@ -381,7 +393,9 @@ impl ExprParser<'_> {
         self.skip_space();
         let text = self.text;
         match self.chars.next() {
-            None => Err(format!("`{text}` ends where a number or {{capture}} was expected")),
+            None => Err(format!(
+                "`{text}` ends where a number or {{capture}} was expected"
+            )),
             Some((_, '-')) => Ok(Expr::Neg(Box::new(self.factor()?))),
             Some((_, '(')) => {
                 let inner = self.sum()?;
@@ -412,7 +426,9 @@ impl ExprParser<'_> {
             }
             Some((start, c)) if c.is_ascii_digit() || c == '.' => {
                 let mut end = start + c.len_utf8();
-                while let Some((at, c)) = self.chars.next_if(|(_, c)| c.is_ascii_digit() || *c == '.') {
+                while let Some((at, c)) =
+                    self.chars.next_if(|(_, c)| c.is_ascii_digit() || *c == '.')
+                {
                     end = at + c.len_utf8();
                 }
                 let literal = &text[start..end];
@@ -442,11 +458,16 @@ impl Expr {
     }
 
     /// The value, with captures read through `capture`; the error names what is missing.
-    pub fn evaluate(&self, capture: &dyn Fn(&str) -> Option<Option<String>>) -> Result<Value, String> {
+    pub fn evaluate(
+        &self,
+        capture: &dyn Fn(&str) -> Option<Option<String>>,
+    ) -> Result<Value, String> {
         match self {
             Expr::Number(value) => Ok(*value),
             Expr::Capture(name) => match capture(name) {
-                None => Err(format!("capture `{name}` has no value in this run or the ledger")),
+                None => Err(format!(
+                    "capture `{name}` has no value in this run or the ledger"
+                )),
                 Some(None) => Err(format!("capture `{name}` is null")),
                 Some(Some(text)) => Value::parse(&text)
                     .ok_or_else(|| format!("capture `{name}` is `{text}`, not a number")),
@@ -563,7 +584,10 @@ mod tests {
     #[test]
     fn malformed_expectations_are_rejected_with_a_reason() {
         for bad in ["", ">", "= 'open", "ok", "> null", "{a", "{}", "1 +", "(1"] {
-            assert!(Expectation::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                Expectation::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

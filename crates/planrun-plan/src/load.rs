@@ -77,7 +77,11 @@ impl Plan {
 
     /// Validates plan `text` as if read from `path` (SQL files resolve against its
     /// directory); with a `catalog`, the environment too.
-    pub fn parse(path: &Path, text: String, catalog: Option<&dyn TransformCatalog>) -> Result<Plan, PlanErrors> {
+    pub fn parse(
+        path: &Path,
+        text: String,
+        catalog: Option<&dyn TransformCatalog>,
+    ) -> Result<Plan, PlanErrors> {
         let source = Arc::new(text);
         let mut problems = Vec::new();
         let plan = read_plan(path, &source, &mut problems);
@@ -91,7 +95,11 @@ impl Plan {
             Some(plan) if problems.is_empty() => Ok(plan),
             _ => {
                 sort_problems(&mut problems);
-                Err(PlanErrors::new(path.display().to_string(), source, problems))
+                Err(PlanErrors::new(
+                    path.display().to_string(),
+                    source,
+                    problems,
+                ))
             }
         }
     }
@@ -125,39 +133,41 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
     reader.check_keys(&document, TOP_KEYS, "the top level");
 
     let mut setup_sql_file = None;
-    let (name, description, timeouts, backup_dir, max_rehearsal_age) =
-        match document.get("plan") {
-            Some(plan_table) => match plan_table.get_ref() {
-                DeValue::Table(table) => {
-                    reader.check_keys(table, PLAN_KEYS, "[plan]");
-                    let name = reader.string(table, "name", true, plan_table.span());
-                    let description = reader.string(table, "description", false, 0..0);
-                    let timeouts = reader.timeouts(table);
-                    let backup_dir = reader.string(table, "backup_dir", false, 0..0);
-                    let max_age = reader.duration(table, "max_rehearsal_age");
-                    setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
-                    (name, description, timeouts, backup_dir, max_age)
-                }
-                other => {
-                    reader.wrong_type("plan", "a table", other, plan_table.span());
-                    return None;
-                }
-            },
-            None => {
-                reader.problems.push(
-                    PlanProblem::new(ProblemKind::MissingKey, "the plan has no [plan] table")
-                        .label(0..0, "expected [plan] with at least `name`")
-                        .help("start the file with:\n[plan]\nname = \"my-migration\""),
-                );
-                (None, None, Timeouts::default(), None, None)
+    let (name, description, timeouts, backup_dir, max_rehearsal_age) = match document.get("plan") {
+        Some(plan_table) => match plan_table.get_ref() {
+            DeValue::Table(table) => {
+                reader.check_keys(table, PLAN_KEYS, "[plan]");
+                let name = reader.string(table, "name", true, plan_table.span());
+                let description = reader.string(table, "description", false, 0..0);
+                let timeouts = reader.timeouts(table);
+                let backup_dir = reader.string(table, "backup_dir", false, 0..0);
+                let max_age = reader.duration(table, "max_rehearsal_age");
+                setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
+                (name, description, timeouts, backup_dir, max_age)
             }
-        };
+            other => {
+                reader.wrong_type("plan", "a table", other, plan_table.span());
+                return None;
+            }
+        },
+        None => {
+            reader.problems.push(
+                PlanProblem::new(ProblemKind::MissingKey, "the plan has no [plan] table")
+                    .label(0..0, "expected [plan] with at least `name`")
+                    .help("start the file with:\n[plan]\nname = \"my-migration\""),
+            );
+            (None, None, Timeouts::default(), None, None)
+        }
+    };
 
     let stage_entries = reader.tables(&document, "stage", document_span.clone());
     if stage_entries.is_empty() && document.get("stage").is_none() {
         reader.problems.push(
             PlanProblem::new(ProblemKind::MissingKey, "the plan has no stages")
-                .label(document_span.start..document_span.start, "no [[stage]] in this file")
+                .label(
+                    document_span.start..document_span.start,
+                    "no [[stage]] in this file",
+                )
                 .help("add a stage:\n[[stage]]\nid = \"first\"\n[[stage.step]]\nsql = \"...\""),
         );
     }
@@ -238,9 +248,12 @@ impl Reader<'_> {
 
     fn missing(&mut self, key: &str, owner: Span, help: Option<String>) {
         self.problems.push(
-            PlanProblem::new(ProblemKind::MissingKey, format!("missing required key `{key}`"))
-                .label(owner, format!("this needs `{key}`"))
-                .help_opt(help),
+            PlanProblem::new(
+                ProblemKind::MissingKey,
+                format!("missing required key `{key}`"),
+            )
+            .label(owner, format!("this needs `{key}`"))
+            .help_opt(help),
         );
     }
 
@@ -298,9 +311,12 @@ impl Reader<'_> {
             Ok(duration) => Some(duration),
             Err(message) => {
                 self.problems.push(
-                    PlanProblem::new(ProblemKind::InvalidValue, format!("invalid `{key}`: {message}"))
-                        .label(value.span(), "not a duration")
-                        .help("use a whole number with ms, s, min, h or d, e.g. \"5s\" or \"10min\""),
+                    PlanProblem::new(
+                        ProblemKind::InvalidValue,
+                        format!("invalid `{key}`: {message}"),
+                    )
+                    .label(value.span(), "not a duration")
+                    .help("use a whole number with ms, s, min, h or d, e.g. \"5s\" or \"10min\""),
                 );
                 None
             }
@@ -342,7 +358,9 @@ impl Reader<'_> {
                         format!("`{key}` must be written as [[...{key}]], a list of tables"),
                     )
                     .label(value.span(), "a single table")
-                    .help(format!("write `[[{key}]]` (double brackets) for each entry")),
+                    .help(format!(
+                        "write `[[{key}]]` (double brackets) for each entry"
+                    )),
                 );
                 vec![(inner, value.span())]
             }
@@ -377,11 +395,14 @@ impl Reader<'_> {
         match value.get_ref() {
             DeValue::Boolean(flag) => compare(Operand::Bool(*flag)),
             DeValue::Integer(int) => match int.as_str().replace('_', "").parse::<i128>() {
-                Ok(number) if int.radix() == 10 => {
-                    compare(Operand::Expr(crate::expect::Expr::Number(Value::Int(number))))
-                }
+                Ok(number) if int.radix() == 10 => compare(Operand::Expr(
+                    crate::expect::Expr::Number(Value::Int(number)),
+                )),
                 _ => {
-                    self.malformed(span, format!("`{}` must be a decimal integer", int.as_str()));
+                    self.malformed(
+                        span,
+                        format!("`{}` must be a decimal integer", int.as_str()),
+                    );
                     None
                 }
             },
@@ -400,7 +421,12 @@ impl Reader<'_> {
                 }
             },
             other => {
-                self.wrong_type("expect", "a number, boolean or expectation string", other, span);
+                self.wrong_type(
+                    "expect",
+                    "a number, boolean or expectation string",
+                    other,
+                    span,
+                );
                 None
             }
         }
@@ -418,7 +444,9 @@ impl Reader<'_> {
         self.check_keys(table, STAGE_KEYS, "[[stage]]");
         let header = span.start..span.start + 9.min(span.len());
         let id = self.string(table, "id", true, header.clone());
-        let title = self.string(table, "title", false, 0..0).map(|(title, _)| title);
+        let title = self
+            .string(table, "title", false, 0..0)
+            .map(|(title, _)| title);
         let depends_on = self.string_list(table, "depends_on");
         let optional = self.boolean(table, "optional").unwrap_or(false);
         let transaction = self.boolean(table, "transaction").unwrap_or(true);
@@ -428,7 +456,12 @@ impl Reader<'_> {
             .tables(table, "precondition", span.clone())
             .into_iter()
             .filter_map(|(check, span)| {
-                self.check(check, span, "[[stage.precondition]]", Some(true_expectation()))
+                self.check(
+                    check,
+                    span,
+                    "[[stage.precondition]]",
+                    Some(true_expectation()),
+                )
             })
             .collect();
         let verify = self
@@ -463,9 +496,12 @@ impl Reader<'_> {
         let (id, id_span) = id?;
         if !is_identifier(&id) {
             self.problems.push(
-                PlanProblem::new(ProblemKind::InvalidValue, format!("stage id `{id}` is not a plain identifier"))
-                    .label(id_span.clone(), "invalid id")
-                    .help("use letters, digits, `_`, `-` and `.`, starting with a letter"),
+                PlanProblem::new(
+                    ProblemKind::InvalidValue,
+                    format!("stage id `{id}` is not a plain identifier"),
+                )
+                .label(id_span.clone(), "invalid id")
+                .help("use letters, digits, `_`, `-` and `.`, starting with a letter"),
             );
         }
         Some(Stage {
@@ -556,9 +592,12 @@ impl Reader<'_> {
         let ((name, name_span), (sql, _)) = (name?, sql?);
         if !is_identifier(&name) || name.contains(['-', '.']) {
             self.problems.push(
-                PlanProblem::new(ProblemKind::InvalidValue, format!("capture name `{name}` is not an identifier"))
-                    .label(name_span.clone(), "invalid name")
-                    .help("use letters, digits and `_`, so that expectations can write {name}"),
+                PlanProblem::new(
+                    ProblemKind::InvalidValue,
+                    format!("capture name `{name}` is not an identifier"),
+                )
+                .label(name_span.clone(), "invalid name")
+                .help("use letters, digits and `_`, so that expectations can write {name}"),
             );
         }
         Some(Capture {
@@ -606,8 +645,14 @@ impl Reader<'_> {
         let params = table.get("params");
         if params.is_some() && transform.is_none() {
             self.problems.push(
-                PlanProblem::new(ProblemKind::UnknownKey, "`params` only applies to transform steps")
-                    .label(params.map(|p| p.span()).unwrap_or(header), "not used by a SQL step"),
+                PlanProblem::new(
+                    ProblemKind::UnknownKey,
+                    "`params` only applies to transform steps",
+                )
+                .label(
+                    params.map(|p| p.span()).unwrap_or(header),
+                    "not used by a SQL step",
+                ),
             );
         }
         let (kind, default_name) = if let Some((sql, _)) = sql {

@@ -101,7 +101,12 @@ impl Stage {
         self.preconditions
             .iter()
             .chain(&self.verify)
-            .flat_map(|check| check.expect.captures().map(move |name| (name, &check.expect_span)))
+            .flat_map(|check| {
+                check
+                    .expect
+                    .captures()
+                    .map(move |name| (name, &check.expect_span))
+            })
             .chain(self.skip_if.iter().flat_map(|rule| {
                 rule.expect
                     .captures()

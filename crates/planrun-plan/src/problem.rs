@@ -209,8 +209,9 @@ impl Diagnostic for PlanErrors {
 
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
         Some(Box::new(
-            self.problems.iter().map(|problem| problem as &dyn Diagnostic),
+            self.problems
+                .iter()
+                .map(|problem| problem as &dyn Diagnostic),
         ))
     }
 }
-

@@ -86,7 +86,12 @@ struct JsonEdge<'a> {
 }
 
 /// Renders the graph of a structurally valid plan; `status` adds ledger state.
-pub fn render_graph(plan: &Plan, dag: &Dag, format: GraphFormat, status: Option<&GraphStatus>) -> String {
+pub fn render_graph(
+    plan: &Plan,
+    dag: &Dag,
+    format: GraphFormat,
+    status: Option<&GraphStatus>,
+) -> String {
     match format {
         GraphFormat::Text => text(plan, dag, status),
         GraphFormat::Dot => dot(plan, dag, status),
@@ -114,7 +119,11 @@ fn text(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
         "level".into(),
         "kind".into(),
         "depends on".into(),
-        if status.is_some() { "state".into() } else { String::new() },
+        if status.is_some() {
+            "state".into()
+        } else {
+            String::new()
+        },
     ]];
     for (position, &index) in dag.order().iter().enumerate() {
         let stage = &plan.stages[index];
@@ -134,12 +143,21 @@ fn text(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
             stage.id.clone(),
             dag.level(index).to_string(),
             stage.kind_label(),
-            if deps.is_empty() { "-".into() } else { deps.join(", ") },
+            if deps.is_empty() {
+                "-".into()
+            } else {
+                deps.join(", ")
+            },
             notes.join(" "),
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     let stage_count = plan.stages.len();
@@ -189,11 +207,21 @@ fn dot(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
         if stage.optional {
             attributes.push("style=\"rounded,dashed\"".into());
         }
-        let _ = writeln!(out, "  {} [{}];", quote_dot(&stage.id), attributes.join(", "));
+        let _ = writeln!(
+            out,
+            "  {} [{}];",
+            quote_dot(&stage.id),
+            attributes.join(", ")
+        );
     }
     for &index in dag.order() {
         for dependency in dependencies(plan, index) {
-            let _ = writeln!(out, "  {} -> {};", quote_dot(dependency), quote_dot(&plan.stages[index].id));
+            let _ = writeln!(
+                out,
+                "  {} -> {};",
+                quote_dot(dependency),
+                quote_dot(&plan.stages[index].id)
+            );
         }
     }
     out.push_str("}\n");
@@ -202,7 +230,13 @@ fn dot(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
 
 fn mermaid_id(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -217,12 +251,26 @@ fn mermaid(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
         if let Some(state) = state_of(status, &stage.id) {
             let _ = write!(label, "<br/>[{}]", state.label());
         }
-        let _ = writeln!(out, "    {}[\"{}\"]", mermaid_id(&stage.id), label.replace('"', "#quot;"));
+        let _ = writeln!(
+            out,
+            "    {}[\"{}\"]",
+            mermaid_id(&stage.id),
+            label.replace('"', "#quot;")
+        );
     }
     for &index in dag.order() {
         for dependency in dependencies(plan, index) {
-            let arrow = if plan.stages[index].optional { "-.->" } else { "-->" };
-            let _ = writeln!(out, "    {} {arrow} {}", mermaid_id(dependency), mermaid_id(&plan.stages[index].id));
+            let arrow = if plan.stages[index].optional {
+                "-.->"
+            } else {
+                "-->"
+            };
+            let _ = writeln!(
+                out,
+                "    {} {arrow} {}",
+                mermaid_id(dependency),
+                mermaid_id(&plan.stages[index].id)
+            );
         }
     }
     out
@@ -270,16 +318,23 @@ fn json(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
         levels: dag
             .levels()
             .into_iter()
-            .map(|group| group.into_iter().map(|i| plan.stages[i].id.as_str()).collect())
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|i| plan.stages[i].id.as_str())
+                    .collect()
+            })
             .collect(),
         edges: dag
             .order()
             .iter()
             .flat_map(|&index| {
-                dependencies(plan, index).into_iter().map(move |from| JsonEdge {
-                    from,
-                    to: &plan.stages[index].id,
-                })
+                dependencies(plan, index)
+                    .into_iter()
+                    .map(move |from| JsonEdge {
+                        from,
+                        to: &plan.stages[index].id,
+                    })
             })
             .collect(),
     };

@@ -1,7 +1,10 @@
 //! "Did you mean" suggestions for misspelt keys, stage ids and transform names.
 
 /// The candidate closest to `input`, when it is close enough to be a plausible typo.
-pub(crate) fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(input, candidate), candidate))

@@ -16,10 +16,13 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
     for (index, stage) in plan.stages.iter().enumerate() {
         if let Some(&first) = first_seen.get(stage.id.as_str()) {
             problems.push(
-                PlanProblem::new(ProblemKind::DuplicateId, format!("stage id `{}` is used twice", stage.id))
-                    .label(stage.id_span.clone(), "second use")
-                    .label(plan.stages[first].id_span.clone(), "first defined here")
-                    .help("give every stage a unique id"),
+                PlanProblem::new(
+                    ProblemKind::DuplicateId,
+                    format!("stage id `{}` is used twice", stage.id),
+                )
+                .label(stage.id_span.clone(), "second use")
+                .label(plan.stages[first].id_span.clone(), "first defined here")
+                .help("give every stage a unique id"),
             );
         } else {
             first_seen.insert(&stage.id, index);
@@ -31,10 +34,12 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
         for (dependency, span) in &stage.depends_on {
             match plan.stage(dependency) {
                 None => {
-                    let help = match closest(dependency, ids.iter().copied().filter(|id| *id != stage.id)) {
-                        Some(id) => format!("did you mean `{id}`?"),
-                        None => format!("stages in this plan: {}", ids.join(", ")),
-                    };
+                    let help =
+                        match closest(dependency, ids.iter().copied().filter(|id| *id != stage.id))
+                        {
+                            Some(id) => format!("did you mean `{id}`?"),
+                            None => format!("stages in this plan: {}", ids.join(", ")),
+                        };
                     problems.push(
                         PlanProblem::new(
                             ProblemKind::UnknownDependency,
@@ -47,7 +52,10 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
                 Some(target) if target.optional && !stage.optional => problems.push(
                     PlanProblem::new(
                         ProblemKind::RequiredDependsOnOptional,
-                        format!("required stage `{}` depends on optional stage `{dependency}`", stage.id),
+                        format!(
+                            "required stage `{}` depends on optional stage `{dependency}`",
+                            stage.id
+                        ),
                     )
                     .label(span.clone(), "optional dependency")
                     .label(stage.id_span.clone(), "required stage")
@@ -93,7 +101,10 @@ fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
             .unwrap_or_else(|| plan.stages[stage].id_span.clone());
         let closing = position + 1 == cycle.len();
         let text = if closing {
-            format!("`{}` depends on `{next_id}`: this closes the cycle", plan.stages[stage].id)
+            format!(
+                "`{}` depends on `{next_id}`: this closes the cycle",
+                plan.stages[stage].id
+            )
         } else {
             format!("`{}` depends on `{next_id}`", plan.stages[stage].id)
         };
@@ -115,10 +126,13 @@ fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
                     .map(|c| c.name_span.clone())
                     .unwrap_or_default();
                 problems.push(
-                    PlanProblem::new(ProblemKind::DuplicateCapture, format!("capture `{}` is defined twice", capture.name))
-                        .label(capture.name_span.clone(), "defined again here")
-                        .label(first_span, "first defined here")
-                        .help("capture names are plan-wide: give each a unique name"),
+                    PlanProblem::new(
+                        ProblemKind::DuplicateCapture,
+                        format!("capture `{}` is defined twice", capture.name),
+                    )
+                    .label(capture.name_span.clone(), "defined again here")
+                    .label(first_span, "first defined here")
+                    .help("capture names are plan-wide: give each a unique name"),
                 );
             } else {
                 defined_in.insert(&capture.name, index);
@@ -151,7 +165,10 @@ fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
             problems.push(
                 PlanProblem::new(
                     ProblemKind::UndefinedCapture,
-                    format!("capture `{name}` is used in stage `{}` before any stage defines it", stage.id),
+                    format!(
+                        "capture `{name}` is used in stage `{}` before any stage defines it",
+                        stage.id
+                    ),
                 )
                 .label(span.clone(), format!("reads {{{name}}}"))
                 .help(help),
@@ -183,9 +200,12 @@ impl Plan {
         if let Some((file, span, resolved)) = &self.setup_sql_file {
             if !resolved.is_file() {
                 problems.push(
-                    PlanProblem::new(ProblemKind::MissingSqlFile, format!("setup SQL file `{file}` does not exist"))
-                        .label(span.clone(), format!("looked for {}", resolved.display()))
-                        .help("paths are relative to the directory of the plan file"),
+                    PlanProblem::new(
+                        ProblemKind::MissingSqlFile,
+                        format!("setup SQL file `{file}` does not exist"),
+                    )
+                    .label(span.clone(), format!("looked for {}", resolved.display()))
+                    .help("paths are relative to the directory of the plan file"),
                 );
             }
         }
@@ -202,9 +222,15 @@ impl Plan {
                             problems.push(
                                 PlanProblem::new(
                                     ProblemKind::MissingSqlFile,
-                                    format!("SQL file `{path}` of stage `{}` does not exist", stage.id),
+                                    format!(
+                                        "SQL file `{path}` of stage `{}` does not exist",
+                                        stage.id
+                                    ),
                                 )
-                                .label(path_span.clone(), format!("looked for {}", resolved.display()))
+                                .label(
+                                    path_span.clone(),
+                                    format!("looked for {}", resolved.display()),
+                                )
                                 .help("paths are relative to the directory of the plan file"),
                             );
                         }
@@ -217,13 +243,20 @@ impl Plan {
                     } => {
                         if !names.iter().any(|known| known == name) {
                             let help = match closest(name, names.iter().map(String::as_str)) {
-                                Some(near) => format!("did you mean `{near}`? `planrun transforms` lists them all"),
-                                None => "`planrun transforms` lists the registered transforms".into(),
+                                Some(near) => format!(
+                                    "did you mean `{near}`? `planrun transforms` lists them all"
+                                ),
+                                None => {
+                                    "`planrun transforms` lists the registered transforms".into()
+                                }
                             };
                             problems.push(
                                 PlanProblem::new(
                                     ProblemKind::UnknownTransform,
-                                    format!("transform `{name}` of stage `{}` is not registered", stage.id),
+                                    format!(
+                                        "transform `{name}` of stage `{}` is not registered",
+                                        stage.id
+                                    ),
                                 )
                                 .label(name_span.clone(), "unknown transform")
                                 .help(help),
@@ -231,7 +264,11 @@ impl Plan {
                             continue;
                         }
                         for (key, message) in catalog.check_params(name, params) {
-                            let subject = if key.is_empty() { String::new() } else { format!(" `{key}`") };
+                            let subject = if key.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" `{key}`")
+                            };
                             problems.push(
                                 PlanProblem::new(
                                     ProblemKind::InvalidParams,

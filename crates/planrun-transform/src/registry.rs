@@ -19,7 +19,8 @@ impl Registry {
 
     /// Adds `transform`; a second registration under the same name replaces the first.
     pub fn register(&mut self, transform: impl Transform + 'static) -> &mut Registry {
-        self.transforms.insert(transform.name(), Arc::new(transform));
+        self.transforms
+            .insert(transform.name(), Arc::new(transform));
         self
     }
 
@@ -35,7 +36,10 @@ impl Registry {
 
 impl TransformCatalog for Registry {
     fn names(&self) -> Vec<String> {
-        self.transforms.keys().map(|name| (*name).to_owned()).collect()
+        self.transforms
+            .keys()
+            .map(|name| (*name).to_owned())
+            .collect()
     }
 
     fn check_params(&self, name: &str, params: &toml::Table) -> Vec<(String, String)> {

@@ -19,7 +19,10 @@ pub trait Transform: Send + Sync {
         Vec::new()
     }
     /// Does the work inside the stage's transaction.
-    fn run(&self, context: &mut TransformContext<'_, '_>) -> Result<TransformReport, TransformError>;
+    fn run(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+    ) -> Result<TransformReport, TransformError>;
 }
 
 /// What a running transform is given.
