@@ -139,10 +139,10 @@ mod tests {
             .into_iter()
             .map(|(_, s)| s)
             .collect();
-        assert_eq!(statements.len(), 4, "{statements:#?}");
+        assert_eq!(statements.len(), 3, "{statements:#?}");
         assert!(statements[1].starts_with("-- comment; here\nCREATE FUNCTION"));
-        assert!(statements[2].ends_with("$body$ LANGUAGE sql"));
-        assert!(statements[3].ends_with("SELECT 'it''s;'"));
+        assert!(statements[1].ends_with("$body$ LANGUAGE sql"));
+        assert!(statements[2].ends_with("SELECT 'it''s;'"));
     }
 
     #[test]
