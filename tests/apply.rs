@@ -356,7 +356,7 @@ fn status_and_verify_report_the_ledger() {
     );
     let graph = run(dir.path(), &db, &["graph", "plan.toml", "--status"]);
     assert!(
-        stdout(&graph).contains("add_total      2      SQL   load_orders  pending"),
+        stdout(&graph).contains("3  add_total      2      SQL   load_orders    pending"),
         "{}",
         describe(&graph)
     );
@@ -455,7 +455,7 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
         "SELECT pg_sleep(3);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
     )
     .unwrap();
-    let mut first = std::process::Command::new(PLANRUN)
+    let first = std::process::Command::new(PLANRUN)
         .args([
             "apply",
             "plan.toml",

@@ -1,7 +1,9 @@
 -- Session helpers for the memoir plan's captures and verification. planrun runs this
 -- file on every connection it opens for the plan ([plan] setup_sql_file), before any
 -- stage. The functions live in pg_temp: they vanish with the session and never touch
--- the application's schema.
+-- the application's schema. Function bodies are checked when called, not created:
+-- memoir_section_text reads chapter_sections, which exists only after stage 1.
+SET check_function_bodies = off;
 
 -- The legacy images value (jsonb, json or text holding JSON) as jsonb, or NULL when it
 -- is not valid JSON. Counting must not fail on the very rows the transform rejects.
@@ -54,3 +56,5 @@ LANGUAGE sql STABLE AS $$
     FROM chapter_sections
     WHERE chapter_id = chapter AND content <> ''
 $$;
+
+RESET check_function_bodies;

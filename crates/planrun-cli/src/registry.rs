@@ -4,7 +4,7 @@ use planrun_transform::Registry;
 
 /// Every transform this binary ships: the memoir migration's.
 pub fn default_registry() -> Registry {
-    let registry = Registry::new();
-    // TEMP planrun_memoir::register(&mut registry);
+    let mut registry = Registry::new();
+    planrun_memoir::register(&mut registry);
     registry
 }

@@ -166,14 +166,15 @@ pub fn insert_chapter(
         )?
         .get(0);
     client.execute(
-        "INSERT INTO memoirs (id, title) VALUES ($1, 'Memoir ' || $1) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO memoirs (id, title) VALUES ($1::bigint, 'Memoir ' || $1::bigint) ON CONFLICT (id) DO NOTHING",
         &[&memoir_id],
     )?;
     client.execute(
         &format!(
             "INSERT INTO chapters (id, memoir_id, position, title, content, images)
-             SELECT $1, $2, coalesce(max(position), 0) + 1, 'Chapter ' || $1, $3, $4::text::{images_type}
-             FROM chapters WHERE memoir_id = $2"
+             SELECT $1::bigint, $2::bigint, coalesce(max(position), 0) + 1, 'Chapter ' || $1::bigint,
+                    $3::text, $4::text::{images_type}
+             FROM chapters WHERE memoir_id = $2::bigint"
         ),
         &[&id, &memoir_id, &content, &images_json],
     )?;

@@ -37,12 +37,14 @@ pub enum TempDbError {
     #[error("initialise a cluster with {}: {output}", program.display())]
     Initdb { program: PathBuf, output: String },
 
-    /// The server did not come up; the tail of its log says why.
-    #[error("start PostgreSQL on port {port}: {reason}\n--- last lines of {} ---\n{log_tail}", log.display())]
+    /// The server did not come up; the tail of its log says why. The log file itself
+    /// is usually gone by the time the caller sees this, hence the copy.
+    #[error(
+        "start PostgreSQL on port {port}: {reason}\n--- end of the server log ---\n{log_tail}"
+    )]
     Start {
         port: u16,
         reason: String,
-        log: PathBuf,
         log_tail: String,
     },
 

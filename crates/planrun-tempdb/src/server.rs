@@ -116,7 +116,6 @@ pub(crate) fn launch(files: &ServerFiles<'_>, port: u16) -> Result<Child, Launch
         error: TempDbError::Start {
             port,
             reason: failure,
-            log: files.log.to_path_buf(),
             log_tail: tail,
         },
         port_taken,

@@ -261,6 +261,26 @@ fn kept_cluster_outlives_the_value_until_its_stop_command() {
 }
 
 #[test]
+fn restart_on_a_taken_port_reports_the_server_log() {
+    let mut cluster = TempCluster::start().unwrap();
+    cluster.stop(StopMode::Fast).unwrap();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", cluster.port())).unwrap();
+    let err = cluster.restart().unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TempDbError::Start { .. }), "{err:?}");
+    assert!(msg.contains("Address already in use"), "{msg}");
+    drop(squatter);
+    cluster.restart().unwrap();
+    assert_eq!(cluster.psql("postgres", "SELECT 1").unwrap().trim(), "1");
+}
+
+#[test]
+fn clusters_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TempCluster>();
+}
+
+#[test]
 fn start_time() {
     // Warm the template (initdb) first, as the first cluster of a process does.
     let t = Instant::now();

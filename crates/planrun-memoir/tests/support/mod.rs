@@ -7,9 +7,7 @@
 use planrun_memoir::legacy::{create_legacy_schema, ImagesType};
 use planrun_memoir::{image_row, split_chapter};
 use planrun_tempdb::TempCluster;
-use planrun_transform::{
-    NoProgress, Transform, TransformContext, TransformError, TransformReport,
-};
+use planrun_transform::{NoProgress, Transform, TransformContext, TransformError, TransformReport};
 use postgres::{Client, NoTls};
 use serde_json::Value;
 
@@ -130,7 +128,10 @@ impl Db {
     /// `(id, cover_image)` of every chapter.
     pub fn covers(&mut self) -> Vec<(i64, Option<Value>)> {
         self.client
-            .query("SELECT id, cover_image::text FROM chapters ORDER BY id", &[])
+            .query(
+                "SELECT id, cover_image::text FROM chapters ORDER BY id",
+                &[],
+            )
             .expect("read covers")
             .iter()
             .map(|row| {
@@ -150,7 +151,15 @@ impl Db {
             )
             .expect("read memoir_images")
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), parse(row.get(4))))
+            .map(|row| {
+                (
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                    parse(row.get(4)),
+                )
+            })
             .collect();
         rows.sort_by_key(|r| (r.0, r.1));
         rows
@@ -204,7 +213,6 @@ pub fn expected_split(
 ) -> (Vec<SectionRow>, Vec<(i64, Option<Value>)>) {
     let mut sections = Vec::new();
     let mut covers = Vec::new();
-    let mut objects = Vec::new();
     for row in legacy {
         if skip.contains(&row.id) {
             covers.push((row.id, None));
@@ -213,26 +221,19 @@ pub fn expected_split(
         let split = split_chapter(row.content.as_deref(), row.images.as_deref())
             .unwrap_or_else(|e| panic!("chapter {} is invalid: {e}", row.id));
         for section in split.sections {
-            if let Some(image) = &section.image {
-                objects.push(image.clone());
-            }
             sections.push((row.id, section.position, section.content, section.image));
-        }
-        if let Some(cover) = &split.cover_image {
-            objects.push(cover.clone());
         }
         covers.push((row.id, split.cover_image));
     }
-    let mut normalised = db.through_jsonb(&objects).into_iter();
-    for section in &mut sections {
-        if section.3.is_some() {
-            section.3 = normalised.next();
-        }
+    let images: Vec<Value> = sections.iter().filter_map(|s| s.3.clone()).collect();
+    let mut normalised = db.through_jsonb(&images).into_iter();
+    for section in sections.iter_mut().filter(|s| s.3.is_some()) {
+        section.3 = normalised.next();
     }
-    for cover in &mut covers {
-        if cover.1.is_some() {
-            cover.1 = normalised.next();
-        }
+    let images: Vec<Value> = covers.iter().filter_map(|c| c.1.clone()).collect();
+    let mut normalised = db.through_jsonb(&images).into_iter();
+    for cover in covers.iter_mut().filter(|c| c.1.is_some()) {
+        cover.1 = normalised.next();
     }
     (sections, covers)
 }
