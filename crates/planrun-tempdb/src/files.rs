@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::user::RunUser;
 use crate::TempDbError;
 
-/// Where temporary directories go instead of `$TMPDIR`, if set.
+/// The environment variable naming the directory that holds clusters (and
+/// templates) instead of the system temporary directory.
 pub const DIR_ENV: &str = "PLANRUN_TEMPDB_DIR";
 
 /// A fresh temporary directory, mode 0700, owned by `user`: the server's files are

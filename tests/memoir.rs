@@ -1,0 +1,306 @@
+//! The memoir plan end to end through the `planrun` binary: generated legacy data
+//! for each `images` column type, applied, verified against an independent
+//! computation of the spec, applied again without change; a bad row fails the stage
+//! naming the chapter and JSON path; quarantine mode sets bad rows aside.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use planrun_engine::exit_codes;
+use planrun_memoir::legacy::{create_legacy_schema, insert_chapter, load_legacy, ImagesType};
+use planrun_tests::{describe, planrun, repo_path, repo_root, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+fn apply(cwd: &Path, plan: &str, db: &TestDb, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["apply", plan, "--no-backup", "--database-url", &db.url];
+    args.extend(extra);
+    planrun(PLANRUN, cwd, &args, &[])
+}
+
+/// Every chapter's legacy (content, images as text), read before the migration.
+fn legacy_rows(db: &TestDb) -> BTreeMap<i64, (Option<String>, Option<String>)> {
+    db.client()
+        .query(
+            "SELECT id, content, images::text FROM chapters ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect()
+}
+
+/// The target tables as (chapter, position) -> (content, image json), plus covers.
+fn sections(db: &TestDb) -> BTreeMap<(i64, i32), (String, Option<serde_json::Value>)> {
+    let has_image = db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapter_sections' AND column_name = 'image'") == "1";
+    let sql = if has_image {
+        "SELECT chapter_id, position, content, image::text FROM chapter_sections"
+    } else {
+        "SELECT s.chapter_id, s.position, s.content, \
+         (SELECT jsonb_build_object('url', m.url, 'caption', m.caption) || m.meta FROM memoir_images m WHERE m.id = s.image_id)::text \
+         FROM chapter_sections s"
+    };
+    db.client()
+        .query(sql, &[])
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            let image: Option<String> = row.get(3);
+            (
+                (row.get(0), row.get(1)),
+                (
+                    row.get(2),
+                    image.map(|text| serde_json::from_str(&text).unwrap()),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A JSON value as jsonb stores it (objects drop a null caption only if absent...):
+/// round-trip through the database so key order and number spelling compare equal.
+fn as_jsonb(db: &TestDb, value: &serde_json::Value) -> serde_json::Value {
+    let text: String = db
+        .client()
+        .query_one("SELECT ($1::text)::jsonb::text", &[&value.to_string()])
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn migrate_and_compare(images: ImagesType) {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, images).unwrap();
+    load_legacy(&mut client, 7, 600, images).unwrap();
+    let legacy = legacy_rows(&db);
+
+    let output = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    // An independent computation of the spec, in the test, from the legacy rows.
+    let mut expected = BTreeMap::new();
+    let mut expected_covers = BTreeMap::new();
+    for (id, (content, images_text)) in &legacy {
+        let split =
+            planrun_memoir::split_chapter(content.as_deref(), images_text.as_deref()).unwrap();
+        for section in split.sections {
+            let image = section.image.map(|image| as_jsonb(&db, &image));
+            expected.insert((*id, section.position), (section.content, image));
+        }
+        expected_covers.insert(*id, split.cover_image.map(|cover| as_jsonb(&db, &cover)));
+    }
+    let actual = sections(&db);
+    assert_eq!(actual.len(), expected.len());
+    for (key, value) in &expected {
+        // After stage 5 a section's image comes back from memoir_images, where a
+        // missing caption reads as null.
+        let mut got = actual
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("section {key:?} missing"));
+        if let (Some(serde_json::Value::Object(got_image)), Some(serde_json::Value::Object(want))) =
+            (&mut got.1, &value.1)
+        {
+            if !want.contains_key("caption") {
+                got_image.remove("caption");
+            }
+        }
+        assert_eq!(&got, value, "section {key:?}");
+    }
+    let covers: BTreeMap<i64, Option<serde_json::Value>> = db
+        .client()
+        .query("SELECT id, cover_image::text FROM chapters", &[])
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            (
+                row.get(0),
+                row.get::<_, Option<String>>(1)
+                    .map(|t| serde_json::from_str(&t).unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(covers, expected_covers);
+
+    let digest = "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM chapter_sections) t";
+    let images_digest = "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM memoir_images) t";
+    let before = (db.scalar(digest), db.scalar(images_digest));
+    let again = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to do"),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(
+        before,
+        (db.scalar(digest), db.scalar(images_digest)),
+        "a second apply changes nothing"
+    );
+}
+
+#[test]
+fn memoir_plan_with_a_jsonb_images_column() {
+    migrate_and_compare(ImagesType::Jsonb);
+}
+
+#[test]
+fn memoir_plan_with_a_json_images_column() {
+    migrate_and_compare(ImagesType::Json);
+}
+
+#[test]
+fn memoir_plan_with_a_text_images_column() {
+    migrate_and_compare(ImagesType::Text);
+}
+
+#[test]
+fn a_bad_legacy_row_fails_the_stage_naming_the_chapter_and_json_path() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Text).unwrap();
+    load_legacy(&mut client, 3, 50, ImagesType::Text).unwrap();
+    insert_chapter(
+        &mut client,
+        1,
+        1001,
+        Some("one\n\ntwo"),
+        Some(r#"["a.jpg", {"url": "b.jpg", "paragraph": -1}]"#),
+    )
+    .unwrap();
+    let before = db.dump();
+    let output = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let message = report["stages"][1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("id 1001"), "{message}");
+    assert!(message.contains("images[1].paragraph"), "{message}");
+    let after = db.dump();
+    assert!(
+        after.contains("CREATE TABLE public.chapter_sections"),
+        "stage 1 stays committed"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name IN ('content', 'images')"),
+        "2",
+        "chapters keep their legacy columns"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM chapters WHERE cover_image IS NOT NULL"),
+        "0",
+        "nothing of the failed stage is committed"
+    );
+    assert!(before.contains("INSERT INTO public.chapters"));
+}
+
+#[test]
+fn quarantine_mode_sets_bad_rows_aside_and_migrates_the_rest() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Json).unwrap();
+    load_legacy(&mut client, 5, 200, ImagesType::Json).unwrap();
+    insert_chapter(
+        &mut client,
+        1,
+        5001,
+        Some("kept\n\nverbatim"),
+        Some(r#"[{"url": ""}, "x.jpg"]"#),
+    )
+    .unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_path("plans/memoir.toml"))
+        .unwrap()
+        .replace(r#"on_invalid = "fail""#, r#"on_invalid = "quarantine""#);
+    std::fs::write(plans.path().join("memoir.toml"), text).unwrap();
+    let sql_dir = plans.path().join("memoir");
+    std::fs::create_dir(&sql_dir).unwrap();
+    for entry in std::fs::read_dir(repo_path("plans/memoir")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), sql_dir.join(entry.file_name())).unwrap();
+    }
+    let output = apply(plans.path(), "memoir.toml", &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 quarantined"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT content || ' | ' || images || ' | ' || path FROM planrun.memoir_quarantine"
+        ),
+        r#"kept
+
+verbatim | [{"url": ""}, "x.jpg"] | images[0].url"#
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM chapter_sections WHERE chapter_id = 5001"),
+        "0"
+    );
+    let status = planrun(
+        PLANRUN,
+        plans.path(),
+        &["status", "memoir.toml", "--database-url", &db.url],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("1 rows quarantined"),
+        "{}",
+        describe(&status)
+    );
+}
+
+#[test]
+fn planrun_plan_shows_the_memoir_stages_without_writing() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 1, 20, ImagesType::Jsonb).unwrap();
+    let before = db.dump();
+    let output = planrun(
+        PLANRUN,
+        &repo_root(),
+        &["plan", "plans/memoir.toml", "--database-url", &db.url],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("sections_schema") && text.contains("would run"),
+        "{text}"
+    );
+    assert!(
+        text.contains("precondition chapters table exists"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not selected"),
+        "the optional stage is shown as not selected: {text}"
+    );
+    assert_eq!(before, db.dump());
+}
