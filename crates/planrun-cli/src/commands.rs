@@ -72,6 +72,22 @@ fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> Apply
     }
 }
 
+/// The validated plan and the database target, or the exit code of what failed.
+fn plan_and_target(plan: &PlanArg, connection: &ConnectionArgs) -> Result<(Plan, Target), i32> {
+    let plan = load_checked(plan)?;
+    let target = target(connection)?;
+    Ok((plan, target))
+}
+
+/// Prints a run report in `format` and returns its exit code.
+fn print_run(report: &planrun_engine::RunReport, format: ReportFormat, style: Style) -> i32 {
+    match format {
+        ReportFormat::Json => print_json(report),
+        ReportFormat::Text => print!("{}", render_run(report, style)),
+    }
+    report.exit_code
+}
+
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
@@ -80,15 +96,11 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 fn apply(args: &ApplyArgs, style: Style) -> i32 {
-    let plan = match load_checked(&args.plan) {
-        Ok(plan) => plan,
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+        Ok(pair) => pair,
         Err(code) => return code,
     };
     let registry = default_registry();
-    let target = match target(&args.connection) {
-        Ok(target) => target,
-        Err(code) => return code,
-    };
     let runner = match Runner::new(&plan, &registry) {
         Ok(runner) => runner,
         Err(error) => return engine_failure(error),
@@ -99,51 +111,31 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
     options.lock_wait = Duration::from_secs_f64(args.lock_wait.max(0.0));
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
-        Ok(report) => {
-            match args.format {
-                ReportFormat::Json => print_json(&report),
-                ReportFormat::Text => print!("{}", render_run(&report, style)),
-            }
-            report.exit_code
-        }
+        Ok(report) => print_run(&report, args.format, style),
         Err(error) => engine_failure(error),
     }
 }
 
 fn preview(args: &PlanCommandArgs, style: Style) -> i32 {
-    let plan = match load_checked(&args.plan) {
-        Ok(plan) => plan,
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+        Ok(pair) => pair,
         Err(code) => return code,
     };
     let registry = default_registry();
-    let target = match target(&args.connection) {
-        Ok(target) => target,
-        Err(code) => return code,
-    };
     let result = Runner::new(&plan, &registry)
         .and_then(|runner| runner.preview(&target, &options(&plan, &args.selection, &args.backup)));
     match result {
-        Ok(report) => {
-            match args.format {
-                ReportFormat::Json => print_json(&report),
-                ReportFormat::Text => print!("{}", render_run(&report, style)),
-            }
-            report.exit_code
-        }
+        Ok(report) => print_run(&report, args.format, style),
         Err(error) => engine_failure(error),
     }
 }
 
 fn status(args: &DbCommandArgs, style: Style) -> i32 {
-    let plan = match load_checked(&args.plan) {
-        Ok(plan) => plan,
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+        Ok(pair) => pair,
         Err(code) => return code,
     };
     let registry = default_registry();
-    let target = match target(&args.connection) {
-        Ok(target) => target,
-        Err(code) => return code,
-    };
     let result =
         Runner::new(&plan, &registry).and_then(|runner| planrun_engine::status(&runner, &target));
     match result {
@@ -159,24 +151,14 @@ fn status(args: &DbCommandArgs, style: Style) -> i32 {
 }
 
 fn verify(args: &DbCommandArgs, style: Style) -> i32 {
-    let plan = match load_checked(&args.plan) {
-        Ok(plan) => plan,
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+        Ok(pair) => pair,
         Err(code) => return code,
     };
     let registry = default_registry();
-    let target = match target(&args.connection) {
-        Ok(target) => target,
-        Err(code) => return code,
-    };
     let result = Runner::new(&plan, &registry).and_then(|runner| runner.verify(&target));
     match result {
-        Ok(report) => {
-            match args.format {
-                ReportFormat::Json => print_json(&report),
-                ReportFormat::Text => print!("{}", render_run(&report, style)),
-            }
-            report.exit_code
-        }
+        Ok(report) => print_run(&report, args.format, style),
         Err(error) => engine_failure(error),
     }
 }
