@@ -311,6 +311,32 @@ fn apply_takes_a_backup_that_pg_restore_can_read() {
 }
 
 #[test]
+fn the_backup_stays_recorded_when_the_first_stage_fails() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("01_orders.sql"),
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, x no_such_type);\n",
+    )
+    .unwrap();
+    let output = run(dir.path(), &db, &["apply", "plan.toml"]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let recorded = db.scalar("SELECT backup_file FROM planrun.runs ORDER BY id LIMIT 1");
+    assert!(recorded.starts_with("backups/shop-"), "{recorded}");
+    assert!(dir.path().join(&recorded).is_file());
+    assert_eq!(
+        db.scalar("SELECT outcome FROM planrun.runs ORDER BY id LIMIT 1"),
+        "step_failed"
+    );
+}
+
+#[test]
 fn status_and_verify_report_the_ledger() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);

@@ -207,31 +207,19 @@ pub fn start_run(client: &mut impl GenericClient, run: &NewRun<'_>) -> Result<i6
         .map_err(EngineError::database("cannot record the run in the ledger"))
 }
 
-pub fn set_backup(
-    client: &mut impl GenericClient,
-    run_id: i64,
-    file: &str,
-) -> Result<(), EngineError> {
-    client
-        .execute(
-            "UPDATE planrun.runs SET backup_file = $2 WHERE id = $1",
-            &[&run_id, &file],
-        )
-        .map(drop)
-        .map_err(EngineError::database(
-            "cannot record the backup in the ledger",
-        ))
-}
-
+/// Records how the run ended and the backup it took, outside any stage transaction,
+/// so a stage that rolls back does not take the backup's record with it.
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
     outcome: &str,
+    backup_file: Option<&str>,
 ) -> Result<(), EngineError> {
     client
         .execute(
-            "UPDATE planrun.runs SET finished_at = clock_timestamp(), outcome = $2 WHERE id = $1",
-            &[&run_id, &outcome],
+            "UPDATE planrun.runs SET finished_at = clock_timestamp(), outcome = $2, \
+             backup_file = $3 WHERE id = $1",
+            &[&run_id, &outcome, &backup_file],
         )
         .map(drop)
         .map_err(EngineError::database(

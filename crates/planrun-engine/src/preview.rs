@@ -23,21 +23,6 @@ impl Runner<'_> {
         target.connect(&format!("planrun {command} {}", self.plan().name))
     }
 
-    fn empty_report(&self, command: &str, target: &Target) -> RunReport {
-        RunReport {
-            command: command.into(),
-            plan: self.plan().name.clone(),
-            target: target.to_string(),
-            dry_run: false,
-            run_id: None,
-            backup_file: None,
-            stages: Vec::new(),
-            outcome: RunOutcome::NothingToDo,
-            exit_code: 0,
-            summary: Vec::new(),
-        }
-    }
-
     /// What `apply` with `options` would do now, stage by stage. Writes nothing.
     pub fn preview(
         &self,
@@ -55,7 +40,7 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
-        let mut report = self.empty_report("plan", target);
+        let mut report = RunReport::new("plan", &self.plan().name, target.to_string(), false);
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
         for &(index, selected, ref why) in &selection {
@@ -169,7 +154,7 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
-        let mut report = self.empty_report("verify", target);
+        let mut report = RunReport::new("verify", &self.plan().name, target.to_string(), false);
         let mut failed = false;
         for &index in self.dag().order() {
             let stage = &self.plan().stages[index];

@@ -25,6 +25,24 @@ pub struct RunReport {
     pub summary: Vec<String>,
 }
 
+impl RunReport {
+    /// An empty report of `command` on `plan`; stages and outcome are filled in as it runs.
+    pub fn new(command: &str, plan: &str, target: String, dry_run: bool) -> RunReport {
+        RunReport {
+            command: command.to_owned(),
+            plan: plan.to_owned(),
+            target,
+            dry_run,
+            run_id: None,
+            backup_file: None,
+            stages: Vec::new(),
+            outcome: RunOutcome::NothingToDo,
+            exit_code: 0,
+            summary: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use planrun_plan::{Check, Dag, Plan, SkipRule, Stage, StepKind, Timeouts};
+use planrun_plan::{Check, Dag, Plan, SkipRule, Stage, StepKind};
 use planrun_transform::{NoProgress, Progress, Registry, TransformContext, TransformError};
 use postgres::error::ErrorPosition;
 use postgres::{Client, GenericClient, SimpleQueryMessage};
@@ -67,6 +67,19 @@ pub trait Observer {
 /// An observer that hears nothing.
 pub struct Silent;
 impl Observer for Silent {}
+
+/// What one `apply` carries from stage to stage.
+struct RunState<'r> {
+    target: &'r Target,
+    options: &'r ApplyOptions,
+    observer: &'r dyn Observer,
+    run_id: i64,
+    /// Captured values so far: this run's and those recorded by done stages.
+    captures: BTreeMap<String, Option<String>>,
+    /// Set once the backup is taken (or a stage has changed something).
+    changed_anything: bool,
+    backup_file: Option<String>,
+}
 
 /// A plan ready to run: validated, ordered, with its registry.
 pub struct Runner<'a> {
@@ -263,18 +276,12 @@ impl<'a> Runner<'a> {
     ) -> Result<RunReport, EngineError> {
         ledger::ensure(conn)?;
         let done = ledger::done_results(conn, &self.plan.name)?;
-        let mut report = RunReport {
-            command: "apply".into(),
-            plan: self.plan.name.clone(),
-            target: target.to_string(),
-            dry_run: options.dry_run,
-            run_id: None,
-            backup_file: None,
-            stages: Vec::new(),
-            outcome: RunOutcome::NothingToDo,
-            exit_code: 0,
-            summary: Vec::new(),
-        };
+        let mut report = RunReport::new(
+            "apply",
+            &self.plan.name,
+            target.to_string(),
+            options.dry_run,
+        );
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
         let mut drifted = Vec::new();
@@ -332,17 +339,24 @@ impl<'a> Runner<'a> {
             report.summary.push(
                 "next: restore the stage definitions that ran, or accept the change with `planrun apply --allow-drift`".into(),
             );
-            ledger::finish_run(conn, run_id, report.outcome.ledger_label())?;
+            ledger::finish_run(conn, run_id, report.outcome.ledger_label(), None)?;
             report.exit_code = report.outcome.exit_code();
             return Ok(report);
         }
 
-        let mut captures: BTreeMap<String, Option<String>> = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
+        let mut run = RunState {
+            target,
+            options,
+            observer,
+            run_id,
+            captures: done
+                .values()
+                .flat_map(|recorded| recorded.captures.clone())
+                .collect(),
+            changed_anything: false,
+            backup_file: None,
+        };
         let mut stopped = false;
-        let mut changed_anything = false;
         let mut committed: Vec<String> = Vec::new();
         for &(index, selected, ref why) in selection {
             let stage = &self.plan.stages[index];
@@ -379,17 +393,7 @@ impl<'a> Runner<'a> {
                 continue;
             }
             observer.stage_started(stage);
-            let stage_report = self.run_stage(
-                conn,
-                target,
-                options,
-                index,
-                run_id,
-                &mut captures,
-                &mut report,
-                &mut changed_anything,
-                observer,
-            )?;
+            let stage_report = self.run_stage(conn, &mut run, index)?;
             observer.stage_finished(&stage_report);
             let status = stage_report.status;
             report.stages.push(stage_report);
@@ -413,8 +417,14 @@ impl<'a> Runner<'a> {
             report.outcome = RunOutcome::Success;
         }
         report.exit_code = report.outcome.exit_code();
+        report.backup_file = run.backup_file;
         self.summarise(&mut report, &committed, options);
-        ledger::finish_run(conn, run_id, report.outcome.ledger_label())?;
+        ledger::finish_run(
+            conn,
+            run_id,
+            report.outcome.ledger_label(),
+            report.backup_file.as_deref(),
+        )?;
         Ok(report)
     }
 
@@ -519,57 +529,35 @@ impl<'a> Runner<'a> {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_stage<C: GenericClient>(
         &self,
         conn: &mut C,
-        target: &Target,
-        options: &ApplyOptions,
+        run: &mut RunState<'_>,
         index: usize,
-        run_id: i64,
-        captures: &mut BTreeMap<String, Option<String>>,
-        report: &mut RunReport,
-        changed_anything: &mut bool,
-        observer: &dyn Observer,
     ) -> Result<StageReport, EngineError> {
         let stage = &self.plan.stages[index];
         let started = Instant::now();
         let started_at = SystemTime::now();
         let mut stage_report = self.stage_report(index, StageStatus::Applied);
-        let timeouts = stage.timeouts.or(&self.plan.timeouts);
 
-        let outcome = if stage.transaction {
+        let committed = if stage.transaction {
             let mut tx = conn.transaction().map_err(EngineError::database(format!(
                 "cannot begin the transaction of stage `{}`",
                 stage.id
             )))?;
-            let outcome = self.stage_body(
-                &mut tx,
-                target,
-                options,
-                index,
-                run_id,
-                captures,
-                &mut stage_report,
-                report,
-                changed_anything,
-                &timeouts,
-                true,
-                observer,
-            );
-            match outcome {
+            match self.stage_body(&mut tx, run, index, &mut stage_report, true) {
                 Ok(true) => {
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                    self.record(&mut tx, run_id, index, &stage_report, started_at)?;
+                    self.record(&mut tx, run.run_id, index, &stage_report, started_at)?;
                     tx.commit().map_err(EngineError::database(format!(
                         "cannot commit stage `{}`",
                         stage.id
                     )))?;
-                    Ok(())
+                    true
                 }
                 Ok(false) => {
                     let _ = tx.rollback();
-                    Err(())
+                    false
                 }
                 Err(error) => {
                     let _ = tx.rollback();
@@ -577,37 +565,20 @@ impl<'a> Runner<'a> {
                 }
             }
         } else {
-            match self.stage_body(
-                conn,
-                target,
-                options,
-                index,
-                run_id,
-                captures,
-                &mut stage_report,
-                report,
-                changed_anything,
-                &timeouts,
-                false,
-                observer,
-            ) {
-                Ok(true) => {
-                    stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                    let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-                    self.record(conn, run_id, index, &stage_report, started_at)?;
-                    Ok(())
-                }
-                Ok(false) => {
-                    let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-                    Err(())
-                }
-                Err(error) => return Err(error),
+            let body = self.stage_body(conn, run, index, &mut stage_report, false);
+            let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
+            if body? {
+                stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                self.record(conn, run.run_id, index, &stage_report, started_at)?;
+                true
+            } else {
+                false
             }
         };
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        if outcome.is_err() && stage_report.status == StageStatus::Failed {
+        if !committed && stage_report.status == StageStatus::Failed {
             // The failure is recorded outside the rolled-back transaction, so status shows it.
-            self.record(conn, run_id, index, &stage_report, started_at)?;
+            self.record(conn, run.run_id, index, &stage_report, started_at)?;
         }
         Ok(stage_report)
     }
@@ -654,23 +625,16 @@ impl<'a> Runner<'a> {
 
     /// The stage's work; `Ok(true)` to commit, `Ok(false)` to roll back (the report
     /// says why), `Err` when planrun itself cannot go on.
-    #[allow(clippy::too_many_arguments)]
     fn stage_body<C: GenericClient>(
         &self,
         conn: &mut C,
-        target: &Target,
-        options: &ApplyOptions,
+        run: &mut RunState<'_>,
         index: usize,
-        run_id: i64,
-        captures: &mut BTreeMap<String, Option<String>>,
         stage_report: &mut StageReport,
-        report: &mut RunReport,
-        changed_anything: &mut bool,
-        timeouts: &Timeouts,
         in_transaction: bool,
-        observer: &dyn Observer,
     ) -> Result<bool, EngineError> {
         let stage = &self.plan.stages[index];
+        let timeouts = stage.timeouts.or(&self.plan.timeouts);
         let scope = if in_transaction { "SET LOCAL" } else { "SET" };
         let mut settings = String::new();
         if let Some(timeout) = &timeouts.lock_timeout {
@@ -694,7 +658,7 @@ impl<'a> Runner<'a> {
         }
 
         for rule in &stage.skip_if {
-            let result = skip_rule_now(conn, rule, captures);
+            let result = skip_rule_now(conn, rule, &run.captures);
             let holds = result.passed;
             stage_report.skip_rules.push(result);
             if holds {
@@ -705,7 +669,7 @@ impl<'a> Runner<'a> {
         }
 
         for check in &stage.preconditions {
-            let result = check_now(conn, check, captures);
+            let result = check_now(conn, check, &run.captures);
             let passed = result.passed;
             stage_report.preconditions.push(result);
             if !passed {
@@ -718,7 +682,7 @@ impl<'a> Runner<'a> {
             match query_rows(conn, &capture.sql) {
                 Ok(rows) => {
                     let value = rows.first().and_then(|row| row.first().cloned()).flatten();
-                    captures.insert(capture.name.clone(), value.clone());
+                    run.captures.insert(capture.name.clone(), value.clone());
                     stage_report.captures.insert(capture.name.clone(), value);
                 }
                 Err(error) => {
@@ -735,19 +699,14 @@ impl<'a> Runner<'a> {
             }
         }
 
-        if !*changed_anything && !options.dry_run {
-            if let Some(dir) = &options.backup_dir {
-                let file = backup::take(target, dir, &self.plan.name)?;
-                observer.backup_taken(&file);
-                let shown = file.display().to_string();
-                if let Some(run_id) = report.run_id {
-                    // The run row is committed already; the backup is recorded beside it.
-                    let _ = ledger::set_backup(conn, run_id, &shown);
-                }
-                report.backup_file = Some(shown);
+        if !run.changed_anything && !run.options.dry_run {
+            if let Some(dir) = &run.options.backup_dir {
+                let file = backup::take(run.target, dir, &self.plan.name)?;
+                run.observer.backup_taken(&file);
+                run.backup_file = Some(file.display().to_string());
             }
         }
-        *changed_anything = true;
+        run.changed_anything = true;
 
         for step in &stage.steps {
             let step_started = Instant::now();
@@ -765,7 +724,7 @@ impl<'a> Runner<'a> {
                 }
                 StepKind::Transform { name, params, .. } => (
                     "transform",
-                    self.run_transform(conn, name, params, stage, run_id, observer),
+                    self.run_transform(conn, name, params, stage, run.run_id, run.observer),
                 ),
             };
             match result {
@@ -787,7 +746,7 @@ impl<'a> Runner<'a> {
 
         let mut all_passed = true;
         for check in &stage.verify {
-            let result = check_now(conn, check, captures);
+            let result = check_now(conn, check, &run.captures);
             all_passed &= result.passed;
             stage_report.verifications.push(result);
         }
