@@ -46,6 +46,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show what apply would do now, stage by stage, without writing anything.
     Plan(PlanCommandArgs),
+    /// Apply the plan to a throwaway copy of the database first, and report per stage.
+    Rehearse(RehearseArgs),
     /// Show the ledger's state of each stage and the recent runs.
     Status(DbCommandArgs),
     /// Run the verification of every applied stage again, now.
@@ -110,6 +112,31 @@ pub struct ApplyArgs {
     /// Seconds to wait for another apply of this plan to release its lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub lock_wait: f64,
+    /// Refuse (exit 18) unless FILE is a passing rehearsal of this plan, of this
+    /// database, younger than the plan's max_rehearsal_age (default 7 days).
+    #[arg(long, value_name = "FILE")]
+    pub require_rehearsal: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Directory for the rehearsal report, <plan>-<YYYYmmdd_HHMMSS>.json.
+    #[arg(long, value_name = "DIR", default_value = "rehearsals")]
+    pub report_dir: PathBuf,
+    /// Parallel pg_restore jobs (default: the number of CPUs, at most 4).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Leave the throwaway copy running and print its URL.
+    #[arg(long)]
+    pub keep: bool,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }

@@ -28,6 +28,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Transforms => transforms(),
         Command::Apply(args) => apply(&args, style),
         Command::Plan(args) => preview(&args, style),
+        Command::Rehearse(args) => crate::rehearse::run(&args, style),
         Command::Status(args) => status(&args, style),
         Command::Verify(args) => verify(&args, style),
         Command::Demo(args) => {
@@ -41,7 +42,7 @@ fn target(args: &ConnectionArgs) -> Result<Target, i32> {
     Target::resolve(args.database_url.as_deref(), &cwd).map_err(engine_failure)
 }
 
-fn engine_failure(error: EngineError) -> i32 {
+pub(crate) fn engine_failure(error: EngineError) -> i32 {
     eprintln!("error: {error}");
     if let EngineError::Locked { .. } = error {
         eprintln!(
@@ -73,7 +74,10 @@ fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> Apply
 }
 
 /// The validated plan and the database target, or the exit code of what failed.
-fn plan_and_target(plan: &PlanArg, connection: &ConnectionArgs) -> Result<(Plan, Target), i32> {
+pub(crate) fn plan_and_target(
+    plan: &PlanArg,
+    connection: &ConnectionArgs,
+) -> Result<(Plan, Target), i32> {
     let plan = load_checked(plan)?;
     let target = target(connection)?;
     Ok((plan, target))
@@ -88,7 +92,7 @@ fn print_run(report: &planrun_engine::RunReport, format: ReportFormat, style: St
     report.exit_code
 }
 
-fn print_json(value: &impl serde::Serialize) {
+pub(crate) fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(error) => eprintln!("error: cannot render the report as JSON: {error}"),
@@ -105,6 +109,11 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
         Ok(runner) => runner,
         Err(error) => return engine_failure(error),
     };
+    if let Some(file) = &args.require_rehearsal {
+        if let Err(code) = crate::rehearse::require(file, &plan, &runner, &target) {
+            return code;
+        }
+    }
     let mut options = options(&plan, &args.selection, &args.backup);
     options.dry_run = args.dry_run;
     options.allow_drift = args.allow_drift;

@@ -7,6 +7,7 @@ mod demo;
 mod live;
 mod output;
 mod registry;
+mod rehearse;
 mod report;
 
 pub use registry::default_registry;

@@ -11,7 +11,7 @@ use crate::checksum::Definition;
 use crate::error::EngineError;
 
 /// The ledger layout this planrun writes.
-pub const LEDGER_VERSION: i32 = 1;
+pub const LEDGER_VERSION: i32 = 2;
 
 const CREATE_V1: &str = "
 CREATE SCHEMA IF NOT EXISTS planrun;
@@ -55,6 +55,26 @@ CREATE TABLE IF NOT EXISTS planrun.stage_results (
 CREATE INDEX IF NOT EXISTS stage_results_by_stage ON planrun.stage_results (plan_name, stage_id, id);
 ";
 
+/// Version 2: checkpoints of batched stages, committed with each batch.
+const MIGRATE_TO_V2: &str = "
+CREATE TABLE IF NOT EXISTS planrun.checkpoints (
+    plan_name        text NOT NULL,
+    stage_id         text NOT NULL,
+    run_id           bigint NOT NULL REFERENCES planrun.runs(id),
+    checksum         text NOT NULL,
+    last_key         bigint,
+    batches          bigint NOT NULL DEFAULT 0,
+    rows_read        bigint NOT NULL DEFAULT 0,
+    rows_written     bigint NOT NULL DEFAULT 0,
+    rows_quarantined bigint NOT NULL DEFAULT 0,
+    total_rows       bigint,
+    captures         jsonb NOT NULL DEFAULT '{}',
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (plan_name, stage_id)
+);
+";
+
 /// Creates or checks the ledger. Call with the plan lock held, so that two first
 /// runs do not race to create it.
 pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
@@ -65,37 +85,43 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
         )
         .map_err(EngineError::database("cannot inspect the ledger"))?
         .get(0);
-    if exists {
-        let version: Option<i32> = client
-            .query_one("SELECT max(version) FROM planrun.ledger_version", &[])
-            .map_err(EngineError::database("cannot read the ledger version"))?
-            .get(0);
-        return match version {
-            Some(found) if found > LEDGER_VERSION => Err(EngineError::LedgerTooNew {
-                found,
-                known: LEDGER_VERSION,
-            }),
-            Some(_) => Ok(()),
-            None => client
-                .execute(
-                    "INSERT INTO planrun.ledger_version (version) VALUES ($1)",
-                    &[&LEDGER_VERSION],
-                )
-                .map(drop)
-                .map_err(EngineError::database("cannot write the ledger version")),
-        };
+    if !exists {
+        client
+            .batch_execute(CREATE_V1)
+            .map_err(EngineError::database(
+                "cannot create the ledger schema `planrun`",
+            ))?;
     }
-    client
-        .batch_execute(CREATE_V1)
-        .map_err(EngineError::database(
-            "cannot create the ledger schema `planrun`",
-        ))?;
-    client
-        .execute(
-            "INSERT INTO planrun.ledger_version (version) VALUES ($1)",
-            &[&LEDGER_VERSION],
+    let version: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM planrun.ledger_version",
+            &[],
         )
-        .map_err(EngineError::database("cannot write the ledger version"))?;
+        .map_err(EngineError::database("cannot read the ledger version"))?
+        .get(0);
+    if version > LEDGER_VERSION {
+        return Err(EngineError::LedgerTooNew {
+            found: version,
+            known: LEDGER_VERSION,
+        });
+    }
+    let migrations: [(i32, &str); 2] = [(1, ""), (2, MIGRATE_TO_V2)];
+    for (target, sql) in migrations {
+        if version >= target {
+            continue;
+        }
+        client
+            .batch_execute(sql)
+            .map_err(EngineError::database(format!(
+                "cannot migrate the ledger to version {target}"
+            )))?;
+        client
+            .execute(
+                "INSERT INTO planrun.ledger_version (version) VALUES ($1)",
+                &[&target],
+            )
+            .map_err(EngineError::database("cannot write the ledger version"))?;
+    }
     Ok(())
 }
 
@@ -327,4 +353,132 @@ fn hostname() -> String {
         .map(|name| name.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The progress of a batched stage, committed with each batch.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Checkpoint {
+    pub stage_id: String,
+    /// The run that started the stage.
+    pub run_id: i64,
+    pub checksum: String,
+    /// The key of the last source row in the last committed batch.
+    pub last_key: Option<i64>,
+    pub batches: i64,
+    pub rows_read: i64,
+    pub rows_written: i64,
+    pub rows_quarantined: i64,
+    pub total_rows: Option<i64>,
+    pub captures: BTreeMap<String, Option<String>>,
+    pub updated_at: String,
+}
+
+fn has_checkpoints(client: &mut impl GenericClient) -> Result<bool, EngineError> {
+    Ok(client
+        .query_one("SELECT to_regclass('planrun.checkpoints') IS NOT NULL", &[])
+        .map_err(EngineError::database("cannot inspect the ledger"))?
+        .get(0))
+}
+
+/// Checkpoints of the plan's half-done batched stages.
+pub fn checkpoints(
+    client: &mut impl GenericClient,
+    plan: &str,
+) -> Result<BTreeMap<String, Checkpoint>, EngineError> {
+    if !has_checkpoints(client)? {
+        return Ok(BTreeMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT stage_id, run_id, checksum, last_key, batches, rows_read, rows_written, \
+                    rows_quarantined, total_rows, captures, \
+                    to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') \
+             FROM planrun.checkpoints WHERE plan_name = $1",
+            &[&plan],
+        )
+        .map_err(EngineError::database("cannot read the checkpoints"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let captures: Json = row.get(9);
+            let checkpoint = Checkpoint {
+                stage_id: row.get(0),
+                run_id: row.get(1),
+                checksum: row.get(2),
+                last_key: row.get(3),
+                batches: row.get(4),
+                rows_read: row.get(5),
+                rows_written: row.get(6),
+                rows_quarantined: row.get(7),
+                total_rows: row.get(8),
+                captures: serde_json::from_value(captures).unwrap_or_default(),
+                updated_at: row.get(10),
+            };
+            (checkpoint.stage_id.clone(), checkpoint)
+        })
+        .collect())
+}
+
+/// Records that a batched stage has started (its captures are kept for a resume).
+pub fn start_checkpoint(
+    client: &mut impl GenericClient,
+    plan: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), EngineError> {
+    let captures = serde_json::to_value(&checkpoint.captures).unwrap_or_default();
+    client
+        .execute(
+            "INSERT INTO planrun.checkpoints (plan_name, stage_id, run_id, checksum, total_rows, captures) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &plan,
+                &checkpoint.stage_id,
+                &checkpoint.run_id,
+                &checkpoint.checksum,
+                &checkpoint.total_rows,
+                &captures,
+            ],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot record the checkpoint"))
+}
+
+/// Moves a checkpoint past a batch; called in the batch's own transaction.
+pub fn advance_checkpoint(
+    client: &mut impl GenericClient,
+    plan: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), EngineError> {
+    client
+        .execute(
+            "UPDATE planrun.checkpoints SET last_key = $3, batches = $4, rows_read = $5, \
+                 rows_written = $6, rows_quarantined = $7, updated_at = clock_timestamp() \
+             WHERE plan_name = $1 AND stage_id = $2",
+            &[
+                &plan,
+                &checkpoint.stage_id,
+                &checkpoint.last_key,
+                &checkpoint.batches,
+                &checkpoint.rows_read,
+                &checkpoint.rows_written,
+                &checkpoint.rows_quarantined,
+            ],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot advance the checkpoint"))
+}
+
+/// Removes a finished stage's checkpoint, in the transaction that records it applied.
+pub fn finish_checkpoint(
+    client: &mut impl GenericClient,
+    plan: &str,
+    stage: &str,
+) -> Result<(), EngineError> {
+    client
+        .execute(
+            "DELETE FROM planrun.checkpoints WHERE plan_name = $1 AND stage_id = $2",
+            &[&plan, &stage],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot remove the checkpoint"))
 }

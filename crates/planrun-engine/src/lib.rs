@@ -3,6 +3,7 @@
 //! offline model of `planrun-plan`.
 
 pub mod backup;
+mod batched;
 mod checksum;
 pub mod connect;
 mod error;
@@ -10,6 +11,7 @@ pub mod exit_codes;
 pub mod ledger;
 pub mod lock;
 mod preview;
+pub mod rehearse;
 mod report;
 mod run;
 mod sql;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::checksum;
 use crate::connect::Target;
 use crate::error::EngineError;
-use crate::ledger::{self, RunSummary};
+use crate::ledger::{self, Checkpoint, RunSummary};
 use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::run::{check_now, skip_rule_now, ApplyOptions, Runner};
 
@@ -36,6 +36,7 @@ impl Runner<'_> {
         ))?;
         self.run_setup(&mut tx)?;
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
+        let checkpoints = ledger::checkpoints(&mut tx, &self.plan().name)?;
         let mut captures: BTreeMap<String, Option<String>> = done
             .values()
             .flat_map(|recorded| recorded.captures.clone())
@@ -65,6 +66,13 @@ impl Runner<'_> {
             if !selected {
                 stage_report.status = StageStatus::NotSelected;
                 stage_report.note = why.clone();
+                report.stages.push(stage_report);
+                continue;
+            }
+            if let Some(checkpoint) = checkpoints.get(&stage.id) {
+                stage_report.note = Some(partial_note(checkpoint));
+                pending.insert(stage.id.clone());
+                would_change = true;
                 report.stages.push(stage_report);
                 continue;
             }
@@ -209,6 +217,20 @@ pub struct StatusReport {
     pub recent_runs: Vec<RunSummary>,
 }
 
+/// "batch 12 committed, 120000 of 1000000 rows read, resumes after key 120000".
+fn partial_note(checkpoint: &Checkpoint) -> String {
+    let total = checkpoint
+        .total_rows
+        .map_or_else(String::new, |total| format!(" of {total}"));
+    format!(
+        "batched, half done: {} batches committed, {}{total} rows read, {} quarantined; `planrun apply` resumes after key {}",
+        checkpoint.batches,
+        checkpoint.rows_read,
+        checkpoint.rows_quarantined,
+        checkpoint.last_key.map_or("-".into(), |key| key.to_string())
+    )
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageStatusLine {
     pub id: String,
@@ -229,6 +251,7 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
     let latest = ledger::latest_results(&mut client, &runner.plan().name)?;
     let done = ledger::done_results(&mut client, &runner.plan().name)?;
     let recent_runs = ledger::recent_runs(&mut client, &runner.plan().name, 5)?;
+    let checkpoints = ledger::checkpoints(&mut client, &runner.plan().name)?;
     let stages = runner
         .dag()
         .order()
@@ -265,6 +288,14 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                 if recorded.rows_quarantined > 0 {
                     line.note = Some(format!("{} rows quarantined", recorded.rows_quarantined));
                 }
+            }
+            if let Some(checkpoint) = checkpoints.get(&stage.id) {
+                line.state = "partial".into();
+                line.run_id = Some(checkpoint.run_id);
+                line.finished_at = Some(checkpoint.updated_at.clone());
+                line.rows_affected = Some(checkpoint.rows_written);
+                line.rows_quarantined = Some(checkpoint.rows_quarantined);
+                line.note = Some(partial_note(checkpoint));
             }
             line
         })

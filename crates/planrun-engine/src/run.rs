@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::{Check, Dag, Plan, SkipRule, Stage, StepKind};
-use planrun_transform::{NoProgress, Progress, Registry, TransformContext, TransformError};
+use planrun_transform::{
+    transform_params, NoProgress, Progress, Registry, TransformContext, TransformError,
+};
 use postgres::error::ErrorPosition;
 use postgres::{Client, GenericClient, SimpleQueryMessage};
 
 use crate::backup;
+use crate::batched::batched_step;
 use crate::checksum::{self, Definition};
 use crate::connect::{error_chain, redact, Target};
 use crate::error::EngineError;
@@ -68,17 +71,26 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
+/// What the checks before a stage decided.
+pub(crate) enum Gate {
+    /// A skip rule holds: record the stage as skipped.
+    Skip,
+    /// A precondition or capture failed: roll back and stop.
+    Stop,
+    Proceed,
+}
+
 /// What one `apply` carries from stage to stage.
-struct RunState<'r> {
-    target: &'r Target,
-    options: &'r ApplyOptions,
-    observer: &'r dyn Observer,
-    run_id: i64,
+pub(crate) struct RunState<'r> {
+    pub(crate) target: &'r Target,
+    pub(crate) options: &'r ApplyOptions,
+    pub(crate) observer: &'r dyn Observer,
+    pub(crate) run_id: i64,
     /// Captured values so far: this run's and those recorded by done stages.
-    captures: BTreeMap<String, Option<String>>,
+    pub(crate) captures: BTreeMap<String, Option<String>>,
     /// Set once the backup is taken (or a stage has changed something).
-    changed_anything: bool,
-    backup_file: Option<String>,
+    pub(crate) changed_anything: bool,
+    pub(crate) backup_file: Option<String>,
 }
 
 /// A plan ready to run: validated, ordered, with its registry.
@@ -106,14 +118,18 @@ impl<'a> Runner<'a> {
             Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
             None => None,
         };
-        Ok(Runner {
+        let runner = Runner {
             plan,
             registry,
             dag,
             definitions,
             checksums,
             setup_sql,
-        })
+        };
+        for index in 0..plan.stages.len() {
+            batched_step(&runner, index)?;
+        }
+        Ok(runner)
     }
 
     /// The plan checksum: its stages' checksums in order.
@@ -219,6 +235,10 @@ impl<'a> Runner<'a> {
 
     pub(crate) fn dag(&self) -> &Dag {
         &self.dag
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        self.registry
     }
 
     pub(crate) fn definition(&self, index: usize) -> &Definition {
@@ -408,6 +428,15 @@ impl<'a> Runner<'a> {
                     report.outcome = RunOutcome::PreconditionFailed;
                     stopped = true;
                 }
+                StageStatus::Drifted => {
+                    report.outcome = RunOutcome::Drift;
+                    report.summary.push(format!(
+                        "stopped at `{}`: a half-done batched stage changed since it started; \
+                         restore its definition and run `planrun apply` again to finish it",
+                        stage.id
+                    ));
+                    stopped = true;
+                }
                 _ => {
                     stopped = true;
                 }
@@ -535,6 +564,9 @@ impl<'a> Runner<'a> {
         run: &mut RunState<'_>,
         index: usize,
     ) -> Result<StageReport, EngineError> {
+        if let Some(batched) = batched_step(self, index)? {
+            return self.run_batched_stage(conn, run, index, &batched);
+        }
         let stage = &self.plan.stages[index];
         let started = Instant::now();
         let started_at = SystemTime::now();
@@ -583,7 +615,7 @@ impl<'a> Runner<'a> {
         Ok(stage_report)
     }
 
-    fn record<C: GenericClient>(
+    pub(crate) fn record<C: GenericClient>(
         &self,
         conn: &mut C,
         run_id: i64,
@@ -633,6 +665,26 @@ impl<'a> Runner<'a> {
         stage_report: &mut StageReport,
         in_transaction: bool,
     ) -> Result<bool, EngineError> {
+        self.set_timeouts(conn, index, in_transaction)?;
+        match self.gate(conn, run, index, stage_report)? {
+            Gate::Skip => return Ok(true),
+            Gate::Stop => return Ok(false),
+            Gate::Proceed => {}
+        }
+        let steps = 0..self.plan.stages[index].steps.len();
+        Ok(
+            self.run_steps(conn, run, index, steps, stage_report, in_transaction)?
+                && self.verify_stage(conn, run, index, stage_report),
+        )
+    }
+
+    /// `SET [LOCAL] lock_timeout / statement_timeout` for the stage.
+    pub(crate) fn set_timeouts<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        index: usize,
+        in_transaction: bool,
+    ) -> Result<(), EngineError> {
         let stage = &self.plan.stages[index];
         let timeouts = stage.timeouts.or(&self.plan.timeouts);
         let scope = if in_transaction { "SET LOCAL" } else { "SET" };
@@ -649,14 +701,26 @@ impl<'a> Runner<'a> {
                 timeout.as_setting()
             ));
         }
-        if !settings.is_empty() {
-            conn.batch_execute(&settings)
-                .map_err(EngineError::database(format!(
-                    "cannot set the timeouts of stage `{}`",
-                    stage.id
-                )))?;
+        if settings.is_empty() {
+            return Ok(());
         }
+        conn.batch_execute(&settings)
+            .map_err(EngineError::database(format!(
+                "cannot set the timeouts of stage `{}`",
+                stage.id
+            )))
+    }
 
+    /// Skip rules, preconditions (fail closed), captures, and the backup before the
+    /// run's first change.
+    pub(crate) fn gate<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> Result<Gate, EngineError> {
+        let stage = &self.plan.stages[index];
         for rule in &stage.skip_if {
             let result = skip_rule_now(conn, rule, &run.captures);
             let holds = result.passed;
@@ -664,7 +728,7 @@ impl<'a> Runner<'a> {
             if holds {
                 stage_report.status = StageStatus::Skipped;
                 stage_report.note = Some(rule.reason.clone());
-                return Ok(true);
+                return Ok(Gate::Skip);
             }
         }
 
@@ -674,11 +738,34 @@ impl<'a> Runner<'a> {
             stage_report.preconditions.push(result);
             if !passed {
                 stage_report.status = StageStatus::Blocked;
-                return Ok(false);
+                return Ok(Gate::Stop);
             }
         }
 
-        for capture in &stage.captures {
+        if !self.take_captures(conn, run, index, stage_report) {
+            return Ok(Gate::Stop);
+        }
+
+        if !run.changed_anything && !run.options.dry_run {
+            if let Some(dir) = &run.options.backup_dir {
+                let file = backup::take(run.target, dir, &self.plan.name)?;
+                run.observer.backup_taken(&file);
+                run.backup_file = Some(file.display().to_string());
+            }
+        }
+        run.changed_anything = true;
+        Ok(Gate::Proceed)
+    }
+
+    /// Reads the stage's captures; `false` (and the stage marked failed) when one fails.
+    pub(crate) fn take_captures<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> bool {
+        for capture in &self.plan.stages[index].captures {
             match query_rows(conn, &capture.sql) {
                 Ok(rows) => {
                     let value = rows.first().and_then(|row| row.first().cloned()).flatten();
@@ -694,21 +781,26 @@ impl<'a> Runner<'a> {
                         &capture.sql,
                         0,
                     ));
-                    return Ok(false);
+                    return false;
                 }
             }
         }
+        true
+    }
 
-        if !run.changed_anything && !run.options.dry_run {
-            if let Some(dir) = &run.options.backup_dir {
-                let file = backup::take(run.target, dir, &self.plan.name)?;
-                run.observer.backup_taken(&file);
-                run.backup_file = Some(file.display().to_string());
-            }
-        }
-        run.changed_anything = true;
-
-        for step in &stage.steps {
+    /// Runs the stage's steps in `range`; `Ok(false)` when one failed (the report
+    /// says where).
+    pub(crate) fn run_steps<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        range: std::ops::Range<usize>,
+        stage_report: &mut StageReport,
+        in_transaction: bool,
+    ) -> Result<bool, EngineError> {
+        let stage = &self.plan.stages[index];
+        for step in &stage.steps[range] {
             let step_started = Instant::now();
             let (kind, result) = match &step.kind {
                 StepKind::Sql { sql } => (
@@ -728,8 +820,7 @@ impl<'a> Runner<'a> {
                 ),
             };
             match result {
-                Ok(step_report) => {
-                    let mut step_report = step_report;
+                Ok(mut step_report) => {
                     step_report.kind = kind.into();
                     step_report.duration_ms = step_started.elapsed().as_millis() as u64;
                     stage_report.rows_affected += step_report.rows_affected;
@@ -743,18 +834,27 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+        Ok(true)
+    }
 
+    /// Runs every verification; `false` (and the stage marked failed) unless all pass.
+    pub(crate) fn verify_stage<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> bool {
         let mut all_passed = true;
-        for check in &stage.verify {
+        for check in &self.plan.stages[index].verify {
             let result = check_now(conn, check, &run.captures);
             all_passed &= result.passed;
             stage_report.verifications.push(result);
         }
         if !all_passed {
             stage_report.status = StageStatus::Failed;
-            return Ok(false);
         }
-        Ok(true)
+        all_passed
     }
 
     fn run_sql<C: GenericClient>(
@@ -821,9 +921,10 @@ impl<'a> Runner<'a> {
             .transaction()
             .map_err(|error| Box::new(stage_error(&error, Some(name.to_owned()), None, "", 0)))?;
         let result = {
+            let params = transform_params(params);
             let mut context = TransformContext {
                 transaction: &mut tx,
-                params,
+                params: &params,
                 stage_id: &stage.id,
                 run_id,
                 progress: observer.progress(),
@@ -857,7 +958,7 @@ impl<'a> Runner<'a> {
     }
 }
 
-fn plain_error(step: Option<&str>, message: String) -> StageError {
+pub(crate) fn plain_error(step: Option<&str>, message: String) -> StageError {
     StageError {
         step: step.map(str::to_owned),
         file: None,
@@ -873,7 +974,7 @@ fn plain_error(step: Option<&str>, message: String) -> StageError {
 
 /// A PostgreSQL error as the report shows it: SQLSTATE, message, detail, hint and the
 /// line and column of the failing statement in its SQL text.
-fn stage_error(
+pub(crate) fn stage_error(
     error: &postgres::Error,
     step: Option<String>,
     file: Option<&str>,

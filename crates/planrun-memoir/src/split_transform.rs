@@ -10,10 +10,12 @@
 //! rewritten at most once. Nothing is ever committed here: the engine owns the
 //! transaction and commits only after the plan's verification passes.
 
-use planrun_transform::{Transform, TransformContext, TransformError, TransformReport};
+use planrun_transform::{
+    BatchOutcome, Transform, TransformContext, TransformError, TransformReport,
+};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
-use postgres::Transaction;
+use postgres::{Row, Transaction};
 use serde_json::Value;
 
 use crate::catalog::{self, is_text_like};
@@ -116,33 +118,7 @@ impl Transform for SplitChapters {
             if rows.is_empty() {
                 break;
             }
-            let mut batch: Vec<(i64, SplitChapter)> = Vec::with_capacity(rows.len());
-            let mut set_aside: Vec<QuarantinedChapter> = Vec::new();
-            for row in &rows {
-                let id: i64 = row.get(0);
-                let content: Option<&str> = row.get(1);
-                let images: Option<&str> = row.get(2);
-                match split_chapter(content, images) {
-                    Ok(split) => batch.push((id, split)),
-                    Err(invalid) => match on_invalid {
-                        OnInvalid::Fail => {
-                            return Err(TransformError::InvalidRow {
-                                table: "chapters".to_owned(),
-                                key: format!("id {id}"),
-                                path: invalid.path,
-                                reason: invalid.reason,
-                            })
-                        }
-                        OnInvalid::Quarantine => set_aside.push(QuarantinedChapter {
-                            chapter_id: id,
-                            content: content.map(str::to_owned),
-                            images: images.map(str::to_owned),
-                            path: invalid.path,
-                            reason: invalid.reason,
-                        }),
-                    },
-                }
-            }
+            let (batch, set_aside) = split_rows(&rows, on_invalid)?;
             let fetched = rows.len() as u64;
             report.rows_read += fetched;
             drop(rows);
@@ -195,6 +171,121 @@ impl Transform for SplitChapters {
         }
         Ok(report)
     }
+
+    fn supports_batches(&self) -> bool {
+        true
+    }
+
+    fn batch_total(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+    ) -> Result<Option<u64>, TransformError> {
+        let total: i64 = context
+            .transaction
+            .query_one("SELECT count(*) FROM public.chapters", &[])?
+            .get(0);
+        Ok(Some(total.max(0) as u64))
+    }
+
+    /// One committed batch of batched mode: the next `limit` chapters after `after`,
+    /// their sections, covers (set, or reset when a chapter no longer has images) and
+    /// quarantined rows, all in the batch's transaction.
+    fn run_batch(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<BatchOutcome, TransformError> {
+        params::into_error(self.check_params(context.params))?;
+        let on_invalid = OnInvalid::from_params(context.params).map_err(TransformError::Params)?;
+        let transaction = &mut *context.transaction;
+        transaction.batch_execute(CREATE_QUARANTINE_TABLE)?;
+        let images_type = check_schema(transaction)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = transaction.query(
+            "SELECT id::bigint, content::text, images::text FROM public.chapters
+             WHERE $1::bigint IS NULL OR id > $1 ORDER BY id LIMIT $2",
+            &[&after, &limit],
+        )?;
+        let Some(last) = rows.last() else {
+            return Ok(BatchOutcome::default());
+        };
+        let last_key: i64 = last.get(0);
+        let (batch, set_aside) = split_rows(&rows, on_invalid)?;
+        let rows_read = rows.len() as u64;
+        drop(rows);
+
+        transaction.batch_execute(
+            "DROP TABLE IF EXISTS pg_temp.memoir_split_covers;
+             CREATE TEMP TABLE memoir_split_covers (chapter_id bigint NOT NULL, cover jsonb NOT NULL)
+                 ON COMMIT DROP;",
+        )?;
+        let rows_written = write_sections(transaction, &batch)?;
+        write_covers(transaction, &batch)?;
+        let rows_quarantined = quarantine::insert(
+            transaction,
+            &set_aside,
+            &images_type,
+            context.run_id,
+            context.stage_id,
+        )?;
+        transaction.execute(
+            "UPDATE public.chapters c SET cover_image = NULL
+             WHERE ($1::bigint IS NULL OR c.id > $1) AND c.id <= $2 AND c.cover_image IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM pg_temp.memoir_split_covers v WHERE v.chapter_id = c.id)",
+            &[&after, &last_key],
+        )?;
+        transaction.batch_execute(
+            "UPDATE public.chapters c SET cover_image = v.cover
+             FROM pg_temp.memoir_split_covers v
+             WHERE c.id = v.chapter_id AND c.cover_image IS DISTINCT FROM v.cover;
+             DROP TABLE pg_temp.memoir_split_covers;",
+        )?;
+        Ok(BatchOutcome {
+            last_key: Some(last_key),
+            report: TransformReport {
+                rows_read,
+                rows_written,
+                rows_quarantined,
+                notes: vec![format!("images column type: {images_type}")],
+            },
+        })
+    }
+}
+
+/// Splits fetched `(id, content, images)` rows, failing on or setting aside invalid ones.
+fn split_rows(
+    rows: &[Row],
+    on_invalid: OnInvalid,
+) -> Result<(Vec<(i64, SplitChapter)>, Vec<QuarantinedChapter>), TransformError> {
+    let mut batch: Vec<(i64, SplitChapter)> = Vec::with_capacity(rows.len());
+    let mut set_aside: Vec<QuarantinedChapter> = Vec::new();
+    for row in rows {
+        let id: i64 = row.get(0);
+        let content: Option<&str> = row.get(1);
+        let images: Option<&str> = row.get(2);
+        match split_chapter(content, images) {
+            Ok(split) => batch.push((id, split)),
+            Err(invalid) => match on_invalid {
+                OnInvalid::Fail => {
+                    return Err(TransformError::InvalidRow {
+                        table: "chapters".to_owned(),
+                        key: format!("id {id}"),
+                        path: invalid.path,
+                        reason: invalid.reason,
+                    })
+                }
+                OnInvalid::Quarantine => set_aside.push(QuarantinedChapter {
+                    chapter_id: id,
+                    content: content.map(str::to_owned),
+                    images: images.map(str::to_owned),
+                    path: invalid.path,
+                    reason: invalid.reason,
+                }),
+            },
+        }
+    }
+    Ok((batch, set_aside))
 }
 
 /// Checks every column the transform reads or writes; returns the images column's type.

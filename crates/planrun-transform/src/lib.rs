@@ -4,10 +4,12 @@
 //! A transform runs inside the stage's transaction and reports what it read and wrote;
 //! the engine owns the transaction, the ledger and verification around it.
 
+mod batch;
 mod progress;
 mod registry;
 mod transform;
 
+pub use batch::{batch_settings, transform_params, BatchSettings, ENGINE_PARAMS};
 pub use progress::{NoProgress, Progress};
 pub use registry::Registry;
-pub use transform::{Transform, TransformContext, TransformError, TransformReport};
+pub use transform::{BatchOutcome, Transform, TransformContext, TransformError, TransformReport};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use planrun_plan::TransformCatalog;
 
+use crate::batch::{batch_settings, transform_params};
 use crate::transform::Transform;
 
 #[derive(Default, Clone)]
@@ -43,9 +44,20 @@ impl TransformCatalog for Registry {
     }
 
     fn check_params(&self, name: &str, params: &toml::Table) -> Vec<(String, String)> {
-        self.get(name)
-            .map(|transform| transform.check_params(params))
-            .unwrap_or_default()
+        let Some(transform) = self.get(name) else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        match batch_settings(params) {
+            Ok(Some(_)) if !transform.supports_batches() => problems.push((
+                "mode".to_owned(),
+                format!("transform `{name}` does not support mode = \"batched\""),
+            )),
+            Ok(_) => {}
+            Err(message) => problems.push(("mode".to_owned(), message)),
+        }
+        problems.extend(transform.check_params(&transform_params(params)));
+        problems
     }
 }
 

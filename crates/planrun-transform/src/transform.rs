@@ -23,6 +23,43 @@ pub trait Transform: Send + Sync {
         &self,
         context: &mut TransformContext<'_, '_>,
     ) -> Result<TransformReport, TransformError>;
+
+    /// Whether the transform can run with `mode = "batched"`.
+    fn supports_batches(&self) -> bool {
+        false
+    }
+
+    /// Batched mode: processes the next at most `limit` source rows whose key is
+    /// greater than `after` (all rows when `None`), in key order, inside the batch's
+    /// transaction. The engine commits the batch together with the returned
+    /// checkpoint; a batch that processed no row ends the loop.
+    fn run_batch(
+        &self,
+        _context: &mut TransformContext<'_, '_>,
+        _after: Option<i64>,
+        _limit: u64,
+    ) -> Result<BatchOutcome, TransformError> {
+        Err(TransformError::Params(format!(
+            "transform `{}` does not support mode = \"batched\"",
+            self.name()
+        )))
+    }
+
+    /// Batched mode: the number of source rows in all, for progress, when cheap to know.
+    fn batch_total(
+        &self,
+        _context: &mut TransformContext<'_, '_>,
+    ) -> Result<Option<u64>, TransformError> {
+        Ok(None)
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The key of the last source row processed; `None` when no row was left.
+    pub last_key: Option<i64>,
+    pub report: TransformReport,
 }
 
 /// What a running transform is given.

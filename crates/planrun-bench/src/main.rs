@@ -1,0 +1,137 @@
+//! `planrun-bench`: how far `planrun apply` of the memoir plan is from the floor, the
+//! fastest plain-SQL way to write the same rows, on one throwaway cluster in one run.
+//!
+//! The machine is shared and noisy, so absolute seconds mean little across runs: every
+//! number worth quoting is a ratio between two measurements taken minutes apart in the
+//! same process, on copies of the same database. See `docs/performance.md`.
+//!
+//! ```sh
+//! cargo run --release -p planrun-bench -- --chapters 100000
+//! ```
+
+mod data;
+mod floor;
+mod proto;
+mod report;
+mod subprocess;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use planrun_memoir::legacy::ImagesType;
+
+/// Benchmark `planrun apply` of the memoir plan against a server-side COPY floor.
+#[derive(Debug, Parser)]
+#[command(name = "planrun-bench")]
+struct Args {
+    /// Legacy chapters to generate.
+    #[arg(long, default_value_t = 10_000)]
+    chapters: usize,
+    /// Type of the legacy chapters.images column: jsonb, json or text.
+    #[arg(long, default_value = "jsonb")]
+    images_type: String,
+    /// Generator seed; fixed so runs are comparable.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The planrun binary (default: `planrun` next to this binary, built if missing).
+    #[arg(long, value_name = "PATH")]
+    planrun: Option<PathBuf>,
+    /// The plan to apply (default: the workspace's plans/memoir.toml).
+    #[arg(long, value_name = "PATH")]
+    plan: Option<PathBuf>,
+    /// Skip the in-process prototypes (each costs about one more split_chapters).
+    #[arg(long)]
+    no_prototypes: bool,
+    /// Leave the cluster running at the end and print how to stop it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(message) = run(&args) {
+        eprintln!("planrun-bench: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let images: ImagesType = args.images_type.parse().map_err(|e| format!("{e}"))?;
+    let planrun = subprocess::locate_planrun(args.planrun.as_deref())?;
+    let plan = match &args.plan {
+        Some(plan) => plan.clone(),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../plans/memoir.toml"
+        )),
+    };
+    let plan = plan
+        .canonicalize()
+        .map_err(|e| format!("cannot find the plan {}: {e}", plan.display()))?;
+    let plan_dir = plan.parent().unwrap_or(&plan).to_path_buf();
+
+    eprintln!(
+        "planrun-bench: {} chapters, images {images}, seed {}; planrun = {}",
+        args.chapters,
+        args.seed,
+        planrun.display()
+    );
+    let started = Instant::now();
+    let cluster = data::start_cluster()?;
+    let loaded = data::load_template(&cluster, args.chapters, args.seed, images)?;
+    eprintln!(
+        "  legacy data: {} chapters, {} MB, loaded in {:.1} s",
+        loaded.chapters,
+        loaded.bytes / 1_000_000,
+        loaded.duration.as_secs_f64()
+    );
+
+    // (a) planrun itself, first, on its own copy.
+    let url = data::clone_database(&cluster, "planrun_db")?;
+    eprintln!("  running planrun apply ...");
+    let planrun_run = subprocess::apply(&planrun, &plan, &url)?;
+
+    // (b) the floor: the same rows, server-side COPY, on two more copies.
+    let files = floor::ResultFiles::compute(&data::clone_database(&cluster, "floor_a")?)?;
+    let floor_b_url = data::clone_database(&cluster, "floor_b")?;
+    eprintln!("  floor with constraints in place ...");
+    let floor_a_url = cluster.url("floor_a");
+    let with_constraints = floor::split_floor(&floor_a_url, &plan_dir, &files, false)?;
+    eprintln!("  floor with constraints added after ...");
+    let constraints_after = floor::split_floor(&floor_b_url, &plan_dir, &files, true)?;
+    eprintln!("  collect floor (INSERT ... SELECT) ...");
+    let collect = floor::collect_floor(&floor_a_url, &plan_dir)?;
+
+    let mut prototypes = Vec::new();
+    if !args.no_prototypes {
+        for variant in proto::Variant::ALL {
+            eprintln!("  prototype: {} ...", variant.label());
+            let url = data::clone_database(&cluster, variant.database())?;
+            prototypes.push(proto::run(&url, &plan_dir, variant)?);
+        }
+    }
+
+    report::print(&report::Everything {
+        chapters: args.chapters,
+        images,
+        seed: args.seed,
+        loaded: &loaded,
+        planrun: &planrun_run,
+        files: &files,
+        with_constraints: &with_constraints,
+        constraints_after: &constraints_after,
+        collect: &collect,
+        prototypes: &prototypes,
+    });
+    eprintln!(
+        "planrun-bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    if args.keep {
+        let kept = cluster.keep();
+        println!("\ncluster kept: {} (stop: {})", kept.url, kept.stop_command);
+    }
+    Ok(())
+}

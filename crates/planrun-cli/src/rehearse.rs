@@ -1,0 +1,230 @@
+//! `planrun rehearse` (the plan on a throwaway copy of the target, with a report
+//! file) and the `apply --require-rehearsal` gate that reads that file.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use planrun_engine::rehearse::{
+    self, check_rehearsal, database_name, RehearsalReport, RehearsalRequirement, RehearseOptions,
+};
+use planrun_engine::{exit_codes, ApplyOptions, Runner, StageStatus, Target};
+use planrun_plan::Plan;
+
+use crate::args::{RehearseArgs, ReportFormat};
+use crate::commands::{engine_failure, plan_and_target, print_json};
+use crate::live::Live;
+use crate::registry::default_registry;
+use crate::report::{render_run, Style};
+
+pub fn run(args: &RehearseArgs, style: Style) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
+    let registry = default_registry();
+    let runner = match Runner::new(&plan, &registry) {
+        Ok(runner) => runner,
+        Err(error) => return engine_failure(error),
+    };
+    let text = args.format == ReportFormat::Text;
+    let options = RehearseOptions {
+        apply: ApplyOptions {
+            include_optional: args.selection.include_optional,
+            stages: args.selection.stages.clone(),
+            until: args.selection.until.clone(),
+            ..ApplyOptions::default()
+        },
+        jobs: args.jobs.unwrap_or_else(rehearse::default_jobs),
+        keep: args.keep,
+    };
+    let live = Live::new(text);
+    let note = |line: &str| {
+        if text {
+            eprintln!("{line}");
+        }
+    };
+    let rehearsal = match rehearse::rehearse(&runner, &target, &options, &live, &note) {
+        Ok(rehearsal) => rehearsal,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return error.exit_code();
+        }
+    };
+    let report = &rehearsal.report;
+    let file = match rehearse::write_report(report, &args.report_dir) {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return error.exit_code();
+        }
+    };
+    match args.format {
+        ReportFormat::Json => {
+            print_json(report);
+            eprintln!("rehearsal report written to {}", file.display());
+        }
+        ReportFormat::Text => {
+            print!("{}", render_rehearsal(report, &file, style));
+        }
+    }
+    if let Some(kept) = &rehearsal.kept {
+        if let Some(copy) = &report.copy.kept {
+            eprintln!("the copy is still running: {}", copy.url);
+        }
+        eprintln!("stop it with: {}", kept.stop_command);
+    }
+    report.exit_code
+}
+
+/// Refuses (with the exit code) unless `file` is a passing rehearsal of this plan, of
+/// this database, younger than the plan's `max_rehearsal_age`.
+pub fn require(file: &Path, plan: &Plan, runner: &Runner<'_>, target: &Target) -> Result<(), i32> {
+    let max_age = plan
+        .max_rehearsal_age
+        .as_ref()
+        .map_or(rehearse::DEFAULT_MAX_AGE, |age| {
+            Duration::from_millis(age.millis())
+        });
+    let checksum = runner.plan_checksum();
+    let database = database_name(target);
+    let refusals = check_rehearsal(
+        file,
+        &RehearsalRequirement {
+            plan: &plan.name,
+            plan_checksum: &checksum,
+            database: &database,
+            max_age,
+            now: rehearse::now(),
+        },
+    );
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "error: apply refused by --require-rehearsal {}; nothing ran",
+        file.display()
+    );
+    for refusal in &refusals {
+        eprintln!("  - {refusal}");
+    }
+    eprintln!(
+        "next: planrun rehearse {}, then planrun apply {} --require-rehearsal <the report it writes>",
+        plan.path.display(),
+        plan.path.display()
+    );
+    Err(exit_codes::REHEARSAL_REQUIRED)
+}
+
+fn duration(ms: u64) -> String {
+    if ms >= 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// The engine's run table, then what only a rehearsal knows: the copy, lock waits and
+/// the estimate on the target.
+fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> String {
+    let mut out = String::new();
+    let identity = &report.target_identity;
+    let _ = writeln!(
+        out,
+        "{}",
+        style.bold(&format!(
+            "planrun rehearse {} -> {}",
+            report.plan, report.target
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "target: PostgreSQL {}, database {}, {}; {} table{} the plan names, {} rows",
+        identity.server_version,
+        identity.database,
+        rehearse::bytes(identity.size_bytes.max(0) as u64),
+        identity.tables.len(),
+        if identity.tables.len() == 1 { "" } else { "s" },
+        identity.rows_total
+    );
+    let _ = writeln!(
+        out,
+        "copy: pg_dump {} ({}), pg_restore -j {} {}, PostgreSQL {}\n",
+        duration(report.copy.dump_ms),
+        rehearse::bytes(report.copy.dump_bytes),
+        report.copy.restore_jobs,
+        duration(report.copy.restore_ms),
+        report.copy.identity.server_version
+    );
+    out.push_str(&render_run(&report.run, style));
+
+    let _ = writeln!(
+        out,
+        "\n{}",
+        style.bold("rehearsal per stage (estimate: the rehearsal's time scaled to the target's rows, same hardware assumed)")
+    );
+    let id_width = report
+        .stages
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "  {:<id_width$}  {:<14}  {:>9}  {:>9}  {:>10}  {:>11}  {:>6}  {:>10}",
+        "stage", "status", "time", "rows", "lock waits", "quarantined", "checks", "on target"
+    );
+    for stage in &report.stages {
+        let status = match stage.status {
+            StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted => {
+                style.bad(stage.status.label())
+            }
+            StageStatus::Applied => style.good(stage.status.label()),
+            _ => stage.status.label().to_owned(),
+        };
+        let checks = stage.verifications_passed + stage.verifications_failed;
+        let _ = writeln!(
+            out,
+            "  {:<id_width$}  {}{}  {:>9}  {:>9}  {:>10}  {:>11}  {:>6}  {:>10}",
+            stage.id,
+            status,
+            " ".repeat(14usize.saturating_sub(stage.status.label().len())),
+            stage
+                .estimated_target_ms
+                .map(|_| duration(stage.duration_ms))
+                .unwrap_or_default(),
+            stage.rows_affected,
+            stage.lock_waits,
+            stage.rows_quarantined,
+            if checks == 0 {
+                String::new()
+            } else {
+                format!("{}/{checks}", stage.verifications_passed)
+            },
+            stage.estimated_target_ms.map(duration).unwrap_or_default(),
+        );
+        for sample in &stage.lock_wait_samples {
+            let _ = writeln!(out, "      {}", style.dim(sample));
+        }
+    }
+    let _ = writeln!(out, "\nrehearsal report: {}", file.display());
+    if report.exit_code == exit_codes::SUCCESS {
+        let _ = writeln!(
+            out,
+            "next: planrun apply {} --require-rehearsal {}",
+            report.plan_file,
+            file.display()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "the rehearsal failed (exit {}); the target was not changed. Fix the plan and rehearse again",
+            report.exit_code
+        );
+    }
+    if report.copy.kept.is_none() {
+        let _ = writeln!(out, "the throwaway copy is removed");
+    }
+    out
+}

@@ -1,0 +1,918 @@
+//! `planrun rehearse`: the whole plan on a throwaway copy of the target, first.
+//!
+//! The target is only read: its identity and row counts in one read-only
+//! transaction, then `pg_dump -F c`. The dump is restored into a database of the same
+//! name in a [`TempCluster`] on this machine, the plan is applied there with
+//! [`Runner::apply`], and the copy is removed (unless kept). The result is a
+//! [`RehearsalReport`], written as JSON, which `apply --require-rehearsal` checks with
+//! [`check_rehearsal`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset, Local};
+use planrun_plan::{Stage, StepKind};
+use planrun_tempdb::{KeptCluster, TempCluster, TempDbError};
+use planrun_transform::Progress;
+use postgres::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{libpq_env, pg_tool};
+use crate::checksum::read_sql_file;
+use crate::connect::{redact, Source, Target};
+use crate::error::EngineError;
+use crate::exit_codes;
+use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
+use crate::run::{ApplyOptions, Observer, Runner};
+
+/// The `format` of a rehearsal report; changes only if a field changes meaning.
+pub const FORMAT: &str = "planrun-rehearsal/1";
+
+/// How old a rehearsal may be when the plan sets no `max_rehearsal_age`.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The server log line PostgreSQL writes (with `log_lock_waits = on`) when a session
+/// has waited `deadlock_timeout` for a lock.
+const LOCK_WAIT_MARK: &str = "still waiting for";
+
+/// Lock-wait lines kept per stage in the report, so it names what waited on what.
+const LOCK_WAIT_SAMPLES: usize = 5;
+
+/// How `rehearse` runs.
+#[derive(Debug, Clone)]
+pub struct RehearseOptions {
+    /// Selection as for `apply`; `backup_dir` and `dry_run` are ignored (a rehearsal
+    /// takes no backup of its own copy and commits there).
+    pub apply: ApplyOptions,
+    /// Parallel `pg_restore` jobs.
+    pub jobs: usize,
+    /// Leave the copy running afterwards.
+    pub keep: bool,
+}
+
+impl Default for RehearseOptions {
+    fn default() -> Self {
+        RehearseOptions {
+            apply: ApplyOptions::default(),
+            jobs: default_jobs(),
+            keep: false,
+        }
+    }
+}
+
+/// `min(4, cores)`: beyond a few jobs a restore on one machine is disk-bound.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+/// Why a rehearsal could not run (a rehearsal that ran and failed is a report).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RehearseError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot start the throwaway cluster: {0}")]
+    Cluster(#[from] TempDbError),
+    #[error("cannot copy the target: {0}")]
+    Copy(String),
+    #[error("cannot write the rehearsal report {path}: {source}")]
+    Report {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl RehearseError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RehearseError::Engine(error) => error.exit_code(),
+            _ => exit_codes::ERROR,
+        }
+    }
+}
+
+/// What was rehearsed, on what, and how it went; written to
+/// `rehearsals/<plan>-<YYYYmmdd_HHMMSS>.json` (fields in `docs/exit-codes.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearsalReport {
+    pub format: String,
+    pub plan: String,
+    pub plan_file: String,
+    pub plan_checksum: String,
+    pub planrun_version: String,
+    /// The target, password redacted.
+    pub target: String,
+    pub target_identity: Identity,
+    pub copy: CopyInfo,
+    /// RFC 3339, local time with offset.
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub selection: Selection,
+    pub outcome: RunOutcome,
+    pub exit_code: i32,
+    pub estimate: Estimate,
+    pub stages: Vec<RehearsedStage>,
+    /// The full report of the apply on the copy.
+    pub run: RunReport,
+}
+
+/// A database as the rehearsal saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub database: String,
+    pub size_bytes: i64,
+    /// `count(*)` of every table whose name the plan mentions (see [`plan_words`]).
+    pub tables: Vec<TableRows>,
+    pub rows_total: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRows {
+    pub schema: String,
+    pub table: String,
+    pub rows: i64,
+}
+
+/// The throwaway copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyInfo {
+    /// Where the copy ran (gone afterwards unless `kept`).
+    pub url: String,
+    /// The copy before the plan ran: same tables, counted again.
+    pub identity: Identity,
+    pub pg_dump: String,
+    pub pg_restore: String,
+    pub dump_bytes: u64,
+    pub dump_ms: u64,
+    pub restore_ms: u64,
+    pub restore_jobs: usize,
+    pub kept: Option<Kept>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub url: String,
+    pub stop_command: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Selection {
+    pub include_optional: bool,
+    pub stages: Vec<String>,
+    pub until: Option<String>,
+}
+
+/// How the per-stage estimates were made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub model: String,
+    /// Target rows / copy rows over the tables the plan names (1.0 when the copy has none).
+    pub scale: f64,
+}
+
+/// One stage of the rehearsal, with what the engine report does not have.
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearsedStage {
+    pub id: String,
+    pub status: StageStatus,
+    pub duration_ms: u64,
+    pub rows_affected: u64,
+    pub rows_quarantined: u64,
+    /// `still waiting for` lines the copy's server logged while the stage ran.
+    pub lock_waits: u64,
+    pub lock_wait_samples: Vec<String>,
+    pub verifications_passed: usize,
+    pub verifications_failed: usize,
+    /// `duration_ms` times the estimate's scale, for stages that ran.
+    pub estimated_target_ms: Option<u64>,
+}
+
+/// A finished rehearsal and, with `keep`, the copy left running.
+pub struct Rehearsal {
+    pub report: RehearsalReport,
+    pub kept: Option<KeptCluster>,
+}
+
+/// Rehearses `runner`'s plan on a copy of `target`. `note` hears what is happening
+/// before the stages (copying, restoring) for live output.
+pub fn rehearse(
+    runner: &Runner<'_>,
+    target: &Target,
+    options: &RehearseOptions,
+    observer: &dyn Observer,
+    note: &dyn Fn(&str),
+) -> Result<Rehearsal, RehearseError> {
+    let plan = runner.plan();
+    let started = Local::now();
+    let clock = Instant::now();
+    // Fail on a bad --stage/--until before copying anything.
+    runner.selection(&options.apply)?;
+
+    let words = plan_words(plan.stages.iter(), plan.setup_sql_file.as_ref())?;
+    let mut source = target.connect(&format!("planrun rehearse {}", plan.name))?;
+    let target_identity = identity(&mut source, &words)?;
+    drop(source);
+
+    note(&format!(
+        "starting a throwaway PostgreSQL for a copy of {} ({})",
+        target_identity.database,
+        bytes(target_identity.size_bytes.max(0) as u64)
+    ));
+    // Lock waits are counted from the server log; 100 ms makes short waits visible.
+    let cluster = TempCluster::builder()
+        .setting("log_lock_waits", "on")
+        .setting("deadlock_timeout", "100ms")
+        .start()?;
+    let cluster_version: i32 = cluster
+        .psql("postgres", "SHOW server_version_num")?
+        .trim()
+        .parse()
+        .map_err(|_| RehearseError::Copy("cannot read the throwaway cluster's version".into()))?;
+    // A pg_dump older than the server refuses to dump it; the cluster's own tools
+    // match the cluster, so they serve whenever the cluster is at least as new.
+    let tool = |name: &str| {
+        let own = cluster.bin_dir().join(name);
+        if cluster_version / 10_000 >= target_identity.server_version_num / 10_000 && own.is_file()
+        {
+            own
+        } else {
+            pg_tool(name)
+        }
+    };
+    let (pg_dump, pg_restore) = (tool("pg_dump"), tool("pg_restore"));
+
+    // Inside the cluster's directory, so the dump goes when the copy goes.
+    let dump_file = cluster
+        .data_dir()
+        .parent()
+        .unwrap_or(cluster.data_dir())
+        .join("target.dump");
+    note(&format!("copying {} with pg_dump", target));
+    let dumping = Instant::now();
+    dump(&pg_dump, target, &dump_file)?;
+    let dump_ms = millis(dumping.elapsed());
+    let dump_bytes = std::fs::metadata(&dump_file).map_or(0, |m| m.len());
+
+    let database = target_identity.database.clone();
+    if database != "postgres" {
+        cluster.create_database(&database)?;
+    }
+    note(&format!(
+        "restoring {} into the throwaway cluster (pg_restore -j {})",
+        bytes(dump_bytes),
+        options.jobs.max(1)
+    ));
+    let restoring = Instant::now();
+    restore(&pg_restore, &cluster, &database, &dump_file, options.jobs)?;
+    let restore_ms = millis(restoring.elapsed());
+    let _ = std::fs::remove_file(&dump_file);
+
+    let copy_url = format!("{}?sslmode=disable", cluster.url(&database));
+    let copy = Target::parse(&copy_url, Source::Flag)?;
+    let mut copy_client = copy.connect(&format!("planrun rehearse {}", plan.name))?;
+    let copy_identity = identity(&mut copy_client, &words)?;
+    drop(copy_client);
+
+    let watch = LockWaitWatch {
+        inner: observer,
+        log: cluster.log_file().to_path_buf(),
+        state: Mutex::new(WatchState::default()),
+    };
+    let apply_options = ApplyOptions {
+        dry_run: false,
+        backup_dir: None,
+        ..options.apply.clone()
+    };
+    let run = runner.apply(&copy, &apply_options, &watch)?;
+    let lock_waits = watch.into_waits();
+
+    let scale = if copy_identity.rows_total > 0 {
+        target_identity.rows_total as f64 / copy_identity.rows_total as f64
+    } else {
+        1.0
+    };
+    let stages = run
+        .stages
+        .iter()
+        .map(|stage| rehearsed_stage(stage, lock_waits.get(&stage.id), scale))
+        .collect();
+
+    let kept = if options.keep {
+        let url = cluster.url(&database);
+        let kept = cluster.keep();
+        Some((url, kept))
+    } else {
+        drop(cluster);
+        None
+    };
+    let finished = Local::now();
+    let report = RehearsalReport {
+        format: FORMAT.into(),
+        plan: plan.name.clone(),
+        plan_file: plan.path.display().to_string(),
+        plan_checksum: runner.plan_checksum(),
+        planrun_version: env!("CARGO_PKG_VERSION").into(),
+        target: target.to_string(),
+        target_identity,
+        copy: CopyInfo {
+            url: copy.to_string(),
+            identity: copy_identity,
+            pg_dump: pg_dump.display().to_string(),
+            pg_restore: pg_restore.display().to_string(),
+            dump_bytes,
+            dump_ms,
+            restore_ms,
+            restore_jobs: options.jobs.max(1),
+            kept: kept.as_ref().map(|(url, kept)| Kept {
+                url: url.clone(),
+                stop_command: kept.stop_command.clone(),
+            }),
+        },
+        started_at: started.to_rfc3339(),
+        finished_at: finished.to_rfc3339(),
+        duration_ms: millis(clock.elapsed()),
+        selection: Selection {
+            include_optional: options.apply.include_optional,
+            stages: options.apply.stages.clone(),
+            until: options.apply.until.clone(),
+        },
+        outcome: run.outcome,
+        exit_code: run.exit_code,
+        estimate: Estimate {
+            model: format!(
+                "each stage's rehearsal time x {scale:.3} (rows of the tables the plan names on the target / on the copy); \
+                 assumes the target's hardware, settings and load match this machine's"
+            ),
+            scale,
+        },
+        stages,
+        run,
+    };
+    Ok(Rehearsal {
+        report,
+        kept: kept.map(|(_, kept)| kept),
+    })
+}
+
+/// Writes `report` to `<dir>/<plan>-<YYYYmmdd_HHMMSS>.json`, returning the file.
+pub fn write_report(report: &RehearsalReport, dir: &Path) -> Result<PathBuf, RehearseError> {
+    let failed = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| RehearseError::Report { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(failed(dir))?;
+    let stamp = Local::now().format("%Y%m%d_%H%M%S");
+    let safe_plan: String = report
+        .plan
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let file = dir.join(format!("{safe_plan}-{stamp}.json"));
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|error| failed(&file)(std::io::Error::other(error)))?;
+    std::fs::write(&file, text + "\n").map_err(failed(&file))?;
+    Ok(file)
+}
+
+fn rehearsed_stage(stage: &StageReport, waits: Option<&LockWaits>, scale: f64) -> RehearsedStage {
+    let ran = matches!(
+        stage.status,
+        StageStatus::Applied | StageStatus::Failed | StageStatus::Skipped | StageStatus::Blocked
+    );
+    let passed = stage.verifications.iter().filter(|v| v.passed).count();
+    RehearsedStage {
+        id: stage.id.clone(),
+        status: stage.status,
+        duration_ms: stage.duration_ms,
+        rows_affected: stage.rows_affected,
+        rows_quarantined: stage.rows_quarantined,
+        lock_waits: waits.map_or(0, |w| w.count),
+        lock_wait_samples: waits.map(|w| w.samples.clone()).unwrap_or_default(),
+        verifications_passed: passed,
+        verifications_failed: stage.verifications.len() - passed,
+        estimated_target_ms: ran.then(|| (stage.duration_ms as f64 * scale).round() as u64),
+    }
+}
+
+/// Every lowercase word (`[A-Za-z0-9_]+`) of the plan's SQL: steps, SQL files,
+/// preconditions, skip rules, captures, verifications, the setup file, and transform
+/// params. A table "the plan touches" is one whose name is among them: simple, a
+/// little generous, and blind only to tables a transform names in its code alone.
+pub fn plan_words<'p>(
+    stages: impl Iterator<Item = &'p Stage>,
+    setup: Option<&(String, planrun_plan::Span, PathBuf)>,
+) -> Result<BTreeSet<String>, EngineError> {
+    let mut texts: Vec<String> = Vec::new();
+    if let Some((_, _, resolved)) = setup {
+        texts.push(read_sql_file(resolved)?);
+    }
+    for stage in stages {
+        for step in &stage.steps {
+            match &step.kind {
+                StepKind::Sql { sql } => texts.push(sql.clone()),
+                StepKind::SqlFile { resolved, .. } => texts.push(read_sql_file(resolved)?),
+                StepKind::Transform { params, .. } => texts.push(params.to_string()),
+            }
+        }
+        texts.extend(stage.preconditions.iter().map(|c| c.sql.clone()));
+        texts.extend(stage.verify.iter().map(|c| c.sql.clone()));
+        texts.extend(stage.skip_if.iter().map(|r| r.sql.clone()));
+        texts.extend(stage.captures.iter().map(|c| c.sql.clone()));
+    }
+    Ok(texts
+        .iter()
+        .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect())
+}
+
+/// Version, name, size and row counts, read in one read-only transaction.
+fn identity(client: &mut Client, words: &BTreeSet<String>) -> Result<Identity, EngineError> {
+    let mut tx = client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .map_err(EngineError::database(
+            "cannot begin a read-only transaction",
+        ))?;
+    let row = tx
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \
+                    current_database()::text, pg_database_size(current_database())",
+            &[],
+        )
+        .map_err(EngineError::database("cannot read the database's identity"))?;
+    let mut identity = Identity {
+        server_version: row.get(0),
+        server_version_num: row.get(1),
+        database: row.get(2),
+        size_bytes: row.get(3),
+        tables: Vec::new(),
+        rows_total: 0,
+    };
+    // Partitions are counted through their parent; the ledger is planrun's own.
+    let tables = tx
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'planrun') \
+               AND n.nspname NOT LIKE 'pg\\_%' \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(EngineError::database("cannot list the database's tables"))?;
+    for row in tables {
+        let (schema, table): (String, String) = (row.get(0), row.get(1));
+        if !words.contains(&table.to_ascii_lowercase()) {
+            continue;
+        }
+        let rows: i64 = tx
+            .query_one(
+                &format!("SELECT count(*) FROM {}.{}", ident(&schema), ident(&table)),
+                &[],
+            )
+            .map_err(EngineError::database(format!(
+                "cannot count the rows of {schema}.{table}"
+            )))?
+            .get(0);
+        identity.rows_total += rows;
+        identity.tables.push(TableRows {
+            schema,
+            table,
+            rows,
+        });
+    }
+    let _ = tx.rollback();
+    Ok(identity)
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The caller's environment without libpq variables, so only ours reach the tool.
+fn clean_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG")))
+}
+
+fn dump(pg_dump: &Path, target: &Target, file: &Path) -> Result<(), RehearseError> {
+    let output = Command::new(pg_dump)
+        .arg("--format=custom")
+        .arg("--no-password")
+        .arg("--file")
+        .arg(file)
+        .env_clear()
+        .envs(clean_env())
+        .envs(libpq_env(target))
+        .output()
+        .map_err(|error| {
+            RehearseError::Copy(format!(
+                "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
+                pg_dump.display()
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(RehearseError::Copy(format!(
+            "{} failed: {}",
+            pg_dump.display(),
+            redact(String::from_utf8_lossy(&output.stderr).trim())
+        )));
+    }
+    Ok(())
+}
+
+fn restore(
+    pg_restore: &Path,
+    cluster: &TempCluster,
+    database: &str,
+    file: &Path,
+    jobs: usize,
+) -> Result<(), RehearseError> {
+    let output = Command::new(pg_restore)
+        .arg("--no-owner")
+        .arg("--no-privileges")
+        .arg("--no-password")
+        .arg(format!("--jobs={}", jobs.max(1)))
+        // A conninfo string, so that a database name containing `=` stays a name.
+        .arg(format!(
+            "--dbname=dbname='{}'",
+            database.replace('\\', "\\\\").replace('\'', "\\'")
+        ))
+        .arg(file)
+        .env_clear()
+        .envs(clean_env())
+        .env("PGHOST", cluster.host())
+        .env("PGPORT", cluster.port().to_string())
+        .env("PGUSER", cluster.user())
+        .env("PGSSLMODE", "disable")
+        .output()
+        .map_err(|error| {
+            RehearseError::Copy(format!("cannot run {}: {error}", pg_restore.display()))
+        })?;
+    // A copy with errors (a missing extension, say) is not the target: rehearsing on
+    // it would prove nothing, so any error stops here.
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        return Err(RehearseError::Copy(format!(
+            "{} into the throwaway cluster failed:\n{}",
+            pg_restore.display(),
+            redact(&tail)
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+struct LockWaits {
+    count: u64,
+    samples: Vec<String>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Log length when the running stage started.
+    offset: Option<u64>,
+    waits: BTreeMap<String, LockWaits>,
+}
+
+/// Passes everything on to the caller's observer, and reads the copy's server log
+/// between each stage's start and finish.
+struct LockWaitWatch<'o> {
+    inner: &'o dyn Observer,
+    log: PathBuf,
+    state: Mutex<WatchState>,
+}
+
+impl LockWaitWatch<'_> {
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// Lock-wait lines written to the log since `offset`.
+    fn waits_since(&self, offset: u64) -> LockWaits {
+        let mut text = String::new();
+        let read = std::fs::File::open(&self.log).and_then(|mut file| {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            text = String::from_utf8_lossy(&bytes).into_owned();
+            Ok(())
+        });
+        let mut waits = LockWaits::default();
+        if read.is_err() {
+            return waits;
+        }
+        for line in text.lines().filter(|line| line.contains(LOCK_WAIT_MARK)) {
+            waits.count += 1;
+            if waits.samples.len() < LOCK_WAIT_SAMPLES {
+                waits.samples.push(line.trim().to_owned());
+            }
+        }
+        waits
+    }
+
+    fn into_waits(self) -> BTreeMap<String, LockWaits> {
+        self.state
+            .into_inner()
+            .map(|state| state.waits)
+            .unwrap_or_default()
+    }
+}
+
+impl Observer for LockWaitWatch<'_> {
+    fn stage_started(&self, stage: &Stage) {
+        let offset = self.log_len();
+        if let Ok(mut state) = self.state.lock() {
+            state.offset = Some(offset);
+        }
+        self.inner.stage_started(stage);
+    }
+
+    fn stage_finished(&self, report: &StageReport) {
+        let offset = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut state| state.offset.take());
+        if let Some(offset) = offset {
+            let waits = self.waits_since(offset);
+            if let Ok(mut state) = self.state.lock() {
+                state.waits.insert(report.id.clone(), waits);
+            }
+        }
+        self.inner.stage_finished(report);
+    }
+
+    fn backup_taken(&self, file: &Path) {
+        self.inner.backup_taken(file);
+    }
+
+    fn progress(&self) -> &dyn Progress {
+        self.inner.progress()
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `12.3 MB`, for messages.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The fields of a rehearsal report that `apply --require-rehearsal` reads; the
+/// rest of the file is for people.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RehearsalEvidence {
+    pub format: String,
+    pub plan: String,
+    pub plan_checksum: String,
+    pub finished_at: String,
+    pub outcome: String,
+    pub exit_code: i32,
+    pub target_identity: EvidenceTarget,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceTarget {
+    pub database: String,
+}
+
+/// Why `apply --require-rehearsal` refuses; each says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("cannot use {file} as a rehearsal report: {reason}; run `planrun rehearse` and pass the report it writes")]
+    Unreadable { file: String, reason: String },
+    #[error("mismatched: the plan changed since it was rehearsed ({what}); rehearse this version: `planrun rehearse`")]
+    Mismatched { what: String },
+    #[error("mismatched: the rehearsal copied database `{rehearsed}`, this apply targets `{target}`; rehearse against this target")]
+    OtherDatabase { rehearsed: String, target: String },
+    #[error("failed: the rehearsal ended {outcome} (exit {exit_code}); fix the plan, then rehearse again until it passes")]
+    Failed { outcome: String, exit_code: i32 },
+    #[error("stale: cannot tell when the rehearsal finished (finished_at `{finished_at}`: {reason}); rehearse again")]
+    NoTimestamp { finished_at: String, reason: String },
+    #[error("stale: the rehearsal finished {age} ago ({finished_at}), longer ago than max_rehearsal_age {max}; rehearse again")]
+    Stale {
+        age: String,
+        finished_at: String,
+        max: String,
+    },
+}
+
+/// What `apply --require-rehearsal` needs to know of the plan and target.
+#[derive(Debug, Clone)]
+pub struct RehearsalRequirement<'a> {
+    pub plan: &'a str,
+    pub plan_checksum: &'a str,
+    pub database: &'a str,
+    /// The plan's `max_rehearsal_age`, else [`DEFAULT_MAX_AGE`].
+    pub max_age: Duration,
+    pub now: DateTime<FixedOffset>,
+}
+
+/// The current local time, for [`RehearsalRequirement::now`].
+pub fn now() -> DateTime<FixedOffset> {
+    Local::now().fixed_offset()
+}
+
+/// Every reason the rehearsal report in `file` does not allow this apply; empty when
+/// it does.
+pub fn check_rehearsal(file: &Path, need: &RehearsalRequirement<'_>) -> Vec<Refusal> {
+    let unreadable = |reason: String| {
+        vec![Refusal::Unreadable {
+            file: file.display().to_string(),
+            reason,
+        }]
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => return unreadable(error.to_string()),
+    };
+    let evidence: RehearsalEvidence = match serde_json::from_str(&text) {
+        Ok(evidence) => evidence,
+        Err(error) => return unreadable(format!("not a rehearsal report: {error}")),
+    };
+    if evidence.format != FORMAT {
+        return unreadable(format!(
+            "its format is `{}`, this planrun reads `{FORMAT}`",
+            evidence.format
+        ));
+    }
+    refusals(&evidence, need)
+}
+
+/// [`check_rehearsal`] on a report already read.
+pub fn refusals(evidence: &RehearsalEvidence, need: &RehearsalRequirement<'_>) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    if evidence.plan != need.plan {
+        refusals.push(Refusal::Mismatched {
+            what: format!(
+                "the report is of plan `{}`, not `{}`",
+                evidence.plan, need.plan
+            ),
+        });
+    } else if evidence.plan_checksum != need.plan_checksum {
+        refusals.push(Refusal::Mismatched {
+            what: format!(
+                "rehearsed checksum {}, now {}",
+                short(&evidence.plan_checksum),
+                short(need.plan_checksum)
+            ),
+        });
+    }
+    if evidence.target_identity.database != need.database {
+        refusals.push(Refusal::OtherDatabase {
+            rehearsed: evidence.target_identity.database.clone(),
+            target: need.database.to_owned(),
+        });
+    }
+    if evidence.exit_code != exit_codes::SUCCESS {
+        refusals.push(Refusal::Failed {
+            outcome: evidence.outcome.clone(),
+            exit_code: evidence.exit_code,
+        });
+    }
+    match DateTime::parse_from_rfc3339(&evidence.finished_at) {
+        Ok(finished) => {
+            // A clock behind the report's reads as age zero, not as an error.
+            let age = (need.now - finished).to_std().unwrap_or(Duration::ZERO);
+            if age > need.max_age {
+                refusals.push(Refusal::Stale {
+                    age: human(age),
+                    finished_at: evidence.finished_at.clone(),
+                    max: human(need.max_age),
+                });
+            }
+        }
+        Err(error) => refusals.push(Refusal::NoTimestamp {
+            finished_at: evidence.finished_at.clone(),
+            reason: error.to_string(),
+        }),
+    }
+    refusals
+}
+
+fn short(checksum: &str) -> &str {
+    checksum.get(..12).unwrap_or(checksum)
+}
+
+/// `3 d 4 h`, `5 h 2 min`, `40 s`.
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// The database name an apply to `target` will use (libpq's default is the user).
+pub fn database_name(target: &Target) -> String {
+    let config = target.config();
+    config
+        .get_dbname()
+        .or_else(|| config.get_user())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(exit_code: i32, finished_at: &str) -> RehearsalEvidence {
+        RehearsalEvidence {
+            format: FORMAT.into(),
+            plan: "shop".into(),
+            plan_checksum: "abc".into(),
+            finished_at: finished_at.into(),
+            outcome: "success".into(),
+            exit_code,
+            target_identity: EvidenceTarget {
+                database: "app".into(),
+            },
+        }
+    }
+
+    fn need(now: &str) -> RehearsalRequirement<'static> {
+        RehearsalRequirement {
+            plan: "shop",
+            plan_checksum: "abc",
+            database: "app",
+            max_age: DEFAULT_MAX_AGE,
+            now: DateTime::parse_from_rfc3339(now).expect("a valid timestamp"),
+        }
+    }
+
+    #[test]
+    fn a_fresh_passing_matching_rehearsal_is_accepted() {
+        let ok = evidence(0, "2024-05-01T10:00:00+02:00");
+        assert!(refusals(&ok, &need("2024-05-03T10:00:00+00:00")).is_empty());
+        // A report from a clock ahead of ours is not stale.
+        assert!(refusals(&ok, &need("2024-04-30T10:00:00+00:00")).is_empty());
+    }
+
+    #[test]
+    fn each_reason_is_reported() {
+        let old_and_failed = evidence(13, "2024-01-01T00:00:00+00:00");
+        let found = refusals(&old_and_failed, &need("2024-05-03T00:00:00+00:00"));
+        assert!(matches!(found[0], Refusal::Failed { exit_code: 13, .. }));
+        assert!(matches!(&found[1], Refusal::Stale { age, .. } if age.starts_with("123 d")));
+        let mut other = evidence(0, "2024-05-01T00:00:00+00:00");
+        other.plan_checksum = "def".into();
+        other.target_identity.database = "staging".into();
+        let found = refusals(&other, &need("2024-05-01T01:00:00+00:00"));
+        assert_eq!(found.len(), 2);
+        assert!(found[0]
+            .to_string()
+            .starts_with("mismatched: the plan changed"));
+        assert!(found[1].to_string().contains("`staging`"));
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MB");
+        assert_eq!(human(Duration::from_secs(90)), "1 min 30 s");
+    }
+}

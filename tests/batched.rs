@@ -1,0 +1,241 @@
+//! Batched mode (`mode = "batched"` on `memoir.split_chapters`): every batch commits
+//! with its checkpoint, a failed or killed run resumes after the last committed batch,
+//! and the final rows equal those of a clean atomic run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use planrun_engine::exit_codes;
+use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tests::{describe, planrun, repo_path, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+/// The memoir plan, copied with the split step's params replaced.
+fn memoir_plan(split_params: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_path("plans/memoir.toml")).unwrap();
+    let original = r#"params = { on_invalid = "fail" }"#;
+    assert!(text.contains(original));
+    std::fs::write(
+        dir.path().join("memoir.toml"),
+        text.replace(original, &format!("params = {{ {split_params} }}")),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("memoir")).unwrap();
+    for entry in std::fs::read_dir(repo_path("plans/memoir")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("memoir").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn legacy_db(chapters: usize) -> TestDb {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 11, chapters, ImagesType::Jsonb).unwrap();
+    db
+}
+
+fn apply(dir: &Path, db: &TestDb) -> std::process::Output {
+    planrun(
+        PLANRUN,
+        dir,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ],
+        &[],
+    )
+}
+
+/// What the migration produced, independent of serial ids and timestamps.
+fn digest(db: &TestDb) -> (String, String, String) {
+    (
+        db.scalar(
+            "SELECT md5(string_agg(chapter_id || ':' || position || ':' || content || ':' || coalesce(image::text, '-'), '|' \
+             ORDER BY chapter_id, position)) FROM chapter_sections",
+        ),
+        db.scalar("SELECT md5(string_agg(id || ':' || coalesce(cover_image::text, '-'), '|' ORDER BY id)) FROM chapters"),
+        db.scalar(
+            "SELECT md5(string_agg(m.chapter_id || ':' || coalesce(s.position::text, 'cover') || ':' || m.url || ':' || \
+             coalesce(m.caption, '-') || ':' || m.meta::text, '|' ORDER BY m.chapter_id, s.position NULLS FIRST)) \
+             FROM memoir_images m LEFT JOIN chapter_sections s ON s.id = m.section_id",
+        ),
+    )
+}
+
+fn clean_run_digest(chapters: usize) -> (String, String, String) {
+    let db = legacy_db(chapters);
+    let output = planrun(
+        PLANRUN,
+        &repo_path(""),
+        &[
+            "apply",
+            "plans/memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    digest(&db)
+}
+
+#[test]
+fn batched_split_gives_the_rows_of_an_atomic_run() {
+    let db = legacy_db(700);
+    let plan = memoir_plan(r#"on_invalid = "fail", mode = "batched", batch_size = 97"#);
+    let output = apply(plan.path(), &db);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("batched: 8 batches of up to 97 rows"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM planrun.checkpoints"),
+        "0",
+        "a finished stage leaves no checkpoint"
+    );
+    assert_eq!(digest(&db), clean_run_digest(700));
+}
+
+#[test]
+fn a_failed_batch_keeps_earlier_batches_and_the_rerun_resumes() {
+    let db = legacy_db(500);
+    db.execute(r#"UPDATE chapters SET images = '[{"url": 5}]' WHERE id = 260"#);
+    let plan = memoir_plan(r#"on_invalid = "fail", mode = "batched", batch_size = 50"#);
+    let failed = apply(plan.path(), &db);
+    assert_eq!(
+        failed.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&failed)
+    );
+    let text = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert!(
+        text.contains("id 260") && text.contains("images[0].url"),
+        "{text}"
+    );
+    assert!(
+        text.contains("5 batches committed before this one; a re-run resumes after key 250"),
+        "{text}"
+    );
+    assert_eq!(db.scalar("SELECT last_key FROM planrun.checkpoints"), "250");
+    assert_eq!(
+        db.scalar("SELECT max(chapter_id) <= 250 FROM chapter_sections"),
+        "t"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT chapter_id) > 200 FROM chapter_sections"),
+        "t"
+    );
+    let status = planrun(
+        PLANRUN,
+        plan.path(),
+        &["status", "memoir.toml", "--database-url", &db.url],
+        &[],
+    );
+    let status_text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status_text.contains("partial"), "{status_text}");
+    assert!(
+        status_text.contains("5 batches committed, 250 of 500 rows read"),
+        "{status_text}"
+    );
+
+    // Repair the row the way it was meant to be, then finish.
+    let original = planrun_memoir::generate::chapter(11, 259).images;
+    db.client()
+        .execute(
+            "UPDATE chapters SET images = $1::text::jsonb WHERE id = 260",
+            &[&original],
+        )
+        .unwrap();
+    let resumed = apply(plan.path(), &db);
+    assert_eq!(resumed.status.code(), Some(0), "{}", describe(&resumed));
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout).contains("resumed after key 250"),
+        "{}",
+        describe(&resumed)
+    );
+    assert_eq!(digest(&db), clean_run_digest(500));
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_batched_split_loses_and_doubles_nothing() {
+    let db = legacy_db(3_000);
+    let plan =
+        memoir_plan(r#"on_invalid = "fail", mode = "batched", batch_size = 150, pause = "60ms""#);
+    let mut child = Command::new(PLANRUN)
+        .args([
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ])
+        .current_dir(plan.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ledger_ready =
+            db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t";
+        let batches = if ledger_ready {
+            db.column("SELECT batches FROM planrun.checkpoints")
+        } else {
+            Vec::new()
+        };
+        if batches
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|b| b.parse::<i64>().ok())
+            .unwrap_or(0)
+            >= 3
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batched stage never committed three batches"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "planrun finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let last_key: i64 = db
+        .scalar("SELECT last_key FROM planrun.checkpoints")
+        .parse()
+        .unwrap();
+    assert!(last_key < 3_000, "killed before the end");
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM chapter_sections WHERE chapter_id > {last_key}"
+        )),
+        "0",
+        "the database holds exactly the committed batches"
+    );
+    let resumed = apply(plan.path(), &db);
+    assert_eq!(resumed.status.code(), Some(0), "{}", describe(&resumed));
+    assert_eq!(digest(&db), clean_run_digest(3_000));
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'split_chapters' AND status = 'applied'"), "1");
+}

@@ -1,0 +1,388 @@
+//! `planrun rehearse` and `apply --require-rehearsal` through the binary: the
+//! rehearsal copies the target into a throwaway cluster and leaves the target as it
+//! was, reports a failing stage as apply does, rehearses the memoir plan on generated
+//! data, and its report gates a production apply.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use planrun_engine::exit_codes;
+use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tests::{describe, planrun, repo_root, scenario, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+const CUSTOMERS: &str = "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL);
+                         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 25) g;";
+
+fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--database-url", &db.url]);
+    planrun(PLANRUN, dir, &all, &[])
+}
+
+/// Rehearses `plan` (from `dir`) into `reports`, returning the output and the one
+/// report file written.
+fn rehearse(
+    dir: &Path,
+    plan: &str,
+    db: &TestDb,
+    reports: &Path,
+    extra: &[&str],
+) -> (Output, PathBuf) {
+    let reports_arg = reports.to_string_lossy().into_owned();
+    let mut args = vec!["rehearse", plan, "--report-dir", &reports_arg];
+    args.extend(extra);
+    let output = run(dir, db, &args);
+    let files: Vec<PathBuf> = std::fs::read_dir(reports)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        files.len(),
+        1,
+        "one report file: {files:?}\n{}",
+        describe(&output)
+    );
+    (output, files.into_iter().next().expect("checked above"))
+}
+
+fn read_json(file: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(file).expect("the report is readable"))
+        .expect("the report is JSON")
+}
+
+fn has_planrun_schema(db: &TestDb) -> bool {
+    db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'planrun'") != "0"
+}
+
+/// The copy's server is gone once the rehearsal has ended.
+fn assert_copy_removed(report: &serde_json::Value) {
+    let url = report["copy"]["url"].as_str().expect("the copy's URL");
+    assert!(
+        postgres::Client::connect(url, postgres::NoTls).is_err(),
+        "the throwaway copy at {url} still accepts connections"
+    );
+}
+
+#[test]
+fn a_rehearsal_leaves_the_target_exactly_as_it_was() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let reports = tempfile::tempdir().unwrap();
+    let before = db.dump();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        before,
+        db.dump(),
+        "the target's schema and data are unchanged"
+    );
+    assert!(!has_planrun_schema(&db), "no ledger on the target");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("lock waits"), "{}", describe(&output));
+    assert!(
+        stdout.contains("--require-rehearsal"),
+        "{}",
+        describe(&output)
+    );
+
+    let report = read_json(&file);
+    assert_eq!(report["format"], "planrun-rehearsal/1");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["target_identity"]["database"], "planrun_test");
+    assert_eq!(
+        report["target_identity"]["tables"],
+        serde_json::json!([{"schema": "public", "table": "customers", "rows": 25}])
+    );
+    assert!(!report["target"].to_string().contains("password"));
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3);
+    for stage in stages {
+        assert_eq!(stage["status"], "applied", "{stage}");
+        assert!(stage["lock_waits"].is_u64());
+        assert!(stage["estimated_target_ms"].is_u64());
+    }
+    assert_eq!(stages[1]["rows_affected"], 25);
+    assert_eq!(
+        report["run"]["stages"][1]["verifications"][0]["passed"],
+        true
+    );
+    assert_copy_removed(&report);
+}
+
+#[test]
+fn a_failing_stage_in_rehearsal_is_reported_as_apply_reports_it() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("03_total.sql"),
+        "ALTER TABLE orders ADD COLUMN total numeric;\n-- the next line is wrong\nUPDATE orders SET total = no_such_column * 10;\n",
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let before = db.dump();
+    let (output, file) = rehearse(
+        dir.path(),
+        "plan.toml",
+        &db,
+        reports.path(),
+        &["--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let written = read_json(&file);
+    assert_eq!(printed, written, "--format json prints the report file");
+    assert_eq!(written["outcome"], "step_failed");
+    assert_eq!(written["exit_code"], exit_codes::STEP_FAILED);
+    assert_eq!(written["stages"][2]["status"], "failed");
+    let error = &written["run"]["stages"][2]["error"];
+    assert_eq!(error["file"], "03_total.sql");
+    assert_eq!(error["line"], 3);
+    assert_eq!(error["column"], 27);
+    assert_eq!(error["sqlstate"], "42703");
+    assert_eq!(
+        before,
+        db.dump(),
+        "a failed rehearsal changes nothing either"
+    );
+    assert!(!has_planrun_schema(&db));
+    assert_copy_removed(&written);
+}
+
+#[test]
+fn the_memoir_plan_rehearses_cleanly_on_generated_data() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    let loaded = load_legacy(&mut client, 11, 300, ImagesType::Jsonb).unwrap();
+    drop(client);
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        reports.path(),
+        &["--format", "json"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = read_json(&file);
+    assert_eq!(report["outcome"], "success");
+    let checksum = report["plan_checksum"].as_str().unwrap();
+    assert_eq!(checksum.len(), 64, "{checksum}");
+    let tables = report["target_identity"]["tables"].as_array().unwrap();
+    let chapters = tables
+        .iter()
+        .find(|t| t["table"] == "chapters")
+        .expect("chapters is counted");
+    assert_eq!(chapters["rows"], loaded.chapters);
+    assert_eq!(report["estimate"]["scale"], 1.0);
+    let applied: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "applied")
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "sections_schema",
+            "split_chapters",
+            "images_schema",
+            "collect_images"
+        ]
+    );
+    for stage in report["stages"].as_array().unwrap() {
+        assert_eq!(stage["verifications_failed"], 0, "{stage}");
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name = 'content'"),
+        "1",
+        "the target keeps its legacy columns"
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.chapter_sections') IS NULL"),
+        "t"
+    );
+    assert_copy_removed(&report);
+}
+
+#[test]
+fn require_rehearsal_accepts_a_fresh_passing_matching_report_and_refuses_the_rest() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = read_json(&file);
+    let edited = tempfile::tempdir().unwrap();
+    let variant = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut copy = report.clone();
+        edit(&mut copy);
+        let path = edited.path().join(name);
+        std::fs::write(&path, copy.to_string()).unwrap();
+        path
+    };
+    let apply_with = |file: &Path| {
+        run(
+            dir.path(),
+            &db,
+            &[
+                "apply",
+                "plan.toml",
+                "--no-backup",
+                "--require-rehearsal",
+                &file.to_string_lossy(),
+            ],
+        )
+    };
+    let refused = |output: &Output, why: &str| {
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::REHEARSAL_REQUIRED),
+            "{}",
+            describe(output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(why),
+            "expected `{why}`: {}",
+            describe(output)
+        );
+        assert!(stderr.contains("planrun rehearse"), "{}", describe(output));
+        assert!(!has_planrun_schema(&db), "a refused apply touches nothing");
+    };
+
+    let stale = variant("stale.json", &|r| {
+        r["finished_at"] = "2020-01-01T00:00:00+00:00".into();
+    });
+    refused(&apply_with(&stale), "stale:");
+    let failed = variant("failed.json", &|r| {
+        r["exit_code"] = exit_codes::STEP_FAILED.into();
+        r["outcome"] = "step_failed".into();
+    });
+    refused(&apply_with(&failed), "failed:");
+    let elsewhere = variant("elsewhere.json", &|r| {
+        r["target_identity"]["database"] = "staging".into();
+    });
+    refused(&apply_with(&elsewhere), "`staging`");
+
+    // The plan changes after its rehearsal: the report no longer vouches for it.
+    let sql = dir.path().join("03_total.sql");
+    let original = std::fs::read_to_string(&sql).unwrap();
+    std::fs::write(
+        &sql,
+        format!("{original}\n-- changed after the rehearsal\n"),
+    )
+    .unwrap();
+    refused(&apply_with(&file), "mismatched:");
+    std::fs::write(&sql, original).unwrap();
+
+    let accepted = apply_with(&file);
+    assert_eq!(accepted.status.code(), Some(0), "{}", describe(&accepted));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders WHERE total IS NOT NULL"),
+        "25"
+    );
+}
+
+#[test]
+fn max_rehearsal_age_in_the_plan_bounds_the_age() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let plan = dir.path().join("plan.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace("[plan]\n", "[plan]\nmax_rehearsal_age = \"1s\"\n"),
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    let output = run(
+        dir.path(),
+        &db,
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--require-rehearsal",
+            &file.to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REHEARSAL_REQUIRED),
+        "{}",
+        describe(&output)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_rehearsal_age 1 s"));
+}
+
+/// A stage that makes a second session wait for its lock (through `dblink`, so the
+/// wait is real and bounded by that session's lock_timeout) shows the wait.
+#[test]
+fn lock_waits_during_a_stage_are_counted_from_the_copy_log() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    if db.scalar("SELECT count(*) FROM pg_available_extensions WHERE name = 'dblink'") == "0" {
+        eprintln!("skipped: the dblink extension is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        r#"[plan]
+name = "waits"
+
+[[stage]]
+id = "quiet"
+[[stage.step]]
+sql = "CREATE TABLE notes (id int)"
+
+[[stage]]
+id = "contend"
+depends_on = ["quiet"]
+[[stage.step]]
+sql = """
+CREATE EXTENSION dblink;
+LOCK TABLE customers IN ACCESS EXCLUSIVE MODE;
+DO $$
+BEGIN
+  PERFORM dblink_exec(format('host=127.0.0.1 port=%s dbname=%s user=postgres',
+                             current_setting('port'), current_database()),
+                      'SET lock_timeout = ''500ms''; LOCK TABLE customers');
+EXCEPTION WHEN others THEN NULL;
+END $$;
+"""
+"#,
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = read_json(&file);
+    assert_eq!(report["stages"][0]["lock_waits"], 0, "{report:#}");
+    assert_eq!(report["stages"][1]["lock_waits"], 1, "{report:#}");
+    assert!(report["stages"][1]["lock_wait_samples"][0]
+        .as_str()
+        .unwrap()
+        .contains("AccessExclusiveLock"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("AccessExclusiveLock"));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_extension WHERE extname = 'dblink'"),
+        "0"
+    );
+}
