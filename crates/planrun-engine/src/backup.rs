@@ -7,14 +7,12 @@ use std::process::Command;
 use crate::connect::{redact, Target};
 use crate::error::EngineError;
 
-/// The `pg_dump` to use: `$PG_BIN/pg_dump`, the newest `/usr/lib/postgresql/*/bin`,
-/// else `pg_dump` on `PATH`. A newer client can dump an older server, not the reverse.
+/// The `pg_dump` to use: `$PG_BIN/pg_dump` when `PG_BIN` is set, else the newest
+/// `/usr/lib/postgresql/*/bin`, else `pg_dump` on `PATH`. A newer client can dump an older server, not the reverse.
 pub fn pg_tool(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BIN") {
-        let candidate = Path::new(&dir).join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
+    if let Some(dir) = std::env::var_os("PG_BIN").filter(|dir| !dir.is_empty()) {
+        // An explicit choice: no silent fallback to another installation.
+        return Path::new(&dir).join(name);
     }
     if let Ok(bin_dir) = planrun_tempdb::find_bin_dir() {
         let candidate = bin_dir.join(name);

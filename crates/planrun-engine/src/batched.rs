@@ -217,6 +217,7 @@ impl Runner<'_> {
                         }
                         other => plain_error(Some(name), other.to_string()),
                     };
+                    crate::run::explain_timeout(&mut failure, run, stage, &self.plan().timeouts);
                     failure.message.push_str(&format!(
                         " ({} batches committed before this one; a re-run resumes after key {})",
                         checkpoint.batches,
@@ -334,7 +335,7 @@ impl Runner<'_> {
     ) -> Result<StageReport, EngineError> {
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if stage_report.status == StageStatus::Failed {
-            self.record(conn, run.run_id, index, &stage_report, started_at)?;
+            self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
         }
         Ok(stage_report)
     }

@@ -15,6 +15,7 @@ pub mod rehearse;
 mod report;
 mod run;
 mod sql;
+mod watch;
 
 pub use checksum::normalise_line_endings;
 pub use connect::{redact, Source, Target};
@@ -24,3 +25,4 @@ pub use report::{
     CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
 };
 pub use run::{ApplyOptions, Observer, Runner, Silent};
+pub use watch::Blocker;

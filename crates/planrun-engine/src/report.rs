@@ -227,4 +227,7 @@ pub struct StageError {
     pub hint: Option<String>,
     /// The statement (or its first line) that failed.
     pub statement: Option<String>,
+    /// For a lock or statement timeout: the sessions that blocked this one.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub blocked_by: Vec<crate::watch::Blocker>,
 }

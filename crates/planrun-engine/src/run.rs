@@ -25,6 +25,7 @@ use crate::report::{
     CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
 };
 use crate::sql::{position_to_line_column, split_statements};
+use crate::watch::BlockerWatch;
 
 /// How `apply` runs.
 #[derive(Debug, Clone)]
@@ -91,6 +92,8 @@ pub(crate) struct RunState<'r> {
     /// Set once the backup is taken (or a stage has changed something).
     pub(crate) changed_anything: bool,
     pub(crate) backup_file: Option<String>,
+    /// Names the sessions that block a stage; `None` if it could not connect.
+    pub(crate) watch: Option<BlockerWatch>,
 }
 
 /// A plan ready to run: validated, ordered, with its registry.
@@ -375,7 +378,13 @@ impl<'a> Runner<'a> {
                 .collect(),
             changed_anything: false,
             backup_file: None,
+            watch: None,
         };
+        if !options.dry_run {
+            if let Ok(row) = conn.query_one("SELECT pg_backend_pid()", &[]) {
+                run.watch = BlockerWatch::start(target, &self.plan.name, row.get(0));
+            }
+        }
         let mut stopped = false;
         let mut committed: Vec<String> = Vec::new();
         for &(index, selected, ref why) in selection {
@@ -413,7 +422,14 @@ impl<'a> Runner<'a> {
                 continue;
             }
             observer.stage_started(stage);
-            let stage_report = self.run_stage(conn, &mut run, index)?;
+            let stage_report = match self.run_stage(conn, &mut run, index) {
+                Ok(stage_report) => stage_report,
+                Err(error) => {
+                    // Best effort: the connection may be what failed.
+                    let _ = ledger::finish_run(conn, run_id, "aborted", run.backup_file.as_deref());
+                    return Err(error);
+                }
+            };
             observer.stage_finished(&stage_report);
             let status = stage_report.status;
             report.stages.push(stage_report);
@@ -448,12 +464,16 @@ impl<'a> Runner<'a> {
         report.exit_code = report.outcome.exit_code();
         report.backup_file = run.backup_file;
         self.summarise(&mut report, &committed, options);
-        ledger::finish_run(
+        if let Err(error) = ledger::finish_run(
             conn,
             run_id,
             report.outcome.ledger_label(),
             report.backup_file.as_deref(),
-        )?;
+        ) {
+            report.summary.push(format!(
+                "the run's outcome could not be recorded in the ledger: {error}"
+            ));
+        }
         Ok(report)
     }
 
@@ -564,6 +584,10 @@ impl<'a> Runner<'a> {
         run: &mut RunState<'_>,
         index: usize,
     ) -> Result<StageReport, EngineError> {
+        if let Some(watch) = &run.watch {
+            // Blockers seen during an earlier stage are not this stage's.
+            watch.take();
+        }
         if let Some(batched) = batched_step(self, index)? {
             return self.run_batched_stage(conn, run, index, &batched);
         }
@@ -609,10 +633,27 @@ impl<'a> Runner<'a> {
         };
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if !committed && stage_report.status == StageStatus::Failed {
-            // The failure is recorded outside the rolled-back transaction, so status shows it.
-            self.record(conn, run.run_id, index, &stage_report, started_at)?;
+            self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
         }
         Ok(stage_report)
+    }
+
+    /// Records a failed stage outside its rolled-back transaction, so `status` shows
+    /// it. Best effort: when the connection itself is what failed, the report says so
+    /// instead of hiding the stage's own error behind the ledger's.
+    pub(crate) fn record_failure<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        index: usize,
+        stage_report: &mut StageReport,
+        started_at: SystemTime,
+    ) {
+        if let Err(error) = self.record(conn, run_id, index, stage_report, started_at) {
+            stage_report.note = Some(format!(
+                "the failure could not be recorded in the ledger: {error}"
+            ));
+        }
     }
 
     pub(crate) fn record<C: GenericClient>(
@@ -827,7 +868,8 @@ impl<'a> Runner<'a> {
                     stage_report.rows_quarantined += step_report.rows_quarantined.unwrap_or(0);
                     stage_report.steps.push(step_report);
                 }
-                Err(error) => {
+                Err(mut error) => {
+                    explain_timeout(&mut error, run, stage, &self.plan.timeouts);
                     stage_report.status = StageStatus::Failed;
                     stage_report.error = Some(*error);
                     return Ok(false);
@@ -958,6 +1000,50 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// Adds to a lock or statement timeout which sessions blocked the stage and which
+/// timeout fired, from the blocker watch.
+pub(crate) fn explain_timeout(
+    error: &mut StageError,
+    run: &RunState<'_>,
+    stage: &Stage,
+    plan_timeouts: &planrun_plan::Timeouts,
+) {
+    let timeout = match error.sqlstate.as_deref() {
+        Some("55P03") => "lock_timeout",
+        Some("57014") => "statement_timeout",
+        _ => return,
+    };
+    if let Some(watch) = &run.watch {
+        error.blocked_by = watch.take();
+    }
+    let timeouts = stage.timeouts.or(plan_timeouts);
+    let setting = match timeout {
+        "lock_timeout" => timeouts.lock_timeout,
+        _ => timeouts.statement_timeout,
+    };
+    let mut hint = format!(
+        "stage `{}` ran with {timeout} = {}",
+        stage.id,
+        setting.map_or_else(|| "the server default".to_owned(), |d| d.to_string())
+    );
+    match error.blocked_by.as_slice() {
+        [] => {}
+        blockers => {
+            let names: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+            error
+                .message
+                .push_str(&format!("; blocked by {}", names.join("; ")));
+            hint.push_str(
+                "; wait for the blocking session to finish, or end it, then run apply again",
+            );
+        }
+    }
+    error.hint = Some(match error.hint.take() {
+        Some(existing) => format!("{existing}; {hint}"),
+        None => hint,
+    });
+}
+
 pub(crate) fn plain_error(step: Option<&str>, message: String) -> StageError {
     StageError {
         step: step.map(str::to_owned),
@@ -969,6 +1055,7 @@ pub(crate) fn plain_error(step: Option<&str>, message: String) -> StageError {
         detail: None,
         hint: None,
         statement: None,
+        blocked_by: Vec::new(),
     }
 }
 
@@ -1002,6 +1089,7 @@ pub(crate) fn stage_error(
         detail: db.detail().map(redact),
         hint: db.hint().map(str::to_owned),
         statement,
+        blocked_by: Vec::new(),
     }
 }
 

@@ -253,11 +253,11 @@ impl Transform for SplitChapters {
     }
 }
 
+/// A batch's chapters: those split, by id, and those set aside.
+type SplitBatch = (Vec<(i64, SplitChapter)>, Vec<QuarantinedChapter>);
+
 /// Splits fetched `(id, content, images)` rows, failing on or setting aside invalid ones.
-fn split_rows(
-    rows: &[Row],
-    on_invalid: OnInvalid,
-) -> Result<(Vec<(i64, SplitChapter)>, Vec<QuarantinedChapter>), TransformError> {
+fn split_rows(rows: &[Row], on_invalid: OnInvalid) -> Result<SplitBatch, TransformError> {
     let mut batch: Vec<(i64, SplitChapter)> = Vec::with_capacity(rows.len());
     let mut set_aside: Vec<QuarantinedChapter> = Vec::new();
     for row in rows {

@@ -1,0 +1,113 @@
+//! Who blocks a stage: while an apply runs, a second connection polls
+//! `pg_blocking_pids()` for planrun's session, so that a stage failing on its
+//! `lock_timeout` can name the session that held the lock, which PostgreSQL's own
+//! message ("canceling statement due to lock timeout") does not.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::connect::Target;
+
+/// A session that blocked planrun's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub application_name: String,
+    pub user: String,
+    pub state: String,
+    /// Since when its transaction is open.
+    pub since: String,
+    /// Its current or last statement, shortened.
+    pub query: String,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} (application_name '{}', user {}, {}, transaction open since {}): {}",
+            self.pid, self.application_name, self.user, self.state, self.since, self.query
+        )
+    }
+}
+
+const POLL: Duration = Duration::from_millis(100);
+
+/// Polls for sessions blocking `pid` until dropped.
+pub struct BlockerWatch {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Blocker>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BlockerWatch {
+    /// Starts watching `pid`; `None` when the second connection cannot be opened
+    /// (the apply goes on, only without blocker names).
+    pub fn start(target: &Target, plan: &str, pid: i32) -> Option<BlockerWatch> {
+        let mut client = target.connect(&format!("planrun watch {plan}")).ok()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handle = {
+            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let rows = client.query(
+                        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                                coalesce(a.state, ''), \
+                                coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '-'), \
+                                left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) \
+                         FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid",
+                        &[&pid],
+                    );
+                    match rows {
+                        Ok(rows) if !rows.is_empty() => {
+                            let blockers = rows
+                                .iter()
+                                .map(|row| Blocker {
+                                    pid: row.get(0),
+                                    application_name: row.get(1),
+                                    user: row.get(2),
+                                    state: row.get(3),
+                                    since: row.get(4),
+                                    query: row.get(5),
+                                })
+                                .collect();
+                            if let Ok(mut slot) = seen.lock() {
+                                *slot = blockers;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                    std::thread::sleep(POLL);
+                }
+            })
+        };
+        Some(BlockerWatch {
+            stop,
+            seen,
+            handle: Some(handle),
+        })
+    }
+
+    /// The sessions last seen blocking, and forgets them (so the next stage starts clean).
+    pub fn take(&self) -> Vec<Blocker> {
+        self.seen
+            .lock()
+            .map(|mut slot| std::mem::take(&mut *slot))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for BlockerWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}

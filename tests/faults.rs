@@ -1,0 +1,425 @@
+//! Faults: timeouts that name who blocked, a killed planrun, a terminated session, a
+//! server stopped mid-stage, concurrent applies, and backups that cannot be taken.
+//! Each proves that what committed is exactly what the report says, and that a
+//! re-run finishes the job with nothing lost or doubled.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use planrun_engine::exit_codes;
+use planrun_tests::{describe, planrun, scenario, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+const CUSTOMERS: &str = "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL);
+                         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 25) g;";
+
+fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--database-url", &db.url]);
+    planrun(PLANRUN, dir, &all, &[])
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Polls `condition` every 10 ms for up to 30 s.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_apply(dir: &Path, db: &TestDb) -> std::process::Child {
+    Command::new(PLANRUN)
+        .args([
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The state a clean run of the shop plan leaves.
+fn shop_digest(db: &TestDb) -> String {
+    db.scalar("SELECT md5(string_agg(id || ':' || customer_id || ':' || coalesce(total::text, '-'), ',' ORDER BY id)) FROM orders")
+}
+
+#[test]
+fn a_lock_timeout_names_the_blocking_session_and_nothing_after_it_runs() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let plan = std::fs::read_to_string(dir.path().join("plan.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        plan.replace("lock_timeout = \"2s\"", "lock_timeout = \"1s\""),
+    )
+    .unwrap();
+    let mut blocker = postgres::Client::connect(
+        &format!("{}?application_name=nightly-report", db.url),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let mut tx = blocker.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let blocker_pid: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+
+    let output = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    tx.rollback().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = &report["stages"][0]["error"];
+    assert_eq!(error["sqlstate"], "55P03", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("blocked by pid {blocker_pid}")),
+        "{message}"
+    );
+    assert!(message.contains("nightly-report"), "{message}");
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("lock_timeout = 1s"),
+        "{error}"
+    );
+    assert_eq!(report["stages"][1]["status"], "not_run");
+    assert_eq!(report["stages"][2]["status"], "not_run");
+    assert!(db.column("SELECT to_regclass('public.orders')")[0].is_none());
+}
+
+#[test]
+fn a_statement_timeout_stops_the_stage_instead_of_hanging() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let plan = std::fs::read_to_string(dir.path().join("plan.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        plan.replace(
+            "id = \"load_orders\"\n",
+            "id = \"load_orders\"\nstatement_timeout = \"300ms\"\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("02_load.sql"), "SELECT pg_sleep(30);\n").unwrap();
+    let started = Instant::now();
+    let output = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout fired"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = &report["stages"][1]["error"];
+    assert_eq!(error["sqlstate"], "57014");
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("statement_timeout = 300ms"),
+        "{error}"
+    );
+    assert_eq!(report["stages"][0]["status"], "applied");
+    assert_eq!(report["stages"][2]["status"], "not_run");
+}
+
+#[test]
+fn sigkill_mid_stage_keeps_exactly_the_committed_stages_and_a_rerun_finishes() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("03_total.sql"),
+        "ALTER TABLE orders ADD COLUMN total numeric;\nUPDATE orders SET total = customer_id * 10;\nSELECT pg_sleep(30);\n",
+    )
+    .unwrap();
+    let mut child = spawn_apply(dir.path(), &db);
+    wait_until("the last stage is running", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()") == "1"
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("the killed session is gone", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()") == "0"
+    });
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders"),
+        "25",
+        "stages 1 and 2 committed"
+    );
+    assert!(
+        db.column("SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'total'").is_empty(),
+        "stage 3 rolled back with the dead session"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        "0",
+        "no stuck lock"
+    );
+
+    std::fs::write(dir.path().join("03_total.sql"), "ALTER TABLE orders ADD COLUMN total numeric;\nUPDATE orders SET total = customer_id * 10;\n").unwrap();
+    let rerun = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--allow-drift"],
+    );
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    let clean = TestDb::new();
+    clean.execute(CUSTOMERS);
+    let clean_dir = scenario("shop");
+    assert_eq!(
+        run(
+            clean_dir.path(),
+            &clean,
+            &["apply", "plan.toml", "--no-backup"]
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(shop_digest(&db), shop_digest(&clean));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'"),
+        "3"
+    );
+}
+
+#[test]
+fn a_terminated_session_is_a_clear_error_naming_the_stage_and_what_committed() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "SELECT pg_sleep(30);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
+    )
+    .unwrap();
+    let child = spawn_apply(dir.path(), &db);
+    wait_until("stage 2 is running", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
+            == "1"
+    });
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'");
+    let output = child.wait_with_output().unwrap();
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("load_orders"), "names the stage: {text}");
+    assert!(
+        text.contains("create_orders"),
+        "says what committed: {text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers;\n",
+    )
+    .unwrap();
+    let rerun = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--allow-drift"],
+    );
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders"),
+        "25",
+        "nothing lost or doubled"
+    );
+}
+
+#[test]
+fn a_server_stopped_mid_stage_and_restarted_loses_nothing() {
+    let mut db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "SELECT pg_sleep(30);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
+    )
+    .unwrap();
+    let child = spawn_apply(dir.path(), &db);
+    wait_until("stage 2 is running", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
+            == "1"
+    });
+    db.cluster
+        .stop(planrun_tempdb::StopMode::Immediate)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = format!(
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("load_orders") || text.contains("connection"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    db.cluster.restart().unwrap();
+
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers;\n",
+    )
+    .unwrap();
+    let rerun = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--allow-drift"],
+    );
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    assert_eq!(db.scalar("SELECT count(*) FROM orders"), "25");
+    assert_eq!(
+        db.scalar("SELECT string_agg(stage_id || ':' || status, ',' ORDER BY id) FROM planrun.stage_results WHERE status = 'applied'"),
+        "create_orders:applied,load_orders:applied,add_total:applied"
+    );
+}
+
+fn concurrent_applies(count: usize) {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let children: Vec<_> = (0..count)
+        .map(|_| {
+            Command::new(PLANRUN)
+                .args([
+                    "apply",
+                    "plan.toml",
+                    "--no-backup",
+                    "--lock-wait",
+                    "60",
+                    "--database-url",
+                    &db.url,
+                ])
+                .current_dir(dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            matches!(output.status.code(), Some(0) | Some(exit_codes::LOCKED)),
+            "{}",
+            describe(&output)
+        );
+    }
+    assert_eq!(
+        db.scalar("SELECT string_agg(stage_id || ':' || n, ',' ORDER BY stage_id) FROM \
+                   (SELECT stage_id, count(*) n FROM planrun.stage_results WHERE status = 'applied' GROUP BY stage_id) s"),
+        "add_total:1,create_orders:1,load_orders:1",
+        "each stage applied exactly once"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM orders"), "25");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM planrun.runs"),
+        count.to_string()
+    );
+}
+
+#[test]
+fn two_concurrent_applies_apply_each_stage_once() {
+    concurrent_applies(2);
+}
+
+#[test]
+fn ten_concurrent_applies_apply_each_stage_once() {
+    concurrent_applies(10);
+}
+
+#[test]
+fn a_backup_that_cannot_be_taken_stops_everything() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let before = db.dump();
+
+    let empty = tempfile::tempdir().unwrap();
+    let missing = planrun(
+        PLANRUN,
+        dir.path(),
+        &["apply", "plan.toml", "--database-url", &db.url],
+        &[("PG_BIN", empty.path().to_str().unwrap())],
+    );
+    assert_eq!(
+        missing.status.code(),
+        Some(exit_codes::BACKUP_FAILED),
+        "{}",
+        describe(&missing)
+    );
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("pg_dump"),
+        "{}",
+        describe(&missing)
+    );
+
+    let not_a_directory = dir.path().join("a-file");
+    std::fs::write(&not_a_directory, "").unwrap();
+    let unwritable = run(
+        dir.path(),
+        &db,
+        &[
+            "apply",
+            "plan.toml",
+            "--backup-dir",
+            not_a_directory.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        unwritable.status.code(),
+        Some(exit_codes::BACKUP_FAILED),
+        "{}",
+        describe(&unwritable)
+    );
+    assert!(
+        String::from_utf8_lossy(&unwritable.stderr).contains("cannot create backup directory"),
+        "{}",
+        describe(&unwritable)
+    );
+
+    assert_eq!(db.column("SELECT to_regclass('public.orders')::text"), [None], "no stage ran");
+    assert!(before.contains("INSERT INTO public.customers VALUES (25, 'c25')"));
+    assert_eq!(db.scalar("SELECT count(*) FROM customers"), "25");
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.stage_results"), "0");
+}
