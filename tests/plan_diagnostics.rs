@@ -224,3 +224,37 @@ fn the_memoir_plan_is_valid_with_the_shipped_transforms() {
         panic!("{}", render_diagnostic(&errors));
     }
 }
+
+/// Every file in `tests/plans/malformed/` is rejected with diagnostics whose labels
+/// point inside the file; the rendered diagnostics are snapshotted per file.
+#[test]
+fn the_malformed_plan_corpus_is_rejected_with_diagnostics() {
+    let dir = repo_path("tests/plans/malformed");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let errors = match Plan::parse(&path, text.clone(), Some(&Catalog)) {
+            Ok(_) => panic!("{} should be rejected", path.display()),
+            Err(errors) => errors,
+        };
+        assert!(!errors.problems.is_empty());
+        for problem in &errors.problems {
+            for (span, _) in &problem.labels {
+                assert!(
+                    span.end <= text.len(),
+                    "{}: label {span:?} outside the file",
+                    path.display()
+                );
+            }
+        }
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_snapshot!(format!("malformed_{name}"), rendered(&errors));
+    }
+}
