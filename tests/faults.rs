@@ -418,7 +418,11 @@ fn a_backup_that_cannot_be_taken_stops_everything() {
         describe(&unwritable)
     );
 
-    assert_eq!(db.column("SELECT to_regclass('public.orders')::text"), [None], "no stage ran");
+    assert_eq!(
+        db.column("SELECT to_regclass('public.orders')::text"),
+        [None],
+        "no stage ran"
+    );
     assert!(before.contains("INSERT INTO public.customers VALUES (25, 'c25')"));
     assert_eq!(db.scalar("SELECT count(*) FROM customers"), "25");
     assert_eq!(db.scalar("SELECT count(*) FROM planrun.stage_results"), "0");
