@@ -187,6 +187,7 @@ fn graph_status(plan: &Plan, connection: &ConnectionArgs) -> Result<GraphStatus,
                 "skipped" => StageState::Skipped,
                 "failed" => StageState::Failed,
                 "drifted" => StageState::Drifted,
+                "partial" => StageState::Partial,
                 _ => StageState::Pending,
             };
             (line.id, state)

@@ -1,5 +1,5 @@
 //! The run report: one serde model that the CLI renders as a table on a terminal
-//! and as JSON with `--format json` (fields documented in `docs/reports.md`).
+//! and as JSON with `--format json` (fields documented in `docs/exit-codes.md`).
 
 use std::collections::BTreeMap;
 
