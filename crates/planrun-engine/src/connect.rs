@@ -75,11 +75,12 @@ impl Target {
 
     /// Parses a URL or key=value connection string.
     pub fn parse(text: &str, source: Source) -> Result<Target, EngineError> {
-        let redacted = redact(text);
+        let password = url_password(text);
+        let redacted = scrub(&redact(text), password);
         let (rest, sslmode, root_cert) = take_tls_settings(text);
         let config = Config::from_str(&rest).map_err(|error| EngineError::BadConnectionString {
             target: redacted.clone(),
-            reason: redact(&error.to_string()),
+            reason: scrub(&redact(&error.to_string()), password),
         })?;
         let tls = parse_tls_mode(sslmode.as_deref().unwrap_or("prefer"), &redacted)?;
         Ok(Target {
@@ -181,9 +182,10 @@ impl Target {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
+        let password = self.password();
         let cannot_connect = |reason: String| EngineError::CannotConnect {
             target: self.redacted.clone(),
-            reason: redact(&reason),
+            reason: scrub(&redact(&reason), password.as_deref()),
         };
         if self.tls == TlsMode::Disable {
             config.ssl_mode(SslMode::Disable);
@@ -193,19 +195,25 @@ impl Target {
         }
         let mut builder = SslConnector::builder(SslMethod::tls_client())
             .map_err(|error| cannot_connect(format!("cannot set up TLS: {error}")))?;
-        match self.tls {
-            TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                builder.set_verify(SslVerifyMode::PEER);
-                match &self.root_cert {
-                    Some(file) => builder.set_ca_file(file).map_err(|error| {
-                        cannot_connect(format!("cannot read sslrootcert {file}: {error}"))
-                    })?,
-                    None => builder.set_default_verify_paths().map_err(|error| {
-                        cannot_connect(format!("cannot load the system CA certificates: {error}"))
-                    })?,
-                }
+        // As in libpq, `require` with an explicit `sslrootcert` verifies the chain
+        // like `verify-ca` (and `pg_dump`, handed the same settings, does so too).
+        let verify_chain = match self.tls {
+            TlsMode::VerifyCa | TlsMode::VerifyFull => true,
+            TlsMode::Require => self.root_cert.is_some(),
+            TlsMode::Disable | TlsMode::Prefer => false,
+        };
+        if verify_chain {
+            builder.set_verify(SslVerifyMode::PEER);
+            match &self.root_cert {
+                Some(file) => builder.set_ca_file(file).map_err(|error| {
+                    cannot_connect(format!("cannot read sslrootcert {file}: {error}"))
+                })?,
+                None => builder.set_default_verify_paths().map_err(|error| {
+                    cannot_connect(format!("cannot load the system CA certificates: {error}"))
+                })?,
             }
-            _ => builder.set_verify(SslVerifyMode::NONE),
+        } else {
+            builder.set_verify(SslVerifyMode::NONE);
         }
         let mut connector = MakeTlsConnector::new(builder.build());
         let verify_hostname = self.tls == TlsMode::VerifyFull;
@@ -258,9 +266,14 @@ fn take_tls_settings(text: &str) -> (String, Option<String>, Option<String>) {
     let mut sslmode = None;
     let mut root_cert = None;
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        let Some((base, query)) = text.split_once('?') else {
+        // The query starts at the first `?` after the credentials, which run to the
+        // first `@` and may hold an unencoded `?` in the password.
+        let after_credentials = text.find('@').map_or(0, |at| at + 1);
+        let Some(question) = text[after_credentials..].find('?') else {
             return (text.to_owned(), None, None);
         };
+        let (base, query) = text.split_at(after_credentials + question);
+        let query = &query[1..];
         let kept: Vec<&str> = query
             .split('&')
             .filter(|pair| {
@@ -310,52 +323,116 @@ fn dotenv_database_url(path: &Path) -> Option<String> {
 }
 
 /// Replaces the password in a URL (`postgres://user:secret@host`) or key=value string
-/// (`password=secret`) with `***`. Text without a password is returned unchanged.
+/// (`password=secret`, `password = 'a b'`) with `***`. Text without a password is
+/// returned unchanged.
+///
+/// The credentials of a URL run to its first `@`, as the `postgres` crate (and libpq)
+/// read them, so a password holding an unencoded `/`, `?`, `#` or space is still
+/// hidden. When unsure (an `@` later on the same line after a URL without user), this
+/// hides too much rather than too little.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(scheme_at) = rest.find("://") {
         let (head, tail) = rest.split_at(scheme_at + 3);
         out.push_str(head);
-        let authority_end = tail
-            .find(['/', '?', ' ', '\n', '"', '\''])
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
+        // The credentials end at the first `@` on this line, unless another URL
+        // starts first.
+        let line_end = tail.find(['\n', '\r']).unwrap_or(tail.len());
+        let next_url = tail[..line_end].find("://").unwrap_or(line_end);
+        let credentials_end = tail[..next_url].find('@');
+        match credentials_end {
+            Some(at) if tail[..at].contains(':') => {
+                let colon = tail[..at].find(':').expect("checked above");
+                out.push_str(&tail[..colon]);
                 out.push_str(":***");
-                out.push_str(&authority[at..]);
+                rest = &tail[at..];
             }
-            _ => out.push_str(authority),
+            Some(at) => {
+                out.push_str(&tail[..at]);
+                rest = &tail[at..];
+            }
+            None => rest = tail,
         }
-        rest = &tail[authority_end..];
     }
     out.push_str(rest);
     redact_key_value(&out)
 }
 
 fn redact_key_value(text: &str) -> String {
+    const KEY: &str = "password";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("password=") {
-        let starts_word = at == 0 || rest[..at].ends_with([' ', '&', '?', '\t']);
-        let (head, tail) = rest.split_at(at + "password=".len());
+    while let Some(at) = rest.find(KEY) {
+        let before = &rest[..at];
+        let starts_word = before.is_empty()
+            || before.ends_with(|c: char| c.is_whitespace() || c == '&' || c == '?');
+        let in_query = before.ends_with(['&', '?']);
+        let (head, tail) = rest.split_at(at + KEY.len());
         out.push_str(head);
-        if !starts_word {
+        let after_key = tail.trim_start();
+        let Some(after_equals) = after_key.strip_prefix('=').filter(|_| starts_word) else {
             rest = tail;
             continue;
-        }
-        let value_end = if let Some(quoted) = tail.strip_prefix('\'') {
-            quoted.find('\'').map_or(tail.len(), |end| end + 2)
+        };
+        let value = after_equals.trim_start();
+        out.push_str(&tail[..tail.len() - value.len()]);
+        let value_end = if let Some(quoted) = value.strip_prefix('\'') {
+            // A quoted value, with backslash escapes as libpq reads them.
+            let mut end = value.len();
+            let mut chars = quoted.char_indices();
+            while let Some((index, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '\'' => {
+                        end = index + 2;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            end
+        } else if in_query {
+            value
+                .find(|c: char| c == '&' || c.is_whitespace())
+                .unwrap_or(value.len())
         } else {
-            tail.find([' ', '&', '\n', '\t']).unwrap_or(tail.len())
+            value.find(char::is_whitespace).unwrap_or(value.len())
         };
         out.push_str("***");
-        rest = &tail[value_end..];
+        rest = &value[value_end..];
     }
     out.push_str(rest);
     out
+}
+
+/// Replaces every occurrence of `secret` (as given and percent-decoded) in `text` with
+/// `***`: the last line of defence for messages that echo the connection string.
+fn scrub(text: &str, secret: Option<&str>) -> String {
+    let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
+        return text.to_owned();
+    };
+    let mut out = text.replace(secret, "***");
+    let decoded =
+        url::form_urlencoded::parse(format!("v={}", secret.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned());
+    if let Some(decoded) = decoded.filter(|decoded| !decoded.is_empty() && decoded != secret) {
+        out = out.replace(&decoded, "***");
+    }
+    out
+}
+
+/// The password of a URL as the `postgres` crate reads it: after the first `:` of the
+/// text before the first `@`.
+fn url_password(text: &str) -> Option<&str> {
+    let rest = text
+        .strip_prefix("postgresql://")
+        .or_else(|| text.strip_prefix("postgres://"))?;
+    let credentials = &rest[..rest.find('@')?];
+    credentials.split_once(':').map(|(_, password)| password)
 }
 
 #[cfg(test)]
@@ -381,6 +458,53 @@ mod tests {
     }
 
     #[test]
+    fn passwords_with_url_delimiters_are_still_redacted() {
+        for (url, shown) in [
+            (
+                "postgresql://app:pa/ss@db/prod",
+                "postgresql://app:***@db/prod",
+            ),
+            (
+                "postgresql://app:p?w#x@db/prod",
+                "postgresql://app:***@db/prod",
+            ),
+            (
+                "postgresql://app:my secret@db/prod",
+                "postgresql://app:***@db/prod",
+            ),
+            ("postgres://app:a:b@db", "postgres://app:***@db"),
+        ] {
+            assert_eq!(redact(url), shown);
+            let target = Target::parse(url, Source::Flag).unwrap();
+            assert_eq!(target.to_string(), shown);
+        }
+        assert_eq!(
+            redact("host=db password = 's3 cr\\'et' user=app"),
+            "host=db password = *** user=app"
+        );
+        assert_eq!(
+            redact("postgresql://db/prod?password=s3cret&sslmode=require"),
+            "postgresql://db/prod?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("no_password=1 xpassword=2"),
+            "no_password=1 xpassword=2"
+        );
+        assert_eq!(
+            scrub("pw is s3%2Fcret or s3/cret", Some("s3%2Fcret")),
+            "pw is *** or ***"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_does_not_echo_its_password() {
+        let error = Target::parse("postgresql://app:s3cret@db:notaport/prod", Source::Flag)
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
     fn tls_settings_are_taken_out_of_the_url() {
         let (rest, mode, cert) = take_tls_settings(
             "postgresql://u@h/d?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
@@ -388,6 +512,9 @@ mod tests {
         assert_eq!(rest, "postgresql://u@h/d?application_name=x");
         assert_eq!(mode.as_deref(), Some("verify-full"));
         assert_eq!(cert.as_deref(), Some("/tmp/ca.pem"));
+        let (rest, mode, _) = take_tls_settings("postgresql://u:p?w@h/d?sslmode=require");
+        assert_eq!(rest, "postgresql://u:p?w@h/d");
+        assert_eq!(mode.as_deref(), Some("require"));
         let target =
             Target::parse("postgresql://u:pw@h/d?sslmode=verify-full", Source::Flag).unwrap();
         assert_eq!(target.sslmode(), "verify-full");

@@ -9,7 +9,9 @@
 //! go straight into `memoir_images` with binary COPY, one per batch; the table's unique
 //! indexes guard against anyone else inserting the same image meanwhile.
 
-use planrun_transform::{Transform, TransformContext, TransformError, TransformReport};
+use planrun_transform::{
+    DeferredConstraints, Transform, TransformContext, TransformError, TransformReport,
+};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::Transaction;
@@ -40,9 +42,20 @@ WHERE s.image IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM public.memoir_images m WHERE m.section_id = s.id)
 ORDER BY s.id";
 
+/// The same sources when `memoir_images` was empty at the start: nothing to skip, and
+/// without its indexes (deferred) an anti-join against it would only cost.
+const ALL_COVERS: &str = "
+SELECT c.id::bigint, c.id::bigint, c.cover_image::text
+FROM public.chapters c WHERE c.cover_image IS NOT NULL ORDER BY c.id";
+
+const ALL_SECTION_IMAGES: &str = "
+SELECT s.id, s.chapter_id, s.image::text
+FROM public.chapter_sections s WHERE s.image IS NOT NULL ORDER BY s.id";
+
 /// Which source a pass reads: its query, and how errors name the row.
 struct Source {
     query: &'static str,
+    query_all: &'static str,
     table: &'static str,
     column: &'static str,
     is_cover: bool,
@@ -50,6 +63,7 @@ struct Source {
 
 const COVER_SOURCE: Source = Source {
     query: COVERS,
+    query_all: ALL_COVERS,
     table: "chapters",
     column: "cover_image",
     is_cover: true,
@@ -57,6 +71,7 @@ const COVER_SOURCE: Source = Source {
 
 const SECTION_SOURCE: Source = Source {
     query: SECTION_IMAGES,
+    query_all: ALL_SECTION_IMAGES,
     table: "chapter_sections",
     column: "image",
     is_cover: false,
@@ -117,12 +132,31 @@ impl Transform for CollectImages {
         }
         context.progress.start(Some(total.max(0) as u64));
 
-        let covers = collect(transaction, &COVER_SOURCE, batch_rows, context.progress)?;
+        // On a first run memoir_images is empty: its keys and indexes are then built
+        // once after the load instead of row by row.
+        let deferred = DeferredConstraints::take(transaction, "public.memoir_images")?;
+        let all = deferred.is_some();
+        let covers = collect(
+            transaction,
+            &COVER_SOURCE,
+            all,
+            batch_rows,
+            context.progress,
+        )?;
         let sections = if with_sections {
-            collect(transaction, &SECTION_SOURCE, batch_rows, context.progress)?
+            collect(
+                transaction,
+                &SECTION_SOURCE,
+                all,
+                batch_rows,
+                context.progress,
+            )?
         } else {
             0
         };
+        if let Some(deferred) = deferred {
+            deferred.restore(transaction)?;
+        }
         context.progress.finish();
 
         report.rows_read = covers + sections;
@@ -171,10 +205,12 @@ fn check_schema(transaction: &mut Transaction<'_>) -> Result<bool, TransformErro
 fn collect(
     transaction: &mut Transaction<'_>,
     source: &Source,
+    all: bool,
     batch_rows: i32,
     progress: &dyn planrun_transform::Progress,
 ) -> Result<u64, TransformError> {
-    let portal = transaction.bind(source.query, &[])?;
+    let query = if all { source.query_all } else { source.query };
+    let portal = transaction.bind(query, &[])?;
     let mut added = 0;
     loop {
         let rows = transaction.query_portal(&portal, batch_rows)?;

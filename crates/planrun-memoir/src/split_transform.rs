@@ -11,7 +11,7 @@
 //! transaction and commits only after the plan's verification passes.
 
 use planrun_transform::{
-    BatchOutcome, Transform, TransformContext, TransformError, TransformReport,
+    BatchOutcome, DeferredConstraints, Transform, TransformContext, TransformError, TransformReport,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -108,6 +108,10 @@ impl Transform for SplitChapters {
                  ON COMMIT DROP;",
         )?;
 
+        // Usually chapter_sections is empty here (the plan checks it): its keys and
+        // indexes are then built once after the load instead of row by row.
+        let deferred = DeferredConstraints::take(transaction, "public.chapter_sections")?;
+
         let mut covers_written = 0u64;
         let portal = transaction.bind(
             "SELECT id::bigint, content::text, images::text FROM public.chapters ORDER BY id",
@@ -157,6 +161,13 @@ impl Transform for SplitChapters {
              WHERE c.id = v.chapter_id AND c.cover_image IS DISTINCT FROM v.cover;
              DROP TABLE pg_temp.memoir_split_covers;",
         )?;
+        if let Some(deferred) = deferred {
+            let count = deferred.len();
+            deferred.restore(transaction)?;
+            report.notes.push(format!(
+                "chapter_sections was empty: its {count} keys and indexes were built after the load"
+            ));
+        }
         context.progress.finish();
 
         report.notes.push(format!(

@@ -5,11 +5,13 @@
 //! the engine owns the transaction, the ledger and verification around it.
 
 mod batch;
+mod bulk;
 mod progress;
 mod registry;
 mod transform;
 
 pub use batch::{batch_settings, transform_params, BatchSettings, ENGINE_PARAMS};
+pub use bulk::{quote_identifier, DeferredConstraints};
 pub use progress::{NoProgress, Progress};
 pub use registry::Registry;
 pub use transform::{BatchOutcome, Transform, TransformContext, TransformError, TransformReport};
