@@ -66,8 +66,7 @@ pub fn parse_images(raw: Option<&str>) -> Result<Vec<Image>, InvalidImages> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
-    let value: Value = serde_json::from_str(raw)
-        .map_err(|e| InvalidImages::new("images", format!("not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(raw).map_err(|e| parse_error(raw, &e))?;
     match value {
         Value::Null => Ok(Vec::new()),
         Value::Array(elements) => elements
@@ -80,6 +79,98 @@ pub fn parse_images(raw: Option<&str>) -> Result<Vec<Image>, InvalidImages> {
             format!("expected an array or null, found {}", excerpt(&other)),
         )),
     }
+}
+
+/// How deep arrays and objects may nest: serde_json refuses the 128th level (its
+/// recursion limit, which keeps a hostile value from overflowing the stack), while
+/// PostgreSQL's own parser accepts thousands of levels, so a `jsonb` column can hold a
+/// value this migration cannot read.
+const MAX_DEPTH: usize = 127;
+
+/// The error for a value serde_json could not parse. Nesting beyond [`MAX_DEPTH`] is
+/// valid JSON, so it is not reported as "not valid JSON" but as too deep, at the element
+/// or member holding the nesting (`images[0].exif`), as every other rule names its place.
+fn parse_error(raw: &str, error: &serde_json::Error) -> InvalidImages {
+    if error.to_string().starts_with("recursion limit exceeded") {
+        if let Some(path) = too_deep_path(raw) {
+            return InvalidImages::new(
+                path,
+                format!(
+                    "arrays and objects nested more than {MAX_DEPTH} deep, which this migration cannot parse"
+                ),
+            );
+        }
+    }
+    InvalidImages::new("images", format!("not valid JSON: {error}"))
+}
+
+/// Where `raw` first nests arrays and objects more than [`MAX_DEPTH`] deep: the path to
+/// at most the element and its member (`images[0].exif`, `images[0][0]`), or `None` when
+/// it never does. A linear scan with a stack bounded by [`MAX_DEPTH`]; it assumes the
+/// JSON is well formed up to that point, which is where serde_json stopped.
+fn too_deep_path(raw: &str) -> Option<String> {
+    enum Frame {
+        Array(usize),
+        Object {
+            key: Option<String>,
+            awaiting_key: bool,
+        },
+    }
+    let bytes = raw.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Object { key, awaiting_key }) = stack.last_mut() {
+                    if *awaiting_key {
+                        let quoted = raw.get(start..=i).unwrap_or("");
+                        *key = Some(
+                            serde_json::from_str(quoted).unwrap_or_else(|_| quoted.to_owned()),
+                        );
+                        *awaiting_key = false;
+                    }
+                }
+            }
+            open @ (b'[' | b'{') => {
+                if stack.len() == MAX_DEPTH {
+                    let mut path = "images".to_owned();
+                    for frame in stack.iter().take(2) {
+                        match frame {
+                            Frame::Array(index) => path.push_str(&format!("[{index}]")),
+                            Frame::Object { key: Some(key), .. } => path = member_path(&path, key),
+                            Frame::Object { key: None, .. } => break,
+                        }
+                    }
+                    return Some(path);
+                }
+                stack.push(if open == b'[' {
+                    Frame::Array(0)
+                } else {
+                    Frame::Object {
+                        key: None,
+                        awaiting_key: true,
+                    }
+                });
+            }
+            b']' | b'}' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(index)) => *index += 1,
+                Some(Frame::Object { awaiting_key, .. }) => *awaiting_key = true,
+                None => {}
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn parse_element(index: usize, element: Value) -> Result<Image, InvalidImages> {
@@ -243,6 +334,32 @@ mod tests {
         assert!(text.ends_with("..."));
         assert_eq!(text.chars().count(), 43);
         assert_eq!(excerpt(&Value::Null), "null");
+    }
+
+    #[test]
+    fn nesting_beyond_the_parser_limit_names_the_element_and_member() {
+        let nested = |depth: usize| format!("{}0{}", "[".repeat(depth), "]".repeat(depth));
+        // The root array and the image object are two levels; `x` may add 125 more.
+        let images = |depth: usize| {
+            format!(
+                r#"["a", {{"url": "b", "odd key": 1, "x": {}}}]"#,
+                nested(depth)
+            )
+        };
+        assert!(parse_images(Some(&images(MAX_DEPTH - 2))).is_ok());
+        let e = parse_images(Some(&images(MAX_DEPTH - 1))).unwrap_err();
+        assert_eq!(e.path, "images[1].x");
+        assert!(e.reason.contains("nested more than 127 deep"), "{e}");
+
+        let e = parse_images(Some(&nested(10_000))).unwrap_err();
+        assert_eq!(e.path, "images[0][0]");
+        let e = parse_images(Some(&format!(r#"{{"k\"\\": [{}]}}"#, nested(200)))).unwrap_err();
+        assert_eq!(e.path, r#"images["k\"\\"][0]"#);
+        // Invalid JSON that is also deep is still reported as not valid JSON when it
+        // breaks before the limit.
+        let e = parse_images(Some(&format!("[1 2 {}", nested(200)))).unwrap_err();
+        assert_eq!(e.path, "images");
+        assert!(e.reason.starts_with("not valid JSON"), "{e}");
     }
 
     #[test]
