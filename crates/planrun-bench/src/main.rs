@@ -9,6 +9,7 @@
 //! cargo run --release -p planrun-bench -- --chapters 100000
 //! ```
 
+mod checks;
 mod data;
 mod floor;
 mod proto;
@@ -103,6 +104,13 @@ fn run(args: &Args) -> Result<(), String> {
     eprintln!("  collect floor (INSERT ... SELECT) ...");
     let collect = floor::collect_floor(&floor_a_url, &plan_dir)?;
 
+    eprintln!("  timing the captures and verifications ...");
+    let checks = checks::time_checks(
+        &plan,
+        &data::clone_database(&cluster, "checks_db")?,
+        &floor_a_url,
+    )?;
+
     let mut prototypes = Vec::new();
     if !args.no_prototypes {
         for variant in proto::Variant::ALL {
@@ -122,6 +130,7 @@ fn run(args: &Args) -> Result<(), String> {
         with_constraints: &with_constraints,
         constraints_after: &constraints_after,
         collect: &collect,
+        checks: &checks,
         prototypes: &prototypes,
     });
     eprintln!(

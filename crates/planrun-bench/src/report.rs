@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use planrun_memoir::legacy::ImagesType;
 
+use crate::checks::Check;
 use crate::data::Loaded;
 use crate::floor::{CollectFloor, ResultFiles, SplitFloor};
 use crate::proto::Phases;
@@ -20,6 +21,7 @@ pub struct Everything<'a> {
     pub with_constraints: &'a SplitFloor,
     pub constraints_after: &'a SplitFloor,
     pub collect: &'a CollectFloor,
+    pub checks: &'a [Check],
     pub prototypes: &'a [Phases],
 }
 
@@ -163,6 +165,26 @@ pub fn print(e: &Everything<'_>) {
         e.files.split.as_secs_f64(),
         e.files.encode.as_secs_f64()
     );
+
+    println!(
+        "\n(f) captures and verifications run alone (captures on the legacy data, verifications on the result)"
+    );
+    println!("{:<15} {:<8} {:>7}  name", "stage", "kind", "s");
+    for stage in ["split_chapters", "collect_images"] {
+        let mine = e.checks.iter().filter(|c| c.stage == stage);
+        let mut sum = Duration::ZERO;
+        for c in mine {
+            sum += c.duration;
+            println!(
+                "{:<15} {:<8} {:>7.2}  {}",
+                c.stage,
+                c.kind,
+                c.duration.as_secs_f64(),
+                c.name
+            );
+        }
+        println!("{stage:<15} {:<8} {:>7.2}", "total", sum.as_secs_f64());
+    }
 
     if e.prototypes.is_empty() {
         return;

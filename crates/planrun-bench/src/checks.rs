@@ -1,0 +1,87 @@
+//! Where a stage's time goes outside its transform: each capture and verification query
+//! of split_chapters and collect_images, timed alone. The JSON report only gives a stage's
+//! total, and at 100k chapters these checks cost more than the transform itself.
+//!
+//! Captures run on a fresh copy of the legacy data (the state they see in a real apply);
+//! verifications run on the floor database after its collect, which holds the same rows
+//! planrun writes, plus an empty quarantine table for the queries that read it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::data::{connect, db_error};
+use crate::floor::read_sql;
+
+/// One timed query.
+#[derive(Debug)]
+pub struct Check {
+    pub stage: String,
+    /// `capture` or `verify`.
+    pub kind: &'static str,
+    pub name: String,
+    pub duration: Duration,
+}
+
+/// The stages whose checks are timed: the two with a floor.
+const STAGES: [&str; 2] = ["split_chapters", "collect_images"];
+
+/// Times every capture on `legacy_url` and every verification on `after_url`.
+pub fn time_checks(plan: &Path, legacy_url: &str, after_url: &str) -> Result<Vec<Check>, String> {
+    let text = std::fs::read_to_string(plan)
+        .map_err(|e| format!("cannot read {}: {e}", plan.display()))?;
+    let plan_toml: toml::Table = text
+        .parse()
+        .map_err(|e| format!("cannot parse {}: {e}", plan.display()))?;
+    let plan_dir = plan.parent().unwrap_or(plan);
+    let session = read_sql(plan_dir, "memoir/session.sql")?;
+    let stages = plan_toml
+        .get("stage")
+        .and_then(toml::Value::as_array)
+        .ok_or("the plan has no stages")?;
+
+    let mut before = connect(legacy_url)?;
+    let mut after = connect(after_url)?;
+    before
+        .batch_execute(&session)
+        .map_err(db_error("session.sql"))?;
+    after
+        .batch_execute(&session)
+        .map_err(db_error("session.sql"))?;
+    after
+        .batch_execute(planrun_memoir::CREATE_QUARANTINE_TABLE)
+        .map_err(db_error("quarantine table"))?;
+
+    let mut checks = Vec::new();
+    for stage in stages {
+        let id = stage.get("id").and_then(toml::Value::as_str).unwrap_or("");
+        if !STAGES.contains(&id) {
+            continue;
+        }
+        for (key, kind) in [("capture", "capture"), ("verify", "verify")] {
+            let list = stage.get(key).and_then(toml::Value::as_array);
+            for check in list.into_iter().flatten() {
+                let name = check
+                    .get("name")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or("?");
+                let sql = check.get("sql").and_then(toml::Value::as_str).unwrap_or("");
+                let client = if kind == "capture" {
+                    &mut before
+                } else {
+                    &mut after
+                };
+                let t = Instant::now();
+                client
+                    .simple_query(sql)
+                    .map_err(|e| format!("{id} {kind} {name:?}: {e}"))?;
+                checks.push(Check {
+                    stage: id.to_owned(),
+                    kind,
+                    name: name.to_owned(),
+                    duration: t.elapsed(),
+                });
+            }
+        }
+    }
+    Ok(checks)
+}
