@@ -60,10 +60,16 @@ pub fn time_checks(plan: &Path, legacy_url: &str, after_url: &str) -> Result<Vec
         for (key, kind) in [("capture", "capture"), ("verify", "verify")] {
             let list = stage.get(key).and_then(toml::Value::as_array);
             for check in list.into_iter().flatten() {
-                let name = check
-                    .get("name")
-                    .and_then(toml::Value::as_str)
-                    .unwrap_or("?");
+                let names: Vec<&str> = check
+                    .get("names")
+                    .and_then(toml::Value::as_array)
+                    .map(|names| names.iter().filter_map(toml::Value::as_str).collect())
+                    .unwrap_or_default();
+                let name = match check.get("name").and_then(toml::Value::as_str) {
+                    Some(name) => name.to_owned(),
+                    None if !names.is_empty() => names.join(", "),
+                    None => "?".to_owned(),
+                };
                 let sql = check.get("sql").and_then(toml::Value::as_str).unwrap_or("");
                 let client = if kind == "capture" {
                     &mut before
@@ -77,7 +83,7 @@ pub fn time_checks(plan: &Path, legacy_url: &str, after_url: &str) -> Result<Vec
                 checks.push(Check {
                     stage: id.to_owned(),
                     kind,
-                    name: name.to_owned(),
+                    name,
                     duration: t.elapsed(),
                 });
             }

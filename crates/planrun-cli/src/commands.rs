@@ -243,7 +243,7 @@ fn check(args: &PlanArg) -> i32 {
         "  {} preconditions, {} skip rules, {} captures, {} verifications",
         count(|s| s.preconditions.len()),
         count(|s| s.skip_if.len()),
-        count(|s| s.captures.len()),
+        count(|s| s.captures.iter().map(|c| c.names.len()).sum()),
         count(|s| s.verify.len()),
     );
     let order: Vec<String> = dag

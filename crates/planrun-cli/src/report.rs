@@ -44,6 +44,15 @@ fn status_text(style: Style, status: StageStatus) -> String {
     }
 }
 
+/// The width of a column holding `cells` under `header`, in characters.
+fn width<'a>(cells: impl Iterator<Item = &'a str>, header: &str) -> usize {
+    cells
+        .map(|cell| cell.chars().count())
+        .chain([header.len()])
+        .max()
+        .unwrap_or(0)
+}
+
 fn pad(text: &str, visible: usize, width: usize) -> String {
     format!("{text}{}", " ".repeat(width.saturating_sub(visible)))
 }
@@ -93,20 +102,8 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
         let _ = writeln!(out, "backup: {file}");
     }
     out.push('\n');
-    let id_width = report
-        .stages
-        .iter()
-        .map(|s| s.id.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let status_width = report
-        .stages
-        .iter()
-        .map(|s| s.status.label().len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
+    let id_width = width(report.stages.iter().map(|s| s.id.as_str()), "stage");
+    let status_width = width(report.stages.iter().map(|s| s.status.label()), "status");
     let _ = writeln!(
         out,
         "  #  {}  {}  {:>9}  {:>9}  notes",
@@ -260,13 +257,7 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         );
     }
     out.push('\n');
-    let id_width = report
-        .stages
-        .iter()
-        .map(|s| s.id.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let id_width = width(report.stages.iter().map(|s| s.id.as_str()), "stage");
     let _ = writeln!(
         out,
         "  #  {}  {:<8}  {:>4}  {:<24}  {:>9}  notes",

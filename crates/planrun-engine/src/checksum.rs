@@ -89,7 +89,7 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<Definition, Engi
     }
     for capture in &stage.captures {
         entries.insert(
-            format!("capture {}", capture.name),
+            format!("capture {}", capture.label()),
             format!(
                 "sha256:{}",
                 sha256_hex(&normalise_line_endings(&capture.sql))

@@ -92,8 +92,8 @@ impl Runner<'_> {
                     .preconditions
                     .push(check_now(&mut tx, check, &captures));
             }
-            for capture in &stage.captures {
-                captures.entry(capture.name.clone()).or_insert(None);
+            for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
+                captures.entry(name.clone()).or_insert(None);
             }
             if !waiting_for.is_empty() {
                 stage_report.status = StageStatus::Waiting;

@@ -807,24 +807,38 @@ impl<'a> Runner<'a> {
         stage_report: &mut StageReport,
     ) -> bool {
         for capture in &self.plan.stages[index].captures {
-            match query_rows(conn, &capture.sql) {
+            let failure = match query_rows(conn, &capture.sql) {
                 Ok(rows) => {
-                    let value = rows.first().and_then(|row| row.first().cloned()).flatten();
-                    run.captures.insert(capture.name.clone(), value.clone());
-                    stage_report.captures.insert(capture.name.clone(), value);
+                    let row = rows.into_iter().next().unwrap_or_default();
+                    if row.len() < capture.names.len() && !row.is_empty() {
+                        plain_error(
+                            Some(&format!("capture {}", capture.label())),
+                            format!(
+                                "the query returns {} columns for {} capture names",
+                                row.len(),
+                                capture.names.len()
+                            ),
+                        )
+                    } else {
+                        for (position, (name, _)) in capture.names.iter().enumerate() {
+                            let value = row.get(position).cloned().flatten();
+                            run.captures.insert(name.clone(), value.clone());
+                            stage_report.captures.insert(name.clone(), value);
+                        }
+                        continue;
+                    }
                 }
-                Err(error) => {
-                    stage_report.status = StageStatus::Failed;
-                    stage_report.error = Some(stage_error(
-                        &error,
-                        Some(format!("capture {}", capture.name)),
-                        None,
-                        &capture.sql,
-                        0,
-                    ));
-                    return false;
-                }
-            }
+                Err(error) => stage_error(
+                    &error,
+                    Some(format!("capture {}", capture.label())),
+                    None,
+                    &capture.sql,
+                    0,
+                ),
+            };
+            stage_report.status = StageStatus::Failed;
+            stage_report.error = Some(failure);
+            return false;
         }
         true
     }

@@ -43,7 +43,7 @@ const STAGE_KEYS: &[&str] = &[
 ];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
-const CAPTURE_KEYS: &[&str] = &["name", "sql"];
+const CAPTURE_KEYS: &[&str] = &["name", "names", "sql"];
 const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params"];
 
 impl Plan {
@@ -587,24 +587,55 @@ impl Reader<'_> {
     fn capture(&mut self, table: &DeTable<'_>, span: Span) -> Option<Capture> {
         self.check_keys(table, CAPTURE_KEYS, "[[stage.capture]]");
         let header = span.start..span.start;
-        let name = self.string(table, "name", true, header.clone());
-        let sql = self.string(table, "sql", true, header);
-        let ((name, name_span), (sql, _)) = (name?, sql?);
-        if !is_identifier(&name) || name.contains(['-', '.']) {
-            self.problems.push(
-                PlanProblem::new(
-                    ProblemKind::InvalidValue,
-                    format!("capture name `{name}` is not an identifier"),
-                )
-                .label(name_span.clone(), "invalid name")
-                .help("use letters, digits and `_`, so that expectations can write {name}"),
-            );
+        let sql = self.string(table, "sql", true, header.clone());
+        let names = match (table.contains_key("name"), table.contains_key("names")) {
+            (true, false) => self
+                .string(table, "name", true, header)
+                .into_iter()
+                .collect(),
+            (false, true) => {
+                let names = self.string_list(table, "names");
+                if names.is_empty() {
+                    self.problems.push(
+                        PlanProblem::new(ProblemKind::InvalidValue, "`names` lists no capture")
+                            .label(table.get("names").map_or(header, |v| v.span()), "empty")
+                            .help("list one name per column of the query's row"),
+                    );
+                }
+                names
+            }
+            (has_name, _) => {
+                self.problems.push(
+                    PlanProblem::new(
+                        ProblemKind::MissingKey,
+                        if has_name {
+                            "a capture has either `name` or `names`, not both"
+                        } else {
+                            "a capture needs `name` (one value) or `names` (one per column)"
+                        },
+                    )
+                    .label(header, "this capture"),
+                );
+                Vec::new()
+            }
+        };
+        for (name, name_span) in &names {
+            if !is_identifier(name) || name.contains(['-', '.']) {
+                self.problems.push(
+                    PlanProblem::new(
+                        ProblemKind::InvalidValue,
+                        format!("capture name `{name}` is not an identifier"),
+                    )
+                    .label(name_span.clone(), "invalid name")
+                    .help("use letters, digits and `_`, so that expectations can write {name}"),
+                );
+            }
         }
-        Some(Capture {
-            name,
-            name_span,
-            sql,
-        })
+        let (sql, _) = sql?;
+        if names.is_empty() {
+            return None;
+        }
+        Some(Capture { names, sql })
     }
 
     fn step(

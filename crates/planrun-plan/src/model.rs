@@ -137,12 +137,23 @@ pub struct SkipRule {
     pub span: Span,
 }
 
-/// A named value read by SQL before the stage runs.
+/// Named values read by SQL before the stage runs: the columns of the query's first
+/// row, in order (`name` gives one, `names` several from one query).
 #[derive(Debug, Clone)]
 pub struct Capture {
-    pub name: String,
-    pub name_span: Span,
+    pub names: Vec<(String, Span)>,
     pub sql: String,
+}
+
+impl Capture {
+    /// The names, for messages and ledger keys.
+    pub fn label(&self) -> String {
+        self.names
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone)]

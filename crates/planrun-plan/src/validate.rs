@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::dag::Dag;
-use crate::model::{Plan, StepKind, TransformCatalog};
+use crate::model::{Plan, Span, StepKind, TransformCatalog};
 use crate::problem::{PlanErrors, PlanProblem, ProblemKind};
 use crate::suggest::closest;
 
@@ -115,27 +115,21 @@ fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
 
 fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
     let mut problems = Vec::new();
-    let mut defined_in: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut defined_in: BTreeMap<&str, (usize, &Span)> = BTreeMap::new();
     for (index, stage) in plan.stages.iter().enumerate() {
-        for capture in &stage.captures {
-            if let Some(&first) = defined_in.get(capture.name.as_str()) {
-                let first_span = plan.stages[first]
-                    .captures
-                    .iter()
-                    .find(|c| c.name == capture.name)
-                    .map(|c| c.name_span.clone())
-                    .unwrap_or_default();
+        for (name, span) in stage.captures.iter().flat_map(|capture| &capture.names) {
+            if let Some((_, first_span)) = defined_in.get(name.as_str()) {
                 problems.push(
                     PlanProblem::new(
                         ProblemKind::DuplicateCapture,
-                        format!("capture `{}` is defined twice", capture.name),
+                        format!("capture `{name}` is defined twice"),
                     )
-                    .label(capture.name_span.clone(), "defined again here")
-                    .label(first_span, "first defined here")
+                    .label(span.clone(), "defined again here")
+                    .label((*first_span).clone(), "first defined here")
                     .help("capture names are plan-wide: give each a unique name"),
                 );
             } else {
-                defined_in.insert(&capture.name, index);
+                defined_in.insert(name, (index, span));
             }
         }
     }
@@ -145,12 +139,12 @@ fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
         for (name, span) in stage.captures_used() {
             let visible = defined_in
                 .get(name)
-                .is_some_and(|&at| at == index || ancestors.contains(&at));
+                .is_some_and(|&(at, _)| at == index || ancestors.contains(&at));
             if visible || !reported.insert(name.to_owned()) {
                 continue;
             }
             let help = match defined_in.get(name) {
-                Some(&at) => format!(
+                Some(&(at, _)) => format!(
                     "`{name}` is captured by stage `{}`, which `{}` does not depend on: add it to depends_on",
                     plan.stages[at].id, stage.id
                 ),
