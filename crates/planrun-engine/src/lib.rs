@@ -4,6 +4,7 @@
 
 pub mod backup;
 mod batched;
+mod captures;
 mod checksum;
 pub mod connect;
 mod error;

@@ -16,6 +16,7 @@ use postgres::{Client, GenericClient, SimpleQueryMessage};
 
 use crate::backup;
 use crate::batched::batched_step;
+use crate::captures;
 use crate::checksum::{self, Definition};
 use crate::connect::{error_chain, redact, Target};
 use crate::error::EngineError;
@@ -713,10 +714,10 @@ impl<'a> Runner<'a> {
             Gate::Proceed => {}
         }
         let steps = 0..self.plan.stages[index].steps.len();
-        Ok(
-            self.run_steps(conn, run, index, steps, stage_report, in_transaction)?
-                && self.verify_stage(conn, run, index, stage_report),
-        )
+        if !self.run_steps(conn, run, index, steps, stage_report, in_transaction)? {
+            return Ok(false);
+        }
+        Ok(self.verify_stage(conn, run, index, stage_report))
     }
 
     /// `SET [LOCAL] lock_timeout / statement_timeout` for the stage.
@@ -806,41 +807,30 @@ impl<'a> Runner<'a> {
         index: usize,
         stage_report: &mut StageReport,
     ) -> bool {
-        for capture in &self.plan.stages[index].captures {
-            let failure = match query_rows(conn, &capture.sql) {
-                Ok(rows) => {
-                    let row = rows.into_iter().next().unwrap_or_default();
-                    if row.len() < capture.names.len() && !row.is_empty() {
-                        plain_error(
-                            Some(&format!("capture {}", capture.label())),
-                            format!(
-                                "the query returns {} columns for {} capture names",
-                                row.len(),
-                                capture.names.len()
-                            ),
-                        )
-                    } else {
-                        for (position, (name, _)) in capture.names.iter().enumerate() {
-                            let value = row.get(position).cloned().flatten();
-                            run.captures.insert(name.clone(), value.clone());
-                            stage_report.captures.insert(name.clone(), value);
-                        }
-                        continue;
-                    }
+        let values = captures::read(conn, &self.plan.stages[index].captures);
+        self.keep_captures(values, run, stage_report)
+    }
+
+    fn keep_captures(
+        &self,
+        values: Result<captures::Values, Box<StageError>>,
+        run: &mut RunState<'_>,
+        stage_report: &mut StageReport,
+    ) -> bool {
+        match values {
+            Ok(values) => {
+                for (name, value) in values {
+                    run.captures.insert(name.clone(), value.clone());
+                    stage_report.captures.insert(name, value);
                 }
-                Err(error) => stage_error(
-                    &error,
-                    Some(format!("capture {}", capture.label())),
-                    None,
-                    &capture.sql,
-                    0,
-                ),
-            };
-            stage_report.status = StageStatus::Failed;
-            stage_report.error = Some(failure);
-            return false;
+                true
+            }
+            Err(failure) => {
+                stage_report.status = StageStatus::Failed;
+                stage_report.error = Some(*failure);
+                false
+            }
         }
-        true
     }
 
     /// Runs the stage's steps in `range`; `Ok(false)` when one failed (the report
@@ -1108,7 +1098,7 @@ pub(crate) fn stage_error(
 }
 
 /// Rows of a query as text values, as PostgreSQL sends them.
-fn query_rows<C: GenericClient>(
+pub(crate) fn query_rows<C: GenericClient>(
     conn: &mut C,
     sql: &str,
 ) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {

@@ -1,0 +1,51 @@
+//! Captures: values read before a stage's steps, for its verification.
+//!
+//! They run in the stage's own transaction, before the steps. Reading them on a second
+//! connection that imports the stage's snapshot would overlap them with the steps, but
+//! a step taking a strong lock on a table a capture has yet to read would then wait on
+//! nothing PostgreSQL can see (the apply waits for the capture, which waits for the
+//! apply's lock): a deadlock no timeout resolves, so planrun does not do it.
+
+use planrun_plan::Capture;
+use postgres::GenericClient;
+
+use crate::report::StageError;
+use crate::run::{plain_error, query_rows, stage_error};
+
+/// Captured values, in plan order.
+pub(crate) type Values = Vec<(String, Option<String>)>;
+
+/// Runs `captures` on `conn`.
+pub(crate) fn read<C: GenericClient>(
+    conn: &mut C,
+    captures: &[Capture],
+) -> Result<Values, Box<StageError>> {
+    let mut values = Vec::new();
+    for capture in captures {
+        let label = format!("capture {}", capture.label());
+        let rows = query_rows(conn, &capture.sql).map_err(|error| {
+            Box::new(stage_error(
+                &error,
+                Some(label.clone()),
+                None,
+                &capture.sql,
+                0,
+            ))
+        })?;
+        let row = rows.into_iter().next().unwrap_or_default();
+        if !row.is_empty() && row.len() < capture.names.len() {
+            return Err(Box::new(plain_error(
+                Some(&label),
+                format!(
+                    "the query returns {} columns for {} capture names",
+                    row.len(),
+                    capture.names.len()
+                ),
+            )));
+        }
+        for (position, (name, _)) in capture.names.iter().enumerate() {
+            values.push((name.clone(), row.get(position).cloned().flatten()));
+        }
+    }
+    Ok(values)
+}
