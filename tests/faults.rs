@@ -427,3 +427,69 @@ fn a_backup_that_cannot_be_taken_stops_everything() {
     assert_eq!(db.scalar("SELECT count(*) FROM customers"), "25");
     assert_eq!(db.scalar("SELECT count(*) FROM planrun.stage_results"), "0");
 }
+
+/// A tmpfs of a few kilobytes, unmounted on drop.
+struct TinyFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFilesystem {
+    /// `None` when this process may not mount (not root, or no permission).
+    fn mount(size: &str) -> Option<TinyFilesystem> {
+        let dir = tempfile::tempdir().ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(TinyFilesystem { dir })
+    }
+}
+
+impl Drop for TinyFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_disk_that_fills_during_the_backup_stops_everything() {
+    let Some(disk) = TinyFilesystem::mount("64k") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    // Enough data that the compressed dump cannot fit in 64 kB.
+    db.execute("CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g * 7)::text) AS noise FROM generate_series(1, 40000) g");
+    let dir = scenario("shop");
+    let output = run(
+        dir.path(),
+        &db,
+        &[
+            "apply",
+            "plan.toml",
+            "--backup-dir",
+            disk.dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::BACKUP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(disk.dir.path()).unwrap().count(),
+        0,
+        "the partial dump is removed"
+    );
+    assert_eq!(
+        db.column("SELECT to_regclass('public.orders')::text"),
+        [None],
+        "no stage ran"
+    );
+}
