@@ -8,32 +8,9 @@ use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
-use planrun_tests::{describe, planrun, repo_path, TestDb};
+use planrun_tests::{describe, memoir_plan_with, planrun, repo_path, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
-
-/// The memoir plan, copied with the split step's params replaced.
-fn memoir_plan(split_params: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_path("plans/memoir.toml")).unwrap();
-    let original = r#"params = { on_invalid = "fail" }"#;
-    assert!(text.contains(original));
-    std::fs::write(
-        dir.path().join("memoir.toml"),
-        text.replace(original, &format!("params = {{ {split_params} }}")),
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("memoir")).unwrap();
-    for entry in std::fs::read_dir(repo_path("plans/memoir")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(
-            entry.path(),
-            dir.path().join("memoir").join(entry.file_name()),
-        )
-        .unwrap();
-    }
-    dir
-}
 
 fn legacy_db(chapters: usize) -> TestDb {
     let db = TestDb::new();
@@ -95,7 +72,7 @@ fn clean_run_digest(chapters: usize) -> (String, String, String) {
 #[test]
 fn batched_split_gives_the_rows_of_an_atomic_run() {
     let db = legacy_db(700);
-    let plan = memoir_plan(r#"on_invalid = "fail", mode = "batched", batch_size = 97"#);
+    let plan = memoir_plan_with(r#"on_invalid = "fail", mode = "batched", batch_size = 97"#);
     let output = apply(plan.path(), &db);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(
@@ -115,7 +92,7 @@ fn batched_split_gives_the_rows_of_an_atomic_run() {
 fn a_failed_batch_keeps_earlier_batches_and_the_rerun_resumes() {
     let db = legacy_db(500);
     db.execute(r#"UPDATE chapters SET images = '[{"url": 5}]' WHERE id = 260"#);
-    let plan = memoir_plan(r#"on_invalid = "fail", mode = "batched", batch_size = 50"#);
+    let plan = memoir_plan_with(r#"on_invalid = "fail", mode = "batched", batch_size = 50"#);
     let failed = apply(plan.path(), &db);
     assert_eq!(
         failed.status.code(),
@@ -175,8 +152,9 @@ fn a_failed_batch_keeps_earlier_batches_and_the_rerun_resumes() {
 #[test]
 fn sigkill_in_the_middle_of_a_batched_split_loses_and_doubles_nothing() {
     let db = legacy_db(3_000);
-    let plan =
-        memoir_plan(r#"on_invalid = "fail", mode = "batched", batch_size = 150, pause = "60ms""#);
+    let plan = memoir_plan_with(
+        r#"on_invalid = "fail", mode = "batched", batch_size = 150, pause = "60ms""#,
+    );
     let mut child = Command::new(PLANRUN)
         .args([
             "apply",

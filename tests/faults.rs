@@ -8,21 +8,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
-use planrun_tests::{describe, planrun, scenario, TestDb};
+use planrun_tests::{describe, planrun, planrun_on, scenario, stdout, TestDb, CUSTOMERS};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
-const CUSTOMERS: &str = "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL);
-                         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 25) g;";
-
 fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
-    let mut all = args.to_vec();
-    all.extend(["--database-url", &db.url]);
-    planrun(PLANRUN, dir, &all, &[])
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    planrun_on(PLANRUN, dir, db, args)
 }
 
 /// Polls `condition` every 10 ms for up to 30 s.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, insert_chapter, load_legacy, ImagesType};
-use planrun_tests::{describe, planrun, repo_path, repo_root, TestDb};
+use planrun_tests::{describe, memoir_plan_with, planrun, repo_root, TestDb};
 use serde_json::Value;
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
@@ -231,29 +231,6 @@ fn invalid_hostile_rows() -> Vec<Invalid> {
             "nested more than 127 deep",
         ),
     ]
-}
-
-/// A copy of the memoir plan with the split step's params replaced, in a temp dir.
-fn memoir_plan(split_params: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_path("plans/memoir.toml")).unwrap();
-    let original = r#"params = { on_invalid = "fail" }"#;
-    assert!(text.contains(original));
-    std::fs::write(
-        dir.path().join("memoir.toml"),
-        text.replace(original, &format!("params = {{ {split_params} }}")),
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("memoir")).unwrap();
-    for entry in std::fs::read_dir(repo_path("plans/memoir")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(
-            entry.path(),
-            dir.path().join("memoir").join(entry.file_name()),
-        )
-        .unwrap();
-    }
-    dir
 }
 
 fn apply_args<'a>(plan: &'a str, db: &'a TestDb) -> Vec<&'a str> {
@@ -547,7 +524,7 @@ fn quarantine_mode(images: ImagesType) {
         insert(&db, *id, row.content.as_deref(), Some(&row.images));
     }
     let legacy = legacy_rows(&db);
-    let plan = memoir_plan(r#"on_invalid = "quarantine""#);
+    let plan = memoir_plan_with(r#"on_invalid = "quarantine""#);
     let (output, report) = apply(plan.path(), "memoir.toml", &db);
     assert_eq!(
         assert_success(&output, &report),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, insert_chapter, load_legacy, ImagesType};
-use planrun_tests::{describe, planrun, repo_path, repo_root, TestDb};
+use planrun_tests::{describe, memoir_plan_with, planrun, repo_root, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -232,17 +232,7 @@ fn quarantine_mode_sets_bad_rows_aside_and_migrates_the_rest() {
         Some(r#"[{"url": ""}, "x.jpg"]"#),
     )
     .unwrap();
-    let plans = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_path("plans/memoir.toml"))
-        .unwrap()
-        .replace(r#"on_invalid = "fail""#, r#"on_invalid = "quarantine""#);
-    std::fs::write(plans.path().join("memoir.toml"), text).unwrap();
-    let sql_dir = plans.path().join("memoir");
-    std::fs::create_dir(&sql_dir).unwrap();
-    for entry in std::fs::read_dir(repo_path("plans/memoir")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), sql_dir.join(entry.file_name())).unwrap();
-    }
+    let plans = memoir_plan_with(r#"on_invalid = "quarantine""#);
     let output = apply(plans.path(), "memoir.toml", &db, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(

@@ -8,17 +8,12 @@ use std::process::Output;
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
-use planrun_tests::{describe, planrun, repo_root, scenario, TestDb};
+use planrun_tests::{describe, planrun_on, repo_root, scenario, TestDb, CUSTOMERS};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
-const CUSTOMERS: &str = "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL);
-                         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 25) g;";
-
 fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
-    let mut all = args.to_vec();
-    all.extend(["--database-url", &db.url]);
-    planrun(PLANRUN, dir, &all, &[])
+    planrun_on(PLANRUN, dir, db, args)
 }
 
 /// Rehearses `plan` (from `dir`) into `reports`, returning the output and the one

@@ -164,3 +164,38 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The customers table the `shop` scenario plan starts from: 25 rows.
+pub const CUSTOMERS: &str = "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL);
+                             INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 25) g;";
+
+/// Runs the `planrun` binary in `cwd` against `db` (`--database-url` appended).
+pub fn planrun_on(binary: &str, cwd: &Path, db: &TestDb, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--database-url", &db.url]);
+    planrun(binary, cwd, &all, &[])
+}
+
+/// A command's stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A copy of the memoir plan in a temporary directory, with the split step's params
+/// replaced by `split_params` (e.g. `on_invalid = "quarantine"`).
+pub fn memoir_plan_with(split_params: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let text = std::fs::read_to_string(repo_path("plans/memoir.toml")).expect("the memoir plan");
+    let original = r#"params = { on_invalid = "fail" }"#;
+    assert!(
+        text.contains(original),
+        "the memoir plan's split params changed"
+    );
+    std::fs::write(
+        dir.path().join("memoir.toml"),
+        text.replace(original, &format!("params = {{ {split_params} }}")),
+    )
+    .expect("write the plan copy");
+    copy_dir(&repo_path("plans/memoir"), &dir.path().join("memoir"));
+    dir
+}
