@@ -469,9 +469,13 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
     let dir = scenario("shop");
     std::fs::write(
         dir.path().join("02_load.sql"),
-        "SELECT pg_sleep(3);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
+        "SELECT pg_advisory_xact_lock(4242);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
     )
     .unwrap();
+    // The test holds lock 4242, so the first apply waits inside its stage, holding the
+    // plan's lock, until the second apply has been turned away.
+    let mut gate = db.client();
+    gate.batch_execute("SELECT pg_advisory_lock(4242)").unwrap();
     let first = std::process::Command::new(PLANRUN)
         .args([
             "apply",
@@ -486,9 +490,11 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first apply holds the lock (bounded polling, not a fixed sleep).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "0"
+    // Wait until the first apply holds the plan lock and waits at the gate.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = 4242 AND NOT granted",
+    ) == "0"
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -513,6 +519,8 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
         stderr.contains("planrun apply shop"),
         "the holder's application_name: {stderr}"
     );
+    gate.batch_execute("SELECT pg_advisory_unlock(4242)")
+        .unwrap();
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
     assert_eq!(

@@ -88,8 +88,8 @@ fn drop_stops_the_server_and_removes_its_files() {
     let started = Instant::now();
     drop(cluster);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "drop took {:?}",
+        started.elapsed() < Duration::from_secs(30),
+        "drop waited for the client: took {:?}",
         started.elapsed()
     );
 
