@@ -280,7 +280,9 @@ fn clusters_can_be_shared_between_threads() {
     assert_send_sync::<TempCluster>();
 }
 
+/// A measurement, not a check: `cargo test -p planrun-tempdb --test cluster start_time -- --ignored --nocapture`.
 #[test]
+#[ignore = "timing measurement; prints figures"]
 fn start_time() {
     // Warm the template (initdb) first, as the first cluster of a process does.
     let t = Instant::now();
