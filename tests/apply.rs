@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::Output;
 
 use planrun_engine::exit_codes;
-use planrun_tests::{describe, planrun, planrun_on, scenario, stdout, TestDb, CUSTOMERS};
+use planrun_tests::{
+    describe, planrun, planrun_on, scenario, spawn_apply, stdout, TestDb, CUSTOMERS,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -476,20 +478,7 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
     // plan's lock, until the second apply has been turned away.
     let mut gate = db.client();
     gate.batch_execute("SELECT pg_advisory_lock(4242)").unwrap();
-    let first = std::process::Command::new(PLANRUN)
-        .args([
-            "apply",
-            "plan.toml",
-            "--no-backup",
-            "--database-url",
-            &db.url,
-        ])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = spawn_apply(PLANRUN, dir.path(), "plan.toml", &db, &[]);
     // Wait until the first apply holds the plan lock and waits at the gate.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while db.scalar(

@@ -3,12 +3,11 @@
 //! and the final rows equal those of a clean atomic run.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
-use planrun_tests::{describe, memoir_plan_with, planrun, repo_path, TestDb};
+use planrun_tests::{describe, memoir_plan_with, planrun, repo_path, spawn_apply, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -155,19 +154,7 @@ fn sigkill_in_the_middle_of_a_batched_split_loses_and_doubles_nothing() {
     let plan = memoir_plan_with(
         r#"on_invalid = "fail", mode = "batched", batch_size = 150, pause = "60ms""#,
     );
-    let mut child = Command::new(PLANRUN)
-        .args([
-            "apply",
-            "memoir.toml",
-            "--no-backup",
-            "--database-url",
-            &db.url,
-        ])
-        .current_dir(plan.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ledger_ready =

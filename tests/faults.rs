@@ -4,11 +4,13 @@
 //! re-run finishes the job with nothing lost or doubled.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
-use planrun_tests::{describe, planrun, planrun_on, scenario, stdout, TestDb, CUSTOMERS};
+use planrun_tests::{
+    describe, planrun, planrun_on, scenario, spawn_apply, stdout, TestDb, CUSTOMERS,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -25,21 +27,27 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-fn spawn_apply(dir: &Path, db: &TestDb) -> std::process::Child {
-    Command::new(PLANRUN)
-        .args([
-            "apply",
-            "plan.toml",
-            "--no-backup",
-            "--database-url",
-            &db.url,
-        ])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn spawn_shop_apply(dir: &Path, db: &TestDb) -> Child {
+    spawn_apply(PLANRUN, dir, "plan.toml", db, &[])
+}
+
+/// The shop plan's second stage, `load_orders`, as the scenario has it.
+const LOAD_ORDERS: &str = "INSERT INTO orders (customer_id) SELECT id FROM customers;\n";
+
+/// Starts an apply of the shop plan whose `load_orders` sleeps 30 s before its insert;
+/// returns once the sleep is running, with `create_orders` committed.
+fn apply_held_in_load_orders(dir: &Path, db: &TestDb) -> Child {
+    std::fs::write(
+        dir.join("02_load.sql"),
+        format!("SELECT pg_sleep(30);\n{LOAD_ORDERS}"),
+    )
+    .unwrap();
+    let child = spawn_shop_apply(dir, db);
+    wait_until("load_orders is running", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
+            == "1"
+    });
+    child
 }
 
 /// The state a clean run of the shop plan leaves.
@@ -156,7 +164,7 @@ fn sigkill_mid_stage_keeps_exactly_the_committed_stages_and_a_rerun_finishes() {
         "ALTER TABLE orders ADD COLUMN total numeric;\nUPDATE orders SET total = customer_id * 10;\nSELECT pg_sleep(600);\n",
     )
     .unwrap();
-    let mut child = spawn_apply(dir.path(), &db);
+    let mut child = spawn_shop_apply(dir.path(), &db);
     wait_until("the last stage is running", || {
         db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()") == "1"
     });
@@ -217,16 +225,7 @@ fn a_terminated_session_is_a_clear_error_naming_the_stage_and_what_committed() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(
-        dir.path().join("02_load.sql"),
-        "SELECT pg_sleep(30);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
-    )
-    .unwrap();
-    let child = spawn_apply(dir.path(), &db);
-    wait_until("stage 2 is running", || {
-        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
-            == "1"
-    });
+    let child = apply_held_in_load_orders(dir.path(), &db);
     db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'");
     let output = child.wait_with_output().unwrap();
     assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
@@ -242,11 +241,7 @@ fn a_terminated_session_is_a_clear_error_naming_the_stage_and_what_committed() {
     );
     assert!(!text.contains("panicked"), "{text}");
 
-    std::fs::write(
-        dir.path().join("02_load.sql"),
-        "INSERT INTO orders (customer_id) SELECT id FROM customers;\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("02_load.sql"), LOAD_ORDERS).unwrap();
     let rerun = run(
         dir.path(),
         &db,
@@ -265,16 +260,7 @@ fn a_server_stopped_mid_stage_and_restarted_loses_nothing() {
     let mut db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(
-        dir.path().join("02_load.sql"),
-        "SELECT pg_sleep(30);\nINSERT INTO orders (customer_id) SELECT id FROM customers;\n",
-    )
-    .unwrap();
-    let child = spawn_apply(dir.path(), &db);
-    wait_until("stage 2 is running", || {
-        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
-            == "1"
-    });
+    let child = apply_held_in_load_orders(dir.path(), &db);
     db.cluster
         .stop(planrun_tempdb::StopMode::Immediate)
         .unwrap();
@@ -292,11 +278,7 @@ fn a_server_stopped_mid_stage_and_restarted_loses_nothing() {
     assert!(!text.contains("panicked"), "{text}");
     db.cluster.restart().unwrap();
 
-    std::fs::write(
-        dir.path().join("02_load.sql"),
-        "INSERT INTO orders (customer_id) SELECT id FROM customers;\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("02_load.sql"), LOAD_ORDERS).unwrap();
     let rerun = run(
         dir.path(),
         &db,
@@ -316,21 +298,13 @@ fn concurrent_applies(count: usize) {
     let dir = scenario("shop");
     let children: Vec<_> = (0..count)
         .map(|_| {
-            Command::new(PLANRUN)
-                .args([
-                    "apply",
-                    "plan.toml",
-                    "--no-backup",
-                    "--lock-wait",
-                    "60",
-                    "--database-url",
-                    &db.url,
-                ])
-                .current_dir(dir.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn_apply(
+                PLANRUN,
+                dir.path(),
+                "plan.toml",
+                &db,
+                &["--lock-wait", "60"],
+            )
         })
         .collect();
     for child in children {

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, insert_chapter, load_legacy, ImagesType};
-use planrun_tests::{describe, memoir_plan_with, planrun, repo_root, TestDb};
+use planrun_tests::{describe, memoir_plan_with, planrun, planrun_command, repo_root, TestDb};
 use serde_json::Value;
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
@@ -607,13 +607,7 @@ fn run_measuring_peak_rss(cwd: &Path, args: &[&str]) -> (Output, u64) {
     let dir = tempfile::tempdir().unwrap();
     let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
     let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-    let mut child = Command::new(PLANRUN)
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .env_remove("PLANRUN_PLAN")
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
+    let mut child = planrun_command(PLANRUN, cwd, args)
         .stdout(stdout)
         .stderr(stderr)
         .spawn()

@@ -2,7 +2,7 @@
 //! the `planrun` binary, rendering diagnostics.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
@@ -28,19 +28,39 @@ pub fn render_diagnostic(diagnostic: &dyn miette::Diagnostic) -> String {
     out
 }
 
-/// Runs the `planrun` binary with `args` in `cwd` and the given extra environment.
-pub fn planrun(binary: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = std::process::Command::new(binary);
+/// The `planrun` binary with `args` in `cwd`, its environment free of the caller's plan
+/// and database settings; not started yet.
+pub fn planrun_command(binary: &str, cwd: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
     command
         .args(args)
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("PLANRUN_PLAN")
-        .env_remove("DATABASE_URL");
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the `planrun` binary with `args` in `cwd` and the given extra environment.
+pub fn planrun(binary: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = planrun_command(binary, cwd, args);
     for (key, value) in env {
         command.env(key, value);
     }
     command.output().expect("the planrun binary runs")
+}
+
+/// Starts `planrun apply <plan> --no-backup <extra>` against `db` in the background,
+/// its output piped.
+pub fn spawn_apply(binary: &str, cwd: &Path, plan: &str, db: &TestDb, extra: &[&str]) -> Child {
+    let mut args = vec!["apply", plan, "--no-backup", "--database-url", &db.url];
+    args.extend(extra);
+    planrun_command(binary, cwd, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the planrun binary starts")
 }
 
 /// Stdout and stderr of a finished command, for assertion messages.
