@@ -291,6 +291,74 @@ fn require_rehearsal_accepts_a_fresh_passing_matching_report_and_refuses_the_res
 }
 
 #[test]
+fn require_rehearsal_refuses_stages_the_rehearsal_left_out() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(
+        dir.path(),
+        "plan.toml",
+        &db,
+        reports.path(),
+        &["--until", "load_orders"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let file = file.to_string_lossy().into_owned();
+
+    let whole = run(
+        dir.path(),
+        &db,
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--require-rehearsal",
+            &file,
+        ],
+    );
+    assert_eq!(
+        whole.status.code(),
+        Some(exit_codes::REHEARSAL_REQUIRED),
+        "{}",
+        describe(&whole)
+    );
+    let stderr = String::from_utf8_lossy(&whole.stderr);
+    assert!(
+        stderr.contains("unrehearsed: this apply runs add_total,"),
+        "{}",
+        describe(&whole)
+    );
+    assert!(!has_planrun_schema(&db), "a refused apply touches nothing");
+
+    let rehearsed_part = run(
+        dir.path(),
+        &db,
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--until",
+            "load_orders",
+            "--require-rehearsal",
+            &file,
+        ],
+    );
+    assert_eq!(
+        rehearsed_part.status.code(),
+        Some(0),
+        "{}",
+        describe(&rehearsed_part)
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM orders"), "25");
+    assert!(
+        db.column("SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'total'")
+            .is_empty(),
+        "add_total did not run"
+    );
+}
+
+#[test]
 fn max_rehearsal_age_in_the_plan_bounds_the_age() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);

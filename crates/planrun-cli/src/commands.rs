@@ -109,15 +109,15 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
         Ok(runner) => runner,
         Err(error) => return engine_failure(error),
     };
-    if let Some(file) = &args.require_rehearsal {
-        if let Err(code) = crate::rehearse::require(file, &plan, &runner, &target) {
-            return code;
-        }
-    }
     let mut options = options(&plan, &args.selection, &args.backup);
     options.dry_run = args.dry_run;
     options.allow_drift = args.allow_drift;
     options.lock_wait = Duration::from_secs_f64(args.lock_wait.max(0.0));
+    if let Some(file) = &args.require_rehearsal {
+        if let Err(code) = crate::rehearse::require(file, &plan, &runner, &options, &target) {
+            return code;
+        }
+    }
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
         Ok(report) => print_run(&report, args.format, style),

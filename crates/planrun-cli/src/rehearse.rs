@@ -78,8 +78,15 @@ pub fn run(args: &RehearseArgs, style: Style) -> i32 {
 }
 
 /// Refuses (with the exit code) unless `file` is a passing rehearsal of this plan, of
-/// this database, younger than the plan's `max_rehearsal_age`.
-pub fn require(file: &Path, plan: &Plan, runner: &Runner<'_>, target: &Target) -> Result<(), i32> {
+/// this database, of every stage this apply selects, younger than the plan's
+/// `max_rehearsal_age`.
+pub fn require(
+    file: &Path,
+    plan: &Plan,
+    runner: &Runner<'_>,
+    options: &ApplyOptions,
+    target: &Target,
+) -> Result<(), i32> {
     let max_age = plan
         .max_rehearsal_age
         .as_ref()
@@ -88,12 +95,17 @@ pub fn require(file: &Path, plan: &Plan, runner: &Runner<'_>, target: &Target) -
         });
     let checksum = runner.plan_checksum();
     let database = database_name(target);
+    let stages = match runner.selected_stages(options) {
+        Ok(stages) => stages,
+        Err(error) => return Err(engine_failure(error)),
+    };
     let refusals = check_rehearsal(
         file,
         &RehearsalRequirement {
             plan: &plan.name,
             plan_checksum: &checksum,
             database: &database,
+            stages: &stages,
             max_age,
             now: rehearse::now(),
         },

@@ -704,6 +704,13 @@ pub struct RehearsalEvidence {
     pub outcome: String,
     pub exit_code: i32,
     pub target_identity: EvidenceTarget,
+    pub stages: Vec<EvidenceStage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceStage {
+    pub id: String,
+    pub status: StageStatus,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -720,6 +727,8 @@ pub enum Refusal {
     Mismatched { what: String },
     #[error("mismatched: the rehearsal copied database `{rehearsed}`, this apply targets `{target}`; rehearse against this target")]
     OtherDatabase { rehearsed: String, target: String },
+    #[error("unrehearsed: this apply runs {stages}, which the rehearsal left out (optional, or outside its --stage/--until); rehearse with the selection this apply uses")]
+    Unrehearsed { stages: String },
     #[error("failed: the rehearsal ended {outcome} (exit {exit_code}); fix the plan, then rehearse again until it passes")]
     Failed { outcome: String, exit_code: i32 },
     #[error("stale: cannot tell when the rehearsal finished (finished_at `{finished_at}`: {reason}); rehearse again")]
@@ -738,6 +747,9 @@ pub struct RehearsalRequirement<'a> {
     pub plan: &'a str,
     pub plan_checksum: &'a str,
     pub database: &'a str,
+    /// The stages this apply selects ([`Runner::selected_stages`]); each must have been
+    /// selected by the rehearsal too.
+    pub stages: &'a [&'a str],
     /// The plan's `max_rehearsal_age`, else [`DEFAULT_MAX_AGE`].
     pub max_age: Duration,
     pub now: DateTime<FixedOffset>,
@@ -791,6 +803,22 @@ pub fn refusals(evidence: &RehearsalEvidence, need: &RehearsalRequirement<'_>) -
                 short(&evidence.plan_checksum),
                 short(need.plan_checksum)
             ),
+        });
+    }
+    let left_out: Vec<&str> = need
+        .stages
+        .iter()
+        .copied()
+        .filter(|id| {
+            !evidence
+                .stages
+                .iter()
+                .any(|stage| stage.id == *id && stage.status != StageStatus::NotSelected)
+        })
+        .collect();
+    if !left_out.is_empty() {
+        refusals.push(Refusal::Unrehearsed {
+            stages: left_out.join(", "),
         });
     }
     if evidence.target_identity.database != need.database {
@@ -871,6 +899,17 @@ mod tests {
             target_identity: EvidenceTarget {
                 database: "app".into(),
             },
+            stages: [
+                ("create", StageStatus::AlreadyApplied),
+                ("load", StageStatus::Applied),
+                ("cleanup", StageStatus::NotSelected),
+            ]
+            .into_iter()
+            .map(|(id, status)| EvidenceStage {
+                id: id.into(),
+                status,
+            })
+            .collect(),
         }
     }
 
@@ -879,6 +918,7 @@ mod tests {
             plan: "shop",
             plan_checksum: "abc",
             database: "app",
+            stages: &["create", "load"],
             max_age: DEFAULT_MAX_AGE,
             now: DateTime::parse_from_rfc3339(now).expect("a valid timestamp"),
         }
@@ -907,6 +947,27 @@ mod tests {
             .to_string()
             .starts_with("mismatched: the plan changed"));
         assert!(found[1].to_string().contains("`staging`"));
+    }
+
+    #[test]
+    fn a_stage_the_rehearsal_left_out_is_refused() {
+        let ok = evidence(0, "2024-05-01T10:00:00+00:00");
+        let mut wider = need("2024-05-01T11:00:00+00:00");
+        wider.stages = &["create", "load", "cleanup"];
+        let found = refusals(&ok, &wider);
+        assert_eq!(
+            found,
+            [Refusal::Unrehearsed {
+                stages: "cleanup".into()
+            }]
+        );
+        assert!(found[0]
+            .to_string()
+            .starts_with("unrehearsed: this apply runs cleanup,"));
+        // Fewer stages than the rehearsal ran is fine.
+        let mut narrower = need("2024-05-01T11:00:00+00:00");
+        narrower.stages = &["create"];
+        assert!(refusals(&ok, &narrower).is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use planrun_plan::Outcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::exit_codes;
 
@@ -78,7 +78,7 @@ impl RunOutcome {
 }
 
 /// What happened to (or would happen to) one stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     /// Ran and committed in this run.

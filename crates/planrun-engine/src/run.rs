@@ -154,6 +154,17 @@ impl<'a> Runner<'a> {
             .map(|index| self.checksums[index].as_str())
     }
 
+    /// The ids of the stages `options` select, in run order (whether or not they have
+    /// run before).
+    pub fn selected_stages(&self, options: &ApplyOptions) -> Result<Vec<&str>, EngineError> {
+        Ok(self
+            .selection(options)?
+            .into_iter()
+            .filter(|(_, selected, _)| *selected)
+            .map(|(index, _, _)| self.plan.stages[index].id.as_str())
+            .collect())
+    }
+
     /// Stage indexes in order, each with whether it is selected.
     pub(crate) fn selection(
         &self,
