@@ -294,3 +294,135 @@ fn planrun_plan_shows_the_memoir_stages_without_writing() {
     );
     assert_eq!(before, db.dump());
 }
+
+/// The plan checks the splitter with its own SQL rendering of the spec's paragraph
+/// rule (`plans/memoir/session.sql`); the two must agree on every input, or the
+/// checks would fail good migrations or pass bad ones.
+#[test]
+fn the_plans_sql_paragraph_rule_agrees_with_the_rust_rule() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let db = TestDb::new();
+    let mut client = db.client();
+    let session = std::fs::read_to_string(repo_root().join("plans/memoir/session.sql")).unwrap();
+    client.batch_execute(&session).unwrap();
+    let statement = client
+        .prepare("SELECT pg_temp.memoir_paragraphs($1::text)")
+        .unwrap();
+    let client = std::cell::RefCell::new(client);
+    let sql_paragraphs = |content: Option<&str>| -> String {
+        client
+            .borrow_mut()
+            .query_one(&statement, &[&content])
+            .unwrap()
+            .get(0)
+    };
+
+    let spec_example = "A\r\n \r\n\u{3000}\u{3000}B1\rB2\n\n\n\t\nC\n";
+    assert_eq!(
+        sql_paragraphs(Some(spec_example)),
+        "A\n\n\u{3000}\u{3000}B1\nB2\n\nC"
+    );
+    assert_eq!(sql_paragraphs(None), "");
+    for chapter in planrun_memoir::generate::generate(7, 500) {
+        let content = chapter.content.as_deref();
+        assert_eq!(
+            sql_paragraphs(content),
+            planrun_memoir::joined_paragraphs(content),
+            "{content:?}"
+        );
+    }
+    // Every White_Space character, the line breaks, and look-alikes that are not
+    // White_Space (zero-width space, BOM, word joiner), in any arrangement.
+    let alphabet: Vec<char> = "a中\n\r\t\u{b}\u{c} \u{85}\u{a0}\u{1680}\u{2000}\u{2005}\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}\u{200b}\u{feff}\u{2060}"
+        .chars()
+        .collect();
+    let strategy = proptest::collection::vec(proptest::sample::select(alphabet), 0..40)
+        .prop_map(|chars| chars.into_iter().collect::<String>());
+    TestRunner::new(Config::with_cases(1_000))
+        .run(&strategy, |content| {
+            prop_assert_eq!(
+                sql_paragraphs(Some(&content)),
+                planrun_memoir::joined_paragraphs(Some(&content)),
+                "{:?}",
+                content
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Each independent check of the split stage fails the stage when the rows it guards
+/// are wrong: a step slipped in after the transform damages one row at a time.
+#[test]
+fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 11, 300, ImagesType::Jsonb).unwrap();
+    let damage = [
+        (
+            "UPDATE chapter_sections SET content = content || ' ' WHERE id = (SELECT min(id) FROM chapter_sections WHERE content <> '')",
+            "section contents joined equal the legacy paragraphs",
+        ),
+        (
+            "UPDATE chapter_sections SET image = NULL WHERE id = (SELECT max(id) FROM chapter_sections WHERE image IS NOT NULL)",
+            "every legacy image is in a section (quarantined ones counted on the legacy side)",
+        ),
+        (
+            "UPDATE chapters SET cover_image = NULL WHERE id = (SELECT min(id) FROM chapters WHERE cover_image IS NOT NULL)",
+            "one cover per chapter with images",
+        ),
+        (
+            "UPDATE chapter_sections SET position = position + 100 WHERE id = (SELECT max(id) FROM chapter_sections)",
+            "section positions are dense from 0",
+        ),
+    ];
+    for (sql, check) in damage {
+        let plans = memoir_plan_with(r#"on_invalid = "fail""#);
+        let plan = plans.path().join("memoir.toml");
+        let text = std::fs::read_to_string(&plan).unwrap();
+        let drop_step = "sql_file = \"memoir/02_drop_legacy_columns.sql\"\n";
+        assert!(
+            text.contains(drop_step),
+            "the memoir plan's split stage changed"
+        );
+        std::fs::write(
+            &plan,
+            text.replace(
+                drop_step,
+                &format!("{drop_step}\n[[stage.step]]\nsql = \"{sql}\"\n"),
+            ),
+        )
+        .unwrap();
+        let output = apply(
+            plans.path(),
+            "memoir.toml",
+            &db,
+            &["--until", "split_chapters", "--format", "json"],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::VERIFICATION_FAILED),
+            "{sql}\n{}",
+            describe(&output)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let split = &report["stages"][1];
+        assert_eq!(split["id"], "split_chapters");
+        let failed: Vec<&str> = split["verifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|check| check["passed"] == false)
+            .map(|check| check["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(failed, [check], "{sql}");
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM chapter_sections"),
+            "0",
+            "the stage rolled back"
+        );
+    }
+}

@@ -2,6 +2,12 @@
 -- file on every connection it opens for the plan ([plan] setup_sql_file), before any
 -- stage. The functions live in pg_temp: they vanish with the session and never touch
 -- the application's schema.
+--
+-- The helpers that cannot fail are PARALLEL SAFE, so that PostgreSQL may spread the
+-- capture's scan of every chapter over parallel workers. The ones that catch invalid
+-- JSON (an EXCEPTION block is a subtransaction, which a parallel worker of
+-- PostgreSQL 15 cannot start) keep the default, PARALLEL UNSAFE: a query using them
+-- runs in one process.
 
 -- The legacy images value as jsonb, or NULL when it is not valid JSON. Counting must
 -- not fail on the very rows the transform rejects. One overload per column type, so
@@ -25,12 +31,12 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION pg_temp.memoir_try_jsonb(raw jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$ SELECT raw $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT raw $$;
 
 -- Number of image elements in a legacy images value (0 for NULL, null, [] and
 -- anything that is not an array), for each column type.
 CREATE OR REPLACE FUNCTION pg_temp.memoir_image_count(j jsonb) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN jsonb_typeof(j) = 'array' THEN jsonb_array_length(j) ELSE 0 END
 $$;
 
@@ -45,13 +51,18 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT pg_temp.memoir_image_count(pg_temp.memoir_tr
 -- blank when every character is Unicode White_Space; a paragraph is a maximal run of
 -- non-blank lines joined with LF, untrimmed. With the text framed by newlines, every
 -- run of blank lines between two newlines becomes one empty line, and the frame goes.
+-- PL/pgSQL rather than SQL so that it is not inlined and its COST counts: the planner
+-- then knows the regular expression over every chapter is worth parallel workers
+-- (an inlined expression is costed as cheap, and the scan stays in one process).
 CREATE OR REPLACE FUNCTION pg_temp.memoir_paragraphs(content text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT btrim(
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE COST 1000 AS $$
+BEGIN
+    RETURN btrim(
         regexp_replace(
             E'\n' || replace(replace(coalesce(content, ''), E'\r\n', E'\n'), E'\r', E'\n') || E'\n',
             '\n([\t\v\f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\n)+',
             E'\n\n',
             'g'),
-        E'\n')
+        E'\n');
+END
 $$;
