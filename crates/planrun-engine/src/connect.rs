@@ -324,21 +324,72 @@ fn take_tls_settings(text: &str) -> (String, Option<String>, Option<String>) {
         };
         return (rest, sslmode, root_cert);
     }
-    let kept: Vec<&str> = text
-        .split_whitespace()
-        .filter(|pair| match pair.split_once('=') {
-            Some(("sslmode", value)) => {
-                sslmode = Some(value.to_owned());
-                false
+    // key=value: every other pair is kept byte for byte (a password may hold runs
+    // of spaces inside its quotes).
+    let mut kept = String::with_capacity(text.len());
+    for (key, value, pair) in key_value_pairs(text) {
+        match key {
+            "sslmode" => sslmode = Some(value),
+            "sslrootcert" => root_cert = Some(value),
+            _ => {
+                if !kept.is_empty() {
+                    kept.push(' ');
+                }
+                kept.push_str(pair);
             }
-            Some(("sslrootcert", value)) => {
-                root_cert = Some(value.to_owned());
-                false
+        }
+    }
+    (kept, sslmode, root_cert)
+}
+
+/// The pairs of a libpq key=value string: key, unquoted value, and the pair's own text.
+/// Spaces may surround `=`; a value is a run of non-space characters or a single-quoted
+/// string, both with backslash escapes. A malformed tail is returned as one pair with
+/// an empty key, for the `postgres` crate to reject with its own error.
+fn key_value_pairs(text: &str) -> Vec<(&str, String, &str)> {
+    let mut pairs = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let start = rest;
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        let Some(after_equals) = rest[key_end..].trim_start().strip_prefix('=') else {
+            pairs.push(("", String::new(), start.trim_end()));
+            break;
+        };
+        let value_text = after_equals.trim_start();
+        let mut value = String::new();
+        let mut chars = value_text.char_indices().peekable();
+        let quoted = value_text.starts_with('\'');
+        if quoted {
+            chars.next();
+        }
+        let mut end = value_text.len();
+        while let Some((index, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                }
+                '\'' if quoted => {
+                    end = index + 1;
+                    break;
+                }
+                c if !quoted && c.is_whitespace() => {
+                    end = index;
+                    break;
+                }
+                c => value.push(c),
             }
-            _ => true,
-        })
-        .collect();
-    (kept.join(" "), sslmode, root_cert)
+        }
+        let consumed = start.len() - value_text.len() + end;
+        pairs.push((key, value, &start[..consumed]));
+        rest = start[consumed..].trim_start();
+    }
+    pairs
 }
 
 fn dotenv_database_url(path: &Path) -> Option<String> {
@@ -547,6 +598,29 @@ mod tests {
             Target::parse("postgresql://u:pw@h/d?sslmode=verify-full", Source::Flag).unwrap();
         assert_eq!(target.sslmode(), "verify-full");
         assert!(!format!("{target} {target:?}").contains("pw"));
+    }
+
+    #[test]
+    fn tls_settings_are_taken_out_of_a_key_value_string_as_libpq_reads_it() {
+        let (rest, mode, cert) = take_tls_settings(
+            r"host=db  password='two  spaces \' quote' sslmode = verify-ca sslrootcert='/etc/my certs/ca.pem' dbname=app",
+        );
+        assert_eq!(rest, r"host=db password='two  spaces \' quote' dbname=app");
+        assert_eq!(mode.as_deref(), Some("verify-ca"));
+        assert_eq!(cert.as_deref(), Some("/etc/my certs/ca.pem"));
+        let (rest, _, cert) = take_tls_settings(r"sslrootcert=/a\ b/ca.pem host=h");
+        assert_eq!(rest, "host=h");
+        assert_eq!(cert.as_deref(), Some("/a b/ca.pem"));
+
+        let target = Target::parse(
+            "host=db port=5433 user=app password='a  b' sslmode=require sslrootcert='/x y/ca.pem'",
+            Source::Flag,
+        )
+        .unwrap();
+        assert_eq!(target.sslmode(), "require");
+        assert_eq!(target.root_cert(), Some("/x y/ca.pem"));
+        assert_eq!(target.config().get_password(), Some(&b"a  b"[..]));
+        assert_eq!(target.config().get_ports(), [5433]);
     }
 
     #[test]
