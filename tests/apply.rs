@@ -106,6 +106,48 @@ fn a_failing_stage_rolls_back_while_earlier_stages_stay_committed() {
     );
 }
 
+/// A constraint the steps deferred is checked before verification: the violation
+/// fails the stage with its SQLSTATE, rolls it back, and the report still says what
+/// committed (it used to surface at COMMIT as a bare error).
+#[test]
+fn a_violated_deferred_constraint_fails_the_stage_before_commit() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("03_total.sql"),
+        "ALTER TABLE orders ADD COLUMN total numeric;\n\
+         CREATE TABLE notes (id int PRIMARY KEY, order_id bigint REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED);\n\
+         INSERT INTO notes VALUES (1, 999999);\n",
+    )
+    .unwrap();
+    let output = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let failed = &report["stages"][2];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["sqlstate"], "23503", "{failed}");
+    assert_eq!(failed["error"]["step"], "deferred constraints", "{failed}");
+    assert!(failed["verifications"].as_array().unwrap().is_empty());
+    assert!(report["summary"]
+        .to_string()
+        .contains("committed: create_orders, load_orders"));
+    assert!(db.column("SELECT to_regclass('public.notes')")[0].is_none());
+    assert_eq!(
+        db.scalar("SELECT status FROM planrun.stage_results WHERE stage_id = 'add_total'"),
+        "failed"
+    );
+}
+
 #[test]
 fn a_failed_verification_rolls_its_stage_back() {
     let db = TestDb::new();

@@ -189,11 +189,13 @@ fn sigkill_in_the_middle_of_a_batched_split_loses_and_doubles_nothing() {
     // A commit already on the wire may still land: read only once planrun's sessions
     // are gone, and read the checkpoint and the rows in one snapshot.
     let gone = Instant::now() + Duration::from_secs(60);
-    while db.scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'planrun%'",
-    ) != "0"
+    while db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'planrun%'")
+        != "0"
     {
-        assert!(Instant::now() < gone, "the killed planrun's sessions linger");
+        assert!(
+            Instant::now() < gone,
+            "the killed planrun's sessions linger"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let state = db.scalar(
@@ -204,8 +206,7 @@ fn sigkill_in_the_middle_of_a_batched_split_loses_and_doubles_nothing() {
     let last_key: i64 = last_key.parse().unwrap();
     assert!(last_key < 3_000, "killed before the end");
     assert_eq!(
-        sections_after,
-        "0",
+        sections_after, "0",
         "the database holds exactly the committed batches"
     );
     let resumed = apply(plan.path(), &db);

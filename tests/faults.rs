@@ -36,13 +36,13 @@ const LOAD_ORDERS: &str = "INSERT INTO orders (customer_id) SELECT id FROM custo
 
 /// Starts an apply of the shop plan whose `load_orders` sleeps 30 s before its insert;
 /// returns once the sleep is running, with `create_orders` committed.
-fn apply_held_in_load_orders(dir: &Path, db: &TestDb) -> Child {
+fn apply_held_in_load_orders(dir: &Path, db: &TestDb, extra: &[&str]) -> Child {
     std::fs::write(
         dir.join("02_load.sql"),
         format!("SELECT pg_sleep(30);\n{LOAD_ORDERS}"),
     )
     .unwrap();
-    let child = spawn_shop_apply(dir, db);
+    let child = spawn_apply(PLANRUN, dir, "plan.toml", db, extra);
     wait_until("load_orders is running", || {
         db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
             == "1"
@@ -225,21 +225,29 @@ fn a_terminated_session_is_a_clear_error_naming_the_stage_and_what_committed() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    let child = apply_held_in_load_orders(dir.path(), &db);
+    let child = apply_held_in_load_orders(dir.path(), &db, &["--format", "json"]);
     db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'");
     let output = child.wait_with_output().unwrap();
-    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
-    let text = format!(
-        "{}{}",
-        stdout(&output),
-        String::from_utf8_lossy(&output.stderr)
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
     );
-    assert!(text.contains("load_orders"), "names the stage: {text}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["stages"][0]["status"], "applied");
+    let failed = &report["stages"][1];
+    assert_eq!(failed["id"], "load_orders");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["sqlstate"], "57P01", "{failed}");
+    assert_eq!(report["stages"][2]["status"], "not_run");
+    let summary = report["summary"].to_string();
+    assert!(summary.contains("committed: create_orders"), "{summary}");
     assert!(
-        text.contains("create_orders"),
-        "says what committed: {text}"
+        summary.contains("not committed: load_orders; not run: add_total"),
+        "{summary}"
     );
-    assert!(!text.contains("panicked"), "{text}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
 
     std::fs::write(dir.path().join("02_load.sql"), LOAD_ORDERS).unwrap();
     let rerun = run(
@@ -260,7 +268,7 @@ fn a_server_stopped_mid_stage_and_restarted_loses_nothing() {
     let mut db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    let child = apply_held_in_load_orders(dir.path(), &db);
+    let child = apply_held_in_load_orders(dir.path(), &db, &[]);
     db.cluster
         .stop(planrun_tempdb::StopMode::Immediate)
         .unwrap();

@@ -25,7 +25,9 @@ use postgres::GenericClient;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
-use crate::run::{plain_error, stage_error, Gate, RunState, Runner};
+use crate::run::{
+    check_deferred_constraints, fail_at, plain_error, stage_error, Gate, RunState, Runner,
+};
 
 /// The batched step of a stage: its position and settings.
 pub(crate) struct BatchedStep {
@@ -276,6 +278,7 @@ impl Runner<'_> {
         self.set_timeouts(&mut tx, index, true)?;
         let rest = batched.position + 1..stage.steps.len();
         let passed = self.run_steps(&mut tx, run, index, rest, &mut stage_report, true)?
+            && check_deferred_constraints(&mut tx, &mut stage_report)
             && self.verify_stage(&mut tx, run, index, &mut stage_report);
         if !passed {
             let _ = tx.rollback();
@@ -284,10 +287,10 @@ impl Runner<'_> {
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         self.record(&mut tx, run.run_id, index, &stage_report, started_at)?;
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
-        tx.commit().map_err(EngineError::database(format!(
-            "cannot commit stage `{}`",
-            stage.id
-        )))?;
+        if let Err(error) = tx.commit() {
+            fail_at(&mut stage_report, "COMMIT", &error);
+            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+        }
         Ok(stage_report)
     }
 

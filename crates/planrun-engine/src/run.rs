@@ -17,7 +17,7 @@ use postgres::{Client, GenericClient, SimpleQueryMessage};
 use crate::backup;
 use crate::batched::batched_step;
 use crate::captures;
-use crate::checksum::{self, Definition};
+use crate::checksum::{self, Definition, StageDefinition};
 use crate::connect::{error_chain, redact, Target};
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage, StageRecord};
@@ -102,7 +102,7 @@ pub struct Runner<'a> {
     plan: &'a Plan,
     registry: &'a Registry,
     dag: Dag,
-    definitions: Vec<Definition>,
+    definitions: Vec<StageDefinition>,
     checksums: Vec<String>,
     setup_sql: Option<String>,
 }
@@ -117,7 +117,10 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|stage| checksum::definition(stage, registry))
             .collect::<Result<Vec<_>, _>>()?;
-        let checksums = definitions.iter().map(checksum::checksum).collect();
+        let checksums = definitions
+            .iter()
+            .map(|definition| checksum::checksum(&definition.entries))
+            .collect();
         let setup_sql = match &plan.setup_sql_file {
             Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
             None => None,
@@ -256,7 +259,7 @@ impl<'a> Runner<'a> {
         self.registry
     }
 
-    pub(crate) fn definition(&self, index: usize) -> &Definition {
+    pub(crate) fn definition(&self, index: usize) -> &StageDefinition {
         &self.definitions[index]
     }
 
@@ -348,10 +351,11 @@ impl<'a> Runner<'a> {
                 let mut stage_report = self.stage_report(index, StageStatus::NotRun);
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::Drifted;
-                    stage_report.drift = checksum::differences(
-                        &done[&stage.id].definition,
-                        &self.definitions[index],
-                    );
+                    let recorded = &done[&stage.id].definition;
+                    stage_report.drift =
+                        checksum::differences(recorded, &self.definitions[index]);
+                    stage_report.drift_diff =
+                        checksum::sql_diffs(recorded, &self.definitions[index]);
                 } else if !selected {
                     stage_report.status = StageStatus::NotSelected;
                     stage_report.note = why.clone();
@@ -422,6 +426,8 @@ impl<'a> Runner<'a> {
                     stage_report.status = StageStatus::DriftAccepted;
                     stage_report.drift =
                         checksum::differences(&recorded.definition, &self.definitions[index]);
+                    stage_report.drift_diff =
+                        checksum::sql_diffs(&recorded.definition, &self.definitions[index]);
                     self.record_drift_accepted(conn, run_id, index, recorded)?;
                     committed.push(stage.id.clone());
                 }
@@ -609,19 +615,33 @@ impl<'a> Runner<'a> {
         let mut stage_report = self.stage_report(index, StageStatus::Applied);
 
         let committed = if stage.transaction {
-            let mut tx = conn.transaction().map_err(EngineError::database(format!(
-                "cannot begin the transaction of stage `{}`",
-                stage.id
-            )))?;
+            let mut tx = match conn.transaction() {
+                Ok(tx) => tx,
+                Err(error) => {
+                    fail_at(&mut stage_report, "BEGIN", &error);
+                    return Ok(stage_report);
+                }
+            };
             match self.stage_body(&mut tx, run, index, &mut stage_report, true) {
                 Ok(true) => {
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                    self.record(&mut tx, run.run_id, index, &stage_report, started_at)?;
-                    tx.commit().map_err(EngineError::database(format!(
-                        "cannot commit stage `{}`",
-                        stage.id
-                    )))?;
-                    true
+                    let recorded =
+                        self.record(&mut tx, run.run_id, index, &stage_report, started_at);
+                    match recorded.map(|()| tx.commit()) {
+                        Ok(Ok(())) => true,
+                        Ok(Err(error)) => {
+                            // A lost connection, or a check only COMMIT makes:
+                            // nothing of the stage committed.
+                            fail_at(&mut stage_report, "COMMIT", &error);
+                            false
+                        }
+                        Err(error) => {
+                            stage_report.status = StageStatus::Failed;
+                            stage_report.error =
+                                Some(plain_error(Some("ledger"), error.to_string()));
+                            false
+                        }
+                    }
                 }
                 Ok(false) => {
                     let _ = tx.rollback();
@@ -726,6 +746,9 @@ impl<'a> Runner<'a> {
         }
         let steps = 0..self.plan.stages[index].steps.len();
         if !self.run_steps(conn, run, index, steps, stage_report, in_transaction)? {
+            return Ok(false);
+        }
+        if in_transaction && !check_deferred_constraints(conn, stage_report) {
             return Ok(false);
         }
         Ok(self.verify_stage(conn, run, index, stage_report))
@@ -1057,6 +1080,30 @@ pub(crate) fn explain_timeout(
         Some(existing) => format!("{existing}; {hint}"),
         None => hint,
     });
+}
+
+/// Checks now the constraints the steps deferred (`DEFERRABLE INITIALLY DEFERRED`, or
+/// `SET CONSTRAINTS ... DEFERRED`), so that a violation fails the stage with its
+/// SQLSTATE and constraint before verification, rather than at `COMMIT`; `false` (and
+/// the stage marked failed) when one is violated.
+pub(crate) fn check_deferred_constraints<C: GenericClient>(
+    conn: &mut C,
+    stage_report: &mut StageReport,
+) -> bool {
+    match conn.batch_execute("SET CONSTRAINTS ALL IMMEDIATE") {
+        Ok(()) => true,
+        Err(error) => {
+            fail_at(stage_report, "deferred constraints", &error);
+            false
+        }
+    }
+}
+
+/// Marks the stage failed at `point` (a step name, or `BEGIN` / `COMMIT`) with the
+/// database's error.
+pub(crate) fn fail_at(stage_report: &mut StageReport, point: &str, error: &postgres::Error) {
+    stage_report.status = StageStatus::Failed;
+    stage_report.error = Some(stage_error(error, Some(point.to_owned()), None, "", 0));
 }
 
 pub(crate) fn plain_error(step: Option<&str>, message: String) -> StageError {
