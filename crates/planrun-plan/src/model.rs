@@ -95,24 +95,6 @@ impl Stage {
         }
         kinds.join(" + ")
     }
-
-    /// Names of captures this stage's expectations read.
-    pub fn captures_used(&self) -> impl Iterator<Item = (&str, &Span)> {
-        self.preconditions
-            .iter()
-            .chain(&self.verify)
-            .flat_map(|check| {
-                check
-                    .expect
-                    .captures()
-                    .map(move |name| (name, &check.expect_span))
-            })
-            .chain(self.skip_if.iter().flat_map(|rule| {
-                rule.expect
-                    .captures()
-                    .map(move |name| (name, &rule.expect_span))
-            }))
-    }
 }
 
 /// A named SQL query with an expected result: a precondition or a verification.

@@ -32,6 +32,7 @@ pub enum ProblemKind {
     MalformedExpectation,
     UndefinedCapture,
     DuplicateCapture,
+    DuplicateCheck,
 }
 
 impl ProblemKind {
@@ -54,6 +55,7 @@ impl ProblemKind {
             ProblemKind::MalformedExpectation => "plan::malformed_expectation",
             ProblemKind::UndefinedCapture => "plan::undefined_capture",
             ProblemKind::DuplicateCapture => "plan::duplicate_capture",
+            ProblemKind::DuplicateCheck => "plan::duplicate_check",
         }
     }
 }

@@ -29,6 +29,66 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
         }
     }
 
+    for stage in &plan.stages {
+        for checks in [&stage.preconditions, &stage.verify] {
+            let mut seen: BTreeMap<&str, &Span> = BTreeMap::new();
+            for check in checks {
+                if let Some(first) = seen.insert(&check.name, &check.span) {
+                    problems.push(
+                        PlanProblem::new(
+                            ProblemKind::DuplicateCheck,
+                            format!(
+                                "stage `{}` has two checks named `{}`",
+                                stage.id, check.name
+                            ),
+                        )
+                        .label(check.span.clone(), "second check")
+                        .label(first.clone(), "first check")
+                        .help("name each precondition and verification of a stage uniquely: reports, the ledger and drift tell them apart by name"),
+                    );
+                }
+            }
+        }
+        let batched: Vec<&Span> = stage
+            .steps
+            .iter()
+            .filter_map(|step| match &step.kind {
+                StepKind::Transform {
+                    params,
+                    params_span,
+                    ..
+                } if params.get("mode").and_then(toml::Value::as_str) == Some("batched") => {
+                    Some(params_span)
+                }
+                _ => None,
+            })
+            .collect();
+        if let (Some(first), false) = (batched.first(), stage.transaction) {
+            problems.push(
+                PlanProblem::new(
+                    ProblemKind::InvalidParams,
+                    format!(
+                        "stage `{}` has a batched step but transaction = false",
+                        stage.id
+                    ),
+                )
+                .label((*first).clone(), "mode = \"batched\"")
+                .help("each batch is a transaction: remove transaction = false, or run the step unbatched"),
+            );
+        }
+        for extra in batched.iter().skip(1) {
+            problems.push(
+                PlanProblem::new(
+                    ProblemKind::InvalidParams,
+                    format!("stage `{}` has more than one batched step", stage.id),
+                )
+                .label((*extra).clone(), "another batched step")
+                .label(batched[0].clone(), "the first")
+                .help("split the stage: a stage may have only one batched step"),
+            );
+        }
+    }
+
     let ids: Vec<&str> = plan.stages.iter().map(|stage| stage.id.as_str()).collect();
     for stage in &plan.stages {
         for (dependency, span) in &stage.depends_on {
@@ -136,14 +196,42 @@ fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
     for (index, stage) in plan.stages.iter().enumerate() {
         let ancestors = dag.ancestors(index);
         let mut reported = BTreeSet::new();
-        for (name, span) in stage.captures_used() {
+        // Skip rules and preconditions run before the stage's own captures are taken;
+        // verifications after.
+        let uses = stage
+            .skip_if
+            .iter()
+            .map(|rule| (&rule.expect, &rule.expect_span, false))
+            .chain(
+                stage
+                    .preconditions
+                    .iter()
+                    .map(|check| (&check.expect, &check.expect_span, false)),
+            )
+            .chain(
+                stage
+                    .verify
+                    .iter()
+                    .map(|check| (&check.expect, &check.expect_span, true)),
+            )
+            .flat_map(|(expect, span, after_captures)| {
+                expect
+                    .captures()
+                    .map(move |name| (name, span, after_captures))
+            });
+        for (name, span, after_captures) in uses {
             let visible = defined_in
                 .get(name)
-                .is_some_and(|&(at, _)| at == index || ancestors.contains(&at));
+                .is_some_and(|&(at, _)| (at == index && after_captures) || ancestors.contains(&at));
             if visible || !reported.insert(name.to_owned()) {
                 continue;
             }
             let help = match defined_in.get(name) {
+                Some(&(at, _)) if at == index => format!(
+                    "`{name}` is captured by this stage after its skip rules and preconditions run, \
+                     so only its verifications can read it: capture it in a stage `{}` depends on",
+                    stage.id
+                ),
                 Some(&(at, _)) => format!(
                     "`{name}` is captured by stage `{}`, which `{}` does not depend on: add it to depends_on",
                     plan.stages[at].id, stage.id
