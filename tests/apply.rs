@@ -237,10 +237,16 @@ fn drift_is_refused_until_accepted_and_line_endings_do_not_count() {
         "CRLF is not drift: {}",
         describe(&crlf)
     );
+    assert!(
+        !stdout(&crlf).contains("drift"),
+        "CRLF shows no drift: {}",
+        describe(&crlf)
+    );
 
+    // Written with CRLF: the diff must show the edit, not the line endings.
     std::fs::write(
         &file,
-        "INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;\n",
+        "INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;\r\n",
     )
     .unwrap();
     let drift = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
@@ -250,10 +256,57 @@ fn drift_is_refused_until_accepted_and_line_endings_do_not_count() {
         "{}",
         describe(&drift)
     );
+    let text = stdout(&drift);
     assert!(
-        stdout(&drift).contains("changed step 1 (02_load.sql)"),
+        text.contains("changed step 1 (02_load.sql)"),
         "{}",
         describe(&drift)
+    );
+    assert!(
+        text.contains("\n        -INSERT INTO orders (customer_id) SELECT id FROM customers;\n")
+            && text.contains(
+                "\n        +INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;\n"
+            )
+            && !text.contains('\r'),
+        "the drift shows the removed and the added line: {}",
+        describe(&drift)
+    );
+
+    let json = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    assert_eq!(json.status.code(), Some(exit_codes::DRIFT));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let load = &report["stages"][1];
+    assert_eq!(load["status"], "drifted");
+    assert!(load["drift"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("changed step 1 (02_load.sql): sql_file 02_load.sql sha256:"));
+    assert_eq!(
+        load["drift_diff"],
+        serde_json::json!([{
+            "entry": "step 1 (02_load.sql)",
+            "lines": [
+                "@@ -1 +1 @@",
+                "-INSERT INTO orders (customer_id) SELECT id FROM customers;",
+                "+INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;",
+            ],
+            "more_lines": 0,
+        }])
+    );
+
+    // A row written before planrun kept the SQL has only hashes: the checksum line stays.
+    db.execute("UPDATE planrun.stage_results SET definition = definition - 'sql_text'");
+    let old_row = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
+    assert_eq!(old_row.status.code(), Some(exit_codes::DRIFT));
+    assert!(
+        stdout(&old_row).contains("changed step 1 (02_load.sql)")
+            && !stdout(&old_row).contains("-INSERT"),
+        "{}",
+        describe(&old_row)
     );
 
     let accepted = run(
@@ -265,6 +318,14 @@ fn drift_is_refused_until_accepted_and_line_endings_do_not_count() {
     assert_eq!(
         db.scalar("SELECT count(*) FROM planrun.stage_results WHERE drift_accepted"),
         "1"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT definition->'sql_text'->>'step 1 (02_load.sql)' FROM planrun.stage_results \
+             WHERE drift_accepted"
+        ),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers ORDER BY id;\n",
+        "the ledger keeps the accepted SQL, line endings normalised"
     );
     assert_eq!(
         run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"])

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use planrun_engine::{CheckResult, RunReport, StageReport, StageStatus, StatusReport};
+use planrun_engine::{CheckResult, RunReport, SqlDiff, StageReport, StageStatus, StatusReport};
 
 /// ANSI styling that is a no-op when colour is off.
 #[derive(Clone, Copy)]
@@ -187,6 +187,9 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
     for line in &stage.drift {
         let _ = writeln!(out, "      {} {line}", style.bad("drift"));
     }
+    for diff in &stage.drift_diff {
+        render_sql_diff(out, diff, style);
+    }
     for step in &stage.steps {
         if step.rows_read.is_some() || !step.notes.is_empty() {
             let mut line = format!(
@@ -237,6 +240,31 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
         if let Some(hint) = &error.hint {
             let _ = writeln!(out, "        hint: {hint}");
         }
+    }
+}
+
+fn render_sql_diff(out: &mut String, diff: &SqlDiff, style: Style) {
+    let _ = writeln!(
+        out,
+        "      {} {} (- as applied, + in the plan now)",
+        style.bad("diff"),
+        diff.entry
+    );
+    for line in &diff.lines {
+        let painted = match line.chars().next() {
+            Some('-') => style.bad(line),
+            Some('+') => style.good(line),
+            Some('@') => style.dim(line),
+            _ => line.clone(),
+        };
+        let _ = writeln!(out, "        {painted}");
+    }
+    if diff.more_lines > 0 {
+        let _ = writeln!(
+            out,
+            "        {}",
+            style.dim(&format!("... {} more lines", diff.more_lines))
+        );
     }
 }
 

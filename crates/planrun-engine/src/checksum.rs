@@ -1,21 +1,55 @@
-//! Stage checksums: what counts as a change to an applied stage.
+//! Stage checksums: what counts as a change to an applied stage, and how a change is
+//! shown.
 //!
 //! A stage's definition is flattened into named entries (each step's SQL or SQL file
 //! contents with line endings normalised, each transform's name, version and params,
 //! each check's SQL and expectation); the checksum is SHA-256 over them. The entries
-//! are kept in the ledger so that drift can say which ones changed. Titles, messages
-//! and the `optional` flag are presentation, not definition.
+//! are kept in the ledger so that drift can say which ones changed, and beside them
+//! the SQL texts they hash, so that drift can show the changed lines. Titles,
+//! messages and the `optional` flag are presentation, not definition.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use planrun_plan::{Stage, StepKind};
 use planrun_transform::Registry;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use similar::TextDiff;
 
 use crate::error::EngineError;
+use crate::report::SqlDiff;
 
 /// A stage's definition as `entry -> value` (file contents are hashed).
 pub type Definition = BTreeMap<String, String>;
+
+/// Lines of a drift diff shown per entry; the rest are counted, not shown.
+pub const DIFF_LINES: usize = 40;
+
+/// Unchanged lines shown around each change in a drift diff.
+const DIFF_CONTEXT: usize = 3;
+
+/// A stage's definition as the ledger stores it: the entries the checksum covers and,
+/// under `sql_text`, the SQL that each SQL entry hashes. The texts are not part of the
+/// checksum (the hashes already cover them), so a row written before they were kept,
+/// which has none, checksums the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageDefinition {
+    #[serde(flatten)]
+    pub entries: Definition,
+    /// `entry -> SQL`, line endings normalised as for the checksum.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sql_text: BTreeMap<String, String>,
+}
+
+impl StageDefinition {
+    /// Adds the entry `key` for normalised `sql`; `value` formats the entry from the
+    /// SQL's hash.
+    fn insert_sql(&mut self, key: String, sql: String, value: impl FnOnce(&str) -> String) {
+        self.entries.insert(key.clone(), value(&sha256_hex(&sql)));
+        self.sql_text.insert(key, sql);
+    }
+}
 
 /// SQL text with `\r\n` and lone `\r` turned into `\n`.
 pub fn normalise_line_endings(sql: &str) -> String {
@@ -36,30 +70,37 @@ pub fn read_sql_file(path: &std::path::Path) -> Result<String, EngineError> {
         })
 }
 
-pub fn definition(stage: &Stage, registry: &Registry) -> Result<Definition, EngineError> {
-    let mut entries = Definition::new();
-    entries.insert("transaction".into(), stage.transaction.to_string());
+pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition, EngineError> {
+    let mut definition = StageDefinition::default();
+    definition
+        .entries
+        .insert("transaction".into(), stage.transaction.to_string());
     let mut deps: Vec<&str> = stage.depends_on.iter().map(|(d, _)| d.as_str()).collect();
     deps.sort_unstable();
-    entries.insert("depends_on".into(), deps.join(","));
+    definition
+        .entries
+        .insert("depends_on".into(), deps.join(","));
     for (index, step) in stage.steps.iter().enumerate() {
         let key = format!("step {} ({})", index + 1, step.name);
-        let value = match &step.kind {
+        match &step.kind {
             StepKind::Sql { sql } => {
-                format!("sql sha256:{}", sha256_hex(&normalise_line_endings(sql)))
+                definition.insert_sql(key, normalise_line_endings(sql), |hash| {
+                    format!("sql sha256:{hash}")
+                });
             }
             StepKind::SqlFile { path, resolved, .. } => {
-                format!(
-                    "sql_file {path} sha256:{}",
-                    sha256_hex(&read_sql_file(resolved)?)
-                )
+                definition.insert_sql(key, read_sql_file(resolved)?, |hash| {
+                    format!("sql_file {path} sha256:{hash}")
+                });
             }
             StepKind::Transform { name, params, .. } => {
                 let version = registry.get(name).map_or("unregistered", |t| t.version());
-                format!("transform {name} v{version} params {}", params)
+                definition.entries.insert(
+                    key,
+                    format!("transform {name} v{version} params {}", params),
+                );
             }
-        };
-        entries.insert(key, value);
+        }
     }
     let checks = [
         ("precondition", &stage.preconditions),
@@ -67,36 +108,28 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<Definition, Engi
     ];
     for (kind, list) in checks {
         for check in list {
-            entries.insert(
+            definition.insert_sql(
                 format!("{kind} {}", check.name),
-                format!(
-                    "{} | sha256:{}",
-                    check.expect,
-                    sha256_hex(&normalise_line_endings(&check.sql))
-                ),
+                normalise_line_endings(&check.sql),
+                |hash| format!("{} | sha256:{hash}", check.expect),
             );
         }
     }
     for (index, rule) in stage.skip_if.iter().enumerate() {
-        entries.insert(
+        definition.insert_sql(
             format!("skip_if {}", index + 1),
-            format!(
-                "{} | sha256:{}",
-                rule.expect,
-                sha256_hex(&normalise_line_endings(&rule.sql))
-            ),
+            normalise_line_endings(&rule.sql),
+            |hash| format!("{} | sha256:{hash}", rule.expect),
         );
     }
     for capture in &stage.captures {
-        entries.insert(
+        definition.insert_sql(
             format!("capture {}", capture.label()),
-            format!(
-                "sha256:{}",
-                sha256_hex(&normalise_line_endings(&capture.sql))
-            ),
+            normalise_line_endings(&capture.sql),
+            |hash| format!("sha256:{hash}"),
         );
     }
-    Ok(entries)
+    Ok(definition)
 }
 
 pub fn checksum(definition: &Definition) -> String {
@@ -111,7 +144,8 @@ pub fn checksum(definition: &Definition) -> String {
 }
 
 /// What differs between the recorded and the current definition, one line each.
-pub fn differences(recorded: &Definition, current: &Definition) -> Vec<String> {
+pub fn differences(recorded: &StageDefinition, current: &StageDefinition) -> Vec<String> {
+    let (recorded, current) = (&recorded.entries, &current.entries);
     let mut lines = Vec::new();
     for (key, value) in current {
         match recorded.get(key) {
@@ -124,4 +158,176 @@ pub fn differences(recorded: &Definition, current: &Definition) -> Vec<String> {
         lines.push(format!("removed {key}"));
     }
     lines
+}
+
+/// Line diffs of the SQL that changed between the recorded and the current definition,
+/// in the order of [`differences`]. An entry that was not there counts as empty SQL.
+/// A changed or removed entry whose recorded text is unknown (a row written by a
+/// planrun that kept only hashes) has no diff: its line in [`differences`] is all
+/// there is to show.
+pub fn sql_diffs(recorded: &StageDefinition, current: &StageDefinition) -> Vec<SqlDiff> {
+    let added_or_changed = current
+        .entries
+        .iter()
+        .filter(|(key, value)| recorded.entries.get(*key) != Some(value))
+        .map(|(key, _)| key);
+    let removed = recorded
+        .entries
+        .keys()
+        .filter(|key| !current.entries.contains_key(*key));
+    added_or_changed
+        .chain(removed)
+        .filter_map(|key| {
+            let (old, new) = (sql_of(recorded, key)?, sql_of(current, key)?);
+            (old != new).then(|| line_diff(key, old, new))
+        })
+        .collect()
+}
+
+/// The SQL behind `key`: empty if there is no such entry, unknown if the entry was
+/// recorded without its text.
+fn sql_of<'a>(definition: &'a StageDefinition, key: &str) -> Option<&'a str> {
+    if definition.entries.contains_key(key) {
+        definition.sql_text.get(key).map(String::as_str)
+    } else {
+        Some("")
+    }
+}
+
+/// A unified diff of `old` to `new` with a few lines of context, cut at
+/// [`DIFF_LINES`] lines.
+fn line_diff(entry: &str, old: &str, new: &str) -> SqlDiff {
+    let diff = TextDiff::configure()
+        .timeout(Duration::from_secs(1))
+        .diff_lines(old, new);
+    let unified = diff.unified_diff().context_radius(DIFF_CONTEXT).to_string();
+    let mut lines: Vec<String> = unified.lines().map(str::to_owned).collect();
+    let more_lines = lines.len().saturating_sub(DIFF_LINES);
+    lines.truncate(DIFF_LINES);
+    SqlDiff {
+        entry: entry.to_owned(),
+        lines,
+        more_lines,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(sql: &str) -> StageDefinition {
+        let mut definition = StageDefinition::default();
+        definition
+            .entries
+            .insert("transaction".into(), "true".into());
+        definition.insert_sql("step 1 (load.sql)".into(), sql.into(), |hash| {
+            format!("sql_file load.sql sha256:{hash}")
+        });
+        definition
+    }
+
+    #[test]
+    fn a_changed_line_shows_as_removed_and_added_with_context() {
+        let applied = step("BEGIN;\nINSERT INTO a SELECT 1;\nCOMMIT;\n");
+        let now = step("BEGIN;\nINSERT INTO a SELECT 2;\nCOMMIT;\n");
+        let diffs = sql_diffs(&applied, &now);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].entry, "step 1 (load.sql)");
+        assert_eq!(
+            diffs[0].lines,
+            [
+                "@@ -1,3 +1,3 @@",
+                " BEGIN;",
+                "-INSERT INTO a SELECT 1;",
+                "+INSERT INTO a SELECT 2;",
+                " COMMIT;",
+            ]
+        );
+        assert_eq!(diffs[0].more_lines, 0);
+    }
+
+    #[test]
+    fn a_long_diff_is_cut_and_counts_the_rest() {
+        let old: String = (0..100).map(|n| format!("SELECT {n};\n")).collect();
+        let new: String = (0..100).map(|n| format!("SELECT {n} + 1;\n")).collect();
+        let diffs = sql_diffs(&step(&old), &step(&new));
+        assert_eq!(diffs[0].lines.len(), DIFF_LINES);
+        assert_eq!(diffs[0].more_lines, 1 + 200 - DIFF_LINES);
+    }
+
+    #[test]
+    fn a_missing_final_newline_is_named() {
+        let diffs = sql_diffs(&step("SELECT 1;\n"), &step("SELECT 1;"));
+        assert!(
+            diffs[0]
+                .lines
+                .iter()
+                .any(|line| line == "\\ No newline at end of file"),
+            "{:?}",
+            diffs[0].lines
+        );
+    }
+
+    #[test]
+    fn only_line_endings_change_nothing() {
+        let crlf = normalise_line_endings("SELECT 1;\r\nSELECT 2;\r\n");
+        let lf = step("SELECT 1;\nSELECT 2;\n");
+        assert_eq!(step(&crlf), lf);
+        assert_eq!(checksum(&step(&crlf).entries), checksum(&lf.entries));
+        assert!(sql_diffs(&step(&crlf), &lf).is_empty());
+    }
+
+    #[test]
+    fn the_sql_text_is_stored_beside_the_entries_and_not_checksummed() {
+        let definition = step("SELECT 1;\n");
+        let stored = serde_json::to_value(&definition).unwrap();
+        assert_eq!(stored["transaction"], "true");
+        assert_eq!(stored["sql_text"]["step 1 (load.sql)"], "SELECT 1;\n");
+        let read: StageDefinition = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, definition);
+
+        let mut without_text = definition.clone();
+        without_text.sql_text.clear();
+        assert_eq!(
+            checksum(&definition.entries),
+            checksum(&without_text.entries)
+        );
+    }
+
+    /// A row written before the SQL was kept: entries only, no `sql_text`.
+    #[test]
+    fn a_ledger_definition_without_text_falls_back_to_the_checksum_line() {
+        let now = step("INSERT INTO a SELECT 2;\n");
+        let applied = step("INSERT INTO a SELECT 1;\n");
+        let old_row = serde_json::json!({
+            "transaction": "true",
+            "step 1 (load.sql)": applied.entries["step 1 (load.sql)"],
+        });
+        let recorded: StageDefinition = serde_json::from_value(old_row).unwrap();
+        assert_eq!(recorded.entries, applied.entries);
+        assert!(recorded.sql_text.is_empty());
+
+        assert!(sql_diffs(&recorded, &now).is_empty());
+        let lines = differences(&recorded, &now);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("changed step 1 (load.sql): sql_file load.sql sha256:"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn an_added_step_shows_its_sql_and_a_removed_one_shows_it_if_recorded() {
+        let mut now = step("SELECT 1;\n");
+        now.insert_sql("step 2 (more.sql)".into(), "SELECT 2;\n".into(), |hash| {
+            format!("sql_file more.sql sha256:{hash}")
+        });
+        let added = sql_diffs(&step("SELECT 1;\n"), &now);
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].entry, "step 2 (more.sql)");
+        assert_eq!(added[0].lines, ["@@ -0,0 +1 @@", "+SELECT 2;"]);
+
+        let removed = sql_diffs(&now, &step("SELECT 1;\n"));
+        assert_eq!(removed[0].lines, ["@@ -1 +0,0 @@", "-SELECT 2;"]);
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use postgres::GenericClient;
 use serde_json::Value as Json;
 
-use crate::checksum::Definition;
+use crate::checksum::StageDefinition;
 use crate::error::EngineError;
 
 /// The ledger layout this planrun writes.
@@ -142,7 +142,7 @@ pub struct RecordedStage {
     pub run_id: i64,
     pub status: String,
     pub checksum: String,
-    pub definition: Definition,
+    pub definition: StageDefinition,
     pub finished_at: String,
     pub captures: BTreeMap<String, Option<String>>,
     pub rows_affected: i64,
@@ -260,7 +260,9 @@ pub struct StageRecord<'a> {
     pub stage_id: &'a str,
     pub status: &'a str,
     pub checksum: &'a str,
-    pub definition: &'a Definition,
+    /// Stored in `stage_results.definition` (jsonb): the checksummed entries, and the
+    /// SQL they hash under `sql_text`.
+    pub definition: &'a StageDefinition,
     pub drift_accepted: bool,
     pub skip_reason: Option<&'a str>,
     pub started_at: std::time::SystemTime,

@@ -23,7 +23,7 @@ pub use connect::{redact, Source, Target};
 pub use error::EngineError;
 pub use preview::{status, StatusReport};
 pub use report::{
-    CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
+    CheckResult, RunOutcome, RunReport, SqlDiff, StageError, StageReport, StageStatus, StepReport,
 };
 pub use run::{ApplyOptions, Observer, Runner, Silent};
 pub use watch::Blocker;

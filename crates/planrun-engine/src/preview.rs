@@ -58,6 +58,8 @@ impl Runner<'_> {
                     stage_report.status = StageStatus::Drifted;
                     stage_report.drift =
                         checksum::differences(&recorded.definition, self.definition(index));
+                    stage_report.drift_diff =
+                        checksum::sql_diffs(&recorded.definition, self.definition(index));
                     report.outcome = RunOutcome::Drift;
                 }
                 report.stages.push(stage_report);

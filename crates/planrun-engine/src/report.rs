@@ -150,6 +150,9 @@ pub struct StageReport {
     pub verifications: Vec<CheckResult>,
     /// For drift: what changed since the stage was applied.
     pub drift: Vec<String>,
+    /// For drift: the changed SQL, line by line (none for SQL whose applied text the
+    /// ledger does not hold).
+    pub drift_diff: Vec<SqlDiff>,
     pub error: Option<StageError>,
 }
 
@@ -172,9 +175,22 @@ impl StageReport {
             steps: Vec::new(),
             verifications: Vec::new(),
             drift: Vec::new(),
+            drift_diff: Vec::new(),
             error: None,
         }
     }
+}
+
+/// How one SQL entry of a drifted stage changed: a unified diff from the SQL that was
+/// applied (`-`) to the SQL the plan holds now (`+`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SqlDiff {
+    /// The definition entry, as in `drift`: `step 1 (02_load.sql)`, `verify name`, ...
+    pub entry: String,
+    /// `@@` hunk headers, then lines prefixed `-`, `+` or a space (context).
+    pub lines: Vec<String>,
+    /// Lines of the diff left out after the first `lines`.
+    pub more_lines: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

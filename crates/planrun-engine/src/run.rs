@@ -352,8 +352,7 @@ impl<'a> Runner<'a> {
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::Drifted;
                     let recorded = &done[&stage.id].definition;
-                    stage_report.drift =
-                        checksum::differences(recorded, &self.definitions[index]);
+                    stage_report.drift = checksum::differences(recorded, &self.definitions[index]);
                     stage_report.drift_diff =
                         checksum::sql_diffs(recorded, &self.definitions[index]);
                 } else if !selected {
