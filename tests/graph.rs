@@ -30,6 +30,54 @@ fn memoir_graph_as_mermaid() {
     insta::assert_snapshot!(memoir_graph(GraphFormat::Mermaid));
 }
 
+/// Stage ids may hold `.` and `-` or be a Mermaid keyword: each stage still gets its
+/// own node, and the edges join the right ones.
+#[test]
+fn mermaid_gives_every_stage_its_own_node_whatever_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        r#"[plan]
+name = "ids"
+
+[[stage]]
+id = "load.v1"
+[[stage.step]]
+sql = "SELECT 1"
+
+[[stage]]
+id = "load-v1"
+depends_on = ["load.v1"]
+[[stage.step]]
+sql = "SELECT 1"
+
+[[stage]]
+id = "end"
+depends_on = ["load-v1"]
+[[stage.step]]
+sql = "SELECT 1"
+"#,
+    )
+    .unwrap();
+    let plan = Plan::load(&path).unwrap();
+    let dag = Dag::build(&plan).unwrap();
+    let mermaid = render_graph(&plan, &dag, GraphFormat::Mermaid, None);
+    let lines: Vec<&str> = mermaid.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "flowchart TD",
+            "    s1[\"1. load.v1<br/>SQL\"]",
+            "    s2[\"2. load-v1<br/>SQL\"]",
+            "    s3[\"3. end<br/>SQL\"]",
+            "    s1 --> s2",
+            "    s2 --> s3",
+        ],
+        "{mermaid}"
+    );
+}
+
 #[test]
 fn memoir_graph_as_json() {
     let json = memoir_graph(GraphFormat::Json);

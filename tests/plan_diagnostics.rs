@@ -212,7 +212,30 @@ fn every_problem_in_a_plan_is_reported_in_one_run() {
 #[test]
 fn the_reference_plan_in_the_docs_parses() {
     let path = repo_path("docs/reference-plan.toml");
-    if let Err(errors) = Plan::load_checked(&path, &Catalog) {
+    if let Err(errors) = Plan::load_checked(&path, &planrun_cli::default_registry()) {
+        panic!("{}", render_diagnostic(&errors));
+    }
+    // The commented-out batched form is valid too.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let batched = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# params = { on_invalid = \"quarantine\", mode"))
+        .expect("the reference plan shows the batched params");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("reference")).unwrap();
+    for file in ["reference/01_schema.sql", "reference/session.sql"] {
+        std::fs::copy(repo_path(&format!("docs/{file}")), dir.path().join(file)).unwrap();
+    }
+    let copy = dir.path().join("reference-plan.toml");
+    std::fs::write(
+        &copy,
+        text.replace(
+            "params = { on_invalid = \"quarantine\" }",
+            &format!("params = {{ on_invalid = \"quarantine\", mode{batched}"),
+        ),
+    )
+    .unwrap();
+    if let Err(errors) = Plan::load_checked(&copy, &planrun_cli::default_registry()) {
         panic!("{}", render_diagnostic(&errors));
     }
 }

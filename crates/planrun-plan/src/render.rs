@@ -228,16 +228,10 @@ fn dot(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
     out
 }
 
-fn mermaid_id(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// A stage's Mermaid node: `s` and its position in the file. Ids may hold `.` and
+/// `-`, or be a Mermaid keyword such as `end`, so they go only into labels.
+fn mermaid_id(plan: &Plan, id: &str) -> String {
+    format!("s{}", plan.stage_position(id).map_or(0, |position| position + 1))
 }
 
 fn mermaid(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
@@ -254,7 +248,7 @@ fn mermaid(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
         let _ = writeln!(
             out,
             "    {}[\"{}\"]",
-            mermaid_id(&stage.id),
+            mermaid_id(plan, &stage.id),
             label.replace('"', "#quot;")
         );
     }
@@ -268,8 +262,8 @@ fn mermaid(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
             let _ = writeln!(
                 out,
                 "    {} {arrow} {}",
-                mermaid_id(dependency),
-                mermaid_id(&plan.stages[index].id)
+                mermaid_id(plan, dependency),
+                mermaid_id(plan, &plan.stages[index].id)
             );
         }
     }
