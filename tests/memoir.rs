@@ -180,7 +180,14 @@ fn a_bad_legacy_row_fails_the_stage_naming_the_chapter_and_json_path() {
         Some(r#"["a.jpg", {"url": "b.jpg", "paragraph": -1}]"#),
     )
     .unwrap();
-    let before = db.dump();
+    let stage_one = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--until", "sections_schema"],
+    );
+    assert_eq!(stage_one.status.code(), Some(0), "{}", describe(&stage_one));
+    let before = db.dump_application();
     let output = apply(
         &repo_root(),
         "plans/memoir.toml",
@@ -200,22 +207,13 @@ fn a_bad_legacy_row_fails_the_stage_naming_the_chapter_and_json_path() {
         .to_owned();
     assert!(message.contains("id 1001"), "{message}");
     assert!(message.contains("images[1].paragraph"), "{message}");
-    let after = db.dump();
-    assert!(
-        after.contains("CREATE TABLE public.chapter_sections"),
-        "stage 1 stays committed"
-    );
-    assert_eq!(
-        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name IN ('content', 'images')"),
-        "2",
-        "chapters keep their legacy columns"
-    );
-    assert_eq!(
-        db.scalar("SELECT count(*) FROM chapters WHERE cover_image IS NOT NULL"),
-        "0",
-        "nothing of the failed stage is committed"
-    );
+    assert!(before.contains("CREATE TABLE public.chapter_sections"));
     assert!(before.contains("INSERT INTO public.chapters"));
+    assert_eq!(
+        db.dump_application(),
+        before,
+        "the failed stage left schema and data as stage 1 left them"
+    );
 }
 
 #[test]
@@ -425,4 +423,88 @@ fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
             "the stage rolled back"
         );
     }
+}
+
+/// The constraint and index definitions and column defaults of a table.
+fn table_shape(db: &TestDb, table: &str) -> String {
+    db.scalar(&format!(
+        "SELECT concat_ws(E'\\n',
+             (SELECT string_agg(conname || ': ' || pg_get_constraintdef(oid), E'\\n' ORDER BY conname)
+              FROM pg_constraint WHERE conrelid = 'public.{table}'::regclass),
+             (SELECT string_agg(indexname || ': ' || indexdef, E'\\n' ORDER BY indexname)
+              FROM pg_indexes WHERE schemaname = 'public' AND tablename = '{table}'),
+             (SELECT string_agg(a.attname || ' default ' || pg_get_expr(d.adbin, d.adrelid), E'\\n' ORDER BY a.attname)
+              FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+              WHERE d.adrelid = 'public.{table}'::regclass))"
+    ))
+}
+
+/// Both transforms drop the keys and indexes of their empty target table for the
+/// load and build them again; afterwards the table is exactly as the schema stage made
+/// it: the same constraints (ON DELETE rules included), indexes (partial ones
+/// included) and defaults.
+#[test]
+fn the_transforms_leave_their_tables_keys_and_indexes_as_the_schema_stages_made_them() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 5, 300, ImagesType::Jsonb).unwrap();
+    let until = |stage: &str| {
+        let output = apply(&repo_root(), "plans/memoir.toml", &db, &["--until", stage]);
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    };
+    until("sections_schema");
+    let sections = table_shape(&db, "chapter_sections");
+    assert!(
+        sections.contains("FOREIGN KEY (chapter_id) REFERENCES chapters(id) ON DELETE CASCADE"),
+        "{sections}"
+    );
+    until("split_chapters");
+    assert_eq!(table_shape(&db, "chapter_sections"), sections);
+    until("images_schema");
+    let images = table_shape(&db, "memoir_images");
+    assert!(
+        images.contains(" WHERE "),
+        "the partial unique indexes: {images}"
+    );
+    until("collect_images");
+    assert_eq!(table_shape(&db, "memoir_images"), images);
+    assert_ne!(db.scalar("SELECT count(*) FROM memoir_images"), "0");
+}
+
+/// The README's first command: a throwaway PostgreSQL, synthetic legacy data, the
+/// memoir plan applied and every verification passing.
+#[test]
+fn planrun_demo_applies_and_verifies_the_memoir_plan() {
+    let output = planrun(
+        PLANRUN,
+        &repo_root(),
+        &["demo", "--chapters", "400", "--seed", "3"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let plan = std::fs::read_to_string(repo_root().join("plans/memoir.toml")).unwrap();
+    let verifications = plan.matches("[[stage.verify]]").count();
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.trim_start().starts_with("ok   verify"))
+            .count(),
+        verifications,
+        "every verification of every stage passed:\n{stdout}"
+    );
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "committed: sections_schema, split_chapters, images_schema, collect_images, section_image_fk"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the throwaway cluster is removed")
+            || stdout.contains("the throwaway cluster is removed"),
+        "{}",
+        describe(&output)
+    );
 }

@@ -449,3 +449,34 @@ END $$;
         "0"
     );
 }
+
+/// The target's password reaches pg_dump through the environment, never the report,
+/// the terminal or the process list's arguments.
+#[test]
+fn a_rehearsal_of_a_password_protected_target_shows_no_password() {
+    let secret = "Rehearsal-s3cret/with?odd chars";
+    let db = TestDb::with_password(secret);
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = std::fs::read_to_string(&file).unwrap();
+    for (what, text) in [
+        (
+            "stdout",
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ),
+        (
+            "stderr",
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ),
+        ("the report", report),
+    ] {
+        assert!(!text.contains(secret), "{what} shows the password:\n{text}");
+        assert!(
+            !text.contains("s3cret"),
+            "{what} shows part of the password:\n{text}"
+        );
+    }
+}

@@ -155,6 +155,40 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The dump without planrun's own schema and without sequence positions (a
+    /// rolled-back transaction still moves a sequence, as PostgreSQL documents): what
+    /// the application sees.
+    pub fn dump_application(&self) -> String {
+        let output = std::process::Command::new(self.cluster.bin_dir().join("pg_dump"))
+            .args([
+                "--no-owner",
+                "--no-privileges",
+                "--inserts",
+                "--exclude-schema=planrun",
+                "-d",
+                &self.url,
+            ])
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("the dump is UTF-8")
+            .lines()
+            .filter(|line| {
+                !line.starts_with("\\restrict")
+                    && !line.starts_with("\\unrestrict")
+                    && !line.starts_with("SELECT pg_catalog.setval(")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 impl Default for TestDb {
     fn default() -> Self {
         TestDb::new()

@@ -231,7 +231,10 @@ fn dot(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
 /// A stage's Mermaid node: `s` and its position in the file. Ids may hold `.` and
 /// `-`, or be a Mermaid keyword such as `end`, so they go only into labels.
 fn mermaid_id(plan: &Plan, id: &str) -> String {
-    format!("s{}", plan.stage_position(id).map_or(0, |position| position + 1))
+    format!(
+        "s{}",
+        plan.stage_position(id).map_or(0, |position| position + 1)
+    )
 }
 
 fn mermaid(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
