@@ -22,13 +22,18 @@ pub struct DeferredConstraints {
 
 impl DeferredConstraints {
     /// Drops the indexes and constraints (except NOT NULL, defaults and CHECKs, which
-    /// cost little) of `table` (schema-qualified, e.g. `public.chapter_sections`) when
-    /// it is empty and nothing else depends on them. Returns `None` when the table is
-    /// left as it is.
+    /// cost little) of `table` (as `regclass` reads it, e.g. `public.chapter_sections`)
+    /// when it is empty and nothing else depends on them. Returns `None` when the table
+    /// is left as it is. The server resolves and quotes the name before any SQL is
+    /// built from it, so a name that is not a table is an error, never SQL.
     pub fn take(
         transaction: &mut Transaction<'_>,
         table: &str,
     ) -> Result<Option<DeferredConstraints>, postgres::Error> {
+        let table: String = transaction
+            .query_one("SELECT $1::text::regclass::text", &[&table])?
+            .get(0);
+        let table = table.as_str();
         let empty: bool = transaction
             .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), &[])?
             .get(0);
