@@ -106,6 +106,41 @@ fn a_failing_stage_rolls_back_while_earlier_stages_stay_committed() {
     );
 }
 
+/// An error PostgreSQL gives no position for (here a key violation) still names the
+/// file, the line its statement starts on, and the statement.
+#[test]
+fn an_error_without_a_position_names_its_statement_and_line() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("03_total.sql"),
+        "ALTER TABLE orders ADD COLUMN total numeric;\n\n-- a duplicate key\nINSERT INTO orders (id, customer_id)\n  VALUES (1, 1);\n",
+    )
+    .unwrap();
+    let output = run(
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let error = &report["stages"][2]["error"];
+    assert_eq!(error["sqlstate"], "23505", "{error}");
+    assert_eq!(error["file"], "03_total.sql");
+    assert_eq!(error["line"], 4, "{error}");
+    assert!(error["column"].is_null(), "{error}");
+    assert_eq!(error["statement"], "INSERT INTO orders (id, customer_id)");
+    assert!(db
+        .column("SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'total'")
+        .is_empty());
+}
+
 /// A constraint the steps deferred is checked before verification: the violation
 /// fails the stage with its SQLSTATE, rolls it back, and the report still says what
 /// committed (it used to surface at COMMIT as a bare error).

@@ -945,12 +945,9 @@ impl<'a> Runner<'a> {
         step: &str,
     ) -> Result<StepReport, Box<StageError>> {
         let mut rows = 0;
-        let pieces: Vec<(usize, &str)> = if in_transaction {
-            vec![(0, sql)]
-        } else {
-            split_statements(sql)
-        };
-        for (offset, statement) in pieces {
+        // One statement at a time, so that an error PostgreSQL gives no position for
+        // (a key violation, a division by zero) still names its statement and line.
+        for (offset, statement) in split_statements(sql) {
             match conn.simple_query(statement) {
                 Ok(messages) => {
                     rows += messages
@@ -1137,6 +1134,8 @@ pub(crate) fn stage_error(
             let (line, column) = position_to_line_column(sql, offset, *position);
             (Some(line), Some(column))
         }
+        // No position: the line where the failing statement starts.
+        _ if !sql.is_empty() => (Some(crate::sql::statement_line(sql, offset)), None),
         _ => (None, None),
     };
     let statement = line.and_then(|line| crate::sql::line_at(sql, line));

@@ -1,6 +1,20 @@
-//! SQL text helpers: splitting a script into statements (for stages that run outside
-//! a transaction, where each statement must be sent on its own) and turning
-//! PostgreSQL's error position into a line and column.
+//! SQL text helpers: splitting a script into statements (each is sent on its own, so
+//! that an error names its statement, and outside a transaction each commits) and
+//! turning PostgreSQL's error position into a line and column.
+
+/// The 1-based line of `script` where the statement at byte `offset` starts: its first
+/// character that is neither white space nor in a `--` comment.
+pub fn statement_line(script: &str, offset: usize) -> usize {
+    let mut line = script[..offset].matches('\n').count() + 1;
+    for text in script[offset..].split_inclusive('\n') {
+        let code = text.trim_start();
+        if !code.is_empty() && !code.starts_with("--") {
+            break;
+        }
+        line += 1;
+    }
+    line
+}
 
 /// Statements of `script` with their byte offsets, split on `;` outside quotes,
 /// dollar quotes and comments. Empty statements are dropped.
@@ -131,6 +145,16 @@ pub fn line_at(text: &str, line: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_starts_on_its_first_line_of_code() {
+        let script = "SELECT 1;\n\n-- the load\n  INSERT INTO t VALUES (1);  SELECT 2;\n";
+        let starts: Vec<usize> = split_statements(script)
+            .into_iter()
+            .map(|(offset, _)| statement_line(script, offset))
+            .collect();
+        assert_eq!(starts, [1, 4, 4]);
+    }
 
     #[test]
     fn splits_on_semicolons_outside_quotes_comments_and_dollar_quotes() {
