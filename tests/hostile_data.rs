@@ -1,10 +1,11 @@
 //! Hostile legacy data through the real `planrun` binary and the memoir plan: odd
-//! Unicode in content and images, invalid and deeply nested JSON, a 5 MB chapter and a
-//! chapter with 10,000 images. Each valid row must migrate exactly as the pure
-//! `split_chapter` rules say (and pass every verification of the plan, whose SQL
-//! paragraph rule in `plans/memoir/session.sql` is independent of the Rust one); each
-//! invalid row must fail the stage naming the chapter id and JSON path, or be
-//! quarantined verbatim; and the process's memory must stay bounded.
+//! Unicode in content and images, invalid and deeply nested JSON, numbers and escapes
+//! `jsonb` cannot store, a 5 MB chapter and a chapter with 10,000 images. Each valid row
+//! must migrate exactly as the pure `split_chapter` rules say (and pass every
+//! verification of the plan, whose SQL paragraph rule in `plans/memoir/session.sql` is
+//! independent of the Rust one); each invalid row must fail the stage naming the chapter
+//! id and JSON path, or be quarantined verbatim; and the process's memory must stay
+//! bounded.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -120,6 +121,11 @@ fn valid_hostile_rows() -> Vec<Valid> {
             Some(" \r\n\t[ \"sp.jpg\" ,\n {\"url\":\"\\ud83d\\ude00.jpg\",\"caption\":\"\\u00e9\\u0301\"} ]\n "),
         ),
         valid(
+            "numbers at the edge of numeric's range",
+            "edge",
+            Some(r#"[{"url": "edge.jpg", "most": 9.9e131071, "finest": -1.5e-16382, "zero": 0e999999, "paragraph": 0}]"#),
+        ),
+        valid(
             "nesting 100 deep in an extra key (below the parser's limit)",
             "deep",
             Some(&format!(
@@ -196,8 +202,22 @@ fn invalid_hostile_rows() -> Vec<Invalid> {
             "lone surrogate escape",
             r#"[{"url": "a.jpg", "caption": "\ud800"}]"#.to_owned(),
             NOT_JSONB,
-            "images",
-            "not valid JSON: unexpected end of hex escape",
+            "images[0].caption",
+            r"a lone surrogate \ud800 cannot be stored in jsonb",
+        ),
+        row(
+            "number above numeric's range in an extra key",
+            r#"["ok.jpg", {"url": "a.jpg", "x": 1e200000}]"#.to_owned(),
+            NOT_JSONB,
+            "images[1].x",
+            "number 1e+200000 is outside the range PostgreSQL's numeric can store",
+        ),
+        row(
+            "number with more decimals than numeric keeps, nested",
+            r#"[{"url": "a.jpg", "meta": {"sizes": [1, 1e-16384]}}]"#.to_owned(),
+            NOT_JSONB,
+            "images[0].meta.sizes[1]",
+            "number 1e-16384 is outside the range",
         ),
         row(
             "NUL escape in a url",
@@ -502,7 +522,8 @@ fn json_and_jsonb_columns_refuse_what_postgresql_cannot_parse() {
                     e.contains("stack depth limit exceeded")
                         || e.contains("invalid input syntax for type json")
                         || e.contains("unsupported Unicode escape sequence")
-                        || e.contains("Unicode low surrogate"),
+                        || e.contains("Unicode low surrogate")
+                        || e.contains("value overflows numeric format"),
                     "{images} {}: {e}",
                     row.label
                 );

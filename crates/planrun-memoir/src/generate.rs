@@ -162,7 +162,7 @@ impl std::iter::FusedIterator for LegacyMemoirs {}
 
 /// One legacy images value per way of being invalid, with the path the error must name.
 /// The JSON is the text as a `json` or `text` column would hold it (some of these, such
-/// as `\u0000`, a `jsonb` column cannot hold at all).
+/// as `\u0000`, a lone surrogate or `1e200000`, a `jsonb` column cannot hold at all).
 pub fn invalid_images_cases() -> Vec<(&'static str, &'static str)> {
     vec![
         ("", "images"),
@@ -175,7 +175,7 @@ pub fn invalid_images_cases() -> Vec<(&'static str, &'static str)> {
         ("\"[\\\"a.jpg\\\"]\"", "images"),
         ("42", "images"),
         ("true", "images"),
-        ("[\"\\ud800\"]", "images"),
+        ("[\"\\ud800\"]", "images[0]"),
         ("[42]", "images[0]"),
         ("[null]", "images[0]"),
         ("[true]", "images[0]"),
@@ -267,12 +267,22 @@ pub fn invalid_images_cases() -> Vec<(&'static str, &'static str)> {
             "[{\"url\": \"a.jpg\", \"k\\u0000\": 1}]",
             "images[0][\"k\\u0000\"]",
         ),
+        (
+            "[{\"url\": \"a.jpg\", \"caption\": \"\\ud800\"}]",
+            "images[0].caption",
+        ),
+        ("[{\"url\": \"a.jpg\", \"x\": 1e200000}]", "images[0].x"),
+        (
+            "[\"a.jpg\", {\"url\": \"b.jpg\", \"meta\": {\"sizes\": [1, 1e-16384]}}]",
+            "images[1].meta.sizes[1]",
+        ),
     ]
 }
 
 /// Legacy images values that look suspicious but are valid, for end-to-end tests: integer
-/// anchors beyond `u64::MAX`, `-0`, numbers that only survive with exact decimal text,
-/// escapes, keys that are not identifiers, an object whose `url` is not its first key.
+/// anchors beyond `u64::MAX`, `-0`, numbers that only survive with exact decimal text or
+/// sit at the edge of what `numeric` can store, escapes, keys that are not identifiers,
+/// an object whose `url` is not its first key.
 pub fn tricky_valid_images_cases() -> Vec<&'static str> {
     vec![
         "null",
@@ -284,6 +294,7 @@ pub fn tricky_valid_images_cases() -> Vec<&'static str> {
         "[{\"url\": \"a.jpg\", \"paragraph\": 0}, {\"url\": \"b.jpg\", \"paragraph\": 0}]",
         "[{\"url\": \"a.jpg\", \"caption\": null, \"id\": 12345678901234567890, \"scale\": 1.10}]",
         "[{\"url\": \"a.jpg\", \"big\": 1e400, \"tiny\": -2.5E-400}]",
+        "[{\"url\": \"a.jpg\", \"most\": 9.9e131071, \"finest\": -1.5e-16382, \"zero\": 0e999999, \"shifted\": 0.0001e131075}]",
         "[{\"caption\": \"url last\", \"paragraph\": 1, \"url\": \"\\u8001\\u7167\\u7247.jpg\"}]",
         "[\"https:\\/\\/example.com\\/a.jpg\", {\"url\": \" \", \"拍摄地点\": \"上海\", \"\": 0}]",
     ]

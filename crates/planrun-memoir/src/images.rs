@@ -8,8 +8,16 @@
 //! to parse; only an exponent's spelling is normalised, `1E2` to `1e+2`), and a
 //! `paragraph` anchor is judged on its literal, where `1.0` and `1e2` are not integers and
 //! an integer of any size is.
+//!
+//! A `json` or `text` column can hold what `jsonb` cannot store: U+0000 in a string, a
+//! number beyond `numeric`'s range (see `numeric_range.rs`), a lone UTF-16
+//! surrogate escape. Each is rejected here with its path, so such a row fails (or is
+//! quarantined) as an invalid row instead of failing the COPY into `jsonb` without saying
+//! which chapter or where.
 
 use serde_json::{Map, Number, Value};
+
+use crate::numeric_range::fits_numeric;
 
 /// One valid element of a legacy images array, in object form.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +66,11 @@ impl InvalidImages {
 /// Parses a legacy images value: SQL NULL (`None`), JSON `null` and `[]` give no images;
 /// anything else must be an array of valid elements.
 ///
-/// Besides the spec's shape rules, a string anywhere in an element (or an object key)
-/// containing U+0000 is rejected: PostgreSQL's `jsonb` and `text` cannot store it, so
-/// such a row (possible only in a `json` or `text` column) would otherwise fail later, on
-/// insert, without saying where.
+/// Besides the spec's shape rules, anything in an element that PostgreSQL's `jsonb`
+/// cannot store is rejected at its path: a string or object key containing U+0000, a
+/// number outside `numeric`'s range, a lone surrogate escape. Only a `json` or `text`
+/// column can hold such a row; it would otherwise fail later, on insert, without saying
+/// where.
 pub fn parse_images(raw: Option<&str>) -> Result<Vec<Image>, InvalidImages> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
@@ -87,35 +96,60 @@ pub fn parse_images(raw: Option<&str>) -> Result<Vec<Image>, InvalidImages> {
 /// value this migration cannot read.
 const MAX_DEPTH: usize = 127;
 
-/// The error for a value serde_json could not parse. Nesting beyond [`MAX_DEPTH`] is
-/// valid JSON, so it is not reported as "not valid JSON" but as too deep, at the element
-/// or member holding the nesting (`images[0].exif`), as every other rule names its place.
+/// The error for a value serde_json could not parse. Two of its refusals concern JSON
+/// that PostgreSQL's `json` type accepts, so they are not reported as "not valid JSON"
+/// but at the element or member holding them, as every other rule names its place:
+/// nesting beyond [`MAX_DEPTH`] and a lone surrogate escape (which `jsonb` refuses too).
 fn parse_error(raw: &str, error: &serde_json::Error) -> InvalidImages {
-    if error.to_string().starts_with("recursion limit exceeded") {
-        if let Some(path) = too_deep_path(raw) {
-            return InvalidImages::new(
-                path,
-                format!(
+    let message = error.to_string();
+    let refused_valid_json = message.starts_with("recursion limit exceeded")
+        || message.starts_with("lone leading surrogate in hex escape")
+        || message.starts_with("unexpected end of hex escape");
+    if refused_valid_json {
+        if let Some((path, refusal)) = first_refusal(raw) {
+            let reason = match refusal {
+                Refusal::TooDeep => format!(
                     "arrays and objects nested more than {MAX_DEPTH} deep, which this migration cannot parse"
                 ),
-            );
+                Refusal::LoneSurrogate {
+                    unit,
+                    in_key: false,
+                } => format!("a lone surrogate \\u{unit:04x} cannot be stored in jsonb"),
+                Refusal::LoneSurrogate { unit, in_key: true } => format!(
+                    "a key holds a lone surrogate \\u{unit:04x}, which cannot be stored in jsonb"
+                ),
+            };
+            return InvalidImages::new(path, reason);
         }
     }
-    InvalidImages::new("images", format!("not valid JSON: {error}"))
+    InvalidImages::new("images", format!("not valid JSON: {message}"))
 }
 
-/// Where `raw` first nests arrays and objects more than [`MAX_DEPTH`] deep: the path to
-/// at most the element and its member (`images[0].exif`, `images[0][0]`), or `None` when
-/// it never does. A linear scan with a stack bounded by [`MAX_DEPTH`]; it assumes the
-/// JSON is well formed up to that point, which is where serde_json stopped.
-fn too_deep_path(raw: &str) -> Option<String> {
-    enum Frame {
-        Array(usize),
-        Object {
-            key: Option<String>,
-            awaiting_key: bool,
-        },
-    }
+/// Valid JSON that serde_json refuses.
+enum Refusal {
+    /// Arrays and objects nested more than [`MAX_DEPTH`] deep.
+    TooDeep,
+    /// A `\uXXXX` escape of a UTF-16 surrogate without its other half, in a string value
+    /// or in an object key.
+    LoneSurrogate { unit: u16, in_key: bool },
+}
+
+/// An array or object `first_refusal` is inside.
+enum Frame {
+    Array(usize),
+    Object {
+        key: Option<String>,
+        awaiting_key: bool,
+    },
+}
+
+/// The first place in `raw` serde_json refuses although the JSON is valid, with its path:
+/// for nesting too deep, the path to at most the element and its member
+/// (`images[0].exif`, `images[0][0]`); for a lone surrogate, the full path to the string
+/// (`images[0].meta.title`), or to the object whose key holds it. A linear scan with a
+/// stack bounded by [`MAX_DEPTH`]; it assumes the JSON is well formed up to that point,
+/// which is where serde_json stopped.
+fn first_refusal(raw: &str) -> Option<(String, Refusal)> {
     let bytes = raw.as_bytes();
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = 0;
@@ -123,9 +157,35 @@ fn too_deep_path(raw: &str) -> Option<String> {
         match bytes[i] {
             b'"' => {
                 let start = i;
+                let in_key = matches!(
+                    stack.last(),
+                    Some(Frame::Object {
+                        awaiting_key: true,
+                        ..
+                    })
+                );
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    if bytes[i] != b'\\' {
+                        i += 1;
+                        continue;
+                    }
+                    match (hex_escape(bytes, i), hex_escape(bytes, i + 6)) {
+                        (Some(0xD800..=0xDBFF), Some(0xDC00..=0xDFFF)) => i += 12,
+                        (Some(unit @ 0xD800..=0xDFFF), _) => {
+                            let holder = if in_key {
+                                &stack[..stack.len() - 1]
+                            } else {
+                                &stack[..]
+                            };
+                            return Some((
+                                frames_path(holder),
+                                Refusal::LoneSurrogate { unit, in_key },
+                            ));
+                        }
+                        (Some(_), _) => i += 6,
+                        (None, _) => i += 2,
+                    }
                 }
                 if let Some(Frame::Object { key, awaiting_key }) = stack.last_mut() {
                     if *awaiting_key {
@@ -139,15 +199,7 @@ fn too_deep_path(raw: &str) -> Option<String> {
             }
             open @ (b'[' | b'{') => {
                 if stack.len() == MAX_DEPTH {
-                    let mut path = "images".to_owned();
-                    for frame in stack.iter().take(2) {
-                        match frame {
-                            Frame::Array(index) => path.push_str(&format!("[{index}]")),
-                            Frame::Object { key: Some(key), .. } => path = member_path(&path, key),
-                            Frame::Object { key: None, .. } => break,
-                        }
-                    }
-                    return Some(path);
+                    return Some((frames_path(&stack[..2]), Refusal::TooDeep));
                 }
                 stack.push(if open == b'[' {
                     Frame::Array(0)
@@ -171,6 +223,29 @@ fn too_deep_path(raw: &str) -> Option<String> {
         i += 1;
     }
     None
+}
+
+/// The path to the value the innermost of `frames` is at.
+fn frames_path(frames: &[Frame]) -> String {
+    let mut path = "images".to_owned();
+    for frame in frames {
+        match frame {
+            Frame::Array(index) => path.push_str(&format!("[{index}]")),
+            Frame::Object { key: Some(key), .. } => path = member_path(&path, key),
+            Frame::Object { key: None, .. } => break,
+        }
+    }
+    path
+}
+
+/// The UTF-16 code unit of the `\uXXXX` escape at `at` in `bytes`, if one is there.
+fn hex_escape(bytes: &[u8], at: usize) -> Option<u16> {
+    let escape = bytes.get(at..at + 6)?;
+    let hex = escape.strip_prefix(b"\\u")?;
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 fn parse_element(index: usize, element: Value) -> Result<Image, InvalidImages> {
@@ -228,7 +303,7 @@ fn parse_element(index: usize, element: Value) -> Result<Image, InvalidImages> {
     for (key, value) in &object {
         let key_path = member_path(&path, key);
         reject_nul(&key_path, key)?;
-        reject_nul_within(&key_path, value)?;
+        reject_unstorable(&key_path, value)?;
     }
     Ok(Image { object, paragraph })
 }
@@ -271,20 +346,37 @@ fn reject_nul(path: &str, text: &str) -> Result<(), InvalidImages> {
     Ok(())
 }
 
+fn reject_out_of_range(path: &str, number: &Number) -> Result<(), InvalidImages> {
+    if fits_numeric(number.as_str()) {
+        return Ok(());
+    }
+    Err(InvalidImages::new(
+        path,
+        format!(
+            "number {} is outside the range PostgreSQL's numeric can store \
+             (at most 131072 digits before the decimal point and 16383 after)",
+            excerpt_text(number.as_str())
+        ),
+    ))
+}
+
+/// Rejects what `jsonb` cannot store anywhere in `value`: U+0000 in a string or key, a
+/// number outside `numeric`'s range.
 // serde_json's recursion limit (128) bounds the depth of this walk.
-fn reject_nul_within(path: &str, value: &Value) -> Result<(), InvalidImages> {
+fn reject_unstorable(path: &str, value: &Value) -> Result<(), InvalidImages> {
     match value {
         Value::String(s) => reject_nul(path, s),
+        Value::Number(number) => reject_out_of_range(path, number),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| reject_nul_within(&format!("{path}[{i}]"), item)),
+            .try_for_each(|(i, item)| reject_unstorable(&format!("{path}[{i}]"), item)),
         Value::Object(map) => map.iter().try_for_each(|(key, item)| {
             let key_path = member_path(path, key);
             reject_nul(&key_path, key)?;
-            reject_nul_within(&key_path, item)
+            reject_unstorable(&key_path, item)
         }),
-        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+        Value::Null | Value::Bool(_) => Ok(()),
     }
 }
 
@@ -305,11 +397,15 @@ pub(crate) fn member_path(base: &str, key: &str) -> String {
 
 /// A value's JSON text for an error message, cut short so a huge value cannot flood it.
 pub(crate) fn excerpt(value: &Value) -> String {
+    excerpt_text(&value.to_string())
+}
+
+/// `text` cut short after 40 characters.
+fn excerpt_text(text: &str) -> String {
     const LIMIT: usize = 40;
-    let text = value.to_string();
     match text.char_indices().nth(LIMIT) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
+        None => text.to_owned(),
     }
 }
 
@@ -360,6 +456,81 @@ mod tests {
         let e = parse_images(Some(&format!("[1 2 {}", nested(200)))).unwrap_err();
         assert_eq!(e.path, "images");
         assert!(e.reason.starts_with("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn numbers_jsonb_cannot_store_are_named_by_path() {
+        let e = parse_images(Some(r#"[{"url": "a", "x": 1e200000}]"#)).unwrap_err();
+        assert_eq!(e.path, "images[0].x");
+        assert_eq!(
+            e.reason,
+            "number 1e+200000 is outside the range PostgreSQL's numeric can store \
+             (at most 131072 digits before the decimal point and 16383 after)"
+        );
+        let e = parse_images(Some(
+            r#"["a", {"url": "b", "meta": {"sizes": [1, 1e-20000]}}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.path, "images[1].meta.sizes[1]");
+        assert!(e.reason.starts_with("number 1e-20000 is outside"), "{e}");
+
+        let huge = format!("1{}", "0".repeat(131_072));
+        let e =
+            parse_images(Some(&format!(r#"[{{"url": "a", "paragraph": {huge}}}]"#))).unwrap_err();
+        assert_eq!(e.path, "images[0].paragraph");
+        assert!(
+            e.reason.starts_with(&format!("number {}...", &huge[..40])),
+            "{e}"
+        );
+        assert!(e.reason.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn numbers_at_the_edge_of_the_range_are_kept_as_written() {
+        let images = parse_images(Some(
+            r#"[{"url": "a", "x": 1e131071, "y": -1.5e-16382, "z": 0e999999, "w": 0.0001e131075}]"#,
+        ))
+        .expect("every number fits numeric");
+        assert_eq!(
+            images[0].clone().into_value().to_string(),
+            r#"{"url":"a","x":1e+131071,"y":-1.5e-16382,"z":0e+999999,"w":0.0001e+131075}"#
+        );
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_named_by_the_path_of_its_string() {
+        let cases = [
+            (
+                r#"[{"url": "a", "caption": "\ud800"}]"#,
+                "images[0].caption",
+            ),
+            (r#"[{"url": "\ud800x"}]"#, "images[0].url"),
+            (r#"["ok", "x\udc00y"]"#, "images[1]"),
+            (r#"["\\ud800", "\ud800"]"#, "images[1]"),
+            (
+                r#"[{"url": "a", "meta": {"t": ["\ud83d\ude00", "\ud800\u0041"]}}]"#,
+                "images[0].meta.t[1]",
+            ),
+            (
+                r#"[{"url": "a", "\ud83d\ude00": {"\udbff\ud800": 1}}]"#,
+                r#"images[0]["😀"]"#,
+            ),
+            (r#""\ud800""#, "images"),
+        ];
+        for (raw, path) in cases {
+            let e = parse_images(Some(raw)).unwrap_err();
+            assert_eq!(e.path, path, "{raw}: {e}");
+        }
+        let reason = |raw: &str| parse_images(Some(raw)).unwrap_err().reason;
+        assert_eq!(
+            reason(r#"[{"url": "a", "caption": "\uD800"}]"#),
+            r"a lone surrogate \ud800 cannot be stored in jsonb"
+        );
+        assert_eq!(
+            reason(r#"[{"url": "a", "k\udc00": 1}]"#),
+            r"a key holds a lone surrogate \udc00, which cannot be stored in jsonb"
+        );
+        assert!(parse_images(Some(r#"["\ud83d\ude00", "\\ud800"]"#)).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod generate;
 mod image_row;
 mod images;
 pub mod legacy;
+mod numeric_range;
 mod paragraphs;
 mod params;
 mod quarantine;

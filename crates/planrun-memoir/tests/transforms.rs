@@ -270,6 +270,99 @@ fn quarantine_keeps_raw_values_verbatim_and_migrates_the_rest() {
     assert_rows_eq(&db.covers(), &covers, "covers");
 }
 
+/// A `json` or `text` column holding what `jsonb` cannot store: the row is invalid, named
+/// by chapter id and path, instead of failing the COPY into `jsonb` with a bare "value
+/// overflows numeric format" (which also aborted quarantine mode); numbers at the very
+/// edge of the range migrate.
+fn unstorable_values_fail_or_are_quarantined(images: ImagesType) {
+    let mut db = Db::legacy(images);
+    load_legacy(&mut db.client, SEED, 40, images).expect("load");
+    let bad = [
+        (
+            1_001,
+            r#"[{"url": "a.jpg", "x": 1e200000}]"#,
+            "images[0].x",
+            "number 1e+200000 is outside the range PostgreSQL's numeric can store",
+        ),
+        (
+            1_002,
+            r#"["a.jpg", {"url": "b.jpg", "meta": {"sizes": [1, 1e-20000]}}]"#,
+            "images[1].meta.sizes[1]",
+            "number 1e-20000 is outside the range PostgreSQL's numeric can store",
+        ),
+        (
+            1_003,
+            r#"[{"url": "a.jpg", "caption": "\ud800"}]"#,
+            "images[0].caption",
+            r"a lone surrogate \ud800 cannot be stored in jsonb",
+        ),
+    ];
+    for (id, json, _, _) in bad {
+        insert_chapter(&mut db.client, 2, id, Some("p"), Some(json)).expect("insert");
+    }
+    let edge = r#"[{"url": "e.jpg", "x": 1e131071, "y": -1.5e-16382, "z": 0e999999}]"#;
+    insert_chapter(&mut db.client, 2, 1_004, Some("p"), Some(edge)).expect("insert");
+    let legacy = db.legacy_rows();
+    db.stage_one();
+
+    match db.run(&SplitChapters, "batch_rows = 7") {
+        Err(TransformError::InvalidRow {
+            key, path, reason, ..
+        }) => {
+            assert_eq!((key.as_str(), path.as_str()), ("id 1001", "images[0].x"));
+            assert!(reason.starts_with(bad[0].3), "{reason}");
+        }
+        other => panic!("{images}: expected InvalidRow, got {other:?}"),
+    }
+    assert_eq!(db.count("SELECT count(*) FROM chapter_sections"), 0);
+
+    let report = db
+        .run(
+            &SplitChapters,
+            "on_invalid = \"quarantine\"\nbatch_rows = 7",
+        )
+        .expect("split in quarantine mode");
+    assert_eq!(report.rows_quarantined, bad.len() as u64);
+    let quarantined: Vec<(i64, String, String, String)> = db
+        .client
+        .query(
+            "SELECT chapter_id, images, path, reason FROM planrun.memoir_quarantine
+             ORDER BY chapter_id",
+            &[],
+        )
+        .expect("read quarantine")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(quarantined.len(), bad.len());
+    for ((id, json, path, reason), row) in bad.iter().zip(&quarantined) {
+        assert_eq!((row.0, row.1.as_str(), row.2.as_str()), (*id, *json, *path));
+        assert!(row.3.starts_with(reason), "{}", row.3);
+    }
+    let (sections, covers) = expected_split(&mut db, &legacy, &bad.map(|b| b.0));
+    assert_rows_eq(&db.sections(), &sections, "chapter_sections");
+    assert_rows_eq(&db.covers(), &covers, "covers");
+    let edge_image: String = db
+        .client
+        .query_one(
+            "SELECT image->>'x' FROM chapter_sections WHERE chapter_id = 1004",
+            &[],
+        )
+        .expect("the edge chapter migrated")
+        .get(0);
+    assert_eq!(edge_image.len(), 131_072);
+}
+
+#[test]
+fn unstorable_values_in_a_json_column_fail_or_are_quarantined() {
+    unstorable_values_fail_or_are_quarantined(ImagesType::Json);
+}
+
+#[test]
+fn unstorable_values_in_a_text_column_fail_or_are_quarantined() {
+    unstorable_values_fail_or_are_quarantined(ImagesType::Text);
+}
+
 // The plan's own conservation and content checks after a quarantine run are proved
 // end to end, on the real plan, by tests/memoir.rs (quarantine mode) and
 // tests/hostile_data.rs (quarantine with each images column type).
