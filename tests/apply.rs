@@ -600,6 +600,30 @@ fn an_unreachable_database_is_a_clear_error() {
         stderr.contains("cannot connect to postgresql://nobody:***@127.0.0.1:1/none"),
         "{stderr}"
     );
+
+    // With --format json, stdout says so too, for the script reading it.
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--format",
+            "json",
+            "--database-url",
+            "postgresql://nobody:pw@127.0.0.1:1/none",
+        ],
+        &[],
+    );
+    let failure: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(failure["format"], "planrun-error/1");
+    assert_eq!(failure["outcome"], "cannot-connect");
+    assert_eq!(failure["exit_code"], exit_codes::CANNOT_CONNECT);
+    assert!(failure["error"]
+        .as_str()
+        .unwrap()
+        .contains("postgresql://nobody:***@127.0.0.1:1/none"));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(":pw@"));
 }
 
 #[test]

@@ -99,7 +99,10 @@ fn a_rehearsal_leaves_the_target_exactly_as_it_was() {
     for stage in stages {
         assert_eq!(stage["status"], "applied", "{stage}");
         assert_eq!(stage["lock_waits"], 0, "{stage}");
-        assert_eq!(stage["estimated_target_ms"], stage["duration_ms"], "{stage}");
+        assert_eq!(
+            stage["estimated_target_ms"], stage["duration_ms"],
+            "{stage}"
+        );
     }
     assert_eq!(stages[1]["rows_affected"], 25);
     assert_eq!(

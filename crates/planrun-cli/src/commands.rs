@@ -52,6 +52,27 @@ pub(crate) fn engine_failure(error: EngineError) -> i32 {
     error.exit_code()
 }
 
+/// [`engine_failure`], and with `--format json` the failure as JSON on stdout too, so
+/// that a script reading stdout sees why there is no report.
+fn failure(error: EngineError, plan: &Plan, format: ReportFormat) -> i32 {
+    let message = error.to_string();
+    let code = engine_failure(error);
+    if format == ReportFormat::Json {
+        let outcome = exit_codes::ALL
+            .iter()
+            .find(|(known, _, _)| *known == code)
+            .map_or("error", |(_, name, _)| name);
+        print_json(&serde_json::json!({
+            "format": "planrun-error/1",
+            "plan": plan.name,
+            "outcome": outcome,
+            "exit_code": code,
+            "error": message,
+        }));
+    }
+    code
+}
+
 fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> ApplyOptions {
     let backup_dir = if backup.no_backup {
         None
@@ -121,7 +142,7 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
         Ok(report) => print_run(&report, args.format, style),
-        Err(error) => engine_failure(error),
+        Err(error) => failure(error, &plan, args.format),
     }
 }
 
@@ -135,7 +156,7 @@ fn preview(args: &PlanCommandArgs, style: Style) -> i32 {
         .and_then(|runner| runner.preview(&target, &options(&plan, &args.selection, &args.backup)));
     match result {
         Ok(report) => print_run(&report, args.format, style),
-        Err(error) => engine_failure(error),
+        Err(error) => failure(error, &plan, args.format),
     }
 }
 
@@ -155,7 +176,7 @@ fn status(args: &DbCommandArgs, style: Style) -> i32 {
             }
             exit_codes::SUCCESS
         }
-        Err(error) => engine_failure(error),
+        Err(error) => failure(error, &plan, args.format),
     }
 }
 
@@ -168,7 +189,7 @@ fn verify(args: &DbCommandArgs, style: Style) -> i32 {
     let result = Runner::new(&plan, &registry).and_then(|runner| runner.verify(&target));
     match result {
         Ok(report) => print_run(&report, args.format, style),
-        Err(error) => engine_failure(error),
+        Err(error) => failure(error, &plan, args.format),
     }
 }
 
