@@ -508,3 +508,92 @@ fn planrun_demo_applies_and_verifies_the_memoir_plan() {
         describe(&output)
     );
 }
+
+/// Stage 4 checks memoir_images against the counts stage 2 captured before it ran
+/// (the spec's "count them before stage 2 and compare after"): losing an image and
+/// its source together, which leaves the tables consistent with each other, still
+/// fails.
+#[test]
+fn the_collect_stage_checks_against_the_counts_taken_before_stage_2() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 13, 300, ImagesType::Jsonb).unwrap();
+    let damage = [
+        (
+            "DELETE FROM memoir_images WHERE section_id = (SELECT max(id) FROM chapter_sections WHERE image IS NOT NULL); \
+             UPDATE chapter_sections SET image = NULL WHERE id = (SELECT max(id) FROM chapter_sections WHERE image IS NOT NULL)",
+            "section images conserved since before stage 2",
+        ),
+        (
+            "DELETE FROM memoir_images WHERE section_id IS NULL AND chapter_id = (SELECT min(id) FROM chapters WHERE cover_image IS NOT NULL); \
+             UPDATE chapters SET cover_image = NULL WHERE id = (SELECT min(id) FROM chapters WHERE cover_image IS NOT NULL)",
+            "covers conserved since before stage 2",
+        ),
+    ];
+    let plans = memoir_plan_with(r#"on_invalid = "fail""#);
+    let until_images = apply(
+        plans.path(),
+        "memoir.toml",
+        &db,
+        &["--until", "images_schema"],
+    );
+    assert_eq!(
+        until_images.status.code(),
+        Some(0),
+        "{}",
+        describe(&until_images)
+    );
+    for (sql, check) in damage {
+        let plan = plans.path().join("memoir.toml");
+        let text = std::fs::read_to_string(&plan).unwrap();
+        let collect = "transform = \"memoir.collect_images\"\n";
+        assert!(
+            text.contains(collect),
+            "the memoir plan's collect stage changed"
+        );
+        let damaged = plans.path().join("damaged.toml");
+        std::fs::write(
+            &damaged,
+            text.replace(
+                collect,
+                &format!("{collect}\n[[stage.step]]\nsql = \"{sql}\"\n"),
+            ),
+        )
+        .unwrap();
+        let output = apply(
+            plans.path(),
+            "damaged.toml",
+            &db,
+            &[
+                "--until",
+                "collect_images",
+                "--allow-drift",
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::VERIFICATION_FAILED),
+            "{sql}\n{}",
+            describe(&output)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let collect_stage = &report["stages"][3];
+        assert_eq!(collect_stage["id"], "collect_images");
+        let failed: Vec<&str> = collect_stage["verifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|check| check["passed"] == false)
+            .map(|check| check["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(failed, [check], "{sql}");
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM memoir_images"),
+            "0",
+            "rolled back"
+        );
+    }
+}
