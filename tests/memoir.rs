@@ -597,3 +597,42 @@ fn the_collect_stage_checks_against_the_counts_taken_before_stage_2() {
         );
     }
 }
+
+/// The runbook's way A: stage 1's SQL run by hand with psql. The plan sees it, records
+/// stage 1 as skipped with the reason, and does the rest.
+#[test]
+fn a_stage_one_done_by_hand_is_skipped_with_its_reason() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 17, 100, ImagesType::Jsonb).unwrap();
+    let by_hand =
+        std::fs::read_to_string(repo_root().join("plans/memoir/01_sections_schema.sql")).unwrap();
+    client.batch_execute(&by_hand).unwrap();
+    let output = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--format", "json"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let statuses: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stage| stage["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["skipped", "applied", "applied", "applied", "not_selected"]
+    );
+    assert!(report["stages"][0]["note"]
+        .as_str()
+        .unwrap()
+        .contains("stage 1 was done by hand"));
+    assert_eq!(
+        db.scalar("SELECT status FROM planrun.stage_results WHERE stage_id = 'sections_schema'"),
+        "skipped"
+    );
+}
