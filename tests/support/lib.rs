@@ -130,14 +130,25 @@ impl TestDb {
 
     /// Schema and data as `pg_dump` prints them, for before/after comparisons.
     pub fn dump(&self) -> String {
+        self.pg_dump(&[], |_| true)
+    }
+
+    /// The dump without planrun's own schema and without sequence positions (a
+    /// rolled-back transaction still moves a sequence, as PostgreSQL documents): what
+    /// the application sees.
+    pub fn dump_application(&self) -> String {
+        self.pg_dump(&["--exclude-schema=planrun"], |line| {
+            !line.starts_with("SELECT pg_catalog.setval(")
+        })
+    }
+
+    /// `pg_dump --inserts` of the database with `extra` options, the lines `keep`
+    /// accepts.
+    fn pg_dump(&self, extra: &[&str], keep: impl Fn(&str) -> bool) -> String {
         let output = std::process::Command::new(self.cluster.bin_dir().join("pg_dump"))
-            .args([
-                "--no-owner",
-                "--no-privileges",
-                "--inserts",
-                "-d",
-                &self.url,
-            ])
+            .args(["--no-owner", "--no-privileges", "--inserts"])
+            .args(extra)
+            .args(["-d", &self.url])
             .output()
             .expect("pg_dump runs");
         assert!(
@@ -150,40 +161,7 @@ impl TestDb {
             .expect("the dump is UTF-8")
             .lines()
             .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl TestDb {
-    /// The dump without planrun's own schema and without sequence positions (a
-    /// rolled-back transaction still moves a sequence, as PostgreSQL documents): what
-    /// the application sees.
-    pub fn dump_application(&self) -> String {
-        let output = std::process::Command::new(self.cluster.bin_dir().join("pg_dump"))
-            .args([
-                "--no-owner",
-                "--no-privileges",
-                "--inserts",
-                "--exclude-schema=planrun",
-                "-d",
-                &self.url,
-            ])
-            .output()
-            .expect("pg_dump runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .expect("the dump is UTF-8")
-            .lines()
-            .filter(|line| {
-                !line.starts_with("\\restrict")
-                    && !line.starts_with("\\unrestrict")
-                    && !line.starts_with("SELECT pg_catalog.setval(")
-            })
+            .filter(|line| keep(line))
             .collect::<Vec<_>>()
             .join("\n")
     }
