@@ -15,6 +15,24 @@ fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
     planrun_on(PLANRUN, dir, db, args)
 }
 
+/// Applies the shop plan with `add_total`'s SQL replaced by `sql`, which must fail the
+/// stage (exit 13); returns the JSON report.
+fn apply_failing_total(dir: &Path, db: &TestDb, sql: &str) -> serde_json::Value {
+    std::fs::write(dir.join("03_total.sql"), sql).unwrap();
+    let output = run(
+        dir,
+        db,
+        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn ledger_rows(db: &TestDb) -> Vec<Option<String>> {
     db.column("SELECT stage_id || ':' || status FROM planrun.stage_results ORDER BY id")
 }
@@ -67,23 +85,11 @@ fn a_failing_stage_rolls_back_while_earlier_stages_stay_committed() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(
-        dir.path().join("03_total.sql"),
-        "ALTER TABLE orders ADD COLUMN total numeric;\n-- the next line is wrong\nUPDATE orders SET total = no_such_column * 10;\n",
-    )
-    .unwrap();
-    let output = run(
+    let report = apply_failing_total(
         dir.path(),
         &db,
-        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+        "ALTER TABLE orders ADD COLUMN total numeric;\n-- the next line is wrong\nUPDATE orders SET total = no_such_column * 10;\n",
     );
-    assert_eq!(
-        output.status.code(),
-        Some(exit_codes::STEP_FAILED),
-        "{}",
-        describe(&output)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let failed = &report["stages"][2];
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"]["file"], "03_total.sql");
@@ -113,23 +119,11 @@ fn an_error_without_a_position_names_its_statement_and_line() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(
-        dir.path().join("03_total.sql"),
-        "ALTER TABLE orders ADD COLUMN total numeric;\n\n-- a duplicate key\nINSERT INTO orders (id, customer_id)\n  VALUES (1, 1);\n",
-    )
-    .unwrap();
-    let output = run(
+    let report = apply_failing_total(
         dir.path(),
         &db,
-        &["apply", "plan.toml", "--no-backup", "--format", "json"],
+        "ALTER TABLE orders ADD COLUMN total numeric;\n\n-- a duplicate key\nINSERT INTO orders (id, customer_id)\n  VALUES (1, 1);\n",
     );
-    assert_eq!(
-        output.status.code(),
-        Some(exit_codes::STEP_FAILED),
-        "{}",
-        describe(&output)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let error = &report["stages"][2]["error"];
     assert_eq!(error["sqlstate"], "23505", "{error}");
     assert_eq!(error["file"], "03_total.sql");
@@ -149,25 +143,13 @@ fn a_violated_deferred_constraint_fails_the_stage_before_commit() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
-    std::fs::write(
-        dir.path().join("03_total.sql"),
+    let report = apply_failing_total(
+        dir.path(),
+        &db,
         "ALTER TABLE orders ADD COLUMN total numeric;\n\
          CREATE TABLE notes (id int PRIMARY KEY, order_id bigint REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED);\n\
          INSERT INTO notes VALUES (1, 999999);\n",
-    )
-    .unwrap();
-    let output = run(
-        dir.path(),
-        &db,
-        &["apply", "plan.toml", "--no-backup", "--format", "json"],
     );
-    assert_eq!(
-        output.status.code(),
-        Some(exit_codes::STEP_FAILED),
-        "{}",
-        describe(&output)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let failed = &report["stages"][2];
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"]["sqlstate"], "23503", "{failed}");

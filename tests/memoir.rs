@@ -351,6 +351,17 @@ fn the_plans_sql_paragraph_rule_agrees_with_the_rust_rule() {
         .unwrap();
 }
 
+/// The names of a reported stage's failed verifications.
+fn failed_checks(stage: &serde_json::Value) -> Vec<&str> {
+    stage["verifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["passed"] == false)
+        .map(|check| check["name"].as_str().unwrap())
+        .collect()
+}
+
 /// Each independent check of the split stage fails the stage when the rows it guards
 /// are wrong: a step slipped in after the transform damages one row at a time.
 #[test]
@@ -409,14 +420,7 @@ fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let split = &report["stages"][1];
         assert_eq!(split["id"], "split_chapters");
-        let failed: Vec<&str> = split["verifications"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|check| check["passed"] == false)
-            .map(|check| check["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(failed, [check], "{sql}");
+        assert_eq!(failed_checks(split), [check], "{sql}");
         assert_eq!(
             db.scalar("SELECT count(*) FROM chapter_sections"),
             "0",
@@ -582,14 +586,7 @@ fn the_collect_stage_checks_against_the_counts_taken_before_stage_2() {
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let collect_stage = &report["stages"][3];
         assert_eq!(collect_stage["id"], "collect_images");
-        let failed: Vec<&str> = collect_stage["verifications"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|check| check["passed"] == false)
-            .map(|check| check["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(failed, [check], "{sql}");
+        assert_eq!(failed_checks(collect_stage), [check], "{sql}");
         assert_eq!(
             db.scalar("SELECT count(*) FROM memoir_images"),
             "0",
