@@ -66,3 +66,11 @@ BEGIN
         E'\n');
 END
 $$;
+
+-- One image as memoir_images keeps it (url, caption, the other keys as meta), in one
+-- comparable text: a section's image object and the memoir_images row made from it
+-- give the same key, so stage 5 can show that repointing lost or changed no image.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_image_key(url text, caption text, meta jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT md5(coalesce(url, '')) || ':' || coalesce(md5(caption), '-') || ':' || md5(coalesce(meta, '{}')::text)
+$$;

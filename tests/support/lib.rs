@@ -1,6 +1,10 @@
 //! Shared support for planrun's end-to-end tests: paths into the repository, running
 //! the `planrun` binary, rendering diagnostics.
 
+pub use planrun_appsim as app;
+
+pub use app::{AppConfig, AppLog, AppSimulator, LegacyState, Progress, WriteKind};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 

@@ -12,6 +12,7 @@
 mod checks;
 mod data;
 mod floor;
+mod live;
 mod proto;
 mod report;
 mod subprocess;
@@ -44,6 +45,10 @@ struct Args {
     /// Skip the in-process prototypes (each costs about one more split_chapters).
     #[arg(long)]
     no_prototypes: bool,
+    /// Run the simulated application (reads, writes, inserts, deletes) during the apply
+    /// and report lost writes and the longest waits it saw.
+    #[arg(long)]
+    with_app: bool,
     /// Leave the cluster running at the end and print how to stop it.
     #[arg(long)]
     keep: bool,
@@ -91,7 +96,16 @@ fn run(args: &Args) -> Result<(), String> {
     // (a) planrun itself, first, on its own copy.
     let url = data::clone_database(&cluster, "planrun_db")?;
     eprintln!("  running planrun apply ...");
+    let app = if args.with_app {
+        Some(live::start(&url)?)
+    } else {
+        None
+    };
     let planrun_run = subprocess::apply(&planrun, &plan, &url)?;
+    let live_traffic = match app {
+        Some(app) => Some(live::finish(app, &url)?),
+        None => None,
+    };
 
     // (b) the floor: the same rows, server-side COPY, on two more copies.
     let files = floor::ResultFiles::compute(&data::clone_database(&cluster, "floor_a")?)?;
@@ -133,6 +147,9 @@ fn run(args: &Args) -> Result<(), String> {
         checks: &checks,
         prototypes: &prototypes,
     });
+    if let Some(live_traffic) = &live_traffic {
+        live::print(live_traffic);
+    }
     eprintln!(
         "planrun-bench: done in {:.0} s",
         started.elapsed().as_secs_f64()

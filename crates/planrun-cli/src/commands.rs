@@ -280,6 +280,28 @@ fn check(args: &PlanArg) -> i32 {
         })
         .collect();
     println!("  order: {}", order.join(" -> "));
+    let registry = default_registry();
+    let locked: Vec<(&str, Vec<planrun_plan::TableLock>)> = dag
+        .order()
+        .iter()
+        .map(|&index| {
+            (
+                stages[index].id.as_str(),
+                stages[index].all_locks(&registry),
+            )
+        })
+        .filter(|(_, locks)| !locks.is_empty())
+        .collect();
+    if !locked.is_empty() {
+        println!("  locks, taken at the stage's start and held to its commit:");
+        for (id, locks) in locked {
+            let locks: Vec<String> = locks
+                .iter()
+                .map(|lock| format!("{} {} ({})", lock.mode, lock.table, lock.declared_by))
+                .collect();
+            println!("    {id}: {}", locks.join(", "));
+        }
+    }
     exit_codes::SUCCESS
 }
 

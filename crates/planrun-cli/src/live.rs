@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use planrun_engine::{Observer, StageReport};
+use planrun_engine::{LockRetry, Observer, StageReport};
 use planrun_plan::Stage;
 use planrun_transform::Progress;
 
@@ -28,6 +28,16 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Runs `print` with the progress bar, if any, out of the way.
+    fn suspend(&self, print: impl FnOnce()) {
+        match self.bar.lock().ok().as_ref().and_then(|bar| bar.as_ref()) {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
 impl Observer for Live {
     fn stage_started(&self, stage: &Stage) {
         if self.enabled {
@@ -38,6 +48,12 @@ impl Observer for Live {
     fn stage_finished(&self, report: &StageReport) {
         if self.enabled {
             eprintln!("   {}: {}", report.id, report.status.label());
+        }
+    }
+
+    fn lock_retry(&self, stage: &str, retry: &LockRetry) {
+        if self.enabled {
+            self.suspend(|| eprintln!("   {stage}: {}", crate::report::lock_retry_line(retry)));
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use planrun_engine::{CheckResult, RunReport, SqlDiff, StageReport, StageStatus, StatusReport};
+use planrun_engine::{
+    CheckResult, LockRetry, RunReport, SqlDiff, StageReport, StageStatus, StatusReport,
+};
 
 /// ANSI styling that is a no-op when colour is off.
 #[derive(Clone, Copy)]
@@ -184,6 +186,29 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
             let _ = writeln!(out, "{}", check_line(style, "verify", check));
         }
     }
+    for (name, value) in &stage.computed {
+        let _ = writeln!(out, "      {name} = {}", value.as_deref().unwrap_or("null"));
+    }
+    if !stage.locks.is_empty() {
+        let locks: Vec<String> = stage
+            .locks
+            .iter()
+            .map(|lock| format!("{} {}", lock.mode, lock.table))
+            .collect();
+        let attempts = stage.locks[0].attempts;
+        let mut line = format!("      locks: {}", locks.join(", "));
+        if attempts > 1 {
+            let _ = write!(
+                line,
+                " (after {attempts} attempts, {})",
+                duration(stage.locks[0].waited_ms)
+            );
+        }
+        let _ = writeln!(out, "{}", style.dim(&line));
+    }
+    for retry in &stage.lock_retries {
+        let _ = writeln!(out, "      {}", lock_retry_line(retry));
+    }
     for line in &stage.drift {
         let _ = writeln!(out, "      {} {line}", style.bad("drift"));
     }
@@ -241,6 +266,20 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
             let _ = writeln!(out, "        hint: {hint}");
         }
     }
+}
+
+/// One failed lock attempt: what waited, why, who held the lock, when it tries again.
+pub fn lock_retry_line(retry: &LockRetry) -> String {
+    let mut line = format!(
+        "lock attempt {}/{} for {} failed: {}",
+        retry.attempt, retry.attempts, retry.waiting, retry.reason
+    );
+    if !retry.blocked_by.is_empty() {
+        let blockers: Vec<String> = retry.blocked_by.iter().map(ToString::to_string).collect();
+        let _ = write!(line, "; blocked by {}", blockers.join("; "));
+    }
+    let _ = write!(line, "; retrying in {}", duration(retry.retry_in_ms));
+    line
 }
 
 fn render_sql_diff(out: &mut String, diff: &SqlDiff, style: Style) {

@@ -6,8 +6,11 @@
 //! 2. one transaction per batch: the transform processes the next `batch_size` source
 //!    rows in key order and the checkpoint moves to the batch's last key, committed
 //!    together, so a crash loses at most the batch in flight and never doubles one;
-//! 3. finish: the steps after the batched one (e.g. dropping legacy columns), the
-//!    verification, the ledger row, and the checkpoint's removal, committed together.
+//! 3. finish: under the stage's locks taken again, the captures read again (so the
+//!    verification compares with the source as it is now, and a row changed behind
+//!    the checkpoint fails the stage rather than being lost), the steps after the
+//!    batched one (e.g. dropping legacy columns), the verification, the ledger row,
+//!    and the checkpoint's removal, committed together.
 //!
 //! A re-run finds the checkpoint and resumes after its last key; the preconditions,
 //! which held when the stage started, are not asked again of a half-migrated table,
@@ -127,7 +130,11 @@ impl Runner<'_> {
                     stage.id
                 )))?;
                 self.set_timeouts(&mut tx, index, true)?;
-                let gate = self.gate(&mut tx, run, index, &mut stage_report)?;
+                let gate = if self.take_stage_locks(&mut tx, run, index, &mut stage_report)? {
+                    self.gate(&mut tx, run, index, &mut stage_report)?
+                } else {
+                    Gate::Stop
+                };
                 let proceed = match gate {
                     Gate::Skip => {
                         stage_report.duration_ms = started.elapsed().as_millis() as u64;
@@ -277,7 +284,14 @@ impl Runner<'_> {
         )))?;
         self.set_timeouts(&mut tx, index, true)?;
         let rest = batched.position + 1..stage.steps.len();
-        let passed = self.run_steps(&mut tx, run, index, rest, &mut stage_report, true)?
+        stage_report.locks.clear();
+        // The captures are read again under the stage's locks, so that the
+        // verification compares the result with the source as it is at the end, not
+        // as it was when the first batch started: a row the application changed
+        // behind the checkpoint then fails the stage instead of being lost.
+        let passed = self.take_stage_locks(&mut tx, run, index, &mut stage_report)?
+            && self.take_captures(&mut tx, run, index, &mut stage_report)
+            && self.run_steps(&mut tx, run, index, rest, &mut stage_report, true)?
             && check_deferred_constraints(&mut tx, &mut stage_report)
             && self.verify_stage(&mut tx, run, index, &mut stage_report);
         if !passed {

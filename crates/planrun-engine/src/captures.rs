@@ -6,6 +6,8 @@
 //! nothing PostgreSQL can see (the apply waits for the capture, which waits for the
 //! apply's lock): a deadlock no timeout resolves, so planrun does not do it.
 
+use std::collections::BTreeMap;
+
 use planrun_plan::Capture;
 use postgres::GenericClient;
 
@@ -15,14 +17,31 @@ use crate::run::{plain_error, query_rows, stage_error};
 /// Captured values, in plan order.
 pub(crate) type Values = Vec<(String, Option<String>)>;
 
-/// Runs `captures` on `conn`.
+/// Runs `captures` on `conn`; a computed capture reads the values before it, then
+/// `known` (earlier stages').
 pub(crate) fn read<C: GenericClient>(
     conn: &mut C,
     captures: &[Capture],
+    known: &BTreeMap<String, Option<String>>,
 ) -> Result<Values, Box<StageError>> {
-    let mut values = Vec::new();
+    let mut values: Values = Vec::new();
     for capture in captures {
         let label = format!("capture {}", capture.label());
+        if let Some((expr, _)) = &capture.expr {
+            let lookup = |name: &str| {
+                values
+                    .iter()
+                    .rev()
+                    .find(|(known_name, _)| known_name == name)
+                    .map(|(_, value)| value.clone())
+                    .or_else(|| known.get(name).cloned())
+            };
+            let value = expr
+                .evaluate(&lookup)
+                .map_err(|message| Box::new(plain_error(Some(&label), message)))?;
+            values.push((capture.label(), Some(value.to_string())));
+            continue;
+        }
         let rows = query_rows(conn, &capture.sql).map_err(|error| {
             Box::new(stage_error(
                 &error,

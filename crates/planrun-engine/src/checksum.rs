@@ -123,6 +123,13 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition,
         );
     }
     for capture in &stage.captures {
+        if let Some((expr, _)) = &capture.expr {
+            definition.entries.insert(
+                format!("capture {}", capture.label()),
+                format!("expr {expr}"),
+            );
+            continue;
+        }
         definition.insert_sql(
             format!("capture {}", capture.label()),
             normalise_line_endings(&capture.sql),

@@ -16,6 +16,7 @@ pub mod rehearse;
 mod report;
 mod run;
 mod sql;
+mod stage_locks;
 mod watch;
 
 pub use checksum::normalise_line_endings;
@@ -26,4 +27,5 @@ pub use report::{
     CheckResult, RunOutcome, RunReport, SqlDiff, StageError, StageReport, StageStatus, StepReport,
 };
 pub use run::{ApplyOptions, Observer, Runner, Silent};
+pub use stage_locks::{HeldLock, LockRetry};
 pub use watch::Blocker;

@@ -146,6 +146,17 @@ pub struct StageReport {
     pub skip_rules: Vec<CheckResult>,
     pub preconditions: Vec<CheckResult>,
     pub captures: BTreeMap<String, Option<String>>,
+    /// The captures computed with `expr` (also in `captures`), in plan order: values
+    /// worth showing, such as what the application changed since an earlier stage.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub computed: Vec<(String, Option<String>)>,
+    /// The locks the stage held from its start to its commit.
+    pub locks: Vec<crate::stage_locks::HeldLock>,
+    /// Declared tables that did not exist, so were not locked.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub absent_tables: Vec<String>,
+    /// Lock attempts that timed out and were tried again.
+    pub lock_retries: Vec<crate::stage_locks::LockRetry>,
     pub steps: Vec<StepReport>,
     pub verifications: Vec<CheckResult>,
     /// For drift: what changed since the stage was applied.
@@ -172,6 +183,10 @@ impl StageReport {
             skip_rules: Vec::new(),
             preconditions: Vec::new(),
             captures: BTreeMap::new(),
+            computed: Vec::new(),
+            locks: Vec::new(),
+            absent_tables: Vec::new(),
+            lock_retries: Vec::new(),
             steps: Vec::new(),
             verifications: Vec::new(),
             drift: Vec::new(),

@@ -26,6 +26,7 @@ use crate::report::{
     CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
 };
 use crate::sql::{position_to_line_column, split_statements};
+use crate::stage_locks::{database_error, with_lock_retries, LockRetry};
 use crate::watch::BlockerWatch;
 
 /// How `apply` runs.
@@ -64,6 +65,8 @@ pub trait Observer {
     fn stage_started(&self, _stage: &Stage) {}
     fn stage_finished(&self, _report: &StageReport) {}
     fn backup_taken(&self, _file: &std::path::Path) {}
+    /// A lock attempt of `stage` timed out; it is tried again after `retry.retry_in_ms`.
+    fn lock_retry(&self, _stage: &str, _retry: &LockRetry) {}
     fn progress(&self) -> &dyn Progress {
         &NoProgress
     }
@@ -95,6 +98,8 @@ pub(crate) struct RunState<'r> {
     pub(crate) backup_file: Option<String>,
     /// Names the sessions that block a stage; `None` if it could not connect.
     pub(crate) watch: Option<BlockerWatch>,
+    /// The current stage's lock attempts that were retried.
+    pub(crate) lock_retries: std::sync::Mutex<Vec<LockRetry>>,
 }
 
 /// A plan ready to run: validated, ordered, with its registry.
@@ -394,6 +399,7 @@ impl<'a> Runner<'a> {
             changed_anything: false,
             backup_file: None,
             watch: None,
+            lock_retries: Default::default(),
         };
         if !options.dry_run {
             if let Ok(row) = conn.query_one("SELECT pg_backend_pid()", &[]) {
@@ -605,6 +611,22 @@ impl<'a> Runner<'a> {
             // Blockers seen during an earlier stage are not this stage's.
             watch.take();
         }
+        if let Ok(mut retries) = run.lock_retries.lock() {
+            retries.clear();
+        }
+        let mut stage_report = self.run_stage_transactions(conn, run, index)?;
+        if let Ok(mut retries) = run.lock_retries.lock() {
+            stage_report.lock_retries = std::mem::take(&mut *retries);
+        }
+        Ok(stage_report)
+    }
+
+    fn run_stage_transactions<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+    ) -> Result<StageReport, EngineError> {
         if let Some(batched) = batched_step(self, index)? {
             return self.run_batched_stage(conn, run, index, &batched);
         }
@@ -738,6 +760,9 @@ impl<'a> Runner<'a> {
         in_transaction: bool,
     ) -> Result<bool, EngineError> {
         self.set_timeouts(conn, index, in_transaction)?;
+        if in_transaction && !self.take_stage_locks(conn, run, index, stage_report)? {
+            return Ok(false);
+        }
         match self.gate(conn, run, index, stage_report)? {
             Gate::Skip => return Ok(true),
             Gate::Stop => return Ok(false),
@@ -840,8 +865,16 @@ impl<'a> Runner<'a> {
         index: usize,
         stage_report: &mut StageReport,
     ) -> bool {
-        let values = captures::read(conn, &self.plan.stages[index].captures);
-        self.keep_captures(values, run, stage_report)
+        let stage = &self.plan.stages[index];
+        let values = captures::read(conn, &stage.captures, &run.captures);
+        let kept = self.keep_captures(values, run, stage_report);
+        stage_report.computed.clear();
+        for capture in stage.captures.iter().filter(|c| c.expr.is_some()) {
+            let name = capture.label();
+            let value = stage_report.captures.get(&name).cloned().flatten();
+            stage_report.computed.push((name, value));
+        }
+        kept
     }
 
     fn keep_captures(
@@ -883,18 +916,19 @@ impl<'a> Runner<'a> {
             let (kind, result) = match &step.kind {
                 StepKind::Sql { sql } => (
                     "sql",
-                    self.run_sql(conn, sql, None, in_transaction, &step.name),
+                    self.run_sql(conn, run, stage, sql, None, in_transaction, &step.name),
                 ),
                 StepKind::SqlFile { path, resolved, .. } => {
                     let sql = checksum::read_sql_file(resolved)?;
+                    let file = Some(path.as_str());
                     (
                         "sql_file",
-                        self.run_sql(conn, &sql, Some(path.as_str()), in_transaction, &step.name),
+                        self.run_sql(conn, run, stage, &sql, file, in_transaction, &step.name),
                     )
                 }
                 StepKind::Transform { name, params, .. } => (
                     "transform",
-                    self.run_transform(conn, name, params, stage, run.run_id, run.observer),
+                    self.run_transform(conn, run, name, params, stage),
                 ),
             };
             match result {
@@ -912,6 +946,15 @@ impl<'a> Runner<'a> {
                     return Ok(false);
                 }
             }
+            let checks = stage.verify.iter().filter(|check| {
+                check
+                    .after_step
+                    .as_ref()
+                    .is_some_and(|(after, _)| *after == step.name)
+            });
+            if !self.run_checks(conn, run, checks, stage_report) {
+                return Ok(false);
+            }
         }
         Ok(true)
     }
@@ -924,8 +967,24 @@ impl<'a> Runner<'a> {
         index: usize,
         stage_report: &mut StageReport,
     ) -> bool {
+        let checks = self.plan.stages[index]
+            .verify
+            .iter()
+            .filter(|check| check.after_step.is_none());
+        self.run_checks(conn, run, checks, stage_report)
+    }
+
+    /// Runs `checks` as verifications; `false` (and the stage marked failed) unless
+    /// all pass.
+    fn run_checks<'c, C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        checks: impl Iterator<Item = &'c Check>,
+        stage_report: &mut StageReport,
+    ) -> bool {
         let mut all_passed = true;
-        for check in &self.plan.stages[index].verify {
+        for check in checks {
             let result = check_now(conn, check, &run.captures);
             all_passed &= result.passed;
             stage_report.verifications.push(result);
@@ -936,19 +995,39 @@ impl<'a> Runner<'a> {
         all_passed
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_sql<C: GenericClient>(
         &self,
         conn: &mut C,
+        run: &RunState<'_>,
+        stage: &Stage,
         sql: &str,
         file: Option<&str>,
         in_transaction: bool,
         step: &str,
     ) -> Result<StepReport, Box<StageError>> {
         let mut rows = 0;
+        let retries = self.lock_retries(stage);
         // One statement at a time, so that an error PostgreSQL gives no position for
         // (a key violation, a division by zero) still names its statement and line.
         for (offset, statement) in split_statements(sql) {
-            match conn.simple_query(statement) {
+            // In a transaction, a statement that times out on a lock is tried again in
+            // a savepoint; outside one, a failed statement may have left something
+            // behind (an invalid index), so it is not repeated blindly.
+            let result = if in_transaction {
+                with_lock_retries(
+                    conn,
+                    &retries,
+                    database_error,
+                    |attempt, error, delay| {
+                        self.report_retry(run, stage, step, (attempt, &retries), error, delay)
+                    },
+                    |tx| tx.simple_query(statement),
+                )
+            } else {
+                conn.simple_query(statement)
+            };
+            match result {
                 Ok(messages) => {
                     rows += messages
                         .iter()
@@ -981,11 +1060,10 @@ impl<'a> Runner<'a> {
     fn run_transform<C: GenericClient>(
         &self,
         conn: &mut C,
+        run: &RunState<'_>,
         name: &str,
         params: &toml::Table,
         stage: &Stage,
-        run_id: i64,
-        observer: &dyn Observer,
     ) -> Result<StepReport, Box<StageError>> {
         let Some(transform) = self.registry.get(name) else {
             return Err(Box::new(plain_error(
@@ -993,35 +1071,38 @@ impl<'a> Runner<'a> {
                 format!("transform `{name}` is not registered in this planrun"),
             )));
         };
-        let mut tx = conn
-            .transaction()
-            .map_err(|error| Box::new(stage_error(&error, Some(name.to_owned()), None, "", 0)))?;
-        let result = {
-            let params = transform_params(params);
-            let mut context = TransformContext {
-                transaction: &mut tx,
-                params: &params,
-                stage_id: &stage.id,
-                run_id,
-                progress: observer.progress(),
-            };
-            transform.run(&mut context)
-        };
+        let retries = self.lock_retries(stage);
+        let params = transform_params(params);
+        // The transform runs in a savepoint: a lock it could not have in time (one no
+        // declaration covers) rolls back its work alone, and it runs again.
+        let result = with_lock_retries(
+            conn,
+            &retries,
+            transform_database_error,
+            |attempt, error, delay| {
+                self.report_retry(run, stage, name, (attempt, &retries), error, delay)
+            },
+            |tx| {
+                let mut context = TransformContext {
+                    transaction: tx,
+                    params: &params,
+                    stage_id: &stage.id,
+                    run_id: run.run_id,
+                    progress: run.observer.progress(),
+                };
+                transform.run(&mut context)
+            },
+        );
         match result {
-            Ok(outcome) => {
-                tx.commit().map_err(|error| {
-                    Box::new(stage_error(&error, Some(name.to_owned()), None, "", 0))
-                })?;
-                Ok(StepReport {
-                    name: name.to_owned(),
-                    kind: String::new(),
-                    duration_ms: 0,
-                    rows_affected: outcome.rows_written,
-                    rows_read: Some(outcome.rows_read),
-                    rows_quarantined: Some(outcome.rows_quarantined),
-                    notes: outcome.notes,
-                })
-            }
+            Ok(outcome) => Ok(StepReport {
+                name: name.to_owned(),
+                kind: String::new(),
+                duration_ms: 0,
+                rows_affected: outcome.rows_written,
+                rows_read: Some(outcome.rows_read),
+                rows_quarantined: Some(outcome.rows_quarantined),
+                notes: outcome.notes,
+            }),
             Err(TransformError::Database(error)) => Err(Box::new(stage_error(
                 &error,
                 Some(name.to_owned()),
@@ -1031,6 +1112,14 @@ impl<'a> Runner<'a> {
             ))),
             Err(error) => Err(Box::new(plain_error(Some(name), error.to_string()))),
         }
+    }
+}
+
+/// For [`with_lock_retries`] on a transform: its error when PostgreSQL's.
+fn transform_database_error(error: &TransformError) -> Option<&postgres::Error> {
+    match error {
+        TransformError::Database(error) => Some(error),
+        _ => None,
     }
 }
 

@@ -12,6 +12,7 @@
 use planrun_transform::{
     DeferredConstraints, Transform, TransformContext, TransformError, TransformReport,
 };
+use planrun_transform::{LockMode, TableLock};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::Transaction;
@@ -52,10 +53,33 @@ const ALL_SECTION_IMAGES: &str = "
 SELECT s.id, s.chapter_id, s.image::text
 FROM public.chapter_sections s WHERE s.image IS NOT NULL ORDER BY s.id";
 
+/// Rows of `memoir_images` whose source was changed (by the application) after they
+/// were collected: `(memoir_images.id, source id, source image)`.
+const CHANGED_COVERS: &str = "
+SELECT m.id, c.id::bigint, c.cover_image::text
+FROM public.chapters c
+JOIN public.memoir_images m ON m.chapter_id = c.id AND m.section_id IS NULL
+WHERE c.cover_image IS NOT NULL
+  AND (m.url IS DISTINCT FROM c.cover_image->>'url'
+       OR m.caption IS DISTINCT FROM c.cover_image->>'caption'
+       OR m.meta IS DISTINCT FROM c.cover_image - 'url' - 'caption')
+ORDER BY m.id";
+
+const CHANGED_SECTION_IMAGES: &str = "
+SELECT m.id, s.id, s.image::text
+FROM public.chapter_sections s
+JOIN public.memoir_images m ON m.section_id = s.id
+WHERE s.image IS NOT NULL
+  AND (m.url IS DISTINCT FROM s.image->>'url'
+       OR m.caption IS DISTINCT FROM s.image->>'caption'
+       OR m.meta IS DISTINCT FROM s.image - 'url' - 'caption')
+ORDER BY m.id";
+
 /// Which source a pass reads: its query, and how errors name the row.
 struct Source {
     query: &'static str,
     query_all: &'static str,
+    changed: &'static str,
     table: &'static str,
     column: &'static str,
     is_cover: bool,
@@ -64,6 +88,7 @@ struct Source {
 const COVER_SOURCE: Source = Source {
     query: COVERS,
     query_all: ALL_COVERS,
+    changed: CHANGED_COVERS,
     table: "chapters",
     column: "cover_image",
     is_cover: true,
@@ -72,6 +97,7 @@ const COVER_SOURCE: Source = Source {
 const SECTION_SOURCE: Source = Source {
     query: SECTION_IMAGES,
     query_all: ALL_SECTION_IMAGES,
+    changed: CHANGED_SECTION_IMAGES,
     table: "chapter_sections",
     column: "image",
     is_cover: false,
@@ -88,6 +114,20 @@ impl Transform for CollectImages {
 
     fn summary(&self) -> &'static str {
         "Collect chapters.cover_image and chapter_sections.image into memoir_images (idempotent)"
+    }
+
+    /// The sources stay as read until the commit (writers wait, readers go on), and
+    /// no one else writes `memoir_images` meanwhile. When `memoir_images` is empty its
+    /// indexes are rebuilt after the load, which takes it to itself then.
+    fn locks(&self, _params: &toml::Table) -> Vec<TableLock> {
+        [
+            "public.chapters",
+            "public.chapter_sections",
+            "public.memoir_images",
+        ]
+        .into_iter()
+        .map(|table| TableLock::new(table, LockMode::Exclusive, self.name()))
+        .collect()
     }
 
     fn check_params(&self, params: &toml::Table) -> Vec<(String, String)> {
@@ -157,14 +197,29 @@ impl Transform for CollectImages {
         if let Some(deferred) = deferred {
             deferred.restore(transaction)?;
         }
+        // Rows collected earlier whose source the application changed since: brought
+        // up to date, so that memoir_images matches the sources as they are now.
+        let mut updated = if all {
+            0
+        } else {
+            refresh(transaction, &COVER_SOURCE)?
+        };
+        if with_sections && !all {
+            updated += refresh(transaction, &SECTION_SOURCE)?;
+        }
         context.progress.finish();
 
-        report.rows_read = covers + sections;
-        report.rows_written = covers + sections;
+        report.rows_read = covers + sections + updated;
+        report.rows_written = covers + sections + updated;
         report.notes.push(format!(
             "{covers} covers and {sections} section images added; \
              {existing_covers} covers and {existing_sections} section images were already there"
         ));
+        if updated > 0 {
+            report.notes.push(format!(
+                "{updated} memoir_images rows brought up to date with a cover or section image changed since they were collected"
+            ));
+        }
         Ok(report)
     }
 }
@@ -230,6 +285,21 @@ fn collect(
         progress.advance(fetched);
     }
     Ok(added)
+}
+
+/// Updates every `memoir_images` row whose source changed; returns how many.
+fn refresh(transaction: &mut Transaction<'_>, source: &Source) -> Result<u64, TransformError> {
+    let changed = transaction.query(source.changed, &[])?;
+    let update = transaction.prepare(
+        "UPDATE public.memoir_images SET url = $2, caption = $3, meta = $4 WHERE id = $1",
+    )?;
+    for row in &changed {
+        let (image_id, source_id, text): (i64, i64, &str) = (row.get(0), row.get(1), row.get(2));
+        let image = parse(source, source_id, text)?;
+        let meta = Value::Object(image.meta);
+        transaction.execute(&update, &[&image_id, &image.url, &image.caption, &meta])?;
+    }
+    Ok(changed.len() as u64)
 }
 
 fn parse(source: &Source, id: i64, text: &str) -> Result<ImageRow, TransformError> {

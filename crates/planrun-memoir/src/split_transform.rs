@@ -13,6 +13,7 @@
 use planrun_transform::{
     BatchOutcome, DeferredConstraints, Transform, TransformContext, TransformError, TransformReport,
 };
+use planrun_transform::{LockMode, TableLock};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Row, Transaction};
@@ -63,6 +64,21 @@ impl Transform for SplitChapters {
 
     fn summary(&self) -> &'static str {
         "Split chapters.content and chapters.images into chapter_sections and chapters.cover_image"
+    }
+
+    /// Writers of `chapters` wait from the first read to the commit, so no content
+    /// or images change behind the split before the columns are dropped; readers
+    /// go on. `chapter_sections` is new and empty: its keys are rebuilt after the
+    /// load, which needs it to itself.
+    fn locks(&self, _params: &toml::Table) -> Vec<TableLock> {
+        vec![
+            TableLock::new("public.chapters", LockMode::Exclusive, self.name()),
+            TableLock::new(
+                "public.chapter_sections",
+                LockMode::AccessExclusive,
+                self.name(),
+            ),
+        ]
     }
 
     fn check_params(&self, params: &toml::Table) -> Vec<(String, String)> {
@@ -163,10 +179,16 @@ impl Transform for SplitChapters {
         )?;
         if let Some(deferred) = deferred {
             let count = deferred.len();
+            let kept = deferred.kept().join("; ");
             deferred.restore(transaction)?;
             report.notes.push(format!(
                 "chapter_sections was empty: its {count} keys and indexes were built after the load"
             ));
+            if !kept.is_empty() {
+                report
+                    .notes
+                    .push(format!("kept in place during the load: {kept}"));
+            }
         }
         context.progress.finish();
 

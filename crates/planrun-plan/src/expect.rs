@@ -445,6 +445,13 @@ impl ExprParser<'_> {
 }
 
 impl Expr {
+    /// Every `{capture}` this expression reads.
+    pub fn captures(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.collect_captures(&mut names);
+        names
+    }
+
     fn collect_captures<'a>(&'a self, names: &mut Vec<&'a str>) {
         match self {
             Expr::Number(_) => {}

@@ -10,6 +10,7 @@ mod discover;
 mod duration;
 mod expect;
 mod load;
+mod locks;
 mod model;
 mod problem;
 mod render;
@@ -20,6 +21,7 @@ pub use dag::{Dag, StageIndex};
 pub use discover::{discover_plan, DiscoverError};
 pub use duration::PgDuration;
 pub use expect::{CmpOp, Expectation, Expr, Operand, Outcome, Value};
+pub use locks::{merge_locks, LockMode, LockRetries, TableLock};
 pub use model::{
     Capture, Check, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts, TransformCatalog,
 };

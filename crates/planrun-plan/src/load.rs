@@ -9,6 +9,8 @@ use std::sync::Arc;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod locks;
+
 use crate::duration::PgDuration;
 use crate::expect::{CmpOp, Expectation, Operand, Value};
 use crate::model::{
@@ -26,6 +28,7 @@ const PLAN_KEYS: &[&str] = &[
     "backup_dir",
     "max_rehearsal_age",
     "setup_sql_file",
+    "lock_retries",
 ];
 const STAGE_KEYS: &[&str] = &[
     "id",
@@ -35,6 +38,8 @@ const STAGE_KEYS: &[&str] = &[
     "transaction",
     "lock_timeout",
     "statement_timeout",
+    "locks",
+    "lock_retries",
     "precondition",
     "skip_if",
     "capture",
@@ -42,8 +47,9 @@ const STAGE_KEYS: &[&str] = &[
     "verify",
 ];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
+const VERIFY_KEYS: &[&str] = &["name", "sql", "expect", "message", "after_step"];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
-const CAPTURE_KEYS: &[&str] = &["name", "names", "sql"];
+const CAPTURE_KEYS: &[&str] = &["name", "names", "sql", "expr"];
 const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params"];
 
 impl Plan {
@@ -133,6 +139,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
     reader.check_keys(&document, TOP_KEYS, "the top level");
 
     let mut setup_sql_file = None;
+    let mut lock_retries = None;
     let (name, description, timeouts, backup_dir, max_rehearsal_age) = match document.get("plan") {
         Some(plan_table) => match plan_table.get_ref() {
             DeValue::Table(table) => {
@@ -143,6 +150,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
                 let backup_dir = reader.string(table, "backup_dir", false, 0..0);
                 let max_age = reader.duration(table, "max_rehearsal_age");
                 setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
+                lock_retries = reader.lock_retries(table);
                 (name, description, timeouts, backup_dir, max_age)
             }
             other => {
@@ -187,6 +195,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
         name: name.map(|(name, _)| name).unwrap_or_default(),
         description: description.map(|(text, _)| text),
         timeouts,
+        lock_retries,
         backup_dir: backup_dir.map(|(dir, _)| PathBuf::from(dir)),
         max_rehearsal_age,
         setup_sql_file: setup_sql_file.map(|(file, span)| {
@@ -451,6 +460,8 @@ impl Reader<'_> {
         let optional = self.boolean(table, "optional").unwrap_or(false);
         let transaction = self.boolean(table, "transaction").unwrap_or(true);
         let timeouts = self.timeouts(table);
+        let locks = self.locks(table);
+        let lock_retries = self.lock_retries(table);
 
         let preconditions = self
             .tables(table, "precondition", span.clone())
@@ -512,6 +523,8 @@ impl Reader<'_> {
             optional,
             transaction,
             timeouts,
+            locks,
+            lock_retries,
             preconditions,
             skip_if,
             captures,
@@ -551,11 +564,22 @@ impl Reader<'_> {
         context: &str,
         default: Option<Expectation>,
     ) -> Option<Check> {
-        self.check_keys(table, CHECK_KEYS, context);
+        let is_verification = default.is_none();
+        let keys = if is_verification {
+            VERIFY_KEYS
+        } else {
+            CHECK_KEYS
+        };
+        self.check_keys(table, keys, context);
         let header = span.start..span.start;
         let name = self.string(table, "name", true, header.clone());
         let sql = self.string(table, "sql", true, header.clone());
         let message = self.string(table, "message", false, 0..0).map(|(m, _)| m);
+        let after_step = if is_verification {
+            self.string(table, "after_step", false, 0..0)
+        } else {
+            None
+        };
         let expect = self.expectation(table, default, header);
         let ((name, _), (sql, _), (expect, expect_span)) = (name?, sql?, expect?);
         Some(Check {
@@ -564,6 +588,7 @@ impl Reader<'_> {
             expect,
             expect_span,
             message,
+            after_step,
             span,
         })
     }
@@ -587,7 +612,21 @@ impl Reader<'_> {
     fn capture(&mut self, table: &DeTable<'_>, span: Span) -> Option<Capture> {
         self.check_keys(table, CAPTURE_KEYS, "[[stage.capture]]");
         let header = span.start..span.start;
-        let sql = self.string(table, "sql", true, header.clone());
+        let expr = self.capture_expr(table);
+        let sql = if expr.is_some() {
+            if let Some(value) = table.get("sql") {
+                self.problems.push(
+                    PlanProblem::new(
+                        ProblemKind::InvalidValue,
+                        "a capture has either `sql` or `expr`, not both",
+                    )
+                    .label(value.span(), "remove this or `expr`"),
+                );
+            }
+            Some((String::new(), header.clone()))
+        } else {
+            self.string(table, "sql", true, header.clone())
+        };
         let names = match (table.contains_key("name"), table.contains_key("names")) {
             (true, false) => self
                 .string(table, "name", true, header)
@@ -635,7 +674,16 @@ impl Reader<'_> {
         if names.is_empty() {
             return None;
         }
-        Some(Capture { names, sql })
+        if let (Some((_, expr_span)), true) = (&expr, names.len() > 1) {
+            self.problems.push(
+                PlanProblem::new(
+                    ProblemKind::InvalidValue,
+                    "a capture computed with `expr` has one `name`",
+                )
+                .label(expr_span.clone(), "one value"),
+            );
+        }
+        Some(Capture { names, sql, expr })
     }
 
     fn step(

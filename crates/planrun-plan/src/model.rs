@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::duration::PgDuration;
-use crate::expect::Expectation;
+use crate::expect::{Expectation, Expr};
+use crate::locks::{LockRetries, TableLock};
 
 /// A byte range into the plan file.
 pub type Span = std::ops::Range<usize>;
@@ -23,6 +24,8 @@ pub struct Plan {
     pub description: Option<String>,
     /// Plan-wide defaults, overridden per stage.
     pub timeouts: Timeouts,
+    /// How stages retry a lock that `lock_timeout` cut short; a stage may override it.
+    pub lock_retries: Option<LockRetries>,
     /// Where `apply` writes its `pg_dump` backup, relative to the working directory.
     pub backup_dir: Option<PathBuf>,
     /// How old a rehearsal report may be for `apply --require-rehearsal`.
@@ -67,6 +70,10 @@ pub struct Stage {
     /// `CREATE INDEX CONCURRENTLY`.
     pub transaction: bool,
     pub timeouts: Timeouts,
+    /// Tables locked at the stage's start, before its checks and steps, held to its
+    /// commit (the transforms' own declarations are added by the engine).
+    pub locks: Vec<TableLock>,
+    pub lock_retries: Option<LockRetries>,
     pub preconditions: Vec<Check>,
     pub skip_if: Vec<SkipRule>,
     pub captures: Vec<Capture>,
@@ -106,6 +113,10 @@ pub struct Check {
     pub expect_span: Span,
     /// Said when the check fails, e.g. what to do about it.
     pub message: Option<String>,
+    /// A verification that runs right after this step of its stage instead of after
+    /// the last one, so that a later step (brief DDL under a strong lock) does not
+    /// hold its lock while the check reads.
+    pub after_step: Option<(String, Span)>,
     pub span: Span,
 }
 
@@ -120,11 +131,14 @@ pub struct SkipRule {
 }
 
 /// Named values read by SQL before the stage runs: the columns of the query's first
-/// row, in order (`name` gives one, `names` several from one query).
+/// row, in order (`name` gives one, `names` several from one query); or one value
+/// computed from earlier captures (`expr`), with no SQL.
 #[derive(Debug, Clone)]
 pub struct Capture {
     pub names: Vec<(String, Span)>,
+    /// Empty for a computed capture.
     pub sql: String,
+    pub expr: Option<(Expr, Span)>,
 }
 
 impl Capture {
@@ -189,4 +203,20 @@ pub trait TransformCatalog {
     fn names(&self) -> Vec<String>;
     /// Problems with `params` for transform `name`, as `(key or "", message)`.
     fn check_params(&self, name: &str, params: &toml::Table) -> Vec<(String, String)>;
+    /// The table locks transform `name` declares with `params`.
+    fn locks(&self, _name: &str, _params: &toml::Table) -> Vec<TableLock> {
+        Vec::new()
+    }
+}
+
+impl Stage {
+    /// Every lock the stage runs under: its own `locks`, then its transforms'
+    /// declarations, one per table in the combined mode.
+    pub fn all_locks(&self, catalog: &dyn TransformCatalog) -> Vec<TableLock> {
+        let declared = self.steps.iter().flat_map(|step| match &step.kind {
+            StepKind::Transform { name, params, .. } => catalog.locks(name, params),
+            _ => Vec::new(),
+        });
+        crate::locks::merge_locks(self.locks.iter().cloned().chain(declared))
+    }
 }

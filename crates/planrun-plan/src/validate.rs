@@ -49,6 +49,38 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
                 }
             }
         }
+        if let (false, Some(lock)) = (stage.transaction, stage.locks.first()) {
+            problems.push(
+                PlanProblem::new(
+                    ProblemKind::InvalidValue,
+                    format!("stage `{}` declares locks but transaction = false", stage.id),
+                )
+                .label(lock.span.clone().unwrap_or(stage.id_span.clone()), "this lock")
+                .help("a lock is held until its transaction ends: a stage outside a transaction holds none; remove transaction = false or the locks"),
+            );
+        }
+        for check in &stage.verify {
+            let Some((step, span)) = &check.after_step else {
+                continue;
+            };
+            if !stage.steps.iter().any(|s| &s.name == step) {
+                let names: Vec<&str> = stage.steps.iter().map(|s| s.name.as_str()).collect();
+                problems.push(
+                    PlanProblem::new(
+                        ProblemKind::InvalidValue,
+                        format!(
+                            "`after_step = \"{step}\"` names no step of stage `{}`",
+                            stage.id
+                        ),
+                    )
+                    .label(span.clone(), "no such step")
+                    .help(match closest(step, names.iter().copied()) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!("the stage's steps: {}", names.join(", ")),
+                    }),
+                );
+            }
+        }
         let batched: Vec<&Span> = stage
             .steps
             .iter()
@@ -218,7 +250,19 @@ fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
                 expect
                     .captures()
                     .map(move |name| (name, span, after_captures))
-            });
+                    .collect::<Vec<_>>()
+            })
+            .chain(
+                stage
+                    .captures
+                    .iter()
+                    .filter_map(|c| c.expr.as_ref())
+                    .flat_map(|(expr, span)| {
+                        expr.captures()
+                            .into_iter()
+                            .map(move |name| (name, span, true))
+                    }),
+            );
         for (name, span, after_captures) in uses {
             let visible = defined_in
                 .get(name)

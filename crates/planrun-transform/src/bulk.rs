@@ -3,10 +3,12 @@
 //! transaction, because building an index once over all rows and validating a
 //! foreign key with one join is far cheaper than maintaining both row by row.
 //!
-//! The table is only touched when nothing depends on what is dropped (another table's
-//! foreign key on its primary key, say); otherwise the load runs with everything in
-//! place. Either way the outcome is the same table: if anything fails, the stage's
-//! transaction rolls back and the definitions come back with it.
+//! Only what can be dropped by locking the table itself is taken off. A foreign key
+//! to another table stays: dropping it takes ACCESS EXCLUSIVE on the table it
+//! references until commit, which would stop the application's readers of that table
+//! for the whole load. A key or unique index that another table's foreign key rests on
+//! stays too. Nothing here catches an error: a drop that fails, on a lock or anything
+//! else, fails the transform, and the stage's transaction brings the definitions back.
 
 use postgres::Transaction;
 
@@ -16,16 +18,55 @@ pub struct DeferredConstraints {
     table: String,
     /// `ALTER TABLE ... ADD CONSTRAINT ...` and `CREATE INDEX ...` statements, in the
     /// order to run them (primary key and unique first, then other indexes, then
-    /// foreign keys, which may need the unique indexes).
+    /// foreign keys to the table itself, which need its unique indexes).
     restore: Vec<String>,
+    /// What stayed in place, and why, for the transform's notes.
+    kept: Vec<String>,
 }
+
+/// The table's primary key, unique and foreign key constraints that only lock the
+/// table itself to drop: `(name, definition, kind)`, keys first.
+const DROPPABLE_CONSTRAINTS: &str = "
+SELECT c.conname, pg_get_constraintdef(c.oid), c.contype::text
+FROM pg_constraint c
+WHERE c.conrelid = $1::text::regclass
+  AND (c.contype IN ('p', 'u') AND NOT EXISTS (
+           SELECT 1 FROM pg_constraint f
+           WHERE f.contype = 'f' AND f.conindid = c.conindid AND f.conrelid <> c.conrelid)
+       OR c.contype = 'f' AND c.confrelid = c.conrelid)
+ORDER BY CASE c.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, c.conname";
+
+/// What stays, and why.
+const KEPT_CONSTRAINTS: &str = "
+SELECT c.conname || CASE c.contype
+         WHEN 'f' THEN ' (a foreign key to ' || c.confrelid::regclass::text
+                       || ': dropping it would lock that table against reads)'
+         ELSE ' (another table''s foreign key rests on it)' END
+FROM pg_constraint c
+WHERE c.conrelid = $1::text::regclass
+  AND (c.contype IN ('p', 'u') AND EXISTS (
+           SELECT 1 FROM pg_constraint f
+           WHERE f.contype = 'f' AND f.conindid = c.conindid AND f.conrelid <> c.conrelid)
+       OR c.contype = 'f' AND c.confrelid <> c.conrelid)
+ORDER BY c.conname";
+
+/// Indexes that belong to no constraint and that no other table's foreign key uses.
+const DROPPABLE_INDEXES: &str = "
+SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+WHERE i.indrelid = $1::text::regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint f
+                  WHERE f.contype = 'f' AND f.conindid = i.indexrelid AND f.conrelid <> i.indrelid)
+ORDER BY i.indexrelid";
 
 impl DeferredConstraints {
     /// Drops the indexes and constraints (except NOT NULL, defaults and CHECKs, which
-    /// cost little) of `table` (as `regclass` reads it, e.g. `public.chapter_sections`)
-    /// when it is empty and nothing else depends on them. Returns `None` when the table
-    /// is left as it is. The server resolves and quotes the name before any SQL is
-    /// built from it, so a name that is not a table is an error, never SQL.
+    /// cost little, and what the module comment keeps) of `table` (as `regclass`
+    /// reads it, e.g. `public.chapter_sections`) when it is empty. Returns `None` when
+    /// the table is left as it is. The server resolves and quotes the name before any
+    /// SQL is built from it, so a name that is not a table is an error, never SQL.
+    /// Dropping takes ACCESS EXCLUSIVE on `table`: declare that lock.
     pub fn take(
         transaction: &mut Transaction<'_>,
         table: &str,
@@ -40,20 +81,14 @@ impl DeferredConstraints {
         if !empty {
             return Ok(None);
         }
-        let constraints = transaction.query(
-            "SELECT conname, pg_get_constraintdef(oid), contype::text FROM pg_constraint \
-             WHERE conrelid = $1::text::regclass AND contype IN ('p', 'u', 'f') \
-             ORDER BY CASE contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, conname",
-            &[&table],
-        )?;
-        let indexes = transaction.query(
-            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index \
-             WHERE indrelid = $1::text::regclass \
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = indexrelid AND c.conrelid = indrelid) \
-             ORDER BY indexrelid",
-            &[&table],
-        )?;
-        // Foreign keys are dropped first and added last: they may rest on the unique
+        let constraints = transaction.query(DROPPABLE_CONSTRAINTS, &[&table])?;
+        let indexes = transaction.query(DROPPABLE_INDEXES, &[&table])?;
+        let kept = transaction
+            .query(KEPT_CONSTRAINTS, &[&table])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        // Foreign keys are dropped first and added last: they rest on the unique
         // indexes of the keys.
         let mut drop_foreign = Vec::new();
         let mut drop_rest = Vec::new();
@@ -84,23 +119,20 @@ impl DeferredConstraints {
         if drop.is_empty() {
             return Ok(None);
         }
-        // If another object depends on a key (another table's foreign key, say), the
-        // drop fails and the savepoint keeps the table as it was.
-        let mut savepoint = transaction.transaction()?;
-        match savepoint.batch_execute(&drop.join(";\n")) {
-            Ok(()) => savepoint.commit()?,
-            Err(_) => {
-                savepoint.rollback()?;
-                return Ok(None);
-            }
-        }
+        transaction.batch_execute(&drop.join(";\n"))?;
         let mut restore = keys;
         restore.extend(plain_indexes);
         restore.extend(foreign);
         Ok(Some(DeferredConstraints {
             table: table.to_owned(),
             restore,
+            kept,
         }))
+    }
+
+    /// The constraints left in place during the load, each with why.
+    pub fn kept(&self) -> &[String] {
+        &self.kept
     }
 
     /// Creates the indexes and constraints again (validating the loaded rows).

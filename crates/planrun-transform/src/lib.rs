@@ -12,6 +12,7 @@ mod transform;
 
 pub use batch::{batch_settings, transform_params, BatchSettings, ENGINE_PARAMS};
 pub use bulk::{quote_identifier, DeferredConstraints};
+pub use planrun_plan::{LockMode, TableLock};
 pub use progress::{NoProgress, Progress};
 pub use registry::Registry;
 pub use transform::{BatchOutcome, Transform, TransformContext, TransformError, TransformReport};

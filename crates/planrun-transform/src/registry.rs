@@ -59,6 +59,12 @@ impl TransformCatalog for Registry {
         problems.extend(transform.check_params(&transform_params(params)));
         problems
     }
+
+    fn locks(&self, name: &str, params: &toml::Table) -> Vec<planrun_plan::TableLock> {
+        self.get(name)
+            .map(|transform| transform.locks(&transform_params(params)))
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for Registry {

@@ -18,6 +18,16 @@ pub trait Transform: Send + Sync {
     fn check_params(&self, _params: &toml::Table) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The tables the transform reads to transform or writes, with the lock each
+    /// needs from before the first read to the commit. The engine takes them at the
+    /// stage's start, with the stage's retries, and fails the stage without running
+    /// anything when it cannot: a transform never runs unprotected. Declare the
+    /// weakest mode that is safe: EXCLUSIVE on a table read and then changed or
+    /// dropped (writers wait, readers do not), ACCESS EXCLUSIVE only on a table no
+    /// one may read meanwhile (a new one being filled).
+    fn locks(&self, _params: &toml::Table) -> Vec<planrun_plan::TableLock> {
+        Vec::new()
+    }
     /// Does the work inside the stage's transaction.
     fn run(
         &self,

@@ -1,0 +1,288 @@
+//! A writer thread: updates, inserts and deletes of the chapters it owns, each one
+//! autocommit statement, and the state every committed write left behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postgres::types::ToSql;
+use postgres::{Client, Row};
+use rand::seq::IndexedRandom;
+use rand::Rng;
+
+use crate::expectation::{Expectation, Fate};
+use crate::generated;
+use crate::thread_context::{error_text, keep_error, ThreadContext};
+use crate::{LegacyState, WriteKind};
+
+/// What one writer did, absorbed into the [`AppLog`](crate::AppLog) when it stops.
+#[derive(Default)]
+pub(crate) struct WriterLog {
+    pub(crate) committed: BTreeMap<WriteKind, u64>,
+    pub(crate) failed: BTreeMap<WriteKind, u64>,
+    pub(crate) in_doubt: u64,
+    pub(crate) without_effect: u64,
+    pub(crate) longest_wait: Duration,
+    pub(crate) first_errors: Vec<String>,
+    pub(crate) chapters: BTreeMap<i64, Expectation>,
+}
+
+/// How one write statement ended.
+enum Outcome {
+    /// It committed and returned these rows.
+    Committed(Vec<Row>),
+    /// The server rejected it: nothing committed.
+    Failed,
+    /// The connection broke first: it may have committed.
+    InDoubt,
+}
+
+/// One writer thread, named `app-writer-N` for writer `N`.
+pub(crate) struct Writer {
+    context: ThreadContext,
+    index: usize,
+    client: Option<Client>,
+    /// The chapters only this writer writes.
+    owned: Vec<i64>,
+    memoir_ids: Arc<Vec<i64>>,
+    /// The SQL type of `chapters.images`, which the images parameter is cast to.
+    images_type: String,
+    /// Numbers every generated value, so that each write's content is distinct.
+    serial: u64,
+    log: WriterLog,
+}
+
+impl Writer {
+    /// A writer that owns the chapters `owned` and inserts into the memoirs
+    /// `memoir_ids`; it connects when it runs.
+    pub(crate) fn new(
+        context: ThreadContext,
+        index: usize,
+        owned: Vec<i64>,
+        memoir_ids: Arc<Vec<i64>>,
+        images_type: String,
+    ) -> Writer {
+        Writer {
+            context,
+            index,
+            client: None,
+            owned,
+            memoir_ids,
+            images_type,
+            serial: 0,
+            log: WriterLog::default(),
+        }
+    }
+
+    pub(crate) fn run(mut self) -> WriterLog {
+        while !self.context.should_stop() {
+            if self.client.as_ref().is_none_or(Client::is_closed) {
+                self.client = self.context.connect(&mut self.log.first_errors);
+                continue;
+            }
+            let roll = self.context.rng.random_range(0..100);
+            let chapter = self.owned.choose(&mut self.context.rng).copied();
+            match chapter {
+                Some(id) if roll < 40 => self.update_content(id),
+                Some(id) if roll < 75 => self.update_images(id),
+                Some(id) if roll >= 90 => self.delete_chapter(id),
+                _ if !self.memoir_ids.is_empty() => self.insert_chapter(),
+                _ => break,
+            }
+            self.context.pause();
+        }
+        self.log
+    }
+
+    fn update_content(&mut self, id: i64) {
+        let content = self.content();
+        let sql = "UPDATE chapters SET content = $1, updated_at = now() WHERE id = $2 \
+                   RETURNING images::text";
+        let outcome = self.write(WriteKind::UpdateContent, id, sql, &[&content, &id]);
+        match outcome {
+            Outcome::Committed(rows) => match rows.first() {
+                Some(row) => self.committed(WriteKind::UpdateContent, id, (content, row.get(0))),
+                None => self.vanished(id),
+            },
+            Outcome::Failed => {}
+            Outcome::InDoubt => {
+                let attempted = self
+                    .known_state(id)
+                    .map(|(_, images)| Fate::Present((content, images)));
+                self.in_doubt(id, attempted);
+            }
+        }
+    }
+
+    fn update_images(&mut self, id: i64) {
+        let images = self.images();
+        let sql = format!(
+            "UPDATE chapters SET images = $1::text::{}, updated_at = now() WHERE id = $2 \
+             RETURNING content, images::text",
+            self.images_type
+        );
+        match self.write(WriteKind::UpdateImages, id, &sql, &[&images, &id]) {
+            Outcome::Committed(rows) => match rows.first() {
+                Some(row) => self.committed(WriteKind::UpdateImages, id, (row.get(0), row.get(1))),
+                None => self.vanished(id),
+            },
+            Outcome::Failed => {}
+            Outcome::InDoubt => {
+                // The images as the column would print them are not known without the
+                // RETURNING row, so an in-doubt images update leaves the chapter unknown.
+                self.in_doubt(id, None);
+            }
+        }
+    }
+
+    fn insert_chapter(&mut self) {
+        let memoir_id = *self
+            .memoir_ids
+            .choose(&mut self.context.rng)
+            .expect("the caller checked there are memoirs");
+        let content = self.content();
+        let images = self.images();
+        let title = format!("Chapter by app-writer-{} #{}", self.index, self.serial);
+        let sql = format!(
+            "INSERT INTO chapters (memoir_id, position, title, content, images)
+             SELECT $1, coalesce(max(position), 0) + 1, $2, $3, $4::text::{}
+             FROM chapters WHERE memoir_id = $1
+             RETURNING id, content, images::text",
+            self.images_type
+        );
+        let params: [&(dyn ToSql + Sync); 4] = [&memoir_id, &title, &content, &images];
+        // An insert has no chapter id until it returns one; 0 labels its errors.
+        match self.write(WriteKind::InsertChapter, 0, &sql, &params) {
+            Outcome::Committed(rows) => {
+                let row = rows
+                    .first()
+                    .expect("INSERT ... SELECT with max() inserts a row");
+                let id: i64 = row.get(0);
+                self.owned.push(id);
+                self.committed(WriteKind::InsertChapter, id, (row.get(1), row.get(2)));
+            }
+            Outcome::Failed => {}
+            // An in-doubt insert has no id to check; its chapter is not this writer's.
+            Outcome::InDoubt => self.log.in_doubt += 1,
+        }
+    }
+
+    fn delete_chapter(&mut self, id: i64) {
+        let sql = "DELETE FROM chapters WHERE id = $1 RETURNING id";
+        match self.write(WriteKind::DeleteChapter, id, sql, &[&id]) {
+            Outcome::Committed(rows) if rows.is_empty() => self.vanished(id),
+            Outcome::Committed(_) => {
+                self.disown(id);
+                self.record(WriteKind::DeleteChapter, id, Fate::Deleted);
+            }
+            Outcome::Failed => {}
+            Outcome::InDoubt => self.in_doubt(id, Some(Fate::Deleted)),
+        }
+    }
+
+    /// Runs one autocommit write statement, timing it and counting failures.
+    fn write(
+        &mut self,
+        kind: WriteKind,
+        chapter: i64,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Outcome {
+        let client = self
+            .client
+            .as_mut()
+            .expect("the writer connects before writing");
+        let sent = Instant::now();
+        let result = client.query(sql, params);
+        self.log.longest_wait = self.log.longest_wait.max(sent.elapsed());
+        match result {
+            Ok(rows) => Outcome::Committed(rows),
+            Err(error) => {
+                let message = format!(
+                    "{} {} (chapter {chapter}): {}",
+                    self.context.name,
+                    kind.name(),
+                    error_text(&error)
+                );
+                keep_error(&mut self.log.first_errors, message);
+                if may_have_committed(&error) {
+                    Outcome::InDoubt
+                } else {
+                    *self.log.failed.entry(kind).or_default() += 1;
+                    self.context.progress.update(|p| p.failed += 1);
+                    Outcome::Failed
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, kind: WriteKind, id: i64, state: LegacyState) {
+        self.record(kind, id, Fate::Present(state));
+    }
+
+    fn record(&mut self, kind: WriteKind, id: i64, fate: Fate) {
+        self.log.chapters.insert(
+            id,
+            Expectation {
+                committed: Some(fate),
+                ..Expectation::default()
+            },
+        );
+        *self.log.committed.entry(kind).or_default() += 1;
+        self.context
+            .progress
+            .update(|p| *p.committed.entry(kind).or_default() += 1);
+    }
+
+    /// An update or delete found no row: the chapter is gone, and no longer written.
+    fn vanished(&mut self, id: i64) {
+        self.log.without_effect += 1;
+        self.disown(id);
+    }
+
+    /// A write to `id` may or may not have committed `attempted` (`None`: a state the
+    /// writer cannot know). The chapter is left alone from now on, so that it stays
+    /// either as it was or as attempted.
+    fn in_doubt(&mut self, id: i64, attempted: Option<Fate>) {
+        self.log.in_doubt += 1;
+        self.context.progress.update(|p| p.failed += 1);
+        self.disown(id);
+        let expectation = self.log.chapters.entry(id).or_default();
+        match attempted {
+            Some(fate) => expectation.in_doubt.push(fate),
+            None => expectation.unknown = true,
+        }
+    }
+
+    fn disown(&mut self, id: i64) {
+        self.owned.retain(|owned| *owned != id);
+    }
+
+    /// The chapter's whole state when a committed write of this writer established it.
+    fn known_state(&self, id: i64) -> Option<LegacyState> {
+        let expectation = self.log.chapters.get(&id)?;
+        match (&expectation.committed, expectation.in_doubt.is_empty()) {
+            (Some(Fate::Present(state)), true) => Some(state.clone()),
+            _ => None,
+        }
+    }
+
+    fn content(&mut self) -> Option<String> {
+        self.serial += 1;
+        generated::content(&mut self.context.rng, self.index, self.serial)
+    }
+
+    fn images(&mut self) -> Option<String> {
+        self.serial += 1;
+        generated::images(&mut self.context.rng, self.index, self.serial)
+    }
+}
+
+/// Whether a write that returned `error` may still have committed: the connection
+/// broke, or the server ended the session (FATAL), without a definite answer.
+fn may_have_committed(error: &postgres::Error) -> bool {
+    match error.as_db_error() {
+        Some(db) => matches!(db.severity(), "FATAL" | "PANIC"),
+        None => true,
+    }
+}

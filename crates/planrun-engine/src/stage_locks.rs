@@ -1,0 +1,254 @@
+//! The locks a stage runs under, and retries when the application holds a conflicting
+//! one.
+//!
+//! A stage's declared locks (its `locks` key and what its transforms declare) are taken
+//! at its start, before skip rules, preconditions, captures and steps, so that every
+//! check reads the data the stage is about to change as it will stay until commit.
+//! Each attempt is bounded by the stage's `lock_timeout`; an attempt that times out (or
+//! loses a deadlock) is rolled back to a savepoint, which releases whatever locks it
+//! got, and tried again after the schedule's delay, like GitLab's `with_lock_retries`.
+//! When the attempts run out the stage fails, naming the sessions that held the lock,
+//! and nothing of it runs: no code path goes on without the lock it asked for.
+//!
+//! The same schedule retries a statement of a SQL step (or a whole transform step) that
+//! hits `lock_timeout` later in the stage, for locks no declaration can take in advance
+//! (the ACCESS EXCLUSIVE of a brief `ALTER TABLE` at the end): a short `lock_timeout`
+//! keeps the application's queries from queueing long behind the waiting DDL.
+
+use std::time::{Duration, Instant};
+
+use planrun_plan::{LockRetries, Stage, TableLock};
+use postgres::{GenericClient, Transaction};
+use serde::Serialize;
+
+use crate::error::EngineError;
+use crate::report::{StageReport, StageStatus};
+use crate::run::{explain_timeout, plain_error, stage_error, RunState, Runner};
+use crate::watch::Blocker;
+
+/// SQLSTATEs after which the same work may succeed on another attempt.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// A lock the stage holds, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldLock {
+    /// As the server resolved it, e.g. `chapters` or `app."Orders"`.
+    pub table: String,
+    pub mode: String,
+    /// `stage`, or the transforms that declared it.
+    pub declared_by: String,
+    /// How many attempts it took to get every declared lock.
+    pub attempts: u32,
+    /// From the first attempt until the locks were held.
+    pub waited_ms: u64,
+}
+
+/// A lock attempt that failed and will be retried.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockRetry {
+    /// What waited: `locks` (the declared ones) or a step's name.
+    pub waiting: String,
+    /// The attempt that failed, 1-based, and how many there are in all.
+    pub attempt: u32,
+    pub attempts: u32,
+    /// PostgreSQL's message: lock timeout or deadlock.
+    pub reason: String,
+    pub blocked_by: Vec<Blocker>,
+    pub retry_in_ms: u64,
+}
+
+/// Whether `error` is a lock that was not had in time, or a deadlock.
+pub(crate) fn is_lock_failure(error: &postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|code| [LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED].contains(&code.code()))
+}
+
+/// For [`with_lock_retries`] on work whose error is PostgreSQL's.
+pub(crate) fn database_error(error: &postgres::Error) -> Option<&postgres::Error> {
+    Some(error)
+}
+
+/// Runs `attempt` in a savepoint of `conn` until it succeeds, fails otherwise than on a
+/// lock, or `retries` runs out; `on_retry` hears of each failed attempt before the pause.
+pub(crate) fn with_lock_retries<C, T, E>(
+    conn: &mut C,
+    retries: &LockRetries,
+    lock_failure: impl Fn(&E) -> Option<&postgres::Error>,
+    mut on_retry: impl FnMut(u32, &postgres::Error, Duration),
+    mut attempt: impl FnMut(&mut Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E>
+where
+    C: GenericClient,
+    E: From<postgres::Error>,
+{
+    let mut number = 1;
+    loop {
+        let mut savepoint = conn.transaction()?;
+        let error = match attempt(&mut savepoint) {
+            Ok(value) => {
+                savepoint.commit()?;
+                return Ok(value);
+            }
+            Err(error) => error,
+        };
+        // When the rollback fails too (the connection is gone), the attempt's own
+        // error says more about why.
+        if savepoint.rollback().is_err() {
+            return Err(error);
+        }
+        let retryable = lock_failure(&error).filter(|e| is_lock_failure(e));
+        match retryable {
+            Some(lock_error) if number < retries.attempts => {
+                let delay = retries.delay_after(number);
+                on_retry(number, lock_error, delay);
+                std::thread::sleep(delay);
+                number += 1;
+            }
+            _ => return Err(error),
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// The stage's locks: its own and its transforms', one per table.
+    pub(crate) fn stage_locks(&self, index: usize) -> Vec<TableLock> {
+        self.plan().stages[index].all_locks(self.registry())
+    }
+
+    /// The stage's retry schedule: its own, the plan's, or the default.
+    pub(crate) fn lock_retries(&self, stage: &Stage) -> LockRetries {
+        stage
+            .lock_retries
+            .clone()
+            .or_else(|| self.plan().lock_retries.clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes the stage's declared locks in its transaction; `false` (and the stage
+    /// marked failed, naming who held them) when the attempts ran out.
+    pub(crate) fn take_stage_locks<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> Result<bool, EngineError> {
+        let locks = self.stage_locks(index);
+        if locks.is_empty() {
+            return Ok(true);
+        }
+        let stage = &self.plan().stages[index];
+        let retries = self.lock_retries(stage);
+        let started = Instant::now();
+        let mut attempts = 1;
+        let result = with_lock_retries(
+            conn,
+            &retries,
+            database_error,
+            |attempt, error, delay| {
+                attempts = attempt + 1;
+                self.report_retry(run, stage, "locks", (attempt, &retries), error, delay);
+            },
+            |tx| lock_tables(tx, &locks),
+        );
+        match result {
+            Ok(resolved) => {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                for (lock, table) in locks.iter().zip(resolved) {
+                    let Some(table) = table else {
+                        stage_report.absent_tables.push(lock.table.clone());
+                        continue;
+                    };
+                    stage_report.locks.push(HeldLock {
+                        table,
+                        mode: lock.mode.sql().to_owned(),
+                        declared_by: lock.declared_by.clone(),
+                        attempts,
+                        waited_ms,
+                    });
+                }
+                Ok(true)
+            }
+            Err(error) if is_lock_failure(&error) => {
+                let mut failure = stage_error(&error, Some("locks".into()), None, "", 0);
+                let wanted: Vec<String> = locks
+                    .iter()
+                    .map(|lock| format!("{} {}", lock.mode, lock.table))
+                    .collect();
+                failure.message = format!(
+                    "could not take the stage's locks ({}) in {} attempt{} over {:.1} s: {}",
+                    wanted.join(", "),
+                    attempts,
+                    if attempts == 1 { "" } else { "s" },
+                    started.elapsed().as_secs_f64(),
+                    failure.message
+                );
+                explain_timeout(&mut failure, run, stage, &self.plan().timeouts);
+                stage_report.status = StageStatus::Failed;
+                stage_report.error = Some(failure);
+                Ok(false)
+            }
+            Err(error) if error.as_db_error().is_some() => {
+                stage_report.status = StageStatus::Failed;
+                stage_report.error = Some(stage_error(&error, Some("locks".into()), None, "", 0));
+                Ok(false)
+            }
+            Err(error) => {
+                stage_report.status = StageStatus::Failed;
+                stage_report.error = Some(plain_error(
+                    Some("locks"),
+                    format!("cannot take the stage's locks: {error}"),
+                ));
+                Ok(false)
+            }
+        }
+    }
+
+    /// Tells the observer, and keeps for the report, that `waiting` will try again.
+    pub(crate) fn report_retry(
+        &self,
+        run: &RunState<'_>,
+        stage: &Stage,
+        waiting: &str,
+        (attempt, retries): (u32, &LockRetries),
+        error: &postgres::Error,
+        delay: Duration,
+    ) {
+        let retry = LockRetry {
+            waiting: waiting.to_owned(),
+            attempt,
+            attempts: retries.attempts,
+            reason: error
+                .as_db_error()
+                .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
+            blocked_by: run.watch.as_ref().map(|w| w.take()).unwrap_or_default(),
+            retry_in_ms: delay.as_millis() as u64,
+        };
+        run.observer.lock_retry(&stage.id, &retry);
+        if let Ok(mut retries) = run.lock_retries.lock() {
+            retries.push(retry);
+        }
+    }
+}
+
+/// `LOCK TABLE` for each lock in order; the server's spelling of each table, or `None`
+/// for one that does not exist. The server resolves and quotes the name, so a name is
+/// never pasted into SQL as written.
+fn lock_tables(
+    tx: &mut Transaction<'_>,
+    locks: &[TableLock],
+) -> Result<Vec<Option<String>>, postgres::Error> {
+    let mut resolved = Vec::with_capacity(locks.len());
+    for lock in locks {
+        let table: Option<String> = tx
+            .query_one("SELECT to_regclass($1)::text", &[&lock.table])?
+            .get(0);
+        if let Some(table) = &table {
+            tx.batch_execute(&format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql()))?;
+        }
+        resolved.push(table);
+    }
+    Ok(resolved)
+}
