@@ -550,3 +550,63 @@ fn batched_mode_never_exits_0_with_a_lost_write() {
         describe(&output)
     );
 }
+
+/// The deterministic case of the test above: a chapter already split by a committed
+/// batch is changed by the application. The final transaction reads the source again
+/// under the stage's locks, so the stage fails its content check (exit 12) with the
+/// legacy columns and the write in place, instead of dropping the write with exit 0.
+#[test]
+fn a_batched_split_fails_rather_than_drop_a_write_behind_its_checkpoint() {
+    let db = legacy_db(2000);
+    let plan = memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100, pause = "100ms" }"#,
+        )
+    });
+    let child = planrun_command(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let passed = "SELECT coalesce((SELECT last_key FROM planrun.checkpoints), 0) >= 300";
+    for _ in 0..600 {
+        if db.column("SELECT to_regclass('planrun.checkpoints') IS NOT NULL")[0].as_deref()
+            == Some("t")
+            && db.scalar(passed) == "t"
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.scalar(passed),
+        "t",
+        "the batches never passed chapter 300"
+    );
+    db.execute("UPDATE chapters SET content = E'changed\\n\\nbehind the checkpoint' WHERE id = 50");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout(&output).contains("FAIL verify section contents joined equal the legacy paragraphs")
+    );
+    assert_eq!(
+        db.scalar("SELECT content FROM chapters WHERE id = 50"),
+        "changed\n\nbehind the checkpoint"
+    );
+}

@@ -291,6 +291,7 @@ impl Runner<'_> {
         // behind the checkpoint then fails the stage instead of being lost.
         let passed = self.take_stage_locks(&mut tx, run, index, &mut stage_report)?
             && self.take_captures(&mut tx, run, index, &mut stage_report)
+            && self.verify_after_step(&mut tx, run, stage, &step.name, &mut stage_report)
             && self.run_steps(&mut tx, run, index, rest, &mut stage_report, true)?
             && check_deferred_constraints(&mut tx, &mut stage_report)
             && self.verify_stage(&mut tx, run, index, &mut stage_report);

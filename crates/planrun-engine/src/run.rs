@@ -946,13 +946,7 @@ impl<'a> Runner<'a> {
                     return Ok(false);
                 }
             }
-            let checks = stage.verify.iter().filter(|check| {
-                check
-                    .after_step
-                    .as_ref()
-                    .is_some_and(|(after, _)| *after == step.name)
-            });
-            if !self.run_checks(conn, run, checks, stage_report) {
+            if !self.verify_after_step(conn, run, stage, &step.name, stage_report) {
                 return Ok(false);
             }
         }
@@ -971,6 +965,25 @@ impl<'a> Runner<'a> {
             .verify
             .iter()
             .filter(|check| check.after_step.is_none());
+        self.run_checks(conn, run, checks, stage_report)
+    }
+
+    /// Runs the verifications placed right after step `step` (`after_step`); `false`
+    /// (and the stage marked failed) unless all pass.
+    pub(crate) fn verify_after_step<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        stage: &Stage,
+        step: &str,
+        stage_report: &mut StageReport,
+    ) -> bool {
+        let checks = stage.verify.iter().filter(|check| {
+            check
+                .after_step
+                .as_ref()
+                .is_some_and(|(after, _)| after == step)
+        });
         self.run_checks(conn, run, checks, stage_report)
     }
 
