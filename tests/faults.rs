@@ -239,7 +239,17 @@ fn a_terminated_session_is_a_clear_error_naming_the_stage_and_what_committed() {
     let failed = &report["stages"][1];
     assert_eq!(failed["id"], "load_orders");
     assert_eq!(failed["status"], "failed");
-    assert_eq!(failed["error"]["sqlstate"], "57P01", "{failed}");
+    // The server sends FATAL 57P01 and closes the socket; the postgres crate may see
+    // the close before it hands over the error (the old code lost it about one run in
+    // eight), so the report either has the SQLSTATE or says the connection was closed.
+    let error = &failed["error"];
+    assert!(
+        error["sqlstate"] == "57P01"
+            || error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the server closed the connection")),
+        "{failed}"
+    );
     assert_eq!(report["stages"][2]["status"], "not_run");
     let summary = report["summary"].to_string();
     assert!(summary.contains("committed: create_orders"), "{summary}");

@@ -1229,6 +1229,14 @@ pub(crate) fn stage_error(
     offset: usize,
 ) -> StageError {
     let Some(db) = error.as_db_error() else {
+        if error.is_closed() {
+            return plain_error(
+                step.as_deref(),
+                "the server closed the connection during this step: the session was \
+                 terminated (pg_terminate_backend, a restart) or the server or network went away"
+                    .into(),
+            );
+        }
         return plain_error(step.as_deref(), error_chain(error));
     };
     let (line, column) = match db.position() {

@@ -1,6 +1,7 @@
 //! `DeferredConstraints` on a real PostgreSQL: what it takes off an empty table comes
-//! back exactly, whatever the table is called, and a name that is not a table is an
-//! error, never SQL.
+//! back exactly, whatever the table is called; it never locks another table (a
+//! foreign key to one, or a key another table's foreign key rests on, stays); a name
+//! that is not a table is an error, never SQL.
 
 use planrun_tempdb::TempCluster;
 use planrun_transform::DeferredConstraints;
@@ -51,11 +52,32 @@ fn an_odd_table_name_gets_its_keys_and_indexes_back_exactly() {
     let taken = DeferredConstraints::take(&mut transaction, table)
         .unwrap()
         .expect("the empty table's keys are taken off");
-    assert_eq!(taken.len(), 4, "primary key, unique, index, foreign key");
+    assert_eq!(taken.len(), 3, "primary key, unique, index");
     assert_eq!(
         shape(&mut transaction, table),
-        "",
-        "nothing left during the load"
+        "Odd \"Name\" table_parent_id_fkey: FOREIGN KEY (parent_id) REFERENCES parent(id) ON DELETE CASCADE",
+        "only the foreign key to parent is left during the load"
+    );
+    assert_eq!(taken.kept().len(), 1, "{:?}", taken.kept());
+    assert!(
+        taken.kept()[0].contains("foreign key to parent"),
+        "{:?}",
+        taken.kept()
+    );
+    let parent_locks: Vec<String> = transaction
+        .query(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND relation = 'parent'::regclass",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        !parent_locks
+            .iter()
+            .any(|mode| mode == "AccessExclusiveLock"),
+        "the referenced table's readers are never stopped: {parent_locks:?}"
     );
     transaction
         .batch_execute(
@@ -77,4 +99,37 @@ fn an_odd_table_name_gets_its_keys_and_indexes_back_exactly() {
         .unwrap()
         .get(0);
     assert_eq!(parents, 1);
+}
+
+#[test]
+fn a_key_another_table_references_stays_and_a_self_reference_comes_back() {
+    let cluster = TempCluster::start().unwrap();
+    let url = cluster.create_database("bulk").unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE sections (id bigint PRIMARY KEY, parent_id bigint REFERENCES sections (id),
+                                    slot int UNIQUE);
+             CREATE TABLE notes (id bigint PRIMARY KEY, section_id bigint REFERENCES sections (id));",
+        )
+        .unwrap();
+    let before = shape(&mut client, "sections");
+    let mut transaction = client.transaction().unwrap();
+    let taken = DeferredConstraints::take(&mut transaction, "sections")
+        .unwrap()
+        .expect("the unique key and the self-reference can go");
+    assert_eq!(taken.len(), 2, "unique and the foreign key to itself");
+    let during = shape(&mut transaction, "sections");
+    assert!(during.contains("sections_pkey"), "{during}");
+    assert!(!during.contains("slot"), "{during}");
+    assert_eq!(
+        taken.kept(),
+        ["sections_pkey (another table's foreign key rests on it)"]
+    );
+    transaction
+        .batch_execute("INSERT INTO sections VALUES (1, NULL, 1), (2, 1, 2)")
+        .unwrap();
+    taken.restore(&mut transaction).unwrap();
+    transaction.commit().unwrap();
+    assert_eq!(shape(&mut client, "sections"), before);
 }
