@@ -463,12 +463,18 @@ fn the_transforms_leave_their_tables_keys_and_indexes_as_the_schema_stages_made_
     };
     until("sections_schema");
     let sections = table_shape(&db, "chapter_sections");
-    assert!(
-        sections.contains("FOREIGN KEY (chapter_id) REFERENCES chapters(id) ON DELETE CASCADE"),
-        "{sections}"
-    );
+    let foreign_key = "chapter_sections_chapter_id_fkey: FOREIGN KEY (chapter_id) REFERENCES chapters(id) ON DELETE CASCADE";
+    assert!(!sections.contains("FOREIGN KEY"), "{sections}");
     until("split_chapters");
-    assert_eq!(table_shape(&db, "chapter_sections"), sections);
+    // The split adds the foreign key to chapters after its load (stage 1 leaves it out,
+    // see plans/memoir/01_sections_schema.sql); everything else is as stage 1 made it.
+    let after = table_shape(&db, "chapter_sections");
+    assert!(after.contains(foreign_key), "{after}");
+    assert_eq!(
+        after.replace(&format!("{foreign_key}\n"), ""),
+        sections,
+        "{after}"
+    );
     until("images_schema");
     let images = table_shape(&db, "memoir_images");
     assert!(

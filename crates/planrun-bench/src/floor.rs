@@ -29,6 +29,20 @@ CREATE TABLE chapter_sections (
 );
 ALTER TABLE chapters ADD COLUMN IF NOT EXISTS cover_image jsonb;";
 
+/// The spec's stage-1 table with every constraint in place during the load (the plan
+/// itself adds the foreign key after its load; see plans/memoir/01_sections_schema.sql).
+pub const SECTIONS_WITH_CONSTRAINTS: &str = "
+CREATE TABLE chapter_sections (
+    id         bigserial PRIMARY KEY,
+    chapter_id bigint NOT NULL REFERENCES chapters(id) ON DELETE CASCADE,
+    position   int NOT NULL,
+    content    text NOT NULL DEFAULT '',
+    image      jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (chapter_id, position)
+);
+ALTER TABLE chapters ADD COLUMN IF NOT EXISTS cover_image jsonb;";
+
 /// One ALTER, so PostgreSQL builds the two indexes and validates the foreign key in a
 /// single statement.
 pub const ADD_CONSTRAINTS: &str = "
@@ -158,14 +172,13 @@ pub struct SplitFloor {
 /// Stage 1's schema, then split_chapters' writes from the files, in one transaction.
 pub fn split_floor(
     url: &str,
-    plan_dir: &Path,
     files: &ResultFiles,
     constraints_after: bool,
 ) -> Result<SplitFloor, String> {
     let schema = if constraints_after {
-        SECTIONS_WITHOUT_CONSTRAINTS.to_owned()
+        SECTIONS_WITHOUT_CONSTRAINTS
     } else {
-        read_sql(plan_dir, "memoir/01_sections_schema.sql")?
+        SECTIONS_WITH_CONSTRAINTS
     };
     let mut client = connect(url)?;
     client
@@ -174,7 +187,7 @@ pub fn split_floor(
     let mut floor = SplitFloor::default();
     let started = Instant::now();
     let mut tx = client.transaction().map_err(db_error("begin"))?;
-    tx.batch_execute(&schema)
+    tx.batch_execute(schema)
         .map_err(db_error("create chapter_sections"))?;
 
     let t = Instant::now();

@@ -112,9 +112,9 @@ fn run(args: &Args) -> Result<(), String> {
     let floor_b_url = data::clone_database(&cluster, "floor_b")?;
     eprintln!("  floor with constraints in place ...");
     let floor_a_url = cluster.url("floor_a");
-    let with_constraints = floor::split_floor(&floor_a_url, &plan_dir, &files, false)?;
+    let with_constraints = floor::split_floor(&floor_a_url, &files, false)?;
     eprintln!("  floor with constraints added after ...");
-    let constraints_after = floor::split_floor(&floor_b_url, &plan_dir, &files, true)?;
+    let constraints_after = floor::split_floor(&floor_b_url, &files, true)?;
     eprintln!("  collect floor (INSERT ... SELECT) ...");
     let collect = floor::collect_floor(&floor_a_url, &plan_dir)?;
 

@@ -26,7 +26,7 @@ use crate::report::{
     CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
 };
 use crate::sql::{position_to_line_column, split_statements};
-use crate::stage_locks::{database_error, with_lock_retries, LockRetry};
+use crate::stage_locks::{database_error, lock_tables, with_lock_retries, LockRetry};
 use crate::watch::BlockerWatch;
 
 /// How `apply` runs.
@@ -1096,6 +1096,11 @@ impl<'a> Runner<'a> {
                 self.report_retry(run, stage, name, (attempt, &retries), error, delay)
             },
             |tx| {
+                // In a stage outside a transaction, the transform's own transaction is
+                // the only place its declared locks can be held.
+                if !stage.transaction {
+                    lock_tables(tx, &transform.locks(&params))?;
+                }
                 let mut context = TransformContext {
                     transaction: tx,
                     params: &params,

@@ -236,7 +236,7 @@ impl Runner<'_> {
 /// `LOCK TABLE` for each lock in order; the server's spelling of each table, or `None`
 /// for one that does not exist. The server resolves and quotes the name, so a name is
 /// never pasted into SQL as written.
-fn lock_tables(
+pub(crate) fn lock_tables(
     tx: &mut Transaction<'_>,
     locks: &[TableLock],
 ) -> Result<Vec<Option<String>>, postgres::Error> {
