@@ -281,7 +281,7 @@ fn require_rehearsal_accepts_a_fresh_passing_matching_report_and_refuses_the_res
     let original = std::fs::read_to_string(&sql).unwrap();
     std::fs::write(
         &sql,
-        format!("{original}\n-- changed after the rehearsal\n"),
+        format!("{original}\nSELECT 'changed after the rehearsal';\n"),
     )
     .unwrap();
     refused(&apply_with(&file), "mismatched:");

@@ -92,7 +92,7 @@ impl Runner<'_> {
 
         let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
         let mut checkpoint = match existing {
-            Some(checkpoint) if checkpoint.checksum != checksum => {
+            Some(checkpoint) if !self.matches_recorded(index, &checkpoint.checksum) => {
                 stage_report.status = StageStatus::Drifted;
                 stage_report.note = Some(format!(
                     "half done (run {}, {} batches, after key {}) and its definition has changed since; \

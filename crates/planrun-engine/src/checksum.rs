@@ -2,8 +2,12 @@
 //! shown.
 //!
 //! A stage's definition is flattened into named entries (each step's SQL or SQL file
-//! contents with line endings normalised, each transform's name, version and params,
-//! each check's SQL and expectation); the checksum is SHA-256 over them. The entries
+//! contents, each transform's name, version and params, each check's SQL and
+//! expectation); the checksum is SHA-256 over them. SQL is fingerprinted by its token
+//! stream (`planrun_sql::token_checksum`): an edit to comments or white space is no
+//! change. Ledgers written before kept SHA-256 of the text with line endings
+//! normalised; [`legacy_definition`] computes that form, and a stage whose recorded
+//! checksum matches either form has not drifted. The entries
 //! are kept in the ledger so that drift can say which ones changed, and beside them
 //! the SQL texts they hash, so that drift can show the changed lines. Titles,
 //! messages and the `optional` flag are presentation, not definition.
@@ -42,13 +46,51 @@ pub struct StageDefinition {
     pub sql_text: BTreeMap<String, String>,
 }
 
+/// How SQL entries are fingerprinted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fingerprint {
+    /// `tokens:<hex>`, falling back to `sha256:<hex>` for SQL the scanner cannot read.
+    Tokens,
+    /// `sha256:<hex>` of the text: what ledgers written before token checksums hold.
+    Text,
+}
+
+impl Fingerprint {
+    fn of(self, sql: &str) -> String {
+        match self {
+            Fingerprint::Tokens => planrun_sql::token_checksum(sql)
+                .unwrap_or_else(|_| format!("sha256:{}", sha256_hex(sql))),
+            Fingerprint::Text => format!("sha256:{}", sha256_hex(sql)),
+        }
+    }
+}
+
 impl StageDefinition {
     /// Adds the entry `key` for normalised `sql`; `value` formats the entry from the
-    /// SQL's hash.
-    fn insert_sql(&mut self, key: String, sql: String, value: impl FnOnce(&str) -> String) {
-        self.entries.insert(key.clone(), value(&sha256_hex(&sql)));
+    /// SQL's fingerprint.
+    fn insert_sql(
+        &mut self,
+        fingerprint: Fingerprint,
+        key: String,
+        sql: String,
+        value: impl FnOnce(&str) -> String,
+    ) {
+        self.entries
+            .insert(key.clone(), value(&fingerprint.of(&sql)));
         self.sql_text.insert(key, sql);
     }
+
+    /// The SQL of step `position` (0-based) named `name`: the very text that was
+    /// fingerprinted, so what runs is what the ledger records.
+    pub fn step_sql(&self, position: usize, name: &str) -> Option<&str> {
+        self.sql_text
+            .get(&step_key(position, name))
+            .map(String::as_str)
+    }
+}
+
+fn step_key(position: usize, name: &str) -> String {
+    format!("step {} ({name})", position + 1)
 }
 
 /// SQL text with `\r\n` and lone `\r` turned into `\n`.
@@ -70,7 +112,24 @@ pub fn read_sql_file(path: &std::path::Path) -> Result<String, EngineError> {
         })
 }
 
+/// The stage's definition, SQL fingerprinted by tokens.
 pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition, EngineError> {
+    build(stage, registry, Fingerprint::Tokens)
+}
+
+/// The stage's definition as planrun recorded it before token checksums.
+pub fn legacy_definition(
+    stage: &Stage,
+    registry: &Registry,
+) -> Result<StageDefinition, EngineError> {
+    build(stage, registry, Fingerprint::Text)
+}
+
+fn build(
+    stage: &Stage,
+    registry: &Registry,
+    fingerprint: Fingerprint,
+) -> Result<StageDefinition, EngineError> {
     let mut definition = StageDefinition::default();
     definition
         .entries
@@ -81,16 +140,16 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition,
         .entries
         .insert("depends_on".into(), deps.join(","));
     for (index, step) in stage.steps.iter().enumerate() {
-        let key = format!("step {} ({})", index + 1, step.name);
+        let key = step_key(index, &step.name);
         match &step.kind {
             StepKind::Sql { sql } => {
-                definition.insert_sql(key, normalise_line_endings(sql), |hash| {
-                    format!("sql sha256:{hash}")
+                definition.insert_sql(fingerprint, key, normalise_line_endings(sql), |hash| {
+                    format!("sql {hash}")
                 });
             }
             StepKind::SqlFile { path, resolved, .. } => {
-                definition.insert_sql(key, read_sql_file(resolved)?, |hash| {
-                    format!("sql_file {path} sha256:{hash}")
+                definition.insert_sql(fingerprint, key, read_sql_file(resolved)?, |hash| {
+                    format!("sql_file {path} {hash}")
                 });
             }
             StepKind::Transform { name, params, .. } => {
@@ -109,17 +168,19 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition,
     for (kind, list) in checks {
         for check in list {
             definition.insert_sql(
+                fingerprint,
                 format!("{kind} {}", check.name),
                 normalise_line_endings(&check.sql),
-                |hash| format!("{} | sha256:{hash}", check.expect),
+                |hash| format!("{} | {hash}", check.expect),
             );
         }
     }
     for (index, rule) in stage.skip_if.iter().enumerate() {
         definition.insert_sql(
+            fingerprint,
             format!("skip_if {}", index + 1),
             normalise_line_endings(&rule.sql),
-            |hash| format!("{} | sha256:{hash}", rule.expect),
+            |hash| format!("{} | {hash}", rule.expect),
         );
     }
     for capture in &stage.captures {
@@ -131,9 +192,10 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition,
             continue;
         }
         definition.insert_sql(
+            fingerprint,
             format!("capture {}", capture.label()),
             normalise_line_endings(&capture.sql),
-            |hash| format!("sha256:{hash}"),
+            |hash| hash.to_owned(),
         );
     }
     Ok(definition)
@@ -222,14 +284,55 @@ fn line_diff(entry: &str, old: &str, new: &str) -> SqlDiff {
 mod tests {
     use super::*;
 
+    /// The form ledgers written before token fingerprints hold, byte for byte, and a
+    /// layout-only edit that changes it but not the token form.
+    #[test]
+    fn the_legacy_form_is_the_old_one_and_tokens_ignore_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "CREATE TABLE t (a int);\n";
+        std::fs::write(dir.path().join("t.sql"), text).unwrap();
+        let plan_text = "[plan]\nname = \"p\"\n[[stage]]\nid = \"one\"\n[[stage.step]]\nsql_file = \"t.sql\"\n[[stage.verify]]\nname = \"v\"\nsql = \"SELECT 1\"\nexpect = 1\n";
+        let path = dir.path().join("plan.toml");
+        let plan = planrun_plan::Plan::parse(&path, plan_text.to_owned(), None).unwrap();
+        let registry = Registry::new();
+        let legacy = legacy_definition(&plan.stages[0], &registry).unwrap();
+        assert_eq!(
+            legacy.entries["step 1 (t.sql)"],
+            format!("sql_file t.sql sha256:{}", sha256_hex(text))
+        );
+        assert_eq!(
+            legacy.entries["verify v"],
+            format!("= 1 | sha256:{}", sha256_hex("SELECT 1"))
+        );
+        let tokens = definition(&plan.stages[0], &registry).unwrap();
+        std::fs::write(
+            dir.path().join("t.sql"),
+            "-- note\nCREATE TABLE t ( a int ) ;",
+        )
+        .unwrap();
+        let relaid = definition(&plan.stages[0], &registry).unwrap();
+        assert_eq!(checksum(&tokens.entries), checksum(&relaid.entries));
+        assert_ne!(
+            checksum(&legacy.entries),
+            checksum(
+                &legacy_definition(&plan.stages[0], &registry)
+                    .unwrap()
+                    .entries
+            )
+        );
+    }
+
     fn step(sql: &str) -> StageDefinition {
         let mut definition = StageDefinition::default();
         definition
             .entries
             .insert("transaction".into(), "true".into());
-        definition.insert_sql("step 1 (load.sql)".into(), sql.into(), |hash| {
-            format!("sql_file load.sql sha256:{hash}")
-        });
+        definition.insert_sql(
+            Fingerprint::Text,
+            "step 1 (load.sql)".into(),
+            sql.into(),
+            |hash| format!("sql_file load.sql {hash}"),
+        );
         definition
     }
 
@@ -326,9 +429,12 @@ mod tests {
     #[test]
     fn an_added_step_shows_its_sql_and_a_removed_one_shows_it_if_recorded() {
         let mut now = step("SELECT 1;\n");
-        now.insert_sql("step 2 (more.sql)".into(), "SELECT 2;\n".into(), |hash| {
-            format!("sql_file more.sql sha256:{hash}")
-        });
+        now.insert_sql(
+            Fingerprint::Text,
+            "step 2 (more.sql)".into(),
+            "SELECT 2;\n".into(),
+            |hash| format!("sql_file more.sql {hash}"),
+        );
         let added = sql_diffs(&step("SELECT 1;\n"), &now);
         assert_eq!(added.len(), 1);
         assert_eq!(added[0].entry, "step 2 (more.sql)");

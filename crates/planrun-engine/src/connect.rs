@@ -250,7 +250,9 @@ const CLIENT_CHECK_INTERVAL: &str = "1s";
 /// Without it a killed planrun leaves its backend working through the rest of a long
 /// statement, holding the stage's locks, before the rollback that must follow anyway.
 /// The setting exists from PostgreSQL 14; on older servers this does nothing.
-fn watch_for_vanished_client(client: &mut Client) -> Result<(), postgres::Error> {
+pub(crate) fn watch_for_vanished_client<C: postgres::GenericClient>(
+    client: &mut C,
+) -> Result<(), postgres::Error> {
     client.execute(
         "SELECT set_config(name, $1, false) FROM pg_settings \
          WHERE name = 'client_connection_check_interval'",

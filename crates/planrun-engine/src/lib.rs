@@ -16,6 +16,7 @@ pub mod rehearse;
 mod report;
 mod run;
 mod sql;
+mod sql_step;
 mod stage_locks;
 mod watch;
 

@@ -48,7 +48,7 @@ impl Runner<'_> {
             let stage = &self.plan().stages[index];
             let mut stage_report = self.stage_report(index, StageStatus::WouldRun);
             if let Some(recorded) = done.get(&stage.id) {
-                if recorded.checksum == stage_report.checksum {
+                if self.matches_recorded(index, &recorded.checksum) {
                     stage_report.status = StageStatus::AlreadyApplied;
                     stage_report.note = Some(format!(
                         "{} in run {} at {}",
@@ -56,10 +56,14 @@ impl Runner<'_> {
                     ));
                 } else {
                     stage_report.status = StageStatus::Drifted;
-                    stage_report.drift =
-                        checksum::differences(&recorded.definition, self.definition(index));
-                    stage_report.drift_diff =
-                        checksum::sql_diffs(&recorded.definition, self.definition(index));
+                    stage_report.drift = checksum::differences(
+                        &recorded.definition,
+                        self.comparable_definition(index, &recorded.definition),
+                    );
+                    stage_report.drift_diff = checksum::sql_diffs(
+                        &recorded.definition,
+                        self.comparable_definition(index, &recorded.definition),
+                    );
                     report.outcome = RunOutcome::Drift;
                 }
                 report.stages.push(stage_report);
@@ -260,7 +264,6 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
         .iter()
         .map(|&index| {
             let stage = &runner.plan().stages[index];
-            let checksum = runner.stage_checksum(&stage.id).unwrap_or_default();
             let shown = latest.get(&stage.id);
             let mut line = StageStatusLine {
                 id: stage.id.clone(),
@@ -283,7 +286,9 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                     line.note =
                         Some("failed in its latest run; an earlier run had applied it".into());
                 }
-                if recorded.status != "failed" && recorded.checksum != checksum {
+                if recorded.status != "failed"
+                    && !runner.matches_recorded(index, &recorded.checksum)
+                {
                     line.state = "drifted".into();
                     line.note = Some("changed since it ran: see `planrun plan`".into());
                 }

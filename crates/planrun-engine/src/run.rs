@@ -25,8 +25,8 @@ use crate::lock;
 use crate::report::{
     CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
 };
-use crate::sql::{position_to_line_column, split_statements};
-use crate::stage_locks::{database_error, lock_tables, with_lock_retries, LockRetry};
+use crate::sql::position_to_line_column;
+use crate::stage_locks::{lock_tables, with_lock_retries, LockRetry};
 use crate::watch::BlockerWatch;
 
 /// How `apply` runs.
@@ -109,6 +109,10 @@ pub struct Runner<'a> {
     dag: Dag,
     definitions: Vec<StageDefinition>,
     checksums: Vec<String>,
+    /// The definitions and checksums a planrun before token fingerprints recorded for
+    /// the same stages.
+    legacy_definitions: Vec<StageDefinition>,
+    legacy_checksums: Vec<String>,
     setup_sql: Option<String>,
 }
 
@@ -126,6 +130,15 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|definition| checksum::checksum(&definition.entries))
             .collect();
+        let legacy_definitions = plan
+            .stages
+            .iter()
+            .map(|stage| checksum::legacy_definition(stage, registry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let legacy_checksums = legacy_definitions
+            .iter()
+            .map(|definition| checksum::checksum(&definition.entries))
+            .collect();
         let setup_sql = match &plan.setup_sql_file {
             Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
             None => None,
@@ -136,6 +149,8 @@ impl<'a> Runner<'a> {
             dag,
             definitions,
             checksums,
+            legacy_definitions,
+            legacy_checksums,
             setup_sql,
         };
         for index in 0..plan.stages.len() {
@@ -154,6 +169,13 @@ impl<'a> Runner<'a> {
             all.insert("(setup)".into(), setup.clone());
         }
         checksum::checksum(&all)
+    }
+
+    /// Whether `recorded`, a checksum the ledger holds for stage `index`, is this
+    /// stage's definition: today's, or the same definition as an older planrun
+    /// fingerprinted it (so an upgrade shows no drift).
+    pub(crate) fn matches_recorded(&self, index: usize, recorded: &str) -> bool {
+        recorded == self.checksums[index] || recorded == self.legacy_checksums[index]
     }
 
     pub fn stage_checksum(&self, id: &str) -> Option<&str> {
@@ -264,8 +286,27 @@ impl<'a> Runner<'a> {
         self.registry
     }
 
-    pub(crate) fn definition(&self, index: usize) -> &StageDefinition {
-        &self.definitions[index]
+    /// The current definition in the form `recorded` was written in, so that drift
+    /// lists only what changed (a ledger row from before token fingerprints holds
+    /// `sha256:` entries).
+    pub(crate) fn comparable_definition(
+        &self,
+        index: usize,
+        recorded: &StageDefinition,
+    ) -> &StageDefinition {
+        let legacy = recorded
+            .entries
+            .values()
+            .any(|value| value.contains("sha256:"))
+            && !recorded
+                .entries
+                .values()
+                .any(|value| value.contains("tokens:"));
+        if legacy {
+            &self.legacy_definitions[index]
+        } else {
+            &self.definitions[index]
+        }
     }
 
     /// Runs the plan against `target`.
@@ -331,7 +372,7 @@ impl<'a> Runner<'a> {
         for &(index, _, _) in selection {
             let stage = &self.plan.stages[index];
             if let Some(recorded) = done.get(&stage.id) {
-                if recorded.checksum != self.checksums[index] {
+                if !self.matches_recorded(index, &recorded.checksum) {
                     drifted.push(index);
                 }
             }
@@ -357,9 +398,9 @@ impl<'a> Runner<'a> {
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::Drifted;
                     let recorded = &done[&stage.id].definition;
-                    stage_report.drift = checksum::differences(recorded, &self.definitions[index]);
-                    stage_report.drift_diff =
-                        checksum::sql_diffs(recorded, &self.definitions[index]);
+                    let current = self.comparable_definition(index, recorded);
+                    stage_report.drift = checksum::differences(recorded, current);
+                    stage_report.drift_diff = checksum::sql_diffs(recorded, current);
                 } else if !selected {
                     stage_report.status = StageStatus::NotSelected;
                     stage_report.note = why.clone();
@@ -429,10 +470,14 @@ impl<'a> Runner<'a> {
                 let mut stage_report = self.stage_report(index, StageStatus::AlreadyApplied);
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::DriftAccepted;
-                    stage_report.drift =
-                        checksum::differences(&recorded.definition, &self.definitions[index]);
-                    stage_report.drift_diff =
-                        checksum::sql_diffs(&recorded.definition, &self.definitions[index]);
+                    stage_report.drift = checksum::differences(
+                        &recorded.definition,
+                        self.comparable_definition(index, &recorded.definition),
+                    );
+                    stage_report.drift_diff = checksum::sql_diffs(
+                        &recorded.definition,
+                        self.comparable_definition(index, &recorded.definition),
+                    );
                     self.record_drift_accepted(conn, run_id, index, recorded)?;
                     committed.push(stage.id.clone());
                 }
@@ -614,6 +659,15 @@ impl<'a> Runner<'a> {
         if let Ok(mut retries) = run.lock_retries.lock() {
             retries.clear();
         }
+        // Each stage starts from a clean session, as psql starts each file: a `SET`
+        // (not `SET LOCAL`) of an earlier stage's SQL does not carry over; planrun's
+        // own session settings are set again.
+        conn.batch_execute("RESET ALL")
+            .and_then(|()| crate::connect::watch_for_vanished_client(conn))
+            .map_err(EngineError::database(format!(
+                "cannot reset the session before stage `{}`",
+                self.plan.stages[index].id
+            )))?;
         let mut stage_report = self.run_stage_transactions(conn, run, index)?;
         if let Ok(mut retries) = run.lock_retries.lock() {
             stage_report.lock_retries = std::mem::take(&mut *retries);
@@ -911,19 +965,24 @@ impl<'a> Runner<'a> {
         in_transaction: bool,
     ) -> Result<bool, EngineError> {
         let stage = &self.plan.stages[index];
-        for step in &stage.steps[range] {
+        for position in range {
+            let step = &stage.steps[position];
             let step_started = Instant::now();
+            // The SQL read once, when the stage's checksum was computed: what runs is
+            // what the ledger records.
+            let sql = self.definitions[index]
+                .step_sql(position, &step.name)
+                .unwrap_or_default();
             let (kind, result) = match &step.kind {
-                StepKind::Sql { sql } => (
+                StepKind::Sql { .. } => (
                     "sql",
                     self.run_sql(conn, run, stage, sql, None, in_transaction, &step.name),
                 ),
-                StepKind::SqlFile { path, resolved, .. } => {
-                    let sql = checksum::read_sql_file(resolved)?;
+                StepKind::SqlFile { path, .. } => {
                     let file = Some(path.as_str());
                     (
                         "sql_file",
-                        self.run_sql(conn, run, stage, &sql, file, in_transaction, &step.name),
+                        self.run_sql(conn, run, stage, sql, file, in_transaction, &step.name),
                     )
                 }
                 StepKind::Transform { name, params, .. } => (
@@ -1006,68 +1065,6 @@ impl<'a> Runner<'a> {
             stage_report.status = StageStatus::Failed;
         }
         all_passed
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run_sql<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        stage: &Stage,
-        sql: &str,
-        file: Option<&str>,
-        in_transaction: bool,
-        step: &str,
-    ) -> Result<StepReport, Box<StageError>> {
-        let mut rows = 0;
-        let retries = self.lock_retries(stage);
-        // One statement at a time, so that an error PostgreSQL gives no position for
-        // (a key violation, a division by zero) still names its statement and line.
-        for (offset, statement) in split_statements(sql) {
-            // In a transaction, a statement that times out on a lock is tried again in
-            // a savepoint; outside one, a failed statement may have left something
-            // behind (an invalid index), so it is not repeated blindly.
-            let result = if in_transaction {
-                with_lock_retries(
-                    conn,
-                    &retries,
-                    database_error,
-                    |attempt, error, delay| {
-                        self.report_retry(run, stage, step, (attempt, &retries), error, delay)
-                    },
-                    |tx| tx.simple_query(statement),
-                )
-            } else {
-                conn.simple_query(statement)
-            };
-            match result {
-                Ok(messages) => {
-                    rows += messages
-                        .iter()
-                        .map(|message| match message {
-                            SimpleQueryMessage::CommandComplete(count) => *count,
-                            _ => 0,
-                        })
-                        .sum::<u64>();
-                }
-                Err(error) => {
-                    let mut failure = stage_error(&error, Some(step.to_owned()), file, sql, offset);
-                    if !in_transaction {
-                        failure.message.push_str(" (this stage runs outside a transaction: statements before this one stay committed)");
-                    }
-                    return Err(Box::new(failure));
-                }
-            }
-        }
-        Ok(StepReport {
-            name: step.to_owned(),
-            kind: String::new(),
-            duration_ms: 0,
-            rows_affected: rows,
-            rows_read: None,
-            rows_quarantined: None,
-            notes: Vec::new(),
-        })
     }
 
     fn run_transform<C: GenericClient>(

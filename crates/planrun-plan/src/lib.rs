@@ -14,6 +14,7 @@ mod locks;
 mod model;
 mod problem;
 mod render;
+mod sql_rules;
 mod suggest;
 mod validate;
 

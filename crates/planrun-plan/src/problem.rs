@@ -33,6 +33,11 @@ pub enum ProblemKind {
     UndefinedCapture,
     DuplicateCapture,
     DuplicateCheck,
+    SqlSyntax,
+    SqlTransactionControl,
+    SqlOutsideTransaction,
+    SqlEnumValueUsed,
+    SqlClientSide,
 }
 
 impl ProblemKind {
@@ -56,6 +61,11 @@ impl ProblemKind {
             ProblemKind::UndefinedCapture => "plan::undefined_capture",
             ProblemKind::DuplicateCapture => "plan::duplicate_capture",
             ProblemKind::DuplicateCheck => "plan::duplicate_check",
+            ProblemKind::SqlSyntax => "plan::sql_syntax",
+            ProblemKind::SqlTransactionControl => "plan::sql_transaction_control",
+            ProblemKind::SqlOutsideTransaction => "plan::sql_outside_transaction",
+            ProblemKind::SqlEnumValueUsed => "plan::sql_enum_value_used",
+            ProblemKind::SqlClientSide => "plan::sql_client_side",
         }
     }
 }

@@ -336,6 +336,7 @@ impl Plan {
             }
         }
         for stage in &self.stages {
+            problems.extend(crate::sql_rules::stage_sql_problems(stage));
             for step in &stage.steps {
                 match &step.kind {
                     StepKind::Sql { .. } => {}

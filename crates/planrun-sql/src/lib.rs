@@ -17,4 +17,4 @@ mod tokens;
 pub use classify::StatementKind;
 pub use error::{line_column, SqlError};
 pub use script::{parse_script, Statement};
-pub use tokens::token_checksum;
+pub use tokens::{string_literals, token_checksum};

@@ -9,8 +9,11 @@ use crate::error::SqlError;
 
 /// `tokens:<hex>`, or the scanner's complaint (an unterminated string, say).
 pub fn token_checksum(text: &str) -> Result<String, SqlError> {
-    let tokens = pg_query::scan_tokens(text)
-        .map_err(|error| SqlError::at(text, 0, format!("cannot read the SQL's tokens: {error}")))?;
+    // `scan`, not `scan_tokens`: the latter reads a null pointer for a text with no
+    // token (an empty file) in pg_query 18.1.
+    let tokens = pg_query::scan(text)
+        .map_err(|error| SqlError::at(text, 0, format!("cannot read the SQL's tokens: {error}")))?
+        .tokens;
     let mut hasher = Sha256::new();
     for token in tokens {
         if matches!(token.token(), Token::SqlComment | Token::CComment) {
@@ -23,4 +26,19 @@ pub fn token_checksum(text: &str) -> Result<String, SqlError> {
         }
     }
     Ok(format!("tokens:{}", hex::encode(hasher.finalize())))
+}
+
+/// The values of the plain string constants (`'...'`) in `text`, in order; empty when
+/// it does not scan.
+pub fn string_literals(text: &str) -> Vec<String> {
+    let Ok(tokens) = pg_query::scan(text).map(|scanned| scanned.tokens) else {
+        return Vec::new();
+    };
+    tokens
+        .iter()
+        .filter(|token| token.token() == Token::Sconst)
+        .filter_map(|token| text.get(token.start.max(0) as usize..token.end.max(0) as usize))
+        .filter_map(|literal| literal.strip_prefix('\'')?.strip_suffix('\''))
+        .map(|inner| inner.replace("''", "'"))
+        .collect()
 }

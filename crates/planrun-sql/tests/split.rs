@@ -142,6 +142,11 @@ fn the_token_checksum_ignores_layout_and_comments_only() {
         token_checksum("CREATE TABLE t (a int); SELECT 1;").unwrap(),
         base
     );
+    assert!(
+        token_checksum("").is_ok(),
+        "an empty file has a checksum too"
+    );
+    assert!(token_checksum("-- only a comment\n").is_ok());
     assert_ne!(
         token_checksum("SELECT 'a  b'").unwrap(),
         token_checksum("SELECT 'a b'").unwrap(),

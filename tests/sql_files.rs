@@ -1,0 +1,339 @@
+//! SQL files as PostgreSQL's parser reads them, run against a real PostgreSQL: the
+//! constructs a `;` scanner cut apart, the psql idioms planrun refuses before anything
+//! connects, a clean session per stage, concurrent index builds that a failure cannot
+//! fool, one read of each file per run, and checksums that ignore layout.
+
+use std::path::Path;
+use std::process::Output;
+
+use planrun_engine::exit_codes;
+use planrun_tests::{describe, planrun, planrun_command, stdout, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+/// A plan directory with `plan.toml` and the given files.
+fn plan_dir(plan: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn apply(dir: &Path, db: &TestDb, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "apply",
+        "plan.toml",
+        "--no-backup",
+        "--database-url",
+        &db.url,
+    ];
+    args.extend(extra);
+    planrun(PLANRUN, dir, &args, &[])
+}
+
+fn check(dir: &Path) -> Output {
+    planrun(PLANRUN, dir, &["check", "plan.toml"], &[])
+}
+
+fn one_stage(file: &str) -> String {
+    format!("[plan]\nname = \"sql\"\nlock_timeout = \"1s\"\n\n[[stage]]\nid = \"one\"\n[[stage.step]]\nsql_file = \"{file}\"\n")
+}
+
+/// Each of these was cut at an inner `;` (or a `$` taken for a quote) by the old
+/// scanner and failed with a misleading syntax error; PostgreSQL's parser splits them
+/// right and they apply.
+#[test]
+fn what_a_semicolon_scanner_cut_apart_applies_whole() {
+    let db = TestDb::new();
+    let sql = "CREATE TABLE notes (id int PRIMARY KEY, body text);
+INSERT INTO notes VALUES (1, E'it\\'s; done');
+CREATE FUNCTION twice(a int) RETURNS int LANGUAGE sql
+BEGIN ATOMIC
+  SELECT a + a;
+END;
+CREATE TABLE log (id int);
+CREATE RULE keep AS ON INSERT TO notes DO ALSO (INSERT INTO log VALUES (NEW.id); INSERT INTO log VALUES (-NEW.id));
+CREATE FUNCTION greet() RETURNS text LANGUAGE sql AS $grüß$ SELECT 'a;b' $grüß$;
+CREATE TABLE t$x$ (a int);
+INSERT INTO notes VALUES (2, 'two');
+";
+    let dir = plan_dir(&one_stage("tricky.sql"), &[("tricky.sql", sql)]);
+    assert_eq!(
+        check(dir.path()).status.code(),
+        Some(0),
+        "{}",
+        describe(&check(dir.path()))
+    );
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar("SELECT body FROM notes WHERE id = 1"),
+        "it's; done"
+    );
+    assert_eq!(db.scalar("SELECT twice(21)"), "42");
+    assert_eq!(db.scalar("SELECT count(*) FROM log"), "2");
+    assert_eq!(db.scalar("SELECT greet()"), "a;b");
+    assert_eq!(db.scalar("SELECT to_regclass('t$x$') IS NOT NULL"), "t");
+}
+
+/// `BEGIN; ... COMMIT;` in a file used to commit the stage half way, and each re-run
+/// applied it again. Now `check` refuses it at its line before anything connects, and
+/// so does `apply`, with nothing run.
+#[test]
+fn a_files_own_begin_and_commit_are_refused_before_anything_runs() {
+    let db = TestDb::new();
+    db.execute(
+        "CREATE TABLE accounts (id int, balance int); INSERT INTO accounts VALUES (1, 100);",
+    );
+    let sql = "UPDATE accounts SET balance = balance - 10;\nBEGIN;\nUPDATE accounts SET balance = balance - 1;\nCOMMIT;\n";
+    let dir = plan_dir(&one_stage("debit.sql"), &[("debit.sql", sql)]);
+    let output = check(dir.path());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(text.contains("`debit.sql` line 2: BEGIN"), "{text}");
+    assert!(text.contains("`debit.sql` line 4: COMMIT"), "{text}");
+    for _ in 0..2 {
+        let output = apply(dir.path(), &db, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::INVALID_PLAN),
+            "{}",
+            describe(&output)
+        );
+    }
+    assert_eq!(
+        db.scalar("SELECT balance FROM accounts"),
+        "100",
+        "nothing debited"
+    );
+}
+
+/// psql's client-side features are refused by `check` naming the line: inline COPY
+/// data, meta-commands, variables.
+#[test]
+fn psql_only_input_is_refused_at_its_line() {
+    let cases = [
+        (
+            "CREATE TABLE t (a int, b text);\nCOPY t (a, b) FROM stdin;\n1\tone\n\\.\n",
+            "line 2, column 1: COPY ...",
+        ),
+        (
+            "SELECT 1;\n\\i other.sql\n",
+            "line 2, column 1: `\\i` is a psql",
+        ),
+        (
+            "SELECT 1;\nSELECT * FROM pg_class WHERE relname = :'name';\n",
+            "line 2",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let dir = plan_dir(&one_stage("psql.sql"), &[("psql.sql", sql)]);
+        let output = check(dir.path());
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::INVALID_PLAN),
+            "{sql}"
+        );
+        assert!(
+            describe(&output).contains(expected),
+            "{expected}\n{}",
+            describe(&output)
+        );
+    }
+}
+
+/// An enum value added and used in one transactional stage fails with 55P04 at run
+/// time; `check` says so first, naming both places.
+#[test]
+fn an_enum_value_added_and_used_in_one_stage_is_refused_by_check() {
+    let sql = "CREATE TYPE mood AS ENUM ('sad');\nALTER TYPE mood ADD VALUE 'happy';\nCREATE TABLE m (x mood DEFAULT 'happy');\n";
+    let dir = plan_dir(&one_stage("enum.sql"), &[("enum.sql", sql)]);
+    let output = check(dir.path());
+    assert_eq!(output.status.code(), Some(exit_codes::INVALID_PLAN));
+    let text = describe(&output);
+    assert!(
+        text.contains("`enum.sql` line 3 uses enum value 'happy', which `enum.sql` line 2 adds"),
+        "{text}"
+    );
+}
+
+/// A file's `SET search_path` or `SET TimeZone` does not reach the next stage: each
+/// stage starts from a clean session, as psql starts each file.
+#[test]
+fn a_files_session_settings_do_not_leak_into_later_stages() {
+    let db = TestDb::new();
+    let default_zone = db.scalar("SHOW TimeZone");
+    let plan = String::from(
+        "[plan]\nname = \"session\"\n\n[[stage]]\nid = \"first\"\n[[stage.step]]\nsql_file = \"set.sql\"\n
+[[stage]]\nid = \"second\"\ndepends_on = [\"first\"]\n[[stage.step]]\nsql = \"CREATE TABLE seen AS SELECT current_setting('search_path') AS path, current_setting('TimeZone') AS zone\"\n"
+    );
+    let dir = plan_dir(
+        &plan,
+        &[("set.sql", "CREATE SCHEMA other;\nSET search_path = other, public;\nSET TimeZone = 'Asia/Tokyo';\nCREATE TABLE in_other (a int);\n")],
+    );
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar("SELECT to_regclass('other.in_other') IS NOT NULL"),
+        "t"
+    );
+    assert_eq!(
+        db.scalar("SELECT path FROM public.seen"),
+        "\"$user\", public"
+    );
+    assert_eq!(db.scalar("SELECT zone FROM public.seen"), default_zone);
+}
+
+/// The documented concurrent-index pattern: the first build fails on its lock timeout
+/// (a writer's transaction is open) and leaves an invalid index. The old planrun's
+/// next apply found it with IF NOT EXISTS and recorded the stage as applied. Now the
+/// next apply drops the invalid index and builds it again, valid.
+#[test]
+fn an_invalid_index_left_by_a_failed_concurrent_build_is_never_recorded_as_applied() {
+    let db = TestDb::new();
+    db.execute("CREATE TABLE items (id int, sku text); INSERT INTO items SELECT g, 's' || g FROM generate_series(1, 1000) g;");
+    let plan = "[plan]\nname = \"index\"\nlock_timeout = \"500ms\"\n\n[[stage]]\nid = \"sku_index\"\ntransaction = false\n[[stage.step]]\nsql = \"CREATE INDEX CONCURRENTLY IF NOT EXISTS items_sku ON items (sku)\"\n";
+    let dir = plan_dir(plan, &[]);
+    let mut writer = db.client();
+    writer
+        .batch_execute("BEGIN; INSERT INTO items VALUES (0, 'open');")
+        .unwrap();
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        db.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_sku'::regclass"),
+        "f",
+        "the failed build left an invalid index"
+    );
+    writer.batch_execute("COMMIT").unwrap();
+
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        stdout(&output).contains("dropped the invalid index"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        db.scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_sku'::regclass"),
+        "t"
+    );
+}
+
+/// A SQL file edited while the run waits before its stage: what runs is what was
+/// read (and checksummed) when the run started, and the next `plan` shows the edit as
+/// drift.
+#[test]
+fn each_sql_file_is_read_once_per_run() {
+    let db = TestDb::new();
+    let plan = "[plan]\nname = \"once\"\n\n[[stage]]\nid = \"gate\"\n[[stage.step]]\nsql = \"SELECT pg_advisory_xact_lock(777)\"\n
+[[stage]]\nid = \"create\"\ndepends_on = [\"gate\"]\n[[stage.step]]\nsql_file = \"create.sql\"\n";
+    let dir = plan_dir(
+        plan,
+        &[("create.sql", "CREATE TABLE first_version (a int);\n")],
+    );
+    let mut gate = db.client();
+    gate.batch_execute("SELECT pg_advisory_lock(777)").unwrap();
+    let child = planrun_command(
+        PLANRUN,
+        dir.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let waiting =
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 777 AND NOT granted";
+    for _ in 0..600 {
+        if db.scalar(waiting) == "1" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(db.scalar(waiting), "1", "planrun waits at the gate");
+    std::fs::write(
+        dir.path().join("create.sql"),
+        "CREATE TABLE second_version (a int);\n",
+    )
+    .unwrap();
+    gate.batch_execute("SELECT pg_advisory_unlock(777)")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar("SELECT to_regclass('first_version') IS NOT NULL"),
+        "t"
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('second_version') IS NULL"),
+        "t"
+    );
+    assert!(db
+        .scalar("SELECT definition::text FROM planrun.stage_results WHERE stage_id = 'create' ORDER BY id DESC LIMIT 1")
+        .contains("first_version"));
+    let plan_output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["plan", "plan.toml", "--database-url", &db.url],
+        &[],
+    );
+    assert!(
+        stdout(&plan_output).contains("drift"),
+        "{}",
+        describe(&plan_output)
+    );
+}
+
+/// An edit to comments or white space of an applied SQL file is no change; any other
+/// edit is drift.
+#[test]
+fn only_an_edit_to_what_the_sql_says_is_drift() {
+    let db = TestDb::new();
+    let dir = plan_dir(
+        &one_stage("t.sql"),
+        &[("t.sql", "CREATE TABLE t (a int);\n")],
+    );
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    std::fs::write(
+        dir.path().join("t.sql"),
+        "-- the orders table\nCREATE TABLE t (\n    a int  /* the key */\n);\n",
+    )
+    .unwrap();
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        stdout(&output).contains("nothing to do"),
+        "{}",
+        describe(&output)
+    );
+
+    std::fs::write(dir.path().join("t.sql"), "CREATE TABLE t (a bigint);\n").unwrap();
+    let output = apply(dir.path(), &db, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::DRIFT),
+        "{}",
+        describe(&output)
+    );
+}
