@@ -109,6 +109,17 @@ pub struct ApplyArgs {
     /// Accept applied stages whose definition changed, and record the change.
     #[arg(long)]
     pub allow_drift: bool,
+    /// Accept that applied stages are gone from the plan (their changes stay), and
+    /// record them as retired.
+    #[arg(long)]
+    pub accept_missing: bool,
+    /// Record that applied stage OLD is now called NEW (same definition), so NEW does
+    /// not run again. Repeatable.
+    #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename)]
+    pub rename: Vec<(String, String)>,
+    /// Run pending stages that the plan places before stages already applied.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
     /// Seconds to wait for another apply of this plan to release its lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub lock_wait: f64,
@@ -207,4 +218,16 @@ pub enum GraphFormatArg {
     Dot,
     Mermaid,
     Json,
+}
+
+/// `OLD=NEW` for `--rename`.
+fn parse_rename(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((old, new)) if !old.trim().is_empty() && !new.trim().is_empty() => {
+            Ok((old.trim().to_owned(), new.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "`{text}` is not OLD=NEW, e.g. --rename load_orders=import_orders"
+        )),
+    }
 }

@@ -133,6 +133,11 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
     let mut options = options(&plan, &args.selection, &args.backup);
     options.dry_run = args.dry_run;
     options.allow_drift = args.allow_drift;
+    options.history = planrun_engine::HistoryAcceptance {
+        accept_missing: args.accept_missing,
+        renames: args.rename.clone(),
+        allow_out_of_order: args.allow_out_of_order,
+    };
     options.lock_wait = Duration::from_secs_f64(args.lock_wait.max(0.0));
     if let Some(file) = &args.require_rehearsal {
         if let Err(code) = crate::rehearse::require(file, &plan, &runner, &options, &target) {

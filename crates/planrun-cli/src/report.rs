@@ -162,6 +162,9 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
         );
     }
     out.push('\n');
+    for line in &report.history {
+        let _ = writeln!(out, "{} {line}", style.bad("history:"));
+    }
     for line in &report.summary {
         let _ = writeln!(out, "{line}");
     }
@@ -361,6 +364,9 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
                 .unwrap_or_default(),
             notes.join("; ")
         );
+    }
+    for line in &report.history {
+        let _ = writeln!(out, "{} {line}", style.bad("history:"));
     }
     if !report.recent_runs.is_empty() {
         let _ = writeln!(out, "\nrecent runs:");

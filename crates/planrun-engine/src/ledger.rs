@@ -11,7 +11,7 @@ use crate::checksum::StageDefinition;
 use crate::error::EngineError;
 
 /// The ledger layout this planrun writes.
-pub const LEDGER_VERSION: i32 = 2;
+pub const LEDGER_VERSION: i32 = 3;
 
 const CREATE_V1: &str = "
 CREATE SCHEMA IF NOT EXISTS planrun;
@@ -75,6 +75,14 @@ CREATE TABLE IF NOT EXISTS planrun.checkpoints (
 );
 ";
 
+/// Version 3: a stage the plan no longer holds can be `retired` (`--accept-missing`),
+/// and one whose id changed `renamed` (`--rename OLD=NEW`); neither counts as done.
+const MIGRATE_TO_V3: &str = "
+ALTER TABLE planrun.stage_results DROP CONSTRAINT IF EXISTS stage_results_status_check;
+ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
+    CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed'));
+";
+
 /// Creates or checks the ledger. Call with the plan lock held, so that two first
 /// runs do not race to create it.
 pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
@@ -105,7 +113,7 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             known: LEDGER_VERSION,
         });
     }
-    let migrations: [(i32, &str); 2] = [(1, ""), (2, MIGRATE_TO_V2)];
+    let migrations: [(i32, &str); 3] = [(1, ""), (2, MIGRATE_TO_V2), (3, MIGRATE_TO_V3)];
     for (target, sql) in migrations {
         if version >= target {
             continue;
@@ -158,12 +166,15 @@ pub fn latest_results(
     results(client, plan, true)
 }
 
-/// Latest applied-or-skipped result per stage: what counts as done.
+/// Latest applied-or-skipped result per stage: what counts as done. A stage whose
+/// latest result is `retired` or `renamed` is history, not done.
 pub fn done_results(
     client: &mut impl GenericClient,
     plan: &str,
 ) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
-    results(client, plan, false)
+    let mut done = results(client, plan, false)?;
+    done.retain(|_, recorded| recorded.status == "applied" || recorded.status == "skipped");
+    Ok(done)
 }
 
 fn results(

@@ -9,6 +9,7 @@ mod checksum;
 pub mod connect;
 mod error;
 pub mod exit_codes;
+mod history;
 pub mod ledger;
 pub mod lock;
 mod preview;
@@ -23,6 +24,7 @@ mod watch;
 pub use checksum::normalise_line_endings;
 pub use connect::{redact, Source, Target};
 pub use error::EngineError;
+pub use history::{History, HistoryAcceptance};
 pub use preview::{status, StatusReport};
 pub use report::{
     CheckResult, RunOutcome, RunReport, SqlDiff, StageError, StageReport, StageStatus, StepReport,

@@ -148,6 +148,17 @@ impl Runner<'_> {
                 .summary
                 .push("nothing to do: every selected stage is already applied".into());
         }
+        let selected = |index: usize| {
+            selection
+                .iter()
+                .any(|(i, chosen, _)| *i == index && *chosen)
+        };
+        report.history = self.history(&done, &selected).lines();
+        if !report.history.is_empty() {
+            report
+                .summary
+                .push("apply refuses to run until the ledger history above is accepted".into());
+        }
         report
             .summary
             .push("nothing was written: this was a preview".into());
@@ -221,6 +232,10 @@ pub struct StatusReport {
     pub ledger_exists: bool,
     pub stages: Vec<StageStatusLine>,
     pub recent_runs: Vec<RunSummary>,
+    /// Where the ledger and the plan disagree: applied stages gone from the plan,
+    /// renamed, or pending ones placed before applied ones.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub history: Vec<String>,
 }
 
 /// "batch 12 committed, 120000 of 1000000 rows read, resumes after key 120000".
@@ -313,6 +328,9 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
         ledger_exists,
         stages,
         recent_runs,
+        history: runner
+            .history(&done, &|index| !runner.plan().stages[index].optional)
+            .lines(),
     })
 }
 

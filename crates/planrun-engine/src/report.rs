@@ -23,6 +23,10 @@ pub struct RunReport {
     pub exit_code: i32,
     /// What committed, what did not, and the next command to run.
     pub summary: Vec<String>,
+    /// Where the ledger and the plan disagreed (a stage gone, renamed, out of order),
+    /// and what this run decided about it.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub history: Vec<String>,
 }
 
 impl RunReport {
@@ -39,6 +43,7 @@ impl RunReport {
             outcome: RunOutcome::NothingToDo,
             exit_code: 0,
             summary: Vec::new(),
+            history: Vec::new(),
         }
     }
 }

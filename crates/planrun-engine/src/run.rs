@@ -44,6 +44,8 @@ pub struct ApplyOptions {
     pub backup_dir: Option<PathBuf>,
     /// How long to wait for another apply's lock.
     pub lock_wait: Duration,
+    /// Ledger history the user accepted: missing stages, renames, order.
+    pub history: crate::history::HistoryAcceptance,
 }
 
 impl Default for ApplyOptions {
@@ -56,6 +58,7 @@ impl Default for ApplyOptions {
             allow_drift: false,
             backup_dir: None,
             lock_wait: Duration::from_secs(5),
+            history: Default::default(),
         }
     }
 }
@@ -359,7 +362,7 @@ impl<'a> Runner<'a> {
         observer: &dyn Observer,
     ) -> Result<RunReport, EngineError> {
         ledger::ensure(conn)?;
-        let done = ledger::done_results(conn, &self.plan.name)?;
+        let mut done = ledger::done_results(conn, &self.plan.name)?;
         let mut report = RunReport::new(
             "apply",
             &self.plan.name,
@@ -426,6 +429,12 @@ impl<'a> Runner<'a> {
             ledger::finish_run(conn, run_id, report.outcome.ledger_label(), None)?;
             report.exit_code = report.outcome.exit_code();
             return Ok(report);
+        }
+
+        if let Some(refusal) =
+            self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?
+        {
+            return Ok(refusal);
         }
 
         let mut run = RunState {
