@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use planrun_engine::exit_codes;
-use planrun_tests::{describe, planrun, planrun_command, stdout, TestDb};
+use planrun_tests::{describe, planrun, spawn_apply, stdout, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -246,21 +246,7 @@ fn each_sql_file_is_read_once_per_run() {
     );
     let mut gate = db.client();
     gate.batch_execute("SELECT pg_advisory_lock(777)").unwrap();
-    let child = planrun_command(
-        PLANRUN,
-        dir.path(),
-        &[
-            "apply",
-            "plan.toml",
-            "--no-backup",
-            "--database-url",
-            &db.url,
-        ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child = spawn_apply(PLANRUN, dir.path(), "plan.toml", &db, &[]);
     let waiting =
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 777 AND NOT granted";
     for _ in 0..600 {
