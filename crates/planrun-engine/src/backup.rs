@@ -1,5 +1,7 @@
-//! The backup before the first change: `pg_dump -F c` of the target into
-//! `<dir>/<plan>-<YYYYmmdd_HHMMSS>.dump`. If it fails, nothing runs.
+//! The backup before the first change: `pg_dump -F c` of the target into a new file
+//! `<dir>/<plan>-<database>-<YYYYmmdd_HHMMSS_micros>.dump`, created exclusively with
+//! mode 0600 in a directory planrun creates 0700, recorded by its absolute path. If it
+//! fails, nothing runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,11 +56,16 @@ pub fn libpq_env(target: &Target) -> Vec<(&'static str, String)> {
     env
 }
 
-/// The file name for a backup taken now.
-pub fn backup_path(dir: &Path, plan: &str) -> PathBuf {
-    let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
-    let safe_plan: String = plan
-        .chars()
+/// The file a backup taken now would get (before making it unique): the plan, the
+/// database and a microsecond timestamp, so two applies of one plan to two databases,
+/// or in the same second, never share a name.
+pub fn backup_path(dir: &Path, plan: &str, database: &str) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S_%6f");
+    dir.join(format!("{}-{}-{stamp}.dump", safe(plan), safe(database)))
+}
+
+fn safe(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -66,22 +73,83 @@ pub fn backup_path(dir: &Path, plan: &str) -> PathBuf {
                 '_'
             }
         })
-        .collect();
-    dir.join(format!("{safe_plan}-{stamp}.dump"))
+        .collect()
 }
 
-/// Dumps the target into `dir`, returning the file.
-pub fn take(target: &Target, dir: &Path, plan: &str) -> Result<PathBuf, EngineError> {
-    std::fs::create_dir_all(dir).map_err(|error| EngineError::Backup {
-        reason: format!("cannot create backup directory {}: {error}", dir.display()),
+/// Creates `dir` (0700 when planrun makes it) and, inside it, a new backup file that
+/// no other file had the name of (created exclusively, mode 0600: the dump holds the
+/// application's data). Returns the file's absolute path.
+fn create_private_file(dir: &Path, plan: &str, database: &str) -> Result<PathBuf, EngineError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |what: String| EngineError::Backup { reason: what };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| {
+            failed(format!(
+                "cannot create backup directory {}: {error}",
+                dir.display()
+            ))
+        })?;
+    let dir = dir.canonicalize().map_err(|error| {
+        failed(format!(
+            "cannot resolve backup directory {}: {error}",
+            dir.display()
+        ))
     })?;
-    let file = backup_path(dir, plan);
+    let first = backup_path(&dir, plan, database);
+    for attempt in 0..100 {
+        let candidate = if attempt == 0 {
+            first.clone()
+        } else {
+            first.with_extension(format!("{attempt}.dump"))
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&candidate)
+        {
+            Ok(_) => return Ok(candidate),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(failed(format!(
+                    "cannot create {}: {error}",
+                    candidate.display()
+                )))
+            }
+        }
+    }
+    Err(failed(format!(
+        "cannot find a free name for {}",
+        first.display()
+    )))
+}
+
+/// Dumps the target into a new private file in `dir`, returning its absolute path.
+/// `pg_dump` waits at most `lock_wait` for each table's ACCESS SHARE lock (a session
+/// holding ACCESS EXCLUSIVE, or queued for it, would otherwise hang the apply before
+/// its first stage); then the backup fails, and nothing runs.
+pub fn take(
+    target: &Target,
+    dir: &Path,
+    plan: &str,
+    lock_wait: Option<&planrun_plan::PgDuration>,
+) -> Result<PathBuf, EngineError> {
+    let database = target
+        .config()
+        .get_dbname()
+        .unwrap_or("postgres")
+        .to_owned();
+    let file = create_private_file(dir, plan, &database)?;
     let pg_dump = pg_tool("pg_dump");
     let output = Command::new(&pg_dump)
         .arg("--format=custom")
         .arg("--no-password")
         .arg("--file")
         .arg(&file)
+        .args(lock_wait.map(|wait| format!("--lock-wait-timeout={}", wait.millis())))
         .env_clear()
         .envs(
             std::env::vars_os()
@@ -98,7 +166,26 @@ pub fn take(target: &Target, dir: &Path, plan: &str) -> Result<PathBuf, EngineEr
     if !output.status.success() {
         let _ = std::fs::remove_file(&file);
         let stderr = redact(String::from_utf8_lossy(&output.stderr).trim());
-        let reason = if stderr.contains("server version mismatch") {
+        let locked_table = stderr
+            .split("LOCK TABLE ")
+            .nth(1)
+            .and_then(|rest| rest.split(" IN ").next())
+            .filter(|_| stderr.contains("timeout") || stderr.contains("could not obtain lock"));
+        let reason = if let Some(table) = locked_table {
+            let holders: Vec<String> = lock_holders(target, table)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            format!(
+                "pg_dump could not lock {table} within --lock-wait-timeout={}{}; wait for that session or end it, then apply again",
+                lock_wait.map_or_else(|| "unbounded".to_owned(), ToString::to_string),
+                if holders.is_empty() {
+                    String::new()
+                } else {
+                    format!(": held by {}", holders.join("; "))
+                }
+            )
+        } else if stderr.contains("server version mismatch") {
             format!(
                 "{} is older than the server: {stderr}; install a pg_dump at least as new as the server, or set PG_BIN to its directory",
                 pg_dump.display()
@@ -109,4 +196,23 @@ pub fn take(target: &Target, dir: &Path, plan: &str) -> Result<PathBuf, EngineEr
         return Err(EngineError::Backup { reason });
     }
     Ok(file)
+}
+
+/// The sessions holding or queued for ACCESS EXCLUSIVE on `table` (as pg_dump printed
+/// it), to name in the error; none when they cannot be read.
+fn lock_holders(target: &Target, table: &str) -> Vec<crate::watch::Blocker> {
+    let Ok(mut client) = target.connect("planrun backup") else {
+        return Vec::new();
+    };
+    let rows = client.query(
+        &format!(
+            "SELECT {} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.relation = to_regclass($1) AND l.mode = 'AccessExclusiveLock' \
+             ORDER BY a.pid",
+            crate::watch::SESSION_COLUMNS
+        ),
+        &[&table],
+    );
+    rows.map(|rows| rows.iter().map(crate::watch::Blocker::from_row).collect())
+        .unwrap_or_default()
 }

@@ -134,7 +134,12 @@ impl Runner<'_> {
             match &options.backup_dir {
                 Some(dir) => report.summary.push(format!(
                     "a backup would be taken first: pg_dump -F c into {}",
-                    crate::backup::backup_path(dir, &self.plan().name).display()
+                    crate::backup::backup_path(
+                        dir,
+                        &self.plan().name,
+                        target.config().get_dbname().unwrap_or("postgres")
+                    )
+                    .display()
                 )),
                 None => report
                     .summary

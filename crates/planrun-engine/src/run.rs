@@ -911,7 +911,9 @@ impl<'a> Runner<'a> {
 
         if !run.changed_anything && !run.options.dry_run {
             if let Some(dir) = &run.options.backup_dir {
-                let file = backup::take(run.target, dir, &self.plan.name)?;
+                let stage = &self.plan.stages[index];
+                let lock_wait = stage.timeouts.or(&self.plan.timeouts).lock_timeout;
+                let file = backup::take(run.target, dir, &self.plan.name, lock_wait.as_ref())?;
                 run.observer.backup_taken(&file);
                 run.backup_file = Some(file.display().to_string());
             }

@@ -25,6 +25,26 @@ pub struct Blocker {
     pub query: String,
 }
 
+/// The columns of `pg_stat_activity a` that [`Blocker::from_row`] reads, in order.
+pub(crate) const SESSION_COLUMNS: &str = "a.pid, coalesce(a.application_name, ''), \
+    coalesce(a.usename::text, ''), coalesce(a.state, ''), \
+    coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '-'), \
+    left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)";
+
+impl Blocker {
+    /// A row selected with [`SESSION_COLUMNS`].
+    pub(crate) fn from_row(row: &postgres::Row) -> Blocker {
+        Blocker {
+            pid: row.get(0),
+            application_name: row.get(1),
+            user: row.get(2),
+            state: row.get(3),
+            since: row.get(4),
+            query: row.get(5),
+        }
+    }
+}
+
 impl std::fmt::Display for Blocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -56,26 +76,15 @@ impl BlockerWatch {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let rows = client.query(
-                        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
-                                coalesce(a.state, ''), \
-                                coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '-'), \
-                                left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) \
-                         FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid",
+                        &format!(
+                            "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a \
+                             WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid"
+                        ),
                         &[&pid],
                     );
                     match rows {
                         Ok(rows) if !rows.is_empty() => {
-                            let blockers = rows
-                                .iter()
-                                .map(|row| Blocker {
-                                    pid: row.get(0),
-                                    application_name: row.get(1),
-                                    user: row.get(2),
-                                    state: row.get(3),
-                                    since: row.get(4),
-                                    query: row.get(5),
-                                })
-                                .collect();
+                            let blockers = rows.iter().map(Blocker::from_row).collect();
                             if let Ok(mut slot) = seen.lock() {
                                 *slot = blockers;
                             }
