@@ -478,3 +478,27 @@ fn a_disk_that_fills_during_the_backup_stops_everything() {
         "no stage ran"
     );
 }
+
+/// `planrun apply 2>&1 | head -1`: stdout and stderr closed while the run goes on.
+/// planrun used to panic after the first stage (exit 101), leaving the run 'running';
+/// now the output is lost and the run is not: every stage applies, the run is
+/// recorded as finished.
+#[test]
+fn a_closed_output_pipe_loses_the_output_not_the_run() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let mut child = spawn_apply(PLANRUN, dir.path(), "plan.toml", &db, &[]);
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        db.scalar("SELECT outcome FROM planrun.runs ORDER BY id DESC LIMIT 1"),
+        "success"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'"),
+        "3"
+    );
+}

@@ -43,9 +43,9 @@ fn target(args: &ConnectionArgs) -> Result<Target, i32> {
 }
 
 pub(crate) fn engine_failure(error: EngineError) -> i32 {
-    eprintln!("error: {error}");
+    say_err!("error: {error}");
     if let EngineError::Locked { .. } = error {
-        eprintln!(
+        say_err!(
             "another `planrun apply` of this plan is running; wait for it, or raise --lock-wait"
         );
     }
@@ -108,15 +108,15 @@ pub(crate) fn plan_and_target(
 fn print_run(report: &planrun_engine::RunReport, format: ReportFormat, style: Style) -> i32 {
     match format {
         ReportFormat::Json => print_json(report),
-        ReportFormat::Text => print!("{}", render_run(report, style)),
+        ReportFormat::Text => say_raw!("{}", render_run(report, style)),
     }
     report.exit_code
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(error) => eprintln!("error: cannot render the report as JSON: {error}"),
+        Ok(text) => say!("{text}"),
+        Err(error) => say_err!("error: cannot render the report as JSON: {error}"),
     }
 }
 
@@ -177,7 +177,7 @@ fn status(args: &DbCommandArgs, style: Style) -> i32 {
         Ok(report) => {
             match args.format {
                 ReportFormat::Json => print_json(&report),
-                ReportFormat::Text => print!("{}", render_status(&report, style)),
+                ReportFormat::Text => say_raw!("{}", render_status(&report, style)),
             }
             exit_codes::SUCCESS
         }
@@ -226,7 +226,7 @@ fn plan_path(arg: &PlanArg) -> Result<PathBuf, i32> {
     let env = std::env::var("PLANRUN_PLAN").ok();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     discover_plan(arg.plan.as_deref(), env.as_deref(), &cwd).map_err(|error| {
-        eprintln!("error: {error}");
+        say_err!("error: {error}");
         exit_codes::ERROR
     })
 }
@@ -254,18 +254,18 @@ fn check(args: &PlanArg) -> i32 {
         .filter(|step| matches!(step.kind, StepKind::Transform { .. }))
         .count();
     let count = |f: fn(&planrun_plan::Stage) -> usize| stages.iter().map(f).sum::<usize>();
-    println!("plan {} ({}): valid", plan.name, plan.path.display());
+    say!("plan {} ({}): valid", plan.name, plan.path.display());
     if let Some(description) = &plan.description {
-        println!("  {description}");
+        say!("  {description}");
     }
-    println!(
+    say!(
         "  {} stages ({optional} optional) in {} levels; {} steps: {} SQL, {transforms} transform",
         stages.len(),
         dag.levels().len(),
         steps.len(),
         steps.len() - transforms,
     );
-    println!(
+    say!(
         "  {} preconditions, {} skip rules, {} captures, {} verifications",
         count(|s| s.preconditions.len()),
         count(|s| s.skip_if.len()),
@@ -284,7 +284,7 @@ fn check(args: &PlanArg) -> i32 {
             }
         })
         .collect();
-    println!("  order: {}", order.join(" -> "));
+    say!("  order: {}", order.join(" -> "));
     let registry = default_registry();
     let locked: Vec<(&str, Vec<planrun_plan::TableLock>)> = dag
         .order()
@@ -298,13 +298,13 @@ fn check(args: &PlanArg) -> i32 {
         .filter(|(_, locks)| !locks.is_empty())
         .collect();
     if !locked.is_empty() {
-        println!("  locks, taken at the stage's start and held to its commit:");
+        say!("  locks, taken at the stage's start and held to its commit:");
         for (id, locks) in locked {
             let locks: Vec<String> = locks
                 .iter()
                 .map(|lock| format!("{} {} ({})", lock.mode, lock.table, lock.declared_by))
                 .collect();
-            println!("    {id}: {}", locks.join(", "));
+            say!("    {id}: {}", locks.join(", "));
         }
     }
     exit_codes::SUCCESS
@@ -337,7 +337,7 @@ fn graph(args: &GraphArgs) -> i32 {
         GraphFormatArg::Mermaid => GraphFormat::Mermaid,
         GraphFormatArg::Json => GraphFormat::Json,
     };
-    print!("{}", render_graph(&plan, &dag, format, status.as_ref()));
+    say_raw!("{}", render_graph(&plan, &dag, format, status.as_ref()));
     exit_codes::SUCCESS
 }
 
@@ -345,7 +345,7 @@ fn transforms() -> i32 {
     let registry = default_registry();
     let width = registry.iter().map(|t| t.name().len()).max().unwrap_or(0);
     for transform in registry.iter() {
-        println!(
+        say!(
             "{:<width$}  v{}  {}",
             transform.name(),
             transform.version(),

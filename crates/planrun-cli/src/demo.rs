@@ -59,7 +59,7 @@ pub fn run(args: &DemoArgs, style: Style, _no_colour: bool) -> i32 {
     match demo(args, style) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("error: {message}");
+            say_err!("error: {message}");
             exit_codes::ERROR
         }
     }
@@ -76,7 +76,7 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         .map_err(|errors| format!("{:?}", miette::Report::new(errors)))?;
     let images: ImagesType = args.images_type.parse().map_err(|e| format!("{e}"))?;
 
-    println!(
+    say!(
         "{}",
         style.bold("planrun demo: the memoir migration on a throwaway PostgreSQL")
     );
@@ -86,7 +86,7 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
     let url = cluster
         .create_database("memoir_demo")
         .map_err(|e| format!("cannot create the demo database: {e}"))?;
-    println!(
+    say!(
         "started PostgreSQL on port {} in {:.1} s",
         cluster.port(),
         started.elapsed().as_secs_f64()
@@ -99,7 +99,7 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         .map_err(|e| format!("cannot create the legacy schema: {e}"))?;
     let loaded = load_legacy(&mut client, args.seed, args.chapters, images)
         .map_err(|e| format!("cannot load legacy data: {e}"))?;
-    println!(
+    say!(
         "loaded {} legacy chapters of {} memoirs (images as {}, seed {}) in {:.1} s",
         loaded.chapters,
         loaded.memoirs,
@@ -113,7 +113,7 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         .transpose()?;
 
     let dag = Dag::build(&plan).map_err(|_| "the memoir plan has a cycle".to_owned())?;
-    println!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
+    say!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
 
     let target = Target::parse(&url, Source::Flag).map_err(|e| e.to_string())?;
     let runner = Runner::new(&plan, &registry).map_err(|e| e.to_string())?;
@@ -126,24 +126,24 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
     let report = runner
         .apply(&target, &options, &live)
         .map_err(|e| e.to_string())?;
-    println!();
-    print!("{}", render_run(&report, style));
+    say!();
+    say_raw!("{}", render_run(&report, style));
 
     if let (Some(id), Some(before)) = (sample, before) {
-        println!("\n{}", style.bold(&format!("chapter {id} before:")));
-        println!("{before}");
-        println!("{}", style.bold(&format!("chapter {id} after:")));
-        println!("{}", chapter_after(&mut client, id)?);
+        say!("\n{}", style.bold(&format!("chapter {id} before:")));
+        say!("{before}");
+        say!("{}", style.bold(&format!("chapter {id} after:")));
+        say!("{}", chapter_after(&mut client, id)?);
     }
     drop(client);
     if args.keep {
         let kept = cluster.keep();
-        println!("\nthe cluster is still running: {url}");
-        println!("data directory: {}", kept.data_dir.display());
-        println!("stop it with: {}", kept.stop_command);
+        say!("\nthe cluster is still running: {url}");
+        say!("data directory: {}", kept.data_dir.display());
+        say!("stop it with: {}", kept.stop_command);
     } else {
         drop(cluster);
-        println!(
+        say!(
             "\nthe throwaway cluster is removed ({:.1} s in all)",
             started.elapsed().as_secs_f64()
         );

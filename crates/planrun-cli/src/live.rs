@@ -41,25 +41,25 @@ impl Live {
 impl Observer for Live {
     fn stage_started(&self, stage: &Stage) {
         if self.enabled {
-            eprintln!("-> {} ({})", stage.id, stage.display_title());
+            say_err!("-> {} ({})", stage.id, stage.display_title());
         }
     }
 
     fn stage_finished(&self, report: &StageReport) {
         if self.enabled {
-            eprintln!("   {}: {}", report.id, report.status.label());
+            say_err!("   {}: {}", report.id, report.status.label());
         }
     }
 
     fn lock_retry(&self, stage: &str, retry: &LockRetry) {
         if self.enabled {
-            self.suspend(|| eprintln!("   {stage}: {}", crate::report::lock_retry_line(retry)));
+            self.suspend(|| say_err!("   {stage}: {}", crate::report::lock_retry_line(retry)));
         }
     }
 
     fn backup_taken(&self, file: &std::path::Path) {
         if self.enabled {
-            eprintln!("   backup written to {}", file.display());
+            say_err!("   backup written to {}", file.display());
         }
     }
 

@@ -39,5 +39,5 @@ pub fn install_miette_hook(choice: ColorChoice) {
 
 /// Prints a diagnostic to stderr with the installed handler.
 pub fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
-    eprintln!("{:?}", miette::Report::new(diagnostic));
+    say_err!("{:?}", miette::Report::new(diagnostic));
 }

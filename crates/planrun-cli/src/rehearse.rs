@@ -41,13 +41,13 @@ pub fn run(args: &RehearseArgs, style: Style) -> i32 {
     let live = Live::new(text);
     let note = |line: &str| {
         if text {
-            eprintln!("{line}");
+            say_err!("{line}");
         }
     };
     let rehearsal = match rehearse::rehearse(&runner, &target, &options, &live, &note) {
         Ok(rehearsal) => rehearsal,
         Err(error) => {
-            eprintln!("error: {error}");
+            say_err!("error: {error}");
             return error.exit_code();
         }
     };
@@ -55,24 +55,24 @@ pub fn run(args: &RehearseArgs, style: Style) -> i32 {
     let file = match rehearse::write_report(report, &args.report_dir) {
         Ok(file) => file,
         Err(error) => {
-            eprintln!("error: {error}");
+            say_err!("error: {error}");
             return error.exit_code();
         }
     };
     match args.format {
         ReportFormat::Json => {
             print_json(report);
-            eprintln!("rehearsal report written to {}", file.display());
+            say_err!("rehearsal report written to {}", file.display());
         }
         ReportFormat::Text => {
-            print!("{}", render_rehearsal(report, &file, style));
+            say_raw!("{}", render_rehearsal(report, &file, style));
         }
     }
     if let Some(kept) = &rehearsal.kept {
         if let Some(copy) = &report.copy.kept {
-            eprintln!("the copy is still running: {}", copy.url);
+            say_err!("the copy is still running: {}", copy.url);
         }
-        eprintln!("stop it with: {}", kept.stop_command);
+        say_err!("stop it with: {}", kept.stop_command);
     }
     report.exit_code
 }
@@ -113,14 +113,14 @@ pub fn require(
     if refusals.is_empty() {
         return Ok(());
     }
-    eprintln!(
+    say_err!(
         "error: apply refused by --require-rehearsal {}; nothing ran",
         file.display()
     );
     for refusal in &refusals {
-        eprintln!("  - {refusal}");
+        say_err!("  - {refusal}");
     }
-    eprintln!(
+    say_err!(
         "next: planrun rehearse {}, then planrun apply {} --require-rehearsal <the report it writes>",
         plan.path.display(),
         plan.path.display()
