@@ -502,3 +502,46 @@ fn a_closed_output_pipe_loses_the_output_not_the_run() {
         "3"
     );
 }
+
+/// A server that accepts the connection and never answers: the driver's
+/// `connect_timeout` bounds only the TCP connect, so planrun used to wait for ever.
+/// Now the whole attempt gives up after `connect_timeout`, exit 16.
+#[test]
+fn a_server_that_never_answers_times_out_instead_of_hanging() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let held = std::thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        // Silent until planrun has given up (or a minute, so the test cannot hang).
+        let _ = finished.recv_timeout(std::time::Duration::from_secs(60));
+        drop(socket);
+    });
+    let dir = scenario("shop");
+    let url = format!("postgresql://app@127.0.0.1:{port}/app?connect_timeout=2");
+    let started = std::time::Instant::now();
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["apply", "plan.toml", "--no-backup", "--database-url", &url],
+        &[],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::CANNOT_CONNECT),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        describe(&output).contains("no answer within connect_timeout = 2 s"),
+        "{}",
+        describe(&output)
+    );
+    done.send(()).unwrap();
+    held.join().unwrap();
+}

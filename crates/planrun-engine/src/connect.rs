@@ -21,6 +21,10 @@ pub enum Source {
     Libpq,
 }
 
+/// How long a connection attempt may take when the target does not say
+/// (`connect_timeout`).
+const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A resolved connection target. Its `Display` never shows the password.
 #[derive(Clone)]
 pub struct Target {
@@ -173,14 +177,43 @@ impl Target {
         self.root_cert.as_deref()
     }
 
-    /// Opens a connection named `application_name`.
+    /// Opens a connection named `application_name`. The attempt as a whole (TCP, TLS,
+    /// startup, authentication) gives up after `connect_timeout` (default 10 s): the
+    /// driver bounds only the TCP connect, and a server that accepts and never
+    /// answers would otherwise hold planrun for ever.
     pub fn connect(&self, application_name: &str) -> Result<Client, EngineError> {
+        let deadline = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let target = self.clone();
+        let name = application_name.to_owned();
+        // The thread owns the attempt; one that never returns is left behind, blocked
+        // on its socket, and goes with the process.
+        std::thread::spawn(move || {
+            let _ = sender.send(target.connect_now(&name));
+        });
+        match receiver.recv_timeout(deadline) {
+            Ok(result) => result,
+            Err(_) => Err(EngineError::CannotConnect {
+                target: self.redacted.clone(),
+                reason: format!(
+                    "no answer within connect_timeout = {} s (TCP, TLS, startup and authentication together)",
+                    deadline.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    fn connect_now(&self, application_name: &str) -> Result<Client, EngineError> {
         let mut config = self.config.clone();
         if config.get_application_name().is_none() {
             config.application_name(application_name);
         }
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         let password = self.password();
         let cannot_connect = |reason: String| EngineError::CannotConnect {
