@@ -2,27 +2,13 @@
 //! (`after_step`) and computed captures (`expr`): read into the model when right,
 //! each mistake reported offline with a span on it.
 
-use std::path::Path;
 use std::time::Duration;
 
-use planrun_plan::{LockMode, Plan, ProblemKind};
+use planrun_plan::{LockMode, ProblemKind};
 
-fn parse(text: &str) -> Result<Plan, Vec<(ProblemKind, Vec<String>)>> {
-    Plan::parse(Path::new("locks/plan.toml"), text.to_owned(), None).map_err(|errors| {
-        errors
-            .problems
-            .iter()
-            .map(|problem| {
-                let labelled = problem
-                    .labels
-                    .iter()
-                    .map(|(span, _)| text[span.start..span.end].to_owned())
-                    .collect();
-                (problem.kind, labelled)
-            })
-            .collect()
-    })
-}
+mod support;
+
+use support::parse;
 
 #[test]
 fn locks_and_their_retry_schedule_are_read_per_plan_and_stage() {

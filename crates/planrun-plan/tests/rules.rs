@@ -6,27 +6,15 @@ use std::path::Path;
 
 use planrun_plan::{Plan, PlanErrors, ProblemKind};
 
+mod support;
+
+use support::described;
+
 fn problems(text: &str) -> PlanErrors {
     match Plan::parse(Path::new("rules/plan.toml"), text.to_owned(), None) {
         Ok(_) => panic!("the plan should be rejected:\n{text}"),
         Err(errors) => errors,
     }
-}
-
-/// (kind, the text under each label) for every problem.
-fn described(text: &str) -> Vec<(ProblemKind, Vec<String>)> {
-    problems(text)
-        .problems
-        .iter()
-        .map(|problem| {
-            let labelled = problem
-                .labels
-                .iter()
-                .map(|(span, _)| text[span.start..span.end].to_owned())
-                .collect();
-            (problem.kind, labelled)
-        })
-        .collect()
 }
 
 #[test]
