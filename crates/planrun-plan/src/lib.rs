@@ -5,6 +5,7 @@
 //! crate alone, and the engine receives a [`Plan`] that has already passed
 //! [`Plan::load`] and [`Plan::check_environment`].
 
+mod confine;
 mod dag;
 mod discover;
 mod duration;

@@ -29,6 +29,7 @@ const PLAN_KEYS: &[&str] = &[
     "max_rehearsal_age",
     "setup_sql_file",
     "lock_retries",
+    "sql_dirs",
 ];
 const STAGE_KEYS: &[&str] = &[
     "id",
@@ -140,6 +141,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
 
     let mut setup_sql_file = None;
     let mut lock_retries = None;
+    let mut sql_dirs = Vec::new();
     let (name, description, timeouts, backup_dir, max_rehearsal_age) = match document.get("plan") {
         Some(plan_table) => match plan_table.get_ref() {
             DeValue::Table(table) => {
@@ -151,6 +153,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
                 let max_age = reader.duration(table, "max_rehearsal_age");
                 setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
                 lock_retries = reader.lock_retries(table);
+                sql_dirs = reader.string_list(table, "sql_dirs");
                 (name, description, timeouts, backup_dir, max_age)
             }
             other => {
@@ -198,6 +201,13 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
         lock_retries,
         backup_dir: backup_dir.map(|(dir, _)| PathBuf::from(dir)),
         max_rehearsal_age,
+        sql_dirs: sql_dirs
+            .into_iter()
+            .map(|(dir, span)| {
+                let resolved = plan_dir.join(&dir);
+                (dir, span, resolved)
+            })
+            .collect(),
         setup_sql_file: setup_sql_file.map(|(file, span)| {
             let resolved = plan_dir.join(&file);
             (file, span, resolved)
@@ -538,20 +548,25 @@ impl Reader<'_> {
         let Some(value) = table.get(key) else {
             return Vec::new();
         };
+        let what = match key {
+            "depends_on" => "a list of stage ids",
+            "sql_dirs" => "a list of directories",
+            _ => "a list of names",
+        };
         match value.get_ref() {
             DeValue::Array(items) => items
                 .iter()
                 .filter_map(|item| match item.get_ref() {
                     DeValue::String(text) => Some((text.to_string(), item.span())),
                     other => {
-                        self.wrong_type(key, "a list of stage ids", other, item.span());
+                        self.wrong_type(key, what, other, item.span());
                         None
                     }
                 })
                 .collect(),
             DeValue::String(text) => vec![(text.to_string(), value.span())],
             other => {
-                self.wrong_type(key, "a list of stage ids", other, value.span());
+                self.wrong_type(key, what, other, value.span());
                 Vec::new()
             }
         }

@@ -38,6 +38,7 @@ pub enum ProblemKind {
     SqlOutsideTransaction,
     SqlEnumValueUsed,
     SqlClientSide,
+    SqlFileOutsidePlan,
 }
 
 impl ProblemKind {
@@ -66,6 +67,7 @@ impl ProblemKind {
             ProblemKind::SqlOutsideTransaction => "plan::sql_outside_transaction",
             ProblemKind::SqlEnumValueUsed => "plan::sql_enum_value_used",
             ProblemKind::SqlClientSide => "plan::sql_client_side",
+            ProblemKind::SqlFileOutsidePlan => "plan::sql_file_outside_plan",
         }
     }
 }

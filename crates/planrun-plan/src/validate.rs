@@ -335,8 +335,14 @@ impl Plan {
                 );
             }
         }
+        let confinement = crate::confine::confinement_problems(self);
+        let confined = confinement.is_empty();
+        problems.extend(confinement);
         for stage in &self.stages {
-            problems.extend(crate::sql_rules::stage_sql_problems(stage));
+            // A file outside the plan's directory is not read, not even to parse it.
+            if confined {
+                problems.extend(crate::sql_rules::stage_sql_problems(stage));
+            }
             for step in &stage.steps {
                 match &step.kind {
                     StepKind::Sql { .. } => {}

@@ -1,0 +1,67 @@
+//! SQL files stay inside the plan's directory: a path that climbs out, or a symbolic
+//! link that points out, is refused by `check` before anything reads the file, unless
+//! the plan allows the directory with `sql_dirs`.
+
+use planrun_plan::{Plan, ProblemKind, TransformCatalog};
+
+struct NoTransforms;
+
+impl TransformCatalog for NoTransforms {
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn check_params(&self, _: &str, _: &toml::Table) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+fn check(plan_dir: &std::path::Path, plan: &str) -> Vec<(ProblemKind, String)> {
+    let path = plan_dir.join("plan.toml");
+    std::fs::write(&path, plan).unwrap();
+    match Plan::load_checked(&path, &NoTransforms) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .problems
+            .into_iter()
+            .map(|problem| (problem.kind, problem.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_sql_file_outside_the_plans_directory_is_refused_unless_allowed() {
+    let root = tempfile::tempdir().unwrap();
+    let plans = root.path().join("plans");
+    let shared = root.path().join("shared");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("secret.sql"), "SELECT 'customer data';\n").unwrap();
+    std::fs::write(plans.join("inside.sql"), "SELECT 1;\n").unwrap();
+    std::os::unix::fs::symlink(shared.join("secret.sql"), plans.join("link.sql")).unwrap();
+
+    let stages = "[[stage]]\nid = \"a\"\n[[stage.step]]\nsql_file = \"inside.sql\"\n[[stage.step]]\nsql_file = \"../shared/secret.sql\"\n[[stage.step]]\nsql_file = \"link.sql\"\n";
+    let found = check(&plans, &format!("[plan]\nname = \"p\"\n{stages}"));
+    let outside: Vec<&String> = found
+        .iter()
+        .filter(|(kind, _)| *kind == ProblemKind::SqlFileOutsidePlan)
+        .map(|(_, message)| message)
+        .collect();
+    assert_eq!(outside.len(), 2, "{found:?}");
+    assert!(
+        outside[0].contains("`../shared/secret.sql` resolves to"),
+        "{outside:?}"
+    );
+    assert!(outside[1].contains("`link.sql` resolves to"), "{outside:?}");
+    assert!(
+        !found
+            .iter()
+            .any(|(_, message)| message.contains("customer data")),
+        "the file is named, never quoted: {found:?}"
+    );
+
+    let allowed = check(
+        &plans,
+        &format!("[plan]\nname = \"p\"\nsql_dirs = [\"../shared\"]\n{stages}"),
+    );
+    assert!(allowed.is_empty(), "{allowed:?}");
+}
