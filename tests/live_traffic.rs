@@ -13,7 +13,9 @@ use std::time::Duration;
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_tests::app::{AppConfig, AppSimulator};
-use planrun_tests::{describe, planrun_command, repo_path, repo_root, spawn_apply, stdout, TestDb};
+use planrun_tests::{
+    describe, memoir_plan_edited, planrun_command, repo_root, spawn_apply, stdout, TestDb,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 /// The advisory lock key a gated plan's stage waits on while it holds its locks.
@@ -33,25 +35,6 @@ fn apply(cwd: &Path, plan: &str, db: &TestDb, extra: &[&str]) -> Output {
     planrun_command(PLANRUN, cwd, &args)
         .output()
         .expect("planrun runs")
-}
-
-/// A copy of the memoir plan with `edit` applied to its text.
-fn memoir_plan_edited(edit: impl Fn(String) -> String) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_path("plans/memoir.toml")).unwrap();
-    let edited = edit(text.clone());
-    assert_ne!(edited, text, "the edit changed nothing");
-    std::fs::write(dir.path().join("memoir.toml"), edited).unwrap();
-    copy_dir(&repo_path("plans/memoir"), &dir.path().join("memoir"));
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 /// Inserts `text` right after the first occurrence of `anchor`.

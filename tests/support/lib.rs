@@ -220,18 +220,22 @@ pub fn stdout(output: &Output) -> String {
 /// A copy of the memoir plan in a temporary directory, with the split step's params
 /// replaced by `split_params` (e.g. `on_invalid = "quarantine"`).
 pub fn memoir_plan_with(split_params: &str) -> tempfile::TempDir {
+    let original = r#"params = { on_invalid = "fail" }"#;
+    memoir_plan_edited(|text| {
+        assert!(
+            text.contains(original),
+            "the memoir plan's split params changed"
+        );
+        text.replace(original, &format!("params = {{ {split_params} }}"))
+    })
+}
+
+/// A copy of the memoir plan (and its SQL files) in a temporary directory, with `edit`
+/// applied to the plan's text.
+pub fn memoir_plan_edited(edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let text = std::fs::read_to_string(repo_path("plans/memoir.toml")).expect("the memoir plan");
-    let original = r#"params = { on_invalid = "fail" }"#;
-    assert!(
-        text.contains(original),
-        "the memoir plan's split params changed"
-    );
-    std::fs::write(
-        dir.path().join("memoir.toml"),
-        text.replace(original, &format!("params = {{ {split_params} }}")),
-    )
-    .expect("write the plan copy");
+    std::fs::write(dir.path().join("memoir.toml"), edit(text)).expect("write the plan copy");
     copy_dir(&repo_path("plans/memoir"), &dir.path().join("memoir"));
     dir
 }

@@ -6,7 +6,7 @@
 //! expectation); the checksum is SHA-256 over them. SQL is fingerprinted by its token
 //! stream (`planrun_sql::token_checksum`): an edit to comments or white space is no
 //! change. Ledgers written before kept SHA-256 of the text with line endings
-//! normalised; [`legacy_definition`] computes that form, and a stage whose recorded
+//! normalised; [`StageDefinition::legacy`] derives that form, and a stage whose recorded
 //! checksum matches either form has not drifted. The entries
 //! are kept in the ledger so that drift can say which ones changed, and beside them
 //! the SQL texts they hash, so that drift can show the changed lines. Titles,
@@ -80,6 +80,19 @@ impl StageDefinition {
         self.sql_text.insert(key, sql);
     }
 
+    /// This definition as planrun recorded it before token checksums: each SQL entry
+    /// fingerprinted by SHA-256 of its text. Derived from the texts kept in
+    /// `sql_text`, so no file is read again.
+    pub fn legacy(&self) -> StageDefinition {
+        let mut legacy = self.clone();
+        for (key, sql) in &self.sql_text {
+            if let Some(value) = legacy.entries.get_mut(key) {
+                *value = value.replace(&Fingerprint::Tokens.of(sql), &Fingerprint::Text.of(sql));
+            }
+        }
+        legacy
+    }
+
     /// The SQL of step `position` (0-based) named `name`: the very text that was
     /// fingerprinted, so what runs is what the ledger records.
     pub fn step_sql(&self, position: usize, name: &str) -> Option<&str> {
@@ -115,14 +128,6 @@ pub fn read_sql_file(path: &std::path::Path) -> Result<String, EngineError> {
 /// The stage's definition, SQL fingerprinted by tokens.
 pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition, EngineError> {
     build(stage, registry, Fingerprint::Tokens)
-}
-
-/// The stage's definition as planrun recorded it before token checksums.
-pub fn legacy_definition(
-    stage: &Stage,
-    registry: &Registry,
-) -> Result<StageDefinition, EngineError> {
-    build(stage, registry, Fingerprint::Text)
 }
 
 fn build(
@@ -295,7 +300,7 @@ mod tests {
         let path = dir.path().join("plan.toml");
         let plan = planrun_plan::Plan::parse(&path, plan_text.to_owned(), None).unwrap();
         let registry = Registry::new();
-        let legacy = legacy_definition(&plan.stages[0], &registry).unwrap();
+        let legacy = definition(&plan.stages[0], &registry).unwrap().legacy();
         assert_eq!(
             legacy.entries["step 1 (t.sql)"],
             format!("sql_file t.sql sha256:{}", sha256_hex(text))
@@ -315,8 +320,9 @@ mod tests {
         assert_ne!(
             checksum(&legacy.entries),
             checksum(
-                &legacy_definition(&plan.stages[0], &registry)
+                &definition(&plan.stages[0], &registry)
                     .unwrap()
+                    .legacy()
                     .entries
             )
         );

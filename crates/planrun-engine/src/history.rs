@@ -204,9 +204,8 @@ impl Runner<'_> {
             let mut moved = recorded.clone();
             moved.status = "applied".into();
             moved.checksum = self.stage_checksum(new).unwrap_or_default().to_owned();
-            moved.definition = self
-                .comparable_definition(index, &recorded.definition)
-                .clone();
+            // Recorded in today's form, with today's checksum for the new id.
+            moved.definition = self.definition(index).clone();
             self.record_history(
                 conn,
                 run_id,

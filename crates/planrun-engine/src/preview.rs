@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::checksum;
 use crate::connect::Target;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint, RunSummary};
@@ -56,14 +55,8 @@ impl Runner<'_> {
                     ));
                 } else {
                     stage_report.status = StageStatus::Drifted;
-                    stage_report.drift = checksum::differences(
-                        &recorded.definition,
-                        self.comparable_definition(index, &recorded.definition),
-                    );
-                    stage_report.drift_diff = checksum::sql_diffs(
-                        &recorded.definition,
-                        self.comparable_definition(index, &recorded.definition),
-                    );
+                    (stage_report.drift, stage_report.drift_diff) =
+                        self.drift(index, &recorded.definition);
                     report.outcome = RunOutcome::Drift;
                 }
                 report.stages.push(stage_report);

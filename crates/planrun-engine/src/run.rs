@@ -23,7 +23,7 @@ use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage, StageRecord};
 use crate::lock;
 use crate::report::{
-    CheckResult, RunOutcome, RunReport, StageError, StageReport, StageStatus, StepReport,
+    CheckResult, RunOutcome, RunReport, SqlDiff, StageError, StageReport, StageStatus, StepReport,
 };
 use crate::sql::position_to_line_column;
 use crate::stage_locks::{lock_tables, with_lock_retries, LockRetry};
@@ -133,11 +133,8 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|definition| checksum::checksum(&definition.entries))
             .collect();
-        let legacy_definitions = plan
-            .stages
-            .iter()
-            .map(|stage| checksum::legacy_definition(stage, registry))
-            .collect::<Result<Vec<_>, _>>()?;
+        let legacy_definitions: Vec<StageDefinition> =
+            definitions.iter().map(StageDefinition::legacy).collect();
         let legacy_checksums = legacy_definitions
             .iter()
             .map(|definition| checksum::checksum(&definition.entries))
@@ -289,14 +286,20 @@ impl<'a> Runner<'a> {
         self.registry
     }
 
-    /// The current definition in the form `recorded` was written in, so that drift
-    /// lists only what changed (a ledger row from before token fingerprints holds
-    /// `sha256:` entries).
-    pub(crate) fn comparable_definition(
+    /// Stage `index`'s definition, SQL fingerprinted by tokens.
+    pub(crate) fn definition(&self, index: usize) -> &StageDefinition {
+        &self.definitions[index]
+    }
+
+    /// How stage `index` differs from `recorded` (its ledger definition), for the
+    /// report: one line per changed entry, and line diffs of the changed SQL. The
+    /// current definition is taken in the form `recorded` was written in, so a ledger
+    /// row from before token fingerprints (`sha256:` entries) lists only what changed.
+    pub(crate) fn drift(
         &self,
         index: usize,
         recorded: &StageDefinition,
-    ) -> &StageDefinition {
+    ) -> (Vec<String>, Vec<SqlDiff>) {
         let legacy = recorded
             .entries
             .values()
@@ -305,11 +308,15 @@ impl<'a> Runner<'a> {
                 .entries
                 .values()
                 .any(|value| value.contains("tokens:"));
-        if legacy {
+        let current = if legacy {
             &self.legacy_definitions[index]
         } else {
             &self.definitions[index]
-        }
+        };
+        (
+            checksum::differences(recorded, current),
+            checksum::sql_diffs(recorded, current),
+        )
     }
 
     /// Runs the plan against `target`.
@@ -400,10 +407,8 @@ impl<'a> Runner<'a> {
                 let mut stage_report = self.stage_report(index, StageStatus::NotRun);
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::Drifted;
-                    let recorded = &done[&stage.id].definition;
-                    let current = self.comparable_definition(index, recorded);
-                    stage_report.drift = checksum::differences(recorded, current);
-                    stage_report.drift_diff = checksum::sql_diffs(recorded, current);
+                    (stage_report.drift, stage_report.drift_diff) =
+                        self.drift(index, &done[&stage.id].definition);
                 } else if !selected {
                     stage_report.status = StageStatus::NotSelected;
                     stage_report.note = why.clone();
@@ -479,14 +484,8 @@ impl<'a> Runner<'a> {
                 let mut stage_report = self.stage_report(index, StageStatus::AlreadyApplied);
                 if drifted.contains(&index) {
                     stage_report.status = StageStatus::DriftAccepted;
-                    stage_report.drift = checksum::differences(
-                        &recorded.definition,
-                        self.comparable_definition(index, &recorded.definition),
-                    );
-                    stage_report.drift_diff = checksum::sql_diffs(
-                        &recorded.definition,
-                        self.comparable_definition(index, &recorded.definition),
-                    );
+                    (stage_report.drift, stage_report.drift_diff) =
+                        self.drift(index, &recorded.definition);
                     self.record_drift_accepted(conn, run_id, index, recorded)?;
                     committed.push(stage.id.clone());
                 }

@@ -2,31 +2,10 @@
 //! link that points out, is refused by `check` before anything reads the file, unless
 //! the plan allows the directory with `sql_dirs`.
 
-use planrun_plan::{Plan, ProblemKind, TransformCatalog};
+mod support;
 
-struct NoTransforms;
-
-impl TransformCatalog for NoTransforms {
-    fn names(&self) -> Vec<String> {
-        Vec::new()
-    }
-    fn check_params(&self, _: &str, _: &toml::Table) -> Vec<(String, String)> {
-        Vec::new()
-    }
-}
-
-fn check(plan_dir: &std::path::Path, plan: &str) -> Vec<(ProblemKind, String)> {
-    let path = plan_dir.join("plan.toml");
-    std::fs::write(&path, plan).unwrap();
-    match Plan::load_checked(&path, &NoTransforms) {
-        Ok(_) => Vec::new(),
-        Err(errors) => errors
-            .problems
-            .into_iter()
-            .map(|problem| (problem.kind, problem.message))
-            .collect(),
-    }
-}
+use planrun_plan::ProblemKind;
+use support::check_in as check;
 
 #[test]
 fn a_sql_file_outside_the_plans_directory_is_refused_unless_allowed() {

@@ -3,36 +3,17 @@
 //! a transaction block, an enum value added and used in one transaction, and psql-only
 //! input are each reported at their file and line.
 
-use std::path::Path;
+mod support;
 
-use planrun_plan::{Plan, ProblemKind, TransformCatalog};
-
-struct NoTransforms;
-
-impl TransformCatalog for NoTransforms {
-    fn names(&self) -> Vec<String> {
-        Vec::new()
-    }
-    fn check_params(&self, _: &str, _: &toml::Table) -> Vec<(String, String)> {
-        Vec::new()
-    }
-}
+use planrun_plan::ProblemKind;
+use support::check_in;
 
 fn problems(files: &[(&str, &str)], plan: &str) -> Vec<(ProblemKind, String)> {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let path = dir.path().join("plan.toml");
-    std::fs::write(&path, plan).unwrap();
-    match Plan::load_checked(Path::new(&path), &NoTransforms) {
-        Ok(_) => Vec::new(),
-        Err(errors) => errors
-            .problems
-            .into_iter()
-            .map(|problem| (problem.kind, problem.message))
-            .collect(),
-    }
+    check_in(dir.path(), plan)
 }
 
 const PLAN: &str = r#"

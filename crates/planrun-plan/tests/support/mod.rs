@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use planrun_plan::{Plan, ProblemKind};
+use planrun_plan::{Plan, ProblemKind, TransformCatalog};
 
 /// Each problem of a rejected plan: its kind and the plan text each label points at.
 pub type Described = Vec<(ProblemKind, Vec<String>)>;
@@ -34,5 +34,32 @@ pub fn described(text: &str) -> Described {
     match parse(text) {
         Ok(_) => panic!("the plan should be rejected:\n{text}"),
         Err(described) => described,
+    }
+}
+
+/// A catalog without transforms, for plans of SQL steps only.
+pub struct NoTransforms;
+
+impl TransformCatalog for NoTransforms {
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn check_params(&self, _: &str, _: &toml::Table) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// Writes `plan` as `plan.toml` in `dir` and loads it with its environment checked
+/// (SQL files read): every problem as (kind, message), none when it loads.
+pub fn check_in(dir: &Path, plan: &str) -> Vec<(ProblemKind, String)> {
+    let path = dir.join("plan.toml");
+    std::fs::write(&path, plan).unwrap();
+    match Plan::load_checked(&path, &NoTransforms) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .problems
+            .into_iter()
+            .map(|problem| (problem.kind, problem.message))
+            .collect(),
     }
 }
