@@ -3,194 +3,14 @@
 //! redaction on every path, the ledger's privileges, and that plan text cannot inject
 //! SQL. `docs/security.md` lists each guarantee with the test here that proves it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-};
-use openssl::x509::{X509NameBuilder, X509};
 use planrun_engine::exit_codes;
-use planrun_tempdb::TempCluster;
+use planrun_tests::tls::{Ca, TlsServer, LEAK_MARK, PASSWORD, PASSWORD_ENCODED};
 use planrun_tests::{describe, planrun, scenario, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
-
-// ---------------------------------------------------------------------------------
-// Certificates, made in the test with the openssl crate.
-
-/// A self-signed certificate authority.
-struct Ca {
-    cert: X509,
-    key: PKey<Private>,
-}
-
-fn new_key() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-}
-
-fn serial() -> openssl::asn1::Asn1Integer {
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(120, MsbOption::MAYBE_ZERO, false).unwrap();
-    serial.to_asn1_integer().unwrap()
-}
-
-fn name(common_name: &str) -> openssl::x509::X509Name {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, common_name)
-        .unwrap();
-    name.build()
-}
-
-impl Ca {
-    fn new(common_name: &str) -> Ca {
-        let key = new_key();
-        let mut cert = X509::builder().unwrap();
-        cert.set_version(2).unwrap();
-        cert.set_serial_number(&serial()).unwrap();
-        let subject = name(common_name);
-        cert.set_subject_name(&subject).unwrap();
-        cert.set_issuer_name(&subject).unwrap();
-        cert.set_pubkey(&key).unwrap();
-        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        cert.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        cert.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        cert.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        cert.sign(&key, MessageDigest::sha256()).unwrap();
-        Ca {
-            cert: cert.build(),
-            key,
-        }
-    }
-
-    /// A server certificate for these DNS names and IP addresses, signed by this CA.
-    fn server_cert(&self, dns: &[&str], ips: &[&str]) -> (X509, PKey<Private>) {
-        let key = new_key();
-        let mut cert = X509::builder().unwrap();
-        cert.set_version(2).unwrap();
-        cert.set_serial_number(&serial()).unwrap();
-        cert.set_subject_name(&name(dns.first().or(ips.first()).unwrap()))
-            .unwrap();
-        cert.set_issuer_name(self.cert.subject_name()).unwrap();
-        cert.set_pubkey(&key).unwrap();
-        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        cert.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        cert.append_extension(BasicConstraints::new().build().unwrap())
-            .unwrap();
-        cert.append_extension(
-            KeyUsage::new()
-                .critical()
-                .digital_signature()
-                .key_agreement()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        cert.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-            .unwrap();
-        let mut names = SubjectAlternativeName::new();
-        for dns in dns {
-            names.dns(dns);
-        }
-        for ip in ips {
-            names.ip(ip);
-        }
-        let names = names
-            .build(&cert.x509v3_context(Some(&self.cert), None))
-            .unwrap();
-        cert.append_extension(names).unwrap();
-        cert.sign(&self.key, MessageDigest::sha256()).unwrap();
-        (cert.build(), key)
-    }
-
-    fn write(&self, file: &Path) -> PathBuf {
-        std::fs::write(file, self.cert.to_pem().unwrap()).unwrap();
-        file.to_path_buf()
-    }
-}
-
-/// A throwaway cluster serving TLS with a certificate from `ca` for `dns`/`ips`,
-/// requiring `PASSWORD` over TCP (the Unix socket stays trusted).
-struct TlsServer {
-    db: TestDb,
-    /// Holds the CA files the tests hand to planrun.
-    files: tempfile::TempDir,
-}
-
-const PASSWORD: &str = "Tls/pa?ss-w0rd";
-/// The password percent-encoded, as it appears in a well-formed URL.
-const PASSWORD_ENCODED: &str = "Tls%2Fpa%3Fss-w0rd";
-/// A part of the password every leak would show.
-const LEAK_MARK: &str = "w0rd";
-
-impl TlsServer {
-    fn start(ca: &Ca, dns: &[&str], ips: &[&str]) -> TlsServer {
-        let files = tempfile::tempdir().unwrap();
-        let (cert, key) = ca.server_cert(dns, ips);
-        let cert_file = files.path().join("server.crt");
-        let key_file = files.path().join("server.key");
-        std::fs::write(&cert_file, cert.to_pem().unwrap()).unwrap();
-        std::fs::write(&key_file, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-        ca.write(&files.path().join("ca.pem"));
-        let cluster = TempCluster::builder()
-            .ssl(&cert_file, &key_file)
-            .password(PASSWORD)
-            .start()
-            .expect("a throwaway PostgreSQL with TLS starts");
-        let url = cluster.create_database("planrun_test").unwrap();
-        TlsServer {
-            db: TestDb { cluster, url },
-            files,
-        }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.files.path().join("ca.pem")
-    }
-
-    /// A URL of `dbname` on `host` with this `sslmode` and, if given, `sslrootcert`.
-    fn url(&self, dbname: &str, host: &str, sslmode: &str, root_cert: Option<&Path>) -> String {
-        let mut url = format!(
-            "postgresql://postgres:{PASSWORD_ENCODED}@{host}:{}/{dbname}?sslmode={sslmode}",
-            self.db.cluster.port()
-        );
-        if let Some(file) = root_cert {
-            url.push_str(&format!("&sslrootcert={}", file.display()));
-        }
-        url
-    }
-
-    /// A fresh database for one apply, so every mode runs the stage (and the backup).
-    fn database(&self, name: &str) -> String {
-        self.db.cluster.create_database(name).unwrap();
-        name.to_owned()
-    }
-
-    /// A query in `dbname` as the superuser, over the trusted Unix socket.
-    fn scalar(&self, dbname: &str, sql: &str) -> String {
-        self.db.cluster.psql(dbname, sql).unwrap().trim().to_owned()
-    }
-}
 
 fn apply(dir: &Path, url: &str, extra: &[&str]) -> Output {
     let mut args = vec!["apply", "plan.toml", "--database-url", url];
@@ -344,9 +164,40 @@ fn a_certificate_from_another_ca_fails_closed() {
         let url = server.url(&dbname, host, mode, Some(&other_file));
         assert_refused(&server, &dbname, &url, &format!("{mode} to {host}"));
     }
-    // verify-full without sslrootcert uses the system's CAs, which do not know ours.
+    // verify-full without sslrootcert needs ~/.postgresql/root.crt, as in libpq; with
+    // none there it is refused before any connection, never downgraded.
+    let home = tempfile::tempdir().unwrap();
     let url = server.url(&dbname, "localhost", "verify-full", None);
-    assert_refused(&server, &dbname, &url, "verify-full with the system CAs");
+    let dir = scenario("tls");
+    let home_path = home.path().display().to_string();
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["apply", "plan.toml", "--database-url", &url],
+        &[("HOME", &home_path)],
+    );
+    assert_code(&output, exit_codes::CANNOT_CONNECT);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("needs a root certificate file"),
+        "{}",
+        describe(&output)
+    );
+    assert_untouched(&server, &dbname, dir.path());
+    // ... and with another CA's certificate there, the handshake fails.
+    std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+    std::fs::copy(&other_file, home.path().join(".postgresql/root.crt")).unwrap();
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["apply", "plan.toml", "--database-url", &url],
+        &[("HOME", &home_path)],
+    );
+    assert_code(&output, exit_codes::CANNOT_CONNECT);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("certificate verify failed"),
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]
@@ -411,7 +262,9 @@ fn the_password_stays_hidden_on_every_connection_path() {
     let mut run = |dir: &Path, args: &[&str], env: &[(&str, &str)], code: i32| {
         let output = planrun(PLANRUN, dir, args, env);
         assert_code(&output, code);
-        seen.push_str(&describe(&output));
+        let text = describe(&output);
+        seen.push_str(&text);
+        text
     };
 
     // --database-url, text and JSON, a refused TLS handshake and a wrong password.
@@ -464,26 +317,24 @@ fn the_password_stays_hidden_on_every_connection_path() {
     }
     dirs.push((dbname, dir));
 
-    // The password unencoded in the URL, `/` and `?` included, as a user may paste it.
+    // The password unencoded in the URL, `/` and `?` included, as a user may paste it:
+    // libpq ends the credentials at the first `/`, so psql and pg_dump refuse such a
+    // URL; planrun refuses it the same way, with the fix and without the password.
     let dbname = server.database("unencoded");
     let dir = scenario("tls");
     let raw = server
         .url(&dbname, "localhost", "verify-full", Some(&ca_file))
         .replace(PASSWORD_ENCODED, PASSWORD);
-    run(
-        dir.path(),
-        &["apply", "plan.toml", "--database-url", &raw],
-        &[],
-        0,
-    );
-    let bad_port = raw.replace(&format!(":{port}/"), ":notaport/");
-    run(
-        dir.path(),
-        &["apply", "plan.toml", "--database-url", &bad_port],
-        &[],
-        exit_codes::CANNOT_CONNECT,
-    );
-    dirs.push((dbname, dir));
+    for url in [raw.clone(), raw.replace(&format!(":{port}/"), ":notaport/")] {
+        let text = run(
+            dir.path(),
+            &["apply", "plan.toml", "--database-url", &url],
+            &[],
+            exit_codes::CANNOT_CONNECT,
+        );
+        assert!(text.contains("percent-encode"), "{text}");
+    }
+    assert_untouched(&server, &dbname, dir.path());
 
     // DATABASE_URL in ./.env.
     let dbname = server.database("from_dotenv");

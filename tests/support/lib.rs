@@ -3,6 +3,8 @@
 
 pub use planrun_appsim as app;
 
+pub mod tls;
+
 pub use app::{AppConfig, AppLog, AppSimulator, LegacyState, Progress, WriteKind};
 
 use std::path::{Path, PathBuf};

@@ -39,7 +39,11 @@ pub fn dispatch(cli: Cli) -> i32 {
 
 fn target(args: &ConnectionArgs) -> Result<Target, i32> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    Target::resolve(args.database_url.as_deref(), &cwd).map_err(engine_failure)
+    let target = Target::resolve(args.database_url.as_deref(), &cwd).map_err(engine_failure)?;
+    if let Some(warning) = target.warning() {
+        say_err!("warning: {warning}");
+    }
+    Ok(target)
 }
 
 pub(crate) fn engine_failure(error: EngineError) -> i32 {

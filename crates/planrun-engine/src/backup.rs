@@ -25,35 +25,24 @@ pub fn pg_tool(name: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// libpq environment for a child tool (`pg_dump`, `pg_restore`): the connection
-/// travels in variables, so the password never appears in a process listing.
-pub fn libpq_env(target: &Target) -> Vec<(&'static str, String)> {
-    let config = target.config();
-    let mut env = Vec::new();
-    if let Some(host) = config.get_hosts().first() {
-        let host = match host {
-            postgres::config::Host::Tcp(name) => name.clone(),
-            postgres::config::Host::Unix(path) => path.display().to_string(),
-        };
-        env.push(("PGHOST", host));
-    }
-    if let Some(port) = config.get_ports().first() {
-        env.push(("PGPORT", port.to_string()));
-    }
-    if let Some(user) = config.get_user() {
-        env.push(("PGUSER", user.to_owned()));
-    }
-    if let Some(dbname) = config.get_dbname() {
-        env.push(("PGDATABASE", dbname.to_owned()));
-    }
-    if let Some(password) = target.password() {
-        env.push(("PGPASSWORD", password));
-    }
-    env.push(("PGSSLMODE", target.sslmode().to_owned()));
-    if let Some(cert) = target.root_cert() {
-        env.push(("PGSSLROOTCERT", cert.to_owned()));
-    }
-    env
+/// A command for the libpq tool `program` (`pg_dump`) that connects to `target` with
+/// exactly the settings planrun connects with: the caller's `PG*` variables are
+/// removed, every setting but the password goes in `--dbname`, the password in
+/// `PGPASSWORD`, so it never appears in a process listing.
+pub fn libpq_command(program: &Path, target: &Target) -> Command {
+    let (conninfo, env) = target.libpq_tool_settings();
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(
+            std::env::vars_os()
+                .filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG"))),
+        )
+        .envs(env)
+        .arg("--no-password")
+        .arg("--dbname")
+        .arg(conninfo);
+    command
 }
 
 /// The file a backup taken now would get (before making it unique): the plan, the
@@ -137,25 +126,13 @@ pub fn take(
     plan: &str,
     lock_wait: Option<&planrun_plan::PgDuration>,
 ) -> Result<PathBuf, EngineError> {
-    let database = target
-        .config()
-        .get_dbname()
-        .unwrap_or("postgres")
-        .to_owned();
-    let file = create_private_file(dir, plan, &database)?;
+    let file = create_private_file(dir, plan, target.database())?;
     let pg_dump = pg_tool("pg_dump");
-    let output = Command::new(&pg_dump)
+    let output = libpq_command(&pg_dump, target)
         .arg("--format=custom")
-        .arg("--no-password")
         .arg("--file")
         .arg(&file)
         .args(lock_wait.map(|wait| format!("--lock-wait-timeout={}", wait.millis())))
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG"))),
-        )
-        .envs(libpq_env(target))
         .output()
         .map_err(|error| EngineError::Backup {
             reason: format!(

@@ -9,6 +9,8 @@ use crate::lock::LockHolder;
 pub enum EngineError {
     #[error("invalid connection string {target}: {reason}")]
     BadConnectionString { target: String, reason: String },
+    #[error("{0}")]
+    NoTarget(String),
     #[error("cannot connect to {target}: {reason}")]
     CannotConnect { target: String, reason: String },
     #[error("plan `{plan}` is locked by another apply{}; waited {waited_ms} ms", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
@@ -40,9 +42,9 @@ pub enum EngineError {
 impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            EngineError::BadConnectionString { .. } | EngineError::CannotConnect { .. } => {
-                exit_codes::CANNOT_CONNECT
-            }
+            EngineError::BadConnectionString { .. }
+            | EngineError::NoTarget(_)
+            | EngineError::CannotConnect { .. } => exit_codes::CANNOT_CONNECT,
             EngineError::Locked { .. } => exit_codes::LOCKED,
             EngineError::Backup { .. } => exit_codes::BACKUP_FAILED,
             EngineError::NotDryRunnable(_) | EngineError::Selection(_) => exit_codes::USAGE,

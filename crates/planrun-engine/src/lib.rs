@@ -19,6 +19,7 @@ mod run;
 mod sql;
 mod sql_step;
 mod stage_locks;
+mod tls;
 mod watch;
 
 pub use checksum::normalise_line_endings;

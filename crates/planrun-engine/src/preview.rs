@@ -127,12 +127,7 @@ impl Runner<'_> {
             match &options.backup_dir {
                 Some(dir) => report.summary.push(format!(
                     "a backup would be taken first: pg_dump -F c into {}",
-                    crate::backup::backup_path(
-                        dir,
-                        &self.plan().name,
-                        target.config().get_dbname().unwrap_or("postgres")
-                    )
-                    .display()
+                    crate::backup::backup_path(dir, &self.plan().name, target.database()).display()
                 )),
                 None => report
                     .summary

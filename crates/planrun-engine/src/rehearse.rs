@@ -21,7 +21,7 @@ use planrun_transform::Progress;
 use postgres::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{libpq_env, pg_tool};
+use crate::backup::{libpq_command, pg_tool};
 use crate::checksum::read_sql_file;
 use crate::connect::{redact, Source, Target};
 use crate::error::EngineError;
@@ -515,14 +515,10 @@ fn clean_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
 }
 
 fn dump(pg_dump: &Path, target: &Target, file: &Path) -> Result<(), RehearseError> {
-    let output = Command::new(pg_dump)
+    let output = libpq_command(pg_dump, target)
         .arg("--format=custom")
-        .arg("--no-password")
         .arg("--file")
         .arg(file)
-        .env_clear()
-        .envs(clean_env())
-        .envs(libpq_env(target))
         .output()
         .map_err(|error| {
             RehearseError::Copy(format!(
@@ -876,12 +872,7 @@ fn human(duration: Duration) -> String {
 
 /// The database name an apply to `target` will use (libpq's default is the user).
 pub fn database_name(target: &Target) -> String {
-    let config = target.config();
-    config
-        .get_dbname()
-        .or_else(|| config.get_user())
-        .unwrap_or_default()
-        .to_owned()
+    target.database().to_owned()
 }
 
 #[cfg(test)]

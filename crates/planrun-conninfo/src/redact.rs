@@ -1,0 +1,184 @@
+//! Hiding passwords in text that may quote a connection string: messages, errors,
+//! the ledger's record of the target.
+
+/// Replaces the password in a URL (`postgres://user:secret@host`) or key=value string
+/// (`password=secret`, `password = 'a b'`) with `***`. Text without a password is
+/// returned unchanged.
+///
+/// The credentials of a URL run to its first `@`, as the `postgres` crate (and libpq)
+/// read them, so a password holding an unencoded `/`, `?`, `#` or space is still
+/// hidden. When unsure (an `@` later on the same line after a URL without user), this
+/// hides too much rather than too little.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_at) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_at + 3);
+        out.push_str(head);
+        // The credentials end at the first `@` on this line, unless another URL
+        // starts first.
+        let line_end = tail.find(['\n', '\r']).unwrap_or(tail.len());
+        let next_url = tail[..line_end].find("://").unwrap_or(line_end);
+        let credentials_end = tail[..next_url].find('@');
+        match credentials_end {
+            Some(at) if tail[..at].contains(':') => {
+                let colon = tail[..at].find(':').expect("checked above");
+                out.push_str(&tail[..colon]);
+                out.push_str(":***");
+                rest = &tail[at..];
+            }
+            Some(at) => {
+                out.push_str(&tail[..at]);
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    redact_key_value(&out)
+}
+
+fn redact_key_value(text: &str) -> String {
+    const KEY: &str = "password";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(KEY) {
+        let before = &rest[..at];
+        let starts_word = before.is_empty()
+            || before.ends_with(|c: char| c.is_whitespace() || c == '&' || c == '?');
+        let in_query = before.ends_with(['&', '?']);
+        let (head, tail) = rest.split_at(at + KEY.len());
+        out.push_str(head);
+        let after_key = tail.trim_start();
+        let Some(after_equals) = after_key.strip_prefix('=').filter(|_| starts_word) else {
+            rest = tail;
+            continue;
+        };
+        let value = after_equals.trim_start();
+        out.push_str(&tail[..tail.len() - value.len()]);
+        let value_end = if let Some(quoted) = value.strip_prefix('\'') {
+            // A quoted value, with backslash escapes as libpq reads them.
+            let mut end = value.len();
+            let mut chars = quoted.char_indices();
+            while let Some((index, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '\'' => {
+                        end = index + 2;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            end
+        } else {
+            unquoted_end(value, in_query)
+        };
+        out.push_str("***");
+        rest = &value[value_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces every occurrence of `secret` (as given and percent-decoded) in `text` with
+/// `***`: the last line of defence for messages that echo the connection string.
+pub fn scrub(text: &str, secret: Option<&str>) -> String {
+    let Some(secret) = secret.filter(|secret| !secret.is_empty()) else {
+        return text.to_owned();
+    };
+    let mut out = text.replace(secret, "***");
+    let decoded = crate::url::decode(secret, "password").ok();
+    if let Some(decoded) = decoded.filter(|decoded| !decoded.is_empty() && decoded != secret) {
+        out = out.replace(&decoded, "***");
+    }
+    out
+}
+
+/// Where an unquoted value ends: at whitespace (or `&` in a URI query), where a
+/// backslash takes the next character, space included, into the value, as libpq
+/// reads `password=Tr0ub4dor\\ horse`.
+fn unquoted_end(value: &str, in_query: bool) -> usize {
+    let mut chars = value.char_indices();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' if !in_query => {
+                chars.next();
+            }
+            '&' if in_query => return index,
+            c if c.is_whitespace() => return index,
+            _ => {}
+        }
+    }
+    value.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls_and_key_values() {
+        assert_eq!(
+            redact("postgresql://app:s3cr%40t@db:5432/prod?sslmode=require"),
+            "postgresql://app:***@db:5432/prod?sslmode=require"
+        );
+        assert_eq!(redact("postgres://app@db/prod"), "postgres://app@db/prod");
+        assert_eq!(
+            redact("host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(redact("password='a b' x=1"), "password=*** x=1");
+        assert_eq!(
+            redact("error at postgres://u:pw@h/d and postgres://v:pw2@h/d"),
+            "error at postgres://u:***@h/d and postgres://v:***@h/d"
+        );
+    }
+
+    #[test]
+    fn an_escaped_space_does_not_end_a_password() {
+        assert_eq!(
+            redact(r"host=db password=Tr0ub4dor\ horse\ battery user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact(r"password = 's3 cr\'et' user=app"),
+            "password = *** user=app"
+        );
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_are_still_redacted() {
+        for (url, shown) in [
+            (
+                "postgresql://app:pa/ss@db/prod",
+                "postgresql://app:***@db/prod",
+            ),
+            (
+                "postgresql://app:p?w#x@db/prod",
+                "postgresql://app:***@db/prod",
+            ),
+            (
+                "postgresql://app:my secret@db/prod",
+                "postgresql://app:***@db/prod",
+            ),
+            ("postgres://app:a:b@db", "postgres://app:***@db"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+        assert_eq!(
+            redact("postgresql://db/prod?password=s3cret&sslmode=require"),
+            "postgresql://db/prod?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("no_password=1 xpassword=2"),
+            "no_password=1 xpassword=2"
+        );
+        assert_eq!(
+            scrub("pw is s3%2Fcret or s3/cret", Some("s3%2Fcret")),
+            "pw is *** or ***"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Resolution: the connection string first, then the `PG*` variables, then libpq's
+//! defaults, then the password file. The one place that decides every setting planrun
+//! connects with and hands to `pg_dump`.
+
+use std::path::Path;
+
+use crate::environment::Environment;
+use crate::keywords::{keyword, Support, KEYWORDS};
+use crate::passfile::{self, Lookup, PassFileResult};
+use crate::settings::{Origin, Settings};
+use crate::{parse, ConnInfoError};
+
+/// Debian's libpq: the default socket directory and port.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+pub const DEFAULT_PORT: &str = "5432";
+
+/// Every setting of a connection, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    settings: Settings,
+    /// Why the password file was ignored, as libpq warns.
+    pub warning: Option<String>,
+}
+
+/// Resolves `text` (a URI or key=value string; `None` when none was given) against
+/// `env` as libpq does. With no string and no `PG*` variable at all, there is nothing
+/// to connect to and this says so, rather than trying libpq's local defaults on a
+/// production host.
+pub fn resolve(text: Option<&str>, env: &dyn Environment) -> Result<Resolved, ConnInfoError> {
+    let mut settings = match text {
+        Some(text) => parse(text)?,
+        None if !any_libpq_variable(env) => return Err(ConnInfoError::NothingConfigured),
+        None => Settings::default(),
+    };
+    for keyword in KEYWORDS {
+        if settings.get(keyword.name).is_some() {
+            continue;
+        }
+        if let Some(value) = keyword.env.and_then(|var| env.var(var)) {
+            settings.set(
+                keyword.name,
+                value,
+                Origin::Environment(keyword.env.unwrap_or("")),
+            );
+        }
+    }
+    apply_defaults(&mut settings, env);
+    check_values(&settings)?;
+    let warning = fill_password(&mut settings);
+    Ok(Resolved { settings, warning })
+}
+
+fn any_libpq_variable(env: &dyn Environment) -> bool {
+    KEYWORDS
+        .iter()
+        .filter_map(|keyword| keyword.env)
+        .any(|var| env.var(var).is_some())
+}
+
+fn apply_defaults(settings: &mut Settings, env: &dyn Environment) {
+    let mut default = |name: &'static str, value: String| {
+        if settings.get(name).is_none() {
+            settings.set(name, value, Origin::Default);
+        }
+    };
+    default("port", DEFAULT_PORT.into());
+    if let Some(user) = env.os_user() {
+        default("user", user);
+    }
+    default("sslmode", "prefer".into());
+    default("gssencmode", "prefer".into());
+    default("channel_binding", "prefer".into());
+    default("sslsni", "1".into());
+    default("ssl_min_protocol_version", "TLSv1.2".into());
+    default("target_session_attrs", "any".into());
+    if let Some(home) = env.home() {
+        default(
+            "passfile",
+            passfile::default_path(&home).display().to_string(),
+        );
+        for (name, file) in [
+            ("sslrootcert", "root.crt"),
+            ("sslcert", "postgresql.crt"),
+            ("sslkey", "postgresql.key"),
+            ("sslcrl", "root.crl"),
+        ] {
+            // libpq uses these files only when they exist.
+            let path = home.join(".postgresql").join(file);
+            if path.exists() {
+                default(name, path.display().to_string());
+            }
+        }
+    }
+    if settings.get("host").is_none() && settings.get("hostaddr").is_none() {
+        settings.set("host", DEFAULT_SOCKET_DIR.into(), Origin::Default);
+    }
+    if let Some(user) = settings.get("user").map(str::to_owned) {
+        if settings.get("dbname").is_none() {
+            settings.set("dbname", user, Origin::Default);
+        }
+    }
+}
+
+/// Refuses what planrun cannot honour and values libpq would reject.
+fn check_values(settings: &Settings) -> Result<(), ConnInfoError> {
+    for (name, value) in settings.iter() {
+        let keyword = keyword(name).expect("settings hold known keywords only");
+        let origin = || {
+            settings
+                .origin(name)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        if let Support::Refused(why) = keyword.support {
+            return Err(ConnInfoError::Unsupported {
+                keyword: keyword.name,
+                origin: origin(),
+                why,
+            });
+        }
+        if name == "gssencmode" && value == "require" {
+            return Err(ConnInfoError::Unsupported {
+                keyword: keyword.name,
+                origin: origin(),
+                why: "planrun does not speak GSSAPI encryption",
+            });
+        }
+        if let Some(expected) = invalid_value(name, value) {
+            return Err(ConnInfoError::InvalidValue {
+                keyword: keyword.name,
+                value: value.to_owned(),
+                origin: origin(),
+                expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What `value` should have been, when libpq (or planrun) would reject it.
+fn invalid_value(name: &str, value: &str) -> Option<String> {
+    let one_of = |allowed: &[&str]| {
+        (!allowed.contains(&value)).then(|| format!("one of {}", allowed.join(", ")))
+    };
+    let whole_number = || {
+        value
+            .trim()
+            .parse::<i64>()
+            .is_err()
+            .then(|| "a whole number".into())
+    };
+    match name {
+        "sslmode" => one_of(&[
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ]),
+        "channel_binding" => one_of(&["disable", "prefer", "require"]),
+        "target_session_attrs" => one_of(&["any", "read-write", "read-only"]),
+        "gssencmode" => one_of(&["disable", "prefer", "require"]),
+        "ssl_min_protocol_version" | "ssl_max_protocol_version" => {
+            one_of(&["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"])
+        }
+        "sslsni" | "keepalives" => one_of(&["0", "1"]),
+        "client_encoding" => (!matches!(
+            value.to_ascii_uppercase().as_str(),
+            "UTF8" | "UTF-8" | "UNICODE"
+        ))
+        .then(|| "planrun speaks UTF8 only".into()),
+        "port" => (!value
+            .split(',')
+            .all(|port| port.is_empty() || port.parse::<u16>().is_ok()))
+        .then(|| "a port number, or a comma-separated list of them".into()),
+        "connect_timeout"
+        | "keepalives_idle"
+        | "keepalives_interval"
+        | "keepalives_count"
+        | "tcp_user_timeout" => whole_number(),
+        _ => None,
+    }
+}
+
+/// Takes the password from the password file when none is set; returns libpq's
+/// warning when the file was ignored.
+fn fill_password(settings: &mut Settings) -> Option<String> {
+    if settings.get("password").is_some() {
+        return None;
+    }
+    let path = settings.get("passfile")?.to_owned();
+    let host = settings
+        .get("host")
+        .or_else(|| settings.get("hostaddr"))
+        .and_then(|hosts| hosts.split(',').next())
+        .unwrap_or("")
+        .to_owned();
+    let port = settings
+        .get("port")
+        .and_then(|ports| ports.split(',').next())
+        .filter(|port| !port.is_empty())
+        .unwrap_or(DEFAULT_PORT)
+        .to_owned();
+    let lookup = Lookup {
+        host: &host,
+        port: &port,
+        dbname: settings.get("dbname").unwrap_or(""),
+        user: settings.get("user").unwrap_or(""),
+    };
+    match passfile::look_up(Path::new(&path), lookup, DEFAULT_SOCKET_DIR) {
+        PassFileResult::Found(password) => {
+            settings.set("password", password, Origin::PassFile(path.into()));
+            None
+        }
+        PassFileResult::NotFound => None,
+        PassFileResult::Ignored(why) => Some(why),
+    }
+}
+
+impl Resolved {
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn get(&self, keyword: &str) -> Option<&str> {
+        self.settings.get(keyword)
+    }
+
+    pub fn origin(&self, keyword: &str) -> Option<&Origin> {
+        self.settings.origin(keyword)
+    }
+
+    /// `postgresql://user@host:port/dbname`, for messages and the ledger; never the
+    /// password.
+    pub fn describe(&self) -> String {
+        let host = self
+            .get("host")
+            .or_else(|| self.get("hostaddr"))
+            .unwrap_or_default();
+        format!(
+            "postgresql://{}@{host}:{}/{}",
+            self.get("user").unwrap_or_default(),
+            self.get("port").unwrap_or(DEFAULT_PORT),
+            self.get("dbname").unwrap_or_default()
+        )
+    }
+
+    /// A key=value string with every setting but the password, for a libpq tool's
+    /// `--dbname`: with the `PG*` variables removed from its environment and the
+    /// password in `PGPASSWORD`, the tool connects with exactly these settings.
+    pub fn conninfo_without_password(&self) -> String {
+        self.settings
+            .iter()
+            .filter(|(name, _)| *name != "password")
+            .map(|(name, value)| format!("{name}={}", crate::key_value::quote_value(value)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.get("password")
+    }
+}
+
+#[cfg(test)]
+mod tests;

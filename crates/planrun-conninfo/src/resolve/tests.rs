@@ -1,0 +1,146 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+use crate::environment::FixedEnvironment;
+
+fn env(vars: &[(&str, &str)]) -> FixedEnvironment {
+    FixedEnvironment {
+        vars: vars
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+        home: None,
+        os_user: Some("osuser".into()),
+    }
+}
+
+#[test]
+fn the_environment_fills_what_a_url_leaves_out() {
+    let resolved = resolve(
+        Some("postgresql://app@db/prod"),
+        &env(&[
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/etc/ca.pem"),
+            ("PGHOST", "elsewhere"),
+            ("PGPASSWORD", "from-env"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(resolved.get("sslmode"), Some("verify-full"));
+    assert_eq!(
+        resolved.origin("sslmode"),
+        Some(&Origin::Environment("PGSSLMODE"))
+    );
+    assert_eq!(resolved.get("sslrootcert"), Some("/etc/ca.pem"));
+    assert_eq!(resolved.get("host"), Some("db"), "the URL's host wins");
+    assert_eq!(resolved.password(), Some("from-env"));
+}
+
+#[test]
+fn a_percent_encoded_sslmode_is_not_downgraded() {
+    let resolved = resolve(Some("postgresql://db/prod?ssl%6Dode=require"), &env(&[])).unwrap();
+    assert_eq!(resolved.get("sslmode"), Some("require"));
+}
+
+#[test]
+fn libpq_defaults_apply_last() {
+    let resolved = resolve(Some("dbname=prod"), &env(&[])).unwrap();
+    assert_eq!(resolved.get("host"), Some(DEFAULT_SOCKET_DIR));
+    assert_eq!(resolved.get("port"), Some("5432"));
+    assert_eq!(resolved.get("user"), Some("osuser"));
+    assert_eq!(resolved.get("sslmode"), Some("prefer"));
+    let resolved = resolve(None, &env(&[("PGUSER", "app")])).unwrap();
+    assert_eq!(
+        resolved.get("dbname"),
+        Some("app"),
+        "the database defaults to the user"
+    );
+}
+
+#[test]
+fn nothing_configured_is_said_plainly() {
+    let error = resolve(None, &env(&[("HOME", "/root")])).unwrap_err();
+    assert_eq!(error, ConnInfoError::NothingConfigured);
+    assert!(error.to_string().contains("--database-url"), "{error}");
+}
+
+#[test]
+fn the_password_file_follows_libpq() {
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, "db:5432:prod:app:from-file\n").unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_home = FixedEnvironment {
+        home: Some(home.path().to_owned()),
+        ..env(&[])
+    };
+    let resolved = resolve(Some("postgresql://app@db/prod"), &with_home).unwrap();
+    assert_eq!(resolved.password(), Some("from-file"));
+    assert_eq!(
+        resolved.origin("password"),
+        Some(&Origin::PassFile(pgpass.clone()))
+    );
+    assert!(!resolved.conninfo_without_password().contains("from-file"));
+
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let resolved = resolve(Some("postgresql://app@db/prod"), &with_home).unwrap();
+    assert_eq!(resolved.password(), None);
+    assert!(resolved
+        .warning
+        .as_deref()
+        .unwrap_or("")
+        .contains("group or world access"));
+
+    let elsewhere = home.path().join("elsewhere");
+    std::fs::write(&elsewhere, "*:*:*:*:from-passfile-var\n").unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = elsewhere.display().to_string();
+    let resolved = resolve(
+        Some("postgresql://app@db/prod"),
+        &FixedEnvironment {
+            home: Some(home.path().to_owned()),
+            ..env(&[("PGPASSFILE", &path)])
+        },
+    )
+    .unwrap();
+    assert_eq!(resolved.password(), Some("from-passfile-var"));
+}
+
+#[test]
+fn what_planrun_cannot_honour_is_refused_not_ignored() {
+    for (text, vars) in [
+        ("service=prod", vec![]),
+        ("host=db", vec![("PGSERVICE", "prod")]),
+        ("host=db gssencmode=require", vec![]),
+        ("host=db sslcrl=/etc/crl.pem", vec![]),
+        ("host=db client_encoding=LATIN1", vec![]),
+        ("host=db", vec![("PGSSLMODE", "sometimes")]),
+    ] {
+        let error = resolve(Some(text), &env(&vars)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConnInfoError::Unsupported { .. } | ConnInfoError::InvalidValue { .. }
+            ),
+            "{text}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_tool_handed_the_conninfo_reads_back_the_same_settings() {
+    let resolved = resolve(
+        Some(r"host=db user=app password=Tr0ub4dor\ horse options='-c x=1\'s' sslmode=verify-ca"),
+        &env(&[("PGAPPNAME", "mine")]),
+    )
+    .unwrap();
+    let handed = crate::parse(&resolved.conninfo_without_password()).unwrap();
+    for (name, value) in resolved
+        .settings()
+        .iter()
+        .filter(|(name, _)| *name != "password")
+    {
+        assert_eq!(handed.get(name), Some(value), "{name}");
+    }
+    assert_eq!(handed.get("password"), None);
+}
