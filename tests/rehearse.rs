@@ -400,7 +400,8 @@ fn max_rehearsal_age_in_the_plan_bounds_the_age() {
 }
 
 /// A stage that makes a second session wait for its lock (through `dblink`, so the
-/// wait is real and bounded by that session's lock_timeout) shows the wait.
+/// wait is real and bounded by that session's lock_timeout) shows the wait. The copy
+/// listens on its Unix socket only, so `dblink` connects there.
 #[test]
 fn lock_waits_during_a_stage_are_counted_from_the_copy_log() {
     let db = TestDb::new();
@@ -429,7 +430,8 @@ CREATE EXTENSION dblink;
 LOCK TABLE customers IN ACCESS EXCLUSIVE MODE;
 DO $$
 BEGIN
-  PERFORM dblink_exec(format('host=127.0.0.1 port=%s dbname=%s user=postgres',
+  PERFORM dblink_exec(format('host=%s port=%s dbname=%s user=postgres',
+                             current_setting('unix_socket_directories'),
                              current_setting('port'), current_database()),
                       'SET lock_timeout = ''500ms''; LOCK TABLE customers');
 EXCEPTION WHEN others THEN NULL;

@@ -27,6 +27,10 @@ const EMBEDDED_PLAN: &[(&str, &str)] = &[
         include_str!("../../../plans/memoir/01_sections_schema.sql"),
     ),
     (
+        "memoir/02_chapter_sections_foreign_key.sql",
+        include_str!("../../../plans/memoir/02_chapter_sections_foreign_key.sql"),
+    ),
+    (
         "memoir/02_drop_legacy_columns.sql",
         include_str!("../../../plans/memoir/02_drop_legacy_columns.sql"),
     ),
@@ -81,14 +85,18 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
         style.bold("planrun demo: the memoir migration on a throwaway PostgreSQL")
     );
     let started = Instant::now();
-    let cluster =
-        TempCluster::start().map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+    // Socket-only: with `--keep` it may run for a while, and no other local account
+    // should be able to connect to it.
+    let cluster = TempCluster::builder()
+        .socket_only()
+        .start()
+        .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
     let url = cluster
         .create_database("memoir_demo")
         .map_err(|e| format!("cannot create the demo database: {e}"))?;
     say!(
-        "started PostgreSQL on port {} in {:.1} s",
-        cluster.port(),
+        "started PostgreSQL (Unix socket in {}, no TCP) in {:.1} s",
+        cluster.socket_dir().display(),
         started.elapsed().as_secs_f64()
     );
 

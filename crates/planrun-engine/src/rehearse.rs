@@ -228,8 +228,11 @@ pub fn rehearse(
         target_identity.database,
         bytes(target_identity.size_bytes.max(0) as u64)
     ));
-    // Lock waits are counted from the server log; 100 ms makes short waits visible.
+    // The copy holds production's data: socket-only, so no other local account can
+    // connect. Lock waits are counted from the server log; 100 ms makes short waits
+    // visible.
     let cluster = TempCluster::builder()
+        .socket_only()
         .setting("log_lock_waits", "on")
         .setting("deadlock_timeout", "100ms")
         .start()?;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::bin::find_bin_dir;
-use crate::files::{private_tempdir, write_private};
+use crate::builder::TempClusterBuilder;
+use crate::files::{private_tempdir, write_private, DIR_ENV};
 use crate::quote;
 use crate::server::{self, ServerFiles, StopMode};
 use crate::template::{self, TemplateKey};
@@ -16,56 +17,13 @@ use crate::user::RunUser;
 use crate::watchdog::Watchdog;
 use crate::TempDbError;
 
-/// The address the server listens on; loopback only, these are throwaway clusters.
+/// The address the server listens on unless socket-only; loopback only, these are
+/// throwaway clusters.
 const HOST: &str = "127.0.0.1";
 /// The superuser `initdb` creates.
 const SUPERUSER: &str = "postgres";
 /// A port found free can be taken by a parallel test before the server binds it.
 const PORT_ATTEMPTS: usize = 5;
-
-/// Options for a [`TempCluster`]; start with [`TempCluster::builder`].
-#[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct TempClusterBuilder {
-    bin_dir: Option<PathBuf>,
-    password: Option<String>,
-    settings: Vec<(String, String)>,
-    ssl: Option<(PathBuf, PathBuf)>,
-}
-
-impl TempClusterBuilder {
-    /// Give the `postgres` superuser a password and require it (SCRAM) for TCP
-    /// connections; connections over the Unix socket stay trusted.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
-        self
-    }
-
-    /// A server setting, e.g. `.setting("max_connections", "200")`; later settings
-    /// win, including over the speed settings this crate applies by default.
-    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.push((name.into(), value.into()));
-        self
-    }
-
-    /// Serve TLS with this certificate and private key (PEM files, copied into the
-    /// data directory).
-    pub fn ssl(mut self, cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
-        self.ssl = Some((cert_file.into(), key_file.into()));
-        self
-    }
-
-    /// Use the binaries in `dir` instead of [`find_bin_dir`]'s choice.
-    pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.bin_dir = Some(dir.into());
-        self
-    }
-
-    /// Create the cluster and start its server.
-    pub fn start(self) -> Result<TempCluster, TempDbError> {
-        TempCluster::create(self)
-    }
-}
 
 /// A running throwaway PostgreSQL server with its own data directory, port and
 /// socket directory.
@@ -77,6 +35,8 @@ pub struct TempCluster {
     bin_dir: PathBuf,
     user: RunUser,
     password: Option<String>,
+    /// [`HOST`], or the socket directory of a socket-only cluster.
+    host: String,
     port: u16,
     root: PathBuf,
     data_dir: PathBuf,
@@ -93,8 +53,12 @@ pub struct TempCluster {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct KeptCluster {
-    /// Connection URL of the `postgres` database.
+    /// Connection URL of the `postgres` database; a socket URL for a socket-only
+    /// cluster, which `psql` takes as it is.
     pub url: String,
+    /// As [`TempCluster::host`].
+    pub host: String,
+    /// As [`TempCluster::port`].
     pub port: u16,
     /// The temporary directory holding data, socket and log; remove it when done.
     pub dir: PathBuf,
@@ -114,23 +78,15 @@ impl TempCluster {
         TempClusterBuilder::default()
     }
 
-    fn create(options: TempClusterBuilder) -> Result<TempCluster, TempDbError> {
+    pub(crate) fn create(options: TempClusterBuilder) -> Result<TempCluster, TempDbError> {
+        options.check()?;
         let TempClusterBuilder {
             bin_dir,
             password,
             settings,
             ssl,
+            socket_only,
         } = options;
-        check_settings(&settings)?;
-        if let Some(password) = &password {
-            // initdb reads the first line of the password file only.
-            if password.contains(['\n', '\r', '\0']) {
-                return Err(TempDbError::Invalid {
-                    what: "the superuser password".into(),
-                    reason: "it must not contain line breaks or NUL".into(),
-                });
-            }
-        }
         let bin_dir = match bin_dir {
             Some(dir) => dir,
             None => find_bin_dir()?,
@@ -145,14 +101,21 @@ impl TempCluster {
         let dir = private_tempdir("planrun-pg-", &user)?;
         let root = dir.path().to_path_buf();
         let data_dir = root.join("data");
+        let socket_dir = root.join("socket");
+        let host = if socket_only {
+            socket_host(&socket_dir)?
+        } else {
+            HOST.to_owned()
+        };
         // Before anything can start: an owner dying halfway still gets cleaned up.
         let watchdog = Watchdog::spawn(&root, Some(&data_dir))?;
-        let mut cluster = TempCluster {
+        let cluster = TempCluster {
             bin_dir,
             user,
             password,
+            host,
             port: 0,
-            socket_dir: root.join("socket"),
+            socket_dir,
             log: root.join("postgres.log"),
             root,
             data_dir,
@@ -169,41 +132,60 @@ impl TempCluster {
             .map_err(|e| TempDbError::io_at("create directory", &cluster.socket_dir, e))?;
         cluster.user.chown(&cluster.socket_dir)?;
         write_private(&cluster.log, "", &cluster.user)?;
+        cluster.configure(&settings, ssl.as_ref(), socket_only)?;
+        cluster.launch_on_a_free_port()
+    }
 
+    /// Append our settings to `postgresql.conf`, installing the TLS files if asked.
+    fn configure(
+        &self,
+        settings: &[(String, String)],
+        ssl: Option<&(PathBuf, PathBuf)>,
+        socket_only: bool,
+    ) -> Result<(), TempDbError> {
         // fsync and full-page writes only protect against an operating-system crash,
         // which a throwaway cluster need not survive. synchronous_commit stays on:
         // with fsync off it costs a write() per commit, while off it would lose
         // acknowledged commits on StopMode::Immediate and mislead crash tests.
+        let listen = if socket_only { "" } else { HOST };
         let mut conf = format!(
             "\n# Added by planrun-tempdb: a throwaway cluster need not survive an OS crash.\n\
-             listen_addresses = '{HOST}'\n\
+             listen_addresses = '{listen}'\n\
              unix_socket_directories = {}\n\
              fsync = off\n\
              full_page_writes = off\n",
-            quote::conf_value(&cluster.socket_dir.to_string_lossy()),
+            quote::conf_value(&self.socket_dir.to_string_lossy()),
         );
-        if let Some((cert, key)) = &ssl {
-            cluster.install_ssl(cert, key)?;
+        if socket_only {
+            // The directories alone keep others out; this holds should one be opened.
+            conf.push_str("unix_socket_permissions = 0700\n");
+        }
+        if let Some((cert, key)) = ssl {
+            self.install_ssl(cert, key)?;
             conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         }
-        for (name, value) in &settings {
+        for (name, value) in settings {
             conf.push_str(&format!("{name} = {}\n", quote::conf_value(value)));
         }
-        let conf_file = cluster.data_dir.join("postgresql.conf");
+        let conf_file = self.data_dir.join("postgresql.conf");
         fs::OpenOptions::new()
             .append(true)
             .open(&conf_file)
             .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
-            .map_err(|e| TempDbError::io_at("write", &conf_file, e))?;
+            .map_err(|e| TempDbError::io_at("write", &conf_file, e))
+    }
 
+    /// Start the server on a free port; a parallel test may take the port first, so
+    /// another is tried then.
+    fn launch_on_a_free_port(mut self) -> Result<TempCluster, TempDbError> {
         let mut attempt = 1;
         loop {
             let port = free_port()?;
-            match server::launch(&cluster.files(), port) {
+            match server::launch(&self.files(), port) {
                 Ok(child) => {
-                    cluster.port = port;
-                    cluster.server = Some(child);
-                    return Ok(cluster);
+                    self.port = port;
+                    self.server = Some(child);
+                    return Ok(self);
                 }
                 Err(failed) if failed.port_taken && attempt < PORT_ATTEMPTS => attempt += 1,
                 Err(failed) => return Err(failed.error),
@@ -235,14 +217,16 @@ impl TempCluster {
         }
     }
 
-    /// The TCP port on [`host`](Self::host); it stays the same across restarts.
+    /// The TCP port on [`host`](Self::host), or for a socket-only cluster the number
+    /// that names its socket (`.s.PGSQL.PORT`); it stays the same across restarts.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `127.0.0.1`.
+    /// `127.0.0.1`, or for a socket-only cluster the socket directory (libpq and the
+    /// `postgres` crate read a host starting with `/` as one).
     pub fn host(&self) -> &str {
-        HOST
+        &self.host
     }
 
     /// The superuser, `postgres`.
@@ -280,14 +264,16 @@ impl TempCluster {
         self.server.as_ref().map(Child::id)
     }
 
-    /// `postgresql://postgres[:password]@127.0.0.1:PORT/dbname`.
+    /// `postgresql://postgres[:password]@127.0.0.1:PORT/dbname`, or for a socket-only
+    /// cluster `postgresql://postgres@%2Fpath%2Fto%2Fsocket:PORT/dbname`.
     pub fn url(&self, dbname: &str) -> String {
         let password = match &self.password {
             Some(p) => format!(":{}", quote::percent_encode(p)),
             None => String::new(),
         };
         format!(
-            "postgresql://{SUPERUSER}{password}@{HOST}:{}/{}",
+            "postgresql://{SUPERUSER}{password}@{}:{}/{}",
+            quote::percent_encode(&self.host),
             self.port,
             quote::percent_encode(dbname)
         )
@@ -403,6 +389,7 @@ impl TempCluster {
         };
         KeptCluster {
             url: self.url("postgres"),
+            host: self.host.clone(),
             port: self.port,
             stop_command: format!("{stop} && rm -rf {}", quote::shell(&dir.to_string_lossy())),
             dir,
@@ -431,28 +418,15 @@ impl Drop for TempCluster {
     }
 }
 
-/// Names go into `postgresql.conf` unquoted, so only plain identifiers are allowed
-/// (dots for extension settings like `auto_explain.log_min_duration`).
-fn check_settings(settings: &[(String, String)]) -> Result<(), TempDbError> {
-    for (name, value) in settings {
-        let plain = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !plain {
-            return Err(TempDbError::Invalid {
-                what: format!("server setting {name:?}"),
-                reason: "names may only contain ASCII letters, digits, `_` and `.`".into(),
-            });
-        }
-        if value.contains(['\n', '\r', '\0']) {
-            return Err(TempDbError::Invalid {
-                what: format!("server setting {name}"),
-                reason: "values must not contain line breaks or NUL".into(),
-            });
-        }
-    }
-    Ok(())
+/// The socket directory as a host name; it must be text to go into a URL.
+fn socket_host(socket_dir: &Path) -> Result<String, TempDbError> {
+    socket_dir
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| TempDbError::Invalid {
+            what: format!("{} as a socket directory", socket_dir.display()),
+            reason: format!("a URL cannot name it: set {DIR_ENV} to a UTF-8 path"),
+        })
 }
 
 /// A port nobody listens on right now.
@@ -471,19 +445,6 @@ fn conninfo_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_names_are_checked() {
-        let ok = [("auto_explain.log_min_duration".to_owned(), "1s".to_owned())];
-        assert!(check_settings(&ok).is_ok());
-        let bad = [("a = 1\nfsync".to_owned(), "on".to_owned())];
-        assert!(matches!(
-            check_settings(&bad),
-            Err(TempDbError::Invalid { .. })
-        ));
-        let bad_value = [("work_mem".to_owned(), "1\nfsync = on".to_owned())];
-        assert!(check_settings(&bad_value).is_err());
-    }
 
     #[test]
     fn conninfo_values_are_quoted() {

@@ -1,9 +1,12 @@
 //! Throwaway PostgreSQL clusters for tests, `planrun demo` and `planrun rehearse`.
 //!
-//! [`TempCluster::start`] gives a private server on a free loopback port, with its own
-//! data directory, Unix socket and log in a temporary directory. It is fast enough to
-//! give every test its own: `initdb` runs once per process and configuration, and each
-//! cluster starts from a copy. Durability is traded for speed (`fsync = off`, ...).
+//! [`TempCluster::start`] gives a server on a free loopback port, with its own data
+//! directory, Unix socket and log in a temporary directory. Any local account can
+//! reach that port, so a cluster holding data others must not read is built with
+//! [`TempClusterBuilder::socket_only`]: no TCP listener, only a socket in a directory
+//! of the server's user, mode 0700. A cluster is fast enough to give every test its
+//! own: `initdb` runs once per process and configuration, and each cluster starts
+//! from a copy. Durability is traded for speed (`fsync = off`, ...).
 //!
 //! Nothing outlives its owner: dropping the cluster stops the server and deletes its
 //! files, and a watchdog process does the same should the owner die without dropping
@@ -23,6 +26,7 @@
 //! ```
 
 mod bin;
+mod builder;
 mod cluster;
 mod error;
 mod files;
@@ -33,7 +37,8 @@ mod user;
 mod watchdog;
 
 pub use bin::find_bin_dir;
-pub use cluster::{KeptCluster, TempCluster, TempClusterBuilder};
+pub use builder::TempClusterBuilder;
+pub use cluster::{KeptCluster, TempCluster};
 pub use error::TempDbError;
 pub use files::DIR_ENV;
 pub use server::StopMode;

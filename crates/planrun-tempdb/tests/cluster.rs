@@ -261,6 +261,50 @@ fn kept_cluster_outlives_the_value_until_its_stop_command() {
 }
 
 #[test]
+fn a_socket_only_cluster_listens_on_no_tcp_address_and_its_urls_reach_the_socket() {
+    let cluster = TempCluster::builder().socket_only().start().unwrap();
+    let dir = cluster.socket_dir().to_str().unwrap().to_owned();
+    assert_eq!(cluster.host(), dir);
+    let no_tcp = cluster.psql("postgres", "SHOW listen_addresses").unwrap();
+    assert_eq!(no_tcp.trim(), "");
+
+    let url = cluster.create_database("app").unwrap();
+    let encoded = dir.replace('/', "%2F");
+    assert_eq!(
+        url,
+        format!("postgresql://postgres@{encoded}:{}/app", cluster.port())
+    );
+    let bin_dir = cluster.bin_dir().to_path_buf();
+    let psql = |url: &str, sql: &str| {
+        Command::new(bin_dir.join("psql"))
+            .args(["-X", "-A", "-t", "-w", "-d", url, "-c", sql])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(stdout(&psql(&url, "SELECT current_database()")), "app");
+    let dumped = Command::new(bin_dir.join("pg_dump"))
+        .args(["--schema-only", "-d", &url])
+        .output()
+        .unwrap();
+    assert!(dumped.status.success(), "pg_dump: {dumped:?}");
+
+    let pid = cluster.pid().unwrap();
+    let kept = cluster.keep();
+    assert_eq!(kept.host, dir);
+    assert_eq!(stdout(&psql(&kept.url, "SELECT 1")), "1");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&kept.stop_command)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {out:?}", kept.stop_command);
+    assert!(!kept.dir.exists());
+    assert!(eventually(Duration::from_secs(10), || !process_running(
+        pid
+    )));
+}
+
+#[test]
 fn restart_on_a_taken_port_reports_the_server_log() {
     let mut cluster = TempCluster::start().unwrap();
     cluster.stop(StopMode::Fast).unwrap();
