@@ -75,7 +75,8 @@ fn batched_split_gives_the_rows_of_an_atomic_run() {
     let output = apply(plan.path(), &db);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("batched: 8 batches of up to 97 rows"),
+        String::from_utf8_lossy(&output.stdout)
+            .contains("batched: 8 batches (first size 97, last 97)"),
         "{}",
         describe(&output)
     );

@@ -3,6 +3,13 @@
 -- stage. The functions live in pg_temp: they vanish with the session and never touch
 -- the application's schema.
 --
+-- The helpers name pg_catalog for every function and operator they call, or run with
+-- `SET search_path = pg_catalog, pg_temp`: planrun often runs as a superuser, and a
+-- function or operator that another role created in `public` and that fits an
+-- expression here better than pg_catalog's would otherwise run with its privileges
+-- (CVE-2018-1058). The SQL helpers qualify their bodies rather than SET, because a
+-- SET clause would stop PostgreSQL from inlining them into the capture's scan.
+--
 -- The helpers that cannot fail are PARALLEL SAFE, so that PostgreSQL may spread the
 -- capture's scan of every chapter over parallel workers. The ones that catch invalid
 -- JSON (an EXCEPTION block is a subtransaction, which a parallel worker of
@@ -37,7 +44,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT raw $$;
 -- anything that is not an array), for each column type.
 CREATE OR REPLACE FUNCTION pg_temp.memoir_image_count(j jsonb) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(j) = 'array' THEN jsonb_array_length(j) ELSE 0 END
+    SELECT CASE WHEN pg_catalog.jsonb_typeof(j) OPERATOR(pg_catalog.=) 'array'
+                THEN pg_catalog.jsonb_array_length(j) ELSE 0 END
 $$;
 
 CREATE OR REPLACE FUNCTION pg_temp.memoir_image_count(raw text) RETURNS bigint
@@ -55,7 +63,7 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT pg_temp.memoir_image_count(pg_temp.memoir_tr
 -- then knows the regular expression over every chapter is worth parallel workers
 -- (an inlined expression is costed as cheap, and the scan stays in one process).
 CREATE OR REPLACE FUNCTION pg_temp.memoir_paragraphs(content text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE COST 1000 AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE COST 1000 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN btrim(
         regexp_replace(
@@ -72,5 +80,7 @@ $$;
 -- give the same key, so stage 5 can show that repointing lost or changed no image.
 CREATE OR REPLACE FUNCTION pg_temp.memoir_image_key(url text, caption text, meta jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT md5(coalesce(url, '')) || ':' || coalesce(md5(caption), '-') || ':' || md5(coalesce(meta, '{}')::text)
+    SELECT pg_catalog.md5(coalesce(url, ''))
+           OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) coalesce(pg_catalog.md5(caption), '-')
+           OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) pg_catalog.md5(coalesce(meta, '{}')::pg_catalog.text)
 $$;

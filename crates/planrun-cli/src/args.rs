@@ -52,6 +52,9 @@ pub enum Command {
     Status(DbCommandArgs),
     /// Run the verification of every applied stage again, now.
     Verify(DbCommandArgs),
+    /// Abandon a half-done batched stage: undo what it wrote, remove its change capture
+    /// and checkpoint, and record it in the ledger.
+    Reset(ResetArgs),
     /// Throwaway PostgreSQL, synthetic legacy memoir data, the memoir plan applied and verified.
     Demo(DemoArgs),
 }
@@ -172,6 +175,20 @@ pub struct DbCommandArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The batched stage to abandon.
+    #[arg(value_name = "STAGE")]
+    pub stage: String,
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }

@@ -31,6 +31,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Rehearse(args) => crate::rehearse::run(&args, style),
         Command::Status(args) => status(&args, style),
         Command::Verify(args) => verify(&args, style),
+        Command::Reset(args) => reset(&args),
         Command::Demo(args) => {
             crate::demo::run(&args, style, cli.global.color == ColorChoice::Never)
         }
@@ -44,6 +45,11 @@ fn target(args: &ConnectionArgs) -> Result<Target, i32> {
         say_err!("warning: {warning}");
     }
     Ok(target)
+}
+
+/// Tells the user, on stderr, what a signal does to the run.
+fn notify(text: &str) {
+    say_err!("\nplanrun: {text}");
 }
 
 pub(crate) fn engine_failure(error: EngineError) -> i32 {
@@ -148,6 +154,11 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
             return code;
         }
     }
+    // From here SIGINT and SIGTERM stop the run cleanly instead of killing planrun
+    // mid-stage: the running statement is cancelled and its stage rolled back.
+    if let Err(error) = planrun_engine::interrupt::install(notify) {
+        say_err!("warning: cannot handle SIGINT and SIGTERM ({error}); an interrupt ends planrun at once, and the server rolls back the open stage");
+    }
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
         Ok(report) => print_run(&report, args.format, style),
@@ -182,6 +193,42 @@ fn status(args: &DbCommandArgs, style: Style) -> i32 {
             match args.format {
                 ReportFormat::Json => print_json(&report),
                 ReportFormat::Text => say_raw!("{}", render_status(&report, style)),
+            }
+            exit_codes::SUCCESS
+        }
+        Err(error) => failure(error, &plan, args.format),
+    }
+}
+
+fn reset(args: &crate::args::ResetArgs) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
+    let registry = default_registry();
+    let result =
+        Runner::new(&plan, &registry).and_then(|runner| runner.reset(&target, &args.stage));
+    match result {
+        Ok(report) => {
+            match args.format {
+                ReportFormat::Json => print_json(&report),
+                ReportFormat::Text => {
+                    say!(
+                        "reset {}: the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
+                        report.stage,
+                        report.batches,
+                        report.last_key.map_or("-".into(), |key| key.to_string()),
+                        report.run_id
+                    );
+                    for line in &report.removed {
+                        say!("  {line}");
+                    }
+                    say!(
+                        "  change capture removed ({} recorded changes dropped), checkpoint removed",
+                        report.changes_dropped
+                    );
+                    say!("next: `planrun apply` runs the stage again from the start");
+                }
             }
             exit_codes::SUCCESS
         }

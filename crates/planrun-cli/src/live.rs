@@ -63,6 +63,17 @@ impl Observer for Live {
         }
     }
 
+    fn note(&self, text: &str) {
+        if self.enabled {
+            self.suspend(|| say_err!("   {text}"));
+        }
+    }
+
+    fn warning(&self, text: &str) {
+        // Always shown, even with --format json: it is about the ledger.
+        self.suspend(|| say_err!("   warning: {text}"));
+    }
+
     fn progress(&self) -> &dyn Progress {
         self
     }

@@ -4,7 +4,7 @@
 //! fails, nothing runs.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::connect::{redact, Target};
 use crate::error::EngineError;
@@ -133,13 +133,28 @@ pub fn take(
         .arg("--file")
         .arg(&file)
         .args(lock_wait.map(|wait| format!("--lock-wait-timeout={}", wait.millis())))
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|child| {
+            // A signal to planrun stops pg_dump too, rather than leaving it reading.
+            let _watch = crate::interrupt::watch_child(child.id());
+            child.wait_with_output()
+        })
         .map_err(|error| EngineError::Backup {
             reason: format!(
                 "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
                 pg_dump.display()
             ),
         })?;
+    if let Some(interrupted) = crate::interrupt::requested() {
+        let _ = std::fs::remove_file(&file);
+        return Err(EngineError::Interrupted(format!(
+            "{} during the backup: pg_dump was stopped and its partial file removed; nothing was changed",
+            interrupted.name()
+        )));
+    }
     if !output.status.success() {
         let _ = std::fs::remove_file(&file);
         let stderr = redact(String::from_utf8_lossy(&output.stderr).trim());
@@ -181,6 +196,9 @@ fn lock_holders(target: &Target, table: &str) -> Vec<crate::watch::Blocker> {
     let Ok(mut client) = target.connect("planrun backup") else {
         return Vec::new();
     };
+    if crate::trusted_sql::pin_trusted_search_path(&mut client).is_err() {
+        return Vec::new();
+    }
     let rows = client.query(
         &format!(
             "SELECT {} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \

@@ -1,41 +1,48 @@
 //! Stages with a `mode = "batched"` transform step: for tables too big for one
-//! transaction. The stage runs as a sequence of transactions:
+//! transaction, while the application keeps writing. The stage runs as a sequence of
+//! transactions:
 //!
 //! 1. start: timeouts, skip rules, preconditions, captures, backup, the steps before
-//!    the batched one, and a checkpoint row holding the captures;
-//! 2. one transaction per batch: the transform processes the next `batch_size` source
-//!    rows in key order and the checkpoint moves to the batch's last key, committed
-//!    together, so a crash loses at most the batch in flight and never doubles one;
-//! 3. finish: under the stage's locks taken again, the captures read again (so the
-//!    verification compares with the source as it is now, and a row changed behind
-//!    the checkpoint fails the stage rather than being lost), the steps after the
-//!    batched one (e.g. dropping legacy columns), the verification, the ledger row,
-//!    and the checkpoint's removal, committed together.
+//!    the batched one, a checkpoint row holding the captures, and the change capture
+//!    on the transform's source tables (`change_capture.rs`), committed together;
+//! 2. one transaction per batch: the transform processes the next source rows in key
+//!    order and the checkpoint moves to the batch's last key, committed together, so
+//!    a crash loses at most the batch in flight and never doubles one; between
+//!    batches planrun waits while the server is unhealthy (`throttle.rs`) and adapts
+//!    the batch size to `batch_target`;
+//! 3. catch-up passes (`online.rs`): the keys of rows the application changed are
+//!    transformed again, a pass per transaction, until the backlog is small;
+//! 4. the cutover (`online.rs`): under the stage's locks, the last backlog, the
+//!    steps after the batched one (e.g. dropping legacy columns), captures read again
+//!    and the verification of the data as it is then, the ledger row, the checkpoint's
+//!    and the capture's removal, committed together. Writers wait only for this one.
 //!
-//! A re-run finds the checkpoint and resumes after its last key; the preconditions,
-//! which held when the stage started, are not asked again of a half-migrated table,
-//! but the captures are read again, so that source rows repaired after a failed batch
-//! are counted as they now are.
+//! A re-run finds the checkpoint and resumes after its last key; the capture kept
+//! recording meanwhile, so nothing the application did while planrun was away is
+//! lost. The preconditions, which held when the stage started, are not asked again
+//! of a half-migrated table. `planrun reset` abandons a half-done stage (`reset.rs`).
 
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::StepKind;
 use planrun_transform::{
-    batch_settings, transform_params, BatchSettings, TransformContext, TransformError,
+    batch_settings, transform_params, BatchSettings, SourceTable, Transform, TransformContext,
+    TransformError,
 };
 use postgres::GenericClient;
 
+use crate::change_capture;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
-use crate::run::{
-    check_deferred_constraints, fail_at, plain_error, stage_error, Gate, RunState, Runner,
-};
+use crate::run::{plain_error, stage_error, Gate, RunState, Runner};
+use crate::throttle;
 
-/// The batched step of a stage: its position and settings.
+/// The batched step of a stage: its position, settings and the transform's sources.
 pub(crate) struct BatchedStep {
     pub position: usize,
     pub settings: BatchSettings,
+    pub sources: Vec<SourceTable>,
 }
 
 /// The stage's batched step, if it has one; an error when the stage cannot be batched.
@@ -63,13 +70,60 @@ pub(crate) fn batched_step(
                 "a batched step needs transaction = true: each batch is a transaction",
             ));
         }
-        found = Some(BatchedStep { position, settings });
+        found = Some(BatchedStep {
+            position,
+            settings,
+            sources: Vec::new(),
+        });
+    }
+    if let Some(batched) = &mut found {
+        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
+            unreachable!("only transform steps are batched");
+        };
+        if let Some(transform) = runner.registry().get(name) {
+            batched.sources = transform.sources(&transform_params(params));
+            if batched.sources.is_empty() {
+                return Err(invalid(
+                    &stage.id,
+                    &format!("transform `{name}` declares no source tables, so the application's changes during the stage could not be captured"),
+                ));
+            }
+        }
     }
     Ok(found)
 }
 
 fn invalid(stage: &str, reason: &str) -> EngineError {
     EngineError::Selection(format!("stage `{stage}` cannot run batched: {reason}"))
+}
+
+/// The batched transform and what it is given.
+pub(crate) struct Work<'w> {
+    pub transform: &'w dyn Transform,
+    pub name: &'w str,
+    pub step_name: &'w str,
+    /// The step's params without the engine's own keys.
+    pub params: toml::Table,
+}
+
+/// A transform error as the stage's error, with where a re-run resumes.
+pub(crate) fn transform_failure(
+    error: TransformError,
+    name: &str,
+    checkpoint: &Checkpoint,
+) -> crate::report::StageError {
+    let mut failure = match error {
+        TransformError::Database(error) => stage_error(&error, Some(name.to_owned()), None, "", 0),
+        other => plain_error(Some(name), other.to_string()),
+    };
+    failure.message.push_str(&format!(
+        " ({} batches committed before this one; a re-run resumes after key {})",
+        checkpoint.batches,
+        checkpoint
+            .last_key
+            .map_or("-".into(), |key| key.to_string())
+    ));
+    failure
 }
 
 impl Runner<'_> {
@@ -81,104 +135,9 @@ impl Runner<'_> {
         batched: &BatchedStep,
     ) -> Result<StageReport, EngineError> {
         let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
         let started = Instant::now();
         let started_at = SystemTime::now();
         let mut stage_report = self.stage_report(index, StageStatus::Applied);
-        let checksum = self
-            .stage_checksum(&stage.id)
-            .unwrap_or_default()
-            .to_owned();
-
-        let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
-        let mut checkpoint = match existing {
-            Some(checkpoint) if !self.matches_recorded(index, &checkpoint.checksum) => {
-                stage_report.status = StageStatus::Drifted;
-                stage_report.note = Some(format!(
-                    "half done (run {}, {} batches, after key {}) and its definition has changed since; \
-                     restore the definition to finish it",
-                    checkpoint.run_id,
-                    checkpoint.batches,
-                    checkpoint.last_key.map_or("-".into(), |key| key.to_string())
-                ));
-                return Ok(stage_report);
-            }
-            Some(checkpoint) => {
-                // Captures are read again: the rows not yet migrated may have been
-                // repaired since the stage started (the usual reason for a resume).
-                let mut tx = conn
-                    .transaction()
-                    .map_err(EngineError::database("cannot begin a transaction"))?;
-                self.set_timeouts(&mut tx, index, true)?;
-                let captured = self.take_captures(&mut tx, run, index, &mut stage_report);
-                let _ = tx.rollback();
-                if !captured {
-                    return self.fail_batched(conn, run, index, stage_report, started, started_at);
-                }
-                stage_report.note = Some(format!(
-                    "resumed after key {} ({} batches committed by run {}); preconditions held when it started",
-                    checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
-                    checkpoint.batches,
-                    checkpoint.run_id
-                ));
-                run.changed_anything = true;
-                checkpoint
-            }
-            None => {
-                let mut tx = conn.transaction().map_err(EngineError::database(format!(
-                    "cannot begin the transaction of stage `{}`",
-                    stage.id
-                )))?;
-                self.set_timeouts(&mut tx, index, true)?;
-                let gate = if self.take_stage_locks(&mut tx, run, index, &mut stage_report)? {
-                    self.gate(&mut tx, run, index, &mut stage_report)?
-                } else {
-                    Gate::Stop
-                };
-                let proceed = match gate {
-                    Gate::Skip => {
-                        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                        self.record(&mut tx, run.run_id, index, &stage_report, started_at)?;
-                        tx.commit()
-                            .map_err(EngineError::database("cannot commit the skipped stage"))?;
-                        return Ok(stage_report);
-                    }
-                    Gate::Stop => false,
-                    Gate::Proceed => self.run_steps(
-                        &mut tx,
-                        run,
-                        index,
-                        0..batched.position,
-                        &mut stage_report,
-                        true,
-                    )?,
-                };
-                if !proceed {
-                    let _ = tx.rollback();
-                    return self.fail_batched(conn, run, index, stage_report, started, started_at);
-                }
-                let checkpoint = Checkpoint {
-                    stage_id: stage.id.clone(),
-                    run_id: run.run_id,
-                    checksum: checksum.clone(),
-                    total_rows: self
-                        .batch_total(&mut tx, run, index, batched)?
-                        .map(|n| n as i64),
-                    captures: stage_report.captures.clone(),
-                    ..Checkpoint::default()
-                };
-                ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
-                tx.commit().map_err(EngineError::database(format!(
-                    "cannot commit the start of stage `{}`",
-                    stage.id
-                )))?;
-                checkpoint
-            }
-        };
-
-        let progress = run.observer.progress();
-        progress.start(checkpoint.total_rows.map(|n| n as u64));
-        progress.advance(checkpoint.rows_read as u64);
         let step = &stage.steps[batched.position];
         let StepKind::Transform { name, params, .. } = &step.kind else {
             unreachable!("batched_step only returns transform steps");
@@ -189,53 +148,261 @@ impl Runner<'_> {
                 Some(name),
                 format!("transform `{name}` is not registered"),
             ));
-            progress.finish();
             return self.fail_batched(conn, run, index, stage_report, started, started_at);
         };
-        let params = transform_params(params);
+        let work = Work {
+            transform: transform.as_ref(),
+            name,
+            step_name: &step.name,
+            params: transform_params(params),
+        };
+        let mut checkpoint =
+            match self.start_or_resume(conn, run, index, batched, &mut stage_report, started)? {
+                Some(checkpoint) => checkpoint,
+                None if matches!(
+                    stage_report.status,
+                    StageStatus::Skipped | StageStatus::Drifted
+                ) =>
+                {
+                    return Ok(stage_report)
+                }
+                None => {
+                    return self.fail_batched(conn, run, index, stage_report, started, started_at)
+                }
+            };
+        let mut totals = crate::online::RedoTotals::default();
+        let completed = self.run_batches(
+            conn,
+            run,
+            index,
+            batched,
+            &work,
+            &mut checkpoint,
+            &mut stage_report,
+        )? && self.catch_up(
+            conn,
+            run,
+            index,
+            batched,
+            &work,
+            &checkpoint,
+            &mut stage_report,
+            &mut totals,
+        )?;
+        if !completed {
+            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+        }
+        stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        let outcome = self.cut_over(
+            conn,
+            run,
+            index,
+            batched,
+            &work,
+            &checkpoint,
+            &mut stage_report,
+            totals,
+        )?;
+        stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        if !outcome {
+            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+        }
+        Ok(stage_report)
+    }
+
+    /// The stage's checkpoint: found (a resume), or made by the stage's start. `None`
+    /// when the stage ends here: skipped (committed), drifted, or failed.
+    fn start_or_resume<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+        started: Instant,
+    ) -> Result<Option<Checkpoint>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
+        let Some(checkpoint) = existing else {
+            return self.start(conn, run, index, batched, stage_report, started);
+        };
+        if !self.matches_recorded(index, &checkpoint.checksum) {
+            stage_report.status = StageStatus::Drifted;
+            stage_report.note = Some(format!(
+                "half done (run {}, {} batches, after key {}) and its definition has changed since; \
+                 restore the definition to finish it, or abandon it with `planrun reset {}`",
+                checkpoint.run_id,
+                checkpoint.batches,
+                checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+                stage.id
+            ));
+            return Ok(None);
+        }
+        // Captures are read again: the rows not yet migrated may have been repaired
+        // since the stage started (the usual reason for a resume). The capture is
+        // made sure of: it has recorded the application's changes all along.
+        let mut tx = conn
+            .transaction()
+            .map_err(EngineError::database("cannot begin a transaction"))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        if !self.take_captures(&mut tx, run, index, stage_report) {
+            let _ = tx.rollback();
+            return Ok(None);
+        }
+        change_capture::install(&mut tx, plan, &stage.id, &batched.sources)
+            .and_then(|()| tx.commit())
+            .map_err(EngineError::database(
+                "cannot make sure of the change capture",
+            ))?;
+        let pending = change_capture::pending(conn, plan, &stage.id)
+            .map_err(EngineError::database("cannot count the captured changes"))?;
+        stage_report.note = Some(format!(
+            "resumed after key {} ({} batches committed by run {}, {pending} changes by the application to redo); preconditions held when it started",
+            checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+            checkpoint.batches,
+            checkpoint.run_id
+        ));
+        run.changed_anything = true;
+        Ok(Some(checkpoint))
+    }
+
+    /// The stage's first transaction: gate, steps before the batched one, checkpoint
+    /// and change capture.
+    fn start<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+        started: Instant,
+    ) -> Result<Option<Checkpoint>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        let mut tx = conn.transaction().map_err(EngineError::database(format!(
+            "cannot begin the transaction of stage `{}`",
+            stage.id
+        )))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        let gate = if self.take_stage_locks(&mut tx, run, index, stage_report)? {
+            self.gate(&mut tx, run, index, stage_report)?
+        } else {
+            Gate::Stop
+        };
+        let proceed = match gate {
+            Gate::Skip => {
+                stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                let started_at = SystemTime::now() - started.elapsed();
+                self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+                tx.commit()
+                    .map_err(EngineError::database("cannot commit the skipped stage"))?;
+                return Ok(None);
+            }
+            Gate::Stop => false,
+            Gate::Proceed => {
+                self.run_steps(&mut tx, run, index, 0..batched.position, stage_report, true)?
+            }
+        };
+        if !proceed {
+            let _ = tx.rollback();
+            return Ok(None);
+        }
+        let checkpoint = Checkpoint {
+            stage_id: stage.id.clone(),
+            run_id: run.run_id,
+            checksum: self
+                .stage_checksum(&stage.id)
+                .unwrap_or_default()
+                .to_owned(),
+            total_rows: self
+                .batch_total(&mut tx, run, index, batched)?
+                .map(|n| n as i64),
+            captures: stage_report.captures.clone(),
+            ..Checkpoint::default()
+        };
+        ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
+        // In the same transaction as the checkpoint: from the first batch on, every
+        // change the application makes to a source is recorded.
+        change_capture::install(&mut tx, plan, &stage.id, &batched.sources)
+            .map_err(EngineError::database("cannot install the change capture"))?;
+        tx.commit().map_err(EngineError::database(format!(
+            "cannot commit the start of stage `{}`",
+            stage.id
+        )))?;
+        Ok(Some(checkpoint))
+    }
+
+    /// The batches, in key order, each committed with the checkpoint; `false` when
+    /// the stage stops (the report says why).
+    #[allow(clippy::too_many_arguments)]
+    fn run_batches<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        work: &Work<'_>,
+        checkpoint: &mut Checkpoint,
+        stage_report: &mut StageReport,
+    ) -> Result<bool, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        let progress = run.observer.progress();
+        progress.start(checkpoint.total_rows.map(|n| n as u64));
+        progress.advance(checkpoint.rows_read as u64);
         let step_started = Instant::now();
         let mut notes = Vec::new();
+        let mut size = batched.settings.batch_size;
+        let mut waited = Duration::ZERO;
         loop {
+            let resume_at = checkpoint
+                .last_key
+                .map_or("-".into(), |key| key.to_string());
+            let next = format!(
+                "batch {} ({} batches committed; a re-run resumes after key {resume_at})",
+                checkpoint.batches + 1,
+                checkpoint.batches
+            );
+            if crate::run::interrupted_before(stage_report, &next) {
+                progress.finish();
+                return Ok(false);
+            }
+            match self.wait_for_health(conn, run, index, &batched.settings, stage_report)? {
+                Some(time) => waited += time,
+                None => {
+                    progress.finish();
+                    return Ok(false);
+                }
+            }
+            let batch_started = Instant::now();
             let mut tx = conn
                 .transaction()
                 .map_err(EngineError::database("cannot begin a batch"))?;
             self.set_timeouts(&mut tx, index, true)?;
-            let outcome = {
-                let mut context = TransformContext {
+            change_capture::own_writes(&mut tx)
+                .map_err(EngineError::database("cannot begin a batch"))?;
+            let outcome = work.transform.run_batch(
+                &mut TransformContext {
                     transaction: &mut tx,
-                    params: &params,
+                    params: &work.params,
                     stage_id: &stage.id,
                     run_id: run.run_id,
                     progress: &planrun_transform::NoProgress,
-                };
-                transform.run_batch(
-                    &mut context,
-                    checkpoint.last_key,
-                    batched.settings.batch_size,
-                )
-            };
+                },
+                checkpoint.last_key,
+                size,
+            );
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     let _ = tx.rollback();
                     progress.finish();
                     stage_report.status = StageStatus::Failed;
-                    let mut failure = match error {
-                        TransformError::Database(error) => {
-                            stage_error(&error, Some(name.clone()), None, "", 0)
-                        }
-                        other => plain_error(Some(name), other.to_string()),
-                    };
+                    let mut failure = transform_failure(error, work.name, checkpoint);
                     crate::run::explain_timeout(&mut failure, run, stage, &self.plan().timeouts);
-                    failure.message.push_str(&format!(
-                        " ({} batches committed before this one; a re-run resumes after key {})",
-                        checkpoint.batches,
-                        checkpoint
-                            .last_key
-                            .map_or("-".into(), |key| key.to_string())
-                    ));
                     stage_report.error = Some(failure);
-                    return self.fail_batched(conn, run, index, stage_report, started, started_at);
+                    return Ok(false);
                 }
             };
             let Some(last_key) = outcome.last_key else {
@@ -247,27 +414,36 @@ impl Runner<'_> {
             checkpoint.rows_read += outcome.report.rows_read as i64;
             checkpoint.rows_written += outcome.report.rows_written as i64;
             checkpoint.rows_quarantined += outcome.report.rows_quarantined as i64;
-            ledger::advance_checkpoint(&mut tx, plan, &checkpoint)?;
+            ledger::advance_checkpoint(&mut tx, plan, checkpoint)?;
             tx.commit()
                 .map_err(EngineError::database("cannot commit a batch"))?;
             progress.advance(outcome.report.rows_read);
             notes = outcome.report.notes;
+            size =
+                throttle::next_batch_size(size, batch_started.elapsed(), batched.settings.target);
             if batched.settings.pause > Duration::ZERO {
-                std::thread::sleep(batched.settings.pause);
+                // A signal ends the pause; the check before the next batch stops.
+                crate::interrupt::sleep(batched.settings.pause);
             }
         }
         progress.finish();
         notes.retain(|note| !note.contains(" read, "));
         notes.push(format!(
-            "batched: {} batches of up to {} rows, last key {}",
+            "batched: {} batches (first size {}, last {size}), last key {}",
             checkpoint.batches,
             batched.settings.batch_size,
             checkpoint
                 .last_key
                 .map_or("-".into(), |key| key.to_string())
         ));
+        if waited > Duration::ZERO {
+            notes.push(format!(
+                "waited {:.1} s in all for the server's health",
+                waited.as_secs_f64()
+            ));
+        }
         stage_report.steps.push(StepReport {
-            name: step.name.clone(),
+            name: work.step_name.to_owned(),
             kind: "transform".into(),
             duration_ms: step_started.elapsed().as_millis() as u64,
             rows_affected: checkpoint.rows_written as u64,
@@ -277,36 +453,28 @@ impl Runner<'_> {
         });
         stage_report.rows_affected += checkpoint.rows_written as u64;
         stage_report.rows_quarantined += checkpoint.rows_quarantined as u64;
+        Ok(true)
+    }
 
-        let mut tx = conn.transaction().map_err(EngineError::database(format!(
-            "cannot begin the final transaction of stage `{}`",
-            stage.id
-        )))?;
-        self.set_timeouts(&mut tx, index, true)?;
-        let rest = batched.position + 1..stage.steps.len();
-        stage_report.locks.clear();
-        // The captures are read again under the stage's locks, so that the
-        // verification compares the result with the source as it is at the end, not
-        // as it was when the first batch started: a row the application changed
-        // behind the checkpoint then fails the stage instead of being lost.
-        let passed = self.take_stage_locks(&mut tx, run, index, &mut stage_report)?
-            && self.take_captures(&mut tx, run, index, &mut stage_report)
-            && self.verify_after_step(&mut tx, run, stage, &step.name, &mut stage_report)
-            && self.run_steps(&mut tx, run, index, rest, &mut stage_report, true)?
-            && check_deferred_constraints(&mut tx, &mut stage_report)
-            && self.verify_stage(&mut tx, run, index, &mut stage_report);
-        if !passed {
-            let _ = tx.rollback();
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+    /// Waits while the server is unhealthy (`throttle.rs`), saying why; the time
+    /// waited, or `None` when a signal interrupted the wait.
+    pub(crate) fn wait_for_health<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        index: usize,
+        settings: &BatchSettings,
+        stage_report: &mut StageReport,
+    ) -> Result<Option<Duration>, EngineError> {
+        let stage = &self.plan().stages[index].id;
+        let waited = throttle::wait_until_healthy(conn, settings, |reason| {
+            run.observer.note(&format!("{stage}: waiting: {reason}"));
+        })
+        .map_err(EngineError::database("cannot check the server's health"))?;
+        if waited.is_none() {
+            crate::run::interrupted_before(stage_report, "the next batch");
         }
-        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        self.record(&mut tx, run.run_id, index, &stage_report, started_at)?;
-        ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
-        if let Err(error) = tx.commit() {
-            fail_at(&mut stage_report, "COMMIT", &error);
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
-        }
-        Ok(stage_report)
+        Ok(waited)
     }
 
     fn batch_total<C: GenericClient>(

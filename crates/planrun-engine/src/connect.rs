@@ -214,6 +214,11 @@ impl Target {
         Ok(client)
     }
 
+    /// Asks the server to cancel the statement running on `token`'s session.
+    pub fn cancel(&self, token: &postgres::CancelToken) -> Result<(), String> {
+        self.tls.cancel(token)
+    }
+
     /// Adds where the password came from to an authentication failure, as libpq does.
     fn explain(&self, reason: String) -> String {
         match self.resolved.origin("password") {

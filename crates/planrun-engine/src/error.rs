@@ -28,6 +28,8 @@ pub enum EngineError {
     Backup { reason: String },
     #[error("{0}")]
     NotDryRunnable(String),
+    #[error("interrupted by {0}")]
+    Interrupted(String),
     #[error("{0}")]
     Selection(String),
     #[error("cannot read {path}: {source}")]
@@ -37,6 +39,12 @@ pub enum EngineError {
     },
     #[error("the ledger was written by a newer planrun (ledger version {found}, this planrun knows {known}); upgrade planrun")]
     LedgerTooNew { found: i32, known: i32 },
+    #[error("the ledger's {object} is owned by {owner}, not by {role}, the role planrun runs as: planrun does not read or write a ledger another role can change (its triggers, views and functions would run with {role}'s privileges); inspect it, then run planrun as {owner} or give the schema and everything in it to {role}")]
+    LedgerNotOwned {
+        object: String,
+        owner: String,
+        role: String,
+    },
 }
 
 impl EngineError {
@@ -47,6 +55,7 @@ impl EngineError {
             | EngineError::CannotConnect { .. } => exit_codes::CANNOT_CONNECT,
             EngineError::Locked { .. } => exit_codes::LOCKED,
             EngineError::Backup { .. } => exit_codes::BACKUP_FAILED,
+            EngineError::Interrupted(_) => exit_codes::INTERRUPTED,
             EngineError::NotDryRunnable(_) | EngineError::Selection(_) => exit_codes::USAGE,
             _ => exit_codes::ERROR,
         }

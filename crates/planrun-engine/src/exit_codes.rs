@@ -25,6 +25,9 @@ pub const CANNOT_CONNECT: i32 = 16;
 pub const BACKUP_FAILED: i32 = 17;
 /// `--require-rehearsal` refused: no matching, passing, fresh rehearsal.
 pub const REHEARSAL_REQUIRED: i32 = 18;
+/// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
+/// stages stay (128 + SIGINT, as shells report an interrupted command).
+pub const INTERRUPTED: i32 = 130;
 
 /// Every code with its name and meaning, for documentation and `--help`.
 pub const ALL: &[(i32, &str, &str)] = &[
@@ -67,5 +70,10 @@ pub const ALL: &[(i32, &str, &str)] = &[
         REHEARSAL_REQUIRED,
         "rehearsal-required",
         "no matching, passing, fresh rehearsal report",
+    ),
+    (
+        INTERRUPTED,
+        "interrupted",
+        "SIGINT or SIGTERM: the stage in progress rolled back, committed stages stay",
     ),
 ];

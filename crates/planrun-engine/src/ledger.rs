@@ -9,9 +9,10 @@ use serde_json::Value as Json;
 
 use crate::checksum::StageDefinition;
 use crate::error::EngineError;
+use crate::trusted_sql::{check_ledger_owner, own_ledger};
 
 /// The ledger layout this planrun writes.
-pub const LEDGER_VERSION: i32 = 3;
+pub const LEDGER_VERSION: i32 = 5;
 
 const CREATE_V1: &str = "
 CREATE SCHEMA IF NOT EXISTS planrun;
@@ -83,9 +84,30 @@ ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
     CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed'));
 ";
 
+/// Version 4: the session a run was started from, so that `status` tells a run whose
+/// planrun was killed (its session gone) from a live one.
+const MIGRATE_TO_V4: &str = "
+ALTER TABLE planrun.runs ADD COLUMN IF NOT EXISTS backend_pid integer;
+ALTER TABLE planrun.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz;
+";
+
+/// Version 5: a half-done batched stage abandoned with `planrun reset` is recorded
+/// `reset` (not done).
+const MIGRATE_TO_V5: &str = "
+ALTER TABLE planrun.stage_results DROP CONSTRAINT IF EXISTS stage_results_status_check;
+ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
+    CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed', 'reset'));
+";
+
+/// True for a `runs` row (alias `r`) whose session still exists. A session another
+/// role owns shows no `backend_start` without `pg_read_all_stats`; it counts as live.
+const SESSION_ALIVE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid = r.backend_pid AND (a.backend_start = r.backend_start OR a.backend_start IS NULL))";
+
 /// Creates or checks the ledger. Call with the plan lock held, so that two first
 /// runs do not race to create it.
 pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
     let exists: bool = client
         .query_one(
             "SELECT to_regclass('planrun.ledger_version') IS NOT NULL",
@@ -99,6 +121,7 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             .map_err(EngineError::database(
                 "cannot create the ledger schema `planrun`",
             ))?;
+        check_ledger_owner(&mut *client)?;
     }
     let version: i32 = client
         .query_one(
@@ -113,7 +136,13 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             known: LEDGER_VERSION,
         });
     }
-    let migrations: [(i32, &str); 3] = [(1, ""), (2, MIGRATE_TO_V2), (3, MIGRATE_TO_V3)];
+    let migrations: [(i32, &str); 5] = [
+        (1, ""),
+        (2, MIGRATE_TO_V2),
+        (3, MIGRATE_TO_V3),
+        (4, MIGRATE_TO_V4),
+        (5, MIGRATE_TO_V5),
+    ];
     for (target, sql) in migrations {
         if version >= target {
             continue;
@@ -135,6 +164,7 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
 
 /// Whether the ledger exists (read-only commands do not create it).
 pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
+    let mut client = own_ledger(client)?;
     Ok(client
         .query_one(
             "SELECT to_regclass('planrun.stage_results') IS NOT NULL",
@@ -185,6 +215,7 @@ fn results(
     if !exists(client)? {
         return Ok(BTreeMap::new());
     }
+    let mut client = own_ledger(client)?;
     let rows = client
         .query(
             "SELECT DISTINCT ON (stage_id) stage_id, run_id, status, checksum, definition, \
@@ -226,11 +257,28 @@ pub struct NewRun<'a> {
 }
 
 pub fn start_run(client: &mut impl GenericClient, run: &NewRun<'_>) -> Result<i64, EngineError> {
+    let mut client = own_ledger(client)?;
     let host = hostname();
+    // Called with the plan lock held: a 'running' row of this plan whose session is
+    // gone is a planrun that was killed; say so before starting another.
+    client
+        .execute(
+            &format!(
+                "UPDATE planrun.runs r SET outcome = 'abandoned', finished_at = clock_timestamp() \
+                 WHERE plan_name = $1 AND outcome = 'running' AND NOT {SESSION_ALIVE}"
+            ),
+            &[&run.plan_name],
+        )
+        .map_err(EngineError::database(
+            "cannot mark abandoned runs in the ledger",
+        ))?;
     client
         .query_one(
-            "INSERT INTO planrun.runs (plan_name, plan_checksum, planrun_version, client_host, command, target) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO planrun.runs (plan_name, plan_checksum, planrun_version, client_host, command, target, \
+                 backend_pid, backend_start) \
+             VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.pg_backend_pid(), \
+                 (SELECT backend_start FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())) \
+             RETURNING id",
             &[
                 &run.plan_name,
                 &run.plan_checksum,
@@ -252,6 +300,7 @@ pub fn finish_run(
     outcome: &str,
     backup_file: Option<&str>,
 ) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
     client
         .execute(
             "UPDATE planrun.runs SET finished_at = clock_timestamp(), outcome = $2, \
@@ -261,6 +310,26 @@ pub fn finish_run(
         .map(drop)
         .map_err(EngineError::database(
             "cannot record the run's outcome in the ledger",
+        ))
+}
+
+/// Records the backup of a run as soon as it is complete, on `client`, a connection
+/// of its own: the stage it was taken for may still roll back, and planrun may be
+/// killed before the run ends.
+pub fn record_backup(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    backup_file: &str,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    client
+        .execute(
+            "UPDATE planrun.runs SET backup_file = $2 WHERE id = $1",
+            &[&run_id, &backup_file],
+        )
+        .map(drop)
+        .map_err(EngineError::database(
+            "cannot record the backup in the ledger",
         ))
 }
 
@@ -289,6 +358,7 @@ pub fn record_stage(
     client: &mut impl GenericClient,
     record: &StageRecord<'_>,
 ) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
     let definition =
         serde_json::to_value(record.definition).expect("a definition always serialises");
     client
@@ -328,11 +398,16 @@ pub fn recent_runs(
     if !exists(client)? {
         return Ok(Vec::new());
     }
+    let mut client = own_ledger(client)?;
     let rows = client
         .query(
-            "SELECT id, command, outcome, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-                    coalesce(backup_file, ''), db_user, client_host \
-             FROM planrun.runs WHERE plan_name = $1 ORDER BY id DESC LIMIT $2",
+            &format!(
+                "SELECT id, command, \
+                        CASE WHEN outcome = 'running' AND NOT {SESSION_ALIVE} THEN 'abandoned' ELSE outcome END, \
+                        to_char(started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                        coalesce(backup_file, ''), db_user, client_host \
+                 FROM planrun.runs r WHERE plan_name = $1 ORDER BY id DESC LIMIT $2"
+            ),
             &[&plan, &limit],
         )
         .map_err(EngineError::database("cannot read the ledger"))?;
@@ -387,6 +462,7 @@ pub struct Checkpoint {
 }
 
 fn has_checkpoints(client: &mut impl GenericClient) -> Result<bool, EngineError> {
+    let mut client = own_ledger(client)?;
     Ok(client
         .query_one("SELECT to_regclass('planrun.checkpoints') IS NOT NULL", &[])
         .map_err(EngineError::database("cannot inspect the ledger"))?
@@ -401,6 +477,7 @@ pub fn checkpoints(
     if !has_checkpoints(client)? {
         return Ok(BTreeMap::new());
     }
+    let mut client = own_ledger(client)?;
     let rows = client
         .query(
             "SELECT stage_id, run_id, checksum, last_key, batches, rows_read, rows_written, \
@@ -438,6 +515,7 @@ pub fn start_checkpoint(
     plan: &str,
     checkpoint: &Checkpoint,
 ) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
     let captures = serde_json::to_value(&checkpoint.captures).unwrap_or_default();
     client
         .execute(
@@ -462,6 +540,7 @@ pub fn advance_checkpoint(
     plan: &str,
     checkpoint: &Checkpoint,
 ) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
     client
         .execute(
             "UPDATE planrun.checkpoints SET last_key = $3, batches = $4, rows_read = $5, \
@@ -487,6 +566,7 @@ pub fn finish_checkpoint(
     plan: &str,
     stage: &str,
 ) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
     client
         .execute(
             "DELETE FROM planrun.checkpoints WHERE plan_name = $1 AND stage_id = $2",

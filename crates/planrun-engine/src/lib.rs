@@ -5,21 +5,27 @@
 pub mod backup;
 mod batched;
 mod captures;
+mod change_capture;
 mod checksum;
 pub mod connect;
 mod error;
 pub mod exit_codes;
 mod history;
+pub mod interrupt;
 pub mod ledger;
 pub mod lock;
+mod online;
 mod preview;
 pub mod rehearse;
 mod report;
+mod reset;
 mod run;
 mod sql;
 mod sql_step;
 mod stage_locks;
+mod throttle;
 mod tls;
+mod trusted_sql;
 mod watch;
 
 pub use checksum::normalise_line_endings;
@@ -30,6 +36,7 @@ pub use preview::{status, StatusReport};
 pub use report::{
     CheckResult, RunOutcome, RunReport, SqlDiff, StageError, StageReport, StageStatus, StepReport,
 };
+pub use reset::ResetReport;
 pub use run::{ApplyOptions, Observer, Runner, Silent};
 pub use stage_locks::{HeldLock, LockRetry};
 pub use watch::Blocker;

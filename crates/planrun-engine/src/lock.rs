@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::EngineError;
+use crate::trusted_sql::TrustedSearchPath;
 
 /// First key of planrun's advisory locks ("plan" in ASCII), so they are easy to find
 /// in `pg_locks` and unlikely to collide with an application's own.
@@ -41,6 +42,9 @@ pub fn plan_lock_key(plan: &str) -> i32 {
 
 /// Takes the plan's lock on `client`, waiting up to `wait`.
 pub fn acquire(client: &mut Client, plan: &str, wait: Duration) -> Result<(), EngineError> {
+    let mut client = TrustedSearchPath::enter(client).map_err(EngineError::database(
+        "cannot set planrun's own search_path",
+    ))?;
     let key = plan_lock_key(plan);
     let started = Instant::now();
     loop {
@@ -51,19 +55,28 @@ pub fn acquire(client: &mut Client, plan: &str, wait: Duration) -> Result<(), En
             return Ok(());
         }
         if started.elapsed() >= wait {
-            let holder = holder(client, plan).ok().flatten();
+            let holder = holder(&mut client, plan).ok().flatten();
             return Err(EngineError::Locked {
                 plan: plan.to_owned(),
                 holder,
                 waited_ms: started.elapsed().as_millis() as u64,
             });
         }
-        std::thread::sleep(Duration::from_millis(100).min(wait.saturating_sub(started.elapsed())));
+        let pause = Duration::from_millis(100).min(wait.saturating_sub(started.elapsed()));
+        if !crate::interrupt::sleep(pause) {
+            let signal = crate::interrupt::requested().map_or("a signal", |i| i.name());
+            return Err(EngineError::Interrupted(format!(
+                "{signal} while waiting for the plan lock; nothing ran"
+            )));
+        }
     }
 }
 
 /// Releases the lock (it would also go with the session).
 pub fn release(client: &mut Client, plan: &str) {
+    let Ok(mut client) = TrustedSearchPath::enter(client) else {
+        return;
+    };
     let _ = client.execute(
         "SELECT pg_advisory_unlock($1, $2)",
         &[&LOCK_CLASS, &plan_lock_key(plan)],
@@ -73,6 +86,7 @@ pub fn release(client: &mut Client, plan: &str) {
 /// The session holding the plan's lock, if any.
 pub fn holder(client: &mut Client, plan: &str) -> Result<Option<LockHolder>, postgres::Error> {
     let key = plan_lock_key(plan);
+    let mut client = TrustedSearchPath::enter(client)?;
     let row = client.query_opt(
         "SELECT a.pid, coalesce(a.application_name, ''), \
                 coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '?'), \

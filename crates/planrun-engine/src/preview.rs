@@ -36,6 +36,7 @@ impl Runner<'_> {
         self.run_setup(&mut tx)?;
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
         let checkpoints = ledger::checkpoints(&mut tx, &self.plan().name)?;
+        let backlog = backlogs(&mut tx, &self.plan().name, &checkpoints)?;
         let mut captures: BTreeMap<String, Option<String>> = done
             .values()
             .flat_map(|recorded| recorded.captures.clone())
@@ -69,7 +70,10 @@ impl Runner<'_> {
                 continue;
             }
             if let Some(checkpoint) = checkpoints.get(&stage.id) {
-                stage_report.note = Some(partial_note(checkpoint));
+                stage_report.note = Some(partial_note(
+                    checkpoint,
+                    backlog.get(&stage.id).copied().unwrap_or(0),
+                ));
                 pending.insert(stage.id.clone());
                 would_change = true;
                 report.stages.push(stage_report);
@@ -232,17 +236,34 @@ pub struct StatusReport {
 }
 
 /// "batch 12 committed, 120000 of 1000000 rows read, resumes after key 120000".
-fn partial_note(checkpoint: &Checkpoint) -> String {
+fn partial_note(checkpoint: &Checkpoint, changes: i64) -> String {
     let total = checkpoint
         .total_rows
         .map_or_else(String::new, |total| format!(" of {total}"));
     format!(
-        "batched, half done: {} batches committed, {}{total} rows read, {} quarantined; `planrun apply` resumes after key {}",
+        "batched, half done: {} batches committed, {}{total} rows read, {} quarantined, {changes} changes by the application to redo; `planrun apply` resumes after key {} (`planrun reset {}` abandons it)",
         checkpoint.batches,
         checkpoint.rows_read,
         checkpoint.rows_quarantined,
-        checkpoint.last_key.map_or("-".into(), |key| key.to_string())
+        checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+        checkpoint.stage_id
     )
+}
+
+/// The changes recorded by each half-done stage's capture and not redone yet.
+fn backlogs<C: postgres::GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+) -> Result<BTreeMap<String, i64>, EngineError> {
+    checkpoints
+        .keys()
+        .map(|stage| {
+            crate::change_capture::pending(conn, plan, stage)
+                .map(|count| (stage.clone(), count))
+                .map_err(EngineError::database("cannot count the captured changes"))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,6 +287,7 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
     let done = ledger::done_results(&mut client, &runner.plan().name)?;
     let recent_runs = ledger::recent_runs(&mut client, &runner.plan().name, 5)?;
     let checkpoints = ledger::checkpoints(&mut client, &runner.plan().name)?;
+    let backlog = backlogs(&mut client, &runner.plan().name, &checkpoints)?;
     let stages = runner
         .dag()
         .order()
@@ -310,7 +332,10 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                 line.finished_at = Some(checkpoint.updated_at.clone());
                 line.rows_affected = Some(checkpoint.rows_written);
                 line.rows_quarantined = Some(checkpoint.rows_quarantined);
-                line.note = Some(partial_note(checkpoint));
+                line.note = Some(partial_note(
+                    checkpoint,
+                    backlog.get(&stage.id).copied().unwrap_or(0),
+                ));
             }
             line
         })

@@ -446,8 +446,12 @@ pub fn plan_words<'p>(
         .collect())
 }
 
-/// Version, name, size and row counts, read in one read-only transaction.
+/// Version, name, size and row counts, read in one read-only transaction, with
+/// planrun's own search_path (the connection runs nothing else).
 fn identity(client: &mut Client, words: &BTreeSet<String>) -> Result<Identity, EngineError> {
+    crate::trusted_sql::pin_trusted_search_path(client).map_err(EngineError::database(
+        "cannot set planrun's own search_path",
+    ))?;
     let mut tx = client
         .build_transaction()
         .read_only(true)

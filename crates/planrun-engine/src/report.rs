@@ -57,6 +57,8 @@ pub enum RunOutcome {
     VerificationFailed,
     StepFailed,
     Drift,
+    /// SIGINT or SIGTERM: the stage in progress rolled back.
+    Interrupted,
 }
 
 impl RunOutcome {
@@ -67,6 +69,7 @@ impl RunOutcome {
             RunOutcome::VerificationFailed => exit_codes::VERIFICATION_FAILED,
             RunOutcome::StepFailed => exit_codes::STEP_FAILED,
             RunOutcome::Drift => exit_codes::DRIFT,
+            RunOutcome::Interrupted => exit_codes::INTERRUPTED,
         }
     }
 
@@ -78,6 +81,7 @@ impl RunOutcome {
             RunOutcome::VerificationFailed => "verification_failed",
             RunOutcome::StepFailed => "step_failed",
             RunOutcome::Drift => "drift",
+            RunOutcome::Interrupted => "interrupted",
         }
     }
 }
@@ -100,6 +104,10 @@ pub enum StageStatus {
     Blocked,
     /// A step or verification failed; rolled back.
     Failed,
+    /// SIGINT or SIGTERM stopped it; rolled back.
+    Interrupted,
+    /// `planrun reset`: a half-done batched attempt abandoned and undone.
+    Reset,
     /// Not reached because an earlier stage stopped the run.
     NotRun,
     /// Optional, or outside `--stage`/`--until`.
@@ -124,6 +132,8 @@ impl StageStatus {
             StageStatus::DriftAccepted => "drift accepted",
             StageStatus::Blocked => "BLOCKED",
             StageStatus::Failed => "FAILED",
+            StageStatus::Interrupted => "INTERRUPTED",
+            StageStatus::Reset => "reset",
             StageStatus::NotRun => "not run",
             StageStatus::NotSelected => "not selected",
             StageStatus::WouldRun => "would run",

@@ -20,6 +20,7 @@ use crate::captures;
 use crate::checksum::{self, Definition, StageDefinition};
 use crate::connect::{error_chain, redact, Target};
 use crate::error::EngineError;
+use crate::interrupt;
 use crate::ledger::{self, NewRun, RecordedStage, StageRecord};
 use crate::lock;
 use crate::report::{
@@ -68,6 +69,10 @@ pub trait Observer {
     fn stage_started(&self, _stage: &Stage) {}
     fn stage_finished(&self, _report: &StageReport) {}
     fn backup_taken(&self, _file: &std::path::Path) {}
+    /// Something the user should know that does not stop the run.
+    fn warning(&self, _text: &str) {}
+    /// What the run is doing now, when it is not obvious (waiting, catching up).
+    fn note(&self, _text: &str) {}
     /// A lock attempt of `stage` timed out; it is tried again after `retry.retry_in_ms`.
     fn lock_retry(&self, _stage: &str, _retry: &LockRetry) {}
     fn progress(&self) -> &dyn Progress {
@@ -103,6 +108,27 @@ pub(crate) struct RunState<'r> {
     pub(crate) watch: Option<BlockerWatch>,
     /// The current stage's lock attempts that were retried.
     pub(crate) lock_retries: std::sync::Mutex<Vec<LockRetry>>,
+}
+
+impl<'r> RunState<'r> {
+    pub(crate) fn new(
+        target: &'r Target,
+        options: &'r ApplyOptions,
+        observer: &'r dyn Observer,
+        run_id: i64,
+    ) -> RunState<'r> {
+        RunState {
+            target,
+            options,
+            observer,
+            run_id,
+            captures: BTreeMap::new(),
+            changed_anything: false,
+            backup_file: None,
+            watch: None,
+            lock_retries: Default::default(),
+        }
+    }
 }
 
 /// A plan ready to run: validated, ordered, with its registry.
@@ -345,6 +371,8 @@ impl<'a> Runner<'a> {
             }
         }
         let mut client = self.connect(target, "apply")?;
+        // A signal cancels what runs on this connection (see `interrupt`).
+        let _cancel_on_signal = interrupt::watch_connection(&client, target);
         lock::acquire(&mut client, &self.plan.name, options.lock_wait)?;
         let result = if options.dry_run {
             let mut outer = client.transaction().map_err(EngineError::database(
@@ -357,6 +385,7 @@ impl<'a> Runner<'a> {
             self.apply_stages(&mut client, target, options, &selection, observer)
         };
         lock::release(&mut client, &self.plan.name);
+        interrupt::acknowledge();
         result
     }
 
@@ -457,7 +486,7 @@ impl<'a> Runner<'a> {
             lock_retries: Default::default(),
         };
         if !options.dry_run {
-            if let Ok(row) = conn.query_one("SELECT pg_backend_pid()", &[]) {
+            if let Ok(row) = conn.query_one("SELECT pg_catalog.pg_backend_pid()", &[]) {
                 run.watch = BlockerWatch::start(target, &self.plan.name, row.get(0));
             }
         }
@@ -473,6 +502,10 @@ impl<'a> Runner<'a> {
                 }
                 report.stages.push(stage_report);
                 continue;
+            }
+            if !stopped && interrupt::requested().is_some() {
+                report.outcome = RunOutcome::Interrupted;
+                stopped = true;
             }
             if stopped {
                 report
@@ -502,7 +535,11 @@ impl<'a> Runner<'a> {
                 Ok(stage_report) => stage_report,
                 Err(error) => {
                     // Best effort: the connection may be what failed.
-                    let _ = ledger::finish_run(conn, run_id, "aborted", run.backup_file.as_deref());
+                    let outcome = match interrupt::requested() {
+                        Some(_) => RunOutcome::Interrupted.ledger_label(),
+                        None => "aborted",
+                    };
+                    let _ = ledger::finish_run(conn, run_id, outcome, run.backup_file.as_deref());
                     return Err(error);
                 }
             };
@@ -518,6 +555,10 @@ impl<'a> Runner<'a> {
                 }
                 StageStatus::Blocked => {
                     report.outcome = RunOutcome::PreconditionFailed;
+                    stopped = true;
+                }
+                StageStatus::Interrupted => {
+                    report.outcome = RunOutcome::Interrupted;
                     stopped = true;
                 }
                 StageStatus::Drifted => {
@@ -563,6 +604,10 @@ impl<'a> Runner<'a> {
             report
                 .summary
                 .push(format!("{verb}: {}", committed.join(", ")));
+        }
+        if report.outcome == RunOutcome::Interrupted {
+            self.summarise_interruption(report);
+            return;
         }
         let failed = report
             .stages
@@ -612,6 +657,40 @@ impl<'a> Runner<'a> {
                 .summary
                 .push("nothing to do: every selected stage is already applied".into());
         }
+    }
+
+    /// What an interrupted run leaves: the stage rolled back, those not run, the
+    /// backup, and how to go on.
+    fn summarise_interruption(&self, report: &mut RunReport) {
+        let signal = interrupt::requested().map_or("a signal", |interrupted| interrupted.name());
+        let ids = |status: StageStatus| -> Vec<&str> {
+            report
+                .stages
+                .iter()
+                .filter(|stage| stage.status == status)
+                .map(|stage| stage.id.as_str())
+                .collect()
+        };
+        let mut line = format!("interrupted by {signal}");
+        for (label, stages) in [
+            ("rolled back", ids(StageStatus::Interrupted)),
+            ("not run", ids(StageStatus::NotRun)),
+        ] {
+            if !stages.is_empty() {
+                line.push_str(&format!("; {label}: {}", stages.join(", ")));
+            }
+        }
+        let next = format!(
+            "next: run `planrun apply {}` again to continue; committed stages will not run twice{}",
+            self.plan.path.display(),
+            report
+                .backup_file
+                .as_ref()
+                .map(|file| format!(" (the backup taken before the first change: {file})"))
+                .unwrap_or_default()
+        );
+        report.summary.push(line);
+        report.summary.push(next);
     }
 
     pub(crate) fn stage_report(&self, index: usize, status: StageStatus) -> StageReport {
@@ -677,6 +756,17 @@ impl<'a> Runner<'a> {
                 self.plan.stages[index].id
             )))?;
         let mut stage_report = self.run_stage_transactions(conn, run, index)?;
+        if let Some(interrupted) = interrupt::requested() {
+            // Whatever failed, the signal is why: the cancelled statement, or the
+            // check before the next step or the commit.
+            if stage_report.status == StageStatus::Failed {
+                stage_report.status = StageStatus::Interrupted;
+                stage_report.note = Some(format!(
+                    "interrupted by {}; everything the stage did was rolled back",
+                    interrupted.name()
+                ));
+            }
+        }
         if let Ok(mut retries) = run.lock_retries.lock() {
             stage_report.lock_retries = std::mem::take(&mut *retries);
         }
@@ -705,7 +795,10 @@ impl<'a> Runner<'a> {
                     return Ok(stage_report);
                 }
             };
-            match self.stage_body(&mut tx, run, index, &mut stage_report, true) {
+            let body = self
+                .stage_body(&mut tx, run, index, &mut stage_report, true)
+                .map(|passed| passed && !interrupted_before(&mut stage_report, "COMMIT"));
+            match body {
                 Ok(true) => {
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
                     let recorded =
@@ -783,6 +876,7 @@ impl<'a> Runner<'a> {
         let status = match stage_report.status {
             StageStatus::Applied => "applied",
             StageStatus::Skipped => "skipped",
+            StageStatus::Reset => "reset",
             _ => "failed",
         };
         ledger::record_stage(
@@ -914,7 +1008,19 @@ impl<'a> Runner<'a> {
                 let lock_wait = stage.timeouts.or(&self.plan.timeouts).lock_timeout;
                 let file = backup::take(run.target, dir, &self.plan.name, lock_wait.as_ref())?;
                 run.observer.backup_taken(&file);
-                run.backup_file = Some(file.display().to_string());
+                let file = file.display().to_string();
+                // Recorded now, outside the stage's transaction: whatever happens
+                // next, the ledger says where the backup is.
+                if let Err(error) = run
+                    .target
+                    .connect("planrun ledger")
+                    .and_then(|mut side| ledger::record_backup(&mut side, run.run_id, &file))
+                {
+                    run.observer.warning(&format!(
+                        "the backup {file} could not be recorded in the ledger yet ({error}); the run's end records it"
+                    ));
+                }
+                run.backup_file = Some(file);
             }
         }
         run.changed_anything = true;
@@ -977,6 +1083,9 @@ impl<'a> Runner<'a> {
         let stage = &self.plan.stages[index];
         for position in range {
             let step = &stage.steps[position];
+            if interrupted_before(stage_report, &format!("step `{}`", step.name)) {
+                return Ok(false);
+            }
             let step_started = Instant::now();
             // The SQL read once, when the stage's checksum was computed: what runs is
             // what the ledger records.
@@ -1158,7 +1267,8 @@ pub(crate) fn explain_timeout(
 ) {
     let timeout = match error.sqlstate.as_deref() {
         Some("55P03") => "lock_timeout",
-        Some("57014") => "statement_timeout",
+        // Also what planrun's own cancel on SIGINT/SIGTERM reports.
+        Some("57014") if interrupt::requested().is_none() => "statement_timeout",
         _ => return,
     };
     if let Some(watch) = &run.watch {
@@ -1211,6 +1321,21 @@ pub(crate) fn check_deferred_constraints<C: GenericClient>(
 
 /// Marks the stage failed at `point` (a step name, or `BEGIN` / `COMMIT`) with the
 /// database's error.
+/// Marks the stage failed (it rolls back) when a signal asked planrun to stop.
+pub(crate) fn interrupted_before(stage_report: &mut StageReport, point: &str) -> bool {
+    let Some(interrupted) = interrupt::requested() else {
+        return false;
+    };
+    if stage_report.status != StageStatus::Failed {
+        stage_report.status = StageStatus::Failed;
+        stage_report.error = Some(plain_error(
+            None,
+            format!("interrupted by {} before {point}", interrupted.name()),
+        ));
+    }
+    true
+}
+
 pub(crate) fn fail_at(stage_report: &mut StageReport, point: &str, error: &postgres::Error) {
     stage_report.status = StageStatus::Failed;
     stage_report.error = Some(stage_error(error, Some(point.to_owned()), None, "", 0));

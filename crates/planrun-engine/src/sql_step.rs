@@ -177,14 +177,16 @@ fn drop_invalid_index<C: GenericClient>(
     Ok(Some(invalid))
 }
 
-/// `index`, as the server names it, when it exists and is not valid.
+/// `index`, as the server names it, when it exists and is not valid. The name resolves
+/// with the plan's search_path, as the build's did, so every other name is qualified.
 fn invalid_index<C: GenericClient>(
     conn: &mut C,
     index: &str,
 ) -> Result<Option<String>, postgres::Error> {
     let row = conn.query_opt(
-        "SELECT i.indexrelid::regclass::text FROM pg_index i
-         WHERE i.indexrelid = to_regclass($1) AND NOT (i.indisvalid AND i.indisready)",
+        "SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_index i
+         WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+           AND NOT (i.indisvalid AND i.indisready)",
         &[&index],
     )?;
     Ok(row.map(|row| row.get(0)))

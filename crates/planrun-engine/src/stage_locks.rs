@@ -103,7 +103,10 @@ where
             Some(lock_error) if number < retries.attempts => {
                 let delay = retries.delay_after(number);
                 on_retry(number, lock_error, delay);
-                std::thread::sleep(delay);
+                if !crate::interrupt::sleep(delay) {
+                    // A signal: no more attempts; the stage rolls back.
+                    return Err(error);
+                }
                 number += 1;
             }
             _ => return Err(error),
@@ -235,7 +238,8 @@ impl Runner<'_> {
 
 /// `LOCK TABLE` for each lock in order; the server's spelling of each table, or `None`
 /// for one that does not exist. The server resolves and quotes the name, so a name is
-/// never pasted into SQL as written.
+/// never pasted into SQL as written; it resolves with the plan's search_path, so the
+/// function that resolves it is named with its schema.
 pub(crate) fn lock_tables(
     tx: &mut Transaction<'_>,
     locks: &[TableLock],
@@ -243,7 +247,10 @@ pub(crate) fn lock_tables(
     let mut resolved = Vec::with_capacity(locks.len());
     for lock in locks {
         let table: Option<String> = tx
-            .query_one("SELECT to_regclass($1)::text", &[&lock.table])?
+            .query_one(
+                "SELECT pg_catalog.to_regclass($1)::pg_catalog.text",
+                &[&lock.table],
+            )?
             .get(0);
         if let Some(table) = &table {
             tx.batch_execute(&format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql()))?;

@@ -108,6 +108,17 @@ impl Tls {
             .map_err(|error| error_chain(&error))
     }
 
+    /// Asks the server to cancel the statement running on `token`'s session, over
+    /// the same TLS setting.
+    pub fn cancel(&self, token: &postgres::CancelToken) -> Result<(), String> {
+        let result = if self.mode == Mode::Disable {
+            token.cancel_query(postgres::NoTls)
+        } else {
+            token.cancel_query(self.connector()?)
+        };
+        result.map_err(|error| error_chain(&error))
+    }
+
     fn connector(&self) -> Result<MakeTlsConnector, String> {
         let mut builder = SslConnector::builder(SslMethod::tls_client())
             .map_err(|error| format!("cannot set up TLS: {error}"))?;

@@ -69,6 +69,7 @@ impl BlockerWatch {
     /// (the apply goes on, only without blocker names).
     pub fn start(target: &Target, plan: &str, pid: i32) -> Option<BlockerWatch> {
         let mut client = target.connect(&format!("planrun watch {plan}")).ok()?;
+        crate::trusted_sql::pin_trusted_search_path(&mut client).ok()?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handle = {

@@ -49,22 +49,29 @@ impl Columns {
     }
 }
 
-/// The columns of `public.<table>`, or `None` when the table does not exist.
+/// The columns of `public.<table>`, or `None` when the table does not exist. The
+/// transform runs with the plan's search_path, so every function and operator is
+/// named with its schema: another role's `=(oid, regclass)` in `public` would fit
+/// `attrelid = to_regclass($1)` better than pg_catalog's and run as planrun.
 pub(crate) fn columns(
     transaction: &mut Transaction<'_>,
     table: &'static str,
 ) -> Result<Option<Columns>, TransformError> {
     let qualified = format!("public.{table}");
     let exists: bool = transaction
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])?
+        .query_one(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[&qualified],
+        )?
         .get(0);
     if !exists {
         return Ok(None);
     }
     let rows = transaction.query(
-        "SELECT attname::text, format_type(atttypid, atttypmod)
+        "SELECT attname::pg_catalog.text, pg_catalog.format_type(atttypid, atttypmod)
          FROM pg_catalog.pg_attribute
-         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+         WHERE attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+           AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
         &[&qualified],
     )?;
     Ok(Some(Columns {

@@ -54,15 +54,17 @@ SELECT s.id, s.chapter_id, s.image::text
 FROM public.chapter_sections s WHERE s.image IS NOT NULL ORDER BY s.id";
 
 /// Rows of `memoir_images` whose source was changed (by the application) after they
-/// were collected: `(memoir_images.id, source id, source image)`.
+/// were collected: `(memoir_images.id, source id, source image)`. The keys are typed
+/// `text`: pg_catalog has no `jsonb ->> jsonb`, so an untyped literal would let such an
+/// operator in another schema of the search_path match exactly.
 const CHANGED_COVERS: &str = "
 SELECT m.id, c.id::bigint, c.cover_image::text
 FROM public.chapters c
 JOIN public.memoir_images m ON m.chapter_id = c.id AND m.section_id IS NULL
 WHERE c.cover_image IS NOT NULL
-  AND (m.url IS DISTINCT FROM c.cover_image->>'url'
-       OR m.caption IS DISTINCT FROM c.cover_image->>'caption'
-       OR m.meta IS DISTINCT FROM c.cover_image - 'url' - 'caption')
+  AND (m.url IS DISTINCT FROM c.cover_image ->> 'url'::text
+       OR m.caption IS DISTINCT FROM c.cover_image ->> 'caption'::text
+       OR m.meta IS DISTINCT FROM c.cover_image - 'url'::text - 'caption'::text)
 ORDER BY m.id";
 
 const CHANGED_SECTION_IMAGES: &str = "
@@ -70,9 +72,9 @@ SELECT m.id, s.id, s.image::text
 FROM public.chapter_sections s
 JOIN public.memoir_images m ON m.section_id = s.id
 WHERE s.image IS NOT NULL
-  AND (m.url IS DISTINCT FROM s.image->>'url'
-       OR m.caption IS DISTINCT FROM s.image->>'caption'
-       OR m.meta IS DISTINCT FROM s.image - 'url' - 'caption')
+  AND (m.url IS DISTINCT FROM s.image ->> 'url'::text
+       OR m.caption IS DISTINCT FROM s.image ->> 'caption'::text
+       OR m.meta IS DISTINCT FROM s.image - 'url'::text - 'caption'::text)
 ORDER BY m.id";
 
 /// Which source a pass reads: its query, and how errors name the row.

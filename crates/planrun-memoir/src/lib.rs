@@ -17,6 +17,7 @@ mod paragraphs;
 mod params;
 mod quarantine;
 mod split;
+mod split_batched;
 mod split_transform;
 
 pub use collect_transform::CollectImages;

@@ -11,7 +11,8 @@
 //! transaction and commits only after the plan's verification passes.
 
 use planrun_transform::{
-    BatchOutcome, DeferredConstraints, Transform, TransformContext, TransformError, TransformReport,
+    BatchOutcome, DeferredConstraints, SourceTable, Transform, TransformContext, TransformError,
+    TransformReport,
 };
 use planrun_transform::{LockMode, TableLock};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -23,6 +24,7 @@ use crate::catalog::{self, is_text_like};
 use crate::params;
 use crate::quarantine::{self, QuarantinedChapter, CREATE_QUARANTINE_TABLE};
 use crate::split::{split_chapter, SplitChapter};
+use crate::split_batched;
 
 /// What to do with a chapter that breaks the spec's rules (`on_invalid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -231,58 +233,33 @@ impl Transform for SplitChapters {
     ) -> Result<BatchOutcome, TransformError> {
         params::into_error(self.check_params(context.params))?;
         let on_invalid = OnInvalid::from_params(context.params).map_err(TransformError::Params)?;
-        let transaction = &mut *context.transaction;
-        transaction.batch_execute(CREATE_QUARANTINE_TABLE)?;
-        let images_type = check_schema(transaction)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = transaction.query(
-            "SELECT id::bigint, content::text, images::text FROM public.chapters
-             WHERE $1::bigint IS NULL OR id > $1 ORDER BY id LIMIT $2",
-            &[&after, &limit],
-        )?;
-        let Some(last) = rows.last() else {
-            return Ok(BatchOutcome::default());
-        };
-        let last_key: i64 = last.get(0);
-        let (batch, set_aside) = split_rows(&rows, on_invalid)?;
-        let rows_read = rows.len() as u64;
-        drop(rows);
+        split_batched::next_batch(context, on_invalid, after, limit)
+    }
 
-        transaction.batch_execute(
-            "DROP TABLE IF EXISTS pg_temp.memoir_split_covers;
-             CREATE TEMP TABLE memoir_split_covers (chapter_id bigint NOT NULL, cover jsonb NOT NULL)
-                 ON COMMIT DROP;",
-        )?;
-        let rows_written = write_sections(transaction, &batch)?;
-        write_covers(transaction, &batch)?;
-        let rows_quarantined = quarantine::insert(
-            transaction,
-            &set_aside,
-            &images_type,
-            context.run_id,
-            context.stage_id,
-        )?;
-        transaction.execute(
-            "UPDATE public.chapters c SET cover_image = NULL
-             WHERE ($1::bigint IS NULL OR c.id > $1) AND c.id <= $2 AND c.cover_image IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM pg_temp.memoir_split_covers v WHERE v.chapter_id = c.id)",
-            &[&after, &last_key],
-        )?;
-        transaction.batch_execute(
-            "UPDATE public.chapters c SET cover_image = v.cover
-             FROM pg_temp.memoir_split_covers v
-             WHERE c.id = v.chapter_id AND c.cover_image IS DISTINCT FROM v.cover;
-             DROP TABLE pg_temp.memoir_split_covers;",
-        )?;
-        Ok(BatchOutcome {
-            last_key: Some(last_key),
-            report: TransformReport {
-                rows_read,
-                rows_written,
-                rows_quarantined,
-                notes: vec![format!("images column type: {images_type}")],
-            },
-        })
+    fn sources(&self, _params: &toml::Table) -> Vec<SourceTable> {
+        vec![SourceTable::new("public.chapters", "id")]
+    }
+
+    /// The chapters with these ids split again as they are now: their sections,
+    /// cover and quarantine row replaced, or removed for a chapter that is gone.
+    fn redo_keys(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+        keys: &[i64],
+    ) -> Result<TransformReport, TransformError> {
+        params::into_error(self.check_params(context.params))?;
+        let on_invalid = OnInvalid::from_params(context.params).map_err(TransformError::Params)?;
+        split_batched::redo(context, on_invalid, keys)
+    }
+
+    /// Everything a half-done batched split wrote: every section (the table is new
+    /// in stage 1 and only the split fills it before its stage commits), every cover,
+    /// and the stage's quarantine rows.
+    fn reset(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+    ) -> Result<TransformReport, TransformError> {
+        split_batched::reset(context)
     }
 }
 
@@ -290,7 +267,10 @@ impl Transform for SplitChapters {
 type SplitBatch = (Vec<(i64, SplitChapter)>, Vec<QuarantinedChapter>);
 
 /// Splits fetched `(id, content, images)` rows, failing on or setting aside invalid ones.
-fn split_rows(rows: &[Row], on_invalid: OnInvalid) -> Result<SplitBatch, TransformError> {
+pub(crate) fn split_rows(
+    rows: &[Row],
+    on_invalid: OnInvalid,
+) -> Result<SplitBatch, TransformError> {
     let mut batch: Vec<(i64, SplitChapter)> = Vec::with_capacity(rows.len());
     let mut set_aside: Vec<QuarantinedChapter> = Vec::new();
     for row in rows {
@@ -322,7 +302,7 @@ fn split_rows(rows: &[Row], on_invalid: OnInvalid) -> Result<SplitBatch, Transfo
 }
 
 /// Checks every column the transform reads or writes; returns the images column's type.
-fn check_schema(transaction: &mut Transaction<'_>) -> Result<String, TransformError> {
+pub(crate) fn check_schema(transaction: &mut Transaction<'_>) -> Result<String, TransformError> {
     let chapters = catalog::require_table(transaction, "chapters", "the legacy chapters")?;
     chapters.require_type("id", &["bigint", "integer"])?;
     let content = chapters.require("content")?;
@@ -368,7 +348,7 @@ fn stage_one_hint(error: TransformError, what: &str) -> TransformError {
     }
 }
 
-fn write_sections(
+pub(crate) fn write_sections(
     transaction: &mut Transaction<'_>,
     batch: &[(i64, SplitChapter)],
 ) -> Result<u64, postgres::Error> {
@@ -388,7 +368,7 @@ fn write_sections(
     writer.finish()
 }
 
-fn write_covers(
+pub(crate) fn write_covers(
     transaction: &mut Transaction<'_>,
     batch: &[(i64, SplitChapter)],
 ) -> Result<u64, postgres::Error> {

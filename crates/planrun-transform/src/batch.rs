@@ -6,7 +6,15 @@
 use std::time::Duration;
 
 /// Step params that belong to the engine, not to the transform.
-pub const ENGINE_PARAMS: [&str; 3] = ["mode", "batch_size", "pause"];
+pub const ENGINE_PARAMS: [&str; 7] = [
+    "mode",
+    "batch_size",
+    "pause",
+    "batch_target",
+    "max_replica_lag",
+    "max_transaction_age",
+    "pause_while",
+];
 
 /// How a batched transform step runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +23,28 @@ pub struct BatchSettings {
     pub batch_size: u64,
     /// Wait between batches, to leave the server room for other work.
     pub pause: Duration,
+    /// Adapt the batch size so that a batch takes about this long (`batch_size` is
+    /// then the first size).
+    pub target: Option<Duration>,
+    /// Wait while a streaming replica's replay lags more than this.
+    pub max_replica_lag: Option<Duration>,
+    /// Wait while another session's transaction has been open longer than this.
+    pub max_transaction_age: Option<Duration>,
+    /// A query; wait while it returns true.
+    pub pause_while: Option<String>,
+}
+
+impl BatchSettings {
+    pub fn new(batch_size: u64) -> BatchSettings {
+        BatchSettings {
+            batch_size,
+            pause: Duration::ZERO,
+            target: None,
+            max_replica_lag: None,
+            max_transaction_age: None,
+            pause_while: None,
+        }
+    }
 }
 
 const DEFAULT_BATCH_SIZE: u64 = 10_000;
@@ -39,45 +69,67 @@ pub fn batch_settings(params: &toml::Table) -> Result<Option<BatchSettings>, Str
             ))
         }
     };
-    let pause = match params.get("pause") {
-        None => Duration::ZERO,
-        Some(toml::Value::String(text)) => parse_pause(text)?,
-        Some(toml::Value::Integer(ms)) if *ms >= 0 => Duration::from_millis(*ms as u64),
+    let pause = duration(params, "pause")?.unwrap_or(Duration::ZERO);
+    let pause_while = match params.get("pause_while") {
+        None => None,
+        Some(toml::Value::String(sql)) if !sql.trim().is_empty() => Some(sql.clone()),
         Some(other) => {
             return Err(format!(
-                "`pause` must be a duration such as \"200ms\", found {other}"
-            ))
+            "`pause_while` must be a query returning true while planrun should wait, found {other}"
+        ))
         }
+    };
+    let settings = BatchSettings {
+        batch_size,
+        pause,
+        target: duration(params, "batch_target")?,
+        max_replica_lag: duration(params, "max_replica_lag")?,
+        max_transaction_age: duration(params, "max_transaction_age")?,
+        pause_while,
     };
     match mode {
         "atomic" => {
-            if params.contains_key("batch_size") || params.contains_key("pause") {
-                return Err("`batch_size` and `pause` apply only with mode = \"batched\"".into());
+            if let Some(key) = ENGINE_PARAMS[1..]
+                .iter()
+                .find(|key| params.contains_key(**key))
+            {
+                return Err(format!("`{key}` applies only with mode = \"batched\""));
             }
             Ok(None)
         }
-        "batched" => Ok(Some(BatchSettings { batch_size, pause })),
+        "batched" => Ok(Some(settings)),
         other => Err(format!(
             "`mode` must be \"atomic\" or \"batched\", found \"{other}\""
         )),
     }
 }
 
-fn parse_pause(text: &str) -> Result<Duration, String> {
+/// The duration under `key`: `"200ms"`, `"5s"`, `"2min"`, or milliseconds.
+fn duration(params: &toml::Table, key: &str) -> Result<Option<Duration>, String> {
+    match params.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(text)) => parse_duration(key, text).map(Some),
+        Some(toml::Value::Integer(ms)) if *ms >= 0 => Ok(Some(Duration::from_millis(*ms as u64))),
+        Some(other) => Err(format!(
+            "`{key}` must be a duration such as \"200ms\", found {other}"
+        )),
+    }
+}
+
+fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`pause` \"{text}\" is not a duration such as \"200ms\" or \"1s\""))?;
+    let wrong =
+        || format!("`{key}` \"{text}\" is not a duration such as \"200ms\", \"5s\" or \"2min\"");
+    let number: u64 = number.parse().map_err(|_| wrong())?;
     match unit.trim() {
         "ms" | "" => Ok(Duration::from_millis(number)),
         "s" => Ok(Duration::from_secs(number)),
-        _ => Err(format!(
-            "`pause` \"{text}\" is not a duration such as \"200ms\" or \"1s\""
-        )),
+        "min" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(wrong()),
     }
 }
 
@@ -107,12 +159,23 @@ mod tests {
             ))
             .unwrap(),
             Some(BatchSettings {
-                batch_size: 500,
-                pause: Duration::from_millis(20)
+                pause: Duration::from_millis(20),
+                ..BatchSettings::new(500)
             })
         );
         assert!(batch_settings(&table("mode = \"sometimes\"")).is_err());
         assert!(batch_settings(&table("batch_size = 5")).is_err());
+        assert!(batch_settings(&table("max_replica_lag = \"5s\"")).is_err());
+        let online = batch_settings(&table(
+            "mode = \"batched\"\nbatch_target = \"500ms\"\nmax_replica_lag = \"5s\"\nmax_transaction_age = \"2min\"\npause_while = \"SELECT false\"",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(online.target, Some(Duration::from_millis(500)));
+        assert_eq!(online.max_replica_lag, Some(Duration::from_secs(5)));
+        assert_eq!(online.max_transaction_age, Some(Duration::from_secs(120)));
+        assert_eq!(online.pause_while.as_deref(), Some("SELECT false"));
+        assert!(batch_settings(&table("mode = \"batched\"\nmax_replica_lag = \"soon\"")).is_err());
         assert!(batch_settings(&table("mode = \"batched\"\nbatch_size = 0")).is_err());
         assert_eq!(
             transform_params(&table("mode = \"batched\"\non_invalid = \"fail\"")),

@@ -26,38 +26,56 @@ pub struct DeferredConstraints {
 
 /// The table's primary key, unique and foreign key constraints that only lock the
 /// table itself to drop: `(name, definition, kind)`, keys first.
+///
+/// These queries resolve the table's name with the plan's search_path, as the
+/// statements built from their answers do, so everything else in them names its
+/// schema: a function or operator that another role put in `public` (an
+/// `=(oid, regclass)`, a `name || text`) fits an unqualified expression better than
+/// pg_catalog's own and would run with planrun's privileges.
 const DROPPABLE_CONSTRAINTS: &str = "
-SELECT c.conname, pg_get_constraintdef(c.oid), c.contype::text
-FROM pg_constraint c
-WHERE c.conrelid = $1::text::regclass
-  AND (c.contype IN ('p', 'u') AND NOT EXISTS (
-           SELECT 1 FROM pg_constraint f
-           WHERE f.contype = 'f' AND f.conindid = c.conindid AND f.conrelid <> c.conrelid)
-       OR c.contype = 'f' AND c.confrelid = c.conrelid)
-ORDER BY CASE c.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, c.conname";
+SELECT c.conname, pg_catalog.pg_get_constraintdef(c.oid), c.contype::pg_catalog.text
+FROM pg_catalog.pg_constraint c
+WHERE c.conrelid OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.regclass
+  AND ((c.contype OPERATOR(pg_catalog.=) 'p' OR c.contype OPERATOR(pg_catalog.=) 'u')
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_constraint f
+           WHERE f.contype OPERATOR(pg_catalog.=) 'f'
+             AND f.conindid OPERATOR(pg_catalog.=) c.conindid
+             AND f.conrelid OPERATOR(pg_catalog.<>) c.conrelid)
+       OR c.contype OPERATOR(pg_catalog.=) 'f' AND c.confrelid OPERATOR(pg_catalog.=) c.conrelid)
+ORDER BY c.contype OPERATOR(pg_catalog.<>) 'p', c.contype OPERATOR(pg_catalog.<>) 'u', c.conname";
 
 /// What stays, and why.
 const KEPT_CONSTRAINTS: &str = "
-SELECT c.conname || CASE c.contype
-         WHEN 'f' THEN ' (a foreign key to ' || c.confrelid::regclass::text
-                       || ': dropping it would lock that table against reads)'
-         ELSE ' (another table''s foreign key rests on it)' END
-FROM pg_constraint c
-WHERE c.conrelid = $1::text::regclass
-  AND (c.contype IN ('p', 'u') AND EXISTS (
-           SELECT 1 FROM pg_constraint f
-           WHERE f.contype = 'f' AND f.conindid = c.conindid AND f.conrelid <> c.conrelid)
-       OR c.contype = 'f' AND c.confrelid <> c.conrelid)
+SELECT CASE WHEN c.contype OPERATOR(pg_catalog.=) 'f'
+            THEN pg_catalog.format(
+                     '%s (a foreign key to %s: dropping it would lock that table against reads)',
+                     c.conname, c.confrelid::pg_catalog.regclass)
+            ELSE pg_catalog.format('%s (another table''s foreign key rests on it)', c.conname)
+       END
+FROM pg_catalog.pg_constraint c
+WHERE c.conrelid OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.regclass
+  AND ((c.contype OPERATOR(pg_catalog.=) 'p' OR c.contype OPERATOR(pg_catalog.=) 'u')
+       AND EXISTS (
+           SELECT 1 FROM pg_catalog.pg_constraint f
+           WHERE f.contype OPERATOR(pg_catalog.=) 'f'
+             AND f.conindid OPERATOR(pg_catalog.=) c.conindid
+             AND f.conrelid OPERATOR(pg_catalog.<>) c.conrelid)
+       OR c.contype OPERATOR(pg_catalog.=) 'f' AND c.confrelid OPERATOR(pg_catalog.<>) c.conrelid)
 ORDER BY c.conname";
 
 /// Indexes that belong to no constraint and that no other table's foreign key uses.
 const DROPPABLE_INDEXES: &str = "
-SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-FROM pg_index i
-WHERE i.indrelid = $1::text::regclass
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint f
-                  WHERE f.contype = 'f' AND f.conindid = i.indexrelid AND f.conrelid <> i.indrelid)
+SELECT i.indexrelid::pg_catalog.regclass::pg_catalog.text, pg_catalog.pg_get_indexdef(i.indexrelid)
+FROM pg_catalog.pg_index i
+WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                  WHERE c.conindid OPERATOR(pg_catalog.=) i.indexrelid
+                    AND c.conrelid OPERATOR(pg_catalog.=) i.indrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
+                  WHERE f.contype OPERATOR(pg_catalog.=) 'f'
+                    AND f.conindid OPERATOR(pg_catalog.=) i.indexrelid
+                    AND f.conrelid OPERATOR(pg_catalog.<>) i.indrelid)
 ORDER BY i.indexrelid";
 
 impl DeferredConstraints {
@@ -72,7 +90,10 @@ impl DeferredConstraints {
         table: &str,
     ) -> Result<Option<DeferredConstraints>, postgres::Error> {
         let table: String = transaction
-            .query_one("SELECT $1::text::regclass::text", &[&table])?
+            .query_one(
+                "SELECT $1::pg_catalog.text::pg_catalog.regclass::pg_catalog.text",
+                &[&table],
+            )?
             .get(0);
         let table = table.as_str();
         let empty: bool = transaction

@@ -15,4 +15,6 @@ pub use bulk::{quote_identifier, DeferredConstraints};
 pub use planrun_plan::{LockMode, TableLock};
 pub use progress::{NoProgress, Progress};
 pub use registry::Registry;
-pub use transform::{BatchOutcome, Transform, TransformContext, TransformError, TransformReport};
+pub use transform::{
+    BatchOutcome, SourceTable, Transform, TransformContext, TransformError, TransformReport,
+};

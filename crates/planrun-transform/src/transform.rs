@@ -55,12 +55,65 @@ pub trait Transform: Send + Sync {
         )))
     }
 
+    /// Batched mode: the tables the transform reads rows from, each with its integer
+    /// key column. While a batched stage is under way the engine records, with a
+    /// trigger on each, the keys of the rows the application inserts, updates or
+    /// deletes, and hands them to [`redo_keys`](Self::redo_keys); batched mode needs
+    /// at least one.
+    fn sources(&self, _params: &toml::Table) -> Vec<SourceTable> {
+        Vec::new()
+    }
+
+    /// Batched mode: transforms the source rows with these keys again, as they are
+    /// now, replacing whatever the transform wrote for them before; a key no longer
+    /// in the source leaves nothing behind. Must be idempotent: a key may come more
+    /// than once, or before its batch.
+    fn redo_keys(
+        &self,
+        _context: &mut TransformContext<'_, '_>,
+        _keys: &[i64],
+    ) -> Result<TransformReport, TransformError> {
+        Err(TransformError::Params(format!(
+            "transform `{}` cannot redo changed rows, so it cannot run batched",
+            self.name()
+        )))
+    }
+
+    /// `planrun reset`: removes everything the transform wrote in batched mode, so
+    /// that the database is as it was before the stage started. Returns what it did.
+    fn reset(
+        &self,
+        _context: &mut TransformContext<'_, '_>,
+    ) -> Result<TransformReport, TransformError> {
+        Err(TransformError::Params(format!(
+            "transform `{}` cannot undo a half-done batched stage",
+            self.name()
+        )))
+    }
+
     /// Batched mode: the number of source rows in all, for progress, when cheap to know.
     fn batch_total(
         &self,
         _context: &mut TransformContext<'_, '_>,
     ) -> Result<Option<u64>, TransformError> {
         Ok(None)
+    }
+}
+
+/// A table a batched transform reads, and its integer key column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTable {
+    /// Schema-qualified, e.g. `public.chapters`.
+    pub table: String,
+    pub key: String,
+}
+
+impl SourceTable {
+    pub fn new(table: impl Into<String>, key: impl Into<String>) -> SourceTable {
+        SourceTable {
+            table: table.into(),
+            key: key.into(),
+        }
     }
 }
 

@@ -1,0 +1,182 @@
+//! `planrun reset STAGE`: abandons a half-done batched stage cleanly. Under the plan
+//! lock and the stage's locks, in one transaction: the transform removes what it
+//! wrote (`Transform::reset`), the change capture's triggers and recorded changes go,
+//! the checkpoint goes, and a `reset` row records it in the ledger. Before the commit
+//! planrun checks that no trigger, recorded change or checkpoint is left.
+
+use std::time::{Instant, SystemTime};
+
+use planrun_plan::StepKind;
+use planrun_transform::TransformContext;
+use serde::Serialize;
+
+use crate::batched::batched_step;
+use crate::change_capture;
+use crate::connect::Target;
+use crate::error::EngineError;
+use crate::ledger::{self, NewRun};
+use crate::lock;
+use crate::report::{StageReport, StageStatus};
+use crate::run::{RunState, Runner};
+
+/// What `reset` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResetReport {
+    pub plan: String,
+    pub stage: String,
+    pub target: String,
+    pub run_id: i64,
+    /// Batches the abandoned attempt had committed, and its last key.
+    pub batches: i64,
+    pub last_key: Option<i64>,
+    /// Changes by the application recorded and dropped with the capture.
+    pub changes_dropped: i64,
+    /// What the transform removed.
+    pub removed: Vec<String>,
+}
+
+impl Runner<'_> {
+    /// Abandons the half-done batched stage `stage_id`.
+    pub fn reset(&self, target: &Target, stage_id: &str) -> Result<ResetReport, EngineError> {
+        let index = self
+            .plan()
+            .stages
+            .iter()
+            .position(|stage| stage.id == stage_id)
+            .ok_or_else(|| EngineError::Selection(format!("the plan has no stage `{stage_id}`")))?;
+        let Some(batched) = batched_step(self, index)? else {
+            return Err(EngineError::Selection(format!(
+                "stage `{stage_id}` has no batched step: it commits whole or not at all, so there is nothing half done to reset"
+            )));
+        };
+        let plan = &self.plan().name;
+        let mut client = self.connect(target, "reset")?;
+        lock::acquire(&mut client, plan, std::time::Duration::from_secs(5))?;
+        let result = self.reset_locked(&mut client, target, index, &batched);
+        lock::release(&mut client, plan);
+        result
+    }
+
+    fn reset_locked(
+        &self,
+        client: &mut postgres::Client,
+        target: &Target,
+        index: usize,
+        batched: &crate::batched::BatchedStep,
+    ) -> Result<ResetReport, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        ledger::ensure(client)?;
+        let Some(checkpoint) = ledger::checkpoints(client, plan)?.remove(&stage.id) else {
+            return Err(EngineError::Selection(format!(
+                "stage `{}` is not half done: no checkpoint in the ledger",
+                stage.id
+            )));
+        };
+        let run_id = ledger::start_run(
+            client,
+            &NewRun {
+                plan_name: plan,
+                plan_checksum: &self.plan_checksum(),
+                command: &format!("reset {}", stage.id),
+                target: &target.to_string(),
+            },
+        )?;
+        let options = crate::run::ApplyOptions::default();
+        let run = RunState::new(target, &options, &crate::run::Silent, run_id);
+        let started = Instant::now();
+        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let mut tx = client
+            .transaction()
+            .map_err(EngineError::database("cannot begin the reset"))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        if !self.take_stage_locks(&mut tx, &run, index, &mut stage_report)? {
+            let _ = tx.rollback();
+            let _ = ledger::finish_run(client, run_id, "failed", None);
+            return Err(EngineError::Selection(format!(
+                "cannot reset `{}`: {}",
+                stage.id,
+                describe_failure(&stage_report)
+            )));
+        }
+        let dropped = change_capture::pending(&mut tx, plan, &stage.id)
+            .map_err(EngineError::database("cannot count the captured changes"))?;
+        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
+            unreachable!("batched_step only returns transform steps");
+        };
+        let transform = self.registry().get(name).ok_or_else(|| {
+            EngineError::Selection(format!("transform `{name}` is not registered"))
+        })?;
+        change_capture::own_writes(&mut tx)
+            .map_err(EngineError::database("cannot begin the reset"))?;
+        let removed = transform
+            .reset(&mut TransformContext {
+                transaction: &mut tx,
+                params: &planrun_transform::transform_params(params),
+                stage_id: &stage.id,
+                run_id,
+                progress: &planrun_transform::NoProgress,
+            })
+            .map_err(|error| {
+                EngineError::Selection(format!("cannot reset `{}`: {error}", stage.id))
+            })?;
+        change_capture::remove(&mut tx, plan, &stage.id, &batched.sources)
+            .map_err(EngineError::database("cannot remove the change capture"))?;
+        ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
+        self.check_reset(&mut tx, &stage.id)?;
+        stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        stage_report.note = Some(format!(
+            "reset: the half-done attempt of run {} ({} batches, after key {}) abandoned; {}",
+            checkpoint.run_id,
+            checkpoint.batches,
+            checkpoint
+                .last_key
+                .map_or("-".into(), |key| key.to_string()),
+            removed.notes.join("; ")
+        ));
+        stage_report.status = StageStatus::Reset;
+        let started_at = SystemTime::now() - started.elapsed();
+        self.record(&mut tx, run_id, index, &stage_report, started_at)?;
+        tx.commit()
+            .map_err(EngineError::database("cannot commit the reset"))?;
+        ledger::finish_run(client, run_id, "reset", None)?;
+        Ok(ResetReport {
+            plan: plan.clone(),
+            stage: stage.id.clone(),
+            target: target.to_string(),
+            run_id,
+            batches: checkpoint.batches,
+            last_key: checkpoint.last_key,
+            changes_dropped: dropped,
+            removed: removed.notes,
+        })
+    }
+
+    /// Nothing of the attempt may be left: no trigger, no recorded change, no
+    /// checkpoint.
+    fn check_reset<C: postgres::GenericClient>(
+        &self,
+        conn: &mut C,
+        stage: &str,
+    ) -> Result<(), EngineError> {
+        let plan = &self.plan().name;
+        let (triggers, changes) = change_capture::leftovers(conn, plan, stage)
+            .map_err(EngineError::database("cannot check the reset"))?;
+        let checkpoint = ledger::checkpoints(conn, plan)?.contains_key(stage);
+        if triggers > 0 || changes > 0 || checkpoint {
+            return Err(EngineError::Selection(format!(
+                "the reset of `{stage}` left {triggers} capture triggers, {changes} recorded changes and {} checkpoint; nothing was committed",
+                u8::from(checkpoint)
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn describe_failure(stage_report: &StageReport) -> String {
+    stage_report
+        .error
+        .as_ref()
+        .map(|error| error.message.clone())
+        .unwrap_or_else(|| "its locks could not be taken".into())
+}

@@ -1,0 +1,244 @@
+//! SIGINT and SIGTERM (issue 12): the running statement is cancelled and its stage
+//! rolled back, pg_dump is stopped, the report says what committed and what did not,
+//! and the ledger records the run as `interrupted`. A backup is recorded as soon as
+//! it is complete, and `status` tells a run whose session is gone from a live one.
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use planrun_engine::exit_codes;
+use planrun_tests::{describe, planrun_command, planrun_on, scenario, TestDb, CUSTOMERS};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+/// Polls `condition` every 20 ms for up to 30 s.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, signal: i32) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// Waits for `child` to exit, for at most `limit`, and returns its output.
+fn finish_within(child: Child, limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    (
+        output,
+        started.elapsed().min(limit + Duration::from_secs(1)),
+    )
+}
+
+fn apply(dir: &Path, db: &TestDb, extra: &[&str]) -> Child {
+    let mut args = vec!["apply", "plan.toml", "--database-url", &db.url];
+    args.extend(extra);
+    planrun_command(PLANRUN, dir, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn last_run(db: &TestDb) -> (String, Option<String>) {
+    let row = db.column(
+        "SELECT outcome || '|' || coalesce(backup_file, '') FROM planrun.runs ORDER BY id DESC LIMIT 1",
+    );
+    let text = row[0].clone().unwrap();
+    let (outcome, backup) = text.split_once('|').unwrap();
+    (
+        outcome.to_owned(),
+        Some(backup.to_owned()).filter(|file| !file.is_empty()),
+    )
+}
+
+fn sessions_running(db: &TestDb, pattern: &str) -> String {
+    db.scalar(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '{pattern}' AND pid <> pg_backend_pid()"
+    ))
+}
+
+#[test]
+fn sigint_mid_stage_cancels_the_statement_rolls_the_stage_back_and_says_so() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers;\nSELECT pg_sleep(60);\n",
+    )
+    .unwrap();
+    let child = apply(dir.path(), &db, &["--no-backup"]);
+    wait_until("load_orders sleeps", || {
+        sessions_running(&db, "%pg_sleep(60)%") == "1"
+    });
+    signal(&child, libc::SIGINT);
+    let (output, took) = finish_within(child, Duration::from_secs(10));
+    let text = describe(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INTERRUPTED),
+        "{text}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the statement was cancelled, not waited for"
+    );
+    for expected in [
+        "SIGINT: stopping",
+        "committed: create_orders",
+        "interrupted by SIGINT; rolled back: load_orders; not run: add_total",
+        "run `planrun apply plan.toml` again",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM orders"),
+        "0",
+        "load_orders rolled back"
+    );
+    assert_eq!(last_run(&db).0, "interrupted");
+    assert_eq!(sessions_running(&db, "%pg_sleep(60)%"), "0");
+
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers;\n",
+    )
+    .unwrap();
+    let rerun = planrun_on(
+        PLANRUN,
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup"],
+    );
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    assert_eq!(db.scalar("SELECT count(*) FROM orders"), "25");
+}
+
+#[test]
+fn sigterm_during_the_backup_stops_pg_dump_and_leaves_no_file() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let plan = std::fs::read_to_string(dir.path().join("plan.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        plan.replace("lock_timeout = \"2s\"", "lock_timeout = \"60s\""),
+    )
+    .unwrap();
+    // The application holds a lock pg_dump must wait for.
+    let mut holder = db.client();
+    let mut open = holder.transaction().unwrap();
+    open.batch_execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let backups = dir.path().join("backups");
+    let child = apply(
+        dir.path(),
+        &db,
+        &["--backup-dir", backups.to_str().unwrap()],
+    );
+    wait_until("pg_dump waits for its lock", || {
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+        ) == "1"
+    });
+    signal(&child, libc::SIGTERM);
+    let (output, _) = finish_within(child, Duration::from_secs(10));
+    let text = describe(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INTERRUPTED),
+        "{text}"
+    );
+    assert!(text.contains("SIGTERM during the backup"), "{text}");
+    wait_until("pg_dump is gone", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'") == "0"
+    });
+    open.rollback().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&backups)
+        .map(|entries| entries.map(|entry| entry.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a partial backup was left: {left:?}");
+    assert_eq!(last_run(&db), ("interrupted".to_owned(), None));
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.orders') IS NULL"),
+        "t",
+        "nothing ran"
+    );
+}
+
+#[test]
+fn a_backup_is_recorded_when_taken_and_status_tells_abandoned_runs_from_live_ones() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    std::fs::write(
+        dir.path().join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers;\nSELECT pg_sleep(60);\n",
+    )
+    .unwrap();
+    let backups = dir.path().join("backups");
+    let backup_args = ["--backup-dir", backups.to_str().unwrap()];
+
+    // Killed outright (no chance to clean up) after the backup: the ledger still
+    // knows where the backup is, and status calls the run abandoned.
+    let mut killed = apply(dir.path(), &db, &backup_args);
+    wait_until("load_orders sleeps", || {
+        sessions_running(&db, "%pg_sleep(60)%") == "1"
+    });
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    wait_until("the killed run's session is gone", || {
+        sessions_running(&db, "%pg_sleep(60)%") == "0"
+    });
+    let (outcome, backup) = last_run(&db);
+    assert_eq!(
+        outcome, "running",
+        "nothing could record the end of the run"
+    );
+    let backup = backup.expect("the backup was recorded as soon as it was complete");
+    assert!(Path::new(&backup).is_file(), "{backup}");
+    let outcomes = |status: &Output| -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout)
+            .unwrap_or_else(|_| panic!("{}", describe(status)));
+        json["recent_runs"]
+            .as_array()
+            .expect("recent_runs")
+            .iter()
+            .map(|run| run["outcome"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let status_json = || {
+        planrun_on(
+            PLANRUN,
+            dir.path(),
+            &db,
+            &["status", "plan.toml", "--format", "json"],
+        )
+    };
+    assert_eq!(outcomes(&status_json()), ["abandoned"]);
+
+    // A live run beside it.
+    let live = apply(dir.path(), &db, &["--no-backup"]);
+    wait_until("the live run sleeps", || {
+        sessions_running(&db, "%pg_sleep(60)%") == "1"
+    });
+    let status = status_json();
+    signal(&live, libc::SIGINT);
+    let (live_output, _) = finish_within(live, Duration::from_secs(10));
+    assert_eq!(
+        live_output.status.code(),
+        Some(exit_codes::INTERRUPTED),
+        "{}",
+        describe(&live_output)
+    );
+    assert_eq!(outcomes(&status), ["running", "abandoned"]);
+    assert_eq!(last_run(&db).0, "interrupted");
+}
