@@ -156,7 +156,7 @@ pub(crate) fn leftovers<C: GenericClient>(
     let name = trigger_name(plan, stage);
     let triggers: i64 = conn
         .query_one(
-            "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname IN ($1, $1 || '_truncate')",
+            "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname::text IN ($1::text, $1::text || '_truncate')",
             &[&name],
         )?
         .get(0);

@@ -5,12 +5,14 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use crate::bin::find_bin_dir;
 use crate::builder::TempClusterBuilder;
 use crate::files::{private_tempdir, write_private, DIR_ENV};
+use crate::psql::ServerSocket;
 use crate::quote;
+use crate::replica::TempReplica;
 use crate::server::{self, ServerFiles, StopMode};
 use crate::template::{self, TemplateKey};
 use crate::user::RunUser;
@@ -21,7 +23,7 @@ use crate::TempDbError;
 /// throwaway clusters.
 const HOST: &str = "127.0.0.1";
 /// The superuser `initdb` creates.
-const SUPERUSER: &str = "postgres";
+pub(crate) const SUPERUSER: &str = "postgres";
 /// A port found free can be taken by a parallel test before the server binds it.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -37,6 +39,9 @@ pub struct TempCluster {
     password: Option<String>,
     /// [`HOST`], or the socket directory of a socket-only cluster.
     host: String,
+    socket_only: bool,
+    /// The builder's settings, which a replica applies again after its own.
+    settings: Vec<(String, String)>,
     port: u16,
     root: PathBuf,
     data_dir: PathBuf,
@@ -97,8 +102,24 @@ impl TempCluster {
             password: password.clone(),
             user: user.clone(),
         })?;
+        let mut cluster = Self::prepare("planrun-pg-", bin_dir, user, password, socket_only)?;
+        // From here on errors drop `cluster`, which removes everything again.
+        template.copy_to(&cluster.data_dir, &cluster.user)?;
+        cluster.configure(&settings, ssl.as_ref())?;
+        cluster.settings = settings;
+        cluster.launch_on_a_free_port()
+    }
 
-        let dir = private_tempdir("planrun-pg-", &user)?;
+    /// A cluster without data directory or server yet: its temporary directory (named
+    /// `prefix...`), watchdog, socket directory and empty log. Dropping it removes them.
+    pub(crate) fn prepare(
+        prefix: &str,
+        bin_dir: PathBuf,
+        user: RunUser,
+        password: Option<String>,
+        socket_only: bool,
+    ) -> Result<TempCluster, TempDbError> {
+        let dir = private_tempdir(prefix, &user)?;
         let root = dir.path().to_path_buf();
         let data_dir = root.join("data");
         let socket_dir = root.join("socket");
@@ -114,6 +135,8 @@ impl TempCluster {
             user,
             password,
             host,
+            socket_only,
+            settings: Vec::new(),
             port: 0,
             socket_dir,
             log: root.join("postgres.log"),
@@ -123,8 +146,6 @@ impl TempCluster {
             watchdog: Some(watchdog),
             dir: Some(dir),
         };
-        // From here on errors drop `cluster`, which removes everything again.
-        template.copy_to(&cluster.data_dir, &cluster.user)?;
         fs::create_dir(&cluster.socket_dir)
             .and_then(|()| {
                 fs::set_permissions(&cluster.socket_dir, fs::Permissions::from_mode(0o700))
@@ -132,22 +153,22 @@ impl TempCluster {
             .map_err(|e| TempDbError::io_at("create directory", &cluster.socket_dir, e))?;
         cluster.user.chown(&cluster.socket_dir)?;
         write_private(&cluster.log, "", &cluster.user)?;
-        cluster.configure(&settings, ssl.as_ref(), socket_only)?;
-        cluster.launch_on_a_free_port()
+        Ok(cluster)
     }
 
     /// Append our settings to `postgresql.conf`, installing the TLS files if asked.
-    fn configure(
+    /// Appended, they win over what is already there, such as the settings a
+    /// replica's base backup copied from its primary.
+    pub(crate) fn configure(
         &self,
         settings: &[(String, String)],
         ssl: Option<&(PathBuf, PathBuf)>,
-        socket_only: bool,
     ) -> Result<(), TempDbError> {
         // fsync and full-page writes only protect against an operating-system crash,
         // which a throwaway cluster need not survive. synchronous_commit stays on:
         // with fsync off it costs a write() per commit, while off it would lose
         // acknowledged commits on StopMode::Immediate and mislead crash tests.
-        let listen = if socket_only { "" } else { HOST };
+        let listen = if self.socket_only { "" } else { HOST };
         let mut conf = format!(
             "\n# Added by planrun-tempdb: a throwaway cluster need not survive an OS crash.\n\
              listen_addresses = '{listen}'\n\
@@ -156,7 +177,7 @@ impl TempCluster {
              full_page_writes = off\n",
             quote::conf_value(&self.socket_dir.to_string_lossy()),
         );
-        if socket_only {
+        if self.socket_only {
             // The directories alone keep others out; this holds should one be opened.
             conf.push_str("unix_socket_permissions = 0700\n");
         }
@@ -177,7 +198,7 @@ impl TempCluster {
 
     /// Start the server on a free port; a parallel test may take the port first, so
     /// another is tried then.
-    fn launch_on_a_free_port(mut self) -> Result<TempCluster, TempDbError> {
+    pub(crate) fn launch_on_a_free_port(mut self) -> Result<TempCluster, TempDbError> {
         let mut attempt = 1;
         loop {
             let port = free_port()?;
@@ -205,6 +226,38 @@ impl TempCluster {
             self.user.chown(&to)?;
         }
         Ok(())
+    }
+
+    /// Start a streaming standby of this cluster; see [`TempReplica`].
+    pub fn start_replica(&self) -> Result<TempReplica, TempDbError> {
+        TempReplica::start(self)
+    }
+
+    /// Whether the server listens on its Unix socket only.
+    pub(crate) fn is_socket_only(&self) -> bool {
+        self.socket_only
+    }
+
+    /// The settings it was built with.
+    pub(crate) fn settings(&self) -> &[(String, String)] {
+        &self.settings
+    }
+
+    pub(crate) fn run_user(&self) -> &RunUser {
+        &self.user
+    }
+
+    /// The temporary directory holding data directory, socket directory and log.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn socket(&self) -> ServerSocket {
+        ServerSocket {
+            bin_dir: self.bin_dir.clone(),
+            socket_dir: self.socket_dir.clone(),
+            port: self.port,
+        }
     }
 
     fn files(&self) -> ServerFiles<'_> {
@@ -282,7 +335,7 @@ impl TempCluster {
     /// Run `sql` in `dbname` as the superuser over the Unix socket with `psql`
     /// (unaligned, tuples only), returning its standard output.
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String, TempDbError> {
-        self.run_psql(dbname, sql, || {
+        self.socket().psql(dbname, sql, || {
             format!("run SQL in database {}", quote::ident(dbname))
         })
     }
@@ -290,58 +343,10 @@ impl TempCluster {
     /// `CREATE DATABASE name` and its URL.
     pub fn create_database(&self, name: &str) -> Result<String, TempDbError> {
         let sql = format!("CREATE DATABASE {}", quote::ident(name));
-        self.run_psql("postgres", &sql, || {
+        self.socket().psql("postgres", &sql, || {
             format!("create database {}", quote::ident(name))
         })?;
         Ok(self.url(name))
-    }
-
-    fn run_psql(
-        &self,
-        dbname: &str,
-        sql: &str,
-        action: impl Fn() -> String,
-    ) -> Result<String, TempDbError> {
-        if dbname.contains('\0') || sql.contains('\0') {
-            return Err(TempDbError::Invalid {
-                what: action(),
-                reason: "NUL cannot be passed to psql".into(),
-            });
-        }
-        let own = self.bin_dir.join("psql");
-        let psql = if own.is_file() {
-            own
-        } else {
-            PathBuf::from("psql")
-        };
-        // A conninfo string rather than -h/-d: psql would otherwise read a database
-        // name containing `=` as a connection string.
-        let conninfo = format!(
-            "host={} port={} user={SUPERUSER} dbname={}",
-            conninfo_value(&self.socket_dir.to_string_lossy()),
-            self.port,
-            conninfo_value(dbname)
-        );
-        let output = Command::new(&psql)
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(conninfo)
-            .arg("-c")
-            .arg(sql)
-            // The caller's environment must not redirect us to another server or
-            // inject options.
-            .env_remove("PGSERVICE")
-            .env_remove("PGOPTIONS")
-            .env_remove("PGSSLMODE")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| TempDbError::io_at("run", &psql, e))?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-        }
-        Err(TempDbError::Psql {
-            action: action(),
-            output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
     }
 
     /// Stop the server, e.g. to simulate a crash with [`StopMode::Immediate`]. The
@@ -435,19 +440,4 @@ fn free_port() -> Result<u16, TempDbError> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| TempDbError::io(format!("find a free TCP port on {HOST}"), e))
-}
-
-/// A single-quoted libpq conninfo value.
-fn conninfo_value(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conninfo_values_are_quoted() {
-        assert_eq!(conninfo_value(r"it's\x"), r"'it\'s\\x'");
-    }
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why a throwaway cluster could not be found, created, started, used or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,19 @@ pub enum TempDbError {
     /// `initdb` exited unsuccessfully.
     #[error("initialise a cluster with {}: {output}", program.display())]
     Initdb { program: PathBuf, output: String },
+
+    /// `pg_basebackup` could not copy a primary for a replica.
+    #[error("copy the primary for a replica with {}: {output}", program.display())]
+    BaseBackup { program: PathBuf, output: String },
+
+    /// A replica did not get where it was waited for in time.
+    #[error("wait for {what}: gave up after {waited:?}; last seen: {last_seen}")]
+    Timeout {
+        what: String,
+        waited: Duration,
+        /// The state at the last look, e.g. the replica's row in `pg_stat_replication`.
+        last_seen: String,
+    },
 
     /// The server did not come up; the tail of its log says why. The log file itself
     /// is usually gone by the time the caller sees this, hence the copy.

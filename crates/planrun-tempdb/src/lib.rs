@@ -24,13 +24,31 @@
 //! let url = cluster.create_database("app")?;
 //! # Ok::<(), planrun_tempdb::TempDbError>(())
 //! ```
+//!
+//! [`TempCluster::start_replica`] adds a [`TempReplica`]: a hot standby streaming from
+//! the cluster, made with `pg_basebackup -R` and cleaned up the same way, for testing
+//! against real replication lag. Pausing its replay makes lag on purpose, which the
+//! primary's `pg_stat_replication` then shows; a base backup is about as many file
+//! creations as a template copy, so a replica takes a second or two to start on a
+//! disk and much less on a tmpfs.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! let primary = planrun_tempdb::TempCluster::start()?;
+//! let replica = primary.start_replica()?;
+//! replica.wait_until_streaming(Duration::from_secs(30))?;
+//! replica.pause_replay()?; // from here on, writes on the primary are lag
+//! # Ok::<(), planrun_tempdb::TempDbError>(())
+//! ```
 
 mod bin;
 mod builder;
 mod cluster;
 mod error;
 mod files;
+mod psql;
 mod quote;
+mod replica;
 mod server;
 mod template;
 mod user;
@@ -41,4 +59,5 @@ pub use builder::TempClusterBuilder;
 pub use cluster::{KeptCluster, TempCluster};
 pub use error::TempDbError;
 pub use files::DIR_ENV;
+pub use replica::TempReplica;
 pub use server::StopMode;

@@ -5,7 +5,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, process_running, processes_mentioning, psql_tcp, stdout};
+use common::{
+    eventually, process_running, processes_mentioning, psql_tcp, self_signed_certificate, stdout,
+};
 use planrun_tempdb::{StopMode, TempCluster, TempDbError};
 
 #[test]
@@ -198,28 +200,10 @@ fn stop_and_restart_keep_port_and_data() {
 #[test]
 fn serves_tls() {
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    match made {
-        Ok(out) if out.status.success() => {}
-        _ => {
-            eprintln!("skipping: the openssl command is not available");
-            return;
-        }
-    }
+    let Some((cert, key)) = self_signed_certificate(certs.path()) else {
+        eprintln!("skipping: the openssl command is not available");
+        return;
+    };
     let cluster = TempCluster::builder().ssl(&cert, &key).start().unwrap();
     let tls = format!(
         "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",

@@ -1,0 +1,277 @@
+//! Online batched stages (issue 13): while the memoir split runs in batches, the
+//! application's changes to `chapters` are captured and split again, so writes
+//! during the batches, behind the checkpoint, during catch-up, between a SIGKILL and
+//! the resume, and during the cutover all end up in the migrated data, and the stage
+//! completes. `planrun reset` abandons a half-done stage cleanly; `pause_while`
+//! holds the batches.
+
+use std::path::Path;
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tests::app::{AppConfig, AppSimulator};
+use planrun_tests::{describe, memoir_plan_edited, planrun_command, spawn_apply, stdout, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+fn legacy_db(chapters: usize) -> TestDb {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 11, chapters, ImagesType::Jsonb).unwrap();
+    db
+}
+
+/// The memoir plan with the split batched with `params` added.
+fn batched_plan(params: &str) -> tempfile::TempDir {
+    memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            &format!(r#"params = {{ on_invalid = "fail", mode = "batched", {params} }}"#),
+        )
+    })
+}
+
+const UNTIL_SPLIT: [&str; 2] = ["--until", "split_chapters"];
+
+fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--database-url", &db.url]);
+    planrun_command(PLANRUN, dir, &all).output().unwrap()
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_checkpoints(db: &TestDb) -> bool {
+    db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
+}
+
+/// Waits until the batches have committed past chapter `key`.
+fn wait_for_checkpoint(db: &TestDb, key: i64) {
+    let passed = format!("SELECT coalesce((SELECT last_key FROM planrun.checkpoints), 0) >= {key}");
+    wait_until(&format!("the batches pass chapter {key}"), || {
+        has_checkpoints(db) && db.scalar(&passed) == "t"
+    });
+}
+
+fn sections(db: &TestDb, chapter: i64) -> String {
+    db.scalar(&format!(
+        "SELECT coalesce(string_agg(content, ' | ' ORDER BY position), '') FROM chapter_sections WHERE chapter_id = {chapter}"
+    ))
+}
+
+/// Nothing of the capture is left once the stage is done or reset.
+fn assert_no_capture_left(db: &TestDb) {
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun_capture_%'"),
+        "0"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.changed_keys"), "0");
+}
+
+fn assert_success(output: &Output) {
+    assert_eq!(output.status.code(), Some(0), "{}", describe(output));
+}
+
+/// Changes three chapters below the checkpoint: new content, images removed, and
+/// one deleted.
+fn change_behind(db: &TestDb) {
+    db.execute("UPDATE chapters SET content = E'changed\\n\\nbehind the checkpoint' WHERE id = 50");
+    db.execute("UPDATE chapters SET images = '[]' WHERE id = (SELECT min(id) FROM chapters WHERE id BETWEEN 60 AND 200 AND cover_image IS NOT NULL)");
+    db.execute("DELETE FROM chapters WHERE id = 20");
+}
+
+fn assert_changes_behind_are_migrated(db: &TestDb) {
+    assert_eq!(sections(db, 50), "changed | behind the checkpoint");
+    assert_eq!(sections(db, 20), "", "a deleted chapter keeps no sections");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM chapter_sections s WHERE NOT EXISTS (SELECT 1 FROM chapters c WHERE c.id = s.chapter_id)"),
+        "0"
+    );
+}
+
+#[test]
+fn writes_behind_the_checkpoint_are_split_again_and_the_stage_completes() {
+    let db = legacy_db(2000);
+    let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    change_behind(&db);
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    assert_changes_behind_are_migrated(&db);
+    let text = stdout(&output);
+    assert!(
+        text.contains("catch-up: rows the application changed meanwhile"),
+        "{text}"
+    );
+    assert_no_capture_left(&db);
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.checkpoints"), "0");
+}
+
+#[test]
+fn the_application_writing_throughout_loses_no_committed_write() {
+    let db = legacy_db(3000);
+    let plan = batched_plan(r#"batch_size = 200, pause = "20ms""#);
+    let app = AppSimulator::start(&db.url, AppConfig::default());
+    assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
+    let output = run(
+        plan.path(),
+        &db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
+    );
+    let log = app.stop();
+    let lost = log.lost_writes(&mut db.client());
+    assert!(
+        lost.is_empty(),
+        "{} committed writes lost:\n{}\n{}",
+        lost.len(),
+        lost.join("\n"),
+        describe(&output)
+    );
+    assert_success(&output);
+    assert!(log.committed_total() > 0, "{}", log.summary());
+    assert_no_capture_left(&db);
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_resume_after_sigkill_redoes_what_the_application_changed_meanwhile() {
+    let db = legacy_db(2000);
+    let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    kill(child);
+    wait_until("the killed session is gone", || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'planrun%'")
+            == "0"
+    });
+    // While planrun is away: behind the checkpoint, and ahead of it.
+    change_behind(&db);
+    db.execute(
+        "UPDATE chapters SET content = 'ahead of the checkpoint', images = '[]' WHERE id = 1500",
+    );
+    let status = run(plan.path(), &db, &["status", "memoir.toml"]);
+    assert!(
+        stdout(&status).contains("changes by the application to redo"),
+        "{}",
+        describe(&status)
+    );
+    let resumed = run(
+        plan.path(),
+        &db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
+    );
+    assert_success(&resumed);
+    assert!(stdout(&resumed).contains("resumed after key"));
+    assert_changes_behind_are_migrated(&db);
+    assert_eq!(sections(&db, 1500), "ahead of the checkpoint");
+    assert_no_capture_left(&db);
+}
+
+#[test]
+fn reset_abandons_a_half_done_stage_cleanly_and_apply_starts_over() {
+    let db = legacy_db(1500);
+    let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    kill(child);
+    change_behind(&db);
+
+    let reset = run(
+        plan.path(),
+        &db,
+        &["reset", "split_chapters", "memoir.toml"],
+    );
+    assert_success(&reset);
+    assert!(
+        stdout(&reset).contains("is abandoned"),
+        "{}",
+        describe(&reset)
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM chapters WHERE cover_image IS NOT NULL"),
+        "0"
+    );
+    assert_no_capture_left(&db);
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.checkpoints"), "0");
+    assert_eq!(
+        db.scalar("SELECT status FROM planrun.stage_results WHERE stage_id = 'split_chapters' ORDER BY id DESC LIMIT 1"),
+        "reset"
+    );
+    let again = run(
+        plan.path(),
+        &db,
+        &["reset", "split_chapters", "memoir.toml"],
+    );
+    assert_ne!(
+        again.status.code(),
+        Some(0),
+        "nothing is half done any more"
+    );
+
+    let applied = run(
+        plan.path(),
+        &db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
+    );
+    assert_success(&applied);
+    assert_changes_behind_are_migrated(&db);
+}
+
+#[test]
+fn pause_while_holds_the_batches_until_it_turns_false() {
+    let db = legacy_db(600);
+    db.execute("CREATE TABLE hold (flag boolean); INSERT INTO hold VALUES (true)");
+    let plan = batched_plan(r#"batch_size = 100, pause_while = "SELECT flag FROM public.hold""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_until("the stage has started", || {
+        has_checkpoints(&db)
+            && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        db.scalar("SELECT batches FROM planrun.checkpoints"),
+        "0",
+        "no batch while pause_while holds"
+    );
+    db.execute("UPDATE hold SET flag = false");
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("waiting: the plan's pause_while query returns true"),
+        "{}",
+        describe(&output)
+    );
+}
