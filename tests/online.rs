@@ -275,3 +275,55 @@ fn pause_while_holds_the_batches_until_it_turns_false() {
         describe(&output)
     );
 }
+
+#[test]
+fn replica_lag_holds_the_batches_until_the_replica_catches_up() {
+    let db = legacy_db(600);
+    let replica = db
+        .cluster
+        .start_replica()
+        .expect("a streaming replica starts");
+    replica
+        .wait_until_streaming(Duration::from_secs(60))
+        .expect("the replica streams");
+    replica.pause_replay().unwrap();
+    db.execute("CREATE TABLE wal_filler AS SELECT g FROM generate_series(1, 20000) g");
+    wait_until("the replica lags more than a second", || {
+        db.scalar("SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) > 1.5 FROM pg_stat_replication")
+            == "t"
+    });
+    let plan = batched_plan(r#"batch_size = 100, max_replica_lag = "1s""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_until("the stage has started", || {
+        has_checkpoints(&db)
+            && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        db.scalar("SELECT batches FROM planrun.checkpoints"),
+        "0",
+        "no batch while the replica lags"
+    );
+    replica.resume_replay().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "waiting: replica {} replays",
+            replica.application_name()
+        )),
+        "{}",
+        describe(&output)
+    );
+    replica
+        .wait_until_caught_up(Duration::from_secs(60))
+        .expect("the replica catches up");
+    assert_eq!(
+        replica
+            .psql("planrun_test", "SELECT count(*) > 0 FROM chapter_sections")
+            .unwrap()
+            .trim(),
+        "t"
+    );
+}
