@@ -7,12 +7,14 @@
 //!
 //! ```sh
 //! cargo run --release -p planrun-bench -- --chapters 100000
+//! cargo run --release -p planrun-bench -- --chapters 100000 --online
 //! ```
 
 mod checks;
 mod data;
 mod floor;
 mod live;
+mod online;
 mod proto;
 mod report;
 mod subprocess;
@@ -49,6 +51,10 @@ struct Args {
     /// and report lost writes and the longest waits it saw.
     #[arg(long)]
     with_app: bool,
+    /// Only stages 1 and 2 with the simulated application writing, atomic and then
+    /// batched (online) on copies of one database: lost writes, longest waits, time.
+    #[arg(long)]
+    online: bool,
     /// Leave the cluster running at the end and print how to stop it.
     #[arg(long)]
     keep: bool,
@@ -92,6 +98,24 @@ fn run(args: &Args) -> Result<(), String> {
         loaded.bytes / 1_000_000,
         loaded.duration.as_secs_f64()
     );
+
+    if args.online {
+        let mut runs = Vec::new();
+        for (mode, params) in [
+            ("atomic", r#"on_invalid = "fail""#),
+            ("batched", online::ONLINE_PARAMS),
+        ] {
+            eprintln!("  {mode} split with the application writing ...");
+            let url = data::clone_database(&cluster, &format!("online_{mode}"))?;
+            runs.push(online::run(&planrun, &plan, &url, mode, params)?);
+        }
+        online::print(&runs);
+        eprintln!(
+            "planrun-bench: done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
 
     // (a) planrun itself, first, on its own copy.
     let url = data::clone_database(&cluster, "planrun_db")?;

@@ -285,7 +285,13 @@ impl Runner<'_> {
             stage.id
         )))?;
         self.set_timeouts(&mut tx, index, true)?;
-        let gate = if self.take_stage_locks(&mut tx, run, index, stage_report)? {
+        // The stage's locks guard the transform's run, which here is the batches and
+        // the cutover, where they are taken. Taken now too only for steps that come
+        // before the batched one; otherwise the start's checks and captures, which
+        // read whole tables, would make the application's writers wait for them.
+        let locked =
+            batched.position == 0 || self.take_stage_locks(&mut tx, run, index, stage_report)?;
+        let gate = if locked {
             self.gate(&mut tx, run, index, stage_report)?
         } else {
             Gate::Stop
