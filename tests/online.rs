@@ -197,7 +197,8 @@ fn assert_exactly_the_split_of_the_final_legacy_rows(db: &TestDb) {
 }
 
 #[test]
-fn the_application_writing_throughout_loses_nothing_and_the_result_is_the_spec_split_of_the_final_rows() {
+fn the_application_writing_throughout_loses_nothing_and_the_result_is_the_spec_split_of_the_final_rows(
+) {
     let db = legacy_db(3000);
     let plan = batched_plan_keeping_the_final_legacy_rows(r#"batch_size = 200, pause = "20ms""#);
     let app = AppSimulator::start(&db.url, AppConfig::default());
@@ -406,5 +407,34 @@ fn replica_lag_holds_the_batches_until_the_replica_catches_up() {
             .unwrap()
             .trim(),
         "t"
+    );
+}
+
+#[test]
+fn a_transaction_open_too_long_holds_the_batches_until_it_ends() {
+    let db = legacy_db(600);
+    let mut idle = db.client();
+    idle.batch_execute("BEGIN; SELECT 1").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let plan = batched_plan(r#"batch_size = 100, max_transaction_age = "1s""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_until("the stage has started", || {
+        has_checkpoints(&db)
+            && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        db.scalar("SELECT batches FROM planrun.checkpoints"),
+        "0",
+        "no batch while an old transaction is open"
+    );
+    idle.batch_execute("COMMIT").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("has had a transaction open for"),
+        "{}",
+        describe(&output)
     );
 }
