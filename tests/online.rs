@@ -438,3 +438,35 @@ fn a_transaction_open_too_long_holds_the_batches_until_it_ends() {
         describe(&output)
     );
 }
+
+/// The application's role owns nothing of planrun's and is no superuser: its writes
+/// during a batched stage still work (the capture's function runs as planrun's role)
+/// and are captured.
+#[test]
+fn an_application_role_without_privileges_on_the_ledger_writes_and_is_captured() {
+    let db = legacy_db(2000);
+    db.execute(
+        "CREATE ROLE app_writer LOGIN NOSUPERUSER;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON chapters TO app_writer",
+    );
+    let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    let app_url = db.url.replacen("postgres@", "app_writer@", 1);
+    assert_ne!(app_url, db.url, "the test URL names its user");
+    let mut app = postgres::Client::connect(&app_url, postgres::NoTls).unwrap();
+    app.execute(
+        "UPDATE chapters SET content = 'written by the application role', images = '[]' WHERE id = 70",
+        &[],
+    )
+    .expect("the application's role writes while the capture is in place");
+    let refused = app.batch_execute("TRUNCATE chapters");
+    assert!(
+        refused.is_err(),
+        "TRUNCATE of a source is refused meanwhile"
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    assert_eq!(sections(&db, 70), "written by the application role");
+    assert_no_capture_left(&db);
+}

@@ -65,8 +65,15 @@ impl Runner<'_> {
             if pending <= CUTOVER_BACKLOG {
                 return Ok(true);
             }
+            let eta = match (totals.changes, totals.started) {
+                (done, Some(started)) if done > 0 => {
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    format!(", about {:.0} s at {rate:.0} changes/s", pending as f64 / rate)
+                }
+                _ => String::new(),
+            };
             run.observer.note(&format!(
-                "{}: catching up, pass {pass}: {pending} changes by the application to redo",
+                "{}: catching up, pass {pass}: {pending} changes by the application to redo{eta}",
                 stage.id
             ));
             let mut tx = conn
