@@ -68,7 +68,10 @@ impl Runner<'_> {
             let eta = match (totals.changes, totals.started) {
                 (done, Some(started)) if done > 0 => {
                     let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    format!(", about {:.0} s at {rate:.0} changes/s", pending as f64 / rate)
+                    format!(
+                        ", about {:.0} s at {rate:.0} changes/s",
+                        pending as f64 / rate
+                    )
                 }
                 _ => String::new(),
             };
@@ -187,8 +190,26 @@ impl Runner<'_> {
             let _ = tx.rollback();
             return Ok(false);
         }
-        change_capture::remove(&mut tx, plan, &stage.id, &batched.sources)
-            .map_err(EngineError::database("cannot remove the change capture"))?;
+        // DROP TRIGGER takes ACCESS EXCLUSIVE on the source: retried like a step's
+        // brief DDL when the application's readers hold it up.
+        let retries = self.lock_retries(stage);
+        crate::stage_locks::with_lock_retries(
+            &mut tx,
+            &retries,
+            crate::stage_locks::database_error,
+            |attempt, error, delay| {
+                self.report_retry(
+                    run,
+                    stage,
+                    "change capture removal",
+                    (attempt, &retries),
+                    error,
+                    delay,
+                );
+            },
+            |savepoint| change_capture::remove(savepoint, plan, &stage.id, &batched.sources),
+        )
+        .map_err(EngineError::database("cannot remove the change capture"))?;
         let started_at = std::time::SystemTime::now()
             - std::time::Duration::from_millis(stage_report.duration_ms);
         self.record(&mut tx, run.run_id, index, stage_report, started_at)?;

@@ -253,9 +253,58 @@ pub(crate) fn lock_tables(
             )?
             .get(0);
         if let Some(table) = &table {
-            tx.batch_execute(&format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql()))?;
+            let lock_table = format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql());
+            if autovacuum_holds(tx, table)? {
+                lock_outwaiting_autovacuum(tx, &lock_table)?;
+            } else {
+                tx.batch_execute(&lock_table)?;
+            }
         }
         resolved.push(table);
     }
     Ok(resolved)
+}
+
+/// Whether an autovacuum worker (not one preventing wraparound) holds a lock on
+/// `table` now.
+fn autovacuum_holds(tx: &mut Transaction<'_>, table: &str) -> Result<bool, postgres::Error> {
+    Ok(tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+                 JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.relation = pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid \
+                   AND a.backend_type = 'autovacuum worker' \
+                   AND a.query NOT LIKE '%to prevent wraparound%')",
+            &[&table],
+        )?
+        .get(0))
+}
+
+/// Autovacuum gives way to a lock request that has waited `deadlock_timeout` (the
+/// server's deadlock check cancels it), but a `lock_timeout` shorter than that gives
+/// up first, every attempt: at a million rows the batches leave enough dead rows for
+/// autovacuum to hold the tables for minutes, and the stage's attempts ran out. So
+/// against autovacuum one attempt waits `deadlock_timeout` + 0.5 s.
+fn lock_outwaiting_autovacuum(
+    tx: &mut Transaction<'_>,
+    lock_table: &str,
+) -> Result<(), postgres::Error> {
+    // pg_settings gives deadlock_timeout in milliseconds.
+    let row = tx.query_one(
+        "SELECT pg_catalog.current_setting('lock_timeout'), \
+                (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')",
+        &[],
+    )?;
+    let saved: String = row.get(0);
+    let deadlock_ms: u64 = row.get::<_, String>(1).parse().unwrap_or(1000);
+    tx.execute(
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+        &[&format!("{}ms", deadlock_ms + 500)],
+    )?;
+    tx.batch_execute(lock_table)?;
+    tx.execute(
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+        &[&saved],
+    )
+    .map(drop)
 }
