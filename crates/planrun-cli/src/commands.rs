@@ -358,6 +358,10 @@ fn check(args: &PlanArg) -> i32 {
             say!("    {id}: {}", locks.join(", "));
         }
     }
+    say_raw!(
+        "{}",
+        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, &registry))
+    );
     exit_codes::SUCCESS
 }
 

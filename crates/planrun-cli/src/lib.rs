@@ -30,6 +30,7 @@ mod args;
 mod commands;
 mod demo;
 mod live;
+mod lock_report;
 mod output;
 mod registry;
 mod rehearse;

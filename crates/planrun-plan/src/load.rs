@@ -9,6 +9,7 @@ use std::sync::Arc;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod allow;
 mod locks;
 
 use crate::duration::PgDuration;
@@ -46,12 +47,13 @@ const STAGE_KEYS: &[&str] = &[
     "capture",
     "step",
     "verify",
+    "allow",
 ];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
 const VERIFY_KEYS: &[&str] = &["name", "sql", "expect", "message", "after_step"];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
 const CAPTURE_KEYS: &[&str] = &["name", "names", "sql", "expr"];
-const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params"];
+const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params", "allow"];
 
 impl Plan {
     /// Reads and validates the plan at `path`: syntax, shape and structure (ids,
@@ -472,6 +474,7 @@ impl Reader<'_> {
         let timeouts = self.timeouts(table);
         let locks = self.locks(table);
         let lock_retries = self.lock_retries(table);
+        let allow = self.allow(table);
 
         let preconditions = self
             .tables(table, "precondition", span.clone())
@@ -535,6 +538,7 @@ impl Reader<'_> {
             timeouts,
             locks,
             lock_retries,
+            allow,
             preconditions,
             skip_if,
             captures,
@@ -711,6 +715,7 @@ impl Reader<'_> {
         self.check_keys(table, STEP_KEYS, "[[stage.step]]");
         let header = span.start..span.start;
         let name = self.string(table, "name", false, 0..0).map(|(n, _)| n);
+        let allow = self.allow(table);
         let sql = self.string(table, "sql", false, 0..0);
         let sql_file = self.string(table, "sql_file", false, 0..0);
         let transform = self.string(table, "transform", false, 0..0);
@@ -788,6 +793,7 @@ impl Reader<'_> {
         Some(Step {
             name: name.unwrap_or(default_name),
             kind,
+            allow,
             span,
         })
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::allow::Allowance;
 use crate::duration::PgDuration;
 use crate::expect::{Expectation, Expr};
 use crate::locks::{LockRetries, TableLock};
@@ -77,6 +78,8 @@ pub struct Stage {
     /// commit (the transforms' own declarations are added by the engine).
     pub locks: Vec<TableLock>,
     pub lock_retries: Option<LockRetries>,
+    /// Lock-impact rules the whole stage accepts, with their reasons.
+    pub allow: Vec<Allowance>,
     pub preconditions: Vec<Check>,
     pub skip_if: Vec<SkipRule>,
     pub captures: Vec<Capture>,
@@ -160,6 +163,8 @@ pub struct Step {
     /// The step's name in reports: given, or derived from its kind.
     pub name: String,
     pub kind: StepKind,
+    /// Lock-impact rules this step accepts, with their reasons.
+    pub allow: Vec<Allowance>,
     pub span: Span,
 }
 

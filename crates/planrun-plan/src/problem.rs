@@ -39,6 +39,7 @@ pub enum ProblemKind {
     SqlEnumValueUsed,
     SqlClientSide,
     SqlFileOutsidePlan,
+    UnknownRule,
 }
 
 impl ProblemKind {
@@ -68,6 +69,7 @@ impl ProblemKind {
             ProblemKind::SqlEnumValueUsed => "plan::sql_enum_value_used",
             ProblemKind::SqlClientSide => "plan::sql_client_side",
             ProblemKind::SqlFileOutsidePlan => "plan::sql_file_outside_plan",
+            ProblemKind::UnknownRule => "plan::unknown_rule",
         }
     }
 }

@@ -4,15 +4,33 @@
 //! features planrun does not run), and a checksum of the token stream that ignores
 //! comments and white space.
 //!
+//! It also knows, statement by statement, which relations a migration locks and in
+//! which mode, what it rewrites or scans, and which lock-impact rules it breaks
+//! ([`analyze_script`], [`Rule`]; `docs/lock-analysis.md`).
+//!
 //! `planrun check` uses it offline, before anything connects; the engine uses the same
 //! split to send statements one at a time. Statement text and offsets are exactly as in
 //! the file.
 
+mod alter_table;
+mod analysis_context;
 mod classify;
+mod column_types;
 mod cursor;
 mod error;
+mod lock_analysis;
+#[cfg(test)]
+mod lock_analysis_tests;
+mod lock_mode;
+mod rule;
 mod script;
+mod table_definition;
 mod tokens;
+
+pub use analysis_context::{relation_key, AnalysisContext};
+pub use lock_analysis::{analyze_script, AnalyzedStatement, LockImpact, RelationLock};
+pub use lock_mode::LockMode;
+pub use rule::{Finding, Rule};
 
 pub use classify::StatementKind;
 pub use error::{line_column, SqlError};

@@ -1,0 +1,118 @@
+//! `planrun check`'s lock analysis: per stage, the relations it locks and in which
+//! mode (rewritten or scanned, new or live), then each finding with why it matters
+//! and what to do instead, or the reason the plan accepts it.
+
+use std::fmt::Write as _;
+
+use planrun_plan::{StageLock, StageLockImpact};
+
+/// The lock analysis of every stage, indented under `check`'s summary.
+pub fn render_lock_impact(stages: &[StageLockImpact]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  lock analysis (offline; the rules are in docs/lock-analysis.md):"
+    );
+    for stage in stages {
+        let _ = writeln!(
+            out,
+            "    {}{}:",
+            stage.stage,
+            if stage.transaction {
+                ""
+            } else {
+                " (no transaction)"
+            }
+        );
+        if stage.locks.is_empty() {
+            let _ = writeln!(out, "      no table locks beyond reads");
+        }
+        for lock in &stage.locks {
+            let _ = writeln!(out, "      {}", lock_line(lock));
+        }
+        for finding in &stage.findings {
+            let rule = finding.rule;
+            match &finding.allowed {
+                Some(reason) => {
+                    let _ = writeln!(
+                        out,
+                        "      accepted[{rule}] {}: {}\n        reason: {reason}",
+                        finding.place, finding.detail
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "      warning[{rule}] {}: {}\n        why: {}\n        instead: {}",
+                        finding.place,
+                        finding.detail,
+                        rule.explanation(),
+                        rule.alternative()
+                    );
+                }
+            }
+        }
+    }
+    let findings = stages.iter().flat_map(|stage| &stage.findings);
+    let (accepted, open): (Vec<_>, Vec<_>) = findings.partition(|f| f.allowed.is_some());
+    let _ = writeln!(
+        out,
+        "  lock findings: {} to review, {} accepted by `allow`",
+        open.len(),
+        accepted.len()
+    );
+    out
+}
+
+fn lock_line(lock: &StageLock) -> String {
+    let mut notes = Vec::new();
+    if lock.new {
+        notes.push("new".to_owned());
+    }
+    if lock.rewrites {
+        notes.push("rewrites".to_owned());
+    } else if lock.scans {
+        notes.push("scans".to_owned());
+    }
+    let blocks = if lock.mode.blocks_reads() {
+        "blocks reads and writes"
+    } else if lock.mode.blocks_writes() {
+        "blocks writes"
+    } else {
+        "blocks DDL"
+    };
+    if !lock.new {
+        notes.push(blocks.to_owned());
+    }
+    format!(
+        "{} {} [{}] by {}",
+        lock.mode,
+        lock.relation,
+        notes.join(", "),
+        places(&lock.taken_by)
+    )
+}
+
+/// `a.sql line 3`, `a.sql line 6` as `a.sql lines 3, 6`.
+fn places(taken_by: &[String]) -> String {
+    let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
+    for place in taken_by {
+        let (source, line) = match place.rsplit_once(" line ") {
+            Some((source, line)) => (source, Some(line)),
+            None => (place.as_str(), None),
+        };
+        match grouped.iter_mut().find(|(known, _)| *known == source) {
+            Some((_, lines)) => lines.extend(line),
+            None => grouped.push((source, line.into_iter().collect())),
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(source, lines)| match lines.len() {
+            0 => source.to_owned(),
+            1 => format!("{source} line {}", lines[0]),
+            _ => format!("{source} lines {}", lines.join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,126 @@
+//! Lock analysis end to end: `planrun check` on a scenario plan shows each stage's
+//! locks and findings (accepted or not) and still exits 0; and the corpus
+//! (`tests/lock_corpus/`): every dangerous statement gets at least one planrun finding
+//! and no safe one does, analysed as a stage with the plan's `lock_timeout` set. `docs/lock-analysis.md` compares the same corpus with squawk;
+//! `PLANRUN_LOCK_CORPUS_OUT=<file>` writes planrun's findings per line for that table.
+
+use std::fmt::Write as _;
+
+use planrun_sql::{analyze_script, AnalysisContext};
+use planrun_tests::{describe, planrun, repo_path};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+#[test]
+fn planrun_check_lists_locks_and_findings_per_stage_and_exits_0() {
+    let dir = repo_path("tests/plans/scenarios/locks");
+    let output = planrun(PLANRUN, &dir, &["check", "plan.toml"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let analysis = &stdout[stdout.find("  lock analysis").expect(&stdout)..];
+    insta::assert_snapshot!(analysis);
+}
+
+#[test]
+fn the_memoir_plan_has_no_lock_finding_left_to_review() {
+    let output = planrun(
+        PLANRUN,
+        &repo_path(""),
+        &["check", "plans/memoir.toml"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("lock findings: 0 to review, 4 accepted by `allow`"),
+        "{stdout}"
+    );
+    // chapter_sections is new while stage 1 and 2 lock it, and filled by stage 5.
+    assert!(
+        stdout.contains("ACCESS EXCLUSIVE public.chapter_sections [new] by memoir.split_chapters"),
+        "{stdout}"
+    );
+}
+
+/// `(line number, script)` of every non-comment line of a corpus file.
+fn corpus(name: &str) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(repo_path(&format!("tests/lock_corpus/{name}"))).unwrap();
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with("--"))
+        .map(|(index, line)| (index + 1, line.to_owned()))
+        .collect()
+}
+
+/// The rule ids planrun reports for one script, as a fresh transactional stage.
+fn findings(script: &str) -> Vec<String> {
+    let mut context = AnalysisContext::new();
+    context.begin_stage(true, true);
+    let analyzed = analyze_script(script, &mut context).unwrap_or_else(|error| {
+        panic!("{script}: {error:?}");
+    });
+    let mut ids: Vec<String> = analyzed
+        .iter()
+        .flat_map(|statement| &statement.impact.findings)
+        .map(|finding| finding.rule.id().to_owned())
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// The same dangerous statement on a table the stage has just created is no lock
+/// finding: only the rules about column types, databases and CASCADE remain.
+#[test]
+fn a_dangerous_statement_on_a_table_created_just_before_raises_no_lock_finding() {
+    for (line, script) in corpus("dangerous.sql") {
+        let mut context = AnalysisContext::new();
+        context.begin_stage(true, true);
+        let analyzed = analyze_script(&script, &mut context).unwrap();
+        let relations: Vec<String> = analyzed
+            .iter()
+            .flat_map(|statement| &statement.impact.findings)
+            .filter_map(|finding| finding.relation.clone())
+            .collect();
+        let created: String = relations
+            .iter()
+            .map(|relation| format!("CREATE TABLE {relation} ();\n"))
+            .collect();
+        let mut context = AnalysisContext::new();
+        context.begin_stage(true, true);
+        let analyzed = analyze_script(&format!("{created}{script}"), &mut context).unwrap();
+        let left: Vec<_> = analyzed
+            .iter()
+            .flat_map(|statement| &statement.impact.findings)
+            .filter(|finding| !finding.rule.applies_to_new_tables())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "dangerous.sql:{line}: {script} -> {left:?}"
+        );
+    }
+}
+
+#[test]
+fn every_dangerous_statement_is_flagged_and_no_safe_one() {
+    let dangerous = corpus("dangerous.sql");
+    let safe = corpus("safe.sql");
+    assert!(dangerous.len() >= 40 && safe.len() >= 40);
+    let mut report = String::new();
+    let mut wrong = Vec::new();
+    for (file, lines, want_findings) in [
+        ("dangerous.sql", &dangerous, true),
+        ("safe.sql", &safe, false),
+    ] {
+        for (line, script) in lines {
+            let ids = findings(script);
+            let _ = writeln!(report, "{file}\t{line}\t{}", ids.join(","));
+            if ids.is_empty() == want_findings {
+                wrong.push(format!("{file}:{line}: {script} -> {ids:?}"));
+            }
+        }
+    }
+    if let Ok(out) = std::env::var("PLANRUN_LOCK_CORPUS_OUT") {
+        std::fs::write(out, &report).unwrap();
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
