@@ -124,3 +124,39 @@ fn every_dangerous_statement_is_flagged_and_no_safe_one() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// `planrun plan` weighs each open finding by the table on the target: the same
+/// unconcurrent index is harmless on an empty `orders` and to review on one with rows.
+#[test]
+fn planrun_plan_weighs_findings_by_the_tables_on_the_target() {
+    let plan_finding = |rows: i64| {
+        let db = planrun_tests::TestDb::new();
+        db.execute(&format!(
+            "CREATE TABLE customers (id bigint PRIMARY KEY);
+             CREATE TABLE coupons (id bigint PRIMARY KEY);
+             CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, coupon_id bigint,
+                                  total integer, created_at timestamptz);
+             INSERT INTO orders (id, total) SELECT g, g FROM generate_series(1, {rows}) g;
+             ANALYZE orders;"
+        ));
+        let output = planrun(
+            PLANRUN,
+            &repo_path("tests/plans/scenarios/locks"),
+            &["plan", "plan.toml", "--database-url", &db.url],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| line.contains("[require-concurrent-index-creation]"))
+            .unwrap_or_else(|| panic!("no weighed finding:\n{}", describe(&output)))
+            .to_owned()
+    };
+    let empty = plan_finding(0);
+    assert!(
+        empty.contains("harmless here (new or empty table)"),
+        "{empty}"
+    );
+    let live = plan_finding(500);
+    assert!(live.trim_start().starts_with("review"), "{live}");
+}

@@ -172,8 +172,11 @@ fn preview(args: &PlanCommandArgs, style: Style) -> i32 {
         Err(code) => return code,
     };
     let registry = default_registry();
-    let result = Runner::new(&plan, &registry)
-        .and_then(|runner| runner.preview(&target, &options(&plan, &args.selection, &args.backup)));
+    let result = Runner::new(&plan, &registry).and_then(|runner| {
+        let mut report = runner.preview(&target, &options(&plan, &args.selection, &args.backup))?;
+        report.lock_impact = runner.lock_weight(&target)?;
+        Ok(report)
+    });
     match result {
         Ok(report) => print_run(&report, args.format, style),
         Err(error) => failure(error, &plan, args.format),

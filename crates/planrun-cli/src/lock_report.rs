@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use planrun_engine::{StageLockWeight, TableNow, Weight};
 use planrun_plan::{StageLock, StageLockImpact};
 
 /// The lock analysis of every stage, indented under `check`'s summary.
@@ -115,4 +116,74 @@ fn places(taken_by: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `planrun plan`'s lock impact: each locked table's size, rows and write rate on the
+/// target, then the open findings weighed by them (accepted ones are counted).
+pub fn render_lock_weight(stages: &[StageLockWeight]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lock impact on the target (tables as they are now; writes sampled over 1 s):"
+    );
+    let mut counts = [0usize; 3];
+    for stage in stages {
+        if stage.impact.locks.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "  {}:", stage.impact.stage);
+        for (lock, table) in stage.impact.locks.iter().zip(&stage.tables) {
+            let _ = writeln!(out, "    {} {}", lock_line(lock), table_now(table));
+        }
+        for (finding, weight) in stage.impact.findings.iter().zip(&stage.weights) {
+            if finding.allowed.is_some() {
+                continue;
+            }
+            counts[*weight as usize] += 1;
+            let label = match weight {
+                Weight::Harmless => "harmless here (new or empty table)",
+                Weight::Live => "review",
+                Weight::Heavy => "REVIEW: big or busy table",
+            };
+            let _ = writeln!(
+                out,
+                "    {label} [{}] {}: {}",
+                finding.rule, finding.place, finding.detail
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  open findings: {} on big or busy tables, {} on live tables, {} harmless on new or empty tables",
+        counts[Weight::Heavy as usize],
+        counts[Weight::Live as usize],
+        counts[Weight::Harmless as usize]
+    );
+    out
+}
+
+fn table_now(table: &TableNow) -> String {
+    if !table.exists {
+        return "(not on the target yet)".into();
+    }
+    let rows = if table.rows < 0 {
+        "rows unknown".to_owned()
+    } else {
+        format!("{} rows", table.rows)
+    };
+    format!(
+        "({}, {rows}, {:.1} writes/s)",
+        human_bytes(table.bytes),
+        table.writes_per_second
+    )
+}
+
+fn human_bytes(bytes: i64) -> String {
+    let bytes = bytes.max(0) as f64;
+    match bytes {
+        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.0} kB", b / 1e3),
+        b => format!("{b:.0} B"),
+    }
 }

@@ -168,6 +168,10 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
     for line in &report.summary {
         let _ = writeln!(out, "{line}");
     }
+    if !report.lock_impact.is_empty() {
+        out.push('\n');
+        out.push_str(&crate::lock_report::render_lock_weight(&report.lock_impact));
+    }
     out
 }
 

@@ -27,6 +27,10 @@ pub struct RunReport {
     /// and what this run decided about it.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub history: Vec<String>,
+    /// `plan`: every stage's locks and lock findings, weighed by the tables' size and
+    /// write rate on the target.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub lock_impact: Vec<crate::lock_weight::StageLockWeight>,
 }
 
 impl RunReport {
@@ -44,6 +48,7 @@ impl RunReport {
             exit_code: 0,
             summary: Vec::new(),
             history: Vec::new(),
+            lock_impact: Vec::new(),
         }
     }
 }
