@@ -487,3 +487,62 @@ fn a_rehearsal_of_a_password_protected_target_shows_no_password() {
         );
     }
 }
+
+/// The rehearsal measures the locks a stage really holds on the copy: a rewriting
+/// `ALTER COLUMN TYPE` holds ACCESS EXCLUSIVE (reads and writes blocked) and replaces
+/// the table's storage; an index built CONCURRENTLY blocks no write.
+#[test]
+fn a_rehearsal_measures_the_locks_held_and_the_rewrites() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    db.execute("INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 20000) g");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        r#"[plan]
+name = "rewrites"
+lock_timeout = "2s"
+
+[[stage]]
+id = "widen"
+[[stage.step]]
+sql = "ALTER TABLE customers ALTER COLUMN name TYPE varchar(200); SELECT pg_sleep(0.3)"
+
+[[stage]]
+id = "index"
+depends_on = ["widen"]
+transaction = false
+[[stage.step]]
+sql = "CREATE INDEX CONCURRENTLY customers_name ON customers (name)"
+"#,
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = read_json(&file);
+    let lock = |stage: usize| {
+        report["stages"][stage]["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|lock| lock["table"] == "public.customers")
+            .cloned()
+            .unwrap_or_else(|| panic!("no lock on customers in stage {stage}: {report:#}"))
+    };
+    let widen = lock(0);
+    assert_eq!(widen["strongest"], "AccessExclusiveLock", "{widen:#}");
+    assert_eq!(widen["rewritten"], true, "{widen:#}");
+    assert!(
+        widen["blocked_reads_ms"].as_u64().unwrap() >= 200,
+        "{widen:#}"
+    );
+    let index = lock(1);
+    assert_eq!(index["rewritten"], false, "{index:#}");
+    assert_eq!(index["blocked_writes_ms"], 0, "{index:#}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("AccessExclusiveLock public.customers"),
+        "{}",
+        describe(&output)
+    );
+}

@@ -219,6 +219,25 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
         for sample in &stage.lock_wait_samples {
             let _ = writeln!(out, "      {}", style.dim(sample));
         }
+        for lock in stage
+            .locks
+            .iter()
+            .filter(|lock| lock.measured.blocked_writes_ms > 0 || lock.measured.rewritten)
+        {
+            let measured = &lock.measured;
+            let _ =
+                writeln!(
+                out,
+                "      lock {} {}: reads blocked {} (target ~{}), writes blocked {} (target ~{}){}",
+                measured.strongest,
+                measured.table,
+                duration(measured.blocked_reads_ms),
+                duration(lock.estimated_blocked_reads_ms),
+                duration(measured.blocked_writes_ms),
+                duration(lock.estimated_blocked_writes_ms),
+                if measured.rewritten { ", REWRITTEN" } else { "" }
+            );
+        }
     }
     let _ = writeln!(out, "\nrehearsal report: {}", file.display());
     if report.exit_code == exit_codes::SUCCESS {

@@ -14,6 +14,7 @@ mod history;
 pub mod interrupt;
 pub mod ledger;
 pub mod lock;
+mod lock_trace;
 mod lock_weight;
 mod online;
 mod preview;
@@ -33,6 +34,7 @@ pub use checksum::normalise_line_endings;
 pub use connect::{redact, Source, Target};
 pub use error::EngineError;
 pub use history::{History, HistoryAcceptance};
+pub use lock_trace::MeasuredLock;
 pub use lock_weight::{StageLockWeight, TableNow, Weight};
 pub use preview::{status, StatusReport};
 pub use report::{

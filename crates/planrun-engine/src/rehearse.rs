@@ -195,6 +195,19 @@ pub struct RehearsedStage {
     pub verifications_failed: usize,
     /// `duration_ms` times the estimate's scale, for stages that ran.
     pub estimated_target_ms: Option<u64>,
+    /// The table locks planrun's session really held during the stage, sampled every
+    /// 10 ms (`lock_trace.rs`), with rewrites; the estimates on the target scale the
+    /// blocked times like `estimated_target_ms`.
+    pub locks: Vec<RehearsedLock>,
+}
+
+/// A table lock measured on the copy, and its estimate on the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearsedLock {
+    #[serde(flatten)]
+    pub measured: crate::lock_trace::MeasuredLock,
+    pub estimated_blocked_reads_ms: u64,
+    pub estimated_blocked_writes_ms: u64,
 }
 
 /// A finished rehearsal and, with `keep`, the copy left running.
@@ -290,6 +303,7 @@ pub fn rehearse(
         inner: observer,
         log: cluster.log_file().to_path_buf(),
         state: Mutex::new(WatchState::default()),
+        trace: crate::lock_trace::LockTrace::start(&copy)?,
     };
     let apply_options = ApplyOptions {
         dry_run: false,
@@ -297,7 +311,7 @@ pub fn rehearse(
         ..options.apply.clone()
     };
     let run = runner.apply(&copy, &apply_options, &watch)?;
-    let lock_waits = watch.into_waits();
+    let (lock_waits, traced) = watch.into_waits();
 
     let scale = if copy_identity.rows_total > 0 {
         target_identity.rows_total as f64 / copy_identity.rows_total as f64
@@ -307,7 +321,10 @@ pub fn rehearse(
     let stages = run
         .stages
         .iter()
-        .map(|stage| rehearsed_stage(stage, lock_waits.get(&stage.id), scale))
+        .map(|stage| {
+            let locks = traced.get(&stage.id).cloned().unwrap_or_default();
+            rehearsed_stage(stage, lock_waits.get(&stage.id), locks, scale)
+        })
         .collect();
 
     let kept = if options.keep {
@@ -393,7 +410,21 @@ pub fn write_report(report: &RehearsalReport, dir: &Path) -> Result<PathBuf, Reh
     Ok(file)
 }
 
-fn rehearsed_stage(stage: &StageReport, waits: Option<&LockWaits>, scale: f64) -> RehearsedStage {
+fn rehearsed_stage(
+    stage: &StageReport,
+    waits: Option<&LockWaits>,
+    locks: Vec<crate::lock_trace::MeasuredLock>,
+    scale: f64,
+) -> RehearsedStage {
+    let scaled = |ms: u64| (ms as f64 * scale).round() as u64;
+    let locks = locks
+        .into_iter()
+        .map(|measured| RehearsedLock {
+            estimated_blocked_reads_ms: scaled(measured.blocked_reads_ms),
+            estimated_blocked_writes_ms: scaled(measured.blocked_writes_ms),
+            measured,
+        })
+        .collect();
     let ran = matches!(
         stage.status,
         StageStatus::Applied | StageStatus::Failed | StageStatus::Skipped | StageStatus::Blocked
@@ -410,6 +441,7 @@ fn rehearsed_stage(stage: &StageReport, waits: Option<&LockWaits>, scale: f64) -
         verifications_passed: passed,
         verifications_failed: stage.verifications.len() - passed,
         estimated_target_ms: ran.then(|| (stage.duration_ms as f64 * scale).round() as u64),
+        locks,
     }
 }
 
@@ -605,6 +637,7 @@ struct LockWaitWatch<'o> {
     inner: &'o dyn Observer,
     log: PathBuf,
     state: Mutex<WatchState>,
+    trace: crate::lock_trace::LockTrace,
 }
 
 impl LockWaitWatch<'_> {
@@ -635,16 +668,25 @@ impl LockWaitWatch<'_> {
         waits
     }
 
-    fn into_waits(self) -> BTreeMap<String, LockWaits> {
-        self.state
+    /// The lock waits the log showed, and the locks the trace saw, per stage.
+    fn into_waits(
+        self,
+    ) -> (
+        BTreeMap<String, LockWaits>,
+        BTreeMap<String, Vec<crate::lock_trace::MeasuredLock>>,
+    ) {
+        let waits = self
+            .state
             .into_inner()
             .map(|state| state.waits)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (waits, self.trace.finish())
     }
 }
 
 impl Observer for LockWaitWatch<'_> {
     fn stage_started(&self, stage: &Stage) {
+        self.trace.stage_started(&stage.id);
         let offset = self.log_len();
         if let Ok(mut state) = self.state.lock() {
             state.offset = Some(offset);
@@ -653,6 +695,7 @@ impl Observer for LockWaitWatch<'_> {
     }
 
     fn stage_finished(&self, report: &StageReport) {
+        self.trace.stage_finished(&report.id);
         let offset = self
             .state
             .lock()
