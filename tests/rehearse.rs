@@ -546,3 +546,63 @@ sql = "CREATE INDEX CONCURRENTLY customers_name ON customers (name)"
         describe(&output)
     );
 }
+
+/// A stage over its `lock_budget` on the copy fails the rehearsal (exit 19), and
+/// `apply --require-rehearsal` refuses that report.
+#[test]
+fn a_rehearsal_over_its_lock_budget_fails_and_apply_refuses_it() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        r#"[plan]
+name = "budgeted"
+lock_timeout = "2s"
+lock_budget = { strongest = "share", blocks_reads = "100ms" }
+
+[[stage]]
+id = "widen"
+[[stage.step]]
+sql = "ALTER TABLE customers ALTER COLUMN name TYPE varchar(200); SELECT pg_sleep(0.4)"
+"#,
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file) = rehearse(dir.path(), "plan.toml", &db, reports.path(), &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::OVER_BUDGET),
+        "{}",
+        describe(&output)
+    );
+    let report = read_json(&file);
+    let over = report["stages"][0]["over_budget"].as_array().unwrap();
+    let text = format!("{over:?}");
+    assert!(text.contains("stronger than the budget's SHARE"), "{text}");
+    assert!(text.contains("reads blocked"), "{text}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("OVER BUDGET"));
+    let file_arg = file.to_string_lossy().into_owned();
+    let apply = run(
+        dir.path(),
+        &db,
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--require-rehearsal",
+            &file_arg,
+        ],
+    );
+    assert_eq!(
+        apply.status.code(),
+        Some(exit_codes::REHEARSAL_REQUIRED),
+        "{}",
+        describe(&apply)
+    );
+    assert_eq!(
+        db.scalar("SELECT data_type FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'name'"),
+        "text",
+        "the refused apply changed nothing"
+    );
+}

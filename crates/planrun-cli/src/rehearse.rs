@@ -238,6 +238,9 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
                 if measured.rewritten { ", REWRITTEN" } else { "" }
             );
         }
+        for line in &stage.over_budget {
+            let _ = writeln!(out, "      {} {line}", style.bad("OVER BUDGET:"));
+        }
     }
     let _ = writeln!(out, "\nrehearsal report: {}", file.display());
     if report.exit_code == exit_codes::SUCCESS {

@@ -25,6 +25,9 @@ pub const CANNOT_CONNECT: i32 = 16;
 pub const BACKUP_FAILED: i32 = 17;
 /// `--require-rehearsal` refused: no matching, passing, fresh rehearsal.
 pub const REHEARSAL_REQUIRED: i32 = 18;
+/// `rehearse`: a stage held a lock over its `lock_budget` on the copy (estimated on
+/// the target); `apply --require-rehearsal` refuses such a report.
+pub const OVER_BUDGET: i32 = 19;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -70,6 +73,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         REHEARSAL_REQUIRED,
         "rehearsal-required",
         "no matching, passing, fresh rehearsal report",
+    ),
+    (
+        OVER_BUDGET,
+        "over-budget",
+        "rehearse: a stage's locks were over its lock_budget",
     ),
     (
         INTERRUPTED,

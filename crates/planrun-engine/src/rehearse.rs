@@ -195,6 +195,10 @@ pub struct RehearsedStage {
     pub verifications_failed: usize,
     /// `duration_ms` times the estimate's scale, for stages that ran.
     pub estimated_target_ms: Option<u64>,
+    /// What was over the stage's `lock_budget` (the stage's, else the plan's), judged
+    /// on the estimates for the target; any makes the rehearsal fail.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub over_budget: Vec<String>,
     /// The table locks planrun's session really held during the stage, sampled every
     /// 10 ms (`lock_trace.rs`), with rewrites; the estimates on the target scale the
     /// blocked times like `estimated_target_ms`.
@@ -318,15 +322,32 @@ pub fn rehearse(
     } else {
         1.0
     };
-    let stages = run
+    let stages: Vec<RehearsedStage> = run
         .stages
         .iter()
         .map(|stage| {
             let locks = traced.get(&stage.id).cloned().unwrap_or_default();
-            rehearsed_stage(stage, lock_waits.get(&stage.id), locks, scale)
+            let mut rehearsed = rehearsed_stage(stage, lock_waits.get(&stage.id), locks, scale);
+            let budget = plan
+                .stages
+                .iter()
+                .find(|planned| planned.id == stage.id)
+                .and_then(|planned| planned.lock_budget.as_ref())
+                .or(plan.lock_budget.as_ref());
+            if let Some(budget) = budget {
+                rehearsed.over_budget = over_budget(&rehearsed.locks, budget);
+            }
+            rehearsed
         })
         .collect();
 
+    let over = stages
+        .iter()
+        .any(|stage: &RehearsedStage| !stage.over_budget.is_empty());
+    let outcome = match run.outcome {
+        RunOutcome::Success | RunOutcome::NothingToDo if over => RunOutcome::OverBudget,
+        outcome => outcome,
+    };
     let kept = if options.keep {
         let url = cluster.url(&database);
         let kept = cluster.keep();
@@ -366,8 +387,8 @@ pub fn rehearse(
             stages: options.apply.stages.clone(),
             until: options.apply.until.clone(),
         },
-        outcome: run.outcome,
-        exit_code: run.exit_code,
+        outcome,
+        exit_code: outcome.exit_code(),
         estimate: Estimate {
             model: format!(
                 "each stage's rehearsal time x {scale:.3} (rows of the tables the plan names on the target / on the copy); \
@@ -410,6 +431,45 @@ pub fn write_report(report: &RehearsalReport, dir: &Path) -> Result<PathBuf, Reh
     Ok(file)
 }
 
+/// The budget's breaches by `locks`, one line each.
+fn over_budget(locks: &[RehearsedLock], budget: &planrun_plan::LockBudget) -> Vec<String> {
+    let mut over = Vec::new();
+    for lock in locks {
+        let measured = &lock.measured;
+        if let (Some(allowed), Some(held)) = (
+            budget.strongest,
+            planrun_plan::LockMode::parse(&measured.strongest),
+        ) {
+            if held > allowed && measured.blocked_writes_ms > 0 {
+                over.push(format!(
+                    "{}: {} is stronger than the budget's {}",
+                    measured.table, held, allowed
+                ));
+            }
+        }
+        for (what, estimated, limit) in [
+            (
+                "reads",
+                lock.estimated_blocked_reads_ms,
+                &budget.blocks_reads,
+            ),
+            (
+                "writes",
+                lock.estimated_blocked_writes_ms,
+                &budget.blocks_writes,
+            ),
+        ] {
+            if let Some(limit) = limit.as_ref().filter(|limit| estimated > limit.millis()) {
+                over.push(format!(
+                    "{}: {what} blocked ~{estimated} ms on the target, over the budget's {limit}",
+                    measured.table
+                ));
+            }
+        }
+    }
+    over
+}
+
 fn rehearsed_stage(
     stage: &StageReport,
     waits: Option<&LockWaits>,
@@ -441,6 +501,7 @@ fn rehearsed_stage(
         verifications_passed: passed,
         verifications_failed: stage.verifications.len() - passed,
         estimated_target_ms: ran.then(|| (stage.duration_ms as f64 * scale).round() as u64),
+        over_budget: Vec::new(),
         locks,
     }
 }

@@ -64,6 +64,8 @@ pub enum RunOutcome {
     Drift,
     /// SIGINT or SIGTERM: the stage in progress rolled back.
     Interrupted,
+    /// `rehearse`: every stage passed, but one held a lock over its budget.
+    OverBudget,
 }
 
 impl RunOutcome {
@@ -75,6 +77,7 @@ impl RunOutcome {
             RunOutcome::StepFailed => exit_codes::STEP_FAILED,
             RunOutcome::Drift => exit_codes::DRIFT,
             RunOutcome::Interrupted => exit_codes::INTERRUPTED,
+            RunOutcome::OverBudget => exit_codes::OVER_BUDGET,
         }
     }
 
@@ -87,6 +90,7 @@ impl RunOutcome {
             RunOutcome::StepFailed => "step_failed",
             RunOutcome::Drift => "drift",
             RunOutcome::Interrupted => "interrupted",
+            RunOutcome::OverBudget => "over_budget",
         }
     }
 }

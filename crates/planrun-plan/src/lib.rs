@@ -32,7 +32,7 @@ pub use discover::{discover_plan, DiscoverError};
 pub use duration::PgDuration;
 pub use expect::{CmpOp, Expectation, Expr, Operand, Outcome, Value};
 pub use lock_impact::{StageFinding, StageLock, StageLockImpact};
-pub use locks::{merge_locks, LockMode, LockRetries, TableLock};
+pub use locks::{merge_locks, LockBudget, LockMode, LockRetries, TableLock};
 pub use model::{
     Capture, Check, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts, TransformCatalog,
 };

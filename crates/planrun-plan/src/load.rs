@@ -30,6 +30,7 @@ const PLAN_KEYS: &[&str] = &[
     "max_rehearsal_age",
     "setup_sql_file",
     "lock_retries",
+    "lock_budget",
     "sql_dirs",
 ];
 const STAGE_KEYS: &[&str] = &[
@@ -42,6 +43,7 @@ const STAGE_KEYS: &[&str] = &[
     "statement_timeout",
     "locks",
     "lock_retries",
+    "lock_budget",
     "precondition",
     "skip_if",
     "capture",
@@ -143,6 +145,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
 
     let mut setup_sql_file = None;
     let mut lock_retries = None;
+    let mut lock_budget = None;
     let mut sql_dirs = Vec::new();
     let (name, description, timeouts, backup_dir, max_rehearsal_age) = match document.get("plan") {
         Some(plan_table) => match plan_table.get_ref() {
@@ -155,6 +158,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
                 let max_age = reader.duration(table, "max_rehearsal_age");
                 setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
                 lock_retries = reader.lock_retries(table);
+                lock_budget = reader.lock_budget(table);
                 sql_dirs = reader.string_list(table, "sql_dirs");
                 (name, description, timeouts, backup_dir, max_age)
             }
@@ -201,6 +205,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
         description: description.map(|(text, _)| text),
         timeouts,
         lock_retries,
+        lock_budget,
         backup_dir: backup_dir.map(|(dir, _)| PathBuf::from(dir)),
         max_rehearsal_age,
         sql_dirs: sql_dirs
@@ -474,6 +479,7 @@ impl Reader<'_> {
         let timeouts = self.timeouts(table);
         let locks = self.locks(table);
         let lock_retries = self.lock_retries(table);
+        let lock_budget = self.lock_budget(table);
         let allow = self.allow(table);
 
         let preconditions = self
@@ -538,6 +544,7 @@ impl Reader<'_> {
             timeouts,
             locks,
             lock_retries,
+            lock_budget,
             allow,
             preconditions,
             skip_if,

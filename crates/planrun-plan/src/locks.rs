@@ -125,3 +125,16 @@ mod tests {
         assert_eq!(delays, [500, 1000, 2000, 3000, 3000]);
     }
 }
+
+/// `lock_budget = { strongest = "share row exclusive", blocks_reads = "1s",
+/// blocks_writes = "10s" }` on the plan or a stage (the stage's replaces the plan's):
+/// the strongest lock a stage may take on a table the application uses, and the
+/// longest a lock that blocks its reads, or its writes, may be held. `planrun
+/// rehearse` measures the stage on a copy and fails it when the estimate on the
+/// target is over budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockBudget {
+    pub strongest: Option<LockMode>,
+    pub blocks_reads: Option<crate::PgDuration>,
+    pub blocks_writes: Option<crate::PgDuration>,
+}

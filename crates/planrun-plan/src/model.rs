@@ -27,6 +27,8 @@ pub struct Plan {
     pub timeouts: Timeouts,
     /// How stages retry a lock that `lock_timeout` cut short; a stage may override it.
     pub lock_retries: Option<LockRetries>,
+    /// The plan's (or the stage's) lock budget; not part of any checksum.
+    pub lock_budget: Option<crate::locks::LockBudget>,
     /// Where `apply` writes its `pg_dump` backup, relative to the working directory.
     pub backup_dir: Option<PathBuf>,
     /// How old a rehearsal report may be for `apply --require-rehearsal`.
@@ -78,6 +80,8 @@ pub struct Stage {
     /// commit (the transforms' own declarations are added by the engine).
     pub locks: Vec<TableLock>,
     pub lock_retries: Option<LockRetries>,
+    /// The plan's (or the stage's) lock budget; not part of any checksum.
+    pub lock_budget: Option<crate::locks::LockBudget>,
     /// Lock-impact rules the whole stage accepts, with their reasons.
     pub allow: Vec<Allowance>,
     pub preconditions: Vec<Check>,

@@ -4,13 +4,14 @@ use toml::de::{DeTable, DeValue};
 
 use super::{type_name, Reader};
 use crate::expect::{CmpOp, Expectation, Expr, Operand};
-use crate::locks::{LockMode, LockRetries, TableLock};
+use crate::locks::{LockBudget, LockMode, LockRetries, TableLock};
 use crate::model::Span;
 use crate::problem::{PlanProblem, ProblemKind};
 use crate::suggest::closest;
 
 const LOCK_KEYS: &[&str] = &["table", "mode"];
 const RETRY_KEYS: &[&str] = &["attempts", "delay", "max_delay"];
+const BUDGET_KEYS: &[&str] = &["strongest", "blocks_reads", "blocks_writes"];
 const MODE_NAMES: [&str; 8] = [
     "access share",
     "row share",
@@ -135,6 +136,42 @@ impl Reader<'_> {
             }
         }
         Some(retries)
+    }
+
+    /// `lock_budget = { strongest = "share", blocks_reads = "1s", blocks_writes = "10s" }`.
+    pub(super) fn lock_budget(&mut self, table: &DeTable<'_>) -> Option<LockBudget> {
+        let value = table.get("lock_budget")?;
+        let DeValue::Table(entry) = value.get_ref() else {
+            self.wrong_type(
+                "lock_budget",
+                "a table such as { strongest = \"share\", blocks_writes = \"10s\" }",
+                value.get_ref(),
+                value.span(),
+            );
+            return None;
+        };
+        self.check_keys(entry, BUDGET_KEYS, "lock_budget");
+        let strongest = self
+            .string(entry, "strongest", false, value.span())
+            .and_then(|(mode, span)| {
+                let parsed = LockMode::parse(&mode);
+                if parsed.is_none() {
+                    self.problems.push(
+                        PlanProblem::new(
+                            ProblemKind::InvalidValue,
+                            format!("`{mode}` is not a PostgreSQL table lock mode"),
+                        )
+                        .label(span, "unknown mode")
+                        .help(format!("lock modes: {}", MODE_NAMES.join(", "))),
+                    );
+                }
+                parsed
+            });
+        Some(LockBudget {
+            strongest,
+            blocks_reads: self.duration(entry, "blocks_reads"),
+            blocks_writes: self.duration(entry, "blocks_writes"),
+        })
     }
 
     /// A computed capture's `expr = "{a} - {b}"`: arithmetic on earlier captures.
