@@ -160,3 +160,68 @@ fn planrun_plan_weighs_findings_by_the_tables_on_the_target() {
     let live = plan_finding(500);
     assert!(live.trim_start().starts_with("review"), "{live}");
 }
+
+/// `lock_budget`: `check` names a lock stronger than the budget allows on a live
+/// table, and during `apply` no lock attempt waits longer than the budget, however
+/// long `lock_timeout` is (the application queues behind a waiting lock request).
+#[test]
+fn a_lock_budget_is_checked_offline_and_bounds_every_lock_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        r#"[plan]
+name = "budget"
+lock_timeout = "10s"
+lock_budget = { strongest = "share row exclusive", blocks_writes = "300ms" }
+lock_retries = { attempts = 2, delay = "100ms" }
+
+[[stage]]
+id = "fill"
+locks = [{ table = "customers", mode = "exclusive" }]
+[[stage.step]]
+sql = "UPDATE customers SET name = upper(name)"
+"#,
+    )
+    .unwrap();
+    let check = planrun(PLANRUN, dir.path(), &["check", "plan.toml"], &[]);
+    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("over budget: EXCLUSIVE on customers is stronger than the lock budget's SHARE ROW EXCLUSIVE"),
+        "{text}"
+    );
+
+    let db = planrun_tests::TestDb::new();
+    db.execute(planrun_tests::CUSTOMERS);
+    let mut holder = db.client();
+    let mut open = holder.transaction().unwrap();
+    open.batch_execute("LOCK TABLE customers IN ROW EXCLUSIVE MODE")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let apply = planrun(
+        PLANRUN,
+        dir.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    open.rollback().unwrap();
+    assert_eq!(
+        apply.status.code(),
+        Some(planrun_engine::exit_codes::STEP_FAILED),
+        "{}",
+        describe(&apply)
+    );
+    // Two attempts capped at 300 ms instead of two of 10 s.
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "took {took:?}: {}",
+        describe(&apply)
+    );
+}

@@ -31,6 +31,9 @@ pub fn render_lock_impact(stages: &[StageLockImpact]) -> String {
         for lock in &stage.locks {
             let _ = writeln!(out, "      {}", lock_line(lock));
         }
+        for line in &stage.over_budget {
+            let _ = writeln!(out, "      over budget: {line}");
+        }
         for finding in &stage.findings {
             let rule = finding.rule;
             match &finding.allowed {
@@ -134,6 +137,9 @@ pub fn render_lock_weight(stages: &[StageLockWeight]) -> String {
         let _ = writeln!(out, "  {}:", stage.impact.stage);
         for (lock, table) in stage.impact.locks.iter().zip(&stage.tables) {
             let _ = writeln!(out, "    {} {}", lock_line(lock), table_now(table));
+        }
+        for line in &stage.impact.over_budget {
+            let _ = writeln!(out, "    over budget: {line}");
         }
         for (finding, weight) in stage.impact.findings.iter().zip(&stage.weights) {
             if finding.allowed.is_some() {

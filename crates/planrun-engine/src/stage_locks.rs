@@ -120,6 +120,17 @@ impl Runner<'_> {
         self.plan().stages[index].all_locks(self.registry())
     }
 
+    /// The stage's lock budget: its own, or the plan's.
+    pub(crate) fn lock_budget<'s>(
+        &'s self,
+        stage: &'s Stage,
+    ) -> Option<&'s planrun_plan::LockBudget> {
+        stage
+            .lock_budget
+            .as_ref()
+            .or(self.plan().lock_budget.as_ref())
+    }
+
     /// The stage's retry schedule: its own, the plan's, or the default.
     pub(crate) fn lock_retries(&self, stage: &Stage) -> LockRetries {
         stage
@@ -154,7 +165,10 @@ impl Runner<'_> {
                 attempts = attempt + 1;
                 self.report_retry(run, stage, "locks", (attempt, &retries), error, delay);
             },
-            |tx| lock_tables(tx, &locks),
+            |tx| {
+                cap_wait_at_budget(tx, self.lock_budget(stage), &locks)?;
+                lock_tables(tx, &locks)
+            },
         );
         match result {
             Ok(resolved) => {
@@ -307,4 +321,52 @@ fn lock_outwaiting_autovacuum(
         &[&saved],
     )
     .map(drop)
+}
+
+/// While planrun waits for a lock, the application's queries that conflict with it
+/// queue behind the request: so no attempt waits longer than the budget allows for
+/// the mode asked (`blocks_reads` for ACCESS EXCLUSIVE, `blocks_writes` for SHARE and
+/// stronger), when that is shorter than `lock_timeout`. The retry schedule then goes on
+/// as for any lock timeout.
+fn cap_wait_at_budget(
+    tx: &mut Transaction<'_>,
+    budget: Option<&planrun_plan::LockBudget>,
+    locks: &[TableLock],
+) -> Result<(), postgres::Error> {
+    let Some(budget) = budget else {
+        return Ok(());
+    };
+    let cap = locks
+        .iter()
+        .filter_map(|lock| {
+            if lock.mode.blocks_reads() {
+                budget
+                    .blocks_reads
+                    .as_ref()
+                    .or(budget.blocks_writes.as_ref())
+            } else if lock.mode.blocks_writes() {
+                budget.blocks_writes.as_ref()
+            } else {
+                None
+            }
+        })
+        .map(planrun_plan::PgDuration::millis)
+        .min();
+    let Some(cap) = cap else {
+        return Ok(());
+    };
+    let current: String = tx
+        .query_one(
+            "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'lock_timeout'",
+            &[],
+        )?
+        .get(0);
+    let current: u64 = current.parse().unwrap_or(0);
+    if current == 0 || cap < current {
+        tx.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+            &[&format!("{}ms", cap.max(1))],
+        )?;
+    }
+    Ok(())
 }

@@ -19,6 +19,10 @@ pub struct StageLockImpact {
     /// One per relation, in the combined mode of everything that locks it.
     pub locks: Vec<StageLock>,
     pub findings: Vec<StageFinding>,
+    /// Locks on tables that are not new, stronger than the `strongest` of the
+    /// stage's (or the plan's) `lock_budget`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub over_budget: Vec<String>,
 }
 
 /// A relation the stage locks.
@@ -71,6 +75,7 @@ fn stage_impact(
         transaction: stage.transaction,
         locks: Vec::new(),
         findings: Vec::new(),
+        over_budget: Vec::new(),
     };
     for lock in &stage.locks {
         let new = context.is_new(&lock.table);
@@ -100,6 +105,24 @@ fn stage_impact(
         }
     }
     context.end_stage();
+    let strongest = stage
+        .lock_budget
+        .as_ref()
+        .or(plan.lock_budget.as_ref())
+        .and_then(|budget| budget.strongest);
+    if let Some(allowed) = strongest {
+        impact.over_budget = impact
+            .locks
+            .iter()
+            .filter(|lock| !lock.new && lock.mode > allowed)
+            .map(|lock| {
+                format!(
+                    "{} on {} is stronger than the lock budget's {allowed}",
+                    lock.mode, lock.relation
+                )
+            })
+            .collect();
+    }
     impact
 }
 
