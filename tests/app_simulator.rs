@@ -5,19 +5,12 @@
 
 use std::time::Duration;
 
-use planrun_memoir::legacy::{create_legacy_schema, insert_chapter, load_legacy, ImagesType};
-use planrun_tests::{describe, planrun_on, repo_root, AppConfig, AppLog, AppSimulator, TestDb};
+use planrun_memoir::legacy::insert_chapter;
+use planrun_tests::{
+    describe, legacy_db, planrun_on, repo_root, AppConfig, AppLog, AppSimulator, TestDb,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
-
-/// A legacy memoir database with 200 generated chapters.
-fn legacy_db() -> TestDb {
-    let db = TestDb::new();
-    let mut client = db.client();
-    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
-    load_legacy(&mut client, 11, 200, ImagesType::Jsonb).unwrap();
-    db
-}
 
 /// Runs the simulated application until it has committed every kind of write a few
 /// times and read a while, then stops it.
@@ -51,7 +44,7 @@ fn assert_quiet_run(log: &AppLog) {
 
 #[test]
 fn a_quiet_database_reflects_every_committed_write() {
-    let db = legacy_db();
+    let db = legacy_db(200);
     let log = run_app(&db);
     assert_quiet_run(&log);
 
@@ -69,7 +62,7 @@ fn a_quiet_database_reflects_every_committed_write() {
 
 #[test]
 fn a_write_changed_behind_the_applications_back_is_reported() {
-    let db = legacy_db();
+    let db = legacy_db(200);
     let log = run_app(&db);
     assert_quiet_run(&log);
     let expected = log.expected_chapters();
@@ -121,7 +114,7 @@ fn a_write_changed_behind_the_applications_back_is_reported() {
 
 #[test]
 fn after_the_memoir_migration_every_committed_write_is_in_the_sections() {
-    let db = legacy_db();
+    let db = legacy_db(200);
     let log = run_app(&db);
     assert_quiet_run(&log);
     let touched: Vec<i64> = log.expected_chapters().into_keys().collect();

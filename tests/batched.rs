@@ -6,18 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
-use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
-use planrun_tests::{describe, memoir_plan_with, planrun, repo_path, spawn_apply, TestDb};
+use planrun_tests::{
+    describe, legacy_db, memoir_plan_with, planrun, repo_path, spawn_apply, TestDb,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
-
-fn legacy_db(chapters: usize) -> TestDb {
-    let db = TestDb::new();
-    let mut client = db.client();
-    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
-    load_legacy(&mut client, 11, chapters, ImagesType::Jsonb).unwrap();
-    db
-}
 
 fn apply(dir: &Path, db: &TestDb) -> std::process::Output {
     planrun(

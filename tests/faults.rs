@@ -12,19 +12,15 @@ use planrun_tests::{
     describe, planrun, planrun_on, scenario, spawn_apply, stdout, TestDb, CUSTOMERS,
 };
 
+/// `planrun_tests::wait_until` with this file's limit.
+fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
+    planrun_tests::wait_until(what, Duration::from_secs(30), condition)
+}
+
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
 fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
     planrun_on(PLANRUN, dir, db, args)
-}
-
-/// Polls `condition` every 10 ms for up to 30 s.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn spawn_shop_apply(dir: &Path, db: &TestDb) -> Child {
@@ -43,7 +39,7 @@ fn apply_held_in_load_orders(dir: &Path, db: &TestDb, extra: &[&str]) -> Child {
     )
     .unwrap();
     let child = spawn_apply(PLANRUN, dir, "plan.toml", db, extra);
-    wait_until("load_orders is running", || {
+    wait_until_for("load_orders is running", || {
         db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
             == "1"
     });
@@ -165,14 +161,14 @@ fn sigkill_mid_stage_keeps_exactly_the_committed_stages_and_a_rerun_finishes() {
     )
     .unwrap();
     let mut child = spawn_shop_apply(dir.path(), &db);
-    wait_until("the last stage is running", || {
+    wait_until_for("the last stage is running", || {
         db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()") == "1"
     });
     child.kill().unwrap();
     child.wait().unwrap();
     // The statement would sleep for ten minutes: the server notices the dead client
     // (planrun sets client_connection_check_interval) and rolls the stage back.
-    wait_until(
+    wait_until_for(
         "the killed planrun's session is gone long before its statement ends",
         || {
             db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()") == "0"

@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 use planrun_engine::exit_codes;
 use planrun_tests::{describe, planrun_command, planrun_on, scenario, TestDb, CUSTOMERS};
 
-const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
-
-/// Polls `condition` every 20 ms for up to 30 s.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// `planrun_tests::wait_until` with this file's limit.
+fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
+    planrun_tests::wait_until(what, Duration::from_secs(30), condition)
 }
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
 fn signal(child: &Child, signal: i32) {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
@@ -76,7 +72,7 @@ fn sigint_mid_stage_cancels_the_statement_rolls_the_stage_back_and_says_so() {
     )
     .unwrap();
     let child = apply(dir.path(), &db, &["--no-backup"]);
-    wait_until("load_orders sleeps", || {
+    wait_until_for("load_orders sleeps", || {
         sessions_running(&db, "%pg_sleep(60)%") == "1"
     });
     signal(&child, libc::SIGINT);
@@ -144,7 +140,7 @@ fn sigterm_during_the_backup_stops_pg_dump_and_leaves_no_file() {
         &db,
         &["--backup-dir", backups.to_str().unwrap()],
     );
-    wait_until("pg_dump waits for its lock", || {
+    wait_until_for("pg_dump waits for its lock", || {
         db.scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND wait_event_type = 'Lock'",
         ) == "1"
@@ -158,7 +154,7 @@ fn sigterm_during_the_backup_stops_pg_dump_and_leaves_no_file() {
         "{text}"
     );
     assert!(text.contains("SIGTERM during the backup"), "{text}");
-    wait_until("pg_dump is gone", || {
+    wait_until_for("pg_dump is gone", || {
         db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'") == "0"
     });
     open.rollback().unwrap();
@@ -190,12 +186,12 @@ fn a_backup_is_recorded_when_taken_and_status_tells_abandoned_runs_from_live_one
     // Killed outright (no chance to clean up) after the backup: the ledger still
     // knows where the backup is, and status calls the run abandoned.
     let mut killed = apply(dir.path(), &db, &backup_args);
-    wait_until("load_orders sleeps", || {
+    wait_until_for("load_orders sleeps", || {
         sessions_running(&db, "%pg_sleep(60)%") == "1"
     });
     killed.kill().unwrap();
     killed.wait().unwrap();
-    wait_until("the killed run's session is gone", || {
+    wait_until_for("the killed run's session is gone", || {
         sessions_running(&db, "%pg_sleep(60)%") == "0"
     });
     let (outcome, backup) = last_run(&db);
@@ -227,7 +223,7 @@ fn a_backup_is_recorded_when_taken_and_status_tells_abandoned_runs_from_live_one
 
     // A live run beside it.
     let live = apply(dir.path(), &db, &["--no-backup"]);
-    wait_until("the live run sleeps", || {
+    wait_until_for("the live run sleeps", || {
         sessions_running(&db, "%pg_sleep(60)%") == "1"
     });
     let status = status_json();

@@ -11,23 +11,15 @@ use std::process::Output;
 use std::time::Duration;
 
 use planrun_engine::exit_codes;
-use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_tests::app::{AppConfig, AppSimulator};
 use planrun_tests::{
-    describe, memoir_plan_edited, planrun_command, repo_root, spawn_apply, stdout, TestDb,
+    describe, legacy_db, memoir_plan_edited, planrun_command, repo_root, spawn_apply, stdout,
+    TestDb,
 };
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 /// The advisory lock key a gated plan's stage waits on while it holds its locks.
 const GATE: i64 = 4242;
-
-fn legacy_db(chapters: usize) -> TestDb {
-    let db = TestDb::new();
-    let mut client = db.client();
-    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
-    load_legacy(&mut client, 11, chapters, ImagesType::Jsonb).unwrap();
-    db
-}
 
 fn apply(cwd: &Path, plan: &str, db: &TestDb, extra: &[&str]) -> Output {
     let mut args = vec!["apply", plan, "--no-backup", "--database-url", &db.url];

@@ -7,21 +7,19 @@
 
 use std::path::Path;
 use std::process::{Child, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_tests::app::{AppConfig, AppSimulator};
-use planrun_tests::{describe, memoir_plan_edited, planrun_command, spawn_apply, stdout, TestDb};
+use planrun_tests::{
+    describe, legacy_db, memoir_plan_edited, planrun_command, spawn_apply, stdout, TestDb,
+};
+
+/// `planrun_tests::wait_until` with this file's limit.
+fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
+    planrun_tests::wait_until(what, Duration::from_secs(60), condition)
+}
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
-
-fn legacy_db(chapters: usize) -> TestDb {
-    let db = TestDb::new();
-    let mut client = db.client();
-    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
-    load_legacy(&mut client, 11, chapters, ImagesType::Jsonb).unwrap();
-    db
-}
 
 /// The memoir plan with the split batched with `params` added.
 fn batched_plan(params: &str) -> tempfile::TempDir {
@@ -41,14 +39,6 @@ fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
     planrun_command(PLANRUN, dir, &all).output().unwrap()
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn has_checkpoints(db: &TestDb) -> bool {
     db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
 }
@@ -56,7 +46,7 @@ fn has_checkpoints(db: &TestDb) -> bool {
 /// Waits until the batches have committed past chapter `key`.
 fn wait_for_checkpoint(db: &TestDb, key: i64) {
     let passed = format!("SELECT coalesce((SELECT last_key FROM planrun.checkpoints), 0) >= {key}");
-    wait_until(&format!("the batches pass chapter {key}"), || {
+    wait_until_for(&format!("the batches pass chapter {key}"), || {
         has_checkpoints(db) && db.scalar(&passed) == "t"
     });
 }
@@ -241,7 +231,7 @@ fn a_resume_after_sigkill_redoes_what_the_application_changed_meanwhile() {
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
     wait_for_checkpoint(&db, 300);
     kill(child);
-    wait_until("the killed session is gone", || {
+    wait_until_for("the killed session is gone", || {
         db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'planrun%'")
             == "0"
     });
@@ -337,7 +327,7 @@ fn pause_while_holds_the_batches_until_it_turns_false() {
     db.execute("CREATE TABLE hold (flag boolean); INSERT INTO hold VALUES (true)");
     let plan = batched_plan(r#"batch_size = 100, pause_while = "SELECT flag FROM public.hold""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
-    wait_until("the stage has started", || {
+    wait_until_for("the stage has started", || {
         has_checkpoints(&db)
             && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
     });
@@ -370,13 +360,13 @@ fn replica_lag_holds_the_batches_until_the_replica_catches_up() {
         .expect("the replica streams");
     replica.pause_replay().unwrap();
     db.execute("CREATE TABLE wal_filler AS SELECT g FROM generate_series(1, 20000) g");
-    wait_until("the replica lags more than a second", || {
+    wait_until_for("the replica lags more than a second", || {
         db.scalar("SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) > 1.5 FROM pg_stat_replication")
             == "t"
     });
     let plan = batched_plan(r#"batch_size = 100, max_replica_lag = "1s""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
-    wait_until("the stage has started", || {
+    wait_until_for("the stage has started", || {
         has_checkpoints(&db)
             && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
     });
@@ -418,7 +408,7 @@ fn a_transaction_open_too_long_holds_the_batches_until_it_ends() {
     std::thread::sleep(Duration::from_millis(1200));
     let plan = batched_plan(r#"batch_size = 100, max_transaction_age = "1s""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
-    wait_until("the stage has started", || {
+    wait_until_for("the stage has started", || {
         has_checkpoints(&db)
             && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
     });

@@ -241,3 +241,27 @@ pub fn memoir_plan_edited(edit: impl Fn(String) -> String) -> tempfile::TempDir 
     copy_dir(&repo_path("plans/memoir"), &dir.path().join("memoir"));
     dir
 }
+
+/// A throwaway database with the memoir's legacy schema and `chapters` generated
+/// chapters (seed 11, `images` as jsonb).
+pub fn legacy_db(chapters: usize) -> TestDb {
+    use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).expect("the legacy schema");
+    load_legacy(&mut client, 11, chapters, ImagesType::Jsonb).expect("the legacy chapters");
+    db
+}
+
+/// Polls `condition` every 10 ms for up to `limit`; fails the test, naming `what`,
+/// when it never holds.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

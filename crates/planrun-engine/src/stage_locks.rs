@@ -303,22 +303,29 @@ fn lock_outwaiting_autovacuum(
     tx: &mut Transaction<'_>,
     lock_table: &str,
 ) -> Result<(), postgres::Error> {
-    // pg_settings gives deadlock_timeout in milliseconds.
-    let row = tx.query_one(
-        "SELECT pg_catalog.current_setting('lock_timeout'), \
-                (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')",
-        &[],
-    )?;
-    let saved: String = row.get(0);
-    let deadlock_ms: u64 = row.get::<_, String>(1).parse().unwrap_or(1000);
-    tx.execute(
-        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-        &[&format!("{}ms", deadlock_ms + 500)],
-    )?;
+    let saved = setting_ms(tx, "lock_timeout")?;
+    let deadlock_ms = setting_ms(tx, "deadlock_timeout")?;
+    set_local_lock_timeout(tx, deadlock_ms + 500)?;
     tx.batch_execute(lock_table)?;
+    set_local_lock_timeout(tx, saved)
+}
+
+/// A millisecond setting as `pg_settings` gives it (0 for none).
+fn setting_ms(tx: &mut Transaction<'_>, name: &str) -> Result<u64, postgres::Error> {
+    let value: String = tx
+        .query_one(
+            "SELECT setting FROM pg_catalog.pg_settings WHERE name = $1",
+            &[&name],
+        )?
+        .get(0);
+    Ok(value.parse().unwrap_or(0))
+}
+
+/// `lock_timeout` for the rest of the transaction; 0 waits for ever.
+fn set_local_lock_timeout(tx: &mut Transaction<'_>, ms: u64) -> Result<(), postgres::Error> {
     tx.execute(
         "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-        &[&saved],
+        &[&format!("{ms}ms")],
     )
     .map(drop)
 }
@@ -355,18 +362,9 @@ fn cap_wait_at_budget(
     let Some(cap) = cap else {
         return Ok(());
     };
-    let current: String = tx
-        .query_one(
-            "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'lock_timeout'",
-            &[],
-        )?
-        .get(0);
-    let current: u64 = current.parse().unwrap_or(0);
+    let current = setting_ms(tx, "lock_timeout")?;
     if current == 0 || cap < current {
-        tx.execute(
-            "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-            &[&format!("{}ms", cap.max(1))],
-        )?;
+        set_local_lock_timeout(tx, cap.max(1))?;
     }
     Ok(())
 }
