@@ -51,6 +51,27 @@ fn wait_for_checkpoint(db: &TestDb, key: i64) {
     });
 }
 
+/// Waits until the batched stage has started, then checks that a second and a half
+/// later it still has committed no batch: something holds it (`why`).
+fn assert_batches_held(db: &TestDb, why: &str) {
+    wait_until_for("the stage has started", || {
+        has_checkpoints(db) && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        db.scalar("SELECT batches FROM planrun.checkpoints"),
+        "0",
+        "no batch while {why}"
+    );
+}
+
+/// The run ended well and said on stderr why it waited.
+fn assert_success_after_waiting(output: &Output, reason: &str) {
+    assert_success(output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(reason), "{}", describe(output));
+}
+
 fn sections(db: &TestDb, chapter: i64) -> String {
     db.scalar(&format!(
         "SELECT coalesce(string_agg(content, ' | ' ORDER BY position), '') FROM chapter_sections WHERE chapter_id = {chapter}"
@@ -327,24 +348,12 @@ fn pause_while_holds_the_batches_until_it_turns_false() {
     db.execute("CREATE TABLE hold (flag boolean); INSERT INTO hold VALUES (true)");
     let plan = batched_plan(r#"batch_size = 100, pause_while = "SELECT flag FROM public.hold""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
-    wait_until_for("the stage has started", || {
-        has_checkpoints(&db)
-            && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        db.scalar("SELECT batches FROM planrun.checkpoints"),
-        "0",
-        "no batch while pause_while holds"
-    );
+    assert_batches_held(&db, "pause_while holds");
     db.execute("UPDATE hold SET flag = false");
     let output = child.wait_with_output().unwrap();
-    assert_success(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("waiting: the plan's pause_while query returns true"),
-        "{}",
-        describe(&output)
+    assert_success_after_waiting(
+        &output,
+        "waiting: the plan's pause_while query returns true",
     );
 }
 
@@ -366,27 +375,12 @@ fn replica_lag_holds_the_batches_until_the_replica_catches_up() {
     });
     let plan = batched_plan(r#"batch_size = 100, max_replica_lag = "1s""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
-    wait_until_for("the stage has started", || {
-        has_checkpoints(&db)
-            && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        db.scalar("SELECT batches FROM planrun.checkpoints"),
-        "0",
-        "no batch while the replica lags"
-    );
+    assert_batches_held(&db, "the replica lags");
     replica.resume_replay().unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_success(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "waiting: replica {} replays",
-            replica.application_name()
-        )),
-        "{}",
-        describe(&output)
+    assert_success_after_waiting(
+        &output,
+        &format!("waiting: replica {} replays", replica.application_name()),
     );
     replica
         .wait_until_caught_up(Duration::from_secs(60))
@@ -408,25 +402,10 @@ fn a_transaction_open_too_long_holds_the_batches_until_it_ends() {
     std::thread::sleep(Duration::from_millis(1200));
     let plan = batched_plan(r#"batch_size = 100, max_transaction_age = "1s""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
-    wait_until_for("the stage has started", || {
-        has_checkpoints(&db)
-            && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        db.scalar("SELECT batches FROM planrun.checkpoints"),
-        "0",
-        "no batch while an old transaction is open"
-    );
+    assert_batches_held(&db, "an old transaction is open");
     idle.batch_execute("COMMIT").unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_success(&output);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("has had a transaction open for"),
-        "{}",
-        describe(&output)
-    );
+    assert_success_after_waiting(&output, "has had a transaction open for");
 }
 
 /// The application's role owns nothing of planrun's and is no superuser: its writes
