@@ -15,6 +15,21 @@ use planrun_tests::{
 };
 
 /// `planrun_tests::wait_until` with this file's limit.
+/// `planrun apply memoir.toml --no-backup --until split_chapters` in `dir`, waited for.
+fn apply_until_split(dir: &Path, db: &TestDb) -> Output {
+    run(
+        dir,
+        db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
+    )
+}
+
 fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
     planrun_tests::wait_until(what, Duration::from_secs(60), condition)
 }
@@ -214,17 +229,7 @@ fn the_application_writing_throughout_loses_nothing_and_the_result_is_the_spec_s
     let plan = batched_plan_keeping_the_final_legacy_rows(r#"batch_size = 200, pause = "20ms""#);
     let app = AppSimulator::start(&db.url, AppConfig::default());
     assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
-    let output = run(
-        plan.path(),
-        &db,
-        &[
-            "apply",
-            "memoir.toml",
-            "--no-backup",
-            "--until",
-            "split_chapters",
-        ],
-    );
+    let output = apply_until_split(plan.path(), &db);
     let log = app.stop();
     let lost = log.lost_writes(&mut db.client());
     assert!(
@@ -267,17 +272,7 @@ fn a_resume_after_sigkill_redoes_what_the_application_changed_meanwhile() {
         "{}",
         describe(&status)
     );
-    let resumed = run(
-        plan.path(),
-        &db,
-        &[
-            "apply",
-            "memoir.toml",
-            "--no-backup",
-            "--until",
-            "split_chapters",
-        ],
-    );
+    let resumed = apply_until_split(plan.path(), &db);
     assert_success(&resumed);
     assert!(stdout(&resumed).contains("resumed after key"));
     assert_changes_behind_are_migrated(&db);
@@ -327,17 +322,7 @@ fn reset_abandons_a_half_done_stage_cleanly_and_apply_starts_over() {
         "nothing is half done any more"
     );
 
-    let applied = run(
-        plan.path(),
-        &db,
-        &[
-            "apply",
-            "memoir.toml",
-            "--no-backup",
-            "--until",
-            "split_chapters",
-        ],
-    );
+    let applied = apply_until_split(plan.path(), &db);
     assert_success(&applied);
     assert_changes_behind_are_migrated(&db);
 }
