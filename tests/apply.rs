@@ -599,8 +599,8 @@ fn an_unreachable_database_is_a_clear_error() {
         &[],
     );
     let failure: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(failure["format"], "planrun-error/1");
-    assert_eq!(failure["outcome"], "cannot-connect");
+    assert_eq!(failure["format"], "planrun.error");
+    assert_eq!(failure["outcome"], "cannot_connect");
     assert_eq!(failure["exit_code"], exit_codes::CANNOT_CONNECT);
     assert!(failure["error"]
         .as_str()
@@ -661,4 +661,76 @@ fn a_second_apply_while_one_runs_exits_locked_naming_the_holder() {
         db.scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'load_orders'"),
         "1"
     );
+}
+
+/// Verification `check` of `stage` in a JSON report.
+fn check_in<'a>(report: &'a serde_json::Value, stage: &str, check: &str) -> &'a serde_json::Value {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|reported| reported["id"] == stage)
+        .and_then(|reported| {
+            reported["verifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|reported| reported["name"] == check)
+        })
+        .unwrap_or_else(|| panic!("{stage}: {check} in {report:#}"))
+}
+
+/// A later stage archives orders on purpose: the count the loading stage checked no
+/// longer holds, and `verify` says that check is superseded by the archiving stage
+/// instead of failing, while the checks of what nothing later changed still run.
+#[test]
+fn verify_names_a_check_a_later_stage_superseded_and_runs_the_rest() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("archive");
+    let output = run(dir.path(), &db, &["apply", "plan.toml", "--no-backup"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(db.scalar("SELECT count(*) FROM orders_archive"), "9");
+
+    let verify = run(dir.path(), &db, &["verify", "plan.toml"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    assert!(
+        stdout(&verify).contains("one order per customer: superseded by archive_orders"),
+        "{}",
+        describe(&verify)
+    );
+
+    let verify = run(
+        dir.path(),
+        &db,
+        &["verify", "plan.toml", "--format", "json"],
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let count = check_in(&report, "load_orders", "one order per customer");
+    assert_eq!(count["status"], "superseded", "{count:#}");
+    assert_eq!(
+        count["superseded_by"],
+        serde_json::json!([{"stage": "archive_orders", "relations": ["orders"]}])
+    );
+    let customers = check_in(&report, "load_orders", "every customer is still there");
+    assert_eq!(customers["status"], "passed", "{customers:#}");
+
+    // An archived customer's order has no foreign key left to protect the customer.
+    db.execute("DELETE FROM customers WHERE id = 1");
+    let verify = run(
+        dir.path(),
+        &db,
+        &["verify", "plan.toml", "--format", "json"],
+    );
+    assert_eq!(
+        verify.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&verify)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let customers = check_in(&report, "load_orders", "every customer is still there");
+    assert_eq!(customers["status"], "failed", "{customers:#}");
+    assert_eq!(customers["actual"], "24", "{customers:#}");
 }

@@ -225,3 +225,59 @@ sql = "UPDATE customers SET name = upper(name)"
         describe(&apply)
     );
 }
+
+/// A finding a stage accepts with `allow` is recorded in the ledger with the stage's
+/// result: the rule, the reason and where, so that who accepted which risk is known
+/// after the run, not only in the plan file of the day.
+#[test]
+fn accepted_findings_are_recorded_in_the_ledger_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        r#"[plan]
+name = "accepted"
+lock_timeout = "2s"
+
+[[stage]]
+id = "drop_name"
+allow = [{ rule = "ban-drop-column", reason = "release 4.2 stopped reading customers.name" }]
+[[stage.step]]
+sql = "ALTER TABLE customers DROP COLUMN name"
+
+[[stage]]
+id = "count"
+depends_on = ["drop_name"]
+[[stage.step]]
+sql = "SELECT count(*) FROM customers"
+"#,
+    )
+    .unwrap();
+    let db = planrun_tests::TestDb::new();
+    db.execute(planrun_tests::CUSTOMERS);
+    let apply = planrun(
+        PLANRUN,
+        dir.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--database-url",
+            &db.url,
+        ],
+        &[],
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", describe(&apply));
+    let recorded = |stage: &str| {
+        db.scalar(&format!(
+            "SELECT accepted_findings::text FROM planrun.stage_results WHERE stage_id = '{stage}'"
+        ))
+    };
+    let accepted: serde_json::Value = serde_json::from_str(&recorded("drop_name")).unwrap();
+    assert_eq!(accepted[0]["rule"], "ban-drop-column", "{accepted:#}");
+    assert_eq!(
+        accepted[0]["reason"], "release 4.2 stopped reading customers.name",
+        "{accepted:#}"
+    );
+    assert_eq!(accepted[0]["relation"], "customers", "{accepted:#}");
+    assert_eq!(recorded("count"), "[]");
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use planrun_engine::exit_codes;
 use planrun_memoir::legacy::{create_legacy_schema, insert_chapter, load_legacy, ImagesType};
-use planrun_tests::{describe, memoir_plan_with, planrun, repo_root, TestDb};
+use planrun_tests::{
+    describe, legacy_db, memoir_plan_with, planrun, planrun_on, repo_root, stdout, TestDb,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -642,5 +644,238 @@ fn a_stage_one_done_by_hand_is_skipped_with_its_reason() {
     assert_eq!(
         db.scalar("SELECT status FROM planrun.stage_results WHERE stage_id = 'sections_schema'"),
         "skipped"
+    );
+}
+
+/// The checks of a reported stage as `name -> status` (`passed`, `failed`,
+/// `superseded`, `evaluated_after`).
+fn check_statuses<'a>(stage: &'a serde_json::Value, kind: &str) -> BTreeMap<&'a str, &'a str> {
+    stage[kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            (
+                check["name"].as_str().unwrap(),
+                check["status"].as_str().unwrap_or("(no status)"),
+            )
+        })
+        .collect()
+}
+
+fn verify_json(db: &TestDb) -> (Option<i32>, serde_json::Value, std::process::Output) {
+    let output = planrun_on(
+        PLANRUN,
+        &repo_root(),
+        db,
+        &["verify", "plans/memoir.toml", "--format", "json"],
+    );
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    (output.status.code(), report, output)
+}
+
+fn reported_stage<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|stage| stage["id"] == id)
+        .unwrap_or_else(|| panic!("stage {id} in {report:#}"))
+}
+
+/// Stage 5 drops `chapter_sections.image` on purpose, which the checks of stages 1, 2
+/// and 4 read: `verify` after a complete apply runs each applied stage's checks only
+/// while no later applied stage changed what they read, names the others as
+/// superseded by that stage, and passes. A check nothing later touched still catches
+/// damage.
+#[test]
+fn verify_after_a_complete_apply_passes_and_names_the_checks_later_stages_superseded() {
+    let db = legacy_db(60);
+    let output = apply(&repo_root(), "plans/memoir.toml", &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    // Stages 1 to 4: only stage 1's check of `chapters`, whose legacy columns stage 2
+    // drops, is superseded; every other check runs.
+    let (code, report, output) = verify_json(&db);
+    assert_eq!(code, Some(0), "{}", describe(&output));
+    let superseded: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|stage| stage["verifications"].as_array().unwrap())
+        .filter(|check| check["status"] != "passed")
+        .map(|check| check["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(superseded, ["chapters.cover_image is jsonb"], "{report:#}");
+
+    let output = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let text = planrun_on(PLANRUN, &repo_root(), &db, &["verify", "plans/memoir.toml"]);
+    assert_eq!(text.status.code(), Some(0), "{}", describe(&text));
+    let shown = stdout(&text);
+    assert!(
+        shown.contains("section positions are dense from 0: superseded by section_image_fk"),
+        "{shown}"
+    );
+    assert!(!shown.contains("FAIL"), "{shown}");
+
+    let (code, report, output) = verify_json(&db);
+    assert_eq!(code, Some(0), "{}", describe(&output));
+    let split = reported_stage(&report, "split_chapters");
+    let split_checks = check_statuses(split, "verifications");
+    assert_eq!(
+        split_checks["section positions are dense from 0"], "superseded",
+        "{split:#}"
+    );
+    assert_eq!(split_checks["no chapter lost"], "passed", "{split:#}");
+    assert_eq!(
+        split_checks["legacy columns are gone"], "passed",
+        "{split:#}"
+    );
+    let dense = split["verifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "section positions are dense from 0")
+        .unwrap();
+    assert_eq!(
+        dense["superseded_by"][0]["stage"], "section_image_fk",
+        "{dense:#}"
+    );
+    assert_eq!(
+        dense["superseded_by"][0]["relations"][0], "chapter_sections",
+        "{dense:#}"
+    );
+    let collect = check_statuses(reported_stage(&report, "collect_images"), "verifications");
+    assert!(
+        collect.values().all(|status| *status == "superseded"),
+        "stage 5 brings memoir_images up to date, so stage 4's counts no longer hold: {collect:?}"
+    );
+    for stage in ["images_schema", "section_image_fk"] {
+        let checks = check_statuses(reported_stage(&report, stage), "verifications");
+        assert!(
+            checks.values().all(|status| *status == "passed"),
+            "{stage}: {checks:?}"
+        );
+    }
+
+    // Stage 3's index check reads what no later stage changes: dropping an index is
+    // caught.
+    db.execute("DROP INDEX memoir_images_one_cover");
+    let (code, report, output) = verify_json(&db);
+    assert_eq!(
+        code,
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let images_schema = check_statuses(reported_stage(&report, "images_schema"), "verifications");
+    assert_eq!(
+        images_schema["one-cover and one-image-per-section indexes exist"],
+        "failed"
+    );
+    db.execute("CREATE UNIQUE INDEX memoir_images_one_cover ON memoir_images (chapter_id) WHERE section_id IS NULL");
+    assert_eq!(verify_json(&db).0, Some(0));
+
+    // Stage 5's own checks are superseded by nothing.
+    db.execute(
+        "UPDATE chapter_sections SET image_id = (SELECT max(id) FROM memoir_images) \
+         WHERE id = (SELECT min(id) FROM chapter_sections WHERE image_id IS NOT NULL)",
+    );
+    let (code, report, output) = verify_json(&db);
+    assert_eq!(
+        code,
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let fk = check_statuses(reported_stage(&report, "section_image_fk"), "verifications");
+    assert_eq!(fk["image_id points at the section's own image"], "failed");
+}
+
+/// `planrun plan` on a healthy legacy database: stages 2 to 4 wait for stage 1, which
+/// would run first, so their preconditions are not judged now; no FAIL is shown.
+#[test]
+fn plan_shows_the_checks_of_waiting_stages_as_evaluated_after_the_stages_they_wait_for() {
+    let db = legacy_db(20);
+    let output = planrun_on(PLANRUN, &repo_root(), &db, &["plan", "plans/memoir.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(
+        !text.contains("chapter_sections already holds rows"),
+        "a precondition's message belongs to its own failure only: {text}"
+    );
+    assert!(
+        text.contains("precondition chapter_sections is empty: evaluated after sections_schema"),
+        "{text}"
+    );
+
+    let output = planrun_on(
+        PLANRUN,
+        &repo_root(),
+        &db,
+        &["plan", "plans/memoir.toml", "--format", "json"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (stage, after) in [
+        ("split_chapters", "sections_schema"),
+        ("images_schema", "split_chapters"),
+        ("collect_images", "images_schema"),
+    ] {
+        let reported = reported_stage(&report, stage);
+        assert_eq!(reported["status"], "waiting");
+        for check in reported["preconditions"].as_array().unwrap() {
+            assert_eq!(check["status"], "evaluated_after", "{check:#}");
+            assert_eq!(check["evaluated_after"][0], after, "{check:#}");
+            assert!(check["message"].is_null(), "{check:#}");
+        }
+    }
+    let first = check_statuses(reported_stage(&report, "sections_schema"), "preconditions");
+    assert!(
+        first.values().all(|status| *status == "passed"),
+        "{first:?}"
+    );
+}
+
+/// A precondition whose query fails (its table does not exist) shows the SQL error, not
+/// the message written for the condition it checks.
+#[test]
+fn a_precondition_that_cannot_run_shows_its_error_not_its_message() {
+    let db = legacy_db(5);
+    let output = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--until", "sections_schema"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    db.execute("DROP TABLE chapter_sections");
+    let output = planrun_on(PLANRUN, &repo_root(), &db, &["plan", "plans/memoir.toml"]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::PRECONDITION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains("FAIL precondition chapter_sections is empty"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        text.contains("relation \"chapter_sections\" does not exist"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("chapter_sections already holds rows"),
+        "{text}"
     );
 }

@@ -1,8 +1,15 @@
 //! One broken plan per validation problem under `tests/plans/broken/`: the kind, the
-//! label positions (line, column) and the rendered diagnostic a user reads.
+//! label positions (line, column) and the rendered diagnostic a user reads; then what
+//! the command line says about the plan it is given (a missing file, `check`'s
+//! summary) and the wording of its options and help.
 
 use planrun_plan::{LabelInfo, Plan, PlanErrors, ProblemKind, TransformCatalog};
-use planrun_tests::{render_diagnostic, repo_path};
+use planrun_tests::{
+    describe, planrun, planrun_on, render_diagnostic, repo_path, scenario, stdout, TestDb,
+    CUSTOMERS,
+};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
 /// The transforms a plan may name in these tests.
 struct Catalog;
@@ -210,6 +217,89 @@ fn every_problem_in_a_plan_is_reported_in_one_run() {
 }
 
 #[test]
+fn a_cycle_does_not_hide_the_other_problems() {
+    let errors = load_broken("cycle_and_more");
+    assert_eq!(
+        problems(&errors),
+        vec![
+            (ProblemKind::Cycle, vec![(8, 15), (18, 15)]),
+            (ProblemKind::UnknownTransform, vec![(10, 13)]),
+            (ProblemKind::UndefinedCapture, vec![(14, 10)]),
+            (ProblemKind::MissingSqlFile, vec![(23, 12)]),
+        ]
+    );
+    assert_eq!(
+        errors.problems[2].help.as_deref(),
+        Some("did you mean `{legacy_rows}`?")
+    );
+    insta::assert_snapshot!(rendered(&errors));
+}
+
+#[test]
+fn a_misspelt_step_key_is_an_unknown_key_with_the_nearest_valid_one() {
+    let errors = load_broken("misspelt_step_key");
+    assert_eq!(
+        problems(&errors),
+        vec![
+            (ProblemKind::UnknownKey, vec![(7, 1)]),
+            (ProblemKind::MissingKey, vec![(12, 1)]),
+        ]
+    );
+    assert_eq!(
+        errors.problems[0].message,
+        "unknown key `sql_flie` in [[stage.step]]"
+    );
+    assert_eq!(
+        errors.problems[0].help.as_deref(),
+        Some("did you mean `sql_file`?")
+    );
+    // A step with none of the three keys, and no misspelling of one, is told what to
+    // add.
+    let help = errors.problems[1].help.as_deref().unwrap_or_default();
+    assert!(
+        help.contains("sql_file =") && !help.contains("split"),
+        "{help}"
+    );
+    insta::assert_snapshot!(rendered(&errors));
+}
+
+#[test]
+fn a_stage_key_below_a_sub_table_is_said_to_belong_to_the_stage() {
+    let errors = load_broken("stage_key_under_sub_table");
+    assert_eq!(
+        problems(&errors),
+        vec![
+            (ProblemKind::UnknownKey, vec![(19, 1), (13, 1)]),
+            (ProblemKind::UnknownKey, vec![(20, 1), (13, 1)]),
+            (ProblemKind::UnknownKey, vec![(27, 1), (24, 1)]),
+        ]
+    );
+    let helps: Vec<&str> = errors
+        .problems
+        .iter()
+        .map(|problem| problem.help.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        helps[0],
+        "`depends_on` belongs to the stage; move it above the stage's first [[stage.step]] table \
+         (a key below a table header belongs to that table)"
+    );
+    assert!(
+        helps[1].starts_with(
+            "`optional` belongs to the stage; move it above the stage's first [[stage.step]] table"
+        ),
+        "{}",
+        helps[1]
+    );
+    assert!(
+        helps[2].starts_with("did you mean `depends_on`? It belongs to the stage; move it above the stage's first [[stage.skip_if]] table"),
+        "{}",
+        helps[2]
+    );
+    insta::assert_snapshot!(rendered(&errors));
+}
+
+#[test]
 fn the_reference_plan_in_the_docs_parses() {
     let path = repo_path("docs/reference-plan.toml");
     if let Err(errors) = Plan::load_checked(&path, &planrun_cli::default_registry()) {
@@ -280,4 +370,194 @@ fn the_malformed_plan_corpus_is_rejected_with_diagnostics() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         insta::assert_snapshot!(format!("malformed_{name}"), rendered(&errors));
     }
+}
+
+#[test]
+fn a_missing_plan_file_is_named_with_the_plans_nearby() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plans")).unwrap();
+    std::fs::write(dir.path().join("plans/shop.toml"), "").unwrap();
+    std::fs::write(dir.path().join("other.toml"), "").unwrap();
+    let stderr_of = |args: &[&str], cwd: &std::path::Path| {
+        let output = planrun(PLANRUN, cwd, args, &[]);
+        assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert_eq!(
+        stderr_of(&["check", "nope.toml"], dir.path()),
+        "error: plan file nope.toml not found; plans nearby: other.toml, plans/shop.toml\n"
+    );
+    assert_eq!(
+        stderr_of(&["graph", "plans/shp.toml"], dir.path()),
+        "error: plan file plans/shp.toml not found; did you mean plans/shop.toml?\n"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        stderr_of(&["check", "nope.toml"], empty.path()),
+        "error: plan file nope.toml not found\n"
+    );
+    assert_eq!(
+        stderr_of(&["check"], empty.path()),
+        "error: no plan given and ./plans does not exist; name a plan file or set PLANRUN_PLAN\n"
+    );
+}
+
+#[test]
+fn the_check_summary_counts_in_english() {
+    let shop = repo_path("tests/plans/scenarios/shop");
+    let output = planrun(PLANRUN, &shop, &["check", "plan.toml"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("\n  3 stages (0 optional) in 3 levels; 3 steps: 3 SQL, 0 transforms\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  1 precondition, 1 skip rule, 1 capture, 3 verifications\n"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.toml"),
+        "[plan]\nname = \"one\"\n[[stage]]\nid = \"only\"\n[[stage.step]]\nsql = \"SELECT 1\"\n",
+    )
+    .unwrap();
+    let output = planrun(PLANRUN, dir.path(), &["check", "one.toml"], &[]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("\n  1 stage (0 optional) in 1 level; 1 step: 1 SQL, 0 transforms\n"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        text.contains("\n  0 preconditions, 0 skip rules, 0 captures, 0 verifications\n"),
+        "{text}"
+    );
+}
+
+/// `apply`'s live lines name a stage without a title once, and its report says once
+/// that an optional stage was left out.
+#[test]
+fn apply_says_each_thing_once() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let plan = dir.path().join("plan.toml");
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str(
+        "\n[[stage]]\nid = \"analyze_orders\"\noptional = true\ndepends_on = [\"add_total\"]\n\
+         [[stage.step]]\nsql = \"ANALYZE orders\"\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    let output = planrun_on(
+        PLANRUN,
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--no-backup"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("-> create_orders\n"),
+        "{}",
+        describe(&output)
+    );
+    assert!(!stderr.contains("(create_orders)"), "{}", describe(&output));
+    let report = stdout(&output);
+    assert!(
+        report.contains("optional: run with --include-optional or --stage"),
+        "{report}"
+    );
+    assert!(!report.contains("optional; optional"), "{report}");
+}
+
+#[test]
+fn lock_wait_takes_a_duration_or_a_number_of_seconds() {
+    let shop = repo_path("tests/plans/scenarios/shop");
+    // Nothing listens on port 1: an accepted --lock-wait gets as far as connecting.
+    let nowhere = "postgresql://planrun@127.0.0.1:1/nowhere";
+    for wait in ["5s", "500ms", "2min", "0.5", "3"] {
+        let output = planrun(
+            PLANRUN,
+            &shop,
+            &[
+                "apply",
+                "plan.toml",
+                "--no-backup",
+                "--lock-wait",
+                wait,
+                "--database-url",
+                nowhere,
+            ],
+            &[],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(16),
+            "--lock-wait {wait}: {}",
+            describe(&output)
+        );
+    }
+    for (wait, reason) in [
+        ("5x", "write a whole number and a unit"),
+        ("-1", "a number of seconds, 0 or more"),
+        ("1m", "PostgreSQL writes minutes as min, e.g. \"1min\""),
+    ] {
+        let output = planrun(
+            PLANRUN,
+            &shop,
+            &[
+                "apply",
+                "plan.toml",
+                "--no-backup",
+                &format!("--lock-wait={wait}"),
+                "--database-url",
+                nowhere,
+            ],
+            &[],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "--lock-wait {wait}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{wait}' for '--lock-wait <DURATION>'"
+            )) && stderr.contains(reason),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_help_shows_help() {
+    for args in [
+        &["help", "--help"][..],
+        &["help"],
+        &["help", "check"],
+        &["--help"],
+    ] {
+        let output = planrun(PLANRUN, &repo_path(""), args, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            stdout(&output).contains("Usage:"),
+            "{args:?}: {}",
+            describe(&output)
+        );
+    }
+    let output = planrun(PLANRUN, &repo_path(""), &["help", "check"], &[]);
+    assert!(
+        stdout(&output).contains("Validate a plan offline"),
+        "{}",
+        describe(&output)
+    );
 }

@@ -84,7 +84,8 @@ fn a_rehearsal_leaves_the_target_exactly_as_it_was() {
     );
 
     let report = read_json(&file);
-    assert_eq!(report["format"], "planrun-rehearsal/1");
+    assert_eq!(report["format"], "planrun.rehearsal");
+    assert_eq!(report["format_version"], 1);
     assert_eq!(report["exit_code"], 0);
     assert_eq!(report["target_identity"]["database"], "planrun_test");
     assert_eq!(
@@ -174,7 +175,7 @@ fn the_memoir_plan_rehearses_cleanly_on_generated_data() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let report = read_json(&file);
-    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["outcome"], "applied");
     let checksum = report["plan_checksum"].as_str().unwrap();
     assert_eq!(checksum.len(), 64, "{checksum}");
     let tables = report["target_identity"]["tables"].as_array().unwrap();
@@ -537,6 +538,30 @@ sql = "CREATE INDEX CONCURRENTLY customers_name ON customers (name)"
         widen["blocked_reads_ms"].as_u64().unwrap() >= 200,
         "{widen:#}"
     );
+    assert!(
+        widen["taken_by"]
+            .as_str()
+            .is_some_and(|statement| statement.starts_with("ALTER TABLE customers")),
+        "the lock is attributed to the statement that took it: {widen:#}"
+    );
+    let statements = report["stages"][0]["statements"].as_array().unwrap();
+    let alter = statements
+        .iter()
+        .find(|s| s["statement"].as_str().unwrap().starts_with("ALTER TABLE"))
+        .unwrap_or_else(|| panic!("{statements:#?}"));
+    assert!(
+        alter["locks_taken"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("public.customers AccessExclusiveLock")),
+        "{alter:#}"
+    );
+    let sleep = statements
+        .iter()
+        .find(|s| s["statement"].as_str().unwrap().contains("pg_sleep"))
+        .unwrap_or_else(|| panic!("{statements:#?}"));
+    assert!(sleep["running_ms"].as_u64().unwrap() >= 200, "{sleep:#}");
+    assert_eq!(sleep["locks_taken"], serde_json::json!([]), "{sleep:#}");
     let index = lock(1);
     assert_eq!(index["rewritten"], false, "{index:#}");
     assert_eq!(index["blocked_writes_ms"], 0, "{index:#}");
@@ -605,4 +630,47 @@ sql = "ALTER TABLE customers ALTER COLUMN name TYPE varchar(200); SELECT pg_slee
         "text",
         "the refused apply changed nothing"
     );
+
+    // `plan` holds the rehearsal's estimates against the budget before any apply.
+    let plan = run(
+        dir.path(),
+        &db,
+        &["plan", "plan.toml", "--rehearsal", &file_arg],
+    );
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains(
+            "widen (budget: strongest SHARE, reads blocked 100 ms, writes blocked no limit): OVER"
+        ),
+        "{}",
+        describe(&plan)
+    );
+    assert!(
+        text.contains("AccessExclusiveLock public.customers: reads blocked ~"),
+        "{}",
+        describe(&plan)
+    );
+    let json = run(
+        dir.path(),
+        &db,
+        &[
+            "plan",
+            "plan.toml",
+            "--rehearsal",
+            &file_arg,
+            "--format",
+            "json",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let stage = &json["lock_budget"]["stages"][0];
+    assert_eq!(stage["budget"]["blocks_reads_ms"], 100, "{json:#}");
+    assert!(
+        stage["locks"][0]["estimated_blocked_reads_ms"]
+            .as_u64()
+            .unwrap()
+            >= 100,
+        "{json:#}"
+    );
+    assert_eq!(json["lock_budget"]["same_plan"], true, "{json:#}");
 }

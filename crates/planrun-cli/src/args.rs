@@ -11,8 +11,16 @@ failed, 12 verification failed, 13 step failed, 14 drift, 15 locked, 16 cannot c
 17 backup failed, 18 rehearsal required. See docs/exit-codes.md.";
 
 /// planrun: declarative, verified PostgreSQL migrations.
+///
+/// clap's own `help` command reads every word after it as a command name, so that
+/// `planrun help --help` is an error; planrun has its own (`Command::Help`).
 #[derive(Debug, Parser)]
-#[command(name = "planrun", version, after_help = AFTER_HELP)]
+#[command(
+    name = "planrun",
+    version,
+    after_help = AFTER_HELP,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,
@@ -37,11 +45,11 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a plan offline and print a one-screen summary.
-    Check(PlanArg),
+    Check(CheckArgs),
     /// Show the stage order, dependencies and levels.
     Graph(GraphArgs),
     /// List the native transforms built into this binary.
-    Transforms,
+    Transforms(TransformsArgs),
     /// Run the plan against the database: checks, stages, verification, ledger.
     Apply(ApplyArgs),
     /// Show what apply would do now, stage by stage, without writing anything.
@@ -57,6 +65,66 @@ pub enum Command {
     Reset(ResetArgs),
     /// Throwaway PostgreSQL, synthetic legacy memoir data, the memoir plan applied and verified.
     Demo(DemoArgs),
+    /// Write a commented starter plan, plans/NAME.toml, and its SQL file.
+    Init(InitArgs),
+    /// Print a shell completion script for planrun.
+    Completions(CompletionsArgs),
+    /// Print planrun's man page (roff), or write one page per command to a directory.
+    Man(ManArgs),
+    /// Print this message or the help of the given command.
+    Help(HelpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// The command to print the help of.
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+impl HelpArgs {
+    /// Prints what `planrun [COMMAND] --help` prints, with its exit code: 0, or 2 for
+    /// a command planrun does not have.
+    pub fn run(&self) -> i32 {
+        use clap::error::ErrorKind;
+        use planrun_engine::exit_codes;
+        let args = std::iter::once("planrun")
+            .chain(self.command.as_deref())
+            .chain(std::iter::once("--help"));
+        match Cli::try_parse_from(args) {
+            Ok(_) => exit_codes::SUCCESS,
+            Err(error) => {
+                let _ = error.print();
+                match error.kind() {
+                    ErrorKind::DisplayHelp => exit_codes::SUCCESS,
+                    _ => exit_codes::USAGE,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The plan's name: letters, digits, _ and -, starting with a letter. Default: the
+    /// current directory's name when it is one, else "migration".
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell, e.g. `planrun completions bash > ~/.local/share/bash-completion/completions/planrun`.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write planrun.1 and one page per command (planrun-apply.1, ...) into DIR instead
+    /// of printing planrun.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -123,13 +191,15 @@ pub struct ApplyArgs {
     /// Run pending stages that the plan places before stages already applied.
     #[arg(long)]
     pub allow_out_of_order: bool,
-    /// Seconds to wait for another apply of this plan to release its lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    /// How long to wait for another apply of this plan to release its lock: a
+    /// duration as plans write them ("30s", "500ms", "2min") or a number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_lock_wait)]
     pub lock_wait: f64,
     /// Refuse (exit 18) unless FILE is a passing rehearsal of this plan, of this
     /// database, younger than the plan's max_rehearsal_age (default 7 days).
     #[arg(long, value_name = "FILE")]
     pub require_rehearsal: Option<PathBuf>,
+    /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -151,6 +221,7 @@ pub struct RehearseArgs {
     /// Leave the throwaway copy running and print its URL.
     #[arg(long)]
     pub keep: bool,
+    /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -165,6 +236,11 @@ pub struct PlanCommandArgs {
     pub selection: SelectionArgs,
     #[command(flatten)]
     pub backup: BackupArgs,
+    /// Rehearsal report whose lock estimates to hold against the plan's lock budgets
+    /// (default: the newest rehearsals/<plan>-*.json, if any).
+    #[arg(long, value_name = "FILE")]
+    pub rehearsal: Option<PathBuf>,
+    /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -175,6 +251,7 @@ pub struct DbCommandArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -188,7 +265,7 @@ pub struct ResetArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Report format.
+    /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -210,6 +287,22 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    /// Output format: text (default) or json.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TransformsArgs {
+    /// Output format: text (default) or json.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArg {
     /// The plan file. Default: $PLANRUN_PLAN, else the single *.toml in ./plans.
     pub plan: Option<PathBuf>,
@@ -219,7 +312,7 @@ pub struct PlanArg {
 pub struct GraphArgs {
     #[command(flatten)]
     pub plan: PlanArg,
-    /// Output format.
+    /// Output format: text (default), dot, mermaid or json.
     #[arg(long, value_enum, default_value_t = GraphFormatArg::Text)]
     pub format: GraphFormatArg,
     /// Add each stage's state from the ledger (needs a database).
@@ -235,6 +328,18 @@ pub enum GraphFormatArg {
     Dot,
     Mermaid,
     Json,
+}
+
+/// `--lock-wait`, in seconds: a plan duration (`planrun_plan::PgDuration`) or a bare
+/// number of seconds, as earlier planrun took.
+fn parse_lock_wait(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        Ok(_) => Err(format!(
+            "`{text}` is not a wait: give a duration such as \"5s\", or a number of seconds, 0 or more"
+        )),
+        Err(_) => planrun_plan::PgDuration::parse(text).map(|wait| wait.as_duration().as_secs_f64()),
+    }
 }
 
 /// `OLD=NEW` for `--rename`.

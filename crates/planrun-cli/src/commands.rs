@@ -1,40 +1,51 @@
 //! One function per command, dispatched from [`dispatch`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use planrun_contract::{format, Document, Envelope, OutcomeCode};
 use planrun_engine::{exit_codes, ApplyOptions, EngineError, Runner, Target};
 use planrun_plan::{
     discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind,
 };
 
 use crate::args::{
-    ApplyArgs, BackupArgs, Cli, ColorChoice, Command, ConnectionArgs, DbCommandArgs, GraphArgs,
-    GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs,
+    ApplyArgs, BackupArgs, CheckArgs, Cli, ColorChoice, Command, ConnectionArgs, DbCommandArgs,
+    GraphArgs, GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs,
+    TransformsArgs,
 };
+use crate::documents::{CheckReport, ErrorBody, TransformList};
 use crate::live::Live;
 use crate::output::{report, use_colour};
-use crate::registry::default_registry;
 use crate::report::{render_run, render_status, Style};
+use planrun_transform::Registry;
 
-pub fn dispatch(cli: Cli) -> i32 {
+/// Runs the parsed command with `registry`'s transforms and returns its exit code.
+pub fn dispatch(cli: Cli, registry: &Registry) -> i32 {
     let style = Style {
         colour: use_colour(cli.global.color),
     };
     match cli.command {
-        Command::Check(args) => check(&args),
-        Command::Graph(args) => graph(&args),
-        Command::Transforms => transforms(),
-        Command::Apply(args) => apply(&args, style),
-        Command::Plan(args) => preview(&args, style),
-        Command::Rehearse(args) => crate::rehearse::run(&args, style),
-        Command::Status(args) => status(&args, style),
-        Command::Verify(args) => verify(&args, style),
-        Command::Reset(args) => reset(&args),
-        Command::Demo(args) => {
-            crate::demo::run(&args, style, cli.global.color == ColorChoice::Never)
-        }
+        Command::Check(args) => check(&args, registry),
+        Command::Graph(args) => graph(&args, registry),
+        Command::Transforms(args) => transforms(&args, registry),
+        Command::Apply(args) => apply(&args, style, registry),
+        Command::Plan(args) => preview(&args, style, registry),
+        Command::Rehearse(args) => crate::rehearse::run(&args, style, registry),
+        Command::Status(args) => status(&args, style, registry),
+        Command::Verify(args) => verify(&args, style, registry),
+        Command::Reset(args) => reset(&args, registry),
+        Command::Demo(args) => crate::demo::run(
+            &args,
+            style,
+            cli.global.color == ColorChoice::Never,
+            registry,
+        ),
+        Command::Init(args) => crate::init::run(&args),
+        Command::Completions(args) => crate::completions::run(&args),
+        Command::Man(args) => crate::man_page::run(&args),
+        Command::Help(args) => args.run(),
     }
 }
 
@@ -62,23 +73,13 @@ pub(crate) fn engine_failure(error: EngineError) -> i32 {
     error.exit_code()
 }
 
-/// [`engine_failure`], and with `--format json` the failure as JSON on stdout too, so
-/// that a script reading stdout sees why there is no report.
-fn failure(error: EngineError, plan: &Plan, format: ReportFormat) -> i32 {
+/// [`engine_failure`], and with `--format json` the failure as a `planrun.error`
+/// document on stdout too, so that a script reading stdout sees why there is no report.
+fn failure(command: &str, error: EngineError, plan: &Plan, format: ReportFormat) -> i32 {
     let message = error.to_string();
     let code = engine_failure(error);
     if format == ReportFormat::Json {
-        let outcome = exit_codes::ALL
-            .iter()
-            .find(|(known, _, _)| *known == code)
-            .map_or("error", |(_, name, _)| name);
-        print_json(&serde_json::json!({
-            "format": "planrun-error/1",
-            "plan": plan.name,
-            "outcome": outcome,
-            "exit_code": code,
-            "error": message,
-        }));
+        print_json(&ErrorBody::new(command, Some(&plan.name), message).document(code));
     }
     code
 }
@@ -108,8 +109,9 @@ fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> Apply
 pub(crate) fn plan_and_target(
     plan: &PlanArg,
     connection: &ConnectionArgs,
+    registry: &Registry,
 ) -> Result<(Plan, Target), i32> {
-    let plan = load_checked(plan)?;
+    let plan = load_checked(plan, registry)?;
     let target = target(connection)?;
     Ok((plan, target))
 }
@@ -117,7 +119,7 @@ pub(crate) fn plan_and_target(
 /// Prints a run report in `format` and returns its exit code.
 fn print_run(report: &planrun_engine::RunReport, format: ReportFormat, style: Style) -> i32 {
     match format {
-        ReportFormat::Json => print_json(report),
+        ReportFormat::Json => print_json(&report.document()),
         ReportFormat::Text => say_raw!("{}", render_run(report, style)),
     }
     report.exit_code
@@ -130,13 +132,12 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
     }
 }
 
-fn apply(args: &ApplyArgs, style: Style) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+fn apply(args: &ApplyArgs, style: Style, registry: &Registry) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let registry = default_registry();
-    let runner = match Runner::new(&plan, &registry) {
+    let runner = match Runner::new(&plan, registry) {
         Ok(runner) => runner,
         Err(error) => return engine_failure(error),
     };
@@ -150,7 +151,12 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
     };
     options.lock_wait = Duration::from_secs_f64(args.lock_wait.max(0.0));
     if let Some(file) = &args.require_rehearsal {
-        if let Err(code) = crate::rehearse::require(file, &plan, &runner, &options, &target) {
+        if let Err((code, message)) =
+            crate::rehearse::require(file, &plan, &runner, &options, &target)
+        {
+            if args.format == ReportFormat::Json {
+                print_json(&ErrorBody::new("apply", Some(&plan.name), message).document(code));
+            }
             return code;
         }
     }
@@ -162,59 +168,78 @@ fn apply(args: &ApplyArgs, style: Style) -> i32 {
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
         Ok(report) => print_run(&report, args.format, style),
-        Err(error) => failure(error, &plan, args.format),
+        Err(error) => failure("apply", error, &plan, args.format),
     }
 }
 
-fn preview(args: &PlanCommandArgs, style: Style) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+fn preview(args: &PlanCommandArgs, style: Style, registry: &Registry) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let registry = default_registry();
-    let result = Runner::new(&plan, &registry).and_then(|runner| {
+    let result = Runner::new(&plan, registry).and_then(|runner| {
         let mut report = runner.preview(&target, &options(&plan, &args.selection, &args.backup))?;
         report.lock_impact = runner.lock_weight(&target)?;
+        report.lock_budget = rehearsed_budget(&plan, &runner, args.rehearsal.as_deref());
         Ok(report)
     });
     match result {
         Ok(report) => print_run(&report, args.format, style),
-        Err(error) => failure(error, &plan, args.format),
+        Err(error) => failure("plan", error, &plan, args.format),
     }
 }
 
-fn status(args: &DbCommandArgs, style: Style) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+/// The lock estimates of the rehearsal `file` (else the newest in `./rehearsals`)
+/// against the plan's budgets; a report that cannot serve is said on stderr.
+fn rehearsed_budget(
+    plan: &Plan,
+    runner: &Runner<'_>,
+    file: Option<&Path>,
+) -> Option<planrun_engine::BudgetEstimate> {
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| planrun_engine::newest_rehearsal(Path::new("rehearsals"), &plan.name))?;
+    planrun_engine::budget_estimate(plan, &runner.plan_checksum(), &file)
+        .map_err(|reason| say_err!("warning: lock budgets not weighed: {reason}"))
+        .ok()
+}
+
+fn status(args: &DbCommandArgs, style: Style, registry: &Registry) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let registry = default_registry();
     let result =
-        Runner::new(&plan, &registry).and_then(|runner| planrun_engine::status(&runner, &target));
+        Runner::new(&plan, registry).and_then(|runner| planrun_engine::status(&runner, &target));
     match result {
         Ok(report) => {
             match args.format {
-                ReportFormat::Json => print_json(&report),
+                ReportFormat::Json => print_json(&Document::new(
+                    Envelope::generated_now(&format::STATUS, OutcomeCode::Ok),
+                    &report,
+                )),
                 ReportFormat::Text => say_raw!("{}", render_status(&report, style)),
             }
             exit_codes::SUCCESS
         }
-        Err(error) => failure(error, &plan, args.format),
+        Err(error) => failure("status", error, &plan, args.format),
     }
 }
 
-fn reset(args: &crate::args::ResetArgs) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
+    let started = chrono::Local::now();
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let registry = default_registry();
-    let result =
-        Runner::new(&plan, &registry).and_then(|runner| runner.reset(&target, &args.stage));
+    let result = Runner::new(&plan, registry).and_then(|runner| runner.reset(&target, &args.stage));
     match result {
         Ok(report) => {
             match args.format {
-                ReportFormat::Json => print_json(&report),
+                ReportFormat::Json => print_json(&Document::new(
+                    Envelope::finished_now(&format::RESET, OutcomeCode::Reset, started),
+                    &report,
+                )),
                 ReportFormat::Text => {
                     say!(
                         "reset {}: the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
@@ -235,28 +260,30 @@ fn reset(args: &crate::args::ResetArgs) -> i32 {
             }
             exit_codes::SUCCESS
         }
-        Err(error) => failure(error, &plan, args.format),
+        Err(error) => failure("reset", error, &plan, args.format),
     }
 }
 
-fn verify(args: &DbCommandArgs, style: Style) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+fn verify(args: &DbCommandArgs, style: Style, registry: &Registry) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let registry = default_registry();
-    let result = Runner::new(&plan, &registry).and_then(|runner| runner.verify(&target));
+    let result = Runner::new(&plan, registry).and_then(|runner| runner.verify(&target));
     match result {
         Ok(report) => print_run(&report, args.format, style),
-        Err(error) => failure(error, &plan, args.format),
+        Err(error) => failure("verify", error, &plan, args.format),
     }
 }
 
 /// Ledger state per stage for `graph --status`.
-fn graph_status(plan: &Plan, connection: &ConnectionArgs) -> Result<GraphStatus, i32> {
-    let registry = default_registry();
+fn graph_status(
+    plan: &Plan,
+    connection: &ConnectionArgs,
+    registry: &Registry,
+) -> Result<GraphStatus, i32> {
     let target = target(connection)?;
-    let runner = Runner::new(plan, &registry).map_err(engine_failure)?;
+    let runner = Runner::new(plan, registry).map_err(engine_failure)?;
     let report = planrun_engine::status(&runner, &target).map_err(engine_failure)?;
     Ok(report
         .stages
@@ -281,21 +308,66 @@ fn plan_path(arg: &PlanArg) -> Result<PathBuf, i32> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     discover_plan(arg.plan.as_deref(), env.as_deref(), &cwd).map_err(|error| {
         say_err!("error: {error}");
-        exit_codes::ERROR
+        if error.is_usage() {
+            exit_codes::USAGE
+        } else {
+            exit_codes::ERROR
+        }
     })
 }
 
 /// Loads the plan with every offline check, printing diagnostics on failure.
-fn load_checked(arg: &PlanArg) -> Result<Plan, i32> {
+fn load_checked(arg: &PlanArg, registry: &Registry) -> Result<Plan, i32> {
     let path = plan_path(arg)?;
-    Plan::load_checked(&path, &default_registry()).map_err(|errors| {
+    Plan::load_checked(&path, registry).map_err(|errors| {
         report(errors);
         exit_codes::INVALID_PLAN
     })
 }
 
-fn check(args: &PlanArg) -> i32 {
-    let plan = match load_checked(args) {
+/// `check --format json`: the valid plan's `planrun.check` document, or a
+/// `planrun.error` with every problem of an invalid one (diagnostics still go to
+/// stderr).
+fn check_json(arg: &PlanArg, registry: &Registry) -> i32 {
+    let env = std::env::var("PLANRUN_PLAN").ok();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path = match discover_plan(arg.plan.as_deref(), env.as_deref(), &cwd) {
+        Ok(path) => path,
+        Err(error) => {
+            say_err!("error: {error}");
+            let code = if error.is_usage() {
+                exit_codes::USAGE
+            } else {
+                exit_codes::ERROR
+            };
+            let body = ErrorBody::new("check", None, error.to_string());
+            print_json(&body.document(code));
+            return code;
+        }
+    };
+    match Plan::load_checked(&path, registry) {
+        Ok(plan) => {
+            let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
+            print_json(&Document::new(
+                Envelope::generated_now(&format::CHECK, OutcomeCode::Valid),
+                CheckReport::new(&plan, &dag, registry),
+            ));
+            exit_codes::SUCCESS
+        }
+        Err(errors) => {
+            let body = ErrorBody::invalid_plan("check", &errors);
+            report(errors);
+            print_json(&body.document(exit_codes::INVALID_PLAN));
+            exit_codes::INVALID_PLAN
+        }
+    }
+}
+
+fn check(args: &CheckArgs, registry: &Registry) -> i32 {
+    if args.format == ReportFormat::Json {
+        return check_json(&args.plan, registry);
+    }
+    let plan = match load_checked(&args.plan, registry) {
         Ok(plan) => plan,
         Err(code) => return code,
     };
@@ -312,19 +384,30 @@ fn check(args: &PlanArg) -> i32 {
     if let Some(description) = &plan.description {
         say!("  {description}");
     }
+    let counted = |n: usize, noun: &str| {
+        if n == 1 {
+            format!("1 {noun}")
+        } else {
+            format!("{n} {noun}s")
+        }
+    };
     say!(
-        "  {} stages ({optional} optional) in {} levels; {} steps: {} SQL, {transforms} transform",
-        stages.len(),
-        dag.levels().len(),
-        steps.len(),
+        "  {} ({optional} optional) in {}; {}: {} SQL, {}",
+        counted(stages.len(), "stage"),
+        counted(dag.levels().len(), "level"),
+        counted(steps.len(), "step"),
         steps.len() - transforms,
+        counted(transforms, "transform"),
     );
     say!(
-        "  {} preconditions, {} skip rules, {} captures, {} verifications",
-        count(|s| s.preconditions.len()),
-        count(|s| s.skip_if.len()),
-        count(|s| s.captures.iter().map(|c| c.names.len()).sum()),
-        count(|s| s.verify.len()),
+        "  {}, {}, {}, {}",
+        counted(count(|s| s.preconditions.len()), "precondition"),
+        counted(count(|s| s.skip_if.len()), "skip rule"),
+        counted(
+            count(|s| s.captures.iter().map(|c| c.names.len()).sum()),
+            "capture"
+        ),
+        counted(count(|s| s.verify.len()), "verification"),
     );
     let order: Vec<String> = dag
         .order()
@@ -339,16 +422,10 @@ fn check(args: &PlanArg) -> i32 {
         })
         .collect();
     say!("  order: {}", order.join(" -> "));
-    let registry = default_registry();
     let locked: Vec<(&str, Vec<planrun_plan::TableLock>)> = dag
         .order()
         .iter()
-        .map(|&index| {
-            (
-                stages[index].id.as_str(),
-                stages[index].all_locks(&registry),
-            )
-        })
+        .map(|&index| (stages[index].id.as_str(), stages[index].all_locks(registry)))
         .filter(|(_, locks)| !locks.is_empty())
         .collect();
     if !locked.is_empty() {
@@ -363,12 +440,12 @@ fn check(args: &PlanArg) -> i32 {
     }
     say_raw!(
         "{}",
-        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, &registry))
+        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, registry))
     );
     exit_codes::SUCCESS
 }
 
-fn graph(args: &GraphArgs) -> i32 {
+fn graph(args: &GraphArgs, registry: &Registry) -> i32 {
     let path = match plan_path(&args.plan) {
         Ok(path) => path,
         Err(code) => return code,
@@ -382,7 +459,7 @@ fn graph(args: &GraphArgs) -> i32 {
     };
     let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
     let status = if args.status {
-        match graph_status(&plan, &args.connection) {
+        match graph_status(&plan, &args.connection, registry) {
             Ok(status) => Some(status),
             Err(code) => return code,
         }
@@ -399,8 +476,18 @@ fn graph(args: &GraphArgs) -> i32 {
     exit_codes::SUCCESS
 }
 
-fn transforms() -> i32 {
-    let registry = default_registry();
+fn transforms(args: &TransformsArgs, registry: &Registry) -> i32 {
+    if args.format == ReportFormat::Json {
+        print_json(&Document::new(
+            Envelope::timeless(&format::TRANSFORMS, OutcomeCode::Ok),
+            TransformList::new(registry),
+        ));
+        return exit_codes::SUCCESS;
+    }
+    if registry.iter().next().is_none() {
+        say!("this planrun binary has no native transforms: its plans can run SQL steps only");
+        return exit_codes::SUCCESS;
+    }
     let width = registry.iter().map(|t| t.name().len()).max().unwrap_or(0);
     for transform in registry.iter() {
         say!(

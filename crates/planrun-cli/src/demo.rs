@@ -9,10 +9,10 @@ use planrun_engine::{exit_codes, ApplyOptions, Runner, Source, Target};
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_plan::{render_graph, Dag, GraphFormat, Plan};
 use planrun_tempdb::TempCluster;
+use planrun_transform::Registry;
 
 use crate::args::DemoArgs;
 use crate::live::Live;
-use crate::registry::default_registry;
 use crate::report::{render_run, Style};
 
 /// The memoir plan as shipped, for when `planrun demo` runs outside the repository.
@@ -59,8 +59,8 @@ fn plan_path(scratch: &Path) -> Result<PathBuf, String> {
     Ok(scratch.join("plans/memoir.toml"))
 }
 
-pub fn run(args: &DemoArgs, style: Style, _no_colour: bool) -> i32 {
-    match demo(args, style) {
+pub fn run(args: &DemoArgs, style: Style, _no_colour: bool, registry: &Registry) -> i32 {
+    match demo(args, style, registry) {
         Ok(code) => code,
         Err(message) => {
             say_err!("error: {message}");
@@ -69,14 +69,25 @@ pub fn run(args: &DemoArgs, style: Style, _no_colour: bool) -> i32 {
     }
 }
 
-fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
+fn demo(args: &DemoArgs, style: Style, registry: &Registry) -> Result<i32, String> {
+    // A binary of one's own may leave the memoir transforms out; say so rather than
+    // show the shipped plan's "unknown transform" diagnostics.
+    let mut memoir = Registry::new();
+    planrun_memoir::register(&mut memoir);
+    if let Some(missing) = memoir.iter().find(|t| registry.get(t.name()).is_none()) {
+        return Err(format!(
+            "the demo runs the memoir plan, which needs the transform `{}`: this planrun \
+             binary was built without the memoir transforms (its `Planrun` needs \
+             `.with_memoir_transforms()`)",
+            missing.name()
+        ));
+    }
     let scratch = tempfile::Builder::new()
         .prefix("planrun-demo-")
         .tempdir()
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let plan_file = plan_path(scratch.path())?;
-    let registry = default_registry();
-    let plan = Plan::load_checked(&plan_file, &registry)
+    let plan = Plan::load_checked(&plan_file, registry)
         .map_err(|errors| format!("{:?}", miette::Report::new(errors)))?;
     let images: ImagesType = args.images_type.parse().map_err(|e| format!("{e}"))?;
 
@@ -124,7 +135,7 @@ fn demo(args: &DemoArgs, style: Style) -> Result<i32, String> {
     say!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
 
     let target = Target::parse(&url, Source::Flag).map_err(|e| e.to_string())?;
-    let runner = Runner::new(&plan, &registry).map_err(|e| e.to_string())?;
+    let runner = Runner::new(&plan, registry).map_err(|e| e.to_string())?;
     let options = ApplyOptions {
         include_optional: true,
         backup_dir: Some(scratch.path().join("backups")),

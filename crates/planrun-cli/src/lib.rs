@@ -1,5 +1,8 @@
 //! The `planrun` command line: argument parsing and one dispatch per command. The
 //! work lives in the library crates; this crate renders their results.
+//!
+//! It is a library too, so that a crate can build its own `planrun` binary with its
+//! own native transforms, without forking this one: see [`Planrun`].
 
 /// `println!` that never panics: a closed stdout (`planrun apply | head -1`) loses
 /// the rest of the output, not the run.
@@ -28,30 +31,29 @@ macro_rules! say_err {
 
 mod args;
 mod commands;
+mod completions;
 mod demo;
+mod documents;
+mod init;
 mod live;
 mod lock_report;
+mod man_page;
 mod output;
+mod planrun;
 mod registry;
 mod rehearse;
 mod report;
 
+pub use documents::json_schemas;
+pub use planrun::Planrun;
+pub use planrun_transform::Registry;
 pub use registry::default_registry;
 
-use clap::Parser;
-
-/// Runs `planrun` with `args` (program name first) and returns the exit code.
+/// Runs the `planrun` binary as shipped, with the memoir transforms, on `args`
+/// (program name first), and returns the exit code.
+///
+/// The same as `Planrun::new().with_memoir_transforms().run(args)`; a binary with
+/// transforms of its own uses [`Planrun`].
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let cli = match args::Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(error) => {
-            let _ = error.print();
-            return match error.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => planrun_engine::exit_codes::USAGE,
-            };
-        }
-    };
-    output::install_miette_hook(cli.global.color);
-    commands::dispatch(cli)
+    Planrun::new().with_memoir_transforms().run(args)
 }

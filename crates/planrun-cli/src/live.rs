@@ -41,7 +41,10 @@ impl Live {
 impl Observer for Live {
     fn stage_started(&self, stage: &Stage) {
         if self.enabled {
-            say_err!("-> {} ({})", stage.id, stage.display_title());
+            match &stage.title {
+                Some(title) if *title != stage.id => say_err!("-> {} ({title})", stage.id),
+                _ => say_err!("-> {}", stage.id),
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use planrun_engine::{StageLockWeight, TableNow, Weight};
+use planrun_engine::{BudgetEstimate, StageLockWeight, TableNow, Weight};
 use planrun_plan::{StageLock, StageLockImpact};
 
 /// The lock analysis of every stage, indented under `check`'s summary.
@@ -191,5 +191,69 @@ fn human_bytes(bytes: i64) -> String {
         b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
         b if b >= 1e3 => format!("{:.0} kB", b / 1e3),
         b => format!("{b:.0} B"),
+    }
+}
+
+/// `planrun plan`'s lock budgets against a rehearsal: per stage, each table's lock as
+/// the rehearsal measured it, the time it blocks reads and writes estimated on the
+/// target, and the budget; the breaches the rehearsal found.
+pub fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lock budget against the rehearsal of {} ({}, database {}):",
+        estimate.rehearsed_at, estimate.file, estimate.rehearsed_database
+    );
+    if !estimate.same_plan {
+        let _ = writeln!(
+            out,
+            "  the plan changed since this rehearsal: its estimates may be off; rehearse again"
+        );
+    }
+    let limit = |ms: Option<u64>| ms.map_or("no limit".to_owned(), millis);
+    for stage in &estimate.stages {
+        let budget = match &stage.budget {
+            Some(budget) => format!(
+                "budget: strongest {}, reads blocked {}, writes blocked {}",
+                budget.strongest.as_deref().unwrap_or("any"),
+                limit(budget.blocks_reads_ms),
+                limit(budget.blocks_writes_ms)
+            ),
+            None => "no lock_budget".to_owned(),
+        };
+        let verdict = if stage.over_budget.is_empty() {
+            "within"
+        } else {
+            "OVER"
+        };
+        let _ = writeln!(out, "  {} ({budget}): {verdict}", stage.id);
+        for lock in stage
+            .locks
+            .iter()
+            .filter(|lock| lock.estimated_blocked_writes_ms > 0 || lock.rewritten)
+        {
+            let _ = writeln!(
+                out,
+                "    {} {}: reads blocked ~{}, writes blocked ~{} on the target{}",
+                lock.strongest,
+                lock.table,
+                millis(lock.estimated_blocked_reads_ms),
+                millis(lock.estimated_blocked_writes_ms),
+                if lock.rewritten { ", rewritten" } else { "" }
+            );
+        }
+        for line in &stage.over_budget {
+            let _ = writeln!(out, "    over budget: {line}");
+        }
+    }
+    out
+}
+
+/// `850 ms`, `9.8 s`.
+fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }

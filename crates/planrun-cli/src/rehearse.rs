@@ -10,20 +10,20 @@ use planrun_engine::rehearse::{
 };
 use planrun_engine::{exit_codes, ApplyOptions, Runner, StageStatus, Target};
 use planrun_plan::Plan;
+use planrun_transform::Registry;
 
 use crate::args::{RehearseArgs, ReportFormat};
 use crate::commands::{engine_failure, plan_and_target, print_json};
+use crate::documents::ErrorBody;
 use crate::live::Live;
-use crate::registry::default_registry;
 use crate::report::{render_run, Style};
 
-pub fn run(args: &RehearseArgs, style: Style) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection) {
+pub fn run(args: &RehearseArgs, style: Style, registry: &Registry) -> i32 {
+    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let registry = default_registry();
-    let runner = match Runner::new(&plan, &registry) {
+    let runner = match Runner::new(&plan, registry) {
         Ok(runner) => runner,
         Err(error) => return engine_failure(error),
     };
@@ -44,20 +44,24 @@ pub fn run(args: &RehearseArgs, style: Style) -> i32 {
             say_err!("{line}");
         }
     };
+    let failed = |error: rehearse::RehearseError| {
+        say_err!("error: {error}");
+        let code = error.exit_code();
+        if !text {
+            print_json(
+                &ErrorBody::new("rehearse", Some(&plan.name), error.to_string()).document(code),
+            );
+        }
+        code
+    };
     let rehearsal = match rehearse::rehearse(&runner, &target, &options, &live, &note) {
         Ok(rehearsal) => rehearsal,
-        Err(error) => {
-            say_err!("error: {error}");
-            return error.exit_code();
-        }
+        Err(error) => return failed(error),
     };
     let report = &rehearsal.report;
     let file = match rehearse::write_report(report, &args.report_dir) {
         Ok(file) => file,
-        Err(error) => {
-            say_err!("error: {error}");
-            return error.exit_code();
-        }
+        Err(error) => return failed(error),
     };
     match args.format {
         ReportFormat::Json => {
@@ -74,19 +78,19 @@ pub fn run(args: &RehearseArgs, style: Style) -> i32 {
         }
         say_err!("stop it with: {}", kept.stop_command);
     }
-    report.exit_code
+    report.envelope.exit_code
 }
 
-/// Refuses (with the exit code) unless `file` is a passing rehearsal of this plan, of
-/// this database, of every stage this apply selects, younger than the plan's
-/// `max_rehearsal_age`.
+/// Refuses (with the exit code and why, in one line) unless `file` is a passing
+/// rehearsal of this plan, of this database, of every stage this apply selects,
+/// younger than the plan's `max_rehearsal_age`.
 pub fn require(
     file: &Path,
     plan: &Plan,
     runner: &Runner<'_>,
     options: &ApplyOptions,
     target: &Target,
-) -> Result<(), i32> {
+) -> Result<(), (i32, String)> {
     let max_age = plan
         .max_rehearsal_age
         .as_ref()
@@ -97,7 +101,10 @@ pub fn require(
     let database = database_name(target);
     let stages = match runner.selected_stages(options) {
         Ok(stages) => stages,
-        Err(error) => return Err(engine_failure(error)),
+        Err(error) => {
+            let message = error.to_string();
+            return Err((engine_failure(error), message));
+        }
     };
     let refusals = check_rehearsal(
         file,
@@ -125,7 +132,15 @@ pub fn require(
         plan.path.display(),
         plan.path.display()
     );
-    Err(exit_codes::REHEARSAL_REQUIRED)
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    Err((
+        exit_codes::REHEARSAL_REQUIRED,
+        format!(
+            "apply refused by --require-rehearsal {}; nothing ran: {}",
+            file.display(),
+            reasons.join("; ")
+        ),
+    ))
 }
 
 fn duration(ms: u64) -> String {
@@ -168,7 +183,7 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
         duration(report.copy.restore_ms),
         report.copy.identity.server_version
     );
-    out.push_str(&render_run(&report.run, style));
+    out.push_str(&render_run(&report.run.body.report, style));
 
     let _ = writeln!(
         out,
@@ -237,13 +252,20 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
                 duration(lock.estimated_blocked_writes_ms),
                 if measured.rewritten { ", REWRITTEN" } else { "" }
             );
+            if let Some(statement) = &measured.taken_by {
+                let _ = writeln!(
+                    out,
+                    "        {}",
+                    style.dim(&format!("taken by: {statement}"))
+                );
+            }
         }
         for line in &stage.over_budget {
             let _ = writeln!(out, "      {} {line}", style.bad("OVER BUDGET:"));
         }
     }
     let _ = writeln!(out, "\nrehearsal report: {}", file.display());
-    if report.exit_code == exit_codes::SUCCESS {
+    if report.envelope.exit_code == exit_codes::SUCCESS {
         let _ = writeln!(
             out,
             "next: planrun apply {} --require-rehearsal {}",
@@ -254,7 +276,7 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
         let _ = writeln!(
             out,
             "the rehearsal failed (exit {}); the target was not changed. Fix the plan and rehearse again",
-            report.exit_code
+            report.envelope.exit_code
         );
     }
     if report.copy.kept.is_none() {

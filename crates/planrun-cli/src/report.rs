@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use planrun_engine::{
-    CheckResult, LockRetry, RunReport, SqlDiff, StageReport, StageStatus, StatusReport,
+    CheckResult, CheckStatus, LockRetry, RunReport, SqlDiff, StageReport, StageStatus, StatusReport,
 };
 
 /// ANSI styling that is a no-op when colour is off.
@@ -41,7 +41,10 @@ fn status_text(style: Style, status: StageStatus) -> String {
     match status {
         StageStatus::Applied | StageStatus::Verified | StageStatus::WouldRun => style.good(label),
         StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted => style.bad(label),
-        StageStatus::NotRun | StageStatus::NotSelected | StageStatus::Waiting => style.dim(label),
+        StageStatus::NotRun
+        | StageStatus::NotSelected
+        | StageStatus::Waiting
+        | StageStatus::Superseded => style.dim(label),
         _ => label.to_owned(),
     }
 }
@@ -60,10 +63,28 @@ fn pad(text: &str, visible: usize, width: usize) -> String {
 }
 
 fn check_line(style: Style, kind: &str, check: &CheckResult) -> String {
-    let mark = if check.passed {
-        style.good("ok  ")
-    } else {
-        style.bad("FAIL")
+    let mark = match check.status {
+        CheckStatus::Passed => style.good("ok  "),
+        CheckStatus::Failed => style.bad("FAIL"),
+        CheckStatus::EvaluatedAfter => {
+            return style.dim(&format!(
+                "      --   {kind} {}: evaluated after {}",
+                check.name,
+                check.evaluated_after.join(", ")
+            ));
+        }
+        CheckStatus::Superseded => {
+            let by: Vec<String> = check
+                .superseded_by
+                .iter()
+                .map(|by| format!("{} (which changed {})", by.stage, by.relations.join(", ")))
+                .collect();
+            return style.dim(&format!(
+                "      --   {kind} {}: superseded by {}",
+                check.name,
+                by.join("; ")
+            ));
+        }
     };
     let mut line = format!(
         "      {mark} {kind} {}: expected {}, got {}",
@@ -116,7 +137,12 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
     );
     for (position, stage) in report.stages.iter().enumerate() {
         let mut notes = Vec::new();
-        if stage.optional {
+        // A stage left out for being optional says so in its note already.
+        let says_optional = stage
+            .note
+            .as_deref()
+            .is_some_and(|note| note.starts_with("optional"));
+        if stage.optional && !says_optional {
             notes.push("optional".to_owned());
         }
         if !stage.transaction {
@@ -172,6 +198,10 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
         out.push('\n');
         out.push_str(&crate::lock_report::render_lock_weight(&report.lock_impact));
     }
+    if let Some(estimate) = &report.lock_budget {
+        out.push('\n');
+        out.push_str(&crate::lock_report::render_budget_estimate(estimate));
+    }
     out
 }
 
@@ -184,7 +214,7 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, show_pass
             | StageStatus::DriftAccepted
     );
     for check in &stage.preconditions {
-        if !check.passed || interesting || !show_passing {
+        if check.failed() || interesting || !show_passing {
             let _ = writeln!(out, "{}", check_line(style, "precondition", check));
         }
     }

@@ -274,6 +274,7 @@ impl Runner<'_> {
                 captures: serde_json::to_value(&recorded.captures).unwrap_or_default(),
                 verifications: serde_json::json!([]),
                 error: None,
+                accepted_findings: serde_json::json!([]),
             },
         )
     }

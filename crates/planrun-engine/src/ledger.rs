@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::trusted_sql::{check_ledger_owner, own_ledger};
 
 /// The ledger layout this planrun writes.
-pub const LEDGER_VERSION: i32 = 5;
+pub const LEDGER_VERSION: i32 = 6;
 
 const CREATE_V1: &str = "
 CREATE SCHEMA IF NOT EXISTS planrun;
@@ -99,6 +99,12 @@ ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
     CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed', 'reset'));
 ";
 
+/// Version 6: the lock-analysis findings a stage's `allow` accepted, with their
+/// reasons, kept with each result.
+const MIGRATE_TO_V6: &str = "
+ALTER TABLE planrun.stage_results ADD COLUMN IF NOT EXISTS accepted_findings jsonb NOT NULL DEFAULT '[]';
+";
+
 /// True for a `runs` row (alias `r`) whose session still exists. A session another
 /// role owns shows no `backend_start` without `pg_read_all_stats`; it counts as live.
 const SESSION_ALIVE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
@@ -136,12 +142,13 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             known: LEDGER_VERSION,
         });
     }
-    let migrations: [(i32, &str); 5] = [
+    let migrations: [(i32, &str); 6] = [
         (1, ""),
         (2, MIGRATE_TO_V2),
         (3, MIGRATE_TO_V3),
         (4, MIGRATE_TO_V4),
         (5, MIGRATE_TO_V5),
+        (6, MIGRATE_TO_V6),
     ];
     for (target, sql) in migrations {
         if version >= target {
@@ -177,6 +184,8 @@ pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
 /// The latest committed result of one stage.
 #[derive(Debug, Clone)]
 pub struct RecordedStage {
+    /// The `stage_results` row: later rows were recorded later.
+    pub result_id: i64,
     pub run_id: i64,
     pub status: String,
     pub checksum: String,
@@ -219,8 +228,8 @@ fn results(
     let rows = client
         .query(
             "SELECT DISTINCT ON (stage_id) stage_id, run_id, status, checksum, definition, \
-                    to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'), captures, rows_affected, \
-                    rows_quarantined, skip_reason \
+                    to_char(finished_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), captures, rows_affected, \
+                    rows_quarantined, skip_reason, id \
              FROM planrun.stage_results WHERE plan_name = $1 AND ($2 OR status <> 'failed') \
              ORDER BY stage_id, id DESC",
             &[&plan, &include_failed],
@@ -233,6 +242,7 @@ fn results(
         results.insert(
             row.get::<_, String>(0),
             RecordedStage {
+                result_id: row.get(10),
                 run_id: row.get(1),
                 status: row.get(2),
                 checksum: row.get(3),
@@ -352,6 +362,8 @@ pub struct StageRecord<'a> {
     pub captures: Json,
     pub verifications: Json,
     pub error: Option<Json>,
+    /// `[{rule, reason, relation, place}]`: the findings the stage's `allow` accepted.
+    pub accepted_findings: Json,
 }
 
 pub fn record_stage(
@@ -365,8 +377,8 @@ pub fn record_stage(
         .execute(
             "INSERT INTO planrun.stage_results (run_id, plan_name, stage_id, status, checksum, definition, \
                  drift_accepted, skip_reason, started_at, duration_ms, rows_affected, rows_quarantined, \
-                 captures, verifications, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 captures, verifications, error, accepted_findings) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             &[
                 &record.run_id,
                 &record.plan_name,
@@ -383,6 +395,7 @@ pub fn record_stage(
                 &record.captures,
                 &record.verifications,
                 &record.error,
+                &record.accepted_findings,
             ],
         )
         .map(drop)
@@ -404,7 +417,7 @@ pub fn recent_runs(
             &format!(
                 "SELECT id, command, \
                         CASE WHEN outcome = 'running' AND NOT {SESSION_ALIVE} THEN 'abandoned' ELSE outcome END, \
-                        to_char(started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                        to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), \
                         coalesce(backup_file, ''), db_user, client_host \
                  FROM planrun.runs r WHERE plan_name = $1 ORDER BY id DESC LIMIT $2"
             ),
@@ -425,11 +438,15 @@ pub fn recent_runs(
         .collect())
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct RunSummary {
     pub id: i64,
     pub command: String,
+    /// As the ledger records it: `success`, `nothing_to_do`, `step_failed`, ...,
+    /// `running`, or `abandoned` for a run whose session is gone.
     pub outcome: String,
+    /// RFC 3339, as every time the ledger gives (`to_char` with `TZH:TZM`).
+    #[schemars(extend("format" = "date-time"))]
     pub started_at: String,
     pub backup_file: Option<String>,
     pub user: String,
@@ -482,7 +499,7 @@ pub fn checkpoints(
         .query(
             "SELECT stage_id, run_id, checksum, last_key, batches, rows_read, rows_written, \
                     rows_quarantined, total_rows, captures, \
-                    to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') \
+                    to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM') \
              FROM planrun.checkpoints WHERE plan_name = $1",
             &[&plan],
         )

@@ -4,12 +4,12 @@
 
 pub mod backup;
 mod batched;
+mod budget_estimate;
 mod captures;
 mod change_capture;
 mod checksum;
 pub mod connect;
 mod error;
-pub mod exit_codes;
 mod history;
 pub mod interrupt;
 pub mod ledger;
@@ -25,20 +25,26 @@ mod run;
 mod sql;
 mod sql_step;
 mod stage_locks;
+mod supersede;
 mod throttle;
 mod tls;
 mod trusted_sql;
 mod watch;
 
+pub use budget_estimate::{budget_estimate, newest_rehearsal, BudgetEstimate};
 pub use checksum::normalise_line_endings;
 pub use connect::{redact, Source, Target};
 pub use error::EngineError;
 pub use history::{History, HistoryAcceptance};
 pub use lock_trace::MeasuredLock;
 pub use lock_weight::{StageLockWeight, TableNow, Weight};
+/// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
+/// name them; `planrun_engine::exit_codes` is the same module.
+pub use planrun_contract::exit_codes;
 pub use preview::{status, StatusReport};
 pub use report::{
-    CheckResult, RunOutcome, RunReport, SqlDiff, StageError, StageReport, StageStatus, StepReport,
+    CheckResult, CheckStatus, RunBody, RunOutcome, RunReport, SqlDiff, StageError, StageReport,
+    StageStatus, StepReport, Supersession,
 };
 pub use reset::ResetReport;
 pub use run::{ApplyOptions, Observer, Runner, Silent};

@@ -4,6 +4,13 @@
 //! that the rehearsal report can say, per stage and table, the strongest lock really
 //! held, how long the application's reads and writes would have been blocked, and
 //! whether the table was rewritten: what the offline analysis can only predict.
+//!
+//! Per statement: after each statement of a SQL step the runner tells the trace
+//! (`Observer::statement_finished`), which reads the session's locks at once, before
+//! the next statement starts: the locks that statement took, exactly, and its running
+//! time as the runner measured it. Inside native transforms, whose statements the
+//! runner does not see, each sample reads the statement the session is running or
+//! ran last (`pg_stat_activity.query`) and attributes new locks and running time to it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +24,13 @@ use crate::connect::Target;
 use crate::trusted_sql::pin_trusted_search_path;
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// Statements kept per stage; a transform's repeated batch statement counts once.
+const STATEMENTS_KEPT: usize = 50;
+/// Characters of a statement's text kept in the report.
+const STATEMENT_CHARS: usize = 160;
 
 /// One table's locks during one stage, as measured.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct MeasuredLock {
     pub table: String,
     /// The strongest mode seen, as `pg_locks` names it (`AccessExclusiveLock`).
@@ -30,6 +41,30 @@ pub struct MeasuredLock {
     pub blocked_writes_ms: u64,
     /// The table's storage was replaced (`relfilenode` changed): a rewrite.
     pub rewritten: bool,
+    /// The statement running when the strongest lock was first seen (shortened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_by: Option<String>,
+}
+
+/// One statement of a stage as the trace saw it run, with the table locks that first
+/// appeared while it ran.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct MeasuredStatement {
+    /// The statement's text, shortened in the middle.
+    pub statement: String,
+    /// How long it was seen running (active), over all its executions.
+    pub running_ms: u64,
+    /// How many separate times it was seen starting (a batch statement runs many).
+    pub executions: u64,
+    /// `table mode` of each lock first taken while it ran, strongest first.
+    pub locks_taken: Vec<String>,
+}
+
+/// Per stage, what the trace saw: the tables locked and the statements that took them.
+#[derive(Debug, Clone, Default)]
+pub struct StageTrace {
+    pub locks: Vec<MeasuredLock>,
+    pub statements: Vec<MeasuredStatement>,
 }
 
 #[derive(Default)]
@@ -37,6 +72,10 @@ struct TraceState {
     stage: Option<String>,
     /// Per stage, per table: first and last sample of each blocking class, strongest.
     seen: BTreeMap<String, BTreeMap<String, Seen>>,
+    /// Per stage, the statements seen running, in order of first sight.
+    statements: BTreeMap<String, Vec<StatementSeen>>,
+    /// The statement of the previous sample, and whether it was running then.
+    last_statement: Option<(String, bool)>,
     /// `relfilenode` of every user table when the current stage started.
     files_at_start: BTreeMap<String, String>,
     rewritten: BTreeMap<String, Vec<String>>,
@@ -46,8 +85,21 @@ struct TraceState {
 struct Seen {
     strongest: String,
     strength: u8,
+    taken_by: Option<String>,
+    modes: Vec<String>,
     reads: Option<(Instant, Instant)>,
     writes: Option<(Instant, Instant)>,
+}
+
+#[derive(Clone)]
+struct StatementSeen {
+    text: String,
+    /// Timed by the runner itself (a SQL step's statement), not by sampling.
+    exact: bool,
+    running: Duration,
+    executions: u64,
+    /// `(strength, "table mode")` of the locks first seen while it ran.
+    locks_taken: Vec<(u8, String)>,
 }
 
 /// A running trace; [`LockTrace::finish`] stops it and returns what it saw.
@@ -64,8 +116,8 @@ const FILES: &str = "SELECT c.oid::regclass::text, c.relfilenode::text FROM pg_c
        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'planrun') \
        AND n.nspname NOT LIKE 'pg\\_%'";
 
-const HELD: &str = "SELECT l.relation::regclass::text, l.mode FROM pg_locks l \
-     JOIN pg_stat_activity a ON a.pid = l.pid \
+const HELD: &str = "SELECT l.relation::regclass::text, l.mode, a.query, a.state = 'active' \
+     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
      JOIN pg_class c ON c.oid = l.relation \
      JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE l.granted AND l.locktype = 'relation' AND c.relkind IN ('r', 'p', 'm') \
@@ -143,13 +195,32 @@ impl LockTrace {
         state.stage = None;
     }
 
-    /// Stops sampling; per stage, the tables locked.
-    pub(crate) fn finish(mut self) -> BTreeMap<String, Vec<MeasuredLock>> {
+    /// A statement of a SQL step finished after `elapsed`: the locks the session holds
+    /// now that the stage had not seen are the ones it took.
+    pub(crate) fn statement_finished(&self, statement: &str, elapsed: Duration) {
+        let held = {
+            let mut client = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            client.query(HELD, &[]).map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        let (table, mode): (String, String) = (row.get(0), row.get(1));
+                        (table, mode)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.statement_done(&shortened(statement), elapsed, &held.unwrap_or_default());
+    }
+
+    /// Stops sampling; per stage, the tables locked and the statements that locked them.
+    pub(crate) fn finish(mut self) -> BTreeMap<String, StageTrace> {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(sampler) = self.sampler.take() {
             let _ = sampler.join();
         }
-        let state = std::mem::take(&mut *self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut state =
+            std::mem::take(&mut *self.state.lock().unwrap_or_else(PoisonError::into_inner));
         let ms = |span: Option<(Instant, Instant)>| {
             span.map_or(0, |(first, last)| {
                 (last - first + SAMPLE_EVERY).as_millis() as u64
@@ -168,9 +239,25 @@ impl LockTrace {
                         strongest: seen.strongest,
                         blocked_reads_ms: ms(seen.reads),
                         blocked_writes_ms: ms(seen.writes),
+                        taken_by: seen.taken_by,
                     })
                     .collect();
-                (stage, locks)
+                let statements = state
+                    .statements
+                    .remove(&stage)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut seen| {
+                        seen.locks_taken.sort_by_key(|taken| std::cmp::Reverse(taken.0));
+                        MeasuredStatement {
+                            statement: seen.text,
+                            running_ms: seen.running.as_millis() as u64,
+                            executions: seen.executions,
+                            locks_taken: seen.locks_taken.into_iter().map(|(_, l)| l).collect(),
+                        }
+                    })
+                    .collect();
+                (stage, StageTrace { locks, statements })
             })
             .collect()
     }
@@ -184,30 +271,241 @@ fn sample(mut client: Client, state: &Mutex<TraceState>, stop: &AtomicBool) {
             return;
         };
         let now = Instant::now();
-        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(stage) = state.stage.clone() {
-            let tables = state.seen.entry(stage).or_default();
-            for row in rows {
-                let (table, mode): (String, String) = (row.get(0), row.get(1));
-                let (level, reads, writes) = strength(&mode);
-                let seen = tables.entry(table).or_default();
-                if level > seen.strength {
-                    seen.strength = level;
-                    seen.strongest = mode;
+        let held: Vec<(String, String, String, bool)> = rows
+            .iter()
+            .map(|row| {
+                let query: Option<String> = row.get(2);
+                let active: Option<bool> = row.get(3);
+                (
+                    row.get(0),
+                    row.get(1),
+                    shortened(query.as_deref().unwrap_or_default()),
+                    active.unwrap_or(false),
+                )
+            })
+            .collect();
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(now, &held);
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+impl TraceState {
+    /// Takes one sample: `(table, mode, statement, running)` per lock held.
+    fn record(&mut self, now: Instant, held: &[(String, String, String, bool)]) {
+        if self.stage.is_none() {
+            return;
+        }
+        let current = held
+            .first()
+            .map(|(_, _, query, active)| (query.clone(), *active));
+        let locks: Vec<(String, String)> = held
+            .iter()
+            .map(|(table, mode, _, _)| (table.clone(), mode.clone()))
+            .collect();
+        let taken = self.note_locks(&locks, current.as_ref().map(|(query, _)| query), Some(now));
+        if let Some((query, active)) = current {
+            let started = active && self.last_statement.as_ref() != Some(&(query.clone(), true));
+            if let Some(seen) = self.statement(&query) {
+                if !seen.exact {
+                    if active {
+                        seen.running += SAMPLE_EVERY;
+                    }
+                    if started {
+                        seen.executions += 1;
+                    }
                 }
-                let extend = |span: &mut Option<(Instant, Instant)>| {
-                    let first = span.map_or(now, |(first, _)| first);
-                    *span = Some((first, now));
-                };
-                if reads {
-                    extend(&mut seen.reads);
-                }
-                if writes {
-                    extend(&mut seen.writes);
-                }
+                seen.locks_taken.extend(taken);
+            }
+            self.last_statement = Some((query, active));
+        }
+    }
+
+    /// The runner says `statement` finished after `elapsed`, and the session holds `held`.
+    fn statement_done(&mut self, statement: &str, elapsed: Duration, held: &[(String, String)]) {
+        if self.stage.is_none() {
+            return;
+        }
+        let taken = self.note_locks(held, Some(&statement.to_owned()), None);
+        if let Some(seen) = self.statement(statement) {
+            if !seen.exact {
+                // Sampled before the runner's word came: the runner's timing replaces it.
+                seen.exact = true;
+                seen.running = Duration::ZERO;
+                seen.executions = 0;
+            }
+            seen.running += elapsed;
+            seen.executions += 1;
+            seen.locks_taken.extend(taken);
+        }
+    }
+
+    /// Records `held` for the current stage, the strongest mode of each table taken by
+    /// `statement`; returns the `(strength, "table mode")` not seen before. `now` (for
+    /// samples) extends the blocked spans.
+    fn note_locks(
+        &mut self,
+        held: &[(String, String)],
+        statement: Option<&String>,
+        now: Option<Instant>,
+    ) -> Vec<(u8, String)> {
+        let Some(stage) = self.stage.clone() else {
+            return Vec::new();
+        };
+        let tables = self.seen.entry(stage).or_default();
+        let mut taken = Vec::new();
+        for (table, mode) in held {
+            let (level, reads, writes) = strength(mode);
+            let seen = tables.entry(table.clone()).or_default();
+            if !seen.modes.contains(mode) {
+                seen.modes.push(mode.clone());
+                taken.push((level, format!("{table} {mode}")));
+            }
+            if level > seen.strength {
+                seen.strength = level;
+                seen.strongest = mode.clone();
+                seen.taken_by = statement.cloned();
+            }
+            let Some(now) = now else { continue };
+            let extend = |span: &mut Option<(Instant, Instant)>| {
+                let first = span.map_or(now, |(first, _)| first);
+                *span = Some((first, now));
+            };
+            if reads {
+                extend(&mut seen.reads);
+            }
+            if writes {
+                extend(&mut seen.writes);
             }
         }
-        drop(state);
-        std::thread::sleep(SAMPLE_EVERY);
+        taken
+    }
+
+    /// The current stage's entry for `text`, made if there is room.
+    fn statement(&mut self, text: &str) -> Option<&mut StatementSeen> {
+        let stage = self.stage.clone()?;
+        let statements = self.statements.entry(stage).or_default();
+        let index = match statements.iter().position(|seen| seen.text == text) {
+            Some(index) => index,
+            None if statements.len() < STATEMENTS_KEPT => {
+                statements.push(StatementSeen {
+                    text: text.to_owned(),
+                    exact: false,
+                    running: Duration::ZERO,
+                    executions: 0,
+                    locks_taken: Vec::new(),
+                });
+                statements.len() - 1
+            }
+            None => statements.len() - 1,
+        };
+        statements.get_mut(index)
+    }
+}
+
+/// `text` on one line, at most [`STATEMENT_CHARS`] characters, cut in the middle.
+fn shortened(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= STATEMENT_CHARS {
+        return line;
+    }
+    let half = (STATEMENT_CHARS - 3) / 2;
+    let head: String = chars[..half].iter().collect();
+    let tail: String = chars[chars.len() - half..].iter().collect();
+    format!("{head} … {tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(table: &str, mode: &str, query: &str, active: bool) -> (String, String, String, bool) {
+        (table.into(), mode.into(), query.into(), active)
+    }
+
+    #[test]
+    fn each_lock_is_attributed_to_the_statement_that_took_it() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let t0 = Instant::now();
+        let update = "UPDATE chapters SET x = 1";
+        let alter = "ALTER TABLE chapters ADD COLUMN y int";
+        state.record(t0, &[lock("chapters", "RowExclusiveLock", update, true)]);
+        state.record(t0, &[lock("chapters", "RowExclusiveLock", update, true)]);
+        state.record(
+            t0,
+            &[
+                lock("chapters", "RowExclusiveLock", alter, true),
+                lock("chapters", "AccessExclusiveLock", alter, true),
+            ],
+        );
+        let stage = &state.statements["s"];
+        assert_eq!(stage.len(), 2);
+        assert_eq!(stage[0].locks_taken.len(), 1);
+        assert_eq!(stage[0].running, SAMPLE_EVERY * 2);
+        assert_eq!(stage[0].executions, 1);
+        assert_eq!(
+            stage[1].locks_taken,
+            vec![(8, "chapters AccessExclusiveLock".to_owned())]
+        );
+        assert_eq!(state.seen["s"]["chapters"].taken_by.as_deref(), Some(alter));
+    }
+
+    #[test]
+    fn a_batch_statement_run_again_counts_its_executions_once_listed() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let t0 = Instant::now();
+        let batch = "INSERT INTO sections SELECT $1";
+        for _ in 0..3 {
+            state.record(t0, &[lock("sections", "RowExclusiveLock", batch, true)]);
+            state.record(t0, &[lock("sections", "RowExclusiveLock", batch, false)]);
+        }
+        let stage = &state.statements["s"];
+        assert_eq!(stage.len(), 1);
+        assert_eq!(stage[0].executions, 3);
+        assert_eq!(stage[0].running, SAMPLE_EVERY * 3);
+    }
+
+    #[test]
+    fn a_statement_the_runner_reports_owns_the_locks_it_took_and_its_own_timing() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let t0 = Instant::now();
+        let alter = "ALTER TABLE customers ALTER COLUMN name TYPE varchar(200)";
+        let sleep = "SELECT pg_sleep(0.3)";
+        let held = [
+            ("customers".to_owned(), "AccessExclusiveLock".to_owned()),
+            ("customers".to_owned(), "ShareLock".to_owned()),
+        ];
+        state.record(t0, &[lock("customers", "AccessExclusiveLock", alter, true)]);
+        state.statement_done(alter, Duration::from_millis(7), &held);
+        state.record(t0, &[lock("customers", "ShareLock", sleep, true)]);
+        let stage = &state.statements["s"];
+        assert_eq!(stage[0].running, Duration::from_millis(7));
+        assert_eq!(stage[0].executions, 1);
+        assert_eq!(stage[0].locks_taken.len(), 2, "{:?}", stage[0].locks_taken);
+        assert!(
+            stage[1].locks_taken.is_empty(),
+            "{:?}",
+            stage[1].locks_taken
+        );
+    }
+
+    #[test]
+    fn long_statements_are_cut_in_the_middle() {
+        let long = format!("SELECT {} FROM t", "a, ".repeat(200));
+        let short = shortened(&long);
+        assert!(short.chars().count() <= STATEMENT_CHARS);
+        assert!(short.starts_with("SELECT a,") && short.ends_with("FROM t"));
     }
 }

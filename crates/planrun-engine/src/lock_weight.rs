@@ -19,7 +19,7 @@ use crate::run::Runner;
 const LARGE_BYTES: i64 = 1 << 30;
 
 /// A table a stage locks, as it is on the target now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableNow {
     pub relation: String,
     /// `false` when the table does not exist yet (an earlier stage creates it).
@@ -33,7 +33,7 @@ pub struct TableNow {
 }
 
 /// How much a finding matters on this target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Weight {
     /// The table is new, empty or absent: nobody waits for it.
@@ -45,7 +45,7 @@ pub enum Weight {
 }
 
 /// One stage's locks and findings, weighed on the target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StageLockWeight {
     pub impact: StageLockImpact,
     pub tables: Vec<TableNow>,

@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::connect::Target;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint, RunSummary};
-use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
+use crate::report::{CheckResult, RunOutcome, RunReport, StageReport, StageStatus};
 use crate::run::{check_now, skip_rule_now, ApplyOptions, Runner};
+use crate::supersede::{self, StageChanges};
 
 impl Runner<'_> {
     fn read_only_session(
@@ -85,6 +86,45 @@ impl Runner<'_> {
                 .map(|(dep, _)| dep.as_str())
                 .filter(|dep| pending.contains(*dep))
                 .collect();
+            for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
+                captures.entry(name.clone()).or_insert(None);
+            }
+            if !waiting_for.is_empty() {
+                // What they read is what the stages it waits for will have changed:
+                // judged now, they would fail for the wrong reason.
+                let after: Vec<String> = waiting_for.iter().map(|id| (*id).to_owned()).collect();
+                stage_report.skip_rules = stage
+                    .skip_if
+                    .iter()
+                    .map(|rule| {
+                        CheckResult::evaluated_after(
+                            &rule.reason,
+                            rule.expect.to_string(),
+                            after.clone(),
+                        )
+                    })
+                    .collect();
+                stage_report.preconditions = stage
+                    .preconditions
+                    .iter()
+                    .map(|check| {
+                        CheckResult::evaluated_after(
+                            &check.name,
+                            check.expect.to_string(),
+                            after.clone(),
+                        )
+                    })
+                    .collect();
+                stage_report.status = StageStatus::Waiting;
+                stage_report.note = Some(format!(
+                    "runs after {}; its skip rules and preconditions are evaluated then",
+                    waiting_for.join(", ")
+                ));
+                pending.insert(stage.id.clone());
+                would_change = true;
+                report.stages.push(stage_report);
+                continue;
+            }
             for rule in &stage.skip_if {
                 stage_report
                     .skip_rules
@@ -95,18 +135,7 @@ impl Runner<'_> {
                     .preconditions
                     .push(check_now(&mut tx, check, &captures));
             }
-            for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
-                captures.entry(name.clone()).or_insert(None);
-            }
-            if !waiting_for.is_empty() {
-                stage_report.status = StageStatus::Waiting;
-                stage_report.note = Some(format!(
-                    "runs after {}; its checks are evaluated then (results now shown for information)",
-                    waiting_for.join(", ")
-                ));
-                pending.insert(stage.id.clone());
-                would_change = true;
-            } else if let Some(rule) = stage
+            if let Some(rule) = stage
                 .skip_if
                 .iter()
                 .zip(&stage_report.skip_rules)
@@ -114,7 +143,7 @@ impl Runner<'_> {
             {
                 stage_report.status = StageStatus::WouldSkip;
                 stage_report.note = Some(rule.0.reason.clone());
-            } else if stage_report.preconditions.iter().any(|check| !check.passed) {
+            } else if stage_report.preconditions.iter().any(CheckResult::failed) {
                 stage_report.status = StageStatus::Blocked;
                 pending.insert(stage.id.clone());
                 if report.outcome == RunOutcome::NothingToDo {
@@ -164,7 +193,8 @@ impl Runner<'_> {
     }
 
     /// Runs the verification of every applied stage now, with the captures recorded
-    /// when it ran. Writes nothing.
+    /// when it ran, except the checks that stages applied later superseded: they
+    /// changed on purpose what those checks read (`supersede.rs`). Writes nothing.
     pub fn verify(&self, target: &Target) -> Result<RunReport, EngineError> {
         let mut client = self.read_only_session(target, "verify")?;
         let mut tx = client.transaction().map_err(EngineError::database(
@@ -176,21 +206,80 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
+        // Applied stages in the order they were recorded, each with its place in the
+        // plan's order and what it changes.
+        let mut applied: Vec<(i64, usize, usize, StageChanges)> = self
+            .dag()
+            .order()
+            .iter()
+            .enumerate()
+            .filter_map(|(position, &index)| {
+                let stage = &self.plan().stages[index];
+                let recorded = done.get(&stage.id).filter(|r| r.status == "applied")?;
+                let changes = StageChanges::of(stage, self.definition(index), self.registry());
+                Some((recorded.result_id, position, index, changes))
+            })
+            .collect();
+        applied.sort_by_key(|(result_id, _, _, _)| *result_id);
         let mut report = RunReport::new("verify", &self.plan().name, target.to_string(), false);
         let mut failed = false;
-        for &index in self.dag().order() {
+        let mut superseded_checks = 0;
+        for (position, &index) in self.dag().order().iter().enumerate() {
             let stage = &self.plan().stages[index];
             let mut stage_report = self.stage_report(index, StageStatus::Verified);
             match done.get(&stage.id) {
                 Some(recorded) if recorded.status == "applied" => {
+                    // Later: recorded after it, or placed after it in the plan (a
+                    // stage recorded again with its drift accepted did not run again).
+                    let later: Vec<(&str, &StageChanges)> = applied
+                        .iter()
+                        .filter(|(result_id, later_position, _, _)| {
+                            *result_id > recorded.result_id || *later_position > position
+                        })
+                        .map(|(_, _, later, changes)| {
+                            (self.plan().stages[*later].id.as_str(), changes)
+                        })
+                        .collect();
                     for check in &stage.verify {
-                        stage_report
-                            .verifications
-                            .push(check_now(&mut tx, check, &captures));
+                        let by = supersede::superseded_by(supersede::reads(check).as_ref(), &later);
+                        let result = if by.is_empty() {
+                            check_now(&mut tx, check, &captures)
+                        } else {
+                            CheckResult::superseded(&check.name, check.expect.to_string(), by)
+                        };
+                        stage_report.verifications.push(result);
                     }
-                    if stage_report.verifications.iter().any(|check| !check.passed) {
+                    let checks = &stage_report.verifications;
+                    let superseded: Vec<&CheckResult> = checks
+                        .iter()
+                        .filter(|check| !check.superseded_by.is_empty())
+                        .collect();
+                    superseded_checks += superseded.len();
+                    if checks.iter().any(CheckResult::failed) {
                         stage_report.status = StageStatus::Failed;
                         failed = true;
+                    } else if !superseded.is_empty() && superseded.len() == checks.len() {
+                        stage_report.status = StageStatus::Superseded;
+                    }
+                    if !superseded.is_empty() {
+                        let stages: Vec<&str> = later
+                            .iter()
+                            .map(|(id, _)| *id)
+                            .filter(|id| {
+                                superseded.iter().any(|check| {
+                                    check.superseded_by.iter().any(|by| by.stage == *id)
+                                })
+                            })
+                            .collect();
+                        let which = if superseded.len() == checks.len() {
+                            "every check".to_owned()
+                        } else {
+                            format!("{} of {} checks", superseded.len(), checks.len())
+                        };
+                        stage_report.note = Some(format!(
+                            "{which} superseded by {}, applied later, which changed what they read",
+                            stages.join(", ")
+                        ));
                     }
                 }
                 Some(recorded) => {
@@ -212,9 +301,16 @@ impl Runner<'_> {
                 .push("some applied stages no longer pass their verification (see above)".into());
         } else {
             report.outcome = RunOutcome::Success;
-            report
-                .summary
-                .push("every applied stage passes its verification".into());
+            report.summary.push(if superseded_checks == 0 {
+                "every applied stage passes its verification".into()
+            } else {
+                "every check that still applies passes".into()
+            });
+        }
+        if superseded_checks > 0 {
+            report.summary.push(format!(
+                "{superseded_checks} checks not run: stages applied after theirs changed on purpose what they read (superseded, above)"
+            ));
         }
         report.exit_code = report.outcome.exit_code();
         Ok(report)
@@ -222,7 +318,7 @@ impl Runner<'_> {
 }
 
 /// The ledger's view of a plan, for `planrun status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusReport {
     pub plan: String,
     pub target: String,
@@ -266,13 +362,15 @@ fn backlogs<C: postgres::GenericClient>(
         .collect()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StageStatusLine {
     pub id: String,
     pub optional: bool,
     /// `pending`, `applied`, `skipped`, `failed` or `drifted`.
     pub state: String,
     pub run_id: Option<i64>,
+    /// RFC 3339: when its latest result was recorded (a half-done stage: its last batch).
+    #[schemars(extend("format" = "date-time"))]
     pub finished_at: Option<String>,
     pub rows_affected: Option<i64>,
     pub rows_quarantined: Option<i64>,
@@ -355,6 +453,6 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
 impl StageReport {
     /// Whether this stage's verification failed (as opposed to a step).
     pub fn verification_failed(&self) -> bool {
-        self.error.is_none() && self.verifications.iter().any(|check| !check.passed)
+        self.error.is_none() && self.verifications.iter().any(CheckResult::failed)
     }
 }

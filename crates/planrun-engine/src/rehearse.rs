@@ -15,10 +15,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Local};
+use planrun_contract::{format, Document, Envelope};
 use planrun_plan::{Stage, StepKind};
 use planrun_tempdb::{KeptCluster, TempCluster, TempDbError};
 use planrun_transform::Progress;
 use postgres::Client;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{libpq_command, pg_tool};
@@ -26,11 +28,24 @@ use crate::checksum::read_sql_file;
 use crate::connect::{redact, Source, Target};
 use crate::error::EngineError;
 use crate::exit_codes;
-use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
+use crate::report::{RunBody, RunOutcome, StageReport, StageStatus};
 use crate::run::{ApplyOptions, Observer, Runner};
 
-/// The `format` of a rehearsal report; changes only if a field changes meaning.
-pub const FORMAT: &str = "planrun-rehearsal/1";
+/// The `format` of a rehearsal report; its `format_version` is
+/// [`format::REHEARSAL`]'s, which moves only if a field changes meaning.
+pub const FORMAT: &str = format::REHEARSAL.name;
+
+/// What rehearsal reports were called before every document had the common
+/// envelope; their fields are the ones [`RehearsalEvidence`] reads, so they are
+/// still read.
+pub const LEGACY_FORMAT: &str = "planrun-rehearsal/1";
+
+/// Whether a report whose envelope says `format` and `format_version` is one this
+/// planrun reads.
+pub fn readable_format(format: &str, format_version: Option<u32>) -> bool {
+    format == LEGACY_FORMAT
+        || (format == FORMAT && format_version == Some(format::REHEARSAL.version))
+}
 
 /// How old a rehearsal may be when the plan sets no `max_rehearsal_age`.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -100,43 +115,39 @@ impl RehearseError {
 
 /// What was rehearsed, on what, and how it went; written to
 /// `rehearsals/<plan>-<YYYYmmdd_HHMMSS>.json` (fields in `docs/exit-codes.md`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RehearsalReport {
-    pub format: String,
+    /// `planrun.rehearsal`, from the rehearsal's start to the report; `outcome` and
+    /// `exit_code` are the apply's on the copy, or `over_budget`.
+    #[serde(flatten)]
+    pub envelope: Envelope,
     pub plan: String,
     pub plan_file: String,
     pub plan_checksum: String,
-    pub planrun_version: String,
     /// The target, password redacted.
     pub target: String,
     pub target_identity: Identity,
     pub copy: CopyInfo,
-    /// RFC 3339, local time with offset.
-    pub started_at: String,
-    pub finished_at: String,
-    pub duration_ms: u64,
     pub selection: Selection,
-    pub outcome: RunOutcome,
-    pub exit_code: i32,
     pub estimate: Estimate,
     pub stages: Vec<RehearsedStage>,
-    /// The full report of the apply on the copy.
-    pub run: RunReport,
+    /// The full `planrun.apply` document of the apply on the copy.
+    pub run: Document<RunBody>,
 }
 
 /// A database as the rehearsal saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Identity {
     pub server_version: String,
     pub server_version_num: i32,
     pub database: String,
     pub size_bytes: i64,
-    /// `count(*)` of every table whose name the plan mentions (see [`plan_words`]).
+    /// `count(*)` of every table whose name the plan mentions (`plan_words`).
     pub tables: Vec<TableRows>,
     pub rows_total: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct TableRows {
     pub schema: String,
     pub table: String,
@@ -144,7 +155,7 @@ pub struct TableRows {
 }
 
 /// The throwaway copy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CopyInfo {
     /// Where the copy ran (gone afterwards unless `kept`).
     pub url: String,
@@ -159,13 +170,13 @@ pub struct CopyInfo {
     pub kept: Option<Kept>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Kept {
     pub url: String,
     pub stop_command: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Selection {
     pub include_optional: bool,
     pub stages: Vec<String>,
@@ -173,7 +184,7 @@ pub struct Selection {
 }
 
 /// How the per-stage estimates were made.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Estimate {
     pub model: String,
     /// Target rows / copy rows over the tables the plan names (1.0 when the copy has none).
@@ -181,7 +192,7 @@ pub struct Estimate {
 }
 
 /// One stage of the rehearsal, with what the engine report does not have.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RehearsedStage {
     pub id: String,
     pub status: StageStatus,
@@ -203,10 +214,13 @@ pub struct RehearsedStage {
     /// 10 ms (`lock_trace.rs`), with rewrites; the estimates on the target scale the
     /// blocked times like `estimated_target_ms`.
     pub locks: Vec<RehearsedLock>,
+    /// The statements planrun's session ran during the stage, as sampled: each with
+    /// how long it ran and the table locks first taken while it ran.
+    pub statements: Vec<crate::lock_trace::MeasuredStatement>,
 }
 
 /// A table lock measured on the copy, and its estimate on the target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RehearsedLock {
     #[serde(flatten)]
     pub measured: crate::lock_trace::MeasuredLock,
@@ -231,7 +245,6 @@ pub fn rehearse(
 ) -> Result<Rehearsal, RehearseError> {
     let plan = runner.plan();
     let started = Local::now();
-    let clock = Instant::now();
     // Fail on a bad --stage/--until before copying anything.
     runner.selection(&options.apply)?;
 
@@ -315,6 +328,7 @@ pub fn rehearse(
         ..options.apply.clone()
     };
     let run = runner.apply(&copy, &apply_options, &watch)?;
+    let run_document = run.document();
     let (lock_waits, traced) = watch.into_waits();
 
     let scale = if copy_identity.rows_total > 0 {
@@ -327,8 +341,8 @@ pub fn rehearse(
         .stages
         .iter()
         .map(|stage| {
-            let locks = traced.get(&stage.id).cloned().unwrap_or_default();
-            let mut rehearsed = rehearsed_stage(stage, lock_waits.get(&stage.id), locks, scale);
+            let trace = traced.get(&stage.id).cloned().unwrap_or_default();
+            let mut rehearsed = rehearsed_stage(stage, lock_waits.get(&stage.id), trace, scale);
             let budget = plan
                 .stages
                 .iter()
@@ -371,13 +385,15 @@ pub fn rehearse(
         drop(cluster);
         None
     };
-    let finished = Local::now();
     let report = RehearsalReport {
-        format: FORMAT.into(),
+        envelope: Envelope::finished_now(
+            &format::REHEARSAL,
+            outcome.code("rehearse", false),
+            started,
+        ),
         plan: plan.name.clone(),
         plan_file: plan.path.display().to_string(),
         plan_checksum: runner.plan_checksum(),
-        planrun_version: env!("CARGO_PKG_VERSION").into(),
         target: target.to_string(),
         target_identity,
         copy: CopyInfo {
@@ -394,16 +410,11 @@ pub fn rehearse(
                 stop_command: kept.stop_command.clone(),
             }),
         },
-        started_at: started.to_rfc3339(),
-        finished_at: finished.to_rfc3339(),
-        duration_ms: millis(clock.elapsed()),
         selection: Selection {
             include_optional: options.apply.include_optional,
             stages: options.apply.stages.clone(),
             until: options.apply.until.clone(),
         },
-        outcome,
-        exit_code: outcome.exit_code(),
         estimate: Estimate {
             model: format!(
                 "each stage's rehearsal time x {scale:.3} (rows of the tables the plan names on the target / on the copy); \
@@ -412,12 +423,25 @@ pub fn rehearse(
             scale,
         },
         stages,
-        run,
+        run: run_document,
     };
     Ok(Rehearsal {
         report,
         kept: kept.map(|(_, kept)| kept),
     })
+}
+
+/// `plan` as it appears in a report's file name.
+pub(crate) fn file_safe(plan: &str) -> String {
+    plan.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Writes `report` to `<dir>/<plan>-<YYYYmmdd_HHMMSS>.json`, returning the file.
@@ -428,18 +452,7 @@ pub fn write_report(report: &RehearsalReport, dir: &Path) -> Result<PathBuf, Reh
     };
     std::fs::create_dir_all(dir).map_err(failed(dir))?;
     let stamp = Local::now().format("%Y%m%d_%H%M%S");
-    let safe_plan: String = report
-        .plan
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let file = dir.join(format!("{safe_plan}-{stamp}.json"));
+    let file = dir.join(format!("{}-{stamp}.json", file_safe(&report.plan)));
     let text = serde_json::to_string_pretty(report)
         .map_err(|error| failed(&file)(std::io::Error::other(error)))?;
     std::fs::write(&file, text + "\n").map_err(failed(&file))?;
@@ -488,11 +501,12 @@ fn over_budget(locks: &[RehearsedLock], budget: &planrun_plan::LockBudget) -> Ve
 fn rehearsed_stage(
     stage: &StageReport,
     waits: Option<&LockWaits>,
-    locks: Vec<crate::lock_trace::MeasuredLock>,
+    trace: crate::lock_trace::StageTrace,
     scale: f64,
 ) -> RehearsedStage {
     let scaled = |ms: u64| (ms as f64 * scale).round() as u64;
-    let locks = locks
+    let locks = trace
+        .locks
         .into_iter()
         .map(|measured| RehearsedLock {
             estimated_blocked_reads_ms: scaled(measured.blocked_reads_ms),
@@ -518,6 +532,7 @@ fn rehearsed_stage(
         estimated_target_ms: ran.then(|| (stage.duration_ms as f64 * scale).round() as u64),
         over_budget: Vec::new(),
         locks,
+        statements: trace.statements,
     }
 }
 
@@ -749,7 +764,7 @@ impl LockWaitWatch<'_> {
         self,
     ) -> (
         BTreeMap<String, LockWaits>,
-        BTreeMap<String, Vec<crate::lock_trace::MeasuredLock>>,
+        BTreeMap<String, crate::lock_trace::StageTrace>,
     ) {
         let waits = self
             .state
@@ -768,6 +783,11 @@ impl Observer for LockWaitWatch<'_> {
             state.offset = Some(offset);
         }
         self.inner.stage_started(stage);
+    }
+
+    fn statement_finished(&self, statement: &str, elapsed: Duration) {
+        self.trace.statement_finished(statement, elapsed);
+        self.inner.statement_finished(statement, elapsed);
     }
 
     fn stage_finished(&self, report: &StageReport) {
@@ -820,6 +840,9 @@ pub fn bytes(n: u64) -> String {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RehearsalEvidence {
     pub format: String,
+    /// Absent from reports of [`LEGACY_FORMAT`].
+    #[serde(default)]
+    pub format_version: Option<u32>,
     pub plan: String,
     pub plan_checksum: String,
     pub finished_at: String,
@@ -899,10 +922,14 @@ pub fn check_rehearsal(file: &Path, need: &RehearsalRequirement<'_>) -> Vec<Refu
         Ok(evidence) => evidence,
         Err(error) => return unreadable(format!("not a rehearsal report: {error}")),
     };
-    if evidence.format != FORMAT {
+    if !readable_format(&evidence.format, evidence.format_version) {
         return unreadable(format!(
-            "its format is `{}`, this planrun reads `{FORMAT}`",
-            evidence.format
+            "its format is `{}` version {}, this planrun reads `{FORMAT}` version {}",
+            evidence.format,
+            evidence
+                .format_version
+                .map_or_else(|| "-".to_owned(), |version| version.to_string()),
+            format::REHEARSAL.version
         ));
     }
     refusals(&evidence, need)
@@ -1008,6 +1035,7 @@ mod tests {
     fn evidence(exit_code: i32, finished_at: &str) -> RehearsalEvidence {
         RehearsalEvidence {
             format: FORMAT.into(),
+            format_version: Some(format::REHEARSAL.version),
             plan: "shop".into(),
             plan_checksum: "abc".into(),
             finished_at: finished_at.into(),

@@ -1,14 +1,19 @@
 //! The run report: one serde model that the CLI renders as a table on a terminal
-//! and as JSON with `--format json` (fields documented in `docs/exit-codes.md`).
+//! and as JSON with `--format json`, the `planrun.apply`, `planrun.plan` and
+//! `planrun.verify` documents ([`RunReport::document`]; fields documented in
+//! `docs/exit-codes.md`, schemas in `docs/schemas/`).
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Local};
+use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
 use planrun_plan::Outcome;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::exit_codes;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunReport {
     /// `apply`, `plan`, `verify`.
     pub command: String,
@@ -19,9 +24,18 @@ pub struct RunReport {
     pub run_id: Option<i64>,
     pub backup_file: Option<String>,
     pub stages: Vec<StageReport>,
+    /// How the run ended; in JSON the envelope's `outcome` says it as an
+    /// [`OutcomeCode`] ([`RunReport::outcome_code`]).
+    #[serde(skip)]
     pub outcome: RunOutcome,
+    /// In JSON, the envelope's `exit_code`.
+    #[serde(skip)]
     pub exit_code: i32,
-    /// What committed, what did not, and the next command to run.
+    /// When the command started: the envelope's `started_at`.
+    #[serde(skip)]
+    pub started: DateTime<Local>,
+    /// What committed, what did not, and the next command to run, in words; for
+    /// scripts the same facts are in `outcome`, `committed` and `stage_counts`.
     pub summary: Vec<String>,
     /// Where the ledger and the plan disagreed (a stage gone, renamed, out of order),
     /// and what this run decided about it.
@@ -31,6 +45,9 @@ pub struct RunReport {
     /// write rate on the target.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub lock_impact: Vec<crate::lock_weight::StageLockWeight>,
+    /// `plan`: the newest (or given) rehearsal's lock estimates against the budgets.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lock_budget: Option<crate::BudgetEstimate>,
 }
 
 impl RunReport {
@@ -46,9 +63,77 @@ impl RunReport {
             stages: Vec::new(),
             outcome: RunOutcome::NothingToDo,
             exit_code: 0,
+            started: Local::now(),
             summary: Vec::new(),
             history: Vec::new(),
             lock_impact: Vec::new(),
+            lock_budget: None,
+        }
+    }
+}
+
+impl RunReport {
+    /// The document this report is: `planrun.plan`, `planrun.verify`, else
+    /// `planrun.apply` (a dry run included).
+    pub fn format(&self) -> &'static Format {
+        match self.command.as_str() {
+            "plan" => &format::PLAN,
+            "verify" => &format::VERIFY,
+            _ => &format::APPLY,
+        }
+    }
+
+    /// [`RunReport::outcome`] as the JSON documents say it.
+    pub fn outcome_code(&self) -> OutcomeCode {
+        self.outcome.code(&self.command, self.dry_run)
+    }
+
+    /// The JSON document of this report, finished now.
+    pub fn document(&self) -> Document<RunBody> {
+        Document::new(
+            Envelope::finished_now(self.format(), self.outcome_code(), self.started),
+            RunBody::of(self.clone()),
+        )
+    }
+}
+
+/// The body of the `planrun.apply`, `planrun.plan` and `planrun.verify` documents:
+/// the report, then what its summary says, as fields.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunBody {
+    #[serde(flatten)]
+    pub report: RunReport,
+    /// The stages this run committed, in order: applied, skipped by a skip rule, or
+    /// drift accepted. Empty for `plan`, `verify` and a dry run, which commit nothing.
+    pub committed: Vec<String>,
+    /// How many stages ended in each `status`.
+    #[schemars(extend("propertyNames" = {"$ref": "#/$defs/StageStatus"}))]
+    pub stage_counts: BTreeMap<StageStatus, usize>,
+}
+
+impl RunBody {
+    pub fn of(report: RunReport) -> RunBody {
+        let commits = report.command == "apply" && !report.dry_run;
+        let committed = report
+            .stages
+            .iter()
+            .filter(|stage| {
+                commits
+                    && matches!(
+                        stage.status,
+                        StageStatus::Applied | StageStatus::Skipped | StageStatus::DriftAccepted
+                    )
+            })
+            .map(|stage| stage.id.clone())
+            .collect();
+        let mut stage_counts = BTreeMap::new();
+        for stage in &report.stages {
+            *stage_counts.entry(stage.status).or_insert(0) += 1;
+        }
+        RunBody {
+            report,
+            committed,
+            stage_counts,
         }
     }
 }
@@ -93,10 +178,31 @@ impl RunOutcome {
             RunOutcome::OverBudget => "over_budget",
         }
     }
+
+    /// The outcome code of `command` (`apply`, `plan`, `verify`, `rehearse`) ending
+    /// this way: success is `applied`, `would_apply` (a plan or dry run) or `verified`.
+    pub fn code(self, command: &str, dry_run: bool) -> OutcomeCode {
+        match self {
+            RunOutcome::Success if command == "plan" || dry_run => OutcomeCode::WouldApply,
+            RunOutcome::Success | RunOutcome::NothingToDo if command == "verify" => {
+                OutcomeCode::Verified
+            }
+            RunOutcome::Success => OutcomeCode::Applied,
+            RunOutcome::NothingToDo => OutcomeCode::NothingToDo,
+            RunOutcome::PreconditionFailed => OutcomeCode::PreconditionFailed,
+            RunOutcome::VerificationFailed => OutcomeCode::VerificationFailed,
+            RunOutcome::StepFailed => OutcomeCode::StepFailed,
+            RunOutcome::Drift => OutcomeCode::Drift,
+            RunOutcome::Interrupted => OutcomeCode::Interrupted,
+            RunOutcome::OverBudget => OutcomeCode::OverBudget,
+        }
+    }
 }
 
 /// What happened to (or would happen to) one stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     /// Ran and committed in this run.
@@ -129,6 +235,9 @@ pub enum StageStatus {
     Waiting,
     /// `planrun verify`: every check passed.
     Verified,
+    /// `planrun verify`: every check of the stage read what later applied stages
+    /// changed on purpose, so none was run (see [`CheckStatus::Superseded`]).
+    Superseded,
 }
 
 impl StageStatus {
@@ -149,11 +258,12 @@ impl StageStatus {
             StageStatus::WouldSkip => "would skip",
             StageStatus::Waiting => "waits",
             StageStatus::Verified => "verified",
+            StageStatus::Superseded => "superseded",
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StageReport {
     pub id: String,
     pub title: Option<String>,
@@ -222,7 +332,7 @@ impl StageReport {
 
 /// How one SQL entry of a drifted stage changed: a unified diff from the SQL that was
 /// applied (`-`) to the SQL the plan holds now (`+`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SqlDiff {
     /// The definition entry, as in `drift`: `step 1 (02_load.sql)`, `verify name`, ...
     pub entry: String,
@@ -232,32 +342,126 @@ pub struct SqlDiff {
     pub more_lines: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CheckResult {
     pub name: String,
+    /// True only for a check that ran and passed.
     pub passed: bool,
     pub expected: String,
     pub actual: String,
     /// Why it could not be decided (a SQL error, a missing capture), if so.
     pub problem: Option<String>,
-    /// The plan's `message` for a failed check.
+    /// The plan's `message`, for a check whose query ran and returned something other
+    /// than expected: the failure the message was written for. Not for a query that
+    /// could not run, whose `problem` says why.
     pub message: Option<String>,
+    /// `passed`, `failed`, or why it was not evaluated: `evaluated_after` or
+    /// `superseded`. Only `failed` is a failure.
+    pub status: CheckStatus,
+    /// `evaluated_after`: the stages that would run first; the check is evaluated
+    /// after them.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub evaluated_after: Vec<String>,
+    /// `superseded`: the later applied stages that changed what the check reads.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub superseded_by: Vec<Supersession>,
+}
+
+/// Where a check stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Passed,
+    Failed,
+    /// `planrun plan`: its stage waits for stages that would run first, which change
+    /// what it reads; `apply` evaluates it after them. Not a failure.
+    EvaluatedAfter,
+    /// `planrun verify`: a stage applied later changed, on purpose, a relation the
+    /// check reads, so what held when its stage committed need not hold now; not run,
+    /// not a failure.
+    Superseded,
+}
+
+/// A later applied stage, and the relations it changed that a check reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Supersession {
+    pub stage: String,
+    /// As the check names them.
+    pub relations: Vec<String>,
 }
 
 impl CheckResult {
     pub fn from_outcome(name: &str, outcome: Outcome, message: Option<&str>) -> CheckResult {
+        let wrong_answer = !outcome.passed && outcome.problem.is_none();
         CheckResult {
             name: name.to_owned(),
             passed: outcome.passed,
             expected: outcome.expected,
             actual: outcome.actual,
             problem: outcome.problem,
-            message: message.filter(|_| !outcome.passed).map(str::to_owned),
+            message: message.filter(|_| wrong_answer).map(str::to_owned),
+            status: if outcome.passed {
+                CheckStatus::Passed
+            } else {
+                CheckStatus::Failed
+            },
+            evaluated_after: Vec::new(),
+            superseded_by: Vec::new(),
         }
+    }
+
+    /// A check whose query could not run: `problem` says why.
+    pub fn error(name: &str, expected: String, problem: String) -> CheckResult {
+        CheckResult {
+            name: name.to_owned(),
+            passed: false,
+            expected,
+            actual: "error".into(),
+            problem: Some(problem),
+            message: None,
+            status: CheckStatus::Failed,
+            evaluated_after: Vec::new(),
+            superseded_by: Vec::new(),
+        }
+    }
+
+    /// `planrun plan`: a check of a stage that waits for `stages`, not evaluated now.
+    pub fn evaluated_after(name: &str, expected: String, stages: Vec<String>) -> CheckResult {
+        CheckResult {
+            name: name.to_owned(),
+            passed: false,
+            expected,
+            actual: String::new(),
+            problem: None,
+            message: None,
+            status: CheckStatus::EvaluatedAfter,
+            evaluated_after: stages,
+            superseded_by: Vec::new(),
+        }
+    }
+
+    /// `planrun verify`: a check that later applied stages superseded, not run.
+    pub fn superseded(name: &str, expected: String, by: Vec<Supersession>) -> CheckResult {
+        CheckResult {
+            name: name.to_owned(),
+            passed: false,
+            expected,
+            actual: String::new(),
+            problem: None,
+            message: None,
+            status: CheckStatus::Superseded,
+            evaluated_after: Vec::new(),
+            superseded_by: by,
+        }
+    }
+
+    /// Whether the check ran and failed (a check not evaluated is no failure).
+    pub fn failed(&self) -> bool {
+        self.status == CheckStatus::Failed
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepReport {
     pub name: String,
     /// `sql`, `sql_file` or `transform`.
@@ -270,7 +474,7 @@ pub struct StepReport {
 }
 
 /// Where and why a stage failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StageError {
     pub step: Option<String>,
     pub file: Option<String>,

@@ -20,7 +20,7 @@ use crate::report::{StageReport, StageStatus};
 use crate::run::{RunState, Runner};
 
 /// What `reset` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ResetReport {
     pub plan: String,
     pub stage: String,

@@ -68,6 +68,9 @@ impl Default for ApplyOptions {
 pub trait Observer {
     fn stage_started(&self, _stage: &Stage) {}
     fn stage_finished(&self, _report: &StageReport) {}
+    /// A statement of a SQL step ran for `_elapsed` and succeeded; the next one has not
+    /// started (the rehearsal's lock trace reads the locks it took).
+    fn statement_finished(&self, _statement: &str, _elapsed: std::time::Duration) {}
     fn backup_taken(&self, _file: &std::path::Path) {}
     /// Something the user should know that does not stop the run.
     fn warning(&self, _text: &str) {}
@@ -142,6 +145,9 @@ pub struct Runner<'a> {
     /// the same stages.
     legacy_definitions: Vec<StageDefinition>,
     legacy_checksums: Vec<String>,
+    /// Per stage, the lock-analysis findings its `allow` accepts, with their reasons:
+    /// recorded in the ledger with each result, so that who accepted what stays known.
+    accepted_findings: Vec<serde_json::Value>,
     setup_sql: Option<String>,
 }
 
@@ -169,6 +175,7 @@ impl<'a> Runner<'a> {
             Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
             None => None,
         };
+        let accepted_findings = accepted_findings(plan, &dag, registry);
         let runner = Runner {
             plan,
             registry,
@@ -177,6 +184,7 @@ impl<'a> Runner<'a> {
             checksums,
             legacy_definitions,
             legacy_checksums,
+            accepted_findings,
             setup_sql,
         };
         for index in 0..plan.stages.len() {
@@ -729,6 +737,7 @@ impl<'a> Runner<'a> {
                 captures,
                 verifications: serde_json::json!([]),
                 error: None,
+                accepted_findings: self.accepted_findings[index].clone(),
             },
         )
     }
@@ -901,6 +910,7 @@ impl<'a> Runner<'a> {
                     .error
                     .as_ref()
                     .map(|e| serde_json::to_value(e).unwrap_or_default()),
+                accepted_findings: self.accepted_findings[index].clone(),
             },
         )
     }
@@ -1451,14 +1461,7 @@ fn evaluate_query<C: GenericClient>(
                 .as_db_error()
                 .map(|db| format!("{} (SQLSTATE {})", db.message(), db.code().code()))
                 .unwrap_or_else(|| error_chain(&error));
-            CheckResult {
-                name: name.to_owned(),
-                passed: false,
-                expected: expect.to_string(),
-                actual: "error".into(),
-                problem: Some(redact(&text)),
-                message: message.map(str::to_owned),
-            }
+            CheckResult::error(name, expect.to_string(), redact(&text))
         }
     }
 }
@@ -1489,4 +1492,30 @@ pub(crate) fn skip_rule_now<C: GenericClient>(
         result.passed = false;
     }
     result
+}
+
+/// Per stage (in plan order), the findings of the lock analysis that its `allow`
+/// accepts: `[{rule, reason, relation, place}]`.
+fn accepted_findings(plan: &Plan, dag: &Dag, registry: &Registry) -> Vec<serde_json::Value> {
+    let impact = plan.lock_impact(dag, registry);
+    plan.stages
+        .iter()
+        .map(|stage| {
+            let accepted: Vec<serde_json::Value> = impact
+                .iter()
+                .filter(|planned| planned.stage == stage.id)
+                .flat_map(|planned| &planned.findings)
+                .filter_map(|finding| {
+                    let reason = finding.allowed.as_ref()?;
+                    Some(serde_json::json!({
+                        "rule": finding.rule.id(),
+                        "reason": reason,
+                        "relation": finding.relation,
+                        "place": finding.place,
+                    }))
+                })
+                .collect();
+            serde_json::Value::Array(accepted)
+        })
+        .collect()
 }

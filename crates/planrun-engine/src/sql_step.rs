@@ -86,6 +86,7 @@ impl Runner<'_> {
             // In a transaction, a statement that times out on a lock is tried again in
             // a savepoint; outside one, a failed statement may have left something
             // behind, so it is not repeated blindly.
+            let started = std::time::Instant::now();
             let result = if in_transaction {
                 with_lock_retries(
                     conn,
@@ -101,6 +102,8 @@ impl Runner<'_> {
             };
             match result {
                 Ok(messages) => {
+                    run.observer
+                        .statement_finished(statement.text, started.elapsed());
                     rows += messages
                         .iter()
                         .map(|message| match message {

@@ -31,7 +31,7 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 const DEADLOCK_DETECTED: &str = "40P01";
 
 /// A lock the stage holds, for the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HeldLock {
     /// As the server resolved it, e.g. `chapters` or `app."Orders"`.
     pub table: String,
@@ -45,7 +45,7 @@ pub struct HeldLock {
 }
 
 /// A lock attempt that failed and will be retried.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LockRetry {
     /// What waited: `locks` (the declared ones) or a step's name.
     pub waiting: String,

@@ -13,13 +13,13 @@ use serde::Serialize;
 use crate::connect::Target;
 
 /// A session that blocked planrun's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Blocker {
     pub pid: i32,
     pub application_name: String,
     pub user: String,
     pub state: String,
-    /// Since when its transaction is open.
+    /// Since when its transaction is open (RFC 3339), `-` when none is.
     pub since: String,
     /// Its current or last statement, shortened.
     pub query: String,
@@ -28,7 +28,7 @@ pub struct Blocker {
 /// The columns of `pg_stat_activity a` that [`Blocker::from_row`] reads, in order.
 pub(crate) const SESSION_COLUMNS: &str = "a.pid, coalesce(a.application_name, ''), \
     coalesce(a.usename::text, ''), coalesce(a.state, ''), \
-    coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '-'), \
+    coalesce(to_char(a.xact_start, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), '-'), \
     left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)";
 
 impl Blocker {

@@ -132,6 +132,12 @@ impl Transform for CollectImages {
         .collect()
     }
 
+    /// Only `memoir_images`: `chapters` and `chapter_sections` are locked so that
+    /// they stay as read, not changed.
+    fn writes(&self, _params: &toml::Table) -> Vec<String> {
+        vec!["public.memoir_images".to_owned()]
+    }
+
     fn check_params(&self, params: &toml::Table) -> Vec<(String, String)> {
         let mut problems = params::unknown_keys(params, &PARAMS);
         problems.extend(params::check_batch_rows(params));

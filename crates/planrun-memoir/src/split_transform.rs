@@ -83,6 +83,18 @@ impl Transform for SplitChapters {
         ]
     }
 
+    /// The sections, the covers it sets in `chapters` and the quarantined chapters;
+    /// `chapters`' other columns it only reads.
+    fn writes(&self, _params: &toml::Table) -> Vec<String> {
+        [
+            "public.chapter_sections",
+            "public.chapters",
+            "planrun.memoir_quarantine",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     fn check_params(&self, params: &toml::Table) -> Vec<(String, String)> {
         let mut problems = params::unknown_keys(params, &PARAMS);
         if let Err(message) = OnInvalid::from_params(params) {

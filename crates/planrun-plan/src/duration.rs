@@ -33,6 +33,11 @@ impl PgDuration {
             format!("`{text}` is not a duration: write a whole number and a unit (ms, s, min, h, d), e.g. \"5s\"")
         };
         let number: u64 = number.parse().map_err(|_| invalid())?;
+        if unit == "m" {
+            return Err(format!(
+                "`{text}` is not a duration: PostgreSQL writes minutes as min, e.g. \"{number}min\""
+            ));
+        }
         let factor = UNITS
             .iter()
             .find(|(name, _)| *name == unit)
@@ -89,5 +94,6 @@ mod tests {
         assert!(PgDuration::parse("5 seconds").is_err());
         assert!(PgDuration::parse("-1s").is_err());
         assert!(PgDuration::parse("30d").is_err());
+        assert!(PgDuration::parse("2m").unwrap_err().contains("\"2min\""));
     }
 }

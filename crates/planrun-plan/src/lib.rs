@@ -38,4 +38,4 @@ pub use model::{
 };
 pub use planrun_sql::Rule;
 pub use problem::{LabelInfo, PlanErrors, PlanProblem, ProblemKind};
-pub use render::{render_graph, GraphFormat, GraphStatus, StageState};
+pub use render::{render_graph, GraphFormat, GraphStatus, JsonGraph, StageState};

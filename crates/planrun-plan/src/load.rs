@@ -51,11 +51,15 @@ const STAGE_KEYS: &[&str] = &[
     "verify",
     "allow",
 ];
+/// The lists of tables a stage holds, `[[stage.step]]` and the like. A key written
+/// below one of their headers belongs to that table, not to the stage.
+const STAGE_TABLES: &[&str] = &["precondition", "skip_if", "capture", "step", "verify"];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
 const VERIFY_KEYS: &[&str] = &["name", "sql", "expect", "message", "after_step"];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
 const CAPTURE_KEYS: &[&str] = &["name", "names", "sql", "expr"];
 const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params", "allow"];
+const STEP_KINDS: &[&str] = &["sql", "sql_file", "transform"];
 
 impl Plan {
     /// Reads and validates the plan at `path`: syntax, shape and structure (ids,
@@ -138,7 +142,10 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
         }
         return None;
     }
-    let mut reader = Reader { problems };
+    let mut reader = Reader {
+        problems,
+        first_stage_table: None,
+    };
     let document_span = document.span();
     let document = document.into_inner();
     reader.check_keys(&document, TOP_KEYS, "the top level");
@@ -225,6 +232,9 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
 
 struct Reader<'p> {
     problems: &'p mut Vec<PlanProblem>,
+    /// While the tables of a stage are read: the header of its first one
+    /// (`[[stage.step]]`) and where it is, above which the stage's own keys belong.
+    first_stage_table: Option<(String, Span)>,
 }
 
 fn type_name(value: &DeValue<'_>) -> &'static str {
@@ -247,19 +257,66 @@ impl Reader<'_> {
                 continue;
             }
             let suggestion = closest(name, allowed.iter().copied());
-            let help = match suggestion {
-                Some(valid) => format!("did you mean `{valid}`?"),
-                None => format!("valid keys in {context}: {}", allowed.join(", ")),
-            };
-            self.problems.push(
-                PlanProblem::new(
-                    ProblemKind::UnknownKey,
-                    format!("unknown key `{name}` in {context}"),
-                )
-                .label(key.span(), "not a known key")
-                .help(help),
+            let problem = PlanProblem::new(
+                ProblemKind::UnknownKey,
+                format!("unknown key `{name}` in {context}"),
             );
+            let problem = match self.misplaced_stage_key(name, suggestion, context) {
+                Some((stage_key, (header, header_span))) => {
+                    let moved = format!(
+                        "belongs to the stage; move it above the stage's first {header} table \
+                         (a key below a table header belongs to that table)"
+                    );
+                    let (label, help) = if stage_key == name {
+                        (
+                            format!("a key of [[stage]], not of {context}"),
+                            format!("`{name}` {moved}"),
+                        )
+                    } else {
+                        (
+                            "not a known key".to_owned(),
+                            format!("did you mean `{stage_key}`? It {moved}"),
+                        )
+                    };
+                    problem
+                        .label(key.span(), label)
+                        .label(header_span, "the stage's own keys go above this table")
+                        .help(help)
+                }
+                None => problem
+                    .label(key.span(), "not a known key")
+                    .help(match suggestion {
+                        Some(valid) => format!("did you mean `{valid}`?"),
+                        None => format!("valid keys in {context}: {}", allowed.join(", ")),
+                    }),
+            };
+            self.problems.push(problem);
         }
+    }
+
+    /// The stage key that `name`, unknown in the stage's table `context`, stands for
+    /// (itself, or the nearest when `context` has no near key), with the header of the
+    /// stage's first table: the key was written below a table header instead of above.
+    fn misplaced_stage_key(
+        &self,
+        name: &str,
+        suggestion: Option<&str>,
+        context: &str,
+    ) -> Option<(&'static str, (String, Span))> {
+        let first_table = self.first_stage_table.clone()?;
+        if !context.starts_with("[[stage.") {
+            return None;
+        }
+        let stage_keys = STAGE_KEYS
+            .iter()
+            .copied()
+            .filter(|key| !STAGE_TABLES.contains(key));
+        let stage_key = match stage_keys.clone().find(|key| *key == name) {
+            Some(key) => key,
+            None if suggestion.is_none() => closest(name, stage_keys)?,
+            None => return None,
+        };
+        Some((stage_key, first_table))
     }
 
     fn wrong_type(&mut self, key: &str, expected: &str, found: &DeValue<'_>, span: Span) {
@@ -482,6 +539,21 @@ impl Reader<'_> {
         let lock_budget = self.lock_budget(table);
         let allow = self.allow(table);
 
+        self.first_stage_table = STAGE_TABLES
+            .iter()
+            .flat_map(|key| {
+                let spans: Vec<Span> = match table.get(*key).map(|value| value.get_ref()) {
+                    Some(DeValue::Array(items)) => items.iter().map(|item| item.span()).collect(),
+                    _ => Vec::new(),
+                };
+                spans.into_iter().map(move |span| (span, *key))
+            })
+            .min_by_key(|(span, _)| span.start)
+            .map(|(span, key)| {
+                let header = format!("[[stage.{key}]]");
+                let end = span.start + header.len().min(span.len());
+                (header, span.start..end)
+            });
         let preconditions = self
             .tables(table, "precondition", span.clone())
             .into_iter()
@@ -522,6 +594,7 @@ impl Reader<'_> {
             .enumerate()
             .filter_map(|(index, (step, span))| self.step(step, span, index, plan_dir))
             .collect();
+        self.first_stage_table = None;
 
         let (id, id_span) = id?;
         if !is_identifier(&id) {
@@ -730,20 +803,35 @@ impl Reader<'_> {
             .iter()
             .filter(|given| **given)
             .count();
-        let any_present = ["sql", "sql_file", "transform"]
-            .iter()
-            .any(|key| table.contains_key(*key));
-        if given != 1 {
-            if given > 1 || !any_present {
-                let message = if given > 1 {
-                    "a step must have exactly one of `sql`, `sql_file` or `transform`, not several"
-                } else {
-                    "a step needs one of `sql`, `sql_file` or `transform`"
-                };
+        let any_present = STEP_KINDS.iter().any(|key| table.contains_key(*key));
+        // A misspelling of one of them (`sql_flie`) is reported as an unknown key with
+        // the key it stands for; saying the step lacks one too would mislead.
+        let misspelt = table.iter().any(|(key, _)| {
+            let name: &str = key.get_ref();
+            !STEP_KEYS.contains(&name)
+                && closest(name, STEP_KEYS.iter().copied())
+                    .is_some_and(|near| STEP_KINDS.contains(&near))
+        });
+        if given > 1 {
+            self.problems.push(
+                PlanProblem::new(
+                    ProblemKind::MissingKey,
+                    "a step must have exactly one of `sql`, `sql_file` or `transform`, not several",
+                )
+                .label(header, "this step")
+                .help("split it into one [[stage.step]] per piece of work"),
+            );
+            return None;
+        }
+        if given == 0 {
+            if !any_present && !misspelt {
                 self.problems.push(
-                    PlanProblem::new(ProblemKind::MissingKey, message)
-                        .label(header, "this step")
-                        .help("split it into one [[stage.step]] per piece of work"),
+                    PlanProblem::new(
+                        ProblemKind::MissingKey,
+                        "a step needs one of `sql`, `sql_file` or `transform`",
+                    )
+                    .label(header, "this step")
+                    .help("add what it runs: sql = \"...\", sql_file = \"file.sql\" or transform = \"name\""),
                 );
             }
             return None;

@@ -3,6 +3,7 @@
 //! and the findings of the lock-impact rules, accepted or not by `allow`. A table an
 //! earlier stage created stays new, and raises no lock finding, until a step fills it.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use planrun_sql::{analyze_script, relation_key, AnalysisContext, LockMode, Rule};
@@ -12,7 +13,7 @@ use crate::dag::Dag;
 use crate::model::{Plan, Stage, Step, StepKind, TransformCatalog};
 
 /// One stage's locks and findings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StageLockImpact {
     pub stage: String,
     pub transaction: bool,
@@ -26,7 +27,7 @@ pub struct StageLockImpact {
 }
 
 /// A relation the stage locks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StageLock {
     pub relation: String,
     pub mode: LockMode,
@@ -40,7 +41,7 @@ pub struct StageLock {
 }
 
 /// A rule a statement of the stage breaks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StageFinding {
     pub rule: Rule,
     pub relation: Option<String>,

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 pub use planrun_sql::LockMode;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::model::Span;
 
 /// A lock on one table that a stage needs from its start to its commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct TableLock {
     /// As written: `chapters` or `public.chapters`; the server resolves it.
     pub table: String,

@@ -6,13 +6,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::model::Span;
 
 /// What kind of problem a diagnostic reports; stable, so tests and JSON consumers can
 /// match on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ProblemKind {
@@ -139,7 +140,7 @@ impl Diagnostic for PlanProblem {
 }
 
 /// A label resolved to a 1-based line and column, for tests and JSON output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct LabelInfo {
     pub line: usize,
     pub column: usize,

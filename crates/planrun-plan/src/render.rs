@@ -1,9 +1,12 @@
 //! Renderings of the stage graph for `planrun graph`: a numbered text table, Graphviz
-//! dot, Mermaid and a stable JSON shape (documented in `docs/plan-format.md`).
+//! dot, Mermaid and a stable JSON shape, the `planrun.graph` document (documented in
+//! `docs/plan-format.md`, its schema in `docs/schemas/graph.schema.json`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use planrun_contract::{format, Document, Envelope, OutcomeCode};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::dag::Dag;
@@ -18,7 +21,7 @@ pub enum GraphFormat {
 }
 
 /// A stage's state in the ledger, for `planrun graph --status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StageState {
     Pending,
@@ -47,9 +50,9 @@ impl StageState {
 /// Ledger state per stage id.
 pub type GraphStatus = BTreeMap<String, StageState>;
 
-#[derive(Serialize)]
-struct JsonGraph<'a> {
-    format: &'static str,
+/// The body of the `planrun.graph` document.
+#[derive(Serialize, JsonSchema)]
+pub struct JsonGraph<'a> {
     plan: &'a str,
     description: Option<&'a str>,
     stages: Vec<JsonStage<'a>>,
@@ -57,7 +60,7 @@ struct JsonGraph<'a> {
     edges: Vec<JsonEdge<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct JsonStage<'a> {
     order: usize,
     id: &'a str,
@@ -71,7 +74,7 @@ struct JsonStage<'a> {
     status: Option<StageState>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum JsonStep<'a> {
     Sql { name: &'a str },
@@ -79,7 +82,7 @@ enum JsonStep<'a> {
     Transform { name: &'a str, transform: &'a str },
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct JsonEdge<'a> {
     from: &'a str,
     to: &'a str,
@@ -308,7 +311,6 @@ fn json(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
         })
         .collect();
     let graph = JsonGraph {
-        format: "planrun-graph/1",
         plan: &plan.name,
         description: plan.description.as_deref(),
         stages,
@@ -335,7 +337,9 @@ fn json(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
             })
             .collect(),
     };
-    let mut out = serde_json::to_string_pretty(&graph).expect("the graph model always serialises");
+    let document = Document::new(Envelope::timeless(&format::GRAPH, OutcomeCode::Ok), graph);
+    let mut out =
+        serde_json::to_string_pretty(&document).expect("the graph model always serialises");
     out.push('\n');
     out
 }

@@ -161,15 +161,32 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
         }
     }
 
-    match Dag::build(plan) {
-        Err(cycles) => {
-            for cycle in cycles {
-                problems.push(cycle_problem(plan, &cycle));
+    if let Err(cycles) = Dag::build(plan) {
+        for cycle in cycles {
+            problems.push(cycle_problem(plan, &cycle));
+        }
+    }
+    problems.extend(capture_problems(plan));
+    problems
+}
+
+/// Every stage `stage` depends on, directly or not, itself left out: the same as
+/// [`Dag::ancestors`], but defined on a plan with a cycle too, so that a cycle does
+/// not hide the plan's capture problems.
+fn dependencies_of(plan: &Plan, stage: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut queue = vec![stage];
+    while let Some(current) = queue.pop() {
+        for (dependency, _) in &plan.stages[current].depends_on {
+            if let Some(index) = plan.stage_position(dependency) {
+                if seen.insert(index) {
+                    queue.push(index);
+                }
             }
         }
-        Ok(dag) => problems.extend(capture_problems(plan, &dag)),
     }
-    problems
+    seen.remove(&stage);
+    seen
 }
 
 fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
@@ -205,7 +222,7 @@ fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
     problem
 }
 
-fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
+fn capture_problems(plan: &Plan) -> Vec<PlanProblem> {
     let mut problems = Vec::new();
     let mut defined_in: BTreeMap<&str, (usize, &Span)> = BTreeMap::new();
     for (index, stage) in plan.stages.iter().enumerate() {
@@ -226,7 +243,7 @@ fn capture_problems(plan: &Plan, dag: &Dag) -> Vec<PlanProblem> {
         }
     }
     for (index, stage) in plan.stages.iter().enumerate() {
-        let ancestors = dag.ancestors(index);
+        let ancestors = dependencies_of(plan, index);
         let mut reported = BTreeSet::new();
         // Skip rules and preconditions run before the stage's own captures are taken;
         // verifications after.

@@ -6,7 +6,9 @@
 //!
 //! It also knows, statement by statement, which relations a migration locks and in
 //! which mode, what it rewrites or scans, and which lock-impact rules it breaks
-//! ([`analyze_script`], [`Rule`]; `docs/lock-analysis.md`).
+//! ([`analyze_script`], [`Rule`]; `docs/lock-analysis.md`), and which relations a
+//! query reads and a script changes ([`relations_read`], [`relations_changed`]), for
+//! `planrun verify`.
 //!
 //! `planrun check` uses it offline, before anything connects; the engine uses the same
 //! split to send statements one at a time. Statement text and offsets are exactly as in
@@ -17,11 +19,13 @@ mod analysis_context;
 mod classify;
 mod column_types;
 mod cursor;
+mod do_block;
 mod error;
 mod lock_analysis;
 #[cfg(test)]
 mod lock_analysis_tests;
 mod lock_mode;
+mod relations;
 mod rule;
 mod script;
 mod table_definition;
@@ -30,6 +34,7 @@ mod tokens;
 pub use analysis_context::{relation_key, AnalysisContext};
 pub use lock_analysis::{analyze_script, AnalyzedStatement, LockImpact, RelationLock};
 pub use lock_mode::LockMode;
+pub use relations::{relations_changed, relations_read, Change, QueryReads, RelationChange};
 pub use rule::{Finding, Rule};
 
 pub use classify::StatementKind;

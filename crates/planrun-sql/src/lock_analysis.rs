@@ -166,7 +166,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn statement(&mut self, node: &NodeEnum) {
+    pub(crate) fn statement(&mut self, node: &NodeEnum) {
         match node {
             NodeEnum::CreateStmt(stmt) => self.create_table(stmt),
             NodeEnum::CreateTableAsStmt(stmt) if !stmt.if_not_exists => {
@@ -193,6 +193,7 @@ impl Analyzer<'_> {
                 }
             }
             NodeEnum::RenameStmt(stmt) => self.rename(stmt),
+            NodeEnum::DoStmt(stmt) => self.do_block(stmt),
             NodeEnum::LockStmt(stmt) => {
                 let mode = usize::try_from(stmt.mode - 1)
                     .ok()
@@ -458,7 +459,7 @@ pub(crate) fn range_vars(nodes: &[pg_query::protobuf::Node]) -> Vec<String> {
 }
 
 /// The dotted names of a DROP's objects.
-fn object_names(objects: &[pg_query::protobuf::Node]) -> Vec<String> {
+pub(crate) fn object_names(objects: &[pg_query::protobuf::Node]) -> Vec<String> {
     objects
         .iter()
         .filter_map(|object| match &object.node {

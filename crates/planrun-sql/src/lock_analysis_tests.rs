@@ -267,3 +267,37 @@ fn a_table_created_if_not_exists_may_be_an_old_one() {
         CREATE INDEX shipments_order ON shipments (order_id);";
     assert_eq!(rules(sql), ["require-concurrent-index-creation"]);
 }
+
+#[test]
+fn the_statements_of_a_do_block_are_analysed_as_if_written_bare() {
+    let wrapped = "DO $$
+        DECLARE r record;
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'orders_at') THEN
+                CREATE INDEX orders_at ON orders (created_at);
+            END IF;
+            FOR r IN SELECT id FROM customers LOOP
+                ALTER TABLE orders ADD CONSTRAINT orders_customer FOREIGN KEY (customer_id) REFERENCES customers (id);
+            END LOOP;
+        END $$";
+    assert_eq!(
+        rules(wrapped),
+        vec![
+            "adding-foreign-key-constraint",
+            "require-concurrent-index-creation"
+        ]
+    );
+    let locked = locks(wrapped);
+    assert!(
+        locked.contains(&("orders".to_owned(), LockMode::ShareRowExclusive)),
+        "{locked:?}"
+    );
+    // Dynamic SQL is not in the text, and another language is not parsed.
+    assert!(rules("DO $$ BEGIN EXECUTE 'CREATE INDEX i ON orders (x)'; END $$").is_empty());
+    assert!(rules("DO LANGUAGE plperl $$ CREATE INDEX i ON orders (x) $$").is_empty());
+    // A body holding the tag planrun wraps it with is still read.
+    assert_eq!(
+        rules("DO $x$ BEGIN CREATE INDEX i ON orders (x); PERFORM '$planrun_do$'; END $x$"),
+        vec!["require-concurrent-index-creation"]
+    );
+}

@@ -243,6 +243,22 @@ impl Serialize for Rule {
     }
 }
 
+/// A rule is its id in JSON, one of [`Rule::ALL`]'s.
+impl schemars::JsonSchema for Rule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rule".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let ids: Vec<&str> = Rule::ALL.iter().map(|rule| rule.id()).collect();
+        schemars::json_schema!({
+            "description": "A lock-impact rule's id (docs/lock-analysis.md)",
+            "type": "string",
+            "enum": ids,
+        })
+    }
+}
+
 /// What one statement does that a rule warns about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {

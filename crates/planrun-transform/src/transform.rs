@@ -28,6 +28,24 @@ pub trait Transform: Send + Sync {
     fn locks(&self, _params: &toml::Table) -> Vec<planrun_plan::TableLock> {
         Vec::new()
     }
+    /// The tables whose rows the transform changes, schema-qualified. `planrun
+    /// verify` does not run again an earlier stage's check that reads one of them once
+    /// this transform has run in a later stage: it reports the check as superseded.
+    /// By default every table of [`locks`](Self::locks) and
+    /// [`sources`](Self::sources), since a transform that does not say which tables it
+    /// only reads may change any of them; declare the exact list so that the checks of
+    /// what it only reads keep running.
+    fn writes(&self, params: &toml::Table) -> Vec<String> {
+        let declared = self.locks(params).into_iter().map(|lock| lock.table);
+        let sources = self.sources(params).into_iter().map(|source| source.table);
+        let mut tables: Vec<String> = Vec::new();
+        for table in declared.chain(sources) {
+            if !tables.contains(&table) {
+                tables.push(table);
+            }
+        }
+        tables
+    }
     /// Does the work inside the stage's transaction.
     fn run(
         &self,

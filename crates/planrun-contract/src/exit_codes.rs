@@ -1,5 +1,7 @@
 //! Process exit codes of `planrun`, in one place. Documented in `docs/exit-codes.md`
 //! (and `planrun --help`); scripts may rely on them, so they never change meaning.
+//! Each JSON document says the same in its `outcome` ([`crate::OutcomeCode`]), which
+//! names one of these codes, more precisely for code 0.
 
 /// Done, or nothing to do.
 pub const SUCCESS: i32 = 0;

@@ -1,0 +1,61 @@
+//! `planrun man`: the man pages, generated from the clap definitions (clap_mangen).
+
+use std::path::Path;
+
+use clap::CommandFactory;
+use planrun_engine::exit_codes;
+
+use crate::args::{Cli, ManArgs};
+use crate::completions::write_stdout;
+
+pub fn run(args: &ManArgs) -> i32 {
+    let mut command = Cli::command().disable_help_subcommand(true);
+    command.build();
+    match &args.out_dir {
+        None => {
+            let mut page = Vec::new();
+            match man(command).render(&mut page) {
+                Ok(()) => write_stdout(&page),
+                Err(error) => {
+                    say_err!("error: cannot render the man page: {error}");
+                    exit_codes::ERROR
+                }
+            }
+        }
+        Some(dir) => match write_pages(command, dir) {
+            Ok(()) => {
+                say!("read them with: man -l {}", dir.join("planrun.1").display());
+                exit_codes::SUCCESS
+            }
+            Err(error) => {
+                say_err!(
+                    "error: cannot write the man pages to {}: {error}",
+                    dir.display()
+                );
+                exit_codes::ERROR
+            }
+        },
+    }
+}
+
+/// Writes `planrun.1` and a page per command (`planrun-apply.1`, ...) into `dir`,
+/// creating it, and names each file written.
+fn write_pages(command: clap::Command, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let pages = command
+        .get_subcommands()
+        .filter(|subcommand| !subcommand.is_hide_set())
+        .cloned()
+        .chain(std::iter::once(command.clone()));
+    for page in pages {
+        let path = man(page).generate_to(dir)?;
+        say!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The page of `command`, its footer naming planrun's version (clap_mangen would
+/// take the subcommand's, which it has none of).
+fn man(command: clap::Command) -> clap_mangen::Man {
+    clap_mangen::Man::new(command).source(format!("planrun {}", env!("CARGO_PKG_VERSION")))
+}

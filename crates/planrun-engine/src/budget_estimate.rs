@@ -1,0 +1,193 @@
+//! `planrun plan` against a rehearsal: per stage and table, the lock the rehearsal
+//! measured on the copy, its estimate on the target, and the stage's `lock_budget`
+//! beside it, so that the budget is weighed before `apply`, not discovered during it.
+//!
+//! The rehearsal report is the one given with `plan --rehearsal FILE`, else the
+//! newest `rehearsals/<plan>-*.json` (what `planrun rehearse` writes by default).
+
+use std::path::{Path, PathBuf};
+
+use planrun_plan::{LockBudget, Plan};
+use serde::{Deserialize, Serialize};
+
+/// A rehearsal's lock estimates held against the plan's budgets.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct BudgetEstimate {
+    /// The rehearsal report read.
+    pub file: String,
+    pub rehearsed_at: String,
+    /// False when the plan changed since the rehearsal: its estimates may be off.
+    pub same_plan: bool,
+    /// The database the rehearsal copied.
+    pub rehearsed_database: String,
+    pub stages: Vec<StageBudgetEstimate>,
+}
+
+/// One rehearsed stage's locks against its budget.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct StageBudgetEstimate {
+    pub id: String,
+    /// The budget that applies (the stage's, else the plan's), as the plan writes it.
+    pub budget: Option<BudgetLimits>,
+    pub locks: Vec<LockEstimate>,
+    /// The breaches the rehearsal found (tables the plan creates are not counted).
+    pub over_budget: Vec<String>,
+}
+
+/// A budget's limits, for display.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct BudgetLimits {
+    pub strongest: Option<String>,
+    pub blocks_reads_ms: Option<u64>,
+    pub blocks_writes_ms: Option<u64>,
+}
+
+/// One table's lock: strongest mode on the copy, blocked times estimated on the target.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LockEstimate {
+    pub table: String,
+    pub strongest: String,
+    pub rewritten: bool,
+    pub estimated_blocked_reads_ms: u64,
+    pub estimated_blocked_writes_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct RehearsalLocks {
+    format: String,
+    #[serde(default)]
+    format_version: Option<u32>,
+    plan: String,
+    plan_checksum: String,
+    finished_at: String,
+    target_identity: RehearsedTarget,
+    stages: Vec<RehearsedStageLocks>,
+}
+
+#[derive(Deserialize)]
+struct RehearsedTarget {
+    database: String,
+}
+
+#[derive(Deserialize)]
+struct RehearsedStageLocks {
+    id: String,
+    #[serde(default)]
+    locks: Vec<LockEstimate>,
+    #[serde(default)]
+    over_budget: Vec<String>,
+}
+
+/// The newest rehearsal report of `plan` in `dir` (`<plan>-<stamp>.json`), if any.
+pub fn newest_rehearsal(dir: &Path, plan: &str) -> Option<PathBuf> {
+    let prefix = format!("{}-", crate::rehearse::file_safe(plan));
+    let mut reports: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.extension().is_some_and(|ext| ext == "json")
+                && path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .and_then(|name| name.strip_prefix(&prefix))
+                    .is_some_and(is_stamp)
+        })
+        .collect();
+    reports.sort();
+    reports.pop()
+}
+
+/// `YYYYmmdd_HHMMSS.json`: the rest of a report's name after `<plan>-`.
+fn is_stamp(rest: &str) -> bool {
+    let bytes = rest.as_bytes();
+    rest.len() == "YYYYmmdd_HHMMSS.json".len()
+        && rest.ends_with(".json")
+        && bytes[8] == b'_'
+        && bytes[..15]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 8 || b.is_ascii_digit())
+}
+
+/// Reads the rehearsal report `file` of `plan` (whose checksum is `checksum`) and
+/// holds its lock estimates against the plan's budgets; the error says why the file
+/// cannot serve.
+pub fn budget_estimate(plan: &Plan, checksum: &str, file: &Path) -> Result<BudgetEstimate, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+    let report: RehearsalLocks = serde_json::from_str(&text)
+        .map_err(|error| format!("{} is not a rehearsal report: {error}", file.display()))?;
+    if !crate::rehearse::readable_format(&report.format, report.format_version) {
+        return Err(format!(
+            "{} is a `{}` document, not a rehearsal report",
+            file.display(),
+            report.format
+        ));
+    }
+    if report.plan != plan.name {
+        return Err(format!(
+            "{} is a rehearsal of plan `{}`, not `{}`",
+            file.display(),
+            report.plan,
+            plan.name
+        ));
+    }
+    let stages = report
+        .stages
+        .into_iter()
+        .filter(|stage| !stage.locks.is_empty())
+        .map(|stage| {
+            let budget = plan
+                .stages
+                .iter()
+                .find(|planned| planned.id == stage.id)
+                .and_then(|planned| planned.lock_budget.as_ref())
+                .or(plan.lock_budget.as_ref())
+                .map(limits);
+            StageBudgetEstimate {
+                id: stage.id,
+                budget,
+                locks: stage.locks,
+                over_budget: stage.over_budget,
+            }
+        })
+        .collect();
+    Ok(BudgetEstimate {
+        file: file.display().to_string(),
+        rehearsed_at: report.finished_at,
+        same_plan: report.plan_checksum == checksum,
+        rehearsed_database: report.target_identity.database,
+        stages,
+    })
+}
+
+fn limits(budget: &LockBudget) -> BudgetLimits {
+    BudgetLimits {
+        strongest: budget.strongest.map(|mode| mode.to_string()),
+        blocks_reads_ms: budget.blocks_reads.as_ref().map(|limit| limit.millis()),
+        blocks_writes_ms: budget.blocks_writes.as_ref().map(|limit| limit.millis()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_report_of_the_plan_is_found_and_no_other_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "memoir-20261130_101010.json",
+            "memoir-20261201_090000.json",
+            "memoir-v2-20261202_090000.json",
+            "memoir-notes.json",
+        ] {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        assert_eq!(
+            newest_rehearsal(dir.path(), "memoir").unwrap(),
+            dir.path().join("memoir-20261201_090000.json")
+        );
+        assert_eq!(newest_rehearsal(dir.path(), "other"), None);
+    }
+}

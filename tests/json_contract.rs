@@ -1,0 +1,493 @@
+//! The JSON contract (issue 15): every JSON document planrun prints begins with the
+//! common envelope (`format`, `format_version`, `planrun_version`, times, `outcome`,
+//! `exit_code`) and matches its JSON Schema. The schemas are generated from the serde
+//! types and checked in under `docs/schemas/`; here the checked-in files must equal
+//! the generated ones, and the real output of each command, run against a throwaway
+//! PostgreSQL, must validate against them.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use planrun_contract::format::{self, Format};
+use planrun_engine::exit_codes;
+use planrun_tests::{
+    describe, legacy_db, memoir_plan_edited, planrun, planrun_on, repo_path, repo_root, scenario,
+    spawn_apply, TestDb, CUSTOMERS,
+};
+use serde_json::Value;
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+const REGENERATE: &str = "UPDATE_SCHEMAS=1 cargo test -p planrun-tests --test json_contract";
+
+#[test]
+fn the_checked_in_schemas_are_the_ones_the_serde_types_generate() {
+    let update = std::env::var("UPDATE_SCHEMAS").is_ok_and(|value| value == "1");
+    let schemas = planrun_cli::json_schemas();
+    for document in format::ALL {
+        assert!(
+            schemas.iter().any(|(format, _)| format == &document),
+            "{} has no schema in planrun_cli::json_schemas()",
+            document.name
+        );
+    }
+    let mut stale = Vec::new();
+    for (format, schema) in &schemas {
+        let path = repo_path(&format.schema_path());
+        let generated = serde_json::to_string_pretty(schema).unwrap() + "\n";
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &generated).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(generated.as_str()) {
+            stale.push(format.schema_path());
+        }
+    }
+    let known: Vec<String> = schemas
+        .iter()
+        .map(|(format, _)| format.schema_path())
+        .collect();
+    for entry in std::fs::read_dir(repo_path("docs/schemas")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let path = format!("docs/schemas/{name}");
+        if !known.contains(&path) {
+            stale.push(format!("{path} (no document has it: remove it)"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "these checked-in schemas differ from what the serde types generate: {stale:#?}\n\
+         regenerate them with `{REGENERATE}` and review the diff: a field removed, renamed \
+         or changed in meaning needs the document's format_version raised \
+         (crates/planrun-contract/src/format.rs, docs/exit-codes.md)"
+    );
+}
+
+/// The checked-in schema of `format` (what a consumer of planrun's JSON reads).
+fn schema(format: &Format) -> Value {
+    let path = repo_path(&format.schema_path());
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; generate it with `{REGENERATE}`", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Asserts that `document` is a valid `format` document (formats such as `date-time`
+/// checked too) of this planrun.
+fn assert_valid(format: &Format, document: &Value, context: &str) {
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema(format))
+        .unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", format.name));
+    let errors: Vec<String> = validator
+        .iter_errors(document)
+        .map(|error| format!("{}: {error}", error.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not a valid {} document: {errors:#?}\n{document:#}\n{context}",
+        format.name
+    );
+    assert_eq!(document["format"], format.name, "{context}");
+    assert_eq!(document["format_version"], format.version, "{context}");
+    assert_eq!(
+        document["planrun_version"],
+        env!("CARGO_PKG_VERSION"),
+        "{context}"
+    );
+}
+
+/// The document on `output`'s stdout: valid for `format`, ending `outcome`, its
+/// `exit_code` the process's.
+fn document(format: &Format, output: &Output, outcome: &str) -> Value {
+    let document: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document on stdout ({e}): {}", describe(output)));
+    let context = describe(output);
+    assert_valid(format, &document, &context);
+    assert_eq!(document["outcome"], outcome, "{context}");
+    assert_eq!(
+        document["exit_code"].as_i64(),
+        output.status.code().map(i64::from),
+        "{context}"
+    );
+    document
+}
+
+fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    planrun_on(PLANRUN, dir, db, &all)
+}
+
+fn offline(dir: &Path, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    planrun(PLANRUN, dir, &all, &[])
+}
+
+fn ids(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn check_transforms_and_graph_print_documents_that_match_their_schemas() {
+    let root = repo_root();
+    let check = document(
+        &format::CHECK,
+        &offline(&root, &["check", "plans/memoir.toml"]),
+        "valid",
+    );
+    assert!(check.get("generated_at").is_some());
+    assert_eq!(check["plan"], "memoir");
+    assert_eq!(check["counts"]["stages"], 5);
+    assert_eq!(check["order"][0]["id"], "sections_schema");
+    assert_eq!(check["order"][0]["level"], 0);
+    assert!(!check["lock_impact"].as_array().unwrap().is_empty());
+
+    let invalid = offline(&root, &["check", "tests/plans/broken/many_problems.toml"]);
+    assert_eq!(invalid.status.code(), Some(exit_codes::INVALID_PLAN));
+    let error = document(&format::ERROR, &invalid, "invalid_plan");
+    assert_eq!(error["command"], "check");
+    let problems = error["problems"].as_array().unwrap();
+    assert!(problems.len() > 1, "every problem: {error:#}");
+    for problem in problems {
+        assert!(problem["code"].as_str().unwrap().starts_with("plan::"));
+        assert!(
+            problem["labels"][0]["line"].as_u64().unwrap() >= 1,
+            "{problem}"
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&invalid.stderr).is_empty(),
+        "the diagnostics still go to stderr"
+    );
+
+    let transforms = document(&format::TRANSFORMS, &offline(&root, &["transforms"]), "ok");
+    let names: Vec<&str> = transforms["transforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|transform| transform["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"memoir.split_chapters"), "{transforms:#}");
+    assert!(transforms.get("generated_at").is_none(), "a pure listing");
+
+    let graph = document(
+        &format::GRAPH,
+        &offline(&root, &["graph", "plans/memoir.toml"]),
+        "ok",
+    );
+    assert_eq!(graph["stages"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_plan_from_preview_to_status_prints_documents_that_match_their_schemas() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let dir = dir.path();
+    let all = ["create_orders", "load_orders", "add_total"];
+
+    let plan = document(
+        &format::PLAN,
+        &run(dir, &db, &["plan", "plan.toml"]),
+        "would_apply",
+    );
+    assert_eq!(ids(&plan["committed"]), [] as [&str; 0]);
+    let counted: u64 = plan["stage_counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|count| count.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 3, "{plan:#}");
+
+    let dry = document(
+        &format::APPLY,
+        &run(
+            dir,
+            &db,
+            &["apply", "plan.toml", "--no-backup", "--dry-run"],
+        ),
+        "would_apply",
+    );
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        ids(&dry["committed"]),
+        [] as [&str; 0],
+        "a dry run commits nothing"
+    );
+
+    let applied = document(
+        &format::APPLY,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "applied",
+    );
+    assert_eq!(ids(&applied["committed"]), all);
+    assert_eq!(applied["stage_counts"], serde_json::json!({"applied": 3}));
+    assert!(applied["duration_ms"].as_u64().is_some());
+    assert!(
+        applied["started_at"].as_str() <= applied["finished_at"].as_str(),
+        "{applied:#}"
+    );
+    assert!(
+        applied["summary"].as_array().is_some(),
+        "the words stay beside the fields"
+    );
+
+    document(
+        &format::APPLY,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "nothing_to_do",
+    );
+    document(
+        &format::PLAN,
+        &run(dir, &db, &["plan", "plan.toml"]),
+        "nothing_to_do",
+    );
+    document(
+        &format::VERIFY,
+        &run(dir, &db, &["verify", "plan.toml"]),
+        "verified",
+    );
+
+    let status = document(
+        &format::STATUS,
+        &run(dir, &db, &["status", "plan.toml"]),
+        "ok",
+    );
+    assert!(status.get("generated_at").is_some());
+    assert!(status.get("started_at").is_none(), "a snapshot, not a span");
+    for stage in status["stages"].as_array().unwrap() {
+        let finished = stage["finished_at"].as_str().unwrap();
+        assert!(
+            finished.contains('T') && (finished.contains('+') || finished.contains('-')),
+            "RFC 3339 with its offset: {finished}"
+        );
+    }
+    let runs = status["recent_runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        2,
+        "the dry run's row rolled back with it: {status:#}"
+    );
+    assert_eq!(
+        runs[1]["outcome"], "success",
+        "the ledger keeps its own words"
+    );
+
+    document(
+        &format::GRAPH,
+        &run(dir, &db, &["graph", "plan.toml", "--status"]),
+        "ok",
+    );
+}
+
+#[test]
+fn failures_print_documents_that_match_their_schemas() {
+    let db = TestDb::new();
+    let dir = scenario("shop");
+    let dir = dir.path();
+
+    // No customers table: the first stage's precondition fails.
+    document(
+        &format::PLAN,
+        &run(dir, &db, &["plan", "plan.toml"]),
+        "precondition_failed",
+    );
+    document(
+        &format::APPLY,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "precondition_failed",
+    );
+
+    db.execute(CUSTOMERS);
+    let total = dir.join("03_total.sql");
+    let good = std::fs::read_to_string(&total).unwrap();
+    std::fs::write(&total, "UPDATE orders SET total = no_such_column;\n").unwrap();
+    let failed = document(
+        &format::APPLY,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "step_failed",
+    );
+    assert_eq!(ids(&failed["committed"]), ["create_orders", "load_orders"]);
+    assert_eq!(failed["stages"][2]["error"]["sqlstate"], "42703");
+
+    std::fs::write(&total, &good).unwrap();
+    document(
+        &format::APPLY,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "applied",
+    );
+    db.execute("UPDATE orders SET total = NULL WHERE id = 1");
+    document(
+        &format::VERIFY,
+        &run(dir, &db, &["verify", "plan.toml"]),
+        "verification_failed",
+    );
+
+    std::fs::write(&total, format!("{good}\nSELECT 'changed since it ran';\n")).unwrap();
+    document(
+        &format::PLAN,
+        &run(dir, &db, &["plan", "plan.toml"]),
+        "drift",
+    );
+    document(
+        &format::APPLY,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "drift",
+    );
+
+    let refused = document(
+        &format::ERROR,
+        &run(
+            dir,
+            &db,
+            &[
+                "apply",
+                "plan.toml",
+                "--no-backup",
+                "--allow-drift",
+                "--require-rehearsal",
+                "no-such-report.json",
+            ],
+        ),
+        "rehearsal_required",
+    );
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-report.json"),
+        "{refused:#}"
+    );
+
+    let not_batched = document(
+        &format::ERROR,
+        &run(dir, &db, &["reset", "add_total", "plan.toml"]),
+        "usage",
+    );
+    assert_eq!(not_batched["command"], "reset");
+
+    let unreachable = offline(
+        dir,
+        &[
+            "status",
+            "plan.toml",
+            "--database-url",
+            "postgresql://nobody:pw@127.0.0.1:1/none",
+        ],
+    );
+    let error = document(&format::ERROR, &unreachable, "cannot_connect");
+    assert_eq!(error["plan"], "shop");
+    assert!(error.get("generated_at").is_some());
+    assert!(
+        !error.to_string().contains(":pw@"),
+        "the password is redacted"
+    );
+}
+
+#[test]
+fn a_rehearsal_report_and_the_apply_inside_it_match_their_schemas() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let reports = tempfile::tempdir().unwrap();
+    let output = run(
+        dir.path(),
+        &db,
+        &[
+            "rehearse",
+            "plan.toml",
+            "--report-dir",
+            &reports.path().to_string_lossy(),
+        ],
+    );
+    let printed = document(&format::REHEARSAL, &output, "applied");
+    let file = std::fs::read_dir(reports.path())
+        .unwrap()
+        .next()
+        .expect("a report file")
+        .unwrap()
+        .path();
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(printed, written, "--format json prints the report file");
+    assert!(printed["duration_ms"].as_u64().is_some());
+    assert_valid(&format::APPLY, &printed["run"], "the rehearsal's `run`");
+    assert_eq!(printed["run"]["outcome"], "applied");
+}
+
+#[test]
+fn reset_prints_a_document_that_matches_its_schema() {
+    let db = legacy_db(1500);
+    let plan = memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100, pause = "100ms" }"#,
+        )
+    });
+    let mut child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--until", "split_chapters"],
+    );
+    planrun_tests::wait_until(
+        "a batch of the split has committed",
+        Duration::from_secs(60),
+        || {
+            db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
+                && db.scalar("SELECT coalesce(max(batches), 0) > 0 FROM planrun.checkpoints") == "t"
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let reset = document(
+        &format::RESET,
+        &run(
+            plan.path(),
+            &db,
+            &["reset", "split_chapters", "memoir.toml"],
+        ),
+        "reset",
+    );
+    assert_eq!(reset["stage"], "split_chapters");
+    assert!(reset["batches"].as_i64().unwrap() > 0, "{reset:#}");
+}
+
+#[test]
+fn the_schemas_reject_what_the_contract_rules_out() {
+    let output = offline(&repo_root(), &["check", "plans/memoir.toml"]);
+    let good = document(&format::CHECK, &output, "valid");
+    let rejected = |what: &str, edit: &dyn Fn(&mut Value)| {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema(&format::CHECK))
+            .unwrap();
+        assert!(!validator.is_valid(&bad), "{what} passed: {bad:#}");
+    };
+    rejected("another document's format", &|doc| {
+        doc["format"] = "planrun.status".into()
+    });
+    rejected("an outcome this document cannot have", &|doc| {
+        doc["outcome"] = "applied".into()
+    });
+    rejected("the old `success`", &|doc| doc["outcome"] = "success".into());
+    rejected("a time that is not RFC 3339", &|doc| {
+        doc["generated_at"] = "2025-03-01 14:05:09 CET".into()
+    });
+    rejected("no outcome", &|doc| {
+        doc.as_object_mut().unwrap().remove("outcome");
+    });
+    rejected("no generated_at", &|doc| {
+        doc.as_object_mut().unwrap().remove("generated_at");
+    });
+}
