@@ -480,7 +480,9 @@ fn the_schemas_reject_what_the_contract_rules_out() {
     rejected("an outcome this document cannot have", &|doc| {
         doc["outcome"] = "applied".into()
     });
-    rejected("the old `success`", &|doc| doc["outcome"] = "success".into());
+    rejected("the old `success`", &|doc| {
+        doc["outcome"] = "success".into()
+    });
     rejected("a time that is not RFC 3339", &|doc| {
         doc["generated_at"] = "2025-03-01 14:05:09 CET".into()
     });

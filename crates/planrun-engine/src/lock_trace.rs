@@ -248,7 +248,8 @@ impl LockTrace {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|mut seen| {
-                        seen.locks_taken.sort_by_key(|taken| std::cmp::Reverse(taken.0));
+                        seen.locks_taken
+                            .sort_by_key(|taken| std::cmp::Reverse(taken.0));
                         MeasuredStatement {
                             statement: seen.text,
                             running_ms: seen.running.as_millis() as u64,
