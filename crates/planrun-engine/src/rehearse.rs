@@ -1058,6 +1058,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn reports_of_this_format_and_of_the_one_before_the_envelope_are_read() {
+        assert!(readable_format("planrun.rehearsal", Some(1)));
+        assert!(readable_format("planrun-rehearsal/1", None));
+        assert!(!readable_format("planrun.rehearsal", None));
+        assert!(!readable_format("planrun.rehearsal", Some(2)));
+        assert!(!readable_format("planrun.apply", Some(1)));
+    }
+
     fn need(now: &str) -> RehearsalRequirement<'static> {
         RehearsalRequirement {
             plan: "shop",

@@ -13,22 +13,7 @@ use crate::lock_analysis::Analyzer;
 
 impl Analyzer<'_> {
     pub(crate) fn do_block(&mut self, stmt: &DoStmt) {
-        let Some(body) = plpgsql_body(stmt) else {
-            return;
-        };
-        let mut tag = String::from("planrun_do");
-        while body.contains(&format!("${tag}$")) {
-            tag.push('_');
-        }
-        let function = format!(
-            "CREATE FUNCTION planrun_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body}${tag}$"
-        );
-        let Ok(tree) = pg_query::parse_plpgsql(&function) else {
-            return;
-        };
-        let mut statements = Vec::new();
-        embedded_sql(&tree, &mut statements);
-        for text in statements {
+        for text in do_block_statements(stmt) {
             let Ok(parsed) = pg_query::parse(&text, 0) else {
                 continue;
             };
@@ -41,6 +26,27 @@ impl Analyzer<'_> {
             }
         }
     }
+}
+
+/// The static SQL statements of a PL/pgSQL `DO` block, in the order written; none for
+/// a block in another language or one that does not parse.
+pub(crate) fn do_block_statements(stmt: &DoStmt) -> Vec<String> {
+    let Some(body) = plpgsql_body(stmt) else {
+        return Vec::new();
+    };
+    let mut tag = String::from("planrun_do");
+    while body.contains(&format!("${tag}$")) {
+        tag.push('_');
+    }
+    let function = format!(
+        "CREATE FUNCTION planrun_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body}${tag}$"
+    );
+    let Ok(tree) = pg_query::parse_plpgsql(&function) else {
+        return Vec::new();
+    };
+    let mut statements = Vec::new();
+    embedded_sql(&tree, &mut statements);
+    statements
 }
 
 /// The body of a `DO` block written in PL/pgSQL (the default language), if it is one.

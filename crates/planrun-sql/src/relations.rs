@@ -5,9 +5,10 @@
 //!
 //! Reads are found anywhere in the tree (subqueries, `JOIN`s, `EXISTS`, CTE bodies),
 //! by walking the parse tree as the `pg_query` crate serialises it, so no expression
-//! kind is missed. Changes are found per statement kind; a statement whose effect
-//! cannot be seen in its text (`DO`, a function call, `CALL`) changes nothing as far as
-//! this module can tell, and the caller must treat that as "unknown", not as "safe to
+//! kind is missed. Changes are found per statement kind, the static SQL of PL/pgSQL
+//! `DO` blocks included; a statement whose effect cannot be seen in its text (a
+//! function call, `CALL`, `EXECUTE` of a built string) changes nothing as far as this
+//! module can tell, and the caller must treat that as "unknown", not as "safe to
 //! skip".
 
 use pg_query::protobuf::{ObjectType, RangeVar};
@@ -15,6 +16,7 @@ use pg_query::NodeEnum;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::do_block::do_block_statements;
 use crate::error::SqlError;
 use crate::lock_analysis::{object_names, qualified, range_vars};
 use crate::script::parse_script;
@@ -107,36 +109,15 @@ pub fn relations_read(sql: &str) -> Result<QueryReads, SqlError> {
 
 /// The relations each statement of `script` changes, and how, in order of first
 /// appearance (one entry per relation and kind); an error when it does not parse.
-/// Statements whose effect is not in their text (`DO`, `CALL`, `SELECT f()`) add
-/// nothing.
+/// The static SQL of a PL/pgSQL `DO` block counts as if written in the script;
+/// statements whose effect is not in their text (`CALL`, `SELECT f()`, `EXECUTE`)
+/// add nothing.
 pub fn relations_changed(script: &str) -> Result<Vec<RelationChange>, SqlError> {
     let mut changes = Changes::default();
     for statement in parse_script(script)? {
         let parsed = pg_query::parse(statement.text, 0)
             .map_err(|error| SqlError::at(script, statement.offset, error.to_string()))?;
-        for raw in &parsed.protobuf.stmts {
-            if let Some(node) = raw.stmt.as_ref().and_then(|node| node.node.as_ref()) {
-                changes.statement(node);
-            }
-        }
-        let tree = serde_json::to_value(&parsed.protobuf).map_err(|error| {
-            SqlError::at(
-                script,
-                statement.offset,
-                format!("cannot walk the parse tree: {error}"),
-            )
-        })?;
-        // Writes anywhere, those of data-modifying CTEs included.
-        walk(&tree, &mut |key, value| {
-            if matches!(
-                key,
-                "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
-            ) {
-                if let Some(relation) = value.get("relation").and_then(relation_of) {
-                    changes.add(relation, Change::Rows);
-                }
-            }
-        });
+        changes.parsed(&parsed.protobuf, true);
     }
     Ok(changes.0)
 }
@@ -145,6 +126,37 @@ pub fn relations_changed(script: &str) -> Result<Vec<RelationChange>, SqlError> 
 struct Changes(Vec<RelationChange>);
 
 impl Changes {
+    /// The changes of parsed statements; those of the static SQL of their `DO` blocks
+    /// too when `into_do_blocks` (not for a `DO` inside a `DO`).
+    fn parsed(&mut self, parsed: &pg_query::protobuf::ParseResult, into_do_blocks: bool) {
+        for raw in &parsed.stmts {
+            match raw.stmt.as_ref().and_then(|node| node.node.as_ref()) {
+                Some(NodeEnum::DoStmt(block)) if into_do_blocks => {
+                    for text in do_block_statements(block) {
+                        if let Ok(inner) = pg_query::parse(&text, 0) {
+                            self.parsed(&inner.protobuf, false);
+                        }
+                    }
+                }
+                Some(node) => self.statement(node),
+                None => {}
+            }
+        }
+        // Writes anywhere, those of data-modifying CTEs included.
+        if let Ok(tree) = serde_json::to_value(parsed) {
+            walk(&tree, &mut |key, value| {
+                if matches!(
+                    key,
+                    "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
+                ) {
+                    if let Some(relation) = value.get("relation").and_then(relation_of) {
+                        self.add(relation, Change::Rows);
+                    }
+                }
+            });
+        }
+    }
+
     fn add(&mut self, relation: String, change: Change) {
         let entry = RelationChange { relation, change };
         if !self.0.contains(&entry) {
@@ -471,10 +483,28 @@ mod tests {
     }
 
     #[test]
-    fn what_a_statement_does_out_of_sight_is_not_guessed() {
+    fn the_static_sql_of_a_do_block_counts_and_what_is_out_of_sight_is_not_guessed() {
         assert_eq!(
             changed(
-                "DO $$ BEGIN DELETE FROM orders; END $$;
+                "DO $$
+                 BEGIN
+                     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'fk') THEN
+                         ALTER TABLE public.chapter_sections ADD CONSTRAINT fk
+                             FOREIGN KEY (chapter_id) REFERENCES public.chapters (id);
+                     END IF;
+                     DELETE FROM stale;
+                 END
+                 $$"
+            ),
+            [
+                ("public.chapter_sections".into(), Change::Definition),
+                ("stale".into(), Change::Rows),
+            ]
+        );
+        assert_eq!(
+            changed(
+                "DO $$ BEGIN EXECUTE 'DELETE FROM orders'; END $$;
+                 DO LANGUAGE plperl $$ spi_exec_query('DELETE FROM orders') $$;
                  SELECT archive_everything();
                  CALL tidy_up();
                  LOCK TABLE orders IN SHARE MODE;

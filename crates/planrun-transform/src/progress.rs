@@ -7,6 +7,11 @@ pub trait Progress {
     fn start(&self, total: Option<u64>);
     /// `done` more units are finished.
     fn advance(&self, done: u64);
+    /// What the work is doing now that is not counted in rows, in a few words
+    /// ("rebuilding keys and indexes", "running 12 checks", "committing"): once the
+    /// rows are done, so that a display at 100% can say what it is waiting for. The
+    /// phase lasts until the next phase or [`Progress::finish`].
+    fn phase(&self, _what: &str) {}
     fn finish(&self);
 }
 
