@@ -107,7 +107,10 @@ fn apply_prints_one_line_per_stage_with_its_checks_counted() {
     assert_exit(&output, 0);
     let text = stdout(&output);
     assert_narrow(&text);
-    assert!(!text.contains("ok   "), "no passing check is listed:\n{text}");
+    assert!(
+        !text.contains("ok   "),
+        "no passing check is listed:\n{text}"
+    );
     let stages = stage_lines(&text);
     assert_eq!(stages.len(), 3, "{text}");
     assert!(stages[0].contains("2/2 checks ok"), "{text}");
@@ -129,7 +132,13 @@ fn apply_of_the_memoir_plan_fits_a_screen_and_verbose_lists_every_check() {
     let quiet = run(
         &repo_root(),
         &db,
-        &["apply", "plans/memoir.toml", "--no-backup", "--until", "split_chapters"],
+        &[
+            "apply",
+            "plans/memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
     );
     assert_exit(&quiet, 0);
     let text = stdout(&quiet);
@@ -149,7 +158,10 @@ fn apply_of_the_memoir_plan_fits_a_screen_and_verbose_lists_every_check() {
     assert_exit(&verbose, 0);
     let text = stdout(&verbose);
     assert_narrow(&text);
-    assert!(!text.contains(", got t\n") && !text.contains(", got f\n"), "{text}");
+    assert!(
+        !text.contains(", got t\n") && !text.contains(", got f\n"),
+        "{text}"
+    );
     assert!(
         text.contains(
             "verify every section image has its memoir_images row: expected = true, got true"
@@ -269,7 +281,11 @@ fn a_run_refused_for_drift_takes_no_run_id() {
         &["apply", "plan.toml", "--no-backup", "--allow-drift"],
     );
     assert_exit(&accepted, 0);
-    assert!(stdout(&accepted).contains("[run 2]"), "{}", describe(&accepted));
+    assert!(
+        stdout(&accepted).contains("[run 2]"),
+        "{}",
+        describe(&accepted)
+    );
 }
 
 #[test]
@@ -296,7 +312,12 @@ fn verify_prints_one_line_per_stage_and_verbose_names_superseded_checks() {
         &run(
             &repo_root(),
             &db,
-            &["apply", "plans/memoir.toml", "--no-backup", "--include-optional"],
+            &[
+                "apply",
+                "plans/memoir.toml",
+                "--no-backup",
+                "--include-optional",
+            ],
         ),
         0,
     );
@@ -335,10 +356,7 @@ fn demo_output() {
         "no path to a backup that is deleted:\n{text}"
     );
     let last: Vec<&str> = text.lines().rev().take(3).collect();
-    assert!(
-        last.iter().all(|line| line.starts_with("next: ")),
-        "{text}"
-    );
+    assert!(last.iter().all(|line| line.starts_with("next: ")), "{text}");
     insta::assert_snapshot!(redact(&text));
 }
 

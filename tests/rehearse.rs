@@ -529,9 +529,8 @@ sql = "CREATE INDEX CONCURRENTLY customers_name ON customers (name)"
             .iter()
             .find(|lock| lock["table"] == "public.customers")
             .cloned()
-            .unwrap_or_else(|| panic!("no lock on customers in stage {stage}: {report:#}"))
     };
-    let widen = lock(0);
+    let widen = lock(0).unwrap_or_else(|| panic!("no lock on customers in stage 0: {report:#}"));
     assert_eq!(widen["strongest"], "AccessExclusiveLock", "{widen:#}");
     assert_eq!(widen["rewritten"], true, "{widen:#}");
     assert!(
@@ -562,9 +561,13 @@ sql = "CREATE INDEX CONCURRENTLY customers_name ON customers (name)"
         .unwrap_or_else(|| panic!("{statements:#?}"));
     assert!(sleep["running_ms"].as_u64().unwrap() >= 200, "{sleep:#}");
     assert_eq!(sleep["locks_taken"], serde_json::json!([]), "{sleep:#}");
-    let index = lock(1);
-    assert_eq!(index["rewritten"], false, "{index:#}");
-    assert_eq!(index["blocked_writes_ms"], 0, "{index:#}");
+    // A concurrent build of 20,000 rows outside a transaction may take and release
+    // its lock between two samples: then there is no entry, which also says that no
+    // write was blocked and nothing rewritten (a rewrite is listed even unsampled).
+    if let Some(index) = lock(1) {
+        assert_eq!(index["rewritten"], false, "{index:#}");
+        assert_eq!(index["blocked_writes_ms"], 0, "{index:#}");
+    }
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("AccessExclusiveLock public.customers"),
         "{}",

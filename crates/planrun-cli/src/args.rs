@@ -33,6 +33,11 @@ pub struct GlobalOptions {
     /// When to use colour: auto (terminal and no NO_COLOR), always, never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Show every check with its values, each step, the locks held and the captured
+    /// values (apply, plan, verify, rehearse, demo); by default, one line per stage
+    /// and failures in full.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -18,7 +18,7 @@ use crate::args::{
 use crate::documents::{CheckReport, ErrorBody, TransformList};
 use crate::live::Live;
 use crate::output::{report, use_colour};
-use crate::report::{render_run, render_status, Style};
+use crate::report::{render_run, render_status, Detail, Style};
 use planrun_transform::Registry;
 
 /// Runs the parsed command with `registry`'s transforms and returns its exit code.
@@ -26,22 +26,22 @@ pub fn dispatch(cli: Cli, registry: &Registry) -> i32 {
     let style = Style {
         colour: use_colour(cli.global.color),
     };
+    let detail = if cli.global.verbose {
+        Detail::Verbose
+    } else {
+        Detail::Summary
+    };
     match cli.command {
         Command::Check(args) => check(&args, registry),
         Command::Graph(args) => graph(&args, registry),
         Command::Transforms(args) => transforms(&args, registry),
-        Command::Apply(args) => apply(&args, style, registry),
-        Command::Plan(args) => preview(&args, style, registry),
-        Command::Rehearse(args) => crate::rehearse::run(&args, style, registry),
+        Command::Apply(args) => apply(&args, style, detail, registry),
+        Command::Plan(args) => preview(&args, style, detail, registry),
+        Command::Rehearse(args) => crate::rehearse::run(&args, style, detail, registry),
         Command::Status(args) => status(&args, style, registry),
-        Command::Verify(args) => verify(&args, style, registry),
+        Command::Verify(args) => verify(&args, style, detail, registry),
         Command::Reset(args) => reset(&args, registry),
-        Command::Demo(args) => crate::demo::run(
-            &args,
-            style,
-            cli.global.color == ColorChoice::Never,
-            registry,
-        ),
+        Command::Demo(args) => crate::demo::run(&args, style, detail, registry),
         Command::Init(args) => crate::init::run(&args),
         Command::Completions(args) => crate::completions::run(&args),
         Command::Man(args) => crate::man_page::run(&args),
@@ -116,11 +116,16 @@ pub(crate) fn plan_and_target(
     Ok((plan, target))
 }
 
-/// Prints a run report in `format` and returns its exit code.
-fn print_run(report: &planrun_engine::RunReport, format: ReportFormat, style: Style) -> i32 {
+/// Prints a run report in `format` (text with `detail`) and returns its exit code.
+fn print_run(
+    report: &planrun_engine::RunReport,
+    format: ReportFormat,
+    style: Style,
+    detail: Detail,
+) -> i32 {
     match format {
         ReportFormat::Json => print_json(&report.document()),
-        ReportFormat::Text => say_raw!("{}", render_run(report, style)),
+        ReportFormat::Text => say_raw!("{}", render_run(report, style, detail)),
     }
     report.exit_code
 }
@@ -132,7 +137,7 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
     }
 }
 
-fn apply(args: &ApplyArgs, style: Style, registry: &Registry) -> i32 {
+fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
@@ -167,12 +172,17 @@ fn apply(args: &ApplyArgs, style: Style, registry: &Registry) -> i32 {
     }
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
-        Ok(report) => print_run(&report, args.format, style),
+        Ok(report) => print_run(&report, args.format, style, detail),
         Err(error) => failure("apply", error, &plan, args.format),
     }
 }
 
-fn preview(args: &PlanCommandArgs, style: Style, registry: &Registry) -> i32 {
+fn preview(
+    args: &PlanCommandArgs,
+    style: Style,
+    detail: Detail,
+    registry: &Registry,
+) -> i32 {
     let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
@@ -184,7 +194,7 @@ fn preview(args: &PlanCommandArgs, style: Style, registry: &Registry) -> i32 {
         Ok(report)
     });
     match result {
-        Ok(report) => print_run(&report, args.format, style),
+        Ok(report) => print_run(&report, args.format, style, detail),
         Err(error) => failure("plan", error, &plan, args.format),
     }
 }
@@ -264,14 +274,14 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
     }
 }
 
-fn verify(args: &DbCommandArgs, style: Style, registry: &Registry) -> i32 {
+fn verify(args: &DbCommandArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
     let result = Runner::new(&plan, registry).and_then(|runner| runner.verify(&target));
     match result {
-        Ok(report) => print_run(&report, args.format, style),
+        Ok(report) => print_run(&report, args.format, style, detail),
         Err(error) => failure("verify", error, &plan, args.format),
     }
 }

@@ -1,12 +1,23 @@
-//! Human rendering of run and status reports: a table per run, then the checks and
-//! failures that matter, then what committed and the next command. `--format json`
-//! prints the same models with serde instead.
+//! Human rendering of run and status reports, for a reader who scans: one line per
+//! stage (status, time, rows, its checks counted), then only what needs a look (a
+//! failed check, the SQL error, drift), what committed and the next command. `-v`
+//! adds every check with its values, the steps, locks and captured values.
+//! `--format json` prints the same models with serde instead.
 
 use std::fmt::Write as _;
 
 use planrun_engine::{
     CheckResult, CheckStatus, LockRetry, RunReport, SqlDiff, StageReport, StageStatus, StatusReport,
 };
+
+use crate::output::{count, count_signed, duration};
+
+/// The width the text aims to stay within; a value is shortened in the middle and a
+/// long note or summary line wraps to stay within it.
+const WIDTH: usize = 100;
+
+/// Where a check's details start: below the stage's name.
+const INDENT: &str = "      ";
 
 /// ANSI styling that is a no-op when colour is off.
 #[derive(Clone, Copy)]
@@ -36,42 +47,203 @@ impl Style {
     }
 }
 
-fn status_text(style: Style, status: StageStatus) -> String {
-    let label = status.label();
-    match status {
-        StageStatus::Applied | StageStatus::Verified | StageStatus::WouldRun => style.good(label),
-        StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted => style.bad(label),
-        StageStatus::NotRun
-        | StageStatus::NotSelected
-        | StageStatus::Waiting
-        | StageStatus::Superseded => style.dim(label),
-        _ => label.to_owned(),
+/// How much a run report shows: the default (a line per stage, failures in full) or
+/// `-v` (every check with its values, steps, locks, captured values).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Detail {
+    #[default]
+    Summary,
+    Verbose,
+}
+
+/// A table cell: its text and its text as painted.
+struct Cell {
+    text: String,
+    painted: String,
+}
+
+impl Cell {
+    fn plain(text: impl Into<String>) -> Cell {
+        let text = text.into();
+        Cell {
+            painted: text.clone(),
+            text,
+        }
+    }
+    fn painted(text: impl Into<String>, paint: impl FnOnce(&str) -> String) -> Cell {
+        let text = text.into();
+        Cell {
+            painted: paint(&text),
+            text,
+        }
+    }
+    fn width(&self) -> usize {
+        self.text.chars().count()
     }
 }
 
-/// The width of a column holding `cells` under `header`, in characters.
-fn width<'a>(cells: impl Iterator<Item = &'a str>, header: &str) -> usize {
-    cells
-        .map(|cell| cell.chars().count())
-        .chain([header.len()])
-        .max()
-        .unwrap_or(0)
+/// Renders rows of cells as columns two spaces apart; `right` marks the columns
+/// aligned to the right. Trailing blanks are trimmed.
+fn table(rows: &[Vec<Cell>], right: &[bool]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(Cell::width)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (column, cell) in row.iter().enumerate() {
+                let padding = " ".repeat(widths[column].saturating_sub(cell.width()));
+                if column > 0 {
+                    line.push_str("  ");
+                }
+                if right.get(column).copied().unwrap_or(false) {
+                    line.push_str(&padding);
+                    line.push_str(&cell.painted);
+                } else {
+                    line.push_str(&cell.painted);
+                    line.push_str(&padding);
+                }
+            }
+            line.trim_end().to_owned()
+        })
+        .collect()
 }
 
-fn pad(text: &str, visible: usize, width: usize) -> String {
-    format!("{text}{}", " ".repeat(width.saturating_sub(visible)))
+/// `text` in lines of at most `width` characters, broken at spaces outside
+/// backquotes (a command stays whole), continuation lines indented by `indent`.
+fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut quoted = false;
+    let mut word = String::new();
+    for c in text.chars() {
+        if c == '`' {
+            quoted = !quoted;
+        }
+        if c == ' ' && !quoted {
+            words.push(std::mem::take(&mut word));
+        } else {
+            word.push(c);
+        }
+    }
+    words.push(word);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in words {
+        let prefix = if lines.is_empty() { "" } else { indent };
+        let wanted = prefix.chars().count() + line.chars().count() + 1 + word.chars().count();
+        if !line.is_empty() && wanted > width {
+            lines.push(format!("{prefix}{line}"));
+            line = word;
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&word);
+        }
+    }
+    let prefix = if lines.is_empty() { "" } else { indent };
+    lines.push(format!("{prefix}{line}"));
+    lines
 }
 
-fn check_line(style: Style, kind: &str, check: &CheckResult) -> String {
-    let mark = match check.status {
-        CheckStatus::Passed => style.good("ok  "),
-        CheckStatus::Failed => style.bad("FAIL"),
+/// A value as one line: line breaks and tabs made visible, other control characters
+/// replaced.
+fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\n' => '↵',
+            '\t' => '→',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+/// `value` in at most `max` characters, its middle replaced with `…`.
+pub fn shorten(value: &str, max: usize) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= max || max < 5 {
+        return value.to_owned();
+    }
+    let keep = max - 1;
+    let head = keep.div_ceil(2);
+    let tail = keep - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// `value` in at most `max` characters around character `at` (where it differs from
+/// what was expected), `…` for what is left out on either side.
+fn window(value: &str, at: usize, max: usize) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= max {
+        return value.to_owned();
+    }
+    let room = max - 2;
+    let start = at.saturating_sub(room / 3).min(chars.len() - room);
+    let end = (start + room).min(chars.len());
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(&chars[start..end]);
+    if end < chars.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// The value an expectation compares with: `= 'text'` -> `text`, `> 3` -> `3`.
+fn compared(expected: &str) -> &str {
+    let value = expected
+        .trim_start_matches(['=', '!', '<', '>'])
+        .trim_start();
+    value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(value)
+}
+
+/// The value a check read, booleans spelt as the expectation spells them: PostgreSQL
+/// sends `t` and `f`.
+fn actual_value(check: &CheckResult) -> String {
+    let boolean = matches!(compared(&check.expected), "true" | "false");
+    match check.actual.as_str() {
+        "t" if boolean => "true".into(),
+        "f" if boolean => "false".into(),
+        actual => one_line(actual),
+    }
+}
+
+/// The character position where `a` and `b` first differ.
+fn first_difference(a: &str, b: &str) -> usize {
+    a.chars()
+        .zip(b.chars())
+        .position(|(x, y)| x != y)
+        .unwrap_or_else(|| a.chars().count().min(b.chars().count()))
+}
+
+/// A check with its values: one line when it fits, else the values on lines of their
+/// own, shortened around where they differ (a failure) or in the middle.
+fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
+    let head = |mark: String| format!("{INDENT}{mark} {kind} {}", one_line(&check.name));
+    match check.status {
         CheckStatus::EvaluatedAfter => {
-            return style.dim(&format!(
-                "      --   {kind} {}: evaluated after {}",
-                check.name,
+            return vec![style.dim(&format!(
+                "{}: evaluated after {}",
+                head("--  ".into()),
                 check.evaluated_after.join(", ")
-            ));
+            ))];
         }
         CheckStatus::Superseded => {
             let by: Vec<String> = check
@@ -79,120 +251,273 @@ fn check_line(style: Style, kind: &str, check: &CheckResult) -> String {
                 .iter()
                 .map(|by| format!("{} (which changed {})", by.stage, by.relations.join(", ")))
                 .collect();
-            return style.dim(&format!(
-                "      --   {kind} {}: superseded by {}",
-                check.name,
-                by.join("; ")
-            ));
+            let line = format!("{}: superseded by {}", head("--  ".into()), by.join("; "));
+            return wrap(&line, WIDTH, "             ")
+                .iter()
+                .map(|line| style.dim(line))
+                .collect();
         }
+        CheckStatus::Passed | CheckStatus::Failed => {}
+    }
+    let failed = check.failed();
+    let (mark, visible) = if failed {
+        (style.bad("FAIL"), "FAIL")
+    } else {
+        (style.good("ok  "), "ok  ")
     };
-    let mut line = format!(
-        "      {mark} {kind} {}: expected {}, got {}",
-        check.name, check.expected, check.actual
-    );
+    let first = head(mark);
+    let first_width = head(visible.into()).chars().count();
+    let expected = one_line(&check.expected);
+    let actual = actual_value(check);
+    let mut lines = Vec::new();
+    let whole = format!(": expected {expected}, got {actual}");
+    let budget = WIDTH.saturating_sub(first_width + ": expected , got ".len()) / 2;
+    if first_width + whole.chars().count() <= WIDTH {
+        lines.push(format!("{first}{whole}"));
+    } else if !failed && budget >= 16 {
+        lines.push(format!(
+            "{first}: expected {}, got {}",
+            shorten(&expected, budget),
+            shorten(&actual, budget)
+        ));
+    } else {
+        lines.push(first);
+        let room = WIDTH - INDENT.len() - "     expected ".len();
+        let (expected, actual) = if failed {
+            let at = first_difference(compared(&check.expected), &actual);
+            let offset = expected.chars().count() - compared(&expected).chars().count();
+            let offset = offset.saturating_sub(usize::from(expected.ends_with('\'')));
+            (
+                window(&expected, at + offset, room),
+                window(&actual, at, room),
+            )
+        } else {
+            (shorten(&expected, room), shorten(&actual, room))
+        };
+        lines.push(format!("{INDENT}     expected {expected}"));
+        lines.push(format!("{INDENT}     got      {actual}"));
+    }
     if let Some(problem) = &check.problem {
-        let _ = write!(line, " ({problem})");
+        lines.push(format!("{INDENT}     {}", one_line(problem)));
     }
     if let Some(message) = &check.message {
-        let _ = write!(line, "\n           {message}");
+        lines.push(format!("{INDENT}     {}", one_line(message)));
     }
-    line
+    lines
 }
 
-fn duration(ms: u64) -> String {
-    if ms >= 10_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{ms} ms")
+/// A stage's checks in one cell: `12/12 checks ok`, `1 of 12 checks FAILED`, and the
+/// checks not evaluated now (`3 evaluated later`, `2 superseded`).
+fn checks_cell(style: Style, stage: &StageReport) -> Cell {
+    let checks: Vec<&CheckResult> = stage
+        .preconditions
+        .iter()
+        .chain(&stage.verifications)
+        .collect();
+    let tally = |status: CheckStatus| checks.iter().filter(|c| c.status == status).count();
+    let (passed, failed) = (tally(CheckStatus::Passed), tally(CheckStatus::Failed));
+    let (later, superseded) = (
+        tally(CheckStatus::EvaluatedAfter),
+        tally(CheckStatus::Superseded),
+    );
+    if failed > 0 {
+        return Cell::painted(
+            format!("{failed} of {} checks FAILED", passed + failed),
+            |text| style.bad(text),
+        );
     }
+    if stage.error.is_some() {
+        // The error below says what stopped the stage; its checks did not all run.
+        return Cell::plain("");
+    }
+    let mut parts = Vec::new();
+    if passed > 0 {
+        parts.push(format!("{passed}/{passed} checks ok"));
+    }
+    if later > 0 {
+        parts.push(format!("{later} evaluated later"));
+    }
+    if superseded > 0 {
+        parts.push(format!("{superseded} superseded"));
+    }
+    Cell::plain(parts.join(", "))
+}
+
+fn status_cell(style: Style, status: StageStatus, dry_run: bool) -> Cell {
+    let label = match status {
+        StageStatus::Applied if dry_run => "would apply",
+        StageStatus::Skipped if dry_run => "would skip",
+        status => status.label(),
+    };
+    let paint = |text: &str| match status {
+        StageStatus::Applied | StageStatus::Verified | StageStatus::WouldRun => style.good(text),
+        StageStatus::Failed
+        | StageStatus::Blocked
+        | StageStatus::Drifted
+        | StageStatus::Interrupted => style.bad(text),
+        StageStatus::NotRun
+        | StageStatus::NotSelected
+        | StageStatus::Waiting
+        | StageStatus::Superseded => style.dim(text),
+        _ => text.to_owned(),
+    };
+    Cell::painted(label, paint)
+}
+
+/// Whether the stage ran in this run, so that its time and rows mean something.
+fn ran(stage: &StageReport) -> bool {
+    matches!(
+        stage.status,
+        StageStatus::Applied
+            | StageStatus::Failed
+            | StageStatus::Skipped
+            | StageStatus::Interrupted
+    )
+}
+
+fn notes(stage: &StageReport) -> String {
+    let mut notes = Vec::new();
+    // A stage left out for being optional says so in its note already.
+    let says_optional = stage
+        .note
+        .as_deref()
+        .is_some_and(|note| note.starts_with("optional"));
+    if stage.optional && !says_optional {
+        notes.push("optional".to_owned());
+    }
+    if !stage.transaction && ran(stage) {
+        notes.push("ran outside a transaction".to_owned());
+    }
+    if stage.rows_quarantined > 0 {
+        notes.push(format!("{} quarantined", count(stage.rows_quarantined)));
+    }
+    if !stage.lock_retries.is_empty() && !failed(stage) {
+        let retries = stage.lock_retries.len();
+        notes.push(format!(
+            "took its locks after {retries} {}",
+            if retries == 1 { "retry" } else { "retries" }
+        ));
+    }
+    if let Some(note) = &stage.note {
+        notes.push(one_line(note));
+    }
+    notes.join("; ")
+}
+
+/// Whether the stage needs a look: its failure is shown in full.
+fn failed(stage: &StageReport) -> bool {
+    matches!(
+        stage.status,
+        StageStatus::Failed
+            | StageStatus::Blocked
+            | StageStatus::Drifted
+            | StageStatus::DriftAccepted
+            | StageStatus::Interrupted
+    )
 }
 
 /// The whole report as text.
-pub fn render_run(report: &RunReport, style: Style) -> String {
+pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     let mut out = String::new();
-    let mut title = format!(
-        "planrun {} {} -> {}",
-        report.command, report.plan, report.target
-    );
-    if report.dry_run {
-        title.push_str(" (dry run: everything rolled back)");
-    }
-    if let Some(run) = report.run_id {
+    let command = if report.dry_run {
+        format!("{} --dry-run", report.command)
+    } else {
+        report.command.clone()
+    };
+    let mut title = format!("planrun {command} {} -> {}", report.plan, report.target);
+    if let (Some(run), false) = (report.run_id, report.dry_run) {
         let _ = write!(title, " [run {run}]");
     }
     let _ = writeln!(out, "{}", style.bold(&title));
+    if report.dry_run {
+        let _ = writeln!(
+            out,
+            "dry run, nothing recorded: every stage below ran in one transaction, rolled back at the end"
+        );
+    }
     if let Some(file) = &report.backup_file {
         let _ = writeln!(out, "backup: {file}");
     }
     out.push('\n');
-    let id_width = width(report.stages.iter().map(|s| s.id.as_str()), "stage");
-    let status_width = width(report.stages.iter().map(|s| s.status.label()), "status");
-    let _ = writeln!(
-        out,
-        "  #  {}  {}  {:>9}  {:>9}  notes",
-        pad("stage", 5, id_width),
-        pad("status", 6, status_width),
-        "time",
-        "rows"
-    );
+
+    let timed = report.stages.iter().any(ran);
+    let mut header = vec![
+        Cell::plain("#"),
+        Cell::plain("stage"),
+        Cell::plain("status"),
+    ];
+    if timed {
+        header.extend([Cell::plain("time"), Cell::plain("rows")]);
+    }
+    header.extend([Cell::plain("checks"), Cell::plain("notes")]);
+    let mut rows = vec![header];
+    let mut right = vec![true, false, false];
+    if timed {
+        right.extend([true, true]);
+    }
     for (position, stage) in report.stages.iter().enumerate() {
-        let mut notes = Vec::new();
-        // A stage left out for being optional says so in its note already.
-        let says_optional = stage
-            .note
-            .as_deref()
-            .is_some_and(|note| note.starts_with("optional"));
-        if stage.optional && !says_optional {
-            notes.push("optional".to_owned());
-        }
-        if !stage.transaction {
-            notes.push("ran outside a transaction".to_owned());
-        }
-        if stage.rows_quarantined > 0 {
-            notes.push(format!("{} quarantined", stage.rows_quarantined));
-        }
-        if let Some(note) = &stage.note {
-            notes.push(note.clone());
-        }
-        let ran = matches!(
-            stage.status,
-            StageStatus::Applied | StageStatus::Failed | StageStatus::Skipped
-        );
-        let _ = writeln!(
-            out,
-            "{:>3}  {}  {}  {:>9}  {:>9}  {}",
-            position + 1,
-            pad(&stage.id, stage.id.len(), id_width),
-            pad(
-                &status_text(style, stage.status),
-                stage.status.label().len(),
-                status_width
-            ),
-            if ran {
-                duration(stage.duration_ms)
+        let mut row = vec![
+            Cell::plain((position + 1).to_string()),
+            Cell::plain(stage.id.clone()),
+            status_cell(style, stage.status, report.dry_run),
+        ];
+        if timed {
+            let (time, rows) = if ran(stage) {
+                (duration(stage.duration_ms), count(stage.rows_affected))
             } else {
-                String::new()
-            },
-            if ran {
-                stage.rows_affected.to_string()
-            } else {
-                String::new()
-            },
-            notes.join("; ")
-        );
-        render_details(
-            &mut out,
-            stage,
-            style,
-            report.command == "apply" || report.command == "verify",
-        );
+                (String::new(), String::new())
+            };
+            row.extend([Cell::plain(time), Cell::plain(rows)]);
+        }
+        row.push(checks_cell(style, stage));
+        row.push(Cell::plain(notes(stage)));
+        rows.push(row);
+    }
+    let lines = table(&rows, &right);
+    // A note that would make its line too wide goes below it.
+    let without_notes: Vec<Vec<Cell>> = rows
+        .into_iter()
+        .map(|mut row| {
+            row.pop();
+            row
+        })
+        .collect();
+    let short_lines = table(&without_notes, &right);
+    let _ = writeln!(out, "  {}", lines[0]);
+    for (index, stage) in report.stages.iter().enumerate() {
+        let line = &lines[index + 1];
+        let visible = if style.colour {
+            strip_ansi(line)
+        } else {
+            line.clone()
+        };
+        if visible.chars().count() + 2 <= WIDTH {
+            let _ = writeln!(out, "  {line}");
+        } else {
+            let _ = writeln!(out, "  {}", short_lines[index + 1]);
+            for note in wrap(&notes(stage), WIDTH - INDENT.len(), "  ") {
+                let _ = writeln!(out, "{INDENT}{}", style.dim(&note));
+            }
+        }
+        render_details(&mut out, stage, style, detail);
     }
     out.push('\n');
     for line in &report.history {
-        let _ = writeln!(out, "{} {line}", style.bad("history:"));
+        for (index, part) in wrap(line, WIDTH - "history: ".len(), "  ")
+            .iter()
+            .enumerate()
+        {
+            if index == 0 {
+                let _ = writeln!(out, "{} {part}", style.bad("history:"));
+            } else {
+                let _ = writeln!(out, "         {part}");
+            }
+        }
     }
     for line in &report.summary {
-        let _ = writeln!(out, "{line}");
+        for part in wrap(line, WIDTH, "  ") {
+            let _ = writeln!(out, "{part}");
+        }
     }
     if !report.lock_impact.is_empty() {
         out.push('\n');
@@ -205,103 +530,176 @@ pub fn render_run(report: &RunReport, style: Style) -> String {
     out
 }
 
-fn render_details(out: &mut String, stage: &StageReport, style: Style, show_passing: bool) {
-    let interesting = matches!(
-        stage.status,
-        StageStatus::Failed
-            | StageStatus::Blocked
-            | StageStatus::Drifted
-            | StageStatus::DriftAccepted
-    );
-    for check in &stage.preconditions {
-        if check.failed() || interesting || !show_passing {
-            let _ = writeln!(out, "{}", check_line(style, "precondition", check));
+/// `text` without ANSI colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
         }
     }
-    if show_passing || interesting {
-        for check in &stage.verifications {
-            let _ = writeln!(out, "{}", check_line(style, "verify", check));
+    out
+}
+
+/// What follows a stage's line: its failure in full (the failed checks, the error,
+/// the drift); with `-v` also every check, captured value, lock and step.
+fn render_details(out: &mut String, stage: &StageReport, style: Style, detail: Detail) {
+    let verbose = detail == Detail::Verbose;
+    let mut say = |line: String| {
+        let _ = writeln!(out, "{line}");
+    };
+    if verbose {
+        for rule in &stage.skip_rules {
+            let holds = if rule.status == CheckStatus::EvaluatedAfter {
+                format!("evaluated after {}", rule.evaluated_after.join(", "))
+            } else if rule.passed {
+                "holds".to_owned()
+            } else {
+                "does not hold".to_owned()
+            };
+            say(style.dim(&format!(
+                "{INDENT}skip if {}: {holds}",
+                one_line(&rule.name)
+            )));
         }
     }
-    for (name, value) in &stage.computed {
-        let _ = writeln!(out, "      {name} = {}", value.as_deref().unwrap_or("null"));
-    }
-    if !stage.locks.is_empty() {
-        let locks: Vec<String> = stage
-            .locks
-            .iter()
-            .map(|lock| format!("{} {}", lock.mode, lock.table))
-            .collect();
-        let attempts = stage.locks[0].attempts;
-        let mut line = format!("      locks: {}", locks.join(", "));
-        if attempts > 1 {
-            let _ = write!(
-                line,
-                " (after {attempts} attempts, {})",
-                duration(stage.locks[0].waited_ms)
-            );
+    for (kind, checks) in [
+        ("precondition", &stage.preconditions),
+        ("verify", &stage.verifications),
+    ] {
+        for check in checks {
+            if verbose || check.failed() {
+                for line in check_lines(style, kind, check) {
+                    say(line);
+                }
+            }
         }
-        let _ = writeln!(out, "{}", style.dim(&line));
     }
-    for retry in &stage.lock_retries {
-        let _ = writeln!(out, "      {}", lock_retry_line(retry));
+    if verbose {
+        for (name, value) in &stage.computed {
+            let value = value.as_deref().map_or("null".into(), one_line);
+            say(format!("{INDENT}{name} = {}", shorten(&value, 60)));
+        }
+        if !stage.locks.is_empty() {
+            let locks: Vec<String> = stage
+                .locks
+                .iter()
+                .map(|lock| format!("{} {}", lock.mode, lock.table))
+                .collect();
+            let attempts = stage.locks[0].attempts;
+            let mut line = format!("locks: {}", locks.join(", "));
+            if attempts > 1 {
+                let _ = write!(
+                    line,
+                    " (after {attempts} attempts, {})",
+                    duration(stage.locks[0].waited_ms)
+                );
+            }
+            for part in wrap(&line, WIDTH - INDENT.len(), "  ") {
+                say(style.dim(&format!("{INDENT}{part}")));
+            }
+        }
+    }
+    if verbose || failed(stage) {
+        for retry in &stage.lock_retries {
+            say(format!("{INDENT}{}", lock_retry_line(retry)));
+        }
     }
     for line in &stage.drift {
-        let _ = writeln!(out, "      {} {line}", style.bad("drift"));
+        say(format!(
+            "{INDENT}{} {}",
+            style.bad("drift"),
+            shorten(&one_line(line), WIDTH - INDENT.len() - "drift ".len())
+        ));
     }
     for diff in &stage.drift_diff {
-        render_sql_diff(out, diff, style);
+        render_sql_diff(&mut say, diff, style);
     }
-    for step in &stage.steps {
-        if step.rows_read.is_some() || !step.notes.is_empty() {
-            let mut line = format!(
-                "      step {}: {} rows written",
-                step.name, step.rows_affected
-            );
-            if let Some(read) = step.rows_read {
-                let _ = write!(line, ", {read} read");
-            }
-            if let Some(quarantined) = step.rows_quarantined.filter(|q| *q > 0) {
-                let _ = write!(line, ", {quarantined} quarantined");
-            }
-            for note in &step.notes {
-                let _ = write!(line, "; {note}");
-            }
-            let _ = writeln!(out, "{}", style.dim(&line));
+    if verbose {
+        for step in &stage.steps {
+            render_step(&mut say, step, style);
         }
     }
     if let Some(error) = &stage.error {
-        let mut place = String::new();
-        if let Some(step) = &error.step {
-            let _ = write!(place, "step {step}");
+        render_error(&mut say, error, style);
+    }
+}
+
+fn render_step(say: &mut impl FnMut(String), step: &planrun_engine::StepReport, style: Style) {
+    let mut line = format!("{INDENT}step {}: ", step.name);
+    match step.rows_read {
+        Some(read) => {
+            let _ = write!(
+                line,
+                "{} read, {} written",
+                count(read),
+                count(step.rows_affected)
+            );
         }
-        if let Some(file) = &error.file {
-            let _ = write!(place, " in {file}");
+        None => {
+            let _ = write!(line, "{} rows", count(step.rows_affected));
         }
-        if let (Some(line), Some(column)) = (error.line, error.column) {
-            let _ = write!(place, " at line {line}, column {column}");
+    }
+    if let Some(quarantined) = step.rows_quarantined.filter(|q| *q > 0) {
+        let _ = write!(line, ", {} quarantined", count(quarantined));
+    }
+    let _ = write!(line, " in {}", duration(step.duration_ms));
+    say(style.dim(&line));
+    // A transform's own count of what it read and wrote says the line above again.
+    for note in step.notes.iter().filter(|note| !note.contains(" read, ")) {
+        for part in wrap(&one_line(note), WIDTH - INDENT.len() - 2, "  ") {
+            say(style.dim(&format!("{INDENT}  {part}")));
         }
-        let code = error
-            .sqlstate
-            .as_deref()
-            .map(|c| format!(" [SQLSTATE {c}]"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "      {} {}{code}: {}",
-            style.bad("error"),
-            place.trim(),
-            error.message
-        );
-        if let Some(statement) = &error.statement {
-            let _ = writeln!(out, "        at: {statement}");
+    }
+}
+
+/// Where and why the stage failed: the step, the file's line and column, SQLSTATE,
+/// PostgreSQL's message, the statement, detail and hint.
+fn render_error(say: &mut impl FnMut(String), error: &planrun_engine::StageError, style: Style) {
+    let mut place = Vec::new();
+    if let Some(step) = error.step.as_deref() {
+        if error.file.as_deref() != Some(step) {
+            place.push(format!("step {step}"));
         }
-        if let Some(detail) = &error.detail {
-            let _ = writeln!(out, "        detail: {detail}");
+    }
+    if let Some(file) = &error.file {
+        let mut at = file.clone();
+        if let Some(line) = error.line {
+            let _ = write!(at, " at line {line}");
+            if let Some(column) = error.column {
+                let _ = write!(at, ", column {column}");
+            }
         }
-        if let Some(hint) = &error.hint {
-            let _ = writeln!(out, "        hint: {hint}");
-        }
+        place.push(at);
+    }
+    let mut head = style.bad("error");
+    if !place.is_empty() {
+        let _ = write!(head, " in {}", place.join(", "));
+    }
+    if let Some(code) = &error.sqlstate {
+        let _ = write!(head, " [SQLSTATE {code}]");
+    }
+    say(format!("{INDENT}{head}"));
+    say(format!("{INDENT}  {}", error.message));
+    let room = WIDTH - INDENT.len() - "  detail: ".len();
+    if let Some(statement) = &error.statement {
+        say(format!(
+            "{INDENT}  at: {}",
+            shorten(&one_line(statement), room)
+        ));
+    }
+    if let Some(detail) = &error.detail {
+        say(format!("{INDENT}  detail: {detail}"));
+    }
+    if let Some(hint) = &error.hint {
+        say(format!("{INDENT}  hint: {hint}"));
     }
 }
 
@@ -319,13 +717,12 @@ pub fn lock_retry_line(retry: &LockRetry) -> String {
     line
 }
 
-fn render_sql_diff(out: &mut String, diff: &SqlDiff, style: Style) {
-    let _ = writeln!(
-        out,
-        "      {} {} (- as applied, + in the plan now)",
+fn render_sql_diff(say: &mut impl FnMut(String), diff: &SqlDiff, style: Style) {
+    say(format!(
+        "{INDENT}{} {} (- as applied, + in the plan now)",
         style.bad("diff"),
         diff.entry
-    );
+    ));
     for line in &diff.lines {
         let painted = match line.chars().next() {
             Some('-') => style.bad(line),
@@ -333,14 +730,13 @@ fn render_sql_diff(out: &mut String, diff: &SqlDiff, style: Style) {
             Some('@') => style.dim(line),
             _ => line.clone(),
         };
-        let _ = writeln!(out, "        {painted}");
+        say(format!("        {painted}"));
     }
     if diff.more_lines > 0 {
-        let _ = writeln!(
-            out,
+        say(format!(
             "        {}",
-            style.dim(&format!("... {} more lines", diff.more_lines))
-        );
+            style.dim(&format!("... {} more lines", count(diff.more_lines as u64)))
+        ));
     }
 }
 
@@ -361,22 +757,14 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         );
     }
     out.push('\n');
-    let id_width = width(report.stages.iter().map(|s| s.id.as_str()), "stage");
-    let _ = writeln!(
-        out,
-        "  #  {}  {:<8}  {:>4}  {:<24}  {:>9}  notes",
-        pad("stage", 5, id_width),
-        "state",
-        "run",
-        "finished",
-        "rows"
-    );
+    let header = ["#", "stage", "state", "run", "finished", "rows", "notes"].map(Cell::plain);
+    let mut rows = vec![Vec::from(header)];
     for (position, stage) in report.stages.iter().enumerate() {
-        let state = match stage.state.as_str() {
-            "applied" => style.good("applied"),
-            "failed" | "drifted" => style.bad(&stage.state),
+        let state = Cell::painted(stage.state.clone(), |text| match text {
+            "applied" => style.good(text),
+            "failed" | "drifted" => style.bad(text),
             other => other.to_owned(),
-        };
+        });
         let mut notes = Vec::new();
         if stage.optional {
             notes.push("optional".to_owned());
@@ -384,20 +772,18 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         if let Some(note) = &stage.note {
             notes.push(note.clone());
         }
-        let _ = writeln!(
-            out,
-            "{:>3}  {}  {}  {:>4}  {:<24}  {:>9}  {}",
-            position + 1,
-            pad(&stage.id, stage.id.len(), id_width),
-            pad(&state, stage.state.len(), 8),
-            stage.run_id.map(|r| r.to_string()).unwrap_or_default(),
-            stage.finished_at.clone().unwrap_or_default(),
-            stage
-                .rows_affected
-                .map(|r| r.to_string())
-                .unwrap_or_default(),
-            notes.join("; ")
-        );
+        rows.push(vec![
+            Cell::plain((position + 1).to_string()),
+            Cell::plain(stage.id.clone()),
+            state,
+            Cell::plain(stage.run_id.map(|r| r.to_string()).unwrap_or_default()),
+            Cell::plain(stage.finished_at.clone().unwrap_or_default()),
+            Cell::plain(stage.rows_affected.map(count_signed).unwrap_or_default()),
+            Cell::plain(notes.join("; ")),
+        ]);
+    }
+    for line in table(&rows, &[true, false, false, true, false, true, false]) {
+        let _ = writeln!(out, "  {line}");
     }
     for line in &report.history {
         let _ = writeln!(out, "{} {line}", style.bad("history:"));
@@ -422,4 +808,60 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_value_is_shortened_in_the_middle() {
+        let value = format!("abc{}xyz", "-".repeat(100));
+        let short = shorten(&value, 20);
+        assert_eq!(short.chars().count(), 20);
+        assert!(short.starts_with("abc") && short.ends_with("xyz") && short.contains('…'));
+        assert_eq!(shorten("short", 20), "short");
+    }
+
+    #[test]
+    fn a_window_shows_where_values_differ() {
+        let value = format!("{}DIFF{}", "a".repeat(100), "b".repeat(100));
+        let shown = window(&value, 100, 40);
+        assert!(shown.contains("DIFF"), "{shown}");
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        assert!(shown.chars().count() <= 40, "{shown}");
+    }
+
+    #[test]
+    fn booleans_read_as_the_expectation_spells_them() {
+        let mut check = CheckResult::from_outcome(
+            "x",
+            planrun_plan::Outcome {
+                passed: true,
+                expected: "= true".into(),
+                actual: "t".into(),
+                problem: None,
+            },
+            None,
+        );
+        assert_eq!(actual_value(&check), "true");
+        check.expected = "= 't'".into();
+        assert_eq!(actual_value(&check), "t", "a text `t` stays");
+    }
+
+    #[test]
+    fn wrapping_keeps_commands_whole() {
+        let lines = wrap(
+            "next: run `planrun apply plans/a-long-name.toml` again; committed stages will not run twice",
+            40,
+            "  ",
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("`planrun apply plans/a-long-name.toml`")),
+            "{lines:#?}"
+        );
+        assert!(lines[1..].iter().all(|line| line.starts_with("  ")));
+    }
 }

@@ -26,6 +26,8 @@ use crate::trusted_sql::pin_trusted_search_path;
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// Statements kept per stage; a transform's repeated batch statement counts once.
 const STATEMENTS_KEPT: usize = 50;
+/// The `strongest` of a table rewritten by a lock no sample caught.
+const NOT_SAMPLED: &str = "not sampled";
 /// Characters of a statement's text kept in the report.
 const STATEMENT_CHARS: usize = 160;
 
@@ -33,7 +35,9 @@ const STATEMENT_CHARS: usize = 160;
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct MeasuredLock {
     pub table: String,
-    /// The strongest mode seen, as `pg_locks` names it (`AccessExclusiveLock`).
+    /// The strongest mode seen, as `pg_locks` names it (`AccessExclusiveLock`), or
+    /// `not sampled` for a table rewritten by a statement outside a transaction that
+    /// took and released its lock between two samples.
     pub strongest: String,
     /// How long a lock that blocks the application's reads (ACCESS EXCLUSIVE) was held.
     pub blocked_reads_ms: u64,
@@ -226,6 +230,7 @@ impl LockTrace {
                 (last - first + SAMPLE_EVERY).as_millis() as u64
             })
         };
+        state.add_unsampled_rewrites();
         state
             .seen
             .into_iter()
@@ -294,6 +299,21 @@ fn sample(mut client: Client, state: &Mutex<TraceState>, stop: &AtomicBool) {
 }
 
 impl TraceState {
+    /// A rewrite is known from the table's files even when a short statement outside
+    /// a transaction took and released its lock between two samples: such a table
+    /// gets an entry too.
+    fn add_unsampled_rewrites(&mut self) {
+        for (stage, tables) in &self.rewritten {
+            let seen = self.seen.entry(stage.clone()).or_default();
+            for table in tables {
+                seen.entry(table.clone()).or_insert_with(|| Seen {
+                    strongest: NOT_SAMPLED.to_owned(),
+                    ..Seen::default()
+                });
+            }
+        }
+    }
+
     /// Takes one sample: `(table, mode, statement, running)` per lock held.
     fn record(&mut self, now: Instant, held: &[(String, String, String, bool)]) {
         if self.stage.is_none() {
@@ -500,6 +520,17 @@ mod tests {
             "{:?}",
             stage[1].locks_taken
         );
+    }
+
+    #[test]
+    fn a_rewrite_no_sample_caught_is_still_reported() {
+        let mut state = TraceState::default();
+        state
+            .rewritten
+            .insert("vacuum".into(), vec!["public.orders".into()]);
+        state.add_unsampled_rewrites();
+        let seen = &state.seen["vacuum"]["public.orders"];
+        assert_eq!(seen.strongest, NOT_SAMPLED);
     }
 
     #[test]
