@@ -18,6 +18,7 @@ mod lock_trace;
 mod lock_weight;
 mod online;
 mod preview;
+mod rehearsal_gate;
 pub mod rehearse;
 mod report;
 mod reset;
