@@ -358,7 +358,7 @@ fn dry_run_and_plan_leave_no_trace() {
     db.execute(CUSTOMERS);
     let dir = scenario("shop");
     let before = db.dump();
-    let dry = run(dir.path(), &db, &["apply", "plan.toml", "--dry-run"]);
+    let dry = run(dir.path(), &db, &["apply", "plan.toml", "--dry-run", "-v"]);
     assert_eq!(dry.status.code(), Some(0), "{}", describe(&dry));
     assert!(stdout(&dry).contains("dry run"), "{}", describe(&dry));
     assert!(
@@ -692,7 +692,7 @@ fn verify_names_a_check_a_later_stage_superseded_and_runs_the_rest() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(db.scalar("SELECT count(*) FROM orders_archive"), "9");
 
-    let verify = run(dir.path(), &db, &["verify", "plan.toml"]);
+    let verify = run(dir.path(), &db, &["verify", "plan.toml", "-v"]);
     assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
     assert!(
         stdout(&verify).contains("one order per customer: superseded by archive_orders"),

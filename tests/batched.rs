@@ -12,6 +12,7 @@ use planrun_tests::{
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
+/// `planrun apply -v`: the steps' notes (batches, where a re-run resumed) are shown.
 fn apply(dir: &Path, db: &TestDb) -> std::process::Output {
     planrun(
         PLANRUN,
@@ -20,6 +21,7 @@ fn apply(dir: &Path, db: &TestDb) -> std::process::Output {
             "apply",
             "memoir.toml",
             "--no-backup",
+            "-v",
             "--database-url",
             &db.url,
         ],

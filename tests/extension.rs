@@ -140,7 +140,7 @@ fn bash_completion_offers_every_command() {
     assert!(script.contains("complete -F _planrun"), "{script}");
     let top_level: Vec<&str> = script
         .lines()
-        .find(|line| line.trim_start().starts_with("opts=\"-h -V --color"))
+        .find(|line| line.trim_start().starts_with("opts=\"-v -h -V --color"))
         .unwrap_or_else(|| panic!("no completion of `planrun <TAB>` in\n{script}"))
         .trim()
         .trim_start_matches("opts=\"")

@@ -71,7 +71,8 @@ impl GatedSplit {
         let mut gate = db.client();
         gate.batch_execute(&format!("SELECT pg_advisory_lock({GATE})"))
             .unwrap();
-        let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", db, &[]);
+        // `-v`: the split step's notes say which keys stayed in place.
+        let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", db, &["-v"]);
         wait_for_gate(db);
         GatedSplit {
             _plan: plan,

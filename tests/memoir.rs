@@ -275,7 +275,7 @@ fn planrun_plan_shows_the_memoir_stages_without_writing() {
     let output = planrun(
         PLANRUN,
         &repo_root(),
-        &["plan", "plans/memoir.toml", "--database-url", &db.url],
+        &["plan", "plans/memoir.toml", "-v", "--database-url", &db.url],
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
@@ -501,14 +501,21 @@ fn planrun_demo_applies_and_verifies_the_memoir_plan() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let plan = std::fs::read_to_string(repo_root().join("plans/memoir.toml")).unwrap();
-    let verifications = plan.matches("[[stage.verify]]").count();
+    let checks =
+        plan.matches("[[stage.verify]]").count() + plan.matches("[[stage.precondition]]").count();
+    // Each stage's line counts its checks: `12/12 checks ok`.
+    let passed: usize = stdout
+        .lines()
+        .filter_map(|line| line.split_once(" checks ok"))
+        .filter_map(|(before, _)| before.rsplit(' ').next()?.split_once('/'))
+        .map(|(passed, of)| {
+            assert_eq!(passed, of, "{stdout}");
+            passed.parse::<usize>().unwrap()
+        })
+        .sum();
     assert_eq!(
-        stdout
-            .lines()
-            .filter(|line| line.trim_start().starts_with("ok   verify"))
-            .count(),
-        verifications,
-        "every verification of every stage passed:\n{stdout}"
+        passed, checks,
+        "every precondition and verification of every stage passed:\n{stdout}"
     );
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(
@@ -723,7 +730,12 @@ fn verify_after_a_complete_apply_passes_and_names_the_checks_later_stages_supers
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 
-    let text = planrun_on(PLANRUN, &repo_root(), &db, &["verify", "plans/memoir.toml"]);
+    let text = planrun_on(
+        PLANRUN,
+        &repo_root(),
+        &db,
+        &["verify", "plans/memoir.toml", "-v"],
+    );
     assert_eq!(text.status.code(), Some(0), "{}", describe(&text));
     let shown = stdout(&text);
     assert!(
@@ -811,7 +823,12 @@ fn verify_after_a_complete_apply_passes_and_names_the_checks_later_stages_supers
 #[test]
 fn plan_shows_the_checks_of_waiting_stages_as_evaluated_after_the_stages_they_wait_for() {
     let db = legacy_db(20);
-    let output = planrun_on(PLANRUN, &repo_root(), &db, &["plan", "plans/memoir.toml"]);
+    let output = planrun_on(
+        PLANRUN,
+        &repo_root(),
+        &db,
+        &["plan", "plans/memoir.toml", "-v"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let text = stdout(&output);
     assert!(!text.contains("FAIL"), "{text}");

@@ -127,7 +127,14 @@ fn assert_changes_behind_are_migrated(db: &TestDb) {
 fn writes_behind_the_checkpoint_are_split_again_and_the_stage_completes() {
     let db = legacy_db(2000);
     let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
-    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    // `-v`: the catch-up is a step of its own in the report.
+    let child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--until", "split_chapters", "-v"],
+    );
     wait_for_checkpoint(&db, 300);
     change_behind(&db);
     let output = child.wait_with_output().unwrap();

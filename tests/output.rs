@@ -17,8 +17,13 @@ use regex::{Captures, Regex};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
-/// The widest line the default output may print (a long stage note wraps below it).
+/// The widest line of the stage table and what is shown below a stage (a long note
+/// wraps below its stage, a long value is shortened). The title and the summary are
+/// a sentence each, their commands whole to copy: they are not held to it.
 const WIDEST: usize = 100;
+
+/// A pattern and what replaces each of its matches.
+type Redaction<'a> = (&'a str, &'a dyn Fn(&Captures) -> String);
 
 /// `text` with what changes from run to run replaced: durations (keeping a table
 /// column's width), timestamps, ports, temporary directories and backup stamps.
@@ -31,7 +36,7 @@ fn redact(text: &str) -> String {
             .replace('/', "%2F"),
         "[tmp]",
     );
-    let rules: [(&str, &dyn Fn(&Captures) -> String); 6] = [
+    let rules: [Redaction; 6] = [
         (
             r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?",
             &|_| "[timestamp]".into(),
@@ -75,9 +80,9 @@ fn assert_exit(output: &Output, code: i32) {
     assert_eq!(output.status.code(), Some(code), "{}", describe(output));
 }
 
-/// Every line at most [`WIDEST`] characters.
+/// Every line of the table and below its stages at most [`WIDEST`] characters.
 fn assert_narrow(text: &str) {
-    for line in text.lines() {
+    for line in text.lines().filter(|line| line.starts_with(' ')) {
         assert!(
             line.chars().count() <= WIDEST,
             "a line of {} characters:\n{line}\n--- in\n{text}",
@@ -86,13 +91,14 @@ fn assert_narrow(text: &str) {
     }
 }
 
-/// The lines of the stage table: they start with the stage's position.
+/// The lines of the stage table: they start with the stage's position, right-aligned
+/// in the table's first column (what is shown below a stage is indented further).
 fn stage_lines(text: &str) -> Vec<&str> {
     text.lines()
         .filter(|line| {
-            let trimmed = line.trim_start();
-            line.starts_with("  ")
-                && trimmed
+            let indent = line.len() - line.trim_start().len();
+            (2..=4).contains(&indent)
+                && line
                     .split_whitespace()
                     .next()
                     .is_some_and(|first| first.parse::<u32>().is_ok())

@@ -219,7 +219,7 @@ fn an_invalid_index_left_by_a_failed_concurrent_build_is_never_recorded_as_appli
     );
     writer.batch_execute("COMMIT").unwrap();
 
-    let output = apply(dir.path(), &db, &[]);
+    let output = apply(dir.path(), &db, &["-v"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(
         stdout(&output).contains("dropped the invalid index"),

@@ -11,9 +11,8 @@ use planrun_plan::{
 };
 
 use crate::args::{
-    ApplyArgs, BackupArgs, CheckArgs, Cli, ColorChoice, Command, ConnectionArgs, DbCommandArgs,
-    GraphArgs, GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs,
-    TransformsArgs,
+    ApplyArgs, BackupArgs, CheckArgs, Cli, Command, ConnectionArgs, DbCommandArgs, GraphArgs,
+    GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs, TransformsArgs,
 };
 use crate::documents::{CheckReport, ErrorBody, TransformList};
 use crate::live::Live;
@@ -177,12 +176,7 @@ fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) ->
     }
 }
 
-fn preview(
-    args: &PlanCommandArgs,
-    style: Style,
-    detail: Detail,
-    registry: &Registry,
-) -> i32 {
+fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
@@ -254,7 +248,7 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
                     say!(
                         "reset {}: the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
                         report.stage,
-                        report.batches,
+                        crate::output::count_signed(report.batches),
                         report.last_key.map_or("-".into(), |key| key.to_string()),
                         report.run_id
                     );
@@ -263,7 +257,7 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
                     }
                     say!(
                         "  change capture removed ({} recorded changes dropped), checkpoint removed",
-                        report.changes_dropped
+                        crate::output::count_signed(report.changes_dropped)
                     );
                     say!("next: `planrun apply` runs the stage again from the start");
                 }

@@ -1,6 +1,10 @@
 //! `planrun demo`: a throwaway PostgreSQL, synthetic legacy memoir data, the memoir
 //! plan applied and verified, a chapter shown before and after, then everything
-//! removed (unless `--keep`).
+//! removed (unless `--keep`) and what to try next.
+//!
+//! The demo takes the backup `apply` takes before the first change, into its scratch
+//! directory: without `--keep` that directory goes with the cluster, and the output
+//! says so instead of showing the path of a file about to be deleted.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,7 +17,8 @@ use planrun_transform::Registry;
 
 use crate::args::DemoArgs;
 use crate::live::Live;
-use crate::report::{render_run, Style};
+use crate::output::count;
+use crate::report::{render_run, Detail, Style};
 
 /// The memoir plan as shipped, for when `planrun demo` runs outside the repository.
 const EMBEDDED_PLAN: &[(&str, &str)] = &[
@@ -59,8 +64,8 @@ fn plan_path(scratch: &Path) -> Result<PathBuf, String> {
     Ok(scratch.join("plans/memoir.toml"))
 }
 
-pub fn run(args: &DemoArgs, style: Style, _no_colour: bool, registry: &Registry) -> i32 {
-    match demo(args, style, registry) {
+pub fn run(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
+    match demo(args, style, detail, registry) {
         Ok(code) => code,
         Err(message) => {
             say_err!("error: {message}");
@@ -69,7 +74,7 @@ pub fn run(args: &DemoArgs, style: Style, _no_colour: bool, registry: &Registry)
     }
 }
 
-fn demo(args: &DemoArgs, style: Style, registry: &Registry) -> Result<i32, String> {
+fn demo(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> Result<i32, String> {
     // A binary of one's own may leave the memoir transforms out; say so rather than
     // show the shipped plan's "unknown transform" diagnostics.
     let mut memoir = Registry::new();
@@ -120,8 +125,8 @@ fn demo(args: &DemoArgs, style: Style, registry: &Registry) -> Result<i32, Strin
         .map_err(|e| format!("cannot load legacy data: {e}"))?;
     say!(
         "loaded {} legacy chapters of {} memoirs (images as {}, seed {}) in {:.1} s",
-        loaded.chapters,
-        loaded.memoirs,
+        count(loaded.chapters as u64),
+        count(loaded.memoirs as u64),
         args.images_type,
         args.seed,
         loading.elapsed().as_secs_f64()
@@ -146,28 +151,145 @@ fn demo(args: &DemoArgs, style: Style, registry: &Registry) -> Result<i32, Strin
         .apply(&target, &options, &live)
         .map_err(|e| e.to_string())?;
     say!();
-    say_raw!("{}", render_run(&report, style));
+    // The backup is said at the end, where it is kept or removed.
+    let mut shown = report.clone();
+    shown.backup_file = None;
+    say_raw!("{}", render_run(&shown, style, detail));
 
     if let (Some(id), Some(before)) = (sample, before) {
+        let after = chapter_after(&mut client, id)?;
         say!("\n{}", style.bold(&format!("chapter {id} before:")));
-        say!("{before}");
+        say_raw!("{}", before.text);
         say!("{}", style.bold(&format!("chapter {id} after:")));
-        say!("{}", chapter_after(&mut client, id)?);
+        say_raw!("{}", after.text);
+        let mut markers = before.markers;
+        markers.extend(after.markers);
+        if !markers.is_empty() {
+            let legend: Vec<String> = markers
+                .iter()
+                .map(|(marker, name)| format!("{marker} marks {name}"))
+                .collect();
+            say!("  ({}; │ starts each line)", legend.join(", "));
+        }
     }
     drop(client);
+    let local_plan = plan_file.is_relative();
+    let plan_arg = if local_plan {
+        plan_file.display().to_string()
+    } else {
+        "plans/memoir.toml".to_owned()
+    };
+    say!();
     if args.keep {
         let kept = cluster.keep();
-        say!("\nthe cluster is still running: {url}");
+        let scratch = scratch.keep();
+        say!("the cluster is still running: {url}");
         say!("data directory: {}", kept.data_dir.display());
+        if let Some(file) = &report.backup_file {
+            say!("backup taken before the first change: {file}");
+        }
         say!("stop it with: {}", kept.stop_command);
+        say!(
+            "the backup and the demo's scratch files stay in {}: remove it when done",
+            scratch.display()
+        );
+        say!("next: planrun status {plan_arg} --database-url '{url}'");
+        say!("next: planrun verify {plan_arg} --database-url '{url}' -v");
+        say!("next: psql '{url}'    (chapters, chapter_sections, memoir_images)");
     } else {
         drop(cluster);
+        drop(scratch);
         say!(
-            "\nthe throwaway cluster is removed ({:.1} s in all)",
+            "the throwaway cluster is removed, and with it the backup taken before the first change ({:.1} s in all)",
             started.elapsed().as_secs_f64()
         );
+        let first = if local_plan {
+            (
+                format!("planrun check {plan_arg}"),
+                "the plan the demo ran, checked offline",
+            )
+        } else {
+            (
+                "planrun init shop".to_owned(),
+                "a commented starter plan of your own",
+            )
+        };
+        for (what, why) in [
+            first,
+            (
+                "planrun demo --keep".to_owned(),
+                "keeps the cluster, for status, verify -v and psql",
+            ),
+            (
+                "docs/memoir.md".to_owned(),
+                "the runbook this plan replaces, and how to write your own",
+            ),
+        ] {
+            say!("next: {what:<32} ({why})");
+        }
     }
     Ok(report.exit_code)
+}
+
+/// Text as it reads, one line per line behind `│`, with markers for the whitespace
+/// a reader would not see: no-break and other unusual spaces, tabs, zero-width
+/// characters.
+struct Shown {
+    text: String,
+    /// Each marker used, with what it stands for.
+    markers: std::collections::BTreeSet<(char, &'static str)>,
+}
+
+impl Shown {
+    fn new() -> Shown {
+        Shown {
+            text: String::new(),
+            markers: Default::default(),
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    /// `text` as lines behind `indent│`.
+    fn block(&mut self, text: &str, indent: &str) {
+        for line in text.split('\n') {
+            let shown = format!("{indent}│{}", self.mark(line));
+            self.line(&shown);
+        }
+    }
+
+    /// `text` with a marker in place of each character a reader would not see; on
+    /// a line of nothing but spaces, the spaces too.
+    fn mark(&mut self, text: &str) -> String {
+        let blank = !text.is_empty() && text.chars().all(char::is_whitespace);
+        let mut shown = String::new();
+        for c in text.chars() {
+            let marker = match c {
+                ' ' if blank => Some(('·', "a space on a line of nothing else")),
+                // The ideographic space indents Chinese paragraphs: shown as it is.
+                ' ' | '\u{3000}' => None,
+                '\t' => Some(('→', "a tab")),
+                '\r' => Some(('␍', "a carriage return")),
+                '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}' => {
+                    Some(('¦', "a zero-width character"))
+                }
+                c if c.is_whitespace() => Some(('⍽', "a no-break or other unusual space")),
+                c if c.is_control() => Some(('\u{fffd}', "a control character")),
+                _ => None,
+            };
+            match marker {
+                Some((marker, name)) => {
+                    self.markers.insert((marker, name));
+                    shown.push(marker);
+                }
+                None => shown.push(c),
+            }
+        }
+        shown
+    }
 }
 
 /// A chapter worth showing: several paragraphs and images.
@@ -182,17 +304,43 @@ fn pick_sample(client: &mut postgres::Client) -> Result<Option<i64>, String> {
     Ok(row.map(|row| row.get(0)))
 }
 
-fn chapter_before(client: &mut postgres::Client, id: i64) -> Result<String, String> {
+fn chapter_before(client: &mut postgres::Client, id: i64) -> Result<Shown, String> {
     let row = client
-        .query_one("SELECT coalesce(content, '<NULL>'), coalesce(images::text, '<NULL>') FROM chapters WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT content, images::text FROM chapters WHERE id = $1",
+            &[&id],
+        )
         .map_err(|e| e.to_string())?;
-    let content: String = row.get(0);
-    let images: String = row.get(1);
-    Ok(format!("  content: {content:?}\n  images:  {images}"))
+    let content: Option<String> = row.get(0);
+    let images: Option<String> = row.get(1);
+    let mut shown = Shown::new();
+    match content {
+        Some(content) => {
+            shown.line("  content:");
+            shown.block(&content, "    ");
+        }
+        None => shown.line("  content: NULL"),
+    }
+    match images
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        Some(Ok(serde_json::Value::Array(images))) => {
+            shown.line(&format!("  images: {}", images.len()));
+            for (position, image) in images.iter().enumerate() {
+                shown.line(&format!("    [{position}] {image}"));
+            }
+        }
+        _ => shown.line(&format!(
+            "  images: {}",
+            images.as_deref().unwrap_or("NULL")
+        )),
+    }
+    Ok(shown)
 }
 
-fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<String, String> {
-    let mut out = String::new();
+fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<Shown, String> {
+    let mut shown = Shown::new();
     let cover: Option<String> = client
         .query_one(
             "SELECT cover_image::text FROM chapters WHERE id = $1",
@@ -200,8 +348,8 @@ fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<String, Strin
         )
         .map_err(|e| e.to_string())?
         .get(0);
-    out.push_str(&format!(
-        "  cover_image: {}\n",
+    shown.line(&format!(
+        "  cover_image: {}",
         cover.unwrap_or_else(|| "NULL".into())
     ));
     let image_column = client
@@ -212,18 +360,21 @@ fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<String, Strin
         .map_err(|e| e.to_string())?
         .get::<_, bool>(0);
     let sql = if image_column {
-        "SELECT s.position, s.content, coalesce(m.url || coalesce(' (' || m.caption || ')', ''), '-') \
+        "SELECT s.position, s.content, m.url || coalesce(' (' || nullif(m.caption, '') || ')', '') \
          FROM chapter_sections s LEFT JOIN memoir_images m ON m.id = s.image_id WHERE s.chapter_id = $1 ORDER BY s.position"
     } else {
-        "SELECT s.position, s.content, coalesce(s.image->>'url', '-') FROM chapter_sections s WHERE s.chapter_id = $1 ORDER BY s.position"
+        "SELECT s.position, s.content, s.image->>'url' FROM chapter_sections s WHERE s.chapter_id = $1 ORDER BY s.position"
     };
     for row in client.query(sql, &[&id]).map_err(|e| e.to_string())? {
         let position: i32 = row.get(0);
         let content: String = row.get(1);
-        let image: String = row.get(2);
-        out.push_str(&format!(
-            "  section {position}: {content:?}  image: {image}\n"
-        ));
+        let image: Option<String> = row.get(2);
+        let head = match image {
+            Some(image) => format!("  section {position}, image {}:", shown.mark(&image)),
+            None => format!("  section {position}:"),
+        };
+        shown.line(&head);
+        shown.block(&content, "    ");
     }
-    Ok(out)
+    Ok(shown)
 }

@@ -175,12 +175,12 @@ fn table_now(table: &TableNow) -> String {
     let rows = if table.rows < 0 {
         "rows unknown".to_owned()
     } else {
-        format!("{} rows", table.rows)
+        format!("{} rows", crate::output::count_signed(table.rows))
     };
     format!(
-        "({}, {rows}, {:.1} writes/s)",
+        "({}, {rows}, {} writes/s)",
         human_bytes(table.bytes),
-        table.writes_per_second
+        crate::output::rate(table.writes_per_second)
     )
 }
 

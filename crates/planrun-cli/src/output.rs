@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(count(12_345), "12,345");
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(count_signed(-1_234), "-1,234");
-        assert_eq!(rate(12_345.678_9), "12,345");
+        assert_eq!(rate(12_345.432_1), "12,345");
         assert_eq!(rate(12_345.5), "12,346");
         assert_eq!(rate(0.25), "0.2");
         assert_eq!(rate(f64::NAN), "0");

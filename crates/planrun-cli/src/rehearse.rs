@@ -16,9 +16,10 @@ use crate::args::{RehearseArgs, ReportFormat};
 use crate::commands::{engine_failure, plan_and_target, print_json};
 use crate::documents::ErrorBody;
 use crate::live::Live;
-use crate::report::{render_run, Style};
+use crate::output::{count, count_signed, duration};
+use crate::report::{render_run, Detail, Style};
 
-pub fn run(args: &RehearseArgs, style: Style, registry: &Registry) -> i32 {
+pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
         Ok(pair) => pair,
         Err(code) => return code,
@@ -69,7 +70,7 @@ pub fn run(args: &RehearseArgs, style: Style, registry: &Registry) -> i32 {
             say_err!("rehearsal report written to {}", file.display());
         }
         ReportFormat::Text => {
-            say_raw!("{}", render_rehearsal(report, &file, style));
+            say_raw!("{}", render_rehearsal(report, &file, style, detail));
         }
     }
     if let Some(kept) = &rehearsal.kept {
@@ -143,17 +144,9 @@ pub fn require(
     ))
 }
 
-fn duration(ms: u64) -> String {
-    if ms >= 10_000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{ms} ms")
-    }
-}
-
 /// The engine's run table, then what only a rehearsal knows: the copy, lock waits and
 /// the estimate on the target.
-fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> String {
+fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail: Detail) -> String {
     let mut out = String::new();
     let identity = &report.target_identity;
     let _ = writeln!(
@@ -172,7 +165,7 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
         rehearse::bytes(identity.size_bytes.max(0) as u64),
         identity.tables.len(),
         if identity.tables.len() == 1 { "" } else { "s" },
-        identity.rows_total
+        count_signed(identity.rows_total)
     );
     let _ = writeln!(
         out,
@@ -183,7 +176,7 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
         duration(report.copy.restore_ms),
         report.copy.identity.server_version
     );
-    out.push_str(&render_run(&report.run.body.report, style));
+    out.push_str(&render_run(&report.run.body.report, style, detail));
 
     let _ = writeln!(
         out,
@@ -221,9 +214,9 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style) -> Stri
                 .estimated_target_ms
                 .map(|_| duration(stage.duration_ms))
                 .unwrap_or_default(),
-            stage.rows_affected,
-            stage.lock_waits,
-            stage.rows_quarantined,
+            count(stage.rows_affected),
+            count(stage.lock_waits),
+            count(stage.rows_quarantined),
             if checks == 0 {
                 String::new()
             } else {

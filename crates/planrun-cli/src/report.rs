@@ -82,17 +82,39 @@ impl Cell {
     }
 }
 
-/// Renders rows of cells as columns two spaces apart; `right` marks the columns
-/// aligned to the right. Trailing blanks are trimmed.
-fn table(rows: &[Vec<Cell>], right: &[bool]) -> Vec<String> {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
+/// A column of a table: aligned to the right or not, and at least how wide.
+#[derive(Clone, Copy)]
+struct Column {
+    right: bool,
+    min: usize,
+}
+
+const LEFT: Column = Column {
+    right: false,
+    min: 0,
+};
+const RIGHT: Column = Column {
+    right: true,
+    min: 0,
+};
+/// Durations: as wide as `1,234 ms`, so that the column keeps its place from run to
+/// run.
+const TIME: Column = Column {
+    right: true,
+    min: 8,
+};
+
+/// Renders rows of cells as `columns` two spaces apart. Trailing blanks are trimmed.
+fn table(rows: &[Vec<Cell>], columns: &[Column]) -> Vec<String> {
+    let count = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
         .map(|column| {
             rows.iter()
                 .filter_map(|row| row.get(column))
                 .map(Cell::width)
                 .max()
                 .unwrap_or(0)
+                .max(columns.get(column).map_or(0, |c| c.min))
         })
         .collect();
     rows.iter()
@@ -103,7 +125,7 @@ fn table(rows: &[Vec<Cell>], right: &[bool]) -> Vec<String> {
                 if column > 0 {
                     line.push_str("  ");
                 }
-                if right.get(column).copied().unwrap_or(false) {
+                if columns.get(column).is_some_and(|c| c.right) {
                     line.push_str(&padding);
                     line.push_str(&cell.painted);
                 } else {
@@ -246,16 +268,24 @@ fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
             ))];
         }
         CheckStatus::Superseded => {
-            let by: Vec<String> = check
+            let stages: Vec<&str> = check
                 .superseded_by
                 .iter()
-                .map(|by| format!("{} (which changed {})", by.stage, by.relations.join(", ")))
+                .map(|by| by.stage.as_str())
                 .collect();
-            let line = format!("{}: superseded by {}", head("--  ".into()), by.join("; "));
-            return wrap(&line, WIDTH, "             ")
-                .iter()
-                .map(|line| style.dim(line))
-                .collect();
+            let mut lines = vec![style.dim(&format!(
+                "{}: superseded by {}",
+                head("--  ".into()),
+                stages.join(", ")
+            ))];
+            for by in &check.superseded_by {
+                lines.push(style.dim(&format!(
+                    "{INDENT}     {} changed {}",
+                    by.stage,
+                    by.relations.join(", ")
+                )));
+            }
+            return lines;
         }
         CheckStatus::Passed | CheckStatus::Failed => {}
     }
@@ -280,6 +310,10 @@ fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
             shorten(&expected, budget),
             shorten(&actual, budget)
         ));
+    } else if INDENT.len() + whole.chars().count() + 3 <= WIDTH {
+        // A long name: the values on the next line.
+        lines.push(first);
+        lines.push(format!("{INDENT}     {}", &whole[2..]));
     } else {
         lines.push(first);
         let room = WIDTH - INDENT.len() - "     expected ".len();
@@ -432,7 +466,7 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     if report.dry_run {
         let _ = writeln!(
             out,
-            "dry run, nothing recorded: every stage below ran in one transaction, rolled back at the end"
+            "dry run, nothing recorded: the stages ran in one transaction, rolled back at the end"
         );
     }
     if let Some(file) = &report.backup_file {
@@ -451,9 +485,9 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     }
     header.extend([Cell::plain("checks"), Cell::plain("notes")]);
     let mut rows = vec![header];
-    let mut right = vec![true, false, false];
+    let mut columns = vec![RIGHT, LEFT, LEFT];
     if timed {
-        right.extend([true, true]);
+        columns.extend([TIME, RIGHT]);
     }
     for (position, stage) in report.stages.iter().enumerate() {
         let mut row = vec![
@@ -473,7 +507,7 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
         row.push(Cell::plain(notes(stage)));
         rows.push(row);
     }
-    let lines = table(&rows, &right);
+    let lines = table(&rows, &columns);
     // A note that would make its line too wide goes below it.
     let without_notes: Vec<Vec<Cell>> = rows
         .into_iter()
@@ -482,7 +516,7 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
             row
         })
         .collect();
-    let short_lines = table(&without_notes, &right);
+    let short_lines = table(&without_notes, &columns);
     let _ = writeln!(out, "  {}", lines[0]);
     for (index, stage) in report.stages.iter().enumerate() {
         let line = &lines[index + 1];
@@ -491,33 +525,33 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
         } else {
             line.clone()
         };
+        let note = notes(stage);
+        let short = &short_lines[index + 1];
+        let visible_short = if style.colour {
+            strip_ansi(short)
+        } else {
+            short.clone()
+        };
         if visible.chars().count() + 2 <= WIDTH {
             let _ = writeln!(out, "  {line}");
+        } else if visible_short.chars().count() + note.chars().count() + 4 <= WIDTH {
+            // Out of the notes column, but on the stage's line.
+            let _ = writeln!(out, "  {short}  {note}");
         } else {
-            let _ = writeln!(out, "  {}", short_lines[index + 1]);
-            for note in wrap(&notes(stage), WIDTH - INDENT.len(), "  ") {
-                let _ = writeln!(out, "{INDENT}{}", style.dim(&note));
+            let _ = writeln!(out, "  {short}");
+            for part in wrap(&note, WIDTH - INDENT.len(), "  ") {
+                let _ = writeln!(out, "{INDENT}{}", style.dim(&part));
             }
         }
         render_details(&mut out, stage, style, detail);
     }
     out.push('\n');
+    // A summary line is one sentence, its command whole to copy: never wrapped.
     for line in &report.history {
-        for (index, part) in wrap(line, WIDTH - "history: ".len(), "  ")
-            .iter()
-            .enumerate()
-        {
-            if index == 0 {
-                let _ = writeln!(out, "{} {part}", style.bad("history:"));
-            } else {
-                let _ = writeln!(out, "         {part}");
-            }
-        }
+        let _ = writeln!(out, "{} {line}", style.bad("history:"));
     }
     for line in &report.summary {
-        for part in wrap(line, WIDTH, "  ") {
-            let _ = writeln!(out, "{part}");
-        }
+        let _ = writeln!(out, "{line}");
     }
     if !report.lock_impact.is_empty() {
         out.push('\n');
@@ -560,12 +594,12 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, detail: D
             let holds = if rule.status == CheckStatus::EvaluatedAfter {
                 format!("evaluated after {}", rule.evaluated_after.join(", "))
             } else if rule.passed {
-                "holds".to_owned()
+                "met".to_owned()
             } else {
-                "does not hold".to_owned()
+                "not met".to_owned()
             };
             say(style.dim(&format!(
-                "{INDENT}skip if {}: {holds}",
+                "{INDENT}skip rule {holds}: {}",
                 one_line(&rule.name)
             )));
         }
@@ -613,14 +647,23 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, detail: D
         }
     }
     for line in &stage.drift {
-        say(format!(
-            "{INDENT}{} {}",
-            style.bad("drift"),
-            shorten(&one_line(line), WIDTH - INDENT.len() - "drift ".len())
-        ));
-    }
-    for diff in &stage.drift_diff {
-        render_sql_diff(&mut say, diff, style);
+        let diff = stage
+            .drift_diff
+            .iter()
+            .find(|diff| line.starts_with(&format!("changed {}:", diff.entry)));
+        match diff {
+            // The diff says what changed better than the checksums do.
+            Some(diff) if !verbose => render_sql_diff(&mut say, diff, style),
+            _ => {
+                let room = WIDTH - INDENT.len() - "drift ".len();
+                let line = one_line(line);
+                let line = if verbose { line } else { shorten(&line, room) };
+                say(format!("{INDENT}{} {line}", style.bad("drift")));
+                if let Some(diff) = diff {
+                    render_sql_diff(&mut say, diff, style);
+                }
+            }
+        }
     }
     if verbose {
         for step in &stage.steps {
@@ -654,9 +697,7 @@ fn render_step(say: &mut impl FnMut(String), step: &planrun_engine::StepReport, 
     say(style.dim(&line));
     // A transform's own count of what it read and wrote says the line above again.
     for note in step.notes.iter().filter(|note| !note.contains(" read, ")) {
-        for part in wrap(&one_line(note), WIDTH - INDENT.len() - 2, "  ") {
-            say(style.dim(&format!("{INDENT}  {part}")));
-        }
+        say(style.dim(&format!("{INDENT}  {}", one_line(note))));
     }
 }
 
@@ -719,8 +760,8 @@ pub fn lock_retry_line(retry: &LockRetry) -> String {
 
 fn render_sql_diff(say: &mut impl FnMut(String), diff: &SqlDiff, style: Style) {
     say(format!(
-        "{INDENT}{} {} (- as applied, + in the plan now)",
-        style.bad("diff"),
+        "{INDENT}{} changed {}: - as applied, + in the plan now",
+        style.bad("drift"),
         diff.entry
     ));
     for line in &diff.lines {
@@ -782,7 +823,8 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
             Cell::plain(notes.join("; ")),
         ]);
     }
-    for line in table(&rows, &[true, false, false, true, false, true, false]) {
+    let columns = [RIGHT, LEFT, LEFT, RIGHT, LEFT, RIGHT, LEFT];
+    for line in table(&rows, &columns) {
         let _ = writeln!(out, "  {line}");
     }
     for line in &report.history {

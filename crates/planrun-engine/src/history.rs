@@ -140,17 +140,16 @@ impl HistoryAcceptance {
 }
 
 impl Runner<'_> {
-    /// Before any stage runs: refuses the run (`Some` report, exit 14) while a finding
-    /// is not accepted; records the accepted ones (a `renamed` row for the old id and
-    /// an `applied` one for the new, a `retired` row for a stage gone) and notes them.
-    pub(crate) fn settle_history<C: postgres::GenericClient>(
+    /// Before a run id is taken: refuses the run (`Some` report, exit 14) while a
+    /// finding is not accepted, and an `--rename` that names no rename (`Err`). A
+    /// refused run changed nothing and leaves no row in the ledger, as `plan` leaves
+    /// none.
+    pub(crate) fn refuse_history(
         &self,
-        conn: &mut C,
-        run_id: i64,
-        done: &mut BTreeMap<String, RecordedStage>,
+        done: &BTreeMap<String, RecordedStage>,
         options: &ApplyOptions,
         selection: &[(usize, bool, Option<String>)],
-        report: &mut RunReport,
+        report: &RunReport,
     ) -> Result<Option<RunReport>, EngineError> {
         let selected = |index: usize| {
             selection
@@ -167,26 +166,48 @@ impl Runner<'_> {
             }
         }
         let refused = accepted.refused(&history);
-        if !refused.is_empty() {
-            let mut refusal = report.clone();
-            refusal.history = refused.lines();
-            for &index in self.dag().order() {
-                let stage = &self.plan().stages[index];
-                let status = if done.contains_key(&stage.id) {
-                    StageStatus::AlreadyApplied
-                } else {
-                    StageStatus::NotRun
-                };
-                refusal.stages.push(self.stage_report(index, status));
-            }
-            refusal.outcome = RunOutcome::Drift;
-            refusal.exit_code = refusal.outcome.exit_code();
-            refusal
-                .summary
-                .push("nothing ran: the ledger and the plan disagree (see history above)".into());
-            ledger::finish_run(conn, run_id, refusal.outcome.ledger_label(), None)?;
-            return Ok(Some(refusal));
+        if refused.is_empty() {
+            return Ok(None);
         }
+        let mut refusal = report.clone();
+        refusal.history = refused.lines();
+        for &index in self.dag().order() {
+            let stage = &self.plan().stages[index];
+            let status = if done.contains_key(&stage.id) {
+                StageStatus::AlreadyApplied
+            } else {
+                StageStatus::NotRun
+            };
+            refusal.stages.push(self.stage_report(index, status));
+        }
+        refusal.outcome = RunOutcome::Drift;
+        refusal.exit_code = refusal.outcome.exit_code();
+        refusal.summary.push(
+            "nothing ran, nothing recorded: the ledger and the plan disagree (see history above)"
+                .into(),
+        );
+        Ok(Some(refusal))
+    }
+
+    /// Once [`Runner::refuse_history`] has not refused the run: records the accepted
+    /// findings (a `renamed` row for the old id and an `applied` one for the new, a
+    /// `retired` row for a stage gone) and notes them in the report.
+    pub(crate) fn settle_history<C: postgres::GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        done: &mut BTreeMap<String, RecordedStage>,
+        options: &ApplyOptions,
+        selection: &[(usize, bool, Option<String>)],
+        report: &mut RunReport,
+    ) -> Result<(), EngineError> {
+        let selected = |index: usize| {
+            selection
+                .iter()
+                .any(|(i, chosen, _)| *i == index && *chosen)
+        };
+        let history = self.history(done, &selected);
+        let accepted = &options.history;
         for (old, new) in &history.renamed {
             let recorded = done[old].clone();
             let index = self
@@ -244,7 +265,7 @@ impl Runner<'_> {
                 ));
             }
         }
-        Ok(None)
+        Ok(())
     }
 
     fn record_history<C: postgres::GenericClient>(

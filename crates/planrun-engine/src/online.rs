@@ -210,6 +210,7 @@ impl Runner<'_> {
             |savepoint| change_capture::remove(savepoint, plan, &stage.id, &batched.sources),
         )
         .map_err(EngineError::database("cannot remove the change capture"))?;
+        run.observer.progress().phase("committing");
         let started_at = std::time::SystemTime::now()
             - std::time::Duration::from_millis(stage_report.duration_ms);
         self.record(&mut tx, run.run_id, index, stage_report, started_at)?;

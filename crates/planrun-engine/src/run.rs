@@ -424,20 +424,8 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        let run_id = ledger::start_run(
-            conn,
-            &NewRun {
-                plan_name: &self.plan.name,
-                plan_checksum: &self.plan_checksum(),
-                command: if options.dry_run {
-                    "apply --dry-run"
-                } else {
-                    "apply"
-                },
-                target: &target.to_string(),
-            },
-        )?;
-        report.run_id = Some(run_id);
+        // A refused run (drift, history) is decided before a run id is taken: it ran
+        // nothing and leaves no row in the ledger, as `plan` leaves none.
         if !drifted.is_empty() && !options.allow_drift {
             for &(index, selected, ref why) in selection {
                 let stage = &self.plan.stages[index];
@@ -460,7 +448,7 @@ impl<'a> Runner<'a> {
                 .collect();
             report.outcome = RunOutcome::Drift;
             report.summary.push(format!(
-                "nothing ran: applied stage{} {} changed since {} ran",
+                "nothing ran, nothing recorded: applied stage{} {} changed since {} ran",
                 if ids.len() == 1 { "" } else { "s" },
                 ids.join(", "),
                 if ids.len() == 1 { "it" } else { "they" },
@@ -468,16 +456,29 @@ impl<'a> Runner<'a> {
             report.summary.push(
                 "next: restore the stage definitions that ran, or accept the change with `planrun apply --allow-drift`".into(),
             );
-            ledger::finish_run(conn, run_id, report.outcome.ledger_label(), None)?;
             report.exit_code = report.outcome.exit_code();
             return Ok(report);
         }
-
-        if let Some(refusal) =
-            self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?
-        {
+        if let Some(refusal) = self.refuse_history(&done, options, selection, &report)? {
             return Ok(refusal);
         }
+
+        let run_id = ledger::start_run(
+            conn,
+            &NewRun {
+                plan_name: &self.plan.name,
+                plan_checksum: &self.plan_checksum(),
+                command: if options.dry_run {
+                    "apply --dry-run"
+                } else {
+                    "apply"
+                },
+                target: &target.to_string(),
+            },
+        )?;
+        // A dry run's row rolls back with everything else: it has no run id to show.
+        report.run_id = (!options.dry_run).then_some(run_id);
+        self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?;
 
         let mut run = RunState {
             target,
@@ -809,6 +810,7 @@ impl<'a> Runner<'a> {
                 .map(|passed| passed && !interrupted_before(&mut stage_report, "COMMIT"));
             match body {
                 Ok(true) => {
+                    run.observer.progress().phase("committing");
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
                     let recorded =
                         self.record(&mut tx, run.run_id, index, &stage_report, started_at);
@@ -938,8 +940,13 @@ impl<'a> Runner<'a> {
         if !self.run_steps(conn, run, index, steps, stage_report, in_transaction)? {
             return Ok(false);
         }
-        if in_transaction && !check_deferred_constraints(conn, stage_report) {
-            return Ok(false);
+        if in_transaction {
+            run.observer
+                .progress()
+                .phase("checking deferred constraints");
+            if !check_deferred_constraints(conn, stage_report) {
+                return Ok(false);
+            }
         }
         Ok(self.verify_stage(conn, run, index, stage_report))
     }
@@ -1016,6 +1023,9 @@ impl<'a> Runner<'a> {
             if let Some(dir) = &run.options.backup_dir {
                 let stage = &self.plan.stages[index];
                 let lock_wait = stage.timeouts.or(&self.plan.timeouts).lock_timeout;
+                run.observer
+                    .progress()
+                    .phase("writing the backup (pg_dump)");
                 let file = backup::take(run.target, dir, &self.plan.name, lock_wait.as_ref())?;
                 run.observer.backup_taken(&file);
                 let file = file.display().to_string();
@@ -1097,6 +1107,9 @@ impl<'a> Runner<'a> {
                 return Ok(false);
             }
             let step_started = Instant::now();
+            run.observer
+                .progress()
+                .phase(&format!("running {}", step.name));
             // The SQL read once, when the stage's checksum was computed: what runs is
             // what the ledger records.
             let sql = self.definitions[index]
@@ -1184,6 +1197,14 @@ impl<'a> Runner<'a> {
         checks: impl Iterator<Item = &'c Check>,
         stage_report: &mut StageReport,
     ) -> bool {
+        let checks: Vec<&Check> = checks.collect();
+        if !checks.is_empty() {
+            run.observer.progress().phase(&format!(
+                "running {} check{}",
+                checks.len(),
+                if checks.len() == 1 { "" } else { "s" }
+            ));
+        }
         let mut all_passed = true;
         for check in checks {
             let result = check_now(conn, check, &run.captures);

@@ -203,10 +203,14 @@ impl Transform for CollectImages {
             0
         };
         if let Some(deferred) = deferred {
+            context.progress.phase("rebuilding keys and indexes");
             deferred.restore(transaction)?;
         }
         // Rows collected earlier whose source the application changed since: brought
         // up to date, so that memoir_images matches the sources as they are now.
+        if !all {
+            context.progress.phase("bringing changed images up to date");
+        }
         let mut updated = if all {
             0
         } else {

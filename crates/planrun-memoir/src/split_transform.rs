@@ -170,6 +170,7 @@ impl Transform for SplitChapters {
         }
         drop(portal);
 
+        context.progress.phase("writing covers");
         if stale_covers > 0 {
             // A cover is the first image or NULL: one left over from an earlier attempt
             // on a chapter that now has no images (or is quarantined) must go.
@@ -192,6 +193,7 @@ impl Transform for SplitChapters {
              DROP TABLE pg_temp.memoir_split_covers;",
         )?;
         if let Some(deferred) = deferred {
+            context.progress.phase("rebuilding keys and indexes");
             let count = deferred.len();
             let kept = deferred.kept().join("; ");
             deferred.restore(transaction)?;
