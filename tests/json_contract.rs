@@ -493,3 +493,45 @@ fn the_schemas_reject_what_the_contract_rules_out() {
         doc.as_object_mut().unwrap().remove("generated_at");
     });
 }
+
+/// Every command that talks to a database, given an invalid plan, a plan that is not
+/// there, or no database at all, still prints one `planrun.error` document on stdout
+/// with `--format json`: a script reading stdout always learns why there is no report.
+#[test]
+fn commands_print_an_error_document_before_they_reach_the_database() {
+    let root = repo_root();
+    let broken = "tests/plans/broken/many_problems.toml";
+    for command in ["apply", "plan", "status", "verify", "rehearse"] {
+        let invalid = planrun(
+            PLANRUN,
+            &root,
+            &[command, broken, "--format", "json"],
+            &[("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")],
+        );
+        let error = document(&format::ERROR, &invalid, "invalid_plan");
+        assert_eq!(error["command"], command, "{error:#}");
+        assert!(error["problems"].as_array().unwrap().len() > 1, "{error:#}");
+    }
+    let missing = planrun(
+        PLANRUN,
+        &root,
+        &["verify", "nope.toml", "--format", "json"],
+        &[],
+    );
+    let error = document(&format::ERROR, &missing, "usage");
+    assert!(
+        error["error"].as_str().unwrap().contains("nope.toml"),
+        "{error:#}"
+    );
+    let unreachable = planrun(
+        PLANRUN,
+        &root,
+        &["status", "plans/memoir.toml", "--format", "json"],
+        &[(
+            "DATABASE_URL",
+            "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+        )],
+    );
+    let error = document(&format::ERROR, &unreachable, "cannot_connect");
+    assert_eq!(error["plan"], "memoir", "{error:#}");
+}

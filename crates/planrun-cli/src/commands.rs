@@ -104,14 +104,24 @@ fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> Apply
     }
 }
 
-/// The validated plan and the database target, or the exit code of what failed.
+/// The validated plan and the database target, or the exit code of what failed; with
+/// `--format json`, a failure is also a `planrun.error` document of `command` on
+/// stdout (an invalid plan with its `problems[]`), so that a script reading stdout
+/// always gets a document.
 pub(crate) fn plan_and_target(
     plan: &PlanArg,
     connection: &ConnectionArgs,
     registry: &Registry,
+    command: &str,
+    format: ReportFormat,
 ) -> Result<(Plan, Target), i32> {
-    let plan = load_checked(plan, registry)?;
-    let target = target(connection)?;
+    let plan = load_plan(plan, registry, command, format)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let target = Target::resolve(connection.database_url.as_deref(), &cwd)
+        .map_err(|error| failure(command, error, &plan, format))?;
+    if let Some(warning) = target.warning() {
+        say_err!("warning: {warning}");
+    }
     Ok((plan, target))
 }
 
@@ -137,13 +147,14 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
 }
 
 fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
-        Ok(pair) => pair,
-        Err(code) => return code,
-    };
+    let (plan, target) =
+        match plan_and_target(&args.plan, &args.connection, registry, "apply", args.format) {
+            Ok(pair) => pair,
+            Err(code) => return code,
+        };
     let runner = match Runner::new(&plan, registry) {
         Ok(runner) => runner,
-        Err(error) => return engine_failure(error),
+        Err(error) => return failure("apply", error, &plan, args.format),
     };
     let mut options = options(&plan, &args.selection, &args.backup);
     options.dry_run = args.dry_run;
@@ -177,10 +188,11 @@ fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) ->
 }
 
 fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
-        Ok(pair) => pair,
-        Err(code) => return code,
-    };
+    let (plan, target) =
+        match plan_and_target(&args.plan, &args.connection, registry, "plan", args.format) {
+            Ok(pair) => pair,
+            Err(code) => return code,
+        };
     let result = Runner::new(&plan, registry).and_then(|runner| {
         let mut report = runner.preview(&target, &options(&plan, &args.selection, &args.backup))?;
         report.lock_impact = runner.lock_weight(&target)?;
@@ -209,7 +221,13 @@ fn rehearsed_budget(
 }
 
 fn status(args: &DbCommandArgs, style: Style, registry: &Registry) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
+    let (plan, target) = match plan_and_target(
+        &args.plan,
+        &args.connection,
+        registry,
+        "status",
+        args.format,
+    ) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
@@ -232,10 +250,11 @@ fn status(args: &DbCommandArgs, style: Style, registry: &Registry) -> i32 {
 
 fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
     let started = chrono::Local::now();
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
-        Ok(pair) => pair,
-        Err(code) => return code,
-    };
+    let (plan, target) =
+        match plan_and_target(&args.plan, &args.connection, registry, "reset", args.format) {
+            Ok(pair) => pair,
+            Err(code) => return code,
+        };
     let result = Runner::new(&plan, registry).and_then(|runner| runner.reset(&target, &args.stage));
     match result {
         Ok(report) => {
@@ -269,7 +288,13 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
 }
 
 fn verify(args: &DbCommandArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
+    let (plan, target) = match plan_and_target(
+        &args.plan,
+        &args.connection,
+        registry,
+        "verify",
+        args.format,
+    ) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
@@ -322,34 +347,47 @@ fn plan_path(arg: &PlanArg) -> Result<PathBuf, i32> {
 
 /// Loads the plan with every offline check, printing diagnostics on failure.
 fn load_checked(arg: &PlanArg, registry: &Registry) -> Result<Plan, i32> {
-    let path = plan_path(arg)?;
+    load_plan(arg, registry, "check", ReportFormat::Text)
+}
+
+/// [`load_checked`]; with `--format json` a plan that cannot be found or is invalid
+/// is also a `planrun.error` document of `command` on stdout (diagnostics still go to
+/// stderr).
+fn load_plan(
+    arg: &PlanArg,
+    registry: &Registry,
+    command: &str,
+    format: ReportFormat,
+) -> Result<Plan, i32> {
+    let json = format == ReportFormat::Json;
+    let env = std::env::var("PLANRUN_PLAN").ok();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path = discover_plan(arg.plan.as_deref(), env.as_deref(), &cwd).map_err(|error| {
+        say_err!("error: {error}");
+        let code = if error.is_usage() {
+            exit_codes::USAGE
+        } else {
+            exit_codes::ERROR
+        };
+        if json {
+            print_json(&ErrorBody::new(command, None, error.to_string()).document(code));
+        }
+        code
+    })?;
     Plan::load_checked(&path, registry).map_err(|errors| {
+        let body = json.then(|| ErrorBody::invalid_plan(command, &errors));
         report(errors);
+        if let Some(body) = body {
+            print_json(&body.document(exit_codes::INVALID_PLAN));
+        }
         exit_codes::INVALID_PLAN
     })
 }
 
 /// `check --format json`: the valid plan's `planrun.check` document, or a
-/// `planrun.error` with every problem of an invalid one (diagnostics still go to
-/// stderr).
+/// `planrun.error` with every problem of an invalid one.
 fn check_json(arg: &PlanArg, registry: &Registry) -> i32 {
-    let env = std::env::var("PLANRUN_PLAN").ok();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let path = match discover_plan(arg.plan.as_deref(), env.as_deref(), &cwd) {
-        Ok(path) => path,
-        Err(error) => {
-            say_err!("error: {error}");
-            let code = if error.is_usage() {
-                exit_codes::USAGE
-            } else {
-                exit_codes::ERROR
-            };
-            let body = ErrorBody::new("check", None, error.to_string());
-            print_json(&body.document(code));
-            return code;
-        }
-    };
-    match Plan::load_checked(&path, registry) {
+    match load_plan(arg, registry, "check", ReportFormat::Json) {
         Ok(plan) => {
             let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
             print_json(&Document::new(
@@ -358,12 +396,7 @@ fn check_json(arg: &PlanArg, registry: &Registry) -> i32 {
             ));
             exit_codes::SUCCESS
         }
-        Err(errors) => {
-            let body = ErrorBody::invalid_plan("check", &errors);
-            report(errors);
-            print_json(&body.document(exit_codes::INVALID_PLAN));
-            exit_codes::INVALID_PLAN
-        }
+        Err(code) => code,
     }
 }
 

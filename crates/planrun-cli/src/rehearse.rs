@@ -20,7 +20,13 @@ use crate::output::{count, count_signed, duration};
 use crate::report::{render_run, Detail, Style};
 
 pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
-    let (plan, target) = match plan_and_target(&args.plan, &args.connection, registry) {
+    let (plan, target) = match plan_and_target(
+        &args.plan,
+        &args.connection,
+        registry,
+        "rehearse",
+        args.format,
+    ) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
