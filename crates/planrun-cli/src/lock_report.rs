@@ -210,7 +210,7 @@ pub fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
             "  the plan changed since this rehearsal: its estimates may be off; rehearse again"
         );
     }
-    let limit = |ms: Option<u64>| ms.map_or("no limit".to_owned(), millis);
+    let limit = |ms: Option<u64>| ms.map_or("no limit".to_owned(), crate::output::duration);
     for stage in &estimate.stages {
         let budget = match &stage.budget {
             Some(budget) => format!(
@@ -237,8 +237,8 @@ pub fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
                 "    {} {}: reads blocked ~{}, writes blocked ~{} on the target{}",
                 lock.strongest,
                 lock.table,
-                millis(lock.estimated_blocked_reads_ms),
-                millis(lock.estimated_blocked_writes_ms),
+                crate::output::duration(lock.estimated_blocked_reads_ms),
+                crate::output::duration(lock.estimated_blocked_writes_ms),
                 if lock.rewritten { ", rewritten" } else { "" }
             );
         }
@@ -247,13 +247,4 @@ pub fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
         }
     }
     out
-}
-
-/// `850 ms`, `9.8 s`.
-fn millis(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
 }

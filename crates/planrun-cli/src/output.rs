@@ -42,28 +42,7 @@ pub fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
     say_err!("{:?}", miette::Report::new(diagnostic));
 }
 
-/// A count as all of planrun's text prints counts: with thousands separators,
-/// `12,345`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (position, digit) in digits.chars().enumerate() {
-        if position > 0 && (digits.len() - position) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// [`count`] of a signed number, as the ledger stores counts.
-pub fn count_signed(n: i64) -> String {
-    if n < 0 {
-        format!("-{}", count(n.unsigned_abs()))
-    } else {
-        count(n as u64)
-    }
-}
+pub use planrun_transform::{count, count_signed};
 
 /// A rate per second, formatted like a count (`12,345`); one decimal below 10, where
 /// the decimal still says something (`0.4`).

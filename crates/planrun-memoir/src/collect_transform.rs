@@ -9,10 +9,10 @@
 //! go straight into `memoir_images` with binary COPY, one per batch; the table's unique
 //! indexes guard against anyone else inserting the same image meanwhile.
 
+use planrun_transform::{count, count_signed, LockMode, TableLock};
 use planrun_transform::{
     DeferredConstraints, Transform, TransformContext, TransformError, TransformReport,
 };
-use planrun_transform::{LockMode, TableLock};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::Transaction;
@@ -224,12 +224,17 @@ impl Transform for CollectImages {
         report.rows_read = covers + sections + updated;
         report.rows_written = covers + sections + updated;
         report.notes.push(format!(
-            "{covers} covers and {sections} section images added; \
-             {existing_covers} covers and {existing_sections} section images were already there"
+            "{} covers and {} section images added; \
+             {} covers and {} section images were already there",
+            count(covers),
+            count(sections),
+            count_signed(existing_covers),
+            count_signed(existing_sections)
         ));
         if updated > 0 {
             report.notes.push(format!(
-                "{updated} memoir_images rows brought up to date with a cover or section image changed since they were collected"
+                "{} memoir_images rows brought up to date with a cover or section image changed since they were collected",
+                count(updated)
             ));
         }
         Ok(report)

@@ -10,11 +10,11 @@
 //! rewritten at most once. Nothing is ever committed here: the engine owns the
 //! transaction and commits only after the plan's verification passes.
 
+use planrun_transform::{count, count_signed, LockMode, TableLock};
 use planrun_transform::{
     BatchOutcome, DeferredConstraints, SourceTable, Transform, TransformContext, TransformError,
     TransformReport,
 };
-use planrun_transform::{LockMode, TableLock};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Row, Transaction};
@@ -182,7 +182,9 @@ impl Transform for SplitChapters {
                 &[],
             )?;
             report.notes.push(format!(
-                "{stale_covers} chapters already had a cover_image; {cleared} of them have no images now and were reset to NULL"
+                "{} chapters already had a cover_image; {} of them have no images now and were reset to NULL",
+                count_signed(stale_covers),
+                count(cleared)
             ));
         }
         transaction.batch_execute(
@@ -194,11 +196,11 @@ impl Transform for SplitChapters {
         )?;
         if let Some(deferred) = deferred {
             context.progress.phase("rebuilding keys and indexes");
-            let count = deferred.len();
+            let keys = deferred.len();
             let kept = deferred.kept().join("; ");
             deferred.restore(transaction)?;
             report.notes.push(format!(
-                "chapter_sections was empty: its {count} keys and indexes were built after the load"
+                "chapter_sections was empty: its {keys} keys and indexes were built after the load"
             ));
             if !kept.is_empty() {
                 report
@@ -209,13 +211,15 @@ impl Transform for SplitChapters {
         context.progress.finish();
 
         report.notes.push(format!(
-            "{} chapters read, {} sections and {covers_written} covers written",
-            report.rows_read, report.rows_written
+            "{} chapters read, {} sections and {} covers written",
+            count(report.rows_read),
+            count(report.rows_written),
+            count(covers_written)
         ));
         if report.rows_quarantined > 0 {
             report.notes.push(format!(
                 "{} invalid chapters set aside in planrun.memoir_quarantine",
-                report.rows_quarantined
+                count(report.rows_quarantined)
             ));
         }
         Ok(report)

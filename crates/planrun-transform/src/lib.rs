@@ -6,12 +6,14 @@
 
 mod batch;
 mod bulk;
+mod count;
 mod progress;
 mod registry;
 mod transform;
 
 pub use batch::{batch_settings, transform_params, BatchSettings, ENGINE_PARAMS};
 pub use bulk::{quote_identifier, DeferredConstraints};
+pub use count::{count, count_signed};
 pub use planrun_plan::{LockMode, TableLock};
 pub use progress::{NoProgress, Progress};
 pub use registry::Registry;
