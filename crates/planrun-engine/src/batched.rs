@@ -33,9 +33,11 @@ use postgres::GenericClient;
 
 use crate::change_capture;
 use crate::error::EngineError;
+use crate::gate::Gate;
 use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
-use crate::run::{plain_error, stage_error, Gate, RunState, Runner};
+use crate::run::{RunState, Runner};
+use crate::stage_failure::{plain_error, stage_error};
 use crate::throttle;
 
 /// The batched step of a stage: its position, settings and the transform's sources.
@@ -370,7 +372,7 @@ impl Runner<'_> {
                 checkpoint.batches + 1,
                 checkpoint.batches
             );
-            if crate::run::interrupted_before(stage_report, &next) {
+            if crate::stage_failure::interrupted_before(stage_report, &next) {
                 progress.finish();
                 return Ok(false);
             }
@@ -406,7 +408,12 @@ impl Runner<'_> {
                     progress.finish();
                     stage_report.status = StageStatus::Failed;
                     let mut failure = transform_failure(error, work.name, checkpoint);
-                    crate::run::explain_timeout(&mut failure, run, stage, &self.plan().timeouts);
+                    crate::stage_failure::explain_timeout(
+                        &mut failure,
+                        run,
+                        stage,
+                        &self.plan().timeouts,
+                    );
                     stage_report.error = Some(failure);
                     return Ok(false);
                 }
@@ -478,7 +485,7 @@ impl Runner<'_> {
         })
         .map_err(EngineError::database("cannot check the server's health"))?;
         if waited.is_none() {
-            crate::run::interrupted_before(stage_report, "the next batch");
+            crate::stage_failure::interrupted_before(stage_report, "the next batch");
         }
         Ok(waited)
     }

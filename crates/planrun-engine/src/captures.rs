@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use planrun_plan::Capture;
 use postgres::GenericClient;
 
+use crate::checks::query_rows;
 use crate::report::StageError;
-use crate::run::{plain_error, query_rows, stage_error};
+use crate::stage_failure::{plain_error, stage_error};
 
 /// Captured values, in plan order.
 pub(crate) type Values = Vec<(String, Option<String>)>;

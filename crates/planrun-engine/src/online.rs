@@ -9,10 +9,12 @@ use postgres::{GenericClient, Transaction};
 
 use crate::batched::{transform_failure, BatchedStep, Work};
 use crate::change_capture;
+use crate::checks::check_deferred_constraints;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
-use crate::run::{check_deferred_constraints, fail_at, RunState, Runner};
+use crate::run::{RunState, Runner};
+use crate::stage_failure::fail_at;
 
 /// A backlog this small is left to the cutover: redoing it under the stage's locks
 /// takes about as long as one more pass would.
@@ -51,7 +53,7 @@ impl Runner<'_> {
         totals.started = Some(Instant::now());
         let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
         for pass in 1..=MAX_PASSES {
-            if crate::run::interrupted_before(stage_report, "a catch-up pass") {
+            if crate::stage_failure::interrupted_before(stage_report, "a catch-up pass") {
                 return Ok(false);
             }
             if self
@@ -185,7 +187,7 @@ impl Runner<'_> {
             && self.run_steps(&mut tx, run, index, rest, stage_report, true)?
             && check_deferred_constraints(&mut tx, stage_report)
             && self.verify_stage(&mut tx, run, index, stage_report)
-            && !crate::run::interrupted_before(stage_report, "COMMIT");
+            && !crate::stage_failure::interrupted_before(stage_report, "COMMIT");
         if !passed {
             let _ = tx.rollback();
             return Ok(false);

@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::checks::{check_now, skip_rule_now};
 use crate::connect::Target;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint, RunSummary};
 use crate::report::{CheckResult, RunOutcome, RunReport, StageReport, StageStatus};
-use crate::run::{check_now, skip_rule_now, ApplyOptions, Runner};
+use crate::run::{ApplyOptions, Runner};
 use crate::supersede::{self, StageChanges};
 
 impl Runner<'_> {

@@ -15,7 +15,8 @@ use planrun_sql::{parse_script, StatementKind};
 use postgres::{GenericClient, SimpleQueryMessage};
 
 use crate::report::{StageError, StepReport};
-use crate::run::{plain_error, stage_error, RunState, Runner};
+use crate::run::{RunState, Runner};
+use crate::stage_failure::{plain_error, stage_error};
 use crate::stage_locks::{database_error, with_lock_retries};
 
 impl Runner<'_> {

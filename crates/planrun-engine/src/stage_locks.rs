@@ -23,7 +23,8 @@ use serde::Serialize;
 
 use crate::error::EngineError;
 use crate::report::{StageReport, StageStatus};
-use crate::run::{explain_timeout, plain_error, stage_error, RunState, Runner};
+use crate::run::{RunState, Runner};
+use crate::stage_failure::{explain_timeout, plain_error, stage_error};
 use crate::watch::Blocker;
 
 /// SQLSTATEs after which the same work may succeed on another attempt.
