@@ -28,6 +28,9 @@ pub fn render_diagnostic(diagnostic: &dyn miette::Diagnostic) -> String {
     let mut out = String::new();
     miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
         .with_width(100)
+        // Unwrapped: a message holding the plan's absolute path would wrap at a place
+        // that depends on where the repository is checked out.
+        .with_wrap_lines(false)
         .with_links(false)
         .render_report(&mut out, diagnostic)
         .expect("rendering into a String cannot fail");
