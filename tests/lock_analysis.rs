@@ -41,6 +41,14 @@ fn the_memoir_plan_has_no_lock_finding_left_to_review() {
         stdout.contains("accepted[adding-foreign-key-constraint] memoir/02_chapter_sections_foreign_key.sql line 4"),
         "{stdout}"
     );
+    // chapter_sections is new when stage 2 takes its lock, held to the commit: no one
+    // else sees the rows the split writes before the key is added.
+    assert!(
+        stdout.contains(
+            "ACCESS EXCLUSIVE public.chapter_sections [new, scans] by memoir.split_chapters"
+        ),
+        "{stdout}"
+    );
 }
 
 /// `(line number, script)` of every non-comment line of a corpus file.

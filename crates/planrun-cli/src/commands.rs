@@ -196,7 +196,12 @@ fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Regi
     let result = Runner::new(&plan, registry).and_then(|runner| {
         let mut report = runner.preview(&target, &options(&plan, &args.selection, &args.backup))?;
         report.lock_impact = runner.lock_weight(&target)?;
-        report.lock_budget = rehearsed_budget(&plan, &runner, args.rehearsal.as_deref());
+        report.lock_budget = rehearsed_budget(
+            &plan,
+            &runner,
+            &report.lock_impact,
+            args.rehearsal.as_deref(),
+        );
         Ok(report)
     });
     match result {
@@ -210,12 +215,14 @@ fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Regi
 fn rehearsed_budget(
     plan: &Plan,
     runner: &Runner<'_>,
+    weighed: &[planrun_engine::StageLockWeight],
     file: Option<&Path>,
 ) -> Option<planrun_engine::BudgetEstimate> {
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| planrun_engine::newest_rehearsal(Path::new("rehearsals"), &plan.name))?;
-    planrun_engine::budget_estimate(plan, &runner.plan_checksum(), &file)
+    let impact: Vec<_> = weighed.iter().map(|stage| stage.impact.clone()).collect();
+    planrun_engine::budget_estimate(plan, &runner.plan_checksum(), &impact, &file)
         .map_err(|reason| say_err!("warning: lock budgets not weighed: {reason}"))
         .ok()
 }

@@ -241,6 +241,12 @@ pub fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
                 crate::output::duration(lock.estimated_blocked_writes_ms),
                 if lock.rewritten { ", rewritten" } else { "" }
             );
+            if lock.new_table {
+                let _ = writeln!(
+                    out,
+                    "      a table the plan created, not filled when the stage locked it: not held against the budget"
+                );
+            }
         }
         for line in &stage.over_budget {
             let _ = writeln!(out, "    over budget: {line}");

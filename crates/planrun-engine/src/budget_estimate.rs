@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use planrun_plan::{LockBudget, Plan};
+use planrun_plan::{LockBudget, Plan, StageLockImpact};
 use serde::{Deserialize, Serialize};
 
 /// A rehearsal's lock estimates held against the plan's budgets.
@@ -50,6 +50,10 @@ pub struct LockEstimate {
     pub rewritten: bool,
     pub estimated_blocked_reads_ms: u64,
     pub estimated_blocked_writes_ms: u64,
+    /// A table the plan created and the stage had not filled when it locked it: no
+    /// one else uses it, so its lock is not held against the budget.
+    #[serde(default)]
+    pub new_table: bool,
 }
 
 #[derive(Deserialize)]
@@ -110,9 +114,15 @@ fn is_stamp(rest: &str) -> bool {
 }
 
 /// Reads the rehearsal report `file` of `plan` (whose checksum is `checksum`) and
-/// holds its lock estimates against the plan's budgets; the error says why the file
-/// cannot serve.
-pub fn budget_estimate(plan: &Plan, checksum: &str, file: &Path) -> Result<BudgetEstimate, String> {
+/// holds its lock estimates against the plan's budgets, marking the locks that
+/// `impact` (the plan's lock analysis) finds on new tables; the error says why the
+/// file cannot serve.
+pub fn budget_estimate(
+    plan: &Plan,
+    checksum: &str,
+    impact: &[StageLockImpact],
+    file: &Path,
+) -> Result<BudgetEstimate, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
     let report: RehearsalLocks = serde_json::from_str(&text)
@@ -144,10 +154,24 @@ pub fn budget_estimate(plan: &Plan, checksum: &str, file: &Path) -> Result<Budge
                 .and_then(|planned| planned.lock_budget.as_ref())
                 .or(plan.lock_budget.as_ref())
                 .map(limits);
+            let new: Vec<String> = impact
+                .iter()
+                .filter(|planned| planned.stage == stage.id)
+                .flat_map(|planned| planned.locks.iter().filter(|lock| lock.new))
+                .map(|lock| planrun_sql::relation_key(&lock.relation))
+                .collect();
+            let locks = stage
+                .locks
+                .into_iter()
+                .map(|mut lock| {
+                    lock.new_table = new.contains(&planrun_sql::relation_key(&lock.table));
+                    lock
+                })
+                .collect();
             StageBudgetEstimate {
                 id: stage.id,
                 budget,
-                locks: stage.locks,
+                locks,
                 over_budget: stage.over_budget,
             }
         })
@@ -189,5 +213,54 @@ mod tests {
             dir.path().join("memoir-20261201_090000.json")
         );
         assert_eq!(newest_rehearsal(dir.path(), "other"), None);
+    }
+
+    /// A lock on a table the plan created is marked as not held against the budget,
+    /// the others are not; the stage's budget is the plan's when it has none.
+    #[test]
+    fn locks_on_new_tables_are_marked_and_the_budget_shown() {
+        let text = r#"
+[plan]
+name = "fill"
+lock_budget = { blocks_reads = "1s" }
+[[stage]]
+id = "create"
+[[stage.step]]
+sql = "CREATE TABLE fresh (id bigint)"
+[[stage]]
+id = "fill"
+depends_on = ["create"]
+[[stage.step]]
+sql = "LOCK TABLE fresh IN ACCESS EXCLUSIVE MODE; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"
+"#;
+        let plan = Plan::parse(Path::new("plan.toml"), text.to_owned(), None).unwrap();
+        let dag = planrun_plan::Dag::build(&plan).unwrap();
+        let impact = plan.lock_impact(&dag, &planrun_transform::Registry::new());
+        let lock = |table: &str| {
+            serde_json::json!({"table": table, "strongest": "AccessExclusiveLock",
+                "rewritten": false, "estimated_blocked_reads_ms": 5000,
+                "estimated_blocked_writes_ms": 5000})
+        };
+        let report = serde_json::json!({
+            "format": crate::rehearse::FORMAT,
+            "format_version": planrun_contract::format::REHEARSAL.version,
+            "plan": "fill", "plan_checksum": "abc", "finished_at": "2026-12-02T10:00:00+00:00",
+            "target_identity": {"database": "app"},
+            "stages": [{"id": "fill", "locks": [lock("public.fresh"), lock("public.orders")],
+                        "over_budget": ["public.orders: reads blocked ~5000 ms"]}],
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fill-20261202_100000.json");
+        std::fs::write(&file, report.to_string()).unwrap();
+        let estimate = budget_estimate(&plan, "abc", &impact, &file).unwrap();
+        assert!(estimate.same_plan);
+        let stage = &estimate.stages[0];
+        assert_eq!(stage.budget.as_ref().unwrap().blocks_reads_ms, Some(1000));
+        let marked: Vec<(&str, bool)> = stage
+            .locks
+            .iter()
+            .map(|lock| (lock.table.as_str(), lock.new_table))
+            .collect();
+        assert_eq!(marked, [("public.fresh", true), ("public.orders", false)]);
     }
 }

@@ -90,7 +90,8 @@ struct Seen {
     strongest: String,
     strength: u8,
     taken_by: Option<String>,
-    modes: Vec<String>,
+    /// Each mode seen, when it was first seen and the statement it was put down to.
+    modes: Vec<(String, Instant, String)>,
     reads: Option<(Instant, Instant)>,
     writes: Option<(Instant, Instant)>,
 }
@@ -252,6 +253,9 @@ impl LockTrace {
                     .remove(&stage)
                     .unwrap_or_default()
                     .into_iter()
+                    // Seen only idle (a savepoint's release between two samples),
+                    // with no lock of its own: noise.
+                    .filter(|seen| seen.executions > 0 || !seen.locks_taken.is_empty())
                     .map(|mut seen| {
                         seen.locks_taken
                             .sort_by_key(|taken| std::cmp::Reverse(taken.0));
@@ -349,7 +353,11 @@ impl TraceState {
         if self.stage.is_none() {
             return;
         }
-        let taken = self.note_locks(held, Some(&statement.to_owned()), None);
+        let started = Instant::now().checked_sub(elapsed);
+        let mut taken = self.note_locks(held, Some(&statement.to_owned()), None);
+        if let Some(started) = started {
+            taken.extend(self.claim_sampled(statement, started, held));
+        }
         if let Some(seen) = self.statement(statement) {
             if !seen.exact {
                 // Sampled before the runner's word came: the runner's timing replaces it.
@@ -361,6 +369,47 @@ impl TraceState {
             seen.executions += 1;
             seen.locks_taken.extend(taken);
         }
+    }
+
+    /// The locks of `held` that the samples first saw after `started`, put down then to
+    /// whatever statement the session showed (a savepoint's release, a catalog query
+    /// right after): `statement` took them, so they move to it, and so does the
+    /// table's `taken_by` when the mode is its strongest.
+    fn claim_sampled(
+        &mut self,
+        statement: &str,
+        started: Instant,
+        held: &[(String, String)],
+    ) -> Vec<(u8, String)> {
+        let Some(stage) = self.stage.clone() else {
+            return Vec::new();
+        };
+        let mut claimed = Vec::new();
+        let tables = self.seen.entry(stage.clone()).or_default();
+        for (table, mode) in held {
+            let Some(seen) = tables.get_mut(table) else {
+                continue;
+            };
+            let Some(entry) = seen.modes.iter_mut().find(|(seen_mode, first, by)| {
+                seen_mode == mode && *first >= started && by != statement
+            }) else {
+                continue;
+            };
+            let lock = format!("{table} {mode}");
+            let before = std::mem::replace(&mut entry.2, statement.to_owned());
+            if seen.strongest == *mode {
+                seen.taken_by = Some(statement.to_owned());
+            }
+            if let Some(other) = self
+                .statements
+                .get_mut(&stage)
+                .and_then(|list| list.iter_mut().find(|s| s.text == before))
+            {
+                other.locks_taken.retain(|(_, taken)| *taken != lock);
+            }
+            claimed.push((strength(mode).0, lock));
+        }
+        claimed
     }
 
     /// Records `held` for the current stage, the strongest mode of each table taken by
@@ -380,8 +429,12 @@ impl TraceState {
         for (table, mode) in held {
             let (level, reads, writes) = strength(mode);
             let seen = tables.entry(table.clone()).or_default();
-            if !seen.modes.contains(mode) {
-                seen.modes.push(mode.clone());
+            if !seen.modes.iter().any(|(seen_mode, _, _)| seen_mode == mode) {
+                seen.modes.push((
+                    mode.clone(),
+                    now.unwrap_or_else(Instant::now),
+                    statement.cloned().unwrap_or_default(),
+                ));
                 taken.push((level, format!("{table} {mode}")));
             }
             if level > seen.strength {
@@ -519,6 +572,38 @@ mod tests {
             stage[1].locks_taken.is_empty(),
             "{:?}",
             stage[1].locks_taken
+        );
+    }
+
+    #[test]
+    fn a_lock_sampled_during_the_savepoint_release_is_claimed_by_its_statement() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let alter = "ALTER TABLE orders ADD FOREIGN KEY (c) REFERENCES customers (id)";
+        state.record(
+            Instant::now(),
+            &[lock(
+                "orders",
+                "ShareRowExclusiveLock",
+                "RELEASE sp_1",
+                false,
+            )],
+        );
+        let held = [("orders".to_owned(), "ShareRowExclusiveLock".to_owned())];
+        state.statement_done(alter, Duration::from_millis(50), &held);
+        assert_eq!(state.seen["s"]["orders"].taken_by.as_deref(), Some(alter));
+        let statements = &state.statements["s"];
+        let release = statements
+            .iter()
+            .find(|s| s.text == "RELEASE sp_1")
+            .unwrap();
+        assert!(release.locks_taken.is_empty(), "{:?}", release.locks_taken);
+        let by_alter = statements.iter().find(|s| s.text == alter).unwrap();
+        assert_eq!(
+            by_alter.locks_taken,
+            vec![(6, "orders ShareRowExclusiveLock".to_owned())]
         );
     }
 

@@ -173,6 +173,16 @@ impl Runner<'_> {
         );
         match result {
             Ok(resolved) => {
+                let taken: Vec<String> = locks
+                    .iter()
+                    .zip(&resolved)
+                    .filter_map(|(lock, table)| {
+                        let table = table.as_ref()?;
+                        Some(format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql()))
+                    })
+                    .collect();
+                run.observer
+                    .statement_finished(&taken.join("; "), started.elapsed());
                 let waited_ms = started.elapsed().as_millis() as u64;
                 for (lock, table) in locks.iter().zip(resolved) {
                     let Some(table) = table else {

@@ -31,8 +31,10 @@ pub struct StageLockImpact {
 pub struct StageLock {
     pub relation: String,
     pub mode: LockMode,
-    /// New (created by the stage or the plan and not filled since): a lock on it
-    /// endangers no one.
+    /// New (created by the stage or the plan and not filled since) when the stage
+    /// first locks it; in a transactional stage that lock is held to the commit, so
+    /// the table stays new for the stage whatever the stage writes into it. A lock on
+    /// it endangers no one.
     pub new: bool,
     /// Where: `stage`, a transform's name, or `file line N`.
     pub taken_by: Vec<String>,
@@ -165,7 +167,11 @@ impl StageLockImpact {
             Some(position) => {
                 let held = &mut self.locks[position];
                 held.mode = held.mode.combine(mode);
-                held.new &= new;
+                // In a transaction the first lock is held to the commit: what the stage
+                // writes into a new table meanwhile no one else sees, so it stays new.
+                if !self.transaction {
+                    held.new &= new;
+                }
                 position
             }
             None => {

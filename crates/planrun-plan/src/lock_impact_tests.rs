@@ -184,3 +184,46 @@ sql = "CREATE INDEX shipments_order ON shipments (order_id); ALTER TABLE shipmen
     );
     assert!(impact[1].locks[0].new);
 }
+
+/// In a transactional stage a lock is held from the first statement that takes it to
+/// the commit: a table that was new then stays new for the stage, however the stage
+/// fills it afterwards, since no one else sees its rows before the commit. Outside a
+/// transaction each statement commits, so a later lock is on a live table.
+#[test]
+fn a_table_new_when_the_stage_first_locks_it_stays_new_for_a_transactional_stage() {
+    let plan_with = |transaction: bool| {
+        format!(
+            r#"
+[plan]
+name = "fill"
+lock_timeout = "1s"
+[[stage]]
+id = "create"
+[[stage.step]]
+sql = "CREATE TABLE shipments (id bigint PRIMARY KEY, order_id bigint)"
+[[stage]]
+id = "fill"
+depends_on = ["create"]
+transaction = {transaction}
+[[stage.step]]
+sql = "INSERT INTO shipments SELECT id, id FROM orders"
+[[stage.step]]
+sql = "ALTER TABLE shipments ADD COLUMN note text"
+"#
+        )
+    };
+    for (transaction, new) in [(true, true), (false, false)] {
+        let plan = parse(&plan_with(transaction)).unwrap();
+        let dag = Dag::build(&plan).unwrap();
+        let impact = plan.lock_impact(&dag, &NoTransforms);
+        let shipments = impact[1]
+            .locks
+            .iter()
+            .find(|lock| lock.relation == "shipments")
+            .unwrap();
+        assert_eq!(
+            shipments.new, new,
+            "transaction = {transaction}: {impact:?}"
+        );
+    }
+}
