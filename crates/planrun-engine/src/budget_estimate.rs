@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use planrun_plan::{LockBudget, Plan, StageLockImpact};
+use planrun_plan::{is_new_in, LockBudget, Plan, StageLockImpact};
 use serde::{Deserialize, Serialize};
 
 /// A rehearsal's lock estimates held against the plan's budgets.
@@ -154,17 +154,11 @@ pub fn budget_estimate(
                 .and_then(|planned| planned.lock_budget.as_ref())
                 .or(plan.lock_budget.as_ref())
                 .map(limits);
-            let new: Vec<String> = impact
-                .iter()
-                .filter(|planned| planned.stage == stage.id)
-                .flat_map(|planned| planned.locks.iter().filter(|lock| lock.new))
-                .map(|lock| planrun_sql::relation_key(&lock.relation))
-                .collect();
             let locks = stage
                 .locks
                 .into_iter()
                 .map(|mut lock| {
-                    lock.new_table = new.contains(&planrun_sql::relation_key(&lock.table));
+                    lock.new_table = is_new_in(impact, &stage.id, &lock.table);
                     lock
                 })
                 .collect();

@@ -357,16 +357,12 @@ pub fn rehearse(
             if let Some(budget) = budget {
                 // A table the plan creates, not filled yet, is no one else's: its
                 // locks are not held against the budget.
-                let new: Vec<String> = impact
-                    .iter()
-                    .filter(|planned| planned.stage == stage.id)
-                    .flat_map(|planned| planned.locks.iter().filter(|lock| lock.new))
-                    .map(|lock| planrun_sql::relation_key(&lock.relation))
-                    .collect();
                 let live: Vec<RehearsedLock> = rehearsed
                     .locks
                     .iter()
-                    .filter(|lock| !new.contains(&planrun_sql::relation_key(&lock.measured.table)))
+                    .filter(|lock| {
+                        !planrun_plan::is_new_in(&impact, &stage.id, &lock.measured.table)
+                    })
                     .cloned()
                     .collect();
                 rehearsed.over_budget = over_budget(&live, budget);

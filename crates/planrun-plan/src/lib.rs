@@ -31,7 +31,7 @@ pub use dag::{Dag, StageIndex};
 pub use discover::{discover_plan, DiscoverError};
 pub use duration::PgDuration;
 pub use expect::{CmpOp, Expectation, Expr, Operand, Outcome, Value};
-pub use lock_impact::{StageFinding, StageLock, StageLockImpact};
+pub use lock_impact::{is_new_in, StageFinding, StageLock, StageLockImpact};
 pub use locks::{merge_locks, LockBudget, LockMode, LockRetries, TableLock};
 pub use model::{
     Capture, Check, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts, TransformCatalog,

@@ -54,6 +54,19 @@ pub struct StageFinding {
     pub allowed: Option<String>,
 }
 
+/// Whether `relation` is new when `stage` locks it, by the plan's lock analysis
+/// `impact`: a table the plan created and had not filled, whose lock endangers no one
+/// and is not held against a lock budget. Names compare as [`relation_key`] spells
+/// them (`orders` is `public.orders`).
+pub fn is_new_in(impact: &[StageLockImpact], stage: &str, relation: &str) -> bool {
+    let key = relation_key(relation);
+    impact
+        .iter()
+        .filter(|planned| planned.stage == stage)
+        .flat_map(|planned| &planned.locks)
+        .any(|lock| lock.new && relation_key(&lock.relation) == key)
+}
+
 impl Plan {
     /// Every stage's lock impact, in the order the stages run.
     pub fn lock_impact(&self, dag: &Dag, catalog: &dyn TransformCatalog) -> Vec<StageLockImpact> {
