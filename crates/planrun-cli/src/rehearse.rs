@@ -37,8 +37,9 @@ pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registr
     let text = args.format == ReportFormat::Text;
     // Refused before the rehearsal rather than after it: a directory another account
     // can read into or write is no place for production values.
-    let report_dir = planrun_engine::PrivateDir::open_or_create(&args.report_dir)
-        .map_err(rehearse::RehearseError::from);
+    let report_dir =
+        planrun_engine::PrivateDir::open_or_create(&args.report_dir, "report directory")
+            .map_err(rehearse::RehearseError::from);
     let options = RehearseOptions {
         apply: ApplyOptions {
             include_optional: args.selection.include_optional,

@@ -115,7 +115,7 @@ pub fn take(
     plan: &str,
     lock_wait: Option<&planrun_plan::PgDuration>,
 ) -> Result<PathBuf, EngineError> {
-    let dir = PrivateDir::open_or_create(dir).map_err(failed)?;
+    let dir = PrivateDir::open_or_create(dir, "backup directory").map_err(failed)?;
     let (name, output_file) = create_private_file(&dir, plan, target.database())?;
     let file = dir.path().join(&name);
     let pg_dump = pg_tool("pg_dump");

@@ -17,26 +17,38 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Why a directory or a file in it cannot be used.
+/// Why a directory or a file in it cannot be used; `what` names the directory's use
+/// ("backup directory").
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PrivateDirError {
-    #[error("cannot create directory {path}: {source}")]
+    #[error("cannot create {what} {path}: {source}")]
     Create {
+        what: &'static str,
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} is a symbolic link; planrun writes only into a real directory")]
-    SymbolicLink { path: String },
-    #[error("cannot open directory {path}: {source}")]
+    #[error("{what} {path} is a symbolic link; planrun writes only into a real directory")]
+    SymbolicLink { what: &'static str, path: String },
+    #[error("cannot open {what} {path}: {source}")]
     Open {
+        what: &'static str,
         path: String,
         source: std::io::Error,
     },
-    #[error("directory {path} is owned by uid {owner}, not by uid {user} that planrun runs as; another account could read or replace what planrun writes there")]
-    OwnedByAnother { path: String, owner: u32, user: u32 },
-    #[error("directory {path} is writable by other accounts (mode {mode:o}); they could plant or swap files there: chmod go-w it, or choose another directory")]
-    WritableByOthers { path: String, mode: u32 },
+    #[error("{what} {path} is owned by uid {owner}, not by uid {user} that planrun runs as; another account could read or replace what planrun writes there")]
+    OwnedByAnother {
+        what: &'static str,
+        path: String,
+        owner: u32,
+        user: u32,
+    },
+    #[error("{what} {path} is writable by other accounts (mode {mode:o}); they could plant or swap files there: chmod go-w it, or choose another directory")]
+    WritableByOthers {
+        what: &'static str,
+        path: String,
+        mode: u32,
+    },
     #[error("cannot create {path}: {source}")]
     CreateFile {
         path: String,
@@ -53,58 +65,73 @@ pub struct PrivateDir {
 }
 
 impl PrivateDir {
-    /// Opens `dir`, creating it (and missing parents) 0700 when it does not exist.
-    pub fn open_or_create(dir: &Path) -> Result<PrivateDir, PrivateDirError> {
-        let shown = || dir.display().to_string();
-        if std::fs::symlink_metadata(dir).is_err() {
-            std::fs::DirBuilder::new()
+    /// Opens `dir`, the `what` ("backup directory"), creating it (and missing
+    /// parents) 0700 when it does not exist.
+    pub fn open_or_create(dir: &Path, what: &'static str) -> Result<PrivateDir, PrivateDirError> {
+        let path = || dir.display().to_string();
+        match std::fs::symlink_metadata(dir) {
+            Err(_) => std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(|source| PrivateDirError::Create {
-                    path: shown(),
+                    what,
+                    path: path(),
                     source,
-                })?;
+                })?,
+            Ok(meta) if meta.is_symlink() => {
+                return Err(PrivateDirError::SymbolicLink { what, path: path() })
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return Err(PrivateDirError::Create {
+                    what,
+                    path: path(),
+                    source: std::io::ErrorKind::NotADirectory.into(),
+                })
+            }
+            Ok(_) => {}
         }
+        // O_NOFOLLOW again: the name may have become a link since the look above.
         let handle = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(dir)
-            .map_err(|source| {
-                let is_link = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink());
-                if is_link {
-                    PrivateDirError::SymbolicLink { path: shown() }
-                } else {
-                    PrivateDirError::Open {
-                        path: shown(),
-                        source,
-                    }
-                }
+            .map_err(|source| PrivateDirError::Open {
+                what,
+                path: path(),
+                source,
             })?;
         let meta = handle.metadata().map_err(|source| PrivateDirError::Open {
-            path: shown(),
+            what,
+            path: path(),
             source,
         })?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let user = unsafe { libc::geteuid() };
         if meta.uid() != user {
             return Err(PrivateDirError::OwnedByAnother {
-                path: shown(),
+                what,
+                path: path(),
                 owner: meta.uid(),
                 user,
             });
         }
         if meta.mode() & 0o022 != 0 {
             return Err(PrivateDirError::WritableByOthers {
-                path: shown(),
+                what,
+                path: path(),
                 mode: meta.mode() & 0o7777,
             });
         }
-        let path = std::fs::canonicalize(dir).map_err(|source| PrivateDirError::Open {
-            path: shown(),
+        let resolved = std::fs::canonicalize(dir).map_err(|source| PrivateDirError::Open {
+            what,
+            path: path(),
             source,
         })?;
-        Ok(PrivateDir { handle, path })
+        Ok(PrivateDir {
+            handle,
+            path: resolved,
+        })
     }
 
     /// The directory's absolute path, as it resolved when opened (for messages and
@@ -168,7 +195,7 @@ mod tests {
     fn a_missing_directory_is_created_0700_and_files_0600() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("a/b");
-        let private = PrivateDir::open_or_create(&dir).unwrap();
+        let private = PrivateDir::open_or_create(&dir, "test directory").unwrap();
         private.create_new("f").unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode(&dir), 0o700);
@@ -181,7 +208,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let victim = root.path().join("victim");
         std::fs::write(&victim, "untouched").unwrap();
-        let private = PrivateDir::open_or_create(&root.path().join("d")).unwrap();
+        let private = PrivateDir::open_or_create(&root.path().join("d"), "test directory").unwrap();
         std::os::unix::fs::symlink(&victim, root.path().join("d/f")).unwrap();
         let error = private.create_new("f").unwrap_err();
         assert!(
@@ -194,7 +221,7 @@ mod tests {
     #[test]
     fn a_name_that_is_not_a_plain_file_name_is_refused() {
         let root = tempfile::tempdir().unwrap();
-        let private = PrivateDir::open_or_create(root.path()).unwrap();
+        let private = PrivateDir::open_or_create(root.path(), "test directory").unwrap();
         assert!(private.create_new("../escape").is_err());
         assert!(!root.path().parent().unwrap().join("escape").exists());
     }
