@@ -515,7 +515,14 @@ fn graph(args: &GraphArgs, registry: &Registry) -> i32 {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let plan = match Plan::load(&path) {
+    let sql_dirs = match allowed_sql_dirs(&args.plan) {
+        Ok(dirs) => dirs,
+        Err(error) => {
+            say_err!("error: {error}");
+            return exit_codes::USAGE;
+        }
+    };
+    let plan = match Plan::load_allowing(&path, &sql_dirs) {
         Ok(plan) => plan,
         Err(errors) => {
             report(errors);

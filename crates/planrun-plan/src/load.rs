@@ -63,10 +63,16 @@ const STEP_KINDS: &[&str] = &["sql", "sql_file", "transform"];
 
 impl Plan {
     /// Reads and validates the plan at `path`: syntax, shape and structure (ids,
-    /// dependencies, cycles, expectations, captures). Missing SQL files and unknown
-    /// transforms are [`Plan::load_checked`]'s to report.
+    /// dependencies, cycles, expectations, captures), and that its SQL files lie in
+    /// its directory. Missing SQL files and unknown transforms are
+    /// [`Plan::load_checked`]'s to report.
     pub fn load(path: &Path) -> Result<Plan, PlanErrors> {
         Plan::load_inner(path, None, &[])
+    }
+
+    /// [`Plan::load`] with SQL files also allowed in the operator's `sql_dirs`.
+    pub fn load_allowing(path: &Path, sql_dirs: &[PathBuf]) -> Result<Plan, PlanErrors> {
+        Plan::load_inner(path, None, sql_dirs)
     }
 
     /// [`Plan::load`] plus the environment: SQL files on disk, transforms registered
@@ -132,6 +138,10 @@ impl Plan {
             problems.extend(crate::validate::structure(plan));
             if let Some(catalog) = catalog {
                 problems.extend(plan.environment_problems(catalog));
+            } else {
+                // Without the environment checks too: a command that only draws the
+                // plan may still build a runner, which reads every SQL file.
+                problems.extend(crate::confine::confinement_problems(plan));
             }
         }
         match plan {
