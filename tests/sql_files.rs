@@ -365,13 +365,6 @@ fn a_plan_cannot_widen_its_own_sql_confinement() {
         "the refusal says how the operator allows a directory: {}",
         describe(&output)
     );
-    let graph = planrun(PLANRUN, dir.path(), &["graph", "plan.toml"], &[]);
-    assert_eq!(
-        graph.status.code(),
-        Some(exit_codes::INVALID_PLAN),
-        "graph (whose --status reads every SQL file) refuses it too: {}",
-        describe(&graph)
-    );
 
     std::fs::write(&secret, "SELECT 1;\n").unwrap();
     std::fs::write(
@@ -379,6 +372,13 @@ fn a_plan_cannot_widen_its_own_sql_confinement() {
         format!("[plan]\nname = \"sql\"\n{stage}"),
     )
     .unwrap();
+    let graph = planrun(PLANRUN, dir.path(), &["graph", "plan.toml"], &[]);
+    assert_eq!(
+        graph.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "graph (whose --status reads every SQL file) confines them too: {}",
+        describe(&graph)
+    );
     let allow = private.path().to_str().unwrap();
     let allowed = planrun(
         PLANRUN,
