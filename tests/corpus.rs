@@ -59,17 +59,9 @@ fn apply_with_psql(db: &TestDb, url: &str, project: &str, files: &[PathBuf]) {
 /// before, so the files run in their order.
 fn corpus_plan(project: &str, files: &[PathBuf]) -> String {
     let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
-    // The plan lives in a temporary directory; the corpus files stay where they are,
-    // allowed explicitly (planrun reads no SQL outside the plan's directory otherwise).
-    let corpus_dir = files
-        .first()
-        .and_then(|file| file.parent())
-        .and_then(|dir| dir.to_str())
-        .unwrap_or(".");
     let mut plan = format!(
-        "[plan]\nname = {}\ndescription = \"the {project} migrations of tests/corpus\"\nsql_dirs = [{}]\n",
+        "[plan]\nname = {}\ndescription = \"the {project} migrations of tests/corpus\"\n",
         quote(project),
-        quote(corpus_dir)
     );
     for (index, file) in files.iter().enumerate() {
         let name = file_name(file);
@@ -161,10 +153,25 @@ fn check_project(project: &str) {
     let plan = dir.path().join(format!("{project}.toml"));
     std::fs::write(&plan, corpus_plan(project, &files)).expect("write the corpus plan");
     let plan = plan.to_str().expect("temporary paths are UTF-8");
+    // The plan lives in a temporary directory; the corpus files stay where they are,
+    // allowed explicitly (planrun reads no SQL outside the plan's directory otherwise).
+    let corpus_dir = files
+        .first()
+        .and_then(|file| file.parent())
+        .and_then(|dir| dir.to_str())
+        .unwrap_or(".");
     let output = planrun(
         PLANRUN,
         dir.path(),
-        &["apply", plan, "--no-backup", "--database-url", &db.url],
+        &[
+            "apply",
+            plan,
+            "--no-backup",
+            "--allow-sql-dir",
+            corpus_dir,
+            "--database-url",
+            &db.url,
+        ],
         &[],
     );
     assert!(

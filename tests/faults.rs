@@ -419,7 +419,15 @@ impl TinyFilesystem {
     fn mount(size: &str) -> Option<TinyFilesystem> {
         let dir = tempfile::tempdir().ok()?;
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            // mode=0700: a tmpfs root is 1777, and planrun refuses a backup
+            // directory others can write.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .stderr(Stdio::null())
             .status()

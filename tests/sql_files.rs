@@ -3,6 +3,7 @@
 //! connects, a clean session per stage, concurrent index builds that a failure cannot
 //! fool, one read of each file per run, and checksums that ignore layout.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
@@ -322,4 +323,68 @@ fn only_an_edit_to_what_the_sql_says_is_drift() {
         "{}",
         describe(&output)
     );
+}
+
+/// Issue 20: `sql_dirs = ["/"]` in a plan let `check` read a 0600 file of the
+/// operator's and print it inside a syntax error. The plan alone never widens where
+/// SQL files may live: the key is refused, the file (named directly or through a
+/// symbolic link beside the plan) is not read, and its content never shown. The
+/// operator widens it on the command line with `--allow-sql-dir`.
+#[test]
+fn a_plan_cannot_widen_its_own_sql_confinement() {
+    let private = tempfile::tempdir().unwrap();
+    let secret = private.path().join("secret-file");
+    std::fs::write(&secret, "MARKER_5f1e9c is not sql\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let step = |file: &str| format!("[[stage.step]]\nsql_file = \"{file}\"\n");
+    let stage = format!(
+        "\n[[stage]]\nid = \"one\"\n{}{}",
+        step(secret.to_str().unwrap()),
+        step("link.sql")
+    );
+    let dir = plan_dir(
+        &format!("[plan]\nname = \"sql\"\nsql_dirs = [\"/\"]\n{stage}"),
+        &[],
+    );
+    std::os::unix::fs::symlink(&secret, dir.path().join("link.sql")).unwrap();
+
+    let output = check(dir.path());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        !describe(&output).contains("MARKER_5f1e9c"),
+        "the file's content was shown: {}",
+        describe(&output)
+    );
+    assert!(
+        describe(&output).contains("--allow-sql-dir"),
+        "the refusal says how the operator allows a directory: {}",
+        describe(&output)
+    );
+
+    std::fs::write(&secret, "SELECT 1;\n").unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        format!("[plan]\nname = \"sql\"\n{stage}"),
+    )
+    .unwrap();
+    let graph = planrun(PLANRUN, dir.path(), &["graph", "plan.toml"], &[]);
+    assert_eq!(
+        graph.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "graph (whose --status reads every SQL file) confines them too: {}",
+        describe(&graph)
+    );
+    let allow = private.path().to_str().unwrap();
+    let allowed = planrun(
+        PLANRUN,
+        dir.path(),
+        &["check", "plan.toml", "--allow-sql-dir", allow],
+        &[],
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{}", describe(&allowed));
 }

@@ -3,6 +3,7 @@
 
 pub use planrun_appsim as app;
 
+pub mod accounts;
 pub mod tls;
 
 pub use app::{AppConfig, AppLog, AppSimulator, LegacyState, Progress, WriteKind};

@@ -311,6 +311,10 @@ pub struct TransformsArgs {
 pub struct PlanArg {
     /// The plan file. Default: $PLANRUN_PLAN, else the single *.toml in ./plans.
     pub plan: Option<PathBuf>,
+    /// Also allow the plan's SQL files in DIR (repeatable). By default they must lie
+    /// in the plan file's directory; the plan itself cannot widen that.
+    #[arg(long = "allow-sql-dir", value_name = "DIR")]
+    pub allow_sql_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -381,7 +381,14 @@ fn load_plan(
         }
         code
     })?;
-    Plan::load_checked(&path, registry).map_err(|errors| {
+    let sql_dirs = allowed_sql_dirs(arg).map_err(|error| {
+        say_err!("error: {error}");
+        if json {
+            print_json(&ErrorBody::new(command, None, error).document(exit_codes::USAGE));
+        }
+        exit_codes::USAGE
+    })?;
+    Plan::load_checked_allowing(&path, registry, &sql_dirs).map_err(|errors| {
         let body = json.then(|| ErrorBody::invalid_plan(command, &errors));
         report(errors);
         if let Some(body) = body {
@@ -389,6 +396,20 @@ fn load_plan(
         }
         exit_codes::INVALID_PLAN
     })
+}
+
+/// The operator's `--allow-sql-dir` directories, absolute (a relative one is taken
+/// from the working directory, not the plan's); one that does not exist is an error.
+fn allowed_sql_dirs(arg: &PlanArg) -> Result<Vec<PathBuf>, String> {
+    arg.allow_sql_dirs
+        .iter()
+        .map(|dir| {
+            dir.canonicalize()
+                .ok()
+                .filter(|dir| dir.is_dir())
+                .ok_or_else(|| format!("--allow-sql-dir {}: not a directory", dir.display()))
+        })
+        .collect()
 }
 
 /// `check --format json`: the valid plan's `planrun.check` document, or a
@@ -494,7 +515,14 @@ fn graph(args: &GraphArgs, registry: &Registry) -> i32 {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let plan = match Plan::load(&path) {
+    let sql_dirs = match allowed_sql_dirs(&args.plan) {
+        Ok(dirs) => dirs,
+        Err(error) => {
+            say_err!("error: {error}");
+            return exit_codes::USAGE;
+        }
+    };
+    let plan = match Plan::load_allowing(&path, &sql_dirs) {
         Ok(plan) => plan,
         Err(errors) => {
             report(errors);

@@ -35,6 +35,11 @@ pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registr
         Err(error) => return engine_failure(error),
     };
     let text = args.format == ReportFormat::Text;
+    // Refused before the rehearsal rather than after it: a directory another account
+    // can read into or write is no place for production values.
+    let report_dir =
+        planrun_engine::PrivateDir::open_or_create(&args.report_dir, "report directory")
+            .map_err(rehearse::RehearseError::from);
     let options = RehearseOptions {
         apply: ApplyOptions {
             include_optional: args.selection.include_optional,
@@ -61,12 +66,16 @@ pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registr
         }
         code
     };
+    let report_dir = match report_dir {
+        Ok(dir) => dir,
+        Err(error) => return failed(error),
+    };
     let rehearsal = match rehearse::rehearse(&runner, &target, &options, &live, &note) {
         Ok(rehearsal) => rehearsal,
         Err(error) => return failed(error),
     };
     let report = &rehearsal.report;
-    let file = match rehearse::write_report(report, &args.report_dir) {
+    let file = match rehearse::write_report(report, &report_dir) {
         Ok(file) => file,
         Err(error) => return failed(error),
     };

@@ -1,13 +1,15 @@
 //! The backup before the first change: `pg_dump -F c` of the target into a new file
 //! `<dir>/<plan>-<database>-<YYYYmmdd_HHMMSS_micros>.dump`, created exclusively with
-//! mode 0600 in a directory planrun creates 0700, recorded by its absolute path. If it
-//! fails, nothing runs.
+//! mode 0600 in a directory only planrun's user controls (`private_dir.rs`), written
+//! by pg_dump to the descriptor planrun opened, recorded by its absolute path. If it
+//! fails, nothing runs and its partial file is removed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::connect::{redact, Target};
 use crate::error::EngineError;
+use crate::private_dir::{PrivateDir, PrivateDirError};
 
 /// The `pg_dump` to use: `$PG_BIN/pg_dump` when `PG_BIN` is set, else the newest
 /// `/usr/lib/postgresql/*/bin`, else `pg_dump` on `PATH`. A newer client can dump an older server, not the reverse.
@@ -65,55 +67,42 @@ fn safe(name: &str) -> String {
         .collect()
 }
 
-/// Creates `dir` (0700 when planrun makes it) and, inside it, a new backup file that
-/// no other file had the name of (created exclusively, mode 0600: the dump holds the
-/// application's data). Returns the file's absolute path.
-fn create_private_file(dir: &Path, plan: &str, database: &str) -> Result<PathBuf, EngineError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let failed = |what: String| EngineError::Backup { reason: what };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|error| {
-            failed(format!(
-                "cannot create backup directory {}: {error}",
-                dir.display()
-            ))
-        })?;
-    let dir = dir.canonicalize().map_err(|error| {
-        failed(format!(
-            "cannot resolve backup directory {}: {error}",
-            dir.display()
-        ))
-    })?;
-    let first = backup_path(&dir, plan, database);
+/// A new backup file in `dir` (see [`PrivateDir`]) that no other file had the name of:
+/// its name and the open file, which pg_dump writes to.
+fn create_private_file(
+    dir: &PrivateDir,
+    plan: &str,
+    database: &str,
+) -> Result<(String, std::fs::File), EngineError> {
+    let first = backup_path(Path::new(""), plan, database)
+        .to_string_lossy()
+        .into_owned();
+    let stem = first.trim_end_matches(".dump");
     for attempt in 0..100 {
-        let candidate = if attempt == 0 {
+        let name = if attempt == 0 {
             first.clone()
         } else {
-            first.with_extension(format!("{attempt}.dump"))
+            format!("{stem}.{attempt}.dump")
         };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&candidate)
-        {
-            Ok(_) => return Ok(candidate),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => {
-                return Err(failed(format!(
-                    "cannot create {}: {error}",
-                    candidate.display()
-                )))
-            }
+        match dir.create_new(&name) {
+            Ok(file) => return Ok((name, file)),
+            Err(PrivateDirError::CreateFile { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(failed(error)),
         }
     }
-    Err(failed(format!(
-        "cannot find a free name for {}",
-        first.display()
-    )))
+    Err(EngineError::Backup {
+        reason: format!(
+            "cannot find a free name for {}",
+            dir.path().join(first).display()
+        ),
+    })
+}
+
+fn failed(error: PrivateDirError) -> EngineError {
+    EngineError::Backup {
+        reason: error.to_string(),
+    }
 }
 
 /// Dumps the target into a new private file in `dir`, returning its absolute path.
@@ -126,15 +115,17 @@ pub fn take(
     plan: &str,
     lock_wait: Option<&planrun_plan::PgDuration>,
 ) -> Result<PathBuf, EngineError> {
-    let file = create_private_file(dir, plan, target.database())?;
+    let dir = PrivateDir::open_or_create(dir, "backup directory").map_err(failed)?;
+    let (name, output_file) = create_private_file(&dir, plan, target.database())?;
+    let file = dir.path().join(&name);
     let pg_dump = pg_tool("pg_dump");
+    // pg_dump writes to the file planrun opened, given as its stdout: with no name to
+    // open, nothing can swap the file for a link between planrun and pg_dump.
     let output = libpq_command(&pg_dump, target)
         .arg("--format=custom")
-        .arg("--file")
-        .arg(&file)
         .args(lock_wait.map(|wait| format!("--lock-wait-timeout={}", wait.millis())))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(output_file))
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|child| {
@@ -142,21 +133,24 @@ pub fn take(
             let _watch = crate::interrupt::watch_child(child.id());
             child.wait_with_output()
         })
-        .map_err(|error| EngineError::Backup {
-            reason: format!(
-                "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
-                pg_dump.display()
-            ),
+        .map_err(|error| {
+            dir.remove(&name);
+            EngineError::Backup {
+                reason: format!(
+                    "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
+                    pg_dump.display()
+                ),
+            }
         })?;
     if let Some(interrupted) = crate::interrupt::requested() {
-        let _ = std::fs::remove_file(&file);
+        dir.remove(&name);
         return Err(EngineError::Interrupted(format!(
             "{} during the backup: pg_dump was stopped and its partial file removed; nothing was changed",
             interrupted.name()
         )));
     }
     if !output.status.success() {
-        let _ = std::fs::remove_file(&file);
+        dir.remove(&name);
         let stderr = redact(String::from_utf8_lossy(&output.stderr).trim());
         let locked_table = stderr
             .split("LOCK TABLE ")

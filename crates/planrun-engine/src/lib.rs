@@ -21,6 +21,7 @@ mod lock_trace;
 mod lock_weight;
 mod online;
 mod preview;
+mod private_dir;
 mod rehearsal_gate;
 pub mod rehearse;
 mod report;
@@ -52,6 +53,7 @@ pub use lock_weight::{StageLockWeight, TableNow, Weight};
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;
 pub use preview::{status, StatusReport};
+pub use private_dir::{PrivateDir, PrivateDirError};
 pub use report::{
     CheckResult, CheckStatus, RunBody, RunOutcome, RunReport, SqlDiff, StageError, StageReport,
     StageStatus, StepReport, Supersession,

@@ -102,6 +102,8 @@ pub enum RehearseError {
     Cluster(#[from] TempDbError),
     #[error("cannot copy the target: {0}")]
     Copy(String),
+    #[error("cannot write the rehearsal report: {0}")]
+    ReportDir(#[from] crate::PrivateDirError),
     #[error("cannot write the rehearsal report {path}: {source}")]
     Report {
         path: String,
@@ -445,19 +447,47 @@ pub(crate) fn file_safe(plan: &str) -> String {
         .collect()
 }
 
-/// Writes `report` to `<dir>/<plan>-<YYYYmmdd_HHMMSS>.json`, returning the file.
-pub fn write_report(report: &RehearsalReport, dir: &Path) -> Result<PathBuf, RehearseError> {
-    let failed = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| RehearseError::Report { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(failed(dir))?;
-    let stamp = Local::now().format("%Y%m%d_%H%M%S");
-    let file = dir.join(format!("{}-{stamp}.json", file_safe(&report.plan)));
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|error| failed(&file)(std::io::Error::other(error)))?;
-    std::fs::write(&file, text + "\n").map_err(failed(&file))?;
-    Ok(file)
+/// Writes `report` to `<dir>/<plan>-<YYYYmmdd_HHMMSS>.json`, a new file readable by
+/// its owner alone (it holds captured production values and errors quoting rows),
+/// returning the file. Should a report of the same second exist, the name takes the
+/// next free second, so the newest report still sorts last.
+pub fn write_report(
+    report: &RehearsalReport,
+    dir: &crate::PrivateDir,
+) -> Result<PathBuf, RehearseError> {
+    let text = serde_json::to_string_pretty(report).map_err(|error| RehearseError::Report {
+        path: dir.path().display().to_string(),
+        source: std::io::Error::other(error),
+    })? + "\n";
+    let now = Local::now();
+    for second in 0..60 {
+        let stamp = (now + chrono::Duration::seconds(second)).format("%Y%m%d_%H%M%S");
+        let name = format!("{}-{stamp}.json", file_safe(&report.plan));
+        let file = dir.path().join(&name);
+        let mut out = match dir.create_new(&name) {
+            Ok(out) => out,
+            Err(crate::PrivateDirError::CreateFile { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                continue
+            }
+            Err(error) => return Err(error.into()),
+        };
+        return match std::io::Write::write_all(&mut out, text.as_bytes()) {
+            Ok(()) => Ok(file),
+            Err(source) => {
+                dir.remove(&name);
+                Err(RehearseError::Report {
+                    path: file.display().to_string(),
+                    source,
+                })
+            }
+        };
+    }
+    Err(RehearseError::Report {
+        path: dir.path().display().to_string(),
+        source: std::io::Error::other("no free report name in the next minute"),
+    })
 }
 
 /// The budget's breaches by `locks`, one line each.

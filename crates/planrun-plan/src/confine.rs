@@ -1,7 +1,8 @@
 //! SQL files stay inside the plan's directory: `sql_file` and `setup_sql_file` must
-//! resolve, symbolic links followed, under the directory of the plan file or one of
-//! the plan's `sql_dirs`. A plan from elsewhere then cannot make planrun read (and
-//! record in its ledger, or quote in an error) a file such as `../../etc/passwd`.
+//! resolve, symbolic links followed, under the directory of the plan file or one the
+//! operator allows on the command line (`--allow-sql-dir`; the plan itself cannot).
+//! A plan from elsewhere then cannot make planrun read (and record in its ledger, or
+//! quote in an error) a file such as `../../etc/passwd`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +15,9 @@ pub(crate) fn confinement_problems(plan: &Plan) -> Vec<PlanProblem> {
     let mut roots: Vec<PathBuf> = Vec::new();
     roots.extend(plan.dir().canonicalize().ok());
     roots.extend(
-        plan.sql_dirs
+        plan.allowed_sql_dirs
             .iter()
-            .filter_map(|(_, _, dir)| dir.canonicalize().ok()),
+            .filter_map(|dir| dir.canonicalize().ok()),
     );
     let files = plan
         .setup_sql_file
@@ -51,6 +52,6 @@ fn outside(file: &str, span: &Span, resolved: &Path, roots: &[PathBuf]) -> Optio
             ),
         )
         .label(span.clone(), "outside the plan's directory")
-        .help("keep SQL files in the plan's directory, or allow their directory with `sql_dirs = [\"...\"]` in [plan]"),
+        .help("keep SQL files in the plan's directory; whoever runs the plan may allow their directory with `--allow-sql-dir DIR`"),
     )
 }

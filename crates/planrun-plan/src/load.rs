@@ -63,19 +63,40 @@ const STEP_KINDS: &[&str] = &["sql", "sql_file", "transform"];
 
 impl Plan {
     /// Reads and validates the plan at `path`: syntax, shape and structure (ids,
-    /// dependencies, cycles, expectations, captures). Missing SQL files and unknown
-    /// transforms are [`Plan::load_checked`]'s to report.
+    /// dependencies, cycles, expectations, captures), and that its SQL files lie in
+    /// its directory. Missing SQL files and unknown transforms are
+    /// [`Plan::load_checked`]'s to report.
     pub fn load(path: &Path) -> Result<Plan, PlanErrors> {
-        Plan::load_inner(path, None)
+        Plan::load_inner(path, None, &[])
+    }
+
+    /// [`Plan::load`] with SQL files also allowed in the operator's `sql_dirs`.
+    pub fn load_allowing(path: &Path, sql_dirs: &[PathBuf]) -> Result<Plan, PlanErrors> {
+        Plan::load_inner(path, None, sql_dirs)
     }
 
     /// [`Plan::load`] plus the environment: SQL files on disk, transforms registered
     /// in `catalog` with acceptable params. Every problem is reported together.
     pub fn load_checked(path: &Path, catalog: &dyn TransformCatalog) -> Result<Plan, PlanErrors> {
-        Plan::load_inner(path, Some(catalog))
+        Plan::load_inner(path, Some(catalog), &[])
     }
 
-    fn load_inner(path: &Path, catalog: Option<&dyn TransformCatalog>) -> Result<Plan, PlanErrors> {
+    /// [`Plan::load_checked`] with SQL files also allowed in `sql_dirs`, directories
+    /// the operator named on the command line (`--allow-sql-dir`); a plan file can
+    /// never add one.
+    pub fn load_checked_allowing(
+        path: &Path,
+        catalog: &dyn TransformCatalog,
+        sql_dirs: &[PathBuf],
+    ) -> Result<Plan, PlanErrors> {
+        Plan::load_inner(path, Some(catalog), sql_dirs)
+    }
+
+    fn load_inner(
+        path: &Path,
+        catalog: Option<&dyn TransformCatalog>,
+        sql_dirs: &[PathBuf],
+    ) -> Result<Plan, PlanErrors> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| {
             PlanErrors::new(
@@ -87,7 +108,7 @@ impl Plan {
                 )],
             )
         })?;
-        Plan::parse(path, text, catalog)
+        Plan::parse_allowing(path, text, catalog, sql_dirs)
     }
 
     /// Validates plan `text` as if read from `path` (SQL files resolve against its
@@ -97,13 +118,30 @@ impl Plan {
         text: String,
         catalog: Option<&dyn TransformCatalog>,
     ) -> Result<Plan, PlanErrors> {
+        Plan::parse_allowing(path, text, catalog, &[])
+    }
+
+    /// [`Plan::parse`] with SQL files also allowed in the operator's `sql_dirs`.
+    pub fn parse_allowing(
+        path: &Path,
+        text: String,
+        catalog: Option<&dyn TransformCatalog>,
+        sql_dirs: &[PathBuf],
+    ) -> Result<Plan, PlanErrors> {
         let source = Arc::new(text);
         let mut problems = Vec::new();
-        let plan = read_plan(path, &source, &mut problems);
+        let mut plan = read_plan(path, &source, &mut problems);
+        if let Some(plan) = &mut plan {
+            plan.allowed_sql_dirs = sql_dirs.to_vec();
+        }
         if let Some(plan) = &plan {
             problems.extend(crate::validate::structure(plan));
             if let Some(catalog) = catalog {
                 problems.extend(plan.environment_problems(catalog));
+            } else {
+                // Without the environment checks too: a command that only draws the
+                // plan may still build a runner, which reads every SQL file.
+                problems.extend(crate::confine::confinement_problems(plan));
             }
         }
         match plan {
@@ -153,7 +191,6 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
     let mut setup_sql_file = None;
     let mut lock_retries = None;
     let mut lock_budget = None;
-    let mut sql_dirs = Vec::new();
     let (name, description, timeouts, backup_dir, max_rehearsal_age) = match document.get("plan") {
         Some(plan_table) => match plan_table.get_ref() {
             DeValue::Table(table) => {
@@ -166,7 +203,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
                 setup_sql_file = reader.string(table, "setup_sql_file", false, 0..0);
                 lock_retries = reader.lock_retries(table);
                 lock_budget = reader.lock_budget(table);
-                sql_dirs = reader.string_list(table, "sql_dirs");
+                reader.refuse_sql_dirs(table);
                 (name, description, timeouts, backup_dir, max_age)
             }
             other => {
@@ -215,13 +252,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
         lock_budget,
         backup_dir: backup_dir.map(|(dir, _)| PathBuf::from(dir)),
         max_rehearsal_age,
-        sql_dirs: sql_dirs
-            .into_iter()
-            .map(|(dir, span)| {
-                let resolved = plan_dir.join(&dir);
-                (dir, span, resolved)
-            })
-            .collect(),
+        allowed_sql_dirs: Vec::new(),
         setup_sql_file: setup_sql_file.map(|(file, span)| {
             let resolved = plan_dir.join(&file);
             (file, span, resolved)
@@ -634,7 +665,6 @@ impl Reader<'_> {
         };
         let what = match key {
             "depends_on" => "a list of stage ids",
-            "sql_dirs" => "a list of directories",
             _ => "a list of names",
         };
         match value.get_ref() {
@@ -654,6 +684,22 @@ impl Reader<'_> {
                 Vec::new()
             }
         }
+    }
+
+    /// `sql_dirs` let a plan widen where its SQL files may live, to `/` even, and so
+    /// read any file the operator can; only the operator widens it now.
+    fn refuse_sql_dirs(&mut self, table: &DeTable<'_>) {
+        let Some(value) = table.get("sql_dirs") else {
+            return;
+        };
+        self.problems.push(
+            PlanProblem::new(
+                ProblemKind::SqlFileOutsidePlan,
+                "a plan cannot allow SQL files outside its own directory (`sql_dirs`)",
+            )
+            .label(value.span(), "refused: the plan widening its own confinement")
+            .help("remove `sql_dirs`; whoever runs the plan allows a directory with `--allow-sql-dir DIR` on the command line"),
+        );
     }
 
     fn check(

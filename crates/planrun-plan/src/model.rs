@@ -36,9 +36,9 @@ pub struct Plan {
     /// SQL run on every connection before anything else, e.g. `pg_temp` helper
     /// functions for checks; as written and resolved against the plan's directory.
     pub setup_sql_file: Option<(String, Span, PathBuf)>,
-    /// Directories besides the plan's own that SQL files may live in (`sql_dirs`), as
-    /// written and resolved against the plan's directory.
-    pub sql_dirs: Vec<(String, Span, PathBuf)>,
+    /// Directories besides the plan's own that SQL files may live in: the operator's
+    /// `--allow-sql-dir`, never anything from the plan file.
+    pub allowed_sql_dirs: Vec<PathBuf>,
     pub stages: Vec<Stage>,
 }
 

@@ -1,14 +1,14 @@
 //! SQL files stay inside the plan's directory: a path that climbs out, or a symbolic
 //! link that points out, is refused by `check` before anything reads the file, unless
-//! the plan allows the directory with `sql_dirs`.
+//! the operator allows the directory (`--allow-sql-dir`); the plan cannot.
 
 mod support;
 
 use planrun_plan::ProblemKind;
-use support::check_in as check;
+use support::{check_allowing, check_in as check};
 
 #[test]
-fn a_sql_file_outside_the_plans_directory_is_refused_unless_allowed() {
+fn a_sql_file_outside_the_plans_directory_is_refused_unless_the_operator_allows_it() {
     let root = tempfile::tempdir().unwrap();
     let plans = root.path().join("plans");
     let shared = root.path().join("shared");
@@ -38,9 +38,23 @@ fn a_sql_file_outside_the_plans_directory_is_refused_unless_allowed() {
         "the file is named, never quoted: {found:?}"
     );
 
-    let allowed = check(
+    let widened = check(
         &plans,
         &format!("[plan]\nname = \"p\"\nsql_dirs = [\"../shared\"]\n{stages}"),
+    );
+    assert_eq!(
+        widened
+            .iter()
+            .filter(|(kind, _)| *kind == ProblemKind::SqlFileOutsidePlan)
+            .count(),
+        3,
+        "the key and both files are refused: {widened:?}"
+    );
+
+    let allowed = check_allowing(
+        &plans,
+        &format!("[plan]\nname = \"p\"\n{stages}"),
+        &[shared],
     );
     assert!(allowed.is_empty(), "{allowed:?}");
 }

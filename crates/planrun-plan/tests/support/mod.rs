@@ -52,9 +52,18 @@ impl TransformCatalog for NoTransforms {
 /// Writes `plan` as `plan.toml` in `dir` and loads it with its environment checked
 /// (SQL files read): every problem as (kind, message), none when it loads.
 pub fn check_in(dir: &Path, plan: &str) -> Vec<(ProblemKind, String)> {
+    check_allowing(dir, plan, &[])
+}
+
+/// [`check_in`] with SQL files also allowed in the operator's `sql_dirs`.
+pub fn check_allowing(
+    dir: &Path,
+    plan: &str,
+    sql_dirs: &[std::path::PathBuf],
+) -> Vec<(ProblemKind, String)> {
     let path = dir.join("plan.toml");
     std::fs::write(&path, plan).unwrap();
-    match Plan::load_checked(&path, &NoTransforms) {
+    match Plan::load_checked_allowing(&path, &NoTransforms, sql_dirs) {
         Ok(_) => Vec::new(),
         Err(errors) => errors
             .problems
