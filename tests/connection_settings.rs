@@ -309,8 +309,21 @@ fn a_ca_in_the_system_store_is_trusted_only_with_sslrootcert_system() {
         Vec::<String>::new(),
         "a session (and so the password) reached the impostor"
     );
-    let output = status(home.path(), &url("sslrootcert=system"), &env);
+    // With `system`, the backup's pg_dump (libpq 15 here) trusts the same store.
+    let dir = scenario("tls");
+    let output = run(
+        dir.path(),
+        home.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--database-url",
+            &url("sslrootcert=system"),
+        ],
+        &env,
+    );
     assert_exit(&output, exit_codes::SUCCESS);
+    assert_eq!(impostor.sessions_of("pg_dump").len(), 1);
     let sessions = impostor.sessions_of("planrun");
     assert!(
         !sessions.is_empty() && sessions.iter().all(|line| line.contains("SSL enabled")),

@@ -38,7 +38,7 @@ impl std::fmt::Display for Source {
             Source::Environment => "DATABASE_URL",
             Source::DotEnv => "./.env",
             Source::Libpq => "the PG* variables",
-            Source::Planrun => "planrun",
+            Source::Planrun => "planrun's throwaway cluster",
         })
     }
 }
@@ -209,6 +209,8 @@ impl Target {
     /// tool connects with what planrun connects with. Its TLS is at least what
     /// planrun's sessions negotiated: `allow` and `prefer` become `require` once a
     /// session was encrypted, and `allow` (plaintext first) is never passed on.
+    /// `sslrootcert=system` becomes the system's roots file, for a `pg_dump` older
+    /// than libpq 16.
     pub fn libpq_tool_settings(&self) -> (String, Vec<(&'static str, String)>) {
         let mut env = Vec::new();
         if let Some(password) = self.resolved.password() {
@@ -227,11 +229,17 @@ impl Target {
             .settings()
             .iter()
             .filter(|(name, _)| *name != "password")
-            .map(|(name, value)| match name {
-                "sslmode" => (name, sslmode.unwrap_or(value)),
-                _ => (name, value),
+            .map(|(name, value)| match (name, value) {
+                ("sslmode", _) => (name, sslmode.unwrap_or(value).to_owned()),
+                // libpq 16's word; an older pg_dump reads it as a file name.
+                ("sslrootcert", "system") => (
+                    name,
+                    crate::tls::system_roots_file()
+                        .map_or(value.to_owned(), |file| file.display().to_string()),
+                ),
+                _ => (name, value.to_owned()),
             })
-            .map(|(name, value)| format!("{name}={}", quote_value(value)))
+            .map(|(name, value)| format!("{name}={}", quote_value(&value)))
             .collect::<Vec<_>>()
             .join(" ");
         (conninfo, env)

@@ -324,7 +324,7 @@ pub struct StatusReport {
     pub plan: String,
     pub target: String,
     /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun` (a throwaway cluster
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
     /// planrun made).
     pub target_source: String,
     pub ledger_exists: bool,

@@ -132,7 +132,7 @@ pub struct RehearsalReport {
     /// The target, password redacted.
     pub target: String,
     /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun` (a throwaway cluster
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
     /// planrun made). Absent from documents written before it was added.
     #[serde(default)]
     pub target_source: String,

@@ -22,7 +22,7 @@ pub struct RunReport {
     /// The database, password redacted.
     pub target: String,
     /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun` (a throwaway cluster
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
     /// planrun made). Absent from documents written before it was added.
     #[serde(default)]
     pub target_source: String,

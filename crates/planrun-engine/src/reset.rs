@@ -26,7 +26,7 @@ pub struct ResetReport {
     pub stage: String,
     pub target: String,
     /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun` (a throwaway cluster
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
     /// planrun made).
     pub target_source: String,
     pub run_id: i64,

@@ -193,6 +193,24 @@ fn trusted_roots(roots: Option<&Roots>) -> Result<X509Store, String> {
     Ok(store.build())
 }
 
+/// The file of the system's trusted roots that `sslrootcert=system` means, for a
+/// libpq tool older than libpq 16, which reads `system` as a file name: OpenSSL's
+/// own choice, `SSL_CERT_FILE` or its compiled-in default.
+pub(crate) fn system_roots_file() -> Option<PathBuf> {
+    // SAFETY: both return pointers to static NUL-terminated strings.
+    let (variable, default) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(openssl_sys::X509_get_default_cert_file_env()),
+            std::ffi::CStr::from_ptr(openssl_sys::X509_get_default_cert_file()),
+        )
+    };
+    std::env::var_os(variable.to_str().ok()?)
+        .filter(|file| !file.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(default.to_str().ok()?)))
+        .filter(|file| file.exists())
+}
+
 fn version(name: &str) -> SslVersion {
     match name {
         "TLSv1" => SslVersion::TLS1,
