@@ -339,35 +339,49 @@ fn closed_port() -> u16 {
 
 #[test]
 fn each_host_of_a_list_gets_its_own_password_file_line() {
-    let server = planrun_tests::TestDb::with_password("only-for-b");
-    let port = server.cluster.port();
+    let ca = Ca::new("planrun test CA");
+    let server = TlsServer::start(&ca, &["localhost"], &[]);
+    let port = server.db.cluster.port();
+    let dbname = server.database("target");
     let home = tempfile::tempdir().unwrap();
     let pgpass = home.path().join(".pgpass");
-    // The first host refuses the connection; its line must not be sent to the second.
-    std::fs::write(
-        &pgpass,
-        format!("127.0.0.2:{port}:*:*:meant-for-a\n127.0.0.1:{port}:*:*:only-for-b\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let escaped = PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    let write_pgpass = |first: &str| {
+        std::fs::write(
+            &pgpass,
+            format!("{first}:*:*:meant-for-a\n127.0.0.1:{port}:*:*:{escaped}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    // Nothing listens on the first host; its line must not be sent to the second.
+    // The apply's backup runs pg_dump, which reads the file per host too.
+    write_pgpass(&format!("127.0.0.2:{port}"));
     let conninfo = format!(
-        "host=127.0.0.2,127.0.0.1 port={port} user=postgres dbname=planrun_test sslmode=disable"
+        "host=127.0.0.2,127.0.0.1 port={port} user=postgres dbname={dbname} sslmode=require"
     );
-    let output = status(home.path(), &conninfo, &[]);
+    let dir = scenario("tls");
+    let output = run(
+        dir.path(),
+        home.path(),
+        &["apply", "plan.toml", "--database-url", &conninfo],
+        &[],
+    );
     assert_exit(&output, exit_codes::SUCCESS);
+    assert_eq!(server.sessions_of("pg_dump").len(), 1);
 
-    let second_port = closed_port();
-    std::fs::write(
-        &pgpass,
-        format!("127.0.0.1:{second_port}:*:*:meant-for-a\n127.0.0.1:{port}:*:*:only-for-b\n"),
-    )
-    .unwrap();
+    let closed = closed_port();
+    write_pgpass(&format!("127.0.0.1:{closed}"));
     let by_port = format!(
-        "host=127.0.0.1,127.0.0.1 port={second_port},{port} user=postgres dbname=planrun_test sslmode=disable"
+        "host=127.0.0.1,127.0.0.1 port={closed},{port} user=postgres dbname={dbname} sslmode=require"
     );
     let output = status(home.path(), &by_port, &[]);
     assert_exit(&output, exit_codes::SUCCESS);
-    assert!(!describe(&output).contains("meant-for-a"));
+    let log = std::fs::read_to_string(server.db.cluster.log_file()).unwrap();
+    assert!(
+        !log.contains("password authentication failed"),
+        "a wrong password reached the server:\n{log}"
+    );
 }
 
 #[test]
