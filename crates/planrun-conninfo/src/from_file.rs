@@ -21,14 +21,16 @@ pub fn resolve_from_file(
     if combined.origin("password") != Some(&Origin::Environment("PGPASSWORD")) {
         return Ok(combined);
     }
-    let environment_alone = resolve(None, env)?;
     let server = |resolved: &Resolved| {
         ["host", "hostaddr", "port"].map(|name| resolved.get(name).unwrap_or("").to_owned())
     };
-    let (named, meant) = (server(&combined), server(&environment_alone));
-    if named == meant {
+    let named = server(&combined);
+    // Settings the environment alone cannot resolve name no server to match.
+    let meant = resolve(None, env).ok().map(|alone| server(&alone));
+    if meant.as_ref() == Some(&named) {
         return Ok(combined);
     }
+    let meant = meant.map_or_else(|| "none it can resolve".to_owned(), |meant| shown(&meant));
     let mut resolved = resolve(
         Some(text),
         &Without {
@@ -37,8 +39,7 @@ pub fn resolve_from_file(
         },
     )?;
     resolved.note = Some(format!(
-        "PGPASSWORD was not sent: it goes with the server the environment names ({}), and {file} names another ({})",
-        shown(&meant),
+        "PGPASSWORD was not sent: it goes with the server the environment names ({meant}), and {file} names another ({})",
         shown(&named)
     ));
     Ok(resolved)
