@@ -2,7 +2,11 @@
 //! URL leaves out, percent-encoding is decoded everywhere, passwords come from
 //! `PGPASSWORD`, `~/.pgpass` and `PGPASSFILE` under libpq's permission rule, `pg_dump`
 //! gets exactly the settings planrun used, and with nothing configured planrun says
-//! so. Against real clusters, through the binary a user runs.
+//! so. Issue 20: only `sslrootcert` is trusted (the system store only for
+//! `sslrootcert=system`), each host of a list gets its own password-file line,
+//! `pg_dump` gets the TLS planrun negotiated, a password key in any spelling is hidden,
+//! and a stale `./.env` never takes `PGPASSWORD`. Against real clusters, through the
+//! binary a user runs.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
