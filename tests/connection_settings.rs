@@ -2,14 +2,18 @@
 //! URL leaves out, percent-encoding is decoded everywhere, passwords come from
 //! `PGPASSWORD`, `~/.pgpass` and `PGPASSFILE` under libpq's permission rule, `pg_dump`
 //! gets exactly the settings planrun used, and with nothing configured planrun says
-//! so. Against real clusters, through the binary a user runs.
+//! so. Issue 20: only `sslrootcert` is trusted (the system store only for
+//! `sslrootcert=system`), each host of a list gets its own password-file line,
+//! `pg_dump` gets the TLS planrun negotiated, a password key in any spelling is hidden,
+//! and a stale `./.env` never takes `PGPASSWORD`. Against real clusters, through the
+//! binary a user runs.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use planrun_engine::exit_codes;
-use planrun_tests::tls::{Ca, TlsServer, PASSWORD, PASSWORD_ENCODED};
+use planrun_tests::tls::{Ca, TlsServer, LEAK_MARK, PASSWORD, PASSWORD_ENCODED};
 use planrun_tests::{describe, planrun_command, scenario};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
@@ -266,5 +270,280 @@ fn with_nothing_configured_planrun_says_so() {
         stderr.contains("none of --database-url, DATABASE_URL") && !stderr.contains("5432"),
         "{}",
         describe(&output)
+    );
+}
+
+/// `status` of the `tls` scenario against `url`, with `env`.
+fn status(home: &Path, url: &str, env: &[(&str, &str)]) -> Output {
+    let dir = scenario("tls");
+    run(
+        dir.path(),
+        home,
+        &["status", "plan.toml", "--database-url", url],
+        env,
+    )
+}
+
+#[test]
+fn a_ca_in_the_system_store_is_trusted_only_with_sslrootcert_system() {
+    // The impostor's certificate comes from a CA the system trusts (SSL_CERT_FILE
+    // stands in for the system store); the team's CA is another.
+    let public_ca = Ca::new("a public CA");
+    let impostor = TlsServer::start(&public_ca, &["localhost"], &["127.0.0.1"]);
+    let home = tempfile::tempdir().unwrap();
+    let team_ca = Ca::new("the team's CA").write(&home.path().join("team-ca.pem"));
+    let system_store = impostor.ca_file().display().to_string();
+    let env = [("SSL_CERT_FILE", system_store.as_str())];
+    let port = impostor.db.cluster.port();
+    let url = |query: &str| {
+        format!("postgresql://postgres:{PASSWORD_ENCODED}@localhost:{port}/planrun_test?{query}")
+    };
+    for sslmode in ["verify-ca", "verify-full"] {
+        let query = format!("sslmode={sslmode}&sslrootcert={}", team_ca.display());
+        let output = status(home.path(), &url(&query), &env);
+        assert_exit(&output, exit_codes::CANNOT_CONNECT);
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("certificate verify failed"),
+            "{}",
+            describe(&output)
+        );
+    }
+    assert_eq!(
+        impostor.sessions_of("planrun"),
+        Vec::<String>::new(),
+        "a session (and so the password) reached the impostor"
+    );
+    // With `system`, the backup's pg_dump (libpq 15 here) trusts the same store.
+    let dir = scenario("tls");
+    let output = run(
+        dir.path(),
+        home.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--database-url",
+            &url("sslrootcert=system"),
+        ],
+        &env,
+    );
+    assert_exit(&output, exit_codes::SUCCESS);
+    assert_eq!(impostor.sessions_of("pg_dump").len(), 1);
+    let sessions = impostor.sessions_of("planrun");
+    assert!(
+        !sessions.is_empty() && sessions.iter().all(|line| line.contains("SSL enabled")),
+        "{sessions:?}"
+    );
+}
+
+/// A TCP port on this host where nothing listens.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn each_host_of_a_list_gets_its_own_password_file_line() {
+    let ca = Ca::new("planrun test CA");
+    let server = TlsServer::start(&ca, &["localhost"], &[]);
+    let port = server.db.cluster.port();
+    let dbname = server.database("target");
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    let escaped = PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    let write_pgpass = |first: &str| {
+        std::fs::write(
+            &pgpass,
+            format!("{first}:*:*:meant-for-a\n127.0.0.1:{port}:*:*:{escaped}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    // Nothing listens on the first host; its line must not be sent to the second.
+    // The apply's backup runs pg_dump, which reads the file per host too.
+    write_pgpass(&format!("127.0.0.2:{port}"));
+    let conninfo = format!(
+        "host=127.0.0.2,127.0.0.1 port={port} user=postgres dbname={dbname} sslmode=require"
+    );
+    let dir = scenario("tls");
+    let output = run(
+        dir.path(),
+        home.path(),
+        &["apply", "plan.toml", "--database-url", &conninfo],
+        &[],
+    );
+    assert_exit(&output, exit_codes::SUCCESS);
+    assert_eq!(server.sessions_of("pg_dump").len(), 1);
+
+    let closed = closed_port();
+    write_pgpass(&format!("127.0.0.1:{closed}"));
+    let by_port = format!(
+        "host=127.0.0.1,127.0.0.1 port={closed},{port} user=postgres dbname={dbname} sslmode=require"
+    );
+    let output = status(home.path(), &by_port, &[]);
+    assert_exit(&output, exit_codes::SUCCESS);
+    let log = std::fs::read_to_string(server.db.cluster.log_file()).unwrap();
+    assert!(
+        !log.contains("password authentication failed"),
+        "a wrong password reached the server:\n{log}"
+    );
+}
+
+#[test]
+fn pg_dump_gets_the_tls_planrun_negotiated_under_sslmode_allow() {
+    let ca = Ca::new("planrun test CA");
+    let server = TlsServer::start(&ca, &["localhost"], &[]);
+    let home = tempfile::tempdir().unwrap();
+    let (bin, record) = recording_pg_dump(home.path());
+    let port = server.db.cluster.port();
+    let dir = scenario("tls");
+    for sslmode in ["allow", "prefer"] {
+        let dbname = server.database(&format!("target_{sslmode}"));
+        let url = format!(
+            "postgresql://postgres:{PASSWORD_ENCODED}@localhost:{port}/{dbname}?sslmode={sslmode}"
+        );
+        let output = run(
+            dir.path(),
+            home.path(),
+            &["apply", "plan.toml", "--database-url", &url],
+            &[("PG_BIN", &bin.display().to_string())],
+        );
+        assert_exit(&output, exit_codes::SUCCESS);
+        let recorded = std::fs::read_to_string(&record).expect("pg_dump ran");
+        assert!(recorded.contains("sslmode='require'"), "{recorded}");
+    }
+    let dbname = server.database("rehearsed");
+    let url =
+        format!("postgresql://postgres:{PASSWORD_ENCODED}@localhost:{port}/{dbname}?sslmode=allow");
+    // The copy runs over a Unix socket, where the scenario's TLS check fails; the
+    // copy of the target is what matters here.
+    let output = run(
+        dir.path(),
+        home.path(),
+        &["rehearse", "plan.toml", "--database-url", &url],
+        &[],
+    );
+    let dumps = server.sessions_of("pg_dump");
+    assert!(
+        dumps
+            .iter()
+            .any(|line| line.contains(&format!("database={dbname}"))),
+        "the rehearsal did not copy the target: {}",
+        describe(&output)
+    );
+    assert_eq!(dumps.len(), 3, "two backups and one copy: {dumps:#?}");
+    for line in &dumps {
+        assert!(line.contains("SSL enabled"), "pg_dump in plaintext: {line}");
+    }
+}
+
+#[test]
+fn a_percent_encoded_password_key_is_hidden_everywhere() {
+    let ca = Ca::new("planrun test CA");
+    let server = TlsServer::start(&ca, &["localhost"], &[]);
+    let dbname = server.database("target");
+    let home = tempfile::tempdir().unwrap();
+    let dir = scenario("tls");
+    let url = |key: &str, password: &str| {
+        format!(
+            "postgresql://postgres@localhost:{}/{dbname}?sslmode=require&{key}={password}",
+            server.db.cluster.port()
+        )
+    };
+    let good = url("pass%77ord", PASSWORD_ENCODED);
+    let mut seen = String::new();
+    for args in [
+        vec!["apply", "plan.toml", "--format", "json"],
+        vec!["status", "plan.toml"],
+        vec!["status", "plan.toml", "--format", "json"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--database-url", &good]);
+        let output = run(dir.path(), home.path(), &args, &[]);
+        assert_exit(&output, exit_codes::SUCCESS);
+        seen.push_str(&describe(&output));
+    }
+    for wrong in [
+        url("pass%77ord", "Wrong-w0rd"),
+        url("PASSWORD", "Wrong-w0rd"),
+    ] {
+        let output = run(
+            dir.path(),
+            home.path(),
+            &["apply", "plan.toml", "--database-url", &wrong],
+            &[],
+        );
+        assert_eq!(output.status.code().map(|code| code != 0), Some(true));
+        seen.push_str(&describe(&output));
+    }
+    seen.push_str(&server.scalar(&dbname, "SELECT string_agg(target, ' ') FROM planrun.runs"));
+    assert!(!seen.contains(LEAK_MARK), "the password leaked:\n{seen}");
+    assert!(seen.contains("pass%77ord=***"), "{seen}");
+}
+
+#[test]
+fn a_stale_dotenv_never_gets_the_environments_password_and_the_header_names_the_source() {
+    let meant = planrun_tests::TestDb::with_password("shared-pass");
+    let stale = planrun_tests::TestDb::with_password("shared-pass");
+    let home = tempfile::tempdir().unwrap();
+    let dir = scenario("tls");
+    let env_port = meant.cluster.port().to_string();
+    let env = [
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", env_port.as_str()),
+        ("PGUSER", "postgres"),
+        ("PGDATABASE", "planrun_test"),
+        ("PGPASSWORD", "shared-pass"),
+        ("PGSSLMODE", "disable"),
+    ];
+    let status_in = |args: &[&str]| {
+        let mut all = vec!["status", "plan.toml"];
+        all.extend(args);
+        run(dir.path(), home.path(), &all, &env)
+    };
+    let dotenv = |port: u16| {
+        std::fs::write(
+            dir.path().join(".env"),
+            format!("DATABASE_URL=postgresql://postgres@127.0.0.1:{port}/planrun_test\n"),
+        )
+        .unwrap();
+    };
+
+    dotenv(stale.cluster.port());
+    let refused = status_in(&[]);
+    assert_exit(&refused, exit_codes::CANNOT_CONNECT);
+    let text = describe(&refused);
+    assert!(
+        text.contains("PGPASSWORD was not sent") && text.contains("./.env"),
+        "{text}"
+    );
+    assert!(!text.contains("shared-pass"), "{text}");
+
+    dotenv(meant.cluster.port());
+    let same_server = status_in(&[]);
+    assert_exit(&same_server, exit_codes::SUCCESS);
+    assert!(
+        String::from_utf8_lossy(&same_server.stdout).contains("(from ./.env)"),
+        "{}",
+        describe(&same_server)
+    );
+    let json = status_in(&["--format", "json"]);
+    assert_exit(&json, exit_codes::SUCCESS);
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["target_source"], "./.env");
+
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
+    let from_pg = status_in(&[]);
+    assert_exit(&from_pg, exit_codes::SUCCESS);
+    assert!(
+        String::from_utf8_lossy(&from_pg.stdout).contains("(from the PG* variables)"),
+        "{}",
+        describe(&from_pg)
+    );
+    let flag = status_in(&["--database-url", &meant.url]);
+    assert_exit(&flag, exit_codes::SUCCESS);
+    assert!(
+        String::from_utf8_lossy(&flag.stdout).contains("(from --database-url)"),
+        "{}",
+        describe(&flag)
     );
 }

@@ -126,7 +126,8 @@ impl Ca {
 }
 
 /// A throwaway cluster serving TLS with a certificate from `ca` for `dns`/`ips`,
-/// requiring `PASSWORD` over TCP (the Unix socket stays trusted).
+/// requiring `PASSWORD` over TCP (the Unix socket stays trusted), logging every
+/// session it authorizes (with `SSL enabled` for an encrypted one).
 pub struct TlsServer {
     pub db: TestDb,
     /// Holds the CA files the tests hand to planrun.
@@ -151,6 +152,7 @@ impl TlsServer {
         let cluster = TempCluster::builder()
             .ssl(&cert_file, &key_file)
             .password(PASSWORD)
+            .setting("log_connections", "on")
             .start()
             .expect("a throwaway PostgreSQL with TLS starts");
         let url = cluster.create_database("planrun_test").unwrap();
@@ -180,6 +182,16 @@ impl TlsServer {
     pub fn database(&self, name: &str) -> String {
         self.db.cluster.create_database(name).unwrap();
         name.to_owned()
+    }
+
+    /// The lines of the server's log that authorized a session of `application`.
+    pub fn sessions_of(&self, application: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.db.cluster.log_file()).unwrap();
+        log.lines()
+            .filter(|line| line.contains("connection authorized"))
+            .filter(|line| line.contains(&format!("application_name={application}")))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// A query in `dbname` as the superuser, over the trusted Unix socket.

@@ -272,8 +272,10 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
                 )),
                 ReportFormat::Text => {
                     say!(
-                        "reset {}: the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
+                        "reset {} on {} (from {}): the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
                         report.stage,
+                        report.target,
+                        report.target_source,
                         crate::output::count_signed(report.batches),
                         report.last_key.map_or("-".into(), |key| key.to_string()),
                         report.run_id

@@ -139,7 +139,7 @@ fn demo(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> R
     let dag = Dag::build(&plan).map_err(|_| "the memoir plan has a cycle".to_owned())?;
     say!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
 
-    let target = Target::parse(&url, Source::Flag).map_err(|e| e.to_string())?;
+    let target = Target::parse(&url, Source::Planrun).map_err(|e| e.to_string())?;
     let runner = Runner::new(&plan, registry).map_err(|e| e.to_string())?;
     let options = ApplyOptions {
         include_optional: true,

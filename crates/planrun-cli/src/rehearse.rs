@@ -168,8 +168,8 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail:
         out,
         "{}",
         style.bold(&format!(
-            "planrun rehearse {} -> {}",
-            report.plan, report.target
+            "planrun rehearse {} -> {} (from {})",
+            report.plan, report.target, report.target_source
         ))
     );
     let _ = writeln!(

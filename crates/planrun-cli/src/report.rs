@@ -458,7 +458,10 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     } else {
         report.command.clone()
     };
-    let mut title = format!("planrun {command} {} -> {}", report.plan, report.target);
+    let mut title = format!(
+        "planrun {command} {} -> {} (from {})",
+        report.plan, report.target, report.target_source
+    );
     if let (Some(run), false) = (report.run_id, report.dry_run) {
         let _ = write!(title, " [run {run}]");
     }
@@ -787,8 +790,8 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         out,
         "{}",
         style.bold(&format!(
-            "planrun status {} -> {}",
-            report.plan, report.target
+            "planrun status {} -> {} (from {})",
+            report.plan, report.target, report.target_source
         ))
     );
     if !report.ledger_exists {

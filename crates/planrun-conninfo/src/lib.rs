@@ -5,8 +5,10 @@
 //!
 //! Also [`redact`]: hiding passwords in any text that may quote a connection string.
 
+mod endpoint;
 mod environment;
 mod error;
+mod from_file;
 mod key_value;
 mod keywords;
 mod passfile;
@@ -15,8 +17,10 @@ mod resolve;
 mod settings;
 mod url;
 
+pub use endpoint::Endpoint;
 pub use environment::{Environment, FixedEnvironment, ProcessEnvironment};
 pub use error::ConnInfoError;
+pub use from_file::resolve_from_file;
 pub use key_value::{parse_key_value, quote_value};
 pub use keywords::{keyword, Keyword, Support, KEYWORDS};
 pub use redact::{redact, scrub};

@@ -38,49 +38,53 @@ pub fn redact(text: &str) -> String {
     redact_key_value(&out)
 }
 
+/// Hides the value of every `password` key: keys are compared percent-decoded and
+/// without regard to case (`pass%77ord`, `PASSWORD`), so no spelling a URI or a
+/// mistyped string may use shows its value; hiding a little more than libpq would
+/// read as a password is the safe side.
 fn redact_key_value(text: &str) -> String {
-    const KEY: &str = "password";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find(KEY) {
-        let before = &rest[..at];
-        let starts_word = before.is_empty()
-            || before.ends_with(|c: char| c.is_whitespace() || c == '&' || c == '?');
-        let in_query = before.ends_with(['&', '?']);
-        let (head, tail) = rest.split_at(at + KEY.len());
+    while let Some(equals) = rest.find('=') {
+        let key_text = rest[..equals].trim_end();
+        let key_start = key_text
+            .rfind(|c: char| c.is_whitespace() || c == '&' || c == '?')
+            .map_or(0, |index| index + 1);
+        let in_query = key_text[..key_start].ends_with(['&', '?']);
+        let key = &key_text[key_start..];
+        let key = crate::url::decode(key, "key").unwrap_or_else(|_| key.to_owned());
+        let (head, tail) = rest.split_at(equals + 1);
         out.push_str(head);
-        let after_key = tail.trim_start();
-        let Some(after_equals) = after_key.strip_prefix('=').filter(|_| starts_word) else {
+        if !key.eq_ignore_ascii_case("password") {
             rest = tail;
             continue;
-        };
-        let value = after_equals.trim_start();
+        }
+        let value = tail.trim_start();
         out.push_str(&tail[..tail.len() - value.len()]);
-        let value_end = if let Some(quoted) = value.strip_prefix('\'') {
-            // A quoted value, with backslash escapes as libpq reads them.
-            let mut end = value.len();
-            let mut chars = quoted.char_indices();
-            while let Some((index, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        chars.next();
-                    }
-                    '\'' => {
-                        end = index + 2;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            end
-        } else {
-            unquoted_end(value, in_query)
-        };
         out.push_str("***");
-        rest = &value[value_end..];
+        rest = &value[value_end(value, in_query)..];
     }
     out.push_str(rest);
     out
+}
+
+/// Where a password value starts at `value` ends.
+fn value_end(value: &str, in_query: bool) -> usize {
+    let Some(quoted) = value.strip_prefix('\'') else {
+        return unquoted_end(value, in_query);
+    };
+    // A quoted value, with backslash escapes as libpq reads them.
+    let mut chars = quoted.char_indices();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' => return index + 2,
+            _ => {}
+        }
+    }
+    value.len()
 }
 
 /// Replaces every occurrence of `secret` (as given and percent-decoded) in `text` with
@@ -175,6 +179,14 @@ mod tests {
         assert_eq!(
             redact("no_password=1 xpassword=2"),
             "no_password=1 xpassword=2"
+        );
+        assert_eq!(
+            redact("postgresql://db/prod?pass%77ord=s3%2Fcret&PASSWORD=x&sslmode=require"),
+            "postgresql://db/prod?pass%77ord=***&PASSWORD=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("host=db Password = 'a b' x=1"),
+            "host=db Password = *** x=1"
         );
         assert_eq!(
             scrub("pw is s3%2Fcret or s3/cret", Some("s3%2Fcret")),

@@ -2,11 +2,10 @@
 //! defaults, then the password file. The one place that decides every setting planrun
 //! connects with and hands to `pg_dump`.
 
-use std::path::Path;
-
+use crate::endpoint::{endpoints, Endpoint};
 use crate::environment::Environment;
 use crate::keywords::{keyword, Support, KEYWORDS};
-use crate::passfile::{self, Lookup, PassFileResult};
+use crate::passfile;
 use crate::settings::{Origin, Settings};
 use crate::{parse, ConnInfoError};
 
@@ -18,8 +17,12 @@ pub const DEFAULT_PORT: &str = "5432";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     settings: Settings,
+    endpoints: Vec<Endpoint>,
     /// Why the password file was ignored, as libpq warns.
     pub warning: Option<String>,
+    /// Why a password the environment holds was not used, for a failed connection's
+    /// message.
+    pub note: Option<String>,
 }
 
 /// Resolves `text` (a URI or key=value string; `None` when none was given) against
@@ -45,9 +48,15 @@ pub fn resolve(text: Option<&str>, env: &dyn Environment) -> Result<Resolved, Co
         }
     }
     apply_defaults(&mut settings, env);
+    system_root_means_verify_full(&mut settings)?;
     check_values(&settings)?;
-    let warning = fill_password(&mut settings);
-    Ok(Resolved { settings, warning })
+    let (endpoints, warning) = endpoints(&settings);
+    Ok(Resolved {
+        settings,
+        endpoints,
+        warning,
+        note: None,
+    })
 }
 
 fn any_libpq_variable(env: &dyn Environment) -> bool {
@@ -98,6 +107,28 @@ fn apply_defaults(settings: &mut Settings, env: &dyn Environment) {
         if settings.get("dbname").is_none() {
             settings.set("dbname", user, Origin::Default);
         }
+    }
+}
+
+/// `sslrootcert=system` (libpq 16): the operating system's trusted roots, which any
+/// public CA's customer could present, so the host name must be checked too: the
+/// default `sslmode` becomes `verify-full`, and a weaker one is refused.
+fn system_root_means_verify_full(settings: &mut Settings) -> Result<(), ConnInfoError> {
+    if settings.get("sslrootcert") != Some("system") {
+        return Ok(());
+    }
+    match (settings.get("sslmode"), settings.origin("sslmode")) {
+        (_, Some(Origin::Default)) | (None, _) => {
+            settings.set("sslmode", "verify-full".into(), Origin::Default);
+            Ok(())
+        }
+        (Some("verify-full"), _) => Ok(()),
+        (Some(weaker), origin) => Err(ConnInfoError::InvalidValue {
+            keyword: "sslmode",
+            value: weaker.to_owned(),
+            origin: origin.map(ToString::to_string).unwrap_or_default(),
+            expected: "verify-full with sslrootcert=system, as in libpq 16".into(),
+        }),
     }
 }
 
@@ -183,41 +214,6 @@ fn invalid_value(name: &str, value: &str) -> Option<String> {
     }
 }
 
-/// Takes the password from the password file when none is set; returns libpq's
-/// warning when the file was ignored.
-fn fill_password(settings: &mut Settings) -> Option<String> {
-    if settings.get("password").is_some() {
-        return None;
-    }
-    let path = settings.get("passfile")?.to_owned();
-    let host = settings
-        .get("host")
-        .or_else(|| settings.get("hostaddr"))
-        .and_then(|hosts| hosts.split(',').next())
-        .unwrap_or("")
-        .to_owned();
-    let port = settings
-        .get("port")
-        .and_then(|ports| ports.split(',').next())
-        .filter(|port| !port.is_empty())
-        .unwrap_or(DEFAULT_PORT)
-        .to_owned();
-    let lookup = Lookup {
-        host: &host,
-        port: &port,
-        dbname: settings.get("dbname").unwrap_or(""),
-        user: settings.get("user").unwrap_or(""),
-    };
-    match passfile::look_up(Path::new(&path), lookup, DEFAULT_SOCKET_DIR) {
-        PassFileResult::Found(password) => {
-            settings.set("password", password, Origin::PassFile(path.into()));
-            None
-        }
-        PassFileResult::NotFound => None,
-        PassFileResult::Ignored(why) => Some(why),
-    }
-}
-
 impl Resolved {
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -258,8 +254,22 @@ impl Resolved {
             .join(" ")
     }
 
+    /// The password given for every host (`password=`, `PGPASSWORD`); a password
+    /// file's is per host, in [`Resolved::endpoints`].
     pub fn password(&self) -> Option<&str> {
         self.get("password")
+    }
+
+    /// The servers to try, in order, each with the password it gets.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Every password some endpoint gets, for scrubbing messages.
+    pub fn passwords(&self) -> impl Iterator<Item = &str> {
+        self.endpoints
+            .iter()
+            .filter_map(|endpoint| endpoint.password.as_deref())
     }
 }
 

@@ -5,25 +5,48 @@
 //! target is redacted.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use planrun_conninfo::{ConnInfoError, Environment, Origin, ProcessEnvironment, Resolved};
-use postgres::config::{ChannelBinding, TargetSessionAttrs};
+use planrun_conninfo::{
+    quote_value, ConnInfoError, Endpoint, Environment, Origin, ProcessEnvironment, Resolved,
+};
 use postgres::{Client, Config};
 
+use crate::driver::{driver_config, endpoint_config};
 use crate::error::EngineError;
 use crate::tls::Tls;
 
 pub use planrun_conninfo::{redact, scrub};
 
-/// Where the connection string came from, for messages.
+/// Where the connection string came from, named in every command's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Flag,
     Environment,
     DotEnv,
     Libpq,
+    /// A throwaway cluster planrun made itself (the rehearsal's copy, the demo).
+    Planrun,
 }
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "--database-url",
+            Source::Environment => "DATABASE_URL",
+            Source::DotEnv => "./.env",
+            Source::Libpq => "the PG* variables",
+            Source::Planrun => "planrun's throwaway cluster",
+        })
+    }
+}
+
+/// What planrun's last session under `sslmode` `allow` or `prefer` negotiated.
+const TLS_UNKNOWN: u8 = 0;
+const TLS_PLAINTEXT: u8 = 1;
+const TLS_ENCRYPTED: u8 = 2;
 
 /// How long a connection attempt may take when the target does not say
 /// (`connect_timeout`). libpq would wait for ever; planrun never does unless told to
@@ -34,8 +57,12 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Target {
     resolved: Resolved,
-    config: Config,
+    /// One driver configuration per endpoint, each with that server's password.
+    configs: Vec<Config>,
     tls: Tls,
+    /// Shared by clones, so a `pg_dump` started later gets the TLS that planrun's
+    /// sessions got.
+    negotiated: Arc<AtomicU8>,
     /// `None` when `connect_timeout` is zero or negative: wait as long as it takes.
     connect_timeout: Option<Duration>,
     pub source: Source,
@@ -74,7 +101,15 @@ impl Target {
         } else {
             (None, Source::Libpq)
         };
-        Target::build(text.as_deref(), source, &ProcessEnvironment)
+        let resolved = match (&text, source) {
+            // A file in the working directory may be stale: it never takes a
+            // password the environment holds for another server.
+            (Some(text), Source::DotEnv) => {
+                planrun_conninfo::resolve_from_file(text, "./.env", &ProcessEnvironment)
+            }
+            (text, _) => planrun_conninfo::resolve(text.as_deref(), &ProcessEnvironment),
+        };
+        Target::build(text.as_deref(), resolved, source)
     }
 
     /// A connection string planrun made itself (a throwaway cluster's), read without
@@ -84,16 +119,20 @@ impl Target {
             os_user: ProcessEnvironment.os_user(),
             ..Default::default()
         };
-        Target::build(Some(text), source, &bare)
+        Target::build(
+            Some(text),
+            planrun_conninfo::resolve(Some(text), &bare),
+            source,
+        )
     }
 
     fn build(
         text: Option<&str>,
+        resolved: Result<Resolved, ConnInfoError>,
         source: Source,
-        env: &dyn Environment,
     ) -> Result<Target, EngineError> {
         let shown_text = text.map(redact);
-        let resolved = planrun_conninfo::resolve(text, env).map_err(|error| match error {
+        let resolved = resolved.map_err(|error| match error {
             ConnInfoError::NothingConfigured => EngineError::NoTarget(error.to_string()),
             error => EngineError::BadConnectionString {
                 target: shown_text
@@ -102,14 +141,19 @@ impl Target {
                 reason: redact(&error.to_string()),
             },
         })?;
-        let password = resolved.password().map(str::to_owned);
         let redacted = shown_text.unwrap_or_else(|| resolved.describe());
-        let redacted = scrub(&redacted, password.as_deref());
+        let redacted = scrub_all(&redacted, &resolved);
         let bad = |reason: String| EngineError::BadConnectionString {
             target: redacted.clone(),
-            reason: scrub(&reason, password.as_deref()),
+            reason: scrub_all(&reason, &resolved),
         };
-        let config = driver_config(&resolved).map_err(bad)?;
+        let base = driver_config(&resolved).map_err(&bad)?;
+        let configs = resolved
+            .endpoints()
+            .iter()
+            .map(|endpoint| endpoint_config(&base, endpoint))
+            .collect::<Result<_, _>>()
+            .map_err(&bad)?;
         let tls = Tls::from_settings(&resolved).map_err(bad)?;
         let connect_timeout = match resolved.get("connect_timeout") {
             None => Some(DEFAULT_CONNECT_TIMEOUT),
@@ -123,8 +167,9 @@ impl Target {
         };
         Ok(Target {
             resolved,
-            config,
+            configs,
             tls,
+            negotiated: Arc::new(AtomicU8::new(TLS_UNKNOWN)),
             connect_timeout,
             source,
             redacted,
@@ -136,8 +181,9 @@ impl Target {
         self.resolved.describe()
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The driver's configuration for each server of the host list, in order.
+    pub fn configs(&self) -> &[Config] {
+        &self.configs
     }
 
     /// The settings planrun connects with; a libpq tool gets exactly these.
@@ -157,15 +203,46 @@ impl Target {
 
     /// The environment for a libpq tool (`pg_dump`) connecting to this target, and
     /// the `--dbname` connection string to give it: the caller's `PG*` variables are
-    /// to be removed, the password travels in `PGPASSWORD` (never on the command
-    /// line), everything else in the string, so the tool connects with exactly what
-    /// planrun connects with.
+    /// to be removed, a password given for every host travels in `PGPASSWORD` (never
+    /// on the command line), a password file's stays in the file, which the tool
+    /// reads per host as planrun does; everything else goes in the string, so the
+    /// tool connects with what planrun connects with. Its TLS is at least what
+    /// planrun's sessions negotiated: `allow` and `prefer` become `require` once a
+    /// session was encrypted, and `allow` (plaintext first) is never passed on.
+    /// `sslrootcert=system` becomes the system's roots file, for a `pg_dump` older
+    /// than libpq 16.
     pub fn libpq_tool_settings(&self) -> (String, Vec<(&'static str, String)>) {
         let mut env = Vec::new();
         if let Some(password) = self.resolved.password() {
             env.push(("PGPASSWORD", password.to_owned()));
         }
-        (self.resolved.conninfo_without_password(), env)
+        let sslmode = match (
+            self.resolved.get("sslmode"),
+            self.negotiated.load(Ordering::SeqCst),
+        ) {
+            (Some("allow" | "prefer"), TLS_ENCRYPTED) => Some("require"),
+            (Some("allow"), _) => Some("prefer"),
+            (sslmode, _) => sslmode,
+        };
+        let conninfo = self
+            .resolved
+            .settings()
+            .iter()
+            .filter(|(name, _)| *name != "password")
+            .map(|(name, value)| match (name, value) {
+                ("sslmode", _) => (name, sslmode.unwrap_or(value).to_owned()),
+                // libpq 16's word; an older pg_dump reads it as a file name.
+                ("sslrootcert", "system") => (
+                    name,
+                    crate::tls::system_roots_file()
+                        .map_or(value.to_owned(), |file| file.display().to_string()),
+                ),
+                _ => (name, value.to_owned()),
+            })
+            .map(|(name, value)| format!("{name}={}", quote_value(&value)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (conninfo, env)
     }
 
     /// Opens a connection named `application_name` (unless the settings name it).
@@ -181,8 +258,12 @@ impl Target {
         std::thread::spawn(move || {
             let _ = sender.send(target.connect_now(&name));
         });
+        // As libpq, each server of the list gets the whole timeout.
+        let servers = self.configs.len().max(1) as u32;
         let outcome = match self.connect_timeout {
-            Some(deadline) => receiver.recv_timeout(deadline).map_err(|_| deadline),
+            Some(deadline) => receiver
+                .recv_timeout(deadline * servers)
+                .map_err(|_| deadline * servers),
             None => receiver.recv().map_err(|_| Duration::ZERO),
         };
         outcome.unwrap_or_else(|deadline| {
@@ -196,22 +277,68 @@ impl Target {
         })
     }
 
+    /// Tries each server in turn, each with its own password, until one accepts.
     fn connect_now(&self, application_name: &str) -> Result<Client, EngineError> {
-        let mut config = self.config.clone();
-        if config.get_application_name().is_none() {
-            config.application_name(application_name);
+        let mut failures = Vec::new();
+        for (config, endpoint) in self.configs.iter().zip(self.resolved.endpoints()) {
+            let mut config = config.clone();
+            if config.get_application_name().is_none() {
+                config.application_name(application_name);
+            }
+            if let Some(timeout) = self.connect_timeout {
+                config.connect_timeout(timeout);
+            }
+            let attempt = self.tls.connect(config).and_then(|mut client| {
+                self.note_negotiated_tls(&mut client)
+                    .and_then(|()| watch_for_vanished_client(&mut client))
+                    .map_err(|error| error_chain(&error))?;
+                Ok(client)
+            });
+            match attempt {
+                Ok(client) => return Ok(client),
+                Err(reason) => failures.push((endpoint, reason)),
+            }
         }
-        if let Some(timeout) = self.connect_timeout {
-            config.connect_timeout(timeout);
-        }
-        let cannot_connect = |reason: String| EngineError::CannotConnect {
-            target: self.redacted.clone(),
-            reason: self.explain(scrub(&redact(&reason), self.resolved.password())),
+        let reason = match failures.as_slice() {
+            [(endpoint, reason)] => self.explain(endpoint, reason),
+            failures => failures
+                .iter()
+                .map(|(endpoint, reason)| {
+                    format!(
+                        "{}: {}",
+                        endpoint.describe(),
+                        self.explain(endpoint, reason)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
         };
-        let mut client = self.tls.connect(config).map_err(&cannot_connect)?;
-        watch_for_vanished_client(&mut client)
-            .map_err(|error| cannot_connect(error_chain(&error)))?;
-        Ok(client)
+        Err(EngineError::CannotConnect {
+            target: self.redacted.clone(),
+            reason: scrub_all(&redact(&reason), &self.resolved),
+        })
+    }
+
+    /// Under `sslmode` `allow` or `prefer`, records whether the session is encrypted,
+    /// for the libpq tools planrun starts later.
+    fn note_negotiated_tls(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        if !matches!(self.resolved.get("sslmode"), Some("allow" | "prefer")) {
+            return Ok(());
+        }
+        let row = client.query_opt(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )?;
+        let encrypted = row.is_some_and(|row| row.get::<_, bool>(0));
+        self.negotiated.store(
+            if encrypted {
+                TLS_ENCRYPTED
+            } else {
+                TLS_PLAINTEXT
+            },
+            Ordering::SeqCst,
+        );
+        Ok(())
     }
 
     /// Asks the server to cancel the statement running on `token`'s session.
@@ -219,97 +346,32 @@ impl Target {
         self.tls.cancel(token)
     }
 
-    /// Adds where the password came from to an authentication failure, as libpq does.
-    fn explain(&self, reason: String) -> String {
-        match self.resolved.origin("password") {
+    /// Adds where the password came from to an authentication failure, as libpq
+    /// does, and why the environment's password was not sent, if it was not.
+    fn explain(&self, endpoint: &Endpoint, reason: &str) -> String {
+        let mut reason = reason.to_owned();
+        match &endpoint.password_origin {
             Some(origin @ (Origin::PassFile(_) | Origin::Environment(_)))
                 if reason.contains("password authentication failed") =>
             {
-                format!("{reason} (the password came from {origin})")
-            }
-            _ => reason,
-        }
-    }
-}
-
-/// The driver's settings: every keyword it understands, with libpq's meaning (TLS is
-/// [`Tls`]'s; the rest are inert).
-fn driver_config(resolved: &Resolved) -> Result<Config, String> {
-    let mut config = Config::new();
-    let seconds = |value: &str| value.trim().parse::<i64>().unwrap_or(0).max(0) as u64;
-    for (name, value) in resolved.settings().iter() {
-        match name {
-            "user" => {
-                config.user(value);
-            }
-            "password" => {
-                config.password(value);
-            }
-            "dbname" => {
-                config.dbname(value);
-            }
-            "options" => {
-                config.options(value);
-            }
-            "application_name" => {
-                config.application_name(value);
-            }
-            "host" => {
-                for host in value.split(',') {
-                    config.host(if host.is_empty() {
-                        planrun_conninfo::DEFAULT_SOCKET_DIR
-                    } else {
-                        host
-                    });
-                }
-            }
-            "hostaddr" => {
-                for address in value.split(',') {
-                    let address = address
-                        .parse()
-                        .map_err(|_| format!("hostaddr `{address}` is not an IP address"))?;
-                    config.hostaddr(address);
-                }
-            }
-            "port" => {
-                for port in value.split(',') {
-                    config.port(port.parse().unwrap_or(5432));
-                }
-            }
-            "keepalives" => {
-                config.keepalives(value != "0");
-            }
-            "keepalives_idle" if seconds(value) > 0 => {
-                config.keepalives_idle(Duration::from_secs(seconds(value)));
-            }
-            "keepalives_interval" if seconds(value) > 0 => {
-                config.keepalives_interval(Duration::from_secs(seconds(value)));
-            }
-            "keepalives_count" => {
-                config.keepalives_retries(seconds(value) as u32);
-            }
-            // libpq counts it in milliseconds.
-            "tcp_user_timeout" if seconds(value) > 0 => {
-                config.tcp_user_timeout(Duration::from_millis(seconds(value)));
-            }
-            "target_session_attrs" => {
-                config.target_session_attrs(match value {
-                    "read-write" => TargetSessionAttrs::ReadWrite,
-                    "read-only" => TargetSessionAttrs::ReadOnly,
-                    _ => TargetSessionAttrs::Any,
-                });
-            }
-            "channel_binding" => {
-                config.channel_binding(match value {
-                    "disable" => ChannelBinding::Disable,
-                    "require" => ChannelBinding::Require,
-                    _ => ChannelBinding::Prefer,
-                });
+                reason.push_str(&format!(" (the password came from {origin})"));
             }
             _ => {}
         }
+        if let Some(note) = &self.resolved.note {
+            reason.push_str(&format!(" ({note})"));
+        }
+        reason
     }
-    Ok(config)
+}
+
+/// `text` without any password the target's servers get.
+fn scrub_all(text: &str, resolved: &Resolved) -> String {
+    resolved
+        .passwords()
+        .fold(text.to_owned(), |text, password| {
+            scrub(&text, Some(password))
+        })
 }
 
 /// How often the server checks that a planrun session's client is still there.
@@ -402,13 +464,18 @@ mod tests {
             Source::Flag,
         )
         .unwrap();
-        let config = target.config();
-        assert_eq!(config.get_password(), Some(&b"a  b"[..]));
-        assert_eq!(config.get_ports(), [5433, 5432]);
-        assert_eq!(
-            config.get_tcp_user_timeout(),
-            Some(&Duration::from_millis(1500))
-        );
+        let [first, second] = target.configs() else {
+            panic!("two hosts, two configurations");
+        };
+        for config in [first, second] {
+            assert_eq!(config.get_password(), Some(&b"a  b"[..]));
+            assert_eq!(
+                config.get_tcp_user_timeout(),
+                Some(&Duration::from_millis(1500))
+            );
+        }
+        assert_eq!(first.get_ports(), [5433]);
+        assert_eq!(second.get_ports(), [5432]);
         assert_eq!(target.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(target.database(), "app");
     }

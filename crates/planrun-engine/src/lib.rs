@@ -11,6 +11,7 @@ mod checks;
 mod checksum;
 pub mod connect;
 mod drift;
+mod driver;
 mod error;
 mod gate;
 mod history;

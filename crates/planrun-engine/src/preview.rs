@@ -43,7 +43,7 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
-        let mut report = RunReport::new("plan", &self.plan().name, target.to_string(), false);
+        let mut report = RunReport::new("plan", &self.plan().name, target, false);
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
         for &(index, selected, ref why) in &selection {
@@ -222,7 +222,7 @@ impl Runner<'_> {
             })
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
-        let mut report = RunReport::new("verify", &self.plan().name, target.to_string(), false);
+        let mut report = RunReport::new("verify", &self.plan().name, target, false);
         let mut failed = false;
         let mut superseded_checks = 0;
         for (position, &index) in self.dag().order().iter().enumerate() {
@@ -323,6 +323,10 @@ impl Runner<'_> {
 pub struct StatusReport {
     pub plan: String,
     pub target: String,
+    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
+    /// planrun made).
+    pub target_source: String,
     pub ledger_exists: bool,
     pub stages: Vec<StageStatusLine>,
     pub recent_runs: Vec<RunSummary>,
@@ -442,6 +446,7 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
     Ok(StatusReport {
         plan: runner.plan().name.clone(),
         target: target.to_string(),
+        target_source: target.source.to_string(),
         ledger_exists,
         stages,
         recent_runs,

@@ -133,6 +133,11 @@ pub struct RehearsalReport {
     pub plan_checksum: String,
     /// The target, password redacted.
     pub target: String,
+    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
+    /// planrun made). Absent from documents written before it was added.
+    #[serde(default)]
+    pub target_source: String,
     pub target_identity: Identity,
     pub copy: CopyInfo,
     pub selection: Selection,
@@ -318,7 +323,7 @@ pub fn rehearse(
     let _ = std::fs::remove_file(&dump_file);
 
     let copy_url = format!("{}?sslmode=disable", cluster.url(&database));
-    let copy = Target::parse(&copy_url, Source::Flag)?;
+    let copy = Target::parse(&copy_url, Source::Planrun)?;
     let mut copy_client = copy.connect(&format!("planrun rehearse {}", plan.name))?;
     let copy_identity = identity(&mut copy_client, &words)?;
     drop(copy_client);
@@ -398,6 +403,7 @@ pub fn rehearse(
         plan_file: plan.path.display().to_string(),
         plan_checksum: runner.plan_checksum(),
         target: target.to_string(),
+        target_source: target.source.to_string(),
         target_identity,
         copy: CopyInfo {
             url: copy.to_string(),

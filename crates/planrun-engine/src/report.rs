@@ -11,6 +11,7 @@ use planrun_plan::Outcome;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::connect::Target;
 use crate::exit_codes;
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -20,6 +21,11 @@ pub struct RunReport {
     pub plan: String,
     /// The database, password redacted.
     pub target: String,
+    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
+    /// planrun made). Absent from documents written before it was added.
+    #[serde(default)]
+    pub target_source: String,
     pub dry_run: bool,
     pub run_id: Option<i64>,
     pub backup_file: Option<String>,
@@ -52,11 +58,12 @@ pub struct RunReport {
 
 impl RunReport {
     /// An empty report of `command` on `plan`; stages and outcome are filled in as it runs.
-    pub fn new(command: &str, plan: &str, target: String, dry_run: bool) -> RunReport {
+    pub fn new(command: &str, plan: &str, target: &Target, dry_run: bool) -> RunReport {
         RunReport {
             command: command.to_owned(),
             plan: plan.to_owned(),
-            target,
+            target: target.to_string(),
+            target_source: target.source.to_string(),
             dry_run,
             run_id: None,
             backup_file: None,

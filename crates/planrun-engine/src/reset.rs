@@ -25,6 +25,10 @@ pub struct ResetReport {
     pub plan: String,
     pub stage: String,
     pub target: String,
+    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
+    /// planrun made).
+    pub target_source: String,
     pub run_id: i64,
     /// Batches the abandoned attempt had committed, and its last key.
     pub batches: i64,
@@ -144,6 +148,7 @@ impl Runner<'_> {
             plan: plan.clone(),
             stage: stage.id.clone(),
             target: target.to_string(),
+            target_source: target.source.to_string(),
             run_id,
             batches: checkpoint.batches,
             last_key: checkpoint.last_key,

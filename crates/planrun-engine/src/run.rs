@@ -312,12 +312,7 @@ impl<'a> Runner<'a> {
     ) -> Result<RunReport, EngineError> {
         ledger::ensure(conn)?;
         let mut done = ledger::done_results(conn, &self.plan.name)?;
-        let mut report = RunReport::new(
-            "apply",
-            &self.plan.name,
-            target.to_string(),
-            options.dry_run,
-        );
+        let mut report = RunReport::new("apply", &self.plan.name, target, options.dry_run);
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
         let drifted = self.drifted(&done, selection);

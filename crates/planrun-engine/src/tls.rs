@@ -6,6 +6,10 @@
 //!   and, as in libpq, whenever the root certificate file exists (`sslrootcert`, by
 //!   default `~/.postgresql/root.crt`), even with `require` or `prefer`. `verify-*`
 //!   without that file is an error, never a silent fall-back to no verification.
+//! - The chain is verified against exactly what libpq trusts: the certificates in
+//!   that file, never the operating system's store on top of them (a certificate
+//!   any public CA issued would pass). `sslrootcert=system` means the system's
+//!   store, and then `verify-full`, as in libpq 16 (resolution enforces it).
 //! - `verify-full` also checks the host name; `sslsni` sends it; a client certificate
 //!   (`sslcert`/`sslkey`, by default in `~/.postgresql/`) is presented when its file
 //!   exists, and its key must be private (0600, or 0640 when owned by root);
@@ -15,6 +19,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::X509;
 use planrun_conninfo::Resolved;
 use postgres::config::SslMode;
 use postgres::{Client, Config};
@@ -32,11 +38,20 @@ enum Mode {
 }
 
 /// How a connection speaks TLS.
+/// What the server's chain is verified against.
+#[derive(Debug, Clone)]
+enum Roots {
+    /// The certificates in this file, and nothing else.
+    File(PathBuf),
+    /// The operating system's trusted roots (`sslrootcert=system`).
+    System,
+}
+
 #[derive(Debug, Clone)]
 pub struct Tls {
     mode: Mode,
     /// The root certificates to verify the server against, when verifying.
-    root_cert: Option<PathBuf>,
+    roots: Option<Roots>,
     /// Certificate and key to present.
     client: Option<(PathBuf, PathBuf)>,
     sni: bool,
@@ -53,11 +68,14 @@ impl Tls {
             "verify-full" => Mode::VerifyFull,
             _ => Mode::Prefer,
         };
-        let root_cert = resolved
-            .get("sslrootcert")
-            .map(PathBuf::from)
-            .filter(|file| file.exists());
-        if root_cert.is_none() && matches!(mode, Mode::VerifyCa | Mode::VerifyFull) {
+        let roots = match resolved.get("sslrootcert") {
+            Some("system") => Some(Roots::System),
+            file => file
+                .map(PathBuf::from)
+                .filter(|file| file.exists())
+                .map(Roots::File),
+        };
+        if roots.is_none() && matches!(mode, Mode::VerifyCa | Mode::VerifyFull) {
             return Err(format!(
                 "sslmode={} needs a root certificate file: set sslrootcert (or PGSSLROOTCERT), or put it at ~/.postgresql/root.crt{}",
                 resolved.get("sslmode").unwrap_or_default(),
@@ -81,7 +99,7 @@ impl Tls {
         };
         Ok(Tls {
             mode,
-            root_cert,
+            roots,
             client,
             sni: resolved.get("sslsni") != Some("0"),
             min_version: resolved.get("ssl_min_protocol_version").map(version),
@@ -122,15 +140,13 @@ impl Tls {
     fn connector(&self) -> Result<MakeTlsConnector, String> {
         let mut builder = SslConnector::builder(SslMethod::tls_client())
             .map_err(|error| format!("cannot set up TLS: {error}"))?;
-        match &self.root_cert {
-            Some(file) => {
-                builder.set_verify(SslVerifyMode::PEER);
-                builder.set_ca_file(file).map_err(|error| {
-                    format!("cannot read sslrootcert {}: {error}", file.display())
-                })?;
-            }
-            None => builder.set_verify(SslVerifyMode::NONE),
-        }
+        // The builder starts from the system's default store; replacing the store
+        // is what keeps it out unless asked for.
+        builder.set_cert_store(trusted_roots(self.roots.as_ref())?);
+        builder.set_verify(match self.roots {
+            Some(_) => SslVerifyMode::PEER,
+            None => SslVerifyMode::NONE,
+        });
         if let Some((cert, key)) = &self.client {
             builder
                 .set_certificate_chain_file(cert)
@@ -153,6 +169,46 @@ impl Tls {
         });
         Ok(connector)
     }
+}
+
+/// A store holding exactly the roots libpq would trust.
+fn trusted_roots(roots: Option<&Roots>) -> Result<X509Store, String> {
+    let mut store =
+        X509StoreBuilder::new().map_err(|error| format!("cannot set up TLS: {error}"))?;
+    match roots {
+        Some(Roots::File(file)) => {
+            let unreadable = |error: &dyn std::fmt::Display| {
+                format!("cannot read sslrootcert {}: {error}", file.display())
+            };
+            let pem = std::fs::read(file).map_err(|error| unreadable(&error))?;
+            for cert in X509::stack_from_pem(&pem).map_err(|error| unreadable(&error))? {
+                store.add_cert(cert).map_err(|error| unreadable(&error))?;
+            }
+        }
+        Some(Roots::System) => store
+            .set_default_paths()
+            .map_err(|error| format!("cannot load the system's trusted roots: {error}"))?,
+        None => {}
+    }
+    Ok(store.build())
+}
+
+/// The file of the system's trusted roots that `sslrootcert=system` means, for a
+/// libpq tool older than libpq 16, which reads `system` as a file name: OpenSSL's
+/// own choice, `SSL_CERT_FILE` or its compiled-in default.
+pub(crate) fn system_roots_file() -> Option<PathBuf> {
+    // SAFETY: both return pointers to static NUL-terminated strings.
+    let (variable, default) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(openssl_sys::X509_get_default_cert_file_env()),
+            std::ffi::CStr::from_ptr(openssl_sys::X509_get_default_cert_file()),
+        )
+    };
+    std::env::var_os(variable.to_str().ok()?)
+        .filter(|file| !file.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(default.to_str().ok()?)))
+        .filter(|file| file.exists())
 }
 
 fn version(name: &str) -> SslVersion {

@@ -75,16 +75,18 @@ fn the_password_file_follows_libpq() {
         ..env(&[])
     };
     let resolved = resolve(Some("postgresql://app@db/prod"), &with_home).unwrap();
-    assert_eq!(resolved.password(), Some("from-file"));
+    let endpoint = &resolved.endpoints()[0];
+    assert_eq!(endpoint.password.as_deref(), Some("from-file"));
     assert_eq!(
-        resolved.origin("password"),
-        Some(&Origin::PassFile(pgpass.clone()))
+        endpoint.password_origin,
+        Some(Origin::PassFile(pgpass.clone()))
     );
+    assert_eq!(resolved.password(), None, "a file's password is per host");
     assert!(!resolved.conninfo_without_password().contains("from-file"));
 
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
     let resolved = resolve(Some("postgresql://app@db/prod"), &with_home).unwrap();
-    assert_eq!(resolved.password(), None);
+    assert_eq!(resolved.passwords().next(), None);
     assert!(resolved
         .warning
         .as_deref()
@@ -103,7 +105,62 @@ fn the_password_file_follows_libpq() {
         },
     )
     .unwrap();
-    assert_eq!(resolved.password(), Some("from-passfile-var"));
+    assert_eq!(resolved.passwords().next(), Some("from-passfile-var"));
+}
+
+#[test]
+fn each_host_gets_its_own_password_file_line() {
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        "a:5432:prod:app:for-a
+b:6543:prod:app:for-b
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_home = FixedEnvironment {
+        home: Some(home.path().to_owned()),
+        ..env(&[])
+    };
+    let resolved = resolve(
+        Some("host=a,b port=5432,6543 user=app dbname=prod"),
+        &with_home,
+    )
+    .unwrap();
+    let passwords: Vec<_> = resolved
+        .endpoints()
+        .iter()
+        .map(|endpoint| (endpoint.describe(), endpoint.password.clone()))
+        .collect();
+    assert_eq!(
+        passwords,
+        [
+            ("a:5432".to_owned(), Some("for-a".to_owned())),
+            ("b:6543".to_owned(), Some("for-b".to_owned()))
+        ]
+    );
+    let given = resolve(
+        Some("host=a,b user=app dbname=prod password=everywhere"),
+        &with_home,
+    )
+    .unwrap();
+    assert!(given.passwords().all(|password| password == "everywhere"));
+}
+
+#[test]
+fn sslrootcert_system_means_verify_full_as_in_libpq_16() {
+    let resolved = resolve(Some("host=db sslrootcert=system"), &env(&[])).unwrap();
+    assert_eq!(resolved.get("sslmode"), Some("verify-full"));
+    let error = resolve(
+        Some("host=db sslrootcert=system sslmode=verify-ca"),
+        &env(&[]),
+    );
+    assert!(
+        matches!(error, Err(ConnInfoError::InvalidValue { .. })),
+        "{error:?}"
+    );
 }
 
 #[test]
