@@ -93,11 +93,17 @@ fn sections(db: &TestDb, chapter: i64) -> String {
     ))
 }
 
-/// Nothing of the capture is left once the stage is done or reset.
+/// Nothing of the capture (triggers, functions, changes) is left once the stage is
+/// done or reset.
 fn assert_no_capture_left(db: &TestDb) {
     assert_eq!(
         db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun_capture_%'"),
         "0"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_proc WHERE pronamespace = 'planrun'::regnamespace AND proname LIKE 'capture\\_%'"),
+        "0",
+        "no trigger function of the capture is left"
     );
     assert_eq!(db.scalar("SELECT count(*) FROM planrun.changed_keys"), "0");
 }

@@ -8,8 +8,10 @@
 //! ```sh
 //! cargo run --release -p planrun-bench -- --chapters 100000
 //! cargo run --release -p planrun-bench -- --chapters 100000 --online
+//! cargo run --release -p planrun-bench -- --chapters 10000 --capture-cost
 //! ```
 
+mod capture_cost;
 mod checks;
 mod data;
 mod floor;
@@ -55,6 +57,10 @@ struct Args {
     /// batched (online) on copies of one database: lost writes, longest waits, time.
     #[arg(long)]
     online: bool,
+    /// Only the application's write latency (p50, p99) without the change capture of a
+    /// batched stage, with it, and with the former capture, for a typical and a 5 MB row.
+    #[arg(long)]
+    capture_cost: bool,
     /// Leave the cluster running at the end and print how to stop it.
     #[arg(long)]
     keep: bool,
@@ -98,6 +104,16 @@ fn run(args: &Args) -> Result<(), String> {
         loaded.bytes / 1_000_000,
         loaded.duration.as_secs_f64()
     );
+
+    if args.capture_cost {
+        let measured = capture_cost::run(&cluster, &planrun, &plan)?;
+        capture_cost::print(&measured);
+        eprintln!(
+            "planrun-bench: done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
 
     if args.online {
         let mut runs = Vec::new();

@@ -22,7 +22,7 @@ pub struct ModeRun {
 }
 
 /// A copy of the plan's directory whose split runs with `params`.
-fn plan_with(plan: &Path, params: &str) -> Result<tempfile::TempDir, String> {
+pub fn plan_with(plan: &Path, params: &str) -> Result<tempfile::TempDir, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a directory: {e}"))?;
     let source = plan.parent().ok_or("the plan has no directory")?;
     let copied = Command::new("cp")

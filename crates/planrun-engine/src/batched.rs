@@ -108,6 +108,26 @@ pub(crate) struct Work<'w> {
     pub params: toml::Table,
 }
 
+/// Installs the change capture; `false` when a source's key is of a type it refuses,
+/// which fails the stage (the report says why) rather than the whole run.
+fn install_capture<C: GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    stage: &str,
+    batched: &BatchedStep,
+    stage_report: &mut StageReport,
+) -> Result<bool, EngineError> {
+    match change_capture::install(conn, plan, stage, &batched.sources) {
+        Ok(()) => Ok(true),
+        Err(refused @ EngineError::CaptureKey { .. }) => {
+            stage_report.status = StageStatus::Failed;
+            stage_report.error = Some(plain_error(Some("change capture"), refused.to_string()));
+            Ok(false)
+        }
+        Err(other) => Err(other),
+    }
+}
+
 /// A transform error as the stage's error, with where a re-run resumes.
 pub(crate) fn transform_failure(
     error: TransformError,
@@ -252,11 +272,13 @@ impl Runner<'_> {
             let _ = tx.rollback();
             return Ok(None);
         }
-        change_capture::install(&mut tx, plan, &stage.id, &batched.sources)
-            .and_then(|()| tx.commit())
-            .map_err(EngineError::database(
-                "cannot make sure of the change capture",
-            ))?;
+        if !install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
+            let _ = tx.rollback();
+            return Ok(None);
+        }
+        tx.commit().map_err(EngineError::database(
+            "cannot make sure of the change capture",
+        ))?;
         let pending = change_capture::pending(conn, plan, &stage.id)
             .map_err(EngineError::database("cannot count the captured changes"))?;
         stage_report.note = Some(format!(
@@ -332,8 +354,10 @@ impl Runner<'_> {
         ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
         // In the same transaction as the checkpoint: from the first batch on, every
         // change the application makes to a source is recorded.
-        change_capture::install(&mut tx, plan, &stage.id, &batched.sources)
-            .map_err(EngineError::database("cannot install the change capture"))?;
+        if !install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
+            let _ = tx.rollback();
+            return Ok(None);
+        }
         tx.commit().map_err(EngineError::database(format!(
             "cannot commit the start of stage `{}`",
             stage.id

@@ -5,9 +5,31 @@
 //! passes and at the cutover, so that a row changed behind the checkpoint is
 //! transformed again instead of being lost.
 //!
-//! - The trigger function is `SECURITY DEFINER` (owned by planrun's role, with a fixed
-//!   `search_path`), so the application's role needs no grant on the private ledger;
-//!   `EXECUTE` is revoked from `PUBLIC`, which only `CREATE TRIGGER` checks.
+//! The trigger runs inside the application's writes, with planrun's privileges, so
+//! it reads the key and nothing else (issue 20):
+//!
+//! - Its function is generated per source at install time and reads the key column
+//!   by name, `OLD."id"`, a field of the row as stored: nothing converts the row.
+//!   (The former shared function read the key through `to_jsonb(OLD)`, which calls a
+//!   cast to json defined by whoever owns a column's type, with planrun's privileges:
+//!   an `UPDATE` made the application's role superuser. It also failed the
+//!   application's write for any `json` value `jsonb` cannot hold, and cost a
+//!   conversion of the whole row, 21 ms for a 5 MB one.) Statement-level triggers
+//!   with transition tables were the alternative; PostgreSQL allows them one event
+//!   per trigger, and they keep a copy of every changed row for the statement.
+//! - The key column must be `int2`, `int4` or `int8` of `pg_catalog`, checked in the
+//!   catalog before anything is installed: storing it in the `bigint` column is then
+//!   a built-in assignment cast, and a domain (whose checks are code) or a type
+//!   another role owns is refused.
+//! - The function is `SECURITY DEFINER`, owned by planrun's role, with
+//!   `search_path = pg_catalog, pg_temp`, so each operator it uses (`=` on text, `IS
+//!   DISTINCT FROM` on the key) is pg_catalog's; `EXECUTE` is revoked from `PUBLIC`.
+//!   What it writes, `planrun.changed_keys` with its sequence default and
+//!   `clock_timestamp()`, belongs to planrun's role, which the ledger checks
+//!   (`trusted_sql::own_ledger`), so no trigger, rule or policy of another role
+//!   runs there.
+//! - The plan, stage and source names are the trigger's literal arguments, not
+//!   computed from the row or the session.
 //! - planrun's own writes to a source (a transform setting a column of the table it
 //!   reads) are not the application's: they run with `planrun.own_write = on`, which
 //!   the trigger skips.
@@ -16,11 +38,14 @@
 //! - Rows are taken by id and deleted by exactly those ids once their keys are redone
 //!   in the same transaction, so a change committed meanwhile (whatever its id) stays
 //!   for the next pass.
+//! - [`remove`] drops the stage's triggers and functions wherever the catalog has
+//!   them, so a source the plan no longer names keeps nothing either.
 
 use planrun_transform::SourceTable;
 use postgres::GenericClient;
 use sha2::{Digest, Sha256};
 
+use crate::error::EngineError;
 use crate::trusted_sql::TrustedSearchPath;
 
 const SETUP: &str = "
@@ -33,31 +58,6 @@ CREATE TABLE IF NOT EXISTS planrun.changed_keys (
     changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS changed_keys_by_stage ON planrun.changed_keys (plan_name, stage_id, id);
-CREATE OR REPLACE FUNCTION planrun.record_changed_key() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    old_key bigint;
-    new_key bigint;
-BEGIN
-    IF current_setting('planrun.own_write', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        old_key := (to_jsonb(OLD) ->> TG_ARGV[2])::bigint;
-        INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
-        VALUES (TG_ARGV[0], TG_ARGV[1], TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, old_key);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        new_key := (to_jsonb(NEW) ->> TG_ARGV[2])::bigint;
-        IF TG_OP = 'INSERT' OR new_key IS DISTINCT FROM old_key THEN
-            INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
-            VALUES (TG_ARGV[0], TG_ARGV[1], TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, new_key);
-        END IF;
-    END IF;
-    RETURN NULL;
-END
-$f$;
-REVOKE ALL ON FUNCTION planrun.record_changed_key() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION planrun.refuse_truncate() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
 BEGIN
@@ -72,10 +72,63 @@ $f$;
 REVOKE ALL ON FUNCTION planrun.refuse_truncate() FROM PUBLIC;
 ";
 
+/// The body of a source's trigger function; `@KEY@` becomes the quoted key column.
+/// `TG_ARGV` holds the plan, the stage and the source, as literals.
+const RECORD_KEY: &str = "
+BEGIN
+    IF current_setting('planrun.own_write', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
+        VALUES (TG_ARGV[0], TG_ARGV[1], TG_ARGV[2], NEW.@KEY@);
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
+        VALUES (TG_ARGV[0], TG_ARGV[1], TG_ARGV[2], OLD.@KEY@);
+    ELSE
+        INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
+        VALUES (TG_ARGV[0], TG_ARGV[1], TG_ARGV[2], OLD.@KEY@);
+        IF NEW.@KEY@ IS DISTINCT FROM OLD.@KEY@ THEN
+            INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
+            VALUES (TG_ARGV[0], TG_ARGV[1], TG_ARGV[2], NEW.@KEY@);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+";
+
+/// The statements that create a source's trigger function, quoted by the server:
+/// `$1` the function's name, `$2` the body, `$3` the key column.
+const CREATE_RECORD_KEY: &str = "
+SELECT format('CREATE OR REPLACE FUNCTION planrun.%I() RETURNS trigger
+               LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L;
+               REVOKE ALL ON FUNCTION planrun.%I() FROM PUBLIC;',
+              $1::text, replace($2::text, '@KEY@', quote_ident($3::text)), $1::text)";
+
+/// The key column's type, and whether it is one of pg_catalog's integers.
+const KEY_TYPE: &str = "
+SELECT format_type(a.atttypid, NULL),
+       a.atttypid IN ('pg_catalog.int2'::regtype, 'pg_catalog.int4'::regtype,
+                      'pg_catalog.int8'::regtype)
+FROM pg_attribute a
+WHERE a.attrelid = $1::text::regclass AND a.attname = $2::text
+  AND a.attnum > 0 AND NOT a.attisdropped";
+
 /// The trigger's name for a stage: short and stable (identifiers stop at 63 bytes).
 fn trigger_name(plan: &str, stage: &str) -> String {
-    let digest = Sha256::digest(format!("{plan}\0{stage}").as_bytes());
-    format!("planrun_capture_{}", &hex::encode(digest)[..16])
+    format!(
+        "planrun_capture_{}",
+        short_digest(&format!("{plan}\0{stage}"))
+    )
+}
+
+/// The prefix of the stage's trigger functions, one per source.
+fn function_prefix(plan: &str, stage: &str) -> String {
+    format!("capture_{}_", short_digest(&format!("{plan}\0{stage}")))
+}
+
+fn short_digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_owned()
 }
 
 fn literal(text: &str) -> String {
@@ -88,52 +141,111 @@ fn resolved<C: GenericClient>(conn: &mut C, table: &str) -> Result<String, postg
         .map(|row| row.get(0))
 }
 
+/// Refuses a key column that is missing or not one of pg_catalog's integers: storing
+/// any other type in `changed_keys.key` could call a conversion another role wrote.
+fn check_key_type<C: GenericClient>(
+    conn: &mut C,
+    table: &str,
+    key: &str,
+) -> Result<(), EngineError> {
+    let found = conn
+        .query_opt(KEY_TYPE, &[&table, &key])
+        .map_err(EngineError::database("cannot read the source's key column"))?;
+    match found {
+        Some(row) if row.get::<_, bool>(1) => Ok(()),
+        found => Err(EngineError::CaptureKey {
+            table: table.to_owned(),
+            key: key.to_owned(),
+            found: found.map_or("missing".to_owned(), |row| {
+                format!("of type {}", row.get::<_, String>(0))
+            }),
+        }),
+    }
+}
+
 /// Starts recording the application's changes to `sources` for the stage.
 pub(crate) fn install<C: GenericClient>(
     conn: &mut C,
     plan: &str,
     stage: &str,
     sources: &[SourceTable],
-) -> Result<(), postgres::Error> {
-    let conn = &mut *TrustedSearchPath::enter(conn)?;
-    conn.batch_execute(SETUP)?;
-    let name = trigger_name(plan, stage);
+) -> Result<(), EngineError> {
+    let failed = || EngineError::database("cannot install the change capture");
+    let conn = &mut *TrustedSearchPath::enter(conn).map_err(failed())?;
+    let mut tables = Vec::with_capacity(sources.len());
     for source in sources {
-        let table = resolved(conn, &source.table)?;
+        let table = resolved(conn, &source.table).map_err(failed())?;
+        check_key_type(conn, &table, &source.key)?;
+        tables.push(table);
+    }
+    conn.batch_execute(SETUP).map_err(failed())?;
+    let name = trigger_name(plan, stage);
+    for (source, table) in sources.iter().zip(&tables) {
+        let function = format!("{}{}", function_prefix(plan, stage), short_digest(table));
+        let create: String = conn
+            .query_one(CREATE_RECORD_KEY, &[&function, &RECORD_KEY, &source.key])
+            .and_then(|row| row.try_get(0))
+            .map_err(failed())?;
+        conn.batch_execute(&create).map_err(failed())?;
         conn.batch_execute(&format!(
             "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table}
-                 FOR EACH ROW EXECUTE FUNCTION planrun.record_changed_key({}, {}, {});
+                 FOR EACH ROW EXECUTE FUNCTION planrun.\"{function}\"({}, {}, {});
              CREATE OR REPLACE TRIGGER {name}_truncate BEFORE TRUNCATE ON {table}
                  FOR EACH STATEMENT EXECUTE FUNCTION planrun.refuse_truncate({}, {});",
             literal(plan),
             literal(stage),
-            literal(&source.key),
+            literal(table),
             literal(plan),
             literal(stage),
-        ))?;
+        ))
+        .map_err(failed())?;
+    }
+    drop_former_function(conn).map_err(failed())
+}
+
+/// Drops the shared function of planrun before issue 20, which converted the whole
+/// row, once no trigger uses it any more (each stage's install replaces its own).
+fn drop_former_function<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
+    let unused: bool = conn
+        .query_one(
+            "SELECT p.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid)
+             FROM (SELECT to_regprocedure('planrun.record_changed_key()')::oid AS oid) p",
+            &[],
+        )?
+        .get(0);
+    if unused {
+        conn.batch_execute("DROP FUNCTION planrun.record_changed_key()")?;
     }
     Ok(())
 }
 
-/// Stops recording and forgets what was recorded for the stage.
+/// The stage's triggers, wherever they are (not the copies PostgreSQL keeps on
+/// partitions, which go with their parent's), as `DROP TRIGGER` statements.
+const STAGE_TRIGGERS: &str = "
+SELECT format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass)
+FROM pg_trigger t
+WHERE t.tgname::text IN ($1::text, $1::text || '_truncate') AND t.tgparentid = 0";
+
+/// The stage's trigger functions, as `DROP FUNCTION` statements.
+const STAGE_FUNCTIONS: &str = "
+SELECT format('DROP FUNCTION %s', p.oid::regprocedure)
+FROM pg_proc p
+WHERE p.pronamespace = to_regnamespace('planrun') AND starts_with(p.proname::text, $1::text)";
+
+/// Stops recording and forgets what was recorded for the stage: its triggers and
+/// functions go wherever the catalog has them, not only on the sources the plan
+/// names now.
 pub(crate) fn remove<C: GenericClient>(
     conn: &mut C,
     plan: &str,
     stage: &str,
-    sources: &[SourceTable],
 ) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
     let name = trigger_name(plan, stage);
-    for source in sources {
-        let exists: bool = conn
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&source.table])?
-            .get(0);
-        if exists {
-            let table = resolved(conn, &source.table)?;
-            conn.batch_execute(&format!(
-                "DROP TRIGGER IF EXISTS {name} ON {table};
-                 DROP TRIGGER IF EXISTS {name}_truncate ON {table};"
-            ))?;
+    let prefix = function_prefix(plan, stage);
+    for (query, parameter) in [(STAGE_TRIGGERS, &name), (STAGE_FUNCTIONS, &prefix)] {
+        for row in conn.query(query, &[parameter])? {
+            conn.batch_execute(row.get(0))?;
         }
     }
     if table_exists(conn)? {
@@ -145,22 +257,22 @@ pub(crate) fn remove<C: GenericClient>(
     Ok(())
 }
 
-/// What is left of the stage's capture: triggers on the sources and recorded changes.
-/// Both zero once [`remove`] committed.
+/// What is left of the stage's capture: its triggers and trigger functions, and its
+/// recorded changes. Both zero once [`remove`] committed.
 pub(crate) fn leftovers<C: GenericClient>(
     conn: &mut C,
     plan: &str,
     stage: &str,
 ) -> Result<(i64, i64), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
-    let name = trigger_name(plan, stage);
-    let triggers: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname::text IN ($1::text, $1::text || '_truncate')",
-            &[&name],
-        )?
-        .get(0);
-    Ok((triggers, pending(conn, plan, stage)?))
+    let mut objects = 0;
+    for (query, parameter) in [
+        (STAGE_TRIGGERS, trigger_name(plan, stage)),
+        (STAGE_FUNCTIONS, function_prefix(plan, stage)),
+    ] {
+        objects += conn.query(query, &[&parameter])?.len() as i64;
+    }
+    Ok((objects, pending(conn, plan, stage)?))
 }
 
 fn table_exists<C: GenericClient>(conn: &mut C) -> Result<bool, postgres::Error> {

@@ -45,6 +45,12 @@ pub enum EngineError {
         owner: String,
         role: String,
     },
+    #[error("cannot capture the application's changes to {table}: its key column `{key}` is {found}, not smallint, integer or bigint; the capture records keys of pg_catalog's integer types only, which it stores without running any conversion another role could have written")]
+    CaptureKey {
+        table: String,
+        key: String,
+        found: String,
+    },
 }
 
 impl EngineError {

@@ -209,7 +209,7 @@ impl Runner<'_> {
                     delay,
                 );
             },
-            |savepoint| change_capture::remove(savepoint, plan, &stage.id, &batched.sources),
+            |savepoint| change_capture::remove(savepoint, plan, &stage.id),
         )
         .map_err(EngineError::database("cannot remove the change capture"))?;
         run.observer.progress().phase("committing");

@@ -124,7 +124,7 @@ impl Runner<'_> {
             .map_err(|error| {
                 EngineError::Selection(format!("cannot reset `{}`: {error}", stage.id))
             })?;
-        change_capture::remove(&mut tx, plan, &stage.id, &batched.sources)
+        change_capture::remove(&mut tx, plan, &stage.id)
             .map_err(EngineError::database("cannot remove the change capture"))?;
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
         self.check_reset(&mut tx, &stage.id)?;
@@ -170,7 +170,7 @@ impl Runner<'_> {
         let checkpoint = ledger::checkpoints(conn, plan)?.contains_key(stage);
         if triggers > 0 || changes > 0 || checkpoint {
             return Err(EngineError::Selection(format!(
-                "the reset of `{stage}` left {triggers} capture triggers, {changes} recorded changes and {} checkpoint; nothing was committed",
+                "the reset of `{stage}` left {triggers} capture triggers or functions, {changes} recorded changes and {} checkpoint; nothing was committed",
                 u8::from(checkpoint)
             )));
         }

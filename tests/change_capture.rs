@@ -1,0 +1,261 @@
+//! The change capture of batched stages (issue 20): while it is installed on
+//! `chapters`, the application's writes run no code another role controls with
+//! planrun's privileges, never fail because of what a row holds, and their keys are
+//! captured and redone.
+//!
+//! Each test holds the batched split with `pause_while` right after its first
+//! transaction, which commits the checkpoint and the capture together, so the
+//! application's writes meet the capture, deterministically, before any batch.
+
+use std::process::{Child, Output};
+use std::time::Duration;
+
+use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tests::{describe, memoir_plan_edited, spawn_apply, TestDb};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+/// A database with the memoir's legacy schema and 600 chapters, and a `hold` flag
+/// that keeps the batched split from starting its batches.
+fn held_legacy_db() -> TestDb {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).expect("the legacy schema");
+    load_legacy(&mut client, 11, 600, ImagesType::Jsonb).expect("the legacy chapters");
+    db.execute("CREATE TABLE hold (flag boolean); INSERT INTO hold VALUES (true)");
+    db
+}
+
+/// `planrun apply --until split_chapters` with the split batched, started in the
+/// background; returns once the stage's first transaction committed, so the capture
+/// is on `chapters` and no batch runs until [`release`].
+fn start_held_split(db: &TestDb) -> (tempfile::TempDir, Child) {
+    let plan = memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100, pause_while = "SELECT flag FROM public.hold" }"#,
+        )
+    });
+    let child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        db,
+        &["--until", "split_chapters"],
+    );
+    planrun_tests::wait_until(
+        "the batched stage has started",
+        Duration::from_secs(60),
+        || {
+            db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
+                && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+        },
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'chapters'::regclass AND tgname LIKE 'planrun_capture_%' AND tgname NOT LIKE '%_truncate'"),
+        "1",
+        "the capture is installed on chapters"
+    );
+    (plan, child)
+}
+
+/// The capture's trigger functions in the `planrun` schema.
+const CAPTURE_FUNCTIONS: &str =
+    "FROM pg_proc WHERE pronamespace = 'planrun'::regnamespace AND proname LIKE 'capture\\_%'";
+
+/// Lets the held batches run, waits for the apply to finish, and checks that the
+/// capture left nothing behind.
+fn release(db: &TestDb, child: Child) -> Output {
+    db.execute("UPDATE hold SET flag = false");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun_capture_%'"),
+        "0"
+    );
+    assert_eq!(
+        db.scalar(&format!("SELECT count(*) {CAPTURE_FUNCTIONS}")),
+        "0"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.changed_keys"), "0");
+    output
+}
+
+fn sections(db: &TestDb, chapter: i64) -> String {
+    db.scalar(&format!(
+        "SELECT coalesce(string_agg(content, ' | ' ORDER BY position), '') FROM chapter_sections WHERE chapter_id = {chapter}"
+    ))
+}
+
+fn captured(db: &TestDb, chapter: i64) -> bool {
+    db.scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM planrun.changed_keys WHERE key = {chapter})"
+    )) == "t"
+}
+
+fn connect_as(db: &TestDb, role: &str) -> postgres::Client {
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names its user");
+    postgres::Client::connect(&url, postgres::NoTls).unwrap()
+}
+
+/// The application's role owns `app_owned.mood`, the type of a column of `chapters`,
+/// and a cast of it to json whose function makes the role a superuser when it runs
+/// as one. It writes the chapter while the capture is installed: the capture runs
+/// no conversion, so the cast never runs with planrun's privileges.
+#[test]
+fn a_cast_the_application_role_owns_never_runs_as_planrun_during_the_capture() {
+    let db = held_legacy_db();
+    db.execute(
+        "CREATE ROLE app_writer LOGIN NOSUPERUSER;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON chapters TO app_writer;
+         CREATE SCHEMA app_owned AUTHORIZATION app_writer;",
+    );
+    let mut app = connect_as(&db, "app_writer");
+    app.batch_execute(
+        "CREATE TYPE app_owned.mood AS ENUM ('calm', 'bold');
+         CREATE TABLE app_owned.witness (who text, superuser boolean);
+         CREATE FUNCTION app_owned.mood_json(app_owned.mood) RETURNS json
+         LANGUAGE plpgsql AS $f$
+         BEGIN
+             INSERT INTO app_owned.witness
+             SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user;
+             IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                 ALTER ROLE app_writer SUPERUSER;
+             END IF;
+             RETURN to_json($1::text);
+         END
+         $f$;
+         CREATE CAST (app_owned.mood AS json) WITH FUNCTION app_owned.mood_json(app_owned.mood);",
+    )
+    .expect("the application's role creates its type, function and cast");
+    db.execute(
+        "ALTER TABLE chapters ADD COLUMN mood app_owned.mood; UPDATE chapters SET mood = 'calm'",
+    );
+
+    let (_plan, child) = start_held_split(&db);
+    app.execute(
+        "UPDATE chapters SET content = 'written by the application role', mood = 'bold' WHERE id = 70",
+        &[],
+    )
+    .expect("the application's write succeeds");
+
+    assert_eq!(
+        db.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'app_writer'"),
+        "f",
+        "the application's role is no superuser after its write"
+    );
+    assert_eq!(
+        db.column("SELECT who || ' superuser=' || superuser FROM app_owned.witness WHERE who <> 'app_writer'"),
+        Vec::<Option<String>>::new(),
+        "the cast's function never ran as another role"
+    );
+    assert!(captured(&db, 70), "the write's key is captured");
+    assert_eq!(
+        db.column(&format!(
+            "SELECT prosecdef || ' ' || pg_get_userbyid(proowner) || ' ' || has_function_privilege('app_writer', oid, 'EXECUTE') {CAPTURE_FUNCTIONS}"
+        )),
+        vec![Some("true postgres false".to_owned())],
+        "one function, SECURITY DEFINER, owned by planrun's role, not executable by the application's"
+    );
+    release(&db, child);
+    assert_eq!(sections(&db, 70), "written by the application role");
+}
+
+/// Values a `json` column holds and `jsonb` cannot: NUL, a lone surrogate, a number
+/// beyond `numeric`.
+const NOT_JSONB: [&str; 3] = [r#"["\u0000"]"#, r#"["\ud800"]"#, "[1e999999]"];
+
+/// Rows holding those values are updated and deleted by the application while the
+/// capture is installed: every write succeeds, its key is captured, and the stage
+/// redoes it.
+#[test]
+fn application_writes_of_rows_jsonb_cannot_hold_succeed_and_are_captured() {
+    let db = held_legacy_db();
+    db.execute("ALTER TABLE chapters ADD COLUMN notes json");
+    let updated = [101_i64, 102, 103];
+    let deleted = [111_i64, 112, 113];
+    for (value, (update, delete)) in NOT_JSONB.iter().zip(updated.iter().zip(&deleted)) {
+        let literal = value.replace('\'', "''");
+        db.execute(&format!(
+            "UPDATE chapters SET notes = '{literal}' WHERE id IN ({update}, {delete})"
+        ));
+    }
+
+    let (_plan, child) = start_held_split(&db);
+    let mut app = db.client();
+    let mut failures = Vec::new();
+    for (update, delete) in updated.iter().zip(&deleted) {
+        let content = format!("updated {update}");
+        let statements = [
+            format!("UPDATE chapters SET content = '{content}', images = '[]' WHERE id = {update}"),
+            format!("DELETE FROM chapters WHERE id = {delete}"),
+        ];
+        for statement in statements {
+            if let Err(error) = app.batch_execute(&statement) {
+                failures.push(format!("{statement}: {error:?}"));
+            }
+        }
+    }
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "every application write succeeds"
+    );
+    for key in updated.iter().chain(&deleted) {
+        assert!(captured(&db, *key), "the key {key} is captured");
+    }
+
+    release(&db, child);
+    for key in updated {
+        assert_eq!(sections(&db, key), format!("updated {key}"));
+    }
+    for key in deleted {
+        assert_eq!(
+            sections(&db, key),
+            "",
+            "a deleted chapter keeps no sections"
+        );
+    }
+}
+
+/// A key column of a type other than pg_catalog's integers (here a domain over
+/// bigint, whose checks are code its owner wrote) is refused before the stage
+/// starts: the stage fails, saying why; nothing is installed and nothing migrated.
+#[test]
+fn a_source_key_that_is_not_a_builtin_integer_is_refused_and_nothing_is_installed() {
+    let db = held_legacy_db();
+    db.execute(
+        "CREATE DOMAIN chapter_key AS bigint CHECK (VALUE > 0);
+         ALTER TABLE chapters ALTER COLUMN id TYPE chapter_key",
+    );
+    let plan = memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100 }"#,
+        )
+    });
+    let output = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--until", "split_chapters"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    let report = describe(&output);
+    assert!(
+        report.contains("split_chapters    FAILED")
+            && report.contains(
+                "its key column `id` is of type public.chapter_key, not smallint, integer or bigint"
+            ),
+        "{report}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun_capture_%'"),
+        "0"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
+}
