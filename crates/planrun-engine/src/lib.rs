@@ -22,6 +22,7 @@ mod lock_weight;
 mod online;
 mod preview;
 mod rehearsal_gate;
+pub mod rehearsal_roles;
 pub mod rehearse;
 mod report;
 mod reset;
