@@ -160,6 +160,54 @@ fn a_trigger_of_an_unprivileged_role_cannot_run_programs_in_a_rehearsal() {
     );
 }
 
+/// Production lets the trigger's program run through its owner: `app` as a member of
+/// `pg_execute_server_program`, or a superuser `ops`. Such code would run on this
+/// machine, so in the copy only the applying role keeps what reaches the server: the
+/// rehearsal fails where production would not, never the other way round.
+#[test]
+fn code_of_roles_other_than_the_applying_one_cannot_reach_this_machine_in_a_rehearsal() {
+    let owners = [
+        "GRANT pg_execute_server_program TO app;
+         ALTER FUNCTION audit() SECURITY DEFINER;",
+        "CREATE ROLE ops SUPERUSER NOLOGIN;
+         ALTER FUNCTION audit() OWNER TO ops;
+         ALTER FUNCTION audit() SECURITY DEFINER;",
+    ];
+    for owner in owners {
+        let marker = unique_marker();
+        let (db, migrator) = production(&marker);
+        db.execute(owner);
+        let dir = plan_dir(
+            "[plan]\nname = \"raise\"\n\n[[stage]]\nid = \"raise_balances\"\n\
+             [[stage.step]]\nsql = \"UPDATE accounts SET balance = balance + 1\"\n",
+        );
+        let reports = tempfile::tempdir().unwrap();
+        let (output, report) = rehearse(dir.path(), &migrator, reports.path(), "json");
+        let ran = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        assert!(
+            !ran,
+            "with {owner}: the rehearsal ran the trigger's program on this machine\n{}",
+            describe(&output)
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::STEP_FAILED),
+            "{}",
+            describe(&output)
+        );
+        assert_eq!(
+            report["run"]["stages"][0]["error"]["sqlstate"], "42501",
+            "{report:#}"
+        );
+        assert_eq!(
+            report["copy"]["roles"]["server_access"],
+            serde_json::json!([])
+        );
+        assert_eq!(report["warnings"], serde_json::json!([]), "{report:#}");
+    }
+}
+
 #[test]
 fn the_copy_has_the_targets_roles_owners_and_privileges() {
     let marker = unique_marker();
@@ -269,6 +317,37 @@ fn a_rehearsal_applied_as_a_superuser_says_so_in_the_report_and_output() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("WARNING: applied as a superuser, as on the target"),
+        "{}",
+        describe(&output)
+    );
+}
+
+/// A non-superuser that may run programs on the target may run them in the copy too,
+/// as the applying role keeps its memberships: flagged like a superuser.
+#[test]
+fn a_rehearsal_applied_by_a_member_of_pg_execute_server_program_says_so() {
+    let marker = unique_marker();
+    let (db, migrator) = production(&marker);
+    db.execute("GRANT pg_execute_server_program TO migrator");
+    let dir = plan_dir(
+        "[plan]\nname = \"notes\"\n\n[[stage]]\nid = \"notes\"\n\
+         [[stage.step]]\nsql = \"CREATE TABLE notes (id int)\"\n",
+    );
+    let reports = tempfile::tempdir().unwrap();
+    let (output, report) = rehearse(dir.path(), &migrator, reports.path(), "json");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(report["copy"]["roles"]["superuser"], false);
+    assert_eq!(
+        report["copy"]["roles"]["server_access"],
+        serde_json::json!(["pg_execute_server_program"])
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("applied as migrator, a member of pg_execute_server_program"),
+        "{report:#}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("warning: applied as migrator"),
         "{}",
         describe(&output)
     );
