@@ -1,9 +1,11 @@
 //! `planrun rehearse`: the whole plan on a throwaway copy of the target, first.
 //!
 //! The target is only read: its identity and row counts in one read-only
-//! transaction, then `pg_dump -F c`. The dump is restored into a database of the same
-//! name in a [`TempCluster`] on this machine, the plan is applied there with
-//! [`Runner::apply`], and the copy is removed (unless kept). The result is a
+//! transaction, then its roles (`pg_dumpall --roles-only`) and `pg_dump -F c`. The
+//! roles, then the dump with its owners and privileges, are restored into a database
+//! of the same name in a [`TempCluster`] on this machine, the plan is applied there
+//! with [`Runner::apply`] as the applying role with its privileges on the target
+//! (`rehearsal_roles.rs` says why and how), and the copy is removed (unless kept). The result is a
 //! [`RehearsalReport`], written as JSON, which `apply --require-rehearsal` checks with
 //! [`check_rehearsal`].
 
