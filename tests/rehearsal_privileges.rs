@@ -28,13 +28,16 @@ fn unique_marker() -> PathBuf {
 
 /// Production: `migrator` (LOGIN, no superuser) owns the database and applies plans;
 /// `app` (unprivileged, member of `readers`, with its own work_mem) owns `accounts`,
-/// whose update trigger runs `touch marker` through `COPY ... TO PROGRAM`. Returns
-/// the target and migrator's URL.
+/// whose update trigger runs `touch marker` through `COPY ... TO PROGRAM`. As on a
+/// hardened server, only the application's database accepts connections from them.
+/// Returns the target and migrator's URL.
 fn production(marker: &Path) -> (TestDb, String) {
     let db = TestDb::new();
     let touch = format!("touch {}", marker.display());
     db.execute(&format!(
         "CREATE ROLE migrator LOGIN;
+         REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
+         REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;
          CREATE ROLE readers NOLOGIN;
          CREATE ROLE app LOGIN IN ROLE readers;
          ALTER ROLE app SET work_mem = '7MB';

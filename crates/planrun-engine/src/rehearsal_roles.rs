@@ -192,16 +192,24 @@ pub(crate) fn copy_tool(program: &Path, cluster: &TempCluster) -> Command {
     command
 }
 
-/// `pg_dumpall --roles-only --no-role-passwords` of `target` into `file`.
+/// `pg_dumpall --roles-only --no-role-passwords` of `target` into `file`, connected to
+/// the target's own database.
 pub(crate) fn dump_roles(
     pg_dumpall: &Path,
     target: &Target,
     file: &Path,
 ) -> Result<(), RehearseError> {
     let mut command = libpq_command(pg_dumpall, target);
+    // pg_dumpall ignores the database of --dbname and tries `postgres`, then
+    // `template1`, which a hardened server may not let the applying role into. A
+    // conninfo string, as libpq would read a name containing `=` as one.
     command
         .args(["--roles-only", "--no-role-passwords", "--file"])
-        .arg(file);
+        .arg(file)
+        .arg(format!(
+            "--database=dbname='{}'",
+            target.database().replace('\\', "\\\\").replace('\'', "\\'")
+        ));
     run(command, pg_dumpall)
 }
 
