@@ -157,8 +157,8 @@ pub fn require(
 fn render_roles(report: &RehearsalReport, style: Style) -> String {
     let roles = &report.copy.roles;
     let mut out = format!(
-        "roles: the target's {} with its owners and privileges; applied as {}{}, as on the target\n",
-        roles.copied,
+        "roles: {} copied from the target, with owners and privileges; the plan ran as {}{}, as on the target\n",
+        count(roles.copied as u64),
         roles.applying_role,
         if roles.superuser { ", a superuser" } else { "" }
     );
