@@ -213,8 +213,9 @@ pub(crate) fn dump_roles(
     run(command, pg_dumpall)
 }
 
-/// Runs the roles script in the copy; any error stops the rehearsal, as a restore
-/// error does, for a copy without the target's roles would prove nothing.
+/// Runs the roles script in the copy, in one transaction; any error stops the
+/// rehearsal, as a restore error does, for a copy without the target's roles would
+/// prove nothing.
 pub(crate) fn restore_roles(
     psql: &Path,
     cluster: &TempCluster,
@@ -222,7 +223,8 @@ pub(crate) fn restore_roles(
 ) -> Result<(), RehearseError> {
     let mut command = copy_tool(psql, cluster);
     command
-        .args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"])
+        .args(["-X", "-q", "--no-password", "--single-transaction"])
+        .args(["-v", "ON_ERROR_STOP=1"])
         .args(["--dbname=dbname=postgres", "--file"])
         .arg(file);
     run(command, psql)
