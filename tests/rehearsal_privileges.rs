@@ -214,7 +214,11 @@ fn code_of_roles_other_than_the_applying_one_cannot_reach_this_machine_in_a_rehe
 #[test]
 fn the_copy_has_the_targets_roles_owners_and_privileges() {
     let marker = unique_marker();
-    let (_db, migrator) = production(&marker);
+    let (db, migrator) = production(&marker);
+    db.execute(
+        "ALTER DATABASE planrun_test SET planrun_test.scope = 'database';
+         ALTER ROLE migrator IN DATABASE planrun_test SET planrun_test.role_scope = 'migrator here';",
+    );
     let verify = [
         ("applied as migrator", "SELECT current_user::text", "\"= 'migrator'\""),
         (
@@ -261,6 +265,16 @@ fn the_copy_has_the_targets_roles_owners_and_privileges() {
             "app keeps its settings",
             "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'app'",
             "\"= 'work_mem=7MB'\"",
+        ),
+        (
+            "the database's settings",
+            "SELECT current_setting('planrun_test.scope', true)",
+            "\"= 'database'\"",
+        ),
+        (
+            "migrator's settings in this database",
+            "SELECT current_setting('planrun_test.role_scope', true)",
+            "\"= 'migrator here'\"",
         ),
         (
             "app cannot log in to the copy",

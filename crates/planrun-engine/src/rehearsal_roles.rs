@@ -15,8 +15,10 @@
 //!    it, and no password hash leaves the target.
 //! 3. The roles go into the copy before `pg_restore`, which then restores owners,
 //!    ACLs and default privileges. The database's own owner and ACL, which a dump
-//!    without `--create` lacks, are set from the target's `pg_database` (not with
-//!    `--create`: that would also demand the target's locale on this machine).
+//!    without `--create` lacks, are set from the target's `pg_database`, and its
+//!    settings (`ALTER DATABASE ... SET`, `ALTER ROLE ... IN DATABASE ... SET`) from
+//!    `pg_db_role_setting` (not with `--create`: that would also demand the target's
+//!    locale on this machine).
 //! 4. Then the copy is confined ([`confine`]): every role but the applying one loses
 //!    LOGIN and SUPERUSER, and membership in the roles that reach the server's files
 //!    and programs (`pg_execute_server_program`, `pg_read_server_files`,
@@ -109,6 +111,9 @@ pub(crate) struct TargetAccess {
     database_owner: String,
     /// `None` while the database has the default privileges.
     database_grants: Option<Vec<DatabaseGrant>>,
+    /// `ALTER DATABASE ... SET` (role `None`) and `ALTER ROLE ... IN DATABASE ... SET`
+    /// of the target's database, as `pg_db_role_setting` holds them.
+    database_settings: Vec<(Option<String>, Vec<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +157,22 @@ impl TargetAccess {
             .map_err(EngineError::database(
                 "cannot read the target database's privileges",
             ))?;
+        let settings = client
+            .query(
+                "SELECT r.rolname::text, s.setconfig FROM pg_catalog.pg_db_role_setting s \
+                 LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+                 WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database \
+                                        WHERE datname = current_database())",
+                &[],
+            )
+            .map_err(EngineError::database(
+                "cannot read the target database's settings",
+            ))?;
         Ok(TargetAccess {
+            database_settings: settings
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect(),
             applying_role: row.get(0),
             superuser: row.get(1),
             database_owner: row.get(2),
@@ -293,6 +313,20 @@ pub(crate) fn confine(
             .map_err(EngineError::database(format!(
                 "cannot run {statement} in the copy"
             )))?;
+    }
+    // Written as the catalog holds them: the target's server checked and flattened
+    // them, which ALTER ... SET would need undoing (list settings, quoting) first.
+    for (role, config) in &access.database_settings {
+        tx.execute(
+            "INSERT INTO pg_catalog.pg_db_role_setting (setdatabase, setrole, setconfig) \
+             SELECT d.oid, coalesce(r.oid, 0), $2 FROM pg_catalog.pg_database d \
+             LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1 \
+             WHERE d.datname = current_database() AND ($1 IS NULL) = (r.oid IS NULL)",
+            &[role, config],
+        )
+        .map_err(EngineError::database(
+            "cannot give the copy the target database's settings",
+        ))?;
     }
     tx.commit()
         .map_err(EngineError::database("cannot confine the copy's roles"))?;
