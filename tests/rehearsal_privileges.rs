@@ -70,24 +70,23 @@ fn plan_dir(text: &str) -> tempfile::TempDir {
     dir
 }
 
-/// `planrun rehearse plan.toml --format json` against `url`: the output and the report.
+/// `planrun rehearse plan.toml --format FORMAT` against `url`: the output and the
+/// report.
 fn rehearse(dir: &Path, url: &str, reports: &Path, format: &str) -> (Output, serde_json::Value) {
+    rehearse_with(dir, url, reports, &["--format", format])
+}
+
+fn rehearse_with(
+    dir: &Path,
+    url: &str,
+    reports: &Path,
+    extra: &[&str],
+) -> (Output, serde_json::Value) {
     let reports_arg = reports.to_string_lossy().into_owned();
-    let output = planrun(
-        PLANRUN,
-        dir,
-        &[
-            "rehearse",
-            "plan.toml",
-            "--report-dir",
-            &reports_arg,
-            "--format",
-            format,
-            "--database-url",
-            url,
-        ],
-        &[],
-    );
+    let mut args = vec!["rehearse", "plan.toml", "--report-dir", &reports_arg];
+    args.extend(extra);
+    args.extend(["--database-url", url]);
+    let output = planrun(PLANRUN, dir, &args, &[]);
     let file = std::fs::read_dir(reports)
         .ok()
         .and_then(|mut entries| entries.next())
@@ -96,6 +95,20 @@ fn rehearse(dir: &Path, url: &str, reports: &Path, format: &str) -> (Output, ser
         .path();
     let report = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     (output, report)
+}
+
+/// Runs a kept copy's stop command when dropped.
+struct StopOnDrop(String);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&self.0)
+                .output();
+        }
+    }
 }
 
 #[test]
@@ -293,7 +306,27 @@ fn the_copy_has_the_targets_roles_owners_and_privileges() {
     }
     let dir = plan_dir(&plan);
     let reports = tempfile::tempdir().unwrap();
-    let (output, report) = rehearse(dir.path(), &migrator, reports.path(), "json");
+    let (output, report) = rehearse_with(
+        dir.path(),
+        &migrator,
+        reports.path(),
+        &["--format", "json", "--keep"],
+    );
+    let stop = report["copy"]["kept"]["stop_command"]
+        .as_str()
+        .unwrap_or_default();
+    let _stop = StopOnDrop(stop.to_owned());
+    let kept = report["copy"]["kept"]["url"].as_str().unwrap_or_default();
+    assert!(kept.starts_with("postgresql://migrator@%2F"), "{kept}");
+    let mut session = postgres::Client::connect(kept, postgres::NoTls).unwrap();
+    let who: String = session
+        .query_one("SELECT current_user::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        who, "migrator",
+        "the kept copy's URL is the applying role's"
+    );
     let failed: Vec<&serde_json::Value> = report["run"]["stages"][0]["verifications"]
         .as_array()
         .map(|checks| {

@@ -5,9 +5,9 @@
 //! roles, then the dump with its owners and privileges, are restored into a database
 //! of the same name in a [`TempCluster`] on this machine, the plan is applied there
 //! with [`Runner::apply`] as the applying role with its privileges on the target
-//! (`rehearsal_roles.rs` says why and how), and the copy is removed (unless kept). The result is a
-//! [`RehearsalReport`], written as JSON, which `apply --require-rehearsal` checks with
-//! [`check_rehearsal`].
+//! (`rehearsal_roles.rs` says why and how), and the copy is removed (unless kept).
+//! The result is a [`RehearsalReport`], written as JSON, which
+//! `apply --require-rehearsal` checks with [`check_rehearsal`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
@@ -402,7 +402,9 @@ pub fn rehearse(
         outcome => outcome,
     };
     let kept = if options.keep {
-        let url = cluster.url(&database);
+        // As the applying role, so a session on the kept copy fires restored code
+        // with production's privileges, not the copy's superuser's.
+        let url = cluster.url_as(access.applying_role(), &database);
         let kept = cluster.keep();
         Some((url, kept))
     } else {
