@@ -430,7 +430,13 @@ fn pg_dump_gets_the_tls_planrun_negotiated_under_sslmode_allow() {
         "the rehearsal did not copy the target: {}",
         describe(&output)
     );
-    assert_eq!(dumps.len(), 3, "two backups and one copy: {dumps:#?}");
+    // `pg_dump` for the two backups, `pg_dumpall` for the copy's roles and `pg_dump`
+    // for the copy itself.
+    assert_eq!(
+        dumps.len(),
+        4,
+        "two backups, the copy's roles and the copy: {dumps:#?}"
+    );
     for line in &dumps {
         assert!(line.contains("SSL enabled"), "pg_dump in plaintext: {line}");
     }

@@ -82,6 +82,9 @@ pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registr
     match args.format {
         ReportFormat::Json => {
             print_json(report);
+            for warning in &report.warnings {
+                say_err!("warning: {warning}");
+            }
             say_err!("rehearsal report written to {}", file.display());
         }
         ReportFormat::Text => {
@@ -159,6 +162,29 @@ pub fn require(
     ))
 }
 
+/// Who the plan ran as in the copy, and what the rehearsal could not make safe.
+fn render_roles(report: &RehearsalReport, style: Style) -> String {
+    let roles = &report.copy.roles;
+    let mut out = format!(
+        "roles: {} copied from the target, with owners and privileges; the plan ran as {}{}, as on the target\n",
+        count(roles.copied as u64),
+        roles.applying_role,
+        if roles.superuser { ", a superuser" } else { "" }
+    );
+    if !roles.demoted.is_empty() {
+        let _ = writeln!(
+            out,
+            "  superusers on the target, not in the copy (what runs as them may fail here only): {}",
+            roles.demoted.join(", ")
+        );
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "{} {warning}", style.bad("WARNING:"));
+    }
+    out.push('\n');
+    out
+}
+
 /// The engine's run table, then what only a rehearsal knows: the copy, lock waits and
 /// the estimate on the target.
 fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail: Detail) -> String {
@@ -184,13 +210,14 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail:
     );
     let _ = writeln!(
         out,
-        "copy: pg_dump {} ({}), pg_restore -j {} {}, PostgreSQL {}\n",
+        "copy: pg_dump {} ({}), pg_restore -j {} {}, PostgreSQL {}",
         duration(report.copy.dump_ms),
         rehearse::bytes(report.copy.dump_bytes),
         report.copy.restore_jobs,
         duration(report.copy.restore_ms),
         report.copy.identity.server_version
     );
+    out.push_str(&render_roles(report, style));
     out.push_str(&render_run(&report.run.body.report, style, detail));
 
     let _ = writeln!(

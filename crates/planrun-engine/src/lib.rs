@@ -24,6 +24,7 @@ mod online;
 mod preview;
 mod private_dir;
 mod rehearsal_gate;
+pub mod rehearsal_roles;
 pub mod rehearse;
 mod report;
 mod reset;

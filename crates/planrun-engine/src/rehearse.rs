@@ -1,16 +1,17 @@
 //! `planrun rehearse`: the whole plan on a throwaway copy of the target, first.
 //!
 //! The target is only read: its identity and row counts in one read-only
-//! transaction, then `pg_dump -F c`. The dump is restored into a database of the same
-//! name in a [`TempCluster`] on this machine, the plan is applied there with
-//! [`Runner::apply`], and the copy is removed (unless kept). The result is a
-//! [`RehearsalReport`], written as JSON, which `apply --require-rehearsal` checks with
-//! [`check_rehearsal`].
+//! transaction, then its roles (`pg_dumpall --roles-only`) and `pg_dump -F c`. The
+//! roles, then the dump with its owners and privileges, are restored into a database
+//! of the same name in a [`TempCluster`] on this machine, the plan is applied there
+//! with [`Runner::apply`] as the applying role with its privileges on the target
+//! (`rehearsal_roles.rs` says why and how), and the copy is removed (unless kept).
+//! The result is a [`RehearsalReport`], written as JSON, which
+//! `apply --require-rehearsal` checks with [`check_rehearsal`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use crate::checksum::read_sql_file;
 use crate::connect::{redact, Source, Target};
 use crate::error::EngineError;
 use crate::exit_codes;
+use crate::rehearsal_roles::{self, CopyRoles, TargetAccess, COPY_SUPERUSER};
 use crate::report::{RunBody, RunOutcome, StageReport, StageStatus};
 use crate::run::{ApplyOptions, Observer, Runner};
 
@@ -140,6 +142,10 @@ pub struct RehearsalReport {
     pub target_source: String,
     pub target_identity: Identity,
     pub copy: CopyInfo,
+    /// What the rehearsal could not make safe on this machine, one sentence each;
+    /// empty when nothing. Today: an applying role that is a superuser, or a member
+    /// of a role that reaches the server's files or programs (`copy.roles`).
+    pub warnings: Vec<String>,
     pub selection: Selection,
     pub estimate: Estimate,
     pub stages: Vec<RehearsedStage>,
@@ -173,6 +179,8 @@ pub struct CopyInfo {
     pub url: String,
     /// The copy before the plan ran: same tables, counted again.
     pub identity: Identity,
+    /// The target's roles in the copy, and the one the plan ran as.
+    pub roles: CopyRoles,
     pub pg_dump: String,
     pub pg_restore: String,
     pub dump_bytes: u64,
@@ -263,6 +271,7 @@ pub fn rehearse(
     let words = plan_words(plan.stages.iter(), plan.setup_sql_file.as_ref())?;
     let mut source = target.connect(&format!("planrun rehearse {}", plan.name))?;
     let target_identity = identity(&mut source, &words)?;
+    let access = TargetAccess::read(&mut source)?;
     drop(source);
 
     note(&format!(
@@ -271,10 +280,11 @@ pub fn rehearse(
         bytes(target_identity.size_bytes.max(0) as u64)
     ));
     // The copy holds production's data: socket-only, so no other local account can
-    // connect. Lock waits are counted from the server log; 100 ms makes short waits
-    // visible.
+    // connect. Its superuser is planrun's, so the target's roles fit beside it. Lock
+    // waits are counted from the server log; 100 ms makes short waits visible.
     let cluster = TempCluster::builder()
         .socket_only()
+        .superuser(COPY_SUPERUSER)
         .setting("log_lock_waits", "on")
         .setting("deadlock_timeout", "100ms")
         .start()?;
@@ -297,18 +307,22 @@ pub fn rehearse(
     let (pg_dump, pg_restore) = (tool("pg_dump"), tool("pg_restore"));
 
     // Inside the cluster's directory, so the dump goes when the copy goes.
-    let dump_file = cluster
-        .data_dir()
-        .parent()
-        .unwrap_or(cluster.data_dir())
-        .join("target.dump");
-    note(&format!("copying {} with pg_dump", target));
+    let cluster_dir = cluster.data_dir().parent().unwrap_or(cluster.data_dir());
+    let dump_file = cluster_dir.join("target.dump");
+    let roles_file = cluster_dir.join("target-roles.sql");
+    note(&format!(
+        "copying {} with pg_dumpall --roles-only and pg_dump",
+        target
+    ));
     let dumping = Instant::now();
+    rehearsal_roles::dump_roles(&tool("pg_dumpall"), target, &roles_file)?;
     dump(&pg_dump, target, &dump_file)?;
     let dump_ms = millis(dumping.elapsed());
     let dump_bytes = std::fs::metadata(&dump_file).map_or(0, |m| m.len());
 
     let database = target_identity.database.clone();
+    rehearsal_roles::restore_roles(&tool("psql"), &cluster, &roles_file)?;
+    let _ = std::fs::remove_file(&roles_file);
     if database != "postgres" {
         cluster.create_database(&database)?;
     }
@@ -322,7 +336,15 @@ pub fn rehearse(
     let restore_ms = millis(restoring.elapsed());
     let _ = std::fs::remove_file(&dump_file);
 
-    let copy_url = format!("{}?sslmode=disable", cluster.url(&database));
+    let admin = Target::parse(
+        &format!("{}?sslmode=disable", cluster.url(&database)),
+        Source::Planrun,
+    )?;
+    let roles = rehearsal_roles::confine(&admin, &database, &access, cluster.os_user())?;
+    let copy_url = format!(
+        "{}?sslmode=disable",
+        cluster.url_as(access.applying_role(), &database)
+    );
     let copy = Target::parse(&copy_url, Source::Planrun)?;
     let mut copy_client = copy.connect(&format!("planrun rehearse {}", plan.name))?;
     let copy_identity = identity(&mut copy_client, &words)?;
@@ -332,7 +354,8 @@ pub fn rehearse(
         inner: observer,
         log: cluster.log_file().to_path_buf(),
         state: Mutex::new(WatchState::default()),
-        trace: crate::lock_trace::LockTrace::start(&copy)?,
+        // As the copy's superuser, so it sees every session's statements.
+        trace: crate::lock_trace::LockTrace::start(&admin)?,
     };
     let apply_options = ApplyOptions {
         dry_run: false,
@@ -386,7 +409,9 @@ pub fn rehearse(
         outcome => outcome,
     };
     let kept = if options.keep {
-        let url = cluster.url(&database);
+        // As the applying role, so a session on the kept copy fires restored code
+        // with production's privileges, not the copy's superuser's.
+        let url = cluster.url_as(access.applying_role(), &database);
         let kept = cluster.keep();
         Some((url, kept))
     } else {
@@ -405,9 +430,11 @@ pub fn rehearse(
         target: target.to_string(),
         target_source: target.source.to_string(),
         target_identity,
+        warnings: roles.warnings(),
         copy: CopyInfo {
             url: copy.to_string(),
             identity: copy_identity,
+            roles,
             pg_dump: pg_dump.display().to_string(),
             pg_restore: pg_restore.display().to_string(),
             dump_bytes,
@@ -676,11 +703,6 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The caller's environment without libpq variables, so only ours reach the tool.
-fn clean_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
-    std::env::vars_os().filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG")))
-}
-
 fn dump(pg_dump: &Path, target: &Target, file: &Path) -> Result<(), RehearseError> {
     let output = libpq_command(pg_dump, target)
         .arg("--format=custom")
@@ -710,9 +732,8 @@ fn restore(
     file: &Path,
     jobs: usize,
 ) -> Result<(), RehearseError> {
-    let output = Command::new(pg_restore)
-        .arg("--no-owner")
-        .arg("--no-privileges")
+    // With owners and privileges: the target's roles are already in the copy.
+    let output = rehearsal_roles::copy_tool(pg_restore, cluster)
         .arg("--no-password")
         .arg(format!("--jobs={}", jobs.max(1)))
         // A conninfo string, so that a database name containing `=` stays a name.
@@ -721,12 +742,6 @@ fn restore(
             database.replace('\\', "\\\\").replace('\'', "\\'")
         ))
         .arg(file)
-        .env_clear()
-        .envs(clean_env())
-        .env("PGHOST", cluster.host())
-        .env("PGPORT", cluster.port().to_string())
-        .env("PGUSER", cluster.user())
-        .env("PGSSLMODE", "disable")
         .output()
         .map_err(|error| {
             RehearseError::Copy(format!("cannot run {}: {error}", pg_restore.display()))

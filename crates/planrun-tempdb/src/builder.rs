@@ -21,6 +21,7 @@ pub struct TempClusterBuilder {
     pub(crate) settings: Vec<(String, String)>,
     pub(crate) ssl: Option<(PathBuf, PathBuf)>,
     pub(crate) socket_only: bool,
+    pub(crate) superuser: Option<String>,
 }
 
 impl TempClusterBuilder {
@@ -44,7 +45,16 @@ impl TempClusterBuilder {
         self
     }
 
-    /// Give the `postgres` superuser a password and require it (SCRAM) for TCP
+    /// Name the bootstrap superuser `name` instead of `postgres` (`initdb -U`): for a
+    /// cluster that receives another cluster's roles, such as `planrun rehearse`'s
+    /// copy, where the target's own `postgres` role must be free to be created with
+    /// the target's attributes rather than be the copy's superuser.
+    pub fn superuser(mut self, name: impl Into<String>) -> Self {
+        self.superuser = Some(name.into());
+        self
+    }
+
+    /// Give the superuser a password and require it (SCRAM) for TCP
     /// connections; connections over the Unix socket stay trusted.
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
@@ -80,6 +90,15 @@ impl TempClusterBuilder {
     /// Refuse what cannot be passed on safely, or contradicts itself.
     pub(crate) fn check(&self) -> Result<(), TempDbError> {
         check_settings(&self.settings)?;
+        if let Some(name) = &self.superuser {
+            // PostgreSQL reserves `pg_` for its predefined roles.
+            if name.is_empty() || name.contains('\0') || name.starts_with("pg_") {
+                return Err(TempDbError::Invalid {
+                    what: format!("superuser name {name:?}"),
+                    reason: "it must be non-empty, without NUL, and not start with pg_".into(),
+                });
+            }
+        }
         if let Some(password) = &self.password {
             // initdb reads the first line of the password file only.
             if password.contains(['\n', '\r', '\0']) {
@@ -153,6 +172,17 @@ mod tests {
         ));
         let bad_value = [("work_mem".to_owned(), "1\nfsync = on".to_owned())];
         assert!(check_settings(&bad_value).is_err());
+    }
+
+    #[test]
+    fn a_superuser_name_of_postgresqls_own_is_refused() {
+        let reserved = TempCluster::builder().superuser("pg_monitor");
+        assert!(matches!(reserved.check(), Err(TempDbError::Invalid { .. })));
+        assert!(TempCluster::builder().superuser("").check().is_err());
+        assert!(TempCluster::builder()
+            .superuser("planrun_copy")
+            .check()
+            .is_ok());
     }
 
     #[test]

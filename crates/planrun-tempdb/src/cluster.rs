@@ -22,8 +22,8 @@ use crate::TempDbError;
 /// The address the server listens on unless socket-only; loopback only, these are
 /// throwaway clusters.
 const HOST: &str = "127.0.0.1";
-/// The superuser `initdb` creates.
-pub(crate) const SUPERUSER: &str = "postgres";
+/// The superuser `initdb` creates unless [`TempClusterBuilder::superuser`] names another.
+const DEFAULT_SUPERUSER: &str = "postgres";
 /// A port found free can be taken by a parallel test before the server binds it.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -37,6 +37,8 @@ pub struct TempCluster {
     bin_dir: PathBuf,
     user: RunUser,
     password: Option<String>,
+    /// The bootstrap superuser's name.
+    superuser: String,
     /// [`HOST`], or the socket directory of a socket-only cluster.
     host: String,
     socket_only: bool,
@@ -91,7 +93,9 @@ impl TempCluster {
             settings,
             ssl,
             socket_only,
+            superuser,
         } = options;
+        let superuser = superuser.unwrap_or_else(|| DEFAULT_SUPERUSER.to_owned());
         let bin_dir = match bin_dir {
             Some(dir) => dir,
             None => find_bin_dir()?,
@@ -101,8 +105,16 @@ impl TempCluster {
             bin_dir: bin_dir.clone(),
             password: password.clone(),
             user: user.clone(),
+            superuser: superuser.clone(),
         })?;
-        let mut cluster = Self::prepare("planrun-pg-", bin_dir, user, password, socket_only)?;
+        let mut cluster = Self::prepare(
+            "planrun-pg-",
+            bin_dir,
+            user,
+            password,
+            socket_only,
+            superuser,
+        )?;
         // From here on errors drop `cluster`, which removes everything again.
         template.copy_to(&cluster.data_dir, &cluster.user)?;
         cluster.configure(&settings, ssl.as_ref())?;
@@ -118,6 +130,7 @@ impl TempCluster {
         user: RunUser,
         password: Option<String>,
         socket_only: bool,
+        superuser: String,
     ) -> Result<TempCluster, TempDbError> {
         let dir = private_tempdir(prefix, &user)?;
         let root = dir.path().to_path_buf();
@@ -134,6 +147,7 @@ impl TempCluster {
             bin_dir,
             user,
             password,
+            superuser,
             host,
             socket_only,
             settings: Vec::new(),
@@ -257,6 +271,7 @@ impl TempCluster {
             bin_dir: self.bin_dir.clone(),
             socket_dir: self.socket_dir.clone(),
             port: self.port,
+            superuser: self.superuser.clone(),
         }
     }
 
@@ -282,9 +297,15 @@ impl TempCluster {
         &self.host
     }
 
-    /// The superuser, `postgres`.
+    /// The bootstrap superuser: `postgres` unless the builder named another.
     pub fn user(&self) -> &str {
-        SUPERUSER
+        &self.superuser
+    }
+
+    /// The operating-system account the server, and so every program or file a
+    /// superuser's `COPY ... PROGRAM` reaches, runs as.
+    pub fn os_user(&self) -> &str {
+        &self.user.name
     }
 
     /// The superuser's password, if the cluster was built with one.
@@ -325,7 +346,20 @@ impl TempCluster {
             None => String::new(),
         };
         format!(
-            "postgresql://{SUPERUSER}{password}@{}:{}/{}",
+            "postgresql://{}{password}@{}:{}/{}",
+            quote::percent_encode(&self.superuser),
+            quote::percent_encode(&self.host),
+            self.port,
+            quote::percent_encode(dbname)
+        )
+    }
+
+    /// The URL of `role` in `dbname`, without password: for a role the caller created,
+    /// which over the Unix socket is trusted like the superuser.
+    pub fn url_as(&self, role: &str, dbname: &str) -> String {
+        format!(
+            "postgresql://{}@{}:{}/{}",
+            quote::percent_encode(role),
             quote::percent_encode(&self.host),
             self.port,
             quote::percent_encode(dbname)

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::cluster::SUPERUSER;
 use crate::TempDbError;
 
 /// A server's Unix socket and the binaries of its version. It is owned rather
@@ -14,15 +13,17 @@ pub(crate) struct ServerSocket {
     pub bin_dir: PathBuf,
     pub socket_dir: PathBuf,
     pub port: u16,
+    pub superuser: String,
 }
 
 impl ServerSocket {
     /// The libpq connection string of the superuser in `dbname`.
     pub fn conninfo(&self, dbname: &str) -> String {
         format!(
-            "host={} port={} user={SUPERUSER} dbname={}",
+            "host={} port={} user={} dbname={}",
             conninfo_value(&self.socket_dir.to_string_lossy()),
             self.port,
+            conninfo_value(&self.superuser),
             conninfo_value(dbname)
         )
     }
@@ -92,10 +93,11 @@ mod tests {
             bin_dir: PathBuf::from("/bin"),
             socket_dir: PathBuf::from("/tmp/s"),
             port: 5433,
+            superuser: "postgres".into(),
         };
         assert_eq!(
             socket.conninfo("a b"),
-            "host='/tmp/s' port=5433 user=postgres dbname='a b'"
+            "host='/tmp/s' port=5433 user='postgres' dbname='a b'"
         );
     }
 }

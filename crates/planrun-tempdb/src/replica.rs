@@ -64,6 +64,7 @@ impl TempReplica {
             primary.run_user().clone(),
             primary.password().map(str::to_owned),
             primary.is_socket_only(),
+            primary.user().to_owned(),
         )?;
         base_backup(primary, &server, &application_name)?;
         // The caller's settings win over our defaults again, as on the primary; the

@@ -21,6 +21,8 @@ pub(crate) struct TemplateKey {
     pub bin_dir: PathBuf,
     pub password: Option<String>,
     pub user: RunUser,
+    /// The bootstrap superuser's name.
+    pub superuser: String,
 }
 
 #[derive(Debug)]
@@ -74,7 +76,9 @@ fn create(key: &TemplateKey) -> Result<Template, TempDbError> {
     let mut cmd = key.user.command(&initdb, dir.path());
     cmd.arg("-D")
         .arg(&data_dir)
-        .args(["-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]);
+        .arg("-U")
+        .arg(&key.superuser)
+        .args(["-E", "UTF8", "--locale=C", "--no-sync"]);
     match &key.password {
         None => {
             cmd.arg("--auth=trust");

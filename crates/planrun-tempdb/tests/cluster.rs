@@ -10,6 +10,31 @@ use common::{
 };
 use planrun_tempdb::{StopMode, TempCluster, TempDbError};
 
+/// A cluster that is to receive another cluster's roles names its own superuser, so
+/// that `postgres` is free; its URLs, `psql` and created roles' URLs all work.
+#[test]
+fn a_cluster_with_a_superuser_of_its_own_has_no_postgres_role() {
+    let cluster = TempCluster::builder()
+        .socket_only()
+        .superuser("planrun_copy")
+        .start()
+        .unwrap();
+    assert_eq!(cluster.user(), "planrun_copy");
+    let roles = "SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolname !~ '^pg_'";
+    assert_eq!(
+        cluster.psql("postgres", roles).unwrap().trim(),
+        "planrun_copy"
+    );
+    let url = cluster.create_database("app").unwrap();
+    assert!(url.starts_with("postgresql://planrun_copy@%2F"), "{url}");
+    let out = psql_tcp(&cluster, &url, None, "CREATE ROLE postgres LOGIN");
+    assert!(out.status.success(), "{out:?}");
+    let sql = "SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user";
+    let out = psql_tcp(&cluster, &cluster.url_as("postgres", "app"), None, sql);
+    assert_eq!(stdout(&out), "postgres false");
+    assert!(!cluster.os_user().is_empty());
+}
+
 #[test]
 fn starts_answers_and_creates_databases() {
     let cluster = TempCluster::start().unwrap();
