@@ -172,7 +172,29 @@ impl Target {
     /// The attempt as a whole (TCP, TLS, startup, authentication) gives up after
     /// `connect_timeout`: the driver bounds only the TCP connect, and a server that
     /// accepts and never answers would otherwise hold planrun for ever.
+    ///
+    /// Nothing is set on the session: through a session-mode pooler its server
+    /// connection goes to another client afterwards.
     pub fn connect(&self, application_name: &str) -> Result<Client, EngineError> {
+        self.open(application_name)
+    }
+
+    /// The session of a command that changes the database. First, before anything is
+    /// set on it, refuses a pooler that shares server connections between clients
+    /// (see [`crate::pooling`]; a second connection is opened and closed to find out).
+    /// Then asks the server to watch for a vanished client; the caller resets that
+    /// when done ([`end_own_session`]).
+    pub fn connect_own_session(&self, application_name: &str) -> Result<Client, EngineError> {
+        let mut client = self.open(application_name)?;
+        let second = self.open(application_name)?;
+        crate::pooling::refuse_shared_server_connections(&mut client, second, &self.redacted)?;
+        watch_for_vanished_client(&mut client)
+            .map_err(|error| self.cannot_connect(error_chain(&error)))?;
+        Ok(client)
+    }
+
+    /// A connection on which nothing has been set yet.
+    fn open(&self, application_name: &str) -> Result<Client, EngineError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let target = self.clone();
         let name = application_name.to_owned();
@@ -204,14 +226,16 @@ impl Target {
         if let Some(timeout) = self.connect_timeout {
             config.connect_timeout(timeout);
         }
-        let cannot_connect = |reason: String| EngineError::CannotConnect {
+        self.tls
+            .connect(config)
+            .map_err(|reason| self.cannot_connect(reason))
+    }
+
+    fn cannot_connect(&self, reason: String) -> EngineError {
+        EngineError::CannotConnect {
             target: self.redacted.clone(),
             reason: self.explain(scrub(&redact(&reason), self.resolved.password())),
-        };
-        let mut client = self.tls.connect(config).map_err(&cannot_connect)?;
-        watch_for_vanished_client(&mut client)
-            .map_err(|error| cannot_connect(error_chain(&error)))?;
-        Ok(client)
+        }
     }
 
     /// Asks the server to cancel the statement running on `token`'s session.
@@ -310,6 +334,13 @@ fn driver_config(resolved: &Resolved) -> Result<Config, String> {
         }
     }
     Ok(config)
+}
+
+/// Resets what [`Target::connect_own_session`] and the plan set on the session, so a
+/// session-mode pooler hands its server connection to the next client as it was.
+pub(crate) fn end_own_session(client: &mut Client) {
+    // A failure means a broken connection, which takes its settings along.
+    let _ = client.batch_execute("RESET ALL");
 }
 
 /// How often the server checks that a planrun session's client is still there.

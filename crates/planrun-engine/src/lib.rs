@@ -20,6 +20,7 @@ pub mod lock;
 mod lock_trace;
 mod lock_weight;
 mod online;
+mod pooling;
 mod preview;
 mod rehearsal_gate;
 pub mod rehearse;

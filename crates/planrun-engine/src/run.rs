@@ -205,8 +205,11 @@ impl<'a> Runner<'a> {
             .map(|index| self.checksums[index].as_str())
     }
 
+    /// The session of a command that changes the database (`apply`, `reset`): never
+    /// one a pooler shares with other clients.
     pub(crate) fn connect(&self, target: &Target, command: &str) -> Result<Client, EngineError> {
-        let mut client = target.connect(&format!("planrun {command} {}", self.plan.name))?;
+        let mut client =
+            target.connect_own_session(&format!("planrun {command} {}", self.plan.name))?;
         self.run_setup(&mut client)?;
         Ok(client)
     }
@@ -298,6 +301,7 @@ impl<'a> Runner<'a> {
             self.apply_stages(&mut client, target, options, &selection, observer)
         };
         lock::release(&mut client, &self.plan.name);
+        crate::connect::end_own_session(&mut client);
         interrupt::acknowledge();
         result
     }
