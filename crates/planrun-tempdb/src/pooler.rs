@@ -190,7 +190,12 @@ impl TempPooler {
         )
     }
 
-    /// PgBouncer's log, for a failing test's message.
+    /// PgBouncer's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// PgBouncer's log, in the pooler's temporary directory.
     pub fn log_file(&self) -> &Path {
         &self.log
     }
