@@ -64,6 +64,38 @@ fn apply_through_a_transaction_mode_pooler_is_refused_before_anything_changes() 
 }
 
 #[test]
+fn every_pooler_that_shares_server_connections_is_refused() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let poolers = [
+        (PoolMode::Transaction, vec![("server_round_robin", "1")]),
+        (PoolMode::Transaction, vec![("default_pool_size", "2")]),
+        (PoolMode::Statement, vec![]),
+    ];
+    for (mode, settings) in poolers {
+        let pooler =
+            TempPooler::start_with(&db.cluster, mode, &settings).expect("PgBouncer starts");
+        let output = apply(dir.path(), &pooler.url(DB), &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::CANNOT_CONNECT),
+            "{mode} {settings:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("session-mode pooler"),
+            "{mode} {settings:?}: {}",
+            describe(&output)
+        );
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'planrun'"),
+        "0"
+    );
+}
+
+#[test]
 fn the_refusal_is_a_json_error_document_under_format_json() {
     let db = TestDb::new();
     db.execute(CUSTOMERS);

@@ -13,8 +13,8 @@ pub enum EngineError {
     NoTarget(String),
     #[error("cannot connect to {target}: {reason}")]
     CannotConnect { target: String, reason: String },
-    #[error("{target} shares server connections between clients (backend pids seen: {backends}): a transaction- or statement-mode pooler such as PgBouncer's pool_mode = transaction; planrun needs one server session for the whole run (its plan lock, its prepared statements, stages outside a transaction) and changed nothing; connect directly to PostgreSQL, or through a session-mode pooler")]
-    SharedServerConnections { target: String, backends: String },
+    #[error("{target} shares server connections between clients ({evidence}): a transaction- or statement-mode pooler such as PgBouncer's pool_mode = transaction; planrun needs one server session for the whole run (its plan lock, its prepared statements, stages outside a transaction) and changed nothing; connect directly to PostgreSQL, or through a session-mode pooler")]
+    SharedServerConnections { target: String, evidence: String },
     #[error("plan `{plan}` is locked by another apply{}; waited {waited_ms} ms", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Locked {
         plan: String,

@@ -12,14 +12,16 @@
 //!
 //! The probe needs two client connections open at once and reads only
 //! `pg_backend_pid()`, in simple-query messages (no prepared statement), before any
-//! setting is made. Directly or through a session-mode pooler, each client keeps one
-//! backend for its whole life; a pooler that shares them gives a second client, in a
-//! transaction of its own, the backend the first one just released (PgBouncer reuses
-//! the last released connection first), or gives the first client another backend
-//! while the second holds one. Its limit: with `server_round_robin = 1` and exactly
-//! one other idle server connection, a transaction pooler can look like a session
-//! pooler to this probe; the run then fails on its first lost prepared statement,
-//! and what planrun set still ends with its transaction.
+//! setting is made: A reads its backend; B reads its own, then again in a transaction
+//! it keeps open; A reads its own twice more. Directly or through a session-mode
+//! pooler, each client keeps one backend for its whole life. A pooler that shares
+//! them gives B the backend A just released (PgBouncer reuses the last released
+//! connection first), moves B between its two reads, or moves A while B holds one;
+//! a statement-mode pooler refuses B's transaction block, which PostgreSQL never
+//! does. Its limit: with `server_round_robin = 1` and exactly the right idle server
+//! connections, a transaction pooler can look like a session pooler to this probe;
+//! the run then fails on its first lost prepared statement, and what planrun set
+//! still ends with its transaction.
 
 use postgres::{Client, SimpleQueryMessage};
 
@@ -37,9 +39,27 @@ pub(crate) fn refuse_shared_server_connections(
     target: &str,
 ) -> Result<(), EngineError> {
     let before = backend_pid(first, "SELECT pg_catalog.pg_backend_pid()")?;
-    let held = backend_pid(&mut second, "BEGIN; SELECT pg_catalog.pg_backend_pid()")?;
-    let mut seen = vec![before, held];
-    let mut shared = held == before;
+    let beside = backend_pid(&mut second, "SELECT pg_catalog.pg_backend_pid()")?;
+    let held = match backend_pid(&mut second, "BEGIN; SELECT pg_catalog.pg_backend_pid()") {
+        Ok(pid) => pid,
+        // PostgreSQL itself never refuses a transaction block; a statement-mode
+        // pooler does ("transaction blocks not allowed in statement pooling mode"),
+        // and closes the connection with it.
+        Err(EngineError::Database { source, .. })
+            if source.as_db_error().is_some() || source.is_closed() =>
+        {
+            return Err(EngineError::SharedServerConnections {
+                target: target.to_owned(),
+                evidence: format!(
+                    "a transaction block was refused: {}",
+                    crate::connect::error_chain(&source)
+                ),
+            });
+        }
+        Err(error) => return Err(error),
+    };
+    let mut seen = vec![before, beside, held];
+    let mut shared = beside == before || held == before || held != beside;
     for _ in 0..FIRST_CLIENT_PROBES {
         let again = backend_pid(first, "SELECT pg_catalog.pg_backend_pid()")?;
         shared |= again != before;
@@ -50,11 +70,13 @@ pub(crate) fn refuse_shared_server_connections(
     if shared {
         return Err(EngineError::SharedServerConnections {
             target: target.to_owned(),
-            backends: seen
-                .iter()
-                .map(i32::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            evidence: format!(
+                "backend pids seen: {}",
+                seen.iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         });
     }
     Ok(())

@@ -38,6 +38,8 @@ pub enum PoolMode {
     /// After each transaction: consecutive transactions of one client may run on
     /// different server connections, and clients share them.
     Transaction,
+    /// After each statement: transaction blocks are refused.
+    Statement,
 }
 
 impl fmt::Display for PoolMode {
@@ -45,6 +47,7 @@ impl fmt::Display for PoolMode {
         f.write_str(match self {
             PoolMode::Session => "session",
             PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
         })
     }
 }
