@@ -21,6 +21,8 @@ const DB: &str = "planrun_test";
 /// as planrun's apply holds at once (its session, the pooler probe or the blocker
 /// watch) and one to spare.
 const SESSION_POOL_SIZE: usize = 3;
+/// The first key of planrun's plan lock (`lock.rs`).
+const PLAN_LOCK_CLASS: i32 = 0x706c_616e;
 
 fn apply(cwd: &Path, url: &str, format: &[&str]) -> Output {
     let mut args = vec!["apply", "plan.toml", "--no-backup", "--database-url", url];
@@ -114,14 +116,11 @@ fn the_refusal_is_a_json_error_document_under_format_json() {
     );
 }
 
-#[test]
-fn apply_through_a_session_mode_pooler_leaves_no_setting_on_its_server_connections() {
-    let db = TestDb::new();
-    db.execute(CUSTOMERS);
-    // No reset query: what planrun's sessions leave on a server connection is what the
-    // next client of that connection gets.
+/// PgBouncer in session mode without a reset query: what planrun's sessions leave on
+/// a server connection is what the next client of that connection gets.
+fn session_pooler_without_reset(db: &TestDb) -> TempPooler {
     let pool_size = SESSION_POOL_SIZE.to_string();
-    let pooler = TempPooler::start_with(
+    TempPooler::start_with(
         &db.cluster,
         PoolMode::Session,
         &[
@@ -129,15 +128,14 @@ fn apply_through_a_session_mode_pooler_leaves_no_setting_on_its_server_connectio
             ("server_reset_query", ""),
         ],
     )
-    .expect("PgBouncer starts");
-    let dir = scenario("shop");
+    .expect("PgBouncer starts")
+}
+
+/// Every server connection of the pool at once, each in a transaction so that none is
+/// handed to two of them: the default search_path, no setting made for the session,
+/// and the application's unqualified names resolve.
+fn assert_pool_untouched(db: &TestDb, pooler: &TempPooler) {
     let default_path = db.scalar("SHOW search_path");
-
-    let output = apply(dir.path(), &pooler.url(DB), &[]);
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-
-    // Every server connection of the pool at once, each in a transaction so that
-    // none is handed to two of them.
     let mut clients: Vec<postgres::Client> = (0..SESSION_POOL_SIZE)
         .map(|_| postgres::Client::connect(&pooler.url(DB), postgres::NoTls).expect("connects"))
         .collect();
@@ -154,6 +152,47 @@ fn apply_through_a_session_mode_pooler_leaves_no_setting_on_its_server_connectio
         );
         assert_eq!(found.2, "25", "the application's unqualified names resolve");
     }
+}
+
+#[test]
+fn apply_through_a_session_mode_pooler_leaves_no_setting_on_its_server_connections() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let pooler = session_pooler_without_reset(&db);
+    let dir = scenario("shop");
+
+    let output = apply(dir.path(), &pooler.url(DB), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    assert_pool_untouched(&db, &pooler);
+}
+
+#[test]
+fn an_apply_stopped_by_the_plan_lock_leaves_no_setting_on_the_pool_either() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let pooler = session_pooler_without_reset(&db);
+    let dir = scenario("shop");
+    let mut holder = db.client();
+    holder
+        .execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[
+                &PLAN_LOCK_CLASS,
+                &planrun_engine::lock::plan_lock_key("shop"),
+            ],
+        )
+        .expect("the plan lock is taken");
+
+    let output = apply(dir.path(), &pooler.url(DB), &["--lock-wait", "0"]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::LOCKED),
+        "{}",
+        describe(&output)
+    );
+
+    assert_pool_untouched(&db, &pooler);
 }
 
 #[test]

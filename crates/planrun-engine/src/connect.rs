@@ -182,15 +182,16 @@ impl Target {
     /// The session of a command that changes the database. First, before anything is
     /// set on it, refuses a pooler that shares server connections between clients
     /// (see [`crate::pooling`]; a second connection is opened and closed to find out).
-    /// Then asks the server to watch for a vanished client; the caller resets that
-    /// when done ([`end_own_session`]).
-    pub fn connect_own_session(&self, application_name: &str) -> Result<Client, EngineError> {
+    /// Then asks the server to watch for a vanished client, until the session is
+    /// dropped ([`OwnSession`]).
+    pub fn connect_own_session(&self, application_name: &str) -> Result<OwnSession, EngineError> {
         let mut client = self.open(application_name)?;
         let second = self.open(application_name)?;
         crate::pooling::refuse_shared_server_connections(&mut client, second, &self.redacted)?;
-        watch_for_vanished_client(&mut client)
+        let mut session = OwnSession { client };
+        watch_for_vanished_client(&mut session.client)
             .map_err(|error| self.cannot_connect(error_chain(&error)))?;
-        Ok(client)
+        Ok(session)
     }
 
     /// A connection on which nothing has been set yet.
@@ -336,11 +337,34 @@ fn driver_config(resolved: &Resolved) -> Result<Config, String> {
     Ok(config)
 }
 
-/// Resets what [`Target::connect_own_session`] and the plan set on the session, so a
-/// session-mode pooler hands its server connection to the next client as it was.
-pub(crate) fn end_own_session(client: &mut Client) {
-    // A failure means a broken connection, which takes its settings along.
-    let _ = client.batch_execute("RESET ALL");
+/// The session of a command that changes the database ([`Target::connect_own_session`]).
+/// Dropped, on every path, it resets what planrun and the plan set on it (`RESET ALL`),
+/// so that a session-mode pooler hands its server connection to the next client as it
+/// was.
+pub struct OwnSession {
+    client: Client,
+}
+
+impl std::ops::Deref for OwnSession {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for OwnSession {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Drop for OwnSession {
+    fn drop(&mut self) {
+        // A failure means a broken connection, which takes its settings along, or
+        // an aborted transaction, whose session the server ends with the connection.
+        let _ = self.client.batch_execute("RESET ALL");
+    }
 }
 
 /// How often the server checks that a planrun session's client is still there.

@@ -54,7 +54,6 @@ impl Runner<'_> {
         lock::acquire(&mut client, plan, std::time::Duration::from_secs(5))?;
         let result = self.reset_locked(&mut client, target, index, &batched);
         lock::release(&mut client, plan);
-        crate::connect::end_own_session(&mut client);
         result
     }
 
