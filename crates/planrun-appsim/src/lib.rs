@@ -20,6 +20,11 @@
 //! rejected is a failed write (the application saw an error; nothing is lost). A write
 //! whose connection broke before the result arrived is in doubt: the chapter may hold
 //! either the state before or the state attempted, and both are accepted.
+//!
+//! The simulator prepares no named statement (`query_typed`: one unnamed
+//! Parse/Bind/Execute per statement), so it also runs through a transaction-mode
+//! pooler such as PgBouncer before 1.21, which does not carry prepared statements
+//! from one server connection to the next.
 
 mod config;
 mod excerpt;

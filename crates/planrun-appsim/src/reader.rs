@@ -48,7 +48,10 @@ impl Reader {
             };
             let client = self.client.as_mut().expect("connected above");
             let sent = Instant::now();
-            let result = client.query("SELECT id, title FROM chapters WHERE id = $1", &[&id]);
+            let result = client.query_typed(
+                "SELECT id, title FROM chapters WHERE id = $1",
+                &[(&id, postgres::types::Type::INT8)],
+            );
             self.log.longest_wait = self.log.longest_wait.max(sent.elapsed());
             match result {
                 Ok(_) => {

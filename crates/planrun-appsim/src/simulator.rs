@@ -34,25 +34,26 @@ impl AppSimulator {
     pub fn start(url: &str, config: AppConfig) -> AppSimulator {
         let mut client = Client::connect(url, NoTls).expect("the simulator connects");
         let chapter_ids: Vec<i64> = client
-            .query("SELECT id FROM chapters ORDER BY id", &[])
+            .query_typed("SELECT id FROM chapters ORDER BY id", &[])
             .expect("the simulator reads the chapter ids")
             .iter()
             .map(|row| row.get(0))
             .collect();
         let memoir_ids: Vec<i64> = client
-            .query("SELECT id FROM memoirs ORDER BY id", &[])
+            .query_typed("SELECT id FROM memoirs ORDER BY id", &[])
             .expect("the simulator reads the memoir ids")
             .iter()
             .map(|row| row.get(0))
             .collect();
         let images_type: String = client
-            .query_opt(
+            .query_typed(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
                  WHERE attrelid = 'chapters'::regclass AND attname = 'images'
                    AND NOT attisdropped",
                 &[],
             )
             .expect("the simulator reads the images column type")
+            .first()
             .map_or_else(|| "jsonb".to_owned(), |row| row.get(0));
         drop(client);
 

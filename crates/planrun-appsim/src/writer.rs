@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, Row};
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -98,7 +98,12 @@ impl Writer {
         let content = self.content();
         let sql = "UPDATE chapters SET content = $1, updated_at = now() WHERE id = $2 \
                    RETURNING images::text";
-        let outcome = self.write(WriteKind::UpdateContent, id, sql, &[&content, &id]);
+        let outcome = self.write(
+            WriteKind::UpdateContent,
+            id,
+            sql,
+            &[(&content, Type::TEXT), (&id, Type::INT8)],
+        );
         match outcome {
             Outcome::Committed(rows) => match rows.first() {
                 Some(row) => self.committed(WriteKind::UpdateContent, id, (content, row.get(0))),
@@ -121,7 +126,12 @@ impl Writer {
              RETURNING content, images::text",
             self.images_type
         );
-        match self.write(WriteKind::UpdateImages, id, &sql, &[&images, &id]) {
+        match self.write(
+            WriteKind::UpdateImages,
+            id,
+            &sql,
+            &[(&images, Type::TEXT), (&id, Type::INT8)],
+        ) {
             Outcome::Committed(rows) => match rows.first() {
                 Some(row) => self.committed(WriteKind::UpdateImages, id, (row.get(0), row.get(1))),
                 None => self.vanished(id),
@@ -150,7 +160,12 @@ impl Writer {
              RETURNING id, content, images::text",
             self.images_type
         );
-        let params: [&(dyn ToSql + Sync); 4] = [&memoir_id, &title, &content, &images];
+        let params: [(&(dyn ToSql + Sync), Type); 4] = [
+            (&memoir_id, Type::INT8),
+            (&title, Type::TEXT),
+            (&content, Type::TEXT),
+            (&images, Type::TEXT),
+        ];
         // An insert has no chapter id until it returns one; 0 labels its errors.
         match self.write(WriteKind::InsertChapter, 0, &sql, &params) {
             Outcome::Committed(rows) => {
@@ -169,7 +184,7 @@ impl Writer {
 
     fn delete_chapter(&mut self, id: i64) {
         let sql = "DELETE FROM chapters WHERE id = $1 RETURNING id";
-        match self.write(WriteKind::DeleteChapter, id, sql, &[&id]) {
+        match self.write(WriteKind::DeleteChapter, id, sql, &[(&id, Type::INT8)]) {
             Outcome::Committed(rows) if rows.is_empty() => self.vanished(id),
             Outcome::Committed(_) => {
                 self.disown(id);
@@ -181,19 +196,22 @@ impl Writer {
     }
 
     /// Runs one autocommit write statement, timing it and counting failures.
+    /// `query_typed` sends it as one unnamed statement, as an application behind a
+    /// transaction-mode pooler must: a named one prepared in one transaction may be
+    /// on another server connection in the next.
     fn write(
         &mut self,
         kind: WriteKind,
         chapter: i64,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Outcome {
         let client = self
             .client
             .as_mut()
             .expect("the writer connects before writing");
         let sent = Instant::now();
-        let result = client.query(sql, params);
+        let result = client.query_typed(sql, params);
         self.log.longest_wait = self.log.longest_wait.max(sent.elapsed());
         match result {
             Ok(rows) => Outcome::Committed(rows),

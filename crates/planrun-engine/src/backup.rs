@@ -190,10 +190,13 @@ fn lock_holders(target: &Target, table: &str) -> Vec<crate::watch::Blocker> {
     let Ok(mut client) = target.connect("planrun backup") else {
         return Vec::new();
     };
-    if crate::trusted_sql::pin_trusted_search_path(&mut client).is_err() {
+    let Ok(mut tx) = client.transaction() else {
+        return Vec::new();
+    };
+    if crate::trusted_sql::trust_for_transaction(&mut tx).is_err() {
         return Vec::new();
     }
-    let rows = client.query(
+    let rows = tx.query(
         &format!(
             "SELECT {} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.relation = to_regclass($1) AND l.mode = 'AccessExclusiveLock' \

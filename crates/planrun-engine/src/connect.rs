@@ -249,7 +249,30 @@ impl Target {
     /// The attempt as a whole (TCP, TLS, startup, authentication) gives up after
     /// `connect_timeout`: the driver bounds only the TCP connect, and a server that
     /// accepts and never answers would otherwise hold planrun for ever.
+    ///
+    /// Nothing is set on the session: through a session-mode pooler its server
+    /// connection goes to another client afterwards.
     pub fn connect(&self, application_name: &str) -> Result<Client, EngineError> {
+        self.open(application_name)
+    }
+
+    /// The session of a command that changes the database. First, before anything is
+    /// set on it, refuses a pooler that shares server connections between clients
+    /// (see [`crate::pooling`]; a second connection is opened and closed to find out).
+    /// Then asks the server to watch for a vanished client, until the session is
+    /// dropped ([`OwnSession`]).
+    pub fn connect_own_session(&self, application_name: &str) -> Result<OwnSession, EngineError> {
+        let mut client = self.open(application_name)?;
+        let second = self.open(application_name)?;
+        crate::pooling::refuse_shared_server_connections(&mut client, second, &self.redacted)?;
+        let mut session = OwnSession { client };
+        watch_for_vanished_client(&mut session.client)
+            .map_err(|error| self.cannot_connect(error_chain(&error)))?;
+        Ok(session)
+    }
+
+    /// A connection on which nothing has been set yet.
+    fn open(&self, application_name: &str) -> Result<Client, EngineError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let target = self.clone();
         let name = application_name.to_owned();
@@ -290,7 +313,6 @@ impl Target {
             }
             let attempt = self.tls.connect(config).and_then(|mut client| {
                 self.note_negotiated_tls(&mut client)
-                    .and_then(|()| watch_for_vanished_client(&mut client))
                     .map_err(|error| error_chain(&error))?;
                 Ok(client)
             });
@@ -313,10 +335,14 @@ impl Target {
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        Err(EngineError::CannotConnect {
+        Err(self.cannot_connect(reason))
+    }
+
+    fn cannot_connect(&self, reason: String) -> EngineError {
+        EngineError::CannotConnect {
             target: self.redacted.clone(),
             reason: scrub_all(&redact(&reason), &self.resolved),
-        })
+        }
     }
 
     /// Under `sslmode` `allow` or `prefer`, records whether the session is encrypted,
@@ -325,11 +351,15 @@ impl Target {
         if !matches!(self.resolved.get("sslmode"), Some("allow" | "prefer")) {
             return Ok(());
         }
-        let row = client.query_opt(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
+        // A simple query: nothing prepared, so a transaction-mode pooler is refused
+        // by the pooler check rather than failing here on a lost prepared statement.
+        let rows = client.simple_query(
+            "SELECT ssl FROM pg_catalog.pg_stat_ssl \
+             WHERE pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()",
         )?;
-        let encrypted = row.is_some_and(|row| row.get::<_, bool>(0));
+        let encrypted = rows.iter().any(|message| {
+            matches!(message, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+        });
         self.negotiated.store(
             if encrypted {
                 TLS_ENCRYPTED
@@ -372,6 +402,36 @@ fn scrub_all(text: &str, resolved: &Resolved) -> String {
         .fold(text.to_owned(), |text, password| {
             scrub(&text, Some(password))
         })
+}
+
+/// The session of a command that changes the database ([`Target::connect_own_session`]).
+/// Dropped, on every path, it resets what planrun and the plan set on it (`RESET ALL`),
+/// so that a session-mode pooler hands its server connection to the next client as it
+/// was.
+pub struct OwnSession {
+    client: Client,
+}
+
+impl std::ops::Deref for OwnSession {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for OwnSession {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl Drop for OwnSession {
+    fn drop(&mut self) {
+        // A failure means a broken connection, which takes its settings along, or
+        // an aborted transaction, whose session the server ends with the connection.
+        let _ = self.client.batch_execute("RESET ALL");
+    }
 }
 
 /// How often the server checks that a planrun session's client is still there.

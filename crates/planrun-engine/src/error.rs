@@ -13,6 +13,8 @@ pub enum EngineError {
     NoTarget(String),
     #[error("cannot connect to {target}: {reason}")]
     CannotConnect { target: String, reason: String },
+    #[error("{target} shares server connections between clients ({evidence}): a transaction- or statement-mode pooler such as PgBouncer's pool_mode = transaction; planrun needs one server session for the whole run (its plan lock, its prepared statements, stages outside a transaction) and changed nothing; connect directly to PostgreSQL, or through a session-mode pooler")]
+    SharedServerConnections { target: String, evidence: String },
     #[error("plan `{plan}` is locked by another apply{}; waited {waited_ms} ms", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Locked {
         plan: String,
@@ -58,7 +60,8 @@ impl EngineError {
         match self {
             EngineError::BadConnectionString { .. }
             | EngineError::NoTarget(_)
-            | EngineError::CannotConnect { .. } => exit_codes::CANNOT_CONNECT,
+            | EngineError::CannotConnect { .. }
+            | EngineError::SharedServerConnections { .. } => exit_codes::CANNOT_CONNECT,
             EngineError::Locked { .. } => exit_codes::LOCKED,
             EngineError::Backup { .. } => exit_codes::BACKUP_FAILED,
             EngineError::Interrupted(_) => exit_codes::INTERRUPTED,

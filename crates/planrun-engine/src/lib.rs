@@ -21,6 +21,7 @@ pub mod lock;
 mod lock_trace;
 mod lock_weight;
 mod online;
+mod pooling;
 mod preview;
 mod private_dir;
 mod rehearsal_gate;

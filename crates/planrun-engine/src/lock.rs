@@ -1,5 +1,8 @@
 //! The per-plan lock: a PostgreSQL session advisory lock held for the whole apply.
-//! It dies with the session, so a killed planrun never leaves it behind.
+//! It dies with the session, so a killed planrun never leaves it behind. Being a
+//! session's, it guards nothing behind a pooler that shares server connections
+//! between clients, which is why the session is checked for one before the lock is
+//! taken (`Target::connect_own_session`).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -42,20 +45,14 @@ pub fn plan_lock_key(plan: &str) -> i32 {
 
 /// Takes the plan's lock on `client`, waiting up to `wait`.
 pub fn acquire(client: &mut Client, plan: &str, wait: Duration) -> Result<(), EngineError> {
-    let mut client = TrustedSearchPath::enter(client).map_err(EngineError::database(
-        "cannot set planrun's own search_path",
-    ))?;
     let key = plan_lock_key(plan);
     let started = Instant::now();
     loop {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &key])
-            .map_err(EngineError::database("cannot take the plan lock"))?;
-        if row.get::<_, bool>(0) {
+        if try_lock(client, key)? {
             return Ok(());
         }
         if started.elapsed() >= wait {
-            let holder = holder(&mut client, plan).ok().flatten();
+            let holder = holder(client, plan).ok().flatten();
             return Err(EngineError::Locked {
                 plan: plan.to_owned(),
                 holder,
@@ -70,6 +67,17 @@ pub fn acquire(client: &mut Client, plan: &str, wait: Duration) -> Result<(), En
             )));
         }
     }
+}
+
+/// One attempt, in a transaction of its own; a session lock outlives it by design.
+fn try_lock(client: &mut Client, key: i32) -> Result<bool, EngineError> {
+    let mut client = TrustedSearchPath::enter(client).map_err(EngineError::database(
+        "cannot set planrun's own search_path",
+    ))?;
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &key])
+        .map_err(EngineError::database("cannot take the plan lock"))?;
+    Ok(row.get(0))
 }
 
 /// Releases the lock (it would also go with the session).

@@ -634,11 +634,8 @@ pub fn plan_words<'p>(
 }
 
 /// Version, name, size and row counts, read in one read-only transaction, with
-/// planrun's own search_path (the connection runs nothing else).
+/// planrun's own search_path for that transaction.
 fn identity(client: &mut Client, words: &BTreeSet<String>) -> Result<Identity, EngineError> {
-    crate::trusted_sql::pin_trusted_search_path(client).map_err(EngineError::database(
-        "cannot set planrun's own search_path",
-    ))?;
     let mut tx = client
         .build_transaction()
         .read_only(true)
@@ -647,6 +644,9 @@ fn identity(client: &mut Client, words: &BTreeSet<String>) -> Result<Identity, E
         .map_err(EngineError::database(
             "cannot begin a read-only transaction",
         ))?;
+    crate::trusted_sql::trust_for_transaction(&mut tx).map_err(EngineError::database(
+        "cannot set planrun's own search_path",
+    ))?;
     let row = tx
         .query_one(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
 use planrun_transform::{NoProgress, Progress, Registry};
-use postgres::{Client, GenericClient};
+use postgres::GenericClient;
 
 use crate::batched::batched_step;
 use crate::checks::check_deferred_constraints;
@@ -205,9 +205,16 @@ impl<'a> Runner<'a> {
             .map(|index| self.checksums[index].as_str())
     }
 
-    pub(crate) fn connect(&self, target: &Target, command: &str) -> Result<Client, EngineError> {
-        let mut client = target.connect(&format!("planrun {command} {}", self.plan.name))?;
-        self.run_setup(&mut client)?;
+    /// The session of a command that changes the database (`apply`, `reset`): never
+    /// one a pooler shares with other clients.
+    pub(crate) fn connect(
+        &self,
+        target: &Target,
+        command: &str,
+    ) -> Result<crate::connect::OwnSession, EngineError> {
+        let mut client =
+            target.connect_own_session(&format!("planrun {command} {}", self.plan.name))?;
+        self.run_setup(&mut *client)?;
         Ok(client)
     }
 
@@ -295,7 +302,7 @@ impl<'a> Runner<'a> {
             let _ = outer.rollback();
             report
         } else {
-            self.apply_stages(&mut client, target, options, &selection, observer)
+            self.apply_stages(&mut *client, target, options, &selection, observer)
         };
         lock::release(&mut client, &self.plan.name);
         interrupt::acknowledge();

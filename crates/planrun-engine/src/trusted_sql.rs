@@ -9,8 +9,9 @@
 //! run it with its own privileges, often a superuser's (CVE-2018-1058). pg_dump sets
 //! `search_path = ''` for its whole session; planrun's main session also runs the
 //! plan's SQL, which must keep the user's search_path, so planrun switches to
-//! [`TRUSTED_SEARCH_PATH`] around its own statements ([`TrustedSearchPath`]) and pins
-//! it on the sessions that run nothing else ([`pin_trusted_search_path`]).
+//! [`TRUSTED_SEARCH_PATH`] around its own statements ([`TrustedSearchPath`]), always
+//! for a transaction only ([`trust_for_transaction`]): nothing of it is left on the
+//! session, which a pooler may hand to the application next.
 //!
 //! Statements that resolve a name the plan gave (a table to lock, an index a step
 //! builds, a transform's tables) cannot switch: they keep the user's search_path and
@@ -33,30 +34,49 @@ use crate::error::EngineError;
 /// catalog (functions and operators are never looked up in it).
 pub(crate) const TRUSTED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
-/// A connection with [`TRUSTED_SEARCH_PATH`] until dropped; then the session's own
-/// search_path comes back, so the plan's next statement sees what it saw before.
+/// A connection with [`TRUSTED_SEARCH_PATH`] until dropped; then the connection's
+/// own search_path comes back, so the plan's next statement sees what it saw before.
 ///
-/// The path is set for the session rather than with `SET LOCAL`: outside a
-/// transaction block each statement is its own transaction, so a local setting would
-/// end with the statement that makes it. Inside a transaction a rollback puts the
-/// session's path back by itself, which covers the one case the restore cannot
-/// (a transaction the guarded work left aborted).
+/// The path is set for the transaction only (`set_config(..., true)`), never for the
+/// session: a session setting outlives planrun's transaction, and on a server
+/// connection a pooler hands to the application next it would hide the application's
+/// tables (`relation "chapters" does not exist`). Inside the caller's transaction the
+/// guard puts the path back, for the rest of that transaction, when dropped, and a
+/// rollback does so by itself (the one case the restore cannot cover: a transaction the
+/// guarded work left aborted). Outside one, a local setting would end with the
+/// statement that makes it, so the guard opens a transaction of its own and commits it
+/// when dropped: the guarded statements commit together, and the path ends with them.
 pub(crate) struct TrustedSearchPath<'a, C: GenericClient> {
     conn: &'a mut C,
-    saved: String,
+    /// `Some(path)` inside the caller's transaction: the path to put back. `None`: the
+    /// guard's own transaction, whose end ends the setting.
+    saved: Option<String>,
 }
 
 impl<'a, C: GenericClient> TrustedSearchPath<'a, C> {
-    /// Switches `conn` to the trusted search_path, keeping its own to restore.
+    /// Switches `conn` to the trusted search_path until dropped.
     pub(crate) fn enter(conn: &'a mut C) -> Result<TrustedSearchPath<'a, C>, postgres::Error> {
-        let saved: String = conn
-            .query_one(
-                "SELECT pg_catalog.current_setting('search_path'), \
-                        pg_catalog.set_config('search_path', $1, false)",
-                &[&TRUSTED_SEARCH_PATH],
-            )?
+        let row = conn.query_one(
+            "SELECT pg_catalog.current_setting('search_path'), \
+                    pg_catalog.set_config('search_path', $1, true)",
+            &[&TRUSTED_SEARCH_PATH],
+        )?;
+        let (saved, trusted): (String, String) = (row.get(0), row.get(1));
+        // Outside a transaction block the statement above was a transaction of its
+        // own, and its local setting is already gone.
+        let now: String = conn
+            .query_one("SELECT pg_catalog.current_setting('search_path')", &[])?
             .get(0);
-        Ok(TrustedSearchPath { conn, saved })
+        if now == trusted {
+            return Ok(TrustedSearchPath {
+                conn,
+                saved: Some(saved),
+            });
+        }
+        conn.batch_execute(&format!(
+            "BEGIN; SELECT pg_catalog.set_config('search_path', '{TRUSTED_SEARCH_PATH}', true)"
+        ))?;
+        Ok(TrustedSearchPath { conn, saved: None })
     }
 }
 
@@ -77,21 +97,41 @@ impl<C: GenericClient> DerefMut for TrustedSearchPath<'_, C> {
 impl<C: GenericClient> Drop for TrustedSearchPath<'_, C> {
     fn drop(&mut self) {
         // A failure here means an aborted transaction, whose rollback restores the
-        // path, or a lost connection, which has no path left to restore.
-        let _ = self.conn.execute(
-            "SELECT pg_catalog.set_config('search_path', $1, false)",
-            &[&self.saved],
-        );
+        // path, or a lost connection, which has no path left to restore. COMMIT of
+        // the guard's own transaction, if the guarded work failed in it, rolls back.
+        let _ = match &self.saved {
+            Some(saved) => self
+                .conn
+                .execute(
+                    "SELECT pg_catalog.set_config('search_path', $1, true)",
+                    &[saved],
+                )
+                .map(drop),
+            None => self.conn.batch_execute("COMMIT"),
+        };
     }
 }
 
-/// Sets [`TRUSTED_SEARCH_PATH`] for the rest of the session, for connections that run
-/// planrun's own statements only (the blocker watch, a report of who holds a lock).
+/// Sets [`TRUSTED_SEARCH_PATH`] for the rest of the session, for connections to
+/// planrun's own throwaway clusters that run planrun's own statements only (the
+/// rehearsal's lock trace). Never on a session to the target: see
+/// [`trust_for_transaction`].
 pub(crate) fn pin_trusted_search_path<C: GenericClient>(
     conn: &mut C,
 ) -> Result<(), postgres::Error> {
     conn.execute(
         "SELECT pg_catalog.set_config('search_path', $1, false)",
+        &[&TRUSTED_SEARCH_PATH],
+    )
+    .map(drop)
+}
+
+/// Sets [`TRUSTED_SEARCH_PATH`] until the end of the transaction `conn` is in, for a
+/// transaction that runs planrun's own statements only (the blocker watch, a report
+/// of who holds a lock, the rehearsal's look at the target).
+pub(crate) fn trust_for_transaction<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
+    conn.execute(
+        "SELECT pg_catalog.set_config('search_path', $1, true)",
         &[&TRUSTED_SEARCH_PATH],
     )
     .map(drop)

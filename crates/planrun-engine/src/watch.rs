@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use postgres::Client;
 use serde::Serialize;
 
 use crate::connect::Target;
@@ -69,20 +70,13 @@ impl BlockerWatch {
     /// (the apply goes on, only without blocker names).
     pub fn start(target: &Target, plan: &str, pid: i32) -> Option<BlockerWatch> {
         let mut client = target.connect(&format!("planrun watch {plan}")).ok()?;
-        crate::trusted_sql::pin_trusted_search_path(&mut client).ok()?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handle = {
             let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let rows = client.query(
-                        &format!(
-                            "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a \
-                             WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid"
-                        ),
-                        &[&pid],
-                    );
+                    let rows = blockers_of(&mut client, pid);
                     match rows {
                         Ok(rows) if !rows.is_empty() => {
                             let blockers = rows.iter().map(Blocker::from_row).collect();
@@ -111,6 +105,21 @@ impl BlockerWatch {
             .map(|mut slot| std::mem::take(&mut *slot))
             .unwrap_or_default()
     }
+}
+
+/// The sessions blocking `pid`, read in a transaction with planrun's own search_path.
+fn blockers_of(client: &mut Client, pid: i32) -> Result<Vec<postgres::Row>, postgres::Error> {
+    let mut tx = client.transaction()?;
+    crate::trusted_sql::trust_for_transaction(&mut tx)?;
+    let rows = tx.query(
+        &format!(
+            "SELECT {SESSION_COLUMNS} FROM pg_stat_activity a \
+             WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid"
+        ),
+        &[&pid],
+    )?;
+    tx.commit()?;
+    Ok(rows)
 }
 
 impl Drop for BlockerWatch {

@@ -20,6 +20,13 @@ pub enum TempDbError {
         searched: Vec<PathBuf>,
     },
 
+    /// No PgBouncer binary for a [`TempPooler`](crate::TempPooler).
+    #[error(
+        "find PgBouncer in {}; install it with `apt-get install -y pgbouncer` (or run .ci/install), or set PGBOUNCER to its path",
+        list_paths(searched)
+    )]
+    PoolerNotFound { searched: Vec<PathBuf> },
+
     /// We are root, PostgreSQL refuses to run as root, and there is nobody to run it as.
     #[error(
         "find an unprivileged user to run PostgreSQL as: running as root, and neither `postgres` nor `nobody` is in /etc/passwd; create one with `useradd --system postgres`"

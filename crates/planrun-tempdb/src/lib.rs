@@ -41,11 +41,27 @@
 //! # Ok::<(), planrun_tempdb::TempDbError>(())
 //! ```
 
+//!
+//! [`TempPooler`] puts a throwaway PgBouncer in front of a cluster, in session or
+//! transaction [`PoolMode`], cleaned up the same way, to test what a pooler does to
+//! planrun and to an application beside it. It needs the `pgbouncer` binary
+//! (`$PGBOUNCER`, `PATH`, or Debian's `/usr/sbin`; `.ci/install` installs it).
+//!
+//! ```no_run
+//! # use planrun_tempdb::{PoolMode, TempCluster, TempPooler};
+//! let cluster = TempCluster::start()?;
+//! cluster.create_database("app")?;
+//! let pooler = TempPooler::start_with(&cluster, PoolMode::Transaction, &[("default_pool_size", "1")])?;
+//! let url = pooler.url("app");
+//! # Ok::<(), planrun_tempdb::TempDbError>(())
+//! ```
+
 mod bin;
 mod builder;
 mod cluster;
 mod error;
 mod files;
+mod pooler;
 mod psql;
 mod quote;
 mod replica;
@@ -59,5 +75,6 @@ pub use builder::TempClusterBuilder;
 pub use cluster::{KeptCluster, TempCluster};
 pub use error::TempDbError;
 pub use files::DIR_ENV;
+pub use pooler::{PoolMode, TempPooler};
 pub use replica::TempReplica;
 pub use server::StopMode;

@@ -19,7 +19,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 
 use crate::TempDbError;
 
-/// `$1`: directory to remove; `$2`: data directory whose server to stop, or empty.
+/// `$1`: directory to remove; `$2`: data directory whose server to stop, or empty;
+/// `$3`: the pid file of a connection pooler to kill, or empty.
 ///
 /// The server is stopped with SIGQUIT, which is what `pg_ctl stop -m immediate` sends;
 /// signalling it directly works when the shell runs as root, where `pg_ctl` refuses to
@@ -46,6 +47,10 @@ if [ -n "$2" ]; then
     esac
   fi
 fi
+if [ -n "$3" ] && [ -f "$3" ]; then
+  pid=$(head -n 1 "$3")
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pgbouncer ] && kill -KILL "$pid" 2>/dev/null
+fi
 rm -rf "$1"
 "#;
 
@@ -59,12 +64,26 @@ pub(crate) struct Watchdog {
 impl Watchdog {
     /// Guard `dir`, and the server of `data_dir` if given.
     pub fn spawn(dir: &Path, data_dir: Option<&Path>) -> Result<Watchdog, TempDbError> {
+        Self::spawn_guarding(dir, data_dir, None)
+    }
+
+    /// Guard `dir` and the PgBouncer whose pid `pid_file` holds.
+    pub fn spawn_for_pooler(dir: &Path, pid_file: &Path) -> Result<Watchdog, TempDbError> {
+        Self::spawn_guarding(dir, None, Some(pid_file))
+    }
+
+    fn spawn_guarding(
+        dir: &Path,
+        data_dir: Option<&Path>,
+        pid_file: Option<&Path>,
+    ) -> Result<Watchdog, TempDbError> {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SCRIPT)
             .arg("planrun-tempdb-watchdog")
             .arg(dir)
             .arg(data_dir.unwrap_or(Path::new("")))
+            .arg(pid_file.unwrap_or(Path::new("")))
             .stdin(Stdio::piped())
             // Holding the test harness's output pipes would make `cargo test` wait
             // for this process after the tests finish.
