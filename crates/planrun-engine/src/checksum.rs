@@ -516,6 +516,17 @@ mod tests {
             r#"on_invalid = "quarantine", mode = "batched", batch_size = 100, pause = "20ms""#,
         );
         assert_ne!(sum(&recorded, 0), sum(&changed, 0));
+        let pinned = "87bd3dc6c7170ea6fb10a89e612dcebc6487636f93faf6356d263f3a9b1efe99";
+        let runner = crate::run::Runner::new(&recorded, &registry).unwrap();
+        assert!(
+            runner.matches_recorded(0, pinned),
+            "no drift after the upgrade"
+        );
+        let runner = crate::run::Runner::new(&changed, &registry).unwrap();
+        assert!(
+            !runner.matches_recorded(0, pinned),
+            "a real change is drift"
+        );
         let atomic = stage(r#"on_invalid = "fail""#);
         assert_ne!(
             sum(&recorded, 0),
