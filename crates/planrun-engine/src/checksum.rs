@@ -527,6 +527,17 @@ mod tests {
             !runner.matches_recorded(0, pinned),
             "a real change is drift"
         );
+        let plan_checksum = |plan| {
+            crate::run::Runner::new(plan, &registry)
+                .unwrap()
+                .plan_checksum()
+        };
+        assert_eq!(
+            plan_checksum(&recorded),
+            "2ad5c700e313f62a8d8ce27a13fea1c223fa31d118c164ad38e9c75d134a5087",
+            "the plan checksum, which rehearsals record, is what planrun recorded before"
+        );
+        assert_ne!(plan_checksum(&recorded), plan_checksum(&retuned));
         let atomic = stage(r#"on_invalid = "fail""#);
         assert_ne!(
             sum(&recorded, 0),

@@ -195,11 +195,15 @@ impl<'a> Runner<'a> {
         Ok(runner)
     }
 
-    /// The plan checksum: its stages' checksums in order.
+    /// The plan checksum: its stages' checksums in order, throttles included. Unlike
+    /// a stage's, it names the plan exactly as written: a rehearsal is evidence for
+    /// the batch sizes and pauses it ran with, so retuning them asks for a new one
+    /// (`rehearsal_gate.rs`), and a rehearsal recorded before throttles left the stage
+    /// checksums still counts.
     pub fn plan_checksum(&self) -> String {
         let mut all: Definition = Definition::new();
-        for (stage, checksum) in self.plan.stages.iter().zip(&self.checksums) {
-            all.insert(stage.id.clone(), checksum.clone());
+        for (stage, forms) in self.plan.stages.iter().zip(&self.former_checksums) {
+            all.insert(stage.id.clone(), forms[0].clone());
         }
         if let Some(setup) = &self.setup_sql {
             all.insert("(setup)".into(), setup.clone());
