@@ -34,6 +34,7 @@ use postgres::GenericClient;
 use crate::change_capture;
 use crate::error::EngineError;
 use crate::gate::Gate;
+use crate::health_wait::HealthWatch;
 use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
 use crate::run::{RunState, Runner};
@@ -193,21 +194,22 @@ impl Runner<'_> {
                 }
             };
         let mut totals = crate::online::RedoTotals::default();
+        let mut watch = HealthWatch::default();
         let completed = self.run_batches(
             conn,
             run,
-            index,
-            batched,
+            (index, batched),
             &work,
             &mut checkpoint,
+            &mut watch,
             &mut stage_report,
         )? && self.catch_up(
             conn,
             run,
-            index,
-            batched,
+            (index, batched),
             &work,
             &checkpoint,
+            &mut watch,
             &mut stage_report,
             &mut totals,
         )?;
@@ -246,7 +248,7 @@ impl Runner<'_> {
         let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
-        let Some(checkpoint) = existing else {
+        let Some(mut checkpoint) = existing else {
             return self.start(conn, run, index, batched, stage_report, started);
         };
         if !self.matches_recorded(index, &checkpoint.checksum) {
@@ -261,6 +263,10 @@ impl Runner<'_> {
             ));
             return Ok(None);
         }
+        // A checkpoint an older planrun wrote holds a former form of the checksum
+        // (throttles included); the next batch records today's, so that from then on
+        // the throttles can be retuned.
+        self.checksum(index).clone_into(&mut checkpoint.checksum);
         // Captures are read again: the rows not yet migrated may have been repaired
         // since the stage started (the usual reason for a resume). The capture is
         // made sure of: it has recorded the application's changes all along.
@@ -372,10 +378,10 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
-        batched: &BatchedStep,
+        (index, batched): (usize, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &mut Checkpoint,
+        watch: &mut HealthWatch,
         stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
         let stage = &self.plan().stages[index];
@@ -400,7 +406,7 @@ impl Runner<'_> {
                 progress.finish();
                 return Ok(false);
             }
-            match self.wait_for_health(conn, run, index, &batched.settings, stage_report)? {
+            match self.wait_for_health(conn, run, index, &batched.settings, watch, stage_report)? {
                 Some(time) => waited += time,
                 None => {
                     progress.finish();
@@ -479,6 +485,7 @@ impl Runner<'_> {
                 waited.as_secs_f64()
             ));
         }
+        notes.extend(watch.note());
         stage_report.steps.push(StepReport {
             name: work.step_name.to_owned(),
             kind: "transform".into(),
@@ -493,21 +500,24 @@ impl Runner<'_> {
         Ok(true)
     }
 
-    /// Waits while the server is unhealthy (`throttle.rs`), saying why; the time
-    /// waited, or `None` when a signal interrupted the wait.
+    /// Waits while the server is unhealthy (`throttle.rs`), saying why
+    /// (`health_wait.rs`); the time waited, or `None` when a signal interrupted the
+    /// wait.
     pub(crate) fn wait_for_health<C: GenericClient>(
         &self,
         conn: &mut C,
         run: &RunState<'_>,
         index: usize,
         settings: &BatchSettings,
+        watch: &mut HealthWatch,
         stage_report: &mut StageReport,
     ) -> Result<Option<Duration>, EngineError> {
         let stage = &self.plan().stages[index].id;
-        let waited = throttle::wait_until_healthy(conn, settings, |reason| {
-            run.observer.note(&format!("{stage}: waiting: {reason}"));
-        })
-        .map_err(EngineError::database("cannot check the server's health"))?;
+        let waited = watch
+            .wait_until_healthy(conn, settings, |line| {
+                run.observer.note(&format!("{stage}: {line}"));
+            })
+            .map_err(EngineError::database("cannot check the server's health"))?;
         if waited.is_none() {
             crate::stage_failure::interrupted_before(stage_report, "the next batch");
         }

@@ -10,7 +10,12 @@
 //! checksum matches either form has not drifted. The entries
 //! are kept in the ledger so that drift can say which ones changed, and beside them
 //! the SQL texts they hash, so that drift can show the changed lines. Titles,
-//! messages and the `optional` flag are presentation, not definition.
+//! messages and the `optional` flag are presentation, not definition; a batched
+//! step's throttles (`batch_size`, `pause`, `batch_target`, `max_replica_lag`,
+//! `max_transaction_age`, `pause_while`, `on_replica_gone`) are how fast, not what,
+//! and tunable on a half-done stage, so they are left out too. Ledgers written before
+//! kept them in; [`former_definitions`] derives those forms, so an applied or
+//! half-done stage recorded then is no drift either.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -125,15 +130,38 @@ pub fn read_sql_file(path: &std::path::Path) -> Result<String, EngineError> {
         })
 }
 
-/// The stage's definition, SQL fingerprinted by tokens.
+/// Which transform params a definition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Params {
+    /// Without the tunable ones (`planrun_transform::TUNABLE_PARAMS`).
+    Untuned,
+    /// All of them, as planrun recorded before throttles became tunable.
+    All,
+}
+
+/// The stage's definition, SQL fingerprinted by tokens, throttles left out.
 pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition, EngineError> {
-    build(stage, registry, Fingerprint::Tokens)
+    build(stage, registry, Fingerprint::Tokens, Params::Untuned)
+}
+
+/// The stage's definition in the forms older planruns recorded, newest first: with
+/// every transform param, SQL fingerprinted by tokens; and the same with SQL
+/// fingerprinted by its text. For a stage without throttles, the first is
+/// [`definition`]'s.
+pub fn former_definitions(
+    stage: &Stage,
+    registry: &Registry,
+) -> Result<Vec<StageDefinition>, EngineError> {
+    let all = build(stage, registry, Fingerprint::Tokens, Params::All)?;
+    let text = all.legacy();
+    Ok(vec![all, text])
 }
 
 fn build(
     stage: &Stage,
     registry: &Registry,
     fingerprint: Fingerprint,
+    kept: Params,
 ) -> Result<StageDefinition, EngineError> {
     let mut definition = StageDefinition::default();
     definition
@@ -159,10 +187,13 @@ fn build(
             }
             StepKind::Transform { name, params, .. } => {
                 let version = registry.get(name).map_or("unregistered", |t| t.version());
-                definition.entries.insert(
-                    key,
-                    format!("transform {name} v{version} params {}", params),
-                );
+                let params = match kept {
+                    Params::Untuned => planrun_transform::untuned_params(params),
+                    Params::All => params.clone(),
+                };
+                definition
+                    .entries
+                    .insert(key, format!("transform {name} v{version} params {params}"));
             }
         }
     }
@@ -448,5 +479,70 @@ mod tests {
 
         let removed = sql_diffs(&now, &step("SELECT 1;\n"));
         assert_eq!(removed[0].lines, ["@@ -1 +0,0 @@", "-SELECT 2;"]);
+    }
+
+    /// A stage recorded before throttles were left out: its checksum then, pinned
+    /// from the planrun that wrote it, is a former form of today's; today's leaves
+    /// the throttles out, so retuning them changes nothing, while any other param does.
+    #[test]
+    fn throttles_are_left_out_and_checksums_recorded_with_them_still_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = |params: &str| {
+            let text = format!("[plan]\nname = \"p\"\n[[stage]]\nid = \"one\"\n[[stage.step]]\nname = \"split\"\ntransform = \"t\"\nparams = {{ {params} }}\n[[stage]]\nid = \"two\"\n[[stage.step]]\nname = \"s\"\nsql = \"SELECT 1\"\n");
+            planrun_plan::Plan::parse(&dir.path().join("plan.toml"), text, None).unwrap()
+        };
+        let registry = Registry::new();
+        let recorded =
+            stage(r#"on_invalid = "fail", mode = "batched", batch_size = 100, pause = "20ms""#);
+        let sum = |plan: &planrun_plan::Plan, index: usize| {
+            checksum(&definition(&plan.stages[index], &registry).unwrap().entries)
+        };
+        let former = former_definitions(&recorded.stages[0], &registry).unwrap();
+        assert_eq!(
+            checksum(&former[0].entries),
+            "87bd3dc6c7170ea6fb10a89e612dcebc6487636f93faf6356d263f3a9b1efe99",
+            "the form planrun recorded before throttles were tunable"
+        );
+        assert_eq!(
+            sum(&recorded, 1),
+            "f3ac05f731d91c62f36a2d41d1cf27b7b103d7d215e065575ff1e45c5bbaf2ef",
+            "a stage without throttles keeps its checksum"
+        );
+        let retuned = stage(
+            r#"on_invalid = "fail", mode = "batched", batch_size = 900, pause = "1s", batch_target = "200ms", max_replica_lag = "5s", max_transaction_age = "1min", pause_while = "SELECT false", on_replica_gone = "continue""#,
+        );
+        assert_eq!(sum(&recorded, 0), sum(&retuned, 0));
+        let changed = stage(
+            r#"on_invalid = "quarantine", mode = "batched", batch_size = 100, pause = "20ms""#,
+        );
+        assert_ne!(sum(&recorded, 0), sum(&changed, 0));
+        let pinned = "87bd3dc6c7170ea6fb10a89e612dcebc6487636f93faf6356d263f3a9b1efe99";
+        let runner = crate::run::Runner::new(&recorded, &registry).unwrap();
+        assert!(
+            runner.matches_recorded(0, pinned),
+            "no drift after the upgrade"
+        );
+        let runner = crate::run::Runner::new(&changed, &registry).unwrap();
+        assert!(
+            !runner.matches_recorded(0, pinned),
+            "a real change is drift"
+        );
+        let plan_checksum = |plan| {
+            crate::run::Runner::new(plan, &registry)
+                .unwrap()
+                .plan_checksum()
+        };
+        assert_eq!(
+            plan_checksum(&recorded),
+            "2ad5c700e313f62a8d8ce27a13fea1c223fa31d118c164ad38e9c75d134a5087",
+            "the plan checksum, which rehearsals record, is what planrun recorded before"
+        );
+        assert_ne!(plan_checksum(&recorded), plan_checksum(&retuned));
+        let atomic = stage(r#"on_invalid = "fail""#);
+        assert_ne!(
+            sum(&recorded, 0),
+            sum(&atomic, 0),
+            "the mode is no throttle"
+        );
     }
 }

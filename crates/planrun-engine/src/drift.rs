@@ -1,6 +1,7 @@
 //! Drift: an applied stage whose definition has changed since it ran. A recorded
-//! checksum matches when it is today's or the one an older planrun computed for the
-//! same definition (so an upgrade shows no drift); what changed is listed entry by
+//! checksum matches when it is today's or one an older planrun computed for the
+//! same definition (SQL fingerprinted by its text, throttles included), so an upgrade
+//! shows no drift; what changed is listed entry by
 //! entry, with line diffs of the SQL. Drift is decided before anything runs: without
 //! `--allow-drift` the run is refused before it takes a run id, so it leaves no row in
 //! the ledger.
@@ -15,33 +16,29 @@ use crate::run::Runner;
 impl Runner<'_> {
     /// Whether `recorded`, a checksum the ledger holds for stage `index`, is this
     /// stage's definition: today's, or the same definition as an older planrun
-    /// fingerprinted it (so an upgrade shows no drift).
+    /// recorded it (so an upgrade shows no drift).
     pub(crate) fn matches_recorded(&self, index: usize, recorded: &str) -> bool {
-        recorded == self.checksum(index) || recorded == self.legacy_checksum(index)
+        recorded == self.checksum(index)
+            || self
+                .former_checksums(index)
+                .iter()
+                .any(|former| former == recorded)
     }
 
     /// How stage `index` differs from `recorded` (its ledger definition), for the
     /// report: one line per changed entry, and line diffs of the changed SQL. The
-    /// current definition is taken in the form `recorded` was written in, so a ledger
-    /// row from before token fingerprints (`sha256:` entries) lists only what changed.
+    /// current definition is taken in the form closest to `recorded`, which is the
+    /// form it was written in, so a ledger row from an older planrun (`sha256:`
+    /// entries, throttles included) lists only what changed.
     pub(crate) fn drift(
         &self,
         index: usize,
         recorded: &StageDefinition,
     ) -> (Vec<String>, Vec<SqlDiff>) {
-        let legacy = recorded
-            .entries
-            .values()
-            .any(|value| value.contains("sha256:"))
-            && !recorded
-                .entries
-                .values()
-                .any(|value| value.contains("tokens:"));
-        let current = if legacy {
-            self.legacy_definition(index)
-        } else {
-            self.definition(index)
-        };
+        let current = std::iter::once(self.definition(index))
+            .chain(self.former_definitions(index))
+            .min_by_key(|form| checksum::differences(recorded, form).len())
+            .expect("today's form is always there");
         (
             checksum::differences(recorded, current),
             checksum::sql_diffs(recorded, current),

@@ -561,7 +561,8 @@ pub fn advance_checkpoint(
     client
         .execute(
             "UPDATE planrun.checkpoints SET last_key = $3, batches = $4, rows_read = $5, \
-                 rows_written = $6, rows_quarantined = $7, updated_at = clock_timestamp() \
+                 rows_written = $6, rows_quarantined = $7, checksum = $8, \
+                 updated_at = clock_timestamp() \
              WHERE plan_name = $1 AND stage_id = $2",
             &[
                 &plan,
@@ -571,6 +572,7 @@ pub fn advance_checkpoint(
                 &checkpoint.rows_read,
                 &checkpoint.rows_written,
                 &checkpoint.rows_quarantined,
+                &checkpoint.checksum,
             ],
         )
         .map(drop)

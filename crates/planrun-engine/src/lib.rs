@@ -14,6 +14,7 @@ mod drift;
 mod driver;
 mod error;
 mod gate;
+mod health_wait;
 mod history;
 pub mod interrupt;
 pub mod ledger;

@@ -11,6 +11,7 @@ use crate::batched::{transform_failure, BatchedStep, Work};
 use crate::change_capture;
 use crate::checks::check_deferred_constraints;
 use crate::error::EngineError;
+use crate::health_wait::HealthWatch;
 use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
 use crate::run::{RunState, Runner};
@@ -41,10 +42,10 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
-        batched: &BatchedStep,
+        (index, batched): (usize, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &Checkpoint,
+        watch: &mut HealthWatch,
         stage_report: &mut StageReport,
         totals: &mut RedoTotals,
     ) -> Result<bool, EngineError> {
@@ -57,7 +58,7 @@ impl Runner<'_> {
                 return Ok(false);
             }
             if self
-                .wait_for_health(conn, run, index, &batched.settings, stage_report)?
+                .wait_for_health(conn, run, index, &batched.settings, watch, stage_report)?
                 .is_none()
             {
                 return Ok(false);

@@ -135,10 +135,10 @@ pub struct Runner<'a> {
     dag: Dag,
     definitions: Vec<StageDefinition>,
     checksums: Vec<String>,
-    /// The definitions and checksums a planrun before token fingerprints recorded for
-    /// the same stages.
-    legacy_definitions: Vec<StageDefinition>,
-    legacy_checksums: Vec<String>,
+    /// Per stage, the definitions and checksums older planruns recorded for it
+    /// (`checksum::former_definitions`).
+    former_definitions: Vec<Vec<StageDefinition>>,
+    former_checksums: Vec<Vec<String>>,
     /// Per stage, the lock-analysis findings its `allow` accepts, with their reasons:
     /// recorded in the ledger with each result, so that who accepted what stays known.
     accepted_findings: Vec<serde_json::Value>,
@@ -159,11 +159,19 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|definition| checksum::checksum(&definition.entries))
             .collect();
-        let legacy_definitions: Vec<StageDefinition> =
-            definitions.iter().map(StageDefinition::legacy).collect();
-        let legacy_checksums = legacy_definitions
+        let former_definitions = plan
+            .stages
             .iter()
-            .map(|definition| checksum::checksum(&definition.entries))
+            .map(|stage| checksum::former_definitions(stage, registry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let former_checksums = former_definitions
+            .iter()
+            .map(|forms: &Vec<StageDefinition>| {
+                forms
+                    .iter()
+                    .map(|definition| checksum::checksum(&definition.entries))
+                    .collect()
+            })
             .collect();
         let setup_sql = match &plan.setup_sql_file {
             Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
@@ -176,8 +184,8 @@ impl<'a> Runner<'a> {
             dag,
             definitions,
             checksums,
-            legacy_definitions,
-            legacy_checksums,
+            former_definitions,
+            former_checksums,
             accepted_findings,
             setup_sql,
         };
@@ -187,11 +195,15 @@ impl<'a> Runner<'a> {
         Ok(runner)
     }
 
-    /// The plan checksum: its stages' checksums in order.
+    /// The plan checksum: its stages' checksums in order, throttles included. Unlike
+    /// a stage's, it names the plan exactly as written: a rehearsal is evidence for
+    /// the batch sizes and pauses it ran with, so retuning them asks for a new one
+    /// (`rehearsal_gate.rs`), and a rehearsal recorded before throttles left the stage
+    /// checksums still counts.
     pub fn plan_checksum(&self) -> String {
         let mut all: Definition = Definition::new();
-        for (stage, checksum) in self.plan.stages.iter().zip(&self.checksums) {
-            all.insert(stage.id.clone(), checksum.clone());
+        for (stage, forms) in self.plan.stages.iter().zip(&self.former_checksums) {
+            all.insert(stage.id.clone(), forms[0].clone());
         }
         if let Some(setup) = &self.setup_sql {
             all.insert("(setup)".into(), setup.clone());
@@ -250,14 +262,14 @@ impl<'a> Runner<'a> {
         &self.checksums[index]
     }
 
-    /// Stage `index`'s definition as a planrun before token fingerprints wrote it.
-    pub(crate) fn legacy_definition(&self, index: usize) -> &StageDefinition {
-        &self.legacy_definitions[index]
+    /// Stage `index`'s definition in the forms older planruns recorded.
+    pub(crate) fn former_definitions(&self, index: usize) -> &[StageDefinition] {
+        &self.former_definitions[index]
     }
 
-    /// Stage `index`'s checksum as a planrun before token fingerprints computed it.
-    pub(crate) fn legacy_checksum(&self, index: usize) -> &str {
-        &self.legacy_checksums[index]
+    /// Stage `index`'s checksums as older planruns computed them.
+    pub(crate) fn former_checksums(&self, index: usize) -> &[String] {
+        &self.former_checksums[index]
     }
 
     /// The lock-analysis findings stage `index`'s `allow` accepts, with their reasons.

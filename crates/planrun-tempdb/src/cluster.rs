@@ -244,7 +244,14 @@ impl TempCluster {
 
     /// Start a streaming standby of this cluster; see [`TempReplica`].
     pub fn start_replica(&self) -> Result<TempReplica, TempDbError> {
-        TempReplica::start(self)
+        TempReplica::start(self, false)
+    }
+
+    /// As [`start_replica`](Self::start_replica), streaming on a physical replication
+    /// slot of the primary named as the replica ([`TempReplica::slot_name`]); dropping
+    /// the replica drops the slot.
+    pub fn start_replica_on_slot(&self) -> Result<TempReplica, TempDbError> {
+        TempReplica::start(self, true)
     }
 
     /// Whether the server listens on its Unix socket only.

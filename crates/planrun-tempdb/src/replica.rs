@@ -7,9 +7,13 @@
 //! over the primary's Unix socket, where initdb's `pg_hba.conf` trusts replication
 //! connections whether or not the cluster has a password, and PostgreSQL 15's defaults
 //! (`wal_level = replica`, `max_wal_senders = 10`) allow it: the primary needs no
-//! option. No replication slot: a paused replay still receives and keeps the WAL, so
-//! the primary need not hold it back, and a slot would outlive a replica that dies
-//! with its owner, holding WAL on the primary for ever.
+//! option. By default no replication slot: a paused replay still receives and keeps
+//! the WAL, so the primary need not hold it back. [`TempCluster::start_replica_on_slot`]
+//! streams on a physical slot instead (`pg_basebackup -C -S`, which `-R` records as
+//! `primary_slot_name`), as production standbys do: stopped, such a replica leaves its
+//! slot on the primary, inactive and falling behind. Dropping the replica drops the
+//! slot; should the owner die instead, the primary dies with it (its own watchdog), so
+//! no slot outlives both.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -49,10 +53,12 @@ pub struct TempReplica {
     server: TempCluster,
     application_name: String,
     primary: ServerSocket,
+    /// The physical slot it streams on, if any (named as the replica).
+    slot: Option<String>,
 }
 
 impl TempReplica {
-    pub(crate) fn start(primary: &TempCluster) -> Result<TempReplica, TempDbError> {
+    pub(crate) fn start(primary: &TempCluster, on_slot: bool) -> Result<TempReplica, TempDbError> {
         let application_name = format!(
             "planrun_replica_{}_{}",
             std::process::id(),
@@ -66,7 +72,8 @@ impl TempReplica {
             primary.is_socket_only(),
             primary.user().to_owned(),
         )?;
-        base_backup(primary, &server, &application_name)?;
+        let slot = on_slot.then(|| application_name.clone());
+        base_backup(primary, &server, &application_name, slot.as_deref())?;
         // The caller's settings win over our defaults again, as on the primary; the
         // standby's own come last, for without them it would not be one.
         let mut settings = primary.settings().to_vec();
@@ -80,7 +87,14 @@ impl TempReplica {
             server: server.launch_on_a_free_port()?,
             application_name,
             primary: primary.socket(),
+            slot,
         })
+    }
+
+    /// The physical replication slot it streams on, when started with
+    /// [`TempCluster::start_replica_on_slot`].
+    pub fn slot_name(&self) -> Option<&str> {
+        self.slot.as_deref()
     }
 
     /// The name the replica streams under: its `application_name` in the primary's
@@ -216,6 +230,23 @@ impl TempReplica {
     }
 }
 
+impl Drop for TempReplica {
+    /// The slot, if any, goes with the replica: stopped first, so that the slot is
+    /// inactive and can be dropped. Best effort, as Drop must be; a primary already
+    /// gone took its slots with it.
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        let _ = self.server.stop(StopMode::Immediate);
+        let sql = format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = '{slot}' AND NOT active"
+        );
+        let _ = self.on_primary(&sql);
+    }
+}
+
 /// Copy `primary`'s data directory into `replica`'s with `pg_basebackup`, as the user
 /// the servers run as. `-R` writes `standby.signal` and a `primary_conninfo` that
 /// names the primary's socket and `application_name`.
@@ -223,6 +254,7 @@ fn base_backup(
     primary: &TempCluster,
     replica: &TempCluster,
     application_name: &str,
+    slot: Option<&str>,
 ) -> Result<(), TempDbError> {
     let program = primary.bin_dir().join("pg_basebackup");
     let conninfo = format!(
@@ -244,6 +276,7 @@ fn base_backup(
         ])
         .args(["-w", "-d"])
         .arg(conninfo)
+        .args(slot.map(|slot| ["-C", "-S", slot]).into_iter().flatten())
         .stdin(Stdio::null());
     // `-R` records every setting of the connection, including those libpq took from
     // the environment: the caller's PG* variables must not end up in the replica.

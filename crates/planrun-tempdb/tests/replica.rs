@@ -212,6 +212,38 @@ fn a_stopped_replica_leaves_the_primary_and_catches_up_after_a_restart() {
     assert_eq!(count.trim(), "1");
 }
 
+/// A replica on a slot streams on it; stopped, it leaves the slot inactive and
+/// behind, as a standby that went away does; dropped, it takes the slot with it.
+#[test]
+fn a_replica_on_a_slot_leaves_it_inactive_when_stopped_and_drops_it_when_dropped() {
+    let primary = TempCluster::start().unwrap();
+    let mut replica = primary.start_replica_on_slot().unwrap();
+    replica.wait_until_streaming(WAIT).unwrap();
+    let slot = replica.slot_name().unwrap().to_owned();
+    let state =
+        format!("SELECT active, slot_type FROM pg_replication_slots WHERE slot_name = '{slot}'");
+    assert_eq!(
+        primary.psql("postgres", &state).unwrap().trim(),
+        "t|physical"
+    );
+    replica.stop(StopMode::Fast).unwrap();
+    assert!(eventually(WAIT, || primary
+        .psql("postgres", &state)
+        .unwrap()
+        .trim()
+        == "f|physical"));
+    primary
+        .psql("postgres", "CREATE TABLE while_away AS SELECT 1 AS id")
+        .unwrap();
+    let behind = format!(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) > 0 \
+         FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    );
+    assert_eq!(primary.psql("postgres", &behind).unwrap().trim(), "t");
+    drop(replica);
+    assert_eq!(primary.psql("postgres", &state).unwrap().trim(), "");
+}
+
 #[test]
 fn replica_owner_process() {
     if !common::is_owner() {

@@ -1,12 +1,12 @@
-//! Batched mode: step params the engine reads itself (`mode`, `batch_size`, `pause`)
-//! rather than the transform. In batched mode the engine commits each batch in key
+//! Batched mode: step params the engine reads itself (`mode`, `batch_size`, `pause`
+//! and the throttles) rather than the transform. In batched mode the engine commits each batch in key
 //! order with its checkpoint, so a table too big for one transaction can be migrated
 //! and a crashed run resumes after the last committed batch.
 
 use std::time::Duration;
 
 /// Step params that belong to the engine, not to the transform.
-pub const ENGINE_PARAMS: [&str; 7] = [
+pub const ENGINE_PARAMS: [&str; 8] = [
     "mode",
     "batch_size",
     "pause",
@@ -14,7 +14,32 @@ pub const ENGINE_PARAMS: [&str; 7] = [
     "max_replica_lag",
     "max_transaction_age",
     "pause_while",
+    "on_replica_gone",
 ];
+
+/// The engine params that say how fast a batched stage goes, not what it does: every
+/// one but `mode`. They are tunable on a half-done stage, so a stage's checksum leaves
+/// them out. `batch_size` among them: a batch resumes after the checkpoint's key,
+/// whatever the size of the batches before it.
+pub const TUNABLE_PARAMS: [&str; 7] = [
+    "batch_size",
+    "pause",
+    "batch_target",
+    "max_replica_lag",
+    "max_transaction_age",
+    "pause_while",
+    "on_replica_gone",
+];
+
+/// What `max_replica_lag` makes of a replication slot whose standby is not connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplicaGone {
+    /// It counts as lagging: the stage waits until the standby is back (the default).
+    #[default]
+    Wait,
+    /// The stage goes on without it, and says so.
+    Continue,
+}
 
 /// How a batched transform step runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +57,8 @@ pub struct BatchSettings {
     pub max_transaction_age: Option<Duration>,
     /// A query; wait while it returns true.
     pub pause_while: Option<String>,
+    /// What a replication slot without its standby means for `max_replica_lag`.
+    pub on_replica_gone: ReplicaGone,
 }
 
 impl BatchSettings {
@@ -43,6 +70,7 @@ impl BatchSettings {
             max_replica_lag: None,
             max_transaction_age: None,
             pause_while: None,
+            on_replica_gone: ReplicaGone::Wait,
         }
     }
 }
@@ -86,6 +114,7 @@ pub fn batch_settings(params: &toml::Table) -> Result<Option<BatchSettings>, Str
         max_replica_lag: duration(params, "max_replica_lag")?,
         max_transaction_age: duration(params, "max_transaction_age")?,
         pause_while,
+        on_replica_gone: replica_gone(params)?,
     };
     match mode {
         "atomic" => {
@@ -102,6 +131,27 @@ pub fn batch_settings(params: &toml::Table) -> Result<Option<BatchSettings>, Str
             "`mode` must be \"atomic\" or \"batched\", found \"{other}\""
         )),
     }
+}
+
+fn replica_gone(params: &toml::Table) -> Result<ReplicaGone, String> {
+    match params.get("on_replica_gone") {
+        None => Ok(ReplicaGone::Wait),
+        Some(toml::Value::String(value)) if value == "wait" => Ok(ReplicaGone::Wait),
+        Some(toml::Value::String(value)) if value == "continue" => Ok(ReplicaGone::Continue),
+        Some(other) => Err(format!(
+            "`on_replica_gone` must be \"wait\" or \"continue\", found {other}"
+        )),
+    }
+}
+
+/// `params` without the tunable ones ([`TUNABLE_PARAMS`]): what a stage's checksum
+/// covers.
+pub fn untuned_params(params: &toml::Table) -> toml::Table {
+    params
+        .iter()
+        .filter(|(key, _)| !TUNABLE_PARAMS.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// The duration under `key`: `"200ms"`, `"5s"`, `"2min"`, or milliseconds.
@@ -177,6 +227,15 @@ mod tests {
         assert_eq!(online.pause_while.as_deref(), Some("SELECT false"));
         assert!(batch_settings(&table("mode = \"batched\"\nmax_replica_lag = \"soon\"")).is_err());
         assert!(batch_settings(&table("mode = \"batched\"\nbatch_size = 0")).is_err());
+        assert_eq!(online.on_replica_gone, ReplicaGone::Wait);
+        let going_on = batch_settings(&table(
+            "mode = \"batched\"\nmax_replica_lag = \"5s\"\non_replica_gone = \"continue\"",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(going_on.on_replica_gone, ReplicaGone::Continue);
+        assert!(batch_settings(&table("mode = \"batched\"\non_replica_gone = \"maybe\"")).is_err());
+        assert!(batch_settings(&table("on_replica_gone = \"wait\"")).is_err());
         assert_eq!(
             transform_params(&table("mode = \"batched\"\non_invalid = \"fail\"")),
             table("on_invalid = \"fail\"")

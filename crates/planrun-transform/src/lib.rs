@@ -11,7 +11,10 @@ mod progress;
 mod registry;
 mod transform;
 
-pub use batch::{batch_settings, transform_params, BatchSettings, ENGINE_PARAMS};
+pub use batch::{
+    batch_settings, transform_params, untuned_params, BatchSettings, ReplicaGone, ENGINE_PARAMS,
+    TUNABLE_PARAMS,
+};
 pub use bulk::{quote_identifier, DeferredConstraints};
 pub use count::{count, count_signed};
 pub use planrun_plan::{LockMode, TableLock};
