@@ -39,6 +39,7 @@ use crate::report::{StageReport, StageStatus, StepReport};
 use crate::run::{RunState, Runner};
 use crate::stage_failure::{plain_error, stage_error};
 use crate::throttle;
+use crate::whole_retries::{lock_busy, Attempt};
 
 /// The batched step of a stage: its position, settings and the transform's sources.
 pub(crate) struct BatchedStep {
@@ -108,21 +109,26 @@ pub(crate) struct Work<'w> {
     pub params: toml::Table,
 }
 
-/// Installs the change capture; `false` when a source's key is of a type it refuses,
-/// which fails the stage (the report says why) rather than the whole run.
+/// Installs the change capture; `Done(false)` when a source's key is of a type it
+/// refuses, which fails the stage (the report says why) rather than the whole run;
+/// `LockBusy` when the application held a source too long (the caller rolls back and
+/// tries again).
 fn install_capture<C: GenericClient>(
     conn: &mut C,
     plan: &str,
     stage: &str,
     batched: &BatchedStep,
     stage_report: &mut StageReport,
-) -> Result<bool, EngineError> {
+) -> Result<Attempt<bool>, EngineError> {
     match change_capture::install(conn, plan, stage, &batched.sources) {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(Attempt::Done(true)),
         Err(refused @ EngineError::CaptureKey { .. }) => {
             stage_report.status = StageStatus::Failed;
             stage_report.error = Some(plain_error(Some("change capture"), refused.to_string()));
-            Ok(false)
+            Ok(Attempt::Done(false))
+        }
+        Err(EngineError::Database { context, source }) => {
+            lock_busy(&source, "change capture").ok_or(EngineError::Database { context, source })
         }
         Err(other) => Err(other),
     }
@@ -215,16 +221,41 @@ impl Runner<'_> {
             return self.fail_batched(conn, run, index, stage_report, started, started_at);
         }
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        let outcome = self.cut_over(
-            conn,
-            run,
-            index,
-            batched,
-            &work,
-            &checkpoint,
-            &mut stage_report,
-            totals,
-        )?;
+        let mut online = (&mut *conn, totals);
+        let outcome = self
+            .retry_whole(
+                &mut online,
+                run,
+                index,
+                "cutover",
+                &mut stage_report,
+                |(conn, totals), run, report| {
+                    self.catch_up(
+                        *conn,
+                        run,
+                        index,
+                        batched,
+                        &work,
+                        &checkpoint,
+                        report,
+                        totals,
+                    )
+                },
+                |(conn, totals), run, report| {
+                    report.duration_ms = started.elapsed().as_millis() as u64;
+                    self.cut_over(
+                        *conn,
+                        run,
+                        index,
+                        batched,
+                        &work,
+                        &checkpoint,
+                        report,
+                        totals,
+                    )
+                },
+            )?
+            .unwrap_or(false);
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if !outcome {
             return self.fail_batched(conn, run, index, stage_report, started, started_at);
@@ -261,24 +292,18 @@ impl Runner<'_> {
             ));
             return Ok(None);
         }
-        // Captures are read again: the rows not yet migrated may have been repaired
-        // since the stage started (the usual reason for a resume). The capture is
-        // made sure of: it has recorded the application's changes all along.
-        let mut tx = conn
-            .transaction()
-            .map_err(EngineError::database("cannot begin a transaction"))?;
-        self.set_timeouts(&mut tx, index, true)?;
-        if !self.take_captures(&mut tx, run, index, stage_report) {
-            let _ = tx.rollback();
+        let ensured = self.retry_whole(
+            conn,
+            run,
+            index,
+            "change capture",
+            stage_report,
+            |_, _, _| Ok(true),
+            |conn, run, report| self.ensure_capture(conn, run, index, batched, report),
+        )?;
+        if ensured != Some(true) {
             return Ok(None);
         }
-        if !install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
-            let _ = tx.rollback();
-            return Ok(None);
-        }
-        tx.commit().map_err(EngineError::database(
-            "cannot make sure of the change capture",
-        ))?;
         let pending = change_capture::pending(conn, plan, &stage.id)
             .map_err(EngineError::database("cannot count the captured changes"))?;
         stage_report.note = Some(format!(
@@ -291,8 +316,41 @@ impl Runner<'_> {
         Ok(Some(checkpoint))
     }
 
-    /// The stage's first transaction: gate, steps before the batched one, checkpoint
-    /// and change capture.
+    /// A resume's transaction: captures read again (the rows not yet migrated may
+    /// have been repaired since the stage started, the usual reason for a resume),
+    /// and the change capture made sure of (it has recorded the application's
+    /// changes all along). `Done(false)` when the stage stops.
+    fn ensure_capture<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<bool>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let mut tx = conn
+            .transaction()
+            .map_err(EngineError::database("cannot begin a transaction"))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        if !self.take_captures(&mut tx, run, index, stage_report) {
+            let _ = tx.rollback();
+            return Ok(Attempt::Done(false));
+        }
+        let installed =
+            install_capture(&mut tx, &self.plan().name, &stage.id, batched, stage_report)?;
+        if !matches!(installed, Attempt::Done(true)) {
+            let _ = tx.rollback();
+            return Ok(installed);
+        }
+        tx.commit().map_err(EngineError::database(
+            "cannot make sure of the change capture",
+        ))?;
+        Ok(Attempt::Done(true))
+    }
+
+    /// The stage's first transaction, tried again on the stage's schedule while the
+    /// application holds a source the change capture needs.
     fn start<C: GenericClient>(
         &self,
         conn: &mut C,
@@ -302,6 +360,29 @@ impl Runner<'_> {
         stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Option<Checkpoint>, EngineError> {
+        let started = self.retry_whole(
+            conn,
+            run,
+            index,
+            "change capture",
+            stage_report,
+            |_, _, _| Ok(true),
+            |conn, run, report| self.start_attempt(conn, run, index, batched, report, started),
+        )?;
+        Ok(started.flatten())
+    }
+
+    /// The stage's first transaction: gate, steps before the batched one, checkpoint
+    /// and change capture.
+    fn start_attempt<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+        started: Instant,
+    ) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
         let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
@@ -327,7 +408,7 @@ impl Runner<'_> {
                 self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
                 tx.commit()
                     .map_err(EngineError::database("cannot commit the skipped stage"))?;
-                return Ok(None);
+                return Ok(Attempt::Done(None));
             }
             Gate::Stop => false,
             Gate::Proceed => {
@@ -336,7 +417,7 @@ impl Runner<'_> {
         };
         if !proceed {
             let _ = tx.rollback();
-            return Ok(None);
+            return Ok(Attempt::Done(None));
         }
         let checkpoint = Checkpoint {
             stage_id: stage.id.clone(),
@@ -354,15 +435,22 @@ impl Runner<'_> {
         ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
         // In the same transaction as the checkpoint: from the first batch on, every
         // change the application makes to a source is recorded.
-        if !install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
-            let _ = tx.rollback();
-            return Ok(None);
+        match install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
+            Attempt::Done(true) => {}
+            Attempt::Done(false) => {
+                let _ = tx.rollback();
+                return Ok(Attempt::Done(None));
+            }
+            Attempt::LockBusy(failure) => {
+                let _ = tx.rollback();
+                return Ok(Attempt::LockBusy(failure));
+            }
         }
         tx.commit().map_err(EngineError::database(format!(
             "cannot commit the start of stage `{}`",
             stage.id
         )))?;
-        Ok(Some(checkpoint))
+        Ok(Attempt::Done(Some(checkpoint)))
     }
 
     /// The batches, in key order, each committed with the checkpoint; `false` when
@@ -371,7 +459,7 @@ impl Runner<'_> {
     fn run_batches<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
+        run: &mut RunState<'_>,
         index: usize,
         batched: &BatchedStep,
         work: &Work<'_>,
@@ -379,7 +467,6 @@ impl Runner<'_> {
         stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
         let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
         let progress = run.observer.progress();
         progress.start(checkpoint.total_rows.map(|n| n as u64));
         progress.advance(checkpoint.rows_read as u64);
@@ -408,27 +495,19 @@ impl Runner<'_> {
                 }
             }
             let batch_started = Instant::now();
-            let mut tx = conn
-                .transaction()
-                .map_err(EngineError::database("cannot begin a batch"))?;
-            self.set_timeouts(&mut tx, index, true)?;
-            change_capture::own_writes(&mut tx)
-                .map_err(EngineError::database("cannot begin a batch"))?;
-            let outcome = work.transform.run_batch(
-                &mut TransformContext {
-                    transaction: &mut tx,
-                    params: &work.params,
-                    stage_id: &stage.id,
-                    run_id: run.run_id,
-                    progress: &planrun_transform::NoProgress,
-                },
-                checkpoint.last_key,
-                size,
-            );
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    let _ = tx.rollback();
+            let batch = self.retry_whole(
+                conn,
+                run,
+                index,
+                &next,
+                stage_report,
+                |_, _, _| Ok(true),
+                |conn, run, _| self.run_one_batch(conn, run, index, work, checkpoint, size),
+            )?;
+            let outcome = match batch {
+                Some(Ok(Some(outcome))) => outcome,
+                Some(Ok(None)) => break,
+                Some(Err(error)) => {
                     progress.finish();
                     stage_report.status = StageStatus::Failed;
                     let mut failure = transform_failure(error, work.name, checkpoint);
@@ -441,19 +520,12 @@ impl Runner<'_> {
                     stage_report.error = Some(failure);
                     return Ok(false);
                 }
+                // The attempts ran out or a signal came: the report says which.
+                None => {
+                    progress.finish();
+                    return Ok(false);
+                }
             };
-            let Some(last_key) = outcome.last_key else {
-                let _ = tx.rollback();
-                break;
-            };
-            checkpoint.last_key = Some(last_key);
-            checkpoint.batches += 1;
-            checkpoint.rows_read += outcome.report.rows_read as i64;
-            checkpoint.rows_written += outcome.report.rows_written as i64;
-            checkpoint.rows_quarantined += outcome.report.rows_quarantined as i64;
-            ledger::advance_checkpoint(&mut tx, plan, checkpoint)?;
-            tx.commit()
-                .map_err(EngineError::database("cannot commit a batch"))?;
             progress.advance(outcome.report.rows_read);
             notes = outcome.report.notes;
             size =

@@ -2,7 +2,9 @@
 //! the stage runner. Everything that touches a database lives here, behind the
 //! offline model of `planrun-plan`.
 
+mod autovacuum;
 pub mod backup;
+mod batch_transaction;
 mod batched;
 mod budget_estimate;
 mod captures;
@@ -42,6 +44,7 @@ mod tls;
 mod transform_step;
 mod trusted_sql;
 mod watch;
+mod whole_retries;
 
 pub use budget_estimate::{budget_estimate, newest_rehearsal, BudgetEstimate};
 pub use checksum::normalise_line_endings;
