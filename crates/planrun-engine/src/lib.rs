@@ -6,6 +6,7 @@ mod autovacuum;
 pub mod backup;
 mod batch_transaction;
 mod batched;
+mod batched_start;
 mod budget_estimate;
 mod captures;
 mod change_capture;
