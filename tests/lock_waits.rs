@@ -32,7 +32,10 @@ fn batched_plan(params: &str, budget: &str) -> tempfile::TempDir {
 
 fn spawn(dir: &Path, db: &TestDb, args: &[&str]) -> Child {
     let mut all = args.to_vec();
-    all.extend(["--no-backup", "--database-url", &db.url]);
+    if args[0] == "apply" {
+        all.push("--no-backup");
+    }
+    all.extend(["--database-url", &db.url]);
     planrun_command(PLANRUN, dir, &all)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -44,12 +47,17 @@ fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
     planrun_tests::wait_until(what, Duration::from_secs(120), condition)
 }
 
-/// Whether planrun's connection waits for a lock on `chapters` (or a row of it)
-/// that the session `holder` holds.
+/// Whether `planrun apply`'s connection waits for a lock on `chapters` (or a row of
+/// it) that the session `holder` holds.
 fn planrun_waits_for(db: &TestDb, holder: i32) -> bool {
+    command_waits_for(db, "apply", holder)
+}
+
+/// Whether the connection of `planrun COMMAND` waits for a lock `holder` holds.
+fn command_waits_for(db: &TestDb, command: &str, holder: i32) -> bool {
     db.scalar(&format!(
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                        WHERE application_name LIKE 'planrun apply%' AND wait_event_type = 'Lock'
+                        WHERE application_name LIKE 'planrun {command}%' AND wait_event_type = 'Lock'
                           AND {holder} = ANY (pg_blocking_pids(pid)))"
     )) == "t"
 }
@@ -183,6 +191,70 @@ fn installing_the_change_capture_waits_out_an_open_application_transaction_and_n
     assert!(
         text.contains("change capture") && text.contains(&format!("pid {holder}")),
         "the waiting message names what waits and the blocker: {}",
+        describe(&output)
+    );
+}
+
+/// Item 4, `reset`: a report reading `chapters` holds up the removal of the change
+/// capture (DROP TRIGGER asks ACCESS EXCLUSIVE). The reset rolls back and tries again
+/// on the schedule, the application's writers never waiting longer than
+/// `blocks_writes` meanwhile, and completes once the report ends; before, it failed
+/// on the first lock timeout.
+#[test]
+fn reset_waits_out_a_report_without_holding_the_application_s_writes() {
+    let db = legacy_db(1500);
+    let plan = batched_plan(
+        r#"batch_size = 100, pause = "100ms""#,
+        r#"{ blocks_reads = "1s", blocks_writes = "3s" }"#,
+    );
+    apply_first_stage(plan.path(), &db);
+    let mut child = spawn(
+        plan.path(),
+        &db,
+        &["apply", "memoir.toml", "--until", "split_chapters"],
+    );
+    wait_until_for("the batches pass chapter 300", || {
+        db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
+            && db.scalar("SELECT coalesce((SELECT last_key FROM planrun.checkpoints), 0) >= 300")
+                == "t"
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let app = start_app(&db);
+    let mut report = db.client();
+    let holder: i32 = report
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let mut open = report.transaction().unwrap();
+    open.query_one("SELECT count(*) FROM chapters", &[])
+        .unwrap();
+    let mut reset = spawn(
+        plan.path(),
+        &db,
+        &["reset", "split_chapters", "memoir.toml"],
+    );
+    // Or it ended: the assertions below then say how.
+    wait_until_for("the reset waits for the report's lock", || {
+        command_waits_for(&db, "reset", holder) || reset.try_wait().unwrap().is_some()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    open.commit().unwrap();
+    let output = reset.wait_with_output().unwrap();
+    let log = app.stop();
+    eprintln!("{}", log.summary());
+    assert_nothing_lost(&log, &db, &output);
+    assert_success(&output);
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.checkpoints"), "0");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun_capture_%'"),
+        "0"
+    );
+    assert!(
+        log.longest_write_wait <= Duration::from_secs(3),
+        "the application's writes waited {:?} (budget 3 s): {}\n{}",
+        log.longest_write_wait,
+        log.summary(),
         describe(&output)
     );
 }

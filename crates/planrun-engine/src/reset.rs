@@ -2,7 +2,9 @@
 //! lock and the stage's locks, in one transaction: the transform removes what it
 //! wrote (`Transform::reset`), the change capture's triggers and recorded changes go,
 //! the checkpoint goes, and a `reset` row records it in the ledger. Before the commit
-//! planrun checks that no trigger, recorded change or checkpoint is left.
+//! planrun checks that no trigger, recorded change or checkpoint is left. When the
+//! application holds up the capture's removal, the transaction rolls back and is
+//! tried again on the stage's schedule (`whole_retries.rs`).
 
 use std::time::{Instant, SystemTime};
 
@@ -156,6 +158,9 @@ impl Runner<'_> {
             .transaction()
             .map_err(EngineError::database("cannot begin the reset"))?;
         self.set_timeouts(&mut tx, index, true)?;
+        // As in the cutover: it holds the stage's locks while it asks for more.
+        crate::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage))
+            .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
         // The stage's locks have their own retries, before anything is held.
         if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
             return Ok(Attempt::Done(None));
