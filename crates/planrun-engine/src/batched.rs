@@ -195,41 +195,15 @@ impl Runner<'_> {
             return self.fail_batched(conn, run, index, stage_report, started, started_at);
         }
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        let mut online = (&mut *conn, totals);
-        let outcome = self
-            .retry_whole(
-                &mut online,
-                run,
-                index,
-                "cutover",
-                &mut stage_report,
-                |(conn, totals), run, report| {
-                    self.catch_up(
-                        *conn,
-                        run,
-                        index,
-                        batched,
-                        &work,
-                        &checkpoint,
-                        report,
-                        totals,
-                    )
-                },
-                |(conn, totals), run, report| {
-                    report.duration_ms = started.elapsed().as_millis() as u64;
-                    self.cut_over(
-                        *conn,
-                        run,
-                        index,
-                        batched,
-                        &work,
-                        &checkpoint,
-                        report,
-                        totals,
-                    )
-                },
-            )?
-            .unwrap_or(false);
+        let outcome = self.cut_over_retried(
+            conn,
+            run,
+            (index, batched, &work),
+            &checkpoint,
+            &mut stage_report,
+            totals,
+            started,
+        )?;
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if !outcome {
             return self.fail_batched(conn, run, index, stage_report, started, started_at);

@@ -1,7 +1,10 @@
 //! The end of a batched stage while the application writes: catch-up passes that
 //! transform again the rows the application changed (recorded by
 //! `change_capture.rs`), then the cutover, the one transaction in which the
-//! application's writers wait.
+//! application's writers wait. A lock the cutover cannot have within one
+//! `lock_timeout` rolls it back whole: the caller lets the application run,
+//! catches up and tries again (`whole_retries.rs`), so the writers never wait
+//! while planrun sleeps.
 
 use std::time::Instant;
 
@@ -135,6 +138,38 @@ impl Runner<'_> {
         Ok(backlog.ids.len())
     }
 
+    /// The cutover, tried again on the stage's schedule while a lock it needs is
+    /// held by the application: between attempts, nothing held, it catches up.
+    /// `false` when it rolled back for good (the report says why).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cut_over_retried<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        (index, batched, work): (usize, &BatchedStep, &Work<'_>),
+        checkpoint: &Checkpoint,
+        stage_report: &mut StageReport,
+        totals: RedoTotals,
+        started: Instant,
+    ) -> Result<bool, EngineError> {
+        let mut online = (conn, totals);
+        let outcome = self.retry_whole(
+            &mut online,
+            run,
+            index,
+            "cutover",
+            stage_report,
+            |(conn, totals), run, report| {
+                self.catch_up(*conn, run, index, batched, work, checkpoint, report, totals)
+            },
+            |(conn, totals), run, report| {
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                self.cut_over(*conn, run, index, batched, work, checkpoint, report, totals)
+            },
+        )?;
+        Ok(outcome.unwrap_or(false))
+    }
+
     /// The cutover: under the stage's locks, the last backlog, captures read again,
     /// the checks placed after the batched step, the steps after it, the stage's
     /// verification of the data as it is now, the capture's and the checkpoint's
@@ -156,7 +191,6 @@ impl Runner<'_> {
         totals: &RedoTotals,
     ) -> Result<Attempt<bool>, EngineError> {
         let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
         let mut totals = totals.clone();
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the cutover of stage `{}`",
@@ -198,14 +232,19 @@ impl Runner<'_> {
             .push(catch_up_report(&totals, cutover_started));
         let rest = batched.position + 1..stage.steps.len();
         let step_name = work.step_name;
+        let checked = self.take_captures(&mut tx, run, index, stage_report)
+            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report);
         run.retried_whole = true;
-        let passed = self.take_captures(&mut tx, run, index, stage_report)
-            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report)
-            && self.run_steps(&mut tx, run, index, rest, stage_report, true)?
+        let steps = if checked {
+            self.run_steps(&mut tx, run, index, rest, stage_report, true)
+        } else {
+            Ok(false)
+        };
+        run.retried_whole = false;
+        let passed = steps?
             && check_deferred_constraints(&mut tx, stage_report)
             && self.verify_stage(&mut tx, run, index, stage_report)
             && !crate::stage_failure::interrupted_before(stage_report, "COMMIT");
-        run.retried_whole = false;
         if !passed {
             let _ = tx.rollback();
             if failed_on_lock(stage_report) {
@@ -215,17 +254,27 @@ impl Runner<'_> {
             }
             return Ok(Attempt::Done(false));
         }
-        // DROP TRIGGER takes ACCESS EXCLUSIVE on the source: one attempt, as for
-        // the steps.
+        self.commit_cutover(tx, run, index, stage_report)
+    }
+
+    /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
+    /// on the sources: one attempt, as for the steps), the ledger row, the
+    /// checkpoint's removal, the commit.
+    fn commit_cutover(
+        &self,
+        mut tx: Transaction<'_>,
+        run: &RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<bool>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
         if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
             let _ = tx.rollback();
-            return match lock_busy(&error, "change capture removal") {
-                Some(busy) => Ok(busy),
-                None => Err(EngineError::Database {
-                    context: "cannot remove the change capture".into(),
-                    source: error,
-                }),
-            };
+            return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
+                context: "cannot remove the change capture".into(),
+                source: error,
+            });
         }
         run.observer.progress().phase("committing");
         let started_at = std::time::SystemTime::now()
