@@ -2,14 +2,15 @@
 //! transaction, while the application keeps writing. The stage runs as a sequence of
 //! transactions:
 //!
-//! 1. start: timeouts, skip rules, preconditions, captures, backup, the steps before
-//!    the batched one, a checkpoint row holding the captures, and the change capture
-//!    on the transform's source tables (`change_capture.rs`), committed together;
-//! 2. one transaction per batch: the transform processes the next source rows in key
-//!    order and the checkpoint moves to the batch's last key, committed together, so
-//!    a crash loses at most the batch in flight and never doubles one; between
-//!    batches planrun waits while the server is unhealthy (`throttle.rs`) and adapts
-//!    the batch size to `batch_target`;
+//! 1. start (`batched_start.rs`): timeouts, skip rules, preconditions, captures,
+//!    backup, the steps before the batched one, a checkpoint row holding the
+//!    captures, and the change capture on the transform's source tables
+//!    (`change_capture.rs`), committed together;
+//! 2. one transaction per batch (`batch_transaction.rs`): the transform processes
+//!    the next source rows in key order and the checkpoint moves to the batch's last
+//!    key, committed together, so a crash loses at most the batch in flight and
+//!    never doubles one; between batches planrun waits while the server is
+//!    unhealthy (`throttle.rs`) and adapts the batch size to `batch_target`;
 //! 3. catch-up passes (`online.rs`): the keys of rows the application changed are
 //!    transformed again, a pass per transaction, until the backlog is small;
 //! 4. the cutover (`online.rs`): under the stage's locks, the last backlog, the
@@ -19,23 +20,22 @@
 //!
 //! A re-run finds the checkpoint and resumes after its last key; the capture kept
 //! recording meanwhile, so nothing the application did while planrun was away is
-//! lost. The preconditions, which held when the stage started, are not asked again
+//! lost. Where one of these transactions meets a lock the application holds, it
+//! rolls back whole and is tried again on the stage's schedule (`whole_retries.rs`).
+//! The preconditions, which held when the stage started, are not asked again
 //! of a half-migrated table. `planrun reset` abandons a half-done stage (`reset.rs`).
 
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::StepKind;
 use planrun_transform::{
-    batch_settings, transform_params, BatchSettings, SourceTable, Transform, TransformContext,
-    TransformError,
+    batch_settings, transform_params, BatchSettings, SourceTable, Transform, TransformError,
 };
 use postgres::GenericClient;
 
-use crate::change_capture;
 use crate::error::EngineError;
-use crate::gate::Gate;
 use crate::health_wait::HealthWatch;
-use crate::ledger::{self, Checkpoint};
+use crate::ledger::Checkpoint;
 use crate::report::{StageReport, StageStatus, StepReport};
 use crate::run::{RunState, Runner};
 use crate::stage_failure::{plain_error, stage_error};
@@ -107,26 +107,6 @@ pub(crate) struct Work<'w> {
     pub step_name: &'w str,
     /// The step's params without the engine's own keys.
     pub params: toml::Table,
-}
-
-/// Installs the change capture; `false` when a source's key is of a type it refuses,
-/// which fails the stage (the report says why) rather than the whole run.
-fn install_capture<C: GenericClient>(
-    conn: &mut C,
-    plan: &str,
-    stage: &str,
-    batched: &BatchedStep,
-    stage_report: &mut StageReport,
-) -> Result<bool, EngineError> {
-    match change_capture::install(conn, plan, stage, &batched.sources) {
-        Ok(()) => Ok(true),
-        Err(refused @ EngineError::CaptureKey { .. }) => {
-            stage_report.status = StageStatus::Failed;
-            stage_report.error = Some(plain_error(Some("change capture"), refused.to_string()));
-            Ok(false)
-        }
-        Err(other) => Err(other),
-    }
 }
 
 /// A transform error as the stage's error, with where a re-run resumes.
@@ -217,15 +197,14 @@ impl Runner<'_> {
             return self.fail_batched(conn, run, index, stage_report, started, started_at);
         }
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        let outcome = self.cut_over(
+        let outcome = self.cut_over_retried(
             conn,
             run,
-            index,
-            batched,
-            &work,
+            (index, batched, &work),
             &checkpoint,
             &mut stage_report,
             totals,
+            started,
         )?;
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if !outcome {
@@ -234,150 +213,13 @@ impl Runner<'_> {
         Ok(stage_report)
     }
 
-    /// The stage's checkpoint: found (a resume), or made by the stage's start. `None`
-    /// when the stage ends here: skipped (committed), drifted, or failed.
-    fn start_or_resume<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
-        batched: &BatchedStep,
-        stage_report: &mut StageReport,
-        started: Instant,
-    ) -> Result<Option<Checkpoint>, EngineError> {
-        let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
-        let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
-        let Some(mut checkpoint) = existing else {
-            return self.start(conn, run, index, batched, stage_report, started);
-        };
-        if !self.matches_recorded(index, &checkpoint.checksum) {
-            stage_report.status = StageStatus::Drifted;
-            stage_report.note = Some(format!(
-                "half done (run {}, {} batches, after key {}) and its definition has changed since; \
-                 restore the definition to finish it, or abandon it with `planrun reset {}`",
-                checkpoint.run_id,
-                checkpoint.batches,
-                checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
-                stage.id
-            ));
-            return Ok(None);
-        }
-        // A checkpoint an older planrun wrote holds a former form of the checksum
-        // (throttles included); the next batch records today's, so that from then on
-        // the throttles can be retuned.
-        self.checksum(index).clone_into(&mut checkpoint.checksum);
-        // Captures are read again: the rows not yet migrated may have been repaired
-        // since the stage started (the usual reason for a resume). The capture is
-        // made sure of: it has recorded the application's changes all along.
-        let mut tx = conn
-            .transaction()
-            .map_err(EngineError::database("cannot begin a transaction"))?;
-        self.set_timeouts(&mut tx, index, true)?;
-        if !self.take_captures(&mut tx, run, index, stage_report) {
-            let _ = tx.rollback();
-            return Ok(None);
-        }
-        if !install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
-            let _ = tx.rollback();
-            return Ok(None);
-        }
-        tx.commit().map_err(EngineError::database(
-            "cannot make sure of the change capture",
-        ))?;
-        let pending = change_capture::pending(conn, plan, &stage.id)
-            .map_err(EngineError::database("cannot count the captured changes"))?;
-        stage_report.note = Some(format!(
-            "resumed after key {} ({} batches committed by run {}, {pending} changes by the application to redo); preconditions held when it started",
-            checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
-            checkpoint.batches,
-            checkpoint.run_id
-        ));
-        run.changed_anything = true;
-        Ok(Some(checkpoint))
-    }
-
-    /// The stage's first transaction: gate, steps before the batched one, checkpoint
-    /// and change capture.
-    fn start<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
-        batched: &BatchedStep,
-        stage_report: &mut StageReport,
-        started: Instant,
-    ) -> Result<Option<Checkpoint>, EngineError> {
-        let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
-        let mut tx = conn.transaction().map_err(EngineError::database(format!(
-            "cannot begin the transaction of stage `{}`",
-            stage.id
-        )))?;
-        self.set_timeouts(&mut tx, index, true)?;
-        // The stage's locks guard the transform's run, which here is the batches and
-        // the cutover, where they are taken. Taken now too only for steps that come
-        // before the batched one; otherwise the start's checks and captures, which
-        // read whole tables, would make the application's writers wait for them.
-        let locked =
-            batched.position == 0 || self.take_stage_locks(&mut tx, run, index, stage_report)?;
-        let gate = if locked {
-            self.gate(&mut tx, run, index, stage_report)?
-        } else {
-            Gate::Stop
-        };
-        let proceed = match gate {
-            Gate::Skip => {
-                stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                let started_at = SystemTime::now() - started.elapsed();
-                self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
-                tx.commit()
-                    .map_err(EngineError::database("cannot commit the skipped stage"))?;
-                return Ok(None);
-            }
-            Gate::Stop => false,
-            Gate::Proceed => {
-                self.run_steps(&mut tx, run, index, 0..batched.position, stage_report, true)?
-            }
-        };
-        if !proceed {
-            let _ = tx.rollback();
-            return Ok(None);
-        }
-        let checkpoint = Checkpoint {
-            stage_id: stage.id.clone(),
-            run_id: run.run_id,
-            checksum: self
-                .stage_checksum(&stage.id)
-                .unwrap_or_default()
-                .to_owned(),
-            total_rows: self
-                .batch_total(&mut tx, run, index, batched)?
-                .map(|n| n as i64),
-            captures: stage_report.captures.clone(),
-            ..Checkpoint::default()
-        };
-        ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
-        // In the same transaction as the checkpoint: from the first batch on, every
-        // change the application makes to a source is recorded.
-        if !install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
-            let _ = tx.rollback();
-            return Ok(None);
-        }
-        tx.commit().map_err(EngineError::database(format!(
-            "cannot commit the start of stage `{}`",
-            stage.id
-        )))?;
-        Ok(Some(checkpoint))
-    }
-
     /// The batches, in key order, each committed with the checkpoint; `false` when
     /// the stage stops (the report says why).
     #[allow(clippy::too_many_arguments)]
     fn run_batches<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
+        run: &mut RunState<'_>,
         (index, batched): (usize, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &mut Checkpoint,
@@ -385,7 +227,6 @@ impl Runner<'_> {
         stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
         let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
         let progress = run.observer.progress();
         progress.start(checkpoint.total_rows.map(|n| n as u64));
         progress.advance(checkpoint.rows_read as u64);
@@ -414,27 +255,19 @@ impl Runner<'_> {
                 }
             }
             let batch_started = Instant::now();
-            let mut tx = conn
-                .transaction()
-                .map_err(EngineError::database("cannot begin a batch"))?;
-            self.set_timeouts(&mut tx, index, true)?;
-            change_capture::own_writes(&mut tx)
-                .map_err(EngineError::database("cannot begin a batch"))?;
-            let outcome = work.transform.run_batch(
-                &mut TransformContext {
-                    transaction: &mut tx,
-                    params: &work.params,
-                    stage_id: &stage.id,
-                    run_id: run.run_id,
-                    progress: &planrun_transform::NoProgress,
-                },
-                checkpoint.last_key,
-                size,
-            );
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    let _ = tx.rollback();
+            let batch = self.retry_whole(
+                conn,
+                run,
+                index,
+                &next,
+                stage_report,
+                |_, _, _| Ok(true),
+                |conn, run, _| self.run_one_batch(conn, run, index, work, checkpoint, size),
+            )?;
+            let outcome = match batch {
+                Some(Ok(Some(outcome))) => outcome,
+                Some(Ok(None)) => break,
+                Some(Err(error)) => {
                     progress.finish();
                     stage_report.status = StageStatus::Failed;
                     let mut failure = transform_failure(error, work.name, checkpoint);
@@ -447,19 +280,12 @@ impl Runner<'_> {
                     stage_report.error = Some(failure);
                     return Ok(false);
                 }
+                // The attempts ran out or a signal came: the report says which.
+                None => {
+                    progress.finish();
+                    return Ok(false);
+                }
             };
-            let Some(last_key) = outcome.last_key else {
-                let _ = tx.rollback();
-                break;
-            };
-            checkpoint.last_key = Some(last_key);
-            checkpoint.batches += 1;
-            checkpoint.rows_read += outcome.report.rows_read as i64;
-            checkpoint.rows_written += outcome.report.rows_written as i64;
-            checkpoint.rows_quarantined += outcome.report.rows_quarantined as i64;
-            ledger::advance_checkpoint(&mut tx, plan, checkpoint)?;
-            tx.commit()
-                .map_err(EngineError::database("cannot commit a batch"))?;
             progress.advance(outcome.report.rows_read);
             notes = outcome.report.notes;
             size =
@@ -522,38 +348,6 @@ impl Runner<'_> {
             crate::stage_failure::interrupted_before(stage_report, "the next batch");
         }
         Ok(waited)
-    }
-
-    fn batch_total<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
-        batched: &BatchedStep,
-    ) -> Result<Option<u64>, EngineError> {
-        let stage = &self.plan().stages[index];
-        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
-            return Ok(None);
-        };
-        let Some(transform) = self.registry().get(name) else {
-            return Ok(None);
-        };
-        let params = transform_params(params);
-        let mut savepoint = conn
-            .transaction()
-            .map_err(EngineError::database("cannot begin a savepoint"))?;
-        let total = {
-            let mut context = TransformContext {
-                transaction: &mut savepoint,
-                params: &params,
-                stage_id: &stage.id,
-                run_id: run.run_id,
-                progress: &planrun_transform::NoProgress,
-            };
-            transform.batch_total(&mut context).ok().flatten()
-        };
-        let _ = savepoint.rollback();
-        Ok(total)
     }
 
     /// Records a failed batched stage outside its rolled-back transaction.

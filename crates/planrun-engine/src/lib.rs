@@ -2,8 +2,11 @@
 //! the stage runner. Everything that touches a database lives here, behind the
 //! offline model of `planrun-plan`.
 
+mod autovacuum;
 pub mod backup;
+mod batch_transaction;
 mod batched;
+mod batched_start;
 mod budget_estimate;
 mod captures;
 mod change_capture;
@@ -45,6 +48,7 @@ mod tls;
 mod transform_step;
 mod trusted_sql;
 mod watch;
+mod whole_retries;
 
 pub use budget_estimate::{budget_estimate, newest_rehearsal, BudgetEstimate};
 pub use checksum::normalise_line_endings;

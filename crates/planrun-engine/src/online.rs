@@ -1,7 +1,10 @@
 //! The end of a batched stage while the application writes: catch-up passes that
 //! transform again the rows the application changed (recorded by
 //! `change_capture.rs`), then the cutover, the one transaction in which the
-//! application's writers wait.
+//! application's writers wait. A lock the cutover cannot have within one
+//! `lock_timeout` rolls it back whole: the caller lets the application run,
+//! catches up and tries again (`whole_retries.rs`), so the writers never wait
+//! while planrun sleeps.
 
 use std::time::Instant;
 
@@ -16,6 +19,7 @@ use crate::ledger::{self, Checkpoint};
 use crate::report::{StageReport, StageStatus, StepReport};
 use crate::run::{RunState, Runner};
 use crate::stage_failure::fail_at;
+use crate::whole_retries::{failed_on_lock, lock_busy, Attempt};
 
 /// A backlog this small is left to the cutover: redoing it under the stage's locks
 /// takes about as long as one more pass would.
@@ -25,7 +29,7 @@ const CUTOVER_BACKLOG: i64 = 200;
 const MAX_PASSES: u32 = 50;
 
 /// What the catch-up passes and the cutover redid, for the report.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct RedoTotals {
     pub passes: u32,
     pub changes: u64,
@@ -51,7 +55,7 @@ impl Runner<'_> {
     ) -> Result<bool, EngineError> {
         let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
-        totals.started = Some(Instant::now());
+        totals.started.get_or_insert_with(Instant::now);
         let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
         for pass in 1..=MAX_PASSES {
             if crate::stage_failure::interrupted_before(stage_report, "a catch-up pass") {
@@ -135,10 +139,56 @@ impl Runner<'_> {
         Ok(backlog.ids.len())
     }
 
+    /// The cutover, tried again on the stage's schedule while a lock it needs is
+    /// held by the application: between attempts, nothing held, it catches up.
+    /// `false` when it rolled back for good (the report says why).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cut_over_retried<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        (index, batched, work): (usize, &BatchedStep, &Work<'_>),
+        checkpoint: &Checkpoint,
+        stage_report: &mut StageReport,
+        totals: RedoTotals,
+        started: Instant,
+    ) -> Result<bool, EngineError> {
+        // The cutover's catch-up passes say a wait once per state, as the batches do.
+        let mut online = (conn, totals, HealthWatch::default());
+        let outcome = self.retry_whole(
+            &mut online,
+            run,
+            index,
+            "cutover",
+            stage_report,
+            |(conn, totals, watch), run, report| {
+                self.catch_up(
+                    *conn,
+                    run,
+                    (index, batched),
+                    work,
+                    checkpoint,
+                    watch,
+                    report,
+                    totals,
+                )
+            },
+            |(conn, totals, _), run, report| {
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                self.cut_over(*conn, run, index, batched, work, checkpoint, report, totals)
+            },
+        )?;
+        Ok(outcome.unwrap_or(false))
+    }
+
     /// The cutover: under the stage's locks, the last backlog, captures read again,
     /// the checks placed after the batched step, the steps after it, the stage's
     /// verification of the data as it is now, the capture's and the checkpoint's
-    /// removal and the ledger row, committed together. `false` when it rolled back.
+    /// removal and the ledger row, committed together. `Done(false)` when it rolled
+    /// back for good; `LockBusy` when a lock it needs once it holds the stage's
+    /// (the column drop's, the trigger removal's) was not had within one
+    /// `lock_timeout`: it rolled back rather than keep the application waiting, and
+    /// the caller catches up and tries again (`whole_retries.rs`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn cut_over<C: GenericClient>(
         &self,
@@ -149,20 +199,25 @@ impl Runner<'_> {
         work: &Work<'_>,
         checkpoint: &Checkpoint,
         stage_report: &mut StageReport,
-        mut totals: RedoTotals,
-    ) -> Result<bool, EngineError> {
+        totals: &RedoTotals,
+    ) -> Result<Attempt<bool>, EngineError> {
         let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
+        let mut totals = totals.clone();
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the cutover of stage `{}`",
             stage.id
         )))?;
         self.set_timeouts(&mut tx, index, true)?;
+        // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
+        // queue) or asking ACCESS EXCLUSIVE (readers queue too).
+        crate::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage)).map_err(
+            EngineError::database("cannot set the cutover's lock_timeout"),
+        )?;
         stage_report.locks.clear();
         let cutover_started = Instant::now();
         if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
             let _ = tx.rollback();
-            return Ok(false);
+            return Ok(Attempt::Done(false));
         }
         // The application's writers of the sources now wait: what is left of the
         // backlog is all there will be.
@@ -172,9 +227,14 @@ impl Runner<'_> {
                 Ok(_) => {}
                 Err(error) => {
                     let _ = tx.rollback();
+                    if let planrun_transform::TransformError::Database(db) = &error {
+                        if let Some(busy) = lock_busy(db, work.name) {
+                            return Ok(busy);
+                        }
+                    }
                     stage_report.status = StageStatus::Failed;
                     stage_report.error = Some(transform_failure(error, work.name, checkpoint));
-                    return Ok(false);
+                    return Ok(Attempt::Done(false));
                 }
             }
         }
@@ -183,36 +243,50 @@ impl Runner<'_> {
             .push(catch_up_report(&totals, cutover_started));
         let rest = batched.position + 1..stage.steps.len();
         let step_name = work.step_name;
-        let passed = self.take_captures(&mut tx, run, index, stage_report)
-            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report)
-            && self.run_steps(&mut tx, run, index, rest, stage_report, true)?
+        let checked = self.take_captures(&mut tx, run, index, stage_report)
+            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report);
+        run.retried_whole = true;
+        let steps = if checked {
+            self.run_steps(&mut tx, run, index, rest, stage_report, true)
+        } else {
+            Ok(false)
+        };
+        run.retried_whole = false;
+        let passed = steps?
             && check_deferred_constraints(&mut tx, stage_report)
             && self.verify_stage(&mut tx, run, index, stage_report)
             && !crate::stage_failure::interrupted_before(stage_report, "COMMIT");
         if !passed {
             let _ = tx.rollback();
-            return Ok(false);
+            if failed_on_lock(stage_report) {
+                if let Some(failure) = stage_report.error.take() {
+                    return Ok(Attempt::LockBusy(Box::new(failure)));
+                }
+            }
+            return Ok(Attempt::Done(false));
         }
-        // DROP TRIGGER takes ACCESS EXCLUSIVE on the source: retried like a step's
-        // brief DDL when the application's readers hold it up.
-        let retries = self.lock_retries(stage);
-        crate::stage_locks::with_lock_retries(
-            &mut tx,
-            &retries,
-            crate::stage_locks::database_error,
-            |attempt, error, delay| {
-                self.report_retry(
-                    run,
-                    stage,
-                    "change capture removal",
-                    (attempt, &retries),
-                    error,
-                    delay,
-                );
-            },
-            |savepoint| change_capture::remove(savepoint, plan, &stage.id),
-        )
-        .map_err(EngineError::database("cannot remove the change capture"))?;
+        self.commit_cutover(tx, run, index, stage_report)
+    }
+
+    /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
+    /// on the sources: one attempt, as for the steps), the ledger row, the
+    /// checkpoint's removal, the commit.
+    fn commit_cutover(
+        &self,
+        mut tx: Transaction<'_>,
+        run: &RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<bool>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
+            let _ = tx.rollback();
+            return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
+                context: "cannot remove the change capture".into(),
+                source: error,
+            });
+        }
         run.observer.progress().phase("committing");
         let started_at = std::time::SystemTime::now()
             - std::time::Duration::from_millis(stage_report.duration_ms);
@@ -220,9 +294,9 @@ impl Runner<'_> {
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
         if let Err(error) = tx.commit() {
             fail_at(stage_report, "COMMIT", &error);
-            return Ok(false);
+            return Ok(Attempt::Done(false));
         }
-        Ok(true)
+        Ok(Attempt::Done(true))
     }
 }
 

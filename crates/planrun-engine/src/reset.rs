@@ -2,7 +2,9 @@
 //! lock and the stage's locks, in one transaction: the transform removes what it
 //! wrote (`Transform::reset`), the change capture's triggers and recorded changes go,
 //! the checkpoint goes, and a `reset` row records it in the ledger. Before the commit
-//! planrun checks that no trigger, recorded change or checkpoint is left.
+//! planrun checks that no trigger, recorded change or checkpoint is left. When the
+//! application holds up the capture's removal, the transaction rolls back and is
+//! tried again on the stage's schedule (`whole_retries.rs`).
 
 use std::time::{Instant, SystemTime};
 
@@ -18,6 +20,11 @@ use crate::ledger::{self, NewRun};
 use crate::lock;
 use crate::report::{StageReport, StageStatus};
 use crate::run::{RunState, Runner};
+use crate::whole_retries::{lock_busy, Attempt};
+
+/// What a committed reset's transaction did: the application's changes it dropped
+/// with the capture, and what the transform removed.
+type ResetDone = (i64, Vec<String>);
 
 /// What `reset` did.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -87,21 +94,76 @@ impl Runner<'_> {
             },
         )?;
         let options = crate::run::ApplyOptions::default();
-        let run = RunState::new(target, &options, &crate::run::Silent, run_id);
+        let mut run = RunState::new(target, &options, &crate::run::Silent, run_id);
         let started = Instant::now();
         let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let attempted = self.retry_whole(
+            client,
+            &mut run,
+            index,
+            "reset",
+            &mut stage_report,
+            |_, _, _| Ok(true),
+            |client, run, report| {
+                self.reset_attempt(client, run, (index, batched), &checkpoint, started, report)
+            },
+        );
+        let (dropped, removed) = match attempted {
+            Ok(Some(Some(done))) => done,
+            Ok(_) => {
+                let _ = ledger::finish_run(client, run_id, "failed", None);
+                return Err(EngineError::Selection(format!(
+                    "cannot reset `{}`: {}",
+                    stage.id,
+                    describe_failure(&stage_report)
+                )));
+            }
+            Err(error) => {
+                let _ = ledger::finish_run(client, run_id, "failed", None);
+                return Err(error);
+            }
+        };
+        ledger::finish_run(client, run_id, "reset", None)?;
+        Ok(ResetReport {
+            plan: plan.clone(),
+            stage: stage.id.clone(),
+            target: target.to_string(),
+            target_source: target.source.to_string(),
+            run_id,
+            batches: checkpoint.batches,
+            last_key: checkpoint.last_key,
+            changes_dropped: dropped,
+            removed,
+        })
+    }
+
+    /// The reset's transaction, committed: under the stage's locks, the transform's
+    /// work removed, the capture and the checkpoint gone, checked, recorded. The
+    /// changes dropped and what the transform removed; `LockBusy` when the capture's
+    /// removal (ACCESS EXCLUSIVE on the sources) was not had within one
+    /// `lock_timeout`: rolled back, so the application's writers do not wait while
+    /// the caller pauses before the next attempt.
+    fn reset_attempt(
+        &self,
+        client: &mut postgres::Client,
+        run: &mut RunState<'_>,
+        (index, batched): (usize, &crate::batched::BatchedStep),
+        checkpoint: &ledger::Checkpoint,
+        started: Instant,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<Option<ResetDone>>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
         let mut tx = client
             .transaction()
             .map_err(EngineError::database("cannot begin the reset"))?;
         self.set_timeouts(&mut tx, index, true)?;
-        if !self.take_stage_locks(&mut tx, &run, index, &mut stage_report)? {
-            let _ = tx.rollback();
-            let _ = ledger::finish_run(client, run_id, "failed", None);
-            return Err(EngineError::Selection(format!(
-                "cannot reset `{}`: {}",
-                stage.id,
-                describe_failure(&stage_report)
-            )));
+        // As in the cutover: it holds the stage's locks while it asks for more.
+        crate::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage))
+            .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
+        // The stage's locks have their own retries, before anything is held.
+        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+            return Ok(Attempt::Done(None));
         }
         let dropped = change_capture::pending(&mut tx, plan, &stage.id)
             .map_err(EngineError::database("cannot count the captured changes"))?;
@@ -118,14 +180,19 @@ impl Runner<'_> {
                 transaction: &mut tx,
                 params: &planrun_transform::transform_params(params),
                 stage_id: &stage.id,
-                run_id,
+                run_id: run.run_id,
                 progress: &planrun_transform::NoProgress,
             })
             .map_err(|error| {
                 EngineError::Selection(format!("cannot reset `{}`: {error}", stage.id))
             })?;
-        change_capture::remove(&mut tx, plan, &stage.id)
-            .map_err(EngineError::database("cannot remove the change capture"))?;
+        if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
+            let _ = tx.rollback();
+            return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
+                context: "cannot remove the change capture".into(),
+                source: error,
+            });
+        }
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
         self.check_reset(&mut tx, &stage.id)?;
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
@@ -140,21 +207,10 @@ impl Runner<'_> {
         ));
         stage_report.status = StageStatus::Reset;
         let started_at = SystemTime::now() - started.elapsed();
-        self.record(&mut tx, run_id, index, &stage_report, started_at)?;
+        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
         tx.commit()
             .map_err(EngineError::database("cannot commit the reset"))?;
-        ledger::finish_run(client, run_id, "reset", None)?;
-        Ok(ResetReport {
-            plan: plan.clone(),
-            stage: stage.id.clone(),
-            target: target.to_string(),
-            target_source: target.source.to_string(),
-            run_id,
-            batches: checkpoint.batches,
-            last_key: checkpoint.last_key,
-            changes_dropped: dropped,
-            removed: removed.notes,
-        })
+        Ok(Attempt::Done(Some((dropped, removed.notes))))
     }
 
     /// Nothing of the attempt may be left: no trigger, no recorded change, no

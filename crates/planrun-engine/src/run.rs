@@ -105,6 +105,10 @@ pub(crate) struct RunState<'r> {
     pub(crate) watch: Option<BlockerWatch>,
     /// The current stage's lock attempts that were retried.
     pub(crate) lock_retries: std::sync::Mutex<Vec<LockRetry>>,
+    /// Set while the caller retries the whole transaction on a lock failure (the
+    /// cutover): a statement then gets one attempt, since retrying it in a
+    /// savepoint would sleep holding the transaction's locks.
+    pub(crate) retried_whole: bool,
 }
 
 impl<'r> RunState<'r> {
@@ -124,6 +128,7 @@ impl<'r> RunState<'r> {
             backup_file: None,
             watch: None,
             lock_retries: Default::default(),
+            retried_whole: false,
         }
     }
 }

@@ -45,7 +45,7 @@ impl Runner<'_> {
             failure.line = Some(crate::sql::statement_line(sql, offset));
             Box::new(failure)
         };
-        let retries = self.lock_retries(stage);
+        let retries = self.statement_retries(run, stage);
         let mut rows = 0;
         let mut notes = Vec::new();
         for statement in &statements {

@@ -141,6 +141,20 @@ impl Runner<'_> {
             .unwrap_or_default()
     }
 
+    /// The schedule for one statement (or transform step) of the stage: the stage's,
+    /// or a single attempt while the whole transaction is retried instead.
+    pub(crate) fn statement_retries(&self, run: &RunState<'_>, stage: &Stage) -> LockRetries {
+        let retries = self.lock_retries(stage);
+        if run.retried_whole {
+            LockRetries {
+                attempts: 1,
+                ..retries
+            }
+        } else {
+            retries
+        }
+    }
+
     /// Takes the stage's declared locks in its transaction; `false` (and the stage
     /// marked failed, naming who held them) when the attempts ran out.
     pub(crate) fn take_stage_locks<C: GenericClient>(
@@ -168,7 +182,7 @@ impl Runner<'_> {
             },
             |tx| {
                 cap_wait_at_budget(tx, self.lock_budget(stage), &locks)?;
-                lock_tables(tx, &locks)
+                lock_tables(tx, &locks, self.lock_budget(stage))
             },
         );
         match result {
@@ -244,13 +258,27 @@ impl Runner<'_> {
         error: &postgres::Error,
         delay: Duration,
     ) {
+        let reason = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        self.report_retry_reason(run, stage, waiting, (attempt, retries), reason, delay);
+    }
+
+    /// [`Self::report_retry`] with the reason in words.
+    pub(crate) fn report_retry_reason(
+        &self,
+        run: &RunState<'_>,
+        stage: &Stage,
+        waiting: &str,
+        (attempt, retries): (u32, &LockRetries),
+        reason: String,
+        delay: Duration,
+    ) {
         let retry = LockRetry {
             waiting: waiting.to_owned(),
             attempt,
             attempts: retries.attempts,
-            reason: error
-                .as_db_error()
-                .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
+            reason,
             blocked_by: run.watch.as_ref().map(|w| w.take()).unwrap_or_default(),
             retry_in_ms: delay.as_millis() as u64,
         };
@@ -268,6 +296,7 @@ impl Runner<'_> {
 pub(crate) fn lock_tables(
     tx: &mut Transaction<'_>,
     locks: &[TableLock],
+    budget: Option<&planrun_plan::LockBudget>,
 ) -> Result<Vec<Option<String>>, postgres::Error> {
     let mut resolved = Vec::with_capacity(locks.len());
     for lock in locks {
@@ -279,8 +308,9 @@ pub(crate) fn lock_tables(
             .get(0);
         if let Some(table) = &table {
             let lock_table = format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql());
-            if autovacuum_holds(tx, table)? {
-                lock_outwaiting_autovacuum(tx, &lock_table)?;
+            if crate::autovacuum::holds(tx, table)? {
+                let budget_ms = budget_for(budget, lock).map(planrun_plan::PgDuration::millis);
+                crate::autovacuum::lock_despite_autovacuum(tx, table, &lock_table, budget_ms)?;
             } else {
                 tx.batch_execute(&lock_table)?;
             }
@@ -290,39 +320,8 @@ pub(crate) fn lock_tables(
     Ok(resolved)
 }
 
-/// Whether an autovacuum worker (not one preventing wraparound) holds a lock on
-/// `table` now.
-fn autovacuum_holds(tx: &mut Transaction<'_>, table: &str) -> Result<bool, postgres::Error> {
-    Ok(tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
-                 JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.relation = pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid \
-                   AND a.backend_type = 'autovacuum worker' \
-                   AND a.query NOT LIKE '%to prevent wraparound%')",
-            &[&table],
-        )?
-        .get(0))
-}
-
-/// Autovacuum gives way to a lock request that has waited `deadlock_timeout` (the
-/// server's deadlock check cancels it), but a `lock_timeout` shorter than that gives
-/// up first, every attempt: at a million rows the batches leave enough dead rows for
-/// autovacuum to hold the tables for minutes, and the stage's attempts ran out. So
-/// against autovacuum one attempt waits `deadlock_timeout` + 0.5 s.
-fn lock_outwaiting_autovacuum(
-    tx: &mut Transaction<'_>,
-    lock_table: &str,
-) -> Result<(), postgres::Error> {
-    let saved = setting_ms(tx, "lock_timeout")?;
-    let deadlock_ms = setting_ms(tx, "deadlock_timeout")?;
-    set_local_lock_timeout(tx, deadlock_ms + 500)?;
-    tx.batch_execute(lock_table)?;
-    set_local_lock_timeout(tx, saved)
-}
-
 /// A millisecond setting as `pg_settings` gives it (0 for none).
-fn setting_ms(tx: &mut Transaction<'_>, name: &str) -> Result<u64, postgres::Error> {
+pub(crate) fn setting_ms(tx: &mut Transaction<'_>, name: &str) -> Result<u64, postgres::Error> {
     let value: String = tx
         .query_one(
             "SELECT setting FROM pg_catalog.pg_settings WHERE name = $1",
@@ -333,12 +332,35 @@ fn setting_ms(tx: &mut Transaction<'_>, name: &str) -> Result<u64, postgres::Err
 }
 
 /// `lock_timeout` for the rest of the transaction; 0 waits for ever.
-fn set_local_lock_timeout(tx: &mut Transaction<'_>, ms: u64) -> Result<(), postgres::Error> {
+pub(crate) fn set_local_lock_timeout(
+    tx: &mut Transaction<'_>,
+    ms: u64,
+) -> Result<(), postgres::Error> {
     tx.execute(
         "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
         &[&format!("{ms}ms")],
     )
     .map(drop)
+}
+
+/// The longest the budget lets planrun wait for `lock`: `blocks_reads` for a mode
+/// that blocks reads (or `blocks_writes` if that is all there is), `blocks_writes`
+/// for one that blocks writes; `None` for a mode that blocks neither.
+fn budget_for<'b>(
+    budget: Option<&'b planrun_plan::LockBudget>,
+    lock: &TableLock,
+) -> Option<&'b planrun_plan::PgDuration> {
+    let budget = budget?;
+    if lock.mode.blocks_reads() {
+        budget
+            .blocks_reads
+            .as_ref()
+            .or(budget.blocks_writes.as_ref())
+    } else if lock.mode.blocks_writes() {
+        budget.blocks_writes.as_ref()
+    } else {
+        None
+    }
 }
 
 /// While planrun waits for a lock, the application's queries that conflict with it
@@ -356,18 +378,32 @@ fn cap_wait_at_budget(
     };
     let cap = locks
         .iter()
-        .filter_map(|lock| {
-            if lock.mode.blocks_reads() {
-                budget
-                    .blocks_reads
-                    .as_ref()
-                    .or(budget.blocks_writes.as_ref())
-            } else if lock.mode.blocks_writes() {
-                budget.blocks_writes.as_ref()
-            } else {
-                None
-            }
-        })
+        .filter_map(|lock| budget_for(Some(budget), lock))
+        .map(planrun_plan::PgDuration::millis)
+        .min();
+    let Some(cap) = cap else {
+        return Ok(());
+    };
+    let current = setting_ms(tx, "lock_timeout")?;
+    if current == 0 || cap < current {
+        set_local_lock_timeout(tx, cap.max(1))?;
+    }
+    Ok(())
+}
+
+/// Caps `lock_timeout` for the rest of the transaction at the shortest wait the
+/// budget allows (`blocks_reads` or `blocks_writes`): for a transaction that holds
+/// locks blocking writes and asks for ones blocking reads, such as the cutover.
+pub(crate) fn cap_lock_timeout(
+    tx: &mut Transaction<'_>,
+    budget: Option<&planrun_plan::LockBudget>,
+) -> Result<(), postgres::Error> {
+    let Some(budget) = budget else {
+        return Ok(());
+    };
+    let cap = [&budget.blocks_reads, &budget.blocks_writes]
+        .into_iter()
+        .flatten()
         .map(planrun_plan::PgDuration::millis)
         .min();
     let Some(cap) = cap else {

@@ -27,7 +27,7 @@ impl Runner<'_> {
                 format!("transform `{name}` is not registered in this planrun"),
             )));
         };
-        let retries = self.lock_retries(stage);
+        let retries = self.statement_retries(run, stage);
         let params = transform_params(params);
         // The transform runs in a savepoint: a lock it could not have in time (one no
         // declaration covers) rolls back its work alone, and it runs again.
@@ -42,7 +42,7 @@ impl Runner<'_> {
                 // In a stage outside a transaction, the transform's own transaction is
                 // the only place its declared locks can be held.
                 if !stage.transaction {
-                    lock_tables(tx, &transform.locks(&params))?;
+                    lock_tables(tx, &transform.locks(&params), self.lock_budget(stage))?;
                 }
                 let mut context = TransformContext {
                     transaction: tx,
