@@ -30,10 +30,33 @@ fn held_legacy_db() -> TestDb {
 /// background; returns once the stage's first transaction committed, so the capture
 /// is on `chapters` and no batch runs until [`release`].
 fn start_held_split(db: &TestDb) -> (tempfile::TempDir, Child) {
+    start_split_held_while(db, "SELECT flag FROM public.hold", "true")
+}
+
+/// Like [`start_held_split`], but the batches hold once one of them committed, so
+/// that the first 100 chapters are split when the application writes them; returns
+/// once that batch committed.
+fn start_split_held_after_its_first_batch(db: &TestDb) -> (tempfile::TempDir, Child) {
+    start_split_held_while(
+        db,
+        "SELECT flag AND EXISTS (SELECT 1 FROM public.chapter_sections) FROM public.hold",
+        "(SELECT last_key IS NOT NULL FROM planrun.checkpoints)",
+    )
+}
+
+/// The batched split, held while `pause_while` holds; returns once its first
+/// transaction committed and `started` holds.
+fn start_split_held_while(
+    db: &TestDb,
+    pause_while: &str,
+    started: &str,
+) -> (tempfile::TempDir, Child) {
     let plan = memoir_plan_edited(|text| {
         text.replace(
             r#"params = { on_invalid = "fail" }"#,
-            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100, pause_while = "SELECT flag FROM public.hold" }"#,
+            &format!(
+                r#"params = {{ on_invalid = "fail", mode = "batched", batch_size = 100, pause_while = "{pause_while}" }}"#
+            ),
         )
     });
     let child = spawn_apply(
@@ -49,6 +72,7 @@ fn start_held_split(db: &TestDb) -> (tempfile::TempDir, Child) {
         || {
             db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
                 && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+                && db.scalar(&format!("SELECT {started}")) == "t"
         },
     );
     assert_eq!(
@@ -258,4 +282,119 @@ fn a_source_key_that_is_not_a_builtin_integer_is_refused_and_nothing_is_installe
         "0"
     );
     assert_eq!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
+}
+
+/// Two chapters with images, each given as many new images as it had: the counts the
+/// split stage captures stay the same, only the images change.
+fn replace_images_keeping_counts(app: &mut postgres::Client) -> Vec<i64> {
+    let rows = app
+        .query(
+            "UPDATE chapters c SET images = (
+                 SELECT jsonb_agg(jsonb_build_object('url', 'replaced-' || c.id || '-' || n || '.jpg') ORDER BY n)
+                 FROM jsonb_array_elements(c.images) WITH ORDINALITY e(element, n))
+             WHERE c.id IN (SELECT id FROM chapters
+                            WHERE CASE WHEN jsonb_typeof(images) = 'array'
+                                       THEN jsonb_array_length(images) ELSE 0 END > 1
+                            ORDER BY id LIMIT 2)
+             RETURNING c.id",
+            &[],
+        )
+        .expect("the images are replaced");
+    let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), 2, "two chapters with images");
+    assert!(
+        ids.iter().all(|id| *id <= 100),
+        "chapters {ids:?} were split by the first batch"
+    );
+    ids
+}
+
+/// The images of a chapter's sections in order, and its cover.
+fn split_images(db: &TestDb, chapter: i64) -> (String, String) {
+    (
+        db.scalar(&format!(
+            "SELECT coalesce(string_agg(image->>'url', ' ' ORDER BY image->>'url'), '') FROM chapter_sections WHERE chapter_id = {chapter} AND image IS NOT NULL"
+        )),
+        db.scalar(&format!(
+            "SELECT coalesce(cover_image->>'url', '-') FROM chapters WHERE id = {chapter}"
+        )),
+    )
+}
+
+/// A session with `session_replication_role = replica` (what a logical-replication
+/// subscription's apply worker runs with, and what bulk tools set to skip triggers)
+/// replaces the images of two chapters, keeping their counts, while the batched
+/// split is held: the capture fires for it all the same, and the two chapters end
+/// split from their new rows.
+#[test]
+fn writes_under_session_replication_role_replica_are_captured_and_split_again() {
+    let db = held_legacy_db();
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    let mut app = db.client();
+    app.batch_execute("SET session_replication_role = replica")
+        .unwrap();
+    let replaced = replace_images_keeping_counts(&mut app);
+    for key in &replaced {
+        assert!(
+            captured(&db, *key),
+            "the replica-role write of {key} is captured"
+        );
+    }
+
+    release(&db, child);
+    for key in replaced {
+        let (images, cover) = split_images(&db, key);
+        assert!(
+            images
+                .split(' ')
+                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
+            "chapter {key}'s sections hold its new images: {images}"
+        );
+        assert_eq!(
+            cover,
+            format!("replaced-{key}-1.jpg"),
+            "chapter {key}'s cover"
+        );
+    }
+}
+
+/// A write the capture cannot see (its trigger disabled by a superuser) replaces the
+/// images of two chapters, keeping their counts: the cutover's verification compares
+/// every chapter's images with its sections and cover, so the stage rolls back
+/// instead of committing the stale split.
+#[test]
+fn a_same_count_image_change_the_capture_missed_fails_the_cutover() {
+    let db = held_legacy_db();
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    let mut app = db.client();
+    app.batch_execute("ALTER TABLE chapters DISABLE TRIGGER USER")
+        .unwrap();
+    let replaced = replace_images_keeping_counts(&mut app);
+    app.batch_execute("ALTER TABLE chapters ENABLE TRIGGER USER")
+        .unwrap();
+    for key in &replaced {
+        assert!(
+            !captured(&db, *key),
+            "the write of {key} bypassed the capture"
+        );
+    }
+
+    db.execute("UPDATE hold SET flag = false");
+    let output = child.wait_with_output().unwrap();
+    let report = describe(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(planrun_engine::exit_codes::VERIFICATION_FAILED),
+        "{report}"
+    );
+    assert!(
+        report.contains("every chapter's images are its sections' images and cover"),
+        "{report}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name IN ('content', 'images')"),
+        "2",
+        "the cutover rolled back: the legacy columns are still there"
+    );
 }

@@ -33,6 +33,11 @@
 //! - planrun's own writes to a source (a transform setting a column of the table it
 //!   reads) are not the application's: they run with `planrun.own_write = on`, which
 //!   the trigger skips.
+//! - Both triggers are `ENABLE ALWAYS`: a session with `session_replication_role =
+//!   replica` (a logical-replication subscription applying the publisher's changes,
+//!   or a bulk tool that sets it to skip triggers) writes the source too, and an
+//!   ordinary trigger would not fire for it (issue 21): the split would keep the
+//!   row's old image.
 //! - `TRUNCATE` of a source is refused while the stage is under way: it fires no row
 //!   trigger and would vanish from the capture.
 //! - Rows are taken by id and deleted by exactly those ids once their keys are redone
@@ -191,7 +196,9 @@ pub(crate) fn install<C: GenericClient>(
             "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table}
                  FOR EACH ROW EXECUTE FUNCTION planrun.\"{function}\"({}, {}, {});
              CREATE OR REPLACE TRIGGER {name}_truncate BEFORE TRUNCATE ON {table}
-                 FOR EACH STATEMENT EXECUTE FUNCTION planrun.refuse_truncate({}, {});",
+                 FOR EACH STATEMENT EXECUTE FUNCTION planrun.refuse_truncate({}, {});
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name},
+                 ENABLE ALWAYS TRIGGER {name}_truncate;",
             literal(plan),
             literal(stage),
             literal(table),
