@@ -2,6 +2,7 @@
 //! the stage runner. Everything that touches a database lives here, behind the
 //! offline model of `planrun-plan`.
 
+mod abandoned;
 pub mod backup;
 mod batched;
 mod budget_estimate;

@@ -3,6 +3,11 @@
 //! wrote (`Transform::reset`), the change capture's triggers and recorded changes go,
 //! the checkpoint goes, and a `reset` row records it in the ledger. Before the commit
 //! planrun checks that no trigger, recorded change or checkpoint is left.
+//!
+//! A stage the ledger records as applied (or skipped) is refused, whatever
+//! checkpoint is found: the transform's reset would delete the applied stage's rows
+//! (issue 21). An atomic run of a stage removes a batched attempt's leftovers first
+//! (`abandoned.rs`), so an applied stage has none.
 
 use std::time::{Instant, SystemTime};
 
@@ -71,6 +76,12 @@ impl Runner<'_> {
         let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         ledger::ensure(client)?;
+        if let Some(done) = ledger::done_results(client, plan)?.remove(&stage.id) {
+            return Err(EngineError::Selection(format!(
+                "stage `{}` is {} (run {} at {}): reset abandons only a half-done batched stage, and here it would delete what the {} stage wrote; nothing was changed",
+                stage.id, done.status, done.run_id, done.finished_at, done.status
+            )));
+        }
         let Some(checkpoint) = ledger::checkpoints(client, plan)?.remove(&stage.id) else {
             return Err(EngineError::Selection(format!(
                 "stage `{}` is not half done: no checkpoint in the ledger",

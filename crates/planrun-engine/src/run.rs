@@ -604,7 +604,22 @@ impl<'a> Runner<'a> {
         if in_transaction && !self.take_stage_locks(conn, run, index, stage_report)? {
             return Ok(false);
         }
+        if !self.remove_abandoned_attempt(conn, run, index, stage_report, in_transaction)? {
+            return Ok(false);
+        }
         match self.gate(conn, run, index, stage_report)? {
+            // What the batched attempt wrote is gone with it: a skip would commit that.
+            Gate::Skip if stage_report.recorded_note.is_some() => {
+                stage_report.status = StageStatus::Failed;
+                stage_report.error = Some(plain_error(
+                    Some("batched attempt"),
+                    format!(
+                        "the stage's skip rule holds, yet a batched attempt of it is half done; nothing was changed: inspect it, then finish it with the plan that started it or abandon it with `planrun reset {}`",
+                        self.plan.stages[index].id
+                    ),
+                ));
+                return Ok(false);
+            }
             Gate::Skip => return Ok(true),
             Gate::Stop => return Ok(false),
             Gate::Proceed => {}
