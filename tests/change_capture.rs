@@ -11,6 +11,7 @@ use std::process::{Child, Output};
 use std::time::Duration;
 
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tests::app::{AppConfig, AppSimulator};
 use planrun_tests::{describe, memoir_plan_edited, spawn_apply, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
@@ -284,30 +285,32 @@ fn a_source_key_that_is_not_a_builtin_integer_is_refused_and_nothing_is_installe
     assert_eq!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
 }
 
-/// Two chapters with images, each given as many new images as it had: the counts the
+/// Two chapters among the first 100 (split by the first batch) with more than one
+/// image.
+fn two_chapters_with_images(db: &TestDb) -> Vec<i64> {
+    db.column(
+        "SELECT id FROM chapters WHERE id <= 100
+           AND CASE WHEN jsonb_typeof(images) = 'array' THEN jsonb_array_length(images) ELSE 0 END > 1
+         ORDER BY id LIMIT 2",
+    )
+    .into_iter()
+    .map(|id| id.unwrap().parse().unwrap())
+    .collect()
+}
+
+/// Gives each of the chapters `ids` as many new images as it had: the counts the
 /// split stage captures stay the same, only the images change.
-fn replace_images_keeping_counts(app: &mut postgres::Client) -> Vec<i64> {
-    let rows = app
-        .query(
+fn replace_images_keeping_counts(app: &mut postgres::Client, ids: &[i64]) {
+    let replaced = app
+        .execute(
             "UPDATE chapters c SET images = (
                  SELECT jsonb_agg(jsonb_build_object('url', 'replaced-' || c.id || '-' || n || '.jpg') ORDER BY n)
                  FROM jsonb_array_elements(c.images) WITH ORDINALITY e(element, n))
-             WHERE c.id IN (SELECT id FROM chapters
-                            WHERE CASE WHEN jsonb_typeof(images) = 'array'
-                                       THEN jsonb_array_length(images) ELSE 0 END > 1
-                            ORDER BY id LIMIT 2)
-             RETURNING c.id",
-            &[],
+             WHERE c.id = ANY($1)",
+            &[&ids],
         )
         .expect("the images are replaced");
-    let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-    ids.sort_unstable();
-    assert_eq!(ids.len(), 2, "two chapters with images");
-    assert!(
-        ids.iter().all(|id| *id <= 100),
-        "chapters {ids:?} were split by the first batch"
-    );
-    ids
+    assert_eq!(replaced, 2, "two chapters with images");
 }
 
 /// The images of a chapter's sections in order, and its cover.
@@ -324,17 +327,31 @@ fn split_images(db: &TestDb, chapter: i64) -> (String, String) {
 
 /// A session with `session_replication_role = replica` (what a logical-replication
 /// subscription's apply worker runs with, and what bulk tools set to skip triggers)
-/// replaces the images of two chapters, keeping their counts, while the batched
-/// split is held: the capture fires for it all the same, and the two chapters end
-/// split from their new rows.
+/// replaces the images of two chapters the first batch split, keeping their counts,
+/// while the batched split is held: the capture fires for it all the same, and the
+/// two chapters end split from their new rows. The simulated application writes
+/// the other chapters throughout (it is started while the two are out of the table,
+/// so it never writes them): none of its committed writes is lost, and it waits no
+/// longer than the plan's `lock_budget`.
 #[test]
 fn writes_under_session_replication_role_replica_are_captured_and_split_again() {
     let db = held_legacy_db();
+    let replaced = two_chapters_with_images(&db);
+    let ids = format!("{}, {}", replaced[0], replaced[1]);
+    db.execute(&format!(
+        "CREATE TABLE set_aside AS SELECT * FROM chapters WHERE id IN ({ids});
+         DELETE FROM chapters WHERE id IN ({ids})"
+    ));
+    let app = AppSimulator::start(&db.url, AppConfig::default());
+    assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
+    db.execute("INSERT INTO chapters SELECT * FROM set_aside");
+
     let (_plan, child) = start_split_held_after_its_first_batch(&db);
-    let mut app = db.client();
-    app.batch_execute("SET session_replication_role = replica")
+    let mut replica = db.client();
+    replica
+        .batch_execute("SET session_replication_role = replica")
         .unwrap();
-    let replaced = replace_images_keeping_counts(&mut app);
+    replace_images_keeping_counts(&mut replica, &replaced);
     for key in &replaced {
         assert!(
             captured(&db, *key),
@@ -343,6 +360,7 @@ fn writes_under_session_replication_role_replica_are_captured_and_split_again() 
     }
 
     release(&db, child);
+    let log = app.stop();
     for key in replaced {
         let (images, cover) = split_images(&db, key);
         assert!(
@@ -357,6 +375,17 @@ fn writes_under_session_replication_role_replica_are_captured_and_split_again() 
             "chapter {key}'s cover"
         );
     }
+    let lost = log.lost_writes(&mut db.client());
+    assert!(lost.is_empty(), "{}", lost.join("\n"));
+    assert!(log.committed_total() > 0, "{}", log.summary());
+    // The memoir plan's lock_budget: blocks_reads = "1s", blocks_writes = "30s".
+    assert!(
+        log.longest_read_wait <= Duration::from_secs(1)
+            && log.longest_write_wait <= Duration::from_secs(30),
+        "{}",
+        log.summary()
+    );
+    eprintln!("application: {}", log.summary());
 }
 
 /// A write the capture cannot see (its trigger disabled by a superuser) replaces the
@@ -366,11 +395,12 @@ fn writes_under_session_replication_role_replica_are_captured_and_split_again() 
 #[test]
 fn a_same_count_image_change_the_capture_missed_fails_the_cutover() {
     let db = held_legacy_db();
+    let replaced = two_chapters_with_images(&db);
     let (_plan, child) = start_split_held_after_its_first_batch(&db);
     let mut app = db.client();
     app.batch_execute("ALTER TABLE chapters DISABLE TRIGGER USER")
         .unwrap();
-    let replaced = replace_images_keeping_counts(&mut app);
+    replace_images_keeping_counts(&mut app, &replaced);
     app.batch_execute("ALTER TABLE chapters ENABLE TRIGGER USER")
         .unwrap();
     for key in &replaced {
