@@ -428,3 +428,68 @@ fn a_same_count_image_change_the_capture_missed_fails_the_cutover() {
         "the cutover rolled back: the legacy columns are still there"
     );
 }
+
+/// The same through a real logical-replication subscription: the database planrun
+/// migrates subscribes to `chapters` on another cluster (`wal_level = logical`),
+/// whose application replaces the images of two chapters the first batch split. The
+/// subscription's apply worker writes them with `session_replication_role =
+/// replica`; the capture records them and the two chapters end split from their new
+/// rows.
+#[test]
+fn a_logical_replication_subscriptions_writes_are_captured_and_split_again() {
+    let publisher = planrun_tempdb::TempCluster::builder()
+        .setting("wal_level", "logical")
+        .start()
+        .expect("the publishing cluster starts");
+    let publisher_url = publisher
+        .create_database("published")
+        .expect("the published database");
+    let mut published = postgres::Client::connect(&publisher_url, postgres::NoTls).unwrap();
+    create_legacy_schema(&mut published, ImagesType::Jsonb).expect("the legacy schema");
+    load_legacy(&mut published, 11, 600, ImagesType::Jsonb).expect("the legacy chapters");
+    published
+        .batch_execute("CREATE PUBLICATION chapters_out FOR TABLE chapters")
+        .unwrap();
+
+    let db = held_legacy_db();
+    db.execute(&format!(
+        "CREATE SUBSCRIPTION chapters_in CONNECTION '{publisher_url}' PUBLICATION chapters_out WITH (copy_data = false)"
+    ));
+    planrun_tests::wait_until("the subscription streams", Duration::from_secs(60), || {
+        publisher
+            .psql("published", "SELECT count(*) FROM pg_stat_replication")
+            .is_ok_and(|count| count.trim() == "1")
+    });
+    let replaced = two_chapters_with_images(&db);
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    replace_images_keeping_counts(&mut published, &replaced);
+    planrun_tests::wait_until(
+        "the subscription applied the new images",
+        Duration::from_secs(60),
+        || {
+            db.scalar(&format!(
+                "SELECT count(*) FROM chapters WHERE id = ANY('{{{}, {}}}') AND images->0->>'url' LIKE 'replaced-%'",
+                replaced[0], replaced[1]
+            )) == "2"
+        },
+    );
+    for key in &replaced {
+        assert!(
+            captured(&db, *key),
+            "the subscription's write of {key} is captured"
+        );
+    }
+
+    release(&db, child);
+    db.execute("DROP SUBSCRIPTION chapters_in");
+    for key in replaced {
+        let (images, cover) = split_images(&db, key);
+        assert!(
+            images
+                .split(' ')
+                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
+            "chapter {key}'s sections hold its new images: {images}"
+        );
+        assert_eq!(cover, format!("replaced-{key}-1.jpg"));
+    }
+}
