@@ -130,3 +130,58 @@ fn switch_to_atomic_then_reset(bad_row: i64) {
     assert_eq!(split_counts(&db), split, "reset deleted nothing");
     assert_eq!(capture_triggers(&db), "0");
 }
+
+/// A database left by planrun before issue 21: the stage applied atomically, and
+/// the batched attempt's checkpoint still beside it. `status` keeps the ledger's
+/// `applied` and notes the checkpoint; `reset` refuses, deleting nothing.
+#[test]
+fn status_keeps_an_applied_stage_applied_beside_an_old_checkpoint_and_reset_refuses_it() {
+    let db = legacy_db(200);
+    let atomic = memoir_plan_with(r#"on_invalid = "quarantine""#);
+    let applied = run(
+        atomic.path(),
+        &db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
+    );
+    assert_eq!(applied.status.code(), Some(0), "{}", describe(&applied));
+    db.execute(
+        "INSERT INTO planrun.checkpoints (plan_name, stage_id, run_id, checksum, last_key, batches)
+         VALUES ('memoir', 'split_chapters', 1, 'an earlier batched definition', 100, 2)",
+    );
+    let split = split_counts(&db);
+
+    let status = run(atomic.path(), &db, &["status", "memoir.toml"]);
+    let shown = stdout(&status);
+    let line = shown
+        .lines()
+        .find(|line| line.contains("split_chapters"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        line.contains("applied") && !line.contains("partial"),
+        "{shown}"
+    );
+    assert!(
+        line.contains("checkpoint of an abandoned batched attempt (run 1, 2 batches)"),
+        "{shown}"
+    );
+
+    let batched = memoir_plan_with(r#"on_invalid = "fail", mode = "batched", batch_size = 50"#);
+    let reset = run(
+        batched.path(),
+        &db,
+        &["reset", "split_chapters", "memoir.toml"],
+    );
+    assert_ne!(reset.status.code(), Some(0), "{}", describe(&reset));
+    assert!(
+        describe(&reset).contains("is applied"),
+        "{}",
+        describe(&reset)
+    );
+    assert_eq!(split_counts(&db), split, "reset deleted nothing");
+}
