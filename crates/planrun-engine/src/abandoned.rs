@@ -168,3 +168,29 @@ impl Runner<'_> {
         Ok(true)
     }
 }
+
+/// Whether a stage whose skip rule holds may commit its skip: not once it removed a
+/// batched attempt, whose rows would go with the skip (the report then says why).
+pub(crate) fn may_skip(stage_report: &mut StageReport, stage: &str) -> bool {
+    if stage_report.recorded_note.is_none() {
+        return true;
+    }
+    stage_report.status = crate::report::StageStatus::Failed;
+    stage_report.error = Some(plain_error(
+        Some("batched attempt"),
+        format!(
+            "the stage's skip rule holds, yet a batched attempt of it is half done; nothing was changed: inspect it, then finish it with the plan that started it or abandon it with `planrun reset {stage}`"
+        ),
+    ));
+    false
+}
+
+/// The report of a stage that rolled back after removing a batched attempt: the
+/// attempt is still there.
+pub(crate) fn rolled_back(stage_report: &mut StageReport) {
+    if stage_report.recorded_note.take().is_some() {
+        stage_report.note = Some(
+            "a half-done batched attempt of this stage was found; its removal rolled back with the stage, so it is still there".into(),
+        );
+    }
+}

@@ -438,12 +438,14 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                 // The ledger's result stands; a checkpoint beside it is a leftover
                 // of a batched attempt from before issue 21 (an atomic run now
                 // removes it first).
-                line.note = Some(format!(
-                    "{}; the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
-                    line.note.take().unwrap_or_default(),
-                    checkpoint.run_id,
-                    checkpoint.batches
-                ));
+                let leftover = format!(
+                    "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
+                    checkpoint.run_id, checkpoint.batches
+                );
+                line.note = Some(match line.note.take() {
+                    Some(note) => format!("{note}; {leftover}"),
+                    None => leftover,
+                });
             } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
                 line.state = "partial".into();
                 line.run_id = Some(checkpoint.run_id);

@@ -78,8 +78,8 @@ impl Runner<'_> {
         ledger::ensure(client)?;
         if let Some(done) = ledger::done_results(client, plan)?.remove(&stage.id) {
             return Err(EngineError::Selection(format!(
-                "stage `{}` is {} (run {} at {}): reset abandons only a half-done batched stage, and here it would delete what the {} stage wrote; nothing was changed",
-                stage.id, done.status, done.run_id, done.finished_at, done.status
+                "stage `{}` is {} (run {} at {}): reset abandons only a half-done batched stage, and here it would delete what the stage holds now; nothing was changed",
+                stage.id, done.status, done.run_id, done.finished_at
             )));
         }
         let Some(checkpoint) = ledger::checkpoints(client, plan)?.remove(&stage.id) else {

@@ -584,6 +584,9 @@ impl<'a> Runner<'a> {
             }
         };
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        if !committed {
+            crate::abandoned::rolled_back(&mut stage_report);
+        }
         if !committed && stage_report.status == StageStatus::Failed {
             self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
         }
@@ -608,19 +611,12 @@ impl<'a> Runner<'a> {
             return Ok(false);
         }
         match self.gate(conn, run, index, stage_report)? {
-            // What the batched attempt wrote is gone with it: a skip would commit that.
-            Gate::Skip if stage_report.recorded_note.is_some() => {
-                stage_report.status = StageStatus::Failed;
-                stage_report.error = Some(plain_error(
-                    Some("batched attempt"),
-                    format!(
-                        "the stage's skip rule holds, yet a batched attempt of it is half done; nothing was changed: inspect it, then finish it with the plan that started it or abandon it with `planrun reset {}`",
-                        self.plan.stages[index].id
-                    ),
-                ));
-                return Ok(false);
+            Gate::Skip => {
+                return Ok(crate::abandoned::may_skip(
+                    stage_report,
+                    &self.plan.stages[index].id,
+                ))
             }
-            Gate::Skip => return Ok(true),
             Gate::Stop => return Ok(false),
             Gate::Proceed => {}
         }

@@ -101,7 +101,8 @@ impl Runner<'_> {
                 drift_accepted: false,
                 skip_reason: match status {
                     "skipped" => stage_report.note.as_deref(),
-                    _ => stage_report.recorded_note.as_deref(),
+                    "applied" => stage_report.recorded_note.as_deref(),
+                    _ => None,
                 },
                 started_at,
                 duration_ms: stage_report.duration_ms as i64,
