@@ -157,6 +157,7 @@ impl Runner<'_> {
         )
         .map_err(failed())?;
         ledger::finish_checkpoint(conn, plan, &stage.id)?;
+        change_capture::end_own_writes(conn).map_err(failed())?;
         let note = format!(
             "{} removed first, in this stage's transaction: {}",
             leftovers.describe(),

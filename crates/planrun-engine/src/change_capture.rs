@@ -353,7 +353,20 @@ pub(crate) fn forget<C: GenericClient>(conn: &mut C, ids: &[i64]) -> Result<(), 
 
 /// Marks the transaction's writes as planrun's own: the capture skips them.
 pub(crate) fn own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
+    set_own_writes(conn, "on")
+}
+
+/// Ends [`own_writes`] for the rest of the transaction, so that the capture of
+/// another stage on the same table records what follows.
+pub(crate) fn end_own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
+    set_own_writes(conn, "off")
+}
+
+fn set_own_writes<C: GenericClient>(conn: &mut C, value: &str) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
-    conn.execute("SELECT set_config('planrun.own_write', 'on', true)", &[])
-        .map(drop)
+    conn.execute(
+        "SELECT set_config('planrun.own_write', $1, true)",
+        &[&value],
+    )
+    .map(drop)
 }
