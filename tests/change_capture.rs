@@ -11,6 +11,7 @@ use std::process::{Child, Output};
 use std::time::Duration;
 
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tests::app::{AppConfig, AppSimulator};
 use planrun_tests::{describe, memoir_plan_edited, spawn_apply, TestDb};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
@@ -30,10 +31,33 @@ fn held_legacy_db() -> TestDb {
 /// background; returns once the stage's first transaction committed, so the capture
 /// is on `chapters` and no batch runs until [`release`].
 fn start_held_split(db: &TestDb) -> (tempfile::TempDir, Child) {
+    start_split_held_while(db, "SELECT flag FROM public.hold", "true")
+}
+
+/// Like [`start_held_split`], but the batches hold once one of them committed, so
+/// that the first 100 chapters are split when the application writes them; returns
+/// once that batch committed.
+fn start_split_held_after_its_first_batch(db: &TestDb) -> (tempfile::TempDir, Child) {
+    start_split_held_while(
+        db,
+        "SELECT flag AND EXISTS (SELECT 1 FROM public.chapter_sections) FROM public.hold",
+        "(SELECT last_key IS NOT NULL FROM planrun.checkpoints)",
+    )
+}
+
+/// The batched split, held while `pause_while` holds; returns once its first
+/// transaction committed and `started` holds.
+fn start_split_held_while(
+    db: &TestDb,
+    pause_while: &str,
+    started: &str,
+) -> (tempfile::TempDir, Child) {
     let plan = memoir_plan_edited(|text| {
         text.replace(
             r#"params = { on_invalid = "fail" }"#,
-            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100, pause_while = "SELECT flag FROM public.hold" }"#,
+            &format!(
+                r#"params = {{ on_invalid = "fail", mode = "batched", batch_size = 100, pause_while = "{pause_while}" }}"#
+            ),
         )
     });
     let child = spawn_apply(
@@ -49,6 +73,7 @@ fn start_held_split(db: &TestDb) -> (tempfile::TempDir, Child) {
         || {
             db.scalar("SELECT to_regclass('planrun.checkpoints') IS NOT NULL") == "t"
                 && db.scalar("SELECT EXISTS (SELECT 1 FROM planrun.checkpoints)") == "t"
+                && db.scalar(&format!("SELECT {started}")) == "t"
         },
     );
     assert_eq!(
@@ -258,4 +283,213 @@ fn a_source_key_that_is_not_a_builtin_integer_is_refused_and_nothing_is_installe
         "0"
     );
     assert_eq!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
+}
+
+/// Two chapters among the first 100 (split by the first batch) with more than one
+/// image.
+fn two_chapters_with_images(db: &TestDb) -> Vec<i64> {
+    db.column(
+        "SELECT id FROM chapters WHERE id <= 100
+           AND CASE WHEN jsonb_typeof(images) = 'array' THEN jsonb_array_length(images) ELSE 0 END > 1
+         ORDER BY id LIMIT 2",
+    )
+    .into_iter()
+    .map(|id| id.unwrap().parse().unwrap())
+    .collect()
+}
+
+/// Gives each of the chapters `ids` as many new images as it had: the counts the
+/// split stage captures stay the same, only the images change.
+fn replace_images_keeping_counts(app: &mut postgres::Client, ids: &[i64]) {
+    let replaced = app
+        .execute(
+            "UPDATE chapters c SET images = (
+                 SELECT jsonb_agg(jsonb_build_object('url', 'replaced-' || c.id || '-' || n || '.jpg') ORDER BY n)
+                 FROM jsonb_array_elements(c.images) WITH ORDINALITY e(element, n))
+             WHERE c.id = ANY($1)",
+            &[&ids],
+        )
+        .expect("the images are replaced");
+    assert_eq!(replaced, 2, "two chapters with images");
+}
+
+/// The images of a chapter's sections in order, and its cover.
+fn split_images(db: &TestDb, chapter: i64) -> (String, String) {
+    (
+        db.scalar(&format!(
+            "SELECT coalesce(string_agg(image->>'url', ' ' ORDER BY image->>'url'), '') FROM chapter_sections WHERE chapter_id = {chapter} AND image IS NOT NULL"
+        )),
+        db.scalar(&format!(
+            "SELECT coalesce(cover_image->>'url', '-') FROM chapters WHERE id = {chapter}"
+        )),
+    )
+}
+
+/// A session with `session_replication_role = replica` (what a logical-replication
+/// subscription's apply worker runs with, and what bulk tools set to skip triggers)
+/// replaces the images of two chapters the first batch split, keeping their counts,
+/// while the batched split is held: the capture fires for it all the same, and the
+/// two chapters end split from their new rows. The simulated application writes
+/// the other chapters throughout (it is started while the two are out of the table,
+/// so it never writes them): none of its committed writes is lost, and it waits no
+/// longer than the plan's `lock_budget`.
+#[test]
+fn writes_under_session_replication_role_replica_are_captured_and_split_again() {
+    let db = held_legacy_db();
+    let replaced = two_chapters_with_images(&db);
+    let ids = format!("{}, {}", replaced[0], replaced[1]);
+    db.execute(&format!(
+        "CREATE TABLE set_aside AS SELECT * FROM chapters WHERE id IN ({ids});
+         DELETE FROM chapters WHERE id IN ({ids})"
+    ));
+    let app = AppSimulator::start(&db.url, AppConfig::default());
+    assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
+    db.execute("INSERT INTO chapters SELECT * FROM set_aside");
+
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    let mut replica = db.client();
+    replica
+        .batch_execute("SET session_replication_role = replica")
+        .unwrap();
+    replace_images_keeping_counts(&mut replica, &replaced);
+    for key in &replaced {
+        assert!(
+            captured(&db, *key),
+            "the replica-role write of {key} is captured"
+        );
+    }
+
+    release(&db, child);
+    let log = app.stop();
+    for key in replaced {
+        let (images, cover) = split_images(&db, key);
+        assert!(
+            images
+                .split(' ')
+                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
+            "chapter {key}'s sections hold its new images: {images}"
+        );
+        assert_eq!(
+            cover,
+            format!("replaced-{key}-1.jpg"),
+            "chapter {key}'s cover"
+        );
+    }
+    let lost = log.lost_writes(&mut db.client());
+    assert!(lost.is_empty(), "{}", lost.join("\n"));
+    assert!(log.committed_total() > 0, "{}", log.summary());
+    // The memoir plan's lock_budget: blocks_reads = "1s", blocks_writes = "30s".
+    assert!(
+        log.longest_read_wait <= Duration::from_secs(1)
+            && log.longest_write_wait <= Duration::from_secs(30),
+        "{}",
+        log.summary()
+    );
+    eprintln!("application: {}", log.summary());
+}
+
+/// A write the capture cannot see (its trigger disabled by a superuser) replaces the
+/// images of two chapters, keeping their counts: the cutover's verification compares
+/// every chapter's images with its sections and cover, so the stage rolls back
+/// instead of committing the stale split.
+#[test]
+fn a_same_count_image_change_the_capture_missed_fails_the_cutover() {
+    let db = held_legacy_db();
+    let replaced = two_chapters_with_images(&db);
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    let mut app = db.client();
+    app.batch_execute("ALTER TABLE chapters DISABLE TRIGGER USER")
+        .unwrap();
+    replace_images_keeping_counts(&mut app, &replaced);
+    app.batch_execute("ALTER TABLE chapters ENABLE TRIGGER USER")
+        .unwrap();
+    for key in &replaced {
+        assert!(
+            !captured(&db, *key),
+            "the write of {key} bypassed the capture"
+        );
+    }
+
+    db.execute("UPDATE hold SET flag = false");
+    let output = child.wait_with_output().unwrap();
+    let report = describe(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(planrun_engine::exit_codes::VERIFICATION_FAILED),
+        "{report}"
+    );
+    assert!(
+        report.contains("every chapter's images are its sections' images and cover"),
+        "{report}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name IN ('content', 'images')"),
+        "2",
+        "the cutover rolled back: the legacy columns are still there"
+    );
+}
+
+/// The same through a real logical-replication subscription: the database planrun
+/// migrates subscribes to `chapters` on another cluster (`wal_level = logical`),
+/// whose application replaces the images of two chapters the first batch split. The
+/// subscription's apply worker writes them with `session_replication_role =
+/// replica`; the capture records them and the two chapters end split from their new
+/// rows.
+#[test]
+fn a_logical_replication_subscriptions_writes_are_captured_and_split_again() {
+    let publisher = planrun_tempdb::TempCluster::builder()
+        .setting("wal_level", "logical")
+        .start()
+        .expect("the publishing cluster starts");
+    let publisher_url = publisher
+        .create_database("published")
+        .expect("the published database");
+    let mut published = postgres::Client::connect(&publisher_url, postgres::NoTls).unwrap();
+    create_legacy_schema(&mut published, ImagesType::Jsonb).expect("the legacy schema");
+    load_legacy(&mut published, 11, 600, ImagesType::Jsonb).expect("the legacy chapters");
+    published
+        .batch_execute("CREATE PUBLICATION chapters_out FOR TABLE chapters")
+        .unwrap();
+
+    let db = held_legacy_db();
+    db.execute(&format!(
+        "CREATE SUBSCRIPTION chapters_in CONNECTION '{publisher_url}' PUBLICATION chapters_out WITH (copy_data = false)"
+    ));
+    planrun_tests::wait_until("the subscription streams", Duration::from_secs(60), || {
+        publisher
+            .psql("published", "SELECT count(*) FROM pg_stat_replication")
+            .is_ok_and(|count| count.trim() == "1")
+    });
+    let replaced = two_chapters_with_images(&db);
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    replace_images_keeping_counts(&mut published, &replaced);
+    planrun_tests::wait_until(
+        "the subscription applied the new images",
+        Duration::from_secs(60),
+        || {
+            db.scalar(&format!(
+                "SELECT count(*) FROM chapters WHERE id = ANY('{{{}, {}}}') AND images->0->>'url' LIKE 'replaced-%'",
+                replaced[0], replaced[1]
+            )) == "2"
+        },
+    );
+    for key in &replaced {
+        assert!(
+            captured(&db, *key),
+            "the subscription's write of {key} is captured"
+        );
+    }
+
+    release(&db, child);
+    db.execute("DROP SUBSCRIPTION chapters_in");
+    for key in replaced {
+        let (images, cover) = split_images(&db, key);
+        assert!(
+            images
+                .split(' ')
+                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
+            "chapter {key}'s sections hold its new images: {images}"
+        );
+        assert_eq!(cover, format!("replaced-{key}-1.jpg"));
+    }
 }

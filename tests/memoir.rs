@@ -364,6 +364,9 @@ fn failed_checks(stage: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// The split stage's check of every chapter's images, independent of their counts.
+const IMAGES_DIGEST: &str = "every chapter's images are its sections' images and cover";
+
 /// Each independent check of the split stage fails the stage when the rows it guards
 /// are wrong: a step slipped in after the transform damages one row at a time.
 #[test]
@@ -372,25 +375,33 @@ fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
     let mut client = db.client();
     create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
     load_legacy(&mut client, 11, 300, ImagesType::Jsonb).unwrap();
-    let damage = [
+    let damage: [(&str, &[&str]); 5] = [
         (
             "UPDATE chapter_sections SET content = content || ' ' WHERE id = (SELECT min(id) FROM chapter_sections WHERE content <> '')",
-            "section contents joined equal the legacy paragraphs",
+            &["section contents joined equal the legacy paragraphs"],
         ),
         (
             "UPDATE chapter_sections SET image = NULL WHERE id = (SELECT max(id) FROM chapter_sections WHERE image IS NOT NULL)",
-            "every legacy image is in a section (quarantined ones counted on the legacy side)",
+            &[
+                "every legacy image is in a section (quarantined ones counted on the legacy side)",
+                IMAGES_DIGEST,
+            ],
         ),
         (
             "UPDATE chapters SET cover_image = NULL WHERE id = (SELECT min(id) FROM chapters WHERE cover_image IS NOT NULL)",
-            "one cover per chapter with images",
+            &["one cover per chapter with images", IMAGES_DIGEST],
+        ),
+        // An image changed in place, no count changes (issue 21).
+        (
+            "UPDATE chapter_sections SET image = jsonb_set(image, '{url}', to_jsonb('swapped.jpg'::text)) WHERE id = (SELECT min(id) FROM chapter_sections WHERE image IS NOT NULL)",
+            &[IMAGES_DIGEST],
         ),
         (
             "UPDATE chapter_sections SET position = position + 100 WHERE id = (SELECT max(id) FROM chapter_sections)",
-            "section positions are dense from 0",
+            &["section positions are dense from 0"],
         ),
     ];
-    for (sql, check) in damage {
+    for (sql, checks) in damage {
         let plans = memoir_plan_with(r#"on_invalid = "fail""#);
         let plan = plans.path().join("memoir.toml");
         let text = std::fs::read_to_string(&plan).unwrap();
@@ -426,7 +437,7 @@ fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let split = &report["stages"][1];
         assert_eq!(split["id"], "split_chapters");
-        assert_eq!(failed_checks(split), [check], "{sql}");
+        assert_eq!(failed_checks(split), checks, "{sql}");
         assert_eq!(
             db.scalar("SELECT count(*) FROM chapter_sections"),
             "0",
@@ -503,7 +514,7 @@ fn planrun_demo_applies_and_verifies_the_memoir_plan() {
     let plan = std::fs::read_to_string(repo_root().join("plans/memoir.toml")).unwrap();
     let checks =
         plan.matches("[[stage.verify]]").count() + plan.matches("[[stage.precondition]]").count();
-    // Each stage's line counts its checks: `12/12 checks ok`.
+    // Each stage's line counts its checks: `13/13 checks ok`.
     let passed: usize = stdout
         .lines()
         .filter_map(|line| line.split_once(" checks ok"))

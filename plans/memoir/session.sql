@@ -84,3 +84,43 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) coalesce(pg_catalog.md5(caption), '-')
            OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) pg_catalog.md5(coalesce(meta, '{}')::pg_catalog.text)
 $$;
+
+-- A digest of what a legacy images value becomes by the spec's rules 2 to 4: the
+-- cover (the first element as an object) and the multiset of section images (each
+-- element as an object, a string `s` as {"url": s}), sorted, since placement decides
+-- only where each goes. The split stage compares it, chapter by chapter, with the
+-- same digest of the sections' images and the cover it wrote: a replaced image that
+-- keeps every count still differs (issue 21). The text and json overloads digest
+-- what `memoir_try_jsonb` makes of the value, as the split's check does for a
+-- quarantined chapter's raw images.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_digest(j jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(j) IS DISTINCT FROM 'array' OR jsonb_array_length(j) = 0 THEN
+        RETURN pg_temp.memoir_split_images_digest(NULL, NULL);
+    END IF;
+    RETURN (
+        SELECT pg_temp.memoir_split_images_digest(
+                   (array_agg(image ORDER BY n))[1],
+                   string_agg(image::text, ',' ORDER BY image::text COLLATE "C"))
+        FROM (SELECT n, CASE WHEN jsonb_typeof(element) = 'string'
+                             THEN jsonb_build_object('url', element #>> '{}')
+                             ELSE element END AS image
+              FROM jsonb_array_elements(j) WITH ORDINALITY e(element, n)) images);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_digest(raw text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT pg_temp.memoir_images_digest(pg_temp.memoir_try_jsonb(raw)) $$;
+
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_digest(raw json) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT pg_temp.memoir_images_digest(pg_temp.memoir_try_jsonb(raw)) $$;
+
+-- The digest of a split chapter: its cover, and its sections' images joined in the
+-- order `memoir_images_digest` sorts them (`string_agg(image::text, ',' ORDER BY
+-- image::text COLLATE "C")`).
+CREATE OR REPLACE FUNCTION pg_temp.memoir_split_images_digest(cover jsonb, images text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.md5(coalesce(cover::pg_catalog.text, '-')
+                          OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) coalesce(images, ''))
+$$;

@@ -33,6 +33,11 @@
 //! - planrun's own writes to a source (a transform setting a column of the table it
 //!   reads) are not the application's: they run with `planrun.own_write = on`, which
 //!   the trigger skips.
+//! - Both triggers are `ENABLE ALWAYS`: a session with `session_replication_role =
+//!   replica` (a logical-replication subscription applying the publisher's changes,
+//!   or a bulk tool that sets it to skip triggers) writes the source too, and an
+//!   ordinary trigger would not fire for it (issue 21): the split would keep the
+//!   row's old image.
 //! - `TRUNCATE` of a source is refused while the stage is under way: it fires no row
 //!   trigger and would vanish from the capture.
 //! - Rows are taken by id and deleted by exactly those ids once their keys are redone
@@ -191,7 +196,9 @@ pub(crate) fn install<C: GenericClient>(
             "CREATE OR REPLACE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table}
                  FOR EACH ROW EXECUTE FUNCTION planrun.\"{function}\"({}, {}, {});
              CREATE OR REPLACE TRIGGER {name}_truncate BEFORE TRUNCATE ON {table}
-                 FOR EACH STATEMENT EXECUTE FUNCTION planrun.refuse_truncate({}, {});",
+                 FOR EACH STATEMENT EXECUTE FUNCTION planrun.refuse_truncate({}, {});
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name},
+                 ENABLE ALWAYS TRIGGER {name}_truncate;",
             literal(plan),
             literal(stage),
             literal(table),
@@ -346,7 +353,20 @@ pub(crate) fn forget<C: GenericClient>(conn: &mut C, ids: &[i64]) -> Result<(), 
 
 /// Marks the transaction's writes as planrun's own: the capture skips them.
 pub(crate) fn own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
+    set_own_writes(conn, "on")
+}
+
+/// Ends [`own_writes`] for the rest of the transaction, so that the capture of
+/// another stage on the same table records what follows.
+pub(crate) fn end_own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
+    set_own_writes(conn, "off")
+}
+
+fn set_own_writes<C: GenericClient>(conn: &mut C, value: &str) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
-    conn.execute("SELECT set_config('planrun.own_write', 'on', true)", &[])
-        .map(drop)
+    conn.execute(
+        "SELECT set_config('planrun.own_write', $1, true)",
+        &[&value],
+    )
+    .map(drop)
 }

@@ -2,6 +2,7 @@
 //! the stage runner. Everything that touches a database lives here, behind the
 //! offline model of `planrun-plan`.
 
+mod abandoned;
 mod autovacuum;
 pub mod backup;
 mod batch_transaction;

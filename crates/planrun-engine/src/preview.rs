@@ -426,10 +426,27 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                     line.note = Some("changed since it ran: see `planrun plan`".into());
                 }
                 if recorded.rows_quarantined > 0 {
-                    line.note = Some(format!("{} rows quarantined", recorded.rows_quarantined));
+                    let quarantined = format!("{} rows quarantined", recorded.rows_quarantined);
+                    line.note = Some(match line.note.take() {
+                        Some(note) => format!("{quarantined}; {note}"),
+                        None => quarantined,
+                    });
                 }
             }
-            if let Some(checkpoint) = checkpoints.get(&stage.id) {
+            let applied = shown.is_some_and(|recorded| matches!(recorded.status.as_str(), "applied" | "skipped"));
+            if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
+                // The ledger's result stands; a checkpoint beside it is a leftover
+                // of a batched attempt from before issue 21 (an atomic run now
+                // removes it first).
+                let leftover = format!(
+                    "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
+                    checkpoint.run_id, checkpoint.batches
+                );
+                line.note = Some(match line.note.take() {
+                    Some(note) => format!("{note}; {leftover}"),
+                    None => leftover,
+                });
+            } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
                 line.state = "partial".into();
                 line.run_id = Some(checkpoint.run_id);
                 line.finished_at = Some(checkpoint.updated_at.clone());

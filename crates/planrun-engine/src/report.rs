@@ -306,6 +306,10 @@ pub struct StageReport {
     /// ledger does not hold).
     pub drift_diff: Vec<SqlDiff>,
     pub error: Option<StageError>,
+    /// A note the ledger keeps with the stage's result, which `status` shows: what
+    /// an atomic run removed of an abandoned batched attempt first (`abandoned.rs`).
+    #[serde(skip)]
+    pub recorded_note: Option<String>,
 }
 
 impl StageReport {
@@ -321,6 +325,7 @@ impl StageReport {
             rows_affected: 0,
             rows_quarantined: 0,
             note: None,
+            recorded_note: None,
             skip_rules: Vec::new(),
             preconditions: Vec::new(),
             captures: BTreeMap::new(),

@@ -5,6 +5,11 @@
 //! planrun checks that no trigger, recorded change or checkpoint is left. When the
 //! application holds up the capture's removal, the transaction rolls back and is
 //! tried again on the stage's schedule (`whole_retries.rs`).
+//!
+//! A stage the ledger records as applied (or skipped) is refused, whatever
+//! checkpoint is found: the transform's reset would delete the applied stage's rows
+//! (issue 21). An atomic run of a stage removes a batched attempt's leftovers first
+//! (`abandoned.rs`), so an applied stage has none.
 
 use std::time::{Instant, SystemTime};
 
@@ -78,6 +83,12 @@ impl Runner<'_> {
         let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         ledger::ensure(client)?;
+        if let Some(done) = ledger::done_results(client, plan)?.remove(&stage.id) {
+            return Err(EngineError::Selection(format!(
+                "stage `{}` is {} (run {} at {}): reset abandons only a half-done batched stage, and here it would delete what the stage holds now; nothing was changed",
+                stage.id, done.status, done.run_id, done.finished_at
+            )));
+        }
         let Some(checkpoint) = ledger::checkpoints(client, plan)?.remove(&stage.id) else {
             return Err(EngineError::Selection(format!(
                 "stage `{}` is not half done: no checkpoint in the ledger",

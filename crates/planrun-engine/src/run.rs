@@ -608,6 +608,9 @@ impl<'a> Runner<'a> {
             }
         };
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        if !committed {
+            crate::abandoned::rolled_back(&mut stage_report);
+        }
         if !committed && stage_report.status == StageStatus::Failed {
             self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
         }
@@ -628,8 +631,16 @@ impl<'a> Runner<'a> {
         if in_transaction && !self.take_stage_locks(conn, run, index, stage_report)? {
             return Ok(false);
         }
+        if !self.remove_abandoned_attempt(conn, run, index, stage_report, in_transaction)? {
+            return Ok(false);
+        }
         match self.gate(conn, run, index, stage_report)? {
-            Gate::Skip => return Ok(true),
+            Gate::Skip => {
+                return Ok(crate::abandoned::may_skip(
+                    stage_report,
+                    &self.plan.stages[index].id,
+                ))
+            }
             Gate::Stop => return Ok(false),
             Gate::Proceed => {}
         }

@@ -99,7 +99,11 @@ impl Runner<'_> {
                 checksum: self.checksum(index),
                 definition: self.definition(index),
                 drift_accepted: false,
-                skip_reason: stage_report.note.as_deref().filter(|_| status == "skipped"),
+                skip_reason: match status {
+                    "skipped" => stage_report.note.as_deref(),
+                    "applied" => stage_report.recorded_note.as_deref(),
+                    _ => None,
+                },
                 started_at,
                 duration_ms: stage_report.duration_ms as i64,
                 rows_affected: stage_report.rows_affected as i64,
