@@ -493,3 +493,39 @@ fn a_logical_replication_subscriptions_writes_are_captured_and_split_again() {
         assert_eq!(cover, format!("replaced-{key}-1.jpg"));
     }
 }
+
+/// An application session that sets `planrun.own_write = on` (the mark planrun's own
+/// writes once carried, which any session could set) replaces the images of two
+/// chapters the first batch split: its writes are the application's all the same,
+/// captured and split again, and the stage completes. Only planrun's transaction,
+/// recorded in its own table, which no other role may write, is skipped.
+#[test]
+fn a_session_cannot_pass_its_writes_off_as_planruns_and_hide_them_from_the_capture() {
+    let db = held_legacy_db();
+    let replaced = two_chapters_with_images(&db);
+    let (_plan, child) = start_split_held_after_its_first_batch(&db);
+    let mut app = db.client();
+    app.batch_execute("SET planrun.own_write = 'on'").unwrap();
+    replace_images_keeping_counts(&mut app, &replaced);
+    for key in &replaced {
+        assert!(
+            captured(&db, *key),
+            "the write of {key} under planrun.own_write = on is captured"
+        );
+    }
+    release(&db, child);
+    for key in replaced {
+        let (images, cover) = split_images(&db, key);
+        assert!(
+            images
+                .split(' ')
+                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
+            "chapter {key}'s sections hold its new images: {images}"
+        );
+        assert_eq!(
+            cover,
+            format!("replaced-{key}-1.jpg"),
+            "chapter {key}'s cover"
+        );
+    }
+}

@@ -31,8 +31,9 @@
 //! - The plan, stage and source names are the trigger's literal arguments, not
 //!   computed from the row or the session.
 //! - planrun's own writes to a source (a transform setting a column of the table it
-//!   reads) are not the application's: they run with `planrun.own_write = on`, which
-//!   the trigger skips.
+//!   reads) are not the application's: their transaction's id is in
+//!   `planrun.own_transactions` ([`own_writes`]), which the trigger skips. A setting
+//!   would not do: any session may set one and hide its writes from the capture.
 //! - Both triggers are `ENABLE ALWAYS`: a session with `session_replication_role =
 //!   replica` (a logical-replication subscription applying the publisher's changes,
 //!   or a bulk tool that sets it to skip triggers) writes the source too, and an
@@ -63,12 +64,17 @@ CREATE TABLE IF NOT EXISTS planrun.changed_keys (
     changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS changed_keys_by_stage ON planrun.changed_keys (plan_name, stage_id, id);
+CREATE TABLE IF NOT EXISTS planrun.own_transactions (xid xid8 PRIMARY KEY);
 CREATE OR REPLACE FUNCTION planrun.refuse_truncate() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
 BEGIN
-    IF current_setting('planrun.own_write', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
+    BEGIN
+        IF EXISTS (SELECT FROM planrun.own_transactions WHERE xid = pg_current_xact_id()) THEN
+            RETURN NULL;
+        END IF;
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL; -- a role that may not read planrun's tables: not planrun's TRUNCATE
+    END;
     RAISE EXCEPTION 'planrun is migrating %.% in batches (plan %, stage %): TRUNCATE would bypass its change capture',
         TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[1]
         USING HINT = 'wait for the stage to finish, or run `planrun reset` first';
@@ -81,7 +87,7 @@ REVOKE ALL ON FUNCTION planrun.refuse_truncate() FROM PUBLIC;
 /// `TG_ARGV` holds the plan, the stage and the source, as literals.
 const RECORD_KEY: &str = "
 BEGIN
-    IF current_setting('planrun.own_write', true) = 'on' THEN
+    IF EXISTS (SELECT FROM planrun.own_transactions WHERE xid = pg_current_xact_id()) THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -351,22 +357,27 @@ pub(crate) fn forget<C: GenericClient>(conn: &mut C, ids: &[i64]) -> Result<(), 
     .map(drop)
 }
 
-/// Marks the transaction's writes as planrun's own: the capture skips them.
+/// Marks the transaction's writes as planrun's own: the capture skips them. The mark
+/// is the transaction's id in `planrun.own_transactions`, which only planrun's role
+/// may write, so no other session can pass its writes off as planrun's (a setting
+/// such as `planrun.own_write = on`, which any session may set, could). The ids of
+/// planrun's finished transactions are cleared on the way: never reused, they would
+/// only pile up.
 pub(crate) fn own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
-    set_own_writes(conn, "on")
+    let conn = &mut *TrustedSearchPath::enter(conn)?;
+    // The table is created here too for a capture an older planrun installed.
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS planrun.own_transactions (xid xid8 PRIMARY KEY);
+         DELETE FROM planrun.own_transactions
+          WHERE pg_xact_status(xid) IS DISTINCT FROM 'in progress';
+         INSERT INTO planrun.own_transactions VALUES (pg_current_xact_id())
+          ON CONFLICT DO NOTHING",
+    )
 }
 
 /// Ends [`own_writes`] for the rest of the transaction, so that the capture of
 /// another stage on the same table records what follows.
 pub(crate) fn end_own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
-    set_own_writes(conn, "off")
-}
-
-fn set_own_writes<C: GenericClient>(conn: &mut C, value: &str) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
-    conn.execute(
-        "SELECT set_config('planrun.own_write', $1, true)",
-        &[&value],
-    )
-    .map(drop)
+    conn.batch_execute("DELETE FROM planrun.own_transactions WHERE xid = pg_current_xact_id()")
 }
