@@ -178,6 +178,16 @@ pub(crate) fn install<C: GenericClient>(
         check_key_type(conn, &table, &source.key)?;
         tables.push(table);
     }
+    // The sources first, in the mode the triggers' creation takes anyway: on a resume
+    // the application's writes already go through the capture into
+    // `planrun.changed_keys`, which SETUP's `CREATE INDEX IF NOT EXISTS` locks. Taken
+    // the other way round, a writer holding a source and waiting for changed_keys and
+    // this transaction holding changed_keys and waiting for the source wait for
+    // each other until lock_timeout, at every attempt.
+    for table in &tables {
+        conn.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+            .map_err(failed())?;
+    }
     conn.batch_execute(SETUP).map_err(failed())?;
     let name = trigger_name(plan, stage);
     for (source, table) in sources.iter().zip(&tables) {
@@ -273,6 +283,24 @@ pub(crate) fn leftovers<C: GenericClient>(
         objects += conn.query(query, &[&parameter])?.len() as i64;
     }
     Ok((objects, pending(conn, plan, stage)?))
+}
+
+/// The tables the stage's capture triggers are on, as `schema.table`.
+pub(crate) fn installed_on<C: GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    stage: &str,
+) -> Result<Vec<String>, postgres::Error> {
+    let conn = &mut *TrustedSearchPath::enter(conn)?;
+    let rows = conn.query(
+        "SELECT DISTINCT format('%s.%s', n.nspname, c.relname) \
+         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE t.tgname::text IN ($1::text, $1::text || '_truncate') AND t.tgparentid = 0 \
+         ORDER BY 1",
+        &[&trigger_name(plan, stage)],
+    )?;
+    Ok(rows.into_iter().map(|row| row.get(0)).collect())
 }
 
 fn table_exists<C: GenericClient>(conn: &mut C) -> Result<bool, postgres::Error> {

@@ -17,6 +17,7 @@ mod drift;
 mod driver;
 mod error;
 mod gate;
+mod half_done;
 mod health_wait;
 mod history;
 pub mod interrupt;
@@ -24,6 +25,7 @@ pub mod ledger;
 pub mod lock;
 mod lock_trace;
 mod lock_weight;
+mod moving_tables;
 mod online;
 mod pooling;
 mod preview;
@@ -54,9 +56,11 @@ pub use budget_estimate::{budget_estimate, newest_rehearsal, BudgetEstimate};
 pub use checksum::normalise_line_endings;
 pub use connect::{redact, Source, Target};
 pub use error::EngineError;
+pub use half_done::LeftBehind;
 pub use history::{History, HistoryAcceptance};
 pub use lock_trace::MeasuredLock;
 pub use lock_weight::{StageLockWeight, TableNow, Weight};
+pub use moving_tables::{ChangedTable, NotRecheckable};
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;

@@ -523,17 +523,7 @@ impl<'a> Runner<'a> {
                 self.plan.stages[index].id
             )))?;
         let mut stage_report = self.run_stage_transactions(conn, run, index)?;
-        if let Some(interrupted) = interrupt::requested() {
-            // Whatever failed, the signal is why: the cancelled statement, or the
-            // check before the next step or the commit.
-            if stage_report.status == StageStatus::Failed {
-                stage_report.status = StageStatus::Interrupted;
-                stage_report.note = Some(format!(
-                    "interrupted by {}; everything the stage did was rolled back",
-                    interrupted.name()
-                ));
-            }
-        }
+        self.say_what_remains(conn, index, &mut stage_report)?;
         if let Ok(mut retries) = run.lock_retries.lock() {
             stage_report.lock_retries = std::mem::take(&mut *retries);
         }
