@@ -11,8 +11,11 @@
 //! failure. A check without a capture, or over tables nobody wrote since, still fails.
 //!
 //! "Written since" is told by the rows' `xmin`: a row inserted or updated after the
-//! stage's transaction has a younger one than the stage's ledger row, written in that
-//! same transaction. A deletion leaves no row to date, so a check over a table the
+//! end of the stage's run has a younger one than the run's ledger row, which planrun
+//! updates once the run is over. Not the stage's own ledger row: its steps' writes
+//! can carry subtransaction ids, younger than the transaction's own. Rows written
+//! while the run went on are not counted, so the check fails rather than being
+//! excused. A deletion leaves no row to date, so a check over a table the
 //! application only deleted from still fails (the report shows what it read).
 
 use planrun_plan::Check;
@@ -31,6 +34,7 @@ pub struct NotRecheckable {
     /// The captures the expectation compares with.
     pub captures: Vec<String>,
     /// When the check's stage committed, and its captures with it (RFC 3339).
+    /// Rows are counted as written since from the end of the stage's run.
     pub captured_at: String,
     /// The tables the check reads that hold rows written since, as the check names
     /// them.
@@ -102,8 +106,8 @@ pub(crate) fn judge_failure<C: GenericClient>(
     }
 }
 
-/// The tables of `tables` holding rows written after the transaction that recorded
-/// the ledger row `result_id`.
+/// The tables of `tables` holding rows written after the run that recorded the
+/// ledger row `result_id` ended.
 fn written_since<C: GenericClient>(
     conn: &mut C,
     tables: &[String],
@@ -115,7 +119,8 @@ fn written_since<C: GenericClient>(
         };
         ledger
             .query_one(
-                "SELECT xmin::text FROM planrun.stage_results WHERE id = $1",
+                "SELECT r.xmin::text FROM planrun.runs r \
+                 JOIN planrun.stage_results s ON s.run_id = r.id WHERE s.id = $1",
                 &[&result_id],
             )?
             .get(0)
