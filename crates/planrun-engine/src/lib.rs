@@ -15,6 +15,7 @@ mod checksum;
 pub mod connect;
 mod drift;
 mod driver;
+mod dry_run_locks;
 mod error;
 mod gate;
 mod half_done;
