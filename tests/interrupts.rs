@@ -2,13 +2,19 @@
 //! rolled back, pg_dump is stopped, the report says what committed and what did not,
 //! and the ledger records the run as `interrupted`. A backup is recorded as soon as
 //! it is complete, and `status` tells a run whose session is gone from a live one.
+//! An online (batched) stage does not roll back whole: its report says what of it
+//! remains and how to resume or abandon it (issue 21, item 11).
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use planrun_engine::exit_codes;
-use planrun_tests::{describe, planrun_command, planrun_on, scenario, TestDb, CUSTOMERS};
+use planrun_tests::app::{AppConfig, AppSimulator};
+use planrun_tests::{
+    describe, legacy_db, memoir_plan_edited, planrun_command, planrun_on, scenario, spawn_apply,
+    stdout, TestDb, CUSTOMERS,
+};
 
 /// `planrun_tests::wait_until` with this file's limit.
 fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
@@ -237,4 +243,173 @@ fn a_backup_is_recorded_when_taken_and_status_tells_abandoned_runs_from_live_one
     );
     assert_eq!(outcomes(&status), ["running", "abandoned"]);
     assert_eq!(last_run(&db).0, "interrupted");
+}
+
+/// The memoir plan with the split batched, 100 chapters a batch, held by
+/// `pause_while` once three batches have committed and while `public.hold` is true.
+/// Each time it holds, it counts on the sequence `public.held` (not rolled back with
+/// the health check's transaction), so the test knows a run is waiting.
+fn split_held_after_three_batches() -> tempfile::TempDir {
+    memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            r#"params = { on_invalid = "fail", mode = "batched", batch_size = 100, pause_while = "SELECT CASE WHEN coalesce((SELECT batches >= 3 FROM planrun.checkpoints LIMIT 1), false) AND (SELECT flag FROM public.hold) THEN nextval('public.held') > 0 ELSE false END" }"#,
+        )
+    })
+}
+
+/// `apply --until split_chapters` of the held split, interrupted by SIGINT once the
+/// three batches have committed and the rest is held.
+fn interrupt_the_held_split(db: &TestDb, plan: &Path, format: &str) -> Output {
+    const HELD: &str = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM held";
+    let held_before = db.scalar(HELD);
+    let mut child = spawn_apply(
+        PLANRUN,
+        plan,
+        "memoir.toml",
+        db,
+        &["--until", "split_chapters", "--format", format],
+    );
+    // The stages before the split run first: longer than this file's usual limit
+    // when the machine is busy.
+    planrun_tests::wait_until(
+        "three batches committed and the rest held",
+        Duration::from_secs(180),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+                let mut out = String::new();
+                let _ = std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out);
+                panic!("the apply ended ({status}) before it was held:\n{out}\n{stderr}");
+            }
+            db.scalar(HELD) != held_before
+        },
+    );
+    assert_eq!(db.scalar("SELECT batches FROM planrun.checkpoints"), "3");
+    signal(&child, libc::SIGINT);
+    let (output, _) = finish_within(child, Duration::from_secs(30));
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INTERRUPTED),
+        "{}",
+        describe(&output)
+    );
+    output
+}
+
+#[test]
+fn sigint_during_online_batches_reports_what_remains_and_the_next_command_and_a_rerun_completes() {
+    let db = legacy_db(1500);
+    db.execute(
+        "CREATE TABLE hold (flag boolean); INSERT INTO hold VALUES (true); CREATE SEQUENCE held",
+    );
+    let plan = split_held_after_three_batches();
+    let app = AppSimulator::start(&db.url, AppConfig::default());
+    assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
+
+    let output = interrupt_the_held_split(&db, plan.path(), "json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", describe(&output)));
+    let stage = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|stage| stage["id"] == "split_chapters")
+        .unwrap();
+    let written: u64 = db
+        .scalar("SELECT rows_written FROM planrun.checkpoints")
+        .parse()
+        .unwrap();
+    let last_key = db.scalar("SELECT last_key FROM planrun.checkpoints");
+    assert!(written > 0, "the three batches wrote sections");
+    let note = stage["note"].as_str().unwrap_or_default();
+    assert!(
+        !note.contains("everything the stage did was rolled back"),
+        "the note denies the committed batches: {note}"
+    );
+    assert_eq!(stage["status"], "interrupted", "{stage:#}");
+    assert_eq!(stage["rows_affected"], written, "{stage:#}");
+    let left = &stage["left_behind"];
+    assert_eq!(left["batches"], 3, "{stage:#}");
+    assert_eq!(left["rows_written"], written, "{stage:#}");
+    assert_eq!(left["last_key"].to_string(), last_key, "{stage:#}");
+    assert_eq!(left["capture_on"], serde_json::json!(["public.chapters"]));
+    assert_eq!(left["resume"], "planrun apply memoir.toml");
+    assert_eq!(left["abandon"], "planrun reset split_chapters memoir.toml");
+    let summary = json["summary"].to_string();
+    for expected in [
+        "half done: split_chapters",
+        "run `planrun apply memoir.toml` again to resume split_chapters",
+        "`planrun reset split_chapters memoir.toml` to abandon it",
+    ] {
+        assert!(
+            summary.contains(expected),
+            "`{expected}` missing: {summary}"
+        );
+    }
+
+    // A resume interrupted again, this time read as text: it holds at once.
+    let output = interrupt_the_held_split(&db, plan.path(), "text");
+    // Long lines wrap; the words are what counts.
+    let text = stdout(&output)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for expected in [
+        "3 batches committed",
+        &format!("{written} rows written"),
+        &format!("checkpoint after key {last_key}"),
+        "change capture installed on public.chapters",
+        "half done: split_chapters",
+        "`planrun reset split_chapters memoir.toml` to abandon it",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+
+    db.execute("UPDATE hold SET flag = false");
+    let rerun = planrun_on(
+        PLANRUN,
+        plan.path(),
+        &db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+        ],
+    );
+    let log = app.stop();
+    eprintln!("{}", log.summary());
+    assert_eq!(rerun.status.code(), Some(0), "{}", describe(&rerun));
+    assert!(
+        stdout(&rerun).contains("resumed after key"),
+        "{}",
+        describe(&rerun)
+    );
+    let lost = log.lost_writes(&mut db.client());
+    assert!(
+        lost.is_empty(),
+        "{} committed writes lost:\n{}",
+        lost.len(),
+        lost.join("\n")
+    );
+    assert!(log.committed_total() > 0, "{}", log.summary());
+    // The memoir plan's lock_budget: blocks_reads 1s, blocks_writes 30s.
+    assert!(
+        log.longest_read_wait <= Duration::from_secs(1),
+        "{}",
+        log.summary()
+    );
+    assert!(
+        log.longest_write_wait <= Duration::from_secs(30),
+        "{}",
+        log.summary()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun_capture_%'"),
+        "0"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.checkpoints"), "0");
 }

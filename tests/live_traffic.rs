@@ -471,3 +471,53 @@ fn stage_5_loses_no_image_changed_after_stage_4() {
         "added.jpg"
     );
 }
+
+/// `apply --dry-run` holds everything in one transaction until its final rollback, so
+/// stage 1's ACCESS EXCLUSIVE on `chapters`, held for an instant in the real run,
+/// would stop the application's readers through the split (issue 21, item 12). With
+/// the application reading and writing, the dry run is refused before it starts,
+/// saying which lock and pointing to `rehearse`: the application waits no longer than
+/// the plan's `lock_budget` and nothing is changed.
+#[test]
+fn a_dry_run_that_would_hold_a_lock_blocking_the_application_past_its_stage_is_refused() {
+    let db = legacy_db(600);
+    let app = AppSimulator::start(&db.url, AppConfig::default());
+    assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
+    let output = apply(&repo_root(), "plans/memoir.toml", &db, &["--dry-run"]);
+    let log = app.stop();
+    eprintln!("{}", log.summary());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::USAGE),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for expected in [
+        "cannot dry-run without stopping the application",
+        "`sections_schema` would hold ACCESS EXCLUSIVE on chapters through every stage after it, blocking the application's reads (lock_budget blocks_reads = 1s)",
+        "planrun rehearse",
+        "--hold-locks",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+    assert!(log.lost_writes(&mut db.client()).is_empty());
+    // The memoir plan's lock_budget: blocks_reads 1s, blocks_writes 30s.
+    assert!(
+        log.longest_read_wait <= Duration::from_secs(1),
+        "{}",
+        log.summary()
+    );
+    assert!(
+        log.longest_write_wait <= Duration::from_secs(30),
+        "{}",
+        log.summary()
+    );
+    assert_eq!(
+        db.scalar("SELECT to_regclass('public.chapter_sections') IS NULL"),
+        "t"
+    );
+}

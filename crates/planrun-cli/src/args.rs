@@ -182,6 +182,10 @@ pub struct ApplyArgs {
     /// Run everything inside one transaction and roll it back at the end.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: hold every lock until the final rollback even where that
+    /// blocks the application longer than the real run (refused otherwise).
+    #[arg(long, requires = "dry_run")]
+    pub hold_locks: bool,
     /// Accept applied stages whose definition changed, and record the change.
     #[arg(long)]
     pub allow_drift: bool,

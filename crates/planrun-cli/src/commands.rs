@@ -158,6 +158,7 @@ fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) ->
     };
     let mut options = options(&plan, &args.selection, &args.backup);
     options.dry_run = args.dry_run;
+    options.hold_locks = args.hold_locks;
     options.allow_drift = args.allow_drift;
     options.history = planrun_engine::HistoryAcceptance {
         accept_missing: args.accept_missing,

@@ -287,6 +287,20 @@ fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
             }
             return lines;
         }
+        CheckStatus::NotRecheckable => {
+            let why = check
+                .not_recheckable
+                .as_ref()
+                .map_or_else(|| "not re-checkable".to_owned(), |why| why.reason());
+            return vec![
+                style.dim(&format!("{}: {why}", head("--  ".into()))),
+                style.dim(&format!(
+                    "{INDENT}     read {}, expected {}",
+                    actual_value(check),
+                    one_line(&check.expected)
+                )),
+            ];
+        }
         CheckStatus::Passed | CheckStatus::Failed => {}
     }
     let failed = check.failed();
@@ -373,6 +387,10 @@ fn checks_cell(style: Style, stage: &StageReport) -> Cell {
     }
     if superseded > 0 {
         parts.push(format!("{superseded} superseded"));
+    }
+    let moved = tally(CheckStatus::NotRecheckable);
+    if moved > 0 {
+        parts.push(format!("{moved} not re-checkable"));
     }
     Cell::plain(parts.join(", "))
 }

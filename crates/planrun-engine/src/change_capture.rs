@@ -189,6 +189,16 @@ pub(crate) fn install<C: GenericClient>(
         check_key_type(conn, &table, &source.key)?;
         tables.push(table);
     }
+    // The sources first, in the mode the triggers' creation takes anyway: on a resume
+    // the application's writes already go through the capture into
+    // `planrun.changed_keys`, which SETUP's `CREATE INDEX IF NOT EXISTS` locks. Taken
+    // the other way round, a writer holding a source and waiting for changed_keys and
+    // this transaction holding changed_keys and waiting for the source wait for
+    // each other until lock_timeout, at every attempt.
+    for table in &tables {
+        conn.batch_execute(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+            .map_err(failed())?;
+    }
     conn.batch_execute(SETUP).map_err(failed())?;
     let name = trigger_name(plan, stage);
     for (source, table) in sources.iter().zip(&tables) {
@@ -288,6 +298,24 @@ pub(crate) fn leftovers<C: GenericClient>(
     Ok((objects, pending(conn, plan, stage)?))
 }
 
+/// The tables the stage's capture triggers are on, as `schema.table`.
+pub(crate) fn installed_on<C: GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    stage: &str,
+) -> Result<Vec<String>, postgres::Error> {
+    let conn = &mut *TrustedSearchPath::enter(conn)?;
+    let rows = conn.query(
+        "SELECT DISTINCT format('%s.%s', n.nspname, c.relname) \
+         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE t.tgname::text IN ($1::text, $1::text || '_truncate') AND t.tgparentid = 0 \
+         ORDER BY 1",
+        &[&trigger_name(plan, stage)],
+    )?;
+    Ok(rows.into_iter().map(|row| row.get(0)).collect())
+}
+
 fn table_exists<C: GenericClient>(conn: &mut C) -> Result<bool, postgres::Error> {
     Ok(conn
         .query_one(
@@ -361,15 +389,17 @@ pub(crate) fn forget<C: GenericClient>(conn: &mut C, ids: &[i64]) -> Result<(), 
 /// is the transaction's id in `planrun.own_transactions`, which only planrun's role
 /// may write, so no other session can pass its writes off as planrun's (a setting
 /// such as `planrun.own_write = on`, which any session may set, could). The ids of
-/// planrun's finished transactions are cleared on the way: never reused, they would
-/// only pile up.
+/// planrun's finished transactions are cleared on the way (never reused, they would
+/// only pile up), skipping those another planrun is clearing at the same moment.
 pub(crate) fn own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
     // The table is created here too for a capture an older planrun installed.
     conn.batch_execute(
         "CREATE TABLE IF NOT EXISTS planrun.own_transactions (xid xid8 PRIMARY KEY);
-         DELETE FROM planrun.own_transactions
-          WHERE pg_xact_status(xid) IS DISTINCT FROM 'in progress';
+         DELETE FROM planrun.own_transactions WHERE xid IN (
+             SELECT xid FROM planrun.own_transactions
+              WHERE pg_xact_status(xid) IS DISTINCT FROM 'in progress'
+              FOR UPDATE SKIP LOCKED);
          INSERT INTO planrun.own_transactions VALUES (pg_current_xact_id())
           ON CONFLICT DO NOTHING",
     )

@@ -11,7 +11,8 @@ use crate::checks::{check_now, skip_rule_now};
 use crate::connect::Target;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint, RunSummary};
-use crate::report::{CheckResult, RunOutcome, RunReport, StageReport, StageStatus};
+use crate::moving_tables::judge_failure;
+use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
 use crate::run::{ApplyOptions, Runner};
 use crate::supersede::{self, StageChanges};
 
@@ -225,6 +226,7 @@ impl Runner<'_> {
         let mut report = RunReport::new("verify", &self.plan().name, target, false);
         let mut failed = false;
         let mut superseded_checks = 0;
+        let mut not_recheckable = 0;
         for (position, &index) in self.dag().order().iter().enumerate() {
             let stage = &self.plan().stages[index];
             let mut stage_report = self.stage_report(index, StageStatus::Verified);
@@ -242,15 +244,21 @@ impl Runner<'_> {
                         })
                         .collect();
                     for check in &stage.verify {
-                        let by = supersede::superseded_by(supersede::reads(check).as_ref(), &later);
+                        let reads = supersede::reads(check);
+                        let by = supersede::superseded_by(reads.as_ref(), &later);
                         let result = if by.is_empty() {
-                            check_now(&mut tx, check, &captures)
+                            let now = check_now(&mut tx, check, &captures);
+                            judge_failure(&mut tx, check, reads.as_ref(), recorded, now)
                         } else {
                             CheckResult::superseded(&check.name, check.expect.to_string(), by)
                         };
                         stage_report.verifications.push(result);
                     }
                     let checks = &stage_report.verifications;
+                    not_recheckable += checks
+                        .iter()
+                        .filter(|check| check.status == CheckStatus::NotRecheckable)
+                        .count();
                     let superseded: Vec<&CheckResult> = checks
                         .iter()
                         .filter(|check| !check.superseded_by.is_empty())
@@ -311,6 +319,11 @@ impl Runner<'_> {
         if superseded_checks > 0 {
             report.summary.push(format!(
                 "{superseded_checks} checks not run: stages applied after theirs changed on purpose what they read (superseded, above)"
+            ));
+        }
+        if not_recheckable > 0 {
+            report.summary.push(format!(
+                "{not_recheckable} checks not re-checkable now: they compare with values captured when their stage committed, and rows of the tables they read were written since (above)"
             ));
         }
         report.exit_code = report.outcome.exit_code();

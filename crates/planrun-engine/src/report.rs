@@ -226,7 +226,8 @@ pub enum StageStatus {
     Blocked,
     /// A step or verification failed; rolled back.
     Failed,
-    /// SIGINT or SIGTERM stopped it; rolled back.
+    /// SIGINT or SIGTERM stopped it: rolled back, or for a batched stage, the batch
+    /// in flight rolled back and `left_behind` says what remains.
     Interrupted,
     /// `planrun reset`: a half-done batched attempt abandoned and undone.
     Reset,
@@ -310,6 +311,10 @@ pub struct StageReport {
     /// an atomic run removed of an abandoned batched attempt first (`abandoned.rs`).
     #[serde(skip)]
     pub recorded_note: Option<String>,
+    /// A batched stage that stopped part-way: what of it remains (committed batches,
+    /// checkpoint, change capture) and the commands that resume or abandon it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub left_behind: Option<crate::half_done::LeftBehind>,
 }
 
 impl StageReport {
@@ -338,6 +343,7 @@ impl StageReport {
             drift: Vec::new(),
             drift_diff: Vec::new(),
             error: None,
+            left_behind: None,
         }
     }
 }
@@ -367,8 +373,8 @@ pub struct CheckResult {
     /// than expected: the failure the message was written for. Not for a query that
     /// could not run, whose `problem` says why.
     pub message: Option<String>,
-    /// `passed`, `failed`, or why it was not evaluated: `evaluated_after` or
-    /// `superseded`. Only `failed` is a failure.
+    /// `passed`, `failed`, or why it was not evaluated or judged: `evaluated_after`,
+    /// `superseded` or `not_recheckable`. Only `failed` is a failure.
     pub status: CheckStatus,
     /// `evaluated_after`: the stages that would run first; the check is evaluated
     /// after them.
@@ -377,6 +383,10 @@ pub struct CheckResult {
     /// `superseded`: the later applied stages that changed what the check reads.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub superseded_by: Vec<Supersession>,
+    /// `not_recheckable`: the captures it compares with, when they were captured,
+    /// and the tables it reads that were written since.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub not_recheckable: Option<crate::moving_tables::NotRecheckable>,
 }
 
 /// Where a check stands.
@@ -392,6 +402,11 @@ pub enum CheckStatus {
     /// check reads, so what held when its stage committed need not hold now; not run,
     /// not a failure.
     Superseded,
+    /// `planrun verify`: it compares with a capture, taken when its stage committed,
+    /// rows of a table it reads were written since, and it does not hold now: what
+    /// it compares no longer describes the migration (`moving_tables.rs`). Not a
+    /// failure; `not_recheckable` says why.
+    NotRecheckable,
 }
 
 /// A later applied stage, and the relations it changed that a check reads.
@@ -419,6 +434,7 @@ impl CheckResult {
             },
             evaluated_after: Vec::new(),
             superseded_by: Vec::new(),
+            not_recheckable: None,
         }
     }
 
@@ -434,6 +450,7 @@ impl CheckResult {
             status: CheckStatus::Failed,
             evaluated_after: Vec::new(),
             superseded_by: Vec::new(),
+            not_recheckable: None,
         }
     }
 
@@ -449,6 +466,7 @@ impl CheckResult {
             status: CheckStatus::EvaluatedAfter,
             evaluated_after: stages,
             superseded_by: Vec::new(),
+            not_recheckable: None,
         }
     }
 
@@ -464,6 +482,7 @@ impl CheckResult {
             status: CheckStatus::Superseded,
             evaluated_after: Vec::new(),
             superseded_by: by,
+            not_recheckable: None,
         }
     }
 

@@ -38,6 +38,9 @@ use crate::watch::BlockerWatch;
 pub struct ApplyOptions {
     /// Everything in one transaction, rolled back at the end.
     pub dry_run: bool,
+    /// With `dry_run`: hold the locks until the final rollback even where that blocks
+    /// the application longer than the real run would (`dry_run_locks.rs`).
+    pub hold_locks: bool,
     pub include_optional: bool,
     /// `--stage`: run these (and what they depend on) only.
     pub stages: Vec<String>,
@@ -56,6 +59,7 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             dry_run: false,
+            hold_locks: false,
             include_optional: false,
             stages: Vec::new(),
             until: None,
@@ -336,6 +340,9 @@ impl<'a> Runner<'a> {
     ) -> Result<RunReport, EngineError> {
         ledger::ensure(conn)?;
         let mut done = ledger::done_results(conn, &self.plan.name)?;
+        if options.dry_run && !options.hold_locks {
+            self.refuse_held_locks(selection, &done)?;
+        }
         let mut report = RunReport::new("apply", &self.plan.name, target, options.dry_run);
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
@@ -523,17 +530,7 @@ impl<'a> Runner<'a> {
                 self.plan.stages[index].id
             )))?;
         let mut stage_report = self.run_stage_transactions(conn, run, index)?;
-        if let Some(interrupted) = interrupt::requested() {
-            // Whatever failed, the signal is why: the cancelled statement, or the
-            // check before the next step or the commit.
-            if stage_report.status == StageStatus::Failed {
-                stage_report.status = StageStatus::Interrupted;
-                stage_report.note = Some(format!(
-                    "interrupted by {}; everything the stage did was rolled back",
-                    interrupted.name()
-                ));
-            }
-        }
+        self.say_what_remains(conn, index, &mut stage_report)?;
         if let Ok(mut retries) = run.lock_retries.lock() {
             stage_report.lock_retries = std::mem::take(&mut *retries);
         }

@@ -1,10 +1,11 @@
 //! The lines that end a run's report: what committed, what did not and why, and the
-//! command to run next, including after an interruption (the stage rolled back, those
-//! not run, the backup). The outcome is settled here too: a failed stage's checks or
+//! command to run next, including after an interruption (the stage rolled back, or a
+//! batched stage half done with how to resume or abandon it, those not run, the
+//! backup). The outcome is settled here too: a failed stage's checks or
 //! error decide between a failed precondition, verification or step.
 
 use crate::interrupt;
-use crate::report::{RunOutcome, RunReport, StageStatus};
+use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::run::{ApplyOptions, Runner};
 
 impl Runner<'_> {
@@ -78,8 +79,8 @@ impl Runner<'_> {
         }
     }
 
-    /// What an interrupted run leaves: the stage rolled back, those not run, the
-    /// backup, and how to go on.
+    /// What an interrupted run leaves: the stage rolled back or half done, those not
+    /// run, the backup, and how to go on.
     fn summarise_interruption(&self, report: &mut RunReport) {
         let signal = interrupt::requested().map_or("a signal", |interrupted| interrupted.name());
         let ids = |status: StageStatus| -> Vec<&str> {
@@ -90,18 +91,34 @@ impl Runner<'_> {
                 .map(|stage| stage.id.as_str())
                 .collect()
         };
+        let (half_done, rolled_back): (Vec<&StageReport>, Vec<&StageReport>) = report
+            .stages
+            .iter()
+            .filter(|stage| stage.status == StageStatus::Interrupted)
+            .partition(|stage| stage.left_behind.is_some());
         let mut line = format!("interrupted by {signal}");
         for (label, stages) in [
-            ("rolled back", ids(StageStatus::Interrupted)),
+            ("half done", names(&half_done)),
+            ("rolled back", names(&rolled_back)),
             ("not run", ids(StageStatus::NotRun)),
         ] {
             if !stages.is_empty() {
                 line.push_str(&format!("; {label}: {}", stages.join(", ")));
             }
         }
+        let resume = half_done
+            .iter()
+            .filter_map(|stage| Some((stage.id.as_str(), stage.left_behind.as_ref()?)))
+            .map(|(id, left)| left.next(id))
+            .next()
+            .unwrap_or_else(|| {
+                format!(
+                    "run `planrun apply {}` again to continue",
+                    self.plan().path.display()
+                )
+            });
         let next = format!(
-            "next: run `planrun apply {}` again to continue; committed stages will not run twice{}",
-            self.plan().path.display(),
+            "next: {resume}; committed stages will not run twice{}",
             report
                 .backup_file
                 .as_ref()
@@ -111,4 +128,8 @@ impl Runner<'_> {
         report.summary.push(line);
         report.summary.push(next);
     }
+}
+
+fn names<'r>(stages: &[&'r StageReport]) -> Vec<&'r str> {
+    stages.iter().map(|stage| stage.id.as_str()).collect()
 }
