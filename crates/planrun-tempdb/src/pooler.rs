@@ -127,7 +127,7 @@ impl TempPooler {
                 .spawn()
                 .map_err(|e| TempDbError::io_at("run", &program, e))?;
             pooler.child = Some(child);
-            match pooler.wait_until_listening(port) {
+            match pooler.wait_until_listening(port, &pid_file) {
                 Ok(()) => {
                     pooler.port = port;
                     return Ok(pooler);
@@ -148,8 +148,10 @@ impl TempPooler {
         unreachable!("the last attempt returns")
     }
 
-    /// Polls the port until PgBouncer accepts TCP connections, or it exits.
-    fn wait_until_listening(&mut self, port: u16) -> Result<(), String> {
+    /// Polls until PgBouncer accepts TCP connections and has written its pid file (what
+    /// the watchdog kills should the owner die; PgBouncer may listen before writing
+    /// it), or it exits.
+    fn wait_until_listening(&mut self, port: u16, pid_file: &Path) -> Result<(), String> {
         let started = Instant::now();
         let child = self.child.as_mut().expect("just started");
         loop {
@@ -158,7 +160,7 @@ impl TempPooler {
                 Ok(None) => {}
                 Err(e) => return Err(format!("could not check on it: {e}")),
             }
-            if TcpStream::connect((HOST, port)).is_ok() {
+            if pid_file.exists() && TcpStream::connect((HOST, port)).is_ok() {
                 return Ok(());
             }
             if started.elapsed() > START_TIMEOUT {
