@@ -79,18 +79,19 @@ fn wait_for_checkpoint(db: &TestDb, key: i64) {
     });
 }
 
-/// A planrun session waits for a lock of the kind `locktype` (on `chapters` when it
-/// is a relation).
-fn wait_for_planrun_waiting(db: &TestDb, locktype: &str) {
+/// A planrun session waits for a `mode` lock of the kind `locktype` (on `chapters`
+/// when it is a relation).
+fn wait_for_planrun_waiting(db: &TestDb, locktype: &str, mode: &str) {
     let waiting = format!(
         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-         WHERE NOT l.granted AND l.locktype = '{locktype}'
+         WHERE NOT l.granted AND l.locktype = '{locktype}' AND l.mode = '{mode}'
            AND (l.locktype <> 'relation' OR l.relation = 'public.chapters'::regclass)
            AND a.application_name LIKE 'planrun%'"
     );
-    wait_until_for(&format!("planrun waits for a {locktype} lock"), || {
-        db.scalar(&waiting) != "0"
-    });
+    wait_until_for(
+        &format!("planrun waits for a {mode} {locktype} lock"),
+        || db.scalar(&waiting) != "0",
+    );
 }
 
 fn wait_for_planrun_gone(db: &TestDb) {
@@ -104,6 +105,14 @@ fn signal(child: &Child, signal: i32) {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// The simulated application at a pace that keeps the catch-up short on two cores.
+fn steady_application() -> AppConfig {
+    AppConfig {
+        pause: Duration::from_millis(10),
+        ..AppConfig::default()
+    }
 }
 
 /// 0 committed writes lost, none waited longer than the plan's budget.
@@ -161,7 +170,7 @@ struct Chaos {
     key: i64,
 }
 
-const CHAPTERS: i64 = 1200;
+const CHAPTERS: i64 = 1000;
 
 /// Both phases in turn; the signal, the recovery and the key drawn from `rng`.
 fn draw(rng: &mut ChaCha8Rng, iteration: usize) -> Chaos {
@@ -187,7 +196,7 @@ fn interrupted_and_recovered(chaos: &Chaos, seed: u64) {
     let context = format!("seed {seed} (PLANRUN_CHAOS_SEED), {chaos:?}");
     let db = legacy_db(CHAPTERS as usize);
     let plan = gated_plan(r#"batch_size = 50, pause = "20ms""#);
-    let app = AppSimulator::start(&db.url, AppConfig::default());
+    let app = AppSimulator::start(&db.url, steady_application());
     assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
     // The gate keeps the stage from finishing before the signal, in either phase.
     let mut gate = db.client();
@@ -196,7 +205,7 @@ fn interrupted_and_recovered(chaos: &Chaos, seed: u64) {
     let child = spawn(plan.path(), &db.url, &UNTIL_SPLIT);
     match chaos.phase {
         Phase::Batches => wait_for_checkpoint(&db, chaos.key),
-        Phase::Cutover => wait_for_planrun_waiting(&db, "advisory"),
+        Phase::Cutover => wait_for_planrun_waiting(&db, "advisory", "ExclusiveLock"),
     }
     signal(&child, chaos.signal.1);
     let stopped = child.wait_with_output().unwrap();
@@ -272,7 +281,7 @@ fn primary_key_moves_reinserts_and_a_transaction_open_across_the_cutover_split_c
     // Ids the simulator will not know, so the test alone writes them.
     db.execute("DELETE FROM chapters WHERE id <= 10");
     let plan = gated_plan(r#"batch_size = 50, pause = "30ms""#);
-    let app = AppSimulator::start(&db.url, AppConfig::default());
+    let app = AppSimulator::start(&db.url, steady_application());
     assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
     insert_own_chapters(&db, &[1, 2, 3, 4, 7, 900_001, 900_003], "before");
     let child = spawn(plan.path(), &db.url, &UNTIL_SPLIT);
@@ -298,7 +307,7 @@ fn primary_key_moves_reinserts_and_a_transaction_open_across_the_cutover_split_c
             "BEGIN; UPDATE chapters SET content = 'committed after the cutover waited' WHERE id = 7",
         )
         .unwrap();
-    wait_for_planrun_waiting(&db, "relation");
+    wait_for_planrun_waiting(&db, "relation", "ExclusiveLock");
     across.batch_execute("COMMIT").unwrap();
     let output = child.wait_with_output().unwrap();
     let log = app.stop();
@@ -330,12 +339,68 @@ fn a_session_mode_pooler_in_front_of_planrun_and_the_application_works_for_the_o
     let pooler = TempPooler::start(&db.cluster, PoolMode::Session).expect("PgBouncer starts");
     let url = pooler.url("planrun_test");
     let plan = gated_plan(r#"batch_size = 100, pause = "20ms""#);
-    let app = AppSimulator::start(&url, AppConfig::default());
+    let app = AppSimulator::start(&url, steady_application());
     assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
     let output = run(plan.path(), &url, &UNTIL_SPLIT);
     let log = app.stop();
     assert_success(&output, &db, "through a session-mode PgBouncer");
     let context = describe(&output);
+    assert_application_unharmed(&db, &log, &context);
+    assert_exactly_the_split_at_the_cutover(&db, &context);
+    assert_nothing_left_behind(&db, &context);
+}
+
+/// The cutover rolls back and catches up between its attempts while a lock it
+/// needs stays taken (here the test's gate); chapters the application inserted
+/// after the last batch are split by such a committed catch-up pass, ahead of the
+/// checkpoint. Killed then, the resumed stage meets them in its batches: it splits
+/// them once more, replacing what the catch-up wrote. It used to fail on a
+/// duplicate section (exit 13, 23505 on `chapter_sections_chapter_id_position_key`).
+#[test]
+fn a_chapter_the_catch_up_split_before_its_batch_is_split_once_when_the_stage_resumes() {
+    let db = legacy_db(500);
+    let plan = gated_plan(r#"batch_size = 100"#);
+    let app = AppSimulator::start(&db.url, steady_application());
+    assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
+    let mut gate = db.client();
+    gate.execute("SELECT pg_advisory_lock($1)", &[&CUTOVER_GATE])
+        .unwrap();
+    let child = spawn(plan.path(), &db.url, &UNTIL_SPLIT);
+    wait_for_planrun_waiting(&db, "advisory", "ExclusiveLock");
+    let last_key: i64 = db
+        .scalar("SELECT last_key FROM planrun.checkpoints")
+        .parse()
+        .unwrap();
+    // More than the cutover's backlog (200), so a catch-up pass commits them; the
+    // insert goes through between two attempts of the cutover.
+    let url = db.url.clone();
+    let insert = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO chapters (memoir_id, position, title, content, images)
+                 SELECT memoir_id, 20000 + g, title, 'inserted after the last batch ' || g, images
+                 FROM chapters, generate_series(1, 300) g WHERE id = 20",
+            )
+            .unwrap();
+    });
+    wait_until_for(
+        "a catch-up pass splits chapters ahead of the checkpoint",
+        || {
+            db.scalar(&format!(
+                "SELECT count(*) > 0 FROM chapter_sections WHERE chapter_id > {last_key}"
+            )) == "t"
+        },
+    );
+    signal(&child, libc::SIGKILL);
+    child.wait_with_output().unwrap();
+    insert.join().unwrap();
+    drop(gate);
+    wait_for_planrun_gone(&db);
+    let resumed = run(plan.path(), &db.url, &UNTIL_SPLIT);
+    let log = app.stop();
+    assert_success(&resumed, &db, "the resume after a committed catch-up pass");
+    let context = describe(&resumed);
     assert_application_unharmed(&db, &log, &context);
     assert_exactly_the_split_at_the_cutover(&db, &context);
     assert_nothing_left_behind(&db, &context);
