@@ -24,6 +24,7 @@ use planrun_tests::online_split::{
 use planrun_tests::{
     describe, legacy_db, planrun_command, AppConfig, AppLog, AppSimulator, TestDb,
 };
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -41,7 +42,6 @@ const BLOCKS_WRITES: Duration = Duration::from_secs(30);
 /// locks on `chapters` taken, until the test has delivered its signal.
 const CUTOVER_GATE: i64 = 2121;
 const DEFAULT_SEED: u64 = 21;
-const ITERATIONS: usize = 4;
 
 fn wait_until_for(what: &str, condition: impl FnMut() -> bool) {
     planrun_tests::wait_until(what, Duration::from_secs(60), condition)
@@ -172,28 +172,41 @@ struct Chaos {
 
 const CHAPTERS: i64 = 1000;
 
-/// Both phases in turn; the signal, the recovery and the key drawn from `rng`.
-fn draw(rng: &mut ChaCha8Rng, iteration: usize) -> Chaos {
+/// Every signal in both phases, in an order drawn from `rng`; in each phase both
+/// recoveries, which signal gets which drawn too, as is each key.
+fn draw(rng: &mut ChaCha8Rng) -> Vec<Chaos> {
     const SIGNALS: [(&str, i32); 3] = [
         ("SIGKILL", libc::SIGKILL),
         ("SIGINT", libc::SIGINT),
         ("SIGTERM", libc::SIGTERM),
     ];
-    Chaos {
-        phase: [Phase::Batches, Phase::Cutover][iteration % 2],
-        signal: SIGNALS[rng.random_range(0..SIGNALS.len())],
-        recovery: if rng.random_bool(0.5) {
-            Recovery::Resume
-        } else {
-            Recovery::ResetThenApply
-        },
-        key: rng.random_range(100..CHAPTERS - 300),
+    let mut all = Vec::new();
+    for phase in [Phase::Batches, Phase::Cutover] {
+        let mut recoveries = [
+            Recovery::Resume,
+            Recovery::ResetThenApply,
+            [Recovery::Resume, Recovery::ResetThenApply][rng.random_range(0..2)],
+        ];
+        recoveries.shuffle(rng);
+        for (signal, recovery) in SIGNALS.into_iter().zip(recoveries) {
+            let key = rng.random_range(100..CHAPTERS - 300);
+            all.push(Chaos {
+                phase,
+                signal,
+                recovery,
+                key,
+            });
+        }
     }
+    all.shuffle(rng);
+    all
 }
 
 /// Runs the split, delivers `chaos.signal` in `chaos.phase`, recovers, and checks.
-fn interrupted_and_recovered(chaos: &Chaos, seed: u64) {
-    let context = format!("seed {seed} (PLANRUN_CHAOS_SEED), {chaos:?}");
+fn interrupted_and_recovered(chaos: &Chaos, seed: u64, iteration: usize) {
+    let context = format!(
+        "seed {seed} (PLANRUN_CHAOS_SEED), iteration {iteration} (PLANRUN_CHAOS_ITERATION): {chaos:?}"
+    );
     let db = legacy_db(CHAPTERS as usize);
     let plan = gated_plan(r#"batch_size = 50, pause = "20ms""#);
     let app = AppSimulator::start(&db.url, steady_application());
@@ -246,13 +259,12 @@ fn random_signals_during_the_batches_and_the_cutover_then_resume_or_reset_lose_n
     let only: Option<usize> = std::env::var("PLANRUN_CHAOS_ITERATION")
         .ok()
         .and_then(|text| text.parse().ok());
-    for iteration in 0..ITERATIONS {
-        let chaos = draw(&mut rng, iteration);
+    for (iteration, chaos) in draw(&mut rng).iter().enumerate() {
         if only.is_some_and(|only| only != iteration) {
             continue;
         }
         eprintln!("seed {seed}, iteration {iteration}: {chaos:?}");
-        interrupted_and_recovered(&chaos, seed);
+        interrupted_and_recovered(chaos, seed, iteration);
     }
 }
 
