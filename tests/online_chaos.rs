@@ -117,6 +117,8 @@ fn steady_application() -> AppConfig {
 
 /// 0 committed writes lost, none waited longer than the plan's budget.
 fn assert_application_unharmed(db: &TestDb, log: &AppLog, context: &str) {
+    // The figures, for `--nocapture`: what docs/reliability.md quotes.
+    eprintln!("application: {}", log.summary());
     let lost = log.lost_writes(&mut db.client());
     assert!(
         lost.is_empty(),
