@@ -4,6 +4,7 @@
 pub use planrun_appsim as app;
 
 pub mod accounts;
+pub mod online_split;
 pub mod tls;
 
 pub use app::{AppConfig, AppLog, AppSimulator, LegacyState, Progress, WriteKind};

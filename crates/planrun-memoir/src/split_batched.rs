@@ -40,6 +40,18 @@ pub(crate) fn next_batch(
         return Ok(BatchOutcome::default());
     };
     let last_key: i64 = last.get(0);
+    // A catch-up may have split chapters of this batch already (the application
+    // inserted them after the last batch, and the stage was resumed): the batch
+    // replaces what was written for them.
+    let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    context.transaction.execute(
+        "DELETE FROM public.chapter_sections WHERE chapter_id = ANY($1)",
+        &[&ids],
+    )?;
+    context.transaction.execute(
+        "DELETE FROM planrun.memoir_quarantine WHERE chapter_id = ANY($1)",
+        &[&ids],
+    )?;
     let mut report = split_and_write(
         context,
         &rows,
