@@ -313,6 +313,25 @@ fn replace_images_keeping_counts(app: &mut postgres::Client, ids: &[i64]) {
     assert_eq!(replaced, 2, "two chapters with images");
 }
 
+/// Each of the chapters `replaced` (by [`replace_images_keeping_counts`]) ends split
+/// from its new images: its sections and its cover hold them.
+fn assert_split_from_their_new_images(db: &TestDb, replaced: &[i64]) {
+    for &key in replaced {
+        let (images, cover) = split_images(db, key);
+        assert!(
+            images
+                .split(' ')
+                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
+            "chapter {key}'s sections hold its new images: {images}"
+        );
+        assert_eq!(
+            cover,
+            format!("replaced-{key}-1.jpg"),
+            "chapter {key}'s cover"
+        );
+    }
+}
+
 /// The images of a chapter's sections in order, and its cover.
 fn split_images(db: &TestDb, chapter: i64) -> (String, String) {
     (
@@ -361,20 +380,7 @@ fn writes_under_session_replication_role_replica_are_captured_and_split_again() 
 
     release(&db, child);
     let log = app.stop();
-    for key in replaced {
-        let (images, cover) = split_images(&db, key);
-        assert!(
-            images
-                .split(' ')
-                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
-            "chapter {key}'s sections hold its new images: {images}"
-        );
-        assert_eq!(
-            cover,
-            format!("replaced-{key}-1.jpg"),
-            "chapter {key}'s cover"
-        );
-    }
+    assert_split_from_their_new_images(&db, &replaced);
     let lost = log.lost_writes(&mut db.client());
     assert!(lost.is_empty(), "{}", lost.join("\n"));
     assert!(log.committed_total() > 0, "{}", log.summary());
@@ -482,16 +488,7 @@ fn a_logical_replication_subscriptions_writes_are_captured_and_split_again() {
 
     release(&db, child);
     db.execute("DROP SUBSCRIPTION chapters_in");
-    for key in replaced {
-        let (images, cover) = split_images(&db, key);
-        assert!(
-            images
-                .split(' ')
-                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
-            "chapter {key}'s sections hold its new images: {images}"
-        );
-        assert_eq!(cover, format!("replaced-{key}-1.jpg"));
-    }
+    assert_split_from_their_new_images(&db, &replaced);
 }
 
 /// An application session that sets `planrun.own_write = on` (the mark planrun's own
@@ -514,18 +511,5 @@ fn a_session_cannot_pass_its_writes_off_as_planruns_and_hide_them_from_the_captu
         );
     }
     release(&db, child);
-    for key in replaced {
-        let (images, cover) = split_images(&db, key);
-        assert!(
-            images
-                .split(' ')
-                .all(|url| url.starts_with(&format!("replaced-{key}-"))),
-            "chapter {key}'s sections hold its new images: {images}"
-        );
-        assert_eq!(
-            cover,
-            format!("replaced-{key}-1.jpg"),
-            "chapter {key}'s cover"
-        );
-    }
+    assert_split_from_their_new_images(&db, &replaced);
 }

@@ -10,6 +10,9 @@ use std::process::{Child, Output};
 use std::time::Duration;
 
 use planrun_tests::app::{AppConfig, AppSimulator};
+use planrun_tests::online_split::{
+    assert_exactly_the_split_at_the_cutover, batched_plan_keeping_the_cutover_rows,
+};
 use planrun_tests::{
     describe, legacy_db, memoir_plan_edited, planrun_command, spawn_apply, stdout, TestDb,
 };
@@ -155,91 +158,11 @@ fn writes_behind_the_checkpoint_are_split_again_and_the_stage_completes() {
     assert_eq!(db.scalar("SELECT count(*) FROM planrun.checkpoints"), "0");
 }
 
-/// The memoir plan batched with `params`, with a step at the cutover (right after the
-/// split, before the legacy columns are dropped) that keeps the legacy rows as the
-/// cutover sees them in `public.legacy_at_cutover`.
-fn batched_plan_keeping_the_final_legacy_rows(params: &str) -> tempfile::TempDir {
-    let batched = format!(r#"params = {{ on_invalid = "fail", mode = "batched", {params} }}"#);
-    memoir_plan_edited(|text| {
-        text.replace(
-            r#"params = { on_invalid = "fail" }"#,
-            &format!(
-                "{batched}\n\n[[stage.step]]\nname = \"test: the legacy rows as the cutover sees them\"\n\
-                 sql = \"CREATE TABLE public.legacy_at_cutover AS SELECT id, content::text AS content, images::text AS images FROM public.chapters\""
-            ),
-        )
-    })
-}
-
-/// Every chapter's sections and cover are exactly what the spec's rules
-/// (`planrun_memoir::split_chapter`) make of its legacy row at the cutover.
-fn assert_exactly_the_split_of_the_final_legacy_rows(db: &TestDb) {
-    let mut client = db.client();
-    let legacy = client
-        .query(
-            // The application goes on after the cutover: its deletes still work (and
-            // cascade to the sections); its writes naming the dropped columns fail.
-            "SELECT l.id, l.content, l.images FROM legacy_at_cutover l
-             WHERE EXISTS (SELECT 1 FROM chapters c WHERE c.id = l.id) ORDER BY l.id",
-            &[],
-        )
-        .unwrap();
-    let mut expected = Vec::new();
-    let mut covers = Vec::new();
-    for row in &legacy {
-        let id: i64 = row.get(0);
-        let split = planrun_memoir::split_chapter(row.get(1), row.get(2))
-            .unwrap_or_else(|invalid| panic!("chapter {id} is invalid: {invalid:?}"));
-        for section in split.sections {
-            expected.push((id, section.position, section.content, section.image));
-        }
-        covers.push((id, split.cover_image));
-    }
-    let actual: Vec<(i64, i32, String, Option<serde_json::Value>)> = client
-        .query(
-            "SELECT chapter_id, position, content, image FROM chapter_sections ORDER BY chapter_id, position",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
-        .collect();
-    if actual.len() != expected.len() {
-        let count = |rows: &[(i64, i32, String, Option<serde_json::Value>)]| {
-            let mut map = std::collections::BTreeMap::<i64, usize>::new();
-            for row in rows {
-                *map.entry(row.0).or_default() += 1;
-            }
-            map
-        };
-        let (a, e) = (count(&actual), count(&expected));
-        let differing: Vec<String> = e
-            .keys()
-            .chain(a.keys())
-            .filter(|id| a.get(id) != e.get(id))
-            .map(|id| format!("{id}: {:?} sections, spec {:?}", a.get(id), e.get(id)))
-            .collect();
-        panic!("sections differ from the spec's split: {differing:?}");
-    }
-    let first_difference = actual.iter().zip(&expected).position(|(a, e)| a != e);
-    assert_eq!(
-        first_difference, None,
-        "sections differ from the spec's split"
-    );
-    let actual_covers: Vec<(i64, Option<serde_json::Value>)> = client
-        .query("SELECT id, cover_image FROM chapters ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    assert_eq!(actual_covers, covers, "covers differ from the spec's split");
-}
-
 #[test]
 fn the_application_writing_throughout_loses_nothing_and_the_result_is_the_spec_split_of_the_final_rows(
 ) {
     let db = legacy_db(3000);
-    let plan = batched_plan_keeping_the_final_legacy_rows(r#"batch_size = 200, pause = "20ms""#);
+    let plan = batched_plan_keeping_the_cutover_rows(r#"batch_size = 200, pause = "20ms""#, "");
     let app = AppSimulator::start(&db.url, AppConfig::default());
     assert!(app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3));
     let output = apply_until_split(plan.path(), &db);
@@ -254,7 +177,7 @@ fn the_application_writing_throughout_loses_nothing_and_the_result_is_the_spec_s
     );
     assert_success(&output);
     assert!(log.committed_total() > 0, "{}", log.summary());
-    assert_exactly_the_split_of_the_final_legacy_rows(&db);
+    assert_exactly_the_split_at_the_cutover(&db, "");
     assert_no_capture_left(&db);
 }
 

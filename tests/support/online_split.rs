@@ -9,16 +9,21 @@ use crate::TestDb;
 pub const LEGACY_AT_CUTOVER: &str = "public.legacy_at_cutover";
 
 /// The memoir plan with the split batched with `params` added and, at the cutover
-/// (right after the split, before the legacy columns are dropped), `cutover_sql` and
-/// then a step that keeps the legacy rows as the cutover sees them in
+/// (right after the split, before the legacy columns are dropped), `cutover_sql` (none
+/// when empty) and then a step that keeps the legacy rows as the cutover sees them in
 /// [`LEGACY_AT_CUTOVER`].
 pub fn batched_plan_keeping_the_cutover_rows(params: &str, cutover_sql: &str) -> tempfile::TempDir {
     let batched = format!(r#"params = {{ on_invalid = "fail", mode = "batched", {params} }}"#);
+    let at_cutover = if cutover_sql.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n[[stage.step]]\nname = \"test: at the cutover\"\nsql = \"{cutover_sql}\"")
+    };
     crate::memoir_plan_edited(|text| {
         text.replace(
             r#"params = { on_invalid = "fail" }"#,
             &format!(
-                "{batched}\n\n[[stage.step]]\nname = \"test: at the cutover\"\nsql = \"{cutover_sql}\"\n\n\
+                "{batched}{at_cutover}\n\n\
                  [[stage.step]]\nname = \"test: the legacy rows as the cutover sees them\"\n\
                  sql = \"CREATE TABLE {LEGACY_AT_CUTOVER} AS SELECT id, content::text AS content, images::text AS images FROM public.chapters\""
             ),
