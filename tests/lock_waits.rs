@@ -89,6 +89,32 @@ fn assert_nothing_lost(log: &AppLog, db: &TestDb, output: &Output) {
     assert!(log.committed_total() > 0, "{}", log.summary());
 }
 
+/// Applies up to the split while `open` (session `holder`) holds what it needs: once
+/// planrun is seen waiting for `holder` (`waiting`), `open` stays 3 s more, several of
+/// the plan's 500 ms lock timeouts, then commits. The application simulator `app`
+/// writes throughout; the apply succeeds and loses none of its writes.
+fn split_held_up_by(
+    dir: &Path,
+    db: &TestDb,
+    (app, open, holder): (AppSimulator, postgres::Transaction<'_>, i32),
+    waiting: &str,
+) -> Output {
+    let child = spawn(
+        dir,
+        db,
+        &["apply", "memoir.toml", "--until", "split_chapters"],
+    );
+    wait_until_for(waiting, || planrun_waits_for(db, holder));
+    std::thread::sleep(Duration::from_secs(3));
+    open.commit().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = app.stop();
+    eprintln!("{}", log.summary());
+    assert_nothing_lost(&log, db, &output);
+    assert_success(&output);
+    output
+}
+
 fn assert_success(output: &Output) {
     assert_eq!(output.status.code(), Some(0), "{}", describe(output));
 }
@@ -171,22 +197,12 @@ fn installing_the_change_capture_waits_out_an_open_application_transaction_and_n
     let mut open = application.transaction().unwrap();
     open.batch_execute("LOCK TABLE chapters IN ROW EXCLUSIVE MODE")
         .unwrap();
-    let child = spawn(
+    let output = split_held_up_by(
         plan.path(),
         &db,
-        &["apply", "memoir.toml", "--until", "split_chapters"],
+        (app, open, holder),
+        "the stage's start waits for the open transaction",
     );
-    wait_until_for("the stage's start waits for the open transaction", || {
-        planrun_waits_for(&db, holder)
-    });
-    // Open 3 s in all, several of the plan's 500 ms lock timeouts.
-    std::thread::sleep(Duration::from_secs(3));
-    open.commit().unwrap();
-    let output = child.wait_with_output().unwrap();
-    let log = app.stop();
-    eprintln!("{}", log.summary());
-    assert_nothing_lost(&log, &db, &output);
-    assert_success(&output);
     let text = stderr(&output);
     assert!(
         text.contains("change capture") && text.contains(&format!("pid {holder}")),
@@ -284,22 +300,12 @@ fn a_batch_meeting_a_row_the_application_has_locked_waits_for_it() {
         &[],
     )
     .unwrap();
-    let child = spawn(
+    let output = split_held_up_by(
         plan.path(),
         &db,
-        &["apply", "memoir.toml", "--until", "split_chapters"],
+        (app, open, holder),
+        "a batch waits for the locked chapter",
     );
-    wait_until_for("a batch waits for the locked chapter", || {
-        planrun_waits_for(&db, holder)
-    });
-    // Several of the plan's 500 ms lock timeouts.
-    std::thread::sleep(Duration::from_secs(3));
-    open.commit().unwrap();
-    let output = child.wait_with_output().unwrap();
-    let log = app.stop();
-    eprintln!("{}", log.summary());
-    assert_nothing_lost(&log, &db, &output);
-    assert_success(&output);
     assert!(
         stderr(&output).contains(&format!("pid {holder}")),
         "the waiting message names the blocker: {}",

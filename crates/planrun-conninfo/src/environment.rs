@@ -79,6 +79,21 @@ pub struct FixedEnvironment {
     pub os_user: Option<String>,
 }
 
+#[cfg(test)]
+impl FixedEnvironment {
+    /// The variables `vars`, no home directory, the operating-system user `osuser`.
+    pub(crate) fn with_vars(vars: &[(&str, &str)]) -> FixedEnvironment {
+        FixedEnvironment {
+            vars: vars
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            home: None,
+            os_user: Some("osuser".into()),
+        }
+    }
+}
+
 impl Environment for FixedEnvironment {
     fn var(&self, name: &str) -> Option<String> {
         self.vars

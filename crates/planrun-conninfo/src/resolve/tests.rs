@@ -4,14 +4,7 @@ use super::*;
 use crate::environment::FixedEnvironment;
 
 fn env(vars: &[(&str, &str)]) -> FixedEnvironment {
-    FixedEnvironment {
-        vars: vars
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect(),
-        home: None,
-        os_user: Some("osuser".into()),
-    }
+    FixedEnvironment::with_vars(vars)
 }
 
 #[test]
