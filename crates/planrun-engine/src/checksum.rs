@@ -517,18 +517,18 @@ mod tests {
         );
         assert_ne!(sum(&recorded, 0), sum(&changed, 0));
         let pinned = "87bd3dc6c7170ea6fb10a89e612dcebc6487636f93faf6356d263f3a9b1efe99";
-        let runner = crate::run::Runner::new(&recorded, &registry).unwrap();
+        let runner = crate::apply::run::Runner::new(&recorded, &registry).unwrap();
         assert!(
             runner.matches_recorded(0, pinned),
             "no drift after the upgrade"
         );
-        let runner = crate::run::Runner::new(&changed, &registry).unwrap();
+        let runner = crate::apply::run::Runner::new(&changed, &registry).unwrap();
         assert!(
             !runner.matches_recorded(0, pinned),
             "a real change is drift"
         );
         let plan_checksum = |plan| {
-            crate::run::Runner::new(plan, &registry)
+            crate::apply::run::Runner::new(plan, &registry)
                 .unwrap()
                 .plan_checksum()
         };

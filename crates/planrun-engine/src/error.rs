@@ -1,8 +1,8 @@
 //! Errors that stop planrun before or around the stages (connection, lock, ledger,
 //! backup). Failures inside a stage are part of the run report instead.
 
+use crate::db::lock::LockHolder;
 use crate::exit_codes;
-use crate::lock::LockHolder;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -21,7 +21,7 @@ pub enum EngineError {
         holder: Option<LockHolder>,
         waited_ms: u64,
     },
-    #[error("{context}: {}", crate::connect::redact(&crate::connect::error_chain(source)))]
+    #[error("{context}: {}", crate::db::connect::redact(&crate::db::connect::error_chain(source)))]
     Database {
         context: String,
         source: postgres::Error,

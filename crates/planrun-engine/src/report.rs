@@ -11,7 +11,7 @@ use planrun_plan::Outcome;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::connect::Target;
+use crate::db::connect::Target;
 use crate::exit_codes;
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -50,7 +50,7 @@ pub struct RunReport {
     /// `plan`: every stage's locks and lock findings, weighed by the tables' size and
     /// write rate on the target.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub lock_impact: Vec<crate::lock_weight::StageLockWeight>,
+    pub lock_impact: Vec<crate::inspect::lock_weight::StageLockWeight>,
     /// `plan`: the newest (or given) rehearsal's lock estimates against the budgets.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lock_budget: Option<crate::BudgetEstimate>,
@@ -293,12 +293,12 @@ pub struct StageReport {
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub computed: Vec<(String, Option<String>)>,
     /// The locks the stage held from its start to its commit.
-    pub locks: Vec<crate::stage_locks::HeldLock>,
+    pub locks: Vec<crate::stage::stage_locks::HeldLock>,
     /// Declared tables that did not exist, so were not locked.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub absent_tables: Vec<String>,
     /// Lock attempts that timed out and were tried again.
-    pub lock_retries: Vec<crate::stage_locks::LockRetry>,
+    pub lock_retries: Vec<crate::stage::stage_locks::LockRetry>,
     pub steps: Vec<StepReport>,
     pub verifications: Vec<CheckResult>,
     /// For drift: what changed since the stage was applied.
@@ -314,7 +314,7 @@ pub struct StageReport {
     /// A batched stage that stopped part-way: what of it remains (committed batches,
     /// checkpoint, change capture) and the commands that resume or abandon it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub left_behind: Option<crate::half_done::LeftBehind>,
+    pub left_behind: Option<crate::online::half_done::LeftBehind>,
 }
 
 impl StageReport {
@@ -386,7 +386,7 @@ pub struct CheckResult {
     /// `not_recheckable`: the captures it compares with, when they were captured,
     /// and the tables it reads that were written since.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub not_recheckable: Option<crate::moving_tables::NotRecheckable>,
+    pub not_recheckable: Option<crate::online::moving_tables::NotRecheckable>,
 }
 
 /// Where a check stands.
@@ -519,5 +519,5 @@ pub struct StageError {
     pub statement: Option<String>,
     /// For a lock or statement timeout: the sessions that blocked this one.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub blocked_by: Vec<crate::watch::Blocker>,
+    pub blocked_by: Vec<crate::db::watch::Blocker>,
 }

@@ -1,0 +1,174 @@
+//! `planrun plan`'s lock impact on the target: the offline analysis of every stage's
+//! locks and findings (`planrun-plan`'s `lock_impact`), weighed by what each locked
+//! table holds on the target now (`pg_class`) and how often the application writes
+//! it (`pg_stat_user_tables`, two samples a second apart), so that a finding on an
+//! empty or new table is not a warning and one on a big, busy table stands out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use planrun_plan::StageLockImpact;
+use postgres::GenericClient;
+use serde::Serialize;
+
+use crate::apply::run::Runner;
+use crate::db::connect::Target;
+use crate::error::EngineError;
+
+/// A table this big is worth a second look whatever the rule.
+const LARGE_BYTES: i64 = 1 << 30;
+
+/// A table a stage locks, as it is on the target now.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TableNow {
+    pub relation: String,
+    /// `false` when the table does not exist yet (an earlier stage creates it).
+    pub exists: bool,
+    pub bytes: i64,
+    /// The planner's estimate (`reltuples`), or an exact count when the table has
+    /// never been analysed and is small.
+    pub rows: i64,
+    /// Inserts, updates and deletes per second over the sample, all sessions.
+    pub writes_per_second: f64,
+}
+
+/// How much a finding matters on this target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Weight {
+    /// The table is new, empty or absent: nobody waits for it.
+    Harmless,
+    /// The table holds rows the application uses.
+    Live,
+    /// Over 1 GiB, or written more than 10 times a second.
+    Heavy,
+}
+
+/// One stage's locks and findings, weighed on the target.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct StageLockWeight {
+    pub impact: StageLockImpact,
+    pub tables: Vec<TableNow>,
+    /// Per finding, in `impact.findings` order.
+    pub weights: Vec<Weight>,
+}
+
+impl TableNow {
+    fn weight(&self, new: bool) -> Weight {
+        if new || !self.exists || self.rows == 0 {
+            Weight::Harmless
+        } else if self.bytes > LARGE_BYTES || self.writes_per_second > 10.0 {
+            Weight::Heavy
+        } else {
+            Weight::Live
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// The plan's lock impact weighed on `target` (read-only).
+    pub fn lock_weight(&self, target: &Target) -> Result<Vec<StageLockWeight>, EngineError> {
+        let impact = self.plan().lock_impact(self.dag(), self.registry());
+        let mut relations: Vec<String> = impact
+            .iter()
+            .flat_map(|stage| stage.locks.iter().map(|lock| lock.relation.clone()))
+            .collect();
+        relations.sort();
+        relations.dedup();
+        // The plan's names resolve with the session's search_path, as when the plan
+        // runs; every function, operator and cast is named with pg_catalog.
+        let mut client = target.connect(&format!("planrun plan {}", self.plan().name))?;
+        let measured = measure(&mut client, &relations).map_err(EngineError::database(
+            "cannot read the sizes of the locked tables",
+        ))?;
+        Ok(impact
+            .into_iter()
+            .map(|stage| {
+                let tables: Vec<TableNow> = stage
+                    .locks
+                    .iter()
+                    .filter_map(|lock| measured.get(&lock.relation).cloned())
+                    .collect();
+                let weights = stage
+                    .findings
+                    .iter()
+                    .map(|finding| {
+                        let new = finding.relation.as_ref().is_some_and(|relation| {
+                            stage
+                                .locks
+                                .iter()
+                                .any(|lock| &lock.relation == relation && lock.new)
+                        });
+                        finding
+                            .relation
+                            .as_ref()
+                            .and_then(|relation| measured.get(relation))
+                            .map_or(Weight::Live, |table| table.weight(new))
+                    })
+                    .collect();
+                StageLockWeight {
+                    impact: stage,
+                    tables,
+                    weights,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Size, rows and write rate of each relation, by the name the analysis gave it.
+fn measure<C: GenericClient>(
+    conn: &mut C,
+    relations: &[String],
+) -> Result<BTreeMap<String, TableNow>, postgres::Error> {
+    const SAMPLE: &str = "SELECT coalesce((SELECT s.n_tup_ins OPERATOR(pg_catalog.+) s.n_tup_upd \
+             OPERATOR(pg_catalog.+) s.n_tup_del FROM pg_catalog.pg_stat_user_tables s \
+         WHERE s.relid OPERATOR(pg_catalog.=) \
+             pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid), 0)::pg_catalog.float8";
+    let mut first = Vec::with_capacity(relations.len());
+    for relation in relations {
+        first.push(conn.query_one(SAMPLE, &[relation])?.get::<_, f64>(0));
+    }
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut measured = BTreeMap::new();
+    for (relation, before) in relations.iter().zip(first) {
+        let after: f64 = conn.query_one(SAMPLE, &[relation])?.get(0);
+        let row = conn.query_one(
+            "SELECT c.oid IS NOT NULL, coalesce(pg_catalog.pg_total_relation_size(c.oid), 0),
+                    coalesce(c.reltuples, 0)::pg_catalog.int8
+             FROM (SELECT pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid AS oid) r
+             LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.oid",
+            &[relation],
+        )?;
+        let exists: bool = row.get(0);
+        let mut rows: i64 = row.get(2);
+        let bytes: i64 = row.get(1);
+        if exists && rows < 0 {
+            // Never analysed: count, when that is cheap.
+            rows = if bytes < 64 << 20 {
+                let name: String = conn
+                    .query_one(
+                        "SELECT pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.text",
+                        &[relation],
+                    )?
+                    .get(0);
+                conn.query_one(&format!("SELECT pg_catalog.count(*) FROM {name}"), &[])?
+                    .get(0)
+            } else {
+                -1
+            };
+        }
+        measured.insert(
+            relation.clone(),
+            TableNow {
+                relation: relation.clone(),
+                exists,
+                bytes,
+                rows,
+                writes_per_second: (after - before).max(0.0) / started.elapsed().as_secs_f64(),
+            },
+        );
+    }
+    Ok(measured)
+}

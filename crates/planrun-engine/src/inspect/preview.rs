@@ -1,0 +1,495 @@
+//! The read-only commands: `planrun plan` (what apply would do now), `planrun verify`
+//! (run applied stages' checks again) and `planrun status` (the ledger's view). None
+//! of them writes: they work inside a transaction that is rolled back, and read the
+//! ledger only if it exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::apply::run::{ApplyOptions, Runner};
+use crate::db::connect::Target;
+use crate::error::EngineError;
+use crate::inspect::supersede::{self, StageChanges};
+use crate::ledger::{self, Checkpoint, RunSummary};
+use crate::online::moving_tables::judge_failure;
+use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
+use crate::stage::checks::{check_now, skip_rule_now};
+
+impl Runner<'_> {
+    fn read_only_session(
+        &self,
+        target: &Target,
+        command: &str,
+    ) -> Result<postgres::Client, EngineError> {
+        target.connect(&format!("planrun {command} {}", self.plan().name))
+    }
+
+    /// What `apply` with `options` would do now, stage by stage. Writes nothing.
+    pub fn preview(
+        &self,
+        target: &Target,
+        options: &ApplyOptions,
+    ) -> Result<RunReport, EngineError> {
+        let selection = self.selection(options)?;
+        let mut client = self.read_only_session(target, "plan")?;
+        let mut tx = client.transaction().map_err(EngineError::database(
+            "cannot begin a read-only transaction",
+        ))?;
+        self.run_setup(&mut tx)?;
+        let done = ledger::done_results(&mut tx, &self.plan().name)?;
+        let checkpoints = ledger::checkpoints(&mut tx, &self.plan().name)?;
+        let backlog = backlogs(&mut tx, &self.plan().name, &checkpoints)?;
+        let mut captures: BTreeMap<String, Option<String>> = done
+            .values()
+            .flat_map(|recorded| recorded.captures.clone())
+            .collect();
+        let mut report = RunReport::new("plan", &self.plan().name, target, false);
+        let mut pending: BTreeSet<String> = BTreeSet::new();
+        let mut would_change = false;
+        for &(index, selected, ref why) in &selection {
+            let stage = &self.plan().stages[index];
+            let mut stage_report = self.stage_report(index, StageStatus::WouldRun);
+            if let Some(recorded) = done.get(&stage.id) {
+                if self.matches_recorded(index, &recorded.checksum) {
+                    stage_report.status = StageStatus::AlreadyApplied;
+                    stage_report.note = Some(format!(
+                        "{} in run {} at {}",
+                        recorded.status, recorded.run_id, recorded.finished_at
+                    ));
+                } else {
+                    stage_report.status = StageStatus::Drifted;
+                    (stage_report.drift, stage_report.drift_diff) =
+                        self.drift(index, &recorded.definition);
+                    report.outcome = RunOutcome::Drift;
+                }
+                report.stages.push(stage_report);
+                continue;
+            }
+            if !selected {
+                stage_report.status = StageStatus::NotSelected;
+                stage_report.note = why.clone();
+                report.stages.push(stage_report);
+                continue;
+            }
+            if let Some(checkpoint) = checkpoints.get(&stage.id) {
+                stage_report.note = Some(partial_note(
+                    checkpoint,
+                    backlog.get(&stage.id).copied().unwrap_or(0),
+                ));
+                pending.insert(stage.id.clone());
+                would_change = true;
+                report.stages.push(stage_report);
+                continue;
+            }
+            let waiting_for: Vec<&str> = stage
+                .depends_on
+                .iter()
+                .map(|(dep, _)| dep.as_str())
+                .filter(|dep| pending.contains(*dep))
+                .collect();
+            for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
+                captures.entry(name.clone()).or_insert(None);
+            }
+            if !waiting_for.is_empty() {
+                // What they read is what the stages it waits for will have changed:
+                // judged now, they would fail for the wrong reason.
+                let after: Vec<String> = waiting_for.iter().map(|id| (*id).to_owned()).collect();
+                stage_report.skip_rules = stage
+                    .skip_if
+                    .iter()
+                    .map(|rule| {
+                        CheckResult::evaluated_after(
+                            &rule.reason,
+                            rule.expect.to_string(),
+                            after.clone(),
+                        )
+                    })
+                    .collect();
+                stage_report.preconditions = stage
+                    .preconditions
+                    .iter()
+                    .map(|check| {
+                        CheckResult::evaluated_after(
+                            &check.name,
+                            check.expect.to_string(),
+                            after.clone(),
+                        )
+                    })
+                    .collect();
+                stage_report.status = StageStatus::Waiting;
+                stage_report.note = Some(format!(
+                    "runs after {}; its skip rules and preconditions are evaluated then",
+                    waiting_for.join(", ")
+                ));
+                pending.insert(stage.id.clone());
+                would_change = true;
+                report.stages.push(stage_report);
+                continue;
+            }
+            for rule in &stage.skip_if {
+                stage_report
+                    .skip_rules
+                    .push(skip_rule_now(&mut tx, rule, &captures));
+            }
+            for check in &stage.preconditions {
+                stage_report
+                    .preconditions
+                    .push(check_now(&mut tx, check, &captures));
+            }
+            if let Some(rule) = stage
+                .skip_if
+                .iter()
+                .zip(&stage_report.skip_rules)
+                .find(|(_, r)| r.passed)
+            {
+                stage_report.status = StageStatus::WouldSkip;
+                stage_report.note = Some(rule.0.reason.clone());
+            } else if stage_report.preconditions.iter().any(CheckResult::failed) {
+                stage_report.status = StageStatus::Blocked;
+                pending.insert(stage.id.clone());
+                if report.outcome == RunOutcome::NothingToDo {
+                    report.outcome = RunOutcome::PreconditionFailed;
+                }
+            } else {
+                pending.insert(stage.id.clone());
+                would_change = true;
+            }
+            report.stages.push(stage_report);
+        }
+        let _ = tx.rollback();
+        if would_change {
+            match &options.backup_dir {
+                Some(dir) => report.summary.push(format!(
+                    "a backup would be taken first: pg_dump -F c into {}",
+                    crate::db::backup::backup_path(dir, &self.plan().name, target.database())
+                        .display()
+                )),
+                None => report
+                    .summary
+                    .push("no backup would be taken (--no-backup)".into()),
+            }
+            if report.outcome == RunOutcome::NothingToDo {
+                report.outcome = RunOutcome::Success;
+            }
+        } else if report.outcome == RunOutcome::NothingToDo {
+            report
+                .summary
+                .push("nothing to do: every selected stage is already applied".into());
+        }
+        let selected = |index: usize| {
+            selection
+                .iter()
+                .any(|(i, chosen, _)| *i == index && *chosen)
+        };
+        report.history = self.history(&done, &selected).lines();
+        if !report.history.is_empty() {
+            report
+                .summary
+                .push("apply refuses to run until the ledger history above is accepted".into());
+        }
+        report
+            .summary
+            .push("nothing was written: this was a preview".into());
+        report.exit_code = report.outcome.exit_code();
+        Ok(report)
+    }
+
+    /// Runs the verification of every applied stage now, with the captures recorded
+    /// when it ran, except the checks that stages applied later superseded: they
+    /// changed on purpose what those checks read (`supersede.rs`). Writes nothing.
+    pub fn verify(&self, target: &Target) -> Result<RunReport, EngineError> {
+        let mut client = self.read_only_session(target, "verify")?;
+        let mut tx = client.transaction().map_err(EngineError::database(
+            "cannot begin a read-only transaction",
+        ))?;
+        self.run_setup(&mut tx)?;
+        let done = ledger::done_results(&mut tx, &self.plan().name)?;
+        let captures: BTreeMap<String, Option<String>> = done
+            .values()
+            .flat_map(|recorded| recorded.captures.clone())
+            .collect();
+        // Applied stages in the order they were recorded, each with its place in the
+        // plan's order and what it changes.
+        let mut applied: Vec<(i64, usize, usize, StageChanges)> = self
+            .dag()
+            .order()
+            .iter()
+            .enumerate()
+            .filter_map(|(position, &index)| {
+                let stage = &self.plan().stages[index];
+                let recorded = done.get(&stage.id).filter(|r| r.status == "applied")?;
+                let changes = StageChanges::of(stage, self.definition(index), self.registry());
+                Some((recorded.result_id, position, index, changes))
+            })
+            .collect();
+        applied.sort_by_key(|(result_id, _, _, _)| *result_id);
+        let mut report = RunReport::new("verify", &self.plan().name, target, false);
+        let mut failed = false;
+        let mut superseded_checks = 0;
+        let mut not_recheckable = 0;
+        for (position, &index) in self.dag().order().iter().enumerate() {
+            let stage = &self.plan().stages[index];
+            let mut stage_report = self.stage_report(index, StageStatus::Verified);
+            match done.get(&stage.id) {
+                Some(recorded) if recorded.status == "applied" => {
+                    // Later: recorded after it, or placed after it in the plan (a
+                    // stage recorded again with its drift accepted did not run again).
+                    let later: Vec<(&str, &StageChanges)> = applied
+                        .iter()
+                        .filter(|(result_id, later_position, _, _)| {
+                            *result_id > recorded.result_id || *later_position > position
+                        })
+                        .map(|(_, _, later, changes)| {
+                            (self.plan().stages[*later].id.as_str(), changes)
+                        })
+                        .collect();
+                    for check in &stage.verify {
+                        let reads = supersede::reads(check);
+                        let by = supersede::superseded_by(reads.as_ref(), &later);
+                        let result = if by.is_empty() {
+                            let now = check_now(&mut tx, check, &captures);
+                            judge_failure(&mut tx, check, reads.as_ref(), recorded, now)
+                        } else {
+                            CheckResult::superseded(&check.name, check.expect.to_string(), by)
+                        };
+                        stage_report.verifications.push(result);
+                    }
+                    let checks = &stage_report.verifications;
+                    not_recheckable += checks
+                        .iter()
+                        .filter(|check| check.status == CheckStatus::NotRecheckable)
+                        .count();
+                    let superseded: Vec<&CheckResult> = checks
+                        .iter()
+                        .filter(|check| !check.superseded_by.is_empty())
+                        .collect();
+                    superseded_checks += superseded.len();
+                    if checks.iter().any(CheckResult::failed) {
+                        stage_report.status = StageStatus::Failed;
+                        failed = true;
+                    } else if !superseded.is_empty() && superseded.len() == checks.len() {
+                        stage_report.status = StageStatus::Superseded;
+                    }
+                    if !superseded.is_empty() {
+                        let stages: Vec<&str> = later
+                            .iter()
+                            .map(|(id, _)| *id)
+                            .filter(|id| {
+                                superseded.iter().any(|check| {
+                                    check.superseded_by.iter().any(|by| by.stage == *id)
+                                })
+                            })
+                            .collect();
+                        let which = if superseded.len() == checks.len() {
+                            "every check".to_owned()
+                        } else {
+                            format!("{} of {} checks", superseded.len(), checks.len())
+                        };
+                        stage_report.note = Some(format!(
+                            "{which} superseded by {}, applied later, which changed what they read",
+                            stages.join(", ")
+                        ));
+                    }
+                }
+                Some(recorded) => {
+                    stage_report.status = StageStatus::Skipped;
+                    stage_report.note = recorded.skip_reason.clone();
+                }
+                None => {
+                    stage_report.status = StageStatus::NotRun;
+                    stage_report.note = Some("not applied yet".into());
+                }
+            }
+            report.stages.push(stage_report);
+        }
+        let _ = tx.rollback();
+        if failed {
+            report.outcome = RunOutcome::VerificationFailed;
+            report
+                .summary
+                .push("some applied stages no longer pass their verification (see above)".into());
+        } else {
+            report.outcome = RunOutcome::Success;
+            report.summary.push(if superseded_checks == 0 {
+                "every applied stage passes its verification".into()
+            } else {
+                "every check that still applies passes".into()
+            });
+        }
+        if superseded_checks > 0 {
+            report.summary.push(format!(
+                "{superseded_checks} checks not run: stages applied after theirs changed on purpose what they read (superseded, above)"
+            ));
+        }
+        if not_recheckable > 0 {
+            report.summary.push(format!(
+                "{not_recheckable} checks not re-checkable now: they compare with values captured when their stage committed, and rows of the tables they read were written since (above)"
+            ));
+        }
+        report.exit_code = report.outcome.exit_code();
+        Ok(report)
+    }
+}
+
+/// The ledger's view of a plan, for `planrun status`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct StatusReport {
+    pub plan: String,
+    pub target: String,
+    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
+    /// planrun made).
+    pub target_source: String,
+    pub ledger_exists: bool,
+    pub stages: Vec<StageStatusLine>,
+    pub recent_runs: Vec<RunSummary>,
+    /// Where the ledger and the plan disagree: applied stages gone from the plan,
+    /// renamed, or pending ones placed before applied ones.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub history: Vec<String>,
+}
+
+/// "batch 12 committed, 120000 of 1000000 rows read, resumes after key 120000".
+fn partial_note(checkpoint: &Checkpoint, changes: i64) -> String {
+    let total = checkpoint
+        .total_rows
+        .map_or_else(String::new, |total| format!(" of {total}"));
+    format!(
+        "batched, half done: {} batches committed, {}{total} rows read, {} quarantined, {changes} changes by the application to redo; `planrun apply` resumes after key {} (`planrun reset {}` abandons it)",
+        checkpoint.batches,
+        checkpoint.rows_read,
+        checkpoint.rows_quarantined,
+        checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+        checkpoint.stage_id
+    )
+}
+
+/// The changes recorded by each half-done stage's capture and not redone yet.
+fn backlogs<C: postgres::GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+) -> Result<BTreeMap<String, i64>, EngineError> {
+    checkpoints
+        .keys()
+        .map(|stage| {
+            crate::online::change_capture::pending(conn, plan, stage)
+                .map(|count| (stage.clone(), count))
+                .map_err(EngineError::database("cannot count the captured changes"))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct StageStatusLine {
+    pub id: String,
+    pub optional: bool,
+    /// `pending`, `applied`, `skipped`, `failed` or `drifted`.
+    pub state: String,
+    pub run_id: Option<i64>,
+    /// RFC 3339: when its latest result was recorded (a half-done stage: its last batch).
+    #[schemars(extend("format" = "date-time"))]
+    pub finished_at: Option<String>,
+    pub rows_affected: Option<i64>,
+    pub rows_quarantined: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// Reads the ledger for `runner`'s plan.
+pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, EngineError> {
+    let mut client = target.connect(&format!("planrun status {}", runner.plan().name))?;
+    let ledger_exists = ledger::exists(&mut client)?;
+    let latest = ledger::latest_results(&mut client, &runner.plan().name)?;
+    let done = ledger::done_results(&mut client, &runner.plan().name)?;
+    let recent_runs = ledger::recent_runs(&mut client, &runner.plan().name, 5)?;
+    let checkpoints = ledger::checkpoints(&mut client, &runner.plan().name)?;
+    let backlog = backlogs(&mut client, &runner.plan().name, &checkpoints)?;
+    let stages = runner
+        .dag()
+        .order()
+        .iter()
+        .map(|&index| {
+            let stage = &runner.plan().stages[index];
+            let shown = latest.get(&stage.id);
+            let mut line = StageStatusLine {
+                id: stage.id.clone(),
+                optional: stage.optional,
+                state: "pending".into(),
+                run_id: None,
+                finished_at: None,
+                rows_affected: None,
+                rows_quarantined: None,
+                note: None,
+            };
+            if let Some(recorded) = shown {
+                line.state = recorded.status.clone();
+                line.run_id = Some(recorded.run_id);
+                line.finished_at = Some(recorded.finished_at.clone());
+                line.rows_affected = Some(recorded.rows_affected);
+                line.rows_quarantined = Some(recorded.rows_quarantined);
+                line.note = recorded.skip_reason.clone();
+                if recorded.status == "failed" && done.contains_key(&stage.id) {
+                    line.note =
+                        Some("failed in its latest run; an earlier run had applied it".into());
+                }
+                if recorded.status != "failed"
+                    && !runner.matches_recorded(index, &recorded.checksum)
+                {
+                    line.state = "drifted".into();
+                    line.note = Some("changed since it ran: see `planrun plan`".into());
+                }
+                if recorded.rows_quarantined > 0 {
+                    let quarantined = format!("{} rows quarantined", recorded.rows_quarantined);
+                    line.note = Some(match line.note.take() {
+                        Some(note) => format!("{quarantined}; {note}"),
+                        None => quarantined,
+                    });
+                }
+            }
+            let applied = shown.is_some_and(|recorded| matches!(recorded.status.as_str(), "applied" | "skipped"));
+            if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
+                // The ledger's result stands; a checkpoint beside it is a leftover
+                // of a batched attempt from before issue 21 (an atomic run now
+                // removes it first).
+                let leftover = format!(
+                    "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
+                    checkpoint.run_id, checkpoint.batches
+                );
+                line.note = Some(match line.note.take() {
+                    Some(note) => format!("{note}; {leftover}"),
+                    None => leftover,
+                });
+            } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
+                line.state = "partial".into();
+                line.run_id = Some(checkpoint.run_id);
+                line.finished_at = Some(checkpoint.updated_at.clone());
+                line.rows_affected = Some(checkpoint.rows_written);
+                line.rows_quarantined = Some(checkpoint.rows_quarantined);
+                line.note = Some(partial_note(
+                    checkpoint,
+                    backlog.get(&stage.id).copied().unwrap_or(0),
+                ));
+            }
+            line
+        })
+        .collect();
+    Ok(StatusReport {
+        plan: runner.plan().name.clone(),
+        target: target.to_string(),
+        target_source: target.source.to_string(),
+        ledger_exists,
+        stages,
+        recent_runs,
+        history: runner
+            .history(&done, &|index| !runner.plan().stages[index].optional)
+            .lines(),
+    })
+}
+
+impl StageReport {
+    /// Whether this stage's verification failed (as opposed to a step).
+    pub fn verification_failed(&self) -> bool {
+        self.error.is_none() && self.verifications.iter().any(CheckResult::failed)
+    }
+}

@@ -1,0 +1,596 @@
+//! The ledger: planrun's own schema `planrun`, recording every run and every stage
+//! result. Versioned (`planrun.ledger_version`) so a later release can migrate it.
+//! Tables are created with the running role's default privileges and no grants.
+
+use std::collections::BTreeMap;
+
+use postgres::GenericClient;
+use serde_json::Value as Json;
+
+use crate::checksum::StageDefinition;
+use crate::db::trusted_sql::{check_ledger_owner, own_ledger};
+use crate::error::EngineError;
+
+/// The ledger layout this planrun writes.
+pub const LEDGER_VERSION: i32 = 6;
+
+const CREATE_V1: &str = "
+CREATE SCHEMA IF NOT EXISTS planrun;
+CREATE TABLE IF NOT EXISTS planrun.ledger_version (
+    version    int NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS planrun.runs (
+    id              bigserial PRIMARY KEY,
+    plan_name       text NOT NULL,
+    plan_checksum   text NOT NULL,
+    planrun_version text NOT NULL,
+    db_user         text NOT NULL DEFAULT current_user,
+    client_host     text NOT NULL,
+    command         text NOT NULL,
+    target          text NOT NULL,
+    backup_file     text,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    outcome         text NOT NULL DEFAULT 'running'
+);
+CREATE TABLE IF NOT EXISTS planrun.stage_results (
+    id               bigserial PRIMARY KEY,
+    run_id           bigint NOT NULL REFERENCES planrun.runs(id),
+    plan_name        text NOT NULL,
+    stage_id         text NOT NULL,
+    status           text NOT NULL CHECK (status IN ('applied', 'skipped', 'failed')),
+    checksum         text NOT NULL,
+    definition       jsonb NOT NULL,
+    drift_accepted   boolean NOT NULL DEFAULT false,
+    skip_reason      text,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    duration_ms      bigint NOT NULL,
+    rows_affected    bigint NOT NULL DEFAULT 0,
+    rows_quarantined bigint NOT NULL DEFAULT 0,
+    captures         jsonb NOT NULL DEFAULT '{}',
+    verifications    jsonb NOT NULL DEFAULT '[]',
+    error            jsonb
+);
+CREATE INDEX IF NOT EXISTS stage_results_by_stage ON planrun.stage_results (plan_name, stage_id, id);
+";
+
+/// Version 2: checkpoints of batched stages, committed with each batch.
+const MIGRATE_TO_V2: &str = "
+CREATE TABLE IF NOT EXISTS planrun.checkpoints (
+    plan_name        text NOT NULL,
+    stage_id         text NOT NULL,
+    run_id           bigint NOT NULL REFERENCES planrun.runs(id),
+    checksum         text NOT NULL,
+    last_key         bigint,
+    batches          bigint NOT NULL DEFAULT 0,
+    rows_read        bigint NOT NULL DEFAULT 0,
+    rows_written     bigint NOT NULL DEFAULT 0,
+    rows_quarantined bigint NOT NULL DEFAULT 0,
+    total_rows       bigint,
+    captures         jsonb NOT NULL DEFAULT '{}',
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (plan_name, stage_id)
+);
+";
+
+/// Version 3: a stage the plan no longer holds can be `retired` (`--accept-missing`),
+/// and one whose id changed `renamed` (`--rename OLD=NEW`); neither counts as done.
+const MIGRATE_TO_V3: &str = "
+ALTER TABLE planrun.stage_results DROP CONSTRAINT IF EXISTS stage_results_status_check;
+ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
+    CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed'));
+";
+
+/// Version 4: the session a run was started from, so that `status` tells a run whose
+/// planrun was killed (its session gone) from a live one.
+const MIGRATE_TO_V4: &str = "
+ALTER TABLE planrun.runs ADD COLUMN IF NOT EXISTS backend_pid integer;
+ALTER TABLE planrun.runs ADD COLUMN IF NOT EXISTS backend_start timestamptz;
+";
+
+/// Version 5: a half-done batched stage abandoned with `planrun reset` is recorded
+/// `reset` (not done).
+const MIGRATE_TO_V5: &str = "
+ALTER TABLE planrun.stage_results DROP CONSTRAINT IF EXISTS stage_results_status_check;
+ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
+    CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed', 'reset'));
+";
+
+/// Version 6: the lock-analysis findings a stage's `allow` accepted, with their
+/// reasons, kept with each result.
+const MIGRATE_TO_V6: &str = "
+ALTER TABLE planrun.stage_results ADD COLUMN IF NOT EXISTS accepted_findings jsonb NOT NULL DEFAULT '[]';
+";
+
+/// True for a `runs` row (alias `r`) whose session still exists. A session another
+/// role owns shows no `backend_start` without `pg_read_all_stats`; it counts as live.
+const SESSION_ALIVE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid = r.backend_pid AND (a.backend_start = r.backend_start OR a.backend_start IS NULL))";
+
+/// Creates or checks the ledger. Call with the plan lock held, so that two first
+/// runs do not race to create it.
+pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('planrun.ledger_version') IS NOT NULL",
+            &[],
+        )
+        .map_err(EngineError::database("cannot inspect the ledger"))?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(CREATE_V1)
+            .map_err(EngineError::database(
+                "cannot create the ledger schema `planrun`",
+            ))?;
+        check_ledger_owner(&mut *client)?;
+    }
+    let version: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM planrun.ledger_version",
+            &[],
+        )
+        .map_err(EngineError::database("cannot read the ledger version"))?
+        .get(0);
+    if version > LEDGER_VERSION {
+        return Err(EngineError::LedgerTooNew {
+            found: version,
+            known: LEDGER_VERSION,
+        });
+    }
+    let migrations: [(i32, &str); 6] = [
+        (1, ""),
+        (2, MIGRATE_TO_V2),
+        (3, MIGRATE_TO_V3),
+        (4, MIGRATE_TO_V4),
+        (5, MIGRATE_TO_V5),
+        (6, MIGRATE_TO_V6),
+    ];
+    for (target, sql) in migrations {
+        if version >= target {
+            continue;
+        }
+        client
+            .batch_execute(sql)
+            .map_err(EngineError::database(format!(
+                "cannot migrate the ledger to version {target}"
+            )))?;
+        client
+            .execute(
+                "INSERT INTO planrun.ledger_version (version) VALUES ($1)",
+                &[&target],
+            )
+            .map_err(EngineError::database("cannot write the ledger version"))?;
+    }
+    Ok(())
+}
+
+/// Whether the ledger exists (read-only commands do not create it).
+pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
+    let mut client = own_ledger(client)?;
+    Ok(client
+        .query_one(
+            "SELECT to_regclass('planrun.stage_results') IS NOT NULL",
+            &[],
+        )
+        .map_err(EngineError::database("cannot inspect the ledger"))?
+        .get(0))
+}
+
+/// The latest committed result of one stage.
+#[derive(Debug, Clone)]
+pub struct RecordedStage {
+    /// The `stage_results` row: later rows were recorded later.
+    pub result_id: i64,
+    pub run_id: i64,
+    pub status: String,
+    pub checksum: String,
+    pub definition: StageDefinition,
+    pub finished_at: String,
+    pub captures: BTreeMap<String, Option<String>>,
+    pub rows_affected: i64,
+    pub rows_quarantined: i64,
+    pub skip_reason: Option<String>,
+}
+
+/// Latest result per stage of `plan`, failed ones included (status shows them).
+pub fn latest_results(
+    client: &mut impl GenericClient,
+    plan: &str,
+) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
+    results(client, plan, true)
+}
+
+/// Latest applied-or-skipped result per stage: what counts as done. A stage whose
+/// latest result is `retired` or `renamed` is history, not done.
+pub fn done_results(
+    client: &mut impl GenericClient,
+    plan: &str,
+) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
+    let mut done = results(client, plan, false)?;
+    done.retain(|_, recorded| recorded.status == "applied" || recorded.status == "skipped");
+    Ok(done)
+}
+
+fn results(
+    client: &mut impl GenericClient,
+    plan: &str,
+    include_failed: bool,
+) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
+    if !exists(client)? {
+        return Ok(BTreeMap::new());
+    }
+    let mut client = own_ledger(client)?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (stage_id) stage_id, run_id, status, checksum, definition, \
+                    to_char(finished_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), captures, rows_affected, \
+                    rows_quarantined, skip_reason, id \
+             FROM planrun.stage_results WHERE plan_name = $1 AND ($2 OR status <> 'failed') \
+             ORDER BY stage_id, id DESC",
+            &[&plan, &include_failed],
+        )
+        .map_err(EngineError::database("cannot read the ledger"))?;
+    let mut results = BTreeMap::new();
+    for row in rows {
+        let definition: Json = row.get(4);
+        let captures: Json = row.get(6);
+        results.insert(
+            row.get::<_, String>(0),
+            RecordedStage {
+                result_id: row.get(10),
+                run_id: row.get(1),
+                status: row.get(2),
+                checksum: row.get(3),
+                definition: serde_json::from_value(definition).unwrap_or_default(),
+                finished_at: row.get(5),
+                captures: serde_json::from_value(captures).unwrap_or_default(),
+                rows_affected: row.get(7),
+                rows_quarantined: row.get(8),
+                skip_reason: row.get(9),
+            },
+        );
+    }
+    Ok(results)
+}
+
+/// What a run row records at its start.
+pub struct NewRun<'a> {
+    pub plan_name: &'a str,
+    pub plan_checksum: &'a str,
+    pub command: &'a str,
+    pub target: &'a str,
+}
+
+pub fn start_run(client: &mut impl GenericClient, run: &NewRun<'_>) -> Result<i64, EngineError> {
+    let mut client = own_ledger(client)?;
+    let host = hostname();
+    // Called with the plan lock held: a 'running' row of this plan whose session is
+    // gone is a planrun that was killed; say so before starting another.
+    client
+        .execute(
+            &format!(
+                "UPDATE planrun.runs r SET outcome = 'abandoned', finished_at = clock_timestamp() \
+                 WHERE plan_name = $1 AND outcome = 'running' AND NOT {SESSION_ALIVE}"
+            ),
+            &[&run.plan_name],
+        )
+        .map_err(EngineError::database(
+            "cannot mark abandoned runs in the ledger",
+        ))?;
+    client
+        .query_one(
+            "INSERT INTO planrun.runs (plan_name, plan_checksum, planrun_version, client_host, command, target, \
+                 backend_pid, backend_start) \
+             VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.pg_backend_pid(), \
+                 (SELECT backend_start FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid())) \
+             RETURNING id",
+            &[
+                &run.plan_name,
+                &run.plan_checksum,
+                &env!("CARGO_PKG_VERSION"),
+                &host,
+                &run.command,
+                &run.target,
+            ],
+        )
+        .map(|row| row.get(0))
+        .map_err(EngineError::database("cannot record the run in the ledger"))
+}
+
+/// Records how the run ended and the backup it took, outside any stage transaction,
+/// so a stage that rolls back does not take the backup's record with it.
+pub fn finish_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    outcome: &str,
+    backup_file: Option<&str>,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    client
+        .execute(
+            "UPDATE planrun.runs SET finished_at = clock_timestamp(), outcome = $2, \
+             backup_file = $3 WHERE id = $1",
+            &[&run_id, &outcome, &backup_file],
+        )
+        .map(drop)
+        .map_err(EngineError::database(
+            "cannot record the run's outcome in the ledger",
+        ))
+}
+
+/// Records the backup of a run as soon as it is complete, on `client`, a connection
+/// of its own: the stage it was taken for may still roll back, and planrun may be
+/// killed before the run ends.
+pub fn record_backup(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    backup_file: &str,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    client
+        .execute(
+            "UPDATE planrun.runs SET backup_file = $2 WHERE id = $1",
+            &[&run_id, &backup_file],
+        )
+        .map(drop)
+        .map_err(EngineError::database(
+            "cannot record the backup in the ledger",
+        ))
+}
+
+/// One stage result row.
+pub struct StageRecord<'a> {
+    pub run_id: i64,
+    pub plan_name: &'a str,
+    pub stage_id: &'a str,
+    pub status: &'a str,
+    pub checksum: &'a str,
+    /// Stored in `stage_results.definition` (jsonb): the checksummed entries, and the
+    /// SQL they hash under `sql_text`.
+    pub definition: &'a StageDefinition,
+    pub drift_accepted: bool,
+    pub skip_reason: Option<&'a str>,
+    pub started_at: std::time::SystemTime,
+    pub duration_ms: i64,
+    pub rows_affected: i64,
+    pub rows_quarantined: i64,
+    pub captures: Json,
+    pub verifications: Json,
+    pub error: Option<Json>,
+    /// `[{rule, reason, relation, place}]`: the findings the stage's `allow` accepted.
+    pub accepted_findings: Json,
+}
+
+pub fn record_stage(
+    client: &mut impl GenericClient,
+    record: &StageRecord<'_>,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    let definition =
+        serde_json::to_value(record.definition).expect("a definition always serialises");
+    client
+        .execute(
+            "INSERT INTO planrun.stage_results (run_id, plan_name, stage_id, status, checksum, definition, \
+                 drift_accepted, skip_reason, started_at, duration_ms, rows_affected, rows_quarantined, \
+                 captures, verifications, error, accepted_findings) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &record.run_id,
+                &record.plan_name,
+                &record.stage_id,
+                &record.status,
+                &record.checksum,
+                &definition,
+                &record.drift_accepted,
+                &record.skip_reason,
+                &record.started_at,
+                &record.duration_ms,
+                &record.rows_affected,
+                &record.rows_quarantined,
+                &record.captures,
+                &record.verifications,
+                &record.error,
+                &record.accepted_findings,
+            ],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot record the stage result in the ledger"))
+}
+
+/// Recent runs of `plan`, newest first.
+pub fn recent_runs(
+    client: &mut impl GenericClient,
+    plan: &str,
+    limit: i64,
+) -> Result<Vec<RunSummary>, EngineError> {
+    if !exists(client)? {
+        return Ok(Vec::new());
+    }
+    let mut client = own_ledger(client)?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT id, command, \
+                        CASE WHEN outcome = 'running' AND NOT {SESSION_ALIVE} THEN 'abandoned' ELSE outcome END, \
+                        to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), \
+                        coalesce(backup_file, ''), db_user, client_host \
+                 FROM planrun.runs r WHERE plan_name = $1 ORDER BY id DESC LIMIT $2"
+            ),
+            &[&plan, &limit],
+        )
+        .map_err(EngineError::database("cannot read the ledger"))?;
+    Ok(rows
+        .iter()
+        .map(|row| RunSummary {
+            id: row.get(0),
+            command: row.get(1),
+            outcome: row.get(2),
+            started_at: row.get(3),
+            backup_file: Some(row.get::<_, String>(4)).filter(|file| !file.is_empty()),
+            user: row.get(5),
+            host: row.get(6),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct RunSummary {
+    pub id: i64,
+    pub command: String,
+    /// As the ledger records it: `success`, `nothing_to_do`, `step_failed`, ...,
+    /// `running`, or `abandoned` for a run whose session is gone.
+    pub outcome: String,
+    /// RFC 3339, as every time the ledger gives (`to_char` with `TZH:TZM`).
+    #[schemars(extend("format" = "date-time"))]
+    pub started_at: String,
+    pub backup_file: Option<String>,
+    pub user: String,
+    pub host: String,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The progress of a batched stage, committed with each batch.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Checkpoint {
+    pub stage_id: String,
+    /// The run that started the stage.
+    pub run_id: i64,
+    pub checksum: String,
+    /// The key of the last source row in the last committed batch.
+    pub last_key: Option<i64>,
+    pub batches: i64,
+    pub rows_read: i64,
+    pub rows_written: i64,
+    pub rows_quarantined: i64,
+    pub total_rows: Option<i64>,
+    pub captures: BTreeMap<String, Option<String>>,
+    pub updated_at: String,
+}
+
+fn has_checkpoints(client: &mut impl GenericClient) -> Result<bool, EngineError> {
+    let mut client = own_ledger(client)?;
+    Ok(client
+        .query_one("SELECT to_regclass('planrun.checkpoints') IS NOT NULL", &[])
+        .map_err(EngineError::database("cannot inspect the ledger"))?
+        .get(0))
+}
+
+/// Checkpoints of the plan's half-done batched stages.
+pub fn checkpoints(
+    client: &mut impl GenericClient,
+    plan: &str,
+) -> Result<BTreeMap<String, Checkpoint>, EngineError> {
+    if !has_checkpoints(client)? {
+        return Ok(BTreeMap::new());
+    }
+    let mut client = own_ledger(client)?;
+    let rows = client
+        .query(
+            "SELECT stage_id, run_id, checksum, last_key, batches, rows_read, rows_written, \
+                    rows_quarantined, total_rows, captures, \
+                    to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM') \
+             FROM planrun.checkpoints WHERE plan_name = $1",
+            &[&plan],
+        )
+        .map_err(EngineError::database("cannot read the checkpoints"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let captures: Json = row.get(9);
+            let checkpoint = Checkpoint {
+                stage_id: row.get(0),
+                run_id: row.get(1),
+                checksum: row.get(2),
+                last_key: row.get(3),
+                batches: row.get(4),
+                rows_read: row.get(5),
+                rows_written: row.get(6),
+                rows_quarantined: row.get(7),
+                total_rows: row.get(8),
+                captures: serde_json::from_value(captures).unwrap_or_default(),
+                updated_at: row.get(10),
+            };
+            (checkpoint.stage_id.clone(), checkpoint)
+        })
+        .collect())
+}
+
+/// Records that a batched stage has started (its captures are kept for a resume).
+pub fn start_checkpoint(
+    client: &mut impl GenericClient,
+    plan: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    let captures = serde_json::to_value(&checkpoint.captures).unwrap_or_default();
+    client
+        .execute(
+            "INSERT INTO planrun.checkpoints (plan_name, stage_id, run_id, checksum, total_rows, captures) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &plan,
+                &checkpoint.stage_id,
+                &checkpoint.run_id,
+                &checkpoint.checksum,
+                &checkpoint.total_rows,
+                &captures,
+            ],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot record the checkpoint"))
+}
+
+/// Moves a checkpoint past a batch; called in the batch's own transaction.
+pub fn advance_checkpoint(
+    client: &mut impl GenericClient,
+    plan: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    client
+        .execute(
+            "UPDATE planrun.checkpoints SET last_key = $3, batches = $4, rows_read = $5, \
+                 rows_written = $6, rows_quarantined = $7, checksum = $8, \
+                 updated_at = clock_timestamp() \
+             WHERE plan_name = $1 AND stage_id = $2",
+            &[
+                &plan,
+                &checkpoint.stage_id,
+                &checkpoint.last_key,
+                &checkpoint.batches,
+                &checkpoint.rows_read,
+                &checkpoint.rows_written,
+                &checkpoint.rows_quarantined,
+                &checkpoint.checksum,
+            ],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot advance the checkpoint"))
+}
+
+/// Removes a finished stage's checkpoint, in the transaction that records it applied.
+pub fn finish_checkpoint(
+    client: &mut impl GenericClient,
+    plan: &str,
+    stage: &str,
+) -> Result<(), EngineError> {
+    let mut client = own_ledger(client)?;
+    client
+        .execute(
+            "DELETE FROM planrun.checkpoints WHERE plan_name = $1 AND stage_id = $2",
+            &[&plan, &stage],
+        )
+        .map(drop)
+        .map_err(EngineError::database("cannot remove the checkpoint"))
+}

@@ -1,0 +1,276 @@
+//! The start of a batched stage, or its resume: the first transaction (gate, steps
+//! before the batched one, checkpoint, change capture), or, when a checkpoint is
+//! found, the captures read again and the capture made sure of. Installing the
+//! capture needs SHARE ROW EXCLUSIVE on the sources: an application transaction
+//! open on one is waited out on the stage's schedule, the whole transaction rolled
+//! back between attempts (`whole_retries.rs`), and named in every retry line.
+
+use std::time::{Instant, SystemTime};
+
+use planrun_plan::StepKind;
+use planrun_transform::{transform_params, TransformContext};
+use postgres::GenericClient;
+
+use crate::apply::run::{RunState, Runner};
+use crate::error::EngineError;
+use crate::ledger::{self, Checkpoint};
+use crate::online::batched::BatchedStep;
+use crate::online::change_capture;
+use crate::report::{StageReport, StageStatus};
+use crate::stage::gate::Gate;
+use crate::stage::stage_failure::plain_error;
+use crate::stage::whole_retries::{lock_busy, Attempt};
+
+/// Installs the change capture; `Done(false)` when a source's key is of a type it
+/// refuses, which fails the stage (the report says why) rather than the whole run;
+/// `LockBusy` when the application held a source too long (the caller rolls back and
+/// tries again).
+fn install_capture<C: GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    stage: &str,
+    batched: &BatchedStep,
+    stage_report: &mut StageReport,
+) -> Result<Attempt<bool>, EngineError> {
+    match change_capture::install(conn, plan, stage, &batched.sources) {
+        Ok(()) => Ok(Attempt::Done(true)),
+        Err(refused @ EngineError::CaptureKey { .. }) => {
+            stage_report.status = StageStatus::Failed;
+            stage_report.error = Some(plain_error(Some("change capture"), refused.to_string()));
+            Ok(Attempt::Done(false))
+        }
+        Err(EngineError::Database { context, source }) => {
+            lock_busy(&source, "change capture").ok_or(EngineError::Database { context, source })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+impl Runner<'_> {
+    /// The stage's checkpoint: found (a resume), or made by the stage's start. `None`
+    /// when the stage ends here: skipped (committed), drifted, or failed.
+    pub(crate) fn start_or_resume<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+        started: Instant,
+    ) -> Result<Option<Checkpoint>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
+        let Some(mut checkpoint) = existing else {
+            return self.start(conn, run, index, batched, stage_report, started);
+        };
+        if !self.matches_recorded(index, &checkpoint.checksum) {
+            stage_report.status = StageStatus::Drifted;
+            stage_report.note = Some(format!(
+                "half done (run {}, {} batches, after key {}) and its definition has changed since; \
+                 restore the definition to finish it, or abandon it with `planrun reset {}`",
+                checkpoint.run_id,
+                checkpoint.batches,
+                checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+                stage.id
+            ));
+            return Ok(None);
+        }
+        // A checkpoint an older planrun wrote holds a former form of the checksum
+        // (throttles included); the next batch records today's, so that from then on
+        // the throttles can be retuned.
+        self.checksum(index).clone_into(&mut checkpoint.checksum);
+        let ensured = self.retry_whole(
+            conn,
+            run,
+            index,
+            "change capture",
+            stage_report,
+            |_, _, _| Ok(true),
+            |conn, run, report| self.ensure_capture(conn, run, index, batched, report),
+        )?;
+        if ensured != Some(true) {
+            return Ok(None);
+        }
+        let pending = change_capture::pending(conn, plan, &stage.id)
+            .map_err(EngineError::database("cannot count the captured changes"))?;
+        stage_report.note = Some(format!(
+            "resumed after key {} ({} batches committed by run {}, {pending} changes by the application to redo); preconditions held when it started",
+            checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+            checkpoint.batches,
+            checkpoint.run_id
+        ));
+        run.changed_anything = true;
+        Ok(Some(checkpoint))
+    }
+
+    /// A resume's transaction: captures read again (the rows not yet migrated may
+    /// have been repaired since the stage started, the usual reason for a resume),
+    /// and the change capture made sure of (it has recorded the application's
+    /// changes all along). `Done(false)` when the stage stops.
+    fn ensure_capture<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<bool>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let mut tx = conn
+            .transaction()
+            .map_err(EngineError::database("cannot begin a transaction"))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        if !self.take_captures(&mut tx, run, index, stage_report) {
+            let _ = tx.rollback();
+            return Ok(Attempt::Done(false));
+        }
+        let installed =
+            install_capture(&mut tx, &self.plan().name, &stage.id, batched, stage_report)?;
+        if !matches!(installed, Attempt::Done(true)) {
+            let _ = tx.rollback();
+            return Ok(installed);
+        }
+        tx.commit().map_err(EngineError::database(
+            "cannot make sure of the change capture",
+        ))?;
+        Ok(Attempt::Done(true))
+    }
+
+    /// The stage's first transaction, tried again on the stage's schedule while the
+    /// application holds a source the change capture needs.
+    fn start<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+        started: Instant,
+    ) -> Result<Option<Checkpoint>, EngineError> {
+        let started = self.retry_whole(
+            conn,
+            run,
+            index,
+            "change capture",
+            stage_report,
+            |_, _, _| Ok(true),
+            |conn, run, report| self.start_attempt(conn, run, index, batched, report, started),
+        )?;
+        Ok(started.flatten())
+    }
+
+    /// The stage's first transaction: gate, steps before the batched one, checkpoint
+    /// and change capture.
+    fn start_attempt<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        stage_report: &mut StageReport,
+        started: Instant,
+    ) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        let mut tx = conn.transaction().map_err(EngineError::database(format!(
+            "cannot begin the transaction of stage `{}`",
+            stage.id
+        )))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        // The stage's locks guard the transform's run, which here is the batches and
+        // the cutover, where they are taken. Taken now too only for steps that come
+        // before the batched one; otherwise the start's checks and captures, which
+        // read whole tables, would make the application's writers wait for them.
+        let locked =
+            batched.position == 0 || self.take_stage_locks(&mut tx, run, index, stage_report)?;
+        let gate = if locked {
+            self.gate(&mut tx, run, index, stage_report)?
+        } else {
+            Gate::Stop
+        };
+        let proceed = match gate {
+            Gate::Skip => {
+                stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                let started_at = SystemTime::now() - started.elapsed();
+                self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+                tx.commit()
+                    .map_err(EngineError::database("cannot commit the skipped stage"))?;
+                return Ok(Attempt::Done(None));
+            }
+            Gate::Stop => false,
+            Gate::Proceed => {
+                self.run_steps(&mut tx, run, index, 0..batched.position, stage_report, true)?
+            }
+        };
+        if !proceed {
+            let _ = tx.rollback();
+            return Ok(Attempt::Done(None));
+        }
+        let checkpoint = Checkpoint {
+            stage_id: stage.id.clone(),
+            run_id: run.run_id,
+            checksum: self
+                .stage_checksum(&stage.id)
+                .unwrap_or_default()
+                .to_owned(),
+            total_rows: self
+                .batch_total(&mut tx, run, index, batched)?
+                .map(|n| n as i64),
+            captures: stage_report.captures.clone(),
+            ..Checkpoint::default()
+        };
+        ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
+        // In the same transaction as the checkpoint: from the first batch on, every
+        // change the application makes to a source is recorded.
+        match install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
+            Attempt::Done(true) => {}
+            Attempt::Done(false) => {
+                let _ = tx.rollback();
+                return Ok(Attempt::Done(None));
+            }
+            Attempt::LockBusy(failure) => {
+                let _ = tx.rollback();
+                return Ok(Attempt::LockBusy(failure));
+            }
+        }
+        tx.commit().map_err(EngineError::database(format!(
+            "cannot commit the start of stage `{}`",
+            stage.id
+        )))?;
+        Ok(Attempt::Done(Some(checkpoint)))
+    }
+
+    /// How many source rows the batches will read, if the transform can tell.
+    fn batch_total<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+    ) -> Result<Option<u64>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
+            return Ok(None);
+        };
+        let Some(transform) = self.registry().get(name) else {
+            return Ok(None);
+        };
+        let params = transform_params(params);
+        let mut savepoint = conn
+            .transaction()
+            .map_err(EngineError::database("cannot begin a savepoint"))?;
+        let total = {
+            let mut context = TransformContext {
+                transaction: &mut savepoint,
+                params: &params,
+                stage_id: &stage.id,
+                run_id: run.run_id,
+                progress: &planrun_transform::NoProgress,
+            };
+            transform.batch_total(&mut context).ok().flatten()
+        };
+        let _ = savepoint.rollback();
+        Ok(total)
+    }
+}

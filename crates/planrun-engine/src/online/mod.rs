@@ -1,0 +1,332 @@
+//! The end of a batched stage while the application writes: catch-up passes that
+//! transform again the rows the application changed (recorded by
+//! `change_capture.rs`), then the cutover, the one transaction in which the
+//! application's writers wait. A lock the cutover cannot have within one
+//! `lock_timeout` rolls it back whole: the caller lets the application run,
+//! catches up and tries again (`whole_retries.rs`), so the writers never wait
+//! while planrun sleeps.
+
+pub(crate) mod batch_transaction;
+pub(crate) mod batched;
+pub(crate) mod batched_start;
+pub(crate) mod change_capture;
+pub(crate) mod half_done;
+pub(crate) mod health_wait;
+pub(crate) mod moving_tables;
+pub(crate) mod reset;
+pub(crate) mod throttle;
+
+use std::time::Instant;
+
+use postgres::{GenericClient, Transaction};
+
+use crate::apply::run::{RunState, Runner};
+use crate::error::EngineError;
+use crate::ledger::{self, Checkpoint};
+use crate::online::batched::{transform_failure, BatchedStep, Work};
+use crate::online::health_wait::HealthWatch;
+use crate::report::{StageReport, StageStatus, StepReport};
+use crate::stage::checks::check_deferred_constraints;
+use crate::stage::stage_failure::fail_at;
+use crate::stage::whole_retries::{failed_on_lock, lock_busy, Attempt};
+
+/// A backlog this small is left to the cutover: redoing it under the stage's locks
+/// takes about as long as one more pass would.
+const CUTOVER_BACKLOG: i64 = 200;
+/// Catch-up passes before the cutover goes ahead with whatever is left, so that an
+/// application writing faster than planrun catches up cannot hold the stage for ever.
+const MAX_PASSES: u32 = 50;
+
+/// What the catch-up passes and the cutover redid, for the report.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RedoTotals {
+    pub passes: u32,
+    pub changes: u64,
+    pub keys: u64,
+    pub rows_written: u64,
+    pub started: Option<Instant>,
+}
+
+impl Runner<'_> {
+    /// Redoes the keys the application changed, a pass per transaction, until at
+    /// most [`CUTOVER_BACKLOG`] changes are left; `false` when the stage stops.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn catch_up<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &RunState<'_>,
+        (index, batched): (usize, &BatchedStep),
+        work: &Work<'_>,
+        checkpoint: &Checkpoint,
+        watch: &mut HealthWatch,
+        stage_report: &mut StageReport,
+        totals: &mut RedoTotals,
+    ) -> Result<bool, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        totals.started.get_or_insert_with(Instant::now);
+        let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
+        for pass in 1..=MAX_PASSES {
+            if crate::stage::stage_failure::interrupted_before(stage_report, "a catch-up pass") {
+                return Ok(false);
+            }
+            if self
+                .wait_for_health(conn, run, index, &batched.settings, watch, stage_report)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+            let pending = change_capture::pending(conn, plan, &stage.id)
+                .map_err(EngineError::database("cannot count the captured changes"))?;
+            if pending <= CUTOVER_BACKLOG {
+                return Ok(true);
+            }
+            let eta = match (totals.changes, totals.started) {
+                (done, Some(started)) if done > 0 => {
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    format!(
+                        ", about {:.0} s at {rate:.0} changes/s",
+                        pending as f64 / rate
+                    )
+                }
+                _ => String::new(),
+            };
+            run.observer.note(&format!(
+                "{}: catching up, pass {pass}: {pending} changes by the application to redo{eta}",
+                stage.id
+            ));
+            let mut tx = conn
+                .transaction()
+                .map_err(EngineError::database("cannot begin a catch-up pass"))?;
+            self.set_timeouts(&mut tx, index, true)?;
+            let redone = self.redo_backlog(&mut tx, run, index, work, limit, totals);
+            match redone.and_then(|_| Ok(tx.commit()?)) {
+                Ok(()) => {}
+                Err(error) => {
+                    stage_report.status = StageStatus::Failed;
+                    stage_report.error = Some(transform_failure(error, work.name, checkpoint));
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Takes at most `limit` recorded changes in `tx`, redoes their keys and forgets
+    /// exactly those changes; returns how many it took.
+    fn redo_backlog(
+        &self,
+        tx: &mut Transaction<'_>,
+        run: &RunState<'_>,
+        index: usize,
+        work: &Work<'_>,
+        limit: i64,
+        totals: &mut RedoTotals,
+    ) -> Result<usize, planrun_transform::TransformError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        change_capture::own_writes(tx)?;
+        let backlog = change_capture::take(tx, plan, &stage.id, limit)?;
+        if backlog.ids.is_empty() {
+            return Ok(0);
+        }
+        let report = work.transform.redo_keys(
+            &mut planrun_transform::TransformContext {
+                transaction: tx,
+                params: &work.params,
+                stage_id: &stage.id,
+                run_id: run.run_id,
+                progress: &planrun_transform::NoProgress,
+            },
+            &backlog.keys,
+        )?;
+        change_capture::forget(tx, &backlog.ids)?;
+        totals.passes += 1;
+        totals.changes += backlog.ids.len() as u64;
+        totals.keys += backlog.keys.len() as u64;
+        totals.rows_written += report.rows_written;
+        Ok(backlog.ids.len())
+    }
+
+    /// The cutover, tried again on the stage's schedule while a lock it needs is
+    /// held by the application: between attempts, nothing held, it catches up.
+    /// `false` when it rolled back for good (the report says why).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cut_over_retried<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        (index, batched, work): (usize, &BatchedStep, &Work<'_>),
+        checkpoint: &Checkpoint,
+        stage_report: &mut StageReport,
+        totals: RedoTotals,
+        started: Instant,
+    ) -> Result<bool, EngineError> {
+        // The cutover's catch-up passes say a wait once per state, as the batches do.
+        let mut online = (conn, totals, HealthWatch::default());
+        let outcome = self.retry_whole(
+            &mut online,
+            run,
+            index,
+            "cutover",
+            stage_report,
+            |(conn, totals, watch), run, report| {
+                self.catch_up(
+                    *conn,
+                    run,
+                    (index, batched),
+                    work,
+                    checkpoint,
+                    watch,
+                    report,
+                    totals,
+                )
+            },
+            |(conn, totals, _), run, report| {
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                self.cut_over(*conn, run, index, batched, work, checkpoint, report, totals)
+            },
+        )?;
+        Ok(outcome.unwrap_or(false))
+    }
+
+    /// The cutover: under the stage's locks, the last backlog, captures read again,
+    /// the checks placed after the batched step, the steps after it, the stage's
+    /// verification of the data as it is now, the capture's and the checkpoint's
+    /// removal and the ledger row, committed together. `Done(false)` when it rolled
+    /// back for good; `LockBusy` when a lock it needs once it holds the stage's
+    /// (the column drop's, the trigger removal's) was not had within one
+    /// `lock_timeout`: it rolled back rather than keep the application waiting, and
+    /// the caller catches up and tries again (`whole_retries.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cut_over<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run: &mut RunState<'_>,
+        index: usize,
+        batched: &BatchedStep,
+        work: &Work<'_>,
+        checkpoint: &Checkpoint,
+        stage_report: &mut StageReport,
+        totals: &RedoTotals,
+    ) -> Result<Attempt<bool>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let mut totals = totals.clone();
+        let mut tx = conn.transaction().map_err(EngineError::database(format!(
+            "cannot begin the cutover of stage `{}`",
+            stage.id
+        )))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
+        // queue) or asking ACCESS EXCLUSIVE (readers queue too).
+        crate::stage::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage)).map_err(
+            EngineError::database("cannot set the cutover's lock_timeout"),
+        )?;
+        stage_report.locks.clear();
+        let cutover_started = Instant::now();
+        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+            let _ = tx.rollback();
+            return Ok(Attempt::Done(false));
+        }
+        // The application's writers of the sources now wait: what is left of the
+        // backlog is all there will be.
+        loop {
+            match self.redo_backlog(&mut tx, run, index, work, 10_000, &mut totals) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    let _ = tx.rollback();
+                    if let planrun_transform::TransformError::Database(db) = &error {
+                        if let Some(busy) = lock_busy(db, work.name) {
+                            return Ok(busy);
+                        }
+                    }
+                    stage_report.status = StageStatus::Failed;
+                    stage_report.error = Some(transform_failure(error, work.name, checkpoint));
+                    return Ok(Attempt::Done(false));
+                }
+            }
+        }
+        stage_report
+            .steps
+            .push(catch_up_report(&totals, cutover_started));
+        let rest = batched.position + 1..stage.steps.len();
+        let step_name = work.step_name;
+        let checked = self.take_captures(&mut tx, run, index, stage_report)
+            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report);
+        run.retried_whole = true;
+        let steps = if checked {
+            self.run_steps(&mut tx, run, index, rest, stage_report, true)
+        } else {
+            Ok(false)
+        };
+        run.retried_whole = false;
+        let passed = steps?
+            && check_deferred_constraints(&mut tx, stage_report)
+            && self.verify_stage(&mut tx, run, index, stage_report)
+            && !crate::stage::stage_failure::interrupted_before(stage_report, "COMMIT");
+        if !passed {
+            let _ = tx.rollback();
+            if failed_on_lock(stage_report) {
+                if let Some(failure) = stage_report.error.take() {
+                    return Ok(Attempt::LockBusy(Box::new(failure)));
+                }
+            }
+            return Ok(Attempt::Done(false));
+        }
+        self.commit_cutover(tx, run, index, stage_report)
+    }
+
+    /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
+    /// on the sources: one attempt, as for the steps), the ledger row, the
+    /// checkpoint's removal, the commit.
+    fn commit_cutover(
+        &self,
+        mut tx: Transaction<'_>,
+        run: &RunState<'_>,
+        index: usize,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<bool>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
+            let _ = tx.rollback();
+            return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
+                context: "cannot remove the change capture".into(),
+                source: error,
+            });
+        }
+        run.observer.progress().phase("committing");
+        let started_at = std::time::SystemTime::now()
+            - std::time::Duration::from_millis(stage_report.duration_ms);
+        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+        ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
+        if let Err(error) = tx.commit() {
+            fail_at(stage_report, "COMMIT", &error);
+            return Ok(Attempt::Done(false));
+        }
+        Ok(Attempt::Done(true))
+    }
+}
+
+/// The report line of the catch-up: passes, changes, keys, and the cutover's time.
+fn catch_up_report(totals: &RedoTotals, cutover_started: Instant) -> StepReport {
+    let catch_up_ms = totals
+        .started
+        .map_or(0, |started| started.elapsed().as_millis() as u64);
+    StepReport {
+        name: "catch-up: rows the application changed meanwhile".into(),
+        kind: "catch-up".into(),
+        duration_ms: catch_up_ms,
+        rows_affected: totals.rows_written,
+        rows_read: Some(totals.keys),
+        rows_quarantined: None,
+        notes: vec![format!(
+            "{} changes by the application, {} keys transformed again in {} passes; the cutover's locks were held {} ms before its checks",
+            totals.changes,
+            totals.keys,
+            totals.passes,
+            cutover_started.elapsed().as_millis()
+        )],
+    }
+}

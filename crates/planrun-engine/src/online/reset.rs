@@ -1,0 +1,254 @@
+//! `planrun reset STAGE`: abandons a half-done batched stage cleanly. Under the plan
+//! lock and the stage's locks, in one transaction: the transform removes what it
+//! wrote (`Transform::reset`), the change capture's triggers and recorded changes go,
+//! the checkpoint goes, and a `reset` row records it in the ledger. Before the commit
+//! planrun checks that no trigger, recorded change or checkpoint is left. When the
+//! application holds up the capture's removal, the transaction rolls back and is
+//! tried again on the stage's schedule (`whole_retries.rs`).
+//!
+//! A stage the ledger records as applied (or skipped) is refused, whatever
+//! checkpoint is found: the transform's reset would delete the applied stage's rows
+//! (issue 21). An atomic run of a stage removes a batched attempt's leftovers first
+//! (`abandoned.rs`), so an applied stage has none.
+
+use std::time::{Instant, SystemTime};
+
+use planrun_plan::StepKind;
+use planrun_transform::TransformContext;
+use serde::Serialize;
+
+use crate::apply::run::{RunState, Runner};
+use crate::db::connect::Target;
+use crate::db::lock;
+use crate::error::EngineError;
+use crate::ledger::{self, NewRun};
+use crate::online::batched::batched_step;
+use crate::online::change_capture;
+use crate::report::{StageReport, StageStatus};
+use crate::stage::whole_retries::{lock_busy, Attempt};
+
+/// What a committed reset's transaction did: the application's changes it dropped
+/// with the capture, and what the transform removed.
+type ResetDone = (i64, Vec<String>);
+
+/// What `reset` did.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ResetReport {
+    pub plan: String,
+    pub stage: String,
+    pub target: String,
+    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
+    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
+    /// planrun made).
+    pub target_source: String,
+    pub run_id: i64,
+    /// Batches the abandoned attempt had committed, and its last key.
+    pub batches: i64,
+    pub last_key: Option<i64>,
+    /// Changes by the application recorded and dropped with the capture.
+    pub changes_dropped: i64,
+    /// What the transform removed.
+    pub removed: Vec<String>,
+}
+
+impl Runner<'_> {
+    /// Abandons the half-done batched stage `stage_id`.
+    pub fn reset(&self, target: &Target, stage_id: &str) -> Result<ResetReport, EngineError> {
+        let index = self
+            .plan()
+            .stages
+            .iter()
+            .position(|stage| stage.id == stage_id)
+            .ok_or_else(|| EngineError::Selection(format!("the plan has no stage `{stage_id}`")))?;
+        let Some(batched) = batched_step(self, index)? else {
+            return Err(EngineError::Selection(format!(
+                "stage `{stage_id}` has no batched step: it commits whole or not at all, so there is nothing half done to reset"
+            )));
+        };
+        let plan = &self.plan().name;
+        let mut client = self.connect(target, "reset")?;
+        lock::acquire(&mut client, plan, std::time::Duration::from_secs(5))?;
+        let result = self.reset_locked(&mut client, target, index, &batched);
+        lock::release(&mut client, plan);
+        result
+    }
+
+    fn reset_locked(
+        &self,
+        client: &mut postgres::Client,
+        target: &Target,
+        index: usize,
+        batched: &crate::online::batched::BatchedStep,
+    ) -> Result<ResetReport, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        ledger::ensure(client)?;
+        if let Some(done) = ledger::done_results(client, plan)?.remove(&stage.id) {
+            return Err(EngineError::Selection(format!(
+                "stage `{}` is {} (run {} at {}): reset abandons only a half-done batched stage, and here it would delete what the stage holds now; nothing was changed",
+                stage.id, done.status, done.run_id, done.finished_at
+            )));
+        }
+        let Some(checkpoint) = ledger::checkpoints(client, plan)?.remove(&stage.id) else {
+            return Err(EngineError::Selection(format!(
+                "stage `{}` is not half done: no checkpoint in the ledger",
+                stage.id
+            )));
+        };
+        let run_id = ledger::start_run(
+            client,
+            &NewRun {
+                plan_name: plan,
+                plan_checksum: &self.plan_checksum(),
+                command: &format!("reset {}", stage.id),
+                target: &target.to_string(),
+            },
+        )?;
+        let options = crate::apply::run::ApplyOptions::default();
+        let mut run = RunState::new(target, &options, &crate::apply::run::Silent, run_id);
+        let started = Instant::now();
+        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let attempted = self.retry_whole(
+            client,
+            &mut run,
+            index,
+            "reset",
+            &mut stage_report,
+            |_, _, _| Ok(true),
+            |client, run, report| {
+                self.reset_attempt(client, run, (index, batched), &checkpoint, started, report)
+            },
+        );
+        let (dropped, removed) = match attempted {
+            Ok(Some(Some(done))) => done,
+            Ok(_) => {
+                let _ = ledger::finish_run(client, run_id, "failed", None);
+                return Err(EngineError::Selection(format!(
+                    "cannot reset `{}`: {}",
+                    stage.id,
+                    describe_failure(&stage_report)
+                )));
+            }
+            Err(error) => {
+                let _ = ledger::finish_run(client, run_id, "failed", None);
+                return Err(error);
+            }
+        };
+        ledger::finish_run(client, run_id, "reset", None)?;
+        Ok(ResetReport {
+            plan: plan.clone(),
+            stage: stage.id.clone(),
+            target: target.to_string(),
+            target_source: target.source.to_string(),
+            run_id,
+            batches: checkpoint.batches,
+            last_key: checkpoint.last_key,
+            changes_dropped: dropped,
+            removed,
+        })
+    }
+
+    /// The reset's transaction, committed: under the stage's locks, the transform's
+    /// work removed, the capture and the checkpoint gone, checked, recorded. The
+    /// changes dropped and what the transform removed; `LockBusy` when the capture's
+    /// removal (ACCESS EXCLUSIVE on the sources) was not had within one
+    /// `lock_timeout`: rolled back, so the application's writers do not wait while
+    /// the caller pauses before the next attempt.
+    fn reset_attempt(
+        &self,
+        client: &mut postgres::Client,
+        run: &mut RunState<'_>,
+        (index, batched): (usize, &crate::online::batched::BatchedStep),
+        checkpoint: &ledger::Checkpoint,
+        started: Instant,
+        stage_report: &mut StageReport,
+    ) -> Result<Attempt<Option<ResetDone>>, EngineError> {
+        let stage = &self.plan().stages[index];
+        let plan = &self.plan().name;
+        let mut tx = client
+            .transaction()
+            .map_err(EngineError::database("cannot begin the reset"))?;
+        self.set_timeouts(&mut tx, index, true)?;
+        // As in the cutover: it holds the stage's locks while it asks for more.
+        crate::stage::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage))
+            .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
+        // The stage's locks have their own retries, before anything is held.
+        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+            return Ok(Attempt::Done(None));
+        }
+        let dropped = change_capture::pending(&mut tx, plan, &stage.id)
+            .map_err(EngineError::database("cannot count the captured changes"))?;
+        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
+            unreachable!("batched_step only returns transform steps");
+        };
+        let transform = self.registry().get(name).ok_or_else(|| {
+            EngineError::Selection(format!("transform `{name}` is not registered"))
+        })?;
+        change_capture::own_writes(&mut tx)
+            .map_err(EngineError::database("cannot begin the reset"))?;
+        let removed = transform
+            .reset(&mut TransformContext {
+                transaction: &mut tx,
+                params: &planrun_transform::transform_params(params),
+                stage_id: &stage.id,
+                run_id: run.run_id,
+                progress: &planrun_transform::NoProgress,
+            })
+            .map_err(|error| {
+                EngineError::Selection(format!("cannot reset `{}`: {error}", stage.id))
+            })?;
+        if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
+            let _ = tx.rollback();
+            return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
+                context: "cannot remove the change capture".into(),
+                source: error,
+            });
+        }
+        ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
+        self.check_reset(&mut tx, &stage.id)?;
+        stage_report.duration_ms = started.elapsed().as_millis() as u64;
+        stage_report.note = Some(format!(
+            "reset: the half-done attempt of run {} ({} batches, after key {}) abandoned; {}",
+            checkpoint.run_id,
+            checkpoint.batches,
+            checkpoint
+                .last_key
+                .map_or("-".into(), |key| key.to_string()),
+            removed.notes.join("; ")
+        ));
+        stage_report.status = StageStatus::Reset;
+        let started_at = SystemTime::now() - started.elapsed();
+        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+        tx.commit()
+            .map_err(EngineError::database("cannot commit the reset"))?;
+        Ok(Attempt::Done(Some((dropped, removed.notes))))
+    }
+
+    /// Nothing of the attempt may be left: no trigger, no recorded change, no
+    /// checkpoint.
+    fn check_reset<C: postgres::GenericClient>(
+        &self,
+        conn: &mut C,
+        stage: &str,
+    ) -> Result<(), EngineError> {
+        let plan = &self.plan().name;
+        let (triggers, changes) = change_capture::leftovers(conn, plan, stage)
+            .map_err(EngineError::database("cannot check the reset"))?;
+        let checkpoint = ledger::checkpoints(conn, plan)?.contains_key(stage);
+        if triggers > 0 || changes > 0 || checkpoint {
+            return Err(EngineError::Selection(format!(
+                "the reset of `{stage}` left {triggers} capture triggers or functions, {changes} recorded changes and {} checkpoint; nothing was committed",
+                u8::from(checkpoint)
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn describe_failure(stage_report: &StageReport) -> String {
+    stage_report
+        .error
+        .as_ref()
+        .map(|error| error.message.clone())
+        .unwrap_or_else(|| "its locks could not be taken".into())
+}

@@ -1,0 +1,628 @@
+//! Lock tracing for `planrun rehearse`: while the plan runs on the copy, a second
+//! session samples every 10 ms which table locks planrun's apply session holds
+//! (`pg_locks`), and notes each table's `relfilenode` when a stage starts and ends, so
+//! that the rehearsal report can say, per stage and table, the strongest lock really
+//! held, how long the application's reads and writes would have been blocked, and
+//! whether the table was rewritten: what the offline analysis can only predict.
+//!
+//! Per statement: after each statement of a SQL step the runner tells the trace
+//! (`Observer::statement_finished`), which reads the session's locks at once, before
+//! the next statement starts: the locks that statement took, exactly, and its running
+//! time as the runner measured it. Inside native transforms, whose statements the
+//! runner does not see, each sample reads the statement the session is running or
+//! ran last (`pg_stat_activity.query`) and attributes new locks and running time to it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::db::connect::Target;
+use crate::db::trusted_sql::pin_trusted_search_path;
+
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// Statements kept per stage; a transform's repeated batch statement counts once.
+const STATEMENTS_KEPT: usize = 50;
+/// The `strongest` of a table rewritten by a lock no sample caught.
+const NOT_SAMPLED: &str = "not sampled";
+/// Characters of a statement's text kept in the report.
+const STATEMENT_CHARS: usize = 160;
+
+/// One table's locks during one stage, as measured.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct MeasuredLock {
+    pub table: String,
+    /// The strongest mode seen, as `pg_locks` names it (`AccessExclusiveLock`), or
+    /// `not sampled` for a table rewritten by a statement outside a transaction that
+    /// took and released its lock between two samples.
+    pub strongest: String,
+    /// How long a lock that blocks the application's reads (ACCESS EXCLUSIVE) was held.
+    pub blocked_reads_ms: u64,
+    /// How long a lock that blocks its writes (SHARE and stronger) was held.
+    pub blocked_writes_ms: u64,
+    /// The table's storage was replaced (`relfilenode` changed): a rewrite.
+    pub rewritten: bool,
+    /// The statement running when the strongest lock was first seen (shortened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_by: Option<String>,
+}
+
+/// One statement of a stage as the trace saw it run, with the table locks that first
+/// appeared while it ran.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct MeasuredStatement {
+    /// The statement's text, shortened in the middle.
+    pub statement: String,
+    /// How long it was seen running (active), over all its executions.
+    pub running_ms: u64,
+    /// How many separate times it was seen starting (a batch statement runs many).
+    pub executions: u64,
+    /// `table mode` of each lock first taken while it ran, strongest first.
+    pub locks_taken: Vec<String>,
+}
+
+/// Per stage, what the trace saw: the tables locked and the statements that took them.
+#[derive(Debug, Clone, Default)]
+pub struct StageTrace {
+    pub locks: Vec<MeasuredLock>,
+    pub statements: Vec<MeasuredStatement>,
+}
+
+#[derive(Default)]
+struct TraceState {
+    stage: Option<String>,
+    /// Per stage, per table: first and last sample of each blocking class, strongest.
+    seen: BTreeMap<String, BTreeMap<String, Seen>>,
+    /// Per stage, the statements seen running, in order of first sight.
+    statements: BTreeMap<String, Vec<StatementSeen>>,
+    /// The statement of the previous sample, and whether it was running then.
+    last_statement: Option<(String, bool)>,
+    /// `relfilenode` of every user table when the current stage started.
+    files_at_start: BTreeMap<String, String>,
+    rewritten: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Default, Clone)]
+struct Seen {
+    strongest: String,
+    strength: u8,
+    taken_by: Option<String>,
+    /// Each mode seen, when it was first seen and the statement it was put down to.
+    modes: Vec<(String, Instant, String)>,
+    reads: Option<(Instant, Instant)>,
+    writes: Option<(Instant, Instant)>,
+}
+
+#[derive(Clone)]
+struct StatementSeen {
+    text: String,
+    /// Timed by the runner itself (a SQL step's statement), not by sampling.
+    exact: bool,
+    running: Duration,
+    executions: u64,
+    /// `(strength, "table mode")` of the locks first seen while it ran.
+    locks_taken: Vec<(u8, String)>,
+}
+
+/// A running trace; [`LockTrace::finish`] stops it and returns what it saw.
+pub(crate) struct LockTrace {
+    state: Arc<Mutex<TraceState>>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<()>>,
+    files: Mutex<Client>,
+}
+
+const FILES: &str = "SELECT c.oid::regclass::text, c.relfilenode::text FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p', 'm') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'planrun') \
+       AND n.nspname NOT LIKE 'pg\\_%'";
+
+const HELD: &str = "SELECT l.relation::regclass::text, l.mode, a.query, a.state = 'active' \
+     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     JOIN pg_class c ON c.oid = l.relation \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE l.granted AND l.locktype = 'relation' AND c.relkind IN ('r', 'p', 'm') \
+       AND a.application_name LIKE 'planrun apply %' \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'planrun') \
+       AND n.nspname NOT LIKE 'pg\\_%'";
+
+/// Strength of a table lock mode, and whether it blocks reads, writes.
+fn strength(mode: &str) -> (u8, bool, bool) {
+    match mode {
+        "AccessShareLock" => (1, false, false),
+        "RowShareLock" => (2, false, false),
+        "RowExclusiveLock" => (3, false, false),
+        "ShareUpdateExclusiveLock" => (4, false, false),
+        "ShareLock" => (5, false, true),
+        "ShareRowExclusiveLock" => (6, false, true),
+        "ExclusiveLock" => (7, false, true),
+        "AccessExclusiveLock" => (8, true, true),
+        _ => (0, false, false),
+    }
+}
+
+impl LockTrace {
+    /// Starts sampling `target` (the copy) for planrun's apply session.
+    pub(crate) fn start(target: &Target) -> Result<LockTrace, crate::EngineError> {
+        let mut sampler_client = target.connect("planrun rehearse lock trace")?;
+        let mut files = target.connect("planrun rehearse lock trace")?;
+        for client in [&mut sampler_client, &mut files] {
+            pin_trusted_search_path(client)
+                .map_err(crate::EngineError::database("cannot start the lock trace"))?;
+        }
+        let state = Arc::new(Mutex::new(TraceState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::spawn(move || sample(sampler_client, &state, &stop))
+        };
+        Ok(LockTrace {
+            state,
+            stop,
+            sampler: Some(sampler),
+            files: Mutex::new(files),
+        })
+    }
+
+    fn relfilenodes(&self) -> BTreeMap<String, String> {
+        let mut client = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        client
+            .query(FILES, &[])
+            .map(|rows| rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn stage_started(&self, stage: &str) {
+        let files = self.relfilenodes();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.stage = Some(stage.to_owned());
+        state.files_at_start = files;
+    }
+
+    pub(crate) fn stage_finished(&self, stage: &str) {
+        let files = self.relfilenodes();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.stage.as_deref() != Some(stage) {
+            // A stage that did not run here (already applied, not selected).
+            return;
+        }
+        let rewritten: Vec<String> = state
+            .files_at_start
+            .iter()
+            .filter(|(table, node)| files.get(*table).is_some_and(|now| now != *node))
+            .map(|(table, _)| table.clone())
+            .collect();
+        state.rewritten.insert(stage.to_owned(), rewritten);
+        state.stage = None;
+    }
+
+    /// A statement of a SQL step finished after `elapsed`: the locks the session holds
+    /// now that the stage had not seen are the ones it took.
+    pub(crate) fn statement_finished(&self, statement: &str, elapsed: Duration) {
+        let held = {
+            let mut client = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            client.query(HELD, &[]).map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        let (table, mode): (String, String) = (row.get(0), row.get(1));
+                        (table, mode)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.statement_done(&shortened(statement), elapsed, &held.unwrap_or_default());
+    }
+
+    /// Stops sampling; per stage, the tables locked and the statements that locked them.
+    pub(crate) fn finish(mut self) -> BTreeMap<String, StageTrace> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.join();
+        }
+        let mut state =
+            std::mem::take(&mut *self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        let ms = |span: Option<(Instant, Instant)>| {
+            span.map_or(0, |(first, last)| {
+                (last - first + SAMPLE_EVERY).as_millis() as u64
+            })
+        };
+        state.add_unsampled_rewrites();
+        state
+            .seen
+            .into_iter()
+            .map(|(stage, tables)| {
+                let rewritten = state.rewritten.get(&stage).cloned().unwrap_or_default();
+                let locks = tables
+                    .into_iter()
+                    .map(|(table, seen)| MeasuredLock {
+                        rewritten: rewritten.contains(&table),
+                        table,
+                        strongest: seen.strongest,
+                        blocked_reads_ms: ms(seen.reads),
+                        blocked_writes_ms: ms(seen.writes),
+                        taken_by: seen.taken_by,
+                    })
+                    .collect();
+                let statements = state
+                    .statements
+                    .remove(&stage)
+                    .unwrap_or_default()
+                    .into_iter()
+                    // Seen only idle (a savepoint's release between two samples),
+                    // with no lock of its own: noise.
+                    .filter(|seen| seen.executions > 0 || !seen.locks_taken.is_empty())
+                    .map(|mut seen| {
+                        seen.locks_taken
+                            .sort_by_key(|taken| std::cmp::Reverse(taken.0));
+                        MeasuredStatement {
+                            statement: seen.text,
+                            running_ms: seen.running.as_millis() as u64,
+                            executions: seen.executions,
+                            locks_taken: seen.locks_taken.into_iter().map(|(_, l)| l).collect(),
+                        }
+                    })
+                    .collect();
+                (stage, StageTrace { locks, statements })
+            })
+            .collect()
+    }
+}
+
+/// Samples until told to stop; a failed sample ends the trace (the report then has
+/// what was seen until then).
+fn sample(mut client: Client, state: &Mutex<TraceState>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(rows) = client.query(HELD, &[]) else {
+            return;
+        };
+        let now = Instant::now();
+        let held: Vec<(String, String, String, bool)> = rows
+            .iter()
+            .map(|row| {
+                let query: Option<String> = row.get(2);
+                let active: Option<bool> = row.get(3);
+                (
+                    row.get(0),
+                    row.get(1),
+                    shortened(query.as_deref().unwrap_or_default()),
+                    active.unwrap_or(false),
+                )
+            })
+            .collect();
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(now, &held);
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+impl TraceState {
+    /// A rewrite is known from the table's files even when a short statement outside
+    /// a transaction took and released its lock between two samples: such a table
+    /// gets an entry too.
+    fn add_unsampled_rewrites(&mut self) {
+        for (stage, tables) in &self.rewritten {
+            let seen = self.seen.entry(stage.clone()).or_default();
+            for table in tables {
+                seen.entry(table.clone()).or_insert_with(|| Seen {
+                    strongest: NOT_SAMPLED.to_owned(),
+                    ..Seen::default()
+                });
+            }
+        }
+    }
+
+    /// Takes one sample: `(table, mode, statement, running)` per lock held.
+    fn record(&mut self, now: Instant, held: &[(String, String, String, bool)]) {
+        if self.stage.is_none() {
+            return;
+        }
+        let current = held
+            .first()
+            .map(|(_, _, query, active)| (query.clone(), *active));
+        let locks: Vec<(String, String)> = held
+            .iter()
+            .map(|(table, mode, _, _)| (table.clone(), mode.clone()))
+            .collect();
+        let taken = self.note_locks(&locks, current.as_ref().map(|(query, _)| query), Some(now));
+        if let Some((query, active)) = current {
+            let started = active && self.last_statement.as_ref() != Some(&(query.clone(), true));
+            if let Some(seen) = self.statement(&query) {
+                if !seen.exact {
+                    if active {
+                        seen.running += SAMPLE_EVERY;
+                    }
+                    if started {
+                        seen.executions += 1;
+                    }
+                }
+                seen.locks_taken.extend(taken);
+            }
+            self.last_statement = Some((query, active));
+        }
+    }
+
+    /// The runner says `statement` finished after `elapsed`, and the session holds `held`.
+    fn statement_done(&mut self, statement: &str, elapsed: Duration, held: &[(String, String)]) {
+        if self.stage.is_none() {
+            return;
+        }
+        let started = Instant::now().checked_sub(elapsed);
+        let mut taken = self.note_locks(held, Some(&statement.to_owned()), None);
+        if let Some(started) = started {
+            taken.extend(self.claim_sampled(statement, started, held));
+        }
+        if let Some(seen) = self.statement(statement) {
+            if !seen.exact {
+                // Sampled before the runner's word came: the runner's timing replaces it.
+                seen.exact = true;
+                seen.running = Duration::ZERO;
+                seen.executions = 0;
+            }
+            seen.running += elapsed;
+            seen.executions += 1;
+            seen.locks_taken.extend(taken);
+        }
+    }
+
+    /// The locks of `held` that the samples first saw after `started`, put down then to
+    /// whatever statement the session showed (a savepoint's release, a catalog query
+    /// right after): `statement` took them, so they move to it, and so does the
+    /// table's `taken_by` when the mode is its strongest.
+    fn claim_sampled(
+        &mut self,
+        statement: &str,
+        started: Instant,
+        held: &[(String, String)],
+    ) -> Vec<(u8, String)> {
+        let Some(stage) = self.stage.clone() else {
+            return Vec::new();
+        };
+        let mut claimed = Vec::new();
+        let tables = self.seen.entry(stage.clone()).or_default();
+        for (table, mode) in held {
+            let Some(seen) = tables.get_mut(table) else {
+                continue;
+            };
+            let Some(entry) = seen.modes.iter_mut().find(|(seen_mode, first, by)| {
+                seen_mode == mode && *first >= started && by != statement
+            }) else {
+                continue;
+            };
+            let lock = format!("{table} {mode}");
+            let before = std::mem::replace(&mut entry.2, statement.to_owned());
+            if seen.strongest == *mode {
+                seen.taken_by = Some(statement.to_owned());
+            }
+            if let Some(other) = self
+                .statements
+                .get_mut(&stage)
+                .and_then(|list| list.iter_mut().find(|s| s.text == before))
+            {
+                other.locks_taken.retain(|(_, taken)| *taken != lock);
+            }
+            claimed.push((strength(mode).0, lock));
+        }
+        claimed
+    }
+
+    /// Records `held` for the current stage, the strongest mode of each table taken by
+    /// `statement`; returns the `(strength, "table mode")` not seen before. `now` (for
+    /// samples) extends the blocked spans.
+    fn note_locks(
+        &mut self,
+        held: &[(String, String)],
+        statement: Option<&String>,
+        now: Option<Instant>,
+    ) -> Vec<(u8, String)> {
+        let Some(stage) = self.stage.clone() else {
+            return Vec::new();
+        };
+        let tables = self.seen.entry(stage).or_default();
+        let mut taken = Vec::new();
+        for (table, mode) in held {
+            let (level, reads, writes) = strength(mode);
+            let seen = tables.entry(table.clone()).or_default();
+            if !seen.modes.iter().any(|(seen_mode, _, _)| seen_mode == mode) {
+                seen.modes.push((
+                    mode.clone(),
+                    now.unwrap_or_else(Instant::now),
+                    statement.cloned().unwrap_or_default(),
+                ));
+                taken.push((level, format!("{table} {mode}")));
+            }
+            if level > seen.strength {
+                seen.strength = level;
+                seen.strongest = mode.clone();
+                seen.taken_by = statement.cloned();
+            }
+            let Some(now) = now else { continue };
+            let extend = |span: &mut Option<(Instant, Instant)>| {
+                let first = span.map_or(now, |(first, _)| first);
+                *span = Some((first, now));
+            };
+            if reads {
+                extend(&mut seen.reads);
+            }
+            if writes {
+                extend(&mut seen.writes);
+            }
+        }
+        taken
+    }
+
+    /// The current stage's entry for `text`, made if there is room.
+    fn statement(&mut self, text: &str) -> Option<&mut StatementSeen> {
+        let stage = self.stage.clone()?;
+        let statements = self.statements.entry(stage).or_default();
+        let index = match statements.iter().position(|seen| seen.text == text) {
+            Some(index) => index,
+            None if statements.len() < STATEMENTS_KEPT => {
+                statements.push(StatementSeen {
+                    text: text.to_owned(),
+                    exact: false,
+                    running: Duration::ZERO,
+                    executions: 0,
+                    locks_taken: Vec::new(),
+                });
+                statements.len() - 1
+            }
+            None => statements.len() - 1,
+        };
+        statements.get_mut(index)
+    }
+}
+
+/// `text` on one line, at most [`STATEMENT_CHARS`] characters, cut in the middle.
+fn shortened(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= STATEMENT_CHARS {
+        return line;
+    }
+    let half = (STATEMENT_CHARS - 3) / 2;
+    let head: String = chars[..half].iter().collect();
+    let tail: String = chars[chars.len() - half..].iter().collect();
+    format!("{head} … {tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(table: &str, mode: &str, query: &str, active: bool) -> (String, String, String, bool) {
+        (table.into(), mode.into(), query.into(), active)
+    }
+
+    #[test]
+    fn each_lock_is_attributed_to_the_statement_that_took_it() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let t0 = Instant::now();
+        let update = "UPDATE chapters SET x = 1";
+        let alter = "ALTER TABLE chapters ADD COLUMN y int";
+        state.record(t0, &[lock("chapters", "RowExclusiveLock", update, true)]);
+        state.record(t0, &[lock("chapters", "RowExclusiveLock", update, true)]);
+        state.record(
+            t0,
+            &[
+                lock("chapters", "RowExclusiveLock", alter, true),
+                lock("chapters", "AccessExclusiveLock", alter, true),
+            ],
+        );
+        let stage = &state.statements["s"];
+        assert_eq!(stage.len(), 2);
+        assert_eq!(stage[0].locks_taken.len(), 1);
+        assert_eq!(stage[0].running, SAMPLE_EVERY * 2);
+        assert_eq!(stage[0].executions, 1);
+        assert_eq!(
+            stage[1].locks_taken,
+            vec![(8, "chapters AccessExclusiveLock".to_owned())]
+        );
+        assert_eq!(state.seen["s"]["chapters"].taken_by.as_deref(), Some(alter));
+    }
+
+    #[test]
+    fn a_batch_statement_run_again_counts_its_executions_once_listed() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let t0 = Instant::now();
+        let batch = "INSERT INTO sections SELECT $1";
+        for _ in 0..3 {
+            state.record(t0, &[lock("sections", "RowExclusiveLock", batch, true)]);
+            state.record(t0, &[lock("sections", "RowExclusiveLock", batch, false)]);
+        }
+        let stage = &state.statements["s"];
+        assert_eq!(stage.len(), 1);
+        assert_eq!(stage[0].executions, 3);
+        assert_eq!(stage[0].running, SAMPLE_EVERY * 3);
+    }
+
+    #[test]
+    fn a_statement_the_runner_reports_owns_the_locks_it_took_and_its_own_timing() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let t0 = Instant::now();
+        let alter = "ALTER TABLE customers ALTER COLUMN name TYPE varchar(200)";
+        let sleep = "SELECT pg_sleep(0.3)";
+        let held = [
+            ("customers".to_owned(), "AccessExclusiveLock".to_owned()),
+            ("customers".to_owned(), "ShareLock".to_owned()),
+        ];
+        state.record(t0, &[lock("customers", "AccessExclusiveLock", alter, true)]);
+        state.statement_done(alter, Duration::from_millis(7), &held);
+        state.record(t0, &[lock("customers", "ShareLock", sleep, true)]);
+        let stage = &state.statements["s"];
+        assert_eq!(stage[0].running, Duration::from_millis(7));
+        assert_eq!(stage[0].executions, 1);
+        assert_eq!(stage[0].locks_taken.len(), 2, "{:?}", stage[0].locks_taken);
+        assert!(
+            stage[1].locks_taken.is_empty(),
+            "{:?}",
+            stage[1].locks_taken
+        );
+    }
+
+    #[test]
+    fn a_lock_sampled_during_the_savepoint_release_is_claimed_by_its_statement() {
+        let mut state = TraceState {
+            stage: Some("s".into()),
+            ..TraceState::default()
+        };
+        let alter = "ALTER TABLE orders ADD FOREIGN KEY (c) REFERENCES customers (id)";
+        state.record(
+            Instant::now(),
+            &[lock(
+                "orders",
+                "ShareRowExclusiveLock",
+                "RELEASE sp_1",
+                false,
+            )],
+        );
+        let held = [("orders".to_owned(), "ShareRowExclusiveLock".to_owned())];
+        state.statement_done(alter, Duration::from_millis(50), &held);
+        assert_eq!(state.seen["s"]["orders"].taken_by.as_deref(), Some(alter));
+        let statements = &state.statements["s"];
+        let release = statements
+            .iter()
+            .find(|s| s.text == "RELEASE sp_1")
+            .unwrap();
+        assert!(release.locks_taken.is_empty(), "{:?}", release.locks_taken);
+        let by_alter = statements.iter().find(|s| s.text == alter).unwrap();
+        assert_eq!(
+            by_alter.locks_taken,
+            vec![(6, "orders ShareRowExclusiveLock".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_rewrite_no_sample_caught_is_still_reported() {
+        let mut state = TraceState::default();
+        state
+            .rewritten
+            .insert("vacuum".into(), vec!["public.orders".into()]);
+        state.add_unsampled_rewrites();
+        let seen = &state.seen["vacuum"]["public.orders"];
+        assert_eq!(seen.strongest, NOT_SAMPLED);
+    }
+
+    #[test]
+    fn long_statements_are_cut_in_the_middle() {
+        let long = format!("SELECT {} FROM t", "a, ".repeat(200));
+        let short = shortened(&long);
+        assert!(short.chars().count() <= STATEMENT_CHARS);
+        assert!(short.starts_with("SELECT a,") && short.ends_with("FROM t"));
+    }
+}

@@ -1,0 +1,15 @@
+//! One stage in its transaction: timeouts and locks, the gate (skip rules, preconditions, captures, backup), the steps (SQL, transform), checks, the ledger row and what a failure reports.
+
+pub(crate) mod abandoned;
+pub(crate) mod autovacuum;
+pub(crate) mod captures;
+pub(crate) mod checks;
+pub(crate) mod gate;
+pub(crate) mod sql;
+pub(crate) mod sql_step;
+pub(crate) mod stage_failure;
+pub(crate) mod stage_locks;
+pub(crate) mod stage_record;
+pub(crate) mod steps;
+pub(crate) mod transform_step;
+pub(crate) mod whole_retries;

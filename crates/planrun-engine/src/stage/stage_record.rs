@@ -1,0 +1,152 @@
+//! What is written down of a stage: its report as it starts (id, title, checksum) and
+//! its ledger row, applied, skipped or failed, or kept from an earlier run with its
+//! drift accepted, each with the lock-analysis findings its `allow` accepts, so that
+//! who accepted what stays known.
+
+use std::time::SystemTime;
+
+use planrun_plan::{Dag, Plan};
+use planrun_transform::Registry;
+use postgres::GenericClient;
+
+use crate::apply::run::Runner;
+use crate::error::EngineError;
+use crate::ledger::{self, RecordedStage, StageRecord};
+use crate::report::{StageReport, StageStatus};
+
+impl Runner<'_> {
+    pub(crate) fn stage_report(&self, index: usize, status: StageStatus) -> StageReport {
+        let stage = &self.plan().stages[index];
+        let mut report = StageReport::new(&stage.id, stage.title.as_deref(), status);
+        report.optional = stage.optional;
+        report.transaction = stage.transaction;
+        report.checksum = self.checksum(index).to_owned();
+        report
+    }
+
+    pub(crate) fn record_drift_accepted<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        index: usize,
+        recorded: &RecordedStage,
+    ) -> Result<(), EngineError> {
+        let stage = &self.plan().stages[index];
+        let captures = serde_json::to_value(&recorded.captures).unwrap_or_default();
+        ledger::record_stage(
+            conn,
+            &StageRecord {
+                run_id,
+                plan_name: &self.plan().name,
+                stage_id: &stage.id,
+                status: &recorded.status,
+                checksum: self.checksum(index),
+                definition: self.definition(index),
+                drift_accepted: true,
+                skip_reason: recorded.skip_reason.as_deref(),
+                started_at: SystemTime::now(),
+                duration_ms: 0,
+                rows_affected: 0,
+                rows_quarantined: 0,
+                captures,
+                verifications: serde_json::json!([]),
+                error: None,
+                accepted_findings: self.accepted_findings(index).clone(),
+            },
+        )
+    }
+
+    /// Records a failed stage outside its rolled-back transaction, so `status` shows
+    /// it. Best effort: when the connection itself is what failed, the report says so
+    /// instead of hiding the stage's own error behind the ledger's.
+    pub(crate) fn record_failure<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        index: usize,
+        stage_report: &mut StageReport,
+        started_at: SystemTime,
+    ) {
+        if let Err(error) = self.record(conn, run_id, index, stage_report, started_at) {
+            stage_report.note = Some(format!(
+                "the failure could not be recorded in the ledger: {error}"
+            ));
+        }
+    }
+
+    pub(crate) fn record<C: GenericClient>(
+        &self,
+        conn: &mut C,
+        run_id: i64,
+        index: usize,
+        stage_report: &StageReport,
+        started_at: SystemTime,
+    ) -> Result<(), EngineError> {
+        let stage = &self.plan().stages[index];
+        let status = match stage_report.status {
+            StageStatus::Applied => "applied",
+            StageStatus::Skipped => "skipped",
+            StageStatus::Reset => "reset",
+            _ => "failed",
+        };
+        ledger::record_stage(
+            conn,
+            &StageRecord {
+                run_id,
+                plan_name: &self.plan().name,
+                stage_id: &stage.id,
+                status,
+                checksum: self.checksum(index),
+                definition: self.definition(index),
+                drift_accepted: false,
+                skip_reason: match status {
+                    "skipped" => stage_report.note.as_deref(),
+                    "applied" => stage_report.recorded_note.as_deref(),
+                    _ => None,
+                },
+                started_at,
+                duration_ms: stage_report.duration_ms as i64,
+                rows_affected: stage_report.rows_affected as i64,
+                rows_quarantined: stage_report.rows_quarantined as i64,
+                captures: serde_json::to_value(&stage_report.captures).unwrap_or_default(),
+                verifications: serde_json::to_value(&stage_report.verifications)
+                    .unwrap_or_default(),
+                error: stage_report
+                    .error
+                    .as_ref()
+                    .map(|e| serde_json::to_value(e).unwrap_or_default()),
+                accepted_findings: self.accepted_findings(index).clone(),
+            },
+        )
+    }
+}
+
+/// Per stage (in plan order), the findings of the lock analysis that its `allow`
+/// accepts: `[{rule, reason, relation, place}]`.
+pub(crate) fn accepted_findings(
+    plan: &Plan,
+    dag: &Dag,
+    registry: &Registry,
+) -> Vec<serde_json::Value> {
+    let impact = plan.lock_impact(dag, registry);
+    plan.stages
+        .iter()
+        .map(|stage| {
+            let accepted: Vec<serde_json::Value> = impact
+                .iter()
+                .filter(|planned| planned.stage == stage.id)
+                .flat_map(|planned| &planned.findings)
+                .filter_map(|finding| {
+                    let reason = finding.allowed.as_ref()?;
+                    Some(serde_json::json!({
+                        "rule": finding.rule.id(),
+                        "reason": reason,
+                        "relation": finding.relation,
+                        "place": finding.place,
+                    }))
+                })
+                .collect();
+            serde_json::Value::Array(accepted)
+        })
+        .collect()
+}
