@@ -43,7 +43,7 @@ pub(crate) fn endpoints(settings: &Settings) -> (Vec<Endpoint>, Option<String>) 
                 1 => nth(&ports, 0),
                 _ => nth(&ports, index),
             }
-            .unwrap_or_else(|| DEFAULT_PORT.to_owned());
+            .map_or_else(|| DEFAULT_PORT.to_owned(), |port| port_number(&port));
             let mut endpoint = Endpoint {
                 host: nth(&hosts, index),
                 hostaddr: nth(&addresses, index),
@@ -63,15 +63,12 @@ pub(crate) fn endpoints(settings: &Settings) -> (Vec<Endpoint>, Option<String>) 
 }
 
 /// Takes `endpoint`'s password from its own line of the password file (libpq looks up
-/// the host name, else the address, else `localhost`); returns libpq's warning when
-/// the file was ignored.
+/// the host name, else `localhost`); returns libpq's warning when the file was
+/// ignored.
 fn fill_from_passfile(endpoint: &mut Endpoint, settings: &Settings) -> Option<String> {
     let path = settings.get("passfile")?;
-    let host = endpoint
-        .host
-        .as_deref()
-        .or(endpoint.hostaddr.as_deref())
-        .unwrap_or(DEFAULT_SOCKET_DIR);
+    // libpq 15 looks up `localhost` for a server named by `hostaddr` alone.
+    let host = endpoint.host.as_deref().unwrap_or("");
     let lookup = Lookup {
         host,
         port: &endpoint.port,
@@ -99,4 +96,12 @@ impl Endpoint {
             .unwrap_or(DEFAULT_SOCKET_DIR);
         format!("{host}:{}", self.port)
     }
+}
+
+/// A port as libpq reads it (`' 5433'`, `+5433`), written plainly; resolution has
+/// checked it.
+fn port_number(port: &str) -> String {
+    port.trim()
+        .parse::<u16>()
+        .map_or_else(|_| port.to_owned(), |port| port.to_string())
 }

@@ -7,7 +7,7 @@
 ///
 /// The credentials of a URL run to its first `@`, as the `postgres` crate (and libpq)
 /// read them, so a password holding an unencoded `/`, `?`, `#` or space is still
-/// hidden. When unsure (an `@` later on the same line after a URL without user), this
+/// hidden; and on to the last `@` before the host ends, so one holding an `@` is too. When unsure (an `@` later on the same line after a URL without user), this
 /// hides too much rather than too little.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -19,7 +19,9 @@ pub fn redact(text: &str) -> String {
         // starts first.
         let line_end = tail.find(['\n', '\r']).unwrap_or(tail.len());
         let next_url = tail[..line_end].find("://").unwrap_or(line_end);
-        let credentials_end = tail[..next_url].find('@');
+        let credentials_end = tail[..next_url]
+            .find('@')
+            .map(|at| last_at_of_host(tail, at));
         match credentials_end {
             Some(at) if tail[..at].contains(':') => {
                 let colon = tail[..at].find(':').expect("checked above");
@@ -87,6 +89,17 @@ fn value_end(value: &str, in_query: bool) -> usize {
     value.len()
 }
 
+/// The last `@` of the host part that starts at the `@` at byte `at`: with an
+/// unencoded `@` in a password (`u:pw@Secret@db`), libpq reads `Secret@db` as the
+/// host, which holds the rest of the password.
+fn last_at_of_host(tail: &str, at: usize) -> usize {
+    let host = &tail[at + 1..];
+    let host_end = host
+        .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+        .unwrap_or(host.len());
+    host[..host_end].rfind('@').map_or(at, |last| at + 1 + last)
+}
+
 /// Replaces every occurrence of `secret` (as given and percent-decoded) in `text` with
 /// `***`: the last line of defence for messages that echo the connection string.
 pub fn scrub(text: &str, secret: Option<&str>) -> String {
@@ -112,7 +125,7 @@ fn unquoted_end(value: &str, in_query: bool) -> usize {
                 chars.next();
             }
             '&' if in_query => return index,
-            c if c.is_whitespace() => return index,
+            c if crate::key_value::is_libpq_space(c) => return index,
             _ => {}
         }
     }
@@ -191,6 +204,19 @@ mod tests {
         assert_eq!(
             scrub("pw is s3%2Fcret or s3/cret", Some("s3%2Fcret")),
             "pw is *** or ***"
+        );
+    }
+
+    /// Issue 26, item 9: psql echoes these fragments; planrun does not.
+    #[test]
+    fn malformed_strings_show_no_password_fragment() {
+        assert_eq!(
+            redact("postgresql://u:pw@Secret@db/prod"),
+            "postgresql://u:***@db/prod"
+        );
+        assert_eq!(
+            redact("host=db password=pa\u{a0}ss user=app"),
+            "host=db password=*** user=app"
         );
     }
 }
