@@ -63,12 +63,15 @@ pub(crate) fn endpoints(settings: &Settings) -> (Vec<Endpoint>, Option<String>) 
 }
 
 /// Takes `endpoint`'s password from its own line of the password file (libpq looks up
-/// the host name, else `localhost`); returns libpq's warning when the file was
-/// ignored.
+/// the host name, else the address, else `localhost`); returns libpq's warning when
+/// the file was ignored.
 fn fill_from_passfile(endpoint: &mut Endpoint, settings: &Settings) -> Option<String> {
     let path = settings.get("passfile")?;
-    // libpq 15 looks up `localhost` for a server named by `hostaddr` alone.
-    let host = endpoint.host.as_deref().unwrap_or("");
+    let host = endpoint
+        .host
+        .as_deref()
+        .or(endpoint.hostaddr.as_deref())
+        .unwrap_or(DEFAULT_SOCKET_DIR);
     let lookup = Lookup {
         host,
         port: &endpoint.port,

@@ -65,9 +65,48 @@ fn redact_key_value(text: &str) -> String {
         out.push_str(&tail[..tail.len() - value.len()]);
         out.push_str("***");
         rest = &value[value_end(value, in_query)..];
+        if !value.starts_with('\'') {
+            rest = &rest[fragments_end(rest, in_query)..];
+        }
     }
     out.push_str(rest);
     out
+}
+
+/// Where the words after an unquoted password value end that may still be part of
+/// it: a password with an unescaped space (`password=correct horse`) or an unencoded
+/// `&` in a URI (`?password=a&b`) leaves words that are no `keyword=...` setting of
+/// libpq's; they are hidden too, up to the next setting.
+fn fragments_end(rest: &str, in_query: bool) -> usize {
+    let mut end = 0;
+    loop {
+        let after = &rest[end..];
+        let word_start = if in_query {
+            usize::from(after.starts_with('&'))
+        } else {
+            after
+                .find(|c: char| !crate::key_value::is_libpq_space(c))
+                .unwrap_or(0)
+        };
+        if word_start == 0 {
+            return end;
+        }
+        let word = &after[word_start..];
+        let word = &word[..word
+            .find(|c: char| crate::key_value::is_libpq_space(c) || (in_query && c == '&'))
+            .unwrap_or(word.len())];
+        let key = word.split('=').next().unwrap_or(word);
+        let key = crate::url::decode(key, "key").unwrap_or_else(|_| key.to_owned());
+        let a_setting = word.contains('=')
+            && (crate::keywords::keyword(&key).is_some()
+                || key == "ssl"
+                || key == "requiressl"
+                || key.eq_ignore_ascii_case("password"));
+        if word.is_empty() || a_setting {
+            return end;
+        }
+        end += word_start + word.len();
+    }
 }
 
 /// Where a password value starts at `value` ends.
@@ -217,6 +256,14 @@ mod tests {
         assert_eq!(
             redact("host=db password=pa\u{a0}ss user=app"),
             "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact("host=db password=correct horse battery user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact("postgresql://db/x?password=correct&horse=battery&sslmode=require"),
+            "postgresql://db/x?password=***&sslmode=require"
         );
     }
 }

@@ -333,15 +333,17 @@ fn values_libpq_accepts_are_accepted() {
     }
 }
 
-/// Issue 26, item 7: with `hostaddr` alone, libpq 15 looks up `localhost` in the
-/// password file, not the address.
+/// Issue 26, item 7: with `hostaddr` alone, libpq 15 looks up the address in the
+/// password file. (Debian's `/usr/bin/psql` wrapper sets `PGHOST` to its default
+/// cluster's socket first, which makes psql look up `localhost`; libpq itself does
+/// not.)
 #[test]
-fn a_hostaddr_only_connection_looks_up_localhost_in_the_password_file() {
+fn a_hostaddr_only_connection_looks_up_its_address_in_the_password_file() {
     let home = tempfile::tempdir().unwrap();
     let pgpass = home.path().join(".pgpass");
     std::fs::write(
         &pgpass,
-        "127.0.0.1:5432:prod:app:by-address\nlocalhost:5432:prod:app:by-localhost\n",
+        "localhost:5432:prod:app:by-localhost\n127.0.0.1:5432:prod:app:by-address\n",
     )
     .unwrap();
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -352,6 +354,6 @@ fn a_hostaddr_only_connection_looks_up_localhost_in_the_password_file() {
     let resolved = resolve(Some("hostaddr=127.0.0.1 user=app dbname=prod"), &with_home).unwrap();
     assert_eq!(
         resolved.endpoints()[0].password.as_deref(),
-        Some("by-localhost")
+        Some("by-address")
     );
 }
