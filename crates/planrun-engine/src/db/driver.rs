@@ -51,7 +51,7 @@ pub(crate) fn driver_config(resolved: &Resolved) -> Result<Config, String> {
             }
             // Any whole number but zero turns them on, as in libpq.
             "keepalives" => {
-                config.keepalives(value.trim().parse::<i64>().map_or(true, |n| n != 0));
+                config.keepalives(value.trim().parse::<i64>().ok().is_none_or(|n| n != 0));
             }
             "keepalives_idle" if seconds(value) > 0 => {
                 config.keepalives_idle(Duration::from_secs(seconds(value)));
