@@ -59,7 +59,8 @@ impl Settings {
         self.values.insert(keyword, (value, origin));
     }
 
-    /// The value of `keyword`; an empty value counts as unset, as in libpq.
+    /// The value of `keyword`; an empty value reads as none (for most keywords libpq
+    /// then takes its default; [`Settings::contains`] tells it from a missing one).
     pub fn get(&self, keyword: &str) -> Option<&str> {
         self.values
             .get(keyword)
