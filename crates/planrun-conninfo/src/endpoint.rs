@@ -43,7 +43,7 @@ pub(crate) fn endpoints(settings: &Settings) -> (Vec<Endpoint>, Option<String>) 
                 1 => nth(&ports, 0),
                 _ => nth(&ports, index),
             }
-            .unwrap_or_else(|| DEFAULT_PORT.to_owned());
+            .map_or_else(|| DEFAULT_PORT.to_owned(), |port| port_number(&port));
             let mut endpoint = Endpoint {
                 host: nth(&hosts, index),
                 hostaddr: nth(&addresses, index),
@@ -99,4 +99,12 @@ impl Endpoint {
             .unwrap_or(DEFAULT_SOCKET_DIR);
         format!("{host}:{}", self.port)
     }
+}
+
+/// A port as libpq reads it (`' 5433'`, `+5433`), written plainly; resolution has
+/// checked it.
+fn port_number(port: &str) -> String {
+    port.trim()
+        .parse::<u16>()
+        .map_or_else(|_| port.to_owned(), |port| port.to_string())
 }

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 pub trait Environment {
-    /// The variable's value; an empty one counts as unset.
+    /// The variable's value, empty or not: libpq takes an empty `PG*` variable as
+    /// given (`PGSSLMODE=` is an invalid mode, `PGDATABASE=` the default database).
     fn var(&self, name: &str) -> Option<String>;
     /// The home directory: `HOME`, else the password database.
     fn home(&self) -> Option<PathBuf>;
@@ -19,11 +20,11 @@ pub struct ProcessEnvironment;
 
 impl Environment for ProcessEnvironment {
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|value| !value.is_empty())
+        std::env::var(name).ok()
     }
 
     fn home(&self) -> Option<PathBuf> {
-        self.var("HOME")
+        non_empty(self.var("HOME"))
             .map(PathBuf::from)
             .or_else(|| passwd_entry().map(|(_, home)| home))
     }
@@ -31,9 +32,13 @@ impl Environment for ProcessEnvironment {
     fn os_user(&self) -> Option<String> {
         passwd_entry()
             .map(|(name, _)| name)
-            .or_else(|| self.var("USER"))
-            .or_else(|| self.var("LOGNAME"))
+            .or_else(|| non_empty(self.var("USER")))
+            .or_else(|| non_empty(self.var("LOGNAME")))
     }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|value| !value.is_empty())
 }
 
 /// Name and home directory of the effective user, from the password database.
@@ -101,7 +106,6 @@ impl Environment for FixedEnvironment {
             .rev()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
-            .filter(|value| !value.is_empty())
     }
 
     fn home(&self) -> Option<PathBuf> {

@@ -91,12 +91,15 @@ fn match_field<'a>(text: &'a str, wanted: &str) -> Option<&'a str> {
     None
 }
 
+/// The password field: unescaped, up to the next unescaped `:` (libpq ignores any
+/// further fields).
 fn unescape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => out.extend(chars.next()),
+            ':' => break,
             c => out.push(c),
         }
     }
@@ -174,6 +177,16 @@ mod tests {
         assert_eq!(
             look_up(Path::new("/nonexistent/.pgpass"), LOOKUP, "/x"),
             PassFileResult::NotFound
+        );
+    }
+
+    /// Issue 26, item 7: the password ends at the next unescaped `:`, as in libpq.
+    #[test]
+    fn the_password_ends_at_an_unescaped_colon() {
+        let pgpass = file("db:5432:app:migrator:Ab:cd\n", 0o600);
+        assert_eq!(
+            look_up(pgpass.path(), LOOKUP, "/x"),
+            PassFileResult::Found("Ab".into())
         );
     }
 }

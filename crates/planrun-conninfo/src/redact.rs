@@ -7,7 +7,7 @@
 ///
 /// The credentials of a URL run to its first `@`, as the `postgres` crate (and libpq)
 /// read them, so a password holding an unencoded `/`, `?`, `#` or space is still
-/// hidden. When unsure (an `@` later on the same line after a URL without user), this
+/// hidden; and on to the last `@` before the host ends, so one holding an `@` is too. When unsure (an `@` later on the same line after a URL without user), this
 /// hides too much rather than too little.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -19,7 +19,9 @@ pub fn redact(text: &str) -> String {
         // starts first.
         let line_end = tail.find(['\n', '\r']).unwrap_or(tail.len());
         let next_url = tail[..line_end].find("://").unwrap_or(line_end);
-        let credentials_end = tail[..next_url].find('@');
+        let credentials_end = tail[..next_url]
+            .find('@')
+            .map(|at| last_at_of_host(tail, at));
         match credentials_end {
             Some(at) if tail[..at].contains(':') => {
                 let colon = tail[..at].find(':').expect("checked above");
@@ -63,9 +65,48 @@ fn redact_key_value(text: &str) -> String {
         out.push_str(&tail[..tail.len() - value.len()]);
         out.push_str("***");
         rest = &value[value_end(value, in_query)..];
+        if !value.starts_with('\'') {
+            rest = &rest[fragments_end(rest, in_query)..];
+        }
     }
     out.push_str(rest);
     out
+}
+
+/// Where the words after an unquoted password value end that may still be part of
+/// it: a password with an unescaped space (`password=correct horse`) or an unencoded
+/// `&` in a URI (`?password=a&b`) leaves words that are no `keyword=...` setting of
+/// libpq's; they are hidden too, up to the next setting.
+fn fragments_end(rest: &str, in_query: bool) -> usize {
+    let mut end = 0;
+    loop {
+        let after = &rest[end..];
+        let word_start = if in_query {
+            usize::from(after.starts_with('&'))
+        } else {
+            after
+                .find(|c: char| !crate::key_value::is_libpq_space(c))
+                .unwrap_or(0)
+        };
+        if word_start == 0 {
+            return end;
+        }
+        let word = &after[word_start..];
+        let word = &word[..word
+            .find(|c: char| crate::key_value::is_libpq_space(c) || (in_query && c == '&'))
+            .unwrap_or(word.len())];
+        let key = word.split('=').next().unwrap_or(word);
+        let key = crate::url::decode(key, "key").unwrap_or_else(|_| key.to_owned());
+        let a_setting = word.contains('=')
+            && (crate::keywords::keyword(&key).is_some()
+                || key == "ssl"
+                || key == "requiressl"
+                || key.eq_ignore_ascii_case("password"));
+        if word.is_empty() || a_setting {
+            return end;
+        }
+        end += word_start + word.len();
+    }
 }
 
 /// Where a password value starts at `value` ends.
@@ -85,6 +126,17 @@ fn value_end(value: &str, in_query: bool) -> usize {
         }
     }
     value.len()
+}
+
+/// The last `@` of the host part that starts at the `@` at byte `at`: with an
+/// unencoded `@` in a password (`u:pw@Secret@db`), libpq reads `Secret@db` as the
+/// host, which holds the rest of the password.
+fn last_at_of_host(tail: &str, at: usize) -> usize {
+    let host = &tail[at + 1..];
+    let host_end = host
+        .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+        .unwrap_or(host.len());
+    host[..host_end].rfind('@').map_or(at, |last| at + 1 + last)
 }
 
 /// Replaces every occurrence of `secret` (as given and percent-decoded) in `text` with
@@ -112,7 +164,7 @@ fn unquoted_end(value: &str, in_query: bool) -> usize {
                 chars.next();
             }
             '&' if in_query => return index,
-            c if c.is_whitespace() => return index,
+            c if crate::key_value::is_libpq_space(c) => return index,
             _ => {}
         }
     }
@@ -191,6 +243,27 @@ mod tests {
         assert_eq!(
             scrub("pw is s3%2Fcret or s3/cret", Some("s3%2Fcret")),
             "pw is *** or ***"
+        );
+    }
+
+    /// Issue 26, item 9: psql echoes these fragments; planrun does not.
+    #[test]
+    fn malformed_strings_show_no_password_fragment() {
+        assert_eq!(
+            redact("postgresql://u:pw@Secret@db/prod"),
+            "postgresql://u:***@db/prod"
+        );
+        assert_eq!(
+            redact("host=db password=pa\u{a0}ss user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact("host=db password=correct horse battery user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact("postgresql://db/x?password=correct&horse=battery&sslmode=require"),
+            "postgresql://db/x?password=***&sslmode=require"
         );
     }
 }

@@ -23,7 +23,17 @@ pub struct Resolved {
     /// Why a password the environment holds was not used, for a failed connection's
     /// message.
     pub note: Option<String>,
+    /// Server settings from the environment, sent at startup as libpq sends them.
+    startup_parameters: Vec<(&'static str, String)>,
 }
+
+/// libpq's `EnvironmentOptions`: variables that are no connection keyword but set a
+/// server parameter at startup, unless they say `default`.
+const ENVIRONMENT_OPTIONS: [(&str, &str); 3] = [
+    ("PGDATESTYLE", "datestyle"),
+    ("PGTZ", "timezone"),
+    ("PGGEQO", "geqo"),
+];
 
 /// Resolves `text` (a URI or key=value string; `None` when none was given) against
 /// `env` as libpq does. With no string and no `PG*` variable at all, there is nothing
@@ -36,7 +46,7 @@ pub fn resolve(text: Option<&str>, env: &dyn Environment) -> Result<Resolved, Co
         None => Settings::default(),
     };
     for keyword in KEYWORDS {
-        if settings.get(keyword.name).is_some() {
+        if settings.contains(keyword.name) {
             continue;
         }
         if let Some(value) = keyword.env.and_then(|var| env.var(var)) {
@@ -47,15 +57,33 @@ pub fn resolve(text: Option<&str>, env: &dyn Environment) -> Result<Resolved, Co
             );
         }
     }
+    // libpq's old variable, below PGSSLMODE: a value starting with 1 means require.
+    if !settings.contains("sslmode")
+        && env
+            .var("PGREQUIRESSL")
+            .is_some_and(|value| value.starts_with('1'))
+    {
+        settings.set(
+            "sslmode",
+            "require".into(),
+            Origin::Environment("PGREQUIRESSL"),
+        );
+    }
+    check_values(&settings)?;
     apply_defaults(&mut settings, env);
     system_root_means_verify_full(&mut settings)?;
-    check_values(&settings)?;
     let (endpoints, warning) = endpoints(&settings);
+    let startup_parameters = ENVIRONMENT_OPTIONS
+        .iter()
+        .filter_map(|(var, parameter)| Some((*parameter, env.var(var)?)))
+        .filter(|(_, value)| !value.eq_ignore_ascii_case("default"))
+        .collect();
     Ok(Resolved {
         settings,
         endpoints,
         warning,
         note: None,
+        startup_parameters,
     })
 }
 
@@ -63,9 +91,12 @@ fn any_libpq_variable(env: &dyn Environment) -> bool {
     KEYWORDS
         .iter()
         .filter_map(|keyword| keyword.env)
-        .any(|var| env.var(var).is_some())
+        .any(|var| env.var(var).is_some_and(|value| !value.is_empty()))
 }
 
+/// libpq's defaults. An empty value counts as unset for names, files and the port;
+/// for the modes, where an empty value is invalid (checked before) or means "none"
+/// (`sslsni`, `ssl_min_protocol_version`), only a keyword never set gets one.
 fn apply_defaults(settings: &mut Settings, env: &dyn Environment) {
     let mut default = |name: &'static str, value: String| {
         if settings.get(name).is_none() {
@@ -76,12 +107,22 @@ fn apply_defaults(settings: &mut Settings, env: &dyn Environment) {
     if let Some(user) = env.os_user() {
         default("user", user);
     }
-    default("sslmode", "prefer".into());
-    default("gssencmode", "prefer".into());
-    default("channel_binding", "prefer".into());
-    default("sslsni", "1".into());
-    default("ssl_min_protocol_version", "TLSv1.2".into());
-    default("target_session_attrs", "any".into());
+    let mut mode_default = |name: &'static str, value: &str| {
+        if !settings.contains(name) {
+            settings.set(name, value.into(), Origin::Default);
+        }
+    };
+    mode_default("sslmode", "prefer");
+    mode_default("gssencmode", "prefer");
+    mode_default("channel_binding", "prefer");
+    mode_default("sslsni", "1");
+    mode_default("ssl_min_protocol_version", "TLSv1.2");
+    mode_default("target_session_attrs", "any");
+    let mut default = |name: &'static str, value: String| {
+        if settings.get(name).is_none() {
+            settings.set(name, value, Origin::Default);
+        }
+    };
     if let Some(home) = env.home() {
         default(
             "passfile",
@@ -132,9 +173,10 @@ fn system_root_means_verify_full(settings: &mut Settings) -> Result<(), ConnInfo
     }
 }
 
-/// Refuses what planrun cannot honour and values libpq would reject.
+/// Refuses what planrun cannot honour and values libpq would reject, empty ones
+/// included (`sslmode=''` is invalid, as in libpq).
 fn check_values(settings: &Settings) -> Result<(), ConnInfoError> {
-    for (name, value) in settings.iter() {
+    for (name, value) in settings.iter_set() {
         let keyword = keyword(name).expect("settings hold known keywords only");
         let origin = || {
             settings
@@ -142,7 +184,7 @@ fn check_values(settings: &Settings) -> Result<(), ConnInfoError> {
                 .map(ToString::to_string)
                 .unwrap_or_default()
         };
-        if let Support::Refused(why) = keyword.support {
+        if let (Support::Refused(why), false) = (keyword.support, value.is_empty()) {
             return Err(ConnInfoError::Unsupported {
                 keyword: keyword.name,
                 origin: origin(),
@@ -173,13 +215,9 @@ fn invalid_value(name: &str, value: &str) -> Option<String> {
     let one_of = |allowed: &[&str]| {
         (!allowed.contains(&value)).then(|| format!("one of {}", allowed.join(", ")))
     };
-    let whole_number = || {
-        value
-            .trim()
-            .parse::<i64>()
-            .is_err()
-            .then(|| "a whole number".into())
-    };
+    // libpq's parse_int_param: strtol's leading spaces and sign, trailing spaces.
+    let integer = |value: &str| value.trim().parse::<i64>().ok();
+    let whole_number = || integer(value).is_none().then(|| "a whole number".into());
     match name {
         "sslmode" => one_of(&[
             "disable",
@@ -190,22 +228,34 @@ fn invalid_value(name: &str, value: &str) -> Option<String> {
             "verify-full",
         ]),
         "channel_binding" => one_of(&["disable", "prefer", "require"]),
-        "target_session_attrs" => one_of(&["any", "read-write", "read-only"]),
+        "target_session_attrs" => one_of(&[
+            "any",
+            "read-write",
+            "read-only",
+            "primary",
+            "standby",
+            "prefer-standby",
+        ]),
         "gssencmode" => one_of(&["disable", "prefer", "require"]),
+        // Empty: no bound, as in libpq.
+        "ssl_min_protocol_version" | "ssl_max_protocol_version" if value.is_empty() => None,
         "ssl_min_protocol_version" | "ssl_max_protocol_version" => {
             one_of(&["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"])
         }
-        "sslsni" | "keepalives" => one_of(&["0", "1"]),
-        "client_encoding" => (!matches!(
-            value.to_ascii_uppercase().as_str(),
-            "UTF8" | "UTF-8" | "UNICODE"
-        ))
+        // libpq reads `auto` as the client's own encoding: planrun's is UTF8.
+        "client_encoding" => (!value.is_empty()
+            && value != "auto"
+            && !matches!(
+                value.to_ascii_uppercase().as_str(),
+                "UTF8" | "UTF-8" | "UNICODE"
+            ))
         .then(|| "planrun speaks UTF8 only".into()),
-        "port" => (!value
-            .split(',')
-            .all(|port| port.is_empty() || port.parse::<u16>().is_ok()))
+        "port" => (!value.split(',').all(|port| {
+            port.is_empty() || integer(port).is_some_and(|port| (1..=65535).contains(&port))
+        }))
         .then(|| "a port number, or a comma-separated list of them".into()),
         "connect_timeout"
+        | "keepalives"
         | "keepalives_idle"
         | "keepalives_interval"
         | "keepalives_count"
@@ -215,6 +265,12 @@ fn invalid_value(name: &str, value: &str) -> Option<String> {
 }
 
 impl Resolved {
+    /// The server parameters libpq would send at startup from the environment
+    /// (`PGDATESTYLE`, `PGTZ`, `PGGEQO`), in libpq's order.
+    pub fn startup_parameters(&self) -> &[(&'static str, String)] {
+        &self.startup_parameters
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

@@ -39,8 +39,17 @@ pub struct Settings {
 
 impl Settings {
     /// Sets `name` from the connection string; an unknown keyword is an error, as in
-    /// libpq.
+    /// libpq. `requiressl`, libpq's old spelling, sets `sslmode` where it stands:
+    /// `require` for a value starting with 1, else `prefer`.
     pub fn set_given(&mut self, name: &str, value: String) -> Result<(), ConnInfoError> {
+        if name == "requiressl" {
+            let sslmode = if value.starts_with('1') {
+                "require"
+            } else {
+                "prefer"
+            };
+            return self.set_given("sslmode", sslmode.into());
+        }
         let keyword = known(name)?;
         self.values.insert(keyword.name, (value, Origin::Given));
         Ok(())
@@ -50,12 +59,26 @@ impl Settings {
         self.values.insert(keyword, (value, origin));
     }
 
-    /// The value of `keyword`; an empty value counts as unset, as in libpq.
+    /// The value of `keyword`; an empty value reads as none (for most keywords libpq
+    /// then takes its default; [`Settings::contains`] tells it from a missing one).
     pub fn get(&self, keyword: &str) -> Option<&str> {
         self.values
             .get(keyword)
             .map(|(value, _)| value.as_str())
             .filter(|value| !value.is_empty())
+    }
+
+    /// Whether `keyword` was set at all, if only to an empty value: the environment
+    /// then does not fill it, as in libpq.
+    pub fn contains(&self, keyword: &str) -> bool {
+        self.values.contains_key(keyword)
+    }
+
+    /// Every keyword that was set, empty values included, in keyword order.
+    pub(crate) fn iter_set(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.values
+            .iter()
+            .map(|(name, (value, _))| (*name, value.as_str()))
     }
 
     pub fn origin(&self, keyword: &str) -> Option<&Origin> {

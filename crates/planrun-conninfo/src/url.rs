@@ -4,7 +4,10 @@
 //! As in libpq: the credentials end at the first `@` before any `/`; hosts may be
 //! `[IPv6]` or a percent-encoded socket directory; every part, query keys included, is
 //! percent-decoded (`+` stays a plus); `ssl=true` means `sslmode=require`; an unknown
-//! query key is an error.
+//! query key is an error, as are a character after the hosts that is not `/` or `?`,
+//! a second `=` in a query parameter and an empty one (`?&x=1`). Stricter than libpq
+//! in one way: a host holding `@` (the rest of a password with an unencoded `@`) is
+//! refused, and no error quotes text that may be part of a password.
 
 use crate::{ConnInfoError, Settings};
 
@@ -44,6 +47,11 @@ pub fn parse_uri(text: &str) -> Result<Settings, ConnInfoError> {
         settings.set_given("port", ports.join(","))?;
     }
     rest = after_hosts;
+    if !rest.is_empty() && !rest.starts_with(['/', '?']) {
+        return Err(ConnInfoError::Syntax(
+            "unexpected character after the URI's hosts (expected \":\", \"/\" or \"?\")".into(),
+        ));
+    }
     if let Some(path) = rest.strip_prefix('/') {
         let end = path.find('?').unwrap_or(path.len());
         settings.set_given("dbname", decode(&path[..end], "database name")?)?;
@@ -74,6 +82,13 @@ fn host_list(mut rest: &str) -> Result<(Vec<String>, Vec<String>, &str), ConnInf
             close + 1
         } else {
             let end = rest.find([':', '/', '?', ',']).unwrap_or(rest.len());
+            if rest[..end].contains('@') {
+                // psql tries it as a host name and echoes it; it is the rest of
+                // a password.
+                return Err(ConnInfoError::Syntax(
+                    "the URI's host holds \"@\" (percent-encode \"@\" in a password: %40)".into(),
+                ));
+            }
             hosts.push(decode(&rest[..end], "host")?);
             end
         };
@@ -82,15 +97,15 @@ fn host_list(mut rest: &str) -> Result<(Vec<String>, Vec<String>, &str), ConnInf
             let end = after_colon
                 .find(['/', '?', ','])
                 .unwrap_or(after_colon.len());
-            let port = &after_colon[..end];
-            if !port.bytes().all(|b| b.is_ascii_digit()) {
+            let port = decode(&after_colon[..end], "port")?;
+            if !port.is_empty() && port.trim().parse::<i64>().is_err() {
                 // The text may be part of a password holding an unencoded `/`; it
                 // is never echoed.
                 return Err(ConnInfoError::Syntax(
                     "the URI's port is not a number (percent-encode \"/\", \"@\" and \":\" in a password: %2F, %40, %3A)".into(),
                 ));
             }
-            ports.push(port.to_owned());
+            ports.push(port);
             rest = &after_colon[end..];
         } else {
             ports.push(String::new());
@@ -103,25 +118,45 @@ fn host_list(mut rest: &str) -> Result<(Vec<String>, Vec<String>, &str), ConnInf
 }
 
 fn query_parameters(query: &str, settings: &mut Settings) -> Result<(), ConnInfoError> {
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').ok_or_else(|| {
-            ConnInfoError::Syntax(format!(
-                "missing \"=\" in the URI query parameter \"{}\"",
-                pair.split('=').next().unwrap_or(pair)
-            ))
-        })?;
-        let key = decode(key, "query parameter name")?;
-        let value = decode(value, "query parameter value")?;
-        // libpq's JDBC compatibility.
-        if key == "ssl" && value == "true" {
-            settings.set_given("sslmode", "require".into())?;
-            continue;
+    let mut after_password = false;
+    let pairs: Vec<&str> = query.split('&').collect();
+    for (index, pair) in pairs.iter().enumerate() {
+        // As libpq: a trailing `&` ends the query; an empty parameter elsewhere is
+        // an error.
+        if pair.is_empty() && index + 1 == pairs.len() {
+            break;
         }
+        let key = query_parameter(pair, settings)
+            .map_err(|error| crate::key_value::unechoed(error, after_password))?;
+        after_password = key == "password";
+    }
+    Ok(())
+}
+
+/// Sets one `key=value` of the query; returns the key.
+fn query_parameter(pair: &str, settings: &mut Settings) -> Result<String, ConnInfoError> {
+    let key_text = pair.split('=').next().unwrap_or(pair);
+    let (key, value) = pair.split_once('=').ok_or_else(|| {
+        ConnInfoError::Syntax(format!(
+            "missing \"=\" in the URI query parameter \"{key_text}\""
+        ))
+    })?;
+    if value.contains('=') {
+        return Err(ConnInfoError::Syntax(format!(
+            "extra \"=\" in the URI query parameter \"{key_text}\" (percent-encode it: %3D)"
+        )));
+    }
+    let key = decode(key, "query parameter name")?;
+    let value = decode(value, "query parameter value")?;
+    // libpq's JDBC compatibility.
+    if key == "ssl" && value == "true" {
+        settings.set_given("sslmode", "require".into())?;
+    } else {
         settings
             .set_given(&key, value)
             .map_err(|_| ConnInfoError::UnknownKeyword(key.clone()))?;
     }
-    Ok(())
+    Ok(key)
 }
 
 /// Percent-decodes `text` as libpq does: `%XX` only, never `%00`; `+` stays.
@@ -204,5 +239,38 @@ mod tests {
             !error.contains("\"se\"") && !error.contains("cret"),
             "{error}"
         );
+    }
+
+    /// Issue 26, item 6: what libpq rejects.
+    #[test]
+    fn malformed_uris_are_rejected_as_libpq_rejects_them() {
+        for uri in [
+            "postgresql://[::1]x:5432/db",
+            "postgresql://h/d?options=-c%20x=1",
+            "postgresql://h/d?&sslmode=disable",
+            "postgresql://h/d?sslmode=disable&&x=1",
+            "postgresql://h:5432x/d",
+        ] {
+            assert!(parse_uri(uri).is_err(), "{uri}");
+        }
+        for uri in [
+            "postgresql://h/d?sslmode=disable&",
+            "postgresql://h/d?",
+            "postgresql://h:5432?sslmode=disable",
+        ] {
+            assert!(parse_uri(uri).is_ok(), "{uri}");
+        }
+        let port = parse_uri("postgresql://h:%35432/d").unwrap();
+        assert_eq!(port.get("port"), Some("5432"));
+    }
+
+    /// Issue 26, item 9: a password with an unencoded `@` leaves a host holding the
+    /// rest of it; it is refused without echoing any of it.
+    #[test]
+    fn a_host_holding_a_password_fragment_is_refused_unechoed() {
+        let error = parse_uri("postgresql://u:pw@Secret@db/prod").unwrap_err();
+        assert!(!error.to_string().contains("Secret"), "{error}");
+        let error = parse_uri("postgresql://h/d?password=a&b=c").unwrap_err();
+        assert!(!error.to_string().contains("\"b\""), "{error}");
     }
 }

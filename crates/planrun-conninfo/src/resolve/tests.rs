@@ -194,3 +194,166 @@ fn a_tool_handed_the_conninfo_reads_back_the_same_settings() {
     }
     assert_eq!(handed.get("password"), None);
 }
+
+/// Issue 26, item 2: `PGREQUIRESSL=1` (any value starting with 1) means
+/// `sslmode=require` unless the string or `PGSSLMODE` says otherwise; `requiressl` in
+/// the string is another spelling of `sslmode` (1: require, else prefer), where it
+/// stands.
+#[test]
+fn requiressl_means_sslmode_require_as_in_libpq() {
+    let sslmode = |text: &str, vars: &[(&str, &str)]| {
+        resolve(Some(text), &env(vars))
+            .unwrap()
+            .get("sslmode")
+            .map(str::to_owned)
+    };
+    let require = Some("require".to_owned());
+    assert_eq!(sslmode("host=db", &[("PGREQUIRESSL", "1")]), require);
+    assert_eq!(sslmode("host=db", &[("PGREQUIRESSL", "1x")]), require);
+    assert_eq!(
+        sslmode("host=db", &[("PGREQUIRESSL", "0")]).as_deref(),
+        Some("prefer")
+    );
+    assert_eq!(
+        sslmode(
+            "host=db",
+            &[("PGREQUIRESSL", "1"), ("PGSSLMODE", "disable")]
+        )
+        .as_deref(),
+        Some("disable")
+    );
+    assert_eq!(
+        sslmode("host=db sslmode=disable", &[("PGREQUIRESSL", "1")]).as_deref(),
+        Some("disable")
+    );
+    assert_eq!(
+        sslmode("host=db sslmode=disable requiressl=1", &[]),
+        require
+    );
+    assert_eq!(
+        sslmode("host=db requiressl=1 sslmode=disable", &[]).as_deref(),
+        Some("disable")
+    );
+    assert_eq!(
+        sslmode("host=db sslmode=require requiressl=0", &[]).as_deref(),
+        Some("prefer")
+    );
+    assert_eq!(sslmode("postgresql://db/x?requiressl=1", &[]), require);
+}
+
+/// Issue 26, item 3: a value given empty is given: the environment does not fill it;
+/// for most keywords it then means libpq's default, for some it is invalid.
+#[test]
+fn an_empty_value_is_given_not_missing() {
+    let resolved = resolve(
+        Some("host='' dbname='' port=''"),
+        &env(&[
+            ("PGDATABASE", "other"),
+            ("PGHOST", "elsewhere"),
+            ("PGPORT", "6543"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(resolved.get("dbname"), Some("osuser"));
+    assert_eq!(resolved.get("host"), Some(DEFAULT_SOCKET_DIR));
+    assert_eq!(resolved.endpoints()[0].port, "5432");
+    let empty_env = resolve(Some("host=db"), &env(&[("PGDATABASE", "")])).unwrap();
+    assert_eq!(empty_env.get("dbname"), Some("osuser"));
+    for text in [
+        "host=db sslmode=''",
+        "host=db connect_timeout=''",
+        "host=db keepalives=''",
+        "host=db target_session_attrs=''",
+        "host=db channel_binding=''",
+        "host=db gssencmode=''",
+    ] {
+        assert!(
+            matches!(
+                resolve(Some(text), &env(&[])),
+                Err(ConnInfoError::InvalidValue { .. })
+            ),
+            "{text}"
+        );
+    }
+    assert!(resolve(Some("host=db"), &env(&[("PGSSLMODE", "")])).is_err());
+    let no_sni = resolve(
+        Some("host=db sslsni='' ssl_min_protocol_version=''"),
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(no_sni.get("sslsni"), None, "libpq sends no SNI");
+    assert_eq!(no_sni.get("ssl_min_protocol_version"), None, "no bound");
+}
+
+/// Issue 26, item 4: the environment options libpq sends at startup.
+#[test]
+fn pgtz_pgdatestyle_and_pggeqo_become_startup_parameters() {
+    let resolved = resolve(
+        Some("host=db"),
+        &env(&[
+            ("PGTZ", "Pacific/Auckland"),
+            ("PGDATESTYLE", "SQL, DMY"),
+            ("PGGEQO", "DEFAULT"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        resolved.startup_parameters(),
+        [
+            ("datestyle", "SQL, DMY".to_owned()),
+            ("timezone", "Pacific/Auckland".to_owned())
+        ]
+    );
+}
+
+/// Issue 26, item 5: values libpq accepts.
+#[test]
+fn values_libpq_accepts_are_accepted() {
+    for text in [
+        "host=db target_session_attrs=primary",
+        "host=db target_session_attrs=standby",
+        "host=db target_session_attrs=prefer-standby",
+        "host=db port=' 5433'",
+        "host=db port='5433 '",
+        "host=db port=+5433",
+        "postgresql://db:%35433/x",
+        "host=db keepalives=2",
+        "host=db keepalives=-1",
+        "host=db sslsni=2",
+        "host=db client_encoding=auto",
+        "hostaddr=127.0.0.1",
+    ] {
+        let resolved = resolve(Some(text), &env(&[]));
+        assert!(resolved.is_ok(), "{text}: {resolved:?}");
+    }
+    let port = resolve(Some("host=db port=' 5433'"), &env(&[])).unwrap();
+    assert_eq!(port.endpoints()[0].port, "5433");
+    for text in ["host=db port=0", "host=db port=5433x", "host=db port=70000"] {
+        assert!(resolve(Some(text), &env(&[])).is_err(), "{text}");
+    }
+}
+
+/// Issue 26, item 7: with `hostaddr` alone, libpq 15 looks up the address in the
+/// password file. (Debian's `/usr/bin/psql` wrapper sets `PGHOST` to its default
+/// cluster's socket first, which makes psql look up `localhost`; libpq itself does
+/// not.)
+#[test]
+fn a_hostaddr_only_connection_looks_up_its_address_in_the_password_file() {
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        "localhost:5432:prod:app:by-localhost\n127.0.0.1:5432:prod:app:by-address\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_home = FixedEnvironment {
+        home: Some(home.path().to_owned()),
+        ..env(&[])
+    };
+    let resolved = resolve(Some("hostaddr=127.0.0.1 user=app dbname=prod"), &with_home).unwrap();
+    assert_eq!(
+        resolved.endpoints()[0].password.as_deref(),
+        Some("by-address")
+    );
+}

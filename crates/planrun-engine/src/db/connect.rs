@@ -245,10 +245,8 @@ impl Target {
         (conninfo, env)
     }
 
-    /// Opens a connection named `application_name` (unless the settings name it).
-    /// The attempt as a whole (TCP, TLS, startup, authentication) gives up after
-    /// `connect_timeout`: the driver bounds only the TCP connect, and a server that
-    /// accepts and never answers would otherwise hold planrun for ever.
+    /// Opens a connection named `application_name` (unless the settings name it);
+    /// each server of the list gets `connect_timeout` for the whole attempt.
     ///
     /// Nothing is set on the session: through a session-mode pooler its server
     /// connection goes to another client afterwards.
@@ -271,54 +269,23 @@ impl Target {
         Ok(session)
     }
 
-    /// A connection on which nothing has been set yet.
+    /// A connection on which nothing has been set yet: each server of the list in
+    /// turn, each with its own password, until one accepts. Under
+    /// `target_session_attrs=prefer-standby`, a first round takes standbys only.
     fn open(&self, application_name: &str) -> Result<Client, EngineError> {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let target = self.clone();
-        let name = application_name.to_owned();
-        // The thread owns the attempt; one that never returns is left behind, blocked
-        // on its socket, and goes with the process.
-        std::thread::spawn(move || {
-            let _ = sender.send(target.connect_now(&name));
-        });
-        // As libpq, each server of the list gets the whole timeout.
-        let servers = self.configs.len().max(1) as u32;
-        let outcome = match self.connect_timeout {
-            Some(deadline) => receiver
-                .recv_timeout(deadline * servers)
-                .map_err(|_| deadline * servers),
-            None => receiver.recv().map_err(|_| Duration::ZERO),
+        let rounds: &[Option<Recovery>] = match self.resolved.get("target_session_attrs") {
+            Some("primary") => &[Some(Recovery::Primary)],
+            Some("standby") => &[Some(Recovery::Standby)],
+            Some("prefer-standby") => &[Some(Recovery::Standby), None],
+            _ => &[None],
         };
-        outcome.unwrap_or_else(|deadline| {
-            Err(EngineError::CannotConnect {
-                target: self.redacted.clone(),
-                reason: format!(
-                    "no answer within connect_timeout = {} s (TCP, TLS, startup and authentication together)",
-                    deadline.as_secs_f64()
-                ),
-            })
-        })
-    }
-
-    /// Tries each server in turn, each with its own password, until one accepts.
-    fn connect_now(&self, application_name: &str) -> Result<Client, EngineError> {
         let mut failures = Vec::new();
-        for (config, endpoint) in self.configs.iter().zip(self.resolved.endpoints()) {
-            let mut config = config.clone();
-            if config.get_application_name().is_none() {
-                config.application_name(application_name);
-            }
-            if let Some(timeout) = self.connect_timeout {
-                config.connect_timeout(timeout);
-            }
-            let attempt = self.tls.connect(config).and_then(|mut client| {
-                self.note_negotiated_tls(&mut client)
-                    .map_err(|error| error_chain(&error))?;
-                Ok(client)
-            });
-            match attempt {
-                Ok(client) => return Ok(client),
-                Err(reason) => failures.push((endpoint, reason)),
+        for wanted in rounds {
+            for (config, endpoint) in self.configs.iter().zip(self.resolved.endpoints()) {
+                match self.attempt(config, endpoint, application_name, *wanted) {
+                    Ok(client) => return Ok(client),
+                    Err(reason) => failures.push((endpoint, reason)),
+                }
             }
         }
         let reason = match failures.as_slice() {
@@ -336,6 +303,65 @@ impl Target {
                 .join("; "),
         };
         Err(self.cannot_connect(reason))
+    }
+
+    /// One server of the list, given the whole `connect_timeout`, as libpq gives each.
+    /// The attempt as a whole (TCP, TLS, startup, authentication) is bounded: the
+    /// driver bounds only the TCP connect, and a server that accepts and never
+    /// answers would otherwise hold planrun for ever. The thread owns the attempt; one
+    /// that never returns is left behind, blocked on its socket, and goes with the
+    /// process.
+    fn attempt(
+        &self,
+        config: &Config,
+        endpoint: &Endpoint,
+        application_name: &str,
+        wanted: Option<Recovery>,
+    ) -> Result<Client, String> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let target = self.clone();
+        let (config, endpoint) = (config.clone(), endpoint.clone());
+        let name = application_name.to_owned();
+        std::thread::spawn(move || {
+            let _ = sender.send(target.connect_to(config, &endpoint, &name, wanted));
+        });
+        let no_answer = |deadline: Duration| {
+            format!(
+                "no answer within connect_timeout = {} s (TCP, TLS, startup and authentication together)",
+                deadline.as_secs_f64()
+            )
+        };
+        match self.connect_timeout {
+            Some(deadline) => receiver
+                .recv_timeout(deadline)
+                .unwrap_or_else(|_| Err(no_answer(deadline))),
+            None => receiver
+                .recv()
+                .unwrap_or_else(|_| Err("the connection attempt ended without an answer".into())),
+        }
+    }
+
+    /// Connects to one server and checks it is what `target_session_attrs` wants.
+    fn connect_to(
+        &self,
+        mut config: Config,
+        endpoint: &Endpoint,
+        application_name: &str,
+        wanted: Option<Recovery>,
+    ) -> Result<Client, String> {
+        if config.get_application_name().is_none() {
+            config.application_name(application_name);
+        }
+        if let Some(timeout) = self.connect_timeout {
+            config.connect_timeout(timeout);
+        }
+        let mut client = self.tls.connect(config, endpoint)?;
+        self.note_negotiated_tls(&mut client)
+            .map_err(|error| error_chain(&error))?;
+        if let Some(wanted) = wanted {
+            wanted.check(&mut client)?;
+        }
+        Ok(client)
     }
 
     fn cannot_connect(&self, reason: String) -> EngineError {
@@ -392,6 +418,30 @@ impl Target {
             reason.push_str(&format!(" ({note})"));
         }
         reason
+    }
+}
+
+/// What `target_session_attrs` `primary`, `standby` and `prefer-standby` ask of a
+/// server, checked as libpq checks it: whether it is in recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    Primary,
+    Standby,
+}
+
+impl Recovery {
+    fn check(self, client: &mut Client) -> Result<(), String> {
+        let rows = client
+            .simple_query("SELECT pg_catalog.pg_is_in_recovery()")
+            .map_err(|error| error_chain(&error))?;
+        let in_recovery = rows.iter().any(|message| {
+            matches!(message, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+        });
+        match (self, in_recovery) {
+            (Recovery::Primary, true) => Err("server is in hot standby mode".into()),
+            (Recovery::Standby, false) => Err("server is not in hot standby mode".into()),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -49,8 +49,9 @@ pub(crate) fn driver_config(resolved: &Resolved) -> Result<Config, String> {
             "application_name" => {
                 config.application_name(value);
             }
+            // Any whole number but zero turns them on, as in libpq.
             "keepalives" => {
-                config.keepalives(value != "0");
+                config.keepalives(value.trim().parse::<i64>().ok().is_none_or(|n| n != 0));
             }
             "keepalives_idle" if seconds(value) > 0 => {
                 config.keepalives_idle(Duration::from_secs(seconds(value)));
@@ -66,6 +67,8 @@ pub(crate) fn driver_config(resolved: &Resolved) -> Result<Config, String> {
                 config.tcp_user_timeout(Duration::from_millis(seconds(value)));
             }
             "target_session_attrs" => {
+                // primary, standby and prefer-standby are the connection's
+                // (`Target::open`), as the driver does not know them.
                 config.target_session_attrs(match value {
                     "read-write" => TargetSessionAttrs::ReadWrite,
                     "read-only" => TargetSessionAttrs::ReadOnly,
@@ -82,5 +85,34 @@ pub(crate) fn driver_config(resolved: &Resolved) -> Result<Config, String> {
             _ => {}
         }
     }
+    if let Some(options) = with_startup_parameters(resolved) {
+        config.options(&options);
+    }
     Ok(config)
+}
+
+/// `options` with the environment's server settings (`PGTZ`, ...) appended as
+/// `-c name=value`: libpq sends them as startup parameters, which the server applies
+/// after `options`, so they come last here too. The driver sends no other startup
+/// parameter; the server reads both at the same level (client).
+fn with_startup_parameters(resolved: &Resolved) -> Option<String> {
+    let parameters = resolved.startup_parameters();
+    if parameters.is_empty() {
+        return None;
+    }
+    let mut options = resolved.get("options").unwrap_or_default().to_owned();
+    for (name, value) in parameters {
+        options.push_str(" -c ");
+        options.push_str(name);
+        options.push('=');
+        // The server splits options at white space; a backslash keeps the next
+        // character.
+        for c in value.chars() {
+            if c.is_ascii_whitespace() || c == '\\' {
+                options.push('\\');
+            }
+            options.push(c);
+        }
+    }
+    Some(options.trim_start().to_owned())
 }

@@ -10,7 +10,11 @@
 //!   that file, never the operating system's store on top of them (a certificate
 //!   any public CA issued would pass). `sslrootcert=system` means the system's
 //!   store, and then `verify-full`, as in libpq 16 (resolution enforces it).
-//! - `verify-full` also checks the host name; `sslsni` sends it; a client certificate
+//! - Over a Unix socket there is no TLS, whatever `sslmode` says, as in libpq (the
+//!   server offers none there). A server named by `hostaddr` alone has no host name:
+//!   no SNI, and `verify-full`, which has nothing to check, is refused.
+//! - `verify-full` also checks the host name; `sslsni` (a value starting with 1, as
+//!   libpq reads it) sends it; a client certificate
 //!   (`sslcert`/`sslkey`, by default in `~/.postgresql/`) is presented when its file
 //!   exists, and its key must be private (0600, or 0640 when owned by root);
 //!   `ssl_min_protocol_version`/`ssl_max_protocol_version` bound the TLS version.
@@ -21,7 +25,7 @@ use std::path::{Path, PathBuf};
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::X509;
-use planrun_conninfo::Resolved;
+use planrun_conninfo::{Endpoint, Resolved};
 use postgres::config::SslMode;
 use postgres::{Client, Config};
 use postgres_openssl::MakeTlsConnector;
@@ -101,22 +105,41 @@ impl Tls {
             mode,
             roots,
             client,
-            sni: resolved.get("sslsni") != Some("0"),
+            sni: resolved
+                .get("sslsni")
+                .is_some_and(|sni| sni.starts_with('1')),
             min_version: resolved.get("ssl_min_protocol_version").map(version),
             max_version: resolved.get("ssl_max_protocol_version").map(version),
         })
     }
 
-    /// Connects with `config` over this TLS setting; errors are plain text for the
-    /// caller to redact.
-    pub fn connect(&self, mut config: Config) -> Result<Client, String> {
-        if self.mode == Mode::Disable {
+    /// Connects with `config` to `endpoint` over this TLS setting; errors are plain
+    /// text for the caller to redact.
+    pub fn connect(&self, mut config: Config, endpoint: &Endpoint) -> Result<Client, String> {
+        let over_socket = endpoint.hostaddr.is_none()
+            && endpoint
+                .host
+                .as_deref()
+                .is_none_or(|host| host.starts_with('/'));
+        if self.mode == Mode::Disable || over_socket {
             config.ssl_mode(SslMode::Disable);
             return config
                 .connect(postgres::NoTls)
                 .map_err(|error| error_chain(&error));
         }
-        let connector = self.connector()?;
+        let mut sni = self.sni;
+        if let (None, Some(address)) = (&endpoint.host, &endpoint.hostaddr) {
+            if self.mode == Mode::VerifyFull {
+                return Err(format!(
+                    "sslmode=verify-full needs a host name to check the server's certificate against; hostaddr={address} alone gives none (set host too)"
+                ));
+            }
+            // The driver starts TLS only with a host name; the address stands in,
+            // never checked (not verify-full) and never sent (no SNI).
+            config.host(address);
+            sni = false;
+        }
+        let connector = self.connector(sni)?;
         config.ssl_mode(match self.mode {
             Mode::Prefer => SslMode::Prefer,
             _ => SslMode::Require,
@@ -132,12 +155,12 @@ impl Tls {
         let result = if self.mode == Mode::Disable {
             token.cancel_query(postgres::NoTls)
         } else {
-            token.cancel_query(self.connector()?)
+            token.cancel_query(self.connector(self.sni)?)
         };
         result.map_err(|error| error_chain(&error))
     }
 
-    fn connector(&self) -> Result<MakeTlsConnector, String> {
+    fn connector(&self, sni: bool) -> Result<MakeTlsConnector, String> {
         let mut builder = SslConnector::builder(SslMethod::tls_client())
             .map_err(|error| format!("cannot set up TLS: {error}"))?;
         // The builder starts from the system's default store; replacing the store
@@ -161,7 +184,6 @@ impl Tls {
             .map_err(|error| format!("cannot bound the TLS version: {error}"))?;
         let mut connector = MakeTlsConnector::new(builder.build());
         let verify_hostname = self.mode == Mode::VerifyFull;
-        let sni = self.sni;
         connector.set_callback(move |connect, _| {
             connect.set_verify_hostname(verify_hostname);
             connect.set_use_server_name_indication(sni);
