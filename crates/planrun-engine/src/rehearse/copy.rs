@@ -6,30 +6,15 @@ use std::process::Command;
 
 use planrun_tempdb::TempCluster;
 
-use crate::db::backup::libpq_command;
 use crate::db::connect::{redact, Target};
+use crate::db::pg_tools::{cluster_command, dbname_conninfo, libpq_command};
 use crate::rehearse::error::RehearseError;
 
+/// `pg_dump -F c` of `target` into `file`.
 pub(crate) fn dump(pg_dump: &Path, target: &Target, file: &Path) -> Result<(), RehearseError> {
-    let output = libpq_command(pg_dump, target)
-        .arg("--format=custom")
-        .arg("--file")
-        .arg(file)
-        .output()
-        .map_err(|error| {
-            RehearseError::Copy(format!(
-                "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
-                pg_dump.display()
-            ))
-        })?;
-    if !output.status.success() {
-        return Err(RehearseError::Copy(format!(
-            "{} failed: {}",
-            pg_dump.display(),
-            redact(String::from_utf8_lossy(&output.stderr).trim())
-        )));
-    }
-    Ok(())
+    let mut command = libpq_command(pg_dump, target);
+    command.arg("--format=custom").arg("--file").arg(file);
+    run(command, pg_dump)
 }
 
 pub(crate) fn restore(
@@ -40,14 +25,11 @@ pub(crate) fn restore(
     jobs: usize,
 ) -> Result<(), RehearseError> {
     // With owners and privileges: the target's roles are already in the copy.
-    let output = copy_tool(pg_restore, cluster)
+    let output = cluster_command(pg_restore, cluster)
         .arg("--no-password")
         .arg(format!("--jobs={}", jobs.max(1)))
         // A conninfo string, so that a database name containing `=` stays a name.
-        .arg(format!(
-            "--dbname=dbname='{}'",
-            database.replace('\\', "\\\\").replace('\'', "\\'")
-        ))
+        .arg(format!("--dbname={}", dbname_conninfo(database)))
         .arg(file)
         .output()
         .map_err(|error| {
@@ -68,23 +50,6 @@ pub(crate) fn restore(
     Ok(())
 }
 
-/// A client tool run against the copy as its superuser over the socket, with none of
-/// the caller's libpq variables.
-pub(crate) fn copy_tool(program: &Path, cluster: &TempCluster) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG"))),
-        )
-        .env("PGHOST", cluster.host())
-        .env("PGPORT", cluster.port().to_string())
-        .env("PGUSER", cluster.user())
-        .env("PGSSLMODE", "disable");
-    command
-}
-
 /// `pg_dumpall --roles-only --no-role-passwords` of `target` into `file`, connected to
 /// the target's own database.
 pub(crate) fn dump_roles(
@@ -99,10 +64,7 @@ pub(crate) fn dump_roles(
     command
         .args(["--roles-only", "--no-role-passwords", "--file"])
         .arg(file)
-        .arg(format!(
-            "--database=dbname='{}'",
-            target.database().replace('\\', "\\\\").replace('\'', "\\'")
-        ));
+        .arg(format!("--database={}", dbname_conninfo(target.database())));
     run(command, pg_dumpall)
 }
 
@@ -114,7 +76,7 @@ pub(crate) fn restore_roles(
     cluster: &TempCluster,
     file: &Path,
 ) -> Result<(), RehearseError> {
-    let mut command = copy_tool(psql, cluster);
+    let mut command = cluster_command(psql, cluster);
     command
         .args(["-X", "-q", "--no-password", "--single-transaction"])
         .args(["-v", "ON_ERROR_STOP=1"])

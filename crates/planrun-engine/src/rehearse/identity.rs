@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use planrun_plan::{Stage, StepKind};
+use planrun_sql::quote_identifier;
 use postgres::Client;
 
 use crate::checksum::read_sql_file;
@@ -95,7 +96,11 @@ pub(crate) fn identity(
         }
         let rows: i64 = tx
             .query_one(
-                &format!("SELECT count(*) FROM {}.{}", ident(&schema), ident(&table)),
+                &format!(
+                    "SELECT count(*) FROM {}.{}",
+                    quote_identifier(&schema),
+                    quote_identifier(&table)
+                ),
                 &[],
             )
             .map_err(EngineError::database(format!(
@@ -111,8 +116,4 @@ pub(crate) fn identity(
     }
     let _ = tx.rollback();
     Ok(identity)
-}
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

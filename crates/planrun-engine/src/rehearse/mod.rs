@@ -29,8 +29,8 @@ use planrun_contract::{format, Envelope};
 use planrun_tempdb::{KeptCluster, TempCluster};
 
 use crate::apply::run::{ApplyOptions, Observer, Runner};
-use crate::db::backup::pg_tool;
 use crate::db::connect::{Source, Target};
+use crate::db::pg_tools::pg_tool;
 use crate::rehearse::copy::{dump, dump_roles, restore, restore_roles};
 use crate::rehearse::estimate::{over_budget, rehearsed_stage};
 use crate::rehearse::identity::identity;

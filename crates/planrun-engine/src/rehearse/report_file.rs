@@ -5,21 +5,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Local;
 
+use crate::db::private_dir::file_name_part;
 use crate::rehearse::error::RehearseError;
 use crate::rehearse::report::RehearsalReport;
-
-/// `plan` as it appears in a report's file name.
-pub(crate) fn file_safe(plan: &str) -> String {
-    plan.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 /// Writes `report` to `<dir>/<plan>-<YYYYmmdd_HHMMSS>.json`, a new file readable by
 /// its owner alone (it holds captured production values and errors quoting rows),
@@ -36,7 +24,7 @@ pub fn write_report(
     let now = Local::now();
     for second in 0..60 {
         let stamp = (now + chrono::Duration::seconds(second)).format("%Y%m%d_%H%M%S");
-        let name = format!("{}-{stamp}.json", file_safe(&report.plan));
+        let name = format!("{}-{stamp}.json", file_name_part(&report.plan));
         let file = dir.path().join(&name);
         let mut out = match dir.create_new(&name) {
             Ok(out) => out,
@@ -66,7 +54,7 @@ pub fn write_report(
 
 /// The newest rehearsal report of `plan` in `dir` (`<plan>-<stamp>.json`), if any.
 pub fn newest_rehearsal(dir: &Path, plan: &str) -> Option<PathBuf> {
-    let prefix = format!("{}-", file_safe(plan));
+    let prefix = format!("{}-", file_name_part(plan));
     let mut reports: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))

@@ -32,6 +32,7 @@
 //!    rehearsal does exactly what the apply will do, on a machine the operator chose;
 //!    refusing would only push teams to apply unrehearsed.
 
+use planrun_sql::quote_identifier;
 use postgres::Client;
 
 use crate::db::connect::Target;
@@ -169,14 +170,17 @@ pub(crate) fn confine(
         let (name, superuser, login): (String, bool, bool) =
             (role.get(0), role.get(1), role.get(2));
         if name == *applying {
-            statements.push(format!("ALTER ROLE {} LOGIN", ident(&name)));
+            statements.push(format!("ALTER ROLE {} LOGIN", quote_identifier(&name)));
             continue;
         }
         if superuser {
             demoted.push(name.clone());
         }
         if superuser || login {
-            statements.push(format!("ALTER ROLE {} NOSUPERUSER NOLOGIN", ident(&name)));
+            statements.push(format!(
+                "ALTER ROLE {} NOSUPERUSER NOLOGIN",
+                quote_identifier(&name)
+            ));
         }
     }
     let server_access = server_access(&mut client, applying, &mut statements)?;
@@ -218,7 +222,10 @@ pub(crate) fn confine(
 /// The target's database owner and, unless default, its ACL, for the copy's
 /// `database`.
 fn database_statements(database: &str, access: &TargetAccess) -> Vec<String> {
-    let (database, owner) = (ident(database), ident(&access.database_owner));
+    let (database, owner) = (
+        quote_identifier(database),
+        quote_identifier(&access.database_owner),
+    );
     let mut statements = vec![format!("ALTER DATABASE {database} OWNER TO {owner}")];
     let Some(grants) = &access.database_grants else {
         return statements;
@@ -235,7 +242,7 @@ fn database_statements(database: &str, access: &TargetAccess) -> Vec<String> {
         let grantee = grant
             .grantee
             .as_deref()
-            .map_or_else(|| "PUBLIC".to_owned(), ident);
+            .map_or_else(|| "PUBLIC".to_owned(), quote_identifier);
         statements.push(format!(
             "GRANT {} ON DATABASE {database} TO {grantee}{}",
             grant.privilege,
@@ -284,17 +291,17 @@ fn server_access(
             (grant.get(0), grant.get(1), grant.get(2));
         statements.push(format!(
             "REVOKE {} FROM {} GRANTED BY {}",
-            ident(&role),
-            ident(&member),
-            ident(&grantor)
+            quote_identifier(&role),
+            quote_identifier(&member),
+            quote_identifier(&grantor)
         ));
     }
     for role in &held {
-        statements.push(format!("GRANT {} TO {}", ident(role), ident(applying)));
+        statements.push(format!(
+            "GRANT {} TO {}",
+            quote_identifier(role),
+            quote_identifier(applying)
+        ));
     }
     Ok(held)
-}
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
