@@ -10,6 +10,8 @@ use std::path::Path;
 use planrun_plan::{is_new_in, LockBudget, Plan, StageLockImpact};
 use serde::{Deserialize, Serialize};
 
+use crate::rehearse::estimate::stage_budget;
+
 /// A rehearsal's lock estimates held against the plan's budgets.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BudgetEstimate {
@@ -116,13 +118,7 @@ pub fn budget_estimate(
         .into_iter()
         .filter(|stage| !stage.locks.is_empty())
         .map(|stage| {
-            let budget = plan
-                .stages
-                .iter()
-                .find(|planned| planned.id == stage.id)
-                .and_then(|planned| planned.lock_budget.as_ref())
-                .or(plan.lock_budget.as_ref())
-                .map(limits);
+            let budget = stage_budget(plan, &stage.id).map(limits);
             let locks = stage
                 .locks
                 .into_iter()

@@ -12,6 +12,8 @@ use planrun_plan::Stage;
 use planrun_transform::Progress;
 
 use crate::apply::run::Observer;
+use crate::db::connect::Target;
+use crate::error::EngineError;
 use crate::rehearse::lock_trace::{LockTrace, StageTrace};
 use crate::report::StageReport;
 
@@ -22,14 +24,22 @@ const LOCK_WAIT_MARK: &str = "still waiting for";
 /// Lock-wait lines kept per stage in the report, so it names what waited on what.
 const LOCK_WAIT_SAMPLES: usize = 5;
 
+/// What the copy's server logged as lock waits during one stage.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LockWaits {
     pub(crate) count: u64,
     pub(crate) samples: Vec<String>,
 }
 
+/// Per stage, what the watch saw while the plan ran on the copy.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub(crate) waits: BTreeMap<String, LockWaits>,
+    pub(crate) traces: BTreeMap<String, StageTrace>,
+}
+
 #[derive(Default)]
-pub(crate) struct WatchState {
+struct WatchState {
     /// Log length when the running stage started.
     offset: Option<u64>,
     waits: BTreeMap<String, LockWaits>,
@@ -38,13 +48,28 @@ pub(crate) struct WatchState {
 /// Passes everything on to the caller's observer, and reads the copy's server log
 /// between each stage's start and finish.
 pub(crate) struct LockWaitWatch<'o> {
-    pub(crate) inner: &'o dyn Observer,
-    pub(crate) log: PathBuf,
-    pub(crate) state: Mutex<WatchState>,
-    pub(crate) trace: LockTrace,
+    inner: &'o dyn Observer,
+    log: PathBuf,
+    state: Mutex<WatchState>,
+    trace: LockTrace,
 }
 
-impl LockWaitWatch<'_> {
+impl<'o> LockWaitWatch<'o> {
+    /// Watches the copy whose server writes `log`, tracing its locks as `admin` (the
+    /// copy's superuser, so it sees every session's statements), for `inner`.
+    pub(crate) fn start(
+        inner: &'o dyn Observer,
+        log: &Path,
+        admin: &Target,
+    ) -> Result<LockWaitWatch<'o>, EngineError> {
+        Ok(LockWaitWatch {
+            inner,
+            log: log.to_path_buf(),
+            state: Mutex::new(WatchState::default()),
+            trace: LockTrace::start(admin)?,
+        })
+    }
+
     fn log_len(&self) -> u64 {
         std::fs::metadata(&self.log).map_or(0, |m| m.len())
     }
@@ -72,14 +97,18 @@ impl LockWaitWatch<'_> {
         waits
     }
 
-    /// The lock waits the log showed, and the locks the trace saw, per stage.
-    pub(crate) fn into_waits(self) -> (BTreeMap<String, LockWaits>, BTreeMap<String, StageTrace>) {
+    /// Stops the trace; the lock waits the log showed, and the locks the trace saw,
+    /// per stage.
+    pub(crate) fn finish(self) -> Observed {
         let waits = self
             .state
             .into_inner()
             .map(|state| state.waits)
             .unwrap_or_default();
-        (waits, self.trace.finish())
+        Observed {
+            waits,
+            traces: self.trace.finish(),
+        }
     }
 }
 

@@ -133,7 +133,7 @@ pub struct RehearsedStage {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub over_budget: Vec<String>,
     /// The table locks planrun's session really held during the stage, sampled every
-    /// 10 ms (`lock_trace.rs`), with rewrites; the estimates on the target scale the
+    /// 10 ms (`lock_trace/`), with rewrites; the estimates on the target scale the
     /// blocked times like `estimated_target_ms`.
     pub locks: Vec<RehearsedLock>,
     /// The statements planrun's session ran during the stage, as sampled: each with
@@ -228,4 +228,31 @@ pub struct MeasuredStatement {
     pub executions: u64,
     /// `table mode` of each lock first taken while it ran, strongest first.
     pub locks_taken: Vec<String>,
+}
+
+/// `12.3 MB`, for messages.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MB");
+    }
 }
