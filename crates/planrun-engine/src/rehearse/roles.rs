@@ -4,7 +4,8 @@
 //! A copy restored without owners into a cluster whose only role is a superuser,
 //! with the plan applied as that role, is weaker than production: a trigger an
 //! unprivileged production role wrote ran `COPY ... TO PROGRAM` on the rehearsing
-//! machine, where production refused it. So:
+//! machine, where production refused it. So (steps 2 and 3 run in `copy.rs`, the
+//! rest here):
 //!
 //! 1. The copy's bootstrap superuser is planrun's own, [`COPY_SUPERUSER`], so every
 //!    role of the target, `postgres` included, can be created with the target's

@@ -11,6 +11,11 @@
 //! time as the runner measured it. Inside native transforms, whose statements the
 //! runner does not see, each sample reads the statement the session is running or
 //! ran last (`pg_stat_activity.query`) and attributes new locks and running time to it.
+//!
+//! Here: the two sessions, their queries and the sampling thread; what the samples
+//! add up to, without a database, in `attribution.rs`.
+
+mod attribution;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,11 +26,9 @@ use postgres::Client;
 
 use crate::db::connect::Target;
 use crate::db::trusted_sql::pin_trusted_search_path;
-
-mod attribution;
+use attribution::{shortened, TraceState, SAMPLE_EVERY};
 
 pub(crate) use attribution::StageTrace;
-use attribution::{shortened, TraceState, SAMPLE_EVERY};
 
 /// A running trace; [`LockTrace::finish`] stops it and returns what it saw.
 pub(crate) struct LockTrace {
