@@ -30,8 +30,8 @@ pub use online::reset::ResetReport;
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;
-pub use rehearse::budget_estimate::{budget_estimate, newest_rehearsal, BudgetEstimate};
-pub use rehearse::lock_trace::MeasuredLock;
+pub use rehearse::budget_estimate::{budget_estimate, BudgetEstimate};
+pub use rehearse::{newest_rehearsal, MeasuredLock};
 pub use report::{
     CheckResult, CheckStatus, RunBody, RunOutcome, RunReport, SqlDiff, StageError, StageReport,
     StageStatus, StepReport, Supersession,

@@ -21,6 +21,7 @@ mod column_types;
 mod cursor;
 mod do_block;
 mod error;
+mod identifier;
 mod lock_analysis;
 #[cfg(test)]
 mod lock_analysis_tests;
@@ -39,5 +40,6 @@ pub use rule::{Finding, Rule};
 
 pub use classify::StatementKind;
 pub use error::{line_column, SqlError};
+pub use identifier::quote_identifier;
 pub use script::{parse_script, Statement};
 pub use tokens::{string_literals, token_checksum};

@@ -207,7 +207,7 @@ impl<'a> Runner<'a> {
     /// The plan checksum: its stages' checksums in order, throttles included. Unlike
     /// a stage's, it names the plan exactly as written: a rehearsal is evidence for
     /// the batch sizes and pauses it ran with, so retuning them asks for a new one
-    /// (`rehearsal_gate.rs`), and a rehearsal recorded before throttles left the stage
+    /// (`rehearse/gate.rs`), and a rehearsal recorded before throttles left the stage
     /// checksums still counts.
     pub fn plan_checksum(&self) -> String {
         let mut all: Definition = Definition::new();

@@ -162,10 +162,13 @@ fn concurrent_index_name(kind: &StatementKind) -> Option<String> {
     else {
         return None;
     };
-    let quote = |part: &str| format!("\"{}\"", part.replace('"', "\"\""));
     Some(match schema {
-        Some(schema) => format!("{}.{}", quote(schema), quote(name)),
-        None => quote(name),
+        Some(schema) => format!(
+            "{}.{}",
+            planrun_sql::quote_identifier(schema),
+            planrun_sql::quote_identifier(name)
+        ),
+        None => planrun_sql::quote_identifier(name),
     })
 }
 
