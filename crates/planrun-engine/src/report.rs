@@ -4,6 +4,7 @@
 //! `docs/exit-codes.md`, schemas in `docs/schemas/`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, Local};
 use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
@@ -11,7 +12,6 @@ use planrun_plan::Outcome;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::db::connect::Target;
 use crate::exit_codes;
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -58,12 +58,19 @@ pub struct RunReport {
 
 impl RunReport {
     /// An empty report of `command` on `plan`; stages and outcome are filled in as it runs.
-    pub fn new(command: &str, plan: &str, target: &Target, dry_run: bool) -> RunReport {
+    /// `target` is shown as it displays (password redacted), with where it came from.
+    pub fn new(
+        command: &str,
+        plan: &str,
+        target: &impl fmt::Display,
+        target_source: &impl fmt::Display,
+        dry_run: bool,
+    ) -> RunReport {
         RunReport {
             command: command.to_owned(),
             plan: plan.to_owned(),
             target: target.to_string(),
-            target_source: target.source.to_string(),
+            target_source: target_source.to_string(),
             dry_run,
             run_id: None,
             backup_file: None,
@@ -345,6 +352,11 @@ impl StageReport {
             error: None,
             left_behind: None,
         }
+    }
+
+    /// Whether this stage's verification failed (as opposed to a step).
+    pub fn verification_failed(&self) -> bool {
+        self.error.is_none() && self.verifications.iter().any(CheckResult::failed)
     }
 }
 

@@ -343,7 +343,13 @@ impl<'a> Runner<'a> {
         if options.dry_run && !options.hold_locks {
             self.refuse_held_locks(selection, &done)?;
         }
-        let mut report = RunReport::new("apply", &self.plan.name, target, options.dry_run);
+        let mut report = RunReport::new(
+            "apply",
+            &self.plan.name,
+            target,
+            &target.source,
+            options.dry_run,
+        );
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
         let drifted = self.drifted(&done, selection);

@@ -205,10 +205,6 @@ fn lock_holders(target: &Target, table: &str) -> Vec<crate::db::watch::Blocker> 
         ),
         &[&table],
     );
-    rows.map(|rows| {
-        rows.iter()
-            .map(crate::db::watch::Blocker::from_row)
-            .collect()
-    })
-    .unwrap_or_default()
+    rows.map(|rows| rows.iter().map(crate::db::watch::blocker).collect())
+        .unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
 use crate::ledger::{self, Checkpoint, RunSummary};
 use crate::online::moving_tables::judge_failure;
-use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
+use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageStatus};
 use crate::stage::checks::{check_now, skip_rule_now};
 
 impl Runner<'_> {
@@ -44,7 +44,7 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
-        let mut report = RunReport::new("plan", &self.plan().name, target, false);
+        let mut report = RunReport::new("plan", &self.plan().name, target, &target.source, false);
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
         for &(index, selected, ref why) in &selection {
@@ -224,7 +224,7 @@ impl Runner<'_> {
             })
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
-        let mut report = RunReport::new("verify", &self.plan().name, target, false);
+        let mut report = RunReport::new("verify", &self.plan().name, target, &target.source, false);
         let mut failed = false;
         let mut superseded_checks = 0;
         let mut not_recheckable = 0;
@@ -485,11 +485,4 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
             .history(&done, &|index| !runner.plan().stages[index].optional)
             .lines(),
     })
-}
-
-impl StageReport {
-    /// Whether this stage's verification failed (as opposed to a step).
-    pub fn verification_failed(&self) -> bool {
-        self.error.is_none() && self.verifications.iter().any(CheckResult::failed)
-    }
 }

@@ -11,7 +11,8 @@ use planrun_plan::{Check, SkipRule, Stage};
 use postgres::{GenericClient, SimpleQueryMessage};
 
 use crate::apply::run::{RunState, Runner};
-use crate::db::connect::{error_chain, redact};
+use crate::db::connect::redact;
+use crate::error::error_chain;
 use crate::report::{CheckResult, StageReport, StageStatus};
 use crate::stage::stage_failure::fail_at;
 

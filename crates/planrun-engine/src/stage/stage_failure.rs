@@ -7,8 +7,9 @@ use planrun_plan::Stage;
 use postgres::error::ErrorPosition;
 
 use crate::apply::run::RunState;
-use crate::db::connect::{error_chain, redact};
+use crate::db::connect::redact;
 use crate::db::interrupt;
+use crate::error::error_chain;
 use crate::report::{StageError, StageReport, StageStatus};
 use crate::stage::sql::position_to_line_column;
 
