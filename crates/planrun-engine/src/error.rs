@@ -1,7 +1,8 @@
 //! Errors that stop planrun before or around the stages (connection, lock, ledger,
 //! backup). Failures inside a stage are part of the run report instead.
 
-use crate::db::lock::LockHolder;
+use planrun_report::LockHolder;
+
 use crate::exit_codes;
 
 #[derive(Debug, thiserror::Error)]

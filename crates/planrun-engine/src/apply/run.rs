@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
+use planrun_report::{LockRetry, RunOutcome, RunReport, StageReport, StageStatus};
 use planrun_transform::{NoProgress, Progress, Registry};
 use postgres::GenericClient;
 
@@ -26,11 +27,9 @@ use crate::db::watch::BlockerWatch;
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
 use crate::online::batched::batched_step;
-use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::check_deferred_constraints;
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
-use crate::stage::stage_locks::LockRetry;
 use crate::stage::stage_record::accepted_findings;
 
 /// How `apply` runs.

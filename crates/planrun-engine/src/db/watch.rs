@@ -8,23 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use planrun_report::Blocker;
 use postgres::Client;
-use serde::Serialize;
 
 use crate::db::connect::Target;
-
-/// A session that blocked planrun's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Blocker {
-    pub pid: i32,
-    pub application_name: String,
-    pub user: String,
-    pub state: String,
-    /// Since when its transaction is open (RFC 3339), `-` when none is.
-    pub since: String,
-    /// Its current or last statement, shortened.
-    pub query: String,
-}
 
 /// The columns of `pg_stat_activity a` that [`blocker`] reads, in order.
 pub(crate) const SESSION_COLUMNS: &str = "a.pid, coalesce(a.application_name, ''), \
@@ -41,16 +28,6 @@ pub(crate) fn blocker(row: &postgres::Row) -> Blocker {
         state: row.get(3),
         since: row.get(4),
         query: row.get(5),
-    }
-}
-
-impl std::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pid {} (application_name '{}', user {}, {}, transaction open since {}): {}",
-            self.pid, self.application_name, self.user, self.state, self.since, self.query
-        )
     }
 }
 

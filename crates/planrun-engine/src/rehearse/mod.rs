@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::Local;
 use planrun_contract::{format, Document, Envelope};
 use planrun_plan::{Stage, StepKind};
+use planrun_report::{RunBody, RunOutcome, StageReport, StageStatus};
 use planrun_tempdb::{KeptCluster, TempCluster, TempDbError};
 use planrun_transform::Progress;
 use postgres::Client;
@@ -36,7 +37,6 @@ use crate::db::connect::{redact, Source, Target};
 use crate::error::EngineError;
 use crate::exit_codes;
 use crate::rehearse::rehearsal_roles::{CopyRoles, TargetAccess, COPY_SUPERUSER};
-use crate::report::{RunBody, RunOutcome, StageReport, StageStatus};
 
 pub use crate::rehearse::rehearsal_gate::{
     check_rehearsal, now, refusals, EvidenceStage, EvidenceTarget, Refusal, RehearsalEvidence,

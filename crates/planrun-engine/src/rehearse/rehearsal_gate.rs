@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Local};
+use planrun_report::StageStatus;
 use serde::Deserialize;
 
 use crate::exit_codes;
 use planrun_contract::format;
 
 use crate::rehearse::{readable_format, FORMAT};
-use crate::report::StageStatus;
 
 /// The fields of a rehearsal report that `apply --require-rehearsal` reads; the
 /// rest of the file is for people.
