@@ -474,7 +474,7 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     let command = if report.dry_run {
         format!("{} --dry-run", report.command)
     } else {
-        report.command.clone()
+        report.command.to_string()
     };
     let mut title = format!(
         "planrun {command} {} -> {} (from {})",

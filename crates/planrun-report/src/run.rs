@@ -12,13 +12,15 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::budget::BudgetEstimate;
+use crate::command::Command;
 use crate::lock_weight::StageLockWeight;
 use crate::stage::{StageReport, StageStatus};
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunReport {
     /// `apply`, `plan`, `verify`.
-    pub command: String,
+    #[schemars(with = "String")]
+    pub command: Command,
     pub plan: String,
     /// The database, password redacted.
     pub target: String,
@@ -61,14 +63,14 @@ impl RunReport {
     /// An empty report of `command` on `plan`; stages and outcome are filled in as it runs.
     /// `target` is shown as it displays (password redacted), with where it came from.
     pub fn new(
-        command: &str,
+        command: Command,
         plan: &str,
         target: &impl fmt::Display,
         target_source: &impl fmt::Display,
         dry_run: bool,
     ) -> RunReport {
         RunReport {
-            command: command.to_owned(),
+            command,
             plan: plan.to_owned(),
             target: target.to_string(),
             target_source: target_source.to_string(),
@@ -91,16 +93,16 @@ impl RunReport {
     /// The document this report is: `planrun.plan`, `planrun.verify`, else
     /// `planrun.apply` (a dry run included).
     pub fn format(&self) -> &'static Format {
-        match self.command.as_str() {
-            "plan" => &format::PLAN,
-            "verify" => &format::VERIFY,
+        match self.command {
+            Command::Plan => &format::PLAN,
+            Command::Verify => &format::VERIFY,
             _ => &format::APPLY,
         }
     }
 
     /// [`RunReport::outcome`] as the JSON documents say it.
     pub fn outcome_code(&self) -> OutcomeCode {
-        self.outcome.code(&self.command, self.dry_run)
+        self.outcome.code(self.command, self.dry_run)
     }
 
     /// The JSON document of this report, finished now.
@@ -128,7 +130,7 @@ pub struct RunBody {
 
 impl RunBody {
     pub fn of(report: RunReport) -> RunBody {
-        let commits = report.command == "apply" && !report.dry_run;
+        let commits = report.command == Command::Apply && !report.dry_run;
         let committed = report
             .stages
             .iter()
@@ -196,10 +198,10 @@ impl RunOutcome {
 
     /// The outcome code of `command` (`apply`, `plan`, `verify`, `rehearse`) ending
     /// this way: success is `applied`, `would_apply` (a plan or dry run) or `verified`.
-    pub fn code(self, command: &str, dry_run: bool) -> OutcomeCode {
+    pub fn code(self, command: Command, dry_run: bool) -> OutcomeCode {
         match self {
-            RunOutcome::Success if command == "plan" || dry_run => OutcomeCode::WouldApply,
-            RunOutcome::Success | RunOutcome::NothingToDo if command == "verify" => {
+            RunOutcome::Success if command == Command::Plan || dry_run => OutcomeCode::WouldApply,
+            RunOutcome::Success | RunOutcome::NothingToDo if command == Command::Verify => {
                 OutcomeCode::Verified
             }
             RunOutcome::Success => OutcomeCode::Applied,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
-use planrun_report::{LockRetry, RunOutcome, RunReport, StageReport, StageStatus};
+use planrun_report::{Command, LockRetry, RunOutcome, RunReport, StageReport, StageStatus};
 use planrun_transform::{NoProgress, Progress, Registry};
 use postgres::GenericClient;
 
@@ -343,7 +343,7 @@ impl<'a> Runner<'a> {
             self.refuse_held_locks(selection, &done)?;
         }
         let mut report = RunReport::new(
-            "apply",
+            Command::Apply,
             &self.plan.name,
             target,
             &target.source,

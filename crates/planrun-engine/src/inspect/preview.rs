@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use planrun_report::{
-    CheckResult, CheckStatus, RunOutcome, RunReport, StageStatus, StageStatusLine, StatusReport,
+    CheckResult, CheckStatus, Command, RunOutcome, RunReport, StageStatus, StageStatusLine,
+    StatusReport,
 };
 
 use crate::apply::run::{ApplyOptions, Runner};
@@ -45,7 +46,13 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
-        let mut report = RunReport::new("plan", &self.plan().name, target, &target.source, false);
+        let mut report = RunReport::new(
+            Command::Plan,
+            &self.plan().name,
+            target,
+            &target.source,
+            false,
+        );
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
         for &(index, selected, ref why) in &selection {
@@ -225,7 +232,13 @@ impl Runner<'_> {
             })
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
-        let mut report = RunReport::new("verify", &self.plan().name, target, &target.source, false);
+        let mut report = RunReport::new(
+            Command::Verify,
+            &self.plan().name,
+            target,
+            &target.source,
+            false,
+        );
         let mut failed = false;
         let mut superseded_checks = 0;
         let mut not_recheckable = 0;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::Local;
 use planrun_contract::{format, Document, Envelope};
 use planrun_plan::{Stage, StepKind};
-use planrun_report::{RunBody, RunOutcome, StageReport, StageStatus};
+use planrun_report::{Command, RunBody, RunOutcome, StageReport, StageStatus};
 use planrun_tempdb::{KeptCluster, TempCluster, TempDbError};
 use planrun_transform::Progress;
 use postgres::Client;
@@ -426,7 +426,7 @@ pub fn rehearse(
     let report = RehearsalReport {
         envelope: Envelope::finished_now(
             &format::REHEARSAL,
-            outcome.code("rehearse", false),
+            outcome.code(Command::Rehearse, false),
             started,
         ),
         plan: plan.name.clone(),
