@@ -215,3 +215,44 @@ impl RunOutcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(command: Command, dry_run: bool) -> RunReport {
+        let mut report = RunReport::new(command, "shop", &"db", &"--database-url", dry_run);
+        report.outcome = RunOutcome::Success;
+        report.stages = vec![
+            StageReport::new("one", None, StageStatus::Applied),
+            StageReport::new("two", None, StageStatus::NotSelected),
+        ];
+        report
+    }
+
+    #[test]
+    fn only_an_apply_that_is_not_a_dry_run_commits() {
+        let committed = |command, dry_run| RunBody::of(report(command, dry_run)).committed;
+        assert_eq!(committed(Command::Apply, false), ["one"]);
+        assert!(committed(Command::Apply, true).is_empty());
+        assert!(committed(Command::Plan, false).is_empty());
+        assert!(committed(Command::Verify, false).is_empty());
+    }
+
+    #[test]
+    fn success_is_named_by_the_command() {
+        let code = |command, dry_run| report(command, dry_run).outcome_code();
+        assert_eq!(code(Command::Apply, false), OutcomeCode::Applied);
+        assert_eq!(code(Command::Apply, true), OutcomeCode::WouldApply);
+        assert_eq!(code(Command::Plan, false), OutcomeCode::WouldApply);
+        assert_eq!(code(Command::Verify, false), OutcomeCode::Verified);
+        assert_eq!(
+            report(Command::Plan, false).format().name,
+            format::PLAN.name
+        );
+        assert_eq!(
+            report(Command::Apply, true).format().name,
+            format::APPLY.name
+        );
+    }
+}
