@@ -440,6 +440,17 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
         Err(code) => return code,
     };
     let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
+    say_plan_counts(&plan, &dag);
+    say_order_and_locks(&plan, &dag, registry);
+    say_raw!(
+        "{}",
+        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, registry))
+    );
+    exit_codes::SUCCESS
+}
+
+/// `check`'s summary of the plan: its name, then how many stages, steps and checks.
+fn say_plan_counts(plan: &Plan, dag: &Dag) {
     let stages = &plan.stages;
     let optional = stages.iter().filter(|stage| stage.optional).count();
     let steps: Vec<_> = stages.iter().flat_map(|stage| &stage.steps).collect();
@@ -477,6 +488,11 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
         ),
         counted(count(|s| s.verify.len()), "verification"),
     );
+}
+
+/// `check`'s order of the stages, and the locks each takes at its start.
+fn say_order_and_locks(plan: &Plan, dag: &Dag, registry: &Registry) {
+    let stages = &plan.stages;
     let order: Vec<String> = dag
         .order()
         .iter()
@@ -506,11 +522,6 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
             say!("    {id}: {}", locks.join(", "));
         }
     }
-    say_raw!(
-        "{}",
-        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, registry))
-    );
-    exit_codes::SUCCESS
 }
 
 fn graph(args: &GraphArgs, registry: &Registry) -> i32 {

@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use planrun_plan::{Stage, StepKind};
+use planrun_report::SqlDiff;
 use planrun_transform::Registry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use similar::TextDiff;
 
 use crate::error::EngineError;
-use crate::report::SqlDiff;
 
 /// A stage's definition as `entry -> value` (file contents are hashed).
 pub type Definition = BTreeMap<String, String>;

@@ -10,7 +10,6 @@ mod inspect;
 pub mod ledger;
 mod online;
 pub mod rehearse;
-mod report;
 mod stage;
 
 pub use apply::history::{History, HistoryAcceptance};
@@ -20,20 +19,13 @@ pub use db::connect::{redact, Source, Target};
 pub use db::interrupt;
 pub use db::lock;
 pub use db::private_dir::{PrivateDir, PrivateDirError};
-pub use db::watch::Blocker;
 pub use error::EngineError;
-pub use inspect::lock_weight::{StageLockWeight, TableNow, Weight};
-pub use inspect::preview::{status, StatusReport};
-pub use online::half_done::LeftBehind;
-pub use online::moving_tables::{ChangedTable, NotRecheckable};
-pub use online::reset::ResetReport;
+pub use inspect::preview::status;
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;
-pub use rehearse::budget_estimate::{budget_estimate, BudgetEstimate};
+/// The report model lives in `planrun-report` (no database code); it is re-exported
+/// here so that `planrun_engine::RunReport` and the rest name the same types.
+pub use planrun_report::*;
+pub use rehearse::budget_estimate::budget_estimate;
 pub use rehearse::{newest_rehearsal, MeasuredLock};
-pub use report::{
-    CheckResult, CheckStatus, RunBody, RunOutcome, RunReport, SqlDiff, StageError, StageReport,
-    StageStatus, StepReport, Supersession,
-};
-pub use stage::stage_locks::{HeldLock, LockRetry};

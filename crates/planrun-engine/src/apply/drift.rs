@@ -8,10 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use planrun_report::{RunOutcome, RunReport, SqlDiff, StageStatus};
+
 use crate::apply::run::Runner;
 use crate::checksum::{self, StageDefinition};
 use crate::ledger::RecordedStage;
-use crate::report::{RunOutcome, RunReport, SqlDiff, StageStatus};
 
 impl Runner<'_> {
     /// Whether `recorded`, a checksum the ledger holds for stage `index`, is this

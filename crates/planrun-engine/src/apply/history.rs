@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use planrun_report::{RunOutcome, RunReport, StageStatus};
 use serde::Serialize;
 
 use crate::apply::run::{ApplyOptions, Runner};
 use crate::error::EngineError;
 use crate::ledger::{self, RecordedStage, StageRecord};
-use crate::report::{RunOutcome, RunReport, StageStatus};
 
 /// Where the ledger and the plan disagree about history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
+use planrun_report::{Command, LockRetry, RunOutcome, RunReport, StageReport, StageStatus};
 use planrun_transform::{NoProgress, Progress, Registry};
 use postgres::GenericClient;
 
@@ -26,11 +27,9 @@ use crate::db::watch::BlockerWatch;
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
 use crate::online::batched::batched_step;
-use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::check_deferred_constraints;
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
-use crate::stage::stage_locks::LockRetry;
 use crate::stage::stage_record::accepted_findings;
 
 /// How `apply` runs.
@@ -343,7 +342,13 @@ impl<'a> Runner<'a> {
         if options.dry_run && !options.hold_locks {
             self.refuse_held_locks(selection, &done)?;
         }
-        let mut report = RunReport::new("apply", &self.plan.name, target, options.dry_run);
+        let mut report = RunReport::new(
+            Command::Apply,
+            &self.plan.name,
+            target,
+            &target.source,
+            options.dry_run,
+        );
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
         let drifted = self.drifted(&done, selection);

@@ -143,7 +143,7 @@ pub fn take(
 
 /// The sessions holding or queued for ACCESS EXCLUSIVE on `table` (as pg_dump printed
 /// it), to name in the error; none when they cannot be read.
-fn lock_holders(target: &Target, table: &str) -> Vec<crate::db::watch::Blocker> {
+fn lock_holders(target: &Target, table: &str) -> Vec<planrun_report::Blocker> {
     let Ok(mut client) = target.connect("planrun backup") else {
         return Vec::new();
     };
@@ -162,10 +162,6 @@ fn lock_holders(target: &Target, table: &str) -> Vec<crate::db::watch::Blocker> 
         ),
         &[&table],
     );
-    rows.map(|rows| {
-        rows.iter()
-            .map(crate::db::watch::Blocker::from_row)
-            .collect()
-    })
-    .unwrap_or_default()
+    rows.map(|rows| rows.iter().map(crate::db::watch::blocker).collect())
+        .unwrap_or_default()
 }

@@ -5,15 +5,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use planrun_report::{
+    CheckResult, CheckStatus, Command, RunOutcome, RunReport, StageStatus, StageStatusLine,
+    StatusReport,
+};
 
 use crate::apply::run::{ApplyOptions, Runner};
 use crate::db::connect::Target;
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
-use crate::ledger::{self, Checkpoint, RunSummary};
+use crate::ledger::{self, Checkpoint};
 use crate::online::moving_tables::judge_failure;
-use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::{check_now, skip_rule_now};
 
 impl Runner<'_> {
@@ -44,7 +46,13 @@ impl Runner<'_> {
             .values()
             .flat_map(|recorded| recorded.captures.clone())
             .collect();
-        let mut report = RunReport::new("plan", &self.plan().name, target, false);
+        let mut report = RunReport::new(
+            Command::Plan,
+            &self.plan().name,
+            target,
+            &target.source,
+            false,
+        );
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
         for &(index, selected, ref why) in &selection {
@@ -224,7 +232,13 @@ impl Runner<'_> {
             })
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
-        let mut report = RunReport::new("verify", &self.plan().name, target, false);
+        let mut report = RunReport::new(
+            Command::Verify,
+            &self.plan().name,
+            target,
+            &target.source,
+            false,
+        );
         let mut failed = false;
         let mut superseded_checks = 0;
         let mut not_recheckable = 0;
@@ -332,24 +346,6 @@ impl Runner<'_> {
     }
 }
 
-/// The ledger's view of a plan, for `planrun status`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct StatusReport {
-    pub plan: String,
-    pub target: String,
-    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
-    /// planrun made).
-    pub target_source: String,
-    pub ledger_exists: bool,
-    pub stages: Vec<StageStatusLine>,
-    pub recent_runs: Vec<RunSummary>,
-    /// Where the ledger and the plan disagree: applied stages gone from the plan,
-    /// renamed, or pending ones placed before applied ones.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub history: Vec<String>,
-}
-
 /// "batch 12 committed, 120000 of 1000000 rows read, resumes after key 120000".
 fn partial_note(checkpoint: &Checkpoint, changes: i64) -> String {
     let total = checkpoint
@@ -379,21 +375,6 @@ fn backlogs<C: postgres::GenericClient>(
                 .map_err(EngineError::database("cannot count the captured changes"))
         })
         .collect()
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct StageStatusLine {
-    pub id: String,
-    pub optional: bool,
-    /// `pending`, `applied`, `skipped`, `failed` or `drifted`.
-    pub state: String,
-    pub run_id: Option<i64>,
-    /// RFC 3339: when its latest result was recorded (a half-done stage: its last batch).
-    #[schemars(extend("format" = "date-time"))]
-    pub finished_at: Option<String>,
-    pub rows_affected: Option<i64>,
-    pub rows_quarantined: Option<i64>,
-    pub note: Option<String>,
 }
 
 /// Reads the ledger for `runner`'s plan.
@@ -485,11 +466,4 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
             .history(&done, &|index| !runner.plan().stages[index].optional)
             .lines(),
     })
-}
-
-impl StageReport {
-    /// Whether this stage's verification failed (as opposed to a step).
-    pub fn verification_failed(&self) -> bool {
-        self.error.is_none() && self.verifications.iter().any(CheckResult::failed)
-    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use planrun_report::RunSummary;
 use postgres::GenericClient;
 use serde_json::Value as Json;
 
@@ -436,21 +437,6 @@ pub fn recent_runs(
             host: row.get(6),
         })
         .collect())
-}
-
-#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
-pub struct RunSummary {
-    pub id: i64,
-    pub command: String,
-    /// As the ledger records it: `success`, `nothing_to_do`, `step_failed`, ...,
-    /// `running`, or `abandoned` for a run whose session is gone.
-    pub outcome: String,
-    /// RFC 3339, as every time the ledger gives (`to_char` with `TZH:TZM`).
-    #[schemars(extend("format" = "date-time"))]
-    pub started_at: String,
-    pub backup_file: Option<String>,
-    pub user: String,
-    pub host: String,
 }
 
 fn hostname() -> String {

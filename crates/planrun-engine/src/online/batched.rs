@@ -28,6 +28,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::StepKind;
+use planrun_report::{StageReport, StageStatus, StepReport};
 use planrun_transform::{
     batch_settings, transform_params, BatchSettings, SourceTable, Transform, TransformError,
 };
@@ -38,7 +39,6 @@ use crate::error::EngineError;
 use crate::ledger::Checkpoint;
 use crate::online::health_wait::HealthWatch;
 use crate::online::throttle;
-use crate::report::{StageReport, StageStatus, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};
 
 /// The batched step of a stage: its position, settings and the transform's sources.
@@ -114,7 +114,7 @@ pub(crate) fn transform_failure(
     error: TransformError,
     name: &str,
     checkpoint: &Checkpoint,
-) -> crate::report::StageError {
+) -> planrun_report::StageError {
     let mut failure = match error {
         TransformError::Database(error) => stage_error(&error, Some(name.to_owned()), None, "", 0),
         other => plain_error(Some(name), other.to_string()),

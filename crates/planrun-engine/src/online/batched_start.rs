@@ -8,6 +8,7 @@
 use std::time::{Instant, SystemTime};
 
 use planrun_plan::StepKind;
+use planrun_report::{StageReport, StageStatus};
 use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
@@ -16,7 +17,6 @@ use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::BatchedStep;
 use crate::online::change_capture;
-use crate::report::{StageReport, StageStatus};
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::plain_error;
 use crate::stage::whole_retries::{lock_busy, Attempt};

@@ -18,6 +18,7 @@ pub(crate) mod throttle;
 
 use std::time::Instant;
 
+use planrun_report::{StageReport, StageStatus, StepReport};
 use postgres::{GenericClient, Transaction};
 
 use crate::apply::run::{RunState, Runner};
@@ -25,7 +26,6 @@ use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, BatchedStep, Work};
 use crate::online::health_wait::HealthWatch;
-use crate::report::{StageReport, StageStatus, StepReport};
 use crate::stage::checks::check_deferred_constraints;
 use crate::stage::stage_failure::fail_at;
 use crate::stage::whole_retries::{failed_on_lock, lock_busy, Attempt};

@@ -14,8 +14,8 @@
 use std::time::{Instant, SystemTime};
 
 use planrun_plan::StepKind;
+use planrun_report::{ResetReport, StageReport, StageStatus};
 use planrun_transform::TransformContext;
-use serde::Serialize;
 
 use crate::apply::run::{RunState, Runner};
 use crate::db::connect::Target;
@@ -24,32 +24,11 @@ use crate::error::EngineError;
 use crate::ledger::{self, NewRun};
 use crate::online::batched::batched_step;
 use crate::online::change_capture;
-use crate::report::{StageReport, StageStatus};
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
 /// What a committed reset's transaction did: the application's changes it dropped
 /// with the capture, and what the transform removed.
 type ResetDone = (i64, Vec<String>);
-
-/// What `reset` did.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct ResetReport {
-    pub plan: String,
-    pub stage: String,
-    pub target: String,
-    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
-    /// planrun made).
-    pub target_source: String,
-    pub run_id: i64,
-    /// Batches the abandoned attempt had committed, and its last key.
-    pub batches: i64,
-    pub last_key: Option<i64>,
-    /// Changes by the application recorded and dropped with the capture.
-    pub changes_dropped: i64,
-    /// What the transform removed.
-    pub removed: Vec<String>,
-}
 
 impl Runner<'_> {
     /// Abandons the half-done batched stage `stage_id`.

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Local};
+use planrun_report::StageStatus;
 use serde::Deserialize;
 
 use crate::exit_codes;
 use planrun_contract::format;
 
 use crate::rehearse::report::{readable_format, FORMAT};
-use crate::report::StageStatus;
 
 /// How old a rehearsal may be when the plan sets no `max_rehearsal_age`.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);

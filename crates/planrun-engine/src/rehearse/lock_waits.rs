@@ -15,7 +15,7 @@ use crate::apply::run::Observer;
 use crate::db::connect::Target;
 use crate::error::EngineError;
 use crate::rehearse::lock_trace::{LockTrace, StageTrace};
-use crate::report::StageReport;
+use planrun_report::StageReport;
 
 /// The server log line PostgreSQL writes (with `log_lock_waits = on`) when a session
 /// has waited `deadlock_timeout` for a lock.

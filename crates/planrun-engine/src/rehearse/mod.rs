@@ -23,6 +23,7 @@ mod roles;
 
 use chrono::Local;
 use planrun_contract::{format, Envelope};
+use planrun_report::Command;
 use planrun_tempdb::KeptCluster;
 
 use crate::apply::run::{ApplyOptions, Observer, Runner};
@@ -122,7 +123,7 @@ pub fn rehearse(
     let report = RehearsalReport {
         envelope: Envelope::finished_now(
             &format::REHEARSAL,
-            outcome.code("rehearse", false),
+            outcome.code(Command::Rehearse, false),
             started,
         ),
         plan: plan.name.clone(),

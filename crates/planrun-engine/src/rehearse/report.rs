@@ -6,7 +6,7 @@ use planrun_contract::{format, Document, Envelope};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::report::{RunBody, StageStatus};
+use planrun_report::{RunBody, StageStatus};
 
 /// The `format` of a rehearsal report; its `format_version` is
 /// [`format::REHEARSAL`]'s, which moves only if a field changes meaning.

@@ -19,6 +19,7 @@
 //! abandon it with `planrun reset`).
 
 use planrun_plan::StepKind;
+use planrun_report::StageReport;
 use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
@@ -26,7 +27,6 @@ use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::change_capture;
-use crate::report::StageReport;
 use crate::stage::stage_failure::plain_error;
 
 /// The leftovers of a batched attempt found before an atomic run of its stage.
@@ -108,7 +108,7 @@ impl Runner<'_> {
             _ => None,
         });
         let Some((transform, params)) = transform.filter(|_| in_transaction) else {
-            stage_report.status = crate::report::StageStatus::Failed;
+            stage_report.status = planrun_report::StageStatus::Failed;
             stage_report.error = Some(plain_error(
                 Some("batched attempt"),
                 format!(
@@ -176,7 +176,7 @@ pub(crate) fn may_skip(stage_report: &mut StageReport, stage: &str) -> bool {
     if stage_report.recorded_note.is_none() {
         return true;
     }
-    stage_report.status = crate::report::StageStatus::Failed;
+    stage_report.status = planrun_report::StageStatus::Failed;
     stage_report.error = Some(plain_error(
         Some("batched attempt"),
         format!(

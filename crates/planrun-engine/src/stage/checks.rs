@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 
 use planrun_plan::{Check, SkipRule, Stage};
+use planrun_report::{CheckResult, StageReport, StageStatus};
 use postgres::{GenericClient, SimpleQueryMessage};
 
 use crate::apply::run::{RunState, Runner};
-use crate::db::connect::{error_chain, redact};
-use crate::report::{CheckResult, StageReport, StageStatus};
+use crate::db::connect::redact;
+use crate::error::error_chain;
 use crate::stage::stage_failure::fail_at;
 
 impl Runner<'_> {

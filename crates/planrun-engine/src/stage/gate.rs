@@ -2,13 +2,13 @@
 //! (one that holds records the stage as skipped), preconditions (fail closed),
 //! captures, and the backup before the run's first change.
 
+use planrun_report::{StageError, StageReport, StageStatus};
 use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
 use crate::db::backup;
 use crate::error::EngineError;
 use crate::ledger;
-use crate::report::{StageError, StageReport, StageStatus};
 use crate::stage::captures;
 use crate::stage::checks::{check_now, skip_rule_now};
 

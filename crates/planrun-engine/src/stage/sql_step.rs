@@ -11,11 +11,11 @@
 //! stage instead of being recorded as applied.
 
 use planrun_plan::Stage;
+use planrun_report::{StageError, StepReport};
 use planrun_sql::{parse_script, StatementKind};
 use postgres::{GenericClient, SimpleQueryMessage};
 
 use crate::apply::run::{RunState, Runner};
-use crate::report::{StageError, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};
 use crate::stage::stage_locks::{database_error, with_lock_retries};
 

@@ -4,12 +4,13 @@
 //! explained by the sessions that blocked it and the setting that fired.
 
 use planrun_plan::Stage;
+use planrun_report::{StageError, StageReport, StageStatus};
 use postgres::error::ErrorPosition;
 
 use crate::apply::run::RunState;
-use crate::db::connect::{error_chain, redact};
+use crate::db::connect::redact;
 use crate::db::interrupt;
-use crate::report::{StageError, StageReport, StageStatus};
+use crate::error::error_chain;
 use crate::stage::sql::position_to_line_column;
 
 /// Adds to a lock or statement timeout which sessions blocked the stage and which

@@ -18,46 +18,16 @@
 use std::time::{Duration, Instant};
 
 use planrun_plan::{LockRetries, Stage, TableLock};
+use planrun_report::{HeldLock, LockRetry, StageReport, StageStatus};
 use postgres::{GenericClient, Transaction};
-use serde::Serialize;
 
 use crate::apply::run::{RunState, Runner};
-use crate::db::watch::Blocker;
 use crate::error::EngineError;
-use crate::report::{StageReport, StageStatus};
 use crate::stage::stage_failure::{explain_timeout, plain_error, stage_error};
 
 /// SQLSTATEs after which the same work may succeed on another attempt.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 const DEADLOCK_DETECTED: &str = "40P01";
-
-/// A lock the stage holds, for the report.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct HeldLock {
-    /// As the server resolved it, e.g. `chapters` or `app."Orders"`.
-    pub table: String,
-    pub mode: String,
-    /// `stage`, or the transforms that declared it.
-    pub declared_by: String,
-    /// How many attempts it took to get every declared lock.
-    pub attempts: u32,
-    /// From the first attempt until the locks were held.
-    pub waited_ms: u64,
-}
-
-/// A lock attempt that failed and will be retried.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct LockRetry {
-    /// What waited: `locks` (the declared ones) or a step's name.
-    pub waiting: String,
-    /// The attempt that failed, 1-based, and how many there are in all.
-    pub attempt: u32,
-    pub attempts: u32,
-    /// PostgreSQL's message: lock timeout or deadlock.
-    pub reason: String,
-    pub blocked_by: Vec<Blocker>,
-    pub retry_in_ms: u64,
-}
 
 /// Whether `error` is a lock that was not had in time, or a deadlock.
 pub(crate) fn is_lock_failure(error: &postgres::Error) -> bool {

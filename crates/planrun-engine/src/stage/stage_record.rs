@@ -6,13 +6,13 @@
 use std::time::SystemTime;
 
 use planrun_plan::{Dag, Plan};
+use planrun_report::{StageReport, StageStatus};
 use planrun_transform::Registry;
 use postgres::GenericClient;
 
 use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::{self, RecordedStage, StageRecord};
-use crate::report::{StageReport, StageStatus};
 
 impl Runner<'_> {
     pub(crate) fn stage_report(&self, index: usize, status: StageStatus) -> StageReport {

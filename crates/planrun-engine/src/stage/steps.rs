@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use planrun_plan::StepKind;
+use planrun_report::{StageReport, StageStatus};
 use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
-use crate::report::{StageReport, StageStatus};
 use crate::stage::stage_failure::{explain_timeout, interrupted_before};
 
 impl Runner<'_> {

@@ -4,11 +4,11 @@
 //! read, written and quarantined go into the step's report.
 
 use planrun_plan::Stage;
+use planrun_report::{StageError, StepReport};
 use planrun_transform::{transform_params, TransformContext, TransformError};
 use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
-use crate::report::{StageError, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};
 use crate::stage::stage_locks::{lock_tables, with_lock_retries};
 

@@ -14,9 +14,10 @@
 //! bounded by `lock_timeout` capped at the stage's `lock_budget`; the sessions in
 //! the way are named in every retry line.
 
+use planrun_report::{StageError, StageReport, StageStatus};
+
 use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
-use crate::report::{StageError, StageReport, StageStatus};
 use crate::stage::stage_locks::is_lock_failure;
 
 /// How one attempt at a transaction ended.
