@@ -539,9 +539,9 @@ fn commands_print_an_error_document_before_they_reach_the_database() {
 /// Every (command, exit code) reached without a database, or with one that cannot be
 /// reached, under `--format json`: exactly one document on stdout (the whole of
 /// stdout parses as one), valid against its schema, its outcome the exit code's
-/// (issue 26, item 10). The exits that need a database (0 of `apply`, `plan`,
-/// `status`, `verify`, `reset`, `rehearse`; 11 to 15, 17 to 19, 130) are the other
-/// tests' of this file and of `tests/interrupts.rs`; `docs/exit-codes.md` lists both.
+/// (issue 26, item 10). The exits that need a database (0 of the commands below that
+/// read one, 11 to 14, 18) are the other tests' of this file; `docs/exit-codes.md`
+/// lists which test holds each pair, and the exits no JSON test reaches yet.
 ///
 /// | command | exits covered here |
 /// |---|---|
@@ -594,7 +594,11 @@ fn every_command_prints_one_document_on_every_exit_reached_without_a_database() 
         (&["status", broken], &format::ERROR, "invalid_plan"),
         (&["status", memoir], &format::ERROR, "cannot_connect"),
         (&["reset"], &format::ERROR, "usage"),
-        (&["reset", "split_chapters", memoir], &format::ERROR, "usage"),
+        (
+            &["reset", "split_chapters", memoir],
+            &format::ERROR,
+            "usage",
+        ),
         (&["reset", "x", broken], &format::ERROR, "invalid_plan"),
         (&["--bogus"], &format::ERROR, "usage"),
         (&["help", "--bogus"], &format::ERROR, "usage"),

@@ -421,7 +421,10 @@ fn check_refuses_a_sql_file_that_is_not_utf8() {
         message.contains("`latin1.sql`") && message.contains("byte 21 (line 2)"),
         "{message}"
     );
-    assert_eq!(problem["labels"][0]["line"], 8, "the sql_file line: {error:#}");
+    assert_eq!(
+        problem["labels"][0]["line"], 8,
+        "the sql_file line: {error:#}"
+    );
     assert!(
         problem["labels"][0]["text"]
             .as_str()
@@ -442,7 +445,9 @@ fn names_are_refused_by_check_over_the_length_the_ledger_indexes() {
         let mut state = seed;
         let mut text = String::from("s");
         while text.len() < len {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             text.push(alphabet[(state >> 33) as usize % alphabet.len()] as char);
         }
         text
@@ -451,14 +456,26 @@ fn names_are_refused_by_check_over_the_length_the_ledger_indexes() {
         format!("[plan]\nname = \"{name}\"\n\n[[stage]]\nid = \"{id}\"\n[[stage.step]]\nsql = \"SELECT 1\"\n")
     };
     let longest = plan_dir(&plan(&noise(1, 200), &noise(2, 200)), &[]);
-    assert!(check(longest.path()).status.success(), "{}", describe(&check(longest.path())));
+    assert!(
+        check(longest.path()).status.success(),
+        "{}",
+        describe(&check(longest.path()))
+    );
     let db = TestDb::new();
     let applied = apply(longest.path(), &db, &[]);
     assert!(applied.status.success(), "{}", describe(&applied));
 
     for (name, id, what) in [
-        (noise(1, 20), noise(3, 201), "stage id is 201 characters long"),
-        (noise(4, 201), noise(2, 20), "plan name is 201 characters long"),
+        (
+            noise(1, 20),
+            noise(3, 201),
+            "stage id is 201 characters long",
+        ),
+        (
+            noise(4, 201),
+            noise(2, 20),
+            "plan name is 201 characters long",
+        ),
     ] {
         let dir = plan_dir(&plan(&name, &id), &[]);
         let output = check(dir.path());
@@ -469,6 +486,9 @@ fn names_are_refused_by_check_over_the_length_the_ledger_indexes() {
             describe(&output)
         );
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(what) && stderr.contains("201 characters"), "{stderr}");
+        assert!(
+            stderr.contains(what) && stderr.contains("201 characters"),
+            "{stderr}"
+        );
     }
 }

@@ -242,9 +242,7 @@ impl ErrorBody {
 /// message, which may quote any argument, has its passwords hidden.
 pub fn usage_error(args: &[std::ffi::OsString], error: &clap::Error) {
     let words: Vec<&str> = args.iter().skip(1).filter_map(|arg| arg.to_str()).collect();
-    let json = words
-        .windows(2)
-        .any(|pair| pair == ["--format", "json"])
+    let json = words.windows(2).any(|pair| pair == ["--format", "json"])
         || words.contains(&"--format=json");
     if !json {
         return;

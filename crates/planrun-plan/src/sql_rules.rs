@@ -63,7 +63,12 @@ pub(crate) fn stage_sql_problems(stage: &Stage) -> Vec<PlanProblem> {
                 path,
                 path_span,
                 resolved,
-            } => match read_sql_file(resolved, path, path_span, &format!(" of stage `{}`", stage.id)) {
+            } => match read_sql_file(
+                resolved,
+                path,
+                path_span,
+                &format!(" of stage `{}`", stage.id),
+            ) {
                 Ok(text) => text.map(|text| SqlSource {
                     text,
                     name: format!("`{path}`"),

@@ -125,7 +125,10 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
     let positions = plan.stage_positions();
     for stage in &plan.stages {
         for (dependency, span) in &stage.depends_on {
-            match positions.get(dependency.as_str()).map(|&at| &plan.stages[at]) {
+            match positions
+                .get(dependency.as_str())
+                .map(|&at| &plan.stages[at])
+            {
                 None => {
                     let help =
                         match closest(dependency, ids.iter().copied().filter(|id| *id != stage.id))
@@ -310,11 +313,9 @@ fn capture_problems(plan: &Plan, positions: &HashMap<&str, usize>) -> Vec<PlanPr
                     }),
             );
         for (name, span, after_captures) in uses {
-            let visible = defined_in
-                .get(name)
-                .is_some_and(|&(at, _)| {
-                    (at == index && after_captures) || dependents.depends(index, at)
-                });
+            let visible = defined_in.get(name).is_some_and(|&(at, _)| {
+                (at == index && after_captures) || dependents.depends(index, at)
+            });
             if visible || !reported.insert(name.to_owned()) {
                 continue;
             }
