@@ -9,6 +9,7 @@ mod error;
 mod inspect;
 pub mod ledger;
 mod online;
+mod prepared;
 pub mod rehearse;
 mod report;
 mod stage;

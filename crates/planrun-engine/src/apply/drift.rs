@@ -11,32 +11,22 @@ use std::collections::BTreeMap;
 use crate::apply::run::Runner;
 use crate::checksum::{self, StageDefinition};
 use crate::ledger::RecordedStage;
+use crate::prepared::PreparedStage;
 use crate::report::{RunOutcome, RunReport, SqlDiff, StageStatus};
 
 impl Runner<'_> {
-    /// Whether `recorded`, a checksum the ledger holds for stage `index`, is this
-    /// stage's definition: today's, or the same definition as an older planrun
-    /// recorded it (so an upgrade shows no drift).
-    pub(crate) fn matches_recorded(&self, index: usize, recorded: &str) -> bool {
-        recorded == self.checksum(index)
-            || self
-                .former_checksums(index)
-                .iter()
-                .any(|former| former == recorded)
-    }
-
-    /// How stage `index` differs from `recorded` (its ledger definition), for the
+    /// How `stage` differs from `recorded` (its ledger definition), for the
     /// report: one line per changed entry, and line diffs of the changed SQL. The
     /// current definition is taken in the form closest to `recorded`, which is the
     /// form it was written in, so a ledger row from an older planrun (`sha256:`
     /// entries, throttles included) lists only what changed.
     pub(crate) fn drift(
         &self,
-        index: usize,
+        stage: &PreparedStage<'_>,
         recorded: &StageDefinition,
     ) -> (Vec<String>, Vec<SqlDiff>) {
-        let current = std::iter::once(self.definition(index))
-            .chain(self.former_definitions(index))
+        let current = std::iter::once(&stage.definition)
+            .chain(&stage.former_definitions)
             .min_by_key(|form| checksum::differences(recorded, form).len())
             .expect("today's form is always there");
         (
@@ -49,14 +39,13 @@ impl Runner<'_> {
     pub(crate) fn drifted(
         &self,
         done: &BTreeMap<String, RecordedStage>,
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
     ) -> Vec<usize> {
         let mut drifted = Vec::new();
-        for &(index, _, _) in selection {
-            let stage = &self.plan().stages[index];
+        for &(stage, _, _) in selection {
             if let Some(recorded) = done.get(&stage.id) {
-                if !self.matches_recorded(index, &recorded.checksum) {
-                    drifted.push(index);
+                if !stage.matches_recorded(&recorded.checksum) {
+                    drifted.push(stage.position);
                 }
             }
         }
@@ -70,15 +59,14 @@ impl Runner<'_> {
         mut report: RunReport,
         done: &BTreeMap<String, RecordedStage>,
         drifted: &[usize],
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
     ) -> RunReport {
-        for &(index, selected, ref why) in selection {
-            let stage = &self.plan().stages[index];
-            let mut stage_report = self.stage_report(index, StageStatus::NotRun);
-            if drifted.contains(&index) {
+        for &(stage, selected, ref why) in selection {
+            let mut stage_report = self.stage_report(stage, StageStatus::NotRun);
+            if drifted.contains(&stage.position) {
                 stage_report.status = StageStatus::Drifted;
                 (stage_report.drift, stage_report.drift_diff) =
-                    self.drift(index, &done[&stage.id].definition);
+                    self.drift(stage, &done[&stage.id].definition);
             } else if !selected {
                 stage_report.status = StageStatus::NotSelected;
                 stage_report.note = why.clone();

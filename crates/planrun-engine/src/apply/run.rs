@@ -18,20 +18,18 @@ use planrun_plan::{Dag, Plan, Stage};
 use planrun_transform::{NoProgress, Progress, Registry};
 use postgres::GenericClient;
 
-use crate::checksum::{self, Definition, StageDefinition};
 use crate::db::connect::Target;
 use crate::db::interrupt;
 use crate::db::lock;
 use crate::db::watch::BlockerWatch;
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
-use crate::online::batched::batched_step;
+use crate::prepared::{PreparedPlan, PreparedStage};
 use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::check_deferred_constraints;
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
 use crate::stage::stage_locks::LockRetry;
-use crate::stage::stage_record::accepted_findings;
 
 /// How `apply` runs.
 #[derive(Debug, Clone)]
@@ -137,93 +135,27 @@ impl<'r> RunState<'r> {
     }
 }
 
-/// A plan ready to run: validated, ordered, with its registry.
+/// A plan ready to run: validated, ordered, with its registry; the public entry
+/// points of every command.
 pub struct Runner<'a> {
-    plan: &'a Plan,
-    registry: &'a Registry,
-    dag: Dag,
-    definitions: Vec<StageDefinition>,
-    checksums: Vec<String>,
-    /// Per stage, the definitions and checksums older planruns recorded for it
-    /// (`checksum::former_definitions`).
-    former_definitions: Vec<Vec<StageDefinition>>,
-    former_checksums: Vec<Vec<String>>,
-    /// Per stage, the lock-analysis findings its `allow` accepts, with their reasons:
-    /// recorded in the ledger with each result, so that who accepted what stays known.
-    accepted_findings: Vec<serde_json::Value>,
-    setup_sql: Option<String>,
+    prepared: PreparedPlan<'a>,
 }
 
 impl<'a> Runner<'a> {
     /// Prepares `plan` (already loaded with [`Plan::load_checked`]).
     pub fn new(plan: &'a Plan, registry: &'a Registry) -> Result<Runner<'a>, EngineError> {
-        let dag = Dag::build(plan)
-            .map_err(|_| EngineError::Selection("the plan has a dependency cycle".into()))?;
-        let definitions = plan
-            .stages
-            .iter()
-            .map(|stage| checksum::definition(stage, registry))
-            .collect::<Result<Vec<_>, _>>()?;
-        let checksums = definitions
-            .iter()
-            .map(|definition| checksum::checksum(&definition.entries))
-            .collect();
-        let former_definitions = plan
-            .stages
-            .iter()
-            .map(|stage| checksum::former_definitions(stage, registry))
-            .collect::<Result<Vec<_>, _>>()?;
-        let former_checksums = former_definitions
-            .iter()
-            .map(|forms: &Vec<StageDefinition>| {
-                forms
-                    .iter()
-                    .map(|definition| checksum::checksum(&definition.entries))
-                    .collect()
-            })
-            .collect();
-        let setup_sql = match &plan.setup_sql_file {
-            Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
-            None => None,
-        };
-        let accepted_findings = accepted_findings(plan, &dag, registry);
-        let runner = Runner {
-            plan,
-            registry,
-            dag,
-            definitions,
-            checksums,
-            former_definitions,
-            former_checksums,
-            accepted_findings,
-            setup_sql,
-        };
-        for index in 0..plan.stages.len() {
-            batched_step(&runner, index)?;
-        }
-        Ok(runner)
+        Ok(Runner {
+            prepared: PreparedPlan::new(plan, registry)?,
+        })
     }
 
-    /// The plan checksum: its stages' checksums in order, throttles included. Unlike
-    /// a stage's, it names the plan exactly as written: a rehearsal is evidence for
-    /// the batch sizes and pauses it ran with, so retuning them asks for a new one
-    /// (`rehearsal_gate.rs`), and a rehearsal recorded before throttles left the stage
-    /// checksums still counts.
+    /// The plan checksum (see [`PreparedPlan::plan_checksum`]).
     pub fn plan_checksum(&self) -> String {
-        let mut all: Definition = Definition::new();
-        for (stage, forms) in self.plan.stages.iter().zip(&self.former_checksums) {
-            all.insert(stage.id.clone(), forms[0].clone());
-        }
-        if let Some(setup) = &self.setup_sql {
-            all.insert("(setup)".into(), setup.clone());
-        }
-        checksum::checksum(&all)
+        self.prepared.plan_checksum()
     }
 
     pub fn stage_checksum(&self, id: &str) -> Option<&str> {
-        self.plan
-            .stage_position(id)
-            .map(|index| self.checksums[index].as_str())
+        self.prepared.stage(id).map(|stage| stage.checksum.as_str())
     }
 
     /// The session of a command that changes the database (`apply`, `reset`): never
@@ -234,7 +166,7 @@ impl<'a> Runner<'a> {
         command: &str,
     ) -> Result<crate::db::connect::OwnSession, EngineError> {
         let mut client =
-            target.connect_own_session(&format!("planrun {command} {}", self.plan.name))?;
+            target.connect_own_session(&format!("planrun {command} {}", self.plan().name))?;
         self.run_setup(&mut *client)?;
         Ok(client)
     }
@@ -242,48 +174,27 @@ impl<'a> Runner<'a> {
     /// The plan's `setup_sql_file`, on `conn` (a read-only command runs it inside its
     /// rolled-back transaction, so even its temporary objects leave no trace).
     pub(crate) fn run_setup<C: GenericClient>(&self, conn: &mut C) -> Result<(), EngineError> {
-        if let Some(setup) = &self.setup_sql {
+        if let Some(setup) = &self.prepared.setup_sql {
             conn.batch_execute(setup)
                 .map_err(EngineError::database("the plan's setup_sql_file failed"))?;
         }
         Ok(())
     }
 
-    pub(crate) fn plan(&self) -> &Plan {
-        self.plan
+    pub(crate) fn plan(&self) -> &'a Plan {
+        self.prepared.plan
     }
 
     pub(crate) fn dag(&self) -> &Dag {
-        &self.dag
+        &self.prepared.dag
     }
 
-    pub(crate) fn registry(&self) -> &Registry {
-        self.registry
+    pub(crate) fn registry(&self) -> &'a Registry {
+        self.prepared.registry
     }
 
-    /// Stage `index`'s definition, SQL fingerprinted by tokens.
-    pub(crate) fn definition(&self, index: usize) -> &StageDefinition {
-        &self.definitions[index]
-    }
-
-    /// Stage `index`'s checksum, of its definition.
-    pub(crate) fn checksum(&self, index: usize) -> &str {
-        &self.checksums[index]
-    }
-
-    /// Stage `index`'s definition in the forms older planruns recorded.
-    pub(crate) fn former_definitions(&self, index: usize) -> &[StageDefinition] {
-        &self.former_definitions[index]
-    }
-
-    /// Stage `index`'s checksums as older planruns computed them.
-    pub(crate) fn former_checksums(&self, index: usize) -> &[String] {
-        &self.former_checksums[index]
-    }
-
-    /// The lock-analysis findings stage `index`'s `allow` accepts, with their reasons.
-    pub(crate) fn accepted_findings(&self, index: usize) -> &serde_json::Value {
-        &self.accepted_findings[index]
+    pub(crate) fn prepared(&self) -> &PreparedPlan<'a> {
+        &self.prepared
     }
 
     /// Runs the plan against `target`.
@@ -297,8 +208,8 @@ impl<'a> Runner<'a> {
         if options.dry_run {
             let blocking: Vec<&str> = selection
                 .iter()
-                .filter(|(index, selected, _)| *selected && !self.plan.stages[*index].transaction)
-                .map(|(index, _, _)| self.plan.stages[*index].id.as_str())
+                .filter(|(stage, selected, _)| *selected && !stage.transaction)
+                .map(|(stage, _, _)| stage.id())
                 .collect();
             if !blocking.is_empty() {
                 return Err(EngineError::NotDryRunnable(format!(
@@ -314,7 +225,7 @@ impl<'a> Runner<'a> {
         let mut client = self.connect(target, "apply")?;
         // A signal cancels what runs on this connection (see `interrupt`).
         let _cancel_on_signal = interrupt::watch_connection(&client, target);
-        lock::acquire(&mut client, &self.plan.name, options.lock_wait)?;
+        lock::acquire(&mut client, &self.plan().name, options.lock_wait)?;
         let result = if options.dry_run {
             let mut outer = client.transaction().map_err(EngineError::database(
                 "cannot begin the dry-run transaction",
@@ -325,7 +236,7 @@ impl<'a> Runner<'a> {
         } else {
             self.apply_stages(&mut *client, target, options, &selection, observer)
         };
-        lock::release(&mut client, &self.plan.name);
+        lock::release(&mut client, &self.plan().name);
         interrupt::acknowledge();
         result
     }
@@ -335,15 +246,15 @@ impl<'a> Runner<'a> {
         conn: &mut C,
         target: &Target,
         options: &ApplyOptions,
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
         observer: &dyn Observer,
     ) -> Result<RunReport, EngineError> {
         ledger::ensure(conn)?;
-        let mut done = ledger::done_results(conn, &self.plan.name)?;
+        let mut done = ledger::done_results(conn, &self.plan().name)?;
         if options.dry_run && !options.hold_locks {
             self.refuse_held_locks(selection, &done)?;
         }
-        let mut report = RunReport::new("apply", &self.plan.name, target, options.dry_run);
+        let mut report = RunReport::new("apply", &self.plan().name, target, options.dry_run);
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
         let drifted = self.drifted(&done, selection);
@@ -359,7 +270,7 @@ impl<'a> Runner<'a> {
         let run_id = ledger::start_run(
             conn,
             &NewRun {
-                plan_name: &self.plan.name,
+                plan_name: &self.plan().name,
                 plan_checksum: &self.plan_checksum(),
                 command: if options.dry_run {
                     "apply --dry-run"
@@ -380,7 +291,7 @@ impl<'a> Runner<'a> {
             .collect();
         if !options.dry_run {
             if let Ok(row) = conn.query_one("SELECT pg_catalog.pg_backend_pid()", &[]) {
-                run.watch = BlockerWatch::start(target, &self.plan.name, row.get(0));
+                run.watch = BlockerWatch::start(target, &self.plan().name, row.get(0));
             }
         }
         let committed = self.run_stages(conn, &mut run, &done, &drifted, selection, &mut report)?;
@@ -411,15 +322,14 @@ impl<'a> Runner<'a> {
         run: &mut RunState<'_>,
         done: &BTreeMap<String, RecordedStage>,
         drifted: &[usize],
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
         report: &mut RunReport,
     ) -> Result<Vec<String>, EngineError> {
         let mut stopped = false;
         let mut committed: Vec<String> = Vec::new();
-        for &(index, selected, ref why) in selection {
-            let stage = &self.plan.stages[index];
+        for &(stage, selected, ref why) in selection {
             if !selected {
-                report.stages.push(self.not_selected(index, why, done));
+                report.stages.push(self.not_selected(stage, why, done));
                 continue;
             }
             if !stopped && interrupt::requested().is_some() {
@@ -429,13 +339,13 @@ impl<'a> Runner<'a> {
             if stopped {
                 report
                     .stages
-                    .push(self.stage_report(index, StageStatus::NotRun));
+                    .push(self.stage_report(stage, StageStatus::NotRun));
                 continue;
             }
             if let Some(recorded) = done.get(&stage.id) {
-                let drift_accepted = drifted.contains(&index);
+                let drift_accepted = drifted.contains(&stage.position);
                 let stage_report =
-                    self.already_applied(conn, run.run_id, index, recorded, drift_accepted)?;
+                    self.already_applied(conn, run.run_id, stage, recorded, drift_accepted)?;
                 if drift_accepted {
                     committed.push(stage.id.clone());
                 }
@@ -444,7 +354,7 @@ impl<'a> Runner<'a> {
                 continue;
             }
             run.observer.stage_started(stage);
-            let stage_report = match self.run_stage(conn, run, index) {
+            let stage_report = match self.run_stage(conn, run, stage) {
                 Ok(stage_report) => stage_report,
                 Err(error) => {
                     // Best effort: the connection may be what failed.
@@ -472,13 +382,13 @@ impl<'a> Runner<'a> {
     /// applied it).
     fn not_selected(
         &self,
-        index: usize,
+        stage: &PreparedStage<'_>,
         why: &Option<String>,
         done: &BTreeMap<String, RecordedStage>,
     ) -> StageReport {
-        let mut stage_report = self.stage_report(index, StageStatus::NotSelected);
+        let mut stage_report = self.stage_report(stage, StageStatus::NotSelected);
         stage_report.note = why.clone();
-        if done.contains_key(&self.plan.stages[index].id) {
+        if done.contains_key(&stage.stage.id) {
             stage_report.status = StageStatus::AlreadyApplied;
         }
         stage_report
@@ -490,15 +400,15 @@ impl<'a> Runner<'a> {
         &self,
         conn: &mut C,
         run_id: i64,
-        index: usize,
+        stage: &PreparedStage<'_>,
         recorded: &RecordedStage,
         drift_accepted: bool,
     ) -> Result<StageReport, EngineError> {
-        let mut stage_report = self.stage_report(index, StageStatus::AlreadyApplied);
+        let mut stage_report = self.stage_report(stage, StageStatus::AlreadyApplied);
         if drift_accepted {
             stage_report.status = StageStatus::DriftAccepted;
-            (stage_report.drift, stage_report.drift_diff) = self.drift(index, &recorded.definition);
-            self.record_drift_accepted(conn, run_id, index, recorded)?;
+            (stage_report.drift, stage_report.drift_diff) = self.drift(stage, &recorded.definition);
+            self.record_drift_accepted(conn, run_id, stage, recorded)?;
         }
         stage_report.note = Some(format!(
             "{} in run {} at {}",
@@ -511,7 +421,7 @@ impl<'a> Runner<'a> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
     ) -> Result<StageReport, EngineError> {
         if let Some(watch) = &run.watch {
             // Blockers seen during an earlier stage are not this stage's.
@@ -527,10 +437,10 @@ impl<'a> Runner<'a> {
             .and_then(|()| crate::db::connect::watch_for_vanished_client(conn))
             .map_err(EngineError::database(format!(
                 "cannot reset the session before stage `{}`",
-                self.plan.stages[index].id
+                stage.stage.id
             )))?;
-        let mut stage_report = self.run_stage_transactions(conn, run, index)?;
-        self.say_what_remains(conn, index, &mut stage_report)?;
+        let mut stage_report = self.run_stage_transactions(conn, run, stage)?;
+        self.say_what_remains(conn, stage, &mut stage_report)?;
         if let Ok(mut retries) = run.lock_retries.lock() {
             stage_report.lock_retries = std::mem::take(&mut *retries);
         }
@@ -541,15 +451,14 @@ impl<'a> Runner<'a> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
     ) -> Result<StageReport, EngineError> {
-        if let Some(batched) = batched_step(self, index)? {
-            return self.run_batched_stage(conn, run, index, &batched);
+        if let Some(batched) = &stage.batched {
+            return self.run_batched_stage(conn, run, stage, batched);
         }
-        let stage = &self.plan.stages[index];
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let mut stage_report = self.stage_report(stage, StageStatus::Applied);
 
         let committed = if stage.transaction {
             let mut tx = match conn.transaction() {
@@ -560,14 +469,14 @@ impl<'a> Runner<'a> {
                 }
             };
             let body = self
-                .stage_body(&mut tx, run, index, &mut stage_report, true)
+                .stage_body(&mut tx, run, stage, &mut stage_report, true)
                 .map(|passed| passed && !interrupted_before(&mut stage_report, "COMMIT"));
             match body {
                 Ok(true) => {
                     run.observer.progress().phase("committing");
                     stage_report.duration_ms = started.elapsed().as_millis() as u64;
                     let recorded =
-                        self.record(&mut tx, run.run_id, index, &stage_report, started_at);
+                        self.record(&mut tx, run.run_id, stage, &stage_report, started_at);
                     match recorded.map(|()| tx.commit()) {
                         Ok(Ok(())) => true,
                         Ok(Err(error)) => {
@@ -594,11 +503,11 @@ impl<'a> Runner<'a> {
                 }
             }
         } else {
-            let body = self.stage_body(conn, run, index, &mut stage_report, false);
+            let body = self.stage_body(conn, run, stage, &mut stage_report, false);
             let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
             if body? {
                 stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                self.record(conn, run.run_id, index, &stage_report, started_at)?;
+                self.record(conn, run.run_id, stage, &stage_report, started_at)?;
                 true
             } else {
                 false
@@ -609,7 +518,7 @@ impl<'a> Runner<'a> {
             crate::stage::abandoned::rolled_back(&mut stage_report);
         }
         if !committed && stage_report.status == StageStatus::Failed {
-            self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
+            self.record_failure(conn, run.run_id, stage, &mut stage_report, started_at);
         }
         Ok(stage_report)
     }
@@ -620,29 +529,29 @@ impl<'a> Runner<'a> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
         in_transaction: bool,
     ) -> Result<bool, EngineError> {
-        self.set_timeouts(conn, index, in_transaction)?;
-        if in_transaction && !self.take_stage_locks(conn, run, index, stage_report)? {
+        self.set_timeouts(conn, stage, in_transaction)?;
+        if in_transaction && !self.take_stage_locks(conn, run, stage, stage_report)? {
             return Ok(false);
         }
-        if !self.remove_abandoned_attempt(conn, run, index, stage_report, in_transaction)? {
+        if !self.remove_abandoned_attempt(conn, run, stage, stage_report, in_transaction)? {
             return Ok(false);
         }
-        match self.gate(conn, run, index, stage_report)? {
+        match self.gate(conn, run, stage, stage_report)? {
             Gate::Skip => {
                 return Ok(crate::stage::abandoned::may_skip(
                     stage_report,
-                    &self.plan.stages[index].id,
+                    &stage.stage.id,
                 ))
             }
             Gate::Stop => return Ok(false),
             Gate::Proceed => {}
         }
-        let steps = 0..self.plan.stages[index].steps.len();
-        if !self.run_steps(conn, run, index, steps, stage_report, in_transaction)? {
+        let steps = 0..stage.stage.steps.len();
+        if !self.run_steps(conn, run, stage, steps, stage_report, in_transaction)? {
             return Ok(false);
         }
         if in_transaction {
@@ -653,18 +562,17 @@ impl<'a> Runner<'a> {
                 return Ok(false);
             }
         }
-        Ok(self.verify_stage(conn, run, index, stage_report))
+        Ok(self.verify_stage(conn, run, stage, stage_report))
     }
 
     /// `SET [LOCAL] lock_timeout / statement_timeout` for the stage.
     pub(crate) fn set_timeouts<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
         in_transaction: bool,
     ) -> Result<(), EngineError> {
-        let stage = &self.plan.stages[index];
-        let timeouts = stage.timeouts.or(&self.plan.timeouts);
+        let timeouts = &stage.timeouts;
         let scope = if in_transaction { "SET LOCAL" } else { "SET" };
         let mut settings = String::new();
         if let Some(timeout) = &timeouts.lock_timeout {

@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::selection::is_selected;
 use crate::db::connect::Target;
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
 use crate::ledger::{self, Checkpoint, RunSummary};
 use crate::online::moving_tables::judge_failure;
+use crate::prepared::PreparedStage;
 use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::{check_now, skip_rule_now};
 
@@ -47,11 +49,10 @@ impl Runner<'_> {
         let mut report = RunReport::new("plan", &self.plan().name, target, false);
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
-        for &(index, selected, ref why) in &selection {
-            let stage = &self.plan().stages[index];
-            let mut stage_report = self.stage_report(index, StageStatus::WouldRun);
+        for &(stage, selected, ref why) in &selection {
+            let mut stage_report = self.stage_report(stage, StageStatus::WouldRun);
             if let Some(recorded) = done.get(&stage.id) {
-                if self.matches_recorded(index, &recorded.checksum) {
+                if stage.matches_recorded(&recorded.checksum) {
                     stage_report.status = StageStatus::AlreadyApplied;
                     stage_report.note = Some(format!(
                         "{} in run {} at {}",
@@ -60,7 +61,7 @@ impl Runner<'_> {
                 } else {
                     stage_report.status = StageStatus::Drifted;
                     (stage_report.drift, stage_report.drift_diff) =
-                        self.drift(index, &recorded.definition);
+                        self.drift(stage, &recorded.definition);
                     report.outcome = RunOutcome::Drift;
                 }
                 report.stages.push(stage_report);
@@ -177,12 +178,9 @@ impl Runner<'_> {
                 .summary
                 .push("nothing to do: every selected stage is already applied".into());
         }
-        let selected = |index: usize| {
-            selection
-                .iter()
-                .any(|(i, chosen, _)| *i == index && *chosen)
-        };
-        report.history = self.history(&done, &selected).lines();
+        report.history = self
+            .history(&done, &|stage| is_selected(&selection, stage))
+            .lines();
         if !report.history.is_empty() {
             report
                 .summary
@@ -211,16 +209,14 @@ impl Runner<'_> {
             .collect();
         // Applied stages in the order they were recorded, each with its place in the
         // plan's order and what it changes.
-        let mut applied: Vec<(i64, usize, usize, StageChanges)> = self
-            .dag()
-            .order()
-            .iter()
+        let mut applied: Vec<(i64, usize, &PreparedStage<'_>, StageChanges)> = self
+            .prepared()
+            .in_order()
             .enumerate()
-            .filter_map(|(position, &index)| {
-                let stage = &self.plan().stages[index];
+            .filter_map(|(position, stage)| {
                 let recorded = done.get(&stage.id).filter(|r| r.status == "applied")?;
-                let changes = StageChanges::of(stage, self.definition(index), self.registry());
-                Some((recorded.result_id, position, index, changes))
+                let changes = StageChanges::of(stage, &stage.definition, self.registry());
+                Some((recorded.result_id, position, stage, changes))
             })
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
@@ -228,9 +224,8 @@ impl Runner<'_> {
         let mut failed = false;
         let mut superseded_checks = 0;
         let mut not_recheckable = 0;
-        for (position, &index) in self.dag().order().iter().enumerate() {
-            let stage = &self.plan().stages[index];
-            let mut stage_report = self.stage_report(index, StageStatus::Verified);
+        for (position, stage) in self.prepared().in_order().enumerate() {
+            let mut stage_report = self.stage_report(stage, StageStatus::Verified);
             match done.get(&stage.id) {
                 Some(recorded) if recorded.status == "applied" => {
                     // Later: recorded after it, or placed after it in the plan (a
@@ -240,9 +235,7 @@ impl Runner<'_> {
                         .filter(|(result_id, later_position, _, _)| {
                             *result_id > recorded.result_id || *later_position > position
                         })
-                        .map(|(_, _, later, changes)| {
-                            (self.plan().stages[*later].id.as_str(), changes)
-                        })
+                        .map(|(_, _, later, changes)| (later.id(), changes))
                         .collect();
                     for check in &stage.verify {
                         let reads = supersede::reads(check);
@@ -406,11 +399,9 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
     let checkpoints = ledger::checkpoints(&mut client, &runner.plan().name)?;
     let backlog = backlogs(&mut client, &runner.plan().name, &checkpoints)?;
     let stages = runner
-        .dag()
-        .order()
-        .iter()
-        .map(|&index| {
-            let stage = &runner.plan().stages[index];
+        .prepared()
+        .in_order()
+        .map(|stage| {
             let shown = latest.get(&stage.id);
             let mut line = StageStatusLine {
                 id: stage.id.clone(),
@@ -434,7 +425,7 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
                         Some("failed in its latest run; an earlier run had applied it".into());
                 }
                 if recorded.status != "failed"
-                    && !runner.matches_recorded(index, &recorded.checksum)
+                    && !stage.matches_recorded(&recorded.checksum)
                 {
                     line.state = "drifted".into();
                     line.note = Some("changed since it ran: see `planrun plan`".into());
@@ -481,9 +472,7 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
         ledger_exists,
         stages,
         recent_runs,
-        history: runner
-            .history(&done, &|index| !runner.plan().stages[index].optional)
-            .lines(),
+        history: runner.history(&done, &|stage| !stage.optional).lines(),
     })
 }
 

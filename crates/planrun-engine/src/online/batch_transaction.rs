@@ -12,6 +12,7 @@ use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};
 use crate::online::change_capture;
+use crate::prepared::PreparedStage;
 use crate::stage::stage_locks::is_lock_failure;
 use crate::stage::whole_retries::Attempt;
 
@@ -26,16 +27,15 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         work: &Work<'_>,
         checkpoint: &mut Checkpoint,
         size: u64,
     ) -> Result<Attempt<BatchResult>, EngineError> {
-        let stage = &self.plan().stages[index];
         let mut tx = conn
             .transaction()
             .map_err(EngineError::database("cannot begin a batch"))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        self.set_timeouts(&mut tx, stage, true)?;
         change_capture::own_writes(&mut tx)
             .map_err(EngineError::database("cannot begin a batch"))?;
         let outcome = work.transform.run_batch(

@@ -28,9 +28,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::StepKind;
-use planrun_transform::{
-    batch_settings, transform_params, BatchSettings, SourceTable, Transform, TransformError,
-};
+use planrun_transform::{transform_params, BatchSettings, Transform, TransformError};
 use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
@@ -38,67 +36,10 @@ use crate::error::EngineError;
 use crate::ledger::Checkpoint;
 use crate::online::health_wait::HealthWatch;
 use crate::online::throttle;
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};
-
-/// The batched step of a stage: its position, settings and the transform's sources.
-pub(crate) struct BatchedStep {
-    pub position: usize,
-    pub settings: BatchSettings,
-    pub sources: Vec<SourceTable>,
-}
-
-/// The stage's batched step, if it has one; an error when the stage cannot be batched.
-pub(crate) fn batched_step(
-    runner: &Runner<'_>,
-    index: usize,
-) -> Result<Option<BatchedStep>, EngineError> {
-    let stage = &runner.plan().stages[index];
-    let mut found: Option<BatchedStep> = None;
-    for (position, step) in stage.steps.iter().enumerate() {
-        let StepKind::Transform { params, .. } = &step.kind else {
-            continue;
-        };
-        let Some(settings) =
-            batch_settings(params).map_err(|reason| invalid(&stage.id, &reason))?
-        else {
-            continue;
-        };
-        if found.is_some() {
-            return Err(invalid(&stage.id, "a stage may have only one batched step"));
-        }
-        if !stage.transaction {
-            return Err(invalid(
-                &stage.id,
-                "a batched step needs transaction = true: each batch is a transaction",
-            ));
-        }
-        found = Some(BatchedStep {
-            position,
-            settings,
-            sources: Vec::new(),
-        });
-    }
-    if let Some(batched) = &mut found {
-        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
-            unreachable!("only transform steps are batched");
-        };
-        if let Some(transform) = runner.registry().get(name) {
-            batched.sources = transform.sources(&transform_params(params));
-            if batched.sources.is_empty() {
-                return Err(invalid(
-                    &stage.id,
-                    &format!("transform `{name}` declares no source tables, so the application's changes during the stage could not be captured"),
-                ));
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn invalid(stage: &str, reason: &str) -> EngineError {
-    EngineError::Selection(format!("stage `{stage}` cannot run batched: {reason}"))
-}
 
 /// The batched transform and what it is given.
 pub(crate) struct Work<'w> {
@@ -134,13 +75,12 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
     ) -> Result<StageReport, EngineError> {
-        let stage = &self.plan().stages[index];
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let mut stage_report = self.stage_report(stage, StageStatus::Applied);
         let step = &stage.steps[batched.position];
         let StepKind::Transform { name, params, .. } = &step.kind else {
             unreachable!("batched_step only returns transform steps");
@@ -151,7 +91,7 @@ impl Runner<'_> {
                 Some(name),
                 format!("transform `{name}` is not registered"),
             ));
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         };
         let work = Work {
             transform: transform.as_ref(),
@@ -160,7 +100,7 @@ impl Runner<'_> {
             params: transform_params(params),
         };
         let mut checkpoint =
-            match self.start_or_resume(conn, run, index, batched, &mut stage_report, started)? {
+            match self.start_or_resume(conn, run, stage, batched, &mut stage_report, started)? {
                 Some(checkpoint) => checkpoint,
                 None if matches!(
                     stage_report.status,
@@ -170,7 +110,7 @@ impl Runner<'_> {
                     return Ok(stage_report)
                 }
                 None => {
-                    return self.fail_batched(conn, run, index, stage_report, started, started_at)
+                    return self.fail_batched(conn, run, stage, stage_report, started, started_at)
                 }
             };
         let mut totals = crate::online::RedoTotals::default();
@@ -178,7 +118,7 @@ impl Runner<'_> {
         let completed = self.run_batches(
             conn,
             run,
-            (index, batched),
+            (stage, batched),
             &work,
             &mut checkpoint,
             &mut watch,
@@ -186,7 +126,7 @@ impl Runner<'_> {
         )? && self.catch_up(
             conn,
             run,
-            (index, batched),
+            (stage, batched),
             &work,
             &checkpoint,
             &mut watch,
@@ -194,13 +134,13 @@ impl Runner<'_> {
             &mut totals,
         )?;
         if !completed {
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         }
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         let outcome = self.cut_over_retried(
             conn,
             run,
-            (index, batched, &work),
+            (stage, batched, &work),
             &checkpoint,
             &mut stage_report,
             totals,
@@ -208,7 +148,7 @@ impl Runner<'_> {
         )?;
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if !outcome {
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         }
         Ok(stage_report)
     }
@@ -220,13 +160,12 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        (index, batched): (usize, &BatchedStep),
+        (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &mut Checkpoint,
         watch: &mut HealthWatch,
         stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
         let progress = run.observer.progress();
         progress.start(checkpoint.total_rows.map(|n| n as u64));
         progress.advance(checkpoint.rows_read as u64);
@@ -247,7 +186,7 @@ impl Runner<'_> {
                 progress.finish();
                 return Ok(false);
             }
-            match self.wait_for_health(conn, run, index, &batched.settings, watch, stage_report)? {
+            match self.wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)? {
                 Some(time) => waited += time,
                 None => {
                     progress.finish();
@@ -258,11 +197,11 @@ impl Runner<'_> {
             let batch = self.retry_whole(
                 conn,
                 run,
-                index,
+                stage,
                 &next,
                 stage_report,
                 |_, _, _| Ok(true),
-                |conn, run, _| self.run_one_batch(conn, run, index, work, checkpoint, size),
+                |conn, run, _| self.run_one_batch(conn, run, stage, work, checkpoint, size),
             )?;
             let outcome = match batch {
                 Some(Ok(Some(outcome))) => outcome,
@@ -271,12 +210,7 @@ impl Runner<'_> {
                     progress.finish();
                     stage_report.status = StageStatus::Failed;
                     let mut failure = transform_failure(error, work.name, checkpoint);
-                    crate::stage::stage_failure::explain_timeout(
-                        &mut failure,
-                        run,
-                        stage,
-                        &self.plan().timeouts,
-                    );
+                    crate::stage::stage_failure::explain_timeout(&mut failure, run, stage);
                     stage_report.error = Some(failure);
                     return Ok(false);
                 }
@@ -333,12 +267,12 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         settings: &BatchSettings,
         watch: &mut HealthWatch,
         stage_report: &mut StageReport,
     ) -> Result<Option<Duration>, EngineError> {
-        let stage = &self.plan().stages[index].id;
+        let stage = &stage.stage.id;
         let waited = watch
             .wait_until_healthy(conn, settings, |line| {
                 run.observer.note(&format!("{stage}: {line}"));
@@ -355,14 +289,14 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         mut stage_report: StageReport,
         started: Instant,
         started_at: SystemTime,
     ) -> Result<StageReport, EngineError> {
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if stage_report.status == StageStatus::Failed {
-            self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
+            self.record_failure(conn, run.run_id, stage, &mut stage_report, started_at);
         }
         Ok(stage_report)
     }

@@ -14,8 +14,9 @@ use postgres::GenericClient;
 use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
-use crate::online::batched::BatchedStep;
 use crate::online::change_capture;
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::plain_error;
@@ -53,18 +54,17 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Option<Checkpoint>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
         let Some(mut checkpoint) = existing else {
-            return self.start(conn, run, index, batched, stage_report, started);
+            return self.start(conn, run, stage, batched, stage_report, started);
         };
-        if !self.matches_recorded(index, &checkpoint.checksum) {
+        if !stage.matches_recorded(&checkpoint.checksum) {
             stage_report.status = StageStatus::Drifted;
             stage_report.note = Some(format!(
                 "half done (run {}, {} batches, after key {}) and its definition has changed since; \
@@ -79,15 +79,15 @@ impl Runner<'_> {
         // A checkpoint an older planrun wrote holds a former form of the checksum
         // (throttles included); the next batch records today's, so that from then on
         // the throttles can be retuned.
-        self.checksum(index).clone_into(&mut checkpoint.checksum);
+        stage.checksum.clone_into(&mut checkpoint.checksum);
         let ensured = self.retry_whole(
             conn,
             run,
-            index,
+            stage,
             "change capture",
             stage_report,
             |_, _, _| Ok(true),
-            |conn, run, report| self.ensure_capture(conn, run, index, batched, report),
+            |conn, run, report| self.ensure_capture(conn, run, stage, batched, report),
         )?;
         if ensured != Some(true) {
             return Ok(None);
@@ -112,16 +112,15 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<bool>, EngineError> {
-        let stage = &self.plan().stages[index];
         let mut tx = conn
             .transaction()
             .map_err(EngineError::database("cannot begin a transaction"))?;
-        self.set_timeouts(&mut tx, index, true)?;
-        if !self.take_captures(&mut tx, run, index, stage_report) {
+        self.set_timeouts(&mut tx, stage, true)?;
+        if !self.take_captures(&mut tx, run, stage, stage_report) {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
@@ -143,7 +142,7 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
         started: Instant,
@@ -151,11 +150,11 @@ impl Runner<'_> {
         let started = self.retry_whole(
             conn,
             run,
-            index,
+            stage,
             "change capture",
             stage_report,
             |_, _, _| Ok(true),
-            |conn, run, report| self.start_attempt(conn, run, index, batched, report, started),
+            |conn, run, report| self.start_attempt(conn, run, stage, batched, report, started),
         )?;
         Ok(started.flatten())
     }
@@ -166,26 +165,25 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the transaction of stage `{}`",
             stage.id
         )))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        self.set_timeouts(&mut tx, stage, true)?;
         // The stage's locks guard the transform's run, which here is the batches and
         // the cutover, where they are taken. Taken now too only for steps that come
         // before the batched one; otherwise the start's checks and captures, which
         // read whole tables, would make the application's writers wait for them.
         let locked =
-            batched.position == 0 || self.take_stage_locks(&mut tx, run, index, stage_report)?;
+            batched.position == 0 || self.take_stage_locks(&mut tx, run, stage, stage_report)?;
         let gate = if locked {
-            self.gate(&mut tx, run, index, stage_report)?
+            self.gate(&mut tx, run, stage, stage_report)?
         } else {
             Gate::Stop
         };
@@ -193,14 +191,14 @@ impl Runner<'_> {
             Gate::Skip => {
                 stage_report.duration_ms = started.elapsed().as_millis() as u64;
                 let started_at = SystemTime::now() - started.elapsed();
-                self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+                self.record(&mut tx, run.run_id, stage, stage_report, started_at)?;
                 tx.commit()
                     .map_err(EngineError::database("cannot commit the skipped stage"))?;
                 return Ok(Attempt::Done(None));
             }
             Gate::Stop => false,
             Gate::Proceed => {
-                self.run_steps(&mut tx, run, index, 0..batched.position, stage_report, true)?
+                self.run_steps(&mut tx, run, stage, 0..batched.position, stage_report, true)?
             }
         };
         if !proceed {
@@ -215,7 +213,7 @@ impl Runner<'_> {
                 .unwrap_or_default()
                 .to_owned(),
             total_rows: self
-                .batch_total(&mut tx, run, index, batched)?
+                .batch_total(&mut tx, run, stage, batched)?
                 .map(|n| n as i64),
             captures: stage_report.captures.clone(),
             ..Checkpoint::default()
@@ -246,10 +244,9 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
     ) -> Result<Option<u64>, EngineError> {
-        let stage = &self.plan().stages[index];
         let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
             return Ok(None);
         };

@@ -12,8 +12,8 @@ use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::error::EngineError;
 use crate::ledger;
-use crate::online::batched::batched_step;
 use crate::online::change_capture;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 
 /// A half-done batched stage: what of it remains, and the commands that go on.
@@ -101,7 +101,7 @@ impl Runner<'_> {
     pub(crate) fn say_what_remains<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<(), EngineError> {
         if stage_report.status != StageStatus::Failed {
@@ -113,8 +113,8 @@ impl Runner<'_> {
             // which the signal watcher's cancels must not break.
             interrupt::acknowledge();
         }
-        let left = if batched_step(self, index)?.is_some() {
-            self.read_left_behind(conn, index)
+        let left = if stage.batched.is_some() {
+            self.read_left_behind(conn, stage)
         } else {
             Ok(None)
         };
@@ -128,7 +128,7 @@ impl Runner<'_> {
         // Whatever failed, the signal is why: the cancelled statement, or the check
         // before the next step, batch or commit.
         stage_report.status = StageStatus::Interrupted;
-        let stage = &self.plan().stages[index].id;
+        let stage = &stage.stage.id;
         stage_report.note = Some(match left {
             Ok(None) => format!(
                 "interrupted by {}; everything the stage did was rolled back",
@@ -153,12 +153,11 @@ impl Runner<'_> {
     fn read_left_behind<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
     ) -> Result<Option<LeftBehind>, EngineError> {
         let plan = self.plan();
         let path = plan.path.display().to_string();
-        let stage = &plan.stages[index].id;
-        left_behind(conn, &plan.name, &path, stage)
-            .or_else(|_| left_behind(conn, &plan.name, &path, stage))
+        left_behind(conn, &plan.name, &path, stage.id())
+            .or_else(|_| left_behind(conn, &plan.name, &path, stage.id()))
     }
 }

@@ -23,8 +23,10 @@ use postgres::{GenericClient, Transaction};
 use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
-use crate::online::batched::{transform_failure, BatchedStep, Work};
+use crate::online::batched::{transform_failure, Work};
 use crate::online::health_wait::HealthWatch;
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus, StepReport};
 use crate::stage::checks::check_deferred_constraints;
 use crate::stage::stage_failure::fail_at;
@@ -55,14 +57,13 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        (index, batched): (usize, &BatchedStep),
+        (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &Checkpoint,
         watch: &mut HealthWatch,
         stage_report: &mut StageReport,
         totals: &mut RedoTotals,
     ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         totals.started.get_or_insert_with(Instant::now);
         let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
@@ -71,7 +72,7 @@ impl Runner<'_> {
                 return Ok(false);
             }
             if self
-                .wait_for_health(conn, run, index, &batched.settings, watch, stage_report)?
+                .wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)?
                 .is_none()
             {
                 return Ok(false);
@@ -98,8 +99,8 @@ impl Runner<'_> {
             let mut tx = conn
                 .transaction()
                 .map_err(EngineError::database("cannot begin a catch-up pass"))?;
-            self.set_timeouts(&mut tx, index, true)?;
-            let redone = self.redo_backlog(&mut tx, run, index, work, limit, totals);
+            self.set_timeouts(&mut tx, stage, true)?;
+            let redone = self.redo_backlog(&mut tx, run, stage, work, limit, totals);
             match redone.and_then(|_| Ok(tx.commit()?)) {
                 Ok(()) => {}
                 Err(error) => {
@@ -118,12 +119,11 @@ impl Runner<'_> {
         &self,
         tx: &mut Transaction<'_>,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         work: &Work<'_>,
         limit: i64,
         totals: &mut RedoTotals,
     ) -> Result<usize, planrun_transform::TransformError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         change_capture::own_writes(tx)?;
         let backlog = change_capture::take(tx, plan, &stage.id, limit)?;
@@ -156,7 +156,7 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        (index, batched, work): (usize, &BatchedStep, &Work<'_>),
+        (stage, batched, work): (&PreparedStage<'_>, &BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
         stage_report: &mut StageReport,
         totals: RedoTotals,
@@ -167,14 +167,14 @@ impl Runner<'_> {
         let outcome = self.retry_whole(
             &mut online,
             run,
-            index,
+            stage,
             "cutover",
             stage_report,
             |(conn, totals, watch), run, report| {
                 self.catch_up(
                     *conn,
                     run,
-                    (index, batched),
+                    (stage, batched),
                     work,
                     checkpoint,
                     watch,
@@ -184,7 +184,7 @@ impl Runner<'_> {
             },
             |(conn, totals, _), run, report| {
                 report.duration_ms = started.elapsed().as_millis() as u64;
-                self.cut_over(*conn, run, index, batched, work, checkpoint, report, totals)
+                self.cut_over(*conn, run, stage, batched, work, checkpoint, report, totals)
             },
         )?;
         Ok(outcome.unwrap_or(false))
@@ -203,35 +203,34 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         work: &Work<'_>,
         checkpoint: &Checkpoint,
         stage_report: &mut StageReport,
         totals: &RedoTotals,
     ) -> Result<Attempt<bool>, EngineError> {
-        let stage = &self.plan().stages[index];
         let mut totals = totals.clone();
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the cutover of stage `{}`",
             stage.id
         )))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        self.set_timeouts(&mut tx, stage, true)?;
         // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
         // queue) or asking ACCESS EXCLUSIVE (readers queue too).
-        crate::stage::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage)).map_err(
+        crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
             EngineError::database("cannot set the cutover's lock_timeout"),
         )?;
         stage_report.locks.clear();
         let cutover_started = Instant::now();
-        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+        if !self.take_stage_locks(&mut tx, run, stage, stage_report)? {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
         // The application's writers of the sources now wait: what is left of the
         // backlog is all there will be.
         loop {
-            match self.redo_backlog(&mut tx, run, index, work, 10_000, &mut totals) {
+            match self.redo_backlog(&mut tx, run, stage, work, 10_000, &mut totals) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(error) => {
@@ -252,18 +251,18 @@ impl Runner<'_> {
             .push(catch_up_report(&totals, cutover_started));
         let rest = batched.position + 1..stage.steps.len();
         let step_name = work.step_name;
-        let checked = self.take_captures(&mut tx, run, index, stage_report)
+        let checked = self.take_captures(&mut tx, run, stage, stage_report)
             && self.verify_after_step(&mut tx, run, stage, step_name, stage_report);
         run.retried_whole = true;
         let steps = if checked {
-            self.run_steps(&mut tx, run, index, rest, stage_report, true)
+            self.run_steps(&mut tx, run, stage, rest, stage_report, true)
         } else {
             Ok(false)
         };
         run.retried_whole = false;
         let passed = steps?
             && check_deferred_constraints(&mut tx, stage_report)
-            && self.verify_stage(&mut tx, run, index, stage_report)
+            && self.verify_stage(&mut tx, run, stage, stage_report)
             && !crate::stage::stage_failure::interrupted_before(stage_report, "COMMIT");
         if !passed {
             let _ = tx.rollback();
@@ -274,7 +273,7 @@ impl Runner<'_> {
             }
             return Ok(Attempt::Done(false));
         }
-        self.commit_cutover(tx, run, index, stage_report)
+        self.commit_cutover(tx, run, stage, stage_report)
     }
 
     /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
@@ -284,10 +283,9 @@ impl Runner<'_> {
         &self,
         mut tx: Transaction<'_>,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<bool>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
             let _ = tx.rollback();
@@ -299,7 +297,7 @@ impl Runner<'_> {
         run.observer.progress().phase("committing");
         let started_at = std::time::SystemTime::now()
             - std::time::Duration::from_millis(stage_report.duration_ms);
-        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+        self.record(&mut tx, run.run_id, stage, stage_report, started_at)?;
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
         if let Err(error) = tx.commit() {
             fail_at(stage_report, "COMMIT", &error);

@@ -22,8 +22,9 @@ use crate::db::connect::Target;
 use crate::db::lock;
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun};
-use crate::online::batched::batched_step;
 use crate::online::change_capture;
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
@@ -54,13 +55,11 @@ pub struct ResetReport {
 impl Runner<'_> {
     /// Abandons the half-done batched stage `stage_id`.
     pub fn reset(&self, target: &Target, stage_id: &str) -> Result<ResetReport, EngineError> {
-        let index = self
-            .plan()
-            .stages
-            .iter()
-            .position(|stage| stage.id == stage_id)
+        let stage = self
+            .prepared()
+            .stage(stage_id)
             .ok_or_else(|| EngineError::Selection(format!("the plan has no stage `{stage_id}`")))?;
-        let Some(batched) = batched_step(self, index)? else {
+        let Some(batched) = &stage.batched else {
             return Err(EngineError::Selection(format!(
                 "stage `{stage_id}` has no batched step: it commits whole or not at all, so there is nothing half done to reset"
             )));
@@ -68,7 +67,7 @@ impl Runner<'_> {
         let plan = &self.plan().name;
         let mut client = self.connect(target, "reset")?;
         lock::acquire(&mut client, plan, std::time::Duration::from_secs(5))?;
-        let result = self.reset_locked(&mut client, target, index, &batched);
+        let result = self.reset_locked(&mut client, target, stage, batched);
         lock::release(&mut client, plan);
         result
     }
@@ -77,10 +76,9 @@ impl Runner<'_> {
         &self,
         client: &mut postgres::Client,
         target: &Target,
-        index: usize,
-        batched: &crate::online::batched::BatchedStep,
+        stage: &PreparedStage<'_>,
+        batched: &crate::prepared::BatchedStep,
     ) -> Result<ResetReport, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         ledger::ensure(client)?;
         if let Some(done) = ledger::done_results(client, plan)?.remove(&stage.id) {
@@ -107,16 +105,16 @@ impl Runner<'_> {
         let options = crate::apply::run::ApplyOptions::default();
         let mut run = RunState::new(target, &options, &crate::apply::run::Silent, run_id);
         let started = Instant::now();
-        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let mut stage_report = self.stage_report(stage, StageStatus::Applied);
         let attempted = self.retry_whole(
             client,
             &mut run,
-            index,
+            stage,
             "reset",
             &mut stage_report,
             |_, _, _| Ok(true),
             |client, run, report| {
-                self.reset_attempt(client, run, (index, batched), &checkpoint, started, report)
+                self.reset_attempt(client, run, (stage, batched), &checkpoint, started, report)
             },
         );
         let (dropped, removed) = match attempted {
@@ -158,22 +156,21 @@ impl Runner<'_> {
         &self,
         client: &mut postgres::Client,
         run: &mut RunState<'_>,
-        (index, batched): (usize, &crate::online::batched::BatchedStep),
+        (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         checkpoint: &ledger::Checkpoint,
         started: Instant,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<Option<ResetDone>>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let mut tx = client
             .transaction()
             .map_err(EngineError::database("cannot begin the reset"))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        self.set_timeouts(&mut tx, stage, true)?;
         // As in the cutover: it holds the stage's locks while it asks for more.
-        crate::stage::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage))
+        crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget)
             .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
         // The stage's locks have their own retries, before anything is held.
-        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+        if !self.take_stage_locks(&mut tx, run, stage, stage_report)? {
             return Ok(Attempt::Done(None));
         }
         let dropped = change_capture::pending(&mut tx, plan, &stage.id)
@@ -218,7 +215,7 @@ impl Runner<'_> {
         ));
         stage_report.status = StageStatus::Reset;
         let started_at = SystemTime::now() - started.elapsed();
-        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+        self.record(&mut tx, run.run_id, stage, stage_report, started_at)?;
         tx.commit()
             .map_err(EngineError::database("cannot commit the reset"))?;
         Ok(Attempt::Done(Some((dropped, removed.notes))))

@@ -26,6 +26,7 @@ use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::change_capture;
+use crate::prepared::PreparedStage;
 use crate::report::StageReport;
 use crate::stage::stage_failure::plain_error;
 
@@ -91,11 +92,10 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
         in_transaction: bool,
     ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let Some(leftovers) = Leftovers::find(conn, plan, &stage.id)? else {
             return Ok(true);
@@ -138,7 +138,7 @@ impl Runner<'_> {
                 ))
             })?;
         savepoint.commit().map_err(failed())?;
-        let retries = self.lock_retries(stage);
+        let retries = stage.lock_retries.clone();
         crate::stage::stage_locks::with_lock_retries(
             conn,
             &retries,

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use planrun_plan::{Check, SkipRule, Stage};
+use planrun_plan::{Check, SkipRule};
 use postgres::{GenericClient, SimpleQueryMessage};
 
 use crate::apply::run::{RunState, Runner};
 use crate::db::connect::{error_chain, redact};
+use crate::prepared::PreparedStage;
 use crate::report::{CheckResult, StageReport, StageStatus};
 use crate::stage::stage_failure::fail_at;
 
@@ -21,10 +22,11 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> bool {
-        let checks = self.plan().stages[index]
+        let checks = stage
+            .stage
             .verify
             .iter()
             .filter(|check| check.after_step.is_none());
@@ -37,7 +39,7 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        stage: &Stage,
+        stage: &PreparedStage<'_>,
         step: &str,
         stage_report: &mut StageReport,
     ) -> bool {

@@ -8,6 +8,7 @@ use crate::apply::run::{RunState, Runner};
 use crate::db::backup;
 use crate::error::EngineError;
 use crate::ledger;
+use crate::prepared::PreparedStage;
 use crate::report::{StageError, StageReport, StageStatus};
 use crate::stage::captures;
 use crate::stage::checks::{check_now, skip_rule_now};
@@ -28,10 +29,9 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<Gate, EngineError> {
-        let stage = &self.plan().stages[index];
         for rule in &stage.skip_if {
             let result = skip_rule_now(conn, rule, &run.captures);
             let holds = result.passed;
@@ -53,14 +53,13 @@ impl Runner<'_> {
             }
         }
 
-        if !self.take_captures(conn, run, index, stage_report) {
+        if !self.take_captures(conn, run, stage, stage_report) {
             return Ok(Gate::Stop);
         }
 
         if !run.changed_anything && !run.options.dry_run {
             if let Some(dir) = &run.options.backup_dir {
-                let stage = &self.plan().stages[index];
-                let lock_wait = stage.timeouts.or(&self.plan().timeouts).lock_timeout;
+                let lock_wait = stage.timeouts.lock_timeout.clone();
                 run.observer
                     .progress()
                     .phase("writing the backup (pg_dump)");
@@ -90,10 +89,9 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> bool {
-        let stage = &self.plan().stages[index];
         let values = captures::read(conn, &stage.captures, &run.captures);
         let kept = self.keep_captures(values, run, stage_report);
         stage_report.computed.clear();

@@ -10,11 +10,11 @@
 //! failed build, is dropped first, and an index the build leaves invalid fails the
 //! stage instead of being recorded as applied.
 
-use planrun_plan::Stage;
 use planrun_sql::{parse_script, StatementKind};
 use postgres::{GenericClient, SimpleQueryMessage};
 
 use crate::apply::run::{RunState, Runner};
+use crate::prepared::PreparedStage;
 use crate::report::{StageError, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};
 use crate::stage::stage_locks::{database_error, with_lock_retries};
@@ -25,7 +25,7 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        stage: &Stage,
+        stage: &PreparedStage<'_>,
         sql: &str,
         file: Option<&str>,
         in_transaction: bool,

@@ -3,12 +3,12 @@
 //! message; the point a signal stopped the stage at; and a lock or statement timeout
 //! explained by the sessions that blocked it and the setting that fired.
 
-use planrun_plan::Stage;
 use postgres::error::ErrorPosition;
 
 use crate::apply::run::RunState;
 use crate::db::connect::{error_chain, redact};
 use crate::db::interrupt;
+use crate::prepared::PreparedStage;
 use crate::report::{StageError, StageReport, StageStatus};
 use crate::stage::sql::position_to_line_column;
 
@@ -17,8 +17,7 @@ use crate::stage::sql::position_to_line_column;
 pub(crate) fn explain_timeout(
     error: &mut StageError,
     run: &RunState<'_>,
-    stage: &Stage,
-    plan_timeouts: &planrun_plan::Timeouts,
+    stage: &PreparedStage<'_>,
 ) {
     let timeout = match error.sqlstate.as_deref() {
         Some("55P03") => "lock_timeout",
@@ -29,10 +28,10 @@ pub(crate) fn explain_timeout(
     if let Some(watch) = &run.watch {
         error.blocked_by = watch.take();
     }
-    let timeouts = stage.timeouts.or(plan_timeouts);
+    let timeouts = &stage.timeouts;
     let setting = match timeout {
-        "lock_timeout" => timeouts.lock_timeout,
-        _ => timeouts.statement_timeout,
+        "lock_timeout" => timeouts.lock_timeout.as_ref(),
+        _ => timeouts.statement_timeout.as_ref(),
     };
     let mut hint = format!(
         "stage `{}` ran with {timeout} = {}",

@@ -17,13 +17,14 @@
 
 use std::time::{Duration, Instant};
 
-use planrun_plan::{LockRetries, Stage, TableLock};
+use planrun_plan::{LockRetries, TableLock};
 use postgres::{GenericClient, Transaction};
 use serde::Serialize;
 
 use crate::apply::run::{RunState, Runner};
 use crate::db::watch::Blocker;
 use crate::error::EngineError;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 use crate::stage::stage_failure::{explain_timeout, plain_error, stage_error};
 
@@ -116,35 +117,14 @@ where
 }
 
 impl Runner<'_> {
-    /// The stage's locks: its own and its transforms', one per table.
-    pub(crate) fn stage_locks(&self, index: usize) -> Vec<TableLock> {
-        self.plan().stages[index].all_locks(self.registry())
-    }
-
-    /// The stage's lock budget: its own, or the plan's.
-    pub(crate) fn lock_budget<'s>(
-        &'s self,
-        stage: &'s Stage,
-    ) -> Option<&'s planrun_plan::LockBudget> {
-        stage
-            .lock_budget
-            .as_ref()
-            .or(self.plan().lock_budget.as_ref())
-    }
-
-    /// The stage's retry schedule: its own, the plan's, or the default.
-    pub(crate) fn lock_retries(&self, stage: &Stage) -> LockRetries {
-        stage
-            .lock_retries
-            .clone()
-            .or_else(|| self.plan().lock_retries.clone())
-            .unwrap_or_default()
-    }
-
     /// The schedule for one statement (or transform step) of the stage: the stage's,
     /// or a single attempt while the whole transaction is retried instead.
-    pub(crate) fn statement_retries(&self, run: &RunState<'_>, stage: &Stage) -> LockRetries {
-        let retries = self.lock_retries(stage);
+    pub(crate) fn statement_retries(
+        &self,
+        run: &RunState<'_>,
+        stage: &PreparedStage<'_>,
+    ) -> LockRetries {
+        let retries = stage.lock_retries.clone();
         if run.retried_whole {
             LockRetries {
                 attempts: 1,
@@ -161,15 +141,14 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
-        let locks = self.stage_locks(index);
+        let locks = stage.all_locks.clone();
         if locks.is_empty() {
             return Ok(true);
         }
-        let stage = &self.plan().stages[index];
-        let retries = self.lock_retries(stage);
+        let retries = stage.lock_retries.clone();
         let started = Instant::now();
         let mut attempts = 1;
         let result = with_lock_retries(
@@ -181,8 +160,8 @@ impl Runner<'_> {
                 self.report_retry(run, stage, "locks", (attempt, &retries), error, delay);
             },
             |tx| {
-                cap_wait_at_budget(tx, self.lock_budget(stage), &locks)?;
-                lock_tables(tx, &locks, self.lock_budget(stage))
+                cap_wait_at_budget(tx, stage.lock_budget, &locks)?;
+                lock_tables(tx, &locks, stage.lock_budget)
             },
         );
         match result {
@@ -227,7 +206,7 @@ impl Runner<'_> {
                     started.elapsed().as_secs_f64(),
                     failure.message
                 );
-                explain_timeout(&mut failure, run, stage, &self.plan().timeouts);
+                explain_timeout(&mut failure, run, stage);
                 stage_report.status = StageStatus::Failed;
                 stage_report.error = Some(failure);
                 Ok(false)
@@ -252,7 +231,7 @@ impl Runner<'_> {
     pub(crate) fn report_retry(
         &self,
         run: &RunState<'_>,
-        stage: &Stage,
+        stage: &PreparedStage<'_>,
         waiting: &str,
         (attempt, retries): (u32, &LockRetries),
         error: &postgres::Error,
@@ -268,7 +247,7 @@ impl Runner<'_> {
     pub(crate) fn report_retry_reason(
         &self,
         run: &RunState<'_>,
-        stage: &Stage,
+        stage: &PreparedStage<'_>,
         waiting: &str,
         (attempt, retries): (u32, &LockRetries),
         reason: String,

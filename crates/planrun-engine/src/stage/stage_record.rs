@@ -5,22 +5,24 @@
 
 use std::time::SystemTime;
 
-use planrun_plan::{Dag, Plan};
-use planrun_transform::Registry;
 use postgres::GenericClient;
 
 use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::{self, RecordedStage, StageRecord};
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 
 impl Runner<'_> {
-    pub(crate) fn stage_report(&self, index: usize, status: StageStatus) -> StageReport {
-        let stage = &self.plan().stages[index];
+    pub(crate) fn stage_report(
+        &self,
+        stage: &PreparedStage<'_>,
+        status: StageStatus,
+    ) -> StageReport {
         let mut report = StageReport::new(&stage.id, stage.title.as_deref(), status);
         report.optional = stage.optional;
         report.transaction = stage.transaction;
-        report.checksum = self.checksum(index).to_owned();
+        report.checksum = stage.checksum.clone();
         report
     }
 
@@ -28,10 +30,9 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run_id: i64,
-        index: usize,
+        stage: &PreparedStage<'_>,
         recorded: &RecordedStage,
     ) -> Result<(), EngineError> {
-        let stage = &self.plan().stages[index];
         let captures = serde_json::to_value(&recorded.captures).unwrap_or_default();
         ledger::record_stage(
             conn,
@@ -40,8 +41,8 @@ impl Runner<'_> {
                 plan_name: &self.plan().name,
                 stage_id: &stage.id,
                 status: &recorded.status,
-                checksum: self.checksum(index),
-                definition: self.definition(index),
+                checksum: &stage.checksum,
+                definition: &stage.definition,
                 drift_accepted: true,
                 skip_reason: recorded.skip_reason.as_deref(),
                 started_at: SystemTime::now(),
@@ -51,7 +52,7 @@ impl Runner<'_> {
                 captures,
                 verifications: serde_json::json!([]),
                 error: None,
-                accepted_findings: self.accepted_findings(index).clone(),
+                accepted_findings: stage.accepted_findings.clone(),
             },
         )
     }
@@ -63,11 +64,11 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run_id: i64,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
         started_at: SystemTime,
     ) {
-        if let Err(error) = self.record(conn, run_id, index, stage_report, started_at) {
+        if let Err(error) = self.record(conn, run_id, stage, stage_report, started_at) {
             stage_report.note = Some(format!(
                 "the failure could not be recorded in the ledger: {error}"
             ));
@@ -78,11 +79,10 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run_id: i64,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &StageReport,
         started_at: SystemTime,
     ) -> Result<(), EngineError> {
-        let stage = &self.plan().stages[index];
         let status = match stage_report.status {
             StageStatus::Applied => "applied",
             StageStatus::Skipped => "skipped",
@@ -96,8 +96,8 @@ impl Runner<'_> {
                 plan_name: &self.plan().name,
                 stage_id: &stage.id,
                 status,
-                checksum: self.checksum(index),
-                definition: self.definition(index),
+                checksum: &stage.checksum,
+                definition: &stage.definition,
                 drift_accepted: false,
                 skip_reason: match status {
                     "skipped" => stage_report.note.as_deref(),
@@ -115,38 +115,8 @@ impl Runner<'_> {
                     .error
                     .as_ref()
                     .map(|e| serde_json::to_value(e).unwrap_or_default()),
-                accepted_findings: self.accepted_findings(index).clone(),
+                accepted_findings: stage.accepted_findings.clone(),
             },
         )
     }
-}
-
-/// Per stage (in plan order), the findings of the lock analysis that its `allow`
-/// accepts: `[{rule, reason, relation, place}]`.
-pub(crate) fn accepted_findings(
-    plan: &Plan,
-    dag: &Dag,
-    registry: &Registry,
-) -> Vec<serde_json::Value> {
-    let impact = plan.lock_impact(dag, registry);
-    plan.stages
-        .iter()
-        .map(|stage| {
-            let accepted: Vec<serde_json::Value> = impact
-                .iter()
-                .filter(|planned| planned.stage == stage.id)
-                .flat_map(|planned| &planned.findings)
-                .filter_map(|finding| {
-                    let reason = finding.allowed.as_ref()?;
-                    Some(serde_json::json!({
-                        "rule": finding.rule.id(),
-                        "reason": reason,
-                        "relation": finding.relation,
-                        "place": finding.place,
-                    }))
-                })
-                .collect();
-            serde_json::Value::Array(accepted)
-        })
-        .collect()
 }

@@ -11,6 +11,7 @@ use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
+use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 use crate::stage::stage_failure::{explain_timeout, interrupted_before};
 
@@ -21,12 +22,11 @@ impl Runner<'_> {
         &self,
         conn: &mut C,
         run: &mut RunState<'_>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         range: std::ops::Range<usize>,
         stage_report: &mut StageReport,
         in_transaction: bool,
     ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
         for position in range {
             let step = &stage.steps[position];
             if interrupted_before(stage_report, &format!("step `{}`", step.name)) {
@@ -38,8 +38,8 @@ impl Runner<'_> {
                 .phase(&format!("running {}", step.name));
             // The SQL read once, when the stage's checksum was computed: what runs is
             // what the ledger records.
-            let sql = self
-                .definition(index)
+            let sql = stage
+                .definition
                 .step_sql(position, &step.name)
                 .unwrap_or_default();
             let (kind, result) = match &step.kind {
@@ -68,7 +68,7 @@ impl Runner<'_> {
                     stage_report.steps.push(step_report);
                 }
                 Err(mut error) => {
-                    explain_timeout(&mut error, run, stage, &self.plan().timeouts);
+                    explain_timeout(&mut error, run, stage);
                     stage_report.status = StageStatus::Failed;
                     stage_report.error = Some(*error);
                     return Ok(false);

@@ -3,11 +3,11 @@
 //! Outside a transaction its declared locks are taken in its own transaction. Its rows
 //! read, written and quarantined go into the step's report.
 
-use planrun_plan::Stage;
 use planrun_transform::{transform_params, TransformContext, TransformError};
 use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
+use crate::prepared::PreparedStage;
 use crate::report::{StageError, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};
 use crate::stage::stage_locks::{lock_tables, with_lock_retries};
@@ -19,7 +19,7 @@ impl Runner<'_> {
         run: &RunState<'_>,
         name: &str,
         params: &toml::Table,
-        stage: &Stage,
+        stage: &PreparedStage<'_>,
     ) -> Result<StepReport, Box<StageError>> {
         let Some(transform) = self.registry().get(name) else {
             return Err(Box::new(plain_error(
@@ -42,7 +42,7 @@ impl Runner<'_> {
                 // In a stage outside a transaction, the transform's own transaction is
                 // the only place its declared locks can be held.
                 if !stage.transaction {
-                    lock_tables(tx, &transform.locks(&params), self.lock_budget(stage))?;
+                    lock_tables(tx, &transform.locks(&params), stage.lock_budget)?;
                 }
                 let mut context = TransformContext {
                     transaction: tx,

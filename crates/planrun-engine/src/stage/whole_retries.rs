@@ -16,6 +16,7 @@
 
 use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
+use crate::prepared::PreparedStage;
 use crate::report::{StageError, StageReport, StageStatus};
 use crate::stage::stage_locks::is_lock_failure;
 
@@ -63,7 +64,7 @@ impl Runner<'_> {
         &self,
         state: &mut S,
         run: &mut RunState<'r>,
-        index: usize,
+        stage: &PreparedStage<'_>,
         waiting: &str,
         stage_report: &mut StageReport,
         mut between: impl FnMut(
@@ -77,8 +78,7 @@ impl Runner<'_> {
             &mut StageReport,
         ) -> Result<Attempt<T>, EngineError>,
     ) -> Result<Option<T>, EngineError> {
-        let stage = &self.plan().stages[index];
-        let retries = self.lock_retries(stage);
+        let retries = stage.lock_retries.clone();
         let started = std::time::Instant::now();
         let mut number = 1;
         loop {
@@ -94,12 +94,7 @@ impl Runner<'_> {
                     started.elapsed().as_secs_f64(),
                     failure.message
                 );
-                crate::stage::stage_failure::explain_timeout(
-                    &mut failure,
-                    run,
-                    stage,
-                    &self.plan().timeouts,
-                );
+                crate::stage::stage_failure::explain_timeout(&mut failure, run, stage);
                 stage_report.status = StageStatus::Failed;
                 stage_report.error = Some(*failure);
                 return Ok(None);
