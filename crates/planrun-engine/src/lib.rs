@@ -4,10 +4,12 @@
 
 mod apply;
 mod checksum;
+mod context;
 mod db;
 mod error;
 mod inspect;
 pub mod ledger;
+mod observer;
 mod online;
 mod prepared;
 pub mod rehearse;
@@ -15,8 +17,9 @@ mod report;
 mod stage;
 
 pub use apply::history::{History, HistoryAcceptance};
-pub use apply::run::{ApplyOptions, Observer, Runner, Silent};
+pub use apply::run::Runner;
 pub use checksum::normalise_line_endings;
+pub use context::ApplyOptions;
 pub use db::connect::{redact, Source, Target};
 pub use db::interrupt;
 pub use db::lock;
@@ -25,6 +28,7 @@ pub use db::watch::Blocker;
 pub use error::EngineError;
 pub use inspect::lock_weight::{StageLockWeight, TableNow, Weight};
 pub use inspect::preview::{status, StatusReport};
+pub use observer::{Observer, Silent};
 pub use online::half_done::LeftBehind;
 pub use online::moving_tables::{ChangedTable, NotRecheckable};
 pub use online::reset::ResetReport;

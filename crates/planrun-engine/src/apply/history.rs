@@ -10,8 +10,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
+use crate::context::ApplyOptions;
 use crate::error::EngineError;
 use crate::ledger::{self, RecordedStage, StageRecord};
 use crate::prepared::PreparedStage;

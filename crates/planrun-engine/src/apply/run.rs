@@ -7,133 +7,29 @@
 //! verification (`checks.rs`), the ledger row in the same transaction
 //! (`stage_record.rs`) and `COMMIT`; at the end, the summary (`summary.rs`).
 //!
-//! Also the prepared plan every command shares (`Runner`: its order, definitions and
-//! checksums) and what a run tells its `Observer`.
+//! Also `Runner`, the public facade every command enters through, holding the
+//! prepared plan (`prepared.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
-use planrun_transform::{NoProgress, Progress, Registry};
+use planrun_transform::Registry;
 use postgres::GenericClient;
 
+use crate::context::{ApplyOptions, RunState};
 use crate::db::connect::Target;
 use crate::db::interrupt;
 use crate::db::lock;
 use crate::db::watch::BlockerWatch;
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
+use crate::observer::Observer;
 use crate::prepared::{PreparedPlan, PreparedStage};
 use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::check_deferred_constraints;
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
-use crate::stage::stage_locks::LockRetry;
-
-/// How `apply` runs.
-#[derive(Debug, Clone)]
-pub struct ApplyOptions {
-    /// Everything in one transaction, rolled back at the end.
-    pub dry_run: bool,
-    /// With `dry_run`: hold the locks until the final rollback even where that blocks
-    /// the application longer than the real run would (`dry_run_locks.rs`).
-    pub hold_locks: bool,
-    pub include_optional: bool,
-    /// `--stage`: run these (and what they depend on) only.
-    pub stages: Vec<String>,
-    /// `--until`: stop after this stage.
-    pub until: Option<String>,
-    pub allow_drift: bool,
-    /// Where to write the backup; `None` for `--no-backup`.
-    pub backup_dir: Option<PathBuf>,
-    /// How long to wait for another apply's lock.
-    pub lock_wait: Duration,
-    /// Ledger history the user accepted: missing stages, renames, order.
-    pub history: crate::apply::history::HistoryAcceptance,
-}
-
-impl Default for ApplyOptions {
-    fn default() -> Self {
-        ApplyOptions {
-            dry_run: false,
-            hold_locks: false,
-            include_optional: false,
-            stages: Vec::new(),
-            until: None,
-            allow_drift: false,
-            backup_dir: None,
-            lock_wait: Duration::from_secs(5),
-            history: Default::default(),
-        }
-    }
-}
-
-/// Hears about a run while it happens (the CLI prints stage lines and progress bars).
-pub trait Observer {
-    fn stage_started(&self, _stage: &Stage) {}
-    fn stage_finished(&self, _report: &StageReport) {}
-    /// A statement of a SQL step ran for `_elapsed` and succeeded; the next one has not
-    /// started (the rehearsal's lock trace reads the locks it took).
-    fn statement_finished(&self, _statement: &str, _elapsed: std::time::Duration) {}
-    fn backup_taken(&self, _file: &std::path::Path) {}
-    /// Something the user should know that does not stop the run.
-    fn warning(&self, _text: &str) {}
-    /// What the run is doing now, when it is not obvious (waiting, catching up).
-    fn note(&self, _text: &str) {}
-    /// A lock attempt of `stage` timed out; it is tried again after `retry.retry_in_ms`.
-    fn lock_retry(&self, _stage: &str, _retry: &LockRetry) {}
-    fn progress(&self) -> &dyn Progress {
-        &NoProgress
-    }
-}
-
-/// An observer that hears nothing.
-pub struct Silent;
-impl Observer for Silent {}
-
-/// What one `apply` carries from stage to stage.
-pub(crate) struct RunState<'r> {
-    pub(crate) target: &'r Target,
-    pub(crate) options: &'r ApplyOptions,
-    pub(crate) observer: &'r dyn Observer,
-    pub(crate) run_id: i64,
-    /// Captured values so far: this run's and those recorded by done stages.
-    pub(crate) captures: BTreeMap<String, Option<String>>,
-    /// Set once the backup is taken (or a stage has changed something).
-    pub(crate) changed_anything: bool,
-    pub(crate) backup_file: Option<String>,
-    /// Names the sessions that block a stage; `None` if it could not connect.
-    pub(crate) watch: Option<BlockerWatch>,
-    /// The current stage's lock attempts that were retried.
-    pub(crate) lock_retries: std::sync::Mutex<Vec<LockRetry>>,
-    /// Set while the caller retries the whole transaction on a lock failure (the
-    /// cutover): a statement then gets one attempt, since retrying it in a
-    /// savepoint would sleep holding the transaction's locks.
-    pub(crate) retried_whole: bool,
-}
-
-impl<'r> RunState<'r> {
-    pub(crate) fn new(
-        target: &'r Target,
-        options: &'r ApplyOptions,
-        observer: &'r dyn Observer,
-        run_id: i64,
-    ) -> RunState<'r> {
-        RunState {
-            target,
-            options,
-            observer,
-            run_id,
-            captures: BTreeMap::new(),
-            changed_anything: false,
-            backup_file: None,
-            watch: None,
-            lock_retries: Default::default(),
-            retried_whole: false,
-        }
-    }
-}
 
 /// A plan ready to run: validated, ordered, with its registry; the public entry
 /// points of every command.

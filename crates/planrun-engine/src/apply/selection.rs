@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
+use crate::context::ApplyOptions;
 use crate::error::EngineError;
 use crate::prepared::PreparedStage;
 

@@ -4,7 +4,8 @@
 //! backup). The outcome is settled here too: a failed stage's checks or
 //! error decide between a failed precondition, verification or step.
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
+use crate::context::ApplyOptions;
 use crate::db::interrupt;
 use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
+use crate::context::ApplyOptions;
 use crate::db::connect::Target;
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};

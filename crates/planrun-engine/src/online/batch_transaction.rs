@@ -7,7 +7,8 @@
 use planrun_transform::{BatchOutcome, TransformContext, TransformError};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};

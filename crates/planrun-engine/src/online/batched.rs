@@ -31,7 +31,8 @@ use planrun_plan::StepKind;
 use planrun_transform::{transform_params, BatchSettings, Transform, TransformError};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::Checkpoint;
 use crate::online::health_wait::HealthWatch;

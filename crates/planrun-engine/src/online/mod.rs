@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use postgres::{GenericClient, Transaction};
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};

@@ -17,7 +17,8 @@ use planrun_plan::StepKind;
 use planrun_transform::TransformContext;
 use serde::Serialize;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::db::connect::Target;
 use crate::db::lock;
 use crate::error::EngineError;
@@ -102,8 +103,8 @@ impl Runner<'_> {
                 target: &target.to_string(),
             },
         )?;
-        let options = crate::apply::run::ApplyOptions::default();
-        let mut run = RunState::new(target, &options, &crate::apply::run::Silent, run_id);
+        let options = crate::context::ApplyOptions::default();
+        let mut run = RunState::new(target, &options, &crate::observer::Silent, run_id);
         let started = Instant::now();
         let mut stage_report = self.stage_report(stage, StageStatus::Applied);
         let attempted = self.retry_whole(

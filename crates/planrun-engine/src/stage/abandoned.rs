@@ -22,7 +22,8 @@ use planrun_plan::StepKind;
 use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::change_capture;

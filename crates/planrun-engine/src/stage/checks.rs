@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use planrun_plan::{Check, SkipRule};
 use postgres::{GenericClient, SimpleQueryMessage};
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::db::connect::{error_chain, redact};
 use crate::prepared::PreparedStage;
 use crate::report::{CheckResult, StageReport, StageStatus};

@@ -4,7 +4,8 @@
 
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::db::backup;
 use crate::error::EngineError;
 use crate::ledger;

@@ -13,7 +13,8 @@
 use planrun_sql::{parse_script, StatementKind};
 use postgres::{GenericClient, SimpleQueryMessage};
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::prepared::PreparedStage;
 use crate::report::{StageError, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};

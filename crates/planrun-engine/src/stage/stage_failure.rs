@@ -5,7 +5,7 @@
 
 use postgres::error::ErrorPosition;
 
-use crate::apply::run::RunState;
+use crate::context::RunState;
 use crate::db::connect::{error_chain, redact};
 use crate::db::interrupt;
 use crate::prepared::PreparedStage;

@@ -21,7 +21,8 @@ use planrun_plan::{LockRetries, TableLock};
 use postgres::{GenericClient, Transaction};
 use serde::Serialize;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::db::watch::Blocker;
 use crate::error::EngineError;
 use crate::prepared::PreparedStage;

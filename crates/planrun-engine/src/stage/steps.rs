@@ -9,7 +9,8 @@ use std::time::Instant;
 use planrun_plan::StepKind;
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::error::EngineError;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};

@@ -6,7 +6,8 @@
 use planrun_transform::{transform_params, TransformContext, TransformError};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::prepared::PreparedStage;
 use crate::report::{StageError, StepReport};
 use crate::stage::stage_failure::{plain_error, stage_error};

@@ -14,7 +14,8 @@
 //! bounded by `lock_timeout` capped at the stage's `lock_budget`; the sessions in
 //! the way are named in every retry line.
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
+use crate::context::RunState;
 use crate::error::EngineError;
 use crate::prepared::PreparedStage;
 use crate::report::{StageError, StageReport, StageStatus};
