@@ -4,13 +4,13 @@
 
 mod apply;
 mod checksum;
-mod context;
 mod db;
 mod error;
 mod inspect;
 pub mod ledger;
 mod observer;
 mod online;
+mod options;
 mod prepared;
 pub mod rehearse;
 mod report;
@@ -19,7 +19,6 @@ mod stage;
 pub use apply::history::{History, HistoryAcceptance};
 pub use apply::run::Runner;
 pub use checksum::normalise_line_endings;
-pub use context::ApplyOptions;
 pub use db::connect::{redact, Source, Target};
 pub use db::interrupt;
 pub use db::lock;
@@ -32,6 +31,7 @@ pub use observer::{Observer, Silent};
 pub use online::half_done::LeftBehind;
 pub use online::moving_tables::{ChangedTable, NotRecheckable};
 pub use online::reset::ResetReport;
+pub use options::ApplyOptions;
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;

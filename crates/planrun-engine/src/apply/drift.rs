@@ -62,7 +62,7 @@ impl Runner<'_> {
         selection: &[(&PreparedStage<'_>, bool, Option<String>)],
     ) -> RunReport {
         for &(stage, selected, ref why) in selection {
-            let mut stage_report = self.stage_report(stage, StageStatus::NotRun);
+            let mut stage_report = stage.report(StageStatus::NotRun);
             if drifted.contains(&stage.position) {
                 stage_report.status = StageStatus::Drifted;
                 (stage_report.drift, stage_report.drift_diff) =

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
-use crate::context::ApplyOptions;
 use crate::error::EngineError;
 use crate::ledger::{self, RecordedStage, StageRecord};
+use crate::options::ApplyOptions;
 use crate::prepared::PreparedStage;
 use crate::report::{RunOutcome, RunReport, StageStatus};
 
@@ -174,7 +174,7 @@ impl Runner<'_> {
             } else {
                 StageStatus::NotRun
             };
-            refusal.stages.push(self.stage_report(stage, status));
+            refusal.stages.push(stage.report(status));
         }
         refusal.outcome = RunOutcome::Drift;
         refusal.exit_code = refusal.outcome.exit_code();

@@ -11,13 +11,11 @@
 //! prepared plan (`prepared.rs`).
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
 use planrun_transform::Registry;
 use postgres::GenericClient;
 
-use crate::context::{ApplyOptions, RunState};
 use crate::db::connect::Target;
 use crate::db::interrupt;
 use crate::db::lock;
@@ -25,11 +23,12 @@ use crate::db::watch::BlockerWatch;
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
 use crate::observer::Observer;
+use crate::options::ApplyOptions;
 use crate::prepared::{PreparedPlan, PreparedStage};
 use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
-use crate::stage::checks::check_deferred_constraints;
-use crate::stage::gate::Gate;
-use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
+use crate::stage::atomic::run_atomic;
+use crate::stage::context::RunContext;
+use crate::stage::stage_record::record_drift_accepted;
 
 /// A plan ready to run: validated, ordered, with its registry; the public entry
 /// points of every command.
@@ -180,7 +179,7 @@ impl<'a> Runner<'a> {
         report.run_id = (!options.dry_run).then_some(run_id);
         self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?;
 
-        let mut run = RunState::new(target, options, observer, run_id);
+        let mut run = RunContext::new(&self.prepared, target, options, observer, run_id);
         run.captures = done
             .values()
             .flat_map(|recorded| recorded.captures.clone())
@@ -215,7 +214,7 @@ impl<'a> Runner<'a> {
     fn run_stages<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         done: &BTreeMap<String, RecordedStage>,
         drifted: &[usize],
         selection: &[(&PreparedStage<'_>, bool, Option<String>)],
@@ -233,15 +232,13 @@ impl<'a> Runner<'a> {
                 stopped = true;
             }
             if stopped {
-                report
-                    .stages
-                    .push(self.stage_report(stage, StageStatus::NotRun));
+                report.stages.push(stage.report(StageStatus::NotRun));
                 continue;
             }
             if let Some(recorded) = done.get(&stage.id) {
                 let drift_accepted = drifted.contains(&stage.position);
                 let stage_report =
-                    self.already_applied(conn, run.run_id, stage, recorded, drift_accepted)?;
+                    self.already_applied(conn, run, stage, recorded, drift_accepted)?;
                 if drift_accepted {
                     committed.push(stage.id.clone());
                 }
@@ -282,9 +279,9 @@ impl<'a> Runner<'a> {
         why: &Option<String>,
         done: &BTreeMap<String, RecordedStage>,
     ) -> StageReport {
-        let mut stage_report = self.stage_report(stage, StageStatus::NotSelected);
+        let mut stage_report = stage.report(StageStatus::NotSelected);
         stage_report.note = why.clone();
-        if done.contains_key(&stage.stage.id) {
+        if done.contains_key(&stage.id) {
             stage_report.status = StageStatus::AlreadyApplied;
         }
         stage_report
@@ -295,16 +292,16 @@ impl<'a> Runner<'a> {
     fn already_applied<C: GenericClient>(
         &self,
         conn: &mut C,
-        run_id: i64,
+        run: &RunContext<'_>,
         stage: &PreparedStage<'_>,
         recorded: &RecordedStage,
         drift_accepted: bool,
     ) -> Result<StageReport, EngineError> {
-        let mut stage_report = self.stage_report(stage, StageStatus::AlreadyApplied);
+        let mut stage_report = stage.report(StageStatus::AlreadyApplied);
         if drift_accepted {
             stage_report.status = StageStatus::DriftAccepted;
             (stage_report.drift, stage_report.drift_diff) = self.drift(stage, &recorded.definition);
-            self.record_drift_accepted(conn, run_id, stage, recorded)?;
+            record_drift_accepted(conn, run, stage, recorded)?;
         }
         stage_report.note = Some(format!(
             "{} in run {} at {}",
@@ -316,16 +313,14 @@ impl<'a> Runner<'a> {
     fn run_stage<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
     ) -> Result<StageReport, EngineError> {
         if let Some(watch) = &run.watch {
             // Blockers seen during an earlier stage are not this stage's.
             watch.take();
         }
-        if let Ok(mut retries) = run.lock_retries.lock() {
-            retries.clear();
-        }
+        run.lock_retries.clear();
         // Each stage starts from a clean session, as psql starts each file: a `SET`
         // (not `SET LOCAL`) of an earlier stage's SQL does not carry over; planrun's
         // own session settings are set again.
@@ -333,164 +328,15 @@ impl<'a> Runner<'a> {
             .and_then(|()| crate::db::connect::watch_for_vanished_client(conn))
             .map_err(EngineError::database(format!(
                 "cannot reset the session before stage `{}`",
-                stage.stage.id
-            )))?;
-        let mut stage_report = self.run_stage_transactions(conn, run, stage)?;
-        self.say_what_remains(conn, stage, &mut stage_report)?;
-        if let Ok(mut retries) = run.lock_retries.lock() {
-            stage_report.lock_retries = std::mem::take(&mut *retries);
-        }
-        Ok(stage_report)
-    }
-
-    fn run_stage_transactions<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunState<'_>,
-        stage: &PreparedStage<'_>,
-    ) -> Result<StageReport, EngineError> {
-        if let Some(batched) = &stage.batched {
-            return self.run_batched_stage(conn, run, stage, batched);
-        }
-        let started = Instant::now();
-        let started_at = SystemTime::now();
-        let mut stage_report = self.stage_report(stage, StageStatus::Applied);
-
-        let committed = if stage.transaction {
-            let mut tx = match conn.transaction() {
-                Ok(tx) => tx,
-                Err(error) => {
-                    fail_at(&mut stage_report, "BEGIN", &error);
-                    return Ok(stage_report);
-                }
-            };
-            let body = self
-                .stage_body(&mut tx, run, stage, &mut stage_report, true)
-                .map(|passed| passed && !interrupted_before(&mut stage_report, "COMMIT"));
-            match body {
-                Ok(true) => {
-                    run.observer.progress().phase("committing");
-                    stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                    let recorded =
-                        self.record(&mut tx, run.run_id, stage, &stage_report, started_at);
-                    match recorded.map(|()| tx.commit()) {
-                        Ok(Ok(())) => true,
-                        Ok(Err(error)) => {
-                            // A lost connection, or a check only COMMIT makes:
-                            // nothing of the stage committed.
-                            fail_at(&mut stage_report, "COMMIT", &error);
-                            false
-                        }
-                        Err(error) => {
-                            stage_report.status = StageStatus::Failed;
-                            stage_report.error =
-                                Some(plain_error(Some("ledger"), error.to_string()));
-                            false
-                        }
-                    }
-                }
-                Ok(false) => {
-                    let _ = tx.rollback();
-                    false
-                }
-                Err(error) => {
-                    let _ = tx.rollback();
-                    return Err(error);
-                }
-            }
-        } else {
-            let body = self.stage_body(conn, run, stage, &mut stage_report, false);
-            let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-            if body? {
-                stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                self.record(conn, run.run_id, stage, &stage_report, started_at)?;
-                true
-            } else {
-                false
-            }
-        };
-        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        if !committed {
-            crate::stage::abandoned::rolled_back(&mut stage_report);
-        }
-        if !committed && stage_report.status == StageStatus::Failed {
-            self.record_failure(conn, run.run_id, stage, &mut stage_report, started_at);
-        }
-        Ok(stage_report)
-    }
-
-    /// The stage's work; `Ok(true)` to commit, `Ok(false)` to roll back (the report
-    /// says why), `Err` when planrun itself cannot go on.
-    fn stage_body<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunState<'_>,
-        stage: &PreparedStage<'_>,
-        stage_report: &mut StageReport,
-        in_transaction: bool,
-    ) -> Result<bool, EngineError> {
-        self.set_timeouts(conn, stage, in_transaction)?;
-        if in_transaction && !self.take_stage_locks(conn, run, stage, stage_report)? {
-            return Ok(false);
-        }
-        if !self.remove_abandoned_attempt(conn, run, stage, stage_report, in_transaction)? {
-            return Ok(false);
-        }
-        match self.gate(conn, run, stage, stage_report)? {
-            Gate::Skip => {
-                return Ok(crate::stage::abandoned::may_skip(
-                    stage_report,
-                    &stage.stage.id,
-                ))
-            }
-            Gate::Stop => return Ok(false),
-            Gate::Proceed => {}
-        }
-        let steps = 0..stage.stage.steps.len();
-        if !self.run_steps(conn, run, stage, steps, stage_report, in_transaction)? {
-            return Ok(false);
-        }
-        if in_transaction {
-            run.observer
-                .progress()
-                .phase("checking deferred constraints");
-            if !check_deferred_constraints(conn, stage_report) {
-                return Ok(false);
-            }
-        }
-        Ok(self.verify_stage(conn, run, stage, stage_report))
-    }
-
-    /// `SET [LOCAL] lock_timeout / statement_timeout` for the stage.
-    pub(crate) fn set_timeouts<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        stage: &PreparedStage<'_>,
-        in_transaction: bool,
-    ) -> Result<(), EngineError> {
-        let timeouts = &stage.timeouts;
-        let scope = if in_transaction { "SET LOCAL" } else { "SET" };
-        let mut settings = String::new();
-        if let Some(timeout) = &timeouts.lock_timeout {
-            settings.push_str(&format!(
-                "{scope} lock_timeout = '{}';",
-                timeout.as_setting()
-            ));
-        }
-        if let Some(timeout) = &timeouts.statement_timeout {
-            settings.push_str(&format!(
-                "{scope} statement_timeout = '{}';",
-                timeout.as_setting()
-            ));
-        }
-        if settings.is_empty() {
-            return Ok(());
-        }
-        conn.batch_execute(&settings)
-            .map_err(EngineError::database(format!(
-                "cannot set the timeouts of stage `{}`",
                 stage.id
-            )))
+            )))?;
+        let mut stage_report = match &stage.batched {
+            Some(batched) => self.run_batched_stage(conn, run, stage, batched)?,
+            None => run_atomic(conn, run, stage)?,
+        };
+        self.say_what_remains(conn, stage, &mut stage_report)?;
+        stage_report.lock_retries = std::mem::take(&mut run.lock_retries);
+        Ok(stage_report)
     }
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use crate::apply::run::Runner;
-use crate::context::ApplyOptions;
 use crate::error::EngineError;
+use crate::options::ApplyOptions;
 use crate::prepared::PreparedStage;
 
 impl<'a> Runner<'a> {

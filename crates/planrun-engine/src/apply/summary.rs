@@ -5,8 +5,8 @@
 //! error decide between a failed precondition, verification or step.
 
 use crate::apply::run::Runner;
-use crate::context::ApplyOptions;
 use crate::db::interrupt;
+use crate::options::ApplyOptions;
 use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
 
 impl Runner<'_> {

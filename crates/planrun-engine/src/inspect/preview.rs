@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
-use crate::context::ApplyOptions;
 use crate::db::connect::Target;
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
 use crate::ledger::{self, Checkpoint, RunSummary};
 use crate::online::moving_tables::judge_failure;
+use crate::options::ApplyOptions;
 use crate::prepared::PreparedStage;
 use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
 use crate::stage::checks::{check_now, skip_rule_now};
@@ -51,7 +51,7 @@ impl Runner<'_> {
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut would_change = false;
         for &(stage, selected, ref why) in &selection {
-            let mut stage_report = self.stage_report(stage, StageStatus::WouldRun);
+            let mut stage_report = stage.report(StageStatus::WouldRun);
             if let Some(recorded) = done.get(&stage.id) {
                 if stage.matches_recorded(&recorded.checksum) {
                     stage_report.status = StageStatus::AlreadyApplied;
@@ -226,7 +226,7 @@ impl Runner<'_> {
         let mut superseded_checks = 0;
         let mut not_recheckable = 0;
         for (position, stage) in self.prepared().in_order().enumerate() {
-            let mut stage_report = self.stage_report(stage, StageStatus::Verified);
+            let mut stage_report = stage.report(StageStatus::Verified);
             match done.get(&stage.id) {
                 Some(recorded) if recorded.status == "applied" => {
                     // Later: recorded after it, or placed after it in the plan (a

@@ -32,7 +32,6 @@ use planrun_transform::{transform_params, BatchSettings, Transform, TransformErr
 use postgres::GenericClient;
 
 use crate::apply::run::Runner;
-use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::Checkpoint;
 use crate::online::health_wait::HealthWatch;
@@ -40,7 +39,11 @@ use crate::online::throttle;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus, StepReport};
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
 use crate::stage::stage_failure::{plain_error, stage_error};
+use crate::stage::stage_record::record_failure;
+use crate::stage::whole_retries::retry_whole;
 
 /// The batched transform and what it is given.
 pub(crate) struct Work<'w> {
@@ -75,13 +78,13 @@ impl Runner<'_> {
     pub(crate) fn run_batched_stage<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
     ) -> Result<StageReport, EngineError> {
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let mut stage_report = self.stage_report(stage, StageStatus::Applied);
+        let mut stage_report = stage.report(StageStatus::Applied);
         let step = &stage.steps[batched.position];
         let StepKind::Transform { name, params, .. } = &step.kind else {
             unreachable!("batched_step only returns transform steps");
@@ -160,7 +163,7 @@ impl Runner<'_> {
     fn run_batches<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &mut Checkpoint,
@@ -195,14 +198,15 @@ impl Runner<'_> {
                 }
             }
             let batch_started = Instant::now();
-            let batch = self.retry_whole(
+            let batch = retry_whole(
                 conn,
-                run,
-                stage,
+                &mut StageContext::new(stage, run, stage_report, true),
                 &next,
-                stage_report,
-                |_, _, _| Ok(true),
-                |conn, run, _| self.run_one_batch(conn, run, stage, work, checkpoint, size),
+                |_, _| Ok(true),
+                |conn, cx| {
+                    let run = &mut *cx.run;
+                    self.run_one_batch(conn, run, stage, work, checkpoint, size)
+                },
             )?;
             let outcome = match batch {
                 Some(Ok(Some(outcome))) => outcome,
@@ -211,7 +215,10 @@ impl Runner<'_> {
                     progress.finish();
                     stage_report.status = StageStatus::Failed;
                     let mut failure = transform_failure(error, work.name, checkpoint);
-                    crate::stage::stage_failure::explain_timeout(&mut failure, run, stage);
+                    crate::stage::stage_failure::explain_timeout(
+                        &mut failure,
+                        &StageContext::new(stage, run, stage_report, true),
+                    );
                     stage_report.error = Some(failure);
                     return Ok(false);
                 }
@@ -267,7 +274,7 @@ impl Runner<'_> {
     pub(crate) fn wait_for_health<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
+        run: &RunContext<'_>,
         stage: &PreparedStage<'_>,
         settings: &BatchSettings,
         watch: &mut HealthWatch,
@@ -289,7 +296,7 @@ impl Runner<'_> {
     fn fail_batched<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         mut stage_report: StageReport,
         started: Instant,
@@ -297,7 +304,11 @@ impl Runner<'_> {
     ) -> Result<StageReport, EngineError> {
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if stage_report.status == StageStatus::Failed {
-            self.record_failure(conn, run.run_id, stage, &mut stage_report, started_at);
+            record_failure(
+                conn,
+                &mut StageContext::new(stage, run, &mut stage_report, true),
+                started_at,
+            );
         }
         Ok(stage_report)
     }

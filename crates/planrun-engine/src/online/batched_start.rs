@@ -12,15 +12,23 @@ use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
 use crate::apply::run::Runner;
-use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::change_capture;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
+use crate::stage::atomic::set_timeouts;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
+use crate::stage::gate::gate;
+use crate::stage::gate::take_captures;
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::plain_error;
+use crate::stage::stage_locks::take_stage_locks;
+use crate::stage::stage_record::record;
+use crate::stage::steps::run_steps;
+use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
 /// Installs the change capture; `Done(false)` when a source's key is of a type it
@@ -54,7 +62,7 @@ impl Runner<'_> {
     pub(crate) fn start_or_resume<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
@@ -81,14 +89,16 @@ impl Runner<'_> {
         // (throttles included); the next batch records today's, so that from then on
         // the throttles can be retuned.
         stage.checksum.clone_into(&mut checkpoint.checksum);
-        let ensured = self.retry_whole(
+        let ensured = retry_whole(
             conn,
-            run,
-            stage,
+            &mut StageContext::new(stage, run, stage_report, true),
             "change capture",
-            stage_report,
-            |_, _, _| Ok(true),
-            |conn, run, report| self.ensure_capture(conn, run, stage, batched, report),
+            |_, _| Ok(true),
+            |conn, cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
+                self.ensure_capture(conn, run, stage, batched, report)
+            },
         )?;
         if ensured != Some(true) {
             return Ok(None);
@@ -112,7 +122,7 @@ impl Runner<'_> {
     fn ensure_capture<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
@@ -120,8 +130,11 @@ impl Runner<'_> {
         let mut tx = conn
             .transaction()
             .map_err(EngineError::database("cannot begin a transaction"))?;
-        self.set_timeouts(&mut tx, stage, true)?;
-        if !self.take_captures(&mut tx, run, stage, stage_report) {
+        set_timeouts(&mut tx, stage, true)?;
+        if !take_captures(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+        ) {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
@@ -142,20 +155,22 @@ impl Runner<'_> {
     fn start<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Option<Checkpoint>, EngineError> {
-        let started = self.retry_whole(
+        let started = retry_whole(
             conn,
-            run,
-            stage,
+            &mut StageContext::new(stage, run, stage_report, true),
             "change capture",
-            stage_report,
-            |_, _, _| Ok(true),
-            |conn, run, report| self.start_attempt(conn, run, stage, batched, report, started),
+            |_, _| Ok(true),
+            |conn, cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
+                self.start_attempt(conn, run, stage, batched, report, started)
+            },
         )?;
         Ok(started.flatten())
     }
@@ -165,7 +180,7 @@ impl Runner<'_> {
     fn start_attempt<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
@@ -176,15 +191,21 @@ impl Runner<'_> {
             "cannot begin the transaction of stage `{}`",
             stage.id
         )))?;
-        self.set_timeouts(&mut tx, stage, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         // The stage's locks guard the transform's run, which here is the batches and
         // the cutover, where they are taken. Taken now too only for steps that come
         // before the batched one; otherwise the start's checks and captures, which
         // read whole tables, would make the application's writers wait for them.
-        let locked =
-            batched.position == 0 || self.take_stage_locks(&mut tx, run, stage, stage_report)?;
+        let locked = batched.position == 0
+            || take_stage_locks(
+                &mut tx,
+                &mut StageContext::new(stage, run, stage_report, true),
+            )?;
         let gate = if locked {
-            self.gate(&mut tx, run, stage, stage_report)?
+            gate(
+                &mut tx,
+                &mut StageContext::new(stage, run, stage_report, true),
+            )?
         } else {
             Gate::Stop
         };
@@ -192,15 +213,21 @@ impl Runner<'_> {
             Gate::Skip => {
                 stage_report.duration_ms = started.elapsed().as_millis() as u64;
                 let started_at = SystemTime::now() - started.elapsed();
-                self.record(&mut tx, run.run_id, stage, stage_report, started_at)?;
+                record(
+                    &mut tx,
+                    &StageContext::new(stage, run, stage_report, true),
+                    started_at,
+                )?;
                 tx.commit()
                     .map_err(EngineError::database("cannot commit the skipped stage"))?;
                 return Ok(Attempt::Done(None));
             }
             Gate::Stop => false,
-            Gate::Proceed => {
-                self.run_steps(&mut tx, run, stage, 0..batched.position, stage_report, true)?
-            }
+            Gate::Proceed => run_steps(
+                &mut tx,
+                &mut StageContext::new(stage, run, stage_report, true),
+                0..batched.position,
+            )?,
         };
         if !proceed {
             let _ = tx.rollback();
@@ -244,7 +271,7 @@ impl Runner<'_> {
     fn batch_total<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
+        run: &RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
     ) -> Result<Option<u64>, EngineError> {

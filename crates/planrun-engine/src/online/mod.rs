@@ -21,7 +21,6 @@ use std::time::Instant;
 use postgres::{GenericClient, Transaction};
 
 use crate::apply::run::Runner;
-use crate::context::RunState;
 use crate::error::EngineError;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};
@@ -29,8 +28,18 @@ use crate::online::health_wait::HealthWatch;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus, StepReport};
+use crate::stage::atomic::set_timeouts;
 use crate::stage::checks::check_deferred_constraints;
+use crate::stage::checks::verify_after_step;
+use crate::stage::checks::verify_stage;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
+use crate::stage::gate::take_captures;
 use crate::stage::stage_failure::fail_at;
+use crate::stage::stage_locks::take_stage_locks;
+use crate::stage::stage_record::record;
+use crate::stage::steps::run_steps;
+use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{failed_on_lock, lock_busy, Attempt};
 
 /// A backlog this small is left to the cutover: redoing it under the stage's locks
@@ -57,7 +66,7 @@ impl Runner<'_> {
     pub(crate) fn catch_up<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
+        run: &RunContext<'_>,
         (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         work: &Work<'_>,
         checkpoint: &Checkpoint,
@@ -100,7 +109,7 @@ impl Runner<'_> {
             let mut tx = conn
                 .transaction()
                 .map_err(EngineError::database("cannot begin a catch-up pass"))?;
-            self.set_timeouts(&mut tx, stage, true)?;
+            set_timeouts(&mut tx, stage, true)?;
             let redone = self.redo_backlog(&mut tx, run, stage, work, limit, totals);
             match redone.and_then(|_| Ok(tx.commit()?)) {
                 Ok(()) => {}
@@ -119,7 +128,7 @@ impl Runner<'_> {
     fn redo_backlog(
         &self,
         tx: &mut Transaction<'_>,
-        run: &RunState<'_>,
+        run: &RunContext<'_>,
         stage: &PreparedStage<'_>,
         work: &Work<'_>,
         limit: i64,
@@ -156,7 +165,7 @@ impl Runner<'_> {
     pub(crate) fn cut_over_retried<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         (stage, batched, work): (&PreparedStage<'_>, &BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
         stage_report: &mut StageReport,
@@ -165,13 +174,13 @@ impl Runner<'_> {
     ) -> Result<bool, EngineError> {
         // The cutover's catch-up passes say a wait once per state, as the batches do.
         let mut online = (conn, totals, HealthWatch::default());
-        let outcome = self.retry_whole(
+        let outcome = retry_whole(
             &mut online,
-            run,
-            stage,
+            &mut StageContext::new(stage, run, stage_report, true),
             "cutover",
-            stage_report,
-            |(conn, totals, watch), run, report| {
+            |(conn, totals, watch), cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
                 self.catch_up(
                     *conn,
                     run,
@@ -183,7 +192,9 @@ impl Runner<'_> {
                     totals,
                 )
             },
-            |(conn, totals, _), run, report| {
+            |(conn, totals, _), cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
                 report.duration_ms = started.elapsed().as_millis() as u64;
                 self.cut_over(*conn, run, stage, batched, work, checkpoint, report, totals)
             },
@@ -203,7 +214,7 @@ impl Runner<'_> {
     pub(crate) fn cut_over<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         work: &Work<'_>,
@@ -216,7 +227,7 @@ impl Runner<'_> {
             "cannot begin the cutover of stage `{}`",
             stage.id
         )))?;
-        self.set_timeouts(&mut tx, stage, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
         // queue) or asking ACCESS EXCLUSIVE (readers queue too).
         crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
@@ -224,7 +235,10 @@ impl Runner<'_> {
         )?;
         stage_report.locks.clear();
         let cutover_started = Instant::now();
-        if !self.take_stage_locks(&mut tx, run, stage, stage_report)? {
+        if !take_stage_locks(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+        )? {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
@@ -252,18 +266,31 @@ impl Runner<'_> {
             .push(catch_up_report(&totals, cutover_started));
         let rest = batched.position + 1..stage.steps.len();
         let step_name = work.step_name;
-        let checked = self.take_captures(&mut tx, run, stage, stage_report)
-            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report);
+        let checked = take_captures(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+        ) && verify_after_step(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+            step_name,
+        );
         run.retried_whole = true;
         let steps = if checked {
-            self.run_steps(&mut tx, run, stage, rest, stage_report, true)
+            run_steps(
+                &mut tx,
+                &mut StageContext::new(stage, run, stage_report, true),
+                rest,
+            )
         } else {
             Ok(false)
         };
         run.retried_whole = false;
         let passed = steps?
             && check_deferred_constraints(&mut tx, stage_report)
-            && self.verify_stage(&mut tx, run, stage, stage_report)
+            && verify_stage(
+                &mut tx,
+                &mut StageContext::new(stage, run, stage_report, true),
+            )
             && !crate::stage::stage_failure::interrupted_before(stage_report, "COMMIT");
         if !passed {
             let _ = tx.rollback();
@@ -283,7 +310,7 @@ impl Runner<'_> {
     fn commit_cutover(
         &self,
         mut tx: Transaction<'_>,
-        run: &RunState<'_>,
+        run: &mut RunContext<'_>,
         stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<bool>, EngineError> {
@@ -298,7 +325,11 @@ impl Runner<'_> {
         run.observer.progress().phase("committing");
         let started_at = std::time::SystemTime::now()
             - std::time::Duration::from_millis(stage_report.duration_ms);
-        self.record(&mut tx, run.run_id, stage, stage_report, started_at)?;
+        record(
+            &mut tx,
+            &StageContext::new(stage, run, stage_report, true),
+            started_at,
+        )?;
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
         if let Err(error) = tx.commit() {
             fail_at(stage_report, "COMMIT", &error);

@@ -18,7 +18,6 @@ use planrun_transform::TransformContext;
 use serde::Serialize;
 
 use crate::apply::run::Runner;
-use crate::context::RunState;
 use crate::db::connect::Target;
 use crate::db::lock;
 use crate::error::EngineError;
@@ -27,6 +26,12 @@ use crate::online::change_capture;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
+use crate::stage::atomic::set_timeouts;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
+use crate::stage::stage_locks::take_stage_locks;
+use crate::stage::stage_record::record;
+use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
 /// What a committed reset's transaction did: the application's changes it dropped
@@ -103,18 +108,24 @@ impl Runner<'_> {
                 target: &target.to_string(),
             },
         )?;
-        let options = crate::context::ApplyOptions::default();
-        let mut run = RunState::new(target, &options, &crate::observer::Silent, run_id);
+        let options = crate::options::ApplyOptions::default();
+        let mut run = RunContext::new(
+            self.prepared(),
+            target,
+            &options,
+            &crate::observer::Silent,
+            run_id,
+        );
         let started = Instant::now();
-        let mut stage_report = self.stage_report(stage, StageStatus::Applied);
-        let attempted = self.retry_whole(
+        let mut stage_report = stage.report(StageStatus::Applied);
+        let attempted = retry_whole(
             client,
-            &mut run,
-            stage,
+            &mut StageContext::new(stage, &mut run, &mut stage_report, true),
             "reset",
-            &mut stage_report,
-            |_, _, _| Ok(true),
-            |client, run, report| {
+            |_, _| Ok(true),
+            |client, cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
                 self.reset_attempt(client, run, (stage, batched), &checkpoint, started, report)
             },
         );
@@ -156,7 +167,7 @@ impl Runner<'_> {
     fn reset_attempt(
         &self,
         client: &mut postgres::Client,
-        run: &mut RunState<'_>,
+        run: &mut RunContext<'_>,
         (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         checkpoint: &ledger::Checkpoint,
         started: Instant,
@@ -166,12 +177,15 @@ impl Runner<'_> {
         let mut tx = client
             .transaction()
             .map_err(EngineError::database("cannot begin the reset"))?;
-        self.set_timeouts(&mut tx, stage, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         // As in the cutover: it holds the stage's locks while it asks for more.
         crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget)
             .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
         // The stage's locks have their own retries, before anything is held.
-        if !self.take_stage_locks(&mut tx, run, stage, stage_report)? {
+        if !take_stage_locks(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+        )? {
             return Ok(Attempt::Done(None));
         }
         let dropped = change_capture::pending(&mut tx, plan, &stage.id)
@@ -216,7 +230,11 @@ impl Runner<'_> {
         ));
         stage_report.status = StageStatus::Reset;
         let started_at = SystemTime::now() - started.elapsed();
-        self.record(&mut tx, run.run_id, stage, stage_report, started_at)?;
+        record(
+            &mut tx,
+            &StageContext::new(stage, run, stage_report, true),
+            started_at,
+        )?;
         tx.commit()
             .map_err(EngineError::database("cannot commit the reset"))?;
         Ok(Attempt::Done(Some((dropped, removed.notes))))

@@ -31,12 +31,12 @@ use serde::Serialize;
 
 use crate::apply::run::Runner;
 use crate::checksum::read_sql_file;
-use crate::context::ApplyOptions;
 use crate::db::backup::{libpq_command, pg_tool};
 use crate::db::connect::{redact, Source, Target};
 use crate::error::EngineError;
 use crate::exit_codes;
 use crate::observer::Observer;
+use crate::options::ApplyOptions;
 use crate::rehearse::rehearsal_roles::{CopyRoles, TargetAccess, COPY_SUPERUSER};
 use crate::report::{RunBody, RunOutcome, StageReport, StageStatus};
 

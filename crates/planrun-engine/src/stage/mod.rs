@@ -1,9 +1,11 @@
 //! One stage in its transaction: timeouts and locks, the gate (skip rules, preconditions, captures, backup), the steps (SQL, transform), checks, the ledger row and what a failure reports.
 
 pub(crate) mod abandoned;
+pub(crate) mod atomic;
 pub(crate) mod autovacuum;
 pub(crate) mod captures;
 pub(crate) mod checks;
+pub(crate) mod context;
 pub(crate) mod gate;
 pub(crate) mod sql;
 pub(crate) mod sql_step;
