@@ -16,7 +16,7 @@ pub mod rehearse;
 mod report;
 mod stage;
 
-pub use apply::history::{History, HistoryAcceptance};
+pub use apply::history::History;
 pub use apply::run::Runner;
 pub use checksum::normalise_line_endings;
 pub use db::connect::{redact, Source, Target};
@@ -31,7 +31,7 @@ pub use observer::{Observer, Silent};
 pub use online::half_done::LeftBehind;
 pub use online::moving_tables::{ChangedTable, NotRecheckable};
 pub use online::reset::ResetReport;
-pub use options::ApplyOptions;
+pub use options::{ApplyOptions, HistoryAcceptance};
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;

@@ -22,7 +22,7 @@ pub struct ApplyOptions {
     /// How long to wait for another apply's lock.
     pub lock_wait: Duration,
     /// Ledger history the user accepted: missing stages, renames, order.
-    pub history: crate::apply::history::HistoryAcceptance,
+    pub history: HistoryAcceptance,
 }
 
 impl Default for ApplyOptions {
@@ -39,4 +39,14 @@ impl Default for ApplyOptions {
             history: Default::default(),
         }
     }
+}
+
+/// Ledger history the user accepted on the command line (`apply/history.rs` compares
+/// the ledger with the plan).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryAcceptance {
+    pub accept_missing: bool,
+    /// `(old, new)` pairs from `--rename OLD=NEW`.
+    pub renames: Vec<(String, String)>,
+    pub allow_out_of_order: bool,
 }

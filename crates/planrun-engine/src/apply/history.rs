@@ -14,7 +14,7 @@ use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
 use crate::error::EngineError;
 use crate::ledger::{self, RecordedStage, StageRecord};
-use crate::options::ApplyOptions;
+use crate::options::{ApplyOptions, HistoryAcceptance};
 use crate::prepared::PreparedStage;
 use crate::report::{RunOutcome, RunReport, StageStatus};
 
@@ -106,15 +106,6 @@ impl Runner<'_> {
         }
         history
     }
-}
-
-/// What the user accepted on the command line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HistoryAcceptance {
-    pub accept_missing: bool,
-    /// `(old, new)` pairs from `--rename OLD=NEW`.
-    pub renames: Vec<(String, String)>,
-    pub allow_out_of_order: bool,
 }
 
 impl HistoryAcceptance {

@@ -25,7 +25,7 @@ impl<'a> Runner<'a> {
     pub(crate) fn selection(
         &self,
         options: &ApplyOptions,
-    ) -> Result<Vec<(&PreparedStage<'a>, bool, Option<String>)>, EngineError> {
+    ) -> Result<Selection<'_, 'a>, EngineError> {
         let mut named: BTreeSet<usize> = BTreeSet::new();
         for id in options.stages.iter().chain(&options.until) {
             if self.plan().stage_position(id).is_none() {
@@ -83,6 +83,10 @@ impl<'a> Runner<'a> {
             .collect())
     }
 }
+
+/// Every stage in run order, each with whether the options select it and, if not,
+/// why.
+pub(crate) type Selection<'p, 'a> = Vec<(&'p PreparedStage<'a>, bool, Option<String>)>;
 
 /// Whether `selection` takes `stage`.
 pub(crate) fn is_selected(

@@ -368,7 +368,7 @@ fn backlogs<C: postgres::GenericClient>(
     checkpoints
         .keys()
         .map(|stage| {
-            crate::online::change_capture::pending(conn, plan, stage)
+            crate::ledger::change_capture::pending(conn, plan, stage)
                 .map(|count| (stage.clone(), count))
                 .map_err(EngineError::database("cannot count the captured changes"))
         })

@@ -1,6 +1,10 @@
 //! The ledger: planrun's own schema `planrun`, recording every run and every stage
 //! result. Versioned (`planrun.ledger_version`) so a later release can migrate it.
 //! Tables are created with the running role's default privileges and no grants.
+//! The change capture's tables and triggers, which the ledger's checkpoints rely on,
+//! are in `change_capture.rs`.
+
+pub(crate) mod change_capture;
 
 use std::collections::BTreeMap;
 

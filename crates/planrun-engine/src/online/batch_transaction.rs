@@ -9,9 +9,9 @@ use postgres::GenericClient;
 
 use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};
-use crate::online::change_capture;
 use crate::prepared::PreparedStage;
 use crate::stage::atomic::set_timeouts;
 use crate::stage::context::RunContext;

@@ -119,34 +119,26 @@ impl Runner<'_> {
             };
         let mut totals = crate::online::RedoTotals::default();
         let mut watch = HealthWatch::default();
-        let completed = self.run_batches(
-            conn,
-            run,
-            (stage, batched),
-            &work,
-            &mut checkpoint,
-            &mut watch,
-            &mut stage_report,
-        )? && self.catch_up(
-            conn,
-            run,
-            (stage, batched),
-            &work,
-            &checkpoint,
-            &mut watch,
-            &mut stage_report,
-            &mut totals,
-        )?;
+        let mut cx = StageContext::new(stage, run, &mut stage_report, true);
+        let completed =
+            self.run_batches(conn, &mut cx, (batched, &work), &mut checkpoint, &mut watch)?
+                && self.catch_up(
+                    conn,
+                    &mut cx,
+                    (batched, &work),
+                    &checkpoint,
+                    &mut watch,
+                    &mut totals,
+                )?;
         if !completed {
             return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         }
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         let outcome = self.cut_over_retried(
             conn,
-            run,
-            (stage, batched, &work),
+            &mut StageContext::new(stage, run, &mut stage_report, true),
+            (batched, &work),
             &checkpoint,
-            &mut stage_report,
             totals,
             started,
         )?;
@@ -159,17 +151,15 @@ impl Runner<'_> {
 
     /// The batches, in key order, each committed with the checkpoint; `false` when
     /// the stage stops (the report says why).
-    #[allow(clippy::too_many_arguments)]
     fn run_batches<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunContext<'_>,
-        (stage, batched): (&PreparedStage<'_>, &BatchedStep),
-        work: &Work<'_>,
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &mut Checkpoint,
         watch: &mut HealthWatch,
-        stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
+        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
         let progress = run.observer.progress();
         progress.start(checkpoint.total_rows.map(|n| n as u64));
         progress.advance(checkpoint.rows_read as u64);

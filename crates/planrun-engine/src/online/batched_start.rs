@@ -13,8 +13,8 @@ use postgres::GenericClient;
 
 use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
-use crate::online::change_capture;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};

@@ -12,7 +12,7 @@ use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::error::EngineError;
 use crate::ledger;
-use crate::online::change_capture;
+use crate::ledger::change_capture;
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 

@@ -9,7 +9,6 @@
 pub(crate) mod batch_transaction;
 pub(crate) mod batched;
 pub(crate) mod batched_start;
-pub(crate) mod change_capture;
 pub(crate) mod half_done;
 pub(crate) mod health_wait;
 pub(crate) mod moving_tables;
@@ -22,6 +21,7 @@ use postgres::{GenericClient, Transaction};
 
 use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};
 use crate::online::health_wait::HealthWatch;
@@ -62,18 +62,16 @@ pub(crate) struct RedoTotals {
 impl Runner<'_> {
     /// Redoes the keys the application changed, a pass per transaction, until at
     /// most [`CUTOVER_BACKLOG`] changes are left; `false` when the stage stops.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn catch_up<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunContext<'_>,
-        (stage, batched): (&PreparedStage<'_>, &BatchedStep),
-        work: &Work<'_>,
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
         watch: &mut HealthWatch,
-        stage_report: &mut StageReport,
         totals: &mut RedoTotals,
     ) -> Result<bool, EngineError> {
+        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
         let plan = &self.plan().name;
         totals.started.get_or_insert_with(Instant::now);
         let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
@@ -161,14 +159,12 @@ impl Runner<'_> {
     /// The cutover, tried again on the stage's schedule while a lock it needs is
     /// held by the application: between attempts, nothing held, it catches up.
     /// `false` when it rolled back for good (the report says why).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn cut_over_retried<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunContext<'_>,
-        (stage, batched, work): (&PreparedStage<'_>, &BatchedStep, &Work<'_>),
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
-        stage_report: &mut StageReport,
         totals: RedoTotals,
         started: Instant,
     ) -> Result<bool, EngineError> {
@@ -176,27 +172,14 @@ impl Runner<'_> {
         let mut online = (conn, totals, HealthWatch::default());
         let outcome = retry_whole(
             &mut online,
-            &mut StageContext::new(stage, run, stage_report, true),
+            cx,
             "cutover",
             |(conn, totals, watch), cx| {
-                let run = &mut *cx.run;
-                let report = &mut *cx.report;
-                self.catch_up(
-                    *conn,
-                    run,
-                    (stage, batched),
-                    work,
-                    checkpoint,
-                    watch,
-                    report,
-                    totals,
-                )
+                self.catch_up(*conn, cx, (batched, work), checkpoint, watch, totals)
             },
             |(conn, totals, _), cx| {
-                let run = &mut *cx.run;
-                let report = &mut *cx.report;
-                report.duration_ms = started.elapsed().as_millis() as u64;
-                self.cut_over(*conn, run, stage, batched, work, checkpoint, report, totals)
+                cx.report.duration_ms = started.elapsed().as_millis() as u64;
+                self.cut_over(*conn, cx, (batched, work), checkpoint, totals)
             },
         )?;
         Ok(outcome.unwrap_or(false))
@@ -210,18 +193,15 @@ impl Runner<'_> {
     /// (the column drop's, the trigger removal's) was not had within one
     /// `lock_timeout`: it rolled back rather than keep the application waiting, and
     /// the caller catches up and tries again (`whole_retries.rs`).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn cut_over<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        batched: &BatchedStep,
-        work: &Work<'_>,
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
-        stage_report: &mut StageReport,
         totals: &RedoTotals,
     ) -> Result<Attempt<bool>, EngineError> {
+        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
         let mut totals = totals.clone();
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the cutover of stage `{}`",

@@ -23,8 +23,8 @@ use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
-use crate::online::change_capture;
 use crate::report::StageReport;
 use crate::stage::context::StageContext;
 use crate::stage::stage_failure::plain_error;
