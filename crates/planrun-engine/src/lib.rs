@@ -5,6 +5,7 @@
 mod apply;
 mod checksum;
 mod db;
+mod decide;
 mod error;
 mod inspect;
 pub mod ledger;

@@ -6,11 +6,9 @@
 //! `--allow-drift` the run is refused before it takes a run id, so it leaves no row in
 //! the ledger.
 
-use std::collections::BTreeMap;
-
 use crate::apply::run::Runner;
 use crate::checksum::{self, StageDefinition};
-use crate::ledger::RecordedStage;
+use crate::decide::{Decision, Disposition};
 use crate::prepared::PreparedStage;
 use crate::report::{RunOutcome, RunReport, SqlDiff, StageStatus};
 
@@ -35,50 +33,37 @@ impl Runner<'_> {
         )
     }
 
-    /// The stages of `selection` applied before whose definition has changed since.
-    pub(crate) fn drifted(
-        &self,
-        done: &BTreeMap<String, RecordedStage>,
-        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
-    ) -> Vec<usize> {
-        let mut drifted = Vec::new();
-        for &(stage, _, _) in selection {
-            if let Some(recorded) = done.get(&stage.id) {
-                if !stage.matches_recorded(&recorded.checksum) {
-                    drifted.push(stage.position);
-                }
-            }
-        }
-        drifted
-    }
-
-    /// The report of a run refused for the `drifted` stages: what changed in each, and
+    /// The report of a run refused for its drifted stages: what changed in each, and
     /// what the others would have been.
     pub(crate) fn refuse_drift(
         &self,
         mut report: RunReport,
-        done: &BTreeMap<String, RecordedStage>,
-        drifted: &[usize],
-        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
+        decisions: &[Decision<'_, '_, '_>],
     ) -> RunReport {
-        for &(stage, selected, ref why) in selection {
+        let mut ids: Vec<&str> = Vec::new();
+        for Decision { stage, disposition } in decisions {
             let mut stage_report = stage.report(StageStatus::NotRun);
-            if drifted.contains(&stage.position) {
-                stage_report.status = StageStatus::Drifted;
-                (stage_report.drift, stage_report.drift_diff) =
-                    self.drift(stage, &done[&stage.id].definition);
-            } else if !selected {
-                stage_report.status = StageStatus::NotSelected;
-                stage_report.note = why.clone();
-            } else if done.contains_key(&stage.id) {
-                stage_report.status = StageStatus::AlreadyApplied;
+            match disposition {
+                Disposition::Drifted(recorded)
+                | Disposition::NotSelected {
+                    applied: Some(recorded),
+                    drifted: true,
+                    ..
+                } => {
+                    stage_report.status = StageStatus::Drifted;
+                    (stage_report.drift, stage_report.drift_diff) =
+                        self.drift(stage, &recorded.definition);
+                    ids.push(stage.id());
+                }
+                Disposition::NotSelected { why, .. } => {
+                    stage_report.status = StageStatus::NotSelected;
+                    stage_report.note = why.clone();
+                }
+                Disposition::Applied(_) => stage_report.status = StageStatus::AlreadyApplied,
+                Disposition::Resume(_) | Disposition::Run => {}
             }
             report.stages.push(stage_report);
         }
-        let ids: Vec<&str> = drifted
-            .iter()
-            .map(|&i| self.plan().stages[i].id.as_str())
-            .collect();
         report.outcome = RunOutcome::Drift;
         report.summary.push(format!(
             "nothing ran, nothing recorded: applied stage{} {} changed since {} ran",

@@ -20,6 +20,7 @@ use crate::db::connect::Target;
 use crate::db::interrupt;
 use crate::db::lock;
 use crate::db::watch::BlockerWatch;
+use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
 use crate::observer::Observer;
@@ -152,11 +153,12 @@ impl<'a> Runner<'a> {
         let mut report = RunReport::new("apply", &self.plan().name, target, options.dry_run);
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
-        let drifted = self.drifted(&done, selection);
         // A refused run (drift, history) is decided before a run id is taken: it ran
         // nothing and leaves no row in the ledger, as `plan` leaves none.
-        if !drifted.is_empty() && !options.allow_drift {
-            return Ok(self.refuse_drift(report, &done, &drifted, selection));
+        let no_checkpoints = BTreeMap::new();
+        let decisions = decide(selection, &done, &no_checkpoints);
+        if !options.allow_drift && decisions.iter().any(|d| d.disposition.is_drifted()) {
+            return Ok(self.refuse_drift(report, &decisions));
         }
         if let Some(refusal) = self.refuse_history(&done, options, selection, &report)? {
             return Ok(refusal);
@@ -180,16 +182,14 @@ impl<'a> Runner<'a> {
         self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?;
 
         let mut run = RunContext::new(&self.prepared, target, options, observer, run_id);
-        run.captures = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
+        run.captures = ledger::recorded_captures(&done);
         if !options.dry_run {
             if let Ok(row) = conn.query_one("SELECT pg_catalog.pg_backend_pid()", &[]) {
                 run.watch = BlockerWatch::start(target, &self.plan().name, row.get(0));
             }
         }
-        let committed = self.run_stages(conn, &mut run, &done, &drifted, selection, &mut report)?;
+        let decisions = decide(selection, &done, &no_checkpoints);
+        let committed = self.run_stages(conn, &mut run, &decisions, &mut report)?;
         if report.outcome == RunOutcome::NothingToDo && !committed.is_empty() {
             report.outcome = RunOutcome::Success;
         }
@@ -209,22 +209,22 @@ impl<'a> Runner<'a> {
         Ok(report)
     }
 
-    /// Runs the selected stages in order until one stops the run, each noted in
-    /// `report` with the outcome so far; the ids of the stages that committed.
+    /// Runs the stages `decisions` say run, in order, until one stops the run, each
+    /// noted in `report` with the outcome so far; the ids of the stages that committed.
     fn run_stages<C: GenericClient>(
         &self,
         conn: &mut C,
         run: &mut RunContext<'_>,
-        done: &BTreeMap<String, RecordedStage>,
-        drifted: &[usize],
-        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
+        decisions: &[Decision<'_, '_, '_>],
         report: &mut RunReport,
     ) -> Result<Vec<String>, EngineError> {
         let mut stopped = false;
         let mut committed: Vec<String> = Vec::new();
-        for &(stage, selected, ref why) in selection {
-            if !selected {
-                report.stages.push(self.not_selected(stage, why, done));
+        for Decision { stage, disposition } in decisions {
+            if let Disposition::NotSelected { why, applied, .. } = disposition {
+                report
+                    .stages
+                    .push(not_selected(stage, why, applied.is_some()));
                 continue;
             }
             if !stopped && interrupt::requested().is_some() {
@@ -235,8 +235,8 @@ impl<'a> Runner<'a> {
                 report.stages.push(stage.report(StageStatus::NotRun));
                 continue;
             }
-            if let Some(recorded) = done.get(&stage.id) {
-                let drift_accepted = drifted.contains(&stage.position);
+            if let Disposition::Applied(recorded) | Disposition::Drifted(recorded) = disposition {
+                let drift_accepted = disposition.is_drifted();
                 let stage_report =
                     self.already_applied(conn, run, stage, recorded, drift_accepted)?;
                 if drift_accepted {
@@ -271,24 +271,6 @@ impl<'a> Runner<'a> {
         Ok(committed)
     }
 
-    /// The report of a stage the options leave out (already applied, if an earlier run
-    /// applied it).
-    fn not_selected(
-        &self,
-        stage: &PreparedStage<'_>,
-        why: &Option<String>,
-        done: &BTreeMap<String, RecordedStage>,
-    ) -> StageReport {
-        let mut stage_report = stage.report(StageStatus::NotSelected);
-        stage_report.note = why.clone();
-        if done.contains_key(&stage.id) {
-            stage_report.status = StageStatus::AlreadyApplied;
-        }
-        stage_report
-    }
-
-    /// The report of a stage an earlier run applied; a drift accepted with
-    /// `--allow-drift` is recorded in the ledger.
     fn already_applied<C: GenericClient>(
         &self,
         conn: &mut C,
@@ -338,6 +320,17 @@ impl<'a> Runner<'a> {
         stage_report.lock_retries = std::mem::take(&mut run.lock_retries);
         Ok(stage_report)
     }
+}
+
+/// The report of a stage the options leave out (why), already applied if an earlier
+/// run `applied` it.
+fn not_selected(stage: &PreparedStage<'_>, why: &Option<String>, applied: bool) -> StageReport {
+    let mut stage_report = stage.report(StageStatus::NotSelected);
+    stage_report.note = why.clone();
+    if applied {
+        stage_report.status = StageStatus::AlreadyApplied;
+    }
+    stage_report
 }
 
 /// What a stage that ran with `status` makes of the run's outcome; whether the run

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
 use crate::db::connect::Target;
+use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
 use crate::ledger::{self, Checkpoint, RunSummary};
@@ -43,124 +44,84 @@ impl Runner<'_> {
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
         let checkpoints = ledger::checkpoints(&mut tx, &self.plan().name)?;
         let backlog = backlogs(&mut tx, &self.plan().name, &checkpoints)?;
-        let mut captures: BTreeMap<String, Option<String>> = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
-        let mut report = RunReport::new("plan", &self.plan().name, target, false);
-        let mut pending: BTreeSet<String> = BTreeSet::new();
-        let mut would_change = false;
-        for &(stage, selected, ref why) in &selection {
-            let mut stage_report = stage.report(StageStatus::WouldRun);
-            if let Some(recorded) = done.get(&stage.id) {
-                if stage.matches_recorded(&recorded.checksum) {
-                    stage_report.status = StageStatus::AlreadyApplied;
-                    stage_report.note = Some(format!(
-                        "{} in run {} at {}",
-                        recorded.status, recorded.run_id, recorded.finished_at
-                    ));
-                } else {
-                    stage_report.status = StageStatus::Drifted;
-                    (stage_report.drift, stage_report.drift_diff) =
-                        self.drift(stage, &recorded.definition);
-                    report.outcome = RunOutcome::Drift;
-                }
-                report.stages.push(stage_report);
-                continue;
+        let mut preview = Preview {
+            report: RunReport::new("plan", &self.plan().name, target, false),
+            captures: ledger::recorded_captures(&done),
+            pending: BTreeSet::new(),
+            would_change: false,
+        };
+        for decision in decide(&selection, &done, &checkpoints) {
+            let stage_report = self.preview_stage(&mut tx, &mut preview, &decision, &backlog);
+            preview.report.stages.push(stage_report);
+        }
+        let _ = tx.rollback();
+        let history = self
+            .history(&done, &|stage| is_selected(&selection, stage))
+            .lines();
+        Ok(self.finish_preview(preview, target, options, history))
+    }
+
+    /// What `plan` says of one stage: its decision, and for one that would run, its
+    /// skip rules and preconditions judged now.
+    fn preview_stage(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        preview: &mut Preview,
+        Decision { stage, disposition }: &Decision<'_, '_, '_>,
+        backlog: &BTreeMap<String, i64>,
+    ) -> StageReport {
+        let mut stage_report = stage.report(StageStatus::WouldRun);
+        match disposition {
+            Disposition::Drifted(recorded)
+            | Disposition::NotSelected {
+                applied: Some(recorded),
+                drifted: true,
+                ..
+            } => {
+                stage_report.status = StageStatus::Drifted;
+                (stage_report.drift, stage_report.drift_diff) =
+                    self.drift(stage, &recorded.definition);
+                preview.report.outcome = RunOutcome::Drift;
             }
-            if !selected {
+            Disposition::Applied(recorded)
+            | Disposition::NotSelected {
+                applied: Some(recorded),
+                ..
+            } => {
+                stage_report.status = StageStatus::AlreadyApplied;
+                stage_report.note = Some(format!(
+                    "{} in run {} at {}",
+                    recorded.status, recorded.run_id, recorded.finished_at
+                ));
+            }
+            Disposition::NotSelected { why, .. } => {
                 stage_report.status = StageStatus::NotSelected;
                 stage_report.note = why.clone();
-                report.stages.push(stage_report);
-                continue;
             }
-            if let Some(checkpoint) = checkpoints.get(&stage.id) {
+            Disposition::Resume(checkpoint) => {
                 stage_report.note = Some(partial_note(
                     checkpoint,
                     backlog.get(&stage.id).copied().unwrap_or(0),
                 ));
-                pending.insert(stage.id.clone());
-                would_change = true;
-                report.stages.push(stage_report);
-                continue;
+                preview.pending.insert(stage.id.clone());
+                preview.would_change = true;
             }
-            let waiting_for: Vec<&str> = stage
-                .depends_on
-                .iter()
-                .map(|(dep, _)| dep.as_str())
-                .filter(|dep| pending.contains(*dep))
-                .collect();
-            for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
-                captures.entry(name.clone()).or_insert(None);
-            }
-            if !waiting_for.is_empty() {
-                // What they read is what the stages it waits for will have changed:
-                // judged now, they would fail for the wrong reason.
-                let after: Vec<String> = waiting_for.iter().map(|id| (*id).to_owned()).collect();
-                stage_report.skip_rules = stage
-                    .skip_if
-                    .iter()
-                    .map(|rule| {
-                        CheckResult::evaluated_after(
-                            &rule.reason,
-                            rule.expect.to_string(),
-                            after.clone(),
-                        )
-                    })
-                    .collect();
-                stage_report.preconditions = stage
-                    .preconditions
-                    .iter()
-                    .map(|check| {
-                        CheckResult::evaluated_after(
-                            &check.name,
-                            check.expect.to_string(),
-                            after.clone(),
-                        )
-                    })
-                    .collect();
-                stage_report.status = StageStatus::Waiting;
-                stage_report.note = Some(format!(
-                    "runs after {}; its skip rules and preconditions are evaluated then",
-                    waiting_for.join(", ")
-                ));
-                pending.insert(stage.id.clone());
-                would_change = true;
-                report.stages.push(stage_report);
-                continue;
-            }
-            for rule in &stage.skip_if {
-                stage_report
-                    .skip_rules
-                    .push(skip_rule_now(&mut tx, rule, &captures));
-            }
-            for check in &stage.preconditions {
-                stage_report
-                    .preconditions
-                    .push(check_now(&mut tx, check, &captures));
-            }
-            if let Some(rule) = stage
-                .skip_if
-                .iter()
-                .zip(&stage_report.skip_rules)
-                .find(|(_, r)| r.passed)
-            {
-                stage_report.status = StageStatus::WouldSkip;
-                stage_report.note = Some(rule.0.reason.clone());
-            } else if stage_report.preconditions.iter().any(CheckResult::failed) {
-                stage_report.status = StageStatus::Blocked;
-                pending.insert(stage.id.clone());
-                if report.outcome == RunOutcome::NothingToDo {
-                    report.outcome = RunOutcome::PreconditionFailed;
-                }
-            } else {
-                pending.insert(stage.id.clone());
-                would_change = true;
-            }
-            report.stages.push(stage_report);
+            Disposition::Run => judge_now(tx, preview, stage, &mut stage_report),
         }
-        let _ = tx.rollback();
-        if would_change {
+        stage_report
+    }
+
+    /// The lines that end `plan`'s report: the backup, the outcome, the ledger
+    /// `history` apply would refuse.
+    fn finish_preview(
+        &self,
+        preview: Preview,
+        target: &Target,
+        options: &ApplyOptions,
+        history: Vec<String>,
+    ) -> RunReport {
+        let mut report = preview.report;
+        if preview.would_change {
             match &options.backup_dir {
                 Some(dir) => report.summary.push(format!(
                     "a backup would be taken first: pg_dump -F c into {}",
@@ -179,9 +140,7 @@ impl Runner<'_> {
                 .summary
                 .push("nothing to do: every selected stage is already applied".into());
         }
-        report.history = self
-            .history(&done, &|stage| is_selected(&selection, stage))
-            .lines();
+        report.history = history;
         if !report.history.is_empty() {
             report
                 .summary
@@ -191,7 +150,7 @@ impl Runner<'_> {
             .summary
             .push("nothing was written: this was a preview".into());
         report.exit_code = report.outcome.exit_code();
-        Ok(report)
+        report
     }
 
     /// Runs the verification of every applied stage now, with the captures recorded
@@ -204,10 +163,7 @@ impl Runner<'_> {
         ))?;
         self.run_setup(&mut tx)?;
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
-        let captures: BTreeMap<String, Option<String>> = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
+        let captures = ledger::recorded_captures(&done);
         // Applied stages in the order they were recorded, each with its place in the
         // plan's order and what it changes.
         let mut applied: Vec<(i64, usize, &PreparedStage<'_>, StageChanges)> = self
@@ -388,6 +344,95 @@ pub struct StageStatusLine {
     pub rows_affected: Option<i64>,
     pub rows_quarantined: Option<i64>,
     pub note: Option<String>,
+}
+
+/// What `plan` has found so far, carried from stage to stage.
+struct Preview {
+    report: RunReport,
+    /// The captures recorded by done stages, and the names this run's would set.
+    captures: BTreeMap<String, Option<String>>,
+    /// The stages that would run (or are blocked): what a later stage waits for.
+    pending: BTreeSet<String>,
+    would_change: bool,
+}
+
+/// A stage that would run: waiting for stages that would run before it, or its skip
+/// rules and preconditions judged on the database as it is now.
+fn judge_now(
+    tx: &mut postgres::Transaction<'_>,
+    preview: &mut Preview,
+    stage: &PreparedStage<'_>,
+    stage_report: &mut StageReport,
+) {
+    let waiting_for: Vec<&str> = stage
+        .depends_on
+        .iter()
+        .map(|(dep, _)| dep.as_str())
+        .filter(|dep| preview.pending.contains(*dep))
+        .collect();
+    for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
+        preview.captures.entry(name.clone()).or_insert(None);
+    }
+    if !waiting_for.is_empty() {
+        waiting(stage, stage_report, &waiting_for);
+        preview.pending.insert(stage.id.clone());
+        preview.would_change = true;
+        return;
+    }
+    for rule in &stage.skip_if {
+        stage_report
+            .skip_rules
+            .push(skip_rule_now(tx, rule, &preview.captures));
+    }
+    for check in &stage.preconditions {
+        stage_report
+            .preconditions
+            .push(check_now(tx, check, &preview.captures));
+    }
+    if let Some(rule) = stage
+        .skip_if
+        .iter()
+        .zip(&stage_report.skip_rules)
+        .find(|(_, r)| r.passed)
+    {
+        stage_report.status = StageStatus::WouldSkip;
+        stage_report.note = Some(rule.0.reason.clone());
+    } else if stage_report.preconditions.iter().any(CheckResult::failed) {
+        stage_report.status = StageStatus::Blocked;
+        preview.pending.insert(stage.id.clone());
+        if preview.report.outcome == RunOutcome::NothingToDo {
+            preview.report.outcome = RunOutcome::PreconditionFailed;
+        }
+    } else {
+        preview.pending.insert(stage.id.clone());
+        preview.would_change = true;
+    }
+}
+
+/// A stage waiting for `waiting_for`: what its skip rules and preconditions read is
+/// what those stages will have changed, so judged now they would fail for the wrong
+/// reason; they are evaluated then.
+fn waiting(stage: &PreparedStage<'_>, stage_report: &mut StageReport, waiting_for: &[&str]) {
+    let after: Vec<String> = waiting_for.iter().map(|id| (*id).to_owned()).collect();
+    stage_report.skip_rules = stage
+        .skip_if
+        .iter()
+        .map(|rule| {
+            CheckResult::evaluated_after(&rule.reason, rule.expect.to_string(), after.clone())
+        })
+        .collect();
+    stage_report.preconditions = stage
+        .preconditions
+        .iter()
+        .map(|check| {
+            CheckResult::evaluated_after(&check.name, check.expect.to_string(), after.clone())
+        })
+        .collect();
+    stage_report.status = StageStatus::Waiting;
+    stage_report.note = Some(format!(
+        "runs after {}; its skip rules and preconditions are evaluated then",
+        waiting_for.join(", ")
+    ));
 }
 
 /// Reads the ledger for `runner`'s plan.

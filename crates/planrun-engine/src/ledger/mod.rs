@@ -201,6 +201,16 @@ pub struct RecordedStage {
     pub skip_reason: Option<String>,
 }
 
+/// The values the stages in `done` captured when they ran, by name: what the checks
+/// of later stages (and `verify`, and `plan`) compare with.
+pub(crate) fn recorded_captures(
+    done: &BTreeMap<String, RecordedStage>,
+) -> BTreeMap<String, Option<String>> {
+    done.values()
+        .flat_map(|recorded| recorded.captures.clone())
+        .collect()
+}
+
 /// Latest result per stage of `plan`, failed ones included (status shows them).
 pub fn latest_results(
     client: &mut impl GenericClient,
