@@ -13,7 +13,7 @@ use crate::db::connect::Target;
 use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
-use crate::ledger::{self, Checkpoint, RunSummary};
+use crate::ledger::{self, Checkpoint, RecordedStage, RunSummary};
 use crate::online::moving_tables::judge_failure;
 use crate::options::ApplyOptions;
 use crate::prepared::PreparedStage;
@@ -178,9 +178,7 @@ impl Runner<'_> {
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
         let mut report = RunReport::new("verify", &self.plan().name, target, false);
-        let mut failed = false;
-        let mut superseded_checks = 0;
-        let mut not_recheckable = 0;
+        let mut tally = Tally::default();
         for (position, stage) in self.prepared().in_order().enumerate() {
             let mut stage_report = stage.report(StageStatus::Verified);
             match done.get(&stage.id) {
@@ -205,42 +203,7 @@ impl Runner<'_> {
                         };
                         stage_report.verifications.push(result);
                     }
-                    let checks = &stage_report.verifications;
-                    not_recheckable += checks
-                        .iter()
-                        .filter(|check| check.status == CheckStatus::NotRecheckable)
-                        .count();
-                    let superseded: Vec<&CheckResult> = checks
-                        .iter()
-                        .filter(|check| !check.superseded_by.is_empty())
-                        .collect();
-                    superseded_checks += superseded.len();
-                    if checks.iter().any(CheckResult::failed) {
-                        stage_report.status = StageStatus::Failed;
-                        failed = true;
-                    } else if !superseded.is_empty() && superseded.len() == checks.len() {
-                        stage_report.status = StageStatus::Superseded;
-                    }
-                    if !superseded.is_empty() {
-                        let stages: Vec<&str> = later
-                            .iter()
-                            .map(|(id, _)| *id)
-                            .filter(|id| {
-                                superseded.iter().any(|check| {
-                                    check.superseded_by.iter().any(|by| by.stage == *id)
-                                })
-                            })
-                            .collect();
-                        let which = if superseded.len() == checks.len() {
-                            "every check".to_owned()
-                        } else {
-                            format!("{} of {} checks", superseded.len(), checks.len())
-                        };
-                        stage_report.note = Some(format!(
-                            "{which} superseded by {}, applied later, which changed what they read",
-                            stages.join(", ")
-                        ));
-                    }
+                    tally.count(&mut stage_report, &later);
                 }
                 Some(recorded) => {
                     stage_report.status = StageStatus::Skipped;
@@ -254,7 +217,66 @@ impl Runner<'_> {
             report.stages.push(stage_report);
         }
         let _ = tx.rollback();
-        if failed {
+        tally.summarise(&mut report);
+        Ok(report)
+    }
+}
+
+/// What `verify` found across the stages it re-checked.
+#[derive(Default)]
+struct Tally {
+    failed: bool,
+    superseded_checks: usize,
+    not_recheckable: usize,
+}
+
+impl Tally {
+    /// Counts the re-checked stage of `stage_report`, and says in it which of its
+    /// checks the `later` stages superseded.
+    fn count(&mut self, stage_report: &mut StageReport, later: &[(&str, &StageChanges)]) {
+        let checks = &stage_report.verifications;
+        self.not_recheckable += checks
+            .iter()
+            .filter(|check| check.status == CheckStatus::NotRecheckable)
+            .count();
+        let superseded: Vec<&CheckResult> = checks
+            .iter()
+            .filter(|check| !check.superseded_by.is_empty())
+            .collect();
+        self.superseded_checks += superseded.len();
+        if checks.iter().any(CheckResult::failed) {
+            stage_report.status = StageStatus::Failed;
+            self.failed = true;
+        } else if !superseded.is_empty() && superseded.len() == checks.len() {
+            stage_report.status = StageStatus::Superseded;
+        }
+        if superseded.is_empty() {
+            return;
+        }
+        let stages: Vec<&str> = later
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| {
+                superseded
+                    .iter()
+                    .any(|check| check.superseded_by.iter().any(|by| by.stage == *id))
+            })
+            .collect();
+        let which = if superseded.len() == checks.len() {
+            "every check".to_owned()
+        } else {
+            format!("{} of {} checks", superseded.len(), checks.len())
+        };
+        stage_report.note = Some(format!(
+            "{which} superseded by {}, applied later, which changed what they read",
+            stages.join(", ")
+        ));
+    }
+
+    /// `verify`'s outcome and the lines that end its report.
+    fn summarise(&self, report: &mut RunReport) {
+        let (superseded_checks, not_recheckable) = (self.superseded_checks, self.not_recheckable);
+        if self.failed {
             report.outcome = RunOutcome::VerificationFailed;
             report
                 .summary
@@ -278,7 +300,6 @@ impl Runner<'_> {
             ));
         }
         report.exit_code = report.outcome.exit_code();
-        Ok(report)
     }
 }
 
@@ -447,69 +468,7 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
     let stages = runner
         .prepared()
         .in_order()
-        .map(|stage| {
-            let shown = latest.get(&stage.id);
-            let mut line = StageStatusLine {
-                id: stage.id.clone(),
-                optional: stage.optional,
-                state: "pending".into(),
-                run_id: None,
-                finished_at: None,
-                rows_affected: None,
-                rows_quarantined: None,
-                note: None,
-            };
-            if let Some(recorded) = shown {
-                line.state = recorded.status.clone();
-                line.run_id = Some(recorded.run_id);
-                line.finished_at = Some(recorded.finished_at.clone());
-                line.rows_affected = Some(recorded.rows_affected);
-                line.rows_quarantined = Some(recorded.rows_quarantined);
-                line.note = recorded.skip_reason.clone();
-                if recorded.status == "failed" && done.contains_key(&stage.id) {
-                    line.note =
-                        Some("failed in its latest run; an earlier run had applied it".into());
-                }
-                if recorded.status != "failed"
-                    && !stage.matches_recorded(&recorded.checksum)
-                {
-                    line.state = "drifted".into();
-                    line.note = Some("changed since it ran: see `planrun plan`".into());
-                }
-                if recorded.rows_quarantined > 0 {
-                    let quarantined = format!("{} rows quarantined", recorded.rows_quarantined);
-                    line.note = Some(match line.note.take() {
-                        Some(note) => format!("{quarantined}; {note}"),
-                        None => quarantined,
-                    });
-                }
-            }
-            let applied = shown.is_some_and(|recorded| matches!(recorded.status.as_str(), "applied" | "skipped"));
-            if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
-                // The ledger's result stands; a checkpoint beside it is a leftover
-                // of a batched attempt from before issue 21 (an atomic run now
-                // removes it first).
-                let leftover = format!(
-                    "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
-                    checkpoint.run_id, checkpoint.batches
-                );
-                line.note = Some(match line.note.take() {
-                    Some(note) => format!("{note}; {leftover}"),
-                    None => leftover,
-                });
-            } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
-                line.state = "partial".into();
-                line.run_id = Some(checkpoint.run_id);
-                line.finished_at = Some(checkpoint.updated_at.clone());
-                line.rows_affected = Some(checkpoint.rows_written);
-                line.rows_quarantined = Some(checkpoint.rows_quarantined);
-                line.note = Some(partial_note(
-                    checkpoint,
-                    backlog.get(&stage.id).copied().unwrap_or(0),
-                ));
-            }
-            line
-        })
+        .map(|stage| status_line(stage, &latest, &done, &checkpoints, &backlog))
         .collect();
     Ok(StatusReport {
         plan: runner.plan().name.clone(),
@@ -520,6 +479,75 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
         recent_runs,
         history: runner.history(&done, &|stage| !stage.optional).lines(),
     })
+}
+
+/// One stage's line in `status`: its latest result, drift, and a half-done attempt.
+fn status_line(
+    stage: &PreparedStage<'_>,
+    latest: &BTreeMap<String, RecordedStage>,
+    done: &BTreeMap<String, RecordedStage>,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+    backlog: &BTreeMap<String, i64>,
+) -> StageStatusLine {
+    let shown = latest.get(&stage.id);
+    let mut line = StageStatusLine {
+        id: stage.id.clone(),
+        optional: stage.optional,
+        state: "pending".into(),
+        run_id: None,
+        finished_at: None,
+        rows_affected: None,
+        rows_quarantined: None,
+        note: None,
+    };
+    if let Some(recorded) = shown {
+        line.state = recorded.status.clone();
+        line.run_id = Some(recorded.run_id);
+        line.finished_at = Some(recorded.finished_at.clone());
+        line.rows_affected = Some(recorded.rows_affected);
+        line.rows_quarantined = Some(recorded.rows_quarantined);
+        line.note = recorded.skip_reason.clone();
+        if recorded.status == "failed" && done.contains_key(&stage.id) {
+            line.note = Some("failed in its latest run; an earlier run had applied it".into());
+        }
+        if recorded.status != "failed" && !stage.matches_recorded(&recorded.checksum) {
+            line.state = "drifted".into();
+            line.note = Some("changed since it ran: see `planrun plan`".into());
+        }
+        if recorded.rows_quarantined > 0 {
+            let quarantined = format!("{} rows quarantined", recorded.rows_quarantined);
+            line.note = Some(match line.note.take() {
+                Some(note) => format!("{quarantined}; {note}"),
+                None => quarantined,
+            });
+        }
+    }
+    let applied =
+        shown.is_some_and(|recorded| matches!(recorded.status.as_str(), "applied" | "skipped"));
+    if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
+        // The ledger's result stands; a checkpoint beside it is a leftover
+        // of a batched attempt from before issue 21 (an atomic run now
+        // removes it first).
+        let leftover = format!(
+            "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
+            checkpoint.run_id, checkpoint.batches
+        );
+        line.note = Some(match line.note.take() {
+            Some(note) => format!("{note}; {leftover}"),
+            None => leftover,
+        });
+    } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
+        line.state = "partial".into();
+        line.run_id = Some(checkpoint.run_id);
+        line.finished_at = Some(checkpoint.updated_at.clone());
+        line.rows_affected = Some(checkpoint.rows_written);
+        line.rows_quarantined = Some(checkpoint.rows_quarantined);
+        line.note = Some(partial_note(
+            checkpoint,
+            backlog.get(&stage.id).copied().unwrap_or(0),
+        ));
+    }
+    line
 }
 
 impl StageReport {
