@@ -1,11 +1,8 @@
 //! Applying a plan, as an orchestration that reads top to bottom: connect, take the
-//! plan's lock, refuse drift (`drift.rs`) and unaccepted ledger history
-//! (`history.rs`) before a run id is taken, then stage by stage in DAG order (those
-//! `selection.rs` takes): done already? else a clean session, `BEGIN`, timeouts, the
-//! stage's locks (`stage_locks.rs`), the gate of skip rules, preconditions, captures
-//! and backup (`gate.rs`), the steps (`steps.rs`), deferred constraints and
-//! verification (`checks.rs`), the ledger row in the same transaction
-//! (`stage_record.rs`) and `COMMIT`; at the end, the summary (`summary.rs`).
+//! plan's lock, decide every stage (`decide.rs`), refuse drift (`drift.rs`) and
+//! unaccepted ledger history (`history.rs`) before a run id is taken, then stage by
+//! stage in DAG order: done already? else a clean session and the stage, whole
+//! (`stage/atomic.rs`) or batched (`online/`); at the end, the summary (`summary.rs`).
 //!
 //! Also `Runner`, the public facade every command enters through, holding the
 //! prepared plan (`prepared.rs`).
