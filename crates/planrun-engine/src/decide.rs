@@ -103,7 +103,7 @@ mod tests {
         RecordedStage {
             result_id: 1,
             run_id: 1,
-            status: "applied".into(),
+            status: crate::ledger::ResultStatus::Applied,
             checksum: checksum.into(),
             definition: Default::default(),
             finished_at: "then".into(),

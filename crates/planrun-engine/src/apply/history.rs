@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::apply::run::Runner;
 use crate::apply::selection::is_selected;
 use crate::error::EngineError;
-use crate::ledger::{self, RecordedStage, StageRecord};
+use crate::ledger::{self, RecordedStage, ResultStatus, StageRecord};
 use crate::options::{ApplyOptions, HistoryAcceptance};
 use crate::prepared::PreparedStage;
 use crate::report::{RunOutcome, RunReport, StageStatus};
@@ -200,12 +200,12 @@ impl Runner<'_> {
                 conn,
                 run_id,
                 old,
-                "renamed",
+                ResultStatus::Renamed,
                 &recorded,
                 &format!("renamed to `{new}` (apply --rename)"),
             )?;
             let mut moved = recorded.clone();
-            moved.status = "applied".into();
+            moved.status = ResultStatus::Applied;
             moved.checksum = stage.checksum.clone();
             // Recorded in today's form, with today's checksum for the new id.
             moved.definition = stage.definition.clone();
@@ -213,7 +213,7 @@ impl Runner<'_> {
                 conn,
                 run_id,
                 new,
-                "applied",
+                ResultStatus::Applied,
                 &moved,
                 &format!("renamed from `{old}` (apply --rename); not run again"),
             )?;
@@ -230,7 +230,7 @@ impl Runner<'_> {
                     conn,
                     run_id,
                     id,
-                    "retired",
+                    ResultStatus::Retired,
                     &recorded,
                     "no longer in the plan (apply --accept-missing)",
                 )?;
@@ -255,7 +255,7 @@ impl Runner<'_> {
         conn: &mut C,
         run_id: i64,
         stage_id: &str,
-        status: &str,
+        status: ResultStatus,
         recorded: &RecordedStage,
         note: &str,
     ) -> Result<(), EngineError> {

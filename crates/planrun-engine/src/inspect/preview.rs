@@ -13,7 +13,7 @@ use crate::db::connect::Target;
 use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
-use crate::ledger::{self, Checkpoint, RecordedStage, RunSummary};
+use crate::ledger::{self, Checkpoint, RecordedStage, ResultStatus, RunSummary};
 use crate::online::moving_tables::judge_failure;
 use crate::options::ApplyOptions;
 use crate::prepared::PreparedStage;
@@ -171,7 +171,9 @@ impl Runner<'_> {
             .in_order()
             .enumerate()
             .filter_map(|(position, stage)| {
-                let recorded = done.get(&stage.id).filter(|r| r.status == "applied")?;
+                let recorded = done
+                    .get(&stage.id)
+                    .filter(|r| r.status == ResultStatus::Applied)?;
                 let changes = StageChanges::of(stage, &stage.definition, self.registry());
                 Some((recorded.result_id, position, stage, changes))
             })
@@ -182,7 +184,7 @@ impl Runner<'_> {
         for (position, stage) in self.prepared().in_order().enumerate() {
             let mut stage_report = stage.report(StageStatus::Verified);
             match done.get(&stage.id) {
-                Some(recorded) if recorded.status == "applied" => {
+                Some(recorded) if recorded.status == ResultStatus::Applied => {
                     // Later: recorded after it, or placed after it in the plan (a
                     // stage recorded again with its drift accepted did not run again).
                     let later: Vec<(&str, &StageChanges)> = applied
@@ -501,16 +503,16 @@ fn status_line(
         note: None,
     };
     if let Some(recorded) = shown {
-        line.state = recorded.status.clone();
+        line.state = recorded.status.to_string();
         line.run_id = Some(recorded.run_id);
         line.finished_at = Some(recorded.finished_at.clone());
         line.rows_affected = Some(recorded.rows_affected);
         line.rows_quarantined = Some(recorded.rows_quarantined);
         line.note = recorded.skip_reason.clone();
-        if recorded.status == "failed" && done.contains_key(&stage.id) {
+        if recorded.status == ResultStatus::Failed && done.contains_key(&stage.id) {
             line.note = Some("failed in its latest run; an earlier run had applied it".into());
         }
-        if recorded.status != "failed" && !stage.matches_recorded(&recorded.checksum) {
+        if recorded.status != ResultStatus::Failed && !stage.matches_recorded(&recorded.checksum) {
             line.state = "drifted".into();
             line.note = Some("changed since it ran: see `planrun plan`".into());
         }
@@ -522,8 +524,7 @@ fn status_line(
             });
         }
     }
-    let applied =
-        shown.is_some_and(|recorded| matches!(recorded.status.as_str(), "applied" | "skipped"));
+    let applied = shown.is_some_and(|recorded| recorded.status.is_done());
     if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
         // The ledger's result stands; a checkpoint beside it is a leftover
         // of a batched attempt from before issue 21 (an atomic run now

@@ -6,10 +6,12 @@
 
 pub(crate) mod change_capture;
 mod checkpoints;
+mod status;
 
 pub use checkpoints::{
     advance_checkpoint, checkpoints, finish_checkpoint, start_checkpoint, Checkpoint,
 };
+pub use status::ResultStatus;
 
 use std::collections::BTreeMap;
 
@@ -196,7 +198,7 @@ pub struct RecordedStage {
     /// The `stage_results` row: later rows were recorded later.
     pub result_id: i64,
     pub run_id: i64,
-    pub status: String,
+    pub status: ResultStatus,
     pub checksum: String,
     pub definition: StageDefinition,
     pub finished_at: String,
@@ -231,7 +233,7 @@ pub fn done_results(
     plan: &str,
 ) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
     let mut done = results(client, plan, false)?;
-    done.retain(|_, recorded| recorded.status == "applied" || recorded.status == "skipped");
+    done.retain(|_, recorded| recorded.status.is_done());
     Ok(done)
 }
 
@@ -256,6 +258,12 @@ fn results(
         .map_err(EngineError::database("cannot read the ledger"))?;
     let mut results = BTreeMap::new();
     for row in rows {
+        let status: String = row.get(2);
+        let Some(status) = ResultStatus::from_ledger(&status) else {
+            return Err(EngineError::Selection(format!(
+                "the ledger records a stage result `{status}`, which this planrun does not know: run a newer planrun"
+            )));
+        };
         let definition: Json = row.get(4);
         let captures: Json = row.get(6);
         results.insert(
@@ -263,7 +271,7 @@ fn results(
             RecordedStage {
                 result_id: row.get(10),
                 run_id: row.get(1),
-                status: row.get(2),
+                status,
                 checksum: row.get(3),
                 definition: serde_json::from_value(definition).unwrap_or_default(),
                 finished_at: row.get(5),
@@ -367,7 +375,7 @@ pub struct StageRecord<'a> {
     pub run_id: i64,
     pub plan_name: &'a str,
     pub stage_id: &'a str,
-    pub status: &'a str,
+    pub status: ResultStatus,
     pub checksum: &'a str,
     /// Stored in `stage_results.definition` (jsonb): the checksummed entries, and the
     /// SQL they hash under `sql_text`.
@@ -402,7 +410,7 @@ pub fn record_stage(
                 &record.run_id,
                 &record.plan_name,
                 &record.stage_id,
-                &record.status,
+                &record.status.as_str(),
                 &record.checksum,
                 &definition,
                 &record.drift_accepted,

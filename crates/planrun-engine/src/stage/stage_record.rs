@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use postgres::GenericClient;
 
 use crate::error::EngineError;
-use crate::ledger::{self, RecordedStage, StageRecord};
+use crate::ledger::{self, RecordedStage, ResultStatus, StageRecord};
 use crate::prepared::PreparedStage;
 use crate::report::{StageReport, StageStatus};
 use crate::stage::context::{RunContext, StageContext};
@@ -38,7 +38,7 @@ pub(crate) fn record_drift_accepted<C: GenericClient>(
             run_id: run.run_id,
             plan_name: run.plan_name(),
             stage_id: &stage.id,
-            status: &recorded.status,
+            status: recorded.status,
             checksum: &stage.checksum,
             definition: &stage.definition,
             drift_accepted: true,
@@ -78,10 +78,10 @@ pub(crate) fn record<C: GenericClient>(
 ) -> Result<(), EngineError> {
     let (stage, stage_report) = (cx.stage, &*cx.report);
     let status = match stage_report.status {
-        StageStatus::Applied => "applied",
-        StageStatus::Skipped => "skipped",
-        StageStatus::Reset => "reset",
-        _ => "failed",
+        StageStatus::Applied => ResultStatus::Applied,
+        StageStatus::Skipped => ResultStatus::Skipped,
+        StageStatus::Reset => ResultStatus::Reset,
+        _ => ResultStatus::Failed,
     };
     ledger::record_stage(
         conn,
@@ -94,8 +94,8 @@ pub(crate) fn record<C: GenericClient>(
             definition: &stage.definition,
             drift_accepted: false,
             skip_reason: match status {
-                "skipped" => stage_report.note.as_deref(),
-                "applied" => stage_report.recorded_note.as_deref(),
+                ResultStatus::Skipped => stage_report.note.as_deref(),
+                ResultStatus::Applied => stage_report.recorded_note.as_deref(),
                 _ => None,
             },
             started_at,
