@@ -166,11 +166,7 @@ impl Runner<'_> {
             &mut StageContext::new(stage, run, stage_report, true),
             "change capture",
             |_, _| Ok(true),
-            |conn, cx| {
-                let run = &mut *cx.run;
-                let report = &mut *cx.report;
-                self.start_attempt(conn, run, stage, batched, report, started)
-            },
+            |conn, cx| self.start_attempt(conn, cx, batched, started),
         )?;
         Ok(started.flatten())
     }
@@ -180,12 +176,11 @@ impl Runner<'_> {
     fn start_attempt<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
+        cx: &mut StageContext<'_, '_>,
         batched: &BatchedStep,
-        stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
+        let stage = cx.stage;
         let plan = &self.plan().name;
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the transaction of stage `{}`",
@@ -196,38 +191,23 @@ impl Runner<'_> {
         // the cutover, where they are taken. Taken now too only for steps that come
         // before the batched one; otherwise the start's checks and captures, which
         // read whole tables, would make the application's writers wait for them.
-        let locked = batched.position == 0
-            || take_stage_locks(
-                &mut tx,
-                &mut StageContext::new(stage, run, stage_report, true),
-            )?;
+        let locked = batched.position == 0 || take_stage_locks(&mut tx, cx)?;
         let gate = if locked {
-            gate(
-                &mut tx,
-                &mut StageContext::new(stage, run, stage_report, true),
-            )?
+            gate(&mut tx, cx)?
         } else {
             Gate::Stop
         };
         let proceed = match gate {
             Gate::Skip => {
-                stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                cx.report.duration_ms = started.elapsed().as_millis() as u64;
                 let started_at = SystemTime::now() - started.elapsed();
-                record(
-                    &mut tx,
-                    &StageContext::new(stage, run, stage_report, true),
-                    started_at,
-                )?;
+                record(&mut tx, cx, started_at)?;
                 tx.commit()
                     .map_err(EngineError::database("cannot commit the skipped stage"))?;
                 return Ok(Attempt::Done(None));
             }
             Gate::Stop => false,
-            Gate::Proceed => run_steps(
-                &mut tx,
-                &mut StageContext::new(stage, run, stage_report, true),
-                0..batched.position,
-            )?,
+            Gate::Proceed => run_steps(&mut tx, cx, 0..batched.position)?,
         };
         if !proceed {
             let _ = tx.rollback();
@@ -235,21 +215,18 @@ impl Runner<'_> {
         }
         let checkpoint = Checkpoint {
             stage_id: stage.id.clone(),
-            run_id: run.run_id,
-            checksum: self
-                .stage_checksum(&stage.id)
-                .unwrap_or_default()
-                .to_owned(),
+            run_id: cx.run.run_id,
+            checksum: stage.checksum.clone(),
             total_rows: self
-                .batch_total(&mut tx, run, stage, batched)?
+                .batch_total(&mut tx, cx.run, stage, batched)?
                 .map(|n| n as i64),
-            captures: stage_report.captures.clone(),
+            captures: cx.report.captures.clone(),
             ..Checkpoint::default()
         };
         ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
         // In the same transaction as the checkpoint: from the first batch on, every
         // change the application makes to a source is recorded.
-        match install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
+        match install_capture(&mut tx, plan, &stage.id, batched, cx.report)? {
             Attempt::Done(true) => {}
             Attempt::Done(false) => {
                 let _ = tx.rollback();

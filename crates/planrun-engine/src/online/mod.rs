@@ -201,7 +201,7 @@ impl Runner<'_> {
         checkpoint: &Checkpoint,
         totals: &RedoTotals,
     ) -> Result<Attempt<bool>, EngineError> {
-        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
+        let stage = cx.stage;
         let mut totals = totals.clone();
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the cutover of stage `{}`",
@@ -213,19 +213,16 @@ impl Runner<'_> {
         crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
             EngineError::database("cannot set the cutover's lock_timeout"),
         )?;
-        stage_report.locks.clear();
+        cx.report.locks.clear();
         let cutover_started = Instant::now();
-        if !take_stage_locks(
-            &mut tx,
-            &mut StageContext::new(stage, run, stage_report, true),
-        )? {
+        if !take_stage_locks(&mut tx, cx)? {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
         // The application's writers of the sources now wait: what is left of the
         // backlog is all there will be.
         loop {
-            match self.redo_backlog(&mut tx, run, stage, work, 10_000, &mut totals) {
+            match self.redo_backlog(&mut tx, cx.run, stage, work, 10_000, &mut totals) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(error) => {
@@ -235,53 +232,24 @@ impl Runner<'_> {
                             return Ok(busy);
                         }
                     }
-                    stage_report.status = StageStatus::Failed;
-                    stage_report.error = Some(transform_failure(error, work.name, checkpoint));
+                    cx.fail(transform_failure(error, work.name, checkpoint));
                     return Ok(Attempt::Done(false));
                 }
             }
         }
-        stage_report
+        cx.report
             .steps
             .push(catch_up_report(&totals, cutover_started));
-        let rest = batched.position + 1..stage.steps.len();
-        let step_name = work.step_name;
-        let checked = take_captures(
-            &mut tx,
-            &mut StageContext::new(stage, run, stage_report, true),
-        ) && verify_after_step(
-            &mut tx,
-            &mut StageContext::new(stage, run, stage_report, true),
-            step_name,
-        );
-        run.retried_whole = true;
-        let steps = if checked {
-            run_steps(
-                &mut tx,
-                &mut StageContext::new(stage, run, stage_report, true),
-                rest,
-            )
-        } else {
-            Ok(false)
-        };
-        run.retried_whole = false;
-        let passed = steps?
-            && check_deferred_constraints(&mut tx, stage_report)
-            && verify_stage(
-                &mut tx,
-                &mut StageContext::new(stage, run, stage_report, true),
-            )
-            && !crate::stage::stage_failure::interrupted_before(stage_report, "COMMIT");
-        if !passed {
+        if !after_batched(&mut tx, cx, (batched, work))? {
             let _ = tx.rollback();
-            if failed_on_lock(stage_report) {
-                if let Some(failure) = stage_report.error.take() {
+            if failed_on_lock(cx.report) {
+                if let Some(failure) = cx.report.error.take() {
                     return Ok(Attempt::LockBusy(Box::new(failure)));
                 }
             }
             return Ok(Attempt::Done(false));
         }
-        self.commit_cutover(tx, run, stage, stage_report)
+        self.commit_cutover(tx, cx.run, stage, cx.report)
     }
 
     /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
@@ -317,6 +285,28 @@ impl Runner<'_> {
         }
         Ok(Attempt::Done(true))
     }
+}
+
+/// Under the cutover's locks: captures read again, the checks placed after the
+/// batched step, the steps after it (one attempt each: the whole cutover is what is
+/// retried), deferred constraints and the stage's verification; whether all passed.
+fn after_batched<C: GenericClient>(
+    tx: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+) -> Result<bool, EngineError> {
+    let checked = take_captures(tx, cx) && verify_after_step(tx, cx, work.step_name);
+    cx.run.retried_whole = true;
+    let steps = if checked {
+        run_steps(tx, cx, batched.position + 1..cx.stage.steps.len())
+    } else {
+        Ok(false)
+    };
+    cx.run.retried_whole = false;
+    Ok(steps?
+        && check_deferred_constraints(tx, cx.report)
+        && verify_stage(tx, cx)
+        && !crate::stage::stage_failure::interrupted_before(cx.report, "COMMIT"))
 }
 
 /// The report line of the catch-up: passes, changes, keys, and the cutover's time.
