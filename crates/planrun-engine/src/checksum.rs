@@ -519,12 +519,12 @@ mod tests {
         let pinned = "87bd3dc6c7170ea6fb10a89e612dcebc6487636f93faf6356d263f3a9b1efe99";
         let runner = crate::apply::run::Runner::new(&recorded, &registry).unwrap();
         assert!(
-            runner.matches_recorded(0, pinned),
+            runner.prepared().stages[0].matches_recorded(pinned),
             "no drift after the upgrade"
         );
         let runner = crate::apply::run::Runner::new(&changed, &registry).unwrap();
         assert!(
-            !runner.matches_recorded(0, pinned),
+            !runner.prepared().stages[0].matches_recorded(pinned),
             "a real change is drift"
         );
         let plan_checksum = |plan| {

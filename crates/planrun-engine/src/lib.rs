@@ -5,15 +5,19 @@
 mod apply;
 mod checksum;
 mod db;
+mod decide;
 mod error;
 mod inspect;
 pub mod ledger;
+mod observer;
 mod online;
+mod options;
+mod prepared;
 pub mod rehearse;
 mod stage;
 
-pub use apply::history::{History, HistoryAcceptance};
-pub use apply::run::{ApplyOptions, Observer, Runner, Silent};
+pub use apply::history::History;
+pub use apply::run::Runner;
 pub use checksum::normalise_line_endings;
 pub use db::connect::{redact, Source, Target};
 pub use db::interrupt;
@@ -21,6 +25,8 @@ pub use db::lock;
 pub use db::private_dir::{PrivateDir, PrivateDirError};
 pub use error::EngineError;
 pub use inspect::preview::status;
+pub use observer::{Observer, Silent};
+pub use options::{ApplyOptions, HistoryAcceptance};
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;

@@ -4,16 +4,15 @@
 //! false. They are read back from the ledger and the catalog once the stage has
 //! stopped, so the report says what is there, not what planrun meant to do.
 
-use planrun_report::LeftBehind;
-use planrun_report::{StageReport, StageStatus};
+use planrun_report::{LeftBehind, StageReport, StageStatus};
 use postgres::GenericClient;
 
 use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::error::EngineError;
 use crate::ledger;
-use crate::online::batched::batched_step;
-use crate::online::change_capture;
+use crate::ledger::change_capture;
+use crate::prepared::PreparedStage;
 
 /// What remains of `stage` of `plan` (whose file is `plan_path`), or `None` when it
 /// left no checkpoint: nothing of it committed.
@@ -49,7 +48,7 @@ impl Runner<'_> {
     pub(crate) fn say_what_remains<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<(), EngineError> {
         if stage_report.status != StageStatus::Failed {
@@ -61,8 +60,8 @@ impl Runner<'_> {
             // which the signal watcher's cancels must not break.
             interrupt::acknowledge();
         }
-        let left = if batched_step(self, index)?.is_some() {
-            self.read_left_behind(conn, index)
+        let left = if stage.batched.is_some() {
+            self.read_left_behind(conn, stage)
         } else {
             Ok(None)
         };
@@ -76,7 +75,7 @@ impl Runner<'_> {
         // Whatever failed, the signal is why: the cancelled statement, or the check
         // before the next step, batch or commit.
         stage_report.status = StageStatus::Interrupted;
-        let stage = &self.plan().stages[index].id;
+        let stage = &stage.stage.id;
         stage_report.note = Some(match left {
             Ok(None) => format!(
                 "interrupted by {}; everything the stage did was rolled back",
@@ -101,12 +100,11 @@ impl Runner<'_> {
     fn read_left_behind<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
     ) -> Result<Option<LeftBehind>, EngineError> {
         let plan = self.plan();
         let path = plan.path.display().to_string();
-        let stage = &plan.stages[index].id;
-        left_behind(conn, &plan.name, &path, stage)
-            .or_else(|_| left_behind(conn, &plan.name, &path, stage))
+        left_behind(conn, &plan.name, &path, stage.id())
+            .or_else(|_| left_behind(conn, &plan.name, &path, stage.id()))
     }
 }

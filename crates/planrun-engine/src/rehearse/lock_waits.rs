@@ -11,9 +11,9 @@ use std::time::Duration;
 use planrun_plan::Stage;
 use planrun_transform::Progress;
 
-use crate::apply::run::Observer;
 use crate::db::connect::Target;
 use crate::error::EngineError;
+use crate::observer::Observer;
 use crate::rehearse::lock_trace::{LockTrace, StageTrace};
 use planrun_report::StageReport;
 

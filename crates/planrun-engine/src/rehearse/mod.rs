@@ -26,8 +26,10 @@ use planrun_contract::{format, Envelope};
 use planrun_report::Command;
 use planrun_tempdb::KeptCluster;
 
-use crate::apply::run::{ApplyOptions, Observer, Runner};
+use crate::apply::run::Runner;
 use crate::db::connect::Target;
+use crate::observer::Observer;
+use crate::options::ApplyOptions;
 use crate::rehearse::copy::Copy;
 use crate::rehearse::identity::identity;
 use crate::rehearse::lock_waits::LockWaitWatch;
