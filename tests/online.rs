@@ -299,13 +299,22 @@ fn a_reset_the_database_refuses_exits_as_apply_does_and_changes_nothing() {
     holder
         .execute(
             "SELECT pg_catalog.pg_advisory_lock($1::int4, $2::int4)",
-            &[&0x706c_616e_i32, &planrun_engine::lock::plan_lock_key("memoir")],
+            &[
+                &0x706c_616e_i32,
+                &planrun_engine::lock::plan_lock_key("memoir"),
+            ],
         )
         .unwrap();
     let locked = run(
         plan.path(),
         &db,
-        &["reset", "split_chapters", "memoir.toml", "--lock-wait", "0.3"],
+        &[
+            "reset",
+            "split_chapters",
+            "memoir.toml",
+            "--lock-wait",
+            "0.3",
+        ],
     );
     assert_eq!(
         locked.status.code(),
