@@ -155,102 +155,145 @@ fn run_batches<C: GenericClient>(
     checkpoint: &mut Checkpoint,
     watch: &mut HealthWatch,
 ) -> Result<bool, EngineError> {
-    let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
-    let progress = run.observer.progress();
+    let progress = cx.run.observer.progress();
     progress.start(checkpoint.total_rows.map(|n| n as u64));
     progress.advance(checkpoint.rows_read as u64);
-    let step_started = Instant::now();
-    let mut notes = Vec::new();
-    let mut size = batched.settings.batch_size;
-    let mut waited = Duration::ZERO;
+    let mut batches = Batches {
+        size: batched.settings.batch_size,
+        waited: Duration::ZERO,
+        notes: Vec::new(),
+        started: Instant::now(),
+    };
     loop {
-        let resume_at = checkpoint
-            .last_key
-            .map_or("-".into(), |key| key.to_string());
-        let next = format!(
-            "batch {} ({} batches committed; a re-run resumes after key {resume_at})",
-            checkpoint.batches + 1,
-            checkpoint.batches
-        );
-        if crate::stage::stage_failure::interrupted_before(stage_report, &next) {
-            progress.finish();
-            return Ok(false);
-        }
-        match wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)? {
-            Some(time) => waited += time,
-            None => {
+        match next_batch(conn, cx, (batched, work), checkpoint, watch, &mut batches)? {
+            Next::Committed => {}
+            Next::NoRowsLeft => break,
+            Next::Stopped => {
                 progress.finish();
                 return Ok(false);
             }
-        }
-        let batch_started = Instant::now();
-        let batch = retry_whole(
-            conn,
-            &mut StageContext::new(stage, run, stage_report, true),
-            &next,
-            |_, _| Ok(true),
-            |conn, cx| {
-                let run = &mut *cx.run;
-                run_one_batch(conn, run, stage, work, checkpoint, size)
-            },
-        )?;
-        let outcome = match batch {
-            Some(Ok(Some(outcome))) => outcome,
-            Some(Ok(None)) => break,
-            Some(Err(error)) => {
-                progress.finish();
-                stage_report.status = StageStatus::Failed;
-                let mut failure = transform_failure(error, work.name, checkpoint);
-                crate::stage::stage_failure::explain_timeout(
-                    &mut failure,
-                    &StageContext::new(stage, run, stage_report, true),
-                );
-                stage_report.error = Some(failure);
-                return Ok(false);
-            }
-            // The attempts ran out or a signal came: the report says which.
-            None => {
-                progress.finish();
-                return Ok(false);
-            }
-        };
-        progress.advance(outcome.report.rows_read);
-        notes = outcome.report.notes;
-        size = throttle::next_batch_size(size, batch_started.elapsed(), batched.settings.target);
-        if batched.settings.pause > Duration::ZERO {
-            // A signal ends the pause; the check before the next batch stops.
-            crate::db::interrupt::sleep(batched.settings.pause);
         }
     }
     progress.finish();
-    notes.retain(|note| !note.contains(" read, "));
-    notes.push(format!(
-        "batched: {} batches (first size {}, last {size}), last key {}",
+    cx.report
+        .steps
+        .push(batches.step_report((batched, work), checkpoint, watch));
+    cx.report.rows_affected += checkpoint.rows_written as u64;
+    cx.report.rows_quarantined += checkpoint.rows_quarantined as u64;
+    Ok(true)
+}
+
+/// The batches so far: the next one's size, the time waited for the server's
+/// health, the last batch's notes, and when the first began.
+struct Batches {
+    size: u64,
+    waited: Duration,
+    notes: Vec<String>,
+    started: Instant,
+}
+
+/// What the next batch came to.
+enum Next {
+    Committed,
+    NoRowsLeft,
+    /// A signal, a failure, or the attempts ran out: the report says which.
+    Stopped,
+}
+
+/// The next batch: the server's health waited for, the batch run and committed
+/// (tried again on the stage's schedule while a row it needs is locked), then the
+/// next size chosen and the plan's pause.
+fn next_batch<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &mut Checkpoint,
+    watch: &mut HealthWatch,
+    batches: &mut Batches,
+) -> Result<Next, EngineError> {
+    let next = format!(
+        "batch {} ({} batches committed; a re-run resumes after key {})",
+        checkpoint.batches + 1,
         checkpoint.batches,
-        batched.settings.batch_size,
         checkpoint
             .last_key
             .map_or("-".into(), |key| key.to_string())
-    ));
-    if waited > Duration::ZERO {
-        notes.push(format!(
-            "waited {:.1} s in all for the server's health",
-            waited.as_secs_f64()
-        ));
+    );
+    if crate::stage::stage_failure::interrupted_before(cx.report, &next) {
+        return Ok(Next::Stopped);
     }
-    notes.extend(watch.note());
-    stage_report.steps.push(StepReport {
-        name: work.step_name.to_owned(),
-        kind: "transform".into(),
-        duration_ms: step_started.elapsed().as_millis() as u64,
-        rows_affected: checkpoint.rows_written as u64,
-        rows_read: Some(checkpoint.rows_read as u64),
-        rows_quarantined: Some(checkpoint.rows_quarantined as u64),
-        notes,
-    });
-    stage_report.rows_affected += checkpoint.rows_written as u64;
-    stage_report.rows_quarantined += checkpoint.rows_quarantined as u64;
-    Ok(true)
+    let settings = &batched.settings;
+    match wait_for_health(conn, cx.run, cx.stage, settings, watch, cx.report)? {
+        Some(time) => batches.waited += time,
+        None => return Ok(Next::Stopped),
+    }
+    let batch_started = Instant::now();
+    let size = batches.size;
+    let batch = retry_whole(
+        conn,
+        cx,
+        &next,
+        |_, _| Ok(true),
+        |conn, cx| run_one_batch(conn, cx.run, cx.stage, work, checkpoint, size),
+    )?;
+    let outcome = match batch {
+        Some(Ok(Some(outcome))) => outcome,
+        Some(Ok(None)) => return Ok(Next::NoRowsLeft),
+        Some(Err(error)) => {
+            cx.report.status = StageStatus::Failed;
+            let mut failure = transform_failure(error, work.name, checkpoint);
+            crate::stage::stage_failure::explain_timeout(&mut failure, cx);
+            cx.report.error = Some(failure);
+            return Ok(Next::Stopped);
+        }
+        None => return Ok(Next::Stopped),
+    };
+    cx.run.observer.progress().advance(outcome.report.rows_read);
+    batches.notes = outcome.report.notes;
+    batches.size = throttle::next_batch_size(size, batch_started.elapsed(), settings.target);
+    if settings.pause > Duration::ZERO {
+        // A signal ends the pause; the check before the next batch stops.
+        crate::db::interrupt::sleep(settings.pause);
+    }
+    Ok(Next::Committed)
+}
+
+impl Batches {
+    /// The batched step's report line, once no row is left.
+    fn step_report(
+        self,
+        (batched, work): (&BatchedStep, &Work<'_>),
+        checkpoint: &Checkpoint,
+        watch: &HealthWatch,
+    ) -> StepReport {
+        let mut notes = self.notes;
+        notes.retain(|note| !note.contains(" read, "));
+        notes.push(format!(
+            "batched: {} batches (first size {}, last {}), last key {}",
+            checkpoint.batches,
+            batched.settings.batch_size,
+            self.size,
+            checkpoint
+                .last_key
+                .map_or("-".into(), |key| key.to_string())
+        ));
+        if self.waited > Duration::ZERO {
+            notes.push(format!(
+                "waited {:.1} s in all for the server's health",
+                self.waited.as_secs_f64()
+            ));
+        }
+        notes.extend(watch.note());
+        StepReport {
+            name: work.step_name.to_owned(),
+            kind: "transform".into(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            rows_affected: checkpoint.rows_written as u64,
+            rows_read: Some(checkpoint.rows_read as u64),
+            rows_quarantined: Some(checkpoint.rows_quarantined as u64),
+            notes,
+        }
+    }
 }
 
 /// Waits while the server is unhealthy (`throttle.rs`), saying why

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use planrun_plan::StepKind;
 use planrun_report::{ResetReport, StageReport, StageStatus};
-use planrun_transform::{TransformContext, TransformError};
+use planrun_transform::{TransformContext, TransformError, TransformReport};
 
 use crate::db::connect::Target;
 use crate::db::lock;
@@ -176,35 +176,7 @@ fn reset_attempt(
     }
     let dropped = change_capture::pending(&mut tx, plan, &stage.id)
         .map_err(EngineError::database("cannot count the captured changes"))?;
-    let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
-        unreachable!("batched_step only returns transform steps");
-    };
-    let transform =
-        run.prepared.registry.get(name).ok_or_else(|| {
-            EngineError::Selection(format!("transform `{name}` is not registered"))
-        })?;
-    change_capture::own_writes(&mut tx).map_err(EngineError::database("cannot begin the reset"))?;
-    let removed = transform
-        .reset(&mut TransformContext {
-            transaction: &mut tx,
-            params: &planrun_transform::transform_params(params),
-            stage_id: &stage.id,
-            run_id: run.run_id,
-            progress: &planrun_transform::NoProgress,
-        })
-        .map_err(|error| match error {
-            TransformError::Database(source) => EngineError::Database {
-                context: format!(
-                    "cannot reset `{}`: the transform `{name}` could not remove its work",
-                    stage.id
-                ),
-                source,
-            },
-            other => EngineError::ResetFailed {
-                stage: stage.id.clone(),
-                reason: other.to_string(),
-            },
-        })?;
+    let removed = remove_transform_work(&mut tx, run, (stage, batched))?;
     if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
         let _ = tx.rollback();
         return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
@@ -234,6 +206,44 @@ fn reset_attempt(
     tx.commit()
         .map_err(EngineError::database("cannot commit the reset"))?;
     Ok(Attempt::Done(Some((dropped, removed.notes))))
+}
+
+/// The transform's work removed (`Transform::reset`), in the reset's transaction; a
+/// database failure is the database's (exit 1), not a usage error.
+fn remove_transform_work(
+    tx: &mut postgres::Transaction<'_>,
+    run: &RunContext<'_>,
+    (stage, batched): (&PreparedStage<'_>, &BatchedStep),
+) -> Result<TransformReport, EngineError> {
+    let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
+        unreachable!("batched_step only returns transform steps");
+    };
+    let transform =
+        run.prepared.registry.get(name).ok_or_else(|| {
+            EngineError::Selection(format!("transform `{name}` is not registered"))
+        })?;
+    change_capture::own_writes(tx).map_err(EngineError::database("cannot begin the reset"))?;
+    transform
+        .reset(&mut TransformContext {
+            transaction: tx,
+            params: &planrun_transform::transform_params(params),
+            stage_id: &stage.id,
+            run_id: run.run_id,
+            progress: &planrun_transform::NoProgress,
+        })
+        .map_err(|error| match error {
+            TransformError::Database(source) => EngineError::Database {
+                context: format!(
+                    "cannot reset `{}`: the transform `{name}` could not remove its work",
+                    stage.id
+                ),
+                source,
+            },
+            other => EngineError::ResetFailed {
+                stage: stage.id.clone(),
+                reason: other.to_string(),
+            },
+        })
 }
 
 /// Nothing of the attempt may be left: no trigger, no recorded change, no
