@@ -11,9 +11,9 @@
 //!    key, committed together, so a crash loses at most the batch in flight and
 //!    never doubles one; between batches planrun waits while the server is
 //!    unhealthy (`throttle.rs`) and adapts the batch size to `batch_target`;
-//! 3. catch-up passes (`online.rs`): the keys of rows the application changed are
+//! 3. catch-up passes (`mod.rs`): the keys of rows the application changed are
 //!    transformed again, a pass per transaction, until the backlog is small;
-//! 4. the cutover (`online.rs`): under the stage's locks, the last backlog, the
+//! 4. the cutover (`mod.rs`): under the stage's locks, the last backlog, the
 //!    steps after the batched one (e.g. dropping legacy columns), captures read again
 //!    and the verification of the data as it is then, the ledger row, the checkpoint's
 //!    and the capture's removal, committed together. Writers wait only for this one.

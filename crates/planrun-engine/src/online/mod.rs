@@ -5,6 +5,13 @@
 //! `lock_timeout` rolls it back whole: the caller lets the application run,
 //! catches up and tries again (`whole_retries.rs`), so the writers never wait
 //! while planrun sleeps.
+//!
+//! The folder holds the batched stage whole: `batched.rs` (the stage, its batches),
+//! `batched_start.rs`, `batch_transaction.rs`, this file, `half_done.rs` (what a
+//! stopped stage leaves), `reset.rs` (`planrun reset`), the server's health
+//! (`throttle.rs`, `health_wait.rs`) and `moving_tables.rs` (for `plan`). Its pieces
+//! are functions over the prepared plan and the contexts (`stage/context.rs`), as
+//! `stage/`'s are; `apply/` calls them, never the other way round.
 
 pub(crate) mod batch_transaction;
 pub(crate) mod batched;

@@ -10,6 +10,11 @@
 //! checkpoint is found: the transform's reset would delete the applied stage's rows
 //! (issue 21). An atomic run of a stage removes a batched attempt's leftovers first
 //! (`abandoned.rs`), so an applied stage has none.
+//!
+//! `reset` is given its own options (`ResetOptions`: how long to wait for the plan
+//! lock, `--lock-wait`). A reset that rolls back because of the database (the
+//! transform's removal failed, the locks were not had, something would be left)
+//! is an error of the run (exit 1), not of the command line (2).
 
 use std::time::{Instant, SystemTime};
 
