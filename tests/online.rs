@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Output};
 use std::time::Duration;
 
+use planrun_engine::exit_codes;
 use planrun_tests::app::{AppConfig, AppSimulator};
 use planrun_tests::online_split::{
     assert_exactly_the_split_at_the_cutover, batched_plan_keeping_the_cutover_rows,
@@ -261,6 +262,66 @@ fn reset_abandons_a_half_done_stage_cleanly_and_apply_starts_over() {
     let applied = apply_until_split(plan.path(), &db);
     assert_success(&applied);
     assert_changes_behind_are_migrated(&db);
+}
+
+/// A reset the database refuses (the transform's table is gone) exits as a database
+/// error (1), as `apply` does, not as bad usage (2), and changes nothing; a reset
+/// waits `--lock-wait` for the plan's lock held by another planrun, then exits
+/// LOCKED (15), as `apply` does.
+#[test]
+fn a_reset_the_database_refuses_exits_as_apply_does_and_changes_nothing() {
+    let db = legacy_db(1500);
+    let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    kill(child);
+    db.execute("ALTER TABLE chapter_sections RENAME TO chapter_sections_elsewhere");
+
+    let refused = run(
+        plan.path(),
+        &db,
+        &["reset", "split_chapters", "memoir.toml"],
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(exit_codes::ERROR),
+        "{}",
+        describe(&refused)
+    );
+    assert!(
+        describe(&refused).contains("chapter_sections"),
+        "the error names what the database refused: {}",
+        describe(&refused)
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM planrun.checkpoints"), "1");
+
+    let mut holder = db.client();
+    holder
+        .execute(
+            "SELECT pg_catalog.pg_advisory_lock($1::int4, $2::int4)",
+            &[
+                &0x706c_616e_i32,
+                &planrun_engine::lock::plan_lock_key("memoir"),
+            ],
+        )
+        .unwrap();
+    let locked = run(
+        plan.path(),
+        &db,
+        &[
+            "reset",
+            "split_chapters",
+            "memoir.toml",
+            "--lock-wait",
+            "0.3",
+        ],
+    );
+    assert_eq!(
+        locked.status.code(),
+        Some(exit_codes::LOCKED),
+        "{}",
+        describe(&locked)
+    );
 }
 
 #[test]

@@ -274,6 +274,10 @@ pub struct ResetArgs {
     pub plan: PlanArg,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// How long to wait for another apply of this plan to release its lock: a
+    /// duration as plans write them ("30s", "500ms", "2min") or a number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_lock_wait)]
+    pub lock_wait: f64,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

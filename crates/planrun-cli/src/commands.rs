@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use planrun_contract::{format, Document, Envelope, OutcomeCode};
-use planrun_engine::{exit_codes, ApplyOptions, EngineError, Runner, Target};
+use planrun_engine::{exit_codes, ApplyOptions, EngineError, ResetOptions, Runner, Target};
 use planrun_plan::{
     discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind,
 };
@@ -254,7 +254,8 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
             Ok(pair) => pair,
             Err(code) => return code,
         };
-    let result = Runner::new(&plan, registry).and_then(|runner| runner.reset(&target, &args.stage));
+    let result = Runner::new(&plan, registry)
+        .and_then(|runner| runner.reset(&target, &args.stage, &reset_options(args)));
     match result {
         Ok(report) => {
             match args.format {
@@ -285,6 +286,12 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
             exit_codes::SUCCESS
         }
         Err(error) => failure("reset", error, &plan, args.format),
+    }
+}
+
+fn reset_options(args: &crate::args::ResetArgs) -> ResetOptions {
+    ResetOptions {
+        lock_wait: Duration::from_secs_f64(args.lock_wait.max(0.0)),
     }
 }
 

@@ -35,6 +35,10 @@ pub enum EngineError {
     Interrupted(String),
     #[error("{0}")]
     Selection(String),
+    /// `reset` rolled back: its locks were not had, or it would have left part of
+    /// the half-done attempt behind. Not a usage error: the command was right.
+    #[error("cannot reset `{stage}`: {reason}")]
+    ResetFailed { stage: String, reason: String },
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,

@@ -26,7 +26,7 @@ pub use db::private_dir::{PrivateDir, PrivateDirError};
 pub use error::EngineError;
 pub use inspect::preview::status;
 pub use observer::{Observer, Silent};
-pub use options::{ApplyOptions, HistoryAcceptance};
+pub use options::{ApplyOptions, HistoryAcceptance, ResetOptions};
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;

@@ -1,4 +1,4 @@
-//! The options `apply` is given.
+//! The options `apply` and `reset` are given.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +37,21 @@ impl Default for ApplyOptions {
             backup_dir: None,
             lock_wait: Duration::from_secs(5),
             history: Default::default(),
+        }
+    }
+}
+
+/// How `reset` runs.
+#[derive(Debug, Clone)]
+pub struct ResetOptions {
+    /// How long to wait for another apply's (or reset's) lock of the plan.
+    pub lock_wait: Duration,
+}
+
+impl Default for ResetOptions {
+    fn default() -> Self {
+        ResetOptions {
+            lock_wait: ApplyOptions::default().lock_wait,
         }
     }
 }

@@ -21,12 +21,15 @@ use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
 use crate::observer::Observer;
-use crate::options::ApplyOptions;
+use crate::online::batched::run_batched_stage;
+use crate::online::half_done::say_what_remains;
+use crate::online::reset;
+use crate::options::{ApplyOptions, ResetOptions};
 use crate::prepared::{PreparedPlan, PreparedStage};
 use crate::stage::atomic::run_atomic;
 use crate::stage::context::RunContext;
 use crate::stage::stage_record::record_drift_accepted;
-use planrun_report::{Command, RunOutcome, RunReport, StageReport, StageStatus};
+use planrun_report::{Command, ResetReport, RunOutcome, RunReport, StageReport, StageStatus};
 
 /// A plan ready to run: validated, ordered, with its registry; the public entry
 /// points of every command.
@@ -134,6 +137,18 @@ impl<'a> Runner<'a> {
         result
     }
 
+    /// Abandons the half-done batched stage `stage_id` (`online/reset.rs`).
+    pub fn reset(
+        &self,
+        target: &Target,
+        stage_id: &str,
+        options: &ResetOptions,
+    ) -> Result<ResetReport, EngineError> {
+        let stage = reset::resettable(&self.prepared, stage_id)?;
+        let mut client = self.connect(target, "reset")?;
+        reset::reset(&mut client, (&self.prepared, target), stage, options)
+    }
+
     fn apply_stages<C: GenericClient>(
         &self,
         conn: &mut C,
@@ -184,7 +199,7 @@ impl<'a> Runner<'a> {
         report.run_id = (!options.dry_run).then_some(run_id);
         self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?;
 
-        let mut run = RunContext::new(&self.prepared, target, options, observer, run_id);
+        let mut run = RunContext::new(&self.prepared, target, options.into(), observer, run_id);
         run.captures = ledger::recorded_captures(&done);
         if !options.dry_run {
             if let Ok(row) = conn.query_one("SELECT pg_catalog.pg_backend_pid()", &[]) {
@@ -316,10 +331,10 @@ impl<'a> Runner<'a> {
                 stage.id
             )))?;
         let mut stage_report = match &stage.batched {
-            Some(batched) => self.run_batched_stage(conn, run, stage, batched)?,
+            Some(batched) => run_batched_stage(conn, run, stage, batched)?,
             None => run_atomic(conn, run, stage)?,
         };
-        self.say_what_remains(conn, stage, &mut stage_report)?;
+        say_what_remains(conn, self.plan(), stage, &mut stage_report)?;
         stage_report.lock_retries = std::mem::take(&mut run.lock_retries);
         Ok(stage_report)
     }

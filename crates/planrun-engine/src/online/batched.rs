@@ -11,9 +11,9 @@
 //!    key, committed together, so a crash loses at most the batch in flight and
 //!    never doubles one; between batches planrun waits while the server is
 //!    unhealthy (`throttle.rs`) and adapts the batch size to `batch_target`;
-//! 3. catch-up passes (`online.rs`): the keys of rows the application changed are
+//! 3. catch-up passes (`mod.rs`): the keys of rows the application changed are
 //!    transformed again, a pass per transaction, until the backlog is small;
-//! 4. the cutover (`online.rs`): under the stage's locks, the last backlog, the
+//! 4. the cutover (`mod.rs`): under the stage's locks, the last backlog, the
 //!    steps after the batched one (e.g. dropping legacy columns), captures read again
 //!    and the verification of the data as it is then, the ledger row, the checkpoint's
 //!    and the capture's removal, committed together. Writers wait only for this one.
@@ -31,11 +31,13 @@ use planrun_plan::StepKind;
 use planrun_transform::{transform_params, BatchSettings, Transform, TransformError};
 use postgres::GenericClient;
 
-use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::Checkpoint;
+use crate::online::batch_transaction::run_one_batch;
+use crate::online::batched_start::start_or_resume;
 use crate::online::health_wait::HealthWatch;
 use crate::online::throttle;
+use crate::online::{catch_up, cut_over_retried, RedoTotals};
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::stage::context::RunContext;
@@ -74,232 +76,265 @@ pub(crate) fn transform_failure(
     failure
 }
 
-impl Runner<'_> {
-    pub(crate) fn run_batched_stage<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        batched: &BatchedStep,
-    ) -> Result<StageReport, EngineError> {
-        let started = Instant::now();
-        let started_at = SystemTime::now();
-        let mut stage_report = stage.report(StageStatus::Applied);
-        let step = &stage.steps[batched.position];
-        let StepKind::Transform { name, params, .. } = &step.kind else {
-            unreachable!("batched_step only returns transform steps");
+pub(crate) fn run_batched_stage<C: GenericClient>(
+    conn: &mut C,
+    run: &mut RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    batched: &BatchedStep,
+) -> Result<StageReport, EngineError> {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let mut stage_report = stage.report(StageStatus::Applied);
+    let step = &stage.steps[batched.position];
+    let StepKind::Transform { name, params, .. } = &step.kind else {
+        unreachable!("batched_step only returns transform steps");
+    };
+    let Some(transform) = run.prepared.registry.get(name) else {
+        stage_report.status = StageStatus::Failed;
+        stage_report.error = Some(plain_error(
+            Some(name),
+            format!("transform `{name}` is not registered"),
+        ));
+        return fail_batched(conn, run, stage, stage_report, started, started_at);
+    };
+    let work = Work {
+        transform: transform.as_ref(),
+        name,
+        step_name: &step.name,
+        params: transform_params(params),
+    };
+    let mut checkpoint =
+        match start_or_resume(conn, run, stage, batched, &mut stage_report, started)? {
+            Some(checkpoint) => checkpoint,
+            None if matches!(
+                stage_report.status,
+                StageStatus::Skipped | StageStatus::Drifted
+            ) =>
+            {
+                return Ok(stage_report)
+            }
+            None => return fail_batched(conn, run, stage, stage_report, started, started_at),
         };
-        let Some(transform) = self.registry().get(name) else {
-            stage_report.status = StageStatus::Failed;
-            stage_report.error = Some(plain_error(
-                Some(name),
-                format!("transform `{name}` is not registered"),
-            ));
-            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
-        };
-        let work = Work {
-            transform: transform.as_ref(),
-            name,
-            step_name: &step.name,
-            params: transform_params(params),
-        };
-        let mut checkpoint =
-            match self.start_or_resume(conn, run, stage, batched, &mut stage_report, started)? {
-                Some(checkpoint) => checkpoint,
-                None if matches!(
-                    stage_report.status,
-                    StageStatus::Skipped | StageStatus::Drifted
-                ) =>
-                {
-                    return Ok(stage_report)
-                }
-                None => {
-                    return self.fail_batched(conn, run, stage, stage_report, started, started_at)
-                }
-            };
-        let mut totals = crate::online::RedoTotals::default();
-        let mut watch = HealthWatch::default();
-        let mut cx = StageContext::new(stage, run, &mut stage_report, true);
-        let completed =
-            self.run_batches(conn, &mut cx, (batched, &work), &mut checkpoint, &mut watch)?
-                && self.catch_up(
-                    conn,
-                    &mut cx,
-                    (batched, &work),
-                    &checkpoint,
-                    &mut watch,
-                    &mut totals,
-                )?;
-        if !completed {
-            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
-        }
-        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        let outcome = self.cut_over_retried(
+    let mut totals = RedoTotals::default();
+    let mut watch = HealthWatch::default();
+    let mut cx = StageContext::new(stage, run, &mut stage_report, true);
+    let completed = run_batches(conn, &mut cx, (batched, &work), &mut checkpoint, &mut watch)?
+        && catch_up(
             conn,
-            &mut StageContext::new(stage, run, &mut stage_report, true),
+            &mut cx,
             (batched, &work),
             &checkpoint,
-            totals,
-            started,
+            &mut watch,
+            &mut totals,
         )?;
-        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        if !outcome {
-            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
-        }
-        Ok(stage_report)
+    if !completed {
+        return fail_batched(conn, run, stage, stage_report, started, started_at);
     }
+    stage_report.duration_ms = started.elapsed().as_millis() as u64;
+    let outcome = cut_over_retried(
+        conn,
+        &mut StageContext::new(stage, run, &mut stage_report, true),
+        (batched, &work),
+        &checkpoint,
+        totals,
+        started,
+    )?;
+    stage_report.duration_ms = started.elapsed().as_millis() as u64;
+    if !outcome {
+        return fail_batched(conn, run, stage, stage_report, started, started_at);
+    }
+    Ok(stage_report)
+}
 
-    /// The batches, in key order, each committed with the checkpoint; `false` when
-    /// the stage stops (the report says why).
-    fn run_batches<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        cx: &mut StageContext<'_, '_>,
-        (batched, work): (&BatchedStep, &Work<'_>),
-        checkpoint: &mut Checkpoint,
-        watch: &mut HealthWatch,
-    ) -> Result<bool, EngineError> {
-        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
-        let progress = run.observer.progress();
-        progress.start(checkpoint.total_rows.map(|n| n as u64));
-        progress.advance(checkpoint.rows_read as u64);
-        let step_started = Instant::now();
-        let mut notes = Vec::new();
-        let mut size = batched.settings.batch_size;
-        let mut waited = Duration::ZERO;
-        loop {
-            let resume_at = checkpoint
-                .last_key
-                .map_or("-".into(), |key| key.to_string());
-            let next = format!(
-                "batch {} ({} batches committed; a re-run resumes after key {resume_at})",
-                checkpoint.batches + 1,
-                checkpoint.batches
-            );
-            if crate::stage::stage_failure::interrupted_before(stage_report, &next) {
+/// The batches, in key order, each committed with the checkpoint; `false` when
+/// the stage stops (the report says why).
+fn run_batches<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &mut Checkpoint,
+    watch: &mut HealthWatch,
+) -> Result<bool, EngineError> {
+    let progress = cx.run.observer.progress();
+    progress.start(checkpoint.total_rows.map(|n| n as u64));
+    progress.advance(checkpoint.rows_read as u64);
+    let mut batches = Batches {
+        size: batched.settings.batch_size,
+        waited: Duration::ZERO,
+        notes: Vec::new(),
+        started: Instant::now(),
+    };
+    loop {
+        match next_batch(conn, cx, (batched, work), checkpoint, watch, &mut batches)? {
+            Next::Committed => {}
+            Next::NoRowsLeft => break,
+            Next::Stopped => {
                 progress.finish();
                 return Ok(false);
             }
-            match self.wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)? {
-                Some(time) => waited += time,
-                None => {
-                    progress.finish();
-                    return Ok(false);
-                }
-            }
-            let batch_started = Instant::now();
-            let batch = retry_whole(
-                conn,
-                &mut StageContext::new(stage, run, stage_report, true),
-                &next,
-                |_, _| Ok(true),
-                |conn, cx| {
-                    let run = &mut *cx.run;
-                    self.run_one_batch(conn, run, stage, work, checkpoint, size)
-                },
-            )?;
-            let outcome = match batch {
-                Some(Ok(Some(outcome))) => outcome,
-                Some(Ok(None)) => break,
-                Some(Err(error)) => {
-                    progress.finish();
-                    stage_report.status = StageStatus::Failed;
-                    let mut failure = transform_failure(error, work.name, checkpoint);
-                    crate::stage::stage_failure::explain_timeout(
-                        &mut failure,
-                        &StageContext::new(stage, run, stage_report, true),
-                    );
-                    stage_report.error = Some(failure);
-                    return Ok(false);
-                }
-                // The attempts ran out or a signal came: the report says which.
-                None => {
-                    progress.finish();
-                    return Ok(false);
-                }
-            };
-            progress.advance(outcome.report.rows_read);
-            notes = outcome.report.notes;
-            size =
-                throttle::next_batch_size(size, batch_started.elapsed(), batched.settings.target);
-            if batched.settings.pause > Duration::ZERO {
-                // A signal ends the pause; the check before the next batch stops.
-                crate::db::interrupt::sleep(batched.settings.pause);
-            }
         }
-        progress.finish();
+    }
+    progress.finish();
+    cx.report
+        .steps
+        .push(batches.step_report((batched, work), checkpoint, watch));
+    cx.report.rows_affected += checkpoint.rows_written as u64;
+    cx.report.rows_quarantined += checkpoint.rows_quarantined as u64;
+    Ok(true)
+}
+
+/// The batches so far: the next one's size, the time waited for the server's
+/// health, the last batch's notes, and when the first began.
+struct Batches {
+    size: u64,
+    waited: Duration,
+    notes: Vec<String>,
+    started: Instant,
+}
+
+/// What the next batch came to.
+enum Next {
+    Committed,
+    NoRowsLeft,
+    /// A signal, a failure, or the attempts ran out: the report says which.
+    Stopped,
+}
+
+/// The next batch: the server's health waited for, the batch run and committed
+/// (tried again on the stage's schedule while a row it needs is locked), then the
+/// next size chosen and the plan's pause.
+fn next_batch<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &mut Checkpoint,
+    watch: &mut HealthWatch,
+    batches: &mut Batches,
+) -> Result<Next, EngineError> {
+    let next = format!(
+        "batch {} ({} batches committed; a re-run resumes after key {})",
+        checkpoint.batches + 1,
+        checkpoint.batches,
+        checkpoint
+            .last_key
+            .map_or("-".into(), |key| key.to_string())
+    );
+    if crate::stage::stage_failure::interrupted_before(cx.report, &next) {
+        return Ok(Next::Stopped);
+    }
+    let settings = &batched.settings;
+    match wait_for_health(conn, cx.run, cx.stage, settings, watch, cx.report)? {
+        Some(time) => batches.waited += time,
+        None => return Ok(Next::Stopped),
+    }
+    let batch_started = Instant::now();
+    let size = batches.size;
+    let batch = retry_whole(
+        conn,
+        cx,
+        &next,
+        |_, _| Ok(true),
+        |conn, cx| run_one_batch(conn, cx.run, cx.stage, work, checkpoint, size),
+    )?;
+    let outcome = match batch {
+        Some(Ok(Some(outcome))) => outcome,
+        Some(Ok(None)) => return Ok(Next::NoRowsLeft),
+        Some(Err(error)) => {
+            cx.report.status = StageStatus::Failed;
+            let mut failure = transform_failure(error, work.name, checkpoint);
+            crate::stage::stage_failure::explain_timeout(&mut failure, cx);
+            cx.report.error = Some(failure);
+            return Ok(Next::Stopped);
+        }
+        None => return Ok(Next::Stopped),
+    };
+    cx.run.observer.progress().advance(outcome.report.rows_read);
+    batches.notes = outcome.report.notes;
+    batches.size = throttle::next_batch_size(size, batch_started.elapsed(), settings.target);
+    if settings.pause > Duration::ZERO {
+        // A signal ends the pause; the check before the next batch stops.
+        crate::db::interrupt::sleep(settings.pause);
+    }
+    Ok(Next::Committed)
+}
+
+impl Batches {
+    /// The batched step's report line, once no row is left.
+    fn step_report(
+        self,
+        (batched, work): (&BatchedStep, &Work<'_>),
+        checkpoint: &Checkpoint,
+        watch: &HealthWatch,
+    ) -> StepReport {
+        let mut notes = self.notes;
         notes.retain(|note| !note.contains(" read, "));
         notes.push(format!(
-            "batched: {} batches (first size {}, last {size}), last key {}",
+            "batched: {} batches (first size {}, last {}), last key {}",
             checkpoint.batches,
             batched.settings.batch_size,
+            self.size,
             checkpoint
                 .last_key
                 .map_or("-".into(), |key| key.to_string())
         ));
-        if waited > Duration::ZERO {
+        if self.waited > Duration::ZERO {
             notes.push(format!(
                 "waited {:.1} s in all for the server's health",
-                waited.as_secs_f64()
+                self.waited.as_secs_f64()
             ));
         }
         notes.extend(watch.note());
-        stage_report.steps.push(StepReport {
+        StepReport {
             name: work.step_name.to_owned(),
             kind: "transform".into(),
-            duration_ms: step_started.elapsed().as_millis() as u64,
+            duration_ms: self.started.elapsed().as_millis() as u64,
             rows_affected: checkpoint.rows_written as u64,
             rows_read: Some(checkpoint.rows_read as u64),
             rows_quarantined: Some(checkpoint.rows_quarantined as u64),
             notes,
-        });
-        stage_report.rows_affected += checkpoint.rows_written as u64;
-        stage_report.rows_quarantined += checkpoint.rows_quarantined as u64;
-        Ok(true)
-    }
-
-    /// Waits while the server is unhealthy (`throttle.rs`), saying why
-    /// (`health_wait.rs`); the time waited, or `None` when a signal interrupted the
-    /// wait.
-    pub(crate) fn wait_for_health<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        settings: &BatchSettings,
-        watch: &mut HealthWatch,
-        stage_report: &mut StageReport,
-    ) -> Result<Option<Duration>, EngineError> {
-        let stage = &stage.stage.id;
-        let waited = watch
-            .wait_until_healthy(conn, settings, |line| {
-                run.observer.note(&format!("{stage}: {line}"));
-            })
-            .map_err(EngineError::database("cannot check the server's health"))?;
-        if waited.is_none() {
-            crate::stage::stage_failure::interrupted_before(stage_report, "the next batch");
         }
-        Ok(waited)
     }
+}
 
-    /// Records a failed batched stage outside its rolled-back transaction.
-    fn fail_batched<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        mut stage_report: StageReport,
-        started: Instant,
-        started_at: SystemTime,
-    ) -> Result<StageReport, EngineError> {
-        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        if stage_report.status == StageStatus::Failed {
-            record_failure(
-                conn,
-                &mut StageContext::new(stage, run, &mut stage_report, true),
-                started_at,
-            );
-        }
-        Ok(stage_report)
+/// Waits while the server is unhealthy (`throttle.rs`), saying why
+/// (`health_wait.rs`); the time waited, or `None` when a signal interrupted the
+/// wait.
+pub(crate) fn wait_for_health<C: GenericClient>(
+    conn: &mut C,
+    run: &RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    settings: &BatchSettings,
+    watch: &mut HealthWatch,
+    stage_report: &mut StageReport,
+) -> Result<Option<Duration>, EngineError> {
+    let stage = &stage.stage.id;
+    let waited = watch
+        .wait_until_healthy(conn, settings, |line| {
+            run.observer.note(&format!("{stage}: {line}"));
+        })
+        .map_err(EngineError::database("cannot check the server's health"))?;
+    if waited.is_none() {
+        crate::stage::stage_failure::interrupted_before(stage_report, "the next batch");
     }
+    Ok(waited)
+}
+
+/// Records a failed batched stage outside its rolled-back transaction.
+fn fail_batched<C: GenericClient>(
+    conn: &mut C,
+    run: &mut RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    mut stage_report: StageReport,
+    started: Instant,
+    started_at: SystemTime,
+) -> Result<StageReport, EngineError> {
+    stage_report.duration_ms = started.elapsed().as_millis() as u64;
+    if stage_report.status == StageStatus::Failed {
+        record_failure(
+            conn,
+            &mut StageContext::new(stage, run, &mut stage_report, true),
+            started_at,
+        );
+    }
+    Ok(stage_report)
 }

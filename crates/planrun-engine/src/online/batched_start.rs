@@ -12,7 +12,6 @@ use planrun_report::{StageReport, StageStatus};
 use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
-use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
@@ -56,223 +55,214 @@ fn install_capture<C: GenericClient>(
     }
 }
 
-impl Runner<'_> {
-    /// The stage's checkpoint: found (a resume), or made by the stage's start. `None`
-    /// when the stage ends here: skipped (committed), drifted, or failed.
-    pub(crate) fn start_or_resume<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        batched: &BatchedStep,
-        stage_report: &mut StageReport,
-        started: Instant,
-    ) -> Result<Option<Checkpoint>, EngineError> {
-        let plan = &self.plan().name;
-        let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
-        let Some(mut checkpoint) = existing else {
-            return self.start(conn, run, stage, batched, stage_report, started);
-        };
-        if !stage.matches_recorded(&checkpoint.checksum) {
-            stage_report.status = StageStatus::Drifted;
-            stage_report.note = Some(format!(
-                "half done (run {}, {} batches, after key {}) and its definition has changed since; \
-                 restore the definition to finish it, or abandon it with `planrun reset {}`",
-                checkpoint.run_id,
-                checkpoint.batches,
-                checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
-                stage.id
-            ));
-            return Ok(None);
-        }
-        // A checkpoint an older planrun wrote holds a former form of the checksum
-        // (throttles included); the next batch records today's, so that from then on
-        // the throttles can be retuned.
-        stage.checksum.clone_into(&mut checkpoint.checksum);
-        let ensured = retry_whole(
-            conn,
-            &mut StageContext::new(stage, run, stage_report, true),
-            "change capture",
-            |_, _| Ok(true),
-            |conn, cx| {
-                let run = &mut *cx.run;
-                let report = &mut *cx.report;
-                self.ensure_capture(conn, run, stage, batched, report)
-            },
-        )?;
-        if ensured != Some(true) {
-            return Ok(None);
-        }
-        let pending = change_capture::pending(conn, plan, &stage.id)
-            .map_err(EngineError::database("cannot count the captured changes"))?;
-        stage_report.note = Some(format!(
-            "resumed after key {} ({} batches committed by run {}, {pending} changes by the application to redo); preconditions held when it started",
-            checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+/// The stage's checkpoint: found (a resume), or made by the stage's start. `None`
+/// when the stage ends here: skipped (committed), drifted, or failed.
+pub(crate) fn start_or_resume<C: GenericClient>(
+    conn: &mut C,
+    run: &mut RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    batched: &BatchedStep,
+    stage_report: &mut StageReport,
+    started: Instant,
+) -> Result<Option<Checkpoint>, EngineError> {
+    let plan = run.plan_name();
+    let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
+    let Some(mut checkpoint) = existing else {
+        return start(conn, run, stage, batched, stage_report, started);
+    };
+    if !stage.matches_recorded(&checkpoint.checksum) {
+        stage_report.status = StageStatus::Drifted;
+        stage_report.note =
+            Some(format!(
+            "half done (run {}, {} batches, after key {}) and its definition has changed since; \
+             restore the definition to finish it, or abandon it with `planrun reset {}`",
+            checkpoint.run_id,
             checkpoint.batches,
-            checkpoint.run_id
-        ));
-        run.changed_anything = true;
-        Ok(Some(checkpoint))
-    }
-
-    /// A resume's transaction: captures read again (the rows not yet migrated may
-    /// have been repaired since the stage started, the usual reason for a resume),
-    /// and the change capture made sure of (it has recorded the application's
-    /// changes all along). `Done(false)` when the stage stops.
-    fn ensure_capture<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        batched: &BatchedStep,
-        stage_report: &mut StageReport,
-    ) -> Result<Attempt<bool>, EngineError> {
-        let mut tx = conn
-            .transaction()
-            .map_err(EngineError::database("cannot begin a transaction"))?;
-        set_timeouts(&mut tx, stage, true)?;
-        if !take_captures(
-            &mut tx,
-            &mut StageContext::new(stage, run, stage_report, true),
-        ) {
-            let _ = tx.rollback();
-            return Ok(Attempt::Done(false));
-        }
-        let installed =
-            install_capture(&mut tx, &self.plan().name, &stage.id, batched, stage_report)?;
-        if !matches!(installed, Attempt::Done(true)) {
-            let _ = tx.rollback();
-            return Ok(installed);
-        }
-        tx.commit().map_err(EngineError::database(
-            "cannot make sure of the change capture",
-        ))?;
-        Ok(Attempt::Done(true))
-    }
-
-    /// The stage's first transaction, tried again on the stage's schedule while the
-    /// application holds a source the change capture needs.
-    fn start<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        batched: &BatchedStep,
-        stage_report: &mut StageReport,
-        started: Instant,
-    ) -> Result<Option<Checkpoint>, EngineError> {
-        let started = retry_whole(
-            conn,
-            &mut StageContext::new(stage, run, stage_report, true),
-            "change capture",
-            |_, _| Ok(true),
-            |conn, cx| self.start_attempt(conn, cx, batched, started),
-        )?;
-        Ok(started.flatten())
-    }
-
-    /// The stage's first transaction: gate, steps before the batched one, checkpoint
-    /// and change capture.
-    fn start_attempt<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        cx: &mut StageContext<'_, '_>,
-        batched: &BatchedStep,
-        started: Instant,
-    ) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
-        let stage = cx.stage;
-        let plan = &self.plan().name;
-        let mut tx = conn.transaction().map_err(EngineError::database(format!(
-            "cannot begin the transaction of stage `{}`",
+            checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
             stage.id
-        )))?;
-        set_timeouts(&mut tx, stage, true)?;
-        // The stage's locks guard the transform's run, which here is the batches and
-        // the cutover, where they are taken. Taken now too only for steps that come
-        // before the batched one; otherwise the start's checks and captures, which
-        // read whole tables, would make the application's writers wait for them.
-        let locked = batched.position == 0 || take_stage_locks(&mut tx, cx)?;
-        let gate = if locked {
-            gate(&mut tx, cx)?
-        } else {
-            Gate::Stop
-        };
-        let proceed = match gate {
-            Gate::Skip => {
-                cx.report.duration_ms = started.elapsed().as_millis() as u64;
-                let started_at = SystemTime::now() - started.elapsed();
-                record(&mut tx, cx, started_at)?;
-                tx.commit()
-                    .map_err(EngineError::database("cannot commit the skipped stage"))?;
-                return Ok(Attempt::Done(None));
-            }
-            Gate::Stop => false,
-            Gate::Proceed => run_steps(&mut tx, cx, 0..batched.position)?,
-        };
-        if !proceed {
+        ));
+        return Ok(None);
+    }
+    // A checkpoint an older planrun wrote holds a former form of the checksum
+    // (throttles included); the next batch records today's, so that from then on
+    // the throttles can be retuned.
+    stage.checksum.clone_into(&mut checkpoint.checksum);
+    let ensured = retry_whole(
+        conn,
+        &mut StageContext::new(stage, run, stage_report, true),
+        "change capture",
+        |_, _| Ok(true),
+        |conn, cx| {
+            let run = &mut *cx.run;
+            let report = &mut *cx.report;
+            ensure_capture(conn, run, stage, batched, report)
+        },
+    )?;
+    if ensured != Some(true) {
+        return Ok(None);
+    }
+    let pending = change_capture::pending(conn, plan, &stage.id)
+        .map_err(EngineError::database("cannot count the captured changes"))?;
+    stage_report.note = Some(format!(
+        "resumed after key {} ({} batches committed by run {}, {pending} changes by the application to redo); preconditions held when it started",
+        checkpoint.last_key.map_or("-".into(), |key| key.to_string()),
+        checkpoint.batches,
+        checkpoint.run_id
+    ));
+    run.changed_anything = true;
+    Ok(Some(checkpoint))
+}
+
+/// A resume's transaction: captures read again (the rows not yet migrated may
+/// have been repaired since the stage started, the usual reason for a resume),
+/// and the change capture made sure of (it has recorded the application's
+/// changes all along). `Done(false)` when the stage stops.
+fn ensure_capture<C: GenericClient>(
+    conn: &mut C,
+    run: &mut RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    batched: &BatchedStep,
+    stage_report: &mut StageReport,
+) -> Result<Attempt<bool>, EngineError> {
+    let mut tx = conn
+        .transaction()
+        .map_err(EngineError::database("cannot begin a transaction"))?;
+    set_timeouts(&mut tx, stage, true)?;
+    if !take_captures(
+        &mut tx,
+        &mut StageContext::new(stage, run, stage_report, true),
+    ) {
+        let _ = tx.rollback();
+        return Ok(Attempt::Done(false));
+    }
+    let installed = install_capture(&mut tx, run.plan_name(), &stage.id, batched, stage_report)?;
+    if !matches!(installed, Attempt::Done(true)) {
+        let _ = tx.rollback();
+        return Ok(installed);
+    }
+    tx.commit().map_err(EngineError::database(
+        "cannot make sure of the change capture",
+    ))?;
+    Ok(Attempt::Done(true))
+}
+
+/// The stage's first transaction, tried again on the stage's schedule while the
+/// application holds a source the change capture needs.
+fn start<C: GenericClient>(
+    conn: &mut C,
+    run: &mut RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    batched: &BatchedStep,
+    stage_report: &mut StageReport,
+    started: Instant,
+) -> Result<Option<Checkpoint>, EngineError> {
+    let started = retry_whole(
+        conn,
+        &mut StageContext::new(stage, run, stage_report, true),
+        "change capture",
+        |_, _| Ok(true),
+        |conn, cx| start_attempt(conn, cx, batched, started),
+    )?;
+    Ok(started.flatten())
+}
+
+/// The stage's first transaction: gate, steps before the batched one, checkpoint
+/// and change capture.
+fn start_attempt<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    batched: &BatchedStep,
+    started: Instant,
+) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
+    let stage = cx.stage;
+    let plan = cx.run.plan_name();
+    let mut tx = conn.transaction().map_err(EngineError::database(format!(
+        "cannot begin the transaction of stage `{}`",
+        stage.id
+    )))?;
+    set_timeouts(&mut tx, stage, true)?;
+    // The stage's locks guard the transform's run, which here is the batches and
+    // the cutover, where they are taken. Taken now too only for steps that come
+    // before the batched one; otherwise the start's checks and captures, which
+    // read whole tables, would make the application's writers wait for them.
+    let locked = batched.position == 0 || take_stage_locks(&mut tx, cx)?;
+    let gate = if locked {
+        gate(&mut tx, cx)?
+    } else {
+        Gate::Stop
+    };
+    let proceed = match gate {
+        Gate::Skip => {
+            cx.report.duration_ms = started.elapsed().as_millis() as u64;
+            let started_at = SystemTime::now() - started.elapsed();
+            record(&mut tx, cx, started_at)?;
+            tx.commit()
+                .map_err(EngineError::database("cannot commit the skipped stage"))?;
+            return Ok(Attempt::Done(None));
+        }
+        Gate::Stop => false,
+        Gate::Proceed => run_steps(&mut tx, cx, 0..batched.position)?,
+    };
+    if !proceed {
+        let _ = tx.rollback();
+        return Ok(Attempt::Done(None));
+    }
+    let checkpoint = Checkpoint {
+        stage_id: stage.id.clone(),
+        run_id: cx.run.run_id,
+        checksum: stage.checksum.clone(),
+        total_rows: batch_total(&mut tx, cx.run, stage, batched)?.map(|n| n as i64),
+        captures: cx.report.captures.clone(),
+        ..Checkpoint::default()
+    };
+    ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
+    // In the same transaction as the checkpoint: from the first batch on, every
+    // change the application makes to a source is recorded.
+    match install_capture(&mut tx, plan, &stage.id, batched, cx.report)? {
+        Attempt::Done(true) => {}
+        Attempt::Done(false) => {
             let _ = tx.rollback();
             return Ok(Attempt::Done(None));
         }
-        let checkpoint = Checkpoint {
-            stage_id: stage.id.clone(),
-            run_id: cx.run.run_id,
-            checksum: stage.checksum.clone(),
-            total_rows: self
-                .batch_total(&mut tx, cx.run, stage, batched)?
-                .map(|n| n as i64),
-            captures: cx.report.captures.clone(),
-            ..Checkpoint::default()
-        };
-        ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
-        // In the same transaction as the checkpoint: from the first batch on, every
-        // change the application makes to a source is recorded.
-        match install_capture(&mut tx, plan, &stage.id, batched, cx.report)? {
-            Attempt::Done(true) => {}
-            Attempt::Done(false) => {
-                let _ = tx.rollback();
-                return Ok(Attempt::Done(None));
-            }
-            Attempt::LockBusy(failure) => {
-                let _ = tx.rollback();
-                return Ok(Attempt::LockBusy(failure));
-            }
+        Attempt::LockBusy(failure) => {
+            let _ = tx.rollback();
+            return Ok(Attempt::LockBusy(failure));
         }
-        tx.commit().map_err(EngineError::database(format!(
-            "cannot commit the start of stage `{}`",
-            stage.id
-        )))?;
-        Ok(Attempt::Done(Some(checkpoint)))
     }
+    tx.commit().map_err(EngineError::database(format!(
+        "cannot commit the start of stage `{}`",
+        stage.id
+    )))?;
+    Ok(Attempt::Done(Some(checkpoint)))
+}
 
-    /// How many source rows the batches will read, if the transform can tell.
-    fn batch_total<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        batched: &BatchedStep,
-    ) -> Result<Option<u64>, EngineError> {
-        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
-            return Ok(None);
+/// How many source rows the batches will read, if the transform can tell.
+fn batch_total<C: GenericClient>(
+    conn: &mut C,
+    run: &RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    batched: &BatchedStep,
+) -> Result<Option<u64>, EngineError> {
+    let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
+        return Ok(None);
+    };
+    let Some(transform) = run.prepared.registry.get(name) else {
+        return Ok(None);
+    };
+    let params = transform_params(params);
+    let mut savepoint = conn
+        .transaction()
+        .map_err(EngineError::database("cannot begin a savepoint"))?;
+    let total = {
+        let mut context = TransformContext {
+            transaction: &mut savepoint,
+            params: &params,
+            stage_id: &stage.id,
+            run_id: run.run_id,
+            progress: &planrun_transform::NoProgress,
         };
-        let Some(transform) = self.registry().get(name) else {
-            return Ok(None);
-        };
-        let params = transform_params(params);
-        let mut savepoint = conn
-            .transaction()
-            .map_err(EngineError::database("cannot begin a savepoint"))?;
-        let total = {
-            let mut context = TransformContext {
-                transaction: &mut savepoint,
-                params: &params,
-                stage_id: &stage.id,
-                run_id: run.run_id,
-                progress: &planrun_transform::NoProgress,
-            };
-            transform.batch_total(&mut context).ok().flatten()
-        };
-        let _ = savepoint.rollback();
-        Ok(total)
-    }
+        transform.batch_total(&mut context).ok().flatten()
+    };
+    let _ = savepoint.rollback();
+    Ok(total)
 }

@@ -4,10 +4,10 @@
 //! false. They are read back from the ledger and the catalog once the stage has
 //! stopped, so the report says what is there, not what planrun meant to do.
 
+use planrun_plan::Plan;
 use planrun_report::{LeftBehind, StageReport, StageStatus};
 use postgres::GenericClient;
 
-use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::error::EngineError;
 use crate::ledger;
@@ -42,69 +42,66 @@ pub(crate) fn left_behind<C: GenericClient>(
     }))
 }
 
-impl Runner<'_> {
-    /// After a stage stopped: a batched stage's report says what remains of it, and
-    /// an interrupted stage is marked so, saying what rolled back and what did not.
-    pub(crate) fn say_what_remains<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        stage: &PreparedStage<'_>,
-        stage_report: &mut StageReport,
-    ) -> Result<(), EngineError> {
-        if stage_report.status != StageStatus::Failed {
-            return Ok(());
-        }
-        let interrupted = interrupt::requested();
-        if interrupted.is_some() {
-            // The stage has stopped: from here on the run only records and reports,
-            // which the signal watcher's cancels must not break.
-            interrupt::acknowledge();
-        }
-        let left = if stage.batched.is_some() {
-            self.read_left_behind(conn, stage)
-        } else {
-            Ok(None)
-        };
-        if let Ok(Some(left)) = &left {
-            stage_report.rows_affected = u64::try_from(left.rows_written).unwrap_or(0);
-            stage_report.left_behind = Some(left.clone());
-        }
-        let Some(interrupted) = interrupted else {
-            return Ok(());
-        };
-        // Whatever failed, the signal is why: the cancelled statement, or the check
-        // before the next step, batch or commit.
-        stage_report.status = StageStatus::Interrupted;
-        let stage = &stage.stage.id;
-        stage_report.note = Some(match left {
-            Ok(None) => format!(
-                "interrupted by {}; everything the stage did was rolled back",
-                interrupted.name()
-            ),
-            Ok(Some(left)) => format!(
-                "interrupted by {}; the transaction in flight rolled back, the rest remains: {}; {}",
-                interrupted.name(),
-                left.describe(),
-                left.next(stage)
-            ),
-            Err(error) => format!(
-                "interrupted by {}; the transaction in flight rolled back, but what the stage committed before could not be read ({error}): `planrun status` shows it",
-                interrupted.name()
-            ),
-        });
-        Ok(())
+/// After a stage stopped: a batched stage's report says what remains of it, and
+/// an interrupted stage is marked so, saying what rolled back and what did not.
+pub(crate) fn say_what_remains<C: GenericClient>(
+    conn: &mut C,
+    plan: &Plan,
+    stage: &PreparedStage<'_>,
+    stage_report: &mut StageReport,
+) -> Result<(), EngineError> {
+    if stage_report.status != StageStatus::Failed {
+        return Ok(());
     }
+    let interrupted = interrupt::requested();
+    if interrupted.is_some() {
+        // The stage has stopped: from here on the run only records and reports,
+        // which the signal watcher's cancels must not break.
+        interrupt::acknowledge();
+    }
+    let left = if stage.batched.is_some() {
+        read_left_behind(conn, plan, stage)
+    } else {
+        Ok(None)
+    };
+    if let Ok(Some(left)) = &left {
+        stage_report.rows_affected = u64::try_from(left.rows_written).unwrap_or(0);
+        stage_report.left_behind = Some(left.clone());
+    }
+    let Some(interrupted) = interrupted else {
+        return Ok(());
+    };
+    // Whatever failed, the signal is why: the cancelled statement, or the check
+    // before the next step, batch or commit.
+    stage_report.status = StageStatus::Interrupted;
+    let stage = &stage.stage.id;
+    stage_report.note = Some(match left {
+        Ok(None) => format!(
+            "interrupted by {}; everything the stage did was rolled back",
+            interrupted.name()
+        ),
+        Ok(Some(left)) => format!(
+            "interrupted by {}; the transaction in flight rolled back, the rest remains: {}; {}",
+            interrupted.name(),
+            left.describe(),
+            left.next(stage)
+        ),
+        Err(error) => format!(
+            "interrupted by {}; the transaction in flight rolled back, but what the stage committed before could not be read ({error}): `planrun status` shows it",
+            interrupted.name()
+        ),
+    });
+    Ok(())
+}
 
-    /// [`left_behind`], tried a second time if the first read met the signal
-    /// watcher's last cancel, sent before it was told the stage had stopped.
-    fn read_left_behind<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        stage: &PreparedStage<'_>,
-    ) -> Result<Option<LeftBehind>, EngineError> {
-        let plan = self.plan();
-        let path = plan.path.display().to_string();
-        left_behind(conn, &plan.name, &path, stage.id())
-            .or_else(|_| left_behind(conn, &plan.name, &path, stage.id()))
-    }
+/// [`left_behind`], tried a second time if the first read met the signal
+/// watcher's last cancel, sent before it was told the stage had stopped.
+fn read_left_behind<C: GenericClient>(
+    conn: &mut C,
+    plan: &Plan,
+    stage: &PreparedStage<'_>,
+) -> Result<Option<LeftBehind>, EngineError> {
+    let path = plan.path.display().to_string();
+    left_behind(conn, &plan.name, &path, stage.id())
+        .or_else(|_| left_behind(conn, &plan.name, &path, stage.id()))
 }

@@ -5,6 +5,13 @@
 //! `lock_timeout` rolls it back whole: the caller lets the application run,
 //! catches up and tries again (`whole_retries.rs`), so the writers never wait
 //! while planrun sleeps.
+//!
+//! The folder holds the batched stage whole: `batched.rs` (the stage, its batches),
+//! `batched_start.rs`, `batch_transaction.rs`, this file, `half_done.rs` (what a
+//! stopped stage leaves), `reset.rs` (`planrun reset`), the server's health
+//! (`throttle.rs`, `health_wait.rs`) and `moving_tables.rs` (for `plan`). Its pieces
+//! are functions over the prepared plan and the contexts (`stage/context.rs`), as
+//! `stage/`'s are; `apply/` calls them, never the other way round.
 
 pub(crate) mod batch_transaction;
 pub(crate) mod batched;
@@ -20,10 +27,10 @@ use std::time::Instant;
 use planrun_report::{StageReport, StageStatus, StepReport};
 use postgres::{GenericClient, Transaction};
 
-use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
+use crate::online::batched::wait_for_health;
 use crate::online::batched::{transform_failure, Work};
 use crate::online::health_wait::HealthWatch;
 use crate::prepared::BatchedStep;
@@ -59,232 +66,220 @@ pub(crate) struct RedoTotals {
     pub started: Option<Instant>,
 }
 
-impl Runner<'_> {
-    /// Redoes the keys the application changed, a pass per transaction, until at
-    /// most [`CUTOVER_BACKLOG`] changes are left; `false` when the stage stops.
-    pub(crate) fn catch_up<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        cx: &mut StageContext<'_, '_>,
-        (batched, work): (&BatchedStep, &Work<'_>),
-        checkpoint: &Checkpoint,
-        watch: &mut HealthWatch,
-        totals: &mut RedoTotals,
-    ) -> Result<bool, EngineError> {
-        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
-        let plan = &self.plan().name;
-        totals.started.get_or_insert_with(Instant::now);
-        let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
-        for pass in 1..=MAX_PASSES {
-            if crate::stage::stage_failure::interrupted_before(stage_report, "a catch-up pass") {
-                return Ok(false);
-            }
-            if self
-                .wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)?
-                .is_none()
-            {
-                return Ok(false);
-            }
-            let pending = change_capture::pending(conn, plan, &stage.id)
-                .map_err(EngineError::database("cannot count the captured changes"))?;
-            if pending <= CUTOVER_BACKLOG {
-                return Ok(true);
-            }
-            let eta = match (totals.changes, totals.started) {
-                (done, Some(started)) if done > 0 => {
-                    let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    format!(
-                        ", about {:.0} s at {rate:.0} changes/s",
-                        pending as f64 / rate
-                    )
-                }
-                _ => String::new(),
-            };
-            run.observer.note(&format!(
-                "{}: catching up, pass {pass}: {pending} changes by the application to redo{eta}",
-                stage.id
-            ));
-            let mut tx = conn
-                .transaction()
-                .map_err(EngineError::database("cannot begin a catch-up pass"))?;
-            set_timeouts(&mut tx, stage, true)?;
-            let redone = self.redo_backlog(&mut tx, run, stage, work, limit, totals);
-            match redone.and_then(|_| Ok(tx.commit()?)) {
-                Ok(()) => {}
-                Err(error) => {
-                    stage_report.status = StageStatus::Failed;
-                    stage_report.error = Some(transform_failure(error, work.name, checkpoint));
-                    return Ok(false);
-                }
-            }
+/// Redoes the keys the application changed, a pass per transaction, until at
+/// most [`CUTOVER_BACKLOG`] changes are left; `false` when the stage stops.
+pub(crate) fn catch_up<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &Checkpoint,
+    watch: &mut HealthWatch,
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
+    let plan = run.plan_name();
+    totals.started.get_or_insert_with(Instant::now);
+    let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
+    for pass in 1..=MAX_PASSES {
+        if crate::stage::stage_failure::interrupted_before(stage_report, "a catch-up pass") {
+            return Ok(false);
         }
-        Ok(true)
-    }
-
-    /// Takes at most `limit` recorded changes in `tx`, redoes their keys and forgets
-    /// exactly those changes; returns how many it took.
-    fn redo_backlog(
-        &self,
-        tx: &mut Transaction<'_>,
-        run: &RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        work: &Work<'_>,
-        limit: i64,
-        totals: &mut RedoTotals,
-    ) -> Result<usize, planrun_transform::TransformError> {
-        let plan = &self.plan().name;
-        change_capture::own_writes(tx)?;
-        let backlog = change_capture::take(tx, plan, &stage.id, limit)?;
-        if backlog.ids.is_empty() {
-            return Ok(0);
+        if wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)?.is_none() {
+            return Ok(false);
         }
-        let report = work.transform.redo_keys(
-            &mut planrun_transform::TransformContext {
-                transaction: tx,
-                params: &work.params,
-                stage_id: &stage.id,
-                run_id: run.run_id,
-                progress: &planrun_transform::NoProgress,
-            },
-            &backlog.keys,
-        )?;
-        change_capture::forget(tx, &backlog.ids)?;
-        totals.passes += 1;
-        totals.changes += backlog.ids.len() as u64;
-        totals.keys += backlog.keys.len() as u64;
-        totals.rows_written += report.rows_written;
-        Ok(backlog.ids.len())
-    }
-
-    /// The cutover, tried again on the stage's schedule while a lock it needs is
-    /// held by the application: between attempts, nothing held, it catches up.
-    /// `false` when it rolled back for good (the report says why).
-    pub(crate) fn cut_over_retried<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        cx: &mut StageContext<'_, '_>,
-        (batched, work): (&BatchedStep, &Work<'_>),
-        checkpoint: &Checkpoint,
-        totals: RedoTotals,
-        started: Instant,
-    ) -> Result<bool, EngineError> {
-        // The cutover's catch-up passes say a wait once per state, as the batches do.
-        let mut online = (conn, totals, HealthWatch::default());
-        let outcome = retry_whole(
-            &mut online,
-            cx,
-            "cutover",
-            |(conn, totals, watch), cx| {
-                self.catch_up(*conn, cx, (batched, work), checkpoint, watch, totals)
-            },
-            |(conn, totals, _), cx| {
-                cx.report.duration_ms = started.elapsed().as_millis() as u64;
-                self.cut_over(*conn, cx, (batched, work), checkpoint, totals)
-            },
-        )?;
-        Ok(outcome.unwrap_or(false))
-    }
-
-    /// The cutover: under the stage's locks, the last backlog, captures read again,
-    /// the checks placed after the batched step, the steps after it, the stage's
-    /// verification of the data as it is now, the capture's and the checkpoint's
-    /// removal and the ledger row, committed together. `Done(false)` when it rolled
-    /// back for good; `LockBusy` when a lock it needs once it holds the stage's
-    /// (the column drop's, the trigger removal's) was not had within one
-    /// `lock_timeout`: it rolled back rather than keep the application waiting, and
-    /// the caller catches up and tries again (`whole_retries.rs`).
-    pub(crate) fn cut_over<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        cx: &mut StageContext<'_, '_>,
-        (batched, work): (&BatchedStep, &Work<'_>),
-        checkpoint: &Checkpoint,
-        totals: &RedoTotals,
-    ) -> Result<Attempt<bool>, EngineError> {
-        let stage = cx.stage;
-        let mut totals = totals.clone();
-        let mut tx = conn.transaction().map_err(EngineError::database(format!(
-            "cannot begin the cutover of stage `{}`",
+        let pending = change_capture::pending(conn, plan, &stage.id)
+            .map_err(EngineError::database("cannot count the captured changes"))?;
+        if pending <= CUTOVER_BACKLOG {
+            return Ok(true);
+        }
+        let eta = match (totals.changes, totals.started) {
+            (done, Some(started)) if done > 0 => {
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                format!(
+                    ", about {:.0} s at {rate:.0} changes/s",
+                    pending as f64 / rate
+                )
+            }
+            _ => String::new(),
+        };
+        run.observer.note(&format!(
+            "{}: catching up, pass {pass}: {pending} changes by the application to redo{eta}",
             stage.id
-        )))?;
+        ));
+        let mut tx = conn
+            .transaction()
+            .map_err(EngineError::database("cannot begin a catch-up pass"))?;
         set_timeouts(&mut tx, stage, true)?;
-        // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
-        // queue) or asking ACCESS EXCLUSIVE (readers queue too).
-        crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
-            EngineError::database("cannot set the cutover's lock_timeout"),
-        )?;
-        cx.report.locks.clear();
-        let cutover_started = Instant::now();
-        if !take_stage_locks(&mut tx, cx)? {
-            let _ = tx.rollback();
-            return Ok(Attempt::Done(false));
-        }
-        // The application's writers of the sources now wait: what is left of the
-        // backlog is all there will be.
-        loop {
-            match self.redo_backlog(&mut tx, cx.run, stage, work, 10_000, &mut totals) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    let _ = tx.rollback();
-                    if let planrun_transform::TransformError::Database(db) = &error {
-                        if let Some(busy) = lock_busy(db, work.name) {
-                            return Ok(busy);
-                        }
-                    }
-                    cx.fail(transform_failure(error, work.name, checkpoint));
-                    return Ok(Attempt::Done(false));
-                }
+        let redone = redo_backlog(&mut tx, run, stage, work, limit, totals);
+        match redone.and_then(|_| Ok(tx.commit()?)) {
+            Ok(()) => {}
+            Err(error) => {
+                stage_report.status = StageStatus::Failed;
+                stage_report.error = Some(transform_failure(error, work.name, checkpoint));
+                return Ok(false);
             }
         }
-        cx.report
-            .steps
-            .push(catch_up_report(&totals, cutover_started));
-        if !after_batched(&mut tx, cx, (batched, work))? {
-            let _ = tx.rollback();
-            if failed_on_lock(cx.report) {
-                if let Some(failure) = cx.report.error.take() {
-                    return Ok(Attempt::LockBusy(Box::new(failure)));
-                }
-            }
-            return Ok(Attempt::Done(false));
-        }
-        self.commit_cutover(tx, cx.run, stage, cx.report)
     }
+    Ok(true)
+}
 
-    /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
-    /// on the sources: one attempt, as for the steps), the ledger row, the
-    /// checkpoint's removal, the commit.
-    fn commit_cutover(
-        &self,
-        mut tx: Transaction<'_>,
-        run: &mut RunContext<'_>,
-        stage: &PreparedStage<'_>,
-        stage_report: &mut StageReport,
-    ) -> Result<Attempt<bool>, EngineError> {
-        let plan = &self.plan().name;
-        if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
-            let _ = tx.rollback();
-            return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
-                context: "cannot remove the change capture".into(),
-                source: error,
-            });
-        }
-        run.observer.progress().phase("committing");
-        let started_at = std::time::SystemTime::now()
-            - std::time::Duration::from_millis(stage_report.duration_ms);
-        record(
-            &mut tx,
-            &StageContext::new(stage, run, stage_report, true),
-            started_at,
-        )?;
-        ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
-        if let Err(error) = tx.commit() {
-            fail_at(stage_report, "COMMIT", &error);
-            return Ok(Attempt::Done(false));
-        }
-        Ok(Attempt::Done(true))
+/// Takes at most `limit` recorded changes in `tx`, redoes their keys and forgets
+/// exactly those changes; returns how many it took.
+fn redo_backlog(
+    tx: &mut Transaction<'_>,
+    run: &RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    work: &Work<'_>,
+    limit: i64,
+    totals: &mut RedoTotals,
+) -> Result<usize, planrun_transform::TransformError> {
+    let plan = run.plan_name();
+    change_capture::own_writes(tx)?;
+    let backlog = change_capture::take(tx, plan, &stage.id, limit)?;
+    if backlog.ids.is_empty() {
+        return Ok(0);
     }
+    let report = work.transform.redo_keys(
+        &mut planrun_transform::TransformContext {
+            transaction: tx,
+            params: &work.params,
+            stage_id: &stage.id,
+            run_id: run.run_id,
+            progress: &planrun_transform::NoProgress,
+        },
+        &backlog.keys,
+    )?;
+    change_capture::forget(tx, &backlog.ids)?;
+    totals.passes += 1;
+    totals.changes += backlog.ids.len() as u64;
+    totals.keys += backlog.keys.len() as u64;
+    totals.rows_written += report.rows_written;
+    Ok(backlog.ids.len())
+}
+
+/// The cutover, tried again on the stage's schedule while a lock it needs is
+/// held by the application: between attempts, nothing held, it catches up.
+/// `false` when it rolled back for good (the report says why).
+pub(crate) fn cut_over_retried<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &Checkpoint,
+    totals: RedoTotals,
+    started: Instant,
+) -> Result<bool, EngineError> {
+    // The cutover's catch-up passes say a wait once per state, as the batches do.
+    let mut online = (conn, totals, HealthWatch::default());
+    let outcome = retry_whole(
+        &mut online,
+        cx,
+        "cutover",
+        |(conn, totals, watch), cx| catch_up(*conn, cx, (batched, work), checkpoint, watch, totals),
+        |(conn, totals, _), cx| {
+            cx.report.duration_ms = started.elapsed().as_millis() as u64;
+            cut_over(*conn, cx, (batched, work), checkpoint, totals)
+        },
+    )?;
+    Ok(outcome.unwrap_or(false))
+}
+
+/// The cutover: under the stage's locks, the last backlog, captures read again,
+/// the checks placed after the batched step, the steps after it, the stage's
+/// verification of the data as it is now, the capture's and the checkpoint's
+/// removal and the ledger row, committed together. `Done(false)` when it rolled
+/// back for good; `LockBusy` when a lock it needs once it holds the stage's
+/// (the column drop's, the trigger removal's) was not had within one
+/// `lock_timeout`: it rolled back rather than keep the application waiting, and
+/// the caller catches up and tries again (`whole_retries.rs`).
+pub(crate) fn cut_over<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &Checkpoint,
+    totals: &RedoTotals,
+) -> Result<Attempt<bool>, EngineError> {
+    let stage = cx.stage;
+    let mut totals = totals.clone();
+    let mut tx = conn.transaction().map_err(EngineError::database(format!(
+        "cannot begin the cutover of stage `{}`",
+        stage.id
+    )))?;
+    set_timeouts(&mut tx, stage, true)?;
+    // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
+    // queue) or asking ACCESS EXCLUSIVE (readers queue too).
+    crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
+        EngineError::database("cannot set the cutover's lock_timeout"),
+    )?;
+    cx.report.locks.clear();
+    let cutover_started = Instant::now();
+    if !take_stage_locks(&mut tx, cx)? {
+        let _ = tx.rollback();
+        return Ok(Attempt::Done(false));
+    }
+    // The application's writers of the sources now wait: what is left of the
+    // backlog is all there will be.
+    loop {
+        match redo_backlog(&mut tx, cx.run, stage, work, 10_000, &mut totals) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => {
+                let _ = tx.rollback();
+                if let planrun_transform::TransformError::Database(db) = &error {
+                    if let Some(busy) = lock_busy(db, work.name) {
+                        return Ok(busy);
+                    }
+                }
+                cx.fail(transform_failure(error, work.name, checkpoint));
+                return Ok(Attempt::Done(false));
+            }
+        }
+    }
+    cx.report
+        .steps
+        .push(catch_up_report(&totals, cutover_started));
+    if !after_batched(&mut tx, cx, (batched, work))? {
+        let _ = tx.rollback();
+        if failed_on_lock(cx.report) {
+            if let Some(failure) = cx.report.error.take() {
+                return Ok(Attempt::LockBusy(Box::new(failure)));
+            }
+        }
+        return Ok(Attempt::Done(false));
+    }
+    commit_cutover(tx, cx.run, stage, cx.report)
+}
+
+/// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
+/// on the sources: one attempt, as for the steps), the ledger row, the
+/// checkpoint's removal, the commit.
+fn commit_cutover(
+    mut tx: Transaction<'_>,
+    run: &mut RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    stage_report: &mut StageReport,
+) -> Result<Attempt<bool>, EngineError> {
+    let plan = run.plan_name();
+    if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
+        let _ = tx.rollback();
+        return lock_busy(&error, "change capture removal").ok_or(EngineError::Database {
+            context: "cannot remove the change capture".into(),
+            source: error,
+        });
+    }
+    run.observer.progress().phase("committing");
+    let started_at =
+        std::time::SystemTime::now() - std::time::Duration::from_millis(stage_report.duration_ms);
+    record(
+        &mut tx,
+        &StageContext::new(stage, run, stage_report, true),
+        started_at,
+    )?;
+    ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
+    if let Err(error) = tx.commit() {
+        fail_at(stage_report, "COMMIT", &error);
+        return Ok(Attempt::Done(false));
+    }
+    Ok(Attempt::Done(true))
 }
 
 /// Under the cutover's locks: captures read again, the checks placed after the

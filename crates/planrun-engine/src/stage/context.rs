@@ -1,12 +1,14 @@
-//! The contexts a stage runs in: the run context every stage of one `apply` shares
-//! (target, options, observer, run id, captures so far, backup, blocker watch, the
-//! prepared plan), and the stage context each piece of a stage (timeouts, locks,
-//! gate, steps, checks, record, failure) is given as `(conn, &mut cx)`: the prepared
-//! stage, the run context, the stage's report and whether it runs in a transaction.
+//! The contexts a stage runs in: the run context every stage of one `apply` (or
+//! `reset`) shares (target, the options a stage needs, observer, run id, captures so
+//! far, backup, blocker watch, the prepared plan), and the stage context each piece
+//! of a stage (timeouts, locks, gate, steps, checks, record, failure) is given as
+//! `(conn, &mut cx)`: the prepared stage, the run context, the stage's report and
+//! whether it runs in a transaction.
 //! Retrying on a lock and reporting each retry is a method of the stage context, so
 //! every piece retries the same way.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use planrun_plan::LockRetries;
@@ -21,11 +23,29 @@ use crate::stage::stage_locks::with_lock_retries;
 use planrun_report::LockRetry;
 use planrun_report::{StageError, StageReport, StageStatus};
 
+/// What a stage needs of its command's options: whether the run is a dry run, and
+/// where the backup before the first change goes (`None`: no backup). `apply` gives
+/// its own; `reset` takes no backup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StageOptions<'r> {
+    pub(crate) dry_run: bool,
+    pub(crate) backup_dir: Option<&'r Path>,
+}
+
+impl<'r> From<&'r ApplyOptions> for StageOptions<'r> {
+    fn from(options: &'r ApplyOptions) -> StageOptions<'r> {
+        StageOptions {
+            dry_run: options.dry_run,
+            backup_dir: options.backup_dir.as_deref(),
+        }
+    }
+}
+
 /// What one `apply` carries from stage to stage.
 pub(crate) struct RunContext<'r> {
     pub(crate) prepared: &'r PreparedPlan<'r>,
     pub(crate) target: &'r Target,
-    pub(crate) options: &'r ApplyOptions,
+    pub(crate) options: StageOptions<'r>,
     pub(crate) observer: &'r dyn Observer,
     pub(crate) run_id: i64,
     /// Captured values so far: this run's and those recorded by done stages.
@@ -47,7 +67,7 @@ impl<'r> RunContext<'r> {
     pub(crate) fn new(
         prepared: &'r PreparedPlan<'r>,
         target: &'r Target,
-        options: &'r ApplyOptions,
+        options: StageOptions<'r>,
         observer: &'r dyn Observer,
         run_id: i64,
     ) -> RunContext<'r> {

@@ -55,7 +55,7 @@ pub(crate) fn gate<C: GenericClient>(
     }
 
     if !cx.run.changed_anything && !cx.run.options.dry_run {
-        if let Some(dir) = &cx.run.options.backup_dir {
+        if let Some(dir) = cx.run.options.backup_dir {
             take_backup(cx.run, dir, stage)?;
         }
     }
