@@ -319,6 +319,10 @@ pub struct PlanArg {
     /// in the plan file's directory; the plan itself cannot widen that.
     #[arg(long = "allow-sql-dir", value_name = "DIR")]
     pub allow_sql_dirs: Vec<PathBuf>,
+    /// Set psql variable NAME to VALUE for the plan's SQL (`:NAME`, `:'NAME'`,
+    /// `:"NAME"`), over the plan's [plan.variables]; repeatable, as `psql --set`.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub variables: Vec<String>,
 }
 
 #[derive(Debug, Args)]

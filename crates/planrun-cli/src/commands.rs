@@ -7,7 +7,8 @@ use std::time::Duration;
 use planrun_contract::{format, Document, Envelope, OutcomeCode};
 use planrun_engine::{exit_codes, ApplyOptions, EngineError, Runner, Target};
 use planrun_plan::{
-    discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind,
+    discover_plan, is_variable_name, render_graph, Dag, GraphFormat, GraphStatus, Operator, Plan,
+    StageState, StepKind,
 };
 
 use crate::args::{
@@ -384,14 +385,14 @@ fn load_plan(
         }
         code
     })?;
-    let sql_dirs = allowed_sql_dirs(arg).map_err(|error| {
+    let operator = operator(arg).map_err(|error| {
         say_err!("error: {error}");
         if json {
             print_json(&ErrorBody::new(command, None, error).document(exit_codes::USAGE));
         }
         exit_codes::USAGE
     })?;
-    Plan::load_checked_allowing(&path, registry, &sql_dirs).map_err(|errors| {
+    Plan::load_checked_allowing(&path, registry, &operator).map_err(|errors| {
         let body = json.then(|| ErrorBody::invalid_plan(command, &errors));
         report(errors);
         if let Some(body) = body {
@@ -401,10 +402,12 @@ fn load_plan(
     })
 }
 
-/// The operator's `--allow-sql-dir` directories, absolute (a relative one is taken
-/// from the working directory, not the plan's); one that does not exist is an error.
-fn allowed_sql_dirs(arg: &PlanArg) -> Result<Vec<PathBuf>, String> {
-    arg.allow_sql_dirs
+/// What the operator adds to the plan: `--allow-sql-dir` directories, absolute (a
+/// relative one is taken from the working directory, not the plan's; one that does
+/// not exist is an error), and `--set NAME=VALUE` variables.
+fn operator(arg: &PlanArg) -> Result<Operator, String> {
+    let sql_dirs = arg
+        .allow_sql_dirs
         .iter()
         .map(|dir| {
             dir.canonicalize()
@@ -412,7 +415,21 @@ fn allowed_sql_dirs(arg: &PlanArg) -> Result<Vec<PathBuf>, String> {
                 .filter(|dir| dir.is_dir())
                 .ok_or_else(|| format!("--allow-sql-dir {}: not a directory", dir.display()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let variables = arg
+        .variables
+        .iter()
+        .map(|assignment| match assignment.split_once('=') {
+            Some((name, value)) if is_variable_name(name) => Ok((name.to_owned(), value.to_owned())),
+            _ => Err(format!(
+                "--set {assignment}: expected NAME=VALUE, NAME being letters, digits and underscores"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Operator {
+        sql_dirs,
+        variables,
+    })
 }
 
 /// `check --format json`: the valid plan's `planrun.check` document, or a
@@ -518,14 +535,14 @@ fn graph(args: &GraphArgs, registry: &Registry) -> i32 {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let sql_dirs = match allowed_sql_dirs(&args.plan) {
+    let operator = match operator(&args.plan) {
         Ok(dirs) => dirs,
         Err(error) => {
             say_err!("error: {error}");
             return exit_codes::USAGE;
         }
     };
-    let plan = match Plan::load_allowing(&path, &sql_dirs) {
+    let plan = match Plan::load_allowing(&path, &operator) {
         Ok(plan) => plan,
         Err(errors) => {
             report(errors);

@@ -111,10 +111,12 @@ fn stage_impact(
             }
             StepKind::Sql { sql } => {
                 let place = format!("inline SQL of step `{}`", step.name);
-                impact.sql(stage, step, sql, &place, context);
+                let sql = crate::sql_rules::expanded_sql(sql, &plan.variables);
+                impact.sql(stage, step, &sql, &place, context);
             }
             StepKind::SqlFile { path, resolved, .. } => {
                 if let Ok(sql) = std::fs::read_to_string(resolved) {
+                    let sql = crate::sql_rules::expanded_sql(&sql, &plan.variables);
                     impact.sql(stage, step, &sql, path, context);
                 }
             }

@@ -5,17 +5,20 @@
 //!
 //! What `planrun check` refuses is refused here too (a plan run without `check`, or a
 //! file changed since): transaction control anywhere, work that needs to run outside a
-//! transaction block in a transactional stage, COPY fed by psql. A concurrent index
+//! transaction block in a transactional stage, COPY read by psql. psql's client side
+//! comes first (`planrun_sql::expand_psql`): variables, and COPY rows sent after their
+//! statement (`copy_in.rs`). A concurrent index
 //! build is made safe to repeat: an invalid index of the same name, left by an earlier
 //! failed build, is dropped first, and an index the build leaves invalid fails the
 //! stage instead of being recorded as applied.
 
 use planrun_plan::Stage;
-use planrun_sql::{parse_script, StatementKind};
-use postgres::{GenericClient, SimpleQueryMessage};
+use planrun_sql::{expand_psql, parse_script, SqlError, StatementKind};
+use postgres::GenericClient;
 
 use crate::apply::run::{RunState, Runner};
 use crate::report::{StageError, StepReport};
+use crate::stage::copy_in::{place_row_error, run_statement};
 use crate::stage::stage_failure::{plain_error, stage_error};
 use crate::stage::stage_locks::{database_error, with_lock_retries};
 
@@ -31,14 +34,17 @@ impl Runner<'_> {
         in_transaction: bool,
         step: &str,
     ) -> Result<StepReport, Box<StageError>> {
-        let statements = parse_script(sql).map_err(|error| {
+        let unreadable = |error: SqlError| {
             let mut failure = plain_error(Some(step), error.message.clone());
             failure.file = file.map(str::to_owned);
             failure.line = Some(error.line);
             failure.column = Some(error.column);
             failure.hint = error.help.clone();
             Box::new(failure)
-        })?;
+        };
+        let script = expand_psql(sql, &self.plan().variables).map_err(unreadable)?;
+        let sql = script.sql.as_str();
+        let statements = parse_script(sql).map_err(unreadable)?;
         let refuse = |offset: usize, message: String| {
             let mut failure = plain_error(Some(step), message);
             failure.file = file.map(str::to_owned);
@@ -50,6 +56,7 @@ impl Runner<'_> {
         let mut notes = Vec::new();
         for statement in &statements {
             let offset = statement.offset;
+            let copy_rows = script.copy_rows(statement);
             match &statement.kind {
                 StatementKind::TransactionControl { what } => {
                     return Err(refuse(
@@ -57,10 +64,10 @@ impl Runner<'_> {
                         format!("{what}: planrun runs each stage in its own transaction; remove it (see `planrun check`)"),
                     ))
                 }
-                StatementKind::CopyStdio { .. } => {
+                StatementKind::CopyStdio { .. } if copy_rows.is_none() => {
                     return Err(refuse(
                         offset,
-                        "COPY FROM STDIN / TO STDOUT is fed by psql; planrun does not".into(),
+                        "COPY TO STDOUT is read by psql; planrun does not".into(),
                     ))
                 }
                 kind => {
@@ -96,25 +103,20 @@ impl Runner<'_> {
                     |attempt, error, delay| {
                         self.report_retry(run, stage, step, (attempt, &retries), error, delay)
                     },
-                    |tx| tx.simple_query(statement.text),
+                    |tx| run_statement(tx, statement.text, copy_rows),
                 )
             } else {
-                conn.simple_query(statement.text)
+                run_statement(conn, statement.text, copy_rows)
             };
             match result {
-                Ok(messages) => {
+                Ok(count) => {
                     run.observer
                         .statement_finished(statement.text, started.elapsed());
-                    rows += messages
-                        .iter()
-                        .map(|message| match message {
-                            SimpleQueryMessage::CommandComplete(count) => *count,
-                            _ => 0,
-                        })
-                        .sum::<u64>();
+                    rows += count;
                 }
                 Err(error) => {
                     let mut failure = stage_error(&error, Some(step.to_owned()), file, sql, offset);
+                    place_row_error(&mut failure, &error, copy_rows);
                     if !in_transaction {
                         failure.message.push_str(" (this stage runs outside a transaction: statements before this one stay committed)");
                     }
