@@ -140,7 +140,7 @@ fn single_quoted(rest: &str) -> (String, usize) {
 pub(crate) fn meta_command_refusal(name: &str) -> (String, &'static str) {
     let (what, help) = match name {
         "if" | "elif" | "else" | "endif" => (
-            "is psql's conditional block",
+            "opens, continues or closes psql's conditional block",
             "make the condition a stage's `skip_if`, or write it in SQL (a DO block)",
         ),
         "gset" | "gexec" => (
@@ -173,7 +173,7 @@ pub(crate) fn meta_command_refusal(name: &str) -> (String, &'static str) {
         | "T" | "timing" | "prompt" | "encoding" | "conninfo" | "errverbose" | "p" | "print"
         | "r" | "reset" | "w" | "write" | "e" | "edit" | "ef" | "ev" | "s" | "h" | "help" | "?"
         | "q" | "quit" | "setenv" | "getenv" | "cd" | "restrict" | "unrestrict" => (
-            "is a psql client command",
+            "changes or prints what psql shows",
             "leave it out: planrun sends SQL to the server and prints its own report",
         ),
         "!" => ("runs a shell command", "planrun runs no shell commands"),
@@ -182,16 +182,16 @@ pub(crate) fn meta_command_refusal(name: &str) -> (String, &'static str) {
             "put the rows right after a `COPY ... FROM stdin;` line",
         ),
         name if name.starts_with('d') || name.starts_with('l') || name.starts_with('s') => (
-            "is a psql command that describes or edits objects",
+            "describes or edits objects in psql",
             "leave it out: planrun sends SQL to the server",
         ),
         _ => (
-            "is a psql meta-command",
+            "planrun does not run",
             "write it as SQL; planrun runs `\\set` and `\\unset` and no other meta-command",
         ),
     };
     (
-        format!("`\\{name}` {what}; planrun sends SQL to the server, not psql commands"),
+        format!("`\\{name}` is a psql meta-command that {what}; planrun sends SQL to the server, not psql commands"),
         help,
     )
 }

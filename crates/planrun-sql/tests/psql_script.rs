@@ -61,18 +61,18 @@ fn other_meta_commands_are_refused_with_their_line_and_what_they_do() {
         (
             "SELECT 1;\n\\if :x\nSELECT 2;\n\\endif\n",
             2,
-            "`\\if` is psql's conditional block",
+            "`\\if` is a psql meta-command that opens, continues or closes psql's conditional block",
         ),
         (
             "SELECT 1 AS a \\gset\n",
             1,
-            "`\\gset` stores a query's result in psql variables",
+            "`\\gset` is a psql meta-command that stores a query's result in psql variables",
         ),
-        ("\n\n\\i other.sql\n", 3, "`\\i` includes another file"),
+        ("\n\n\\i other.sql\n", 3, "`\\i` is a psql meta-command that includes another file"),
         (
             "\\connect other\n",
             1,
-            "`\\connect` connects to another database",
+            "`\\connect` is a psql meta-command that connects to another database",
         ),
         ("\\set x `date`\n", 1, "a backquoted shell command"),
     ] {
