@@ -276,7 +276,7 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
                     say!(
                         "reset {} on {} (from {}): the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
                         report.stage,
-                        report.target,
+                        planrun_conninfo::display_target(&report.target),
                         report.target_source,
                         crate::output::count_signed(report.batches),
                         report.last_key.map_or("-".into(), |key| key.to_string()),

@@ -195,7 +195,9 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail:
         "{}",
         style.bold(&format!(
             "planrun rehearse {} -> {} (from {})",
-            report.plan, report.target, report.target_source
+            report.plan,
+            planrun_conninfo::display_target(&report.target),
+            report.target_source
         ))
     );
     let _ = writeln!(

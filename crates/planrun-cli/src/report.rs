@@ -478,7 +478,9 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     };
     let mut title = format!(
         "planrun {command} {} -> {} (from {})",
-        report.plan, report.target, report.target_source
+        report.plan,
+        planrun_conninfo::display_target(&report.target),
+        report.target_source
     );
     if let (Some(run), false) = (report.run_id, report.dry_run) {
         let _ = write!(title, " [run {run}]");
@@ -809,7 +811,9 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         "{}",
         style.bold(&format!(
             "planrun status {} -> {} (from {})",
-            report.plan, report.target, report.target_source
+            report.plan,
+            planrun_conninfo::display_target(&report.target),
+            report.target_source
         ))
     );
     if !report.ledger_exists {
