@@ -184,3 +184,38 @@ fn the_man_page_documents_every_command() {
     }
     assert!(out.join("planrun.1").is_file());
 }
+
+/// `man --out-dir` into a directory where someone planted a symlink named like a page
+/// (issue 26, item 13): the page replaces the link, and the file it pointed to, outside
+/// the directory, stays as it was.
+#[test]
+fn man_out_dir_does_not_write_through_a_planted_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    std::fs::create_dir(&out).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "not a man page\n").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("planrun-apply.1")).unwrap();
+
+    let written = run(dir.path(), &["man", "--out-dir", "man1"]);
+    assert!(written.status.success(), "{}", describe(&written));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "not a man page\n",
+        "the symlink's target was overwritten"
+    );
+    let page = out.join("planrun-apply.1");
+    assert!(
+        !std::fs::symlink_metadata(&page).unwrap().is_symlink(),
+        "the page is a file of its own"
+    );
+    assert!(std::fs::read_to_string(&page)
+        .unwrap()
+        .contains(".TH planrun-apply 1"));
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".1"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

@@ -535,3 +535,108 @@ fn commands_print_an_error_document_before_they_reach_the_database() {
     let error = document(&format::ERROR, &unreachable, "cannot_connect");
     assert_eq!(error["plan"], "memoir", "{error:#}");
 }
+
+/// Every (command, exit code) reached without a database, or with one that cannot be
+/// reached, under `--format json`: exactly one document on stdout (the whole of
+/// stdout parses as one), valid against its schema, its outcome the exit code's
+/// (issue 26, item 10). The exits that need a database (0 of the commands below that
+/// read one, 11 to 14, 18) are the other tests' of this file; `docs/exit-codes.md`
+/// lists which test holds each pair, and the exits no JSON test reaches yet.
+///
+/// | command | exits covered here |
+/// |---|---|
+/// | `check` | 0, 2 (unknown option, no such plan), 10 |
+/// | `graph` | 0, 2 (unknown option, no such plan), 10, 16 (`--status`) |
+/// | `transforms` | 0, 2 (unknown option) |
+/// | `apply` | 2 (`--lock-wait soon`), 10, 16 |
+/// | `plan`, `verify`, `rehearse` | 2 (unknown option), 10, 16 |
+/// | `status` | 2 (no such plan), 10, 16 |
+/// | `reset` | 2 (no STAGE, a stage that is not batched), 10 |
+/// | none, `help` | 2 (unknown option) |
+#[test]
+fn every_command_prints_one_document_on_every_exit_reached_without_a_database() {
+    let root = repo_root();
+    let memoir = "plans/memoir.toml";
+    let broken = "tests/plans/broken/many_problems.toml";
+    let cases: &[(&[&str], &Format, &str)] = &[
+        (&["check", memoir], &format::CHECK, "valid"),
+        (&["check", memoir, "--bogus"], &format::ERROR, "usage"),
+        (&["check", "nope.toml"], &format::ERROR, "usage"),
+        (&["check", broken], &format::ERROR, "invalid_plan"),
+        (&["graph", memoir], &format::GRAPH, "ok"),
+        (&["graph", memoir, "--bogus"], &format::ERROR, "usage"),
+        (&["graph", "nope.toml"], &format::ERROR, "usage"),
+        (&["graph", broken], &format::ERROR, "invalid_plan"),
+        (
+            &["graph", memoir, "--status"],
+            &format::ERROR,
+            "cannot_connect",
+        ),
+        (&["transforms"], &format::TRANSFORMS, "ok"),
+        (&["transforms", "--bogus"], &format::ERROR, "usage"),
+        (
+            &["apply", memoir, "--lock-wait", "soon"],
+            &format::ERROR,
+            "usage",
+        ),
+        (&["apply", broken], &format::ERROR, "invalid_plan"),
+        (&["apply", memoir], &format::ERROR, "cannot_connect"),
+        (&["plan", memoir, "--bogus"], &format::ERROR, "usage"),
+        (&["plan", broken], &format::ERROR, "invalid_plan"),
+        (&["plan", memoir], &format::ERROR, "cannot_connect"),
+        (&["verify", memoir, "--bogus"], &format::ERROR, "usage"),
+        (&["verify", broken], &format::ERROR, "invalid_plan"),
+        (&["verify", memoir], &format::ERROR, "cannot_connect"),
+        (&["rehearse", memoir, "--bogus"], &format::ERROR, "usage"),
+        (&["rehearse", broken], &format::ERROR, "invalid_plan"),
+        (&["rehearse", memoir], &format::ERROR, "cannot_connect"),
+        (&["status", "nope.toml"], &format::ERROR, "usage"),
+        (&["status", broken], &format::ERROR, "invalid_plan"),
+        (&["status", memoir], &format::ERROR, "cannot_connect"),
+        (&["reset"], &format::ERROR, "usage"),
+        (
+            &["reset", "split_chapters", memoir],
+            &format::ERROR,
+            "usage",
+        ),
+        (&["reset", "x", broken], &format::ERROR, "invalid_plan"),
+        (&["--bogus"], &format::ERROR, "usage"),
+        (&["help", "--bogus"], &format::ERROR, "usage"),
+    ];
+    let unreachable = "postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2";
+    for (args, format, outcome) in cases {
+        for spelling in [&["--format", "json"][..], &["--format=json"]] {
+            let mut all = args.to_vec();
+            all.extend(spelling);
+            let output = planrun(PLANRUN, &root, &all, &[("DATABASE_URL", unreachable)]);
+            let error = document(format, &output, outcome);
+            let command = match args[0] {
+                "--bogus" => "planrun",
+                command => command,
+            };
+            if format.name == format::ERROR.name {
+                assert_eq!(error["command"], command, "{all:?}: {error:#}");
+            }
+            assert!(!error.to_string().contains(":pw@"), "{all:?}: {error:#}");
+        }
+    }
+}
+
+/// Without `--format json` a refused command line prints clap's message and nothing
+/// on stdout, as before; with it, clap's words are the document's `error`, passwords
+/// hidden.
+#[test]
+fn a_refused_command_line_is_a_document_only_when_json_was_asked_for() {
+    let root = repo_root();
+    let text = planrun(PLANRUN, &root, &["check", "--bogus"], &[]);
+    assert_eq!(text.status.code(), Some(exit_codes::USAGE));
+    assert!(text.stdout.is_empty(), "{}", describe(&text));
+    assert!(String::from_utf8_lossy(&text.stderr).contains("--bogus"));
+
+    let secret = "--database-url=postgresql://u:hunter2@db/x";
+    let json = planrun(PLANRUN, &root, &["check", secret, "--format", "json"], &[]);
+    let error = document(&format::ERROR, &json, "usage");
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("--database-url"), "{error:#}");
+    assert!(!message.contains("hunter2"), "{error:#}");
+}

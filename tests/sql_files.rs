@@ -1,7 +1,9 @@
 //! SQL files as PostgreSQL's parser reads them, run against a real PostgreSQL: the
 //! constructs a `;` scanner cut apart, the psql idioms planrun refuses before anything
 //! connects, a clean session per stage, concurrent index builds that a failure cannot
-//! fool, one read of each file per run, and checksums that ignore layout.
+//! fool, one read of each file per run, and checksums that ignore layout; and what
+//! `check` refuses because `apply` would fail on it (issue 26, item 11): a file that
+//! is not UTF-8, a stage id or plan name longer than the ledger can index.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -432,4 +434,106 @@ fn a_plan_cannot_widen_its_own_sql_confinement() {
         &[],
     );
     assert_eq!(allowed.status.code(), Some(0), "{}", describe(&allowed));
+}
+
+/// A SQL file in Latin-1 (`é` as the single byte 0xe9): `check` refused nothing and
+/// `apply` failed reading it (exit 1). Now `check` names the file, the byte and its
+/// line, with a label on the plan's `sql_file`.
+#[test]
+fn check_refuses_a_sql_file_that_is_not_utf8() {
+    let dir = plan_dir(&one_stage("latin1.sql"), &[]);
+    let mut latin1 = b"SELECT 1;\nSELECT 'caf".to_vec();
+    latin1.extend([0xe9, b'\'', b';', b'\n']);
+    std::fs::write(dir.path().join("latin1.sql"), latin1).unwrap();
+
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["check", "plan.toml", "--format", "json"],
+        &[],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "{}",
+        describe(&output)
+    );
+    let error: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let problem = &error["problems"][0];
+    assert_eq!(problem["code"], "plan::sql_not_utf8", "{error:#}");
+    let message = problem["message"].as_str().unwrap();
+    assert!(
+        message.contains("`latin1.sql`") && message.contains("byte 21 (line 2)"),
+        "{message}"
+    );
+    assert_eq!(
+        problem["labels"][0]["line"], 8,
+        "the sql_file line: {error:#}"
+    );
+    assert!(
+        problem["labels"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("byte 21"),
+        "{error:#}"
+    );
+}
+
+/// Stage ids and plan names are indexed together in the ledger, whose b-tree entries
+/// hold at most 2,704 bytes: a 3,000-character id passed `check` and failed `apply`
+/// with exit 13. The longest allowed (200 characters, each) applies, hard to compress
+/// as they are; one character more is refused by `check`, with a label on it.
+#[test]
+fn names_are_refused_by_check_over_the_length_the_ledger_indexes() {
+    let noise = |seed: u64, len: usize| -> String {
+        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.";
+        let mut state = seed;
+        let mut text = String::from("s");
+        while text.len() < len {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push(alphabet[(state >> 33) as usize % alphabet.len()] as char);
+        }
+        text
+    };
+    let plan = |name: &str, id: &str| {
+        format!("[plan]\nname = \"{name}\"\n\n[[stage]]\nid = \"{id}\"\n[[stage.step]]\nsql = \"SELECT 1\"\n")
+    };
+    let longest = plan_dir(&plan(&noise(1, 200), &noise(2, 200)), &[]);
+    assert!(
+        check(longest.path()).status.success(),
+        "{}",
+        describe(&check(longest.path()))
+    );
+    let db = TestDb::new();
+    let applied = apply(longest.path(), &db, &[]);
+    assert!(applied.status.success(), "{}", describe(&applied));
+
+    for (name, id, what) in [
+        (
+            noise(1, 20),
+            noise(3, 201),
+            "stage id is 201 characters long",
+        ),
+        (
+            noise(4, 201),
+            noise(2, 20),
+            "plan name is 201 characters long",
+        ),
+    ] {
+        let dir = plan_dir(&plan(&name, &id), &[]);
+        let output = check(dir.path());
+        assert_eq!(
+            output.status.code(),
+            Some(exit_codes::INVALID_PLAN),
+            "{}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(what) && stderr.contains("201 characters"),
+            "{stderr}"
+        );
+    }
 }

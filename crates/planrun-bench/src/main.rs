@@ -9,9 +9,11 @@
 //! cargo run --release -p planrun-bench -- --chapters 100000
 //! cargo run --release -p planrun-bench -- --chapters 100000 --online
 //! cargo run --release -p planrun-bench -- --chapters 10000 --capture-cost
+//! cargo run --release -p planrun-bench -- --check-scaling 10000
 //! ```
 
 mod capture_cost;
+mod check_scaling;
 mod checks;
 mod data;
 mod floor;
@@ -61,6 +63,10 @@ struct Args {
     /// batched stage, with it, and with the former capture, for a typical and a 5 MB row.
     #[arg(long)]
     capture_cost: bool,
+    /// Only `planrun check` of generated plans of N stages, a chain and independent
+    /// stages, beside N/2 of each; no database.
+    #[arg(long, value_name = "N")]
+    check_scaling: Option<usize>,
     /// Leave the cluster running at the end and print how to stop it.
     #[arg(long)]
     keep: bool,
@@ -88,6 +94,11 @@ fn run(args: &Args) -> Result<(), String> {
         .canonicalize()
         .map_err(|e| format!("cannot find the plan {}: {e}", plan.display()))?;
     let plan_dir = plan.parent().unwrap_or(&plan).to_path_buf();
+
+    if let Some(stages) = args.check_scaling {
+        check_scaling::print(&check_scaling::run(&planrun, stages)?);
+        return Ok(());
+    }
 
     eprintln!(
         "planrun-bench: {} chapters, images {images}, seed {}; planrun = {}",

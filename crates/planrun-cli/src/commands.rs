@@ -49,15 +49,6 @@ pub fn dispatch(cli: Cli, registry: &Registry) -> i32 {
     }
 }
 
-fn target(args: &ConnectionArgs) -> Result<Target, i32> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let target = Target::resolve(args.database_url.as_deref(), &cwd).map_err(engine_failure)?;
-    if let Some(warning) = target.warning() {
-        say_err!("warning: {warning}");
-    }
-    Ok(target)
-}
-
 /// Tells the user, on stderr, what a signal does to the run.
 fn notify(text: &str) {
     say_err!("\nplanrun: {text}");
@@ -116,7 +107,7 @@ pub(crate) fn plan_and_target(
     command: &str,
     format: ReportFormat,
 ) -> Result<(Plan, Target), i32> {
-    let plan = load_plan(plan, registry, command, format)?;
+    let plan = load_plan(plan, Some(registry), command, format)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let target = Target::resolve(connection.database_url.as_deref(), &cwd)
         .map_err(|error| failure(command, error, &plan, format))?;
@@ -316,15 +307,22 @@ fn verify(args: &DbCommandArgs, style: Style, detail: Detail, registry: &Registr
     }
 }
 
-/// Ledger state per stage for `graph --status`.
+/// Ledger state per stage for `graph --status`; a failure is a `planrun.error`
+/// document too when the graph is asked for in JSON.
 fn graph_status(
     plan: &Plan,
     connection: &ConnectionArgs,
     registry: &Registry,
+    format: ReportFormat,
 ) -> Result<GraphStatus, i32> {
-    let target = target(connection)?;
-    let runner = Runner::new(plan, registry).map_err(engine_failure)?;
-    let report = planrun_engine::status(&runner, &target).map_err(engine_failure)?;
+    let fail = |error| failure("graph", error, plan, format);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let target = Target::resolve(connection.database_url.as_deref(), &cwd).map_err(fail)?;
+    if let Some(warning) = target.warning() {
+        say_err!("warning: {warning}");
+    }
+    let runner = Runner::new(plan, registry).map_err(fail)?;
+    let report = planrun_engine::status(&runner, &target).map_err(fail)?;
     Ok(report
         .stages
         .into_iter()
@@ -342,31 +340,17 @@ fn graph_status(
         .collect())
 }
 
-/// The plan path from the argument, `$PLANRUN_PLAN` or `./plans`.
-fn plan_path(arg: &PlanArg) -> Result<PathBuf, i32> {
-    let env = std::env::var("PLANRUN_PLAN").ok();
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    discover_plan(arg.plan.as_deref(), env.as_deref(), &cwd).map_err(|error| {
-        say_err!("error: {error}");
-        if error.is_usage() {
-            exit_codes::USAGE
-        } else {
-            exit_codes::ERROR
-        }
-    })
-}
-
 /// Loads the plan with every offline check, printing diagnostics on failure.
 fn load_checked(arg: &PlanArg, registry: &Registry) -> Result<Plan, i32> {
-    load_plan(arg, registry, "check", ReportFormat::Text)
+    load_plan(arg, Some(registry), "check", ReportFormat::Text)
 }
 
-/// [`load_checked`]; with `--format json` a plan that cannot be found or is invalid
-/// is also a `planrun.error` document of `command` on stdout (diagnostics still go to
-/// stderr).
+/// [`load_checked`] (the structure only, without a `registry`: `graph`); with
+/// `--format json` a plan that cannot be found or is invalid is also a
+/// `planrun.error` document of `command` on stdout (diagnostics still go to stderr).
 fn load_plan(
     arg: &PlanArg,
-    registry: &Registry,
+    registry: Option<&Registry>,
     command: &str,
     format: ReportFormat,
 ) -> Result<Plan, i32> {
@@ -392,7 +376,11 @@ fn load_plan(
         }
         exit_codes::USAGE
     })?;
-    Plan::load_checked_allowing(&path, registry, &operator).map_err(|errors| {
+    let loaded = match registry {
+        Some(registry) => Plan::load_checked_allowing(&path, registry, &operator),
+        None => Plan::load_allowing(&path, &operator),
+    };
+    loaded.map_err(|errors| {
         let body = json.then(|| ErrorBody::invalid_plan(command, &errors));
         report(errors);
         if let Some(body) = body {
@@ -435,7 +423,7 @@ fn operator(arg: &PlanArg) -> Result<Operator, String> {
 /// `check --format json`: the valid plan's `planrun.check` document, or a
 /// `planrun.error` with every problem of an invalid one.
 fn check_json(arg: &PlanArg, registry: &Registry) -> i32 {
-    match load_plan(arg, registry, "check", ReportFormat::Json) {
+    match load_plan(arg, Some(registry), "check", ReportFormat::Json) {
         Ok(plan) => {
             let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
             print_json(&Document::new(
@@ -457,6 +445,17 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
         Err(code) => return code,
     };
     let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
+    say_plan_counts(&plan, &dag);
+    say_order_and_locks(&plan, &dag, registry);
+    say_raw!(
+        "{}",
+        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, registry))
+    );
+    exit_codes::SUCCESS
+}
+
+/// `check`'s summary of the plan: its name, then how many stages, steps and checks.
+fn say_plan_counts(plan: &Plan, dag: &Dag) {
     let stages = &plan.stages;
     let optional = stages.iter().filter(|stage| stage.optional).count();
     let steps: Vec<_> = stages.iter().flat_map(|stage| &stage.steps).collect();
@@ -494,6 +493,11 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
         ),
         counted(count(|s| s.verify.len()), "verification"),
     );
+}
+
+/// `check`'s order of the stages, and the locks each takes at its start.
+fn say_order_and_locks(plan: &Plan, dag: &Dag, registry: &Registry) {
+    let stages = &plan.stages;
     let order: Vec<String> = dag
         .order()
         .iter()
@@ -523,35 +527,21 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
             say!("    {id}: {}", locks.join(", "));
         }
     }
-    say_raw!(
-        "{}",
-        crate::lock_report::render_lock_impact(&plan.lock_impact(&dag, registry))
-    );
-    exit_codes::SUCCESS
 }
 
 fn graph(args: &GraphArgs, registry: &Registry) -> i32 {
-    let path = match plan_path(&args.plan) {
-        Ok(path) => path,
-        Err(code) => return code,
+    let json = if args.format == GraphFormatArg::Json {
+        ReportFormat::Json
+    } else {
+        ReportFormat::Text
     };
-    let operator = match operator(&args.plan) {
-        Ok(dirs) => dirs,
-        Err(error) => {
-            say_err!("error: {error}");
-            return exit_codes::USAGE;
-        }
-    };
-    let plan = match Plan::load_allowing(&path, &operator) {
+    let plan = match load_plan(&args.plan, None, "graph", json) {
         Ok(plan) => plan,
-        Err(errors) => {
-            report(errors);
-            return exit_codes::INVALID_PLAN;
-        }
+        Err(code) => return code,
     };
     let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
     let status = if args.status {
-        match graph_status(&plan, &args.connection, registry) {
+        match graph_status(&plan, &args.connection, registry, json) {
             Ok(status) => Some(status),
             Err(code) => return code,
         }

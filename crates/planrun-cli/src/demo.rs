@@ -10,10 +10,10 @@ use crate::json_lines::json_lines;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use planrun_engine::{exit_codes, ApplyOptions, Runner, Source, Target};
+use planrun_engine::{exit_codes, ApplyOptions, RunReport, Runner, Source, Target};
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_plan::{render_graph, Dag, GraphFormat, Plan};
-use planrun_tempdb::TempCluster;
+use planrun_tempdb::{KeptCluster, TempCluster};
 use planrun_transform::Registry;
 
 use crate::args::DemoArgs;
@@ -76,18 +76,7 @@ pub fn run(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -
 }
 
 fn demo(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> Result<i32, String> {
-    // A binary of one's own may leave the memoir transforms out; say so rather than
-    // show the shipped plan's "unknown transform" diagnostics.
-    let mut memoir = Registry::new();
-    planrun_memoir::register(&mut memoir);
-    if let Some(missing) = memoir.iter().find(|t| registry.get(t.name()).is_none()) {
-        return Err(format!(
-            "the demo runs the memoir plan, which needs the transform `{}`: this planrun \
-             binary was built without the memoir transforms (its `Planrun` needs \
-             `.with_memoir_transforms()`)",
-            missing.name()
-        ));
-    }
+    require_memoir_transforms(registry)?;
     let scratch = tempfile::Builder::new()
         .prefix("planrun-demo-")
         .tempdir()
@@ -102,6 +91,71 @@ fn demo(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> R
         style.bold("planrun demo: the memoir migration on a throwaway PostgreSQL")
     );
     let started = Instant::now();
+    let (cluster, url) = start_cluster(started)?;
+    let mut client = postgres::Client::connect(&url, postgres::NoTls)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    load_legacy_data(&mut client, args, images)?;
+    let sample = pick_sample(&mut client)?;
+    let before = sample
+        .map(|id| chapter_before(&mut client, id))
+        .transpose()?;
+
+    let dag = Dag::build(&plan).map_err(|_| "the memoir plan has a cycle".to_owned())?;
+    say!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
+    let report = apply(&plan, registry, &url, scratch.path())?;
+    say!();
+    // The backup is said at the end, where it is kept or removed.
+    let mut shown = report.clone();
+    shown.backup_file = None;
+    say_raw!("{}", render_run(&shown, style, detail));
+
+    if let (Some(id), Some(before)) = (sample, before) {
+        show_chapter(&mut client, id, before, style)?;
+    }
+    drop(client);
+    let local_plan = plan_file.is_relative();
+    let plan_arg = if local_plan {
+        plan_file.display().to_string()
+    } else {
+        "plans/memoir.toml".to_owned()
+    };
+    say!();
+    if args.keep {
+        let kept = cluster.keep();
+        let scratch = scratch.keep();
+        say_kept(
+            &kept,
+            &scratch,
+            &url,
+            &plan_arg,
+            report.backup_file.as_deref(),
+        );
+    } else {
+        drop(cluster);
+        drop(scratch);
+        say_removed(started, local_plan, &plan_arg);
+    }
+    Ok(report.exit_code)
+}
+
+/// A binary of one's own may leave the memoir transforms out; say so rather than
+/// show the shipped plan's "unknown transform" diagnostics.
+fn require_memoir_transforms(registry: &Registry) -> Result<(), String> {
+    let mut memoir = Registry::new();
+    planrun_memoir::register(&mut memoir);
+    if let Some(missing) = memoir.iter().find(|t| registry.get(t.name()).is_none()) {
+        return Err(format!(
+            "the demo runs the memoir plan, which needs the transform `{}`: this planrun \
+             binary was built without the memoir transforms (its `Planrun` needs \
+             `.with_memoir_transforms()`)",
+            missing.name()
+        ));
+    }
+    Ok(())
+}
+
+/// A throwaway cluster with the demo's database, and that database's URL.
+fn start_cluster(started: Instant) -> Result<(TempCluster, String), String> {
     // Socket-only: with `--keep` it may run for a while, and no other local account
     // should be able to connect to it.
     let cluster = TempCluster::builder()
@@ -116,13 +170,19 @@ fn demo(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> R
         cluster.socket_dir().display(),
         started.elapsed().as_secs_f64()
     );
+    Ok((cluster, url))
+}
 
-    let mut client = postgres::Client::connect(&url, postgres::NoTls)
-        .map_err(|e| format!("cannot connect: {e}"))?;
+/// The legacy schema, filled with `args.chapters` synthetic chapters.
+fn load_legacy_data(
+    client: &mut postgres::Client,
+    args: &DemoArgs,
+    images: ImagesType,
+) -> Result<(), String> {
     let loading = Instant::now();
-    create_legacy_schema(&mut client, images)
+    create_legacy_schema(client, images)
         .map_err(|e| format!("cannot create the legacy schema: {e}"))?;
-    let loaded = load_legacy(&mut client, args.seed, args.chapters, images)
+    let loaded = load_legacy(client, args.seed, args.chapters, images)
         .map_err(|e| format!("cannot load legacy data: {e}"))?;
     say!(
         "loaded {} legacy chapters of {} memoirs (images as {}, seed {}) in {:.1} s",
@@ -132,104 +192,95 @@ fn demo(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> R
         args.seed,
         loading.elapsed().as_secs_f64()
     );
-    let sample = pick_sample(&mut client)?;
-    let before = sample
-        .map(|id| chapter_before(&mut client, id))
-        .transpose()?;
+    Ok(())
+}
 
-    let dag = Dag::build(&plan).map_err(|_| "the memoir plan has a cycle".to_owned())?;
-    say!("\n{}", render_graph(&plan, &dag, GraphFormat::Text, None));
-
-    let target = Target::parse(&url, Source::Planrun).map_err(|e| e.to_string())?;
-    let runner = Runner::new(&plan, registry).map_err(|e| e.to_string())?;
+/// The memoir plan applied to `url`, optional stages included, its backup in `scratch`.
+fn apply(plan: &Plan, registry: &Registry, url: &str, scratch: &Path) -> Result<RunReport, String> {
+    let target = Target::parse(url, Source::Planrun).map_err(|e| e.to_string())?;
+    let runner = Runner::new(plan, registry).map_err(|e| e.to_string())?;
     let options = ApplyOptions {
         include_optional: true,
-        backup_dir: Some(scratch.path().join("backups")),
+        backup_dir: Some(scratch.join("backups")),
         ..ApplyOptions::default()
     };
     let live = Live::new(true);
-    let report = runner
+    runner
         .apply(&target, &options, &live)
-        .map_err(|e| e.to_string())?;
-    say!();
-    // The backup is said at the end, where it is kept or removed.
-    let mut shown = report.clone();
-    shown.backup_file = None;
-    say_raw!("{}", render_run(&shown, style, detail));
+        .map_err(|e| e.to_string())
+}
 
-    if let (Some(id), Some(before)) = (sample, before) {
-        let after = chapter_after(&mut client, id)?;
-        say!("\n{}", style.bold(&format!("chapter {id} before:")));
-        say_raw!("{}", before.text);
-        say!("{}", style.bold(&format!("chapter {id} after:")));
-        say_raw!("{}", after.text);
-        let mut markers = before.markers;
-        markers.extend(after.markers);
-        if !markers.is_empty() {
-            let legend: Vec<String> = markers
-                .iter()
-                .map(|(marker, name)| format!("{marker} marks {name}"))
-                .collect();
-            say!("  ({}; │ starts each line)", legend.join(", "));
-        }
+/// Chapter `id` as it was before the migration and as it is now.
+fn show_chapter(
+    client: &mut postgres::Client,
+    id: i64,
+    before: Shown,
+    style: Style,
+) -> Result<(), String> {
+    let after = chapter_after(client, id)?;
+    say!("\n{}", style.bold(&format!("chapter {id} before:")));
+    say_raw!("{}", before.text);
+    say!("{}", style.bold(&format!("chapter {id} after:")));
+    say_raw!("{}", after.text);
+    let mut markers = before.markers;
+    markers.extend(after.markers);
+    if !markers.is_empty() {
+        let legend: Vec<String> = markers
+            .iter()
+            .map(|(marker, name)| format!("{marker} marks {name}"))
+            .collect();
+        say!("  ({}; │ starts each line)", legend.join(", "));
     }
-    drop(client);
-    let local_plan = plan_file.is_relative();
-    let plan_arg = if local_plan {
-        plan_file.display().to_string()
+    Ok(())
+}
+
+/// `--keep`: where the cluster, the backup and the scratch files are, and what to try.
+fn say_kept(kept: &KeptCluster, scratch: &Path, url: &str, plan_arg: &str, backup: Option<&str>) {
+    say!("the cluster is still running: {url}");
+    say!("data directory: {}", kept.data_dir.display());
+    if let Some(file) = backup {
+        say!("backup taken before the first change: {file}");
+    }
+    say!("stop it with: {}", kept.stop_command);
+    say!(
+        "the backup and the demo's scratch files stay in {}: remove it when done",
+        scratch.display()
+    );
+    say!("next: planrun status {plan_arg} --database-url '{url}'");
+    say!("next: planrun verify {plan_arg} --database-url '{url}' -v");
+    say!("next: psql '{url}'    (chapters, chapter_sections, memoir_images)");
+}
+
+/// Everything removed: how long the demo took, and what to try next.
+fn say_removed(started: Instant, local_plan: bool, plan_arg: &str) {
+    say!(
+        "the throwaway cluster is removed, and with it the backup taken before the first change ({:.1} s in all)",
+        started.elapsed().as_secs_f64()
+    );
+    let first = if local_plan {
+        (
+            format!("planrun check {plan_arg}"),
+            "the plan the demo ran, checked offline",
+        )
     } else {
-        "plans/memoir.toml".to_owned()
+        (
+            "planrun init shop".to_owned(),
+            "a commented starter plan of your own",
+        )
     };
-    say!();
-    if args.keep {
-        let kept = cluster.keep();
-        let scratch = scratch.keep();
-        say!("the cluster is still running: {url}");
-        say!("data directory: {}", kept.data_dir.display());
-        if let Some(file) = &report.backup_file {
-            say!("backup taken before the first change: {file}");
-        }
-        say!("stop it with: {}", kept.stop_command);
-        say!(
-            "the backup and the demo's scratch files stay in {}: remove it when done",
-            scratch.display()
-        );
-        say!("next: planrun status {plan_arg} --database-url '{url}'");
-        say!("next: planrun verify {plan_arg} --database-url '{url}' -v");
-        say!("next: psql '{url}'    (chapters, chapter_sections, memoir_images)");
-    } else {
-        drop(cluster);
-        drop(scratch);
-        say!(
-            "the throwaway cluster is removed, and with it the backup taken before the first change ({:.1} s in all)",
-            started.elapsed().as_secs_f64()
-        );
-        let first = if local_plan {
-            (
-                format!("planrun check {plan_arg}"),
-                "the plan the demo ran, checked offline",
-            )
-        } else {
-            (
-                "planrun init shop".to_owned(),
-                "a commented starter plan of your own",
-            )
-        };
-        for (what, why) in [
-            first,
-            (
-                "planrun demo --keep".to_owned(),
-                "keeps the cluster, for status, verify -v and psql",
-            ),
-            (
-                "docs/memoir.md".to_owned(),
-                "the runbook this plan replaces, and how to write your own",
-            ),
-        ] {
-            say!("next: {what:<32} ({why})");
-        }
+    for (what, why) in [
+        first,
+        (
+            "planrun demo --keep".to_owned(),
+            "keeps the cluster, for status, verify -v and psql",
+        ),
+        (
+            "docs/memoir.md".to_owned(),
+            "the runbook this plan replaces, and how to write your own",
+        ),
+    ] {
+        say!("next: {what:<32} ({why})");
     }
-    Ok(report.exit_code)
 }
 
 /// Text as it reads, one line per line behind `│`, with markers for the whitespace

@@ -1,6 +1,7 @@
 //! The JSON documents whose bodies the command line assembles itself (`planrun.check`,
-//! `planrun.transforms`, `planrun.error`), and [`json_schemas`]: every document
-//! planrun prints with its JSON Schema, as `docs/schemas/` holds them.
+//! `planrun.transforms`, `planrun.error`, a command line clap refused included), and
+//! [`json_schemas`]: every document planrun prints with its JSON Schema, as
+//! `docs/schemas/` holds them.
 
 use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
 use planrun_engine::rehearse::RehearsalReport;
@@ -106,12 +107,6 @@ impl CheckReport {
             .count();
         let count = |f: fn(&planrun_plan::Stage) -> usize| stages.iter().map(f).sum::<usize>();
         let levels = dag.levels();
-        let level_of = |index: usize| {
-            levels
-                .iter()
-                .position(|level| level.contains(&index))
-                .unwrap_or(0)
-        };
         CheckReport {
             plan: plan.name.clone(),
             plan_file: plan.path.display().to_string(),
@@ -134,7 +129,7 @@ impl CheckReport {
                 .map(|&index| CheckedStage {
                     id: stages[index].id.clone(),
                     optional: stages[index].optional,
-                    level: level_of(index),
+                    level: dag.level(index),
                     locks: stages[index].all_locks(registry),
                 })
                 .collect(),
@@ -238,4 +233,30 @@ impl ErrorBody {
             self,
         )
     }
+}
+
+/// With `--format json` (or `--format=json`) among `args`, the `planrun.error`
+/// document of a command line clap refused (an unknown option, `--lock-wait soon`),
+/// exit 2, on stdout: a script that asked for JSON gets a document whatever it got
+/// wrong. Its `command` is the first word that names one, else `planrun`; clap's
+/// message, which may quote any argument, has its passwords hidden.
+pub fn usage_error(args: &[std::ffi::OsString], error: &clap::Error) {
+    let words: Vec<&str> = args.iter().skip(1).filter_map(|arg| arg.to_str()).collect();
+    let json = words.windows(2).any(|pair| pair == ["--format", "json"])
+        || words.contains(&"--format=json");
+    if !json {
+        return;
+    }
+    let commands = <crate::args::Cli as clap::CommandFactory>::command();
+    let command = words
+        .iter()
+        .find(|word| commands.find_subcommand(word).is_some())
+        .copied()
+        .unwrap_or("planrun");
+    let message = error.render().to_string();
+    let message = message.trim().trim_start_matches("error: ");
+    crate::commands::print_json(
+        &ErrorBody::new(command, None, planrun_engine::redact(message))
+            .document(planrun_engine::exit_codes::USAGE),
+    );
 }

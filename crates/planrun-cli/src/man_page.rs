@@ -48,9 +48,28 @@ fn write_pages(command: clap::Command, dir: &Path) -> std::io::Result<()> {
         .cloned()
         .chain(std::iter::once(command.clone()));
     for page in pages {
-        let path = man(page).generate_to(dir)?;
+        let page = man(page);
+        let path = dir.join(page.get_filename());
+        let mut text = Vec::new();
+        page.render(&mut text)?;
+        replace_file(dir, &path, &text)?;
         say!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// Puts `text` at `path` as a new file: written to a temporary file of `dir` that no
+/// one else can have opened, then renamed over `path`. Opening `path` itself would
+/// follow a symlink planted there and overwrite whatever it points to; the rename
+/// replaces the link.
+fn replace_file(dir: &Path, path: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .prefix(".planrun-man")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)?;
+    file.write_all(text)?;
+    file.persist(path).map_err(|error| error.error)?;
     Ok(())
 }
 

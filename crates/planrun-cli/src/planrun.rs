@@ -70,14 +70,18 @@ impl Planrun {
     /// [`std::env::args_os`] gives them) and returns the exit code, as documented in
     /// `docs/exit-codes.md`: pass it to [`std::process::exit`].
     pub fn run(&self, args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-        let cli = match Cli::try_parse_from(args) {
+        let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+        let cli = match Cli::try_parse_from(&args) {
             Ok(cli) => cli,
             Err(error) => {
                 let _ = error.print();
                 return match error.kind() {
                     clap::error::ErrorKind::DisplayHelp
                     | clap::error::ErrorKind::DisplayVersion => planrun_engine::exit_codes::SUCCESS,
-                    _ => planrun_engine::exit_codes::USAGE,
+                    _ => {
+                        crate::documents::usage_error(&args, &error);
+                        planrun_engine::exit_codes::USAGE
+                    }
                 };
             }
         };

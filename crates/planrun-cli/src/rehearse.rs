@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use planrun_engine::rehearse::{
     self, check_rehearsal, database_name, RehearsalReport, RehearsalRequirement, RehearseOptions,
+    RehearsedStage,
 };
 use planrun_engine::{exit_codes, ApplyOptions, Runner, StageStatus, Target};
 use planrun_plan::Plan;
@@ -189,6 +190,35 @@ fn render_roles(report: &RehearsalReport, style: Style) -> String {
 /// the estimate on the target.
 fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail: Detail) -> String {
     let mut out = String::new();
+    render_rehearsal_title(&mut out, report, style);
+    out.push_str(&render_roles(report, style));
+    out.push_str(&render_run(&report.run.body.report, style, detail));
+    let _ = writeln!(
+        out,
+        "\n{}",
+        style.bold("rehearsal per stage (estimate: the rehearsal's time scaled to the target's rows, same hardware assumed)")
+    );
+    let id_width = report
+        .stages
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "  {:<id_width$}  {:<14}  {:>9}  {:>9}  {:>10}  {:>11}  {:>6}  {:>10}",
+        "stage", "status", "time", "rows", "lock waits", "quarantined", "checks", "on target"
+    );
+    for stage in &report.stages {
+        render_rehearsed_stage(&mut out, stage, id_width, style);
+    }
+    render_rehearsal_next(&mut out, report, file);
+    out
+}
+
+/// What was rehearsed on what: the plan and target, the target's size, and the copy.
+fn render_rehearsal_title(out: &mut String, report: &RehearsalReport, style: Style) {
     let identity = &report.target_identity;
     let _ = writeln!(
         out,
@@ -219,88 +249,84 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail:
         duration(report.copy.restore_ms),
         report.copy.identity.server_version
     );
-    out.push_str(&render_roles(report, style));
-    out.push_str(&render_run(&report.run.body.report, style, detail));
+}
 
+/// One stage's line of the rehearsal table, then its lock waits, its locks that
+/// blocked writes or rewrote a table, and its breaches of the budget.
+fn render_rehearsed_stage(out: &mut String, stage: &RehearsedStage, id_width: usize, style: Style) {
+    let status = match stage.status {
+        StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted => {
+            style.bad(stage.status.label())
+        }
+        StageStatus::Applied => style.good(stage.status.label()),
+        _ => stage.status.label().to_owned(),
+    };
+    let checks = stage.verifications_passed + stage.verifications_failed;
     let _ = writeln!(
         out,
-        "\n{}",
-        style.bold("rehearsal per stage (estimate: the rehearsal's time scaled to the target's rows, same hardware assumed)")
+        "  {:<id_width$}  {}{}  {:>9}  {:>9}  {:>10}  {:>11}  {:>6}  {:>10}",
+        stage.id,
+        status,
+        " ".repeat(14usize.saturating_sub(stage.status.label().len())),
+        stage
+            .estimated_target_ms
+            .map(|_| duration(stage.duration_ms))
+            .unwrap_or_default(),
+        count(stage.rows_affected),
+        count(stage.lock_waits),
+        count(stage.rows_quarantined),
+        if checks == 0 {
+            String::new()
+        } else {
+            format!("{}/{checks}", stage.verifications_passed)
+        },
+        stage.estimated_target_ms.map(duration).unwrap_or_default(),
     );
-    let id_width = report
-        .stages
+    for sample in &stage.lock_wait_samples {
+        let _ = writeln!(out, "      {}", style.dim(sample));
+    }
+    render_measured_locks(out, stage, style);
+    for line in &stage.over_budget {
+        let _ = writeln!(out, "      {} {line}", style.bad("OVER BUDGET:"));
+    }
+}
+
+/// The locks a stage held that blocked writes or rewrote a table, measured on the copy
+/// and estimated on the target.
+fn render_measured_locks(out: &mut String, stage: &RehearsedStage, style: Style) {
+    for lock in stage
+        .locks
         .iter()
-        .map(|s| s.id.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let _ = writeln!(
-        out,
-        "  {:<id_width$}  {:<14}  {:>9}  {:>9}  {:>10}  {:>11}  {:>6}  {:>10}",
-        "stage", "status", "time", "rows", "lock waits", "quarantined", "checks", "on target"
-    );
-    for stage in &report.stages {
-        let status = match stage.status {
-            StageStatus::Failed | StageStatus::Blocked | StageStatus::Drifted => {
-                style.bad(stage.status.label())
-            }
-            StageStatus::Applied => style.good(stage.status.label()),
-            _ => stage.status.label().to_owned(),
-        };
-        let checks = stage.verifications_passed + stage.verifications_failed;
+        .filter(|lock| lock.measured.blocked_writes_ms > 0 || lock.measured.rewritten)
+    {
+        let measured = &lock.measured;
         let _ = writeln!(
             out,
-            "  {:<id_width$}  {}{}  {:>9}  {:>9}  {:>10}  {:>11}  {:>6}  {:>10}",
-            stage.id,
-            status,
-            " ".repeat(14usize.saturating_sub(stage.status.label().len())),
-            stage
-                .estimated_target_ms
-                .map(|_| duration(stage.duration_ms))
-                .unwrap_or_default(),
-            count(stage.rows_affected),
-            count(stage.lock_waits),
-            count(stage.rows_quarantined),
-            if checks == 0 {
-                String::new()
+            "      lock {} {}: reads blocked {} (target ~{}), writes blocked {} (target ~{}){}",
+            measured.strongest,
+            measured.table,
+            duration(measured.blocked_reads_ms),
+            duration(lock.estimated_blocked_reads_ms),
+            duration(measured.blocked_writes_ms),
+            duration(lock.estimated_blocked_writes_ms),
+            if measured.rewritten {
+                ", REWRITTEN"
             } else {
-                format!("{}/{checks}", stage.verifications_passed)
-            },
-            stage.estimated_target_ms.map(duration).unwrap_or_default(),
-        );
-        for sample in &stage.lock_wait_samples {
-            let _ = writeln!(out, "      {}", style.dim(sample));
-        }
-        for lock in stage
-            .locks
-            .iter()
-            .filter(|lock| lock.measured.blocked_writes_ms > 0 || lock.measured.rewritten)
-        {
-            let measured = &lock.measured;
-            let _ =
-                writeln!(
-                out,
-                "      lock {} {}: reads blocked {} (target ~{}), writes blocked {} (target ~{}){}",
-                measured.strongest,
-                measured.table,
-                duration(measured.blocked_reads_ms),
-                duration(lock.estimated_blocked_reads_ms),
-                duration(measured.blocked_writes_ms),
-                duration(lock.estimated_blocked_writes_ms),
-                if measured.rewritten { ", REWRITTEN" } else { "" }
-            );
-            if let Some(statement) = &measured.taken_by {
-                let _ = writeln!(
-                    out,
-                    "        {}",
-                    style.dim(&format!("taken by: {statement}"))
-                );
+                ""
             }
-        }
-        for line in &stage.over_budget {
-            let _ = writeln!(out, "      {} {line}", style.bad("OVER BUDGET:"));
+        );
+        if let Some(statement) = &measured.taken_by {
+            let _ = writeln!(
+                out,
+                "        {}",
+                style.dim(&format!("taken by: {statement}"))
+            );
         }
     }
+}
+
+/// Where the rehearsal report is, and the command to run next.
+fn render_rehearsal_next(out: &mut String, report: &RehearsalReport, file: &Path) {
     let _ = writeln!(out, "\nrehearsal report: {}", file.display());
     if report.envelope.exit_code == exit_codes::SUCCESS {
         let _ = writeln!(
@@ -319,5 +345,4 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail:
     if report.copy.kept.is_none() {
         let _ = writeln!(out, "the throwaway copy is removed");
     }
-    out
 }

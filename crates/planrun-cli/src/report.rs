@@ -258,26 +258,37 @@ fn first_difference(a: &str, b: &str) -> usize {
 /// A check with its values: one line when it fits, else the values on lines of their
 /// own, shortened around where they differ (a failure) or in the middle.
 fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
-    let head = |mark: String| format!("{INDENT}{mark} {kind} {}", one_line(&check.name));
-    match check.status {
-        CheckStatus::EvaluatedAfter => {
-            return vec![style.dim(&format!(
-                "{}: evaluated after {}",
-                head("--  ".into()),
-                check.evaluated_after.join(", ")
-            ))];
+    let head = |mark: &str| format!("{INDENT}{mark} {kind} {}", one_line(&check.name));
+    let mut lines = match check.status {
+        CheckStatus::EvaluatedAfter | CheckStatus::Superseded | CheckStatus::NotRecheckable => {
+            return not_judged_lines(style, &head("--  "), check);
         }
+        CheckStatus::Passed | CheckStatus::Failed => judged_lines(style, head, check),
+    };
+    if let Some(problem) = &check.problem {
+        lines.push(format!("{INDENT}     {}", one_line(problem)));
+    }
+    if let Some(message) = &check.message {
+        lines.push(format!("{INDENT}     {}", one_line(message)));
+    }
+    lines
+}
+
+/// A check not evaluated or not judged now (`head` its first words), and why.
+fn not_judged_lines(style: Style, head: &str, check: &CheckResult) -> Vec<String> {
+    match check.status {
+        CheckStatus::EvaluatedAfter => vec![style.dim(&format!(
+            "{head}: evaluated after {}",
+            check.evaluated_after.join(", ")
+        ))],
         CheckStatus::Superseded => {
             let stages: Vec<&str> = check
                 .superseded_by
                 .iter()
                 .map(|by| by.stage.as_str())
                 .collect();
-            let mut lines = vec![style.dim(&format!(
-                "{}: superseded by {}",
-                head("--  ".into()),
-                stages.join(", ")
-            ))];
+            let mut lines =
+                vec![style.dim(&format!("{head}: superseded by {}", stages.join(", ")))];
             for by in &check.superseded_by {
                 lines.push(style.dim(&format!(
                     "{INDENT}     {} changed {}",
@@ -285,51 +296,52 @@ fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
                     by.relations.join(", ")
                 )));
             }
-            return lines;
+            lines
         }
-        CheckStatus::NotRecheckable => {
+        _ => {
             let why = check
                 .not_recheckable
                 .as_ref()
                 .map_or_else(|| "not re-checkable".to_owned(), |why| why.reason());
-            return vec![
-                style.dim(&format!("{}: {why}", head("--  ".into()))),
+            vec![
+                style.dim(&format!("{head}: {why}")),
                 style.dim(&format!(
                     "{INDENT}     read {}, expected {}",
                     actual_value(check),
                     one_line(&check.expected)
                 )),
-            ];
+            ]
         }
-        CheckStatus::Passed | CheckStatus::Failed => {}
     }
+}
+
+/// A check that passed or failed, with what it expected and read: on its line when
+/// they fit, else shortened or on lines of their own.
+fn judged_lines(style: Style, head: impl Fn(&str) -> String, check: &CheckResult) -> Vec<String> {
     let failed = check.failed();
     let (mark, visible) = if failed {
         (style.bad("FAIL"), "FAIL")
     } else {
         (style.good("ok  "), "ok  ")
     };
-    let first = head(mark);
-    let first_width = head(visible.into()).chars().count();
+    let first = head(&mark);
+    let first_width = head(visible).chars().count();
     let expected = one_line(&check.expected);
     let actual = actual_value(check);
-    let mut lines = Vec::new();
     let whole = format!(": expected {expected}, got {actual}");
     let budget = WIDTH.saturating_sub(first_width + ": expected , got ".len()) / 2;
     if first_width + whole.chars().count() <= WIDTH {
-        lines.push(format!("{first}{whole}"));
+        vec![format!("{first}{whole}")]
     } else if !failed && budget >= 16 {
-        lines.push(format!(
+        vec![format!(
             "{first}: expected {}, got {}",
             shorten(&expected, budget),
             shorten(&actual, budget)
-        ));
+        )]
     } else if INDENT.len() + whole.chars().count() + 3 <= WIDTH {
         // A long name: the values on the next line.
-        lines.push(first);
-        lines.push(format!("{INDENT}     {}", &whole[2..]));
+        vec![first, format!("{INDENT}     {}", &whole[2..])]
     } else {
-        lines.push(first);
         let room = WIDTH - INDENT.len() - "     expected ".len();
         let (expected, actual) = if failed {
             let at = first_difference(compared(&check.expected), &actual);
@@ -342,16 +354,12 @@ fn check_lines(style: Style, kind: &str, check: &CheckResult) -> Vec<String> {
         } else {
             (shorten(&expected, room), shorten(&actual, room))
         };
-        lines.push(format!("{INDENT}     expected {expected}"));
-        lines.push(format!("{INDENT}     got      {actual}"));
+        vec![
+            first,
+            format!("{INDENT}     expected {expected}"),
+            format!("{INDENT}     got      {actual}"),
+        ]
     }
-    if let Some(problem) = &check.problem {
-        lines.push(format!("{INDENT}     {}", one_line(problem)));
-    }
-    if let Some(message) = &check.message {
-        lines.push(format!("{INDENT}     {}", one_line(message)));
-    }
-    lines
 }
 
 /// A stage's checks in one cell: `12/12 checks ok`, `1 of 12 checks FAILED`, and the
@@ -471,10 +479,20 @@ fn failed(stage: &StageReport) -> bool {
 /// The whole report as text.
 pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     let mut out = String::new();
+    render_run_title(&mut out, report, style);
+    out.push('\n');
+    render_stage_table(&mut out, report, style, detail);
+    out.push('\n');
+    render_run_summary(&mut out, report, style);
+    out
+}
+
+/// What ran on what: the command, plan, target and run, and the backup.
+fn render_run_title(out: &mut String, report: &RunReport, style: Style) {
     let command = if report.dry_run {
         format!("{} --dry-run", report.command)
     } else {
-        report.command.clone()
+        report.command.to_string()
     };
     let mut title = format!(
         "planrun {command} {} -> {} (from {})",
@@ -495,8 +513,50 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     if let Some(file) = &report.backup_file {
         let _ = writeln!(out, "backup: {file}");
     }
-    out.push('\n');
+}
 
+/// One line per stage, each followed by its details; a note that would make its line
+/// too wide goes below it.
+fn render_stage_table(out: &mut String, report: &RunReport, style: Style, detail: Detail) {
+    let (rows, columns) = stage_rows(report, style);
+    let lines = table(&rows, &columns);
+    let without_notes: Vec<Vec<Cell>> = rows
+        .into_iter()
+        .map(|mut row| {
+            row.pop();
+            row
+        })
+        .collect();
+    let short_lines = table(&without_notes, &columns);
+    let visible = |line: &String| {
+        if style.colour {
+            strip_ansi(line)
+        } else {
+            line.clone()
+        }
+    };
+    let _ = writeln!(out, "  {}", lines[0]);
+    for (index, stage) in report.stages.iter().enumerate() {
+        let line = &lines[index + 1];
+        let note = notes(stage);
+        let short = &short_lines[index + 1];
+        if visible(line).chars().count() + 2 <= WIDTH {
+            let _ = writeln!(out, "  {line}");
+        } else if visible(short).chars().count() + note.chars().count() + 4 <= WIDTH {
+            // Out of the notes column, but on the stage's line.
+            let _ = writeln!(out, "  {short}  {note}");
+        } else {
+            let _ = writeln!(out, "  {short}");
+            for part in wrap(&note, WIDTH - INDENT.len(), "  ") {
+                let _ = writeln!(out, "{INDENT}{}", style.dim(&part));
+            }
+        }
+        render_details(out, stage, style, detail);
+    }
+}
+
+/// The stage table's header and rows, notes last; time and rows only when a stage ran.
+fn stage_rows(report: &RunReport, style: Style) -> (Vec<Vec<Cell>>, Vec<Column>) {
     let timed = report.stages.iter().any(ran);
     let mut header = vec![
         Cell::plain("#"),
@@ -530,45 +590,11 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
         row.push(Cell::plain(notes(stage)));
         rows.push(row);
     }
-    let lines = table(&rows, &columns);
-    // A note that would make its line too wide goes below it.
-    let without_notes: Vec<Vec<Cell>> = rows
-        .into_iter()
-        .map(|mut row| {
-            row.pop();
-            row
-        })
-        .collect();
-    let short_lines = table(&without_notes, &columns);
-    let _ = writeln!(out, "  {}", lines[0]);
-    for (index, stage) in report.stages.iter().enumerate() {
-        let line = &lines[index + 1];
-        let visible = if style.colour {
-            strip_ansi(line)
-        } else {
-            line.clone()
-        };
-        let note = notes(stage);
-        let short = &short_lines[index + 1];
-        let visible_short = if style.colour {
-            strip_ansi(short)
-        } else {
-            short.clone()
-        };
-        if visible.chars().count() + 2 <= WIDTH {
-            let _ = writeln!(out, "  {line}");
-        } else if visible_short.chars().count() + note.chars().count() + 4 <= WIDTH {
-            // Out of the notes column, but on the stage's line.
-            let _ = writeln!(out, "  {short}  {note}");
-        } else {
-            let _ = writeln!(out, "  {short}");
-            for part in wrap(&note, WIDTH - INDENT.len(), "  ") {
-                let _ = writeln!(out, "{INDENT}{}", style.dim(&part));
-            }
-        }
-        render_details(&mut out, stage, style, detail);
-    }
-    out.push('\n');
+    (rows, columns)
+}
+
+/// The history, the summary, and for `plan` the lock impact and budget estimate.
+fn render_run_summary(out: &mut String, report: &RunReport, style: Style) {
     // A summary line is one sentence, its command whole to copy: never wrapped.
     for line in &report.history {
         let _ = writeln!(out, "{} {line}", style.bad("history:"));
@@ -584,7 +610,6 @@ pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
         out.push('\n');
         out.push_str(&crate::lock_report::render_budget_estimate(estimate));
     }
-    out
 }
 
 /// `text` without ANSI colour codes.
@@ -613,19 +638,7 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, detail: D
         let _ = writeln!(out, "{line}");
     };
     if verbose {
-        for rule in &stage.skip_rules {
-            let holds = if rule.status == CheckStatus::EvaluatedAfter {
-                format!("evaluated after {}", rule.evaluated_after.join(", "))
-            } else if rule.passed {
-                "met".to_owned()
-            } else {
-                "not met".to_owned()
-            };
-            say(style.dim(&format!(
-                "{INDENT}skip rule {holds}: {}",
-                one_line(&rule.name)
-            )));
-        }
+        render_skip_rules(&mut say, stage, style);
     }
     for (kind, checks) in [
         ("precondition", &stage.preconditions),
@@ -644,50 +657,14 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, detail: D
             let value = value.as_deref().map_or("null".into(), one_line);
             say(format!("{INDENT}{name} = {}", shorten(&value, 60)));
         }
-        if !stage.locks.is_empty() {
-            let locks: Vec<String> = stage
-                .locks
-                .iter()
-                .map(|lock| format!("{} {}", lock.mode, lock.table))
-                .collect();
-            let attempts = stage.locks[0].attempts;
-            let mut line = format!("locks: {}", locks.join(", "));
-            if attempts > 1 {
-                let _ = write!(
-                    line,
-                    " (after {attempts} attempts, {})",
-                    duration(stage.locks[0].waited_ms)
-                );
-            }
-            for part in wrap(&line, WIDTH - INDENT.len(), "  ") {
-                say(style.dim(&format!("{INDENT}{part}")));
-            }
-        }
+        render_held_locks(&mut say, stage, style);
     }
     if verbose || failed(stage) {
         for retry in &stage.lock_retries {
             say(format!("{INDENT}{}", lock_retry_line(retry)));
         }
     }
-    for line in &stage.drift {
-        let diff = stage
-            .drift_diff
-            .iter()
-            .find(|diff| line.starts_with(&format!("changed {}:", diff.entry)));
-        match diff {
-            // The diff says what changed better than the checksums do.
-            Some(diff) if !verbose => render_sql_diff(&mut say, diff, style),
-            _ => {
-                let room = WIDTH - INDENT.len() - "drift ".len();
-                let line = one_line(line);
-                let line = if verbose { line } else { shorten(&line, room) };
-                say(format!("{INDENT}{} {line}", style.bad("drift")));
-                if let Some(diff) = diff {
-                    render_sql_diff(&mut say, diff, style);
-                }
-            }
-        }
-    }
+    render_drift(&mut say, stage, style, verbose);
     if verbose {
         for step in &stage.steps {
             render_step(&mut say, step, style);
@@ -695,6 +672,71 @@ fn render_details(out: &mut String, stage: &StageReport, style: Style, detail: D
     }
     if let Some(error) = &stage.error {
         render_error(&mut say, error, style);
+    }
+}
+
+/// `-v`: whether each skip rule held.
+fn render_skip_rules(say: &mut impl FnMut(String), stage: &StageReport, style: Style) {
+    for rule in &stage.skip_rules {
+        let holds = if rule.status == CheckStatus::EvaluatedAfter {
+            format!("evaluated after {}", rule.evaluated_after.join(", "))
+        } else if rule.passed {
+            "met".to_owned()
+        } else {
+            "not met".to_owned()
+        };
+        say(style.dim(&format!(
+            "{INDENT}skip rule {holds}: {}",
+            one_line(&rule.name)
+        )));
+    }
+}
+
+/// `-v`: the locks the stage held, and how long it waited for them.
+fn render_held_locks(say: &mut impl FnMut(String), stage: &StageReport, style: Style) {
+    let Some(first) = stage.locks.first() else {
+        return;
+    };
+    let locks: Vec<String> = stage
+        .locks
+        .iter()
+        .map(|lock| format!("{} {}", lock.mode, lock.table))
+        .collect();
+    let mut line = format!("locks: {}", locks.join(", "));
+    if first.attempts > 1 {
+        let _ = write!(
+            line,
+            " (after {} attempts, {})",
+            first.attempts,
+            duration(first.waited_ms)
+        );
+    }
+    for part in wrap(&line, WIDTH - INDENT.len(), "  ") {
+        say(style.dim(&format!("{INDENT}{part}")));
+    }
+}
+
+/// What changed in a drifted stage: the SQL's diff where there is one, else the
+/// drift line (with `-v`, both, unshortened).
+fn render_drift(say: &mut impl FnMut(String), stage: &StageReport, style: Style, verbose: bool) {
+    for line in &stage.drift {
+        let diff = stage
+            .drift_diff
+            .iter()
+            .find(|diff| line.starts_with(&format!("changed {}:", diff.entry)));
+        match diff {
+            // The diff says what changed better than the checksums do.
+            Some(diff) if !verbose => render_sql_diff(say, diff, style),
+            _ => {
+                let room = WIDTH - INDENT.len() - "drift ".len();
+                let line = one_line(line);
+                let line = if verbose { line } else { shorten(&line, room) };
+                say(format!("{INDENT}{} {line}", style.bad("drift")));
+                if let Some(diff) = diff {
+                    render_sql_diff(say, diff, style);
+                }
+            }
+        }
     }
 }
 

@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use planrun_plan::{Stage, StepKind};
+use planrun_report::SqlDiff;
 use planrun_transform::Registry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use similar::TextDiff;
 
 use crate::error::EngineError;
-use crate::report::SqlDiff;
 
 /// A stage's definition as `entry -> value` (file contents are hashed).
 pub type Definition = BTreeMap<String, String>;
@@ -519,12 +519,12 @@ mod tests {
         let pinned = "87bd3dc6c7170ea6fb10a89e612dcebc6487636f93faf6356d263f3a9b1efe99";
         let runner = crate::apply::run::Runner::new(&recorded, &registry).unwrap();
         assert!(
-            runner.matches_recorded(0, pinned),
+            runner.prepared().stages[0].matches_recorded(pinned),
             "no drift after the upgrade"
         );
         let runner = crate::apply::run::Runner::new(&changed, &registry).unwrap();
         assert!(
-            !runner.matches_recorded(0, pinned),
+            !runner.prepared().stages[0].matches_recorded(pinned),
             "a real change is drift"
         );
         let plan_checksum = |plan| {

@@ -1,7 +1,8 @@
 //! Errors that stop planrun before or around the stages (connection, lock, ledger,
 //! backup). Failures inside a stage are part of the run report instead.
 
-use crate::db::lock::LockHolder;
+use planrun_report::LockHolder;
+
 use crate::exit_codes;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +22,7 @@ pub enum EngineError {
         holder: Option<LockHolder>,
         waited_ms: u64,
     },
-    #[error("{context}: {}", crate::db::connect::redact(&crate::db::connect::error_chain(source)))]
+    #[error("{context}: {}", planrun_conninfo::redact(&error_chain(source)))]
     Database {
         context: String,
         source: postgres::Error,
@@ -76,4 +77,19 @@ impl EngineError {
         let context = context.into();
         move |source| EngineError::Database { context, source }
     }
+}
+
+/// An error with its sources, e.g. "error connecting to server: Connection refused".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -4,9 +4,9 @@
 //! level could run side by side).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
@@ -28,16 +28,20 @@ impl Dag {
     /// depends on `b`, `b` on `c`, and `c` on `a`). Unknown dependencies are ignored
     /// here; validation reports them.
     pub fn build(plan: &Plan) -> Result<Dag, Vec<Vec<StageIndex>>> {
+        let positions = plan.stage_positions();
         let mut graph = DiGraph::with_capacity(plan.stages.len(), plan.stages.len());
         let nodes: Vec<NodeIndex> = (0..plan.stages.len()).map(|i| graph.add_node(i)).collect();
+        let mut edges = HashSet::new();
         for (index, stage) in plan.stages.iter().enumerate() {
             for (dependency, _) in &stage.depends_on {
-                if let Some(dep) = plan.stage_position(dependency) {
-                    graph.update_edge(nodes[dep], nodes[index], ());
+                if let Some(&dep) = positions.get(dependency.as_str()) {
+                    if edges.insert((dep, index)) {
+                        graph.add_edge(nodes[dep], nodes[index], ());
+                    }
                 }
             }
         }
-        let cycles = find_cycles(plan, &graph);
+        let cycles = find_cycles(plan, &positions, &graph);
         if !cycles.is_empty() {
             return Err(cycles);
         }
@@ -127,14 +131,20 @@ fn stable_topological_order(graph: &DiGraph<StageIndex, ()>) -> Vec<StageIndex> 
 
 /// One cycle per strongly connected component that has one: the shortest way around
 /// it from its earliest stage, following `depends_on` in the order written.
-fn find_cycles(plan: &Plan, graph: &DiGraph<StageIndex, ()>) -> Vec<Vec<StageIndex>> {
-    let mut cycles: Vec<Vec<StageIndex>> = tarjan_scc(graph)
+/// Kosaraju's algorithm rather than petgraph's Tarjan, whose recursion overflows the
+/// stack on a chain of some thousands of stages.
+fn find_cycles(
+    plan: &Plan,
+    positions: &HashMap<&str, StageIndex>,
+    graph: &DiGraph<StageIndex, ()>,
+) -> Vec<Vec<StageIndex>> {
+    let mut cycles: Vec<Vec<StageIndex>> = kosaraju_scc(graph)
         .into_iter()
         .filter(|component| component.len() > 1 || graph.contains_edge(component[0], component[0]))
         .map(|component| {
             let members: BTreeSet<StageIndex> = component.iter().map(|node| graph[*node]).collect();
             let start = *members.first().expect("a component is never empty");
-            shortest_cycle(plan, &members, start)
+            shortest_cycle(plan, positions, &members, start)
         })
         .collect();
     cycles.sort();
@@ -143,6 +153,7 @@ fn find_cycles(plan: &Plan, graph: &DiGraph<StageIndex, ()>) -> Vec<Vec<StageInd
 
 fn shortest_cycle(
     plan: &Plan,
+    positions: &HashMap<&str, StageIndex>,
     members: &BTreeSet<StageIndex>,
     start: StageIndex,
 ) -> Vec<StageIndex> {
@@ -150,7 +161,7 @@ fn shortest_cycle(
     let mut queue = VecDeque::from([start]);
     while let Some(stage) = queue.pop_front() {
         for (dependency, _) in &plan.stages[stage].depends_on {
-            let Some(dep) = plan.stage_position(dependency) else {
+            let Some(&dep) = positions.get(dependency.as_str()) else {
                 continue;
             };
             if !members.contains(&dep) {

@@ -22,6 +22,8 @@ mod locks;
 mod model;
 mod problem;
 mod render;
+#[cfg(test)]
+mod scaling_tests;
 mod sql_rules;
 mod suggest;
 mod validate;
@@ -36,7 +38,7 @@ pub use lock_impact::{is_new_in, StageFinding, StageLock, StageLockImpact};
 pub use locks::{merge_locks, LockBudget, LockMode, LockRetries, TableLock};
 pub use model::{
     Capture, Check, Operator, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts,
-    TransformCatalog,
+    TransformCatalog, MAX_NAME_CHARS,
 };
 pub use planrun_sql::Rule;
 pub use problem::{LabelInfo, PlanErrors, PlanProblem, ProblemKind};

@@ -19,7 +19,7 @@ use crate::duration::PgDuration;
 use crate::expect::{CmpOp, Expectation, Operand, Value};
 use crate::model::{
     Capture, Check, Operator, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts,
-    TransformCatalog,
+    TransformCatalog, MAX_NAME_CHARS,
 };
 use crate::problem::{PlanErrors, PlanProblem, ProblemKind};
 use crate::suggest::closest;
@@ -203,6 +203,12 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
             DeValue::Table(table) => {
                 reader.check_keys(table, PLAN_KEYS, "[plan]");
                 let name = reader.string(table, "name", true, plan_table.span());
+                if let Some(problem) = name
+                    .as_ref()
+                    .and_then(|(name, span)| too_long("plan name", name, span))
+                {
+                    reader.problems.push(problem);
+                }
                 let description = reader.string(table, "description", false, 0..0);
                 let timeouts = reader.timeouts(table);
                 let backup_dir = reader.string(table, "backup_dir", false, 0..0);
@@ -646,6 +652,8 @@ impl Reader<'_> {
                 .label(id_span.clone(), "invalid id")
                 .help("use letters, digits, `_`, `-` and `.`, starting with a letter"),
             );
+        } else if let Some(problem) = too_long("stage id", &id, &id_span) {
+            self.problems.push(problem);
         }
         Some(Stage {
             id,
@@ -954,6 +962,23 @@ fn true_expectation() -> Expectation {
         op: CmpOp::Eq,
         rhs: Operand::Bool(true),
     }
+}
+
+/// A plan name or stage id longer than [`MAX_NAME_CHARS`]: the ledger indexes both
+/// together, and PostgreSQL refuses a b-tree entry over a third of a page (2,704
+/// bytes of 8 kB), which `apply` would only learn when it records the stage.
+fn too_long(what: &str, text: &str, span: &Span) -> Option<PlanProblem> {
+    let chars = text.chars().count();
+    (chars > MAX_NAME_CHARS).then(|| {
+        PlanProblem::new(
+            ProblemKind::InvalidValue,
+            format!("{what} is {chars} characters long, over the {MAX_NAME_CHARS} planrun allows"),
+        )
+        .label(span.clone(), format!("{chars} characters"))
+        .help(format!(
+            "the ledger keys its rows on the plan name and stage id: shorten it to {MAX_NAME_CHARS} characters or fewer"
+        ))
+    })
 }
 
 fn is_identifier(text: &str) -> bool {

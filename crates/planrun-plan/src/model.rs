@@ -1,7 +1,7 @@
 //! The validated plan: what `planrun` runs. Every field that validation may reject
 //! keeps its byte span into the plan file so that later checks can point at it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +12,10 @@ use crate::locks::{LockRetries, TableLock};
 
 /// A byte range into the plan file.
 pub type Span = std::ops::Range<usize>;
+
+/// The longest plan name or stage id, in characters: the ledger indexes the two
+/// together, and a b-tree entry holds at most 2,704 bytes (`docs/plan-format.md`).
+pub const MAX_NAME_CHARS: usize = 200;
 
 /// A loaded plan whose structure is valid: ids unique, dependencies known, no cycle,
 /// expectations well formed. Environment problems (missing SQL files, unknown
@@ -220,6 +224,17 @@ impl Plan {
 
     pub fn stage_position(&self, id: &str) -> Option<usize> {
         self.stages.iter().position(|stage| stage.id == id)
+    }
+
+    /// Each stage id's position, the first for an id used twice, as
+    /// [`Plan::stage_position`] finds it: for the checks that look up every
+    /// dependency, which a scan per lookup would make quadratic.
+    pub fn stage_positions(&self) -> HashMap<&str, usize> {
+        let mut positions = HashMap::with_capacity(self.stages.len());
+        for (index, stage) in self.stages.iter().enumerate() {
+            positions.entry(stage.id.as_str()).or_insert(index);
+        }
+        positions
     }
 }
 

@@ -41,6 +41,7 @@ pub enum ProblemKind {
     SqlClientSide,
     SqlFileOutsidePlan,
     UnknownRule,
+    SqlNotUtf8,
 }
 
 impl ProblemKind {
@@ -71,6 +72,7 @@ impl ProblemKind {
             ProblemKind::SqlClientSide => "plan::sql_client_side",
             ProblemKind::SqlFileOutsidePlan => "plan::sql_file_outside_plan",
             ProblemKind::UnknownRule => "plan::unknown_rule",
+            ProblemKind::SqlNotUtf8 => "plan::sql_not_utf8",
         }
     }
 }

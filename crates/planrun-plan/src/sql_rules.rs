@@ -6,11 +6,41 @@
 //! rows) and any other meta-command is refused.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use planrun_sql::{expand_psql, parse_script, string_literals, StatementKind};
 
 use crate::model::{Span, Stage, StepKind};
 use crate::problem::{PlanProblem, ProblemKind};
+
+/// The text of the SQL file at `resolved` (`path` as the plan writes it, at `span`;
+/// `owner` says whose it is in the message), `None` when it cannot be read (a missing
+/// file is reported elsewhere), or a problem when it is not UTF-8, which `apply`
+/// would only find when it reads the file to run it.
+pub(crate) fn read_sql_file(
+    resolved: &Path,
+    path: &str,
+    span: &Span,
+    owner: &str,
+) -> Result<Option<String>, PlanProblem> {
+    let Ok(bytes) = std::fs::read(resolved) else {
+        return Ok(None);
+    };
+    String::from_utf8(bytes).map(Some).map_err(|error| {
+        let offset = error.utf8_error().valid_up_to();
+        let bytes = error.as_bytes();
+        let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+        PlanProblem::new(
+            ProblemKind::SqlNotUtf8,
+            format!(
+                "SQL file `{path}`{owner} is not UTF-8: byte {offset} (line {line}) is 0x{:02x}",
+                bytes[offset]
+            ),
+        )
+        .label(span.clone(), format!("not UTF-8 at byte {offset}"))
+        .help("planrun runs SQL files as UTF-8: convert it, e.g. `iconv -f LATIN1 -t UTF-8`")
+    })
+}
 
 /// One SQL text of a stage: its text, how to name it, and the span to point at.
 struct SqlSource<'a> {
@@ -24,6 +54,7 @@ pub(crate) fn stage_sql_problems(
     stage: &Stage,
     variables: &BTreeMap<String, String>,
 ) -> Vec<PlanProblem> {
+    let mut problems = Vec::new();
     let sources: Vec<SqlSource<'_>> = stage
         .steps
         .iter()
@@ -37,18 +68,26 @@ pub(crate) fn stage_sql_problems(
                 path,
                 path_span,
                 resolved,
-            } => std::fs::read_to_string(resolved)
-                .ok()
-                .map(|text| SqlSource {
+            } => match read_sql_file(
+                resolved,
+                path,
+                path_span,
+                &format!(" of stage `{}`", stage.id),
+            ) {
+                Ok(text) => text.map(|text| SqlSource {
                     text,
                     name: format!("`{path}`"),
                     span: path_span,
                 }),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
             StepKind::Transform { .. } => None,
         })
         .collect();
 
-    let mut problems = Vec::new();
     // Enum values added so far in this stage's transaction, and where.
     let mut added_values: Vec<(String, String)> = Vec::new();
     for source in &sources {

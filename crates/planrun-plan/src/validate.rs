@@ -2,7 +2,7 @@
 //! optional stages, captures) and environment checks (SQL files on disk, transforms
 //! in the registry). Each returns every problem it finds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::dag::Dag;
@@ -122,9 +122,13 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
     }
 
     let ids: Vec<&str> = plan.stages.iter().map(|stage| stage.id.as_str()).collect();
+    let positions = plan.stage_positions();
     for stage in &plan.stages {
         for (dependency, span) in &stage.depends_on {
-            match plan.stage(dependency) {
+            match positions
+                .get(dependency.as_str())
+                .map(|&at| &plan.stages[at])
+            {
                 None => {
                     let help =
                         match closest(dependency, ids.iter().copied().filter(|id| *id != stage.id))
@@ -166,27 +170,55 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
             problems.push(cycle_problem(plan, &cycle));
         }
     }
-    problems.extend(capture_problems(plan));
+    problems.extend(capture_problems(plan, &positions));
     problems
 }
 
-/// Every stage `stage` depends on, directly or not, itself left out: the same as
-/// [`Dag::ancestors`], but defined on a plan with a cycle too, so that a cycle does
-/// not hide the plan's capture problems.
-fn dependencies_of(plan: &Plan, stage: usize) -> BTreeSet<usize> {
-    let mut seen = BTreeSet::new();
-    let mut queue = vec![stage];
-    while let Some(current) = queue.pop() {
-        for (dependency, _) in &plan.stages[current].depends_on {
-            if let Some(index) = plan.stage_position(dependency) {
-                if seen.insert(index) {
-                    queue.push(index);
+/// Which stages depend on which, directly or not, asked only of the stages whose
+/// captures other stages read: one walk per such stage, remembered, so that the
+/// capture check costs (stages + dependencies) times the capturing stages, where a
+/// walk per reading stage, each lookup a scan, made a chain cubic. Defined on a plan
+/// with a cycle too, so that a cycle does not hide the plan's capture problems.
+struct Dependents {
+    direct: Vec<Vec<usize>>,
+    reached_from: HashMap<usize, Vec<bool>>,
+}
+
+impl Dependents {
+    fn new(plan: &Plan, positions: &HashMap<&str, usize>) -> Dependents {
+        let mut direct = vec![Vec::new(); plan.stages.len()];
+        for (index, stage) in plan.stages.iter().enumerate() {
+            for (dependency, _) in &stage.depends_on {
+                if let Some(&at) = positions.get(dependency.as_str()) {
+                    direct[at].push(index);
                 }
             }
         }
+        Dependents {
+            direct,
+            reached_from: HashMap::new(),
+        }
     }
-    seen.remove(&stage);
-    seen
+
+    /// Whether `stage` depends on `on`, directly or not (a stage on itself only
+    /// through a cycle, which is reported apart).
+    fn depends(&mut self, stage: usize, on: usize) -> bool {
+        let direct = &self.direct;
+        let reached = self.reached_from.entry(on).or_insert_with(|| {
+            let mut seen = vec![false; direct.len()];
+            let mut queue = vec![on];
+            while let Some(current) = queue.pop() {
+                for &next in &direct[current] {
+                    if !seen[next] {
+                        seen[next] = true;
+                        queue.push(next);
+                    }
+                }
+            }
+            seen
+        });
+        stage != on && reached[stage]
+    }
 }
 
 fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
@@ -222,8 +254,9 @@ fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
     problem
 }
 
-fn capture_problems(plan: &Plan) -> Vec<PlanProblem> {
+fn capture_problems(plan: &Plan, positions: &HashMap<&str, usize>) -> Vec<PlanProblem> {
     let mut problems = Vec::new();
+    let mut dependents = Dependents::new(plan, positions);
     let mut defined_in: BTreeMap<&str, (usize, &Span)> = BTreeMap::new();
     for (index, stage) in plan.stages.iter().enumerate() {
         for (name, span) in stage.captures.iter().flat_map(|capture| &capture.names) {
@@ -243,7 +276,6 @@ fn capture_problems(plan: &Plan) -> Vec<PlanProblem> {
         }
     }
     for (index, stage) in plan.stages.iter().enumerate() {
-        let ancestors = dependencies_of(plan, index);
         let mut reported = BTreeSet::new();
         // Skip rules and preconditions run before the stage's own captures are taken;
         // verifications after.
@@ -281,9 +313,9 @@ fn capture_problems(plan: &Plan) -> Vec<PlanProblem> {
                     }),
             );
         for (name, span, after_captures) in uses {
-            let visible = defined_in
-                .get(name)
-                .is_some_and(|&(at, _)| (at == index && after_captures) || ancestors.contains(&at));
+            let visible = defined_in.get(name).is_some_and(|&(at, _)| {
+                (at == index && after_captures) || dependents.depends(index, at)
+            });
             if visible || !reported.insert(name.to_owned()) {
                 continue;
             }
@@ -355,6 +387,13 @@ impl Plan {
         let confinement = crate::confine::confinement_problems(self);
         let confined = confinement.is_empty();
         problems.extend(confinement);
+        if let (Some((file, span, resolved)), true) = (&self.setup_sql_file, confined) {
+            if let Err(problem) =
+                crate::sql_rules::read_sql_file(resolved, file, span, " (setup_sql_file)")
+            {
+                problems.push(problem);
+            }
+        }
         for stage in &self.stages {
             // A file outside the plan's directory is not read, not even to parse it.
             if confined {

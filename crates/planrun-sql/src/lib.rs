@@ -25,6 +25,7 @@ mod column_types;
 mod cursor;
 mod do_block;
 mod error;
+mod identifier;
 mod lock_analysis;
 #[cfg(test)]
 mod lock_analysis_tests;
@@ -46,5 +47,6 @@ pub use rule::{Finding, Rule};
 pub use classify::StatementKind;
 pub use error::{line_column, SqlError};
 pub use psql_script::{expand_psql, CopyRows, PsqlScript};
+pub use identifier::quote_identifier;
 pub use script::{parse_script, Statement};
 pub use tokens::{string_literals, token_checksum};

@@ -10,6 +10,7 @@
 //! stays too. Nothing here catches an error: a drop that fails, on a lock or anything
 //! else, fails the transform, and the stage's transaction brings the definitions back.
 
+use planrun_sql::quote_identifier;
 use postgres::Transaction;
 
 /// The indexes and constraints taken off a table for a load.
@@ -170,9 +171,4 @@ impl DeferredConstraints {
     pub fn is_empty(&self) -> bool {
         self.restore.is_empty()
     }
-}
-
-/// `name` as a quoted SQL identifier.
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -15,9 +15,11 @@ pub use batch::{
     batch_settings, transform_params, untuned_params, BatchSettings, ReplicaGone, ENGINE_PARAMS,
     TUNABLE_PARAMS,
 };
-pub use bulk::{quote_identifier, DeferredConstraints};
+pub use bulk::DeferredConstraints;
 pub use count::{count, count_signed};
 pub use planrun_plan::{LockMode, TableLock};
+/// Quoting lives with the rest of planrun's SQL knowledge; re-exported for transforms.
+pub use planrun_sql::quote_identifier;
 pub use progress::{NoProgress, Progress};
 pub use registry::Registry;
 pub use transform::{

@@ -6,37 +6,25 @@
 //! `--allow-drift` the run is refused before it takes a run id, so it leaves no row in
 //! the ledger.
 
-use std::collections::BTreeMap;
-
 use crate::apply::run::Runner;
 use crate::checksum::{self, StageDefinition};
-use crate::ledger::RecordedStage;
-use crate::report::{RunOutcome, RunReport, SqlDiff, StageStatus};
+use crate::decide::{Decision, Disposition};
+use crate::prepared::PreparedStage;
+use planrun_report::{RunOutcome, RunReport, SqlDiff, StageStatus};
 
 impl Runner<'_> {
-    /// Whether `recorded`, a checksum the ledger holds for stage `index`, is this
-    /// stage's definition: today's, or the same definition as an older planrun
-    /// recorded it (so an upgrade shows no drift).
-    pub(crate) fn matches_recorded(&self, index: usize, recorded: &str) -> bool {
-        recorded == self.checksum(index)
-            || self
-                .former_checksums(index)
-                .iter()
-                .any(|former| former == recorded)
-    }
-
-    /// How stage `index` differs from `recorded` (its ledger definition), for the
+    /// How `stage` differs from `recorded` (its ledger definition), for the
     /// report: one line per changed entry, and line diffs of the changed SQL. The
     /// current definition is taken in the form closest to `recorded`, which is the
     /// form it was written in, so a ledger row from an older planrun (`sha256:`
     /// entries, throttles included) lists only what changed.
     pub(crate) fn drift(
         &self,
-        index: usize,
+        stage: &PreparedStage<'_>,
         recorded: &StageDefinition,
     ) -> (Vec<String>, Vec<SqlDiff>) {
-        let current = std::iter::once(self.definition(index))
-            .chain(self.former_definitions(index))
+        let current = std::iter::once(&stage.definition)
+            .chain(&stage.former_definitions)
             .min_by_key(|form| checksum::differences(recorded, form).len())
             .expect("today's form is always there");
         (
@@ -45,52 +33,37 @@ impl Runner<'_> {
         )
     }
 
-    /// The stages of `selection` applied before whose definition has changed since.
-    pub(crate) fn drifted(
-        &self,
-        done: &BTreeMap<String, RecordedStage>,
-        selection: &[(usize, bool, Option<String>)],
-    ) -> Vec<usize> {
-        let mut drifted = Vec::new();
-        for &(index, _, _) in selection {
-            let stage = &self.plan().stages[index];
-            if let Some(recorded) = done.get(&stage.id) {
-                if !self.matches_recorded(index, &recorded.checksum) {
-                    drifted.push(index);
-                }
-            }
-        }
-        drifted
-    }
-
-    /// The report of a run refused for the `drifted` stages: what changed in each, and
+    /// The report of a run refused for its drifted stages: what changed in each, and
     /// what the others would have been.
     pub(crate) fn refuse_drift(
         &self,
         mut report: RunReport,
-        done: &BTreeMap<String, RecordedStage>,
-        drifted: &[usize],
-        selection: &[(usize, bool, Option<String>)],
+        decisions: &[Decision<'_, '_, '_>],
     ) -> RunReport {
-        for &(index, selected, ref why) in selection {
-            let stage = &self.plan().stages[index];
-            let mut stage_report = self.stage_report(index, StageStatus::NotRun);
-            if drifted.contains(&index) {
-                stage_report.status = StageStatus::Drifted;
-                (stage_report.drift, stage_report.drift_diff) =
-                    self.drift(index, &done[&stage.id].definition);
-            } else if !selected {
-                stage_report.status = StageStatus::NotSelected;
-                stage_report.note = why.clone();
-            } else if done.contains_key(&stage.id) {
-                stage_report.status = StageStatus::AlreadyApplied;
+        let mut ids: Vec<&str> = Vec::new();
+        for Decision { stage, disposition } in decisions {
+            let mut stage_report = stage.report(StageStatus::NotRun);
+            match disposition {
+                Disposition::Drifted(recorded)
+                | Disposition::NotSelected {
+                    applied: Some(recorded),
+                    drifted: true,
+                    ..
+                } => {
+                    stage_report.status = StageStatus::Drifted;
+                    (stage_report.drift, stage_report.drift_diff) =
+                        self.drift(stage, &recorded.definition);
+                    ids.push(stage.id());
+                }
+                Disposition::NotSelected { why, .. } => {
+                    stage_report.status = StageStatus::NotSelected;
+                    stage_report.note = why.clone();
+                }
+                Disposition::Applied(_) => stage_report.status = StageStatus::AlreadyApplied,
+                Disposition::Resume(_) | Disposition::Run => {}
             }
             report.stages.push(stage_report);
         }
-        let ids: Vec<&str> = drifted
-            .iter()
-            .map(|&i| self.plan().stages[i].id.as_str())
-            .collect();
         report.outcome = RunOutcome::Drift;
         report.summary.push(format!(
             "nothing ran, nothing recorded: applied stage{} {} changed since {} ran",

@@ -15,28 +15,25 @@ use std::collections::BTreeMap;
 use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::RecordedStage;
-use crate::online::batched::batched_step;
+use crate::prepared::PreparedStage;
 
 impl Runner<'_> {
     /// Refuses a dry run of the `selection` stages not in `done` that would hold a
     /// lock blocking the application past where the real run releases it.
     pub(crate) fn refuse_held_locks(
         &self,
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
         done: &BTreeMap<String, RecordedStage>,
     ) -> Result<(), EngineError> {
-        let to_run: Vec<usize> = selection
+        let to_run: Vec<&PreparedStage<'_>> = selection
             .iter()
-            .filter(|(index, selected, _)| {
-                *selected && !done.contains_key(&self.plan().stages[*index].id)
-            })
-            .map(|(index, _, _)| *index)
+            .filter(|(stage, selected, _)| *selected && !done.contains_key(&stage.id))
+            .map(|(stage, _, _)| *stage)
             .collect();
         let impact = self.plan().lock_impact(self.dag(), self.registry());
         let mut held = Vec::new();
-        for (position, &index) in to_run.iter().enumerate() {
-            let stage = &self.plan().stages[index];
-            let batched = batched_step(self, index)?.is_some();
+        for (position, stage) in to_run.iter().enumerate() {
+            let batched = stage.batched.is_some();
             let last = position + 1 == to_run.len();
             if last && !batched {
                 // Held to its own end, as in the real run.
@@ -45,7 +42,7 @@ impl Runner<'_> {
             let Some(locks) = impact.iter().find(|s| s.stage == stage.id) else {
                 continue;
             };
-            let budget = self.lock_budget(stage);
+            let budget = stage.lock_budget;
             for lock in locks.locks.iter().filter(|lock| !lock.new) {
                 // Without a budget for what the lock blocks, the plan promises no
                 // limit for the dry run to keep.

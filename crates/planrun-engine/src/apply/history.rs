@@ -8,12 +8,15 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use planrun_report::{RunOutcome, RunReport, StageStatus};
 use serde::Serialize;
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
+use crate::apply::selection::is_selected;
 use crate::error::EngineError;
-use crate::ledger::{self, RecordedStage, StageRecord};
-use crate::report::{RunOutcome, RunReport, StageStatus};
+use crate::ledger::{self, RecordedStage, ResultStatus, StageRecord};
+use crate::options::{ApplyOptions, HistoryAcceptance};
+use crate::prepared::PreparedStage;
 
 /// Where the ledger and the plan disagree about history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -60,7 +63,7 @@ impl Runner<'_> {
     pub(crate) fn history(
         &self,
         done: &BTreeMap<String, RecordedStage>,
-        would_run: &dyn Fn(usize) -> bool,
+        would_run: &dyn Fn(&PreparedStage<'_>) -> bool,
     ) -> History {
         let plan = self.plan();
         let mut history = History::default();
@@ -69,11 +72,11 @@ impl Runner<'_> {
             .filter(|(id, _)| plan.stage(id).is_none())
             .collect();
         for (id, recorded) in gone {
-            let renamed_to = plan.stages.iter().enumerate().find(|(index, stage)| {
-                !done.contains_key(&stage.id) && self.matches_recorded(*index, &recorded.checksum)
+            let renamed_to = self.prepared().stages.iter().find(|stage| {
+                !done.contains_key(&stage.id) && stage.matches_recorded(&recorded.checksum)
             });
             match renamed_to {
-                Some((_, stage)) => history.renamed.push((id.clone(), stage.id.clone())),
+                Some(stage) => history.renamed.push((id.clone(), stage.id.clone())),
                 None => history.missing.push(id.clone()),
             }
         }
@@ -87,9 +90,8 @@ impl Runner<'_> {
             .map(|(_, new)| new.as_str())
             .collect();
         let is_done = |id: &str| done.contains_key(id) || renamed_new.contains(&id);
-        for (position, &index) in order.iter().enumerate() {
-            let stage = &plan.stages[index];
-            if is_done(&stage.id) || !would_run(index) {
+        for (position, stage) in self.prepared().in_order().enumerate() {
+            if is_done(&stage.id) || !would_run(stage) {
                 continue;
             }
             let applied_later = order[position + 1..]
@@ -104,15 +106,6 @@ impl Runner<'_> {
         }
         history
     }
-}
-
-/// What the user accepted on the command line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HistoryAcceptance {
-    pub accept_missing: bool,
-    /// `(old, new)` pairs from `--rename OLD=NEW`.
-    pub renames: Vec<(String, String)>,
-    pub allow_out_of_order: bool,
 }
 
 impl HistoryAcceptance {
@@ -148,15 +141,10 @@ impl Runner<'_> {
         &self,
         done: &BTreeMap<String, RecordedStage>,
         options: &ApplyOptions,
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
         report: &RunReport,
     ) -> Result<Option<RunReport>, EngineError> {
-        let selected = |index: usize| {
-            selection
-                .iter()
-                .any(|(i, chosen, _)| *i == index && *chosen)
-        };
-        let history = self.history(done, &selected);
+        let history = self.history(done, &|stage| is_selected(selection, stage));
         let accepted = &options.history;
         for (old, new) in &accepted.renames {
             if !history.renamed.contains(&(old.clone(), new.clone())) {
@@ -171,14 +159,13 @@ impl Runner<'_> {
         }
         let mut refusal = report.clone();
         refusal.history = refused.lines();
-        for &index in self.dag().order() {
-            let stage = &self.plan().stages[index];
+        for stage in self.prepared().in_order() {
             let status = if done.contains_key(&stage.id) {
                 StageStatus::AlreadyApplied
             } else {
                 StageStatus::NotRun
             };
-            refusal.stages.push(self.stage_report(index, status));
+            refusal.stages.push(stage.report(status));
         }
         refusal.outcome = RunOutcome::Drift;
         refusal.exit_code = refusal.outcome.exit_code();
@@ -198,40 +185,35 @@ impl Runner<'_> {
         run_id: i64,
         done: &mut BTreeMap<String, RecordedStage>,
         options: &ApplyOptions,
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
         report: &mut RunReport,
     ) -> Result<(), EngineError> {
-        let selected = |index: usize| {
-            selection
-                .iter()
-                .any(|(i, chosen, _)| *i == index && *chosen)
-        };
-        let history = self.history(done, &selected);
+        let history = self.history(done, &|stage| is_selected(selection, stage));
         let accepted = &options.history;
         for (old, new) in &history.renamed {
             let recorded = done[old].clone();
-            let index = self
-                .plan()
-                .stage_position(new)
+            let stage = self
+                .prepared()
+                .stage(new)
                 .expect("a rename's new id is a plan stage");
             self.record_history(
                 conn,
                 run_id,
                 old,
-                "renamed",
+                ResultStatus::Renamed,
                 &recorded,
                 &format!("renamed to `{new}` (apply --rename)"),
             )?;
             let mut moved = recorded.clone();
-            moved.status = "applied".into();
-            moved.checksum = self.stage_checksum(new).unwrap_or_default().to_owned();
+            moved.status = ResultStatus::Applied;
+            moved.checksum = stage.checksum.clone();
             // Recorded in today's form, with today's checksum for the new id.
-            moved.definition = self.definition(index).clone();
+            moved.definition = stage.definition.clone();
             self.record_history(
                 conn,
                 run_id,
                 new,
-                "applied",
+                ResultStatus::Applied,
                 &moved,
                 &format!("renamed from `{old}` (apply --rename); not run again"),
             )?;
@@ -248,7 +230,7 @@ impl Runner<'_> {
                     conn,
                     run_id,
                     id,
-                    "retired",
+                    ResultStatus::Retired,
                     &recorded,
                     "no longer in the plan (apply --accept-missing)",
                 )?;
@@ -273,7 +255,7 @@ impl Runner<'_> {
         conn: &mut C,
         run_id: i64,
         stage_id: &str,
-        status: &str,
+        status: ResultStatus,
         recorded: &RecordedStage,
         note: &str,
     ) -> Result<(), EngineError> {

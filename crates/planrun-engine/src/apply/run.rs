@@ -1,229 +1,54 @@
 //! Applying a plan, as an orchestration that reads top to bottom: connect, take the
-//! plan's lock, refuse drift (`drift.rs`) and unaccepted ledger history
-//! (`history.rs`) before a run id is taken, then stage by stage in DAG order (those
-//! `selection.rs` takes): done already? else a clean session, `BEGIN`, timeouts, the
-//! stage's locks (`stage_locks.rs`), the gate of skip rules, preconditions, captures
-//! and backup (`gate.rs`), the steps (`steps.rs`), deferred constraints and
-//! verification (`checks.rs`), the ledger row in the same transaction
-//! (`stage_record.rs`) and `COMMIT`; at the end, the summary (`summary.rs`).
+//! plan's lock, decide every stage (`decide.rs`), refuse drift (`drift.rs`) and
+//! unaccepted ledger history (`history.rs`) before a run id is taken, then stage by
+//! stage in DAG order: done already? else a clean session and the stage, whole
+//! (`stage/atomic.rs`) or batched (`online/`); at the end, the summary (`summary.rs`).
 //!
-//! Also the prepared plan every command shares (`Runner`: its order, definitions and
-//! checksums) and what a run tells its `Observer`.
+//! Also `Runner`, the public facade every command enters through, holding the
+//! prepared plan (`prepared.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::{Dag, Plan, Stage};
-use planrun_transform::{NoProgress, Progress, Registry};
+use planrun_transform::Registry;
 use postgres::GenericClient;
 
-use crate::checksum::{self, Definition, StageDefinition};
 use crate::db::connect::Target;
 use crate::db::interrupt;
 use crate::db::lock;
 use crate::db::watch::BlockerWatch;
+use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::ledger::{self, NewRun, RecordedStage};
-use crate::online::batched::batched_step;
-use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
-use crate::stage::checks::check_deferred_constraints;
-use crate::stage::gate::Gate;
-use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
-use crate::stage::stage_locks::LockRetry;
-use crate::stage::stage_record::accepted_findings;
+use crate::observer::Observer;
+use crate::options::ApplyOptions;
+use crate::prepared::{PreparedPlan, PreparedStage};
+use crate::stage::atomic::run_atomic;
+use crate::stage::context::RunContext;
+use crate::stage::stage_record::record_drift_accepted;
+use planrun_report::{Command, RunOutcome, RunReport, StageReport, StageStatus};
 
-/// How `apply` runs.
-#[derive(Debug, Clone)]
-pub struct ApplyOptions {
-    /// Everything in one transaction, rolled back at the end.
-    pub dry_run: bool,
-    /// With `dry_run`: hold the locks until the final rollback even where that blocks
-    /// the application longer than the real run would (`dry_run_locks.rs`).
-    pub hold_locks: bool,
-    pub include_optional: bool,
-    /// `--stage`: run these (and what they depend on) only.
-    pub stages: Vec<String>,
-    /// `--until`: stop after this stage.
-    pub until: Option<String>,
-    pub allow_drift: bool,
-    /// Where to write the backup; `None` for `--no-backup`.
-    pub backup_dir: Option<PathBuf>,
-    /// How long to wait for another apply's lock.
-    pub lock_wait: Duration,
-    /// Ledger history the user accepted: missing stages, renames, order.
-    pub history: crate::apply::history::HistoryAcceptance,
-}
-
-impl Default for ApplyOptions {
-    fn default() -> Self {
-        ApplyOptions {
-            dry_run: false,
-            hold_locks: false,
-            include_optional: false,
-            stages: Vec::new(),
-            until: None,
-            allow_drift: false,
-            backup_dir: None,
-            lock_wait: Duration::from_secs(5),
-            history: Default::default(),
-        }
-    }
-}
-
-/// Hears about a run while it happens (the CLI prints stage lines and progress bars).
-pub trait Observer {
-    fn stage_started(&self, _stage: &Stage) {}
-    fn stage_finished(&self, _report: &StageReport) {}
-    /// A statement of a SQL step ran for `_elapsed` and succeeded; the next one has not
-    /// started (the rehearsal's lock trace reads the locks it took).
-    fn statement_finished(&self, _statement: &str, _elapsed: std::time::Duration) {}
-    fn backup_taken(&self, _file: &std::path::Path) {}
-    /// Something the user should know that does not stop the run.
-    fn warning(&self, _text: &str) {}
-    /// What the run is doing now, when it is not obvious (waiting, catching up).
-    fn note(&self, _text: &str) {}
-    /// A lock attempt of `stage` timed out; it is tried again after `retry.retry_in_ms`.
-    fn lock_retry(&self, _stage: &str, _retry: &LockRetry) {}
-    fn progress(&self) -> &dyn Progress {
-        &NoProgress
-    }
-}
-
-/// An observer that hears nothing.
-pub struct Silent;
-impl Observer for Silent {}
-
-/// What one `apply` carries from stage to stage.
-pub(crate) struct RunState<'r> {
-    pub(crate) target: &'r Target,
-    pub(crate) options: &'r ApplyOptions,
-    pub(crate) observer: &'r dyn Observer,
-    pub(crate) run_id: i64,
-    /// Captured values so far: this run's and those recorded by done stages.
-    pub(crate) captures: BTreeMap<String, Option<String>>,
-    /// Set once the backup is taken (or a stage has changed something).
-    pub(crate) changed_anything: bool,
-    pub(crate) backup_file: Option<String>,
-    /// Names the sessions that block a stage; `None` if it could not connect.
-    pub(crate) watch: Option<BlockerWatch>,
-    /// The current stage's lock attempts that were retried.
-    pub(crate) lock_retries: std::sync::Mutex<Vec<LockRetry>>,
-    /// Set while the caller retries the whole transaction on a lock failure (the
-    /// cutover): a statement then gets one attempt, since retrying it in a
-    /// savepoint would sleep holding the transaction's locks.
-    pub(crate) retried_whole: bool,
-}
-
-impl<'r> RunState<'r> {
-    pub(crate) fn new(
-        target: &'r Target,
-        options: &'r ApplyOptions,
-        observer: &'r dyn Observer,
-        run_id: i64,
-    ) -> RunState<'r> {
-        RunState {
-            target,
-            options,
-            observer,
-            run_id,
-            captures: BTreeMap::new(),
-            changed_anything: false,
-            backup_file: None,
-            watch: None,
-            lock_retries: Default::default(),
-            retried_whole: false,
-        }
-    }
-}
-
-/// A plan ready to run: validated, ordered, with its registry.
+/// A plan ready to run: validated, ordered, with its registry; the public entry
+/// points of every command.
 pub struct Runner<'a> {
-    plan: &'a Plan,
-    registry: &'a Registry,
-    dag: Dag,
-    definitions: Vec<StageDefinition>,
-    checksums: Vec<String>,
-    /// Per stage, the definitions and checksums older planruns recorded for it
-    /// (`checksum::former_definitions`).
-    former_definitions: Vec<Vec<StageDefinition>>,
-    former_checksums: Vec<Vec<String>>,
-    /// Per stage, the lock-analysis findings its `allow` accepts, with their reasons:
-    /// recorded in the ledger with each result, so that who accepted what stays known.
-    accepted_findings: Vec<serde_json::Value>,
-    setup_sql: Option<String>,
+    prepared: PreparedPlan<'a>,
 }
 
 impl<'a> Runner<'a> {
     /// Prepares `plan` (already loaded with [`Plan::load_checked`]).
     pub fn new(plan: &'a Plan, registry: &'a Registry) -> Result<Runner<'a>, EngineError> {
-        let dag = Dag::build(plan)
-            .map_err(|_| EngineError::Selection("the plan has a dependency cycle".into()))?;
-        let definitions = plan
-            .stages
-            .iter()
-            .map(|stage| checksum::definition(stage, registry))
-            .collect::<Result<Vec<_>, _>>()?;
-        let checksums = definitions
-            .iter()
-            .map(|definition| checksum::checksum(&definition.entries))
-            .collect();
-        let former_definitions = plan
-            .stages
-            .iter()
-            .map(|stage| checksum::former_definitions(stage, registry))
-            .collect::<Result<Vec<_>, _>>()?;
-        let former_checksums = former_definitions
-            .iter()
-            .map(|forms: &Vec<StageDefinition>| {
-                forms
-                    .iter()
-                    .map(|definition| checksum::checksum(&definition.entries))
-                    .collect()
-            })
-            .collect();
-        let setup_sql = match &plan.setup_sql_file {
-            Some((_, _, resolved)) => Some(checksum::read_sql_file(resolved)?),
-            None => None,
-        };
-        let accepted_findings = accepted_findings(plan, &dag, registry);
-        let runner = Runner {
-            plan,
-            registry,
-            dag,
-            definitions,
-            checksums,
-            former_definitions,
-            former_checksums,
-            accepted_findings,
-            setup_sql,
-        };
-        for index in 0..plan.stages.len() {
-            batched_step(&runner, index)?;
-        }
-        Ok(runner)
+        Ok(Runner {
+            prepared: PreparedPlan::new(plan, registry)?,
+        })
     }
 
-    /// The plan checksum: its stages' checksums in order, throttles included. Unlike
-    /// a stage's, it names the plan exactly as written: a rehearsal is evidence for
-    /// the batch sizes and pauses it ran with, so retuning them asks for a new one
-    /// (`rehearsal_gate.rs`), and a rehearsal recorded before throttles left the stage
-    /// checksums still counts.
+    /// The plan checksum (see [`PreparedPlan::plan_checksum`]).
     pub fn plan_checksum(&self) -> String {
-        let mut all: Definition = Definition::new();
-        for (stage, forms) in self.plan.stages.iter().zip(&self.former_checksums) {
-            all.insert(stage.id.clone(), forms[0].clone());
-        }
-        if let Some(setup) = &self.setup_sql {
-            all.insert("(setup)".into(), setup.clone());
-        }
-        checksum::checksum(&all)
+        self.prepared.plan_checksum()
     }
 
     pub fn stage_checksum(&self, id: &str) -> Option<&str> {
-        self.plan
-            .stage_position(id)
-            .map(|index| self.checksums[index].as_str())
+        self.prepared.stage(id).map(|stage| stage.checksum.as_str())
     }
 
     /// The session of a command that changes the database (`apply`, `reset`): never
@@ -234,7 +59,7 @@ impl<'a> Runner<'a> {
         command: &str,
     ) -> Result<crate::db::connect::OwnSession, EngineError> {
         let mut client =
-            target.connect_own_session(&format!("planrun {command} {}", self.plan.name))?;
+            target.connect_own_session(&format!("planrun {command} {}", self.plan().name))?;
         self.run_setup(&mut *client)?;
         Ok(client)
     }
@@ -242,48 +67,27 @@ impl<'a> Runner<'a> {
     /// The plan's `setup_sql_file`, on `conn` (a read-only command runs it inside its
     /// rolled-back transaction, so even its temporary objects leave no trace).
     pub(crate) fn run_setup<C: GenericClient>(&self, conn: &mut C) -> Result<(), EngineError> {
-        if let Some(setup) = &self.setup_sql {
+        if let Some(setup) = &self.prepared.setup_sql {
             conn.batch_execute(setup)
                 .map_err(EngineError::database("the plan's setup_sql_file failed"))?;
         }
         Ok(())
     }
 
-    pub(crate) fn plan(&self) -> &Plan {
-        self.plan
+    pub(crate) fn plan(&self) -> &'a Plan {
+        self.prepared.plan
     }
 
     pub(crate) fn dag(&self) -> &Dag {
-        &self.dag
+        &self.prepared.dag
     }
 
-    pub(crate) fn registry(&self) -> &Registry {
-        self.registry
+    pub(crate) fn registry(&self) -> &'a Registry {
+        self.prepared.registry
     }
 
-    /// Stage `index`'s definition, SQL fingerprinted by tokens.
-    pub(crate) fn definition(&self, index: usize) -> &StageDefinition {
-        &self.definitions[index]
-    }
-
-    /// Stage `index`'s checksum, of its definition.
-    pub(crate) fn checksum(&self, index: usize) -> &str {
-        &self.checksums[index]
-    }
-
-    /// Stage `index`'s definition in the forms older planruns recorded.
-    pub(crate) fn former_definitions(&self, index: usize) -> &[StageDefinition] {
-        &self.former_definitions[index]
-    }
-
-    /// Stage `index`'s checksums as older planruns computed them.
-    pub(crate) fn former_checksums(&self, index: usize) -> &[String] {
-        &self.former_checksums[index]
-    }
-
-    /// The lock-analysis findings stage `index`'s `allow` accepts, with their reasons.
-    pub(crate) fn accepted_findings(&self, index: usize) -> &serde_json::Value {
-        &self.accepted_findings[index]
+    pub(crate) fn prepared(&self) -> &PreparedPlan<'a> {
+        &self.prepared
     }
 
     /// Runs the plan against `target`.
@@ -297,8 +101,8 @@ impl<'a> Runner<'a> {
         if options.dry_run {
             let blocking: Vec<&str> = selection
                 .iter()
-                .filter(|(index, selected, _)| *selected && !self.plan.stages[*index].transaction)
-                .map(|(index, _, _)| self.plan.stages[*index].id.as_str())
+                .filter(|(stage, selected, _)| *selected && !stage.transaction)
+                .map(|(stage, _, _)| stage.id())
                 .collect();
             if !blocking.is_empty() {
                 return Err(EngineError::NotDryRunnable(format!(
@@ -314,7 +118,7 @@ impl<'a> Runner<'a> {
         let mut client = self.connect(target, "apply")?;
         // A signal cancels what runs on this connection (see `interrupt`).
         let _cancel_on_signal = interrupt::watch_connection(&client, target);
-        lock::acquire(&mut client, &self.plan.name, options.lock_wait)?;
+        lock::acquire(&mut client, &self.plan().name, options.lock_wait)?;
         let result = if options.dry_run {
             let mut outer = client.transaction().map_err(EngineError::database(
                 "cannot begin the dry-run transaction",
@@ -325,7 +129,7 @@ impl<'a> Runner<'a> {
         } else {
             self.apply_stages(&mut *client, target, options, &selection, observer)
         };
-        lock::release(&mut client, &self.plan.name);
+        lock::release(&mut client, &self.plan().name);
         interrupt::acknowledge();
         result
     }
@@ -335,22 +139,29 @@ impl<'a> Runner<'a> {
         conn: &mut C,
         target: &Target,
         options: &ApplyOptions,
-        selection: &[(usize, bool, Option<String>)],
+        selection: &[(&PreparedStage<'_>, bool, Option<String>)],
         observer: &dyn Observer,
     ) -> Result<RunReport, EngineError> {
         ledger::ensure(conn)?;
-        let mut done = ledger::done_results(conn, &self.plan.name)?;
+        let mut done = ledger::done_results(conn, &self.plan().name)?;
         if options.dry_run && !options.hold_locks {
             self.refuse_held_locks(selection, &done)?;
         }
-        let mut report = RunReport::new("apply", &self.plan.name, target, options.dry_run);
+        let mut report = RunReport::new(
+            Command::Apply,
+            &self.plan().name,
+            target,
+            &target.source,
+            options.dry_run,
+        );
 
         // Drift is decided up front: nothing runs while an applied stage has changed.
-        let drifted = self.drifted(&done, selection);
         // A refused run (drift, history) is decided before a run id is taken: it ran
         // nothing and leaves no row in the ledger, as `plan` leaves none.
-        if !drifted.is_empty() && !options.allow_drift {
-            return Ok(self.refuse_drift(report, &done, &drifted, selection));
+        let no_checkpoints = BTreeMap::new();
+        let decisions = decide(selection, &done, &no_checkpoints);
+        if !options.allow_drift && decisions.iter().any(|d| d.disposition.is_drifted()) {
+            return Ok(self.refuse_drift(report, &decisions));
         }
         if let Some(refusal) = self.refuse_history(&done, options, selection, &report)? {
             return Ok(refusal);
@@ -359,7 +170,7 @@ impl<'a> Runner<'a> {
         let run_id = ledger::start_run(
             conn,
             &NewRun {
-                plan_name: &self.plan.name,
+                plan_name: &self.plan().name,
                 plan_checksum: &self.plan_checksum(),
                 command: if options.dry_run {
                     "apply --dry-run"
@@ -373,17 +184,15 @@ impl<'a> Runner<'a> {
         report.run_id = (!options.dry_run).then_some(run_id);
         self.settle_history(conn, run_id, &mut done, options, selection, &mut report)?;
 
-        let mut run = RunState::new(target, options, observer, run_id);
-        run.captures = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
+        let mut run = RunContext::new(&self.prepared, target, options, observer, run_id);
+        run.captures = ledger::recorded_captures(&done);
         if !options.dry_run {
             if let Ok(row) = conn.query_one("SELECT pg_catalog.pg_backend_pid()", &[]) {
-                run.watch = BlockerWatch::start(target, &self.plan.name, row.get(0));
+                run.watch = BlockerWatch::start(target, &self.plan().name, row.get(0));
             }
         }
-        let committed = self.run_stages(conn, &mut run, &done, &drifted, selection, &mut report)?;
+        let decisions = decide(selection, &done, &no_checkpoints);
+        let committed = self.run_stages(conn, &mut run, &decisions, &mut report)?;
         if report.outcome == RunOutcome::NothingToDo && !committed.is_empty() {
             report.outcome = RunOutcome::Success;
         }
@@ -403,23 +212,22 @@ impl<'a> Runner<'a> {
         Ok(report)
     }
 
-    /// Runs the selected stages in order until one stops the run, each noted in
-    /// `report` with the outcome so far; the ids of the stages that committed.
+    /// Runs the stages `decisions` say run, in order, until one stops the run, each
+    /// noted in `report` with the outcome so far; the ids of the stages that committed.
     fn run_stages<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        done: &BTreeMap<String, RecordedStage>,
-        drifted: &[usize],
-        selection: &[(usize, bool, Option<String>)],
+        run: &mut RunContext<'_>,
+        decisions: &[Decision<'_, '_, '_>],
         report: &mut RunReport,
     ) -> Result<Vec<String>, EngineError> {
         let mut stopped = false;
         let mut committed: Vec<String> = Vec::new();
-        for &(index, selected, ref why) in selection {
-            let stage = &self.plan.stages[index];
-            if !selected {
-                report.stages.push(self.not_selected(index, why, done));
+        for Decision { stage, disposition } in decisions {
+            if let Disposition::NotSelected { why, applied, .. } = disposition {
+                report
+                    .stages
+                    .push(not_selected(stage, why, applied.is_some()));
                 continue;
             }
             if !stopped && interrupt::requested().is_some() {
@@ -427,15 +235,13 @@ impl<'a> Runner<'a> {
                 stopped = true;
             }
             if stopped {
-                report
-                    .stages
-                    .push(self.stage_report(index, StageStatus::NotRun));
+                report.stages.push(stage.report(StageStatus::NotRun));
                 continue;
             }
-            if let Some(recorded) = done.get(&stage.id) {
-                let drift_accepted = drifted.contains(&index);
+            if let Disposition::Applied(recorded) | Disposition::Drifted(recorded) = disposition {
+                let drift_accepted = disposition.is_drifted();
                 let stage_report =
-                    self.already_applied(conn, run.run_id, index, recorded, drift_accepted)?;
+                    self.already_applied(conn, run, stage, recorded, drift_accepted)?;
                 if drift_accepted {
                     committed.push(stage.id.clone());
                 }
@@ -444,7 +250,7 @@ impl<'a> Runner<'a> {
                 continue;
             }
             run.observer.stage_started(stage);
-            let stage_report = match self.run_stage(conn, run, index) {
+            let stage_report = match self.run_stage(conn, run, stage) {
                 Ok(stage_report) => stage_report,
                 Err(error) => {
                     // Best effort: the connection may be what failed.
@@ -468,37 +274,19 @@ impl<'a> Runner<'a> {
         Ok(committed)
     }
 
-    /// The report of a stage the options leave out (already applied, if an earlier run
-    /// applied it).
-    fn not_selected(
-        &self,
-        index: usize,
-        why: &Option<String>,
-        done: &BTreeMap<String, RecordedStage>,
-    ) -> StageReport {
-        let mut stage_report = self.stage_report(index, StageStatus::NotSelected);
-        stage_report.note = why.clone();
-        if done.contains_key(&self.plan.stages[index].id) {
-            stage_report.status = StageStatus::AlreadyApplied;
-        }
-        stage_report
-    }
-
-    /// The report of a stage an earlier run applied; a drift accepted with
-    /// `--allow-drift` is recorded in the ledger.
     fn already_applied<C: GenericClient>(
         &self,
         conn: &mut C,
-        run_id: i64,
-        index: usize,
+        run: &RunContext<'_>,
+        stage: &PreparedStage<'_>,
         recorded: &RecordedStage,
         drift_accepted: bool,
     ) -> Result<StageReport, EngineError> {
-        let mut stage_report = self.stage_report(index, StageStatus::AlreadyApplied);
+        let mut stage_report = stage.report(StageStatus::AlreadyApplied);
         if drift_accepted {
             stage_report.status = StageStatus::DriftAccepted;
-            (stage_report.drift, stage_report.drift_diff) = self.drift(index, &recorded.definition);
-            self.record_drift_accepted(conn, run_id, index, recorded)?;
+            (stage_report.drift, stage_report.drift_diff) = self.drift(stage, &recorded.definition);
+            record_drift_accepted(conn, run, stage, recorded)?;
         }
         stage_report.note = Some(format!(
             "{} in run {} at {}",
@@ -510,16 +298,14 @@ impl<'a> Runner<'a> {
     fn run_stage<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
     ) -> Result<StageReport, EngineError> {
         if let Some(watch) = &run.watch {
             // Blockers seen during an earlier stage are not this stage's.
             watch.take();
         }
-        if let Ok(mut retries) = run.lock_retries.lock() {
-            retries.clear();
-        }
+        run.lock_retries.clear();
         // Each stage starts from a clean session, as psql starts each file: a `SET`
         // (not `SET LOCAL`) of an earlier stage's SQL does not carry over; planrun's
         // own session settings are set again.
@@ -527,167 +313,27 @@ impl<'a> Runner<'a> {
             .and_then(|()| crate::db::connect::watch_for_vanished_client(conn))
             .map_err(EngineError::database(format!(
                 "cannot reset the session before stage `{}`",
-                self.plan.stages[index].id
-            )))?;
-        let mut stage_report = self.run_stage_transactions(conn, run, index)?;
-        self.say_what_remains(conn, index, &mut stage_report)?;
-        if let Ok(mut retries) = run.lock_retries.lock() {
-            stage_report.lock_retries = std::mem::take(&mut *retries);
-        }
-        Ok(stage_report)
-    }
-
-    fn run_stage_transactions<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
-    ) -> Result<StageReport, EngineError> {
-        if let Some(batched) = batched_step(self, index)? {
-            return self.run_batched_stage(conn, run, index, &batched);
-        }
-        let stage = &self.plan.stages[index];
-        let started = Instant::now();
-        let started_at = SystemTime::now();
-        let mut stage_report = self.stage_report(index, StageStatus::Applied);
-
-        let committed = if stage.transaction {
-            let mut tx = match conn.transaction() {
-                Ok(tx) => tx,
-                Err(error) => {
-                    fail_at(&mut stage_report, "BEGIN", &error);
-                    return Ok(stage_report);
-                }
-            };
-            let body = self
-                .stage_body(&mut tx, run, index, &mut stage_report, true)
-                .map(|passed| passed && !interrupted_before(&mut stage_report, "COMMIT"));
-            match body {
-                Ok(true) => {
-                    run.observer.progress().phase("committing");
-                    stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                    let recorded =
-                        self.record(&mut tx, run.run_id, index, &stage_report, started_at);
-                    match recorded.map(|()| tx.commit()) {
-                        Ok(Ok(())) => true,
-                        Ok(Err(error)) => {
-                            // A lost connection, or a check only COMMIT makes:
-                            // nothing of the stage committed.
-                            fail_at(&mut stage_report, "COMMIT", &error);
-                            false
-                        }
-                        Err(error) => {
-                            stage_report.status = StageStatus::Failed;
-                            stage_report.error =
-                                Some(plain_error(Some("ledger"), error.to_string()));
-                            false
-                        }
-                    }
-                }
-                Ok(false) => {
-                    let _ = tx.rollback();
-                    false
-                }
-                Err(error) => {
-                    let _ = tx.rollback();
-                    return Err(error);
-                }
-            }
-        } else {
-            let body = self.stage_body(conn, run, index, &mut stage_report, false);
-            let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
-            if body? {
-                stage_report.duration_ms = started.elapsed().as_millis() as u64;
-                self.record(conn, run.run_id, index, &stage_report, started_at)?;
-                true
-            } else {
-                false
-            }
-        };
-        stage_report.duration_ms = started.elapsed().as_millis() as u64;
-        if !committed {
-            crate::stage::abandoned::rolled_back(&mut stage_report);
-        }
-        if !committed && stage_report.status == StageStatus::Failed {
-            self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
-        }
-        Ok(stage_report)
-    }
-
-    /// The stage's work; `Ok(true)` to commit, `Ok(false)` to roll back (the report
-    /// says why), `Err` when planrun itself cannot go on.
-    fn stage_body<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
-        stage_report: &mut StageReport,
-        in_transaction: bool,
-    ) -> Result<bool, EngineError> {
-        self.set_timeouts(conn, index, in_transaction)?;
-        if in_transaction && !self.take_stage_locks(conn, run, index, stage_report)? {
-            return Ok(false);
-        }
-        if !self.remove_abandoned_attempt(conn, run, index, stage_report, in_transaction)? {
-            return Ok(false);
-        }
-        match self.gate(conn, run, index, stage_report)? {
-            Gate::Skip => {
-                return Ok(crate::stage::abandoned::may_skip(
-                    stage_report,
-                    &self.plan.stages[index].id,
-                ))
-            }
-            Gate::Stop => return Ok(false),
-            Gate::Proceed => {}
-        }
-        let steps = 0..self.plan.stages[index].steps.len();
-        if !self.run_steps(conn, run, index, steps, stage_report, in_transaction)? {
-            return Ok(false);
-        }
-        if in_transaction {
-            run.observer
-                .progress()
-                .phase("checking deferred constraints");
-            if !check_deferred_constraints(conn, stage_report) {
-                return Ok(false);
-            }
-        }
-        Ok(self.verify_stage(conn, run, index, stage_report))
-    }
-
-    /// `SET [LOCAL] lock_timeout / statement_timeout` for the stage.
-    pub(crate) fn set_timeouts<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        index: usize,
-        in_transaction: bool,
-    ) -> Result<(), EngineError> {
-        let stage = &self.plan.stages[index];
-        let timeouts = stage.timeouts.or(&self.plan.timeouts);
-        let scope = if in_transaction { "SET LOCAL" } else { "SET" };
-        let mut settings = String::new();
-        if let Some(timeout) = &timeouts.lock_timeout {
-            settings.push_str(&format!(
-                "{scope} lock_timeout = '{}';",
-                timeout.as_setting()
-            ));
-        }
-        if let Some(timeout) = &timeouts.statement_timeout {
-            settings.push_str(&format!(
-                "{scope} statement_timeout = '{}';",
-                timeout.as_setting()
-            ));
-        }
-        if settings.is_empty() {
-            return Ok(());
-        }
-        conn.batch_execute(&settings)
-            .map_err(EngineError::database(format!(
-                "cannot set the timeouts of stage `{}`",
                 stage.id
-            )))
+            )))?;
+        let mut stage_report = match &stage.batched {
+            Some(batched) => self.run_batched_stage(conn, run, stage, batched)?,
+            None => run_atomic(conn, run, stage)?,
+        };
+        self.say_what_remains(conn, stage, &mut stage_report)?;
+        stage_report.lock_retries = std::mem::take(&mut run.lock_retries);
+        Ok(stage_report)
     }
+}
+
+/// The report of a stage the options leave out (why), already applied if an earlier
+/// run `applied` it.
+fn not_selected(stage: &PreparedStage<'_>, why: &Option<String>, applied: bool) -> StageReport {
+    let mut stage_report = stage.report(StageStatus::NotSelected);
+    stage_report.note = why.clone();
+    if applied {
+        stage_report.status = StageStatus::AlreadyApplied;
+    }
+    stage_report
 }
 
 /// What a stage that ran with `status` makes of the run's outcome; whether the run

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::options::ApplyOptions;
+use crate::prepared::PreparedStage;
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
     /// The ids of the stages `options` select, in run order (whether or not they have
     /// run before).
     pub fn selected_stages(&self, options: &ApplyOptions) -> Result<Vec<&str>, EngineError> {
@@ -15,7 +17,7 @@ impl Runner<'_> {
             .selection(options)?
             .into_iter()
             .filter(|(_, selected, _)| *selected)
-            .map(|(index, _, _)| self.plan().stages[index].id.as_str())
+            .map(|(stage, _, _)| stage.id())
             .collect())
     }
 
@@ -23,7 +25,7 @@ impl Runner<'_> {
     pub(crate) fn selection(
         &self,
         options: &ApplyOptions,
-    ) -> Result<Vec<(usize, bool, Option<String>)>, EngineError> {
+    ) -> Result<Selection<'_, 'a>, EngineError> {
         let mut named: BTreeSet<usize> = BTreeSet::new();
         for id in options.stages.iter().chain(&options.until) {
             if self.plan().stage_position(id).is_none() {
@@ -54,7 +56,6 @@ impl Runner<'_> {
             .iter()
             .enumerate()
             .map(|(position, &index)| {
-                let stage = &self.plan().stages[index];
                 let (selected, why) = if until_position.is_some_and(|until| position > until) {
                     (
                         false,
@@ -69,7 +70,7 @@ impl Runner<'_> {
                     } else {
                         (false, Some("not named by --stage".into()))
                     }
-                } else if stage.optional && !options.include_optional {
+                } else if self.plan().stages[index].optional && !options.include_optional {
                     (
                         false,
                         Some("optional: run with --include-optional or --stage".into()),
@@ -77,8 +78,22 @@ impl Runner<'_> {
                 } else {
                     (true, None)
                 };
-                (index, selected, why)
+                (&self.prepared().stages[index], selected, why)
             })
             .collect())
     }
+}
+
+/// Every stage in run order, each with whether the options select it and, if not,
+/// why.
+pub(crate) type Selection<'p, 'a> = Vec<(&'p PreparedStage<'a>, bool, Option<String>)>;
+
+/// Whether `selection` takes `stage`.
+pub(crate) fn is_selected(
+    selection: &[(&PreparedStage<'_>, bool, Option<String>)],
+    stage: &PreparedStage<'_>,
+) -> bool {
+    selection
+        .iter()
+        .any(|(chosen, selected, _)| chosen.position == stage.position && *selected)
 }

@@ -4,9 +4,10 @@
 //! backup). The outcome is settled here too: a failed stage's checks or
 //! error decide between a failed precondition, verification or step.
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
 use crate::db::interrupt;
-use crate::report::{RunOutcome, RunReport, StageReport, StageStatus};
+use crate::options::ApplyOptions;
+use planrun_report::{RunOutcome, RunReport, StageReport, StageStatus};
 
 impl Runner<'_> {
     pub(crate) fn summarise(

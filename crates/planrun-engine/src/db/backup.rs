@@ -5,66 +5,23 @@
 //! fails, nothing runs and its partial file is removed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::db::connect::{redact, Target};
-use crate::db::private_dir::{PrivateDir, PrivateDirError};
+use crate::db::pg_tools::{libpq_command, pg_tool};
+use crate::db::private_dir::{file_name_part, PrivateDir, PrivateDirError};
 use crate::error::EngineError;
-
-/// The `pg_dump` to use: `$PG_BIN/pg_dump` when `PG_BIN` is set, else the newest
-/// `/usr/lib/postgresql/*/bin`, else `pg_dump` on `PATH`. A newer client can dump an older server, not the reverse.
-pub fn pg_tool(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BIN").filter(|dir| !dir.is_empty()) {
-        // An explicit choice: no silent fallback to another installation.
-        return Path::new(&dir).join(name);
-    }
-    if let Ok(bin_dir) = planrun_tempdb::find_bin_dir() {
-        let candidate = bin_dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    PathBuf::from(name)
-}
-
-/// A command for the libpq tool `program` (`pg_dump`) that connects to `target` with
-/// exactly the settings planrun connects with: the caller's `PG*` variables are
-/// removed, every setting but the password goes in `--dbname`, the password in
-/// `PGPASSWORD`, so it never appears in a process listing.
-pub fn libpq_command(program: &Path, target: &Target) -> Command {
-    let (conninfo, env) = target.libpq_tool_settings();
-    let mut command = Command::new(program);
-    command
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG"))),
-        )
-        .envs(env)
-        .arg("--no-password")
-        .arg("--dbname")
-        .arg(conninfo);
-    command
-}
 
 /// The file a backup taken now would get (before making it unique): the plan, the
 /// database and a microsecond timestamp, so two applies of one plan to two databases,
 /// or in the same second, never share a name.
 pub fn backup_path(dir: &Path, plan: &str, database: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S_%6f");
-    dir.join(format!("{}-{}-{stamp}.dump", safe(plan), safe(database)))
-}
-
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    dir.join(format!(
+        "{}-{}-{stamp}.dump",
+        file_name_part(plan),
+        file_name_part(database)
+    ))
 }
 
 /// A new backup file in `dir` (see [`PrivateDir`]) that no other file had the name of:
@@ -186,7 +143,7 @@ pub fn take(
 
 /// The sessions holding or queued for ACCESS EXCLUSIVE on `table` (as pg_dump printed
 /// it), to name in the error; none when they cannot be read.
-fn lock_holders(target: &Target, table: &str) -> Vec<crate::db::watch::Blocker> {
+fn lock_holders(target: &Target, table: &str) -> Vec<planrun_report::Blocker> {
     let Ok(mut client) = target.connect("planrun backup") else {
         return Vec::new();
     };
@@ -205,10 +162,6 @@ fn lock_holders(target: &Target, table: &str) -> Vec<crate::db::watch::Blocker> 
         ),
         &[&table],
     );
-    rows.map(|rows| {
-        rows.iter()
-            .map(crate::db::watch::Blocker::from_row)
-            .collect()
-    })
-    .unwrap_or_default()
+    rows.map(|rows| rows.iter().map(crate::db::watch::blocker).collect())
+        .unwrap_or_default()
 }

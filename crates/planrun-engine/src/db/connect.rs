@@ -16,7 +16,7 @@ use postgres::{Client, Config};
 
 use crate::db::driver::{driver_config, endpoint_config};
 use crate::db::tls::Tls;
-use crate::error::EngineError;
+use crate::error::{error_chain, EngineError};
 
 pub use planrun_conninfo::{redact, scrub};
 
@@ -500,21 +500,6 @@ pub(crate) fn watch_for_vanished_client<C: postgres::GenericClient>(
         &[&CLIENT_CHECK_INTERVAL],
     )?;
     Ok(())
-}
-
-/// An error with its sources, e.g. "error connecting to server: Connection refused".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn dotenv_database_url(path: &Path) -> Option<String> {

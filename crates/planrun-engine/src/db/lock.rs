@@ -4,11 +4,10 @@
 //! between clients, which is why the session is checked for one before the lock is
 //! taken (`Target::connect_own_session`).
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
+use planrun_report::LockHolder;
 use postgres::Client;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::db::trusted_sql::TrustedSearchPath;
@@ -17,25 +16,6 @@ use crate::error::EngineError;
 /// First key of planrun's advisory locks ("plan" in ASCII), so they are easy to find
 /// in `pg_locks` and unlikely to collide with an application's own.
 const LOCK_CLASS: i32 = 0x706c_616e;
-
-/// Who holds a plan's lock.
-#[derive(Debug, Clone, Serialize)]
-pub struct LockHolder {
-    pub pid: i32,
-    pub application_name: String,
-    pub since: String,
-    pub client: String,
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "held by pid {}, application_name '{}', client {}, since {}",
-            self.pid, self.application_name, self.client, self.since
-        )
-    }
-}
 
 /// The second lock key for a plan name.
 pub fn plan_lock_key(plan: &str) -> i32 {

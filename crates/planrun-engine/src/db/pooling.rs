@@ -52,7 +52,7 @@ pub(crate) fn refuse_shared_server_connections(
                 target: target.to_owned(),
                 evidence: format!(
                     "a transaction block was refused: {}",
-                    crate::db::connect::error_chain(&source)
+                    crate::error::error_chain(&source)
                 ),
             });
         }

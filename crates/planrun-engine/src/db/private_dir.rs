@@ -174,6 +174,21 @@ impl PrivateDir {
     }
 }
 
+/// `name` (a plan's, a database's) as part of the name of a file planrun writes here:
+/// letters, digits, `-` and `_` kept, anything else `_`, so that no name reaches
+/// outside the directory.
+pub(crate) fn file_name_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// `name` as a single path component for `openat`.
 fn file_name(name: &str) -> std::io::Result<CString> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
@@ -216,6 +231,12 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    }
+
+    #[test]
+    fn names_become_plain_file_name_parts() {
+        assert_eq!(file_name_part("memoir-v2_ü"), "memoir-v2_ü");
+        assert_eq!(file_name_part("../a b.c"), "___a_b_c");
     }
 
     #[test]

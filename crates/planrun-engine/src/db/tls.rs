@@ -30,7 +30,7 @@ use postgres::config::SslMode;
 use postgres::{Client, Config};
 use postgres_openssl::MakeTlsConnector;
 
-use crate::db::connect::error_chain;
+use crate::error::error_chain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

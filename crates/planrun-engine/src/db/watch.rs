@@ -8,51 +8,26 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use planrun_report::Blocker;
 use postgres::Client;
-use serde::Serialize;
 
 use crate::db::connect::Target;
 
-/// A session that blocked planrun's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct Blocker {
-    pub pid: i32,
-    pub application_name: String,
-    pub user: String,
-    pub state: String,
-    /// Since when its transaction is open (RFC 3339), `-` when none is.
-    pub since: String,
-    /// Its current or last statement, shortened.
-    pub query: String,
-}
-
-/// The columns of `pg_stat_activity a` that [`Blocker::from_row`] reads, in order.
+/// The columns of `pg_stat_activity a` that [`blocker`] reads, in order.
 pub(crate) const SESSION_COLUMNS: &str = "a.pid, coalesce(a.application_name, ''), \
     coalesce(a.usename::text, ''), coalesce(a.state, ''), \
     coalesce(to_char(a.xact_start, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), '-'), \
     left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)";
 
-impl Blocker {
-    /// A row selected with [`SESSION_COLUMNS`].
-    pub(crate) fn from_row(row: &postgres::Row) -> Blocker {
-        Blocker {
-            pid: row.get(0),
-            application_name: row.get(1),
-            user: row.get(2),
-            state: row.get(3),
-            since: row.get(4),
-            query: row.get(5),
-        }
-    }
-}
-
-impl std::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "pid {} (application_name '{}', user {}, {}, transaction open since {}): {}",
-            self.pid, self.application_name, self.user, self.state, self.since, self.query
-        )
+/// The session of a row selected with [`SESSION_COLUMNS`].
+pub(crate) fn blocker(row: &postgres::Row) -> Blocker {
+    Blocker {
+        pid: row.get(0),
+        application_name: row.get(1),
+        user: row.get(2),
+        state: row.get(3),
+        since: row.get(4),
+        query: row.get(5),
     }
 }
 
@@ -79,7 +54,7 @@ impl BlockerWatch {
                     let rows = blockers_of(&mut client, pid);
                     match rows {
                         Ok(rows) if !rows.is_empty() => {
-                            let blockers = rows.iter().map(Blocker::from_row).collect();
+                            let blockers = rows.iter().map(blocker).collect();
                             if let Ok(mut slot) = seen.lock() {
                                 *slot = blockers;
                             }

@@ -5,15 +5,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use planrun_report::{
+    CheckResult, CheckStatus, Command, RunOutcome, RunReport, StageReport, StageStatus,
+    StageStatusLine, StatusReport,
+};
 
-use crate::apply::run::{ApplyOptions, Runner};
+use crate::apply::run::Runner;
+use crate::apply::selection::is_selected;
 use crate::db::connect::Target;
+use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
 use crate::inspect::supersede::{self, StageChanges};
-use crate::ledger::{self, Checkpoint, RunSummary};
+use crate::ledger::{self, Checkpoint, RecordedStage, ResultStatus};
 use crate::online::moving_tables::judge_failure;
-use crate::report::{CheckResult, CheckStatus, RunOutcome, RunReport, StageReport, StageStatus};
+use crate::options::ApplyOptions;
+use crate::prepared::PreparedStage;
 use crate::stage::checks::{check_now, skip_rule_now};
 
 impl Runner<'_> {
@@ -40,125 +46,90 @@ impl Runner<'_> {
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
         let checkpoints = ledger::checkpoints(&mut tx, &self.plan().name)?;
         let backlog = backlogs(&mut tx, &self.plan().name, &checkpoints)?;
-        let mut captures: BTreeMap<String, Option<String>> = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
-        let mut report = RunReport::new("plan", &self.plan().name, target, false);
-        let mut pending: BTreeSet<String> = BTreeSet::new();
-        let mut would_change = false;
-        for &(index, selected, ref why) in &selection {
-            let stage = &self.plan().stages[index];
-            let mut stage_report = self.stage_report(index, StageStatus::WouldRun);
-            if let Some(recorded) = done.get(&stage.id) {
-                if self.matches_recorded(index, &recorded.checksum) {
-                    stage_report.status = StageStatus::AlreadyApplied;
-                    stage_report.note = Some(format!(
-                        "{} in run {} at {}",
-                        recorded.status, recorded.run_id, recorded.finished_at
-                    ));
-                } else {
-                    stage_report.status = StageStatus::Drifted;
-                    (stage_report.drift, stage_report.drift_diff) =
-                        self.drift(index, &recorded.definition);
-                    report.outcome = RunOutcome::Drift;
-                }
-                report.stages.push(stage_report);
-                continue;
+        let mut preview = Preview {
+            report: RunReport::new(
+                Command::Plan,
+                &self.plan().name,
+                target,
+                &target.source,
+                false,
+            ),
+            captures: ledger::recorded_captures(&done),
+            pending: BTreeSet::new(),
+            would_change: false,
+        };
+        for decision in decide(&selection, &done, &checkpoints) {
+            let stage_report = self.preview_stage(&mut tx, &mut preview, &decision, &backlog);
+            preview.report.stages.push(stage_report);
+        }
+        let _ = tx.rollback();
+        let history = self
+            .history(&done, &|stage| is_selected(&selection, stage))
+            .lines();
+        Ok(self.finish_preview(preview, target, options, history))
+    }
+
+    /// What `plan` says of one stage: its decision, and for one that would run, its
+    /// skip rules and preconditions judged now.
+    fn preview_stage(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        preview: &mut Preview,
+        Decision { stage, disposition }: &Decision<'_, '_, '_>,
+        backlog: &BTreeMap<String, i64>,
+    ) -> StageReport {
+        let mut stage_report = stage.report(StageStatus::WouldRun);
+        match disposition {
+            Disposition::Drifted(recorded)
+            | Disposition::NotSelected {
+                applied: Some(recorded),
+                drifted: true,
+                ..
+            } => {
+                stage_report.status = StageStatus::Drifted;
+                (stage_report.drift, stage_report.drift_diff) =
+                    self.drift(stage, &recorded.definition);
+                preview.report.outcome = RunOutcome::Drift;
             }
-            if !selected {
+            Disposition::Applied(recorded)
+            | Disposition::NotSelected {
+                applied: Some(recorded),
+                ..
+            } => {
+                stage_report.status = StageStatus::AlreadyApplied;
+                stage_report.note = Some(format!(
+                    "{} in run {} at {}",
+                    recorded.status, recorded.run_id, recorded.finished_at
+                ));
+            }
+            Disposition::NotSelected { why, .. } => {
                 stage_report.status = StageStatus::NotSelected;
                 stage_report.note = why.clone();
-                report.stages.push(stage_report);
-                continue;
             }
-            if let Some(checkpoint) = checkpoints.get(&stage.id) {
+            Disposition::Resume(checkpoint) => {
                 stage_report.note = Some(partial_note(
                     checkpoint,
                     backlog.get(&stage.id).copied().unwrap_or(0),
                 ));
-                pending.insert(stage.id.clone());
-                would_change = true;
-                report.stages.push(stage_report);
-                continue;
+                preview.pending.insert(stage.id.clone());
+                preview.would_change = true;
             }
-            let waiting_for: Vec<&str> = stage
-                .depends_on
-                .iter()
-                .map(|(dep, _)| dep.as_str())
-                .filter(|dep| pending.contains(*dep))
-                .collect();
-            for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
-                captures.entry(name.clone()).or_insert(None);
-            }
-            if !waiting_for.is_empty() {
-                // What they read is what the stages it waits for will have changed:
-                // judged now, they would fail for the wrong reason.
-                let after: Vec<String> = waiting_for.iter().map(|id| (*id).to_owned()).collect();
-                stage_report.skip_rules = stage
-                    .skip_if
-                    .iter()
-                    .map(|rule| {
-                        CheckResult::evaluated_after(
-                            &rule.reason,
-                            rule.expect.to_string(),
-                            after.clone(),
-                        )
-                    })
-                    .collect();
-                stage_report.preconditions = stage
-                    .preconditions
-                    .iter()
-                    .map(|check| {
-                        CheckResult::evaluated_after(
-                            &check.name,
-                            check.expect.to_string(),
-                            after.clone(),
-                        )
-                    })
-                    .collect();
-                stage_report.status = StageStatus::Waiting;
-                stage_report.note = Some(format!(
-                    "runs after {}; its skip rules and preconditions are evaluated then",
-                    waiting_for.join(", ")
-                ));
-                pending.insert(stage.id.clone());
-                would_change = true;
-                report.stages.push(stage_report);
-                continue;
-            }
-            for rule in &stage.skip_if {
-                stage_report
-                    .skip_rules
-                    .push(skip_rule_now(&mut tx, rule, &captures));
-            }
-            for check in &stage.preconditions {
-                stage_report
-                    .preconditions
-                    .push(check_now(&mut tx, check, &captures));
-            }
-            if let Some(rule) = stage
-                .skip_if
-                .iter()
-                .zip(&stage_report.skip_rules)
-                .find(|(_, r)| r.passed)
-            {
-                stage_report.status = StageStatus::WouldSkip;
-                stage_report.note = Some(rule.0.reason.clone());
-            } else if stage_report.preconditions.iter().any(CheckResult::failed) {
-                stage_report.status = StageStatus::Blocked;
-                pending.insert(stage.id.clone());
-                if report.outcome == RunOutcome::NothingToDo {
-                    report.outcome = RunOutcome::PreconditionFailed;
-                }
-            } else {
-                pending.insert(stage.id.clone());
-                would_change = true;
-            }
-            report.stages.push(stage_report);
+            Disposition::Run => judge_now(tx, preview, stage, &mut stage_report),
         }
-        let _ = tx.rollback();
-        if would_change {
+        stage_report
+    }
+
+    /// The lines that end `plan`'s report: the backup, the outcome, the ledger
+    /// `history` apply would refuse.
+    fn finish_preview(
+        &self,
+        preview: Preview,
+        target: &Target,
+        options: &ApplyOptions,
+        history: Vec<String>,
+    ) -> RunReport {
+        let mut report = preview.report;
+        if preview.would_change {
             match &options.backup_dir {
                 Some(dir) => report.summary.push(format!(
                     "a backup would be taken first: pg_dump -F c into {}",
@@ -177,12 +148,7 @@ impl Runner<'_> {
                 .summary
                 .push("nothing to do: every selected stage is already applied".into());
         }
-        let selected = |index: usize| {
-            selection
-                .iter()
-                .any(|(i, chosen, _)| *i == index && *chosen)
-        };
-        report.history = self.history(&done, &selected).lines();
+        report.history = history;
         if !report.history.is_empty() {
             report
                 .summary
@@ -192,7 +158,7 @@ impl Runner<'_> {
             .summary
             .push("nothing was written: this was a preview".into());
         report.exit_code = report.outcome.exit_code();
-        Ok(report)
+        report
     }
 
     /// Runs the verification of every applied stage now, with the captures recorded
@@ -205,34 +171,34 @@ impl Runner<'_> {
         ))?;
         self.run_setup(&mut tx)?;
         let done = ledger::done_results(&mut tx, &self.plan().name)?;
-        let captures: BTreeMap<String, Option<String>> = done
-            .values()
-            .flat_map(|recorded| recorded.captures.clone())
-            .collect();
+        let captures = ledger::recorded_captures(&done);
         // Applied stages in the order they were recorded, each with its place in the
         // plan's order and what it changes.
-        let mut applied: Vec<(i64, usize, usize, StageChanges)> = self
-            .dag()
-            .order()
-            .iter()
+        let mut applied: Vec<(i64, usize, &PreparedStage<'_>, StageChanges)> = self
+            .prepared()
+            .in_order()
             .enumerate()
-            .filter_map(|(position, &index)| {
-                let stage = &self.plan().stages[index];
-                let recorded = done.get(&stage.id).filter(|r| r.status == "applied")?;
-                let changes = StageChanges::of(stage, self.definition(index), self.registry());
-                Some((recorded.result_id, position, index, changes))
+            .filter_map(|(position, stage)| {
+                let recorded = done
+                    .get(&stage.id)
+                    .filter(|r| r.status == ResultStatus::Applied)?;
+                let changes = StageChanges::of(stage, &stage.definition, self.registry());
+                Some((recorded.result_id, position, stage, changes))
             })
             .collect();
         applied.sort_by_key(|(result_id, _, _, _)| *result_id);
-        let mut report = RunReport::new("verify", &self.plan().name, target, false);
-        let mut failed = false;
-        let mut superseded_checks = 0;
-        let mut not_recheckable = 0;
-        for (position, &index) in self.dag().order().iter().enumerate() {
-            let stage = &self.plan().stages[index];
-            let mut stage_report = self.stage_report(index, StageStatus::Verified);
+        let mut report = RunReport::new(
+            Command::Verify,
+            &self.plan().name,
+            target,
+            &target.source,
+            false,
+        );
+        let mut tally = Tally::default();
+        for (position, stage) in self.prepared().in_order().enumerate() {
+            let mut stage_report = stage.report(StageStatus::Verified);
             match done.get(&stage.id) {
-                Some(recorded) if recorded.status == "applied" => {
+                Some(recorded) if recorded.status == ResultStatus::Applied => {
                     // Later: recorded after it, or placed after it in the plan (a
                     // stage recorded again with its drift accepted did not run again).
                     let later: Vec<(&str, &StageChanges)> = applied
@@ -240,9 +206,7 @@ impl Runner<'_> {
                         .filter(|(result_id, later_position, _, _)| {
                             *result_id > recorded.result_id || *later_position > position
                         })
-                        .map(|(_, _, later, changes)| {
-                            (self.plan().stages[*later].id.as_str(), changes)
-                        })
+                        .map(|(_, _, later, changes)| (later.id(), changes))
                         .collect();
                     for check in &stage.verify {
                         let reads = supersede::reads(check);
@@ -255,42 +219,7 @@ impl Runner<'_> {
                         };
                         stage_report.verifications.push(result);
                     }
-                    let checks = &stage_report.verifications;
-                    not_recheckable += checks
-                        .iter()
-                        .filter(|check| check.status == CheckStatus::NotRecheckable)
-                        .count();
-                    let superseded: Vec<&CheckResult> = checks
-                        .iter()
-                        .filter(|check| !check.superseded_by.is_empty())
-                        .collect();
-                    superseded_checks += superseded.len();
-                    if checks.iter().any(CheckResult::failed) {
-                        stage_report.status = StageStatus::Failed;
-                        failed = true;
-                    } else if !superseded.is_empty() && superseded.len() == checks.len() {
-                        stage_report.status = StageStatus::Superseded;
-                    }
-                    if !superseded.is_empty() {
-                        let stages: Vec<&str> = later
-                            .iter()
-                            .map(|(id, _)| *id)
-                            .filter(|id| {
-                                superseded.iter().any(|check| {
-                                    check.superseded_by.iter().any(|by| by.stage == *id)
-                                })
-                            })
-                            .collect();
-                        let which = if superseded.len() == checks.len() {
-                            "every check".to_owned()
-                        } else {
-                            format!("{} of {} checks", superseded.len(), checks.len())
-                        };
-                        stage_report.note = Some(format!(
-                            "{which} superseded by {}, applied later, which changed what they read",
-                            stages.join(", ")
-                        ));
-                    }
+                    tally.count(&mut stage_report, &later);
                 }
                 Some(recorded) => {
                     stage_report.status = StageStatus::Skipped;
@@ -304,7 +233,66 @@ impl Runner<'_> {
             report.stages.push(stage_report);
         }
         let _ = tx.rollback();
-        if failed {
+        tally.summarise(&mut report);
+        Ok(report)
+    }
+}
+
+/// What `verify` found across the stages it re-checked.
+#[derive(Default)]
+struct Tally {
+    failed: bool,
+    superseded_checks: usize,
+    not_recheckable: usize,
+}
+
+impl Tally {
+    /// Counts the re-checked stage of `stage_report`, and says in it which of its
+    /// checks the `later` stages superseded.
+    fn count(&mut self, stage_report: &mut StageReport, later: &[(&str, &StageChanges)]) {
+        let checks = &stage_report.verifications;
+        self.not_recheckable += checks
+            .iter()
+            .filter(|check| check.status == CheckStatus::NotRecheckable)
+            .count();
+        let superseded: Vec<&CheckResult> = checks
+            .iter()
+            .filter(|check| !check.superseded_by.is_empty())
+            .collect();
+        self.superseded_checks += superseded.len();
+        if checks.iter().any(CheckResult::failed) {
+            stage_report.status = StageStatus::Failed;
+            self.failed = true;
+        } else if !superseded.is_empty() && superseded.len() == checks.len() {
+            stage_report.status = StageStatus::Superseded;
+        }
+        if superseded.is_empty() {
+            return;
+        }
+        let stages: Vec<&str> = later
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| {
+                superseded
+                    .iter()
+                    .any(|check| check.superseded_by.iter().any(|by| by.stage == *id))
+            })
+            .collect();
+        let which = if superseded.len() == checks.len() {
+            "every check".to_owned()
+        } else {
+            format!("{} of {} checks", superseded.len(), checks.len())
+        };
+        stage_report.note = Some(format!(
+            "{which} superseded by {}, applied later, which changed what they read",
+            stages.join(", ")
+        ));
+    }
+
+    /// `verify`'s outcome and the lines that end its report.
+    fn summarise(&self, report: &mut RunReport) {
+        let (superseded_checks, not_recheckable) = (self.superseded_checks, self.not_recheckable);
+        if self.failed {
             report.outcome = RunOutcome::VerificationFailed;
             report
                 .summary
@@ -328,26 +316,7 @@ impl Runner<'_> {
             ));
         }
         report.exit_code = report.outcome.exit_code();
-        Ok(report)
     }
-}
-
-/// The ledger's view of a plan, for `planrun status`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct StatusReport {
-    pub plan: String,
-    pub target: String,
-    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
-    /// planrun made).
-    pub target_source: String,
-    pub ledger_exists: bool,
-    pub stages: Vec<StageStatusLine>,
-    pub recent_runs: Vec<RunSummary>,
-    /// Where the ledger and the plan disagree: applied stages gone from the plan,
-    /// renamed, or pending ones placed before applied ones.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub history: Vec<String>,
 }
 
 /// "batch 12 committed, 120000 of 1000000 rows read, resumes after key 120000".
@@ -374,26 +343,100 @@ fn backlogs<C: postgres::GenericClient>(
     checkpoints
         .keys()
         .map(|stage| {
-            crate::online::change_capture::pending(conn, plan, stage)
+            crate::ledger::change_capture::pending(conn, plan, stage)
                 .map(|count| (stage.clone(), count))
                 .map_err(EngineError::database("cannot count the captured changes"))
         })
         .collect()
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct StageStatusLine {
-    pub id: String,
-    pub optional: bool,
-    /// `pending`, `applied`, `skipped`, `failed` or `drifted`.
-    pub state: String,
-    pub run_id: Option<i64>,
-    /// RFC 3339: when its latest result was recorded (a half-done stage: its last batch).
-    #[schemars(extend("format" = "date-time"))]
-    pub finished_at: Option<String>,
-    pub rows_affected: Option<i64>,
-    pub rows_quarantined: Option<i64>,
-    pub note: Option<String>,
+/// What `plan` has found so far, carried from stage to stage.
+struct Preview {
+    report: RunReport,
+    /// The captures recorded by done stages, and the names this run's would set.
+    captures: BTreeMap<String, Option<String>>,
+    /// The stages that would run (or are blocked): what a later stage waits for.
+    pending: BTreeSet<String>,
+    would_change: bool,
+}
+
+/// A stage that would run: waiting for stages that would run before it, or its skip
+/// rules and preconditions judged on the database as it is now.
+fn judge_now(
+    tx: &mut postgres::Transaction<'_>,
+    preview: &mut Preview,
+    stage: &PreparedStage<'_>,
+    stage_report: &mut StageReport,
+) {
+    let waiting_for: Vec<&str> = stage
+        .depends_on
+        .iter()
+        .map(|(dep, _)| dep.as_str())
+        .filter(|dep| preview.pending.contains(*dep))
+        .collect();
+    for (name, _) in stage.captures.iter().flat_map(|capture| &capture.names) {
+        preview.captures.entry(name.clone()).or_insert(None);
+    }
+    if !waiting_for.is_empty() {
+        waiting(stage, stage_report, &waiting_for);
+        preview.pending.insert(stage.id.clone());
+        preview.would_change = true;
+        return;
+    }
+    for rule in &stage.skip_if {
+        stage_report
+            .skip_rules
+            .push(skip_rule_now(tx, rule, &preview.captures));
+    }
+    for check in &stage.preconditions {
+        stage_report
+            .preconditions
+            .push(check_now(tx, check, &preview.captures));
+    }
+    if let Some(rule) = stage
+        .skip_if
+        .iter()
+        .zip(&stage_report.skip_rules)
+        .find(|(_, r)| r.passed)
+    {
+        stage_report.status = StageStatus::WouldSkip;
+        stage_report.note = Some(rule.0.reason.clone());
+    } else if stage_report.preconditions.iter().any(CheckResult::failed) {
+        stage_report.status = StageStatus::Blocked;
+        preview.pending.insert(stage.id.clone());
+        if preview.report.outcome == RunOutcome::NothingToDo {
+            preview.report.outcome = RunOutcome::PreconditionFailed;
+        }
+    } else {
+        preview.pending.insert(stage.id.clone());
+        preview.would_change = true;
+    }
+}
+
+/// A stage waiting for `waiting_for`: what its skip rules and preconditions read is
+/// what those stages will have changed, so judged now they would fail for the wrong
+/// reason; they are evaluated then.
+fn waiting(stage: &PreparedStage<'_>, stage_report: &mut StageReport, waiting_for: &[&str]) {
+    let after: Vec<String> = waiting_for.iter().map(|id| (*id).to_owned()).collect();
+    stage_report.skip_rules = stage
+        .skip_if
+        .iter()
+        .map(|rule| {
+            CheckResult::evaluated_after(&rule.reason, rule.expect.to_string(), after.clone())
+        })
+        .collect();
+    stage_report.preconditions = stage
+        .preconditions
+        .iter()
+        .map(|check| {
+            CheckResult::evaluated_after(&check.name, check.expect.to_string(), after.clone())
+        })
+        .collect();
+    stage_report.status = StageStatus::Waiting;
+    stage_report.note = Some(format!(
+        "runs after {}; its skip rules and preconditions are evaluated then",
+        waiting_for.join(", ")
+    ));
 }
 
 /// Reads the ledger for `runner`'s plan.
@@ -406,73 +449,9 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
     let checkpoints = ledger::checkpoints(&mut client, &runner.plan().name)?;
     let backlog = backlogs(&mut client, &runner.plan().name, &checkpoints)?;
     let stages = runner
-        .dag()
-        .order()
-        .iter()
-        .map(|&index| {
-            let stage = &runner.plan().stages[index];
-            let shown = latest.get(&stage.id);
-            let mut line = StageStatusLine {
-                id: stage.id.clone(),
-                optional: stage.optional,
-                state: "pending".into(),
-                run_id: None,
-                finished_at: None,
-                rows_affected: None,
-                rows_quarantined: None,
-                note: None,
-            };
-            if let Some(recorded) = shown {
-                line.state = recorded.status.clone();
-                line.run_id = Some(recorded.run_id);
-                line.finished_at = Some(recorded.finished_at.clone());
-                line.rows_affected = Some(recorded.rows_affected);
-                line.rows_quarantined = Some(recorded.rows_quarantined);
-                line.note = recorded.skip_reason.clone();
-                if recorded.status == "failed" && done.contains_key(&stage.id) {
-                    line.note =
-                        Some("failed in its latest run; an earlier run had applied it".into());
-                }
-                if recorded.status != "failed"
-                    && !runner.matches_recorded(index, &recorded.checksum)
-                {
-                    line.state = "drifted".into();
-                    line.note = Some("changed since it ran: see `planrun plan`".into());
-                }
-                if recorded.rows_quarantined > 0 {
-                    let quarantined = format!("{} rows quarantined", recorded.rows_quarantined);
-                    line.note = Some(match line.note.take() {
-                        Some(note) => format!("{quarantined}; {note}"),
-                        None => quarantined,
-                    });
-                }
-            }
-            let applied = shown.is_some_and(|recorded| matches!(recorded.status.as_str(), "applied" | "skipped"));
-            if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
-                // The ledger's result stands; a checkpoint beside it is a leftover
-                // of a batched attempt from before issue 21 (an atomic run now
-                // removes it first).
-                let leftover = format!(
-                    "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
-                    checkpoint.run_id, checkpoint.batches
-                );
-                line.note = Some(match line.note.take() {
-                    Some(note) => format!("{note}; {leftover}"),
-                    None => leftover,
-                });
-            } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
-                line.state = "partial".into();
-                line.run_id = Some(checkpoint.run_id);
-                line.finished_at = Some(checkpoint.updated_at.clone());
-                line.rows_affected = Some(checkpoint.rows_written);
-                line.rows_quarantined = Some(checkpoint.rows_quarantined);
-                line.note = Some(partial_note(
-                    checkpoint,
-                    backlog.get(&stage.id).copied().unwrap_or(0),
-                ));
-            }
-            line
-        })
+        .prepared()
+        .in_order()
+        .map(|stage| status_line(stage, &latest, &done, &checkpoints, &backlog))
         .collect();
     Ok(StatusReport {
         plan: runner.plan().name.clone(),
@@ -481,15 +460,74 @@ pub fn status(runner: &Runner<'_>, target: &Target) -> Result<StatusReport, Engi
         ledger_exists,
         stages,
         recent_runs,
-        history: runner
-            .history(&done, &|index| !runner.plan().stages[index].optional)
-            .lines(),
+        history: runner.history(&done, &|stage| !stage.optional).lines(),
     })
 }
 
-impl StageReport {
-    /// Whether this stage's verification failed (as opposed to a step).
-    pub fn verification_failed(&self) -> bool {
-        self.error.is_none() && self.verifications.iter().any(CheckResult::failed)
+/// One stage's line in `status`: its latest result, drift, and a half-done attempt.
+fn status_line(
+    stage: &PreparedStage<'_>,
+    latest: &BTreeMap<String, RecordedStage>,
+    done: &BTreeMap<String, RecordedStage>,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+    backlog: &BTreeMap<String, i64>,
+) -> StageStatusLine {
+    let shown = latest.get(&stage.id);
+    let mut line = StageStatusLine {
+        id: stage.id.clone(),
+        optional: stage.optional,
+        state: "pending".into(),
+        run_id: None,
+        finished_at: None,
+        rows_affected: None,
+        rows_quarantined: None,
+        note: None,
+    };
+    if let Some(recorded) = shown {
+        line.state = recorded.status.to_string();
+        line.run_id = Some(recorded.run_id);
+        line.finished_at = Some(recorded.finished_at.clone());
+        line.rows_affected = Some(recorded.rows_affected);
+        line.rows_quarantined = Some(recorded.rows_quarantined);
+        line.note = recorded.skip_reason.clone();
+        if recorded.status == ResultStatus::Failed && done.contains_key(&stage.id) {
+            line.note = Some("failed in its latest run; an earlier run had applied it".into());
+        }
+        if recorded.status != ResultStatus::Failed && !stage.matches_recorded(&recorded.checksum) {
+            line.state = "drifted".into();
+            line.note = Some("changed since it ran: see `planrun plan`".into());
+        }
+        if recorded.rows_quarantined > 0 {
+            let quarantined = format!("{} rows quarantined", recorded.rows_quarantined);
+            line.note = Some(match line.note.take() {
+                Some(note) => format!("{quarantined}; {note}"),
+                None => quarantined,
+            });
+        }
     }
+    let applied = shown.is_some_and(|recorded| recorded.status.is_done());
+    if let (Some(checkpoint), true) = (checkpoints.get(&stage.id), applied) {
+        // The ledger's result stands; a checkpoint beside it is a leftover
+        // of a batched attempt from before issue 21 (an atomic run now
+        // removes it first).
+        let leftover = format!(
+            "the checkpoint of an abandoned batched attempt (run {}, {} batches) is still in the ledger, with its change capture",
+            checkpoint.run_id, checkpoint.batches
+        );
+        line.note = Some(match line.note.take() {
+            Some(note) => format!("{note}; {leftover}"),
+            None => leftover,
+        });
+    } else if let Some(checkpoint) = checkpoints.get(&stage.id) {
+        line.state = "partial".into();
+        line.run_id = Some(checkpoint.run_id);
+        line.finished_at = Some(checkpoint.updated_at.clone());
+        line.rows_affected = Some(checkpoint.rows_written);
+        line.rows_quarantined = Some(checkpoint.rows_quarantined);
+        line.note = Some(partial_note(
+            checkpoint,
+            backlog.get(&stage.id).copied().unwrap_or(0),
+        ));
+    }
+    line
 }

@@ -19,11 +19,11 @@
 //! a failure to read and fix, never a check skipped in silence.
 
 use planrun_plan::{Check, Stage, StepKind};
+use planrun_report::Supersession;
 use planrun_sql::{relations_changed, relations_read, Change, QueryReads};
 use planrun_transform::{transform_params, Registry};
 
 use crate::checksum::StageDefinition;
-use crate::report::Supersession;
 
 /// A relation name as written, compared as PostgreSQL would most likely resolve it:
 /// case and double quotes ignored, and a name without a schema matching that name in

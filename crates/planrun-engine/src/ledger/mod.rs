@@ -1,9 +1,21 @@
 //! The ledger: planrun's own schema `planrun`, recording every run and every stage
 //! result. Versioned (`planrun.ledger_version`) so a later release can migrate it.
 //! Tables are created with the running role's default privileges and no grants.
+//! The change capture's tables and triggers, which the ledger's checkpoints rely on,
+//! are in `change_capture.rs`.
+
+pub(crate) mod change_capture;
+mod checkpoints;
+mod status;
+
+pub use checkpoints::{
+    advance_checkpoint, checkpoints, finish_checkpoint, start_checkpoint, Checkpoint,
+};
+pub use status::ResultStatus;
 
 use std::collections::BTreeMap;
 
+use planrun_report::RunSummary;
 use postgres::GenericClient;
 use serde_json::Value as Json;
 
@@ -187,7 +199,7 @@ pub struct RecordedStage {
     /// The `stage_results` row: later rows were recorded later.
     pub result_id: i64,
     pub run_id: i64,
-    pub status: String,
+    pub status: ResultStatus,
     pub checksum: String,
     pub definition: StageDefinition,
     pub finished_at: String,
@@ -195,6 +207,16 @@ pub struct RecordedStage {
     pub rows_affected: i64,
     pub rows_quarantined: i64,
     pub skip_reason: Option<String>,
+}
+
+/// The values the stages in `done` captured when they ran, by name: what the checks
+/// of later stages (and `verify`, and `plan`) compare with.
+pub(crate) fn recorded_captures(
+    done: &BTreeMap<String, RecordedStage>,
+) -> BTreeMap<String, Option<String>> {
+    done.values()
+        .flat_map(|recorded| recorded.captures.clone())
+        .collect()
 }
 
 /// Latest result per stage of `plan`, failed ones included (status shows them).
@@ -212,7 +234,7 @@ pub fn done_results(
     plan: &str,
 ) -> Result<BTreeMap<String, RecordedStage>, EngineError> {
     let mut done = results(client, plan, false)?;
-    done.retain(|_, recorded| recorded.status == "applied" || recorded.status == "skipped");
+    done.retain(|_, recorded| recorded.status.is_done());
     Ok(done)
 }
 
@@ -237,6 +259,12 @@ fn results(
         .map_err(EngineError::database("cannot read the ledger"))?;
     let mut results = BTreeMap::new();
     for row in rows {
+        let status: String = row.get(2);
+        let Some(status) = ResultStatus::from_ledger(&status) else {
+            return Err(EngineError::Selection(format!(
+                "the ledger records a stage result `{status}`, which this planrun does not know: run a newer planrun"
+            )));
+        };
         let definition: Json = row.get(4);
         let captures: Json = row.get(6);
         results.insert(
@@ -244,7 +272,7 @@ fn results(
             RecordedStage {
                 result_id: row.get(10),
                 run_id: row.get(1),
-                status: row.get(2),
+                status,
                 checksum: row.get(3),
                 definition: serde_json::from_value(definition).unwrap_or_default(),
                 finished_at: row.get(5),
@@ -348,7 +376,7 @@ pub struct StageRecord<'a> {
     pub run_id: i64,
     pub plan_name: &'a str,
     pub stage_id: &'a str,
-    pub status: &'a str,
+    pub status: ResultStatus,
     pub checksum: &'a str,
     /// Stored in `stage_results.definition` (jsonb): the checksummed entries, and the
     /// SQL they hash under `sql_text`.
@@ -383,7 +411,7 @@ pub fn record_stage(
                 &record.run_id,
                 &record.plan_name,
                 &record.stage_id,
-                &record.status,
+                &record.status.as_str(),
                 &record.checksum,
                 &definition,
                 &record.drift_accepted,
@@ -438,159 +466,9 @@ pub fn recent_runs(
         .collect())
 }
 
-#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
-pub struct RunSummary {
-    pub id: i64,
-    pub command: String,
-    /// As the ledger records it: `success`, `nothing_to_do`, `step_failed`, ...,
-    /// `running`, or `abandoned` for a run whose session is gone.
-    pub outcome: String,
-    /// RFC 3339, as every time the ledger gives (`to_char` with `TZH:TZM`).
-    #[schemars(extend("format" = "date-time"))]
-    pub started_at: String,
-    pub backup_file: Option<String>,
-    pub user: String,
-    pub host: String,
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The progress of a batched stage, committed with each batch.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Checkpoint {
-    pub stage_id: String,
-    /// The run that started the stage.
-    pub run_id: i64,
-    pub checksum: String,
-    /// The key of the last source row in the last committed batch.
-    pub last_key: Option<i64>,
-    pub batches: i64,
-    pub rows_read: i64,
-    pub rows_written: i64,
-    pub rows_quarantined: i64,
-    pub total_rows: Option<i64>,
-    pub captures: BTreeMap<String, Option<String>>,
-    pub updated_at: String,
-}
-
-fn has_checkpoints(client: &mut impl GenericClient) -> Result<bool, EngineError> {
-    let mut client = own_ledger(client)?;
-    Ok(client
-        .query_one("SELECT to_regclass('planrun.checkpoints') IS NOT NULL", &[])
-        .map_err(EngineError::database("cannot inspect the ledger"))?
-        .get(0))
-}
-
-/// Checkpoints of the plan's half-done batched stages.
-pub fn checkpoints(
-    client: &mut impl GenericClient,
-    plan: &str,
-) -> Result<BTreeMap<String, Checkpoint>, EngineError> {
-    if !has_checkpoints(client)? {
-        return Ok(BTreeMap::new());
-    }
-    let mut client = own_ledger(client)?;
-    let rows = client
-        .query(
-            "SELECT stage_id, run_id, checksum, last_key, batches, rows_read, rows_written, \
-                    rows_quarantined, total_rows, captures, \
-                    to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM') \
-             FROM planrun.checkpoints WHERE plan_name = $1",
-            &[&plan],
-        )
-        .map_err(EngineError::database("cannot read the checkpoints"))?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let captures: Json = row.get(9);
-            let checkpoint = Checkpoint {
-                stage_id: row.get(0),
-                run_id: row.get(1),
-                checksum: row.get(2),
-                last_key: row.get(3),
-                batches: row.get(4),
-                rows_read: row.get(5),
-                rows_written: row.get(6),
-                rows_quarantined: row.get(7),
-                total_rows: row.get(8),
-                captures: serde_json::from_value(captures).unwrap_or_default(),
-                updated_at: row.get(10),
-            };
-            (checkpoint.stage_id.clone(), checkpoint)
-        })
-        .collect())
-}
-
-/// Records that a batched stage has started (its captures are kept for a resume).
-pub fn start_checkpoint(
-    client: &mut impl GenericClient,
-    plan: &str,
-    checkpoint: &Checkpoint,
-) -> Result<(), EngineError> {
-    let mut client = own_ledger(client)?;
-    let captures = serde_json::to_value(&checkpoint.captures).unwrap_or_default();
-    client
-        .execute(
-            "INSERT INTO planrun.checkpoints (plan_name, stage_id, run_id, checksum, total_rows, captures) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &plan,
-                &checkpoint.stage_id,
-                &checkpoint.run_id,
-                &checkpoint.checksum,
-                &checkpoint.total_rows,
-                &captures,
-            ],
-        )
-        .map(drop)
-        .map_err(EngineError::database("cannot record the checkpoint"))
-}
-
-/// Moves a checkpoint past a batch; called in the batch's own transaction.
-pub fn advance_checkpoint(
-    client: &mut impl GenericClient,
-    plan: &str,
-    checkpoint: &Checkpoint,
-) -> Result<(), EngineError> {
-    let mut client = own_ledger(client)?;
-    client
-        .execute(
-            "UPDATE planrun.checkpoints SET last_key = $3, batches = $4, rows_read = $5, \
-                 rows_written = $6, rows_quarantined = $7, checksum = $8, \
-                 updated_at = clock_timestamp() \
-             WHERE plan_name = $1 AND stage_id = $2",
-            &[
-                &plan,
-                &checkpoint.stage_id,
-                &checkpoint.last_key,
-                &checkpoint.batches,
-                &checkpoint.rows_read,
-                &checkpoint.rows_written,
-                &checkpoint.rows_quarantined,
-                &checkpoint.checksum,
-            ],
-        )
-        .map(drop)
-        .map_err(EngineError::database("cannot advance the checkpoint"))
-}
-
-/// Removes a finished stage's checkpoint, in the transaction that records it applied.
-pub fn finish_checkpoint(
-    client: &mut impl GenericClient,
-    plan: &str,
-    stage: &str,
-) -> Result<(), EngineError> {
-    let mut client = own_ledger(client)?;
-    client
-        .execute(
-            "DELETE FROM planrun.checkpoints WHERE plan_name = $1 AND stage_id = $2",
-            &[&plan, &stage],
-        )
-        .map(drop)
-        .map_err(EngineError::database("cannot remove the checkpoint"))
 }

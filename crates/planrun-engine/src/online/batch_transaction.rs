@@ -7,11 +7,14 @@
 use planrun_transform::{BatchOutcome, TransformContext, TransformError};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
 use crate::online::batched::{transform_failure, Work};
-use crate::online::change_capture;
+use crate::prepared::PreparedStage;
+use crate::stage::atomic::set_timeouts;
+use crate::stage::context::RunContext;
 use crate::stage::stage_locks::is_lock_failure;
 use crate::stage::whole_retries::Attempt;
 
@@ -25,17 +28,16 @@ impl Runner<'_> {
     pub(crate) fn run_one_batch<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
+        run: &RunContext<'_>,
+        stage: &PreparedStage<'_>,
         work: &Work<'_>,
         checkpoint: &mut Checkpoint,
         size: u64,
     ) -> Result<Attempt<BatchResult>, EngineError> {
-        let stage = &self.plan().stages[index];
         let mut tx = conn
             .transaction()
             .map_err(EngineError::database("cannot begin a batch"))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         change_capture::own_writes(&mut tx)
             .map_err(EngineError::database("cannot begin a batch"))?;
         let outcome = work.transform.run_batch(

@@ -28,77 +28,22 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use planrun_plan::StepKind;
-use planrun_transform::{
-    batch_settings, transform_params, BatchSettings, SourceTable, Transform, TransformError,
-};
+use planrun_transform::{transform_params, BatchSettings, Transform, TransformError};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
 use crate::error::EngineError;
 use crate::ledger::Checkpoint;
 use crate::online::health_wait::HealthWatch;
 use crate::online::throttle;
-use crate::report::{StageReport, StageStatus, StepReport};
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
 use crate::stage::stage_failure::{plain_error, stage_error};
-
-/// The batched step of a stage: its position, settings and the transform's sources.
-pub(crate) struct BatchedStep {
-    pub position: usize,
-    pub settings: BatchSettings,
-    pub sources: Vec<SourceTable>,
-}
-
-/// The stage's batched step, if it has one; an error when the stage cannot be batched.
-pub(crate) fn batched_step(
-    runner: &Runner<'_>,
-    index: usize,
-) -> Result<Option<BatchedStep>, EngineError> {
-    let stage = &runner.plan().stages[index];
-    let mut found: Option<BatchedStep> = None;
-    for (position, step) in stage.steps.iter().enumerate() {
-        let StepKind::Transform { params, .. } = &step.kind else {
-            continue;
-        };
-        let Some(settings) =
-            batch_settings(params).map_err(|reason| invalid(&stage.id, &reason))?
-        else {
-            continue;
-        };
-        if found.is_some() {
-            return Err(invalid(&stage.id, "a stage may have only one batched step"));
-        }
-        if !stage.transaction {
-            return Err(invalid(
-                &stage.id,
-                "a batched step needs transaction = true: each batch is a transaction",
-            ));
-        }
-        found = Some(BatchedStep {
-            position,
-            settings,
-            sources: Vec::new(),
-        });
-    }
-    if let Some(batched) = &mut found {
-        let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
-            unreachable!("only transform steps are batched");
-        };
-        if let Some(transform) = runner.registry().get(name) {
-            batched.sources = transform.sources(&transform_params(params));
-            if batched.sources.is_empty() {
-                return Err(invalid(
-                    &stage.id,
-                    &format!("transform `{name}` declares no source tables, so the application's changes during the stage could not be captured"),
-                ));
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn invalid(stage: &str, reason: &str) -> EngineError {
-    EngineError::Selection(format!("stage `{stage}` cannot run batched: {reason}"))
-}
+use crate::stage::stage_record::record_failure;
+use crate::stage::whole_retries::retry_whole;
+use planrun_report::{StageReport, StageStatus, StepReport};
 
 /// The batched transform and what it is given.
 pub(crate) struct Work<'w> {
@@ -114,7 +59,7 @@ pub(crate) fn transform_failure(
     error: TransformError,
     name: &str,
     checkpoint: &Checkpoint,
-) -> crate::report::StageError {
+) -> planrun_report::StageError {
     let mut failure = match error {
         TransformError::Database(error) => stage_error(&error, Some(name.to_owned()), None, "", 0),
         other => plain_error(Some(name), other.to_string()),
@@ -133,14 +78,13 @@ impl Runner<'_> {
     pub(crate) fn run_batched_stage<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
     ) -> Result<StageReport, EngineError> {
-        let stage = &self.plan().stages[index];
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let mut stage_report = self.stage_report(index, StageStatus::Applied);
+        let mut stage_report = stage.report(StageStatus::Applied);
         let step = &stage.steps[batched.position];
         let StepKind::Transform { name, params, .. } = &step.kind else {
             unreachable!("batched_step only returns transform steps");
@@ -151,7 +95,7 @@ impl Runner<'_> {
                 Some(name),
                 format!("transform `{name}` is not registered"),
             ));
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         };
         let work = Work {
             transform: transform.as_ref(),
@@ -160,7 +104,7 @@ impl Runner<'_> {
             params: transform_params(params),
         };
         let mut checkpoint =
-            match self.start_or_resume(conn, run, index, batched, &mut stage_report, started)? {
+            match self.start_or_resume(conn, run, stage, batched, &mut stage_report, started)? {
                 Some(checkpoint) => checkpoint,
                 None if matches!(
                     stage_report.status,
@@ -170,63 +114,52 @@ impl Runner<'_> {
                     return Ok(stage_report)
                 }
                 None => {
-                    return self.fail_batched(conn, run, index, stage_report, started, started_at)
+                    return self.fail_batched(conn, run, stage, stage_report, started, started_at)
                 }
             };
         let mut totals = crate::online::RedoTotals::default();
         let mut watch = HealthWatch::default();
-        let completed = self.run_batches(
-            conn,
-            run,
-            (index, batched),
-            &work,
-            &mut checkpoint,
-            &mut watch,
-            &mut stage_report,
-        )? && self.catch_up(
-            conn,
-            run,
-            (index, batched),
-            &work,
-            &checkpoint,
-            &mut watch,
-            &mut stage_report,
-            &mut totals,
-        )?;
+        let mut cx = StageContext::new(stage, run, &mut stage_report, true);
+        let completed =
+            self.run_batches(conn, &mut cx, (batched, &work), &mut checkpoint, &mut watch)?
+                && self.catch_up(
+                    conn,
+                    &mut cx,
+                    (batched, &work),
+                    &checkpoint,
+                    &mut watch,
+                    &mut totals,
+                )?;
         if !completed {
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         }
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         let outcome = self.cut_over_retried(
             conn,
-            run,
-            (index, batched, &work),
+            &mut StageContext::new(stage, run, &mut stage_report, true),
+            (batched, &work),
             &checkpoint,
-            &mut stage_report,
             totals,
             started,
         )?;
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if !outcome {
-            return self.fail_batched(conn, run, index, stage_report, started, started_at);
+            return self.fail_batched(conn, run, stage, stage_report, started, started_at);
         }
         Ok(stage_report)
     }
 
     /// The batches, in key order, each committed with the checkpoint; `false` when
     /// the stage stops (the report says why).
-    #[allow(clippy::too_many_arguments)]
     fn run_batches<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        (index, batched): (usize, &BatchedStep),
-        work: &Work<'_>,
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &mut Checkpoint,
         watch: &mut HealthWatch,
-        stage_report: &mut StageReport,
     ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
+        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
         let progress = run.observer.progress();
         progress.start(checkpoint.total_rows.map(|n| n as u64));
         progress.advance(checkpoint.rows_read as u64);
@@ -247,7 +180,7 @@ impl Runner<'_> {
                 progress.finish();
                 return Ok(false);
             }
-            match self.wait_for_health(conn, run, index, &batched.settings, watch, stage_report)? {
+            match self.wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)? {
                 Some(time) => waited += time,
                 None => {
                     progress.finish();
@@ -255,14 +188,15 @@ impl Runner<'_> {
                 }
             }
             let batch_started = Instant::now();
-            let batch = self.retry_whole(
+            let batch = retry_whole(
                 conn,
-                run,
-                index,
+                &mut StageContext::new(stage, run, stage_report, true),
                 &next,
-                stage_report,
-                |_, _, _| Ok(true),
-                |conn, run, _| self.run_one_batch(conn, run, index, work, checkpoint, size),
+                |_, _| Ok(true),
+                |conn, cx| {
+                    let run = &mut *cx.run;
+                    self.run_one_batch(conn, run, stage, work, checkpoint, size)
+                },
             )?;
             let outcome = match batch {
                 Some(Ok(Some(outcome))) => outcome,
@@ -273,9 +207,7 @@ impl Runner<'_> {
                     let mut failure = transform_failure(error, work.name, checkpoint);
                     crate::stage::stage_failure::explain_timeout(
                         &mut failure,
-                        run,
-                        stage,
-                        &self.plan().timeouts,
+                        &StageContext::new(stage, run, stage_report, true),
                     );
                     stage_report.error = Some(failure);
                     return Ok(false);
@@ -332,13 +264,13 @@ impl Runner<'_> {
     pub(crate) fn wait_for_health<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
+        run: &RunContext<'_>,
+        stage: &PreparedStage<'_>,
         settings: &BatchSettings,
         watch: &mut HealthWatch,
         stage_report: &mut StageReport,
     ) -> Result<Option<Duration>, EngineError> {
-        let stage = &self.plan().stages[index].id;
+        let stage = &stage.stage.id;
         let waited = watch
             .wait_until_healthy(conn, settings, |line| {
                 run.observer.note(&format!("{stage}: {line}"));
@@ -354,15 +286,19 @@ impl Runner<'_> {
     fn fail_batched<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
         mut stage_report: StageReport,
         started: Instant,
         started_at: SystemTime,
     ) -> Result<StageReport, EngineError> {
         stage_report.duration_ms = started.elapsed().as_millis() as u64;
         if stage_report.status == StageStatus::Failed {
-            self.record_failure(conn, run.run_id, index, &mut stage_report, started_at);
+            record_failure(
+                conn,
+                &mut StageContext::new(stage, run, &mut stage_report, true),
+                started_at,
+            );
         }
         Ok(stage_report)
     }

@@ -8,17 +8,27 @@
 use std::time::{Instant, SystemTime};
 
 use planrun_plan::StepKind;
+use planrun_report::{StageReport, StageStatus};
 use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
-use crate::online::batched::BatchedStep;
-use crate::online::change_capture;
-use crate::report::{StageReport, StageStatus};
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
+use crate::stage::atomic::set_timeouts;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
+use crate::stage::gate::gate;
+use crate::stage::gate::take_captures;
 use crate::stage::gate::Gate;
 use crate::stage::stage_failure::plain_error;
+use crate::stage::stage_locks::take_stage_locks;
+use crate::stage::stage_record::record;
+use crate::stage::steps::run_steps;
+use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
 /// Installs the change capture; `Done(false)` when a source's key is of a type it
@@ -52,19 +62,18 @@ impl Runner<'_> {
     pub(crate) fn start_or_resume<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Option<Checkpoint>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let existing = ledger::checkpoints(conn, plan)?.remove(&stage.id);
         let Some(mut checkpoint) = existing else {
-            return self.start(conn, run, index, batched, stage_report, started);
+            return self.start(conn, run, stage, batched, stage_report, started);
         };
-        if !self.matches_recorded(index, &checkpoint.checksum) {
+        if !stage.matches_recorded(&checkpoint.checksum) {
             stage_report.status = StageStatus::Drifted;
             stage_report.note = Some(format!(
                 "half done (run {}, {} batches, after key {}) and its definition has changed since; \
@@ -79,15 +88,17 @@ impl Runner<'_> {
         // A checkpoint an older planrun wrote holds a former form of the checksum
         // (throttles included); the next batch records today's, so that from then on
         // the throttles can be retuned.
-        self.checksum(index).clone_into(&mut checkpoint.checksum);
-        let ensured = self.retry_whole(
+        stage.checksum.clone_into(&mut checkpoint.checksum);
+        let ensured = retry_whole(
             conn,
-            run,
-            index,
+            &mut StageContext::new(stage, run, stage_report, true),
             "change capture",
-            stage_report,
-            |_, _, _| Ok(true),
-            |conn, run, report| self.ensure_capture(conn, run, index, batched, report),
+            |_, _| Ok(true),
+            |conn, cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
+                self.ensure_capture(conn, run, stage, batched, report)
+            },
         )?;
         if ensured != Some(true) {
             return Ok(None);
@@ -111,17 +122,19 @@ impl Runner<'_> {
     fn ensure_capture<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<bool>, EngineError> {
-        let stage = &self.plan().stages[index];
         let mut tx = conn
             .transaction()
             .map_err(EngineError::database("cannot begin a transaction"))?;
-        self.set_timeouts(&mut tx, index, true)?;
-        if !self.take_captures(&mut tx, run, index, stage_report) {
+        set_timeouts(&mut tx, stage, true)?;
+        if !take_captures(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+        ) {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
@@ -142,20 +155,18 @@ impl Runner<'_> {
     fn start<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
         stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Option<Checkpoint>, EngineError> {
-        let started = self.retry_whole(
+        let started = retry_whole(
             conn,
-            run,
-            index,
+            &mut StageContext::new(stage, run, stage_report, true),
             "change capture",
-            stage_report,
-            |_, _, _| Ok(true),
-            |conn, run, report| self.start_attempt(conn, run, index, batched, report, started),
+            |_, _| Ok(true),
+            |conn, cx| self.start_attempt(conn, cx, batched, started),
         )?;
         Ok(started.flatten())
     }
@@ -165,43 +176,38 @@ impl Runner<'_> {
     fn start_attempt<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
+        cx: &mut StageContext<'_, '_>,
         batched: &BatchedStep,
-        stage_report: &mut StageReport,
         started: Instant,
     ) -> Result<Attempt<Option<Checkpoint>>, EngineError> {
-        let stage = &self.plan().stages[index];
+        let stage = cx.stage;
         let plan = &self.plan().name;
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the transaction of stage `{}`",
             stage.id
         )))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         // The stage's locks guard the transform's run, which here is the batches and
         // the cutover, where they are taken. Taken now too only for steps that come
         // before the batched one; otherwise the start's checks and captures, which
         // read whole tables, would make the application's writers wait for them.
-        let locked =
-            batched.position == 0 || self.take_stage_locks(&mut tx, run, index, stage_report)?;
+        let locked = batched.position == 0 || take_stage_locks(&mut tx, cx)?;
         let gate = if locked {
-            self.gate(&mut tx, run, index, stage_report)?
+            gate(&mut tx, cx)?
         } else {
             Gate::Stop
         };
         let proceed = match gate {
             Gate::Skip => {
-                stage_report.duration_ms = started.elapsed().as_millis() as u64;
+                cx.report.duration_ms = started.elapsed().as_millis() as u64;
                 let started_at = SystemTime::now() - started.elapsed();
-                self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+                record(&mut tx, cx, started_at)?;
                 tx.commit()
                     .map_err(EngineError::database("cannot commit the skipped stage"))?;
                 return Ok(Attempt::Done(None));
             }
             Gate::Stop => false,
-            Gate::Proceed => {
-                self.run_steps(&mut tx, run, index, 0..batched.position, stage_report, true)?
-            }
+            Gate::Proceed => run_steps(&mut tx, cx, 0..batched.position)?,
         };
         if !proceed {
             let _ = tx.rollback();
@@ -209,21 +215,18 @@ impl Runner<'_> {
         }
         let checkpoint = Checkpoint {
             stage_id: stage.id.clone(),
-            run_id: run.run_id,
-            checksum: self
-                .stage_checksum(&stage.id)
-                .unwrap_or_default()
-                .to_owned(),
+            run_id: cx.run.run_id,
+            checksum: stage.checksum.clone(),
             total_rows: self
-                .batch_total(&mut tx, run, index, batched)?
+                .batch_total(&mut tx, cx.run, stage, batched)?
                 .map(|n| n as i64),
-            captures: stage_report.captures.clone(),
+            captures: cx.report.captures.clone(),
             ..Checkpoint::default()
         };
         ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
         // In the same transaction as the checkpoint: from the first batch on, every
         // change the application makes to a source is recorded.
-        match install_capture(&mut tx, plan, &stage.id, batched, stage_report)? {
+        match install_capture(&mut tx, plan, &stage.id, batched, cx.report)? {
             Attempt::Done(true) => {}
             Attempt::Done(false) => {
                 let _ = tx.rollback();
@@ -245,11 +248,10 @@ impl Runner<'_> {
     fn batch_total<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
+        run: &RunContext<'_>,
+        stage: &PreparedStage<'_>,
         batched: &BatchedStep,
     ) -> Result<Option<u64>, EngineError> {
-        let stage = &self.plan().stages[index];
         let StepKind::Transform { name, params, .. } = &stage.steps[batched.position].kind else {
             return Ok(None);
         };

@@ -4,68 +4,15 @@
 //! false. They are read back from the ledger and the catalog once the stage has
 //! stopped, so the report says what is there, not what planrun meant to do.
 
+use planrun_report::{LeftBehind, StageReport, StageStatus};
 use postgres::GenericClient;
-use schemars::JsonSchema;
-use serde::Serialize;
 
 use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::error::EngineError;
 use crate::ledger;
-use crate::online::batched::batched_step;
-use crate::online::change_capture;
-use crate::report::{StageReport, StageStatus};
-
-/// A half-done batched stage: what of it remains, and the commands that go on.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct LeftBehind {
-    /// Batches committed (by this run and earlier ones); they stay.
-    pub batches: i64,
-    pub rows_read: i64,
-    /// Rows the committed batches wrote; they stay.
-    pub rows_written: i64,
-    pub rows_quarantined: i64,
-    /// The checkpoint: the key of the last source row a committed batch processed;
-    /// a re-run resumes after it.
-    pub last_key: Option<i64>,
-    /// The tables the change capture is installed on (`schema.table`): it goes on
-    /// recording the application's writes until the stage finishes or is reset.
-    pub capture_on: Vec<String>,
-    /// Changes it recorded that are not redone yet.
-    pub pending_changes: i64,
-    /// The command that resumes the stage after the checkpoint.
-    pub resume: String,
-    /// The command that abandons it, undoing the committed batches.
-    pub abandon: String,
-}
-
-impl LeftBehind {
-    /// In words, for the stage's note.
-    pub fn describe(&self) -> String {
-        let mut text = format!(
-            "{} batches committed ({} rows written), checkpoint after key {}",
-            self.batches,
-            self.rows_written,
-            self.last_key.map_or("-".into(), |key| key.to_string())
-        );
-        if !self.capture_on.is_empty() {
-            text.push_str(&format!(
-                ", change capture installed on {} ({} changes by the application to redo)",
-                self.capture_on.join(", "),
-                self.pending_changes
-            ));
-        }
-        text
-    }
-
-    /// The next command, in words.
-    pub fn next(&self, stage: &str) -> String {
-        format!(
-            "run `{}` again to resume {stage}, or `{}` to abandon it",
-            self.resume, self.abandon
-        )
-    }
-}
+use crate::ledger::change_capture;
+use crate::prepared::PreparedStage;
 
 /// What remains of `stage` of `plan` (whose file is `plan_path`), or `None` when it
 /// left no checkpoint: nothing of it committed.
@@ -101,7 +48,7 @@ impl Runner<'_> {
     pub(crate) fn say_what_remains<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<(), EngineError> {
         if stage_report.status != StageStatus::Failed {
@@ -113,8 +60,8 @@ impl Runner<'_> {
             // which the signal watcher's cancels must not break.
             interrupt::acknowledge();
         }
-        let left = if batched_step(self, index)?.is_some() {
-            self.read_left_behind(conn, index)
+        let left = if stage.batched.is_some() {
+            self.read_left_behind(conn, stage)
         } else {
             Ok(None)
         };
@@ -128,7 +75,7 @@ impl Runner<'_> {
         // Whatever failed, the signal is why: the cancelled statement, or the check
         // before the next step, batch or commit.
         stage_report.status = StageStatus::Interrupted;
-        let stage = &self.plan().stages[index].id;
+        let stage = &stage.stage.id;
         stage_report.note = Some(match left {
             Ok(None) => format!(
                 "interrupted by {}; everything the stage did was rolled back",
@@ -153,12 +100,11 @@ impl Runner<'_> {
     fn read_left_behind<C: GenericClient>(
         &self,
         conn: &mut C,
-        index: usize,
+        stage: &PreparedStage<'_>,
     ) -> Result<Option<LeftBehind>, EngineError> {
         let plan = self.plan();
         let path = plan.path.display().to_string();
-        let stage = &plan.stages[index].id;
-        left_behind(conn, &plan.name, &path, stage)
-            .or_else(|_| left_behind(conn, &plan.name, &path, stage))
+        left_behind(conn, &plan.name, &path, stage.id())
+            .or_else(|_| left_behind(conn, &plan.name, &path, stage.id()))
     }
 }

@@ -9,7 +9,6 @@
 pub(crate) mod batch_transaction;
 pub(crate) mod batched;
 pub(crate) mod batched_start;
-pub(crate) mod change_capture;
 pub(crate) mod half_done;
 pub(crate) mod health_wait;
 pub(crate) mod moving_tables;
@@ -18,16 +17,29 @@ pub(crate) mod throttle;
 
 use std::time::Instant;
 
+use planrun_report::{StageReport, StageStatus, StepReport};
 use postgres::{GenericClient, Transaction};
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
-use crate::online::batched::{transform_failure, BatchedStep, Work};
+use crate::online::batched::{transform_failure, Work};
 use crate::online::health_wait::HealthWatch;
-use crate::report::{StageReport, StageStatus, StepReport};
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
+use crate::stage::atomic::set_timeouts;
 use crate::stage::checks::check_deferred_constraints;
+use crate::stage::checks::verify_after_step;
+use crate::stage::checks::verify_stage;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
+use crate::stage::gate::take_captures;
 use crate::stage::stage_failure::fail_at;
+use crate::stage::stage_locks::take_stage_locks;
+use crate::stage::stage_record::record;
+use crate::stage::steps::run_steps;
+use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{failed_on_lock, lock_busy, Attempt};
 
 /// A backlog this small is left to the cutover: redoing it under the stage's locks
@@ -50,19 +62,16 @@ pub(crate) struct RedoTotals {
 impl Runner<'_> {
     /// Redoes the keys the application changed, a pass per transaction, until at
     /// most [`CUTOVER_BACKLOG`] changes are left; `false` when the stage stops.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn catch_up<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &RunState<'_>,
-        (index, batched): (usize, &BatchedStep),
-        work: &Work<'_>,
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
         watch: &mut HealthWatch,
-        stage_report: &mut StageReport,
         totals: &mut RedoTotals,
     ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
+        let (stage, run, stage_report) = (cx.stage, &mut *cx.run, &mut *cx.report);
         let plan = &self.plan().name;
         totals.started.get_or_insert_with(Instant::now);
         let limit = i64::try_from(batched.settings.batch_size).unwrap_or(i64::MAX);
@@ -71,7 +80,7 @@ impl Runner<'_> {
                 return Ok(false);
             }
             if self
-                .wait_for_health(conn, run, index, &batched.settings, watch, stage_report)?
+                .wait_for_health(conn, run, stage, &batched.settings, watch, stage_report)?
                 .is_none()
             {
                 return Ok(false);
@@ -98,8 +107,8 @@ impl Runner<'_> {
             let mut tx = conn
                 .transaction()
                 .map_err(EngineError::database("cannot begin a catch-up pass"))?;
-            self.set_timeouts(&mut tx, index, true)?;
-            let redone = self.redo_backlog(&mut tx, run, index, work, limit, totals);
+            set_timeouts(&mut tx, stage, true)?;
+            let redone = self.redo_backlog(&mut tx, run, stage, work, limit, totals);
             match redone.and_then(|_| Ok(tx.commit()?)) {
                 Ok(()) => {}
                 Err(error) => {
@@ -117,13 +126,12 @@ impl Runner<'_> {
     fn redo_backlog(
         &self,
         tx: &mut Transaction<'_>,
-        run: &RunState<'_>,
-        index: usize,
+        run: &RunContext<'_>,
+        stage: &PreparedStage<'_>,
         work: &Work<'_>,
         limit: i64,
         totals: &mut RedoTotals,
     ) -> Result<usize, planrun_transform::TransformError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         change_capture::own_writes(tx)?;
         let backlog = change_capture::take(tx, plan, &stage.id, limit)?;
@@ -151,40 +159,27 @@ impl Runner<'_> {
     /// The cutover, tried again on the stage's schedule while a lock it needs is
     /// held by the application: between attempts, nothing held, it catches up.
     /// `false` when it rolled back for good (the report says why).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn cut_over_retried<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        (index, batched, work): (usize, &BatchedStep, &Work<'_>),
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
-        stage_report: &mut StageReport,
         totals: RedoTotals,
         started: Instant,
     ) -> Result<bool, EngineError> {
         // The cutover's catch-up passes say a wait once per state, as the batches do.
         let mut online = (conn, totals, HealthWatch::default());
-        let outcome = self.retry_whole(
+        let outcome = retry_whole(
             &mut online,
-            run,
-            index,
+            cx,
             "cutover",
-            stage_report,
-            |(conn, totals, watch), run, report| {
-                self.catch_up(
-                    *conn,
-                    run,
-                    (index, batched),
-                    work,
-                    checkpoint,
-                    watch,
-                    report,
-                    totals,
-                )
+            |(conn, totals, watch), cx| {
+                self.catch_up(*conn, cx, (batched, work), checkpoint, watch, totals)
             },
-            |(conn, totals, _), run, report| {
-                report.duration_ms = started.elapsed().as_millis() as u64;
-                self.cut_over(*conn, run, index, batched, work, checkpoint, report, totals)
+            |(conn, totals, _), cx| {
+                cx.report.duration_ms = started.elapsed().as_millis() as u64;
+                self.cut_over(*conn, cx, (batched, work), checkpoint, totals)
             },
         )?;
         Ok(outcome.unwrap_or(false))
@@ -198,40 +193,36 @@ impl Runner<'_> {
     /// (the column drop's, the trigger removal's) was not had within one
     /// `lock_timeout`: it rolled back rather than keep the application waiting, and
     /// the caller catches up and tries again (`whole_retries.rs`).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn cut_over<C: GenericClient>(
         &self,
         conn: &mut C,
-        run: &mut RunState<'_>,
-        index: usize,
-        batched: &BatchedStep,
-        work: &Work<'_>,
+        cx: &mut StageContext<'_, '_>,
+        (batched, work): (&BatchedStep, &Work<'_>),
         checkpoint: &Checkpoint,
-        stage_report: &mut StageReport,
         totals: &RedoTotals,
     ) -> Result<Attempt<bool>, EngineError> {
-        let stage = &self.plan().stages[index];
+        let stage = cx.stage;
         let mut totals = totals.clone();
         let mut tx = conn.transaction().map_err(EngineError::database(format!(
             "cannot begin the cutover of stage `{}`",
             stage.id
         )))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
         // queue) or asking ACCESS EXCLUSIVE (readers queue too).
-        crate::stage::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage)).map_err(
+        crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
             EngineError::database("cannot set the cutover's lock_timeout"),
         )?;
-        stage_report.locks.clear();
+        cx.report.locks.clear();
         let cutover_started = Instant::now();
-        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+        if !take_stage_locks(&mut tx, cx)? {
             let _ = tx.rollback();
             return Ok(Attempt::Done(false));
         }
         // The application's writers of the sources now wait: what is left of the
         // backlog is all there will be.
         loop {
-            match self.redo_backlog(&mut tx, run, index, work, 10_000, &mut totals) {
+            match self.redo_backlog(&mut tx, cx.run, stage, work, 10_000, &mut totals) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(error) => {
@@ -241,40 +232,24 @@ impl Runner<'_> {
                             return Ok(busy);
                         }
                     }
-                    stage_report.status = StageStatus::Failed;
-                    stage_report.error = Some(transform_failure(error, work.name, checkpoint));
+                    cx.fail(transform_failure(error, work.name, checkpoint));
                     return Ok(Attempt::Done(false));
                 }
             }
         }
-        stage_report
+        cx.report
             .steps
             .push(catch_up_report(&totals, cutover_started));
-        let rest = batched.position + 1..stage.steps.len();
-        let step_name = work.step_name;
-        let checked = self.take_captures(&mut tx, run, index, stage_report)
-            && self.verify_after_step(&mut tx, run, stage, step_name, stage_report);
-        run.retried_whole = true;
-        let steps = if checked {
-            self.run_steps(&mut tx, run, index, rest, stage_report, true)
-        } else {
-            Ok(false)
-        };
-        run.retried_whole = false;
-        let passed = steps?
-            && check_deferred_constraints(&mut tx, stage_report)
-            && self.verify_stage(&mut tx, run, index, stage_report)
-            && !crate::stage::stage_failure::interrupted_before(stage_report, "COMMIT");
-        if !passed {
+        if !after_batched(&mut tx, cx, (batched, work))? {
             let _ = tx.rollback();
-            if failed_on_lock(stage_report) {
-                if let Some(failure) = stage_report.error.take() {
+            if failed_on_lock(cx.report) {
+                if let Some(failure) = cx.report.error.take() {
                     return Ok(Attempt::LockBusy(Box::new(failure)));
                 }
             }
             return Ok(Attempt::Done(false));
         }
-        self.commit_cutover(tx, run, index, stage_report)
+        self.commit_cutover(tx, cx.run, stage, cx.report)
     }
 
     /// The cutover's end: the capture removed (DROP TRIGGER asks ACCESS EXCLUSIVE
@@ -283,11 +258,10 @@ impl Runner<'_> {
     fn commit_cutover(
         &self,
         mut tx: Transaction<'_>,
-        run: &RunState<'_>,
-        index: usize,
+        run: &mut RunContext<'_>,
+        stage: &PreparedStage<'_>,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<bool>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         if let Err(error) = change_capture::remove(&mut tx, plan, &stage.id) {
             let _ = tx.rollback();
@@ -299,7 +273,11 @@ impl Runner<'_> {
         run.observer.progress().phase("committing");
         let started_at = std::time::SystemTime::now()
             - std::time::Duration::from_millis(stage_report.duration_ms);
-        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+        record(
+            &mut tx,
+            &StageContext::new(stage, run, stage_report, true),
+            started_at,
+        )?;
         ledger::finish_checkpoint(&mut tx, plan, &stage.id)?;
         if let Err(error) = tx.commit() {
             fail_at(stage_report, "COMMIT", &error);
@@ -307,6 +285,28 @@ impl Runner<'_> {
         }
         Ok(Attempt::Done(true))
     }
+}
+
+/// Under the cutover's locks: captures read again, the checks placed after the
+/// batched step, the steps after it (one attempt each: the whole cutover is what is
+/// retried), deferred constraints and the stage's verification; whether all passed.
+fn after_batched<C: GenericClient>(
+    tx: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+) -> Result<bool, EngineError> {
+    let checked = take_captures(tx, cx) && verify_after_step(tx, cx, work.step_name);
+    cx.run.retried_whole = true;
+    let steps = if checked {
+        run_steps(tx, cx, batched.position + 1..cx.stage.steps.len())
+    } else {
+        Ok(false)
+    };
+    cx.run.retried_whole = false;
+    Ok(steps?
+        && check_deferred_constraints(tx, cx.report)
+        && verify_stage(tx, cx)
+        && !crate::stage::stage_failure::interrupted_before(cx.report, "COMMIT"))
 }
 
 /// The report line of the catch-up: passes, changes, keys, and the cutover's time.

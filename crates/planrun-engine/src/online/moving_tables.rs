@@ -19,52 +19,12 @@
 //! application only deleted from still fails (the report shows what it read).
 
 use planrun_plan::Check;
+use planrun_report::{ChangedTable, CheckResult, CheckStatus, NotRecheckable};
 use planrun_sql::QueryReads;
 use postgres::GenericClient;
-use schemars::JsonSchema;
-use serde::Serialize;
 
 use crate::db::trusted_sql::own_ledger;
 use crate::ledger::RecordedStage;
-use crate::report::{CheckResult, CheckStatus};
-
-/// Why a check cannot be re-checked now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct NotRecheckable {
-    /// The captures the expectation compares with.
-    pub captures: Vec<String>,
-    /// When the check's stage committed, and its captures with it (RFC 3339).
-    /// Rows are counted as written since from the end of the stage's run.
-    pub captured_at: String,
-    /// The tables the check reads that hold rows written since, as the check names
-    /// them.
-    pub changed: Vec<ChangedTable>,
-}
-
-/// A table and how many of its rows were inserted or updated after a stage committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct ChangedTable {
-    pub table: String,
-    pub rows_written_since: i64,
-}
-
-impl NotRecheckable {
-    /// In words, for the report.
-    pub fn reason(&self) -> String {
-        let captures: Vec<String> = self.captures.iter().map(|c| format!("{{{c}}}")).collect();
-        let changed: Vec<String> = self
-            .changed
-            .iter()
-            .map(|t| format!("{} rows of {}", t.rows_written_since, t.table))
-            .collect();
-        format!(
-            "not re-checkable: compares with {} captured when its stage committed at {}; {} written since",
-            captures.join(", "),
-            self.captured_at,
-            changed.join(", ")
-        )
-    }
-}
 
 /// `result`, the failure of `check` of the stage `recorded` now, or the check as
 /// not re-checkable when the rule above says so.

@@ -14,53 +14,37 @@
 use std::time::{Instant, SystemTime};
 
 use planrun_plan::StepKind;
+use planrun_report::{ResetReport, StageReport, StageStatus};
 use planrun_transform::TransformContext;
-use serde::Serialize;
 
-use crate::apply::run::{RunState, Runner};
+use crate::apply::run::Runner;
 use crate::db::connect::Target;
 use crate::db::lock;
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, NewRun};
-use crate::online::batched::batched_step;
-use crate::online::change_capture;
-use crate::report::{StageReport, StageStatus};
+use crate::prepared::BatchedStep;
+use crate::prepared::PreparedStage;
+use crate::stage::atomic::set_timeouts;
+use crate::stage::context::RunContext;
+use crate::stage::context::StageContext;
+use crate::stage::stage_locks::take_stage_locks;
+use crate::stage::stage_record::record;
+use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
 /// What a committed reset's transaction did: the application's changes it dropped
 /// with the capture, and what the transform removed.
 type ResetDone = (i64, Vec<String>);
 
-/// What `reset` did.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct ResetReport {
-    pub plan: String,
-    pub stage: String,
-    pub target: String,
-    /// Where the target came from: `--database-url`, `DATABASE_URL` (the
-    /// environment), `./.env`, `the PG* variables`, or `planrun's throwaway cluster` (one
-    /// planrun made).
-    pub target_source: String,
-    pub run_id: i64,
-    /// Batches the abandoned attempt had committed, and its last key.
-    pub batches: i64,
-    pub last_key: Option<i64>,
-    /// Changes by the application recorded and dropped with the capture.
-    pub changes_dropped: i64,
-    /// What the transform removed.
-    pub removed: Vec<String>,
-}
-
 impl Runner<'_> {
     /// Abandons the half-done batched stage `stage_id`.
     pub fn reset(&self, target: &Target, stage_id: &str) -> Result<ResetReport, EngineError> {
-        let index = self
-            .plan()
-            .stages
-            .iter()
-            .position(|stage| stage.id == stage_id)
+        let stage = self
+            .prepared()
+            .stage(stage_id)
             .ok_or_else(|| EngineError::Selection(format!("the plan has no stage `{stage_id}`")))?;
-        let Some(batched) = batched_step(self, index)? else {
+        let Some(batched) = &stage.batched else {
             return Err(EngineError::Selection(format!(
                 "stage `{stage_id}` has no batched step: it commits whole or not at all, so there is nothing half done to reset"
             )));
@@ -68,7 +52,7 @@ impl Runner<'_> {
         let plan = &self.plan().name;
         let mut client = self.connect(target, "reset")?;
         lock::acquire(&mut client, plan, std::time::Duration::from_secs(5))?;
-        let result = self.reset_locked(&mut client, target, index, &batched);
+        let result = self.reset_locked(&mut client, target, stage, batched);
         lock::release(&mut client, plan);
         result
     }
@@ -77,10 +61,9 @@ impl Runner<'_> {
         &self,
         client: &mut postgres::Client,
         target: &Target,
-        index: usize,
-        batched: &crate::online::batched::BatchedStep,
+        stage: &PreparedStage<'_>,
+        batched: &crate::prepared::BatchedStep,
     ) -> Result<ResetReport, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         ledger::ensure(client)?;
         if let Some(done) = ledger::done_results(client, plan)?.remove(&stage.id) {
@@ -104,19 +87,25 @@ impl Runner<'_> {
                 target: &target.to_string(),
             },
         )?;
-        let options = crate::apply::run::ApplyOptions::default();
-        let mut run = RunState::new(target, &options, &crate::apply::run::Silent, run_id);
+        let options = crate::options::ApplyOptions::default();
+        let mut run = RunContext::new(
+            self.prepared(),
+            target,
+            &options,
+            &crate::observer::Silent,
+            run_id,
+        );
         let started = Instant::now();
-        let mut stage_report = self.stage_report(index, StageStatus::Applied);
-        let attempted = self.retry_whole(
+        let mut stage_report = stage.report(StageStatus::Applied);
+        let attempted = retry_whole(
             client,
-            &mut run,
-            index,
+            &mut StageContext::new(stage, &mut run, &mut stage_report, true),
             "reset",
-            &mut stage_report,
-            |_, _, _| Ok(true),
-            |client, run, report| {
-                self.reset_attempt(client, run, (index, batched), &checkpoint, started, report)
+            |_, _| Ok(true),
+            |client, cx| {
+                let run = &mut *cx.run;
+                let report = &mut *cx.report;
+                self.reset_attempt(client, run, (stage, batched), &checkpoint, started, report)
             },
         );
         let (dropped, removed) = match attempted {
@@ -157,23 +146,25 @@ impl Runner<'_> {
     fn reset_attempt(
         &self,
         client: &mut postgres::Client,
-        run: &mut RunState<'_>,
-        (index, batched): (usize, &crate::online::batched::BatchedStep),
+        run: &mut RunContext<'_>,
+        (stage, batched): (&PreparedStage<'_>, &BatchedStep),
         checkpoint: &ledger::Checkpoint,
         started: Instant,
         stage_report: &mut StageReport,
     ) -> Result<Attempt<Option<ResetDone>>, EngineError> {
-        let stage = &self.plan().stages[index];
         let plan = &self.plan().name;
         let mut tx = client
             .transaction()
             .map_err(EngineError::database("cannot begin the reset"))?;
-        self.set_timeouts(&mut tx, index, true)?;
+        set_timeouts(&mut tx, stage, true)?;
         // As in the cutover: it holds the stage's locks while it asks for more.
-        crate::stage::stage_locks::cap_lock_timeout(&mut tx, self.lock_budget(stage))
+        crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget)
             .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
         // The stage's locks have their own retries, before anything is held.
-        if !self.take_stage_locks(&mut tx, run, index, stage_report)? {
+        if !take_stage_locks(
+            &mut tx,
+            &mut StageContext::new(stage, run, stage_report, true),
+        )? {
             return Ok(Attempt::Done(None));
         }
         let dropped = change_capture::pending(&mut tx, plan, &stage.id)
@@ -218,7 +209,11 @@ impl Runner<'_> {
         ));
         stage_report.status = StageStatus::Reset;
         let started_at = SystemTime::now() - started.elapsed();
-        self.record(&mut tx, run.run_id, index, stage_report, started_at)?;
+        record(
+            &mut tx,
+            &StageContext::new(stage, run, stage_report, true),
+            started_at,
+        )?;
         tx.commit()
             .map_err(EngineError::database("cannot commit the reset"))?;
         Ok(Attempt::Done(Some((dropped, removed.notes))))

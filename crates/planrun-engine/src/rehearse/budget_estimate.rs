@@ -5,56 +5,13 @@
 //! The rehearsal report is the one given with `plan --rehearsal FILE`, else the
 //! newest `rehearsals/<plan>-*.json` (what `planrun rehearse` writes by default).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use planrun_plan::{is_new_in, LockBudget, Plan, StageLockImpact};
-use serde::{Deserialize, Serialize};
+use planrun_report::{BudgetEstimate, BudgetLimits, LockEstimate, StageBudgetEstimate};
+use serde::Deserialize;
 
-/// A rehearsal's lock estimates held against the plan's budgets.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct BudgetEstimate {
-    /// The rehearsal report read.
-    pub file: String,
-    pub rehearsed_at: String,
-    /// False when the plan changed since the rehearsal: its estimates may be off.
-    pub same_plan: bool,
-    /// The database the rehearsal copied.
-    pub rehearsed_database: String,
-    pub stages: Vec<StageBudgetEstimate>,
-}
-
-/// One rehearsed stage's locks against its budget.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct StageBudgetEstimate {
-    pub id: String,
-    /// The budget that applies (the stage's, else the plan's), as the plan writes it.
-    pub budget: Option<BudgetLimits>,
-    pub locks: Vec<LockEstimate>,
-    /// The breaches the rehearsal found (tables the plan creates are not counted).
-    pub over_budget: Vec<String>,
-}
-
-/// A budget's limits, for display.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct BudgetLimits {
-    pub strongest: Option<String>,
-    pub blocks_reads_ms: Option<u64>,
-    pub blocks_writes_ms: Option<u64>,
-}
-
-/// One table's lock: strongest mode on the copy, blocked times estimated on the target.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct LockEstimate {
-    pub table: String,
-    pub strongest: String,
-    pub rewritten: bool,
-    pub estimated_blocked_reads_ms: u64,
-    pub estimated_blocked_writes_ms: u64,
-    /// A table the plan created and the stage had not filled when it locked it: no
-    /// one else uses it, so its lock is not held against the budget.
-    #[serde(default)]
-    pub new_table: bool,
-}
+use crate::rehearse::estimate::stage_budget;
 
 #[derive(Deserialize)]
 struct RehearsalLocks {
@@ -82,37 +39,6 @@ struct RehearsedStageLocks {
     over_budget: Vec<String>,
 }
 
-/// The newest rehearsal report of `plan` in `dir` (`<plan>-<stamp>.json`), if any.
-pub fn newest_rehearsal(dir: &Path, plan: &str) -> Option<PathBuf> {
-    let prefix = format!("{}-", crate::rehearse::file_safe(plan));
-    let mut reports: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| {
-            path.extension().is_some_and(|ext| ext == "json")
-                && path
-                    .file_name()
-                    .and_then(|name| name.to_str())
-                    .and_then(|name| name.strip_prefix(&prefix))
-                    .is_some_and(is_stamp)
-        })
-        .collect();
-    reports.sort();
-    reports.pop()
-}
-
-/// `YYYYmmdd_HHMMSS.json`: the rest of a report's name after `<plan>-`.
-fn is_stamp(rest: &str) -> bool {
-    let bytes = rest.as_bytes();
-    rest.len() == "YYYYmmdd_HHMMSS.json".len()
-        && rest.ends_with(".json")
-        && bytes[8] == b'_'
-        && bytes[..15]
-            .iter()
-            .enumerate()
-            .all(|(i, b)| i == 8 || b.is_ascii_digit())
-}
-
 /// Reads the rehearsal report `file` of `plan` (whose checksum is `checksum`) and
 /// holds its lock estimates against the plan's budgets, marking the locks that
 /// `impact` (the plan's lock analysis) finds on new tables; the error says why the
@@ -127,7 +53,7 @@ pub fn budget_estimate(
         .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
     let report: RehearsalLocks = serde_json::from_str(&text)
         .map_err(|error| format!("{} is not a rehearsal report: {error}", file.display()))?;
-    if !crate::rehearse::readable_format(&report.format, report.format_version) {
+    if !crate::rehearse::report::readable_format(&report.format, report.format_version) {
         return Err(format!(
             "{} is a `{}` document, not a rehearsal report",
             file.display(),
@@ -147,13 +73,7 @@ pub fn budget_estimate(
         .into_iter()
         .filter(|stage| !stage.locks.is_empty())
         .map(|stage| {
-            let budget = plan
-                .stages
-                .iter()
-                .find(|planned| planned.id == stage.id)
-                .and_then(|planned| planned.lock_budget.as_ref())
-                .or(plan.lock_budget.as_ref())
-                .map(limits);
+            let budget = stage_budget(plan, &stage.id).map(limits);
             let locks = stage
                 .locks
                 .into_iter()
@@ -191,24 +111,6 @@ fn limits(budget: &LockBudget) -> BudgetLimits {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_newest_report_of_the_plan_is_found_and_no_other_plans() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "memoir-20261130_101010.json",
-            "memoir-20261201_090000.json",
-            "memoir-v2-20261202_090000.json",
-            "memoir-notes.json",
-        ] {
-            std::fs::write(dir.path().join(name), "{}").unwrap();
-        }
-        assert_eq!(
-            newest_rehearsal(dir.path(), "memoir").unwrap(),
-            dir.path().join("memoir-20261201_090000.json")
-        );
-        assert_eq!(newest_rehearsal(dir.path(), "other"), None);
-    }
-
     /// A lock on a table the plan created is marked as not held against the budget,
     /// the others are not; the stage's budget is the plan's when it has none.
     #[test]
@@ -236,7 +138,7 @@ sql = "LOCK TABLE fresh IN ACCESS EXCLUSIVE MODE; LOCK TABLE orders IN ACCESS EX
                 "estimated_blocked_writes_ms": 5000})
         };
         let report = serde_json::json!({
-            "format": crate::rehearse::FORMAT,
+            "format": crate::rehearse::report::FORMAT,
             "format_version": planrun_contract::format::REHEARSAL.version,
             "plan": "fill", "plan_checksum": "abc", "finished_at": "2026-12-02T10:00:00+00:00",
             "target_identity": {"database": "app"},

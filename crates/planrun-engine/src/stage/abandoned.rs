@@ -19,15 +19,16 @@
 //! abandon it with `planrun reset`).
 
 use planrun_plan::StepKind;
+use planrun_report::StageReport;
 use planrun_transform::{transform_params, TransformContext};
 use postgres::GenericClient;
 
-use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
+use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
-use crate::online::change_capture;
-use crate::report::StageReport;
+use crate::stage::context::StageContext;
 use crate::stage::stage_failure::plain_error;
+use crate::stage::stage_locks::database_error;
 
 /// The leftovers of a batched attempt found before an atomic run of its stage.
 struct Leftovers {
@@ -83,91 +84,71 @@ impl Leftovers {
     }
 }
 
-impl Runner<'_> {
-    /// Removes the leftovers of a batched attempt at the stage before it runs
-    /// atomically in `conn`'s transaction; `false` when the stage must stop (the
-    /// report says why and how to go on).
-    pub(crate) fn remove_abandoned_attempt<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
-        stage_report: &mut StageReport,
-        in_transaction: bool,
-    ) -> Result<bool, EngineError> {
-        let stage = &self.plan().stages[index];
-        let plan = &self.plan().name;
-        let Some(leftovers) = Leftovers::find(conn, plan, &stage.id)? else {
-            return Ok(true);
-        };
-        let transform = stage.steps.iter().find_map(|step| match &step.kind {
-            StepKind::Transform { name, params, .. } => self
-                .registry()
-                .get(name)
-                .map(|transform| (transform, transform_params(params))),
-            _ => None,
-        });
-        let Some((transform, params)) = transform.filter(|_| in_transaction) else {
-            stage_report.status = crate::report::StageStatus::Failed;
-            stage_report.error = Some(plain_error(
-                Some("batched attempt"),
-                format!(
-                    "{} is still in the database, and this stage cannot remove it first ({}); finish it with the plan that started it (`planrun apply`), or abandon it with `planrun reset {}` and that plan; nothing was changed",
-                    leftovers.describe(),
-                    if in_transaction { "it has no transform step to remove what the batches wrote" } else { "it runs outside a transaction" },
-                    stage.id
-                ),
-            ));
-            return Ok(false);
-        };
-        let failed = || EngineError::database("cannot remove a batched attempt's leftovers");
-        change_capture::own_writes(conn).map_err(failed())?;
-        let mut savepoint = conn.transaction().map_err(failed())?;
-        let removed = transform
-            .reset(&mut TransformContext {
-                transaction: &mut savepoint,
-                params: &params,
-                stage_id: &stage.id,
-                run_id: run.run_id,
-                progress: &planrun_transform::NoProgress,
-            })
-            .map_err(|error| {
-                EngineError::Selection(format!(
-                    "cannot remove what the batched attempt at `{}` wrote: {error}",
-                    stage.id
-                ))
-            })?;
-        savepoint.commit().map_err(failed())?;
-        let retries = self.lock_retries(stage);
-        crate::stage::stage_locks::with_lock_retries(
-            conn,
-            &retries,
-            crate::stage::stage_locks::database_error,
-            |attempt, error, delay| {
-                self.report_retry(
-                    run,
-                    stage,
-                    "change capture removal",
-                    (attempt, &retries),
-                    error,
-                    delay,
-                );
-            },
-            |savepoint| change_capture::remove(savepoint, plan, &stage.id),
-        )
-        .map_err(failed())?;
-        ledger::finish_checkpoint(conn, plan, &stage.id)?;
-        change_capture::end_own_writes(conn).map_err(failed())?;
-        let note = format!(
-            "{} removed first, in this stage's transaction: {}",
-            leftovers.describe(),
-            removed.notes.join("; ")
-        );
-        run.observer.note(&format!("{}: {note}", stage.id));
-        stage_report.note = Some(note.clone());
-        stage_report.recorded_note = Some(note);
-        Ok(true)
-    }
+/// Removes the leftovers of a batched attempt at the stage before it runs atomically
+/// in `conn`'s transaction; `false` when the stage must stop (the report says why and
+/// how to go on).
+pub(crate) fn remove_abandoned_attempt<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+) -> Result<bool, EngineError> {
+    let (stage, plan) = (cx.stage, cx.run.plan_name());
+    let Some(leftovers) = Leftovers::find(conn, plan, &stage.id)? else {
+        return Ok(true);
+    };
+    let registry = cx.run.prepared.registry;
+    let transform = stage.steps.iter().find_map(|step| match &step.kind {
+        StepKind::Transform { name, params, .. } => registry
+            .get(name)
+            .map(|transform| (transform, transform_params(params))),
+        _ => None,
+    });
+    let Some((transform, params)) = transform.filter(|_| cx.in_transaction) else {
+        cx.fail(plain_error(
+            Some("batched attempt"),
+            format!(
+                "{} is still in the database, and this stage cannot remove it first ({}); finish it with the plan that started it (`planrun apply`), or abandon it with `planrun reset {}` and that plan; nothing was changed",
+                leftovers.describe(),
+                if cx.in_transaction { "it has no transform step to remove what the batches wrote" } else { "it runs outside a transaction" },
+                stage.id
+            ),
+        ));
+        return Ok(false);
+    };
+    let failed = || EngineError::database("cannot remove a batched attempt's leftovers");
+    change_capture::own_writes(conn).map_err(failed())?;
+    let mut savepoint = conn.transaction().map_err(failed())?;
+    let removed = transform
+        .reset(&mut TransformContext {
+            transaction: &mut savepoint,
+            params: &params,
+            stage_id: &stage.id,
+            run_id: cx.run.run_id,
+            progress: &planrun_transform::NoProgress,
+        })
+        .map_err(|error| {
+            EngineError::Selection(format!(
+                "cannot remove what the batched attempt at `{}` wrote: {error}",
+                stage.id
+            ))
+        })?;
+    savepoint.commit().map_err(failed())?;
+    let retries = ("change capture removal", &stage.lock_retries);
+    cx.with_lock_retries(conn, retries, database_error, |savepoint| {
+        change_capture::remove(savepoint, plan, &stage.id)
+    })
+    .0
+    .map_err(failed())?;
+    ledger::finish_checkpoint(conn, plan, &stage.id)?;
+    change_capture::end_own_writes(conn).map_err(failed())?;
+    let note = format!(
+        "{} removed first, in this stage's transaction: {}",
+        leftovers.describe(),
+        removed.notes.join("; ")
+    );
+    cx.run.observer.note(&format!("{}: {note}", stage.id));
+    cx.report.note = Some(note.clone());
+    cx.report.recorded_note = Some(note);
+    Ok(true)
 }
 
 /// Whether a stage whose skip rule holds may commit its skip: not once it removed a
@@ -176,7 +157,7 @@ pub(crate) fn may_skip(stage_report: &mut StageReport, stage: &str) -> bool {
     if stage_report.recorded_note.is_none() {
         return true;
     }
-    stage_report.status = crate::report::StageStatus::Failed;
+    stage_report.status = planrun_report::StageStatus::Failed;
     stage_report.error = Some(plain_error(
         Some("batched attempt"),
         format!(

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use planrun_plan::Capture;
+use planrun_report::StageError;
 use postgres::GenericClient;
 
-use crate::report::StageError;
 use crate::stage::checks::query_rows;
 use crate::stage::stage_failure::{plain_error, stage_error};
 

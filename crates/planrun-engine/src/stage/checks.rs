@@ -7,77 +7,66 @@
 
 use std::collections::BTreeMap;
 
-use planrun_plan::{Check, SkipRule, Stage};
+use planrun_plan::{Check, SkipRule};
 use postgres::{GenericClient, SimpleQueryMessage};
 
-use crate::apply::run::{RunState, Runner};
-use crate::db::connect::{error_chain, redact};
-use crate::report::{CheckResult, StageReport, StageStatus};
+use crate::db::connect::redact;
+use crate::error::error_chain;
+use crate::stage::context::StageContext;
 use crate::stage::stage_failure::fail_at;
+use planrun_report::{CheckResult, StageReport, StageStatus};
 
-impl Runner<'_> {
-    /// Runs every verification; `false` (and the stage marked failed) unless all pass.
-    pub(crate) fn verify_stage<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
-        stage_report: &mut StageReport,
-    ) -> bool {
-        let checks = self.plan().stages[index]
-            .verify
-            .iter()
-            .filter(|check| check.after_step.is_none());
-        self.run_checks(conn, run, checks, stage_report)
-    }
+/// Runs every verification; `false` (and the stage marked failed) unless all pass.
+pub(crate) fn verify_stage<C: GenericClient>(conn: &mut C, cx: &mut StageContext<'_, '_>) -> bool {
+    let checks = cx
+        .stage
+        .verify
+        .iter()
+        .filter(|check| check.after_step.is_none());
+    run_checks(conn, cx, checks)
+}
 
-    /// Runs the verifications placed right after step `step` (`after_step`); `false`
-    /// (and the stage marked failed) unless all pass.
-    pub(crate) fn verify_after_step<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        stage: &Stage,
-        step: &str,
-        stage_report: &mut StageReport,
-    ) -> bool {
-        let checks = stage.verify.iter().filter(|check| {
-            check
-                .after_step
-                .as_ref()
-                .is_some_and(|(after, _)| after == step)
-        });
-        self.run_checks(conn, run, checks, stage_report)
-    }
+/// Runs the verifications placed right after step `step` (`after_step`); `false`
+/// (and the stage marked failed) unless all pass.
+pub(crate) fn verify_after_step<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    step: &str,
+) -> bool {
+    let checks = cx.stage.verify.iter().filter(|check| {
+        check
+            .after_step
+            .as_ref()
+            .is_some_and(|(after, _)| after == step)
+    });
+    run_checks(conn, cx, checks)
+}
 
-    /// Runs `checks` as verifications; `false` (and the stage marked failed) unless
-    /// all pass.
-    fn run_checks<'c, C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        checks: impl Iterator<Item = &'c Check>,
-        stage_report: &mut StageReport,
-    ) -> bool {
-        let checks: Vec<&Check> = checks.collect();
-        if !checks.is_empty() {
-            run.observer.progress().phase(&format!(
-                "running {} check{}",
-                checks.len(),
-                if checks.len() == 1 { "" } else { "s" }
-            ));
-        }
-        let mut all_passed = true;
-        for check in checks {
-            let result = check_now(conn, check, &run.captures);
-            all_passed &= result.passed;
-            stage_report.verifications.push(result);
-        }
-        if !all_passed {
-            stage_report.status = StageStatus::Failed;
-        }
-        all_passed
+/// Runs `checks` as verifications; `false` (and the stage marked failed) unless
+/// all pass.
+fn run_checks<'c, C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    checks: impl Iterator<Item = &'c Check>,
+) -> bool {
+    let checks: Vec<&Check> = checks.collect();
+    if !checks.is_empty() {
+        cx.run.observer.progress().phase(&format!(
+            "running {} check{}",
+            checks.len(),
+            if checks.len() == 1 { "" } else { "s" }
+        ));
     }
+    let mut all_passed = true;
+    for check in checks {
+        let result = check_now(conn, check, &cx.run.captures);
+        all_passed &= result.passed;
+        cx.report.verifications.push(result);
+    }
+    if !all_passed {
+        cx.report.status = StageStatus::Failed;
+    }
+    all_passed
 }
 
 /// Checks now the constraints the steps deferred (`DEFERRABLE INITIALLY DEFERRED`, or

@@ -8,10 +8,10 @@ use std::io::Write;
 use planrun_sql::CopyRows;
 use postgres::{GenericClient, SimpleQueryMessage};
 
-use crate::report::StageError;
+use planrun_report::StageError;
 
 /// Runs `text` (with its COPY rows, when it has some); the rows it affected.
-pub(crate) fn run_statement<C: GenericClient>(
+pub(crate) fn send_statement<C: GenericClient>(
     conn: &mut C,
     text: &str,
     rows: Option<&CopyRows>,

@@ -1,10 +1,12 @@
-//! One stage in its transaction: timeouts and locks, the gate (skip rules, preconditions, captures, backup), the steps (SQL, transform), checks, the ledger row and what a failure reports.
+//! One stage: the contexts its pieces are given (`context.rs`), the stage that commits whole (`atomic.rs`), and its pieces: timeouts and locks, the gate (skip rules, preconditions, captures, backup), the steps (SQL, transform), checks, the ledger row, what a failure reports, and retrying a whole transaction on a lock (for the online stages).
 
 pub(crate) mod abandoned;
+pub(crate) mod atomic;
 pub(crate) mod autovacuum;
 pub(crate) mod captures;
 pub(crate) mod checks;
 pub(crate) mod copy_in;
+pub(crate) mod context;
 pub(crate) mod gate;
 pub(crate) mod sql;
 pub(crate) mod sql_step;

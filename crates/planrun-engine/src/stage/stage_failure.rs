@@ -3,40 +3,35 @@
 //! message; the point a signal stopped the stage at; and a lock or statement timeout
 //! explained by the sessions that blocked it and the setting that fired.
 
-use planrun_plan::Stage;
 use postgres::error::ErrorPosition;
 
-use crate::apply::run::RunState;
-use crate::db::connect::{error_chain, redact};
+use crate::db::connect::redact;
 use crate::db::interrupt;
-use crate::report::{StageError, StageReport, StageStatus};
+use crate::error::error_chain;
+use crate::stage::context::StageContext;
 use crate::stage::sql::position_to_line_column;
+use planrun_report::{StageError, StageReport, StageStatus};
 
 /// Adds to a lock or statement timeout which sessions blocked the stage and which
 /// timeout fired, from the blocker watch.
-pub(crate) fn explain_timeout(
-    error: &mut StageError,
-    run: &RunState<'_>,
-    stage: &Stage,
-    plan_timeouts: &planrun_plan::Timeouts,
-) {
+pub(crate) fn explain_timeout(error: &mut StageError, cx: &StageContext<'_, '_>) {
     let timeout = match error.sqlstate.as_deref() {
         Some("55P03") => "lock_timeout",
         // Also what planrun's own cancel on SIGINT/SIGTERM reports.
         Some("57014") if interrupt::requested().is_none() => "statement_timeout",
         _ => return,
     };
-    if let Some(watch) = &run.watch {
+    if let Some(watch) = &cx.run.watch {
         error.blocked_by = watch.take();
     }
-    let timeouts = stage.timeouts.or(plan_timeouts);
+    let timeouts = &cx.stage.timeouts;
     let setting = match timeout {
-        "lock_timeout" => timeouts.lock_timeout,
-        _ => timeouts.statement_timeout,
+        "lock_timeout" => timeouts.lock_timeout.as_ref(),
+        _ => timeouts.statement_timeout.as_ref(),
     };
     let mut hint = format!(
         "stage `{}` ran with {timeout} = {}",
-        stage.id,
+        cx.stage.id,
         setting.map_or_else(|| "the server default".to_owned(), |d| d.to_string())
     );
     match error.blocked_by.as_slice() {

@@ -17,47 +17,17 @@
 
 use std::time::{Duration, Instant};
 
-use planrun_plan::{LockRetries, Stage, TableLock};
+use planrun_plan::{LockRetries, TableLock};
 use postgres::{GenericClient, Transaction};
-use serde::Serialize;
 
-use crate::apply::run::{RunState, Runner};
-use crate::db::watch::Blocker;
 use crate::error::EngineError;
-use crate::report::{StageReport, StageStatus};
+use crate::stage::context::StageContext;
 use crate::stage::stage_failure::{explain_timeout, plain_error, stage_error};
+use planrun_report::HeldLock;
 
 /// SQLSTATEs after which the same work may succeed on another attempt.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 const DEADLOCK_DETECTED: &str = "40P01";
-
-/// A lock the stage holds, for the report.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct HeldLock {
-    /// As the server resolved it, e.g. `chapters` or `app."Orders"`.
-    pub table: String,
-    pub mode: String,
-    /// `stage`, or the transforms that declared it.
-    pub declared_by: String,
-    /// How many attempts it took to get every declared lock.
-    pub attempts: u32,
-    /// From the first attempt until the locks were held.
-    pub waited_ms: u64,
-}
-
-/// A lock attempt that failed and will be retried.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct LockRetry {
-    /// What waited: `locks` (the declared ones) or a step's name.
-    pub waiting: String,
-    /// The attempt that failed, 1-based, and how many there are in all.
-    pub attempt: u32,
-    pub attempts: u32,
-    /// PostgreSQL's message: lock timeout or deadlock.
-    pub reason: String,
-    pub blocked_by: Vec<Blocker>,
-    pub retry_in_ms: u64,
-}
 
 /// Whether `error` is a lock that was not had in time, or a deadlock.
 pub(crate) fn is_lock_failure(error: &postgres::Error) -> bool {
@@ -115,177 +85,94 @@ where
     }
 }
 
-impl Runner<'_> {
-    /// The stage's locks: its own and its transforms', one per table.
-    pub(crate) fn stage_locks(&self, index: usize) -> Vec<TableLock> {
-        self.plan().stages[index].all_locks(self.registry())
+/// Takes the stage's declared locks in its transaction; `false` (and the stage
+/// marked failed, naming who held them) when the attempts ran out.
+pub(crate) fn take_stage_locks<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+) -> Result<bool, EngineError> {
+    let stage = cx.stage;
+    let locks = &stage.all_locks;
+    if locks.is_empty() {
+        return Ok(true);
     }
-
-    /// The stage's lock budget: its own, or the plan's.
-    pub(crate) fn lock_budget<'s>(
-        &'s self,
-        stage: &'s Stage,
-    ) -> Option<&'s planrun_plan::LockBudget> {
-        stage
-            .lock_budget
-            .as_ref()
-            .or(self.plan().lock_budget.as_ref())
-    }
-
-    /// The stage's retry schedule: its own, the plan's, or the default.
-    pub(crate) fn lock_retries(&self, stage: &Stage) -> LockRetries {
-        stage
-            .lock_retries
-            .clone()
-            .or_else(|| self.plan().lock_retries.clone())
-            .unwrap_or_default()
-    }
-
-    /// The schedule for one statement (or transform step) of the stage: the stage's,
-    /// or a single attempt while the whole transaction is retried instead.
-    pub(crate) fn statement_retries(&self, run: &RunState<'_>, stage: &Stage) -> LockRetries {
-        let retries = self.lock_retries(stage);
-        if run.retried_whole {
-            LockRetries {
-                attempts: 1,
-                ..retries
-            }
-        } else {
-            retries
+    let started = Instant::now();
+    let (result, attempts) =
+        cx.with_lock_retries(conn, ("locks", &stage.lock_retries), database_error, |tx| {
+            cap_wait_at_budget(tx, stage.lock_budget, locks)?;
+            lock_tables(tx, locks, stage.lock_budget)
+        });
+    match result {
+        Ok(resolved) => {
+            hold(cx, resolved, attempts, started);
+            Ok(true)
+        }
+        Err(error) if is_lock_failure(&error) => {
+            let mut failure = stage_error(&error, Some("locks".into()), None, "", 0);
+            let wanted: Vec<String> = locks
+                .iter()
+                .map(|lock| format!("{} {}", lock.mode, lock.table))
+                .collect();
+            failure.message = format!(
+                "could not take the stage's locks ({}) in {} attempt{} over {:.1} s: {}",
+                wanted.join(", "),
+                attempts,
+                if attempts == 1 { "" } else { "s" },
+                started.elapsed().as_secs_f64(),
+                failure.message
+            );
+            explain_timeout(&mut failure, cx);
+            cx.fail(failure);
+            Ok(false)
+        }
+        Err(error) if error.as_db_error().is_some() => {
+            cx.fail(stage_error(&error, Some("locks".into()), None, "", 0));
+            Ok(false)
+        }
+        Err(error) => {
+            cx.fail(plain_error(
+                Some("locks"),
+                format!("cannot take the stage's locks: {error}"),
+            ));
+            Ok(false)
         }
     }
+}
 
-    /// Takes the stage's declared locks in its transaction; `false` (and the stage
-    /// marked failed, naming who held them) when the attempts ran out.
-    pub(crate) fn take_stage_locks<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run: &RunState<'_>,
-        index: usize,
-        stage_report: &mut StageReport,
-    ) -> Result<bool, EngineError> {
-        let locks = self.stage_locks(index);
-        if locks.is_empty() {
-            return Ok(true);
-        }
-        let stage = &self.plan().stages[index];
-        let retries = self.lock_retries(stage);
-        let started = Instant::now();
-        let mut attempts = 1;
-        let result = with_lock_retries(
-            conn,
-            &retries,
-            database_error,
-            |attempt, error, delay| {
-                attempts = attempt + 1;
-                self.report_retry(run, stage, "locks", (attempt, &retries), error, delay);
-            },
-            |tx| {
-                cap_wait_at_budget(tx, self.lock_budget(stage), &locks)?;
-                lock_tables(tx, &locks, self.lock_budget(stage))
-            },
-        );
-        match result {
-            Ok(resolved) => {
-                let taken: Vec<String> = locks
-                    .iter()
-                    .zip(&resolved)
-                    .filter_map(|(lock, table)| {
-                        let table = table.as_ref()?;
-                        Some(format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql()))
-                    })
-                    .collect();
-                run.observer
-                    .statement_finished(&taken.join("; "), started.elapsed());
-                let waited_ms = started.elapsed().as_millis() as u64;
-                for (lock, table) in locks.iter().zip(resolved) {
-                    let Some(table) = table else {
-                        stage_report.absent_tables.push(lock.table.clone());
-                        continue;
-                    };
-                    stage_report.locks.push(HeldLock {
-                        table,
-                        mode: lock.mode.sql().to_owned(),
-                        declared_by: lock.declared_by.clone(),
-                        attempts,
-                        waited_ms,
-                    });
-                }
-                Ok(true)
-            }
-            Err(error) if is_lock_failure(&error) => {
-                let mut failure = stage_error(&error, Some("locks".into()), None, "", 0);
-                let wanted: Vec<String> = locks
-                    .iter()
-                    .map(|lock| format!("{} {}", lock.mode, lock.table))
-                    .collect();
-                failure.message = format!(
-                    "could not take the stage's locks ({}) in {} attempt{} over {:.1} s: {}",
-                    wanted.join(", "),
-                    attempts,
-                    if attempts == 1 { "" } else { "s" },
-                    started.elapsed().as_secs_f64(),
-                    failure.message
-                );
-                explain_timeout(&mut failure, run, stage, &self.plan().timeouts);
-                stage_report.status = StageStatus::Failed;
-                stage_report.error = Some(failure);
-                Ok(false)
-            }
-            Err(error) if error.as_db_error().is_some() => {
-                stage_report.status = StageStatus::Failed;
-                stage_report.error = Some(stage_error(&error, Some("locks".into()), None, "", 0));
-                Ok(false)
-            }
-            Err(error) => {
-                stage_report.status = StageStatus::Failed;
-                stage_report.error = Some(plain_error(
-                    Some("locks"),
-                    format!("cannot take the stage's locks: {error}"),
-                ));
-                Ok(false)
-            }
-        }
-    }
-
-    /// Tells the observer, and keeps for the report, that `waiting` will try again.
-    pub(crate) fn report_retry(
-        &self,
-        run: &RunState<'_>,
-        stage: &Stage,
-        waiting: &str,
-        (attempt, retries): (u32, &LockRetries),
-        error: &postgres::Error,
-        delay: Duration,
-    ) {
-        let reason = error
-            .as_db_error()
-            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-        self.report_retry_reason(run, stage, waiting, (attempt, retries), reason, delay);
-    }
-
-    /// [`Self::report_retry`] with the reason in words.
-    pub(crate) fn report_retry_reason(
-        &self,
-        run: &RunState<'_>,
-        stage: &Stage,
-        waiting: &str,
-        (attempt, retries): (u32, &LockRetries),
-        reason: String,
-        delay: Duration,
-    ) {
-        let retry = LockRetry {
-            waiting: waiting.to_owned(),
-            attempt,
-            attempts: retries.attempts,
-            reason,
-            blocked_by: run.watch.as_ref().map(|w| w.take()).unwrap_or_default(),
-            retry_in_ms: delay.as_millis() as u64,
+/// The stage's locks, taken after `attempts` since `started`, as the report and the
+/// observer hear of them; `resolved` is the server's name of each table (`None` for
+/// one that does not exist).
+fn hold(
+    cx: &mut StageContext<'_, '_>,
+    resolved: Vec<Option<String>>,
+    attempts: u32,
+    started: Instant,
+) {
+    let locks = &cx.stage.all_locks;
+    let taken: Vec<String> = locks
+        .iter()
+        .zip(&resolved)
+        .filter_map(|(lock, table)| {
+            let table = table.as_ref()?;
+            Some(format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql()))
+        })
+        .collect();
+    cx.run
+        .observer
+        .statement_finished(&taken.join("; "), started.elapsed());
+    let waited_ms = started.elapsed().as_millis() as u64;
+    for (lock, table) in locks.iter().zip(resolved) {
+        let Some(table) = table else {
+            cx.report.absent_tables.push(lock.table.clone());
+            continue;
         };
-        run.observer.lock_retry(&stage.id, &retry);
-        if let Ok(mut retries) = run.lock_retries.lock() {
-            retries.push(retry);
-        }
+        cx.report.locks.push(HeldLock {
+            table,
+            mode: lock.mode.sql().to_owned(),
+            declared_by: lock.declared_by.clone(),
+            attempts,
+            waited_ms,
+        });
     }
 }
 

@@ -5,148 +5,110 @@
 
 use std::time::SystemTime;
 
-use planrun_plan::{Dag, Plan};
-use planrun_transform::Registry;
 use postgres::GenericClient;
 
-use crate::apply::run::Runner;
 use crate::error::EngineError;
-use crate::ledger::{self, RecordedStage, StageRecord};
-use crate::report::{StageReport, StageStatus};
+use crate::ledger::{self, RecordedStage, ResultStatus, StageRecord};
+use crate::prepared::PreparedStage;
+use crate::stage::context::{RunContext, StageContext};
+use planrun_report::{StageReport, StageStatus};
 
-impl Runner<'_> {
-    pub(crate) fn stage_report(&self, index: usize, status: StageStatus) -> StageReport {
-        let stage = &self.plan().stages[index];
-        let mut report = StageReport::new(&stage.id, stage.title.as_deref(), status);
-        report.optional = stage.optional;
-        report.transaction = stage.transaction;
-        report.checksum = self.checksum(index).to_owned();
+impl PreparedStage<'_> {
+    /// The stage's report as it starts, with `status`.
+    pub(crate) fn report(&self, status: StageStatus) -> StageReport {
+        let mut report = StageReport::new(&self.id, self.title.as_deref(), status);
+        report.optional = self.optional;
+        report.transaction = self.transaction;
+        report.checksum = self.checksum.clone();
         report
-    }
-
-    pub(crate) fn record_drift_accepted<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run_id: i64,
-        index: usize,
-        recorded: &RecordedStage,
-    ) -> Result<(), EngineError> {
-        let stage = &self.plan().stages[index];
-        let captures = serde_json::to_value(&recorded.captures).unwrap_or_default();
-        ledger::record_stage(
-            conn,
-            &StageRecord {
-                run_id,
-                plan_name: &self.plan().name,
-                stage_id: &stage.id,
-                status: &recorded.status,
-                checksum: self.checksum(index),
-                definition: self.definition(index),
-                drift_accepted: true,
-                skip_reason: recorded.skip_reason.as_deref(),
-                started_at: SystemTime::now(),
-                duration_ms: 0,
-                rows_affected: 0,
-                rows_quarantined: 0,
-                captures,
-                verifications: serde_json::json!([]),
-                error: None,
-                accepted_findings: self.accepted_findings(index).clone(),
-            },
-        )
-    }
-
-    /// Records a failed stage outside its rolled-back transaction, so `status` shows
-    /// it. Best effort: when the connection itself is what failed, the report says so
-    /// instead of hiding the stage's own error behind the ledger's.
-    pub(crate) fn record_failure<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run_id: i64,
-        index: usize,
-        stage_report: &mut StageReport,
-        started_at: SystemTime,
-    ) {
-        if let Err(error) = self.record(conn, run_id, index, stage_report, started_at) {
-            stage_report.note = Some(format!(
-                "the failure could not be recorded in the ledger: {error}"
-            ));
-        }
-    }
-
-    pub(crate) fn record<C: GenericClient>(
-        &self,
-        conn: &mut C,
-        run_id: i64,
-        index: usize,
-        stage_report: &StageReport,
-        started_at: SystemTime,
-    ) -> Result<(), EngineError> {
-        let stage = &self.plan().stages[index];
-        let status = match stage_report.status {
-            StageStatus::Applied => "applied",
-            StageStatus::Skipped => "skipped",
-            StageStatus::Reset => "reset",
-            _ => "failed",
-        };
-        ledger::record_stage(
-            conn,
-            &StageRecord {
-                run_id,
-                plan_name: &self.plan().name,
-                stage_id: &stage.id,
-                status,
-                checksum: self.checksum(index),
-                definition: self.definition(index),
-                drift_accepted: false,
-                skip_reason: match status {
-                    "skipped" => stage_report.note.as_deref(),
-                    "applied" => stage_report.recorded_note.as_deref(),
-                    _ => None,
-                },
-                started_at,
-                duration_ms: stage_report.duration_ms as i64,
-                rows_affected: stage_report.rows_affected as i64,
-                rows_quarantined: stage_report.rows_quarantined as i64,
-                captures: serde_json::to_value(&stage_report.captures).unwrap_or_default(),
-                verifications: serde_json::to_value(&stage_report.verifications)
-                    .unwrap_or_default(),
-                error: stage_report
-                    .error
-                    .as_ref()
-                    .map(|e| serde_json::to_value(e).unwrap_or_default()),
-                accepted_findings: self.accepted_findings(index).clone(),
-            },
-        )
     }
 }
 
-/// Per stage (in plan order), the findings of the lock analysis that its `allow`
-/// accepts: `[{rule, reason, relation, place}]`.
-pub(crate) fn accepted_findings(
-    plan: &Plan,
-    dag: &Dag,
-    registry: &Registry,
-) -> Vec<serde_json::Value> {
-    let impact = plan.lock_impact(dag, registry);
-    plan.stages
-        .iter()
-        .map(|stage| {
-            let accepted: Vec<serde_json::Value> = impact
-                .iter()
-                .filter(|planned| planned.stage == stage.id)
-                .flat_map(|planned| &planned.findings)
-                .filter_map(|finding| {
-                    let reason = finding.allowed.as_ref()?;
-                    Some(serde_json::json!({
-                        "rule": finding.rule.id(),
-                        "reason": reason,
-                        "relation": finding.relation,
-                        "place": finding.place,
-                    }))
-                })
-                .collect();
-            serde_json::Value::Array(accepted)
-        })
-        .collect()
+/// Records again the stage an earlier run applied, its drift accepted.
+pub(crate) fn record_drift_accepted<C: GenericClient>(
+    conn: &mut C,
+    run: &RunContext<'_>,
+    stage: &PreparedStage<'_>,
+    recorded: &RecordedStage,
+) -> Result<(), EngineError> {
+    let captures = serde_json::to_value(&recorded.captures).unwrap_or_default();
+    ledger::record_stage(
+        conn,
+        &StageRecord {
+            run_id: run.run_id,
+            plan_name: run.plan_name(),
+            stage_id: &stage.id,
+            status: recorded.status,
+            checksum: &stage.checksum,
+            definition: &stage.definition,
+            drift_accepted: true,
+            skip_reason: recorded.skip_reason.as_deref(),
+            started_at: SystemTime::now(),
+            duration_ms: 0,
+            rows_affected: 0,
+            rows_quarantined: 0,
+            captures,
+            verifications: serde_json::json!([]),
+            error: None,
+            accepted_findings: stage.accepted_findings.clone(),
+        },
+    )
+}
+
+/// Records a failed stage outside its rolled-back transaction, so `status` shows
+/// it. Best effort: when the connection itself is what failed, the report says so
+/// instead of hiding the stage's own error behind the ledger's.
+pub(crate) fn record_failure<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    started_at: SystemTime,
+) {
+    if let Err(error) = record(conn, cx, started_at) {
+        cx.report.note = Some(format!(
+            "the failure could not be recorded in the ledger: {error}"
+        ));
+    }
+}
+
+/// The stage's ledger row, as its report says it ended.
+pub(crate) fn record<C: GenericClient>(
+    conn: &mut C,
+    cx: &StageContext<'_, '_>,
+    started_at: SystemTime,
+) -> Result<(), EngineError> {
+    let (stage, stage_report) = (cx.stage, &*cx.report);
+    let status = match stage_report.status {
+        StageStatus::Applied => ResultStatus::Applied,
+        StageStatus::Skipped => ResultStatus::Skipped,
+        StageStatus::Reset => ResultStatus::Reset,
+        _ => ResultStatus::Failed,
+    };
+    ledger::record_stage(
+        conn,
+        &StageRecord {
+            run_id: cx.run.run_id,
+            plan_name: cx.run.plan_name(),
+            stage_id: &stage.id,
+            status,
+            checksum: &stage.checksum,
+            definition: &stage.definition,
+            drift_accepted: false,
+            skip_reason: match status {
+                ResultStatus::Skipped => stage_report.note.as_deref(),
+                ResultStatus::Applied => stage_report.recorded_note.as_deref(),
+                _ => None,
+            },
+            started_at,
+            duration_ms: stage_report.duration_ms as i64,
+            rows_affected: stage_report.rows_affected as i64,
+            rows_quarantined: stage_report.rows_quarantined as i64,
+            captures: serde_json::to_value(&stage_report.captures).unwrap_or_default(),
+            verifications: serde_json::to_value(&stage_report.verifications).unwrap_or_default(),
+            error: stage_report
+                .error
+                .as_ref()
+                .map(|e| serde_json::to_value(e).unwrap_or_default()),
+            accepted_findings: stage.accepted_findings.clone(),
+        },
+    )
 }

@@ -14,10 +14,10 @@
 //! bounded by `lock_timeout` capped at the stage's `lock_budget`; the sessions in
 //! the way are named in every retry line.
 
-use crate::apply::run::{RunState, Runner};
 use crate::error::EngineError;
-use crate::report::{StageError, StageReport, StageStatus};
+use crate::stage::context::StageContext;
 use crate::stage::stage_locks::is_lock_failure;
+use planrun_report::{StageError, StageReport, StageStatus};
 
 /// How one attempt at a transaction ended.
 pub(crate) enum Attempt<T> {
@@ -52,70 +52,49 @@ pub(crate) fn lock_busy<T>(error: &postgres::Error, waiting: &str) -> Option<Att
     })
 }
 
-impl Runner<'_> {
-    /// Runs `attempt` (a whole transaction) until it is done or the stage's
-    /// `lock_retries` run out; `None` when they ran out, a signal stopped the wait, or
-    /// `between` said to stop (the report says why). Each failed attempt's changes to
-    /// the report are undone, so the report tells of the attempt that counted.
-    /// `state` is what both closures work on (the connection, and what they share).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn retry_whole<'r, S, T>(
-        &self,
-        state: &mut S,
-        run: &mut RunState<'r>,
-        index: usize,
-        waiting: &str,
-        stage_report: &mut StageReport,
-        mut between: impl FnMut(
-            &mut S,
-            &mut RunState<'r>,
-            &mut StageReport,
-        ) -> Result<bool, EngineError>,
-        mut attempt: impl FnMut(
-            &mut S,
-            &mut RunState<'r>,
-            &mut StageReport,
-        ) -> Result<Attempt<T>, EngineError>,
-    ) -> Result<Option<T>, EngineError> {
-        let stage = &self.plan().stages[index];
-        let retries = self.lock_retries(stage);
-        let started = std::time::Instant::now();
-        let mut number = 1;
-        loop {
-            let before = stage_report.clone();
-            let mut failure = match attempt(state, run, stage_report)? {
-                Attempt::Done(value) => return Ok(Some(value)),
-                Attempt::LockBusy(failure) => failure,
-            };
-            if number >= retries.attempts {
-                failure.message = format!(
-                    "{waiting}: none of {} attempts over {:.1} s had its locks in time; each was rolled back after one lock_timeout, so the application waited no longer than that: {}",
-                    retries.attempts,
-                    started.elapsed().as_secs_f64(),
-                    failure.message
-                );
-                crate::stage::stage_failure::explain_timeout(
-                    &mut failure,
-                    run,
-                    stage,
-                    &self.plan().timeouts,
-                );
-                stage_report.status = StageStatus::Failed;
-                stage_report.error = Some(*failure);
-                return Ok(None);
-            }
-            *stage_report = before;
-            let delay = retries.delay_after(number);
-            let reason = failure.message.clone();
-            self.report_retry_reason(run, stage, waiting, (number, &retries), reason, delay);
-            if !crate::db::interrupt::sleep(delay) {
-                crate::stage::stage_failure::interrupted_before(stage_report, waiting);
-                return Ok(None);
-            }
-            if !between(state, run, stage_report)? {
-                return Ok(None);
-            }
-            number += 1;
+/// Runs `attempt` (a whole transaction) until it is done or the stage's
+/// `lock_retries` run out; `None` when they ran out, a signal stopped the wait, or
+/// `between` said to stop (the report says why). Each failed attempt's changes to the
+/// report are undone, so the report tells of the attempt that counted. `state` is
+/// what both closures work on beside the stage (the connection, and what they share).
+pub(crate) fn retry_whole<S, T>(
+    state: &mut S,
+    cx: &mut StageContext<'_, '_>,
+    waiting: &str,
+    mut between: impl FnMut(&mut S, &mut StageContext<'_, '_>) -> Result<bool, EngineError>,
+    mut attempt: impl FnMut(&mut S, &mut StageContext<'_, '_>) -> Result<Attempt<T>, EngineError>,
+) -> Result<Option<T>, EngineError> {
+    let retries = cx.stage.lock_retries.clone();
+    let started = std::time::Instant::now();
+    let mut number = 1;
+    loop {
+        let before = cx.report.clone();
+        let mut failure = match attempt(state, cx)? {
+            Attempt::Done(value) => return Ok(Some(value)),
+            Attempt::LockBusy(failure) => failure,
+        };
+        if number >= retries.attempts {
+            failure.message = format!(
+                "{waiting}: none of {} attempts over {:.1} s had its locks in time; each was rolled back after one lock_timeout, so the application waited no longer than that: {}",
+                retries.attempts,
+                started.elapsed().as_secs_f64(),
+                failure.message
+            );
+            crate::stage::stage_failure::explain_timeout(&mut failure, cx);
+            cx.fail(*failure);
+            return Ok(None);
         }
+        *cx.report = before;
+        let delay = retries.delay_after(number);
+        let reason = failure.message.clone();
+        cx.report_retry(waiting, (number, &retries), reason, delay);
+        if !crate::db::interrupt::sleep(delay) {
+            crate::stage::stage_failure::interrupted_before(cx.report, waiting);
+            return Ok(None);
+        }
+        if !between(state, cx)? {
+            return Ok(None);
+        }
+        number += 1;
     }
 }

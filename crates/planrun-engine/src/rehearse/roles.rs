@@ -4,7 +4,8 @@
 //! A copy restored without owners into a cluster whose only role is a superuser,
 //! with the plan applied as that role, is weaker than production: a trigger an
 //! unprivileged production role wrote ran `COPY ... TO PROGRAM` on the rehearsing
-//! machine, where production refused it. So:
+//! machine, where production refused it. So (steps 2 and 3 run in `copy.rs`, the
+//! rest here):
 //!
 //! 1. The copy's bootstrap superuser is planrun's own, [`COPY_SUPERUSER`], so every
 //!    role of the target, `postgres` included, can be created with the target's
@@ -32,18 +33,13 @@
 //!    rehearsal does exactly what the apply will do, on a machine the operator chose;
 //!    refusing would only push teams to apply unrehearsed.
 
-use std::path::Path;
-use std::process::Command;
-
-use planrun_tempdb::TempCluster;
+use planrun_sql::quote_identifier;
 use postgres::Client;
-use schemars::JsonSchema;
-use serde::Serialize;
 
-use crate::db::backup::libpq_command;
-use crate::db::connect::{redact, Target};
+use crate::db::connect::Target;
 use crate::error::EngineError;
-use crate::rehearse::RehearseError;
+use crate::rehearse::error::RehearseError;
+use crate::rehearse::report::CopyRoles;
 
 /// The copy's bootstrap superuser: planrun's, so it collides with no target role.
 pub const COPY_SUPERUSER: &str = "planrun_rehearsal_superuser";
@@ -54,53 +50,6 @@ const SERVER_ACCESS_ROLES: [&str; 3] = [
     "pg_read_server_files",
     "pg_write_server_files",
 ];
-
-/// The roles of the copy, as the report shows them.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct CopyRoles {
-    /// The role the plan ran as in the copy: the target's `current_user`, with its
-    /// attributes and memberships there.
-    pub applying_role: String,
-    /// Whether the applying role is a superuser (on the target, and so in the copy).
-    pub superuser: bool,
-    /// Which of `pg_execute_server_program`, `pg_read_server_files` and
-    /// `pg_write_server_files` the applying role is a member of, on the target and so
-    /// in the copy (a superuser is a member of every role).
-    pub server_access: Vec<String>,
-    /// The operating-system account the copy's server runs as: what a superuser's
-    /// `COPY ... PROGRAM` would run as on this machine.
-    pub os_user: String,
-    /// How many roles were copied from the target; all but the applying one without
-    /// LOGIN in the copy.
-    pub copied: usize,
-    /// Superusers on the target other than the applying role, which are not in the
-    /// copy: what runs as them may fail in the rehearsal and not in production.
-    pub demoted: Vec<String>,
-}
-
-impl CopyRoles {
-    /// What the rehearsal could not make safe, one sentence each.
-    pub fn warnings(&self) -> Vec<String> {
-        let role = &self.applying_role;
-        let os = &self.os_user;
-        if self.superuser {
-            return vec![format!(
-                "applied as a superuser, as on the target: code restored from the target \
-                 (triggers, functions, defaults the plan sets off) can run programs as OS \
-                 user {os} on this machine, and read and write its files; rehearse as the \
-                 role production migrations run as, with only the privileges they need"
-            )];
-        }
-        if self.server_access.is_empty() {
-            return Vec::new();
-        }
-        vec![format!(
-            "applied as {role}, a member of {} as on the target: code restored from the \
-             target can reach files or programs as OS user {os} on this machine",
-            self.server_access.join(", ")
-        )]
-    }
-}
 
 /// What the copy needs to know of the target: who applies, and its database's owner
 /// and privileges.
@@ -195,78 +144,6 @@ impl TargetAccess {
     }
 }
 
-/// A client tool run against the copy as its superuser over the socket, with none of
-/// the caller's libpq variables.
-pub(crate) fn copy_tool(program: &Path, cluster: &TempCluster) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(key, _)| key.to_str().is_none_or(|key| !key.starts_with("PG"))),
-        )
-        .env("PGHOST", cluster.host())
-        .env("PGPORT", cluster.port().to_string())
-        .env("PGUSER", cluster.user())
-        .env("PGSSLMODE", "disable");
-    command
-}
-
-/// `pg_dumpall --roles-only --no-role-passwords` of `target` into `file`, connected to
-/// the target's own database.
-pub(crate) fn dump_roles(
-    pg_dumpall: &Path,
-    target: &Target,
-    file: &Path,
-) -> Result<(), RehearseError> {
-    let mut command = libpq_command(pg_dumpall, target);
-    // pg_dumpall ignores the database of --dbname and tries `postgres`, then
-    // `template1`, which a hardened server may not let the applying role into. A
-    // conninfo string, as libpq would read a name containing `=` as one.
-    command
-        .args(["--roles-only", "--no-role-passwords", "--file"])
-        .arg(file)
-        .arg(format!(
-            "--database=dbname='{}'",
-            target.database().replace('\\', "\\\\").replace('\'', "\\'")
-        ));
-    run(command, pg_dumpall)
-}
-
-/// Runs the roles script in the copy, in one transaction; any error stops the
-/// rehearsal, as a restore error does, for a copy without the target's roles would
-/// prove nothing.
-pub(crate) fn restore_roles(
-    psql: &Path,
-    cluster: &TempCluster,
-    file: &Path,
-) -> Result<(), RehearseError> {
-    let mut command = copy_tool(psql, cluster);
-    command
-        .args(["-X", "-q", "--no-password", "--single-transaction"])
-        .args(["-v", "ON_ERROR_STOP=1"])
-        .args(["--dbname=dbname=postgres", "--file"])
-        .arg(file);
-    run(command, psql)
-}
-
-fn run(mut command: Command, program: &Path) -> Result<(), RehearseError> {
-    let output = command.output().map_err(|error| {
-        RehearseError::Copy(format!(
-            "cannot run {}: {error}; install the PostgreSQL client tools or set PG_BIN",
-            program.display()
-        ))
-    })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(RehearseError::Copy(format!(
-        "{} failed: {}",
-        program.display(),
-        redact(String::from_utf8_lossy(&output.stderr).trim())
-    )))
-}
-
 /// Gives the copy's database the target's owner and privileges, then takes from the
 /// copy what could reach this machine and the target did not give the applying role
 /// (the module's point 4). `admin` is the copy's superuser in the copy's database.
@@ -294,14 +171,17 @@ pub(crate) fn confine(
         let (name, superuser, login): (String, bool, bool) =
             (role.get(0), role.get(1), role.get(2));
         if name == *applying {
-            statements.push(format!("ALTER ROLE {} LOGIN", ident(&name)));
+            statements.push(format!("ALTER ROLE {} LOGIN", quote_identifier(&name)));
             continue;
         }
         if superuser {
             demoted.push(name.clone());
         }
         if superuser || login {
-            statements.push(format!("ALTER ROLE {} NOSUPERUSER NOLOGIN", ident(&name)));
+            statements.push(format!(
+                "ALTER ROLE {} NOSUPERUSER NOLOGIN",
+                quote_identifier(&name)
+            ));
         }
     }
     let server_access = server_access(&mut client, applying, &mut statements)?;
@@ -343,7 +223,10 @@ pub(crate) fn confine(
 /// The target's database owner and, unless default, its ACL, for the copy's
 /// `database`.
 fn database_statements(database: &str, access: &TargetAccess) -> Vec<String> {
-    let (database, owner) = (ident(database), ident(&access.database_owner));
+    let (database, owner) = (
+        quote_identifier(database),
+        quote_identifier(&access.database_owner),
+    );
     let mut statements = vec![format!("ALTER DATABASE {database} OWNER TO {owner}")];
     let Some(grants) = &access.database_grants else {
         return statements;
@@ -360,7 +243,7 @@ fn database_statements(database: &str, access: &TargetAccess) -> Vec<String> {
         let grantee = grant
             .grantee
             .as_deref()
-            .map_or_else(|| "PUBLIC".to_owned(), ident);
+            .map_or_else(|| "PUBLIC".to_owned(), quote_identifier);
         statements.push(format!(
             "GRANT {} ON DATABASE {database} TO {grantee}{}",
             grant.privilege,
@@ -409,17 +292,17 @@ fn server_access(
             (grant.get(0), grant.get(1), grant.get(2));
         statements.push(format!(
             "REVOKE {} FROM {} GRANTED BY {}",
-            ident(&role),
-            ident(&member),
-            ident(&grantor)
+            quote_identifier(&role),
+            quote_identifier(&member),
+            quote_identifier(&grantor)
         ));
     }
     for role in &held {
-        statements.push(format!("GRANT {} TO {}", ident(role), ident(applying)));
+        statements.push(format!(
+            "GRANT {} TO {}",
+            quote_identifier(role),
+            quote_identifier(applying)
+        ));
     }
     Ok(held)
-}
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

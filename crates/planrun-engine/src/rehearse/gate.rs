@@ -7,20 +7,23 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Local};
+use planrun_report::StageStatus;
 use serde::Deserialize;
 
 use crate::exit_codes;
 use planrun_contract::format;
 
-use crate::rehearse::{readable_format, FORMAT};
-use crate::report::StageStatus;
+use crate::rehearse::report::{readable_format, FORMAT};
+
+/// How old a rehearsal may be when the plan sets no `max_rehearsal_age`.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The fields of a rehearsal report that `apply --require-rehearsal` reads; the
 /// rest of the file is for people.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RehearsalEvidence {
     pub format: String,
-    /// Absent from reports of [`LEGACY_FORMAT`].
+    /// Absent from reports of [`LEGACY_FORMAT`](crate::rehearse::LEGACY_FORMAT).
     #[serde(default)]
     pub format_version: Option<u32>,
     pub plan: String,
@@ -206,7 +209,6 @@ fn human(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rehearse::DEFAULT_MAX_AGE;
 
     fn evidence(exit_code: i32, finished_at: &str) -> RehearsalEvidence {
         RehearsalEvidence {

@@ -1,29 +1,15 @@
-//! Lock tracing for `planrun rehearse`: while the plan runs on the copy, a second
-//! session samples every 10 ms which table locks planrun's apply session holds
-//! (`pg_locks`), and notes each table's `relfilenode` when a stage starts and ends, so
-//! that the rehearsal report can say, per stage and table, the strongest lock really
-//! held, how long the application's reads and writes would have been blocked, and
-//! whether the table was rewritten: what the offline analysis can only predict.
-//!
-//! Per statement: after each statement of a SQL step the runner tells the trace
-//! (`Observer::statement_finished`), which reads the session's locks at once, before
-//! the next statement starts: the locks that statement took, exactly, and its running
-//! time as the runner measured it. Inside native transforms, whose statements the
-//! runner does not see, each sample reads the statement the session is running or
-//! ran last (`pg_stat_activity.query`) and attributes new locks and running time to it.
+//! What the lock trace's samples and the runner's statement reports add up to: per
+//! stage and table, the strongest mode and how long reads and writes were blocked;
+//! per statement, its running time and the locks first taken while it ran.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::Client;
-use serde::Serialize;
+use crate::rehearse::report::{MeasuredLock, MeasuredStatement};
 
-use crate::db::connect::Target;
-use crate::db::trusted_sql::pin_trusted_search_path;
-
-const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// How often the session's locks are sampled: a lock seen in one sample counts as held
+/// for this long.
+pub(super) const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// Statements kept per stage; a transform's repeated batch statement counts once.
 const STATEMENTS_KEPT: usize = 50;
 /// The `strongest` of a table rewritten by a lock no sample caught.
@@ -31,48 +17,15 @@ const NOT_SAMPLED: &str = "not sampled";
 /// Characters of a statement's text kept in the report.
 const STATEMENT_CHARS: usize = 160;
 
-/// One table's locks during one stage, as measured.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
-pub struct MeasuredLock {
-    pub table: String,
-    /// The strongest mode seen, as `pg_locks` names it (`AccessExclusiveLock`), or
-    /// `not sampled` for a table rewritten by a statement outside a transaction that
-    /// took and released its lock between two samples.
-    pub strongest: String,
-    /// How long a lock that blocks the application's reads (ACCESS EXCLUSIVE) was held.
-    pub blocked_reads_ms: u64,
-    /// How long a lock that blocks its writes (SHARE and stronger) was held.
-    pub blocked_writes_ms: u64,
-    /// The table's storage was replaced (`relfilenode` changed): a rewrite.
-    pub rewritten: bool,
-    /// The statement running when the strongest lock was first seen (shortened).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub taken_by: Option<String>,
-}
-
-/// One statement of a stage as the trace saw it run, with the table locks that first
-/// appeared while it ran.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
-pub struct MeasuredStatement {
-    /// The statement's text, shortened in the middle.
-    pub statement: String,
-    /// How long it was seen running (active), over all its executions.
-    pub running_ms: u64,
-    /// How many separate times it was seen starting (a batch statement runs many).
-    pub executions: u64,
-    /// `table mode` of each lock first taken while it ran, strongest first.
-    pub locks_taken: Vec<String>,
-}
-
 /// Per stage, what the trace saw: the tables locked and the statements that took them.
 #[derive(Debug, Clone, Default)]
-pub struct StageTrace {
+pub(crate) struct StageTrace {
     pub locks: Vec<MeasuredLock>,
     pub statements: Vec<MeasuredStatement>,
 }
 
 #[derive(Default)]
-struct TraceState {
+pub(super) struct TraceState {
     stage: Option<String>,
     /// Per stage, per table: first and last sample of each blocking class, strongest.
     seen: BTreeMap<String, BTreeMap<String, Seen>>,
@@ -107,29 +60,6 @@ struct StatementSeen {
     locks_taken: Vec<(u8, String)>,
 }
 
-/// A running trace; [`LockTrace::finish`] stops it and returns what it saw.
-pub(crate) struct LockTrace {
-    state: Arc<Mutex<TraceState>>,
-    stop: Arc<AtomicBool>,
-    sampler: Option<std::thread::JoinHandle<()>>,
-    files: Mutex<Client>,
-}
-
-const FILES: &str = "SELECT c.oid::regclass::text, c.relfilenode::text FROM pg_class c \
-     JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 'p', 'm') \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'planrun') \
-       AND n.nspname NOT LIKE 'pg\\_%'";
-
-const HELD: &str = "SELECT l.relation::regclass::text, l.mode, a.query, a.state = 'active' \
-     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-     JOIN pg_class c ON c.oid = l.relation \
-     JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE l.granted AND l.locktype = 'relation' AND c.relkind IN ('r', 'p', 'm') \
-       AND a.application_name LIKE 'planrun apply %' \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'planrun') \
-       AND n.nspname NOT LIKE 'pg\\_%'";
-
 /// Strength of a table lock mode, and whether it blocks reads, writes.
 fn strength(mode: &str) -> (u8, bool, bool) {
     match mode {
@@ -145,98 +75,42 @@ fn strength(mode: &str) -> (u8, bool, bool) {
     }
 }
 
-impl LockTrace {
-    /// Starts sampling `target` (the copy) for planrun's apply session.
-    pub(crate) fn start(target: &Target) -> Result<LockTrace, crate::EngineError> {
-        let mut sampler_client = target.connect("planrun rehearse lock trace")?;
-        let mut files = target.connect("planrun rehearse lock trace")?;
-        for client in [&mut sampler_client, &mut files] {
-            pin_trusted_search_path(client)
-                .map_err(crate::EngineError::database("cannot start the lock trace"))?;
-        }
-        let state = Arc::new(Mutex::new(TraceState::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sampler = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::spawn(move || sample(sampler_client, &state, &stop))
-        };
-        Ok(LockTrace {
-            state,
-            stop,
-            sampler: Some(sampler),
-            files: Mutex::new(files),
-        })
+impl TraceState {
+    /// `stage` starts; `files` is each table's `relfilenode` now.
+    pub(super) fn stage_started(&mut self, stage: &str, files: BTreeMap<String, String>) {
+        self.stage = Some(stage.to_owned());
+        self.files_at_start = files;
     }
 
-    fn relfilenodes(&self) -> BTreeMap<String, String> {
-        let mut client = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-        client
-            .query(FILES, &[])
-            .map(|rows| rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn stage_started(&self, stage: &str) {
-        let files = self.relfilenodes();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.stage = Some(stage.to_owned());
-        state.files_at_start = files;
-    }
-
-    pub(crate) fn stage_finished(&self, stage: &str) {
-        let files = self.relfilenodes();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.stage.as_deref() != Some(stage) {
+    /// `stage` finished; a table whose `relfilenode` is not what it was at the start
+    /// was rewritten.
+    pub(super) fn stage_finished(&mut self, stage: &str, files: &BTreeMap<String, String>) {
+        if self.stage.as_deref() != Some(stage) {
             // A stage that did not run here (already applied, not selected).
             return;
         }
-        let rewritten: Vec<String> = state
+        let rewritten: Vec<String> = self
             .files_at_start
             .iter()
             .filter(|(table, node)| files.get(*table).is_some_and(|now| now != *node))
             .map(|(table, _)| table.clone())
             .collect();
-        state.rewritten.insert(stage.to_owned(), rewritten);
-        state.stage = None;
+        self.rewritten.insert(stage.to_owned(), rewritten);
+        self.stage = None;
     }
 
-    /// A statement of a SQL step finished after `elapsed`: the locks the session holds
-    /// now that the stage had not seen are the ones it took.
-    pub(crate) fn statement_finished(&self, statement: &str, elapsed: Duration) {
-        let held = {
-            let mut client = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-            client.query(HELD, &[]).map(|rows| {
-                rows.iter()
-                    .map(|row| {
-                        let (table, mode): (String, String) = (row.get(0), row.get(1));
-                        (table, mode)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        };
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.statement_done(&shortened(statement), elapsed, &held.unwrap_or_default());
-    }
-
-    /// Stops sampling; per stage, the tables locked and the statements that locked them.
-    pub(crate) fn finish(mut self) -> BTreeMap<String, StageTrace> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(sampler) = self.sampler.take() {
-            let _ = sampler.join();
-        }
-        let mut state =
-            std::mem::take(&mut *self.state.lock().unwrap_or_else(PoisonError::into_inner));
+    /// Per stage, the tables locked and the statements that locked them.
+    pub(super) fn into_stage_traces(mut self) -> BTreeMap<String, StageTrace> {
         let ms = |span: Option<(Instant, Instant)>| {
             span.map_or(0, |(first, last)| {
                 (last - first + SAMPLE_EVERY).as_millis() as u64
             })
         };
-        state.add_unsampled_rewrites();
-        state
-            .seen
+        self.add_unsampled_rewrites();
+        self.seen
             .into_iter()
             .map(|(stage, tables)| {
-                let rewritten = state.rewritten.get(&stage).cloned().unwrap_or_default();
+                let rewritten = self.rewritten.get(&stage).cloned().unwrap_or_default();
                 let locks = tables
                     .into_iter()
                     .map(|(table, seen)| MeasuredLock {
@@ -248,7 +122,7 @@ impl LockTrace {
                         taken_by: seen.taken_by,
                     })
                     .collect();
-                let statements = state
+                let statements = self
                     .statements
                     .remove(&stage)
                     .unwrap_or_default()
@@ -271,42 +145,11 @@ impl LockTrace {
             })
             .collect()
     }
-}
 
-/// Samples until told to stop; a failed sample ends the trace (the report then has
-/// what was seen until then).
-fn sample(mut client: Client, state: &Mutex<TraceState>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        let Ok(rows) = client.query(HELD, &[]) else {
-            return;
-        };
-        let now = Instant::now();
-        let held: Vec<(String, String, String, bool)> = rows
-            .iter()
-            .map(|row| {
-                let query: Option<String> = row.get(2);
-                let active: Option<bool> = row.get(3);
-                (
-                    row.get(0),
-                    row.get(1),
-                    shortened(query.as_deref().unwrap_or_default()),
-                    active.unwrap_or(false),
-                )
-            })
-            .collect();
-        state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(now, &held);
-        std::thread::sleep(SAMPLE_EVERY);
-    }
-}
-
-impl TraceState {
     /// A rewrite is known from the table's files even when a short statement outside
     /// a transaction took and released its lock between two samples: such a table
     /// gets an entry too.
-    fn add_unsampled_rewrites(&mut self) {
+    pub(super) fn add_unsampled_rewrites(&mut self) {
         for (stage, tables) in &self.rewritten {
             let seen = self.seen.entry(stage.clone()).or_default();
             for table in tables {
@@ -319,7 +162,7 @@ impl TraceState {
     }
 
     /// Takes one sample: `(table, mode, statement, running)` per lock held.
-    fn record(&mut self, now: Instant, held: &[(String, String, String, bool)]) {
+    pub(super) fn record(&mut self, now: Instant, held: &[(String, String, String, bool)]) {
         if self.stage.is_none() {
             return;
         }
@@ -349,7 +192,12 @@ impl TraceState {
     }
 
     /// The runner says `statement` finished after `elapsed`, and the session holds `held`.
-    fn statement_done(&mut self, statement: &str, elapsed: Duration, held: &[(String, String)]) {
+    pub(super) fn statement_done(
+        &mut self,
+        statement: &str,
+        elapsed: Duration,
+        held: &[(String, String)],
+    ) {
         if self.stage.is_none() {
             return;
         }
@@ -480,7 +328,7 @@ impl TraceState {
 }
 
 /// `text` on one line, at most [`STATEMENT_CHARS`] characters, cut in the middle.
-fn shortened(text: &str) -> String {
+pub(super) fn shortened(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let chars: Vec<char> = line.chars().collect();
     if chars.len() <= STATEMENT_CHARS {
