@@ -46,7 +46,7 @@ pub use rule::{Finding, Rule};
 
 pub use classify::StatementKind;
 pub use error::{line_column, SqlError};
-pub use psql_script::{expand_psql, CopyRows, PsqlScript};
 pub use identifier::quote_identifier;
+pub use psql_script::{expand_psql, CopyRows, PsqlScript};
 pub use script::{parse_script, Statement};
 pub use tokens::{string_literals, token_checksum};
