@@ -78,7 +78,10 @@ fn a_file_that_does_not_parse_or_needs_psql_is_refused_before_anything_connects(
     let found = problems(
         &[
             ("a.sql", "SELECT 1;\n\nCREAT TABLE t (a int);\n"),
-            ("b.sql", "\\set ON_ERROR_STOP on\n\\if :ready\nSELECT 1;\n\\endif\n"),
+            (
+                "b.sql",
+                "\\set ON_ERROR_STOP on\n\\if :ready\nSELECT 1;\n\\endif\n",
+            ),
         ],
         plan,
     );
