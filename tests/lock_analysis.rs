@@ -170,6 +170,71 @@ fn planrun_plan_weighs_findings_by_the_tables_on_the_target() {
     assert!(live.trim_start().starts_with("review"), "{live}");
 }
 
+/// The old type decides whether `ALTER COLUMN ... TYPE` rewrites: offline `check`
+/// cannot see it and flags the change for review; `plan` reads it from the target and
+/// says which: widening `varchar(20)` to `varchar(40)` is free, narrowing `text` to
+/// `varchar(20)` checks and rewrites every row under ACCESS EXCLUSIVE.
+#[test]
+fn a_type_change_is_flagged_offline_and_decided_by_plan_on_the_target() {
+    let check_lines = |new_type: &str, old_type: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("plan.toml"),
+            "[plan]\nname = \"types\"\nlock_timeout = \"1s\"\n\n[[stage]]\nid = \"narrow\"\n[[stage.step]]\nsql_file = \"change.sql\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("change.sql"),
+            format!("ALTER TABLE big ALTER COLUMN note TYPE {new_type};\n"),
+        )
+        .unwrap();
+        let check = planrun(PLANRUN, dir.path(), &["check", "plan.toml"], &[]);
+        assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
+        let db = planrun_tests::TestDb::new();
+        db.execute(&format!(
+            "CREATE TABLE big (id bigint PRIMARY KEY, note {old_type});
+             INSERT INTO big SELECT g, 'n' || g FROM generate_series(1, 100) g; ANALYZE big;"
+        ));
+        let plan = planrun(
+            PLANRUN,
+            dir.path(),
+            &["plan", "plan.toml", "--database-url", &db.url],
+            &[],
+        );
+        assert_eq!(plan.status.code(), Some(0), "{}", describe(&plan));
+        (
+            String::from_utf8_lossy(&check.stdout).into_owned(),
+            String::from_utf8_lossy(&plan.stdout).into_owned(),
+        )
+    };
+
+    let (offline, widened) = check_lines("varchar(40)", "varchar(20)");
+    assert!(
+        offline.contains("[changing-column-type]") && offline.contains("old type"),
+        "check flags what it cannot see:\n{offline}"
+    );
+    let big = |plan: &str| {
+        plan.lines()
+            .filter(|line| line.contains("big"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        !widened.contains("[changing-column-type]") && !big(&widened).contains("rewrites"),
+        "widening varchar is free:\n{widened}"
+    );
+    assert!(big(&widened).contains("ACCESS EXCLUSIVE"), "{widened}");
+
+    let (_, narrowed) = check_lines("varchar(20)", "text");
+    let lines = big(&narrowed);
+    assert!(
+        lines.contains("[changing-column-type]")
+            && lines.contains("from text to varchar(20)")
+            && lines.contains("ACCESS EXCLUSIVE big [rewrites"),
+        "narrowing text rewrites under ACCESS EXCLUSIVE:\n{narrowed}"
+    );
+}
+
 /// `lock_budget`: `check` names a lock stronger than the budget allows on a live
 /// table, and during `apply` no lock attempt waits longer than the budget, however
 /// long `lock_timeout` is (the application queues behind a waiting lock request).

@@ -36,7 +36,7 @@ fn redact(text: &str) -> String {
             .replace('/', "%2F"),
         "[tmp]",
     );
-    let rules: [Redaction; 6] = [
+    let rules: [Redaction; 7] = [
         (
             r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)?",
             &|_| "[timestamp]".into(),
@@ -47,6 +47,7 @@ fn redact(text: &str) -> String {
         }),
         (r":\d{2,5}(/|$)", &|c| format!(":[port]{}", &c[1])),
         (r"pid \d+", &|_| "pid [pid]".into()),
+        (r"port \d{2,5}\b", &|_| "port [port]".into()),
         (r"( *)\d[\d,]*(\.\d+)? (ms|s)\b", &|c| {
             let width = c[0].chars().count();
             if c[1].len() >= 2 {
@@ -344,6 +345,32 @@ fn verify_prints_one_line_per_stage_and_verbose_names_superseded_checks() {
     );
 }
 
+/// `planrun --help` describes the tool and the way through it for a user, not a note
+/// for planrun's developers; each main command's help says what it does in full.
+#[test]
+fn help_says_what_a_user_needs() {
+    let output = planrun(PLANRUN, &repo_root(), &["--help"], &[]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        !text.contains("clap"),
+        "a developer's note in the help:\n{text}"
+    );
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for command in ["init", "check", "plan", "rehearse", "apply", "status"] {
+        assert!(
+            words.contains(&format!("`planrun {command}`")),
+            "{command}:\n{text}"
+        );
+    }
+    insta::assert_snapshot!("help", text);
+    for command in ["check", "plan", "apply"] {
+        let output = planrun(PLANRUN, &repo_root(), &[command, "--help"], &[]);
+        assert_exit(&output, 0);
+        insta::assert_snapshot!(format!("help_{command}"), stdout(&output));
+    }
+}
+
 /// `planrun demo`: chapter text as text, an honest word on the backup, and what to
 /// do next.
 #[test]
@@ -360,6 +387,16 @@ fn demo_output() {
     assert!(
         !text.contains("backup: /"),
         "no path to a backup that is deleted:\n{text}"
+    );
+    for line in text.lines().filter(|line| line.contains("\"url\"")) {
+        assert!(
+            line.chars().count() <= 120,
+            "an image wider than a 120-column terminal:\n{line}"
+        );
+    }
+    assert!(
+        text.contains("-> socket in "),
+        "a socket target as psql shows it:\n{text}"
     );
     let last: Vec<&str> = text.lines().rev().take(3).collect();
     assert!(last.iter().all(|line| line.starts_with("next: ")), "{text}");

@@ -49,3 +49,6 @@ CREATE TABLE codes (id bigint PRIMARY KEY, code char(3));
 CREATE TABLE visits (id bigint PRIMARY KEY, at timestamp);
 ALTER TABLE orders ADD COLUMN shipped_at timestamp;
 ALTER TABLE orders ADD COLUMN country char(2);
+ALTER TABLE orders ALTER COLUMN note TYPE text;
+ALTER TABLE orders ALTER COLUMN note TYPE varchar(500);
+ALTER TABLE orders ALTER COLUMN amount TYPE numeric;

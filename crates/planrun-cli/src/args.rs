@@ -12,8 +12,19 @@ failed, 12 verification failed, 13 step failed, 14 drift, 15 locked, 16 cannot c
 
 /// planrun: declarative, verified PostgreSQL migrations.
 ///
-/// clap's own `help` command reads every word after it as a command name, so that
-/// `planrun help --help` is an error; planrun has its own (`Command::Help`).
+/// A plan (a TOML file) lists stages: SQL files and transforms, what each depends on,
+/// the locks it may take, the checks before it and the verification after it. Each
+/// stage commits in one transaction, only when its verification passes, and the ledger
+/// in the target database remembers what was applied. SQL files run as psql would run
+/// them, `\set`, `:NAME` variables and `COPY ... FROM stdin` rows included.
+///
+/// Start with `planrun init`, validate offline with `planrun check`, see what would run
+/// on the target with `planrun plan`, try it on a copy with `planrun rehearse`, then
+/// `planrun apply`; `planrun status` shows the ledger. The target comes from
+/// --database-url, else DATABASE_URL (environment or ./.env), else libpq's PG*
+/// variables. `planrun demo` shows it all on a throwaway PostgreSQL.
+// clap's own `help` command reads every word after it as a command name, so that
+// `planrun help --help` would be an error; planrun has its own (`Command::Help`).
 #[derive(Debug, Parser)]
 #[command(
     name = "planrun",
@@ -50,14 +61,31 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a plan offline and print a one-screen summary.
+    ///
+    /// Nothing connects. Reads the plan's keys and types, its stage graph, and each SQL
+    /// file as PostgreSQL's parser reads it (psql's variables substituted, COPY rows set
+    /// apart, any other psql meta-command refused with its line), then lists the locks
+    /// each stage takes and the lock analysis's findings (docs/lock-analysis.md).
+    /// Exits 10 when the plan is invalid; findings to review do not fail it.
     Check(CheckArgs),
     /// Show the stage order, dependencies and levels.
     Graph(GraphArgs),
     /// List the native transforms built into this binary.
     Transforms(TransformsArgs),
     /// Run the plan against the database: checks, stages, verification, ledger.
+    ///
+    /// Takes the plan's advisory lock, refuses drift (an applied stage whose SQL has
+    /// changed), backs up with pg_dump before the first change (--no-backup skips it),
+    /// then runs each stage not yet applied in its own transaction: locks, skip rules,
+    /// preconditions, steps, verification, ledger row. A failure rolls that stage
+    /// back and the report says what committed and what to run next.
     Apply(ApplyArgs),
     /// Show what apply would do now, stage by stage, without writing anything.
+    ///
+    /// Per stage: applied, to run or skipped, and whether its preconditions hold now;
+    /// then the lock analysis weighed on the target's tables (size, rows, write rate),
+    /// with what only the catalog can decide decided (whether a column's type change
+    /// rewrites the table depends on its current type).
     Plan(PlanCommandArgs),
     /// Apply the plan to a throwaway copy of the database first, and report per stage.
     Rehearse(RehearseArgs),
@@ -323,6 +351,10 @@ pub struct PlanArg {
     /// in the plan file's directory; the plan itself cannot widen that.
     #[arg(long = "allow-sql-dir", value_name = "DIR")]
     pub allow_sql_dirs: Vec<PathBuf>,
+    /// Set psql variable NAME to VALUE for the plan's SQL (`:NAME`, `:'NAME'`,
+    /// `:"NAME"`), over the plan's [plan.variables]; repeatable, as `psql --set`.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub variables: Vec<String>,
 }
 
 #[derive(Debug, Args)]

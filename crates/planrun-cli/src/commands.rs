@@ -7,7 +7,8 @@ use std::time::Duration;
 use planrun_contract::{format, Document, Envelope, OutcomeCode};
 use planrun_engine::{exit_codes, ApplyOptions, EngineError, ResetOptions, Runner, Target};
 use planrun_plan::{
-    discover_plan, render_graph, Dag, GraphFormat, GraphStatus, Plan, StageState, StepKind,
+    discover_plan, is_variable_name, render_graph, Dag, GraphFormat, GraphStatus, Operator, Plan,
+    StageState, StepKind,
 };
 
 use crate::args::{
@@ -267,7 +268,7 @@ fn reset(args: &crate::args::ResetArgs, registry: &Registry) -> i32 {
                     say!(
                         "reset {} on {} (from {}): the half-done attempt ({} batches, after key {}) is abandoned [run {}]",
                         report.stage,
-                        report.target,
+                        planrun_conninfo::display_target(&report.target),
                         report.target_source,
                         crate::output::count_signed(report.batches),
                         report.last_key.map_or("-".into(), |key| key.to_string()),
@@ -375,7 +376,7 @@ fn load_plan(
         }
         code
     })?;
-    let sql_dirs = allowed_sql_dirs(arg).map_err(|error| {
+    let operator = operator(arg).map_err(|error| {
         say_err!("error: {error}");
         if json {
             print_json(&ErrorBody::new(command, None, error).document(exit_codes::USAGE));
@@ -383,8 +384,8 @@ fn load_plan(
         exit_codes::USAGE
     })?;
     let loaded = match registry {
-        Some(registry) => Plan::load_checked_allowing(&path, registry, &sql_dirs),
-        None => Plan::load_allowing(&path, &sql_dirs),
+        Some(registry) => Plan::load_checked_allowing(&path, registry, &operator),
+        None => Plan::load_allowing(&path, &operator),
     };
     loaded.map_err(|errors| {
         let body = json.then(|| ErrorBody::invalid_plan(command, &errors));
@@ -396,10 +397,12 @@ fn load_plan(
     })
 }
 
-/// The operator's `--allow-sql-dir` directories, absolute (a relative one is taken
-/// from the working directory, not the plan's); one that does not exist is an error.
-fn allowed_sql_dirs(arg: &PlanArg) -> Result<Vec<PathBuf>, String> {
-    arg.allow_sql_dirs
+/// What the operator adds to the plan: `--allow-sql-dir` directories, absolute (a
+/// relative one is taken from the working directory, not the plan's; one that does
+/// not exist is an error), and `--set NAME=VALUE` variables.
+fn operator(arg: &PlanArg) -> Result<Operator, String> {
+    let sql_dirs = arg
+        .allow_sql_dirs
         .iter()
         .map(|dir| {
             dir.canonicalize()
@@ -407,7 +410,21 @@ fn allowed_sql_dirs(arg: &PlanArg) -> Result<Vec<PathBuf>, String> {
                 .filter(|dir| dir.is_dir())
                 .ok_or_else(|| format!("--allow-sql-dir {}: not a directory", dir.display()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let variables = arg
+        .variables
+        .iter()
+        .map(|assignment| match assignment.split_once('=') {
+            Some((name, value)) if is_variable_name(name) => Ok((name.to_owned(), value.to_owned())),
+            _ => Err(format!(
+                "--set {assignment}: expected NAME=VALUE, NAME being letters, digits and underscores"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Operator {
+        sql_dirs,
+        variables,
+    })
 }
 
 /// `check --format json`: the valid plan's `planrun.check` document, or a

@@ -6,6 +6,7 @@
 //! directory: without `--keep` that directory goes with the cluster, and the output
 //! says so instead of showing the path of a file about to be deleted.
 
+use crate::json_lines::json_lines;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -379,7 +380,9 @@ fn chapter_before(client: &mut postgres::Client, id: i64) -> Result<Shown, Strin
         Some(Ok(serde_json::Value::Array(images))) => {
             shown.line(&format!("  images: {}", images.len()));
             for (position, image) in images.iter().enumerate() {
-                shown.line(&format!("    [{position}] {image}"));
+                for line in json_lines(&format!("    [{position}] "), image, 118) {
+                    shown.line(&line);
+                }
             }
         }
         _ => shown.line(&format!(

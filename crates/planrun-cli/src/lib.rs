@@ -35,6 +35,7 @@ mod completions;
 mod demo;
 mod documents;
 mod init;
+mod json_lines;
 mod live;
 mod lock_report;
 mod man_page;

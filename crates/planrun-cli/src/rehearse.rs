@@ -225,7 +225,9 @@ fn render_rehearsal_title(out: &mut String, report: &RehearsalReport, style: Sty
         "{}",
         style.bold(&format!(
             "planrun rehearse {} -> {} (from {})",
-            report.plan, report.target, report.target_source
+            report.plan,
+            planrun_conninfo::display_target(&report.target),
+            report.target_source
         ))
     );
     let _ = writeln!(

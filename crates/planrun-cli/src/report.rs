@@ -496,7 +496,9 @@ fn render_run_title(out: &mut String, report: &RunReport, style: Style) {
     };
     let mut title = format!(
         "planrun {command} {} -> {} (from {})",
-        report.plan, report.target, report.target_source
+        report.plan,
+        planrun_conninfo::display_target(&report.target),
+        report.target_source
     );
     if let (Some(run), false) = (report.run_id, report.dry_run) {
         let _ = write!(title, " [run {run}]");
@@ -851,7 +853,9 @@ pub fn render_status(report: &StatusReport, style: Style) -> String {
         "{}",
         style.bold(&format!(
             "planrun status {} -> {} (from {})",
-            report.plan, report.target, report.target_source
+            report.plan,
+            planrun_conninfo::display_target(&report.target),
+            report.target_source
         ))
     );
     if !report.ledger_exists {

@@ -3,8 +3,10 @@
 //! meaning. planrun connects with the result and hands exactly the same settings to
 //! `pg_dump`. No database code: everything here is testable offline.
 //!
-//! Also [`redact`]: hiding passwords in any text that may quote a connection string.
+//! Also [`redact`]: hiding passwords in any text that may quote a connection string;
+//! and [`display_target`]: a socket target shown as psql shows it.
 
+mod display;
 mod endpoint;
 mod environment;
 mod error;
@@ -17,6 +19,7 @@ mod resolve;
 mod settings;
 mod url;
 
+pub use display::display_target;
 pub use endpoint::Endpoint;
 pub use environment::{Environment, FixedEnvironment, ProcessEnvironment};
 pub use error::ConnInfoError;

@@ -11,12 +11,15 @@ use toml::Spanned;
 
 mod allow;
 mod locks;
+mod variables;
+
+pub use variables::is_variable_name;
 
 use crate::duration::PgDuration;
 use crate::expect::{CmpOp, Expectation, Operand, Value};
 use crate::model::{
-    Capture, Check, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts, TransformCatalog,
-    MAX_NAME_CHARS,
+    Capture, Check, Operator, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts,
+    TransformCatalog, MAX_NAME_CHARS,
 };
 use crate::problem::{PlanErrors, PlanProblem, ProblemKind};
 use crate::suggest::closest;
@@ -33,6 +36,7 @@ const PLAN_KEYS: &[&str] = &[
     "lock_retries",
     "lock_budget",
     "sql_dirs",
+    "variables",
 ];
 const STAGE_KEYS: &[&str] = &[
     "id",
@@ -68,35 +72,35 @@ impl Plan {
     /// its directory. Missing SQL files and unknown transforms are
     /// [`Plan::load_checked`]'s to report.
     pub fn load(path: &Path) -> Result<Plan, PlanErrors> {
-        Plan::load_inner(path, None, &[])
+        Plan::load_inner(path, None, &Operator::default())
     }
 
-    /// [`Plan::load`] with SQL files also allowed in the operator's `sql_dirs`.
-    pub fn load_allowing(path: &Path, sql_dirs: &[PathBuf]) -> Result<Plan, PlanErrors> {
-        Plan::load_inner(path, None, sql_dirs)
+    /// [`Plan::load`] with what the operator gave on the command line.
+    pub fn load_allowing(path: &Path, operator: &Operator) -> Result<Plan, PlanErrors> {
+        Plan::load_inner(path, None, operator)
     }
 
     /// [`Plan::load`] plus the environment: SQL files on disk, transforms registered
     /// in `catalog` with acceptable params. Every problem is reported together.
     pub fn load_checked(path: &Path, catalog: &dyn TransformCatalog) -> Result<Plan, PlanErrors> {
-        Plan::load_inner(path, Some(catalog), &[])
+        Plan::load_inner(path, Some(catalog), &Operator::default())
     }
 
-    /// [`Plan::load_checked`] with SQL files also allowed in `sql_dirs`, directories
-    /// the operator named on the command line (`--allow-sql-dir`); a plan file can
-    /// never add one.
+    /// [`Plan::load_checked`] with what the operator gave on the command line: SQL
+    /// files also allowed in its directories (`--allow-sql-dir`; a plan file can never
+    /// add one) and psql variables set over the plan's (`--set`).
     pub fn load_checked_allowing(
         path: &Path,
         catalog: &dyn TransformCatalog,
-        sql_dirs: &[PathBuf],
+        operator: &Operator,
     ) -> Result<Plan, PlanErrors> {
-        Plan::load_inner(path, Some(catalog), sql_dirs)
+        Plan::load_inner(path, Some(catalog), operator)
     }
 
     fn load_inner(
         path: &Path,
         catalog: Option<&dyn TransformCatalog>,
-        sql_dirs: &[PathBuf],
+        operator: &Operator,
     ) -> Result<Plan, PlanErrors> {
         let display = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| {
@@ -109,7 +113,7 @@ impl Plan {
                 )],
             )
         })?;
-        Plan::parse_allowing(path, text, catalog, sql_dirs)
+        Plan::parse_allowing(path, text, catalog, operator)
     }
 
     /// Validates plan `text` as if read from `path` (SQL files resolve against its
@@ -119,21 +123,22 @@ impl Plan {
         text: String,
         catalog: Option<&dyn TransformCatalog>,
     ) -> Result<Plan, PlanErrors> {
-        Plan::parse_allowing(path, text, catalog, &[])
+        Plan::parse_allowing(path, text, catalog, &Operator::default())
     }
 
-    /// [`Plan::parse`] with SQL files also allowed in the operator's `sql_dirs`.
+    /// [`Plan::parse`] with what the operator gave on the command line.
     pub fn parse_allowing(
         path: &Path,
         text: String,
         catalog: Option<&dyn TransformCatalog>,
-        sql_dirs: &[PathBuf],
+        operator: &Operator,
     ) -> Result<Plan, PlanErrors> {
         let source = Arc::new(text);
         let mut problems = Vec::new();
         let mut plan = read_plan(path, &source, &mut problems);
         if let Some(plan) = &mut plan {
-            plan.allowed_sql_dirs = sql_dirs.to_vec();
+            plan.allowed_sql_dirs = operator.sql_dirs.clone();
+            plan.variables.extend(operator.variables.clone());
         }
         if let Some(plan) = &plan {
             problems.extend(crate::validate::structure(plan));
@@ -192,6 +197,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
     let mut setup_sql_file = None;
     let mut lock_retries = None;
     let mut lock_budget = None;
+    let mut variables = Default::default();
     let (name, description, timeouts, backup_dir, max_rehearsal_age) = match document.get("plan") {
         Some(plan_table) => match plan_table.get_ref() {
             DeValue::Table(table) => {
@@ -211,6 +217,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
                 lock_retries = reader.lock_retries(table);
                 lock_budget = reader.lock_budget(table);
                 reader.refuse_sql_dirs(table);
+                variables = reader.variables(table);
                 (name, description, timeouts, backup_dir, max_age)
             }
             other => {
@@ -260,6 +267,7 @@ fn read_plan(path: &Path, source: &Arc<String>, problems: &mut Vec<PlanProblem>)
         backup_dir: backup_dir.map(|(dir, _)| PathBuf::from(dir)),
         max_rehearsal_age,
         allowed_sql_dirs: Vec::new(),
+        variables,
         setup_sql_file: setup_sql_file.map(|(file, span)| {
             let resolved = plan_dir.join(&file);
             (file, span, resolved)

@@ -70,7 +70,18 @@ pub fn is_new_in(impact: &[StageLockImpact], stage: &str, relation: &str) -> boo
 impl Plan {
     /// Every stage's lock impact, in the order the stages run.
     pub fn lock_impact(&self, dag: &Dag, catalog: &dyn TransformCatalog) -> Vec<StageLockImpact> {
-        let mut context = AnalysisContext::new();
+        self.lock_impact_knowing(dag, catalog, AnalysisContext::new())
+    }
+
+    /// [`Plan::lock_impact`] starting from what `known` says of the target (its column
+    /// types, read by `planrun plan`), so that what offline analysis can only flag is
+    /// decided.
+    pub fn lock_impact_knowing(
+        &self,
+        dag: &Dag,
+        catalog: &dyn TransformCatalog,
+        mut context: AnalysisContext,
+    ) -> Vec<StageLockImpact> {
         dag.order()
             .iter()
             .map(|&index| stage_impact(self, &self.stages[index], catalog, &mut context))
@@ -111,10 +122,12 @@ fn stage_impact(
             }
             StepKind::Sql { sql } => {
                 let place = format!("inline SQL of step `{}`", step.name);
-                impact.sql(stage, step, sql, &place, context);
+                let sql = crate::sql_rules::expanded_sql(sql, &plan.variables);
+                impact.sql(stage, step, &sql, &place, context);
             }
             StepKind::SqlFile { path, resolved, .. } => {
                 if let Ok(sql) = std::fs::read_to_string(resolved) {
+                    let sql = crate::sql_rules::expanded_sql(&sql, &plan.variables);
                     impact.sql(stage, step, &sql, path, context);
                 }
             }

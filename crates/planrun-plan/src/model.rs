@@ -1,7 +1,7 @@
 //! The validated plan: what `planrun` runs. Every field that validation may reject
 //! keeps its byte span into the plan file so that later checks can point at it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -44,7 +44,20 @@ pub struct Plan {
     /// Directories besides the plan's own that SQL files may live in: the operator's
     /// `--allow-sql-dir`, never anything from the plan file.
     pub allowed_sql_dirs: Vec<PathBuf>,
+    /// The psql variables the SQL sees (`:NAME`, `:'NAME'`): `[plan.variables]`,
+    /// then the operator's `--set NAME=VALUE` over them. Not part of any checksum.
+    pub variables: BTreeMap<String, String>,
     pub stages: Vec<Stage>,
+}
+
+/// What whoever runs a plan adds to it on the command line; a plan file cannot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operator {
+    /// Directories besides the plan's own that its SQL files may live in
+    /// (`--allow-sql-dir`).
+    pub sql_dirs: Vec<PathBuf>,
+    /// psql variables set over the plan's `[plan.variables]` (`--set NAME=VALUE`).
+    pub variables: BTreeMap<String, String>,
 }
 
 /// Per-session timeouts set before a stage runs.

@@ -2,11 +2,13 @@
 //! inline step parses (PostgreSQL's own parser, `planrun-sql`); no statement takes
 //! over planrun's transaction; work that cannot run in a transaction block is in a
 //! `transaction = false` stage; an enum value is not added and used in one
-//! transaction; nothing needs psql to feed it.
+//! transaction; psql's client side is done first (variables, `COPY ... FROM stdin`
+//! rows) and any other meta-command is refused.
 
-use planrun_sql::{parse_script, string_literals, StatementKind};
-
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use planrun_sql::{expand_psql, parse_script, string_literals, StatementKind};
 
 use crate::model::{Span, Stage, StepKind};
 use crate::problem::{PlanProblem, ProblemKind};
@@ -48,7 +50,10 @@ struct SqlSource<'a> {
 }
 
 /// Every SQL problem of `stage`'s steps (missing files are reported elsewhere).
-pub(crate) fn stage_sql_problems(stage: &Stage) -> Vec<PlanProblem> {
+pub(crate) fn stage_sql_problems(
+    stage: &Stage,
+    variables: &BTreeMap<String, String>,
+) -> Vec<PlanProblem> {
     let mut problems = Vec::new();
     let sources: Vec<SqlSource<'_>> = stage
         .steps
@@ -86,7 +91,12 @@ pub(crate) fn stage_sql_problems(stage: &Stage) -> Vec<PlanProblem> {
     // Enum values added so far in this stage's transaction, and where.
     let mut added_values: Vec<(String, String)> = Vec::new();
     for source in &sources {
-        let statements = match parse_script(&source.text) {
+        let expanded = expand_psql(&source.text, variables);
+        let statements = match expanded
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|script| parse_script(&script.sql))
+        {
             Ok(statements) => statements,
             Err(error) => {
                 let kind = if error.message.contains("psql") || error.message.contains("STDIN") {
@@ -110,7 +120,11 @@ pub(crate) fn stage_sql_problems(stage: &Stage) -> Vec<PlanProblem> {
             }
         };
         for statement in &statements {
-            let place = format!("{} line {}", source.name, statement.line(&source.text));
+            let text = expanded.as_ref().map_or(&source.text, |script| &script.sql);
+            let place = format!("{} line {}", source.name, statement.line(text));
+            let has_rows = expanded
+                .as_ref()
+                .is_ok_and(|script| script.copy_rows(statement).is_some());
             if stage.transaction {
                 for (value, added_at) in &added_values {
                     if string_literals(statement.text)
@@ -142,16 +156,17 @@ pub(crate) fn stage_sql_problems(stage: &Stage) -> Vec<PlanProblem> {
                     .label(source.span.clone(), format!("holds {what}"))
                     .help("remove BEGIN/COMMIT: the stage is the transaction, committed only when its verification passes; to commit part of the work on its own, make it a stage of its own"),
                 ),
+                StatementKind::CopyStdio { .. } if has_rows => {}
                 StatementKind::CopyStdio { from_stdin } => problems.push(
                     PlanProblem::new(
                         ProblemKind::SqlClientSide,
                         format!(
-                            "{place}: COPY ... {} is fed by psql; planrun does not",
+                            "{place}: COPY ... {} is read by psql; planrun does not",
                             if *from_stdin { "FROM STDIN" } else { "TO STDOUT" }
                         ),
                     )
                     .label(source.span.clone(), "this SQL")
-                    .help("COPY from or to a file the server can read, INSERT the rows, or use a transform"),
+                    .help("COPY to a file the server can write, or read the rows in a check or a transform"),
                 ),
                 kind => {
                     if let (true, Some(what)) = (stage.transaction, kind.outside_transaction_only()) {
@@ -175,4 +190,10 @@ pub(crate) fn stage_sql_problems(stage: &Stage) -> Vec<PlanProblem> {
         }
     }
     problems
+}
+
+/// `sql` with psql's client side done (variables substituted, COPY rows set apart),
+/// or as written when that fails (`check` reports why).
+pub(crate) fn expanded_sql(sql: &str, variables: &BTreeMap<String, String>) -> String {
+    expand_psql(sql, variables).map_or_else(|_| sql.to_owned(), |script| script.sql)
 }

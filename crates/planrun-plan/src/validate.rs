@@ -397,7 +397,7 @@ impl Plan {
         for stage in &self.stages {
             // A file outside the plan's directory is not read, not even to parse it.
             if confined {
-                problems.extend(crate::sql_rules::stage_sql_problems(stage));
+                problems.extend(crate::sql_rules::stage_sql_problems(stage, &self.variables));
             }
             for step in &stage.steps {
                 match &step.kind {

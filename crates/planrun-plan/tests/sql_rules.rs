@@ -42,7 +42,7 @@ fn each_sql_problem_is_named_with_its_file_and_line() {
             (
                 "01_schema.sql",
                 "BEGIN;\nCREATE TYPE mood AS ENUM ('sad');\nALTER TYPE mood ADD VALUE 'happy';\n\
-                 CREATE INDEX CONCURRENTLY ix ON t (a);\nCOPY t FROM STDIN;\nCOMMIT;\n",
+                 CREATE INDEX CONCURRENTLY ix ON t (a);\nCOPY t TO STDOUT;\nCOMMIT;\n",
             ),
             (
                 "02_index.sql",
@@ -58,7 +58,7 @@ fn each_sql_problem_is_named_with_its_file_and_line() {
     let expect = [
         "plan::sql_transaction_control: `01_schema.sql` line 1: BEGIN",
         "plan::sql_outside_transaction: `01_schema.sql` line 4: CREATE INDEX CONCURRENTLY",
-        "plan::sql_client_side: `01_schema.sql` line 5: COPY ... FROM STDIN",
+        "plan::sql_client_side: `01_schema.sql` line 5: COPY ... TO STDOUT",
         "plan::sql_transaction_control: `01_schema.sql` line 6: COMMIT",
         "plan::sql_enum_value_used: inline SQL of step `sql#2` line 1 uses enum value 'happy', which `01_schema.sql` line 3 adds",
     ];
@@ -78,7 +78,10 @@ fn a_file_that_does_not_parse_or_needs_psql_is_refused_before_anything_connects(
     let found = problems(
         &[
             ("a.sql", "SELECT 1;\n\nCREAT TABLE t (a int);\n"),
-            ("b.sql", "\\set ON_ERROR_STOP on\nSELECT 1;\n"),
+            (
+                "b.sql",
+                "\\set ON_ERROR_STOP on\n\\if :ready\nSELECT 1;\n\\endif\n",
+            ),
         ],
         plan,
     );
@@ -88,7 +91,7 @@ fn a_file_that_does_not_parse_or_needs_psql_is_refused_before_anything_connects(
     assert_eq!(found[1].0, ProblemKind::SqlClientSide);
     assert!(
         found[1].1.contains(
-            "`b.sql` of stage `a` does not parse: line 1, column 1: `\\set` is a psql meta-command"
+            "`b.sql` of stage `a` does not parse: line 2, column 1: `\\if` is a psql meta-command"
         ),
         "{found:?}"
     );

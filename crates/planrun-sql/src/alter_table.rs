@@ -7,7 +7,7 @@ use pg_query::protobuf::{
 };
 use pg_query::NodeEnum;
 
-use crate::column_types::{not_null_check_column, type_change_rewrites, type_name};
+use crate::column_types::{not_null_check_column, type_change, type_display, TypeChange};
 use crate::lock_analysis::{qualified, Analyzer};
 use crate::lock_mode::LockMode;
 use crate::rule::Rule;
@@ -91,17 +91,29 @@ impl Analyzer<'_> {
         let Some(target) = &column.type_name else {
             return;
         };
-        if type_change_rewrites(target, column.raw_default.is_some()) {
+        let old = self.context.column_type(table, name);
+        let change = type_change(old.as_ref(), target, column.raw_default.is_some());
+        let new = type_display(target);
+        let detail = match (&change, &old) {
+            (TypeChange::NoRewrite, _) => None,
+            (TypeChange::Rewrite, Some(old)) => Some(format!(
+                "`{name}` of `{table}` changes from {} to {new}: every row is checked and rewritten",
+                self.context.column_type_as_written(table, name).unwrap_or_else(|| type_display(old))
+            )),
+            (TypeChange::Rewrite, None) => Some(format!(
+                "`{name}` of `{table}` changes to {new}: not binary-coercible"
+            )),
+            (TypeChange::DependsOnOldType, _) => Some(format!(
+                "`{name}` of `{table}` changes to {new}: free or a rewrite depending on its old type, which the analysis cannot see offline (`planrun plan` reads it from the target)"
+            )),
+        };
+        if change == TypeChange::Rewrite {
             self.rewrite(table);
-            self.finding(
-                Rule::ChangingColumnType,
-                Some(table),
-                format!(
-                    "`{name}` of `{table}` changes to {}: not binary-coercible",
-                    type_name(target)
-                ),
-            );
         }
+        if let Some(detail) = detail {
+            self.finding(Rule::ChangingColumnType, Some(table), detail);
+        }
+        self.context.note_column_type(table, name, target.clone());
     }
 
     fn set_not_null(&mut self, table: &str, column: &str) {

@@ -1,8 +1,13 @@
 //! What the statements before this one tell the analysis: which tables are new (created
 //! earlier in this transaction, or earlier in the plan and not written since), whether
-//! `lock_timeout` is set, and which constraints were added `NOT VALID` or validated.
+//! `lock_timeout` is set, and which constraints were added `NOT VALID` or validated;
+//! and what the target's catalog says of column types, when it was read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use pg_query::protobuf::TypeName;
+
+use crate::column_types::parse_type;
 
 /// State carried from statement to statement, and from stage to stage of a plan.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +27,9 @@ pub struct AnalysisContext {
     not_null_checks: Vec<(String, String, String)>,
     /// `(table, column)` with a validated `CHECK (column IS NOT NULL)`.
     validated_not_null: HashSet<(String, String)>,
+    /// `(table, column) -> (type, as the catalog spells it)`: from the target's catalog
+    /// (`planrun plan`), then as the plan's `ALTER COLUMN ... TYPE` changes them.
+    column_types: HashMap<(String, String), (TypeName, Option<String>)>,
 }
 
 /// The name a relation is tracked by: without a `public.` prefix, so that `orders`
@@ -34,6 +42,37 @@ impl AnalysisContext {
     /// A context for statements run one at a time, outside a transaction block.
     pub fn new() -> AnalysisContext {
         AnalysisContext::default()
+    }
+
+    /// Records that `column` of `relation` has type `type_sql` (as `format_type` spells
+    /// it) on the target, so that a type change is decided rather than flagged.
+    pub fn set_column_type(&mut self, relation: &str, column: &str, type_sql: &str) {
+        if let Some(parsed) = parse_type(type_sql) {
+            self.column_types.insert(
+                (relation_key(relation), column.to_owned()),
+                (parsed, Some(type_sql.to_owned())),
+            );
+        }
+    }
+
+    pub(crate) fn column_type(&self, relation: &str, column: &str) -> Option<TypeName> {
+        self.column_types
+            .get(&(relation_key(relation), column.to_owned()))
+            .map(|(parsed, _)| parsed.clone())
+    }
+
+    pub(crate) fn column_type_as_written(&self, relation: &str, column: &str) -> Option<String> {
+        self.column_types
+            .get(&(relation_key(relation), column.to_owned()))
+            .and_then(|(_, written)| written.clone())
+    }
+
+    /// A type change the plan makes, when the old type was known.
+    pub(crate) fn note_column_type(&mut self, relation: &str, column: &str, new: TypeName) {
+        let key = (relation_key(relation), column.to_owned());
+        if self.column_types.contains_key(&key) {
+            self.column_types.insert(key, (new, None));
+        }
     }
 
     /// Starts a stage: in a transaction block or not, with `lock_timeout` set by the

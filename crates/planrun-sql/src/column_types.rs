@@ -69,20 +69,121 @@ pub(crate) fn is_serial(name: &str) -> bool {
     )
 }
 
-/// Whether `ALTER COLUMN ... TYPE` to `target` rewrites the table. Without the catalog
-/// planrun cannot see the old type: a change to `text`, `varchar` or unconstrained
-/// `numeric` without `USING` is taken to come from a type in the same family (widening
-/// `varchar(n)`, `varchar` to `text`), which PostgreSQL does without a rewrite.
-pub(crate) fn type_change_rewrites(target: &TypeName, using: bool) -> bool {
+/// What `ALTER COLUMN ... TYPE` does to the table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypeChange {
+    /// Binary-coercible from the old type: only the catalog changes.
+    NoRewrite,
+    /// Every row is converted (and checked) into a new copy of the table.
+    Rewrite,
+    /// Free from some old types and a rewrite from others, and the old type is not
+    /// known (offline, planrun cannot see the catalog).
+    DependsOnOldType,
+}
+
+/// What changing a column from `old` (when known) to `target` does. The rules are
+/// PostgreSQL's (`ATColumnChangeRequiresRewrite`): a relabelling is free, any
+/// conversion function rewrites, and a length or precision limit is only free when
+/// it does not shrink.
+pub(crate) fn type_change(old: Option<&TypeName>, target: &TypeName, using: bool) -> TypeChange {
     if using {
-        return true;
+        return TypeChange::Rewrite;
     }
-    let name = type_name(target);
-    let unconstrained = target.typmods.is_empty();
-    !matches!(
-        (name.as_str(), unconstrained),
-        ("text", _) | ("varchar", _) | ("numeric", true) | ("citext", _)
-    )
+    let (name, mods) = (type_name(target), type_modifiers(target));
+    let Some(old) = old else {
+        let free_from_some = matches!(
+            (name.as_str(), mods.is_empty()),
+            ("text", _) | ("varchar", _) | ("numeric", _) | ("citext", _) | ("varbit", _)
+        );
+        return if free_from_some {
+            TypeChange::DependsOnOldType
+        } else {
+            TypeChange::Rewrite
+        };
+    };
+    let (old_name, old_mods) = (type_name(old), type_modifiers(old));
+    let relabels = |from: &str, to: &str| {
+        matches!(
+            (from, to),
+            ("varchar", "text")
+                | ("text", "varchar")
+                | ("citext", "text")
+                | ("text", "citext")
+                | ("varchar", "citext")
+                | ("citext", "varchar")
+        )
+    };
+    let free = if old_name == name {
+        mods.is_empty()
+            || mods == old_mods
+            || match (name.as_str(), old_mods.as_slice(), mods.as_slice()) {
+                ("varchar" | "varbit", [old_length], [length]) => length >= old_length,
+                ("numeric", [old_precision], [precision]) => precision >= old_precision,
+                ("numeric", [old_precision, old_scale], [precision, scale]) => {
+                    scale == old_scale && precision >= old_precision
+                }
+                _ => false,
+            }
+    } else {
+        relabels(&old_name, &name) && (mods.is_empty() || name == "text")
+    };
+    if free {
+        TypeChange::NoRewrite
+    } else {
+        TypeChange::Rewrite
+    }
+}
+
+/// A type's modifiers as written (`varchar(20)`: 20, `numeric(10,2)`: 10, 2).
+fn type_modifiers(type_name: &TypeName) -> Vec<i64> {
+    type_name
+        .typmods
+        .iter()
+        .filter_map(|node| match &node.node {
+            Some(NodeEnum::AConst(constant)) => match &constant.val {
+                Some(pg_query::protobuf::a_const::Val::Ival(int)) => Some(i64::from(int.ival)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A type as `format_type` spells it in the catalog (`character varying(20)`), read
+/// by the parser.
+pub(crate) fn parse_type(text: &str) -> Option<TypeName> {
+    let parsed = pg_query::parse(&format!("SELECT NULL::{text}"), 0).ok()?;
+    let statement = parsed
+        .protobuf
+        .stmts
+        .first()?
+        .stmt
+        .as_ref()?
+        .node
+        .as_ref()?;
+    let NodeEnum::SelectStmt(select) = statement else {
+        return None;
+    };
+    let target = select.target_list.first()?.node.as_ref()?;
+    let NodeEnum::ResTarget(target) = target else {
+        return None;
+    };
+    match target.val.as_ref()?.node.as_ref()? {
+        NodeEnum::TypeCast(cast) => cast.type_name.clone(),
+        _ => None,
+    }
+}
+
+/// A type as a reader writes it: `varchar(20)`, `numeric(10,2)`.
+pub(crate) fn type_display(type_name: &TypeName) -> String {
+    let name = self::type_name(type_name);
+    let mods = type_modifiers(type_name);
+    if mods.is_empty() {
+        name
+    } else {
+        let mods: Vec<String> = mods.iter().map(i64::to_string).collect();
+        format!("{name}({})", mods.join(","))
+    }
 }
 
 /// The constraints of a column definition, as `(type, constraint)`.

@@ -10,6 +10,10 @@
 //! query reads and a script changes ([`relations_read`], [`relations_changed`]), for
 //! `planrun verify`.
 //!
+//! psql's client side comes first ([`expand_psql`]): variables substituted with
+//! psql's quoting, the rows of `COPY ... FROM stdin` set apart, `\set` and `\unset`
+//! done and every other meta-command refused.
+//!
 //! `planrun check` uses it offline, before anything connects; the engine uses the same
 //! split to send statements one at a time. Statement text and offsets are exactly as in
 //! the file.
@@ -26,6 +30,8 @@ mod lock_analysis;
 #[cfg(test)]
 mod lock_analysis_tests;
 mod lock_mode;
+mod meta_command;
+mod psql_script;
 mod relations;
 mod rule;
 mod script;
@@ -41,5 +47,6 @@ pub use rule::{Finding, Rule};
 pub use classify::StatementKind;
 pub use error::{line_column, SqlError};
 pub use identifier::quote_identifier;
+pub use psql_script::{expand_psql, CopyRows, PsqlScript};
 pub use script::{parse_script, Statement};
 pub use tokens::{string_literals, token_checksum};

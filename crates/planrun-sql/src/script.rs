@@ -83,9 +83,9 @@ fn diagnose(text: &str) -> SqlError {
         return SqlError::at(
             text,
             offset,
-            format!("`{variable}` is a psql variable; planrun does not substitute variables"),
+            format!("`{variable}` is a psql variable that is not set"),
         )
-        .help("write the value in the SQL, or compute it in SQL");
+        .help("set it in the plan's [plan.variables], with `--set NAME=VALUE`, or with `\\set` in the file");
     }
     if let Some(copy) = copy_before(text, line_start) {
         return SqlError::at(

@@ -2,7 +2,9 @@
 //! locks and findings (`planrun-plan`'s `lock_impact`), weighed by what each locked
 //! table holds on the target now (`pg_class`) and how often the application writes
 //! it (`pg_stat_user_tables`, two samples a second apart), so that a finding on an
-//! empty or new table is not a warning and one on a big, busy table stands out.
+//! empty or new table is not a warning and one on a big, busy table stands out. The
+//! analysis runs again knowing the tables' column types (`column_types.rs`), so that
+//! a type change the offline analysis could only flag is decided.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,12 +15,13 @@ use postgres::GenericClient;
 use crate::apply::run::Runner;
 use crate::db::connect::Target;
 use crate::error::EngineError;
+use crate::inspect::column_types::column_types;
 
 impl Runner<'_> {
     /// The plan's lock impact weighed on `target` (read-only).
     pub fn lock_weight(&self, target: &Target) -> Result<Vec<StageLockWeight>, EngineError> {
-        let impact = self.plan().lock_impact(self.dag(), self.registry());
-        let mut relations: Vec<String> = impact
+        let offline = self.plan().lock_impact(self.dag(), self.registry());
+        let mut relations: Vec<String> = offline
             .iter()
             .flat_map(|stage| stage.locks.iter().map(|lock| lock.relation.clone()))
             .collect();
@@ -27,6 +30,12 @@ impl Runner<'_> {
         // The plan's names resolve with the session's search_path, as when the plan
         // runs; every function, operator and cast is named with pg_catalog.
         let mut client = target.connect(&format!("planrun plan {}", self.plan().name))?;
+        let known = column_types(&mut client, &relations).map_err(EngineError::database(
+            "cannot read the column types of the locked tables",
+        ))?;
+        let impact = self
+            .plan()
+            .lock_impact_knowing(self.dag(), self.registry(), known);
         let measured = measure(&mut client, &relations).map_err(EngineError::database(
             "cannot read the sizes of the locked tables",
         ))?;

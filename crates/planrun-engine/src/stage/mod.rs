@@ -6,6 +6,7 @@ pub(crate) mod autovacuum;
 pub(crate) mod captures;
 pub(crate) mod checks;
 pub(crate) mod context;
+pub(crate) mod copy_in;
 pub(crate) mod gate;
 pub(crate) mod sql;
 pub(crate) mod sql_step;

@@ -5,16 +5,19 @@
 //!
 //! What `planrun check` refuses is refused here too (a plan run without `check`, or a
 //! file changed since): transaction control anywhere, work that needs to run outside a
-//! transaction block in a transactional stage, COPY fed by psql. A concurrent index
+//! transaction block in a transactional stage, COPY to psql's output. psql's client
+//! side comes first (`planrun_sql::expand_psql`): variables, and the rows of a
+//! `COPY ... FROM stdin` sent after their statement (`copy_in.rs`). A concurrent index
 //! build is made safe to repeat: an invalid index of the same name, left by an earlier
 //! failed build, is dropped first, and an index the build leaves invalid fails the
 //! stage instead of being recorded as applied.
 
 use planrun_plan::LockRetries;
-use planrun_sql::{parse_script, Statement, StatementKind};
-use postgres::{GenericClient, SimpleQueryMessage};
+use planrun_sql::{expand_psql, parse_script, CopyRows, SqlError, Statement, StatementKind};
+use postgres::GenericClient;
 
 use crate::stage::context::StageContext;
+use crate::stage::copy_in::{place_row_error, send_statement};
 use crate::stage::stage_failure::{plain_error, stage_error};
 use crate::stage::stage_locks::database_error;
 use planrun_report::{StageError, StepReport};
@@ -56,19 +59,28 @@ pub(crate) fn run_sql<C: GenericClient>(
     cx: &mut StageContext<'_, '_>,
     step: &SqlStep<'_>,
 ) -> Result<StepReport, Box<StageError>> {
-    let statements = parse_script(step.sql).map_err(|error| {
+    let unreadable = |error: SqlError| {
         let mut failure = plain_error(Some(step.name), error.message.clone());
         failure.file = step.file.map(str::to_owned);
         failure.line = Some(error.line);
         failure.column = Some(error.column);
         failure.hint = error.help.clone();
         Box::new(failure)
-    })?;
+    };
+    let script = expand_psql(step.sql, &cx.run.prepared.plan.variables).map_err(unreadable)?;
+    // The expanded text keeps the file's lines, so failures are placed in it.
+    let step = &SqlStep {
+        name: step.name,
+        sql: &script.sql,
+        file: step.file,
+    };
+    let statements = parse_script(step.sql).map_err(unreadable)?;
     let retries = cx.statement_retries();
     let mut rows = 0;
     let mut notes = Vec::new();
     for statement in &statements {
-        refuse_out_of_place(step, statement, cx.in_transaction)?;
+        let copy_rows = script.copy_rows(statement);
+        refuse_out_of_place(step, statement, copy_rows.is_some(), cx.in_transaction)?;
         let index = concurrent_index_name(&statement.kind);
         if let Some(index) = &index {
             match drop_invalid_index(conn, index) {
@@ -79,7 +91,13 @@ pub(crate) fn run_sql<C: GenericClient>(
                 Err(error) => return Err(step.failed(&error, statement.offset)),
             }
         }
-        rows += run_statement(conn, cx, step, statement, (&retries, index.as_deref()))?;
+        rows += run_statement(
+            conn,
+            cx,
+            step,
+            statement,
+            (&retries, index.as_deref(), copy_rows),
+        )?;
         if let Some(index) = &index {
             match invalid_index(conn, index) {
                 Ok(None) => {}
@@ -104,11 +122,13 @@ pub(crate) fn run_sql<C: GenericClient>(
     })
 }
 
-/// What `planrun check` refuses, refused again here: transaction control, COPY fed
-/// by psql, and work that cannot run in the stage's transaction.
+/// What `planrun check` refuses, refused again here: transaction control, COPY to
+/// psql's output (a COPY FROM stdin without rows after it cannot come from a file),
+/// and work that cannot run in the stage's transaction.
 fn refuse_out_of_place(
     step: &SqlStep<'_>,
     statement: &Statement<'_>,
+    has_rows: bool,
     in_transaction: bool,
 ) -> Result<(), Box<StageError>> {
     let offset = statement.offset;
@@ -117,9 +137,9 @@ fn refuse_out_of_place(
             offset,
             format!("{what}: planrun runs each stage in its own transaction; remove it (see `planrun check`)"),
         )),
-        StatementKind::CopyStdio { .. } => Err(step.refuse(
+        StatementKind::CopyStdio { .. } if !has_rows => Err(step.refuse(
             offset,
-            "COPY FROM STDIN / TO STDOUT is fed by psql; planrun does not".into(),
+            "COPY TO STDOUT is read by psql; planrun does not".into(),
         )),
         kind => match (in_transaction, kind.outside_transaction_only()) {
             (true, Some(what)) => Err(step.refuse(
@@ -134,38 +154,34 @@ fn refuse_out_of_place(
 /// Runs one statement; the rows it affected. In a transaction, a statement that
 /// times out on a lock is tried again in a savepoint on `retries`; outside one, a
 /// failed statement may have left something behind, so it is not repeated blindly.
-/// `index` is the index a concurrent build builds, named when it fails.
+/// `index` is the index a concurrent build builds, named when it fails; `copy_rows`
+/// the rows a `COPY ... FROM stdin` sends.
 fn run_statement<C: GenericClient>(
     conn: &mut C,
     cx: &mut StageContext<'_, '_>,
     step: &SqlStep<'_>,
     statement: &Statement<'_>,
-    (retries, index): (&LockRetries, Option<&str>),
+    (retries, index, copy_rows): (&LockRetries, Option<&str>, Option<&CopyRows>),
 ) -> Result<u64, Box<StageError>> {
     let started = std::time::Instant::now();
     let result = if cx.in_transaction {
         cx.with_lock_retries(conn, (step.name, retries), database_error, |tx| {
-            tx.simple_query(statement.text)
+            send_statement(tx, statement.text, copy_rows)
         })
         .0
     } else {
-        conn.simple_query(statement.text)
+        send_statement(conn, statement.text, copy_rows)
     };
     match result {
-        Ok(messages) => {
+        Ok(count) => {
             cx.run
                 .observer
                 .statement_finished(statement.text, started.elapsed());
-            Ok(messages
-                .iter()
-                .map(|message| match message {
-                    SimpleQueryMessage::CommandComplete(count) => *count,
-                    _ => 0,
-                })
-                .sum::<u64>())
+            Ok(count)
         }
         Err(error) => {
             let mut failure = step.failed(&error, statement.offset);
+            place_row_error(&mut failure, &error, copy_rows);
             if !cx.in_transaction {
                 failure.message.push_str(" (this stage runs outside a transaction: statements before this one stay committed)");
             }

@@ -63,7 +63,11 @@ pub fn check_allowing(
 ) -> Vec<(ProblemKind, String)> {
     let path = dir.join("plan.toml");
     std::fs::write(&path, plan).unwrap();
-    match Plan::load_checked_allowing(&path, &NoTransforms, sql_dirs) {
+    let operator = planrun_plan::Operator {
+        sql_dirs: sql_dirs.to_vec(),
+        ..Default::default()
+    };
+    match Plan::load_checked_allowing(&path, &NoTransforms, &operator) {
         Ok(_) => Vec::new(),
         Err(errors) => errors
             .problems
