@@ -70,7 +70,7 @@ CREATE TRIGGER planrun_capture_former AFTER INSERT OR UPDATE OR DELETE ON public
 const WRITE: &str = "UPDATE public.chapters SET updated_at = clock_timestamp() WHERE id = $1";
 
 /// The latencies of one variant's writes to one row.
-pub struct Measured {
+pub(crate) struct Measured {
     pub variant: &'static str,
     pub row: &'static str,
     pub latencies: Vec<Duration>,
@@ -186,7 +186,11 @@ fn write_round(client: &mut Client, key: i64, into: &mut Vec<Duration>) -> Resul
 }
 
 /// Measures the three variants on copies of the template.
-pub fn run(cluster: &TempCluster, planrun: &Path, plan: &Path) -> Result<Vec<Measured>, String> {
+pub(crate) fn run(
+    cluster: &TempCluster,
+    planrun: &Path,
+    plan: &Path,
+) -> Result<Vec<Measured>, String> {
     let (typical, large) = prepare_template(cluster)?;
     let none = connect(&data::clone_database(cluster, "capture_none")?)?;
     let url = data::clone_database(cluster, "capture_installed")?;
@@ -223,7 +227,7 @@ pub fn run(cluster: &TempCluster, planrun: &Path, plan: &Path) -> Result<Vec<Mea
     Ok(measured)
 }
 
-pub fn print(measured: &[Measured]) {
+pub(crate) fn print(measured: &[Measured]) {
     println!(
         "\nthe application's write (UPDATE of one chapter by key, autocommit), {} per figure",
         ROUNDS * WRITES_PER_ROUND

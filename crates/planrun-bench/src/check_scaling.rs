@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One `planrun check` of a generated plan.
-pub struct CheckRun {
+pub(crate) struct CheckRun {
     pub shape: &'static str,
     pub stages: usize,
     pub wall: Duration,
@@ -16,7 +16,7 @@ pub struct CheckRun {
 }
 
 /// Checks a chain and independent stages, each at `stages / 2` and `stages`.
-pub fn run(planrun: &Path, stages: usize) -> Result<Vec<CheckRun>, String> {
+pub(crate) fn run(planrun: &Path, stages: usize) -> Result<Vec<CheckRun>, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a directory: {e}"))?;
     let mut runs = Vec::new();
     for (shape, chained) in [("chain", true), ("independent", false)] {
@@ -55,7 +55,7 @@ fn generated(stages: usize, chained: bool) -> String {
     text
 }
 
-pub fn print(runs: &[CheckRun]) {
+pub(crate) fn print(runs: &[CheckRun]) {
     println!("\nplanrun check on generated plans (--check-scaling)");
     println!(
         "  {:<12} {:>7} {:>6} {:>9} {:>12}",

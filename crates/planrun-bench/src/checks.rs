@@ -15,7 +15,7 @@ use crate::floor::read_sql;
 
 /// One timed query.
 #[derive(Debug)]
-pub struct Check {
+pub(crate) struct Check {
     pub stage: String,
     /// `capture` or `verify`.
     pub kind: &'static str,
@@ -27,7 +27,11 @@ pub struct Check {
 const STAGES: [&str; 2] = ["split_chapters", "collect_images"];
 
 /// Times every capture on `legacy_url` and every verification on `after_url`.
-pub fn time_checks(plan: &Path, legacy_url: &str, after_url: &str) -> Result<Vec<Check>, String> {
+pub(crate) fn time_checks(
+    plan: &Path,
+    legacy_url: &str,
+    after_url: &str,
+) -> Result<Vec<Check>, String> {
     let text = std::fs::read_to_string(plan)
         .map_err(|e| format!("cannot read {}: {e}", plan.display()))?;
     let plan_toml: toml::Table = text

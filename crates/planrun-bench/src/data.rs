@@ -13,29 +13,29 @@ use postgres::{Client, NoTls};
 
 /// What [`load_template`] made.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub chapters: u64,
     /// `pg_total_relation_size` of chapters.
     pub bytes: i64,
     pub duration: Duration,
 }
 
-pub fn start_cluster() -> Result<TempCluster, String> {
+pub(crate) fn start_cluster() -> Result<TempCluster, String> {
     TempCluster::builder()
         .start()
         .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))
 }
 
-pub fn connect(url: &str) -> Result<Client, String> {
+pub(crate) fn connect(url: &str) -> Result<Client, String> {
     Client::connect(url, NoTls).map_err(|e| format!("cannot connect to {url}: {e}"))
 }
 
-pub fn db_error(what: &str) -> impl Fn(postgres::Error) -> String + '_ {
+pub(crate) fn db_error(what: &str) -> impl Fn(postgres::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
 /// Generates and loads the legacy data into database `legacy`.
-pub fn load_template(
+pub(crate) fn load_template(
     cluster: &TempCluster,
     chapters: usize,
     seed: u64,
@@ -67,7 +67,7 @@ pub fn load_template(
 
 /// A fresh copy of `legacy` named `name`; returns its URL. Ends with a checkpoint so the
 /// copy's own writes are not flushed during the measurement that follows.
-pub fn clone_database(cluster: &TempCluster, name: &str) -> Result<String, String> {
+pub(crate) fn clone_database(cluster: &TempCluster, name: &str) -> Result<String, String> {
     cluster
         .psql(
             "postgres",
@@ -78,7 +78,7 @@ pub fn clone_database(cluster: &TempCluster, name: &str) -> Result<String, Strin
     Ok(cluster.url(name))
 }
 
-pub fn checkpoint(cluster: &TempCluster) -> Result<(), String> {
+pub(crate) fn checkpoint(cluster: &TempCluster) -> Result<(), String> {
     cluster
         .psql("postgres", "CHECKPOINT")
         .map(drop)

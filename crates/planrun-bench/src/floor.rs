@@ -18,7 +18,7 @@ use crate::data::{connect, db_error};
 
 /// chapter_sections as stage 1 makes it, minus PRIMARY KEY, UNIQUE and REFERENCES, which
 /// [`ADD_CONSTRAINTS`] adds back under the names the inline definitions would get.
-pub const SECTIONS_WITHOUT_CONSTRAINTS: &str = "
+pub(crate) const SECTIONS_WITHOUT_CONSTRAINTS: &str = "
 CREATE TABLE chapter_sections (
     id         bigserial,
     chapter_id bigint NOT NULL,
@@ -31,7 +31,7 @@ ALTER TABLE chapters ADD COLUMN IF NOT EXISTS cover_image jsonb;";
 
 /// The spec's stage-1 table with every constraint in place during the load (the plan
 /// itself adds the foreign key after its load; see plans/memoir/01_sections_schema.sql).
-pub const SECTIONS_WITH_CONSTRAINTS: &str = "
+pub(crate) const SECTIONS_WITH_CONSTRAINTS: &str = "
 CREATE TABLE chapter_sections (
     id         bigserial PRIMARY KEY,
     chapter_id bigint NOT NULL REFERENCES chapters(id) ON DELETE CASCADE,
@@ -45,7 +45,7 @@ ALTER TABLE chapters ADD COLUMN IF NOT EXISTS cover_image jsonb;";
 
 /// One ALTER, so PostgreSQL builds the two indexes and validates the foreign key in a
 /// single statement.
-pub const ADD_CONSTRAINTS: &str = "
+pub(crate) const ADD_CONSTRAINTS: &str = "
 ALTER TABLE chapter_sections
     ADD PRIMARY KEY (id),
     ADD UNIQUE (chapter_id, position),
@@ -53,7 +53,7 @@ ALTER TABLE chapter_sections
 
 /// The split's result rows as files the server can read, and what computing them cost.
 #[derive(Debug)]
-pub struct ResultFiles {
+pub(crate) struct ResultFiles {
     // Kept for its Drop, which removes the files.
     _dir: tempfile::TempDir,
     pub sections: PathBuf,
@@ -71,7 +71,7 @@ pub struct ResultFiles {
 
 impl ResultFiles {
     /// Reads every chapter of the database at `url` and writes its sections and covers.
-    pub fn compute(url: &str) -> Result<ResultFiles, String> {
+    pub(crate) fn compute(url: &str) -> Result<ResultFiles, String> {
         // The server runs as another OS user (postgres) when we are root: it needs to
         // traverse the directory and read the files, which tempfile makes private.
         let parent = std::env::var_os("PLANRUN_TEMPDB_DIR")
@@ -157,7 +157,7 @@ impl ResultFiles {
 
 /// Timings of one floor run of split_chapters.
 #[derive(Debug, Default)]
-pub struct SplitFloor {
+pub(crate) struct SplitFloor {
     pub read: Duration,
     pub sections: Duration,
     pub covers_copy: Duration,
@@ -170,7 +170,7 @@ pub struct SplitFloor {
 }
 
 /// Stage 1's schema, then split_chapters' writes from the files, in one transaction.
-pub fn split_floor(
+pub(crate) fn split_floor(
     url: &str,
     files: &ResultFiles,
     constraints_after: bool,
@@ -249,14 +249,14 @@ pub fn split_floor(
 
 /// collect_images' floor.
 #[derive(Debug)]
-pub struct CollectFloor {
+pub(crate) struct CollectFloor {
     pub total: Duration,
     pub rows: u64,
 }
 
 /// On a database where [`split_floor`] ran: stages 2 and 3's SQL untimed, then every
 /// cover and section image into memoir_images with INSERT ... SELECT, timed.
-pub fn collect_floor(url: &str, plan_dir: &Path) -> Result<CollectFloor, String> {
+pub(crate) fn collect_floor(url: &str, plan_dir: &Path) -> Result<CollectFloor, String> {
     let mut client = connect(url)?;
     for file in [
         "memoir/02_drop_legacy_columns.sql",
@@ -298,7 +298,7 @@ pub fn collect_floor(url: &str, plan_dir: &Path) -> Result<CollectFloor, String>
     })
 }
 
-pub fn read_sql(plan_dir: &Path, file: &str) -> Result<String, String> {
+pub(crate) fn read_sql(plan_dir: &Path, file: &str) -> Result<String, String> {
     let path = plan_dir.join(file);
     fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

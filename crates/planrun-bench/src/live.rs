@@ -7,14 +7,14 @@ use std::time::Duration;
 use planrun_appsim::{AppConfig, AppLog, AppSimulator};
 
 /// What the application saw during the apply.
-pub struct LiveTraffic {
+pub(crate) struct LiveTraffic {
     pub log: AppLog,
     /// Committed writes not found in the migrated data, one line each.
     pub lost: Vec<String>,
 }
 
 /// Starts the application on `url` and waits until it has written a little.
-pub fn start(url: &str) -> Result<AppSimulator, String> {
+pub(crate) fn start(url: &str) -> Result<AppSimulator, String> {
     let app = AppSimulator::start(url, AppConfig::default());
     if !app.wait_until(Duration::from_secs(60), |p| p.committed_least() >= 3) {
         return Err("the simulated application made no progress in 60 s".into());
@@ -23,7 +23,7 @@ pub fn start(url: &str) -> Result<AppSimulator, String> {
 }
 
 /// Stops the application and checks its committed writes against `url`.
-pub fn finish(app: AppSimulator, url: &str) -> Result<LiveTraffic, String> {
+pub(crate) fn finish(app: AppSimulator, url: &str) -> Result<LiveTraffic, String> {
     let log = app.stop();
     let mut client = postgres::Client::connect(url, postgres::NoTls)
         .map_err(|e| format!("cannot connect to check the writes: {e}"))?;
@@ -31,7 +31,7 @@ pub fn finish(app: AppSimulator, url: &str) -> Result<LiveTraffic, String> {
     Ok(LiveTraffic { log, lost })
 }
 
-pub fn print(live: &LiveTraffic) {
+pub(crate) fn print(live: &LiveTraffic) {
     let log = &live.log;
     println!("\napplication running during the apply (--with-app, planrun-appsim defaults)");
     println!(

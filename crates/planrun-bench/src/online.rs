@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use crate::live;
 
 /// The batched settings measured: the default batch size, adapted to half a second.
-pub const ONLINE_PARAMS: &str =
+pub(crate) const ONLINE_PARAMS: &str =
     r#"on_invalid = "fail", mode = "batched", batch_size = 5000, batch_target = "500ms""#;
 
-pub struct ModeRun {
+pub(crate) struct ModeRun {
     pub mode: &'static str,
     pub wall: Duration,
     pub exit: Option<i32>,
@@ -22,7 +22,7 @@ pub struct ModeRun {
 }
 
 /// A copy of the plan's directory whose split runs with `params`.
-pub fn plan_with(plan: &Path, params: &str) -> Result<tempfile::TempDir, String> {
+pub(crate) fn plan_with(plan: &Path, params: &str) -> Result<tempfile::TempDir, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a directory: {e}"))?;
     let source = plan.parent().ok_or("the plan has no directory")?;
     let copied = Command::new("cp")
@@ -51,7 +51,7 @@ pub fn plan_with(plan: &Path, params: &str) -> Result<tempfile::TempDir, String>
 }
 
 /// Applies stages 1 and 2 of the plan in `mode` on `url` with the application running.
-pub fn run(
+pub(crate) fn run(
     planrun: &Path,
     plan: &Path,
     url: &str,
@@ -97,7 +97,7 @@ pub fn run(
     })
 }
 
-pub fn print(runs: &[ModeRun]) {
+pub(crate) fn print(runs: &[ModeRun]) {
     let Some(atomic) = runs.first() else {
         return;
     };

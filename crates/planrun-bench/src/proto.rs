@@ -22,7 +22,7 @@ use crate::data::{connect, db_error};
 use crate::floor::{read_sql, ADD_CONSTRAINTS, SECTIONS_WITHOUT_CONSTRAINTS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
+pub(crate) enum Variant {
     /// What split_chapters does today.
     PlanrunLike,
     /// Ten times the default batch: fewer round trips and COPY statements.
@@ -35,14 +35,14 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub(crate) const ALL: [Variant; 4] = [
         Variant::PlanrunLike,
         Variant::BigBatches,
         Variant::ConstraintsAfter,
         Variant::ConstraintsAfterPipelined,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Variant::PlanrunLike => "as split_chapters (batch 5000)",
             Variant::BigBatches => "as split_chapters, batch 50000",
@@ -51,7 +51,7 @@ impl Variant {
         }
     }
 
-    pub fn database(self) -> &'static str {
+    pub(crate) fn database(self) -> &'static str {
         match self {
             Variant::PlanrunLike => "proto_planrun_like",
             Variant::BigBatches => "proto_big_batches",
@@ -78,7 +78,7 @@ impl Variant {
 /// Where one prototype run spent its time. Phases of the serial loop add up to its
 /// total; in the pipelined one `split` is the time the connection waited for the worker.
 #[derive(Debug, Default)]
-pub struct Phases {
+pub(crate) struct Phases {
     pub variant: Option<Variant>,
     pub fetch: Duration,
     pub split: Duration,
@@ -90,7 +90,7 @@ pub struct Phases {
     pub sections: u64,
 }
 
-pub fn run(url: &str, plan_dir: &Path, variant: Variant) -> Result<Phases, String> {
+pub(crate) fn run(url: &str, plan_dir: &Path, variant: Variant) -> Result<Phases, String> {
     let mut client = connect(url)?;
     client
         .batch_execute("CHECKPOINT")

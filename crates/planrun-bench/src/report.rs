@@ -11,7 +11,7 @@ use crate::floor::{CollectFloor, ResultFiles, SplitFloor};
 use crate::proto::Phases;
 use crate::subprocess::Apply;
 
-pub struct Everything<'a> {
+pub(crate) struct Everything<'a> {
     pub chapters: usize,
     pub images: ImagesType,
     pub seed: u64,
@@ -25,7 +25,7 @@ pub struct Everything<'a> {
     pub prototypes: &'a [Phases],
 }
 
-pub fn print(e: &Everything<'_>) {
+pub(crate) fn print(e: &Everything<'_>) {
     let p = e.planrun;
     println!(
         "planrun-bench --chapters {} --images-type {} --seed {}",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// One stage of the JSON report.
 #[derive(Debug, Clone)]
-pub struct Stage {
+pub(crate) struct Stage {
     pub id: String,
     pub status: String,
     pub duration_ms: u64,
@@ -24,7 +24,7 @@ pub struct Stage {
 impl Stage {
     /// Milliseconds in transform steps; the rest of the stage is SQL steps, captures,
     /// checks and the ledger.
-    pub fn transform_ms(&self) -> Option<u64> {
+    pub(crate) fn transform_ms(&self) -> Option<u64> {
         let mut transforms = self.steps.iter().filter(|(_, kind, _)| kind == "transform");
         let first = transforms.next()?;
         Some(first.2 + transforms.map(|s| s.2).sum::<u64>())
@@ -33,7 +33,7 @@ impl Stage {
 
 /// What one `planrun apply` did.
 #[derive(Debug)]
-pub struct Apply {
+pub(crate) struct Apply {
     pub stages: Vec<Stage>,
     pub outcome: String,
     pub exit_code: i32,
@@ -44,7 +44,7 @@ pub struct Apply {
 
 /// `explicit`, else `planrun` next to this binary: when both are built into the same
 /// target directory that is the release build of the same sources. Built if missing.
-pub fn locate_planrun(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub(crate) fn locate_planrun(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(path) = explicit {
         return path
             .canonicalize()
@@ -78,7 +78,7 @@ pub fn locate_planrun(explicit: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// `planrun apply PLAN --include-optional --no-backup --format json` against `url`.
-pub fn apply(planrun: &Path, plan: &Path, url: &str) -> Result<Apply, String> {
+pub(crate) fn apply(planrun: &Path, plan: &Path, url: &str) -> Result<Apply, String> {
     let started = Instant::now();
     let mut child = Command::new(planrun)
         .arg("apply")

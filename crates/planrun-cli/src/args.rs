@@ -32,7 +32,7 @@ failed, 12 verification failed, 13 step failed, 14 drift, 15 locked, 16 cannot c
     after_help = AFTER_HELP,
     disable_help_subcommand = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalOptions,
     #[command(subcommand)]
@@ -40,7 +40,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalOptions {
+pub(crate) struct GlobalOptions {
     /// When to use colour: auto (terminal and no NO_COLOR), always, never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -52,14 +52,14 @@ pub struct GlobalOptions {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     Auto,
     Always,
     Never,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Validate a plan offline and print a one-screen summary.
     ///
     /// Nothing connects. Reads the plan's keys and types, its stage graph, and each SQL
@@ -109,7 +109,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct HelpArgs {
+pub(crate) struct HelpArgs {
     /// The command to print the help of.
     #[arg(value_name = "COMMAND")]
     pub command: Option<String>,
@@ -118,7 +118,7 @@ pub struct HelpArgs {
 impl HelpArgs {
     /// Prints what `planrun [COMMAND] --help` prints, with its exit code: 0, or 2 for
     /// a command planrun does not have.
-    pub fn run(&self) -> i32 {
+    pub(crate) fn run(&self) -> i32 {
         use clap::error::ErrorKind;
         use planrun_engine::exit_codes;
         let args = std::iter::once("planrun")
@@ -138,7 +138,7 @@ impl HelpArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The plan's name: letters, digits, _ and -, starting with a letter. Default: the
     /// current directory's name when it is one, else "migration".
     #[arg(value_name = "NAME")]
@@ -146,14 +146,14 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell, e.g. `planrun completions bash > ~/.local/share/bash-completion/completions/planrun`.
     #[arg(value_enum, value_name = "SHELL")]
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write planrun.1 and one page per command (planrun-apply.1, ...) into DIR instead
     /// of printing planrun.1.
     #[arg(long, value_name = "DIR")]
@@ -161,7 +161,7 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ConnectionArgs {
+pub(crate) struct ConnectionArgs {
     /// PostgreSQL URL or key=value string. Default: DATABASE_URL from the environment
     /// or ./.env, else libpq's PG* variables.
     #[arg(long, value_name = "URL")]
@@ -169,13 +169,13 @@ pub struct ConnectionArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct SelectionArgs {
+pub(crate) struct SelectionArgs {
     /// Also run optional stages.
     #[arg(long)]
     pub include_optional: bool,
@@ -188,7 +188,7 @@ pub struct SelectionArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// Do not take a pg_dump backup before the first change.
     #[arg(long, conflicts_with = "backup_dir")]
     pub no_backup: bool,
@@ -198,7 +198,7 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     #[command(flatten)]
     pub plan: PlanArg,
     #[command(flatten)]
@@ -242,7 +242,7 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RehearseArgs {
+pub(crate) struct RehearseArgs {
     #[command(flatten)]
     pub plan: PlanArg,
     #[command(flatten)]
@@ -264,7 +264,7 @@ pub struct RehearseArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PlanCommandArgs {
+pub(crate) struct PlanCommandArgs {
     #[command(flatten)]
     pub plan: PlanArg,
     #[command(flatten)]
@@ -283,7 +283,7 @@ pub struct PlanCommandArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DbCommandArgs {
+pub(crate) struct DbCommandArgs {
     #[command(flatten)]
     pub plan: PlanArg,
     #[command(flatten)]
@@ -294,7 +294,7 @@ pub struct DbCommandArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ResetArgs {
+pub(crate) struct ResetArgs {
     /// The batched stage to abandon.
     #[arg(value_name = "STAGE")]
     pub stage: String,
@@ -312,7 +312,7 @@ pub struct ResetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Number of synthetic legacy chapters.
     #[arg(long, default_value_t = 5_000)]
     pub chapters: usize,
@@ -328,7 +328,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub plan: PlanArg,
     /// Output format: text (default) or json.
@@ -337,14 +337,14 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TransformsArgs {
+pub(crate) struct TransformsArgs {
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArg {
+pub(crate) struct PlanArg {
     /// The plan file. Default: $PLANRUN_PLAN, else the single *.toml in ./plans.
     pub plan: Option<PathBuf>,
     /// Also allow the plan's SQL files in DIR (repeatable). By default they must lie
@@ -358,7 +358,7 @@ pub struct PlanArg {
 }
 
 #[derive(Debug, Args)]
-pub struct GraphArgs {
+pub(crate) struct GraphArgs {
     #[command(flatten)]
     pub plan: PlanArg,
     /// Output format: text (default), dot, mermaid or json.
@@ -372,7 +372,7 @@ pub struct GraphArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormatArg {
+pub(crate) enum GraphFormatArg {
     Text,
     Dot,
     Mermaid,

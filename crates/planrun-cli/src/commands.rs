@@ -22,7 +22,7 @@ use crate::report::{render_run, render_status, Detail, Style};
 use planrun_transform::Registry;
 
 /// Runs the parsed command with `registry`'s transforms and returns its exit code.
-pub fn dispatch(cli: Cli, registry: &Registry) -> i32 {
+pub(crate) fn dispatch(cli: Cli, registry: &Registry) -> i32 {
     let style = Style {
         colour: use_colour(cli.global.color),
     };

@@ -6,7 +6,7 @@ use planrun_engine::exit_codes;
 
 use crate::args::{Cli, CompletionsArgs};
 
-pub fn run(args: &CompletionsArgs) -> i32 {
+pub(crate) fn run(args: &CompletionsArgs) -> i32 {
     let mut command = Cli::command();
     let name = command.get_name().to_owned();
     // Rendered whole first: clap_complete panics on a write error, and a closed

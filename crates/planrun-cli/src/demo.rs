@@ -65,7 +65,7 @@ fn plan_path(scratch: &Path) -> Result<PathBuf, String> {
     Ok(scratch.join("plans/memoir.toml"))
 }
 
-pub fn run(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
+pub(crate) fn run(args: &DemoArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     match demo(args, style, detail, registry) {
         Ok(code) => code,
         Err(message) => {

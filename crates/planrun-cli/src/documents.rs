@@ -57,7 +57,7 @@ pub fn json_schemas() -> Vec<(&'static Format, Schema)> {
 
 /// The body of `planrun.check`: what the text summary says, as fields.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub plan: String,
     pub plan_file: String,
     pub description: Option<String>,
@@ -70,7 +70,7 @@ pub struct CheckReport {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct CheckCounts {
+pub(crate) struct CheckCounts {
     pub stages: usize,
     pub optional_stages: usize,
     /// Levels of the graph: stages of one level depend only on earlier levels.
@@ -86,7 +86,7 @@ pub struct CheckCounts {
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct CheckedStage {
+pub(crate) struct CheckedStage {
     pub id: String,
     pub optional: bool,
     /// 0-based level in the graph.
@@ -98,7 +98,7 @@ pub struct CheckedStage {
 
 impl CheckReport {
     /// The summary of a plan that passed every offline check.
-    pub fn new(plan: &Plan, dag: &Dag, registry: &Registry) -> CheckReport {
+    pub(crate) fn new(plan: &Plan, dag: &Dag, registry: &Registry) -> CheckReport {
         let stages = &plan.stages;
         let steps: Vec<_> = stages.iter().flat_map(|stage| &stage.steps).collect();
         let transform_steps = steps
@@ -140,14 +140,14 @@ impl CheckReport {
 
 /// The body of `planrun.transforms`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TransformList {
+pub(crate) struct TransformList {
     /// The native transforms a plan can name with `transform = "..."`; empty in a
     /// binary built without any.
     pub transforms: Vec<TransformInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TransformInfo {
+pub(crate) struct TransformInfo {
     pub name: String,
     pub version: String,
     pub summary: String,
@@ -156,7 +156,7 @@ pub struct TransformInfo {
 }
 
 impl TransformList {
-    pub fn new(registry: &Registry) -> TransformList {
+    pub(crate) fn new(registry: &Registry) -> TransformList {
         TransformList {
             transforms: registry
                 .iter()
@@ -173,7 +173,7 @@ impl TransformList {
 
 /// The body of `planrun.error`: why a command has no report to print.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The command: `apply`, `plan`, `check`, ...
     pub command: String,
     /// The plan's name, `null` when it could not be read.
@@ -188,7 +188,7 @@ pub struct ErrorBody {
 
 /// One problem in a plan.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ProblemReport {
+pub(crate) struct ProblemReport {
     pub kind: ProblemKind,
     /// The diagnostic code, e.g. `plan::cycle`.
     pub code: String,
@@ -199,7 +199,7 @@ pub struct ProblemReport {
 }
 
 impl ErrorBody {
-    pub fn new(command: &str, plan: Option<&str>, error: String) -> ErrorBody {
+    pub(crate) fn new(command: &str, plan: Option<&str>, error: String) -> ErrorBody {
         ErrorBody {
             command: command.to_owned(),
             plan: plan.map(str::to_owned),
@@ -209,7 +209,7 @@ impl ErrorBody {
     }
 
     /// The error of `command` on the invalid plan `errors` describes.
-    pub fn invalid_plan(command: &str, errors: &PlanErrors) -> ErrorBody {
+    pub(crate) fn invalid_plan(command: &str, errors: &PlanErrors) -> ErrorBody {
         ErrorBody {
             problems: errors
                 .problems
@@ -227,7 +227,7 @@ impl ErrorBody {
     }
 
     /// The document: `planrun.error`, its outcome the failure `exit_code` names.
-    pub fn document(self, exit_code: i32) -> Document<ErrorBody> {
+    pub(crate) fn document(self, exit_code: i32) -> Document<ErrorBody> {
         Document::new(
             Envelope::generated_now(&format::ERROR, OutcomeCode::of_failure(exit_code)),
             self,
@@ -240,7 +240,7 @@ impl ErrorBody {
 /// exit 2, on stdout: a script that asked for JSON gets a document whatever it got
 /// wrong. Its `command` is the first word that names one, else `planrun`; clap's
 /// message, which may quote any argument, has its passwords hidden.
-pub fn usage_error(args: &[std::ffi::OsString], error: &clap::Error) {
+pub(crate) fn usage_error(args: &[std::ffi::OsString], error: &clap::Error) {
     let words: Vec<&str> = args.iter().skip(1).filter_map(|arg| arg.to_str()).collect();
     let json = words.windows(2).any(|pair| pair == ["--format", "json"])
         || words.contains(&"--format=json");

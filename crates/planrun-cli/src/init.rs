@@ -76,7 +76,7 @@ INSERT INTO public.feature_flags (name) VALUES ('new_checkout');
 /// The SQL file's name, inside the plan's own directory `plans/NAME/`.
 const SQL_FILE: &str = "01_create_feature_flags.sql";
 
-pub fn run(args: &InitArgs) -> i32 {
+pub(crate) fn run(args: &InitArgs) -> i32 {
     let name = match &args.name {
         Some(name) if is_plan_name(name) => name.clone(),
         Some(name) => {

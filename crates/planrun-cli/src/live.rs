@@ -15,7 +15,7 @@ use planrun_transform::Progress;
 
 use crate::output::{count, rate};
 
-pub struct Live {
+pub(crate) struct Live {
     enabled: bool,
     bars: bool,
     bar: Mutex<Option<ProgressBar>>,
@@ -23,7 +23,7 @@ pub struct Live {
 
 impl Live {
     /// Live output on stderr when `enabled` (text format); bars only on a terminal.
-    pub fn new(enabled: bool) -> Live {
+    pub(crate) fn new(enabled: bool) -> Live {
         Live {
             enabled,
             bars: enabled && std::io::stderr().is_terminal(),

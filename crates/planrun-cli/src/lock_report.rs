@@ -8,7 +8,7 @@ use planrun_engine::{BudgetEstimate, StageLockWeight, TableNow, Weight};
 use planrun_plan::{StageLock, StageLockImpact};
 
 /// The lock analysis of every stage, indented under `check`'s summary.
-pub fn render_lock_impact(stages: &[StageLockImpact]) -> String {
+pub(crate) fn render_lock_impact(stages: &[StageLockImpact]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -123,7 +123,7 @@ fn places(taken_by: &[String]) -> String {
 
 /// `planrun plan`'s lock impact: each locked table's size, rows and write rate on the
 /// target, then the open findings weighed by them (accepted ones are counted).
-pub fn render_lock_weight(stages: &[StageLockWeight]) -> String {
+pub(crate) fn render_lock_weight(stages: &[StageLockWeight]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -197,7 +197,7 @@ fn human_bytes(bytes: i64) -> String {
 /// `planrun plan`'s lock budgets against a rehearsal: per stage, each table's lock as
 /// the rehearsal measured it, the time it blocks reads and writes estimated on the
 /// target, and the budget; the breaches the rehearsal found.
-pub fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
+pub(crate) fn render_budget_estimate(estimate: &BudgetEstimate) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -8,7 +8,7 @@ use planrun_engine::exit_codes;
 use crate::args::{Cli, ManArgs};
 use crate::completions::write_stdout;
 
-pub fn run(args: &ManArgs) -> i32 {
+pub(crate) fn run(args: &ManArgs) -> i32 {
     let mut command = Cli::command().disable_help_subcommand(true);
     command.build();
     match &args.out_dir {

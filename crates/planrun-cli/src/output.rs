@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use crate::args::ColorChoice;
 
 /// Whether to colour output on stdout: `--color`, then `NO_COLOR`, then a terminal.
-pub fn use_colour(choice: ColorChoice) -> bool {
+pub(crate) fn use_colour(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -16,7 +16,7 @@ pub fn use_colour(choice: ColorChoice) -> bool {
     }
 }
 
-pub fn install_miette_hook(choice: ColorChoice) {
+pub(crate) fn install_miette_hook(choice: ColorChoice) {
     let colour = match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -38,15 +38,15 @@ pub fn install_miette_hook(choice: ColorChoice) {
 }
 
 /// Prints a diagnostic to stderr with the installed handler.
-pub fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
+pub(crate) fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
     say_err!("{:?}", miette::Report::new(diagnostic));
 }
 
-pub use planrun_transform::{count, count_signed};
+pub(crate) use planrun_transform::{count, count_signed};
 
 /// A rate per second, formatted like a count (`12,345`); one decimal below 10, where
 /// the decimal still says something (`0.4`).
-pub fn rate(per_second: f64) -> String {
+pub(crate) fn rate(per_second: f64) -> String {
     if !per_second.is_finite() || per_second <= 0.0 {
         "0".to_owned()
     } else if per_second < 10.0 {
@@ -58,7 +58,7 @@ pub fn rate(per_second: f64) -> String {
 
 /// A duration: milliseconds below 10 s, tenths of seconds below 10 min, then minutes
 /// and seconds.
-pub fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     match ms {
         ms if ms < 10_000 => format!("{} ms", count(ms)),
         ms if ms < 600_000 => format!("{:.1} s", ms as f64 / 1000.0),

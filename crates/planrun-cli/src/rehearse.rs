@@ -20,7 +20,7 @@ use crate::live::Live;
 use crate::output::{count, count_signed, duration};
 use crate::report::{render_run, Detail, Style};
 
-pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
+pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(
         &args.plan,
         &args.connection,
@@ -104,7 +104,7 @@ pub fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registr
 /// Refuses (with the exit code and why, in one line) unless `file` is a passing
 /// rehearsal of this plan, of this database, of every stage this apply selects,
 /// younger than the plan's `max_rehearsal_age`.
-pub fn require(
+pub(crate) fn require(
     file: &Path,
     plan: &Plan,
     runner: &Runner<'_>,

@@ -21,7 +21,7 @@ const INDENT: &str = "      ";
 
 /// ANSI styling that is a no-op when colour is off.
 #[derive(Clone, Copy)]
-pub struct Style {
+pub(crate) struct Style {
     pub colour: bool,
 }
 
@@ -33,16 +33,16 @@ impl Style {
             text.to_owned()
         }
     }
-    pub fn good(self, text: &str) -> String {
+    pub(crate) fn good(self, text: &str) -> String {
         self.paint("32", text)
     }
-    pub fn bad(self, text: &str) -> String {
+    pub(crate) fn bad(self, text: &str) -> String {
         self.paint("1;31", text)
     }
-    pub fn dim(self, text: &str) -> String {
+    pub(crate) fn dim(self, text: &str) -> String {
         self.paint("2", text)
     }
-    pub fn bold(self, text: &str) -> String {
+    pub(crate) fn bold(self, text: &str) -> String {
         self.paint("1", text)
     }
 }
@@ -50,7 +50,7 @@ impl Style {
 /// How much a run report shows: the default (a line per stage, failures in full) or
 /// `-v` (every check with its values, steps, locks, captured values).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub enum Detail {
+pub(crate) enum Detail {
     #[default]
     Summary,
     Verbose,
@@ -190,7 +190,7 @@ fn one_line(value: &str) -> String {
 }
 
 /// `value` in at most `max` characters, its middle replaced with `…`.
-pub fn shorten(value: &str, max: usize) -> String {
+pub(crate) fn shorten(value: &str, max: usize) -> String {
     let chars: Vec<char> = value.chars().collect();
     if chars.len() <= max || max < 5 {
         return value.to_owned();
@@ -477,7 +477,7 @@ fn failed(stage: &StageReport) -> bool {
 }
 
 /// The whole report as text.
-pub fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
+pub(crate) fn render_run(report: &RunReport, style: Style, detail: Detail) -> String {
     let mut out = String::new();
     render_run_title(&mut out, report, style);
     out.push('\n');
@@ -810,7 +810,7 @@ fn render_error(say: &mut impl FnMut(String), error: &planrun_engine::StageError
 }
 
 /// One failed lock attempt: what waited, why, who held the lock, when it tries again.
-pub fn lock_retry_line(retry: &LockRetry) -> String {
+pub(crate) fn lock_retry_line(retry: &LockRetry) -> String {
     let mut line = format!(
         "lock attempt {}/{} for {} failed: {}",
         retry.attempt, retry.attempts, retry.waiting, retry.reason
@@ -846,7 +846,7 @@ fn render_sql_diff(say: &mut impl FnMut(String), diff: &SqlDiff, style: Style) {
     }
 }
 
-pub fn render_status(report: &StatusReport, style: Style) -> String {
+pub(crate) fn render_status(report: &StatusReport, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -14,7 +14,7 @@ const LOCALHOST: &str = "localhost";
 
 /// What a lookup is for.
 #[derive(Debug, Clone, Copy)]
-pub struct Lookup<'a> {
+pub(crate) struct Lookup<'a> {
     pub host: &'a str,
     pub port: &'a str,
     pub dbname: &'a str,
@@ -23,7 +23,7 @@ pub struct Lookup<'a> {
 
 /// The outcome of reading the password file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassFileResult {
+pub(crate) enum PassFileResult {
     Found(String),
     /// No file, or no matching line.
     NotFound,
@@ -33,7 +33,7 @@ pub enum PassFileResult {
 
 /// Looks `lookup` up in `path`. `default_socket_dir` is libpq's compiled-in socket
 /// directory, which counts as `localhost`.
-pub fn look_up(path: &Path, lookup: Lookup<'_>, default_socket_dir: &str) -> PassFileResult {
+pub(crate) fn look_up(path: &Path, lookup: Lookup<'_>, default_socket_dir: &str) -> PassFileResult {
     let Ok(metadata) = std::fs::metadata(path) else {
         return PassFileResult::NotFound;
     };
@@ -107,7 +107,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// libpq's default password file: `~/.pgpass`.
-pub fn default_path(home: &Path) -> PathBuf {
+pub(crate) fn default_path(home: &Path) -> PathBuf {
     home.join(".pgpass")
 }
 

@@ -160,7 +160,7 @@ fn query_parameter(pair: &str, settings: &mut Settings) -> Result<String, ConnIn
 }
 
 /// Percent-decodes `text` as libpq does: `%XX` only, never `%00`; `+` stays.
-pub fn decode(text: &str, what: &str) -> Result<String, ConnInfoError> {
+pub(crate) fn decode(text: &str, what: &str) -> Result<String, ConnInfoError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

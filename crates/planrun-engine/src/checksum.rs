@@ -30,10 +30,10 @@ use similar::TextDiff;
 use crate::error::EngineError;
 
 /// A stage's definition as `entry -> value` (file contents are hashed).
-pub type Definition = BTreeMap<String, String>;
+pub(crate) type Definition = BTreeMap<String, String>;
 
 /// Lines of a drift diff shown per entry; the rest are counted, not shown.
-pub const DIFF_LINES: usize = 40;
+pub(crate) const DIFF_LINES: usize = 40;
 
 /// Unchanged lines shown around each change in a drift diff.
 const DIFF_CONTEXT: usize = 3;
@@ -121,7 +121,7 @@ fn sha256_hex(text: &str) -> String {
 }
 
 /// Reads a stage's SQL file, normalised.
-pub fn read_sql_file(path: &std::path::Path) -> Result<String, EngineError> {
+pub(crate) fn read_sql_file(path: &std::path::Path) -> Result<String, EngineError> {
     std::fs::read_to_string(path)
         .map(|text| normalise_line_endings(&text))
         .map_err(|source| EngineError::Io {
@@ -140,7 +140,10 @@ enum Params {
 }
 
 /// The stage's definition, SQL fingerprinted by tokens, throttles left out.
-pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition, EngineError> {
+pub(crate) fn definition(
+    stage: &Stage,
+    registry: &Registry,
+) -> Result<StageDefinition, EngineError> {
     build(stage, registry, Fingerprint::Tokens, Params::Untuned)
 }
 
@@ -148,7 +151,7 @@ pub fn definition(stage: &Stage, registry: &Registry) -> Result<StageDefinition,
 /// every transform param, SQL fingerprinted by tokens; and the same with SQL
 /// fingerprinted by its text. For a stage without throttles, the first is
 /// [`definition`]'s.
-pub fn former_definitions(
+pub(crate) fn former_definitions(
     stage: &Stage,
     registry: &Registry,
 ) -> Result<Vec<StageDefinition>, EngineError> {
@@ -237,7 +240,7 @@ fn build(
     Ok(definition)
 }
 
-pub fn checksum(definition: &Definition) -> String {
+pub(crate) fn checksum(definition: &Definition) -> String {
     let mut hasher = Sha256::new();
     for (key, value) in definition {
         hasher.update(key.as_bytes());
@@ -249,7 +252,7 @@ pub fn checksum(definition: &Definition) -> String {
 }
 
 /// What differs between the recorded and the current definition, one line each.
-pub fn differences(recorded: &StageDefinition, current: &StageDefinition) -> Vec<String> {
+pub(crate) fn differences(recorded: &StageDefinition, current: &StageDefinition) -> Vec<String> {
     let (recorded, current) = (&recorded.entries, &current.entries);
     let mut lines = Vec::new();
     for (key, value) in current {
@@ -270,7 +273,7 @@ pub fn differences(recorded: &StageDefinition, current: &StageDefinition) -> Vec
 /// A changed or removed entry whose recorded text is unknown (a row written by a
 /// planrun that kept only hashes) has no diff: its line in [`differences`] is all
 /// there is to show.
-pub fn sql_diffs(recorded: &StageDefinition, current: &StageDefinition) -> Vec<SqlDiff> {
+pub(crate) fn sql_diffs(recorded: &StageDefinition, current: &StageDefinition) -> Vec<SqlDiff> {
     let added_or_changed = current
         .entries
         .iter()

@@ -84,7 +84,7 @@ impl EngineError {
 }
 
 /// An error with its sources, e.g. "error connecting to server: Connection refused".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

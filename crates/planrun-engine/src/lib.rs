@@ -19,7 +19,7 @@ mod stage;
 pub use apply::history::History;
 pub use apply::run::Runner;
 pub use checksum::normalise_line_endings;
-pub use db::connect::{redact, Source, Target};
+pub use db::connect::{Source, Target};
 pub use db::interrupt;
 pub use db::lock;
 pub use db::private_dir::{PrivateDir, PrivateDirError};
@@ -27,6 +27,7 @@ pub use error::EngineError;
 pub use inspect::preview::status;
 pub use observer::{Observer, Silent};
 pub use options::{ApplyOptions, HistoryAcceptance, ResetOptions};
+pub use planrun_conninfo::redact;
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.
 pub use planrun_contract::exit_codes;

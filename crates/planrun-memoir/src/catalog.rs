@@ -19,23 +19,27 @@ pub(crate) struct Columns {
 }
 
 impl Columns {
-    pub fn get(&self, column: &str) -> Option<&str> {
+    pub(crate) fn get(&self, column: &str) -> Option<&str> {
         self.types.get(column).map(String::as_str)
     }
 
-    pub fn has(&self, column: &str) -> bool {
+    pub(crate) fn has(&self, column: &str) -> bool {
         self.types.contains_key(column)
     }
 
     /// The column's type, or a schema error naming what is missing.
-    pub fn require(&self, column: &str) -> Result<&str, TransformError> {
+    pub(crate) fn require(&self, column: &str) -> Result<&str, TransformError> {
         self.get(column).ok_or_else(|| {
             TransformError::Schema(format!("column {}.{column} does not exist", self.table))
         })
     }
 
     /// Fails unless `column` exists with one of the `expected` types.
-    pub fn require_type(&self, column: &str, expected: &[&str]) -> Result<&str, TransformError> {
+    pub(crate) fn require_type(
+        &self,
+        column: &str,
+        expected: &[&str],
+    ) -> Result<&str, TransformError> {
         let actual = self.require(column)?;
         if expected.contains(&actual) {
             Ok(actual)

@@ -18,7 +18,7 @@ pub(crate) struct ServerSocket {
 
 impl ServerSocket {
     /// The libpq connection string of the superuser in `dbname`.
-    pub fn conninfo(&self, dbname: &str) -> String {
+    pub(crate) fn conninfo(&self, dbname: &str) -> String {
         format!(
             "host={} port={} user={} dbname={}",
             conninfo_value(&self.socket_dir.to_string_lossy()),
@@ -30,7 +30,7 @@ impl ServerSocket {
 
     /// Run `sql` in `dbname` (unaligned, tuples only) and return its standard output;
     /// `action` names what was being done should it fail.
-    pub fn psql(
+    pub(crate) fn psql(
         &self,
         dbname: &str,
         sql: &str,

@@ -60,7 +60,7 @@ pub(crate) fn get(key: &TemplateKey) -> Result<Arc<Template>, TempDbError> {
 impl Template {
     /// Copy the template to `dest` (which must not exist), owned by `user`, mode 0700
     /// as the server demands.
-    pub fn copy_to(&self, dest: &Path, user: &RunUser) -> Result<(), TempDbError> {
+    pub(crate) fn copy_to(&self, dest: &Path, user: &RunUser) -> Result<(), TempDbError> {
         copy_tree(&self.data_dir, dest, user)?;
         fs::set_permissions(dest, fs::Permissions::from_mode(0o700))
             .map_err(|e| TempDbError::io_at("set the mode of", dest, e))

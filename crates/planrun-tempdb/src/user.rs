@@ -22,7 +22,7 @@ pub(crate) struct RunUser {
 
 impl RunUser {
     /// Ourselves, unless we are root.
-    pub fn detect() -> Result<RunUser, TempDbError> {
+    pub(crate) fn detect() -> Result<RunUser, TempDbError> {
         if effective_uid() != 0 {
             let name = std::env::var("USER").unwrap_or_else(|_| "current user".to_owned());
             return Ok(RunUser {
@@ -42,7 +42,7 @@ impl RunUser {
     /// because the inherited one (e.g. `/root/...`) may be unreadable for the user, and
     /// `initdb` fails when it cannot resolve it. `LC_ALL=C` keeps messages, which we
     /// match on, in English.
-    pub fn command(&self, program: impl AsRef<OsStr>, cwd: &Path) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>, cwd: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(cwd).env("LC_ALL", "C");
         if let Some((uid, gid)) = self.switch_to {
@@ -55,7 +55,7 @@ impl RunUser {
 
     /// Give `path` to this user, so the server can write its files; a no-op when we
     /// run as ourselves.
-    pub fn chown(&self, path: &Path) -> Result<(), TempDbError> {
+    pub(crate) fn chown(&self, path: &Path) -> Result<(), TempDbError> {
         match self.switch_to {
             Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid))
                 .map_err(|e| TempDbError::io_at("change the owner of", path, e)),

@@ -63,12 +63,12 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     /// Guard `dir`, and the server of `data_dir` if given.
-    pub fn spawn(dir: &Path, data_dir: Option<&Path>) -> Result<Watchdog, TempDbError> {
+    pub(crate) fn spawn(dir: &Path, data_dir: Option<&Path>) -> Result<Watchdog, TempDbError> {
         Self::spawn_guarding(dir, data_dir, None)
     }
 
     /// Guard `dir` and the PgBouncer whose pid `pid_file` holds.
-    pub fn spawn_for_pooler(dir: &Path, pid_file: &Path) -> Result<Watchdog, TempDbError> {
+    pub(crate) fn spawn_for_pooler(dir: &Path, pid_file: &Path) -> Result<Watchdog, TempDbError> {
         Self::spawn_guarding(dir, None, Some(pid_file))
     }
 
@@ -102,7 +102,7 @@ impl Watchdog {
 
     /// Let the watchdog do its cleanup now, as if the owner had died, and wait for it.
     /// Used when our own shutdown failed.
-    pub fn fire(mut self) {
+    pub(crate) fn fire(mut self) {
         self.pipe = None;
         let _ = self.child.wait();
     }

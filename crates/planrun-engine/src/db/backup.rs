@@ -15,7 +15,7 @@ use crate::error::EngineError;
 /// The file a backup taken now would get (before making it unique): the plan, the
 /// database and a microsecond timestamp, so two applies of one plan to two databases,
 /// or in the same second, never share a name.
-pub fn backup_path(dir: &Path, plan: &str, database: &str) -> PathBuf {
+pub(crate) fn backup_path(dir: &Path, plan: &str, database: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S_%6f");
     dir.join(format!(
         "{}-{}-{stamp}.dump",
@@ -66,7 +66,7 @@ fn failed(error: PrivateDirError) -> EngineError {
 /// `pg_dump` waits at most `lock_wait` for each table's ACCESS SHARE lock (a session
 /// holding ACCESS EXCLUSIVE, or queued for it, would otherwise hang the apply before
 /// its first stage); then the backup fails, and nothing runs.
-pub fn take(
+pub(crate) fn take(
     target: &Target,
     dir: &Path,
     plan: &str,

@@ -18,7 +18,7 @@ use crate::db::driver::{driver_config, endpoint_config};
 use crate::db::tls::Tls;
 use crate::error::{error_chain, EngineError};
 
-pub use planrun_conninfo::{redact, scrub};
+pub(crate) use planrun_conninfo::{redact, scrub};
 
 /// Where the connection string came from, named in every command's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

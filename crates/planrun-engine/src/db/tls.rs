@@ -52,7 +52,7 @@ enum Roots {
 }
 
 #[derive(Debug, Clone)]
-pub struct Tls {
+pub(crate) struct Tls {
     mode: Mode,
     /// The root certificates to verify the server against, when verifying.
     roots: Option<Roots>,
@@ -64,7 +64,7 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub fn from_settings(resolved: &Resolved) -> Result<Tls, String> {
+    pub(crate) fn from_settings(resolved: &Resolved) -> Result<Tls, String> {
         let mode = match resolved.get("sslmode").unwrap_or("prefer") {
             "disable" => Mode::Disable,
             "require" => Mode::Require,
@@ -115,7 +115,11 @@ impl Tls {
 
     /// Connects with `config` to `endpoint` over this TLS setting; errors are plain
     /// text for the caller to redact.
-    pub fn connect(&self, mut config: Config, endpoint: &Endpoint) -> Result<Client, String> {
+    pub(crate) fn connect(
+        &self,
+        mut config: Config,
+        endpoint: &Endpoint,
+    ) -> Result<Client, String> {
         let over_socket = endpoint.hostaddr.is_none()
             && endpoint
                 .host
@@ -151,7 +155,7 @@ impl Tls {
 
     /// Asks the server to cancel the statement running on `token`'s session, over
     /// the same TLS setting.
-    pub fn cancel(&self, token: &postgres::CancelToken) -> Result<(), String> {
+    pub(crate) fn cancel(&self, token: &postgres::CancelToken) -> Result<(), String> {
         let result = if self.mode == Mode::Disable {
             token.cancel_query(postgres::NoTls)
         } else {

@@ -34,7 +34,7 @@ pub(crate) fn blocker(row: &postgres::Row) -> Blocker {
 const POLL: Duration = Duration::from_millis(100);
 
 /// Polls for sessions blocking `pid` until dropped.
-pub struct BlockerWatch {
+pub(crate) struct BlockerWatch {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Blocker>>>,
     handle: Option<JoinHandle<()>>,
@@ -43,7 +43,7 @@ pub struct BlockerWatch {
 impl BlockerWatch {
     /// Starts watching `pid`; `None` when the second connection cannot be opened
     /// (the apply goes on, only without blocker names).
-    pub fn start(target: &Target, plan: &str, pid: i32) -> Option<BlockerWatch> {
+    pub(crate) fn start(target: &Target, plan: &str, pid: i32) -> Option<BlockerWatch> {
         let mut client = target.connect(&format!("planrun watch {plan}")).ok()?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -74,7 +74,7 @@ impl BlockerWatch {
     }
 
     /// The sessions last seen blocking, and forgets them (so the next stage starts clean).
-    pub fn take(&self) -> Vec<Blocker> {
+    pub(crate) fn take(&self) -> Vec<Blocker> {
         self.seen
             .lock()
             .map(|mut slot| std::mem::take(&mut *slot))

@@ -42,7 +42,7 @@ use crate::rehearse::error::RehearseError;
 use crate::rehearse::report::CopyRoles;
 
 /// The copy's bootstrap superuser: planrun's, so it collides with no target role.
-pub const COPY_SUPERUSER: &str = "planrun_rehearsal_superuser";
+pub(super) const COPY_SUPERUSER: &str = "planrun_rehearsal_superuser";
 
 /// The predefined roles whose members reach the server machine's files or programs.
 const SERVER_ACCESS_ROLES: [&str; 3] = [

@@ -3,7 +3,7 @@
 
 /// The 1-based line of `script` where the statement at byte `offset` starts: its first
 /// character that is neither white space nor in a `--` comment.
-pub fn statement_line(script: &str, offset: usize) -> usize {
+pub(crate) fn statement_line(script: &str, offset: usize) -> usize {
     let mut line = script[..offset].matches('\n').count() + 1;
     for text in script[offset..].split_inclusive('\n') {
         let code = text.trim_start();
@@ -17,7 +17,7 @@ pub fn statement_line(script: &str, offset: usize) -> usize {
 
 /// 1-based line and column of PostgreSQL's error position (1-based, in characters)
 /// within `text`, offset by `base_offset` bytes into the whole file.
-pub fn position_to_line_column(
+pub(crate) fn position_to_line_column(
     file_text: &str,
     base_offset: usize,
     position: u32,
@@ -35,7 +35,7 @@ pub fn position_to_line_column(
 }
 
 /// The line of `text` holding byte `offset`, trimmed, for error messages.
-pub fn line_at(text: &str, line: usize) -> Option<String> {
+pub(crate) fn line_at(text: &str, line: usize) -> Option<String> {
     text.lines()
         .nth(line.saturating_sub(1))
         .map(|l| l.trim().to_owned())

@@ -11,24 +11,28 @@ use planrun_transform::{NoProgress, Transform, TransformContext, TransformError,
 use postgres::{Client, NoTls};
 use serde_json::Value;
 
-pub const SECTIONS_SCHEMA: &str = include_str!("../../../../plans/memoir/01_sections_schema.sql");
-pub const DROP_LEGACY: &str = include_str!("../../../../plans/memoir/02_drop_legacy_columns.sql");
-pub const IMAGES_SCHEMA: &str = include_str!("../../../../plans/memoir/03_images_schema.sql");
-pub const SECTION_IMAGE_FK: &str = include_str!("../../../../plans/memoir/05_section_image_fk.sql");
-pub const SESSION: &str = include_str!("../../../../plans/memoir/session.sql");
+pub(crate) const SECTIONS_SCHEMA: &str =
+    include_str!("../../../../plans/memoir/01_sections_schema.sql");
+pub(crate) const DROP_LEGACY: &str =
+    include_str!("../../../../plans/memoir/02_drop_legacy_columns.sql");
+pub(crate) const IMAGES_SCHEMA: &str =
+    include_str!("../../../../plans/memoir/03_images_schema.sql");
+pub(crate) const SECTION_IMAGE_FK: &str =
+    include_str!("../../../../plans/memoir/05_section_image_fk.sql");
+pub(crate) const SESSION: &str = include_str!("../../../../plans/memoir/session.sql");
 
-pub const SEED: u64 = 20_240_601;
-pub const RUN_ID: i64 = 42;
+pub(crate) const SEED: u64 = 20_240_601;
+pub(crate) const RUN_ID: i64 = 42;
 
 /// A database with the legacy schema. The client is declared first so it disconnects
 /// before the cluster stops.
-pub struct Db {
+pub(crate) struct Db {
     pub client: Client,
     _cluster: TempCluster,
 }
 
 impl Db {
-    pub fn legacy(images: ImagesType) -> Db {
+    pub(crate) fn legacy(images: ImagesType) -> Db {
         let cluster = TempCluster::start().expect("start a temporary cluster");
         let url = cluster.create_database("memoir").expect("create database");
         let mut client = Client::connect(&url, NoTls).expect("connect");
@@ -40,7 +44,7 @@ impl Db {
     }
 
     /// Stage 1, plus the `planrun` schema the engine creates before any stage.
-    pub fn stage_one(&mut self) {
+    pub(crate) fn stage_one(&mut self) {
         self.client
             .batch_execute(SECTIONS_SCHEMA)
             .expect("01_sections_schema.sql");
@@ -51,7 +55,7 @@ impl Db {
 
     /// Runs `transform` in a transaction, committing on success and rolling back on
     /// error, as the engine does.
-    pub fn run(
+    pub(crate) fn run(
         &mut self,
         transform: &dyn Transform,
         params: &str,
@@ -72,12 +76,12 @@ impl Db {
         result
     }
 
-    pub fn count(&mut self, sql: &str) -> i64 {
+    pub(crate) fn count(&mut self, sql: &str) -> i64 {
         self.client.query_one(sql, &[]).expect(sql).get(0)
     }
 
     /// `(id, content, images::text)` of every chapter, read back as the transform sees it.
-    pub fn legacy_rows(&mut self) -> Vec<LegacyRow> {
+    pub(crate) fn legacy_rows(&mut self) -> Vec<LegacyRow> {
         self.client
             .query(
                 "SELECT id, content, images::text FROM chapters ORDER BY id",
@@ -95,7 +99,7 @@ impl Db {
 
     /// JSON texts as `jsonb` prints them, in one round trip: how the pure rules' output
     /// looks once stored (numbers spelled the way `jsonb` spells them).
-    pub fn through_jsonb(&mut self, values: &[Value]) -> Vec<Value> {
+    pub(crate) fn through_jsonb(&mut self, values: &[Value]) -> Vec<Value> {
         let texts: Vec<String> = values.iter().map(Value::to_string).collect();
         self.client
             .query(
@@ -109,7 +113,7 @@ impl Db {
     }
 
     /// Every `chapter_sections` row as `(chapter_id, position, content, image)`.
-    pub fn sections(&mut self) -> Vec<SectionRow> {
+    pub(crate) fn sections(&mut self) -> Vec<SectionRow> {
         self.client
             .query(
                 "SELECT chapter_id, position, content, image::text FROM chapter_sections
@@ -126,7 +130,7 @@ impl Db {
     }
 
     /// `(id, cover_image)` of every chapter.
-    pub fn covers(&mut self) -> Vec<(i64, Option<Value>)> {
+    pub(crate) fn covers(&mut self) -> Vec<(i64, Option<Value>)> {
         self.client
             .query(
                 "SELECT id, cover_image::text FROM chapters ORDER BY id",
@@ -142,7 +146,7 @@ impl Db {
     }
 
     /// Every `memoir_images` row as `(chapter_id, section_id, url, caption, meta)`.
-    pub fn memoir_images(&mut self) -> Vec<ImageRowTuple> {
+    pub(crate) fn memoir_images(&mut self) -> Vec<ImageRowTuple> {
         let mut rows: Vec<ImageRowTuple> = self
             .client
             .query(
@@ -167,7 +171,7 @@ impl Db {
 
     /// The `memoir_images` rows the pure `image_row` derives from the stored covers and
     /// section images.
-    pub fn expected_memoir_images(&mut self) -> Vec<ImageRowTuple> {
+    pub(crate) fn expected_memoir_images(&mut self) -> Vec<ImageRowTuple> {
         let mut rows: Vec<ImageRowTuple> = self
             .client
             .query(
@@ -189,24 +193,24 @@ impl Db {
     }
 }
 
-pub type SectionRow = (i64, i32, String, Option<Value>);
-pub type ImageRowTuple = (i64, Option<i64>, String, Option<String>, Value);
+pub(crate) type SectionRow = (i64, i32, String, Option<Value>);
+pub(crate) type ImageRowTuple = (i64, Option<i64>, String, Option<String>, Value);
 
 #[derive(Debug, Clone)]
-pub struct LegacyRow {
+pub(crate) struct LegacyRow {
     pub id: i64,
     pub content: Option<String>,
     pub images: Option<String>,
 }
 
-pub fn parse(text: &str) -> Value {
+pub(crate) fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("valid JSON from the database")
 }
 
 /// What the pure rules say the database must hold after `split_chapters`: every section
 /// and every chapter's cover, with image objects normalised through `jsonb`. `skip` lists
 /// chapters that were quarantined (no sections, no cover).
-pub fn expected_split(
+pub(crate) fn expected_split(
     db: &mut Db,
     legacy: &[LegacyRow],
     skip: &[i64],
@@ -240,7 +244,11 @@ pub fn expected_split(
 
 /// Asserts equality row by row, so a failure names the first differing row instead of
 /// printing two huge vectors.
-pub fn assert_rows_eq<T: PartialEq + std::fmt::Debug>(actual: &[T], expected: &[T], what: &str) {
+pub(crate) fn assert_rows_eq<T: PartialEq + std::fmt::Debug>(
+    actual: &[T],
+    expected: &[T],
+    what: &str,
+) {
     for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert_eq!(a, e, "{what}: row {index} differs");
     }

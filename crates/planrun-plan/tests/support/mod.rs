@@ -9,10 +9,10 @@ use std::path::Path;
 use planrun_plan::{Plan, ProblemKind, TransformCatalog};
 
 /// Each problem of a rejected plan: its kind and the plan text each label points at.
-pub type Described = Vec<(ProblemKind, Vec<String>)>;
+pub(crate) type Described = Vec<(ProblemKind, Vec<String>)>;
 
 /// Parses `text` as the plan `tests/plan.toml`.
-pub fn parse(text: &str) -> Result<Plan, Described> {
+pub(crate) fn parse(text: &str) -> Result<Plan, Described> {
     Plan::parse(Path::new("tests/plan.toml"), text.to_owned(), None).map_err(|errors| {
         errors
             .problems
@@ -30,7 +30,7 @@ pub fn parse(text: &str) -> Result<Plan, Described> {
 }
 
 /// The problems of `text`, which must be rejected.
-pub fn described(text: &str) -> Described {
+pub(crate) fn described(text: &str) -> Described {
     match parse(text) {
         Ok(_) => panic!("the plan should be rejected:\n{text}"),
         Err(described) => described,
@@ -38,7 +38,7 @@ pub fn described(text: &str) -> Described {
 }
 
 /// A catalog without transforms, for plans of SQL steps only.
-pub struct NoTransforms;
+pub(crate) struct NoTransforms;
 
 impl TransformCatalog for NoTransforms {
     fn names(&self) -> Vec<String> {
@@ -51,12 +51,12 @@ impl TransformCatalog for NoTransforms {
 
 /// Writes `plan` as `plan.toml` in `dir` and loads it with its environment checked
 /// (SQL files read): every problem as (kind, message), none when it loads.
-pub fn check_in(dir: &Path, plan: &str) -> Vec<(ProblemKind, String)> {
+pub(crate) fn check_in(dir: &Path, plan: &str) -> Vec<(ProblemKind, String)> {
     check_allowing(dir, plan, &[])
 }
 
 /// [`check_in`] with SQL files also allowed in the operator's `sql_dirs`.
-pub fn check_allowing(
+pub(crate) fn check_allowing(
     dir: &Path,
     plan: &str,
     sql_dirs: &[std::path::PathBuf],

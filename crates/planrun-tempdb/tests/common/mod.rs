@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use planrun_tempdb::TempCluster;
 
 /// `psql` over TCP with `conninfo`, never prompting for a password.
-pub fn psql_tcp(
+pub(crate) fn psql_tcp(
     cluster: &TempCluster,
     conninfo: &str,
     password: Option<&str>,
@@ -39,7 +39,7 @@ pub fn psql_tcp(
     cmd.output().expect("run psql")
 }
 
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
         "psql failed: {}",
@@ -49,7 +49,7 @@ pub fn stdout(out: &Output) -> String {
 }
 
 /// A certificate and key for `localhost` in `dir`, or `None` without `openssl`.
-pub fn self_signed_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn self_signed_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
     let made = Command::new("openssl")
         .args([
@@ -72,7 +72,7 @@ pub fn self_signed_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// Alive and not a zombie (a zombie has exited; only its parent's bookkeeping is left).
-pub fn process_running(pid: u32) -> bool {
+pub(crate) fn process_running(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -84,7 +84,7 @@ pub fn process_running(pid: u32) -> bool {
 
 /// Processes (other than zombies) whose command line mentions `path`: the server,
 /// its backends are children of it, and the watchdog gets the path as an argument.
-pub fn processes_mentioning(path: &Path) -> Vec<String> {
+pub(crate) fn processes_mentioning(path: &Path) -> Vec<String> {
     let needle = path.to_string_lossy().into_owned();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -107,7 +107,7 @@ pub fn processes_mentioning(path: &Path) -> Vec<String> {
 }
 
 /// Poll `cond` until it holds or `limit` passes; bounded polling, not a sleep.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if cond() {
@@ -128,13 +128,13 @@ const MARKER: &str = "PLANRUN-OWNER ";
 
 /// Whether this process is an owner started by [`spawn_owner`]; an owner test does
 /// nothing otherwise.
-pub fn is_owner() -> bool {
+pub(crate) fn is_owner() -> bool {
     std::env::var_os(OWNER_ENV).is_some()
 }
 
 /// Tell the parent `report` (one line), then wait to be killed; the parent bounds how
 /// long that takes.
-pub fn report_and_wait(report: &str) -> ! {
+pub(crate) fn report_and_wait(report: &str) -> ! {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{MARKER}{report}").unwrap();
     out.flush().unwrap();
@@ -147,7 +147,7 @@ pub fn report_and_wait(report: &str) -> ! {
 /// Run this test binary again, as an owner running only `test`, and return the
 /// process, its report, and the thread reading its output, which ends once nothing
 /// holds that output open any more.
-pub fn spawn_owner(test: &str) -> (Child, String, JoinHandle<()>) {
+pub(crate) fn spawn_owner(test: &str) -> (Child, String, JoinHandle<()>) {
     let mut owner = Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(OWNER_ENV, "1")
