@@ -140,7 +140,7 @@ impl<'a> PreparedStage<'a> {
             accepted_findings,
             batched: batched_step(stage, registry)?,
             timeouts: stage.timeouts.or(&plan.timeouts),
-            lock_budget: stage.lock_budget.as_ref().or(plan.lock_budget.as_ref()),
+            lock_budget: plan.lock_budget_of(stage),
             lock_retries: stage
                 .lock_retries
                 .clone()

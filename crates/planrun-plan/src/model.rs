@@ -222,6 +222,11 @@ impl Plan {
         self.stages.iter().find(|stage| stage.id == id)
     }
 
+    /// The budget `stage`'s locks are held against: the stage's own, else the plan's.
+    pub fn lock_budget_of<'p>(&'p self, stage: &'p Stage) -> Option<&'p crate::locks::LockBudget> {
+        stage.lock_budget.as_ref().or(self.lock_budget.as_ref())
+    }
+
     pub fn stage_position(&self, id: &str) -> Option<usize> {
         self.stages.iter().position(|stage| stage.id == id)
     }

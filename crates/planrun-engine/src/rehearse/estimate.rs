@@ -31,11 +31,10 @@ pub(crate) fn model(scale: f64) -> Estimate {
 
 /// The budget a stage's locks are held against: the stage's, else the plan's.
 pub(crate) fn stage_budget<'p>(plan: &'p Plan, stage: &str) -> Option<&'p LockBudget> {
-    plan.stages
-        .iter()
-        .find(|planned| planned.id == stage)
-        .and_then(|planned| planned.lock_budget.as_ref())
-        .or(plan.lock_budget.as_ref())
+    match plan.stage(stage) {
+        Some(planned) => plan.lock_budget_of(planned),
+        None => plan.lock_budget.as_ref(),
+    }
 }
 
 /// Each stage the apply on the copy reported, with what the watch observed of it,
