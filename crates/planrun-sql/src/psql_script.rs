@@ -348,24 +348,7 @@ fn line_end(bytes: &[u8], from: usize) -> usize {
 
 /// The end of the (nestable) block comment starting at `from`, or the end of the text.
 fn block_comment_end(bytes: &[u8], from: usize) -> usize {
-    let (mut depth, mut i) = (0usize, from);
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth -= 1;
-                i += 2;
-                if depth == 0 {
-                    return i;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    bytes.len()
+    crate::script::block_comment_end(&bytes[from..]).map_or(bytes.len(), |end| from + end)
 }
 
 /// The end of the string or quoted identifier opening at `from`; a doubled quote stays

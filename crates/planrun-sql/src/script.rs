@@ -125,7 +125,7 @@ fn leading_blank_len(text: &str) -> usize {
         if let Some(comment) = trimmed.strip_prefix("--") {
             rest = comment.find('\n').map_or("", |at| &comment[at..]);
         } else if trimmed.starts_with("/*") {
-            rest = match block_comment_end(trimmed) {
+            rest = match block_comment_end(trimmed.as_bytes()) {
                 Some(end) => &trimmed[end..],
                 None => return text.len() - trimmed.len(),
             };
@@ -135,9 +135,9 @@ fn leading_blank_len(text: &str) -> usize {
     }
 }
 
-/// The end of the (nestable) block comment that starts `text`.
-fn block_comment_end(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
+/// The end of the (nestable) block comment that starts `bytes`; `None` when it is
+/// not closed.
+pub(crate) fn block_comment_end(bytes: &[u8]) -> Option<usize> {
     let (mut depth, mut i) = (0usize, 0usize);
     while i + 1 < bytes.len() {
         match (bytes[i], bytes[i + 1]) {
