@@ -181,16 +181,36 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Whether the ledger exists (read-only commands do not create it).
+/// Whether the ledger exists (read-only commands do not create it). A ledger a newer
+/// planrun wrote is refused here too, not only by `ensure`: its states (a stage
+/// reverted, a validation pending) may mean what this planrun cannot read, so `status`,
+/// `plan` and `verify` say so instead of reporting what they cannot know.
 pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
     let mut client = own_ledger(client)?;
-    Ok(client
+    let row = client
         .query_one(
-            "SELECT to_regclass('planrun.stage_results') IS NOT NULL",
+            "SELECT to_regclass('planrun.stage_results') IS NOT NULL, \
+                    to_regclass('planrun.ledger_version') IS NOT NULL",
             &[],
         )
-        .map_err(EngineError::database("cannot inspect the ledger"))?
-        .get(0))
+        .map_err(EngineError::database("cannot inspect the ledger"))?;
+    let (results, versioned): (bool, bool) = (row.get(0), row.get(1));
+    if results && versioned {
+        let found: i32 = client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM planrun.ledger_version",
+                &[],
+            )
+            .map_err(EngineError::database("cannot read the ledger version"))?
+            .get(0);
+        if found > LEDGER_VERSION {
+            return Err(EngineError::LedgerTooNew {
+                found,
+                known: LEDGER_VERSION,
+            });
+        }
+    }
+    Ok(results)
 }
 
 /// The latest committed result of one stage.
