@@ -223,11 +223,10 @@ fn render_rehearsal_title(out: &mut String, report: &RehearsalReport, style: Sty
     let _ = writeln!(
         out,
         "{}",
-        style.bold(&format!(
-            "planrun rehearse {} -> {} (from {})",
-            report.plan,
-            planrun_conninfo::display_target(&report.target),
-            report.target_source
+        style.bold(&crate::report::target_title(
+            &format!("planrun rehearse {}", report.plan),
+            &report.target,
+            &report.target_source
         ))
     );
     let _ = writeln!(
