@@ -227,11 +227,10 @@ fn show_chapter(
     let mut markers = before.markers;
     markers.extend(after.markers);
     if !markers.is_empty() {
-        let legend: Vec<String> = markers
-            .iter()
-            .map(|(marker, name)| format!("{marker} marks {name}"))
-            .collect();
-        say!("  ({}; │ starts each line)", legend.join(", "));
+        say!("  │ starts each line");
+        for (marker, name) in &markers {
+            say!("  {marker} marks {name}");
+        }
     }
     Ok(())
 }
