@@ -165,7 +165,8 @@ impl Stage {
 
     /// The stage as its revert runs it: the same id, locks, timeouts and retries, with
     /// the revert's preconditions, captures, steps and verifications in place of the
-    /// forward ones, and no skip rules. `None` for an irreversible stage.
+    /// forward ones, no skip rules, and only the declared loss kept of its revert.
+    /// `None` for an irreversible stage.
     pub fn revert_view(&self) -> Option<Stage> {
         if self.revert.steps.is_empty() {
             return None;
@@ -176,7 +177,10 @@ impl Stage {
             captures: self.revert.captures.clone(),
             steps: self.revert.steps.clone(),
             verify: self.revert.verify.clone(),
-            revert: Revert::default(),
+            revert: Revert {
+                loss: self.revert.loss.clone(),
+                ..Revert::default()
+            },
             ..self.clone()
         })
     }
