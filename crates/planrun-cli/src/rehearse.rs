@@ -163,6 +163,61 @@ pub(crate) fn require(
     ))
 }
 
+/// Refuses (with the exit code and why, in one line) unless `file` is a passing,
+/// matching, fresh rehearsal that proved the revert of every stage a revert with
+/// `options` may undo.
+pub(crate) fn require_revert(
+    file: &Path,
+    plan: &Plan,
+    runner: &Runner<'_>,
+    options: &planrun_engine::RevertOptions,
+    target: &Target,
+) -> Result<(), (i32, String)> {
+    let max_age = plan
+        .max_rehearsal_age
+        .as_ref()
+        .map_or(rehearse::DEFAULT_MAX_AGE, |age| {
+            Duration::from_millis(age.millis())
+        });
+    let checksum = runner.plan_checksum();
+    let database = database_name(target);
+    let stages = match runner.revert_candidates(options.to.as_deref()) {
+        Ok(stages) => stages,
+        Err(error) => {
+            let message = error.to_string();
+            return Err((engine_failure(error), message));
+        }
+    };
+    let need = RehearsalRequirement {
+        plan: &plan.name,
+        plan_checksum: &checksum,
+        database: &database,
+        stages: &stages,
+        max_age,
+        now: rehearse::now(),
+    };
+    let refusals = rehearse::check_revert_rehearsal(file, &need, &stages);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    say_err!(
+        "error: revert refused by --require-rehearsal {}; nothing ran",
+        file.display()
+    );
+    for refusal in &refusals {
+        say_err!("  - {refusal}");
+    }
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    Err((
+        exit_codes::REHEARSAL_REQUIRED,
+        format!(
+            "revert refused by --require-rehearsal {}; nothing ran: {}",
+            file.display(),
+            reasons.join("; ")
+        ),
+    ))
+}
+
 /// Who the plan ran as in the copy, and what the rehearsal could not make safe.
 fn render_roles(report: &RehearsalReport, style: Style) -> String {
     let roles = &report.copy.roles;

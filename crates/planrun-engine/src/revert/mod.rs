@@ -105,7 +105,9 @@ impl Runner<'_> {
     where
         's: 'p,
     {
-        let stages = selection::stages_to_revert(self.prepared(), options.to.as_deref(), done)?;
+        let stages = selection::stages_to_revert(self.prepared(), options.to.as_deref(), |id| {
+            done.contains_key(id)
+        })?;
         let chosen: Chosen<'s, 'p> = stages
             .into_iter()
             .map(|stage| {
