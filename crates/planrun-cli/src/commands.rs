@@ -192,7 +192,8 @@ fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Regi
             Err(code) => return code,
         };
     if args.revert {
-        let options = crate::revert::options(&plan, args.to.as_deref().unwrap_or("start"), &args.backup);
+        let options =
+            crate::revert::options(&plan, args.to.as_deref().unwrap_or("start"), &args.backup);
         let result = Runner::new(&plan, registry)
             .and_then(|runner| runner.preview_revert(&target, &options));
         return match result {
@@ -538,6 +539,7 @@ fn say_order_and_locks(plan: &Plan, dag: &Dag, registry: &Registry) {
         .map(|&index| (stages[index].id.as_str(), stages[index].all_locks(registry)))
         .filter(|(_, locks)| !locks.is_empty())
         .collect();
+    say_way_back(plan, dag);
     if !locked.is_empty() {
         say!("  locks, taken at the stage's start and held to its commit:");
         for (id, locks) in locked {
@@ -546,6 +548,29 @@ fn say_order_and_locks(plan: &Plan, dag: &Dag, registry: &Registry) {
                 .map(|lock| format!("{} {} ({})", lock.mode, lock.table, lock.declared_by))
                 .collect();
             say!("    {id}: {}", locks.join(", "));
+        }
+    }
+}
+
+/// `check`'s way back: which stages `planrun revert` can undo, and why not the others.
+fn say_way_back(plan: &Plan, dag: &Dag) {
+    let (mut reversible, mut irreversible) = (Vec::new(), Vec::new());
+    for &index in dag.order() {
+        let stage = &plan.stages[index];
+        match crate::documents::irreversible(stage) {
+            None => reversible.push(stage.id.as_str()),
+            Some(why) => irreversible.push(format!("{} ({why})", stage.id)),
+        }
+    }
+    let list = |items: &[String]| items.join(", ");
+    match (reversible.is_empty(), irreversible.is_empty()) {
+        (_, true) => say!("  revert: every stage can be reverted"),
+        (true, false) => {
+            say!("  revert: no stage can be reverted: none declares [[stage.revert]] steps")
+        }
+        (false, false) => {
+            say!("  revert: can revert {}", reversible.join(", "));
+            say!("    cannot revert {}", list(&irreversible));
         }
     }
 }

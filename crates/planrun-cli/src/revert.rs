@@ -24,11 +24,16 @@ pub(crate) fn options(plan: &Plan, to: &str, backup: &BackupArgs) -> RevertOptio
 }
 
 pub(crate) fn run(args: &RevertArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
-    let (plan, target) =
-        match plan_and_target(&args.plan, &args.connection, registry, "revert", args.format) {
-            Ok(pair) => pair,
-            Err(code) => return code,
-        };
+    let (plan, target) = match plan_and_target(
+        &args.plan,
+        &args.connection,
+        registry,
+        "revert",
+        args.format,
+    ) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
     let runner = match Runner::new(&plan, registry) {
         Ok(runner) => runner,
         Err(error) => return failure("revert", error, &plan, args.format),

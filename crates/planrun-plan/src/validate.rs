@@ -68,7 +68,13 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
             .verify
             .iter()
             .map(|check| (check, &stage.steps))
-            .chain(stage.revert.verify.iter().map(|check| (check, &stage.revert.steps)));
+            .chain(
+                stage
+                    .revert
+                    .verify
+                    .iter()
+                    .map(|check| (check, &stage.revert.steps)),
+            );
         for (check, steps) in placed {
             let Some((step, span)) = &check.after_step else {
                 continue;

@@ -137,8 +137,7 @@ pub struct RunBody {
 
 impl RunBody {
     pub fn of(report: RunReport) -> RunBody {
-        let commits =
-            matches!(report.command, Command::Apply | Command::Revert) && !report.dry_run;
+        let commits = matches!(report.command, Command::Apply | Command::Revert) && !report.dry_run;
         let committed = report
             .stages
             .iter()

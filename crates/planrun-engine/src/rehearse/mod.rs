@@ -38,15 +38,14 @@ use crate::rehearse::roles::TargetAccess;
 pub use crate::rehearse::error::RehearseError;
 pub use crate::rehearse::gate::{
     check_rehearsal, check_revert_rehearsal, now, refusals, EvidenceRevert, EvidenceRevertStage,
-    EvidenceStage, EvidenceTarget, Refusal, RehearsalEvidence,
-    RehearsalRequirement, DEFAULT_MAX_AGE,
+    EvidenceStage, EvidenceTarget, Refusal, RehearsalEvidence, RehearsalRequirement,
+    DEFAULT_MAX_AGE,
 };
 pub use crate::rehearse::identity::plan_words;
 pub use crate::rehearse::report::{
     bytes, readable_format, CopyInfo, CopyRoles, Estimate, Identity, Kept, MeasuredLock,
     MeasuredStatement, RehearsalReport, RehearsedLock, RehearsedRevert, RehearsedStage,
-    RevertProof, Selection, TableRows,
-    FORMAT, LEGACY_FORMAT,
+    RevertProof, Selection, TableRows, FORMAT, LEGACY_FORMAT,
 };
 pub use crate::rehearse::report_file::{newest_rehearsal, write_report};
 

@@ -39,7 +39,12 @@ pub(crate) struct RevertViews {
 impl RevertViews {
     pub(crate) fn of(runner: &Runner<'_>) -> RevertViews {
         RevertViews {
-            views: runner.plan().stages.iter().map(Stage::revert_view).collect(),
+            views: runner
+                .plan()
+                .stages
+                .iter()
+                .map(Stage::revert_view)
+                .collect(),
         }
     }
 
@@ -119,7 +124,10 @@ impl Runner<'_> {
             .collect();
         let plan = RevertPlan {
             to: options.to.clone().unwrap_or_else(|| "start".into()),
-            stages: chosen.iter().map(|(stage, _, _)| stage.id.clone()).collect(),
+            stages: chosen
+                .iter()
+                .map(|(stage, _, _)| stage.id.clone())
+                .collect(),
             ..RevertPlan::default()
         };
         Ok((chosen, plan))
@@ -174,7 +182,8 @@ impl Runner<'_> {
                 run.watch = BlockerWatch::start(target, &self.plan().name, row.get(0));
             }
         }
-        let mut losses = judgement.declared_losses;
+        // The losses are found again, under each stage's locks, as the stage runs.
+        let mut losses = Vec::new();
         self.revert_each(conn, &mut run, &chosen, &mut report, &mut losses)?;
         report.backup_file = run.backup_file;
         self.summarise_revert(&mut report, losses, options);
@@ -213,11 +222,10 @@ impl Runner<'_> {
             run.observer.stage_started(forward);
             run.lock_retries.clear();
             let mut stage_report = match (view, applied) {
-                (Some(view), true) => {
-                    stage::revert_stage(conn, run, (forward, view), losses).and_then(|mut r| {
+                (Some(view), true) => stage::revert_stage(conn, run, (forward, view), losses)
+                    .and_then(|mut r| {
                         say_what_remains(conn, self.plan(), forward, &mut r).map(|()| r)
-                    })
-                }
+                    }),
                 _ => stage::revert_skipped(conn, run, forward),
             }
             .inspect_err(|_| {

@@ -15,7 +15,7 @@ use postgres::GenericClient;
 
 use crate::error::EngineError;
 use crate::prepared::PreparedStage;
-use crate::stage::checks::check_now;
+use crate::stage::checks::{check_now, query_rows};
 
 /// What the revert is refused for, and the declared losses its checks found.
 #[derive(Debug, Default)]
@@ -57,7 +57,10 @@ pub(crate) fn judge<C: GenericClient>(
                 continue;
             }
             let declared = view.revert.loss.as_ref().filter(|_| check.loss);
-            let refusal = refusal(forward, &result, declared.map(|loss| loss.reason.as_str()));
+            let mut refusal = refusal(forward, &result, declared.map(|loss| loss.reason.as_str()));
+            if result.problem.is_none() {
+                refusal.rows = rows_named(&mut tx, &check.sql);
+            }
             match declared {
                 Some(_) if result.problem.is_none() => judgement.declared_losses.push(refusal),
                 _ => judgement.refusals.push(refusal),
@@ -66,6 +69,40 @@ pub(crate) fn judge<C: GenericClient>(
     }
     let _ = tx.rollback();
     Ok(judgement)
+}
+
+/// The most rows a refusal names; the rest are counted.
+const ROWS_NAMED: usize = 20;
+
+/// The rows `sql` returns, as text (`(3, kept@elsewhere)`; ...), the first
+/// [`ROWS_NAMED`] of them: what a failed revert precondition names.
+pub(crate) fn rows_named<C: GenericClient>(conn: &mut C, sql: &str) -> String {
+    let rows = match conn.transaction() {
+        Ok(mut savepoint) => {
+            let rows = query_rows(&mut savepoint, sql);
+            let _ = savepoint.rollback();
+            rows
+        }
+        Err(error) => Err(error),
+    };
+    let Ok(rows) = rows else {
+        return String::new();
+    };
+    let mut named: Vec<String> = rows
+        .iter()
+        .take(ROWS_NAMED)
+        .map(|row| {
+            let values: Vec<&str> = row
+                .iter()
+                .map(|value| value.as_deref().unwrap_or("NULL"))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect();
+    if rows.len() > ROWS_NAMED {
+        named.push(format!("and {} more", rows.len() - ROWS_NAMED));
+    }
+    named.join("; ")
 }
 
 /// The refusal (or declared loss) a failed revert precondition of `stage` makes.

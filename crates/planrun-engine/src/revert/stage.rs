@@ -13,7 +13,7 @@ use postgres::GenericClient;
 use crate::error::EngineError;
 use crate::ledger::{self, ResultStatus, StageRecord};
 use crate::prepared::PreparedStage;
-use crate::revert::preflight::refusal;
+use crate::revert::preflight::{refusal, rows_named};
 use crate::stage::atomic::set_timeouts;
 use crate::stage::checks::{check_deferred_constraints, check_now, verify_stage};
 use crate::stage::context::{RunContext, StageContext};
@@ -148,10 +148,10 @@ fn preconditions_hold<C: GenericClient>(
             .as_ref()
             .filter(|_| check.loss && result.problem.is_none());
         let passed = result.passed;
-        if !passed {
-            if let Some(loss) = declared {
-                losses.push(refusal(forward, &result, Some(&loss.reason)));
-            }
+        if let (false, Some(loss)) = (passed, declared) {
+            let mut loss = refusal(forward, &result, Some(&loss.reason));
+            loss.rows = rows_named(conn, &check.sql);
+            losses.push(loss);
         }
         cx.report.preconditions.push(result);
         if !passed && declared.is_none() {
@@ -217,7 +217,8 @@ pub(crate) fn revert_skipped<C: GenericClient>(
         .transaction()
         .map_err(EngineError::database("cannot begin recording a revert"))?;
     record(&mut tx, &cx, forward, SystemTime::now())?;
-    tx.commit()
-        .map_err(EngineError::database("cannot commit the revert's ledger row"))?;
+    tx.commit().map_err(EngineError::database(
+        "cannot commit the revert's ledger row",
+    ))?;
     Ok(report)
 }

@@ -30,7 +30,9 @@ impl Runner<'_> {
             return report;
         }
         for refusal in &judgement.refusals {
-            report.summary.push(format!("refused: {}", describe(refusal)));
+            report
+                .summary
+                .push(format!("refused: {}", describe(refusal)));
         }
         report.summary.push(format!(
             "nothing was changed; next: make the revert possible (carry or remove the rows named, or declare the loss with [stage.revert_loss] and `loss = true` on the check), then run `planrun revert {} --to {}` again",
@@ -63,7 +65,8 @@ impl Runner<'_> {
                 .map(|stage| stage.id.clone())
                 .collect()
         };
-        let reverted = ids(StageStatus::Reverted);
+        let mut reverted = ids(StageStatus::Reverted);
+        reverted.extend(ids(StageStatus::WouldRun));
         let not_run = ids(StageStatus::NotRun);
         let mut summary = Vec::new();
         if !reverted.is_empty() {
@@ -83,7 +86,10 @@ impl Runner<'_> {
             options.to.as_deref().unwrap_or("start")
         );
         let failed = report.stages.iter().find(|stage| {
-            !matches!(stage.status, StageStatus::Reverted | StageStatus::NotRun)
+            !matches!(
+                stage.status,
+                StageStatus::Reverted | StageStatus::WouldRun | StageStatus::NotRun
+            )
         });
         report.outcome = match failed {
             None => RunOutcome::Success,
