@@ -101,3 +101,115 @@ impl Reader<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::model::{Plan, Reversibility};
+
+    const PLAN: &str = r#"
+[plan]
+name = "p"
+
+[[stage]]
+id = "one"
+[[stage.step]]
+sql = "CREATE TABLE t (id int)"
+[[stage.revert_precondition]]
+name = "t is empty"
+sql = "SELECT id FROM t"
+expect = "no rows"
+loss = true
+[[stage.revert_capture]]
+name = "rows_before"
+sql = "SELECT count(*) FROM t"
+[[stage.revert]]
+sql = "DROP TABLE t"
+[[stage.revert_verify]]
+name = "t is gone"
+sql = "SELECT count(*) FROM t"
+expect = "= {rows_before}"
+[stage.revert_loss]
+reason = "t is scratch"
+
+[[stage]]
+id = "two"
+depends_on = ["one"]
+[[stage.step]]
+sql = "SELECT 1"
+"#;
+
+    fn problems(text: &str) -> Vec<(String, String)> {
+        match Plan::parse(Path::new("p.toml"), text.to_owned(), None) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .problems
+                .iter()
+                .map(|problem| {
+                    let (span, _) = problem
+                        .labels
+                        .first()
+                        .cloned()
+                        .unwrap_or((0..0, String::new()));
+                    (problem.message.clone(), text[span].to_owned())
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_stage_with_a_revert_is_reversible_and_one_without_is_not() {
+        let plan = Plan::parse(Path::new("p.toml"), PLAN.to_owned(), None).unwrap();
+        let (one, two) = (&plan.stages[0], &plan.stages[1]);
+        assert_eq!(one.reversibility(), Reversibility::Declared);
+        assert!(one.revert.preconditions[0].loss);
+        assert_eq!(one.revert.loss.as_ref().unwrap().reason, "t is scratch");
+        let view = one.revert_view().unwrap();
+        assert_eq!(view.steps.len(), 1);
+        assert_eq!(view.verify[0].name, "t is gone");
+        assert!(
+            matches!(two.reversibility(), Reversibility::Irreversible(why) if why.contains("[[stage.revert]]"))
+        );
+        assert!(two.revert_view().is_none());
+    }
+
+    #[test]
+    fn revert_checks_without_a_revert_step_and_unknown_keys_are_pointed_at() {
+        let orphan = PLAN.replace("[[stage.revert]]\nsql = \"DROP TABLE t\"\n", "");
+        let found = problems(&orphan);
+        assert!(
+            found.iter().any(|(message, at)| message
+                == "`revert_precondition` in a stage with no [[stage.revert]] step"
+                && at.starts_with("[[stage.revert_precondition]]")),
+            "{found:#?}"
+        );
+        let misspelt = PLAN.replace("sql = \"DROP TABLE t\"", "sql_flie = \"x.sql\"");
+        let found = problems(&misspelt);
+        assert!(
+            found.iter().any(|(message, at)| message
+                == "unknown key `sql_flie` in [[stage.revert]]"
+                && at == "sql_flie"),
+            "{found:#?}"
+        );
+        let loss_on_verify = PLAN.replace(
+            "expect = \"= {rows_before}\"",
+            "expect = \"= {rows_before}\"\nloss = true",
+        );
+        assert!(problems(&loss_on_verify)
+            .iter()
+            .any(|(message, _)| message == "unknown key `loss` in [[stage.revert_verify]]"));
+    }
+
+    #[test]
+    fn a_revert_capture_is_read_by_the_revert_verify_of_its_stage_only() {
+        assert!(problems(PLAN).is_empty());
+        let elsewhere = PLAN.replace(
+            "[[stage.step]]\nsql = \"SELECT 1\"",
+            "[[stage.step]]\nsql = \"SELECT 1\"\n[[stage.verify]]\nname = \"x\"\nsql = \"SELECT 0\"\nexpect = \"= {rows_before}\"",
+        );
+        assert!(problems(&elsewhere).iter().any(
+            |(message, _)| message.starts_with("capture `rows_before` is used in stage `two`")
+        ));
+    }
+}
