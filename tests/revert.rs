@@ -374,3 +374,90 @@ fn sigkill_mid_revert_leaves_the_stage_applied_and_a_rerun_finishes() {
     );
     assert_add_email_whole_then_finished(dir.path(), &db, &before);
 }
+
+/// `rehearse --revert` into `reports`: the output and the report file.
+fn rehearse_revert(dir: &Path, db: &TestDb, reports: &Path) -> (Output, std::path::PathBuf, Value) {
+    let reports_arg = reports.to_string_lossy().into_owned();
+    let output = run(
+        dir,
+        db,
+        &[
+            "rehearse",
+            "plan.toml",
+            "--revert",
+            "--report-dir",
+            &reports_arg,
+        ],
+    );
+    let file = std::fs::read_dir(reports)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .next()
+        .unwrap_or_else(|| panic!("a report file: {}", describe(&output)));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    (output, file, report)
+}
+
+#[test]
+fn a_rehearsal_proves_the_revert_and_revert_require_rehearsal_reads_it() {
+    let (db, dir) = shop();
+    let reports = tempfile::tempdir().unwrap();
+    let (output, file, report) = rehearse_revert(dir.path(), &db, reports.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let proofs = report["revert"]["stages"].as_array().unwrap();
+    let proved: Vec<(&str, bool)> = proofs
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["proved"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        proved,
+        [
+            ("index_email", true),
+            ("add_email", true),
+            ("create_notes", true)
+        ],
+        "{report:#}"
+    );
+    applied(dir.path(), &db);
+    let file_arg = file.to_string_lossy().into_owned();
+    let output = revert(
+        dir.path(),
+        &db,
+        &["--to", "start", "--require-rehearsal", &file_arg],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn a_revert_that_drifted_from_its_stage_is_caught_by_the_rehearsal_and_required_proof_refuses() {
+    let (db, dir) = shop();
+    let plan = dir.path().join("plan.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace("sql = \"DROP INDEX customers_email\"", "sql = \"SELECT 1\""),
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let (_, file, report) = rehearse_revert(dir.path(), &db, reports.path());
+    let first = &report["revert"]["stages"][0];
+    assert_eq!(first["id"], "index_email");
+    assert_eq!(first["proved"], false, "{report:#}");
+    applied(dir.path(), &db);
+    let before = db.dump();
+    let file_arg = file.to_string_lossy().into_owned();
+    let output = revert(
+        dir.path(),
+        &db,
+        &["--to", "start", "--require-rehearsal", &file_arg],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REHEARSAL_REQUIRED),
+        "{}",
+        describe(&output)
+    );
+    assert!(describe(&output).contains("unproved"));
+    assert_eq!(db.dump(), before);
+}

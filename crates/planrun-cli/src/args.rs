@@ -267,6 +267,11 @@ pub(crate) struct RehearseArgs {
     /// Leave the throwaway copy running and print its URL.
     #[arg(long)]
     pub keep: bool,
+    /// After the apply, revert every stage on the copy in a session of its own and
+    /// compare with the copy before the apply: the report's `revert` section, which
+    /// `revert --require-rehearsal` reads.
+    #[arg(long)]
+    pub revert: bool,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

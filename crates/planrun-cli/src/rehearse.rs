@@ -20,6 +20,21 @@ use crate::live::Live;
 use crate::output::{count, count_signed, duration};
 use crate::report::{render_run, Detail, Style};
 
+/// The engine's options for `rehearse` with `args`.
+fn rehearse_options(args: &RehearseArgs) -> RehearseOptions {
+    RehearseOptions {
+        apply: ApplyOptions {
+            include_optional: args.selection.include_optional,
+            stages: args.selection.stages.clone(),
+            until: args.selection.until.clone(),
+            ..ApplyOptions::default()
+        },
+        jobs: args.jobs.unwrap_or_else(rehearse::default_jobs),
+        keep: args.keep,
+        revert: args.revert,
+    }
+}
+
 pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(
         &args.plan,
@@ -41,16 +56,7 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
     let report_dir =
         planrun_engine::PrivateDir::open_or_create(&args.report_dir, "report directory")
             .map_err(rehearse::RehearseError::from);
-    let options = RehearseOptions {
-        apply: ApplyOptions {
-            include_optional: args.selection.include_optional,
-            stages: args.selection.stages.clone(),
-            until: args.selection.until.clone(),
-            ..ApplyOptions::default()
-        },
-        jobs: args.jobs.unwrap_or_else(rehearse::default_jobs),
-        keep: args.keep,
-    };
+    let options = rehearse_options(args);
     let live = Live::new(text);
     let note = |line: &str| {
         if text {

@@ -226,7 +226,12 @@ impl Runner<'_> {
                     .and_then(|mut r| {
                         say_what_remains(conn, self.plan(), forward, &mut r).map(|()| r)
                     }),
-                _ => stage::revert_skipped(conn, run, forward),
+                (_, false) => stage::revert_skipped(conn, run, forward),
+                // The preflight refused the revert of an irreversible applied stage.
+                (None, true) => Err(EngineError::Selection(format!(
+                    "stage `{}` cannot be reverted",
+                    forward.id
+                ))),
             }
             .inspect_err(|_| {
                 let outcome = match interrupt::requested() {
