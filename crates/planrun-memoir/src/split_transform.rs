@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::catalog::{self, is_text_like};
 use crate::params;
-use crate::quarantine::{self, QuarantinedChapter, CREATE_QUARANTINE_TABLE};
+use crate::quarantine::{QuarantinedChapter, CREATE_QUARANTINE_TABLE};
 use crate::split::{split_chapter, SplitChapter};
 use crate::split_batched;
 use crate::split_stream::stream_chapters;
