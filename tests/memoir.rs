@@ -501,8 +501,15 @@ CREATE TRIGGER corrupt_section BEFORE INSERT ON chapter_sections
     let plan = plans.path().join("memoir.toml");
     let text = std::fs::read_to_string(&plan).unwrap();
     let split_step = "[[stage.step]]\ntransform = \"memoir.split_chapters\"";
-    assert!(text.contains(split_step), "the memoir plan's split stage changed");
-    std::fs::write(&plan, text.replace(split_step, &format!("{step}\n{split_step}"))).unwrap();
+    assert!(
+        text.contains(split_step),
+        "the memoir plan's split stage changed"
+    );
+    std::fs::write(
+        &plan,
+        text.replace(split_step, &format!("{step}\n{split_step}")),
+    )
+    .unwrap();
     assert_split_refused(&db, &plans, &[WRITTEN_BEHIND], "a BEFORE INSERT trigger");
 }
 

@@ -50,7 +50,9 @@ pub(crate) fn stream_chapters(
         let worker = scope.spawn(move || split_batches(&rows_in, &split_out, on_invalid));
         let streamed = write_batches(context, &to_worker, &from_worker, batch_rows, images_type);
         drop((to_worker, from_worker));
-        let witness = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let witness = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         streamed.map(|streamed| Streamed {
             witness,
             ..streamed
