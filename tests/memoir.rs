@@ -581,7 +581,7 @@ fn planrun_demo_applies_and_verifies_the_memoir_plan() {
     let plan = std::fs::read_to_string(repo_root().join("plans/memoir.toml")).unwrap();
     let checks =
         plan.matches("[[stage.verify]]").count() + plan.matches("[[stage.precondition]]").count();
-    // Each stage's line counts its checks: `13/13 checks ok`.
+    // Each stage's line counts its checks: `14/14 checks ok`.
     let passed: usize = stdout
         .lines()
         .filter_map(|line| line.split_once(" checks ok"))
