@@ -367,21 +367,78 @@ fn failed_checks(stage: &serde_json::Value) -> Vec<&str> {
 /// The split stage's check of every chapter's images, independent of their counts.
 const IMAGES_DIGEST: &str = "every chapter's images are its sections' images and cover";
 
+/// The split stage's check that nothing but the transform wrote `chapter_sections`,
+/// which lets the other checks trust the transform's witness.
+const WRITTEN_BEHIND: &str = "nothing wrote chapter_sections behind the split";
+
+/// The memoir plan with `step` (TOML of one `[[stage.step]]`) right after the split
+/// transform, and the checks that ran after the transform running after it instead.
+fn plan_with_step_after_split(step_toml: &str, after: &str) -> tempfile::TempDir {
+    let plans = memoir_plan_with(r#"on_invalid = "fail""#);
+    let plan = plans.path().join("memoir.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let split_step = "params = { on_invalid = \"fail\" }\n";
+    let checks_after = "after_step = \"memoir.split_chapters\"";
+    assert!(
+        text.contains(split_step) && text.contains(checks_after),
+        "the memoir plan's split stage changed"
+    );
+    std::fs::write(
+        &plan,
+        text.replace(split_step, &format!("{split_step}\n{step_toml}\n"))
+            .replace(checks_after, &format!("after_step = \"{after}\"")),
+    )
+    .unwrap();
+    plans
+}
+
+/// Applies stages 1-2 of `plans`, expects a verification failure with exactly
+/// `checks` failing and nothing of the split committed.
+fn assert_split_refused(db: &TestDb, plans: &tempfile::TempDir, checks: &[&str], what: &str) {
+    let output = apply(
+        plans.path(),
+        "memoir.toml",
+        db,
+        &["--until", "split_chapters", "--format", "json"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{what}\n{}",
+        describe(&output)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let split = &report["stages"][1];
+    assert_eq!(split["id"], "split_chapters");
+    assert_eq!(failed_checks(split), checks, "{what}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM chapter_sections"),
+        "0",
+        "the stage rolled back"
+    );
+}
+
 /// Each independent check of the split stage fails the stage when the rows it guards
-/// are wrong: a step slipped in after the transform damages one row at a time.
+/// are wrong: a step slipped in after the transform damages one row at a time. The
+/// atomic split's checks of `chapter_sections` compare the legacy side with the
+/// transform's witness, so there the check that nothing else wrote the table refuses
+/// the damage; with the witness gone (as in batched mode, where the checks read the
+/// table) each check that reads the damaged rows refuses it itself.
 #[test]
 fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
     let db = TestDb::new();
     let mut client = db.client();
     create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
     load_legacy(&mut client, 11, 300, ImagesType::Jsonb).unwrap();
-    let damage: [(&str, &[&str]); 5] = [
+    let damage: [(&str, &[&str], &[&str]); 5] = [
         (
             "UPDATE chapter_sections SET content = content || ' ' WHERE id = (SELECT min(id) FROM chapter_sections WHERE content <> '')",
+            &[WRITTEN_BEHIND],
             &["section contents joined equal the legacy paragraphs"],
         ),
         (
             "UPDATE chapter_sections SET image = NULL WHERE id = (SELECT max(id) FROM chapter_sections WHERE image IS NOT NULL)",
+            &[WRITTEN_BEHIND],
             &[
                 "every legacy image is in a section (quarantined ones counted on the legacy side)",
                 IMAGES_DIGEST,
@@ -390,60 +447,70 @@ fn the_split_stages_checks_catch_a_damaged_paragraph_image_cover_or_position() {
         (
             "UPDATE chapters SET cover_image = NULL WHERE id = (SELECT min(id) FROM chapters WHERE cover_image IS NOT NULL)",
             &["one cover per chapter with images", IMAGES_DIGEST],
+            &["one cover per chapter with images", IMAGES_DIGEST],
         ),
         // An image changed in place, no count changes (issue 21).
         (
             "UPDATE chapter_sections SET image = jsonb_set(image, '{url}', to_jsonb('swapped.jpg'::text)) WHERE id = (SELECT min(id) FROM chapter_sections WHERE image IS NOT NULL)",
+            &[WRITTEN_BEHIND],
             &[IMAGES_DIGEST],
         ),
         (
             "UPDATE chapter_sections SET position = position + 100 WHERE id = (SELECT max(id) FROM chapter_sections)",
+            &[WRITTEN_BEHIND],
             &["section positions are dense from 0"],
         ),
     ];
-    for (sql, checks) in damage {
-        let plans = memoir_plan_with(r#"on_invalid = "fail""#);
-        let plan = plans.path().join("memoir.toml");
-        let text = std::fs::read_to_string(&plan).unwrap();
-        // The damage comes right after the transform, and the checks that run after
-        // the transform (before the column drop) run after it instead.
-        let split_step = "params = { on_invalid = \"fail\" }\n";
-        let checks_after = "after_step = \"memoir.split_chapters\"";
-        assert!(
-            text.contains(split_step) && text.contains(checks_after),
-            "the memoir plan's split stage changed"
+    for (sql, with_witness, reading_the_table) in damage {
+        let step = format!("[[stage.step]]\nname = \"damage\"\nsql = \"{sql}\"");
+        let plans = plan_with_step_after_split(&step, "damage");
+        assert_split_refused(&db, &plans, with_witness, sql);
+
+        let step = format!(
+            "[[stage.step]]\nname = \"damage\"\nsql = \"{sql}; DELETE FROM pg_temp.memoir_split_witness\""
         );
-        std::fs::write(
-            &plan,
-            text.replace(
-                split_step,
-                &format!("{split_step}\n[[stage.step]]\nname = \"damage\"\nsql = \"{sql}\"\n"),
-            )
-            .replace(checks_after, "after_step = \"damage\""),
-        )
-        .unwrap();
-        let output = apply(
-            plans.path(),
-            "memoir.toml",
-            &db,
-            &["--until", "split_chapters", "--format", "json"],
-        );
-        assert_eq!(
-            output.status.code(),
-            Some(exit_codes::VERIFICATION_FAILED),
-            "{sql}\n{}",
-            describe(&output)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let split = &report["stages"][1];
-        assert_eq!(split["id"], "split_chapters");
-        assert_eq!(failed_checks(split), checks, "{sql}");
-        assert_eq!(
-            db.scalar("SELECT count(*) FROM chapter_sections"),
-            "0",
-            "the stage rolled back"
-        );
+        let plans = plan_with_step_after_split(&step, "damage");
+        assert_split_refused(&db, &plans, reading_the_table, sql);
     }
+}
+
+/// A trigger on `chapter_sections` rewrites one section's text as the split's COPY
+/// inserts it, behind the transform's back: the witness holds what the transform sent,
+/// not what the table holds, so the stage refuses to commit.
+#[test]
+fn a_trigger_rewriting_sections_behind_the_split_makes_the_stage_refuse() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 11, 200, ImagesType::Jsonb).unwrap();
+    let step = r#"[[stage.step]]
+name = "sections_trigger"
+sql = """
+CREATE FUNCTION pg_temp.corrupt_section() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.position = 0 AND NEW.content <> '' THEN
+        NEW.content := NEW.content || ' (rewritten)';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER corrupt_section BEFORE INSERT ON chapter_sections
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.corrupt_section();
+"""
+"#;
+    let plans = memoir_plan_with(r#"on_invalid = "fail""#);
+    let plan = plans.path().join("memoir.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let split_step = "[[stage.step]]\ntransform = \"memoir.split_chapters\"";
+    assert!(
+        text.contains(split_step),
+        "the memoir plan's split stage changed"
+    );
+    std::fs::write(
+        &plan,
+        text.replace(split_step, &format!("{step}\n{split_step}")),
+    )
+    .unwrap();
+    assert_split_refused(&db, &plans, &[WRITTEN_BEHIND], "a BEFORE INSERT trigger");
 }
 
 /// The constraint and index definitions and column defaults of a table.
@@ -514,7 +581,7 @@ fn planrun_demo_applies_and_verifies_the_memoir_plan() {
     let plan = std::fs::read_to_string(repo_root().join("plans/memoir.toml")).unwrap();
     let checks =
         plan.matches("[[stage.verify]]").count() + plan.matches("[[stage.precondition]]").count();
-    // Each stage's line counts its checks: `13/13 checks ok`.
+    // Each stage's line counts its checks: `14/14 checks ok`.
     let passed: usize = stdout
         .lines()
         .filter_map(|line| line.split_once(" checks ok"))

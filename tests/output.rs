@@ -154,7 +154,7 @@ fn apply_of_the_memoir_plan_fits_a_screen_and_verbose_lists_every_check() {
         text.lines().count() <= 12,
         "a few lines, not one per check:\n{text}"
     );
-    assert!(text.contains("13/13 checks ok"), "{text}");
+    assert!(text.contains("14/14 checks ok"), "{text}");
     insta::assert_snapshot!("memoir_apply_until_split", redact(&text));
 
     let verbose = run(
@@ -475,7 +475,7 @@ fn progress_names_the_phase_after_the_rows() {
         "phase writing covers",
         "phase rebuilding keys and indexes",
         "finish",
-        "phase running 8 checks",
+        "phase running 9 checks",
         "phase checking deferred constraints",
         "phase running 2 checks",
         "phase committing",

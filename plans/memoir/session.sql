@@ -124,3 +124,74 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT pg_catalog.md5(coalesce(cover::pg_catalog.text, '-')
                           OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) coalesce(images, ''))
 $$;
+
+-- The split's verification compares sums rather than ordered aggregates: a sum of
+-- per-chapter (or per-image) terms does not depend on order, so neither side sorts,
+-- the quarantined chapters' terms are added to the split's, and the split's own
+-- witness (crates/planrun-memoir/src/witness.rs), which adds up the rows it writes as
+-- it writes them, computes the very same numbers. A term is the first 60 bits (15 hex
+-- digits) of an MD5; a lost, changed or misplaced value changes the sum except with
+-- probability 2^-60.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_term(t text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(t), 15))::pg_catalog.bit(60))::pg_catalog.int8
+$$;
+
+-- A chapter's content term: `chapter_id:md5(paragraphs joined with a blank line)`, or
+-- NULL when the legacy content has no paragraph. On the split's side the joined text is
+-- the chapter's non-empty section contents in position order.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_content_term(chapter_id bigint, content text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE COST 1000 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    joined text := pg_temp.memoir_paragraphs(content);
+BEGIN
+    IF joined = '' THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_temp.memoir_term(chapter_id || ':' || md5(joined));
+END
+$$;
+
+-- What a legacy images value becomes by the spec's rules 2 to 4, as a sum: one term per
+-- element as an object (`chapter_id:image`, a string `s` as {"url": s}), which is one
+-- section image each wherever placement puts it, and one for the cover, the first
+-- element (`cover:chapter_id:image`, so a cover never stands in for a section image).
+-- 0 for a chapter without images. The text and json overloads sum what
+-- `memoir_try_jsonb` makes of the value, as the split's check does for a quarantined
+-- chapter's raw images.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_terms(chapter_id bigint, j jsonb) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF jsonb_typeof(j) IS DISTINCT FROM 'array' OR jsonb_array_length(j) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN (
+        SELECT sum(pg_temp.memoir_term(chapter_id || ':' || image::text))
+             + pg_temp.memoir_term('cover:' || chapter_id || ':' || ((array_agg(image ORDER BY n))[1])::text)
+        FROM (SELECT n, CASE WHEN jsonb_typeof(element) = 'string'
+                             THEN jsonb_build_object('url', element #>> '{}')
+                             ELSE element END AS image
+              FROM jsonb_array_elements(j) WITH ORDINALITY e(element, n)) images);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_terms(chapter_id bigint, raw text) RETURNS numeric
+LANGUAGE sql IMMUTABLE AS $$ SELECT pg_temp.memoir_images_terms(chapter_id, pg_temp.memoir_try_jsonb(raw)) $$;
+
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_terms(chapter_id bigint, raw json) RETURNS numeric
+LANGUAGE sql IMMUTABLE AS $$ SELECT pg_temp.memoir_images_terms(chapter_id, pg_temp.memoir_try_jsonb(raw)) $$;
+
+-- The split's witness (crates/planrun-memoir/src/witness.rs): what an atomic split
+-- wrote to chapter_sections, counted and digested as it wrote it. Empty outside the
+-- transaction that wrote it (batched mode never writes it, and `planrun verify` runs
+-- later), and then the checks read the table instead. Created here so that the
+-- checks can name it on every connection; the transform creates the same table.
+CREATE TEMP TABLE IF NOT EXISTS memoir_split_witness (
+    sections_written       bigint  NOT NULL,
+    sections_with_image    bigint  NOT NULL,
+    chapters_with_sections bigint  NOT NULL,
+    content_digest         numeric NOT NULL,
+    images_digest          numeric NOT NULL,
+    chapters_with_gaps     bigint  NOT NULL,
+    images_not_objects     bigint  NOT NULL
+) ON COMMIT DELETE ROWS;

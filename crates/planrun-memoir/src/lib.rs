@@ -11,6 +11,7 @@ mod collect_transform;
 pub mod generate;
 mod image_row;
 mod images;
+mod jsonb_text;
 pub mod legacy;
 mod numeric_range;
 mod paragraphs;
@@ -18,7 +19,9 @@ mod params;
 mod quarantine;
 mod split;
 mod split_batched;
+mod split_stream;
 mod split_transform;
+mod witness;
 
 pub use collect_transform::CollectImages;
 pub use quarantine::CREATE_QUARANTINE_TABLE;

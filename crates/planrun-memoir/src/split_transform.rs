@@ -2,12 +2,12 @@
 //! and `images` become `chapter_sections` rows and a `cover_image`, by the pure rules of
 //! [`split_chapter`](crate::split_chapter).
 //!
-//! The table is streamed: a portal over `chapters ORDER BY id` is fetched `batch_rows`
-//! chapters at a time, and each batch's sections go in with one binary COPY before the
-//! next fetch (one connection cannot interleave a COPY OUT with a COPY IN, so the reader is
-//! a portal, which stays open across the writes). Covers are copied into a temporary
-//! table and applied with a single `UPDATE ... FROM` at the end, so each chapter row is
-//! rewritten at most once. Nothing is ever committed here: the engine owns the
+//! The table is streamed (`split_stream.rs`: a portal fetched `batch_rows` chapters at a
+//! time, split on a thread of its own one batch ahead, each batch's sections written with
+//! one binary COPY). Covers are copied into a temporary table and applied with a single
+//! `UPDATE ... FROM` at the end, so each chapter row is rewritten at most once. What was
+//! written is recorded as the split's witness (`witness.rs`), which the plan's checks
+//! compare with the legacy side. Nothing is ever committed here: the engine owns the
 //! transaction and commits only after the plan's verification passes.
 
 use planrun_transform::{count, count_signed, LockMode, TableLock};
@@ -22,9 +22,10 @@ use serde_json::Value;
 
 use crate::catalog::{self, is_text_like};
 use crate::params;
-use crate::quarantine::{self, QuarantinedChapter, CREATE_QUARANTINE_TABLE};
+use crate::quarantine::{QuarantinedChapter, CREATE_QUARANTINE_TABLE};
 use crate::split::{split_chapter, SplitChapter};
 use crate::split_batched;
+use crate::split_stream::stream_chapters;
 
 /// What to do with a chapter that breaks the spec's rules (`on_invalid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,33 +143,12 @@ impl Transform for SplitChapters {
         // indexes are then built once after the load instead of row by row.
         let deferred = DeferredConstraints::take(transaction, "public.chapter_sections")?;
 
-        let mut covers_written = 0u64;
-        let portal = transaction.bind(
-            "SELECT id::bigint, content::text, images::text FROM public.chapters ORDER BY id",
-            &[],
-        )?;
-        loop {
-            let rows = transaction.query_portal(&portal, batch_rows)?;
-            if rows.is_empty() {
-                break;
-            }
-            let (batch, set_aside) = split_rows(&rows, on_invalid)?;
-            let fetched = rows.len() as u64;
-            report.rows_read += fetched;
-            drop(rows);
-
-            report.rows_written += write_sections(transaction, &batch)?;
-            covers_written += write_covers(transaction, &batch)?;
-            report.rows_quarantined += quarantine::insert(
-                transaction,
-                &set_aside,
-                &images_type,
-                context.run_id,
-                context.stage_id,
-            )?;
-            context.progress.advance(fetched);
-        }
-        drop(portal);
+        let streamed = stream_chapters(context, on_invalid, batch_rows, &images_type)?;
+        let transaction = &mut *context.transaction;
+        report.rows_read = streamed.rows_read;
+        report.rows_written = streamed.sections_written;
+        report.rows_quarantined = streamed.quarantined;
+        let covers_written = streamed.covers_written;
 
         context.progress.phase("writing covers");
         if stale_covers > 0 {
@@ -208,6 +188,7 @@ impl Transform for SplitChapters {
                     .push(format!("kept in place during the load: {kept}"));
             }
         }
+        streamed.witness.record(transaction)?;
         context.progress.finish();
 
         report.notes.push(format!(
