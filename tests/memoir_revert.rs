@@ -68,10 +68,20 @@ fn legacy(images: ImagesType) -> TestDb {
 fn dump(db: &TestDb) -> String {
     let pg_dump = db.cluster.bin_dir().join("pg_dump");
     let output = Command::new(&pg_dump)
-        .args(["--no-owner", "--exclude-schema", "planrun", "--dbname", &db.url])
+        .args([
+            "--no-owner",
+            "--exclude-schema",
+            "planrun",
+            "--dbname",
+            &db.url,
+        ])
         .output()
         .expect("pg_dump runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     columns_in_name_order(&String::from_utf8(output.stdout).expect("UTF-8 dump"))
 }
 
@@ -105,7 +115,13 @@ fn columns_in_name_order(dump: &str) -> String {
             let mut rows = Vec::new();
             while let Some(row) = lines.next_if(|l| *l != "\\.") {
                 let fields: Vec<&str> = row.split('\t').collect();
-                rows.push(order.iter().map(|&i| fields[i]).collect::<Vec<_>>().join("\t"));
+                rows.push(
+                    order
+                        .iter()
+                        .map(|&i| fields[i])
+                        .collect::<Vec<_>>()
+                        .join("\t"),
+                );
             }
             rows.sort();
             out.extend(rows);
@@ -142,7 +158,11 @@ fn revert_to_start_gives_back_the_application_schema_and_data_of_before_the_appl
         let output = revert_to_start(&db);
         assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
         let after = dump(&db);
-        assert!(before == after, "{images}: {}", first_difference(&before, &after));
+        assert!(
+            before == after,
+            "{images}: {}",
+            first_difference(&before, &after)
+        );
 
         // And the plan applies again, from the start.
         apply_all(&db);
@@ -225,7 +245,10 @@ fn writes_in_the_new_shape_come_back_and_split_again_to_the_same_sections() {
     let output = revert_to_start(&db);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let added = db.scalar("SELECT content || ' | ' || images::text FROM chapters WHERE id = 80001");
-    assert!(added.contains("新的一段") && added.contains("cover.jpg"), "{added}");
+    assert!(
+        added.contains("新的一段") && added.contains("cover.jpg"),
+        "{added}"
+    );
 
     apply_all(&db);
     let again = sections(&db);

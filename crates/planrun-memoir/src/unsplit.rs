@@ -308,7 +308,11 @@ mod tests {
                 Some(other),
                 "cover is not",
             ),
-            (vec![section(0, "A", None), section(1, "", None)], None, "neither"),
+            (
+                vec![section(0, "A", None), section(1, "", None)],
+                None,
+                "neither",
+            ),
             (vec![section(0, "A\r", None)], None, "not exactly one"),
         ];
         for (sections, cover, reason) in cases {

@@ -162,7 +162,10 @@ fn allow_loss(params: &toml::Table) -> Result<bool, String> {
 /// The legacy columns' types as the split found them; `text` and `jsonb` (the spec's)
 /// when they were not kept. A type is only used once PostgreSQL recognises it.
 fn legacy_types(transaction: &mut Transaction<'_>) -> Result<(String, String), TransformError> {
-    let mut types = [("content", "text".to_owned()), ("images", "jsonb".to_owned())];
+    let mut types = [
+        ("content", "text".to_owned()),
+        ("images", "jsonb".to_owned()),
+    ];
     for (column, default) in &mut types {
         let row = transaction.query_opt(
             "SELECT column_type, to_regtype(column_type) IS NOT NULL

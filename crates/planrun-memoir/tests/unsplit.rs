@@ -18,16 +18,13 @@ use planrun_transform::TransformError;
 use serde_json::Value;
 use support::*;
 
-const REVERT_FOREIGN_KEY: &str =
-    include_str!("../../../plans/memoir/02_revert_foreign_key.sql");
-const FOREIGN_KEY: &str =
-    include_str!("../../../plans/memoir/02_chapter_sections_foreign_key.sql");
+const REVERT_FOREIGN_KEY: &str = include_str!("../../../plans/memoir/02_revert_foreign_key.sql");
+const FOREIGN_KEY: &str = include_str!("../../../plans/memoir/02_chapter_sections_foreign_key.sql");
 const CARRY_IMAGES_BACK: &str =
     include_str!("../../../plans/memoir/04_revert_carry_images_back.sql");
 const REVERT_IMAGES_SCHEMA: &str =
     include_str!("../../../plans/memoir/03_revert_images_schema.sql");
-const KEEP_SECTION_IMAGES: &str =
-    include_str!("../../../plans/memoir/05_keep_section_images.sql");
+const KEEP_SECTION_IMAGES: &str = include_str!("../../../plans/memoir/05_keep_section_images.sql");
 const REVERT_SECTION_IMAGE_FK: &str =
     include_str!("../../../plans/memoir/05_revert_section_image_fk.sql");
 const PLAN: &str = include_str!("../../../plans/memoir.toml");
@@ -41,15 +38,23 @@ const NOT_INVERTIBLE: [(Option<&str>, Option<&str>); 9] = [
     (Some("\n\nA"), Some("null")),
     (Some(""), None),
     (None, Some(r#"["x.jpg", {"url": "y.jpg", "paragraph": 0}]"#)),
-    (Some("A\n\nB"), Some(r#"[{"url":"b.jpg","paragraph":1}, "a.jpg"]"#)),
-    (Some("A"), Some(r#"[ {"caption": null, "url": "c.jpg", "n": 1.50} ]"#)),
+    (
+        Some("A\n\nB"),
+        Some(r#"[{"url":"b.jpg","paragraph":1}, "a.jpg"]"#),
+    ),
+    (
+        Some("A"),
+        Some(r#"[ {"caption": null, "url": "c.jpg", "n": 1.50} ]"#),
+    ),
     (Some("A"), Some(r#"[{"url": "z.jpg", "paragraph": 7}]"#)),
 ];
 
 const FIRST_ODD_ID: i64 = 900_000;
 
 fn run_sql(db: &mut Db, sql: &str) {
-    db.client.batch_execute(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+    db.client
+        .batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{e}: {sql}"));
 }
 
 /// The SQL of a plan entry, e.g. `("split_chapters", "revert_precondition", 0)`.
@@ -101,8 +106,14 @@ fn legacy_with_odd_rows(images: ImagesType) -> Db {
     let mut db = Db::legacy(images);
     load_legacy(&mut db.client, SEED, 500, images).expect("load");
     for (i, (content, images)) in NOT_INVERTIBLE.iter().enumerate() {
-        insert_chapter(&mut db.client, 1, FIRST_ODD_ID + i as i64, *content, *images)
-            .expect("insert");
+        insert_chapter(
+            &mut db.client,
+            1,
+            FIRST_ODD_ID + i as i64,
+            *content,
+            *images,
+        )
+        .expect("insert");
     }
     db
 }
@@ -138,7 +149,10 @@ fn chapters_nobody_changed_get_their_legacy_values_back_byte_for_byte() {
             before.len() as i64
         );
         let refused = plan_sql("split_chapters", "revert_precondition", 0);
-        assert_eq!(db.client.query(&refused, &[]).expect("precondition").len(), 0);
+        assert_eq!(
+            db.client.query(&refused, &[]).expect("precondition").len(),
+            0
+        );
 
         let note = unsplit(&mut db, "").expect("unsplit");
         assert!(
@@ -154,7 +168,10 @@ fn chapters_nobody_changed_get_their_legacy_values_back_byte_for_byte() {
             db.count("SELECT count(*) FROM chapters WHERE cover_image IS NOT NULL"),
             0
         );
-        assert_eq!(db.count("SELECT count(*) FROM planrun.memoir_quarantine"), 0);
+        assert_eq!(
+            db.count("SELECT count(*) FROM planrun.memoir_quarantine"),
+            0
+        );
     }
 }
 
@@ -213,7 +230,14 @@ fn chapters_changed_in_the_new_shape_split_again_to_the_same_sections() {
         run_sql(&mut db, NEW_SHAPE_WRITES);
         let refused = plan_sql("split_chapters", "revert_precondition", 0);
         let problems = db.client.query(&refused, &[]).expect("precondition");
-        assert!(problems.is_empty(), "{:?}", problems.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>());
+        assert!(
+            problems.is_empty(),
+            "{:?}",
+            problems
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        );
         let (sections, covers) = sections_unanchored(&mut db);
 
         let note = unsplit(&mut db, "").expect("unsplit");
@@ -294,14 +318,24 @@ fn what_the_legacy_columns_cannot_hold_is_refused_naming_the_chapters() {
     let mut db = legacy_with_odd_rows(ImagesType::Jsonb);
     split(&mut db);
     run_sql(&mut db, UNHOLDABLE);
-    let expected: BTreeSet<String> = (700001..=700007).map(|id| format!("chapter {id}")).collect();
+    let expected: BTreeSet<String> = (700001..=700007)
+        .map(|id| format!("chapter {id}"))
+        .collect();
     assert_eq!(refused_chapters(&mut db), expected);
 
     // Judged before the newer stages' reverts run, from whatever shape holds the images.
     stages_three_to_five(&mut db);
-    assert_eq!(refused_chapters(&mut db), expected, "in the shape of stage 5");
+    assert_eq!(
+        refused_chapters(&mut db),
+        expected,
+        "in the shape of stage 5"
+    );
     revert_five_to_three(&mut db);
-    assert_eq!(refused_chapters(&mut db), expected, "after the reverts of stages 5 to 3");
+    assert_eq!(
+        refused_chapters(&mut db),
+        expected,
+        "after the reverts of stages 5 to 3"
+    );
 
     let before = (db.sections(), db.covers());
     let error = unsplit(&mut db, "").expect_err("refused");
@@ -370,7 +404,10 @@ fn images_the_application_added_to_memoir_images_come_back_as_json() {
     unsplit(&mut db, "").expect("unsplit");
     let images: String = db
         .client
-        .query_one("SELECT images::text FROM chapters WHERE id = $1", &[&chapter])
+        .query_one(
+            "SELECT images::text FROM chapters WHERE id = $1",
+            &[&chapter],
+        )
         .unwrap()
         .get(0);
     assert_eq!(
@@ -387,13 +424,18 @@ fn stage_five_reverted_gives_each_section_its_image_object_back() {
     db.run(&CollectImages, "").expect("collect");
     let before = db.sections();
     assert!(
-        before
-            .iter()
-            .any(|s| s.3.as_ref().is_some_and(|i| i.get("caption") == Some(&Value::Null))),
+        before.iter().any(|s| s
+            .3
+            .as_ref()
+            .is_some_and(|i| i.get("caption") == Some(&Value::Null))),
         "the data has a `\"caption\": null`"
     );
     run_sql(&mut db, KEEP_SECTION_IMAGES);
     run_sql(&mut db, SECTION_IMAGE_FK);
     run_sql(&mut db, REVERT_SECTION_IMAGE_FK);
-    assert_rows_eq(&db.sections(), &before, "sections after the revert of stage 5");
+    assert_rows_eq(
+        &db.sections(),
+        &before,
+        "sections after the revert of stage 5",
+    );
 }
