@@ -58,7 +58,9 @@ pub fn unsplit_chapter(sections: &[Section], cover: Option<&Value>) -> LegacyCha
             fidelity,
         };
     }
-    let order = cover_first(&images, cover);
+    let paragraph_sections = sections.iter().filter(|s| !s.content.is_empty()).count();
+    let last_place = i32::try_from(paragraph_sections).unwrap_or(i32::MAX);
+    let order = cover_first(&images, cover, last_place);
     let as_they_are: Vec<Value> = order.iter().map(|&i| images[i].1.clone()).collect();
     let as_they_are = Value::Array(as_they_are).to_string();
     if split_again(content.as_deref(), Some(&as_they_are), sections, cover) {
@@ -110,19 +112,21 @@ fn legacy_content(sections: &[Section]) -> Option<String> {
     (!contents.is_empty()).then(|| contents.join("\n\n"))
 }
 
-/// Indexes into `images`: the one equal to the cover first (the lowest position, an
-/// exact match preferred over one that differs only in `"paragraph"`), then the others
-/// in position order.
-fn cover_first(images: &[(i32, &Value)], cover: Option<&Value>) -> Vec<usize> {
+/// Indexes into `images`: the one equal to the cover first, then the others in position
+/// order. The cover's image is looked for where a first image can be placed (a
+/// paragraph's section, or the first empty section after them: `last_place`), an exact
+/// match before one that differs only in `"paragraph"`, the lowest position first.
+fn cover_first(images: &[(i32, &Value)], cover: Option<&Value>, last_place: i32) -> Vec<usize> {
+    let placeable = |i: &usize| images[*i].0 <= last_place;
     let first = cover.and_then(|cover| {
-        images
-            .iter()
-            .position(|(_, image)| *image == cover)
+        let unanchored = without_anchor(cover);
+        (0..images.len())
+            .filter(placeable)
+            .find(|&i| images[i].1 == cover)
             .or_else(|| {
-                let cover = without_anchor(cover);
-                images
-                    .iter()
-                    .position(|(_, image)| without_anchor(image) == cover)
+                (0..images.len())
+                    .filter(placeable)
+                    .find(|&i| without_anchor(images[i].1) == unanchored)
             })
     });
     let mut order: Vec<usize> = first.into_iter().collect();

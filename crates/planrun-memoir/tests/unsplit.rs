@@ -439,3 +439,54 @@ fn stage_five_reverted_gives_each_section_its_image_object_back() {
         "sections after the revert of stage 5",
     );
 }
+
+/// Every split of the generated legacy data, written back from its sections alone (as
+/// if the application had touched every chapter), splits again to the same sections
+/// and cover: exactly, or with `"paragraph"` anchors added.
+#[test]
+fn every_generated_chapter_written_back_from_its_sections_splits_again_the_same() {
+    let strip = |v: &Option<Value>| {
+        v.clone().map(|mut v| {
+            if let Value::Object(o) = &mut v {
+                o.shift_remove("paragraph");
+            }
+            v
+        })
+    };
+    let mut ways = BTreeMap::new();
+    for chapter in planrun_memoir::generate::generate(SEED, 20_000) {
+        let Ok(split) = split_chapter(chapter.content.as_deref(), chapter.images.as_deref()) else {
+            continue;
+        };
+        let back = unsplit_chapter(&split.sections, split.cover_image.as_ref());
+        *ways.entry(format!("{:?}", back.fidelity)).or_insert(0) += 1;
+        let again = split_chapter(back.content.as_deref(), back.images.as_deref())
+            .unwrap_or_else(|e| panic!("chapter {}: {e}", chapter.id));
+        assert_eq!(
+            again.sections.len(),
+            split.sections.len(),
+            "chapter {}",
+            chapter.id
+        );
+        for (a, s) in again.sections.iter().zip(&split.sections) {
+            assert_eq!(
+                (&a.content, strip(&a.image)),
+                (&s.content, strip(&s.image)),
+                "chapter {}",
+                chapter.id
+            );
+        }
+        assert_eq!(
+            strip(&again.cover_image),
+            strip(&split.cover_image),
+            "chapter {}",
+            chapter.id
+        );
+    }
+    assert_eq!(
+        ways.keys().filter(|k| k.starts_with("Lossy")).count(),
+        0,
+        "{ways:?}"
+    );
+    assert!(ways.len() == 2, "both ways are exercised: {ways:?}");
+}
