@@ -490,3 +490,35 @@ fn every_generated_chapter_written_back_from_its_sections_splits_again_the_same(
     );
     assert!(ways.len() == 2, "both ways are exercised: {ways:?}");
 }
+
+/// What the way back costs at 100,000 generated chapters, printed (docs/memoir.md):
+/// `cargo test --release -p planrun-memoir --test unsplit -- --ignored --nocapture way_back_at_scale`
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn way_back_at_scale() {
+    use std::time::Instant;
+    let mut db = Db::legacy(ImagesType::Jsonb);
+    load_legacy(&mut db.client, SEED, 100_000, ImagesType::Jsonb).expect("load");
+    run_sql(&mut db, SESSION);
+    db.stage_one();
+    let timed = |db: &mut Db, what: &str, f: &dyn Fn(&mut Db)| {
+        let start = Instant::now();
+        f(db);
+        println!("{what}: {:.2} s", start.elapsed().as_secs_f64());
+    };
+    timed(&mut db, "memoir.split_chapters", &|db| {
+        db.run(&SplitChapters, "").expect("split");
+    });
+    timed(&mut db, "memoir.keep_legacy", &|db| {
+        db.run(&KeepLegacy, "").expect("keep");
+    });
+    run_sql(&mut db, FOREIGN_KEY);
+    run_sql(&mut db, DROP_LEGACY);
+    run_sql(&mut db, NEW_SHAPE_WRITES);
+    timed(&mut db, "stage 2's revert precondition", &|db| {
+        assert_eq!(refused_chapters(db), BTreeSet::new());
+    });
+    timed(&mut db, "memoir.unsplit_chapters", &|db| {
+        println!("  {}", unsplit(db, "").expect("unsplit"));
+    });
+}
