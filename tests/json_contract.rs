@@ -541,7 +541,7 @@ fn commands_print_an_error_document_before_they_reach_the_database() {
 /// stdout parses as one), valid against its schema, its outcome the exit code's
 /// (issue 26, item 10). The exits that need a database (0 of the commands below that
 /// read one, 11 to 14, 18) are the other tests' of this file; `docs/exit-codes.md`
-/// lists which test holds each pair, and the exits no JSON test reaches yet.
+/// lists which test holds each pair.
 ///
 /// | command | exits covered here |
 /// |---|---|
@@ -639,4 +639,177 @@ fn a_refused_command_line_is_a_document_only_when_json_was_asked_for() {
     let message = error["error"].as_str().unwrap();
     assert!(message.contains("--database-url"), "{error:#}");
     assert!(!message.contains("hunter2"), "{error:#}");
+}
+
+/// The exits that need a database in a particular state (issue 26, item 10): a ledger
+/// newer than this planrun (1), the plan lock held by another session (15), a backup
+/// that cannot be taken (17), a rehearsal over its lock budget (19), SIGINT mid-stage
+/// (130), and `reset` of a batched stage against a database that cannot be reached
+/// (16). Each prints exactly one document, valid against its schema, whose `exit_code`
+/// is the process's.
+#[test]
+fn the_exits_that_need_a_prepared_database_print_one_document_each() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = scenario("shop");
+    let dir = dir.path();
+
+    // 15: another session holds the plan lock.
+    let mut holder = db.client();
+    holder
+        .execute(
+            "SELECT pg_catalog.pg_advisory_lock($1::int4, $2::int4)",
+            &[
+                &0x706c_616e_i32,
+                &planrun_engine::lock::plan_lock_key("shop"),
+            ],
+        )
+        .unwrap();
+    let locked = run(
+        dir,
+        &db,
+        &["apply", "plan.toml", "--no-backup", "--lock-wait", "0.2"],
+    );
+    document(&format::ERROR, &locked, "locked");
+    drop(holder);
+
+    // 17: a session holds ACCESS EXCLUSIVE on a table pg_dump must read.
+    let mut blocker = db.client();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    let backup = run(dir, &db, &["apply", "plan.toml"]);
+    document(&format::ERROR, &backup, "backup_failed");
+    blocker.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(db.scalar("SELECT to_regclass('orders') IS NULL"), "t");
+
+    // 130: SIGINT while a stage's statement sleeps.
+    std::fs::write(
+        dir.join("02_load.sql"),
+        "INSERT INTO orders (customer_id) SELECT id FROM customers;\nSELECT pg_sleep(60);\n",
+    )
+    .unwrap();
+    let child = planrun_tests::planrun_command(
+        PLANRUN,
+        dir,
+        &[
+            "apply",
+            "plan.toml",
+            "--no-backup",
+            "--format",
+            "json",
+            "--database-url",
+            &db.url,
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    planrun_tests::wait_until("the load sleeps", Duration::from_secs(30), || {
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+        ) == "1"
+    });
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let interrupted = document(
+        &format::APPLY,
+        &child.wait_with_output().unwrap(),
+        "interrupted",
+    );
+    assert_eq!(ids(&interrupted["committed"]), ["create_orders"]);
+
+    // 1: a ledger written by a newer planrun, which the read-only commands refuse too.
+    db.execute("INSERT INTO planrun.ledger_version (version) VALUES (999)");
+    for command in ["status", "plan", "verify"] {
+        let refused = document(
+            &format::ERROR,
+            &run(dir, &db, &[command, "plan.toml"]),
+            "error",
+        );
+        assert!(
+            refused["error"].as_str().unwrap().contains("999"),
+            "{command}: {refused:#}"
+        );
+    }
+    let too_new = document(
+        &format::ERROR,
+        &run(dir, &db, &["apply", "plan.toml", "--no-backup"]),
+        "error",
+    );
+    assert!(
+        too_new["error"].as_str().unwrap().contains("999"),
+        "{too_new:#}"
+    );
+
+    // 16: `reset` of a batched stage, the database unreachable.
+    let plan = memoir_plan_edited(|text| {
+        text.replace(
+            r#"params = { on_invalid = "fail" }"#,
+            r#"params = { on_invalid = "fail", mode = "batched" }"#,
+        )
+    });
+    let unreachable = offline(
+        plan.path(),
+        &[
+            "reset",
+            "split_chapters",
+            "memoir.toml",
+            "--database-url",
+            "postgresql://nobody:pw@127.0.0.1:1/none",
+        ],
+    );
+    let error = document(&format::ERROR, &unreachable, "cannot_connect");
+    assert_eq!(error["command"], "reset");
+    assert!(
+        !error.to_string().contains(":pw@"),
+        "the password is redacted"
+    );
+}
+
+/// 19: every stage passed on the copy, one held a lock over the plan's budget.
+#[test]
+fn a_rehearsal_over_its_budget_prints_its_report() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        r#"[plan]
+name = "budgeted"
+lock_timeout = "2s"
+lock_budget = { strongest = "share", blocks_reads = "100ms" }
+
+[[stage]]
+id = "widen"
+[[stage.step]]
+sql = "ALTER TABLE customers ALTER COLUMN name TYPE varchar(200); SELECT pg_sleep(0.4)"
+"#,
+    )
+    .unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let over = document(
+        &format::REHEARSAL,
+        &run(
+            dir.path(),
+            &db,
+            &[
+                "rehearse",
+                "plan.toml",
+                "--report-dir",
+                &reports.path().to_string_lossy(),
+            ],
+        ),
+        "over_budget",
+    );
+    assert!(
+        !over["stages"][0]["over_budget"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{over:#}"
+    );
 }

@@ -93,6 +93,15 @@ pub(crate) enum Command {
     Status(DbCommandArgs),
     /// Run the verification of every applied stage again, now.
     Verify(DbCommandArgs),
+    /// Undo the applied stages after --to STAGE, newest first (--to start: all).
+    ///
+    /// Each stage's declared [[stage.revert]] runs in its own transaction under the
+    /// stage's locks: revert preconditions, captures, steps, then the revert
+    /// verifications as the gate before commit, and the ledger records it `reverted`
+    /// (a later apply runs it again). Refused before anything changes (exit 20) when a
+    /// stage is irreversible or a revert precondition fails (a loss not declared).
+    /// Takes the plan's lock and a pg_dump backup before the first change, as apply.
+    Revert(RevertArgs),
     /// Abandon a half-done batched stage: undo what it wrote, remove its change capture
     /// and checkpoint, and record it in the ledger.
     Reset(ResetArgs),
@@ -258,6 +267,11 @@ pub(crate) struct RehearseArgs {
     /// Leave the throwaway copy running and print its URL.
     #[arg(long)]
     pub keep: bool,
+    /// After the apply, revert every stage on the copy in a session of its own and
+    /// compare with the copy before the apply: the report's `revert` section, which
+    /// `revert --require-rehearsal` reads.
+    #[arg(long)]
+    pub revert: bool,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -277,6 +291,41 @@ pub(crate) struct PlanCommandArgs {
     /// (default: the newest rehearsals/<plan>-*.json, if any).
     #[arg(long, value_name = "FILE")]
     pub rehearsal: Option<PathBuf>,
+    /// Show what `planrun revert --to STAGE` would do instead: the stages it would
+    /// undo, their revert steps, the locks each would hold, its refusals.
+    #[arg(long, requires = "to")]
+    pub revert: bool,
+    /// With --revert: the stage to go back to, or `start`.
+    #[arg(long, value_name = "STAGE|start", requires = "revert")]
+    pub to: Option<String>,
+    /// Output format: text (default) or json.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RevertArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The stage to go back to: every applied stage after it (in the plan's order) is
+    /// reverted; `start` reverts every applied stage.
+    #[arg(long, value_name = "STAGE|start")]
+    pub to: String,
+    #[command(flatten)]
+    pub backup: BackupArgs,
+    /// Run everything inside one transaction and roll it back at the end.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait for another apply or revert of this plan to release its lock:
+    /// a duration as plans write them ("30s", "500ms", "2min") or a number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_lock_wait)]
+    pub lock_wait: f64,
+    /// Refuse (exit 18) unless FILE is a fresh, passing rehearsal of this plan and
+    /// database whose report proves the revert of every stage this revert undoes.
+    #[arg(long, value_name = "FILE")]
+    pub require_rehearsal: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

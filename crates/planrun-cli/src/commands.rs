@@ -40,6 +40,7 @@ pub(crate) fn dispatch(cli: Cli, registry: &Registry) -> i32 {
         Command::Rehearse(args) => crate::rehearse::run(&args, style, detail, registry),
         Command::Status(args) => status(&args, style, registry),
         Command::Verify(args) => verify(&args, style, detail, registry),
+        Command::Revert(args) => crate::revert::run(&args, style, detail, registry),
         Command::Reset(args) => reset(&args, registry),
         Command::Demo(args) => crate::demo::run(&args, style, detail, registry),
         Command::Init(args) => crate::init::run(&args),
@@ -50,7 +51,7 @@ pub(crate) fn dispatch(cli: Cli, registry: &Registry) -> i32 {
 }
 
 /// Tells the user, on stderr, what a signal does to the run.
-fn notify(text: &str) {
+pub(crate) fn notify(text: &str) {
     say_err!("\nplanrun: {text}");
 }
 
@@ -66,7 +67,7 @@ pub(crate) fn engine_failure(error: EngineError) -> i32 {
 
 /// [`engine_failure`], and with `--format json` the failure as a `planrun.error`
 /// document on stdout too, so that a script reading stdout sees why there is no report.
-fn failure(command: &str, error: EngineError, plan: &Plan, format: ReportFormat) -> i32 {
+pub(crate) fn failure(command: &str, error: EngineError, plan: &Plan, format: ReportFormat) -> i32 {
     let message = error.to_string();
     let code = engine_failure(error);
     if format == ReportFormat::Json {
@@ -76,24 +77,28 @@ fn failure(command: &str, error: EngineError, plan: &Plan, format: ReportFormat)
 }
 
 fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> ApplyOptions {
-    let backup_dir = if backup.no_backup {
-        None
-    } else {
-        Some(
-            backup
-                .backup_dir
-                .clone()
-                .or_else(|| plan.backup_dir.clone())
-                .unwrap_or_else(|| PathBuf::from("backups")),
-        )
-    };
     ApplyOptions {
         include_optional: selection.include_optional,
         stages: selection.stages.clone(),
         until: selection.until.clone(),
-        backup_dir,
+        backup_dir: backup_dir(plan, backup),
         ..ApplyOptions::default()
     }
+}
+
+/// Where the backup before the first change goes: `--backup-dir`, the plan's
+/// `backup_dir`, else `./backups`; `None` for `--no-backup`.
+pub(crate) fn backup_dir(plan: &Plan, backup: &BackupArgs) -> Option<PathBuf> {
+    if backup.no_backup {
+        return None;
+    }
+    Some(
+        backup
+            .backup_dir
+            .clone()
+            .or_else(|| plan.backup_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("backups")),
+    )
 }
 
 /// The validated plan and the database target, or the exit code of what failed; with
@@ -118,7 +123,7 @@ pub(crate) fn plan_and_target(
 }
 
 /// Prints a run report in `format` (text with `detail`) and returns its exit code.
-fn print_run(
+pub(crate) fn print_run(
     report: &planrun_engine::RunReport,
     format: ReportFormat,
     style: Style,
@@ -186,6 +191,16 @@ fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Regi
             Ok(pair) => pair,
             Err(code) => return code,
         };
+    if args.revert {
+        let options =
+            crate::revert::options(&plan, args.to.as_deref().unwrap_or("start"), &args.backup);
+        let result = Runner::new(&plan, registry)
+            .and_then(|runner| runner.preview_revert(&target, &options));
+        return match result {
+            Ok(report) => print_run(&report, args.format, style, detail),
+            Err(error) => failure("plan", error, &plan, args.format),
+        };
+    }
     let result = Runner::new(&plan, registry).and_then(|runner| {
         let mut report = runner.preview(&target, &options(&plan, &args.selection, &args.backup))?;
         report.lock_impact = runner.lock_weight(&target)?;
@@ -524,6 +539,7 @@ fn say_order_and_locks(plan: &Plan, dag: &Dag, registry: &Registry) {
         .map(|&index| (stages[index].id.as_str(), stages[index].all_locks(registry)))
         .filter(|(_, locks)| !locks.is_empty())
         .collect();
+    say_way_back(plan, dag);
     if !locked.is_empty() {
         say!("  locks, taken at the stage's start and held to its commit:");
         for (id, locks) in locked {
@@ -532,6 +548,29 @@ fn say_order_and_locks(plan: &Plan, dag: &Dag, registry: &Registry) {
                 .map(|lock| format!("{} {} ({})", lock.mode, lock.table, lock.declared_by))
                 .collect();
             say!("    {id}: {}", locks.join(", "));
+        }
+    }
+}
+
+/// `check`'s way back: which stages `planrun revert` can undo, and why not the others.
+fn say_way_back(plan: &Plan, dag: &Dag) {
+    let (mut reversible, mut irreversible) = (Vec::new(), Vec::new());
+    for &index in dag.order() {
+        let stage = &plan.stages[index];
+        match crate::documents::irreversible(stage) {
+            None => reversible.push(stage.id.as_str()),
+            Some(why) => irreversible.push(format!("{} ({why})", stage.id)),
+        }
+    }
+    let list = |items: &[String]| items.join(", ");
+    match (reversible.is_empty(), irreversible.is_empty()) {
+        (_, true) => say!("  revert: every stage can be reverted"),
+        (true, false) => {
+            say!("  revert: no stage can be reverted: none declares [[stage.revert]] steps")
+        }
+        (false, false) => {
+            say!("  revert: can revert {}", reversible.join(", "));
+            say!("    cannot revert {}", list(&irreversible));
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::json_lines::json_lines;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 use planrun_engine::{exit_codes, ApplyOptions, RunReport, Runner, Source, Target};
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_plan::{render_graph, Dag, GraphFormat, Plan};
@@ -225,11 +227,10 @@ fn show_chapter(
     let mut markers = before.markers;
     markers.extend(after.markers);
     if !markers.is_empty() {
-        let legend: Vec<String> = markers
-            .iter()
-            .map(|(marker, name)| format!("{marker} marks {name}"))
-            .collect();
-        say!("  ({}; │ starts each line)", legend.join(", "));
+        say!("  │ starts each line");
+        for (marker, name) in &markers {
+            say!("  {marker} marks {name}");
+        }
     }
     Ok(())
 }
@@ -283,6 +284,23 @@ fn say_removed(started: Instant, local_plan: bool, plan_arg: &str) {
     }
 }
 
+/// The widest line the demo prints: readable in a 120-column terminal.
+const SHOWN_WIDTH: usize = 118;
+
+/// `text` cut into pieces at most `width` columns wide (CJK characters count two).
+fn wrap_to_width(text: &str, width: usize) -> Vec<String> {
+    let mut pieces = vec![String::new()];
+    for c in text.chars() {
+        let last = pieces.last_mut().expect("one piece at least");
+        if last.width() + c.width().unwrap_or(0) > width {
+            pieces.push(c.to_string());
+        } else {
+            last.push(c);
+        }
+    }
+    pieces
+}
+
 /// Text as it reads, one line per line behind `│`, with markers for the whitespace
 /// a reader would not see: no-break and other unusual spaces, tabs, zero-width
 /// characters.
@@ -305,11 +323,21 @@ impl Shown {
         self.text.push('\n');
     }
 
-    /// `text` as lines behind `indent│`.
+    /// `text` as lines behind `indent│`; a line wider than the terminal's 120 columns
+    /// goes on behind `indent┆`, so the reader can tell a wrap from a line break.
     fn block(&mut self, text: &str, indent: &str) {
+        let room = SHOWN_WIDTH.saturating_sub(indent.width() + 1).max(20);
         for line in text.split('\n') {
-            let shown = format!("{indent}│{}", self.mark(line));
-            self.line(&shown);
+            let marked = self.mark(line);
+            let pieces = wrap_to_width(&marked, room);
+            if pieces.len() > 1 {
+                self.markers
+                    .insert(('┆', "the rest of a line too wide for the terminal"));
+            }
+            for (index, piece) in pieces.iter().enumerate() {
+                let bar = if index == 0 { '│' } else { '┆' };
+                self.line(&format!("{indent}{bar}{piece}"));
+            }
         }
     }
 
@@ -380,7 +408,7 @@ fn chapter_before(client: &mut postgres::Client, id: i64) -> Result<Shown, Strin
         Some(Ok(serde_json::Value::Array(images))) => {
             shown.line(&format!("  images: {}", images.len()));
             for (position, image) in images.iter().enumerate() {
-                for line in json_lines(&format!("    [{position}] "), image, 118) {
+                for line in json_lines(&format!("    [{position}] "), image, SHOWN_WIDTH) {
                     shown.line(&line);
                 }
             }
@@ -402,10 +430,20 @@ fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<Shown, String
         )
         .map_err(|e| e.to_string())?
         .get(0);
-    shown.line(&format!(
-        "  cover_image: {}",
-        cover.unwrap_or_else(|| "NULL".into())
-    ));
+    match cover
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        Some(Ok(cover)) => {
+            for line in json_lines("  cover_image: ", &cover, SHOWN_WIDTH) {
+                shown.line(&line);
+            }
+        }
+        _ => shown.line(&format!(
+            "  cover_image: {}",
+            cover.as_deref().unwrap_or("NULL")
+        )),
+    }
     let image_column = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'chapter_sections' AND column_name = 'image_id')",

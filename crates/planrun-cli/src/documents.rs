@@ -25,6 +25,10 @@ pub fn json_schemas() -> Vec<(&'static Format, Schema)> {
             schema::<Document<RunBody>>(&format::VERIFY),
         ),
         (
+            &format::REVERT,
+            schema::<Document<RunBody>>(&format::REVERT),
+        ),
+        (
             &format::STATUS,
             schema::<Document<StatusReport>>(&format::STATUS),
         ),
@@ -94,6 +98,11 @@ pub(crate) struct CheckedStage {
     /// The locks taken at the stage's start and held to its commit: its own and its
     /// transforms' declarations, merged.
     pub locks: Vec<TableLock>,
+    /// Whether `planrun revert` can undo it (it declares `[[stage.revert]]` steps).
+    pub reversible: bool,
+    /// Why it cannot, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irreversible_because: Option<String>,
 }
 
 impl CheckReport {
@@ -131,10 +140,20 @@ impl CheckReport {
                     optional: stages[index].optional,
                     level: dag.level(index),
                     locks: stages[index].all_locks(registry),
+                    reversible: irreversible(&stages[index]).is_none(),
+                    irreversible_because: irreversible(&stages[index]),
                 })
                 .collect(),
             lock_impact: plan.lock_impact(dag, registry),
         }
+    }
+}
+
+/// Why `stage` cannot be reverted; `None` when it can.
+pub(crate) fn irreversible(stage: &planrun_plan::Stage) -> Option<String> {
+    match stage.reversibility() {
+        planrun_plan::Reversibility::Declared => None,
+        planrun_plan::Reversibility::Irreversible(why) => Some(why),
     }
 }
 

@@ -44,6 +44,7 @@ mod planrun;
 mod registry;
 mod rehearse;
 mod report;
+mod revert;
 
 pub use documents::json_schemas;
 pub use planrun::Planrun;

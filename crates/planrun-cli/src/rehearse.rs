@@ -20,6 +20,21 @@ use crate::live::Live;
 use crate::output::{count, count_signed, duration};
 use crate::report::{render_run, Detail, Style};
 
+/// The engine's options for `rehearse` with `args`.
+fn rehearse_options(args: &RehearseArgs) -> RehearseOptions {
+    RehearseOptions {
+        apply: ApplyOptions {
+            include_optional: args.selection.include_optional,
+            stages: args.selection.stages.clone(),
+            until: args.selection.until.clone(),
+            ..ApplyOptions::default()
+        },
+        jobs: args.jobs.unwrap_or_else(rehearse::default_jobs),
+        keep: args.keep,
+        revert: args.revert,
+    }
+}
+
 pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) = match plan_and_target(
         &args.plan,
@@ -41,16 +56,7 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
     let report_dir =
         planrun_engine::PrivateDir::open_or_create(&args.report_dir, "report directory")
             .map_err(rehearse::RehearseError::from);
-    let options = RehearseOptions {
-        apply: ApplyOptions {
-            include_optional: args.selection.include_optional,
-            stages: args.selection.stages.clone(),
-            until: args.selection.until.clone(),
-            ..ApplyOptions::default()
-        },
-        jobs: args.jobs.unwrap_or_else(rehearse::default_jobs),
-        keep: args.keep,
-    };
+    let options = rehearse_options(args);
     let live = Live::new(text);
     let note = |line: &str| {
         if text {
@@ -163,6 +169,61 @@ pub(crate) fn require(
     ))
 }
 
+/// Refuses (with the exit code and why, in one line) unless `file` is a passing,
+/// matching, fresh rehearsal that proved the revert of every stage a revert with
+/// `options` may undo.
+pub(crate) fn require_revert(
+    file: &Path,
+    plan: &Plan,
+    runner: &Runner<'_>,
+    options: &planrun_engine::RevertOptions,
+    target: &Target,
+) -> Result<(), (i32, String)> {
+    let max_age = plan
+        .max_rehearsal_age
+        .as_ref()
+        .map_or(rehearse::DEFAULT_MAX_AGE, |age| {
+            Duration::from_millis(age.millis())
+        });
+    let checksum = runner.plan_checksum();
+    let database = database_name(target);
+    let stages = match runner.revert_candidates(options.to.as_deref()) {
+        Ok(stages) => stages,
+        Err(error) => {
+            let message = error.to_string();
+            return Err((engine_failure(error), message));
+        }
+    };
+    let need = RehearsalRequirement {
+        plan: &plan.name,
+        plan_checksum: &checksum,
+        database: &database,
+        stages: &stages,
+        max_age,
+        now: rehearse::now(),
+    };
+    let refusals = rehearse::check_revert_rehearsal(file, &need, &stages);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    say_err!(
+        "error: revert refused by --require-rehearsal {}; nothing ran",
+        file.display()
+    );
+    for refusal in &refusals {
+        say_err!("  - {refusal}");
+    }
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    Err((
+        exit_codes::REHEARSAL_REQUIRED,
+        format!(
+            "revert refused by --require-rehearsal {}; nothing ran: {}",
+            file.display(),
+            reasons.join("; ")
+        ),
+    ))
+}
+
 /// Who the plan ran as in the copy, and what the rehearsal could not make safe.
 fn render_roles(report: &RehearsalReport, style: Style) -> String {
     let roles = &report.copy.roles;
@@ -223,11 +284,10 @@ fn render_rehearsal_title(out: &mut String, report: &RehearsalReport, style: Sty
     let _ = writeln!(
         out,
         "{}",
-        style.bold(&format!(
-            "planrun rehearse {} -> {} (from {})",
-            report.plan,
-            planrun_conninfo::display_target(&report.target),
-            report.target_source
+        style.bold(&crate::report::target_title(
+            &format!("planrun rehearse {}", report.plan),
+            &report.target,
+            &report.target_source
         ))
     );
     let _ = writeln!(

@@ -487,6 +487,25 @@ pub(crate) fn render_run(report: &RunReport, style: Style, detail: Detail) -> St
     out
 }
 
+/// The first line of a report: `head -> target (from source)`, or, where that would
+/// not fit a 120-column terminal (a socket directory is long), the target on a line of
+/// its own under `head`.
+pub(crate) fn target_title(head: &str, target: &str, source: &str) -> String {
+    let on = format!(
+        "{} (from {source})",
+        planrun_conninfo::display_target(target)
+    );
+    let one_line = format!("{head} -> {on}");
+    if one_line.chars().count() <= TITLE_WIDTH {
+        one_line
+    } else {
+        format!("{head}\n  -> {on}")
+    }
+}
+
+/// The widest title line: readable in a 120-column terminal.
+const TITLE_WIDTH: usize = 118;
+
 /// What ran on what: the command, plan, target and run, and the backup.
 fn render_run_title(out: &mut String, report: &RunReport, style: Style) {
     let command = if report.dry_run {
@@ -494,15 +513,11 @@ fn render_run_title(out: &mut String, report: &RunReport, style: Style) {
     } else {
         report.command.to_string()
     };
-    let mut title = format!(
-        "planrun {command} {} -> {} (from {})",
-        report.plan,
-        planrun_conninfo::display_target(&report.target),
-        report.target_source
-    );
+    let mut head = format!("planrun {command} {}", report.plan);
     if let (Some(run), false) = (report.run_id, report.dry_run) {
-        let _ = write!(title, " [run {run}]");
+        let _ = write!(head, " [run {run}]");
     }
+    let title = target_title(&head, &report.target, &report.target_source);
     let _ = writeln!(out, "{}", style.bold(&title));
     if report.dry_run {
         let _ = writeln!(
@@ -851,11 +866,10 @@ pub(crate) fn render_status(report: &StatusReport, style: Style) -> String {
     let _ = writeln!(
         out,
         "{}",
-        style.bold(&format!(
-            "planrun status {} -> {} (from {})",
-            report.plan,
-            planrun_conninfo::display_target(&report.target),
-            report.target_source
+        style.bold(&target_title(
+            &format!("planrun status {}", report.plan),
+            &report.target,
+            &report.target_source
         ))
     );
     if !report.ledger_exists {

@@ -30,6 +30,9 @@ pub const REHEARSAL_REQUIRED: i32 = 18;
 /// `rehearse`: a stage held a lock over its `lock_budget` on the copy (estimated on
 /// the target); `apply --require-rehearsal` refuses such a report.
 pub const OVER_BUDGET: i32 = 19;
+/// `revert` refused before changing anything: a revert precondition failed (the rows
+/// named), a stage to revert is irreversible, or a loss the plan does not declare.
+pub const REVERT_REFUSED: i32 = 20;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -80,6 +83,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         OVER_BUDGET,
         "over-budget",
         "rehearse: a stage's locks were over its lock_budget",
+    ),
+    (
+        REVERT_REFUSED,
+        "revert-refused",
+        "revert: a revert precondition failed, a stage is irreversible, or a loss is not declared",
     ),
     (
         INTERRUPTED,

@@ -98,6 +98,23 @@ pub const VERIFY: Format = Format {
         "planrun verify --format json: the verification of every applied stage, run again now",
 };
 
+/// `planrun revert [--dry-run] --format json`, `planrun plan --revert --format json`.
+pub const REVERT: Format = Format {
+    name: "planrun.revert",
+    version: 1,
+    timing: Timing::Span,
+    outcomes: &[
+        Reverted,
+        WouldRevert,
+        NothingToDo,
+        RevertRefused,
+        VerificationFailed,
+        StepFailed,
+        Interrupted,
+    ],
+    describes: "planrun revert --format json: the applied stages after --to undone, newest first, and how it ended (with --dry-run or plan --revert: what would have been)",
+};
+
 /// `planrun status --format json`.
 pub const STATUS: Format = Format {
     name: "planrun.status",
@@ -179,14 +196,16 @@ pub const ERROR: Format = Format {
         BackupFailed,
         RehearsalRequired,
         OverBudget,
+        RevertRefused,
         Interrupted,
     ],
     describes: "what a command prints with --format json instead of its report when it has none: why, with the exit code",
 };
 
 /// Every document planrun prints.
-pub const ALL: [&Format; 10] = [
+pub const ALL: [&Format; 11] = [
     &APPLY,
+    &REVERT,
     &PLAN,
     &VERIFY,
     &STATUS,

@@ -27,6 +27,10 @@ pub enum OutcomeCode {
     Reset,
     /// Exit 0. `status`, `graph`, `transforms`: the report is complete.
     Ok,
+    /// Exit 0. `revert`: the stages after `--to` were reverted and committed.
+    Reverted,
+    /// Exit 0. `revert --dry-run`, `plan --revert`: the stages would be reverted.
+    WouldRevert,
     /// Exit 1: an error with no more specific code (unreadable file, internal error).
     Error,
     /// Exit 2: bad command-line usage, or a request the plan cannot meet.
@@ -53,12 +57,15 @@ pub enum OutcomeCode {
     RehearsalRequired,
     /// Exit 19: `rehearse`: a stage's locks were over its `lock_budget`.
     OverBudget,
+    /// Exit 20: `revert` refused before changing anything (a revert precondition
+    /// failed, a stage is irreversible, a loss is not declared).
+    RevertRefused,
     /// Exit 130: SIGINT or SIGTERM; the stage in progress rolled back.
     Interrupted,
 }
 
 impl OutcomeCode {
-    pub const ALL: [OutcomeCode; 20] = [
+    pub const ALL: [OutcomeCode; 23] = [
         OutcomeCode::Applied,
         OutcomeCode::WouldApply,
         OutcomeCode::NothingToDo,
@@ -66,6 +73,8 @@ impl OutcomeCode {
         OutcomeCode::Valid,
         OutcomeCode::Reset,
         OutcomeCode::Ok,
+        OutcomeCode::Reverted,
+        OutcomeCode::WouldRevert,
         OutcomeCode::Error,
         OutcomeCode::Usage,
         OutcomeCode::InvalidPlan,
@@ -78,6 +87,7 @@ impl OutcomeCode {
         OutcomeCode::BackupFailed,
         OutcomeCode::RehearsalRequired,
         OutcomeCode::OverBudget,
+        OutcomeCode::RevertRefused,
         OutcomeCode::Interrupted,
     ];
 
@@ -90,7 +100,9 @@ impl OutcomeCode {
             | OutcomeCode::Verified
             | OutcomeCode::Valid
             | OutcomeCode::Reset
-            | OutcomeCode::Ok => exit_codes::SUCCESS,
+            | OutcomeCode::Ok
+            | OutcomeCode::Reverted
+            | OutcomeCode::WouldRevert => exit_codes::SUCCESS,
             OutcomeCode::Error => exit_codes::ERROR,
             OutcomeCode::Usage => exit_codes::USAGE,
             OutcomeCode::InvalidPlan => exit_codes::INVALID_PLAN,
@@ -103,6 +115,7 @@ impl OutcomeCode {
             OutcomeCode::BackupFailed => exit_codes::BACKUP_FAILED,
             OutcomeCode::RehearsalRequired => exit_codes::REHEARSAL_REQUIRED,
             OutcomeCode::OverBudget => exit_codes::OVER_BUDGET,
+            OutcomeCode::RevertRefused => exit_codes::REVERT_REFUSED,
             OutcomeCode::Interrupted => exit_codes::INTERRUPTED,
         }
     }
@@ -127,6 +140,8 @@ impl OutcomeCode {
             OutcomeCode::Valid => "valid",
             OutcomeCode::Reset => "reset",
             OutcomeCode::Ok => "ok",
+            OutcomeCode::Reverted => "reverted",
+            OutcomeCode::WouldRevert => "would_revert",
             OutcomeCode::Error => "error",
             OutcomeCode::Usage => "usage",
             OutcomeCode::InvalidPlan => "invalid_plan",
@@ -139,6 +154,7 @@ impl OutcomeCode {
             OutcomeCode::BackupFailed => "backup_failed",
             OutcomeCode::RehearsalRequired => "rehearsal_required",
             OutcomeCode::OverBudget => "over_budget",
+            OutcomeCode::RevertRefused => "revert_refused",
             OutcomeCode::Interrupted => "interrupted",
         }
     }

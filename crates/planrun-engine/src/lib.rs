@@ -14,6 +14,7 @@ mod online;
 mod options;
 mod prepared;
 pub mod rehearse;
+mod revert;
 mod stage;
 
 pub use apply::history::History;
@@ -26,7 +27,7 @@ pub use db::private_dir::{PrivateDir, PrivateDirError};
 pub use error::EngineError;
 pub use inspect::preview::status;
 pub use observer::{Observer, Silent};
-pub use options::{ApplyOptions, HistoryAcceptance, ResetOptions};
+pub use options::{ApplyOptions, HistoryAcceptance, ResetOptions, RevertOptions};
 pub use planrun_conninfo::redact;
 /// The exit codes live with the JSON contract (`planrun-contract`), whose outcome codes
 /// name them; `planrun_engine::exit_codes` is the same module.

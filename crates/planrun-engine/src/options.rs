@@ -1,4 +1,4 @@
-//! The options `apply` and `reset` are given.
+//! The options `apply`, `revert` and `reset` are given.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +37,31 @@ impl Default for ApplyOptions {
             backup_dir: None,
             lock_wait: Duration::from_secs(5),
             history: Default::default(),
+        }
+    }
+}
+
+/// How `revert` runs.
+#[derive(Debug, Clone)]
+pub struct RevertOptions {
+    /// `--to`: the stage to keep (every applied stage after it in the plan's order
+    /// is reverted); `None` for `--to start`, every applied stage.
+    pub to: Option<String>,
+    /// Everything in one transaction, rolled back at the end.
+    pub dry_run: bool,
+    /// Where to write the backup; `None` for `--no-backup`.
+    pub backup_dir: Option<PathBuf>,
+    /// How long to wait for another apply's (or revert's) lock of the plan.
+    pub lock_wait: Duration,
+}
+
+impl Default for RevertOptions {
+    fn default() -> Self {
+        RevertOptions {
+            to: None,
+            dry_run: false,
+            backup_dir: None,
+            lock_wait: ApplyOptions::default().lock_wait,
         }
     }
 }

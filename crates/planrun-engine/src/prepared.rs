@@ -150,6 +150,24 @@ impl<'a> PreparedStage<'a> {
         })
     }
 
+    /// The revert view of a stage (`Stage::revert_view`), prepared to run as its
+    /// revert: the same resolved timeouts, retries and budget, its own steps' SQL read
+    /// and locks merged. Its checksum names the revert's definition, not the stage's.
+    pub(crate) fn revert_of(
+        plan: &'a Plan,
+        registry: &Registry,
+        view: &'a Stage,
+        position: usize,
+    ) -> Result<PreparedStage<'a>, EngineError> {
+        PreparedStage::new(
+            plan,
+            registry,
+            view,
+            position,
+            serde_json::Value::Array(Vec::new()),
+        )
+    }
+
     pub(crate) fn id(&self) -> &'a str {
         &self.stage.id
     }

@@ -1,6 +1,6 @@
-//! SQL files stay inside the plan's directory: `sql_file` and `setup_sql_file` must
-//! resolve, symbolic links followed, under the directory of the plan file or one the
-//! operator allows on the command line (`--allow-sql-dir`; the plan itself cannot).
+//! SQL files stay inside the plan's directory: `sql_file` (of a step or a revert) and
+//! `setup_sql_file` must resolve, symbolic links followed, under the directory of the
+//! plan file or one the operator allows on the command line (`--allow-sql-dir`; the plan itself cannot).
 //! A plan from elsewhere then cannot make planrun read (and record in its ledger, or
 //! quote in an error) a file such as `../../etc/passwd`.
 
@@ -24,7 +24,8 @@ pub(crate) fn confinement_problems(plan: &Plan) -> Vec<PlanProblem> {
         .iter()
         .map(|(file, span, resolved)| (file, span, resolved))
         .chain(plan.stages.iter().flat_map(|stage| {
-            stage.steps.iter().filter_map(|step| match &step.kind {
+            let steps = stage.steps.iter().chain(&stage.revert.steps);
+            steps.filter_map(|step| match &step.kind {
                 StepKind::SqlFile {
                     path,
                     path_span,

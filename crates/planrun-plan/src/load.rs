@@ -11,6 +11,7 @@ use toml::Spanned;
 
 mod allow;
 mod locks;
+mod revert;
 mod variables;
 
 pub use variables::is_variable_name;
@@ -55,11 +56,28 @@ const STAGE_KEYS: &[&str] = &[
     "step",
     "verify",
     "allow",
+    "revert_precondition",
+    "revert_capture",
+    "revert",
+    "revert_verify",
+    "revert_loss",
 ];
 /// The lists of tables a stage holds, `[[stage.step]]` and the like. A key written
 /// below one of their headers belongs to that table, not to the stage.
-const STAGE_TABLES: &[&str] = &["precondition", "skip_if", "capture", "step", "verify"];
+const STAGE_TABLES: &[&str] = &[
+    "precondition",
+    "skip_if",
+    "capture",
+    "step",
+    "verify",
+    "revert_precondition",
+    "revert_capture",
+    "revert",
+    "revert_verify",
+    "revert_loss",
+];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
+const REVERT_CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message", "loss"];
 const VERIFY_KEYS: &[&str] = &["name", "sql", "expect", "message", "after_step"];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
 const CAPTURE_KEYS: &[&str] = &["name", "names", "sql", "expr"];
@@ -588,9 +606,13 @@ impl Reader<'_> {
         self.first_stage_table = STAGE_TABLES
             .iter()
             .flat_map(|key| {
-                let spans: Vec<Span> = match table.get(*key).map(|value| value.get_ref()) {
-                    Some(DeValue::Array(items)) => items.iter().map(|item| item.span()).collect(),
-                    _ => Vec::new(),
+                let spans: Vec<Span> = match table.get(*key) {
+                    Some(value) => match value.get_ref() {
+                        DeValue::Array(items) => items.iter().map(|item| item.span()).collect(),
+                        DeValue::Table(_) => vec![value.span()],
+                        _ => Vec::new(),
+                    },
+                    None => Vec::new(),
                 };
                 spans.into_iter().map(move |span| (span, *key))
             })
@@ -638,8 +660,11 @@ impl Reader<'_> {
             .tables(table, "step", span.clone())
             .into_iter()
             .enumerate()
-            .filter_map(|(index, (step, span))| self.step(step, span, index, plan_dir))
+            .filter_map(|(index, (step, span))| {
+                self.step(step, span, (index, "[[stage.step]]"), plan_dir)
+            })
             .collect();
+        let revert = self.revert(table, span.clone(), plan_dir);
         self.first_stage_table = None;
 
         let (id, id_span) = id?;
@@ -672,6 +697,7 @@ impl Reader<'_> {
             captures,
             steps,
             verify,
+            revert,
             span,
         })
     }
@@ -727,8 +753,11 @@ impl Reader<'_> {
         default: Option<Expectation>,
     ) -> Option<Check> {
         let is_verification = default.is_none();
+        let is_revert_precondition = context == "[[stage.revert_precondition]]";
         let keys = if is_verification {
             VERIFY_KEYS
+        } else if is_revert_precondition {
+            REVERT_CHECK_KEYS
         } else {
             CHECK_KEYS
         };
@@ -742,6 +771,7 @@ impl Reader<'_> {
         } else {
             None
         };
+        let loss = is_revert_precondition && self.boolean(table, "loss").unwrap_or(false);
         let expect = self.expectation(table, default, header);
         let ((name, _), (sql, _), (expect, expect_span)) = (name?, sql?, expect?);
         Some(Check {
@@ -751,6 +781,7 @@ impl Reader<'_> {
             expect_span,
             message,
             after_step,
+            loss,
             span,
         })
     }
@@ -772,7 +803,11 @@ impl Reader<'_> {
     }
 
     fn capture(&mut self, table: &DeTable<'_>, span: Span) -> Option<Capture> {
-        self.check_keys(table, CAPTURE_KEYS, "[[stage.capture]]");
+        self.capture_in(table, span, "[[stage.capture]]")
+    }
+
+    fn capture_in(&mut self, table: &DeTable<'_>, span: Span, context: &str) -> Option<Capture> {
+        self.check_keys(table, CAPTURE_KEYS, context);
         let header = span.start..span.start;
         let expr = self.capture_expr(table);
         let sql = if expr.is_some() {
@@ -852,10 +887,10 @@ impl Reader<'_> {
         &mut self,
         table: &DeTable<'_>,
         span: Span,
-        index: usize,
+        (index, context): (usize, &str),
         plan_dir: &Path,
     ) -> Option<Step> {
-        self.check_keys(table, STEP_KEYS, "[[stage.step]]");
+        self.check_keys(table, STEP_KEYS, context);
         let header = span.start..span.start;
         let name = self.string(table, "name", false, 0..0).map(|(n, _)| n);
         let allow = self.allow(table);
@@ -882,7 +917,7 @@ impl Reader<'_> {
                     "a step must have exactly one of `sql`, `sql_file` or `transform`, not several",
                 )
                 .label(header, "this step")
-                .help("split it into one [[stage.step]] per piece of work"),
+                .help(format!("split it into one {context} per piece of work")),
             );
             return None;
         }
@@ -957,7 +992,7 @@ impl Reader<'_> {
     }
 }
 
-fn true_expectation() -> Expectation {
+pub(super) fn true_expectation() -> Expectation {
     Expectation::Compare {
         op: CmpOp::Eq,
         rhs: Operand::Bool(true),

@@ -107,7 +107,83 @@ pub struct Stage {
     pub captures: Vec<Capture>,
     pub steps: Vec<Step>,
     pub verify: Vec<Check>,
+    /// The way back (`planrun revert`); empty for a stage with no `[[stage.revert]]`.
+    pub revert: Revert,
     pub span: Span,
+}
+
+/// How `planrun revert` undoes a stage, in the stage's own transaction under its
+/// locks: preconditions (a failing one refuses the revert before anything changes),
+/// captures, steps, then the verifications as the gate before commit. Not part of
+/// the stage's checksum: giving an applied stage a way back is not drift.
+#[derive(Debug, Clone, Default)]
+pub struct Revert {
+    /// `[[stage.revert_precondition]]`: a failing one refuses the revert, naming the
+    /// rows it returned; one marked `loss = true` only warns when the stage declares
+    /// `[stage.revert_loss]`.
+    pub preconditions: Vec<Check>,
+    /// `[[stage.revert_capture]]`, read after the preconditions, before the steps.
+    pub captures: Vec<Capture>,
+    /// `[[stage.revert]]`: none makes the stage irreversible.
+    pub steps: Vec<Step>,
+    /// `[[stage.revert_verify]]`, the gate before the revert commits.
+    pub verify: Vec<Check>,
+    /// `[stage.revert_loss]`: what the plan accepts the revert may lose.
+    pub loss: Option<RevertLoss>,
+}
+
+/// `[stage.revert_loss]`: the plan's word that the revert may lose data, and why.
+#[derive(Debug, Clone)]
+pub struct RevertLoss {
+    pub reason: String,
+    pub span: Span,
+}
+
+/// Whether a stage can be reverted, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reversibility {
+    /// It declares `[[stage.revert]]` steps.
+    Declared,
+    /// It cannot be reverted; the reason, for `check` and the refusal.
+    Irreversible(String),
+}
+
+impl Stage {
+    /// Whether `planrun revert` can undo this stage. planrun derives no inverse of its
+    /// own: only declared `[[stage.revert]]` steps undo a stage (`docs/plan-format.md`).
+    pub fn reversibility(&self) -> Reversibility {
+        if !self.revert.steps.is_empty() {
+            Reversibility::Declared
+        } else if !self.transaction {
+            Reversibility::Irreversible(
+                "it declares no [[stage.revert]] steps (and runs outside a transaction)".into(),
+            )
+        } else {
+            Reversibility::Irreversible("it declares no [[stage.revert]] steps".into())
+        }
+    }
+
+    /// The stage as its revert runs it: the same id, locks, timeouts and retries, with
+    /// the revert's preconditions, captures, steps and verifications in place of the
+    /// forward ones, no skip rules, and only the declared loss kept of its revert.
+    /// `None` for an irreversible stage.
+    pub fn revert_view(&self) -> Option<Stage> {
+        if self.revert.steps.is_empty() {
+            return None;
+        }
+        Some(Stage {
+            preconditions: self.revert.preconditions.clone(),
+            skip_if: Vec::new(),
+            captures: self.revert.captures.clone(),
+            steps: self.revert.steps.clone(),
+            verify: self.revert.verify.clone(),
+            revert: Revert {
+                loss: self.revert.loss.clone(),
+                ..Revert::default()
+            },
+            ..self.clone()
+        })
+    }
 }
 
 impl Stage {
@@ -145,6 +221,9 @@ pub struct Check {
     /// the last one, so that a later step (brief DDL under a strong lock) does not
     /// hold its lock while the check reads.
     pub after_step: Option<(String, Span)>,
+    /// A revert precondition whose failure means data the old shape cannot hold
+    /// (`loss = true`): with `[stage.revert_loss]` it warns instead of refusing.
+    pub loss: bool,
     pub span: Span,
 }
 

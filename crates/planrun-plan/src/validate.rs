@@ -30,7 +30,12 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
     }
 
     for stage in &plan.stages {
-        for checks in [&stage.preconditions, &stage.verify] {
+        for checks in [
+            &stage.preconditions,
+            &stage.verify,
+            &stage.revert.preconditions,
+            &stage.revert.verify,
+        ] {
             let mut seen: BTreeMap<&str, &Span> = BTreeMap::new();
             for check in checks {
                 if let Some(first) = seen.insert(&check.name, &check.span) {
@@ -59,12 +64,23 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
                 .help("a lock is held until its transaction ends: a stage outside a transaction holds none; remove transaction = false or the locks"),
             );
         }
-        for check in &stage.verify {
+        let placed = stage
+            .verify
+            .iter()
+            .map(|check| (check, &stage.steps))
+            .chain(
+                stage
+                    .revert
+                    .verify
+                    .iter()
+                    .map(|check| (check, &stage.revert.steps)),
+            );
+        for (check, steps) in placed {
             let Some((step, span)) = &check.after_step else {
                 continue;
             };
-            if !stage.steps.iter().any(|s| &s.name == step) {
-                let names: Vec<&str> = stage.steps.iter().map(|s| s.name.as_str()).collect();
+            if !steps.iter().any(|s| &s.name == step) {
+                let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
                 problems.push(
                     PlanProblem::new(
                         ProblemKind::InvalidValue,
@@ -81,6 +97,7 @@ pub(crate) fn structure(plan: &Plan) -> Vec<PlanProblem> {
                 );
             }
         }
+        problems.extend(batched_revert_problems(stage));
         let batched: Vec<&Span> = stage
             .steps
             .iter()
@@ -254,24 +271,61 @@ fn cycle_problem(plan: &Plan, cycle: &[usize]) -> PlanProblem {
     problem
 }
 
+/// A revert runs whole, in one transaction: a batched revert step is refused.
+fn batched_revert_problems(stage: &crate::model::Stage) -> Vec<PlanProblem> {
+    stage
+        .revert
+        .steps
+        .iter()
+        .filter_map(|step| match &step.kind {
+            StepKind::Transform {
+                params,
+                params_span,
+                ..
+            } if params.get("mode").and_then(toml::Value::as_str) == Some("batched") => Some(
+                PlanProblem::new(
+                    ProblemKind::InvalidValue,
+                    format!("a revert step of stage `{}` cannot run batched", stage.id),
+                )
+                .label(params_span.clone(), "mode = \"batched\"")
+                .help("a revert runs in one transaction per stage: remove `mode`"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 fn capture_problems(plan: &Plan, positions: &HashMap<&str, usize>) -> Vec<PlanProblem> {
     let mut problems = Vec::new();
     let mut dependents = Dependents::new(plan, positions);
     let mut defined_in: BTreeMap<&str, (usize, &Span)> = BTreeMap::new();
+    // A revert's captures are plan-wide names too, but only its own verifications
+    // read them.
+    let mut revert_defined: BTreeMap<&str, (usize, &Span)> = BTreeMap::new();
     for (index, stage) in plan.stages.iter().enumerate() {
-        for (name, span) in stage.captures.iter().flat_map(|capture| &capture.names) {
-            if let Some((_, first_span)) = defined_in.get(name.as_str()) {
-                problems.push(
-                    PlanProblem::new(
-                        ProblemKind::DuplicateCapture,
-                        format!("capture `{name}` is defined twice"),
-                    )
-                    .label(span.clone(), "defined again here")
-                    .label((*first_span).clone(), "first defined here")
-                    .help("capture names are plan-wide: give each a unique name"),
-                );
-            } else {
-                defined_in.insert(name, (index, span));
+        let forward = stage.captures.iter().map(|capture| (capture, false));
+        let revert = stage.revert.captures.iter().map(|capture| (capture, true));
+        for (capture, in_revert) in forward.chain(revert) {
+            for (name, span) in &capture.names {
+                let first = defined_in
+                    .get(name.as_str())
+                    .or_else(|| revert_defined.get(name.as_str()))
+                    .map(|(_, span)| (*span).clone());
+                if let Some(first_span) = first {
+                    problems.push(
+                        PlanProblem::new(
+                            ProblemKind::DuplicateCapture,
+                            format!("capture `{name}` is defined twice"),
+                        )
+                        .label(span.clone(), "defined again here")
+                        .label(first_span, "first defined here")
+                        .help("capture names are plan-wide: give each a unique name"),
+                    );
+                } else if in_revert {
+                    revert_defined.insert(name, (index, span));
+                } else {
+                    defined_in.insert(name, (index, span));
+                }
             }
         }
     }
@@ -291,6 +345,14 @@ fn capture_problems(plan: &Plan, positions: &HashMap<&str, usize>) -> Vec<PlanPr
             )
             .chain(
                 stage
+                    .verify
+                    .iter()
+                    .chain(&stage.revert.preconditions)
+                    .map(|check| (&check.expect, &check.expect_span, true)),
+            )
+            .chain(
+                stage
+                    .revert
                     .verify
                     .iter()
                     .map(|check| (&check.expect, &check.expect_span, true)),
@@ -313,9 +375,15 @@ fn capture_problems(plan: &Plan, positions: &HashMap<&str, usize>) -> Vec<PlanPr
                     }),
             );
         for (name, span, after_captures) in uses {
-            let visible = defined_in.get(name).is_some_and(|&(at, _)| {
-                (at == index && after_captures) || dependents.depends(index, at)
-            });
+            // A revert's capture is read by its verifications (it is not in
+            // `defined_in`, so no forward check of the stage can read it).
+            let own_revert_capture = revert_defined
+                .get(name)
+                .is_some_and(|&(at, _)| at == index && after_captures);
+            let visible = own_revert_capture
+                || defined_in.get(name).is_some_and(|&(at, _)| {
+                    (at == index && after_captures) || dependents.depends(index, at)
+                });
             if visible || !reported.insert(name.to_owned()) {
                 continue;
             }
@@ -394,7 +462,9 @@ impl Plan {
                 problems.push(problem);
             }
         }
-        for stage in &self.stages {
+        let revert_views: Vec<crate::model::Stage> =
+            self.stages.iter().filter_map(|s| s.revert_view()).collect();
+        for stage in self.stages.iter().chain(&revert_views) {
             // A file outside the plan's directory is not read, not even to parse it.
             if confined {
                 problems.extend(crate::sql_rules::stage_sql_problems(stage, &self.variables));

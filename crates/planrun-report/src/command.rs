@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// `apply` (a dry run included), `plan`, `verify`, or `rehearse`, whose outcome is
+/// `apply` (a dry run included), `plan`, `verify`, `rehearse` or `revert`, whose outcome is
 /// told with the same codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -14,6 +14,8 @@ pub enum Command {
     Plan,
     Verify,
     Rehearse,
+    /// `revert`, and `plan --revert` (a dry run of it).
+    Revert,
 }
 
 impl Command {
@@ -24,6 +26,7 @@ impl Command {
             Command::Plan => "plan",
             Command::Verify => "verify",
             Command::Rehearse => "rehearse",
+            Command::Revert => "revert",
         }
     }
 }
@@ -45,6 +48,7 @@ mod tests {
             Command::Plan,
             Command::Verify,
             Command::Rehearse,
+            Command::Revert,
         ] {
             assert_eq!(
                 serde_json::to_value(command).unwrap(),

@@ -14,11 +14,12 @@ use serde::Serialize;
 use crate::budget::BudgetEstimate;
 use crate::command::Command;
 use crate::lock_weight::StageLockWeight;
+use crate::revert::RevertPlan;
 use crate::stage::{StageReport, StageStatus};
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunReport {
-    /// `apply`, `plan`, `verify`.
+    /// `apply`, `plan`, `verify`, `revert`.
     #[schemars(with = "String")]
     pub command: Command,
     pub plan: String,
@@ -57,6 +58,10 @@ pub struct RunReport {
     /// `plan`: the newest (or given) rehearsal's lock estimates against the budgets.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lock_budget: Option<BudgetEstimate>,
+    /// `revert`: where it reverts to, the stages it undoes, refusals and declared
+    /// losses.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revert: Option<RevertPlan>,
 }
 
 impl RunReport {
@@ -85,6 +90,7 @@ impl RunReport {
             history: Vec::new(),
             lock_impact: Vec::new(),
             lock_budget: None,
+            revert: None,
         }
     }
 }
@@ -96,6 +102,7 @@ impl RunReport {
         match self.command {
             Command::Plan => &format::PLAN,
             Command::Verify => &format::VERIFY,
+            Command::Revert => &format::REVERT,
             _ => &format::APPLY,
         }
     }
@@ -130,7 +137,7 @@ pub struct RunBody {
 
 impl RunBody {
     pub fn of(report: RunReport) -> RunBody {
-        let commits = report.command == Command::Apply && !report.dry_run;
+        let commits = matches!(report.command, Command::Apply | Command::Revert) && !report.dry_run;
         let committed = report
             .stages
             .iter()
@@ -138,7 +145,10 @@ impl RunBody {
                 commits
                     && matches!(
                         stage.status,
-                        StageStatus::Applied | StageStatus::Skipped | StageStatus::DriftAccepted
+                        StageStatus::Applied
+                            | StageStatus::Skipped
+                            | StageStatus::DriftAccepted
+                            | StageStatus::Reverted
                     )
             })
             .map(|stage| stage.id.clone())
@@ -168,6 +178,8 @@ pub enum RunOutcome {
     Interrupted,
     /// `rehearse`: every stage passed, but one held a lock over its budget.
     OverBudget,
+    /// `revert`: refused before anything changed.
+    RevertRefused,
 }
 
 impl RunOutcome {
@@ -180,6 +192,7 @@ impl RunOutcome {
             RunOutcome::Drift => exit_codes::DRIFT,
             RunOutcome::Interrupted => exit_codes::INTERRUPTED,
             RunOutcome::OverBudget => exit_codes::OVER_BUDGET,
+            RunOutcome::RevertRefused => exit_codes::REVERT_REFUSED,
         }
     }
 
@@ -193,6 +206,7 @@ impl RunOutcome {
             RunOutcome::Drift => "drift",
             RunOutcome::Interrupted => "interrupted",
             RunOutcome::OverBudget => "over_budget",
+            RunOutcome::RevertRefused => "revert_refused",
         }
     }
 
@@ -200,6 +214,10 @@ impl RunOutcome {
     /// this way: success is `applied`, `would_apply` (a plan or dry run) or `verified`.
     pub fn code(self, command: Command, dry_run: bool) -> OutcomeCode {
         match self {
+            RunOutcome::Success if command == Command::Revert && dry_run => {
+                OutcomeCode::WouldRevert
+            }
+            RunOutcome::Success if command == Command::Revert => OutcomeCode::Reverted,
             RunOutcome::Success if command == Command::Plan || dry_run => OutcomeCode::WouldApply,
             RunOutcome::Success | RunOutcome::NothingToDo if command == Command::Verify => {
                 OutcomeCode::Verified
@@ -212,6 +230,7 @@ impl RunOutcome {
             RunOutcome::Drift => OutcomeCode::Drift,
             RunOutcome::Interrupted => OutcomeCode::Interrupted,
             RunOutcome::OverBudget => OutcomeCode::OverBudget,
+            RunOutcome::RevertRefused => OutcomeCode::RevertRefused,
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum StageStatus {
     Interrupted,
     /// `planrun reset`: a half-done batched attempt abandoned and undone.
     Reset,
+    /// `planrun revert`: undone and committed (with `--dry-run`: undone and rolled
+    /// back); a later `apply` runs it again.
+    Reverted,
     /// Not reached because an earlier stage stopped the run.
     NotRun,
     /// Optional, or outside `--stage`/`--until`.
@@ -64,6 +67,7 @@ impl StageStatus {
             StageStatus::Failed => "FAILED",
             StageStatus::Interrupted => "INTERRUPTED",
             StageStatus::Reset => "reset",
+            StageStatus::Reverted => "reverted",
             StageStatus::NotRun => "not run",
             StageStatus::NotSelected => "not selected",
             StageStatus::WouldRun => "would run",

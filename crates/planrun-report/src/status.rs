@@ -24,7 +24,8 @@ pub struct StatusReport {
 pub struct StageStatusLine {
     pub id: String,
     pub optional: bool,
-    /// `pending`, `applied`, `skipped`, `failed` or `drifted`.
+    /// `pending`, `applied`, `skipped`, `failed`, `drifted`, `partial`, `reset` or
+    /// `reverted`.
     pub state: String,
     pub run_id: Option<i64>,
     /// RFC 3339: when its latest result was recorded (a half-done stage: its last batch).

@@ -24,7 +24,7 @@ use crate::db::trusted_sql::{check_ledger_owner, own_ledger};
 use crate::error::EngineError;
 
 /// The ledger layout this planrun writes.
-pub const LEDGER_VERSION: i32 = 6;
+pub const LEDGER_VERSION: i32 = 7;
 
 const CREATE_V1: &str = "
 CREATE SCHEMA IF NOT EXISTS planrun;
@@ -117,6 +117,14 @@ const MIGRATE_TO_V6: &str = "
 ALTER TABLE planrun.stage_results ADD COLUMN IF NOT EXISTS accepted_findings jsonb NOT NULL DEFAULT '[]';
 ";
 
+/// Version 7: an applied stage undone with `planrun revert` is recorded `reverted`
+/// (not done: a later apply runs it again).
+const MIGRATE_TO_V7: &str = "
+ALTER TABLE planrun.stage_results DROP CONSTRAINT IF EXISTS stage_results_status_check;
+ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
+    CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed', 'reset', 'reverted'));
+";
+
 /// True for a `runs` row (alias `r`) whose session still exists. A session another
 /// role owns shows no `backend_start` without `pg_read_all_stats`; it counts as live.
 const SESSION_ALIVE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
@@ -154,13 +162,14 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             known: LEDGER_VERSION,
         });
     }
-    let migrations: [(i32, &str); 6] = [
+    let migrations: [(i32, &str); 7] = [
         (1, ""),
         (2, MIGRATE_TO_V2),
         (3, MIGRATE_TO_V3),
         (4, MIGRATE_TO_V4),
         (5, MIGRATE_TO_V5),
         (6, MIGRATE_TO_V6),
+        (7, MIGRATE_TO_V7),
     ];
     for (target, sql) in migrations {
         if version >= target {
@@ -181,16 +190,36 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Whether the ledger exists (read-only commands do not create it).
+/// Whether the ledger exists (read-only commands do not create it). A ledger a newer
+/// planrun wrote is refused here too, not only by `ensure`: its states (a stage
+/// reverted, a validation pending) may mean what this planrun cannot read, so `status`,
+/// `plan` and `verify` say so instead of reporting what they cannot know.
 pub fn exists(client: &mut impl GenericClient) -> Result<bool, EngineError> {
     let mut client = own_ledger(client)?;
-    Ok(client
+    let row = client
         .query_one(
-            "SELECT to_regclass('planrun.stage_results') IS NOT NULL",
+            "SELECT to_regclass('planrun.stage_results') IS NOT NULL, \
+                    to_regclass('planrun.ledger_version') IS NOT NULL",
             &[],
         )
-        .map_err(EngineError::database("cannot inspect the ledger"))?
-        .get(0))
+        .map_err(EngineError::database("cannot inspect the ledger"))?;
+    let (results, versioned): (bool, bool) = (row.get(0), row.get(1));
+    if results && versioned {
+        let found: i32 = client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM planrun.ledger_version",
+                &[],
+            )
+            .map_err(EngineError::database("cannot read the ledger version"))?
+            .get(0);
+        if found > LEDGER_VERSION {
+            return Err(EngineError::LedgerTooNew {
+                found,
+                known: LEDGER_VERSION,
+            });
+        }
+    }
+    Ok(results)
 }
 
 /// The latest committed result of one stage.

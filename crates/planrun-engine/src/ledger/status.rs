@@ -15,16 +15,19 @@ pub enum ResultStatus {
     Renamed,
     /// A half-done batched stage abandoned with `planrun reset`.
     Reset,
+    /// An applied stage undone with `planrun revert`; a later `apply` runs it again.
+    Reverted,
 }
 
 impl ResultStatus {
-    const ALL: [ResultStatus; 6] = [
+    const ALL: [ResultStatus; 7] = [
         ResultStatus::Applied,
         ResultStatus::Skipped,
         ResultStatus::Failed,
         ResultStatus::Retired,
         ResultStatus::Renamed,
         ResultStatus::Reset,
+        ResultStatus::Reverted,
     ];
 
     /// The ledger's spelling.
@@ -36,6 +39,7 @@ impl ResultStatus {
             ResultStatus::Retired => "retired",
             ResultStatus::Renamed => "renamed",
             ResultStatus::Reset => "reset",
+            ResultStatus::Reverted => "reverted",
         }
     }
 

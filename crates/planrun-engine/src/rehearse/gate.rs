@@ -33,6 +33,21 @@ pub struct RehearsalEvidence {
     pub exit_code: i32,
     pub target_identity: EvidenceTarget,
     pub stages: Vec<EvidenceStage>,
+    /// The revert the rehearsal proved, if it reverted (`revert --require-rehearsal`).
+    #[serde(default)]
+    pub revert: Option<EvidenceRevert>,
+}
+
+/// What `revert --require-rehearsal` reads of a rehearsal's `revert` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceRevert {
+    pub stages: Vec<EvidenceRevertStage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceRevertStage {
+    pub id: String,
+    pub proved: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +74,8 @@ pub enum Refusal {
     Unrehearsed { stages: String },
     #[error("failed: the rehearsal ended {outcome} (exit {exit_code}); fix the plan, then rehearse again until it passes")]
     Failed { outcome: String, exit_code: i32 },
+    #[error("unproved: the rehearsal did not prove the revert of {stages}; rehearse a plan whose reverts the rehearsal proves exact")]
+    RevertUnproved { stages: String },
     #[error("stale: cannot tell when the rehearsal finished (finished_at `{finished_at}`: {reason}); rehearse again")]
     NoTimestamp { finished_at: String, reason: String },
     #[error("stale: the rehearsal finished {age} ago ({finished_at}), longer ago than max_rehearsal_age {max}; rehearse again")]
@@ -116,6 +133,44 @@ pub fn check_rehearsal(file: &Path, need: &RehearsalRequirement<'_>) -> Vec<Refu
         ));
     }
     refusals(&evidence, need)
+}
+
+/// Every reason the rehearsal report in `file` does not allow a revert of
+/// `reverted` (the stages it may undo): those of [`check_rehearsal`], and any of them
+/// whose revert the report does not record as proved.
+pub fn check_revert_rehearsal(
+    file: &Path,
+    need: &RehearsalRequirement<'_>,
+    reverted: &[&str],
+) -> Vec<Refusal> {
+    let mut found = check_rehearsal(file, need);
+    if matches!(found.first(), Some(Refusal::Unreadable { .. })) {
+        return found;
+    }
+    let proved: Vec<String> = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| serde_json::from_str::<RehearsalEvidence>(&text).ok())
+        .and_then(|evidence| evidence.revert)
+        .map(|revert| {
+            revert
+                .stages
+                .into_iter()
+                .filter(|stage| stage.proved)
+                .map(|stage| stage.id)
+                .collect()
+        })
+        .unwrap_or_default();
+    let unproved: Vec<&str> = reverted
+        .iter()
+        .copied()
+        .filter(|id| !proved.iter().any(|proved| proved == id))
+        .collect();
+    if !unproved.is_empty() {
+        found.push(Refusal::RevertUnproved {
+            stages: unproved.join(", "),
+        });
+    }
+    found
 }
 
 /// [`check_rehearsal`] on a report already read.
@@ -233,6 +288,7 @@ mod tests {
                 status,
             })
             .collect(),
+            revert: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub(crate) mod lock_trace;
 mod lock_waits;
 pub(crate) mod report;
 mod report_file;
+mod revert_proof;
 mod roles;
 
 use chrono::Local;
@@ -37,14 +38,15 @@ use crate::rehearse::roles::TargetAccess;
 
 pub use crate::rehearse::error::RehearseError;
 pub use crate::rehearse::gate::{
-    check_rehearsal, now, refusals, EvidenceStage, EvidenceTarget, Refusal, RehearsalEvidence,
-    RehearsalRequirement, DEFAULT_MAX_AGE,
+    check_rehearsal, check_revert_rehearsal, now, refusals, EvidenceRevert, EvidenceRevertStage,
+    EvidenceStage, EvidenceTarget, Refusal, RehearsalEvidence, RehearsalRequirement,
+    DEFAULT_MAX_AGE,
 };
 pub use crate::rehearse::identity::plan_words;
 pub use crate::rehearse::report::{
     bytes, readable_format, CopyInfo, CopyRoles, Estimate, Identity, Kept, MeasuredLock,
-    MeasuredStatement, RehearsalReport, RehearsedLock, RehearsedStage, Selection, TableRows,
-    FORMAT, LEGACY_FORMAT,
+    MeasuredStatement, RehearsalReport, RehearsedLock, RehearsedRevert, RehearsedStage,
+    RevertProof, Selection, TableRows, FORMAT, LEGACY_FORMAT,
 };
 pub use crate::rehearse::report_file::{newest_rehearsal, write_report};
 
@@ -58,6 +60,9 @@ pub struct RehearseOptions {
     pub jobs: usize,
     /// Leave the copy running afterwards.
     pub keep: bool,
+    /// After the apply, revert every stage on the copy and prove it
+    /// (`revert_proof.rs`): the report's `revert` section.
+    pub revert: bool,
 }
 
 impl Default for RehearseOptions {
@@ -66,6 +71,7 @@ impl Default for RehearseOptions {
             apply: ApplyOptions::default(),
             jobs: default_jobs(),
             keep: false,
+            revert: false,
         }
     }
 }
@@ -107,6 +113,9 @@ pub fn rehearse(
     let copy = Copy::make(target, &target_identity, &access, options.jobs, note)?;
     let copy_identity = identity(&mut copy.target.connect(&connection)?, &words)?;
 
+    let before_apply = options
+        .revert
+        .then(|| revert_proof::application_dump(&copy.target));
     let watch = LockWaitWatch::start(observer, copy.server_log(), &copy.admin)?;
     let apply_options = ApplyOptions {
         dry_run: false,
@@ -115,6 +124,16 @@ pub fn rehearse(
     };
     let run = runner.apply(&copy.target, &apply_options, &watch)?;
     let observed = watch.finish();
+    let revert = before_apply.map(|before| match before {
+        Ok(before) => revert_proof::prove(runner, &copy.target, &before),
+        Err(error) => RehearsedRevert {
+            stages: vec![RevertProof {
+                id: "(revert)".into(),
+                proved: false,
+                differences: vec![format!("cannot dump the copy before the apply: {error}")],
+            }],
+        },
+    });
 
     let scale = estimate::scale(&target_identity, &copy_identity);
     let impact = plan.lock_impact(runner.dag(), runner.registry());
@@ -144,6 +163,7 @@ pub fn rehearse(
         estimate: estimate::model(scale),
         stages,
         run: run.document(),
+        revert,
     };
     Ok(Rehearsal { report, kept })
 }

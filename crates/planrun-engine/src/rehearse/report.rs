@@ -53,6 +53,30 @@ pub struct RehearsalReport {
     pub stages: Vec<RehearsedStage>,
     /// The full `planrun.apply` document of the apply on the copy.
     pub run: Document<RunBody>,
+    /// The revert proved on the copy, per stage: what `revert --require-rehearsal`
+    /// reads. Absent while the rehearsal does not revert (today: it never does; the
+    /// section is the seam the rehearsal's revert fills).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revert: Option<RehearsedRevert>,
+}
+
+/// The revert the rehearsal ran on the copy after the apply and new-shape writes,
+/// in a fresh session, compared with the copy as it was before the apply.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RehearsedRevert {
+    /// Every stage whose revert ran, newest first.
+    pub stages: Vec<RevertProof>,
+}
+
+/// Whether one stage's revert was proved exact on the copy.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RevertProof {
+    pub id: String,
+    /// The schema identical, every pre-existing row identical, the writes made in the
+    /// new shape present in the old.
+    pub proved: bool,
+    /// What differed when it was not, one line each.
+    pub differences: Vec<String>,
 }
 
 /// A database as the rehearsal saw it.

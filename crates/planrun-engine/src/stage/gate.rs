@@ -65,7 +65,7 @@ pub(crate) fn gate<C: GenericClient>(
 
 /// The backup before the run's first change, into `dir`, recorded in the ledger at
 /// once.
-fn take_backup(
+pub(crate) fn take_backup(
     run: &mut RunContext<'_>,
     dir: &std::path::Path,
     stage: &PreparedStage<'_>,

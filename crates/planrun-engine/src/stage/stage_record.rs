@@ -81,6 +81,7 @@ pub(crate) fn record<C: GenericClient>(
         StageStatus::Applied => ResultStatus::Applied,
         StageStatus::Skipped => ResultStatus::Skipped,
         StageStatus::Reset => ResultStatus::Reset,
+        StageStatus::Reverted => ResultStatus::Reverted,
         _ => ResultStatus::Failed,
     };
     ledger::record_stage(

@@ -1,0 +1,2 @@
+ALTER TABLE customers DROP COLUMN email;
+SELECT pg_sleep(:revert_pause);
