@@ -47,11 +47,12 @@ impl Transform for UnsplitChapters {
         "Write chapter_sections and chapters.cover_image back into chapters.content and chapters.images (the revert of memoir.split_chapters)"
     }
 
-    /// Adding the columns back takes ACCESS EXCLUSIVE on `chapters` anyway; taken
-    /// first, so the sections read are the sections emptied.
+    /// Writers of `chapters` and `chapter_sections` wait from the first read, so the
+    /// sections read are the sections emptied; readers go on until the columns are
+    /// added back at the end (ACCESS EXCLUSIVE on `chapters` from there to the commit).
     fn locks(&self, _params: &toml::Table) -> Vec<TableLock> {
         vec![
-            TableLock::new("public.chapters", LockMode::AccessExclusive, self.name()),
+            TableLock::new("public.chapters", LockMode::Exclusive, self.name()),
             TableLock::new("public.chapter_sections", LockMode::Exclusive, self.name()),
         ]
     }
@@ -87,12 +88,11 @@ impl Transform for UnsplitChapters {
         transaction.batch_execute(CREATE_QUARANTINE_TABLE)?;
         transaction.batch_execute(CREATE_LEGACY_TABLES)?;
         let (content_type, images_type) = legacy_types(transaction)?;
-        transaction.batch_execute(&format!(
-            "ALTER TABLE public.chapters ADD COLUMN content {content_type}, ADD COLUMN images {images_type};
-             DROP TABLE IF EXISTS pg_temp.memoir_unsplit;
+        transaction.batch_execute(
+            "DROP TABLE IF EXISTS pg_temp.memoir_unsplit;
              CREATE TEMP TABLE memoir_unsplit (chapter_id bigint PRIMARY KEY, content text,
-                 images text, way text NOT NULL) ON COMMIT DROP;"
-        ))?;
+                 images text, way text NOT NULL) ON COMMIT DROP;",
+        )?;
 
         let total: i64 = transaction
             .query_one("SELECT count(*) FROM public.chapters", &[])?
@@ -130,6 +130,11 @@ impl Transform for UnsplitChapters {
         }
 
         context.progress.phase("writing chapters back");
+        // Only now the ACCESS EXCLUSIVE that adding columns takes, to the commit: the
+        // application's readers of chapters wait for the update, not for the unsplit.
+        transaction.batch_execute(&format!(
+            "ALTER TABLE public.chapters ADD COLUMN content {content_type}, ADD COLUMN images {images_type};"
+        ))?;
         let written = transaction.execute(
             &format!(
                 "UPDATE public.chapters c SET content = u.content, images = u.images::{images_type}
