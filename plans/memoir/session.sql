@@ -195,3 +195,83 @@ CREATE TEMP TABLE IF NOT EXISTS memoir_split_witness (
     chapters_with_gaps     bigint  NOT NULL,
     images_not_objects     bigint  NOT NULL
 ) ON COMMIT DELETE ROWS;
+
+-- The way back (docs/memoir.md, "The way back"). `planrun revert` judges every revert
+-- precondition before it changes anything, while the newer stages are still applied:
+-- stage 2's must then read the sections' images and the covers as the reverts of
+-- stages 5, 4 and 3 will leave them, from whichever shape holds them now. So these
+-- build their queries at run time (EXECUTE) from the columns and tables that exist:
+--   chapter_sections.image                  stages 2 to 4: the JSON, else (stages 3-4)
+--                                           the memoir_images row the revert carries back;
+--   chapter_sections.image_id               stage 5: what 05_revert_section_image_fk.sql
+--                                           gives back (the kept object when its row
+--                                           still says the same, else the rebuilt one).
+-- A memoir_images row's image object, as the reverts rebuild it.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_image_of(url text, caption text, meta jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT meta OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('url', url)
+           OPERATOR(pg_catalog.||) CASE WHEN caption IS NULL THEN '{}'::pg_catalog.jsonb
+                                        ELSE pg_catalog.jsonb_build_object('caption', caption) END
+$$;
+
+-- Every section as the way back of stages 3 to 5 leaves it: its chapter and position,
+-- whether it has content and whether that content is exactly one paragraph by the
+-- split's rule, and its image.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_sections_as_reverted()
+RETURNS TABLE (chapter_id bigint, "position" int, has_content boolean, one_paragraph boolean, image jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    has_image boolean := EXISTS (SELECT 1 FROM pg_attribute
+                                 WHERE attrelid = 'public.chapter_sections'::regclass
+                                   AND attname = 'image' AND NOT attisdropped);
+    has_images boolean := to_regclass('public.memoir_images') IS NOT NULL;
+    kept boolean := to_regclass('planrun.memoir_section_images') IS NOT NULL;
+    image text;
+    joins text := '';
+BEGIN
+    IF has_image AND NOT has_images THEN
+        image := 's.image';
+    ELSIF has_image THEN
+        image := 'coalesce(s.image, (SELECT pg_temp.memoir_image_of(m.url, m.caption, m.meta)
+                                      FROM public.memoir_images m WHERE m.section_id = s.id))';
+    ELSE
+        image := 'r.rebuilt';
+        joins := ' LEFT JOIN LATERAL (SELECT pg_temp.memoir_image_of(m.url, m.caption, m.meta) AS rebuilt
+                                      FROM public.memoir_images m
+                                      WHERE m.section_id IS NOT NULL
+                                        AND (m.id = s.image_id OR (s.image_id IS NULL AND m.section_id = s.id))
+                                      LIMIT 1) r ON true';
+        IF kept THEN
+            image := 'CASE WHEN k.image IS NOT NULL AND r.rebuilt =
+                                (CASE WHEN k.image->''caption'' = ''null''::jsonb THEN k.image - ''caption'' ELSE k.image END)
+                           THEN k.image ELSE r.rebuilt END';
+            joins := joins || ' LEFT JOIN planrun.memoir_section_images k ON k.section_id = s.id';
+        END IF;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT s.chapter_id, s.position, s.content <> '''',
+                s.content <> '''' AND pg_temp.memoir_paragraphs(s.content) = s.content
+                AND strpos(s.content, E''\n\n'') = 0,
+                %s
+         FROM public.chapter_sections s%s', image, joins);
+END
+$$;
+
+-- Every chapter's cover as the way back of stages 3 and 4 leaves it: the JSON, else
+-- the memoir_images cover row carried back.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_covers_as_reverted()
+RETURNS TABLE (chapter_id bigint, cover jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF to_regclass('public.memoir_images') IS NULL THEN
+        RETURN QUERY SELECT c.id, c.cover_image FROM public.chapters c;
+    ELSE
+        RETURN QUERY EXECUTE
+            'SELECT c.id, coalesce(c.cover_image,
+                                   (SELECT pg_temp.memoir_image_of(m.url, m.caption, m.meta)
+                                    FROM public.memoir_images m
+                                    WHERE m.chapter_id = c.id AND m.section_id IS NULL))
+             FROM public.chapters c';
+    END IF;
+END
+$$;
