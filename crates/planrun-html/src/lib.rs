@@ -20,3 +20,6 @@ mod units;
 pub use graph_svg::{graph_svg, NodeMark, Tone};
 pub use rehearsal_page::rehearsal_html;
 pub use run_page::run_html;
+
+#[cfg(test)]
+mod tests;
