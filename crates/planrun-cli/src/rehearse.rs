@@ -10,7 +10,7 @@ use planrun_engine::rehearse::{
     RehearsedStage,
 };
 use planrun_engine::{exit_codes, ApplyOptions, Runner, StageStatus, Target};
-use planrun_plan::Plan;
+use planrun_plan::{Dag, Plan};
 use planrun_transform::Registry;
 
 use crate::args::{RehearseArgs, ReportFormat};
@@ -71,6 +71,10 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
         Ok(dir) => dir,
         Err(error) => return failed(error),
     };
+    let html = match crate::html_report::open_requested(args.report.as_deref(), "rehearse", &plan, args.format) {
+        Ok(html) => html,
+        Err(code) => return code,
+    };
     let rehearsal = match rehearse::rehearse(&runner, &target, &options, &live, &note) {
         Ok(rehearsal) => rehearsal,
         Err(error) => return failed(error),
@@ -98,7 +102,8 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
         }
         say_err!("stop it with: {}", kept.stop_command);
     }
-    report.envelope.exit_code
+    let page = |plan: &Plan, dag: &Dag| planrun_html::rehearsal_html(report, plan, dag);
+    crate::html_report::finish(html.as_ref(), &plan, page, report.envelope.exit_code)
 }
 
 /// Refuses (with the exit code and why, in one line) unless `file` is a passing
