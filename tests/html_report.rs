@@ -208,3 +208,40 @@ fn a_report_directory_others_can_write_is_refused_before_anything_runs() {
         "nothing ran"
     );
 }
+
+/// The picture in the README: the memoir rehearsal's report at 100k chapters, as
+/// Chromium draws it, written to `docs/images/rehearsal-report.png`. Not part of the
+/// suite (it takes minutes); run it with
+/// `cargo test --release -p planrun-tests --test html_report -- --ignored screenshot`.
+#[test]
+#[ignore = "makes the README's screenshot; minutes at 100k chapters"]
+fn screenshot_of_the_memoir_rehearsal_at_100k_chapters() {
+    let chromium = chromium().expect("Chromium draws the screenshot");
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 42, 100_000, ImagesType::Jsonb).unwrap();
+    drop(client);
+    let out = tempfile::tempdir().unwrap();
+    let page = out.path().join("memoir.html");
+    let reports = out.path().join("json").display().to_string();
+    let page_arg = page.display().to_string();
+    let output = planrun_on(
+        PLANRUN,
+        &repo_root(),
+        &db,
+        &["rehearse", "plans/memoir.toml", "--report-dir", &reports, "--report", &page_arg],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let shot = repo_path("docs/images/rehearsal-report.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    run_chromium(
+        &chromium,
+        &page,
+        &[&format!("--screenshot={}", shot.display()), "--window-size=1100,1500"],
+    );
+    if let Ok(keep) = std::env::var("PLANRUN_KEEP_REPORT") {
+        std::fs::copy(&page, keep).unwrap();
+    }
+    assert!(look_at(&shot).lock_colour);
+}
