@@ -246,7 +246,10 @@ fn memoir_graph_as_svg_has_every_stage_and_an_edge_per_dependency() {
     let svg = roxmltree::Document::parse(&text).expect("the SVG is well-formed XML");
     let root = svg.root_element();
     assert_eq!(root.tag_name().name(), "svg");
-    assert_eq!(root.tag_name().namespace(), Some("http://www.w3.org/2000/svg"));
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
     let plan = Plan::load(&repo_path("plans/memoir.toml")).expect("the memoir plan loads");
     let drawn = |class: &str| {
         svg.descendants()
@@ -264,7 +267,11 @@ fn memoir_graph_as_svg_has_every_stage_and_an_edge_per_dependency() {
     let mut edges: Vec<(String, String)> = drawn("edge")
         .iter()
         .map(|node| {
-            let end = |name| node.attribute(name).expect("an edge names its ends").to_owned();
+            let end = |name| {
+                node.attribute(name)
+                    .expect("an edge names its ends")
+                    .to_owned()
+            };
             (end("data-from"), end("data-to"))
         })
         .collect();

@@ -173,7 +173,12 @@ fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) ->
     if let Err(error) = planrun_engine::interrupt::install(notify) {
         say_err!("warning: cannot handle SIGINT and SIGTERM ({error}); an interrupt ends planrun at once, and the server rolls back the open stage");
     }
-    let html = match crate::html_report::open_requested(args.report.as_deref(), "apply", &plan, args.format) {
+    let html = match crate::html_report::open_requested(
+        args.report.as_deref(),
+        "apply",
+        &plan,
+        args.format,
+    ) {
         Ok(html) => html,
         Err(code) => return code,
     };

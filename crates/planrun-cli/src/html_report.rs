@@ -59,7 +59,9 @@ pub(crate) fn open_requested(
         let message = format!("{message}; nothing ran");
         say_err!("error: {message}");
         if format == ReportFormat::Json {
-            print_json(&ErrorBody::new(command, Some(&plan.name), message).document(exit_codes::ERROR));
+            print_json(
+                &ErrorBody::new(command, Some(&plan.name), message).document(exit_codes::ERROR),
+            );
         }
         exit_codes::ERROR
     })

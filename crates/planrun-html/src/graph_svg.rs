@@ -121,7 +121,13 @@ pub fn graph_svg(plan: &Plan, dag: &Dag, marks: &BTreeMap<String, NodeMark>) -> 
     out
 }
 
-fn push_edge(out: &mut String, from: (usize, usize), to: (usize, usize), from_id: &str, to_id: &str) {
+fn push_edge(
+    out: &mut String,
+    from: (usize, usize),
+    to: (usize, usize),
+    from_id: &str,
+    to_id: &str,
+) {
     let (fx, fy) = origin(from);
     let (tx, ty) = origin(to);
     let (x1, y1) = (fx + NODE_WIDTH, fy + NODE_HEIGHT / 2);
@@ -141,7 +147,12 @@ fn push_edge(out: &mut String, from: (usize, usize), to: (usize, usize), from_id
     );
 }
 
-fn push_node(out: &mut String, (x, y): (usize, usize), stage: &planrun_plan::Stage, mark: Option<&NodeMark>) {
+fn push_node(
+    out: &mut String,
+    (x, y): (usize, usize),
+    stage: &planrun_plan::Stage,
+    mark: Option<&NodeMark>,
+) {
     let tone = mark.map_or(Tone::Neutral, |mark| mark.tone);
     let mut hover = stage.id.clone();
     if let Some(title) = &stage.title {
@@ -153,7 +164,11 @@ fn push_node(out: &mut String, (x, y): (usize, usize), stage: &planrun_plan::Sta
     if stage.optional {
         hover.push_str(" [optional]");
     }
-    let dash = if stage.optional { " stroke-dasharray=\"4 3\"" } else { "" };
+    let dash = if stage.optional {
+        " stroke-dasharray=\"4 3\""
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
         "<g class=\"stage\" data-stage=\"{}\"><title>{}</title>\

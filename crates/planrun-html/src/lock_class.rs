@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn both_spellings_of_a_mode_block_the_same() {
         assert_eq!(Blocks::of_mode("ACCESS EXCLUSIVE"), Blocks::ReadsAndWrites);
-        assert_eq!(Blocks::of_mode("AccessExclusiveLock"), Blocks::ReadsAndWrites);
+        assert_eq!(
+            Blocks::of_mode("AccessExclusiveLock"),
+            Blocks::ReadsAndWrites
+        );
         assert_eq!(Blocks::of_mode("ExclusiveLock"), Blocks::Writes);
         assert_eq!(Blocks::of_mode("SHARE"), Blocks::Writes);
         assert_eq!(Blocks::of_mode("ShareUpdateExclusiveLock"), Blocks::Nothing);

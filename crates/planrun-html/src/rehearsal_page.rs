@@ -69,7 +69,11 @@ fn mark(stage: &RehearsedStage) -> NodeMark {
 
 fn header(report: &RehearsalReport) -> String {
     let envelope = &report.envelope;
-    let outcome_tone = if envelope.exit_code == 0 { Tone::Good } else { Tone::Bad };
+    let outcome_tone = if envelope.exit_code == 0 {
+        Tone::Good
+    } else {
+        Tone::Bad
+    };
     let identity = &report.target_identity;
     let mut out = format!(
         "<h1>Rehearsal of {} {}</h1>\n\

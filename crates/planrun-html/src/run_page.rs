@@ -21,7 +21,11 @@ use crate::units::{count, duration};
 /// The whole HTML document of `report`, a run of `plan` (whose graph is `dag`).
 pub fn run_html(report: &RunReport, plan: &Plan, dag: &Dag) -> String {
     let outcome = report.outcome_code();
-    let tone = if report.exit_code == 0 { Tone::Good } else { Tone::Bad };
+    let tone = if report.exit_code == 0 {
+        Tone::Good
+    } else {
+        Tone::Bad
+    };
     let mut body = format!(
         "<h1>{} of {} {}</h1>\n<p class=\"meta\">target {} (from {}){}{}; exit code {}</p>\n",
         escape(&report.command.to_string()),
@@ -29,7 +33,11 @@ pub fn run_html(report: &RunReport, plan: &Plan, dag: &Dag) -> String {
         badge(outcome.as_str(), tone),
         escape(&planrun_conninfo::display_target(&report.target)),
         escape(&report.target_source),
-        if report.dry_run { ", dry run (rolled back)" } else { "" },
+        if report.dry_run {
+            ", dry run (rolled back)"
+        } else {
+            ""
+        },
         report
             .backup_file
             .as_deref()
@@ -63,7 +71,10 @@ pub fn run_html(report: &RunReport, plan: &Plan, dag: &Dag) -> String {
     for (number, stage) in report.stages.iter().enumerate() {
         body.push_str(&stage_section(number, stage, plan));
     }
-    page(&format!("planrun {} of {}", report.command, report.plan), &body)
+    page(
+        &format!("planrun {} of {}", report.command, report.plan),
+        &body,
+    )
 }
 
 fn summary(report: &RunReport) -> String {
@@ -72,7 +83,11 @@ fn summary(report: &RunReport) -> String {
          <th class=\"num\">rows</th><th class=\"num\">quarantined</th><th class=\"num\">checks</th><th>note</th></tr>\n",
     );
     for (number, stage) in report.stages.iter().enumerate() {
-        let passed = stage.verifications.iter().filter(|check| check.passed).count();
+        let passed = stage
+            .verifications
+            .iter()
+            .filter(|check| check.passed)
+            .count();
         let _ = writeln!(
             out,
             "<tr><td><a href=\"#stage-{number}\"><code>{}</code></a></td><td>{}</td><td class=\"num\">{}</td>\
@@ -94,7 +109,10 @@ fn summary(report: &RunReport) -> String {
 fn ran(status: StageStatus) -> bool {
     matches!(
         status,
-        StageStatus::Applied | StageStatus::Failed | StageStatus::Interrupted | StageStatus::Blocked
+        StageStatus::Applied
+            | StageStatus::Failed
+            | StageStatus::Interrupted
+            | StageStatus::Blocked
     )
 }
 
@@ -115,7 +133,10 @@ fn stage_section(number: usize, stage: &StageReport, plan: &Plan) -> String {
         duration(stage.duration_ms),
         count(stage.rows_affected),
         count(stage.rows_quarantined),
-        stage.note.as_deref().map_or(String::new(), |note| format!("; {}", escape(note))),
+        stage
+            .note
+            .as_deref()
+            .map_or(String::new(), |note| format!("; {}", escape(note))),
     );
     if ran(stage.status) {
         let timeline = Timeline {
@@ -149,7 +170,11 @@ fn held_locks(stage: &StageReport) -> Vec<LockBar> {
             LockBar {
                 table: lock.table.clone(),
                 mode: lock.mode.clone(),
-                reads_ms: if blocks == Blocks::ReadsAndWrites { held } else { 0 },
+                reads_ms: if blocks == Blocks::ReadsAndWrites {
+                    held
+                } else {
+                    0
+                },
                 writes_ms: if blocks == Blocks::Nothing { 0 } else { held },
                 rewritten: false,
                 statement: Some(format!("declared by {}", lock.declared_by)),

@@ -67,7 +67,11 @@ pub(crate) fn checks(stage: &StageReport) -> String {
                 CheckStatus::Failed => Tone::Bad,
                 _ => Tone::Neutral,
             };
-            let note = check.problem.as_deref().or(check.message.as_deref()).unwrap_or("");
+            let note = check
+                .problem
+                .as_deref()
+                .or(check.message.as_deref())
+                .unwrap_or("");
             let _ = writeln!(
                 out,
                 "<tr><td>{kind}</td><td><code>{}</code></td><td>{}</td><td class=\"sql\">{}</td>\
@@ -82,7 +86,9 @@ pub(crate) fn checks(stage: &StageReport) -> String {
         out.push_str("</table>\n");
     }
     if !stage.computed.is_empty() {
-        out.push_str("<h3>Computed captures</h3>\n<table><tr><th>capture</th><th>value</th></tr>\n");
+        out.push_str(
+            "<h3>Computed captures</h3>\n<table><tr><th>capture</th><th>value</th></tr>\n",
+        );
         for (name, value) in &stage.computed {
             let _ = writeln!(
                 out,
@@ -147,7 +153,10 @@ pub(crate) fn error(stage: &StageReport) -> String {
         error.step.as_deref().map(|step| format!("step {step}")),
         error.file.as_deref().map(str::to_owned),
         error.line.map(|line| format!("line {line}")),
-        error.sqlstate.as_deref().map(|code| format!("SQLSTATE {code}")),
+        error
+            .sqlstate
+            .as_deref()
+            .map(|code| format!("SQLSTATE {code}")),
     ];
     let place: Vec<String> = place.into_iter().flatten().collect();
     if !place.is_empty() {
@@ -162,7 +171,11 @@ pub(crate) fn error(stage: &StageReport) -> String {
         let _ = writeln!(out, "<pre class=\"sql\">{}</pre>", escape(statement));
     }
     for blocker in &error.blocked_by {
-        let _ = writeln!(out, "<p class=\"meta\">blocked by {}</p>", escape(&blocker.to_string()));
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\">blocked by {}</p>",
+            escape(&blocker.to_string())
+        );
     }
     out
 }

@@ -46,9 +46,16 @@ fn toml_escape(text: &str) -> String {
 }
 
 fn report(plan: &Plan) -> RunReport {
-    let mut report = RunReport::new(Command::Apply, "shop", &"postgresql://db", &"--database-url", false);
+    let mut report = RunReport::new(
+        Command::Apply,
+        "shop",
+        &"postgresql://db",
+        &"--database-url",
+        false,
+    );
     for stage in &plan.stages {
-        let mut stage_report = StageReport::new(&stage.id, stage.title.as_deref(), StageStatus::Applied);
+        let mut stage_report =
+            StageReport::new(&stage.id, stage.title.as_deref(), StageStatus::Applied);
         stage_report.duration_ms = 2_000;
         stage_report.rows_quarantined = 7;
         stage_report.locks.push(planrun_report::HeldLock {
@@ -83,9 +90,15 @@ fn a_hostile_stage_name_and_statement_arrive_escaped() {
     let dag = Dag::build(&plan).unwrap();
     let html = run_html(&report(&plan), &plan, &dag);
     assert!(!html.contains("<script"), "unescaped markup in the page");
-    assert!(!html.contains("alert('x')"), "an unescaped quote in the page");
+    assert!(
+        !html.contains("alert('x')"),
+        "an unescaped quote in the page"
+    );
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;"));
-    assert!(!html.contains(" src=") && !html.contains("href=\"http"), "something fetched");
+    assert!(
+        !html.contains(" src=") && !html.contains("href=\"http"),
+        "something fetched"
+    );
 }
 
 #[test]
@@ -95,11 +108,20 @@ fn every_stage_has_its_box_its_section_and_its_timeline() {
     let html = run_html(&report(&plan), &plan, &dag);
     for stage in &plan.stages {
         let id = crate::escape::escape(&stage.id);
-        assert!(html.contains(&format!("<g class=\"stage\" data-stage=\"{id}\">")), "{id}: no box");
-        assert!(html.contains(&format!("<section class=\"stage\" id=\"stage-")), "no sections");
-        assert!(html.contains(&format!("data-stage=\"{id}\">\n<h2>")), "{id}: no section");
-        assert!(html.contains(&format!("lock timeline of stage {id}")), "{id}: no timeline");
+        assert!(
+            html.contains(&format!("<g class=\"stage\" data-stage=\"{id}\">")),
+            "{id}: no box"
+        );
+        assert!(
+            html.contains(&format!("data-stage=\"{id}\">\n<h2>")),
+            "{id}: no section"
+        );
+        assert!(
+            html.contains(&format!("lock timeline of stage {id}")),
+            "{id}: no timeline"
+        );
     }
+    assert_eq!(html.matches("<section class=\"stage\"").count(), 3);
     assert_eq!(html.matches("class=\"bar lock-bar blocks-all\"").count(), 3);
     assert_eq!(html.matches("class=\"budget-line\"").count(), 6);
     assert!(html.contains("@media print"));

@@ -77,7 +77,13 @@ pub(crate) fn timeline_svg(timeline: &Timeline<'_>) -> String {
     );
     push_stage_row(&mut out, timeline, &scale);
     for (row, lock) in timeline.locks.iter().enumerate() {
-        push_lock_row(&mut out, lock, TOP + (row + 1) as f64 * ROW, &scale, timeline.stage_ms);
+        push_lock_row(
+            &mut out,
+            lock,
+            TOP + (row + 1) as f64 * ROW,
+            &scale,
+            timeline.stage_ms,
+        );
     }
     let bottom = TOP + rows as f64 * ROW;
     push_axis(&mut out, &scale, bottom);
@@ -121,7 +127,10 @@ fn push_stage_row(out: &mut String, timeline: &Timeline<'_>, scale: &Scale) {
 
 fn push_lock_row(out: &mut String, lock: &LockBar, y: f64, scale: &Scale, stage_ms: u64) {
     let label = if lock.rewritten {
-        format!("{} \u{27f3} rewritten", shorten(&lock.table, LABEL_CHARS - 12))
+        format!(
+            "{} \u{27f3} rewritten",
+            shorten(&lock.table, LABEL_CHARS - 12)
+        )
     } else {
         shorten(&lock.table, LABEL_CHARS)
     };
@@ -129,7 +138,11 @@ fn push_lock_row(out: &mut String, lock: &LockBar, y: f64, scale: &Scale, stage_
         out,
         "<text x=\"8\" y=\"{}\" fill=\"#1d2733\"{}>{}<title>{}</title></text>",
         y + 12.0,
-        if lock.rewritten { " font-weight=\"600\"" } else { "" },
+        if lock.rewritten {
+            " font-weight=\"600\""
+        } else {
+            ""
+        },
         escape(&label),
         escape(&lock.table),
     );
@@ -142,18 +155,50 @@ fn push_lock_row(out: &mut String, lock: &LockBar, y: f64, scale: &Scale, stage_
     ];
     for (blocks, from_ms, to_ms) in segments {
         if from_ms > to_ms {
-            push_segment(out, lock, blocks, (scale.x(from_ms), scale.x(to_ms)), y, from_ms - to_ms);
+            push_segment(
+                out,
+                lock,
+                blocks,
+                (scale.x(from_ms), scale.x(to_ms)),
+                y,
+                from_ms - to_ms,
+            );
         }
     }
     if held_ms == 0 {
-        push_segment(out, lock, Blocks::of_mode(&lock.mode), (CHART_RIGHT - 2.0, CHART_RIGHT), y, 0);
+        push_segment(
+            out,
+            lock,
+            Blocks::of_mode(&lock.mode),
+            (CHART_RIGHT - 2.0, CHART_RIGHT),
+            y,
+            0,
+        );
     }
 }
 
-fn push_segment(out: &mut String, lock: &LockBar, blocks: Blocks, (x1, x2): (f64, f64), y: f64, ms: u64) {
-    let mut hover = format!("{}: {}, {} {}", lock.table, lock.mode, blocks.words(), duration(ms));
+fn push_segment(
+    out: &mut String,
+    lock: &LockBar,
+    blocks: Blocks,
+    (x1, x2): (f64, f64),
+    y: f64,
+    ms: u64,
+) {
+    let mut hover = format!(
+        "{}: {}, {} {}",
+        lock.table,
+        lock.mode,
+        blocks.words(),
+        duration(ms)
+    );
     if blocks == Blocks::Nothing {
-        hover = format!("{}: {}, held until the commit, {}", lock.table, lock.mode, blocks.words());
+        hover = format!(
+            "{}: {}, held until the commit, {}",
+            lock.table,
+            lock.mode,
+            blocks.words()
+        );
     }
     if lock.rewritten {
         hover.push_str("; the table was rewritten");
