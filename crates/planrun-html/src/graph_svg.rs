@@ -10,13 +10,13 @@ use planrun_plan::{Dag, Plan};
 
 use crate::escape::{escape, shorten};
 
-const NODE_WIDTH: usize = 190;
+const NODE_WIDTH: usize = 170;
 const NODE_HEIGHT: usize = 38;
-const COLUMN_GAP: usize = 70;
+const COLUMN_GAP: usize = 44;
 const ROW_GAP: usize = 14;
 const MARGIN: usize = 12;
 /// Characters of a stage id drawn in a box; the whole id is in the hover title.
-const LABEL_CHARS: usize = 24;
+const LABEL_CHARS: usize = 22;
 
 /// How a stage went, for its box's colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +186,6 @@ fn push_node(
         x + 8,
         y + 31,
         tone.stroke(),
-        escape(&mark.map_or(String::new(), |mark| shorten(&mark.label, 30))),
+        escape(&mark.map_or(String::new(), |mark| shorten(&mark.label, 27))),
     );
 }

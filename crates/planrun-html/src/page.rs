@@ -27,6 +27,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 code, .sql { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 .sql { white-space: pre-wrap; word-break: break-word; }
 .graph, .timeline-box { overflow-x: auto; }
+svg.stage-graph, svg.timeline { max-width: 100%; height: auto; }
 .legend { display: flex; flex-wrap: wrap; gap: 16px; margin: 8px 0; color: #36475a; }
 .swatch { display: inline-block; width: 14px; height: 14px; border-radius: 2px; vertical-align: -2px; margin-right: 4px; }
 .dash { display: inline-block; width: 22px; border-top: 2px dashed #d62728; vertical-align: 3px; margin-right: 4px; }

@@ -61,7 +61,6 @@ pub(crate) fn timeline_svg(timeline: &Timeline<'_>) -> String {
         .locks
         .iter()
         .map(|lock| lock.writes_ms.max(lock.reads_ms))
-        .chain(budget_ms.iter().map(|(_, ms)| *ms))
         .fold(timeline.stage_ms, u64::max);
     let scale = Scale {
         span_ms: (longest as f64 * 1.08).max(1.0),
@@ -87,8 +86,8 @@ pub(crate) fn timeline_svg(timeline: &Timeline<'_>) -> String {
     }
     let bottom = TOP + rows as f64 * ROW;
     push_axis(&mut out, &scale, bottom);
-    for (limit, ms) in &budget_ms {
-        push_budget_line(&mut out, limit, *ms, &scale, bottom);
+    for (row, (limit, ms)) in budget_ms.iter().enumerate() {
+        push_budget_line(&mut out, limit, *ms, &scale, (bottom, row));
     }
     out.push_str("</svg>\n");
     out
@@ -252,22 +251,50 @@ fn push_axis(out: &mut String, scale: &Scale, bottom: f64) {
     }
 }
 
-fn push_budget_line(out: &mut String, limit: &Blocks, ms: u64, scale: &Scale, bottom: f64) {
-    let x = scale.x(ms);
+/// A budget limit's dashed line, or where the limit is longer than the whole
+/// timeline (far from being reached), its words at the left edge.
+fn push_budget_line(
+    out: &mut String,
+    limit: &Blocks,
+    ms: u64,
+    scale: &Scale,
+    (bottom, row): (f64, usize),
+) {
     let what = match limit {
         Blocks::ReadsAndWrites => "reads",
         _ => "writes",
     };
+    let label_y = 14.0 + 14.0 * row as f64;
+    let hover = format!(
+        "lock budget: a lock may block {what} for {} at most",
+        duration(ms)
+    );
+    if ms as f64 > scale.span_ms {
+        let _ = writeln!(
+            out,
+            "<g class=\"budget-line\"><title>{}</title><text x=\"{CHART_LEFT}\" y=\"{label_y}\" fill=\"{}\" \
+             font-size=\"11\">\u{25c2} budget {what} {}: beyond the left edge</text></g>",
+            escape(&hover),
+            limit.colour(),
+            duration(ms),
+        );
+        return;
+    }
+    let x = scale.x(ms);
+    let (anchor, label_x) = if x > (CHART_LEFT + CHART_RIGHT) / 2.0 {
+        ("end", x - 4.0)
+    } else {
+        ("start", x + 4.0)
+    };
     let _ = writeln!(
         out,
-        "<g class=\"budget-line\"><title>lock budget: a lock may block {what} for {} at most</title>\
+        "<g class=\"budget-line\"><title>{}</title>\
          <line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"{}\" stroke-width=\"2\" \
-         stroke-dasharray=\"6 4\"/><text x=\"{:.1}\" y=\"{}\" fill=\"{}\" font-size=\"11\">budget {what} {}</text></g>",
-        duration(ms),
-        TOP - 8.0,
+         stroke-dasharray=\"6 4\"/><text x=\"{label_x:.1}\" y=\"{label_y}\" text-anchor=\"{anchor}\" fill=\"{}\" \
+         font-size=\"11\">budget {what} {}</text></g>",
+        escape(&hover),
+        label_y - 10.0,
         limit.colour(),
-        x + 3.0,
-        if what == "reads" { 14.0 } else { 28.0 },
         limit.colour(),
         duration(ms),
     );
