@@ -123,6 +123,14 @@ fn look_at(png_file: &Path) -> Seen {
     }
 }
 
+/// How many pages a PDF has: its `/Type /Page` objects (`/Pages` is their tree).
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(pdf).replace("/Type /Page", "/Type/Page");
+    text.match_indices("/Type/Page")
+        .filter(|(at, found)| !text[at + found.len()..].starts_with('s'))
+        .count()
+}
+
 #[test]
 fn the_memoir_rehearsal_report_shows_in_chromium() {
     let db = TestDb::new();
@@ -198,7 +206,23 @@ fn the_memoir_rehearsal_report_shows_in_chromium() {
         rendered.contains("class=\"bar stage-bar"),
         "no stage bar in the rendered page"
     );
-    for run in [&drawn, &dom] {
+    let pdf = out.path().join("printed.pdf");
+    let printed = run_chromium(
+        &chromium,
+        &page,
+        &[
+            "--no-pdf-header-footer",
+            &format!("--print-to-pdf={}", pdf.display()),
+        ],
+    );
+    let pages = pdf_pages(&std::fs::read(&pdf).expect("Chromium printed the page"));
+    let sections = rendered.matches("<section class=\"stage\"").count();
+    assert_eq!(sections, plan.stages.len(), "a section per stage");
+    assert!(
+        pages > sections,
+        "printed on {pages} pages: the header, then each of the {sections} stages on a page of its own"
+    );
+    for run in [&drawn, &dom, &printed] {
         let console = console_lines(run);
         assert!(console.is_empty(), "console messages: {console:#?}");
     }
@@ -299,7 +323,7 @@ fn screenshot_of_the_memoir_rehearsal_at_100k_chapters() {
         &page,
         &[
             &format!("--screenshot={}", shot.display()),
-            "--window-size=1100,1500",
+            "--window-size=1100,2200",
         ],
     );
     if let Ok(keep) = std::env::var("PLANRUN_KEEP_REPORT") {
