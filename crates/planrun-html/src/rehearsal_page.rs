@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use planrun_plan::{Dag, Plan};
 use planrun_report::rehearsal::{RehearsalReport, RehearsedStage};
-use planrun_report::StageReport;
+use planrun_report::{StageReport, StageStatus};
 
 use crate::escape::escape;
 use crate::graph_svg::{graph_svg, NodeMark, Tone};
@@ -167,6 +167,18 @@ fn stage_section(
         count(stage.rows_affected),
         count(stage.rows_quarantined),
     );
+    let ran = matches!(
+        stage.status,
+        StageStatus::Applied
+            | StageStatus::Failed
+            | StageStatus::Interrupted
+            | StageStatus::Blocked
+    );
+    if !ran && stage.locks.is_empty() {
+        out.push_str(&checks_and_steps(run));
+        out.push_str("</section>\n");
+        return out;
+    }
     let timeline = Timeline {
         stage: &stage.id,
         stage_ms: stage.estimated_target_ms.unwrap_or(stage.duration_ms),
@@ -182,13 +194,16 @@ fn stage_section(
     out.push_str(&measured_locks(stage));
     out.push_str(&statements(stage));
     out.push_str(&waits(stage));
-    if let Some(run) = run {
-        out.push_str(&sections::checks(run));
-        out.push_str(&sections::steps(run));
-        out.push_str(&sections::error(run));
-    }
+    out.push_str(&checks_and_steps(run));
     out.push_str("</section>\n");
     out
+}
+
+/// What the apply on the copy reported of the stage: checks, steps, error.
+fn checks_and_steps(run: Option<&StageReport>) -> String {
+    run.map_or(String::new(), |run| {
+        sections::checks(run) + &sections::steps(run) + &sections::error(run)
+    })
 }
 
 fn lock_bars(stage: &RehearsedStage) -> Vec<LockBar> {
