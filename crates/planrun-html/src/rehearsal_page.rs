@@ -15,7 +15,7 @@ use crate::graph_svg::{graph_svg, NodeMark, Tone};
 use crate::page::{legend, page};
 use crate::sections::{self, badge, status_tone};
 use crate::timeline::{timeline_svg, LockBar, Timeline};
-use crate::units::{count, duration};
+use crate::units::{bytes, count, duration};
 
 /// The whole HTML document of `report`, a rehearsal of `plan` (whose graph is `dag`).
 pub fn rehearsal_html(report: &RehearsalReport, plan: &Plan, dag: &Dag) -> String {
@@ -77,7 +77,7 @@ fn header(report: &RehearsalReport) -> String {
     let identity = &report.target_identity;
     let mut out = format!(
         "<h1>Rehearsal of {} {}</h1>\n\
-         <p class=\"meta\">target {} (from {}): PostgreSQL {}, database {}, {} bytes, {} rows in the {} tables the plan names</p>\n\
+         <p class=\"meta\">target {} (from {}): PostgreSQL {}, database {}, {}, {} rows in the {} tables the plan names</p>\n\
          <p class=\"meta\">copy: pg_dump {}, pg_restore -j {} {}; applied as {}; times on the target estimated as the copy's \u{00d7} {:.2} ({})</p>\n\
          <p class=\"meta\">started {}, exit code {}</p>\n",
         escape(&report.plan),
@@ -86,7 +86,7 @@ fn header(report: &RehearsalReport) -> String {
         escape(&report.target_source),
         escape(&identity.server_version),
         escape(&identity.database),
-        count(identity.size_bytes.max(0) as u64),
+        bytes(identity.size_bytes.max(0) as u64),
         count(identity.rows_total.max(0) as u64),
         identity.tables.len(),
         duration(report.copy.dump_ms),

@@ -10,6 +10,21 @@ pub(crate) fn duration(ms: u64) -> String {
     }
 }
 
+/// `106.9 MB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{n} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
 /// `1 234 567`: thin spaces between thousands.
 pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -34,5 +49,6 @@ mod tests {
         assert_eq!(duration(185_000), "3 min 5 s");
         assert_eq!(count(1_234_567), "1\u{2009}234\u{2009}567");
         assert_eq!(count(12), "12");
+        assert_eq!(bytes(112_106_855), "106.9 MB");
     }
 }
