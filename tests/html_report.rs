@@ -283,7 +283,7 @@ fn a_report_directory_others_can_write_is_refused_before_anything_runs() {
 /// The picture in the README: the memoir rehearsal's report at 100k chapters, as
 /// Chromium draws it, written to `docs/images/rehearsal-report.png`. Not part of the
 /// suite (it takes minutes); run it with
-/// `cargo test --release -p planrun-tests --test html_report -- --ignored screenshot`.
+/// `cargo test -p planrun-tests --test html_report -- --ignored screenshot`.
 #[test]
 #[ignore = "makes the README's screenshot; minutes at 100k chapters"]
 fn screenshot_of_the_memoir_rehearsal_at_100k_chapters() {
