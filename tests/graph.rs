@@ -230,3 +230,63 @@ proptest! {
         }
     }
 }
+
+/// `graph --format svg`: well-formed XML that any SVG viewer opens, a box for every
+/// stage and an arrow for every dependency, drawn without Graphviz.
+#[test]
+fn memoir_graph_as_svg_has_every_stage_and_an_edge_per_dependency() {
+    let output = planrun(
+        PLANRUN,
+        &repo_root(),
+        &["graph", "plans/memoir.toml", "--format", "svg"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = String::from_utf8(output.stdout).expect("SVG is UTF-8");
+    let svg = roxmltree::Document::parse(&text).expect("the SVG is well-formed XML");
+    let root = svg.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
+    let plan = Plan::load(&repo_path("plans/memoir.toml")).expect("the memoir plan loads");
+    let drawn = |class: &str| {
+        svg.descendants()
+            .filter(move |node| node.attribute("class") == Some(class))
+            .collect::<Vec<_>>()
+    };
+    let mut boxes: Vec<&str> = drawn("stage")
+        .iter()
+        .filter_map(|node| node.attribute("data-stage"))
+        .collect();
+    let mut stages: Vec<&str> = plan.stages.iter().map(|stage| stage.id.as_str()).collect();
+    boxes.sort_unstable();
+    stages.sort_unstable();
+    assert_eq!(boxes, stages, "one box per stage");
+    let mut edges: Vec<(String, String)> = drawn("edge")
+        .iter()
+        .map(|node| {
+            let end = |name| {
+                node.attribute(name)
+                    .expect("an edge names its ends")
+                    .to_owned()
+            };
+            (end("data-from"), end("data-to"))
+        })
+        .collect();
+    let mut dependencies: Vec<(String, String)> = plan
+        .stages
+        .iter()
+        .flat_map(|stage| {
+            stage
+                .depends_on
+                .iter()
+                .map(|(dependency, _)| (dependency.clone(), stage.id.clone()))
+        })
+        .collect();
+    edges.sort();
+    dependencies.sort();
+    assert!(!dependencies.is_empty());
+    assert_eq!(edges, dependencies, "one arrow per dependency");
+}

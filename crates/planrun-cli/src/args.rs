@@ -245,6 +245,10 @@ pub(crate) struct ApplyArgs {
     /// database, younger than the plan's max_rehearsal_age (default 7 days).
     #[arg(long, value_name = "FILE")]
     pub require_rehearsal: Option<PathBuf>,
+    /// Also write the run as one self-contained HTML page to FILE (0600): the stage
+    /// graph, the locks each stage held, checks, rows and quarantine.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -272,6 +276,11 @@ pub(crate) struct RehearseArgs {
     /// `revert --require-rehearsal` reads.
     #[arg(long)]
     pub revert: bool,
+    /// Also write the rehearsal as one self-contained HTML page to FILE (0600): the
+    /// stage graph, a lock timeline per stage against its budget, checks, rows,
+    /// quarantine and lock waits.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -410,7 +419,8 @@ pub(crate) struct PlanArg {
 pub(crate) struct GraphArgs {
     #[command(flatten)]
     pub plan: PlanArg,
-    /// Output format: text (default), dot, mermaid or json.
+    /// Output format: text (default), dot, mermaid, json or svg (drawn by planrun,
+    /// no Graphviz needed).
     #[arg(long, value_enum, default_value_t = GraphFormatArg::Text)]
     pub format: GraphFormatArg,
     /// Add each stage's state from the ledger (needs a database).
@@ -426,6 +436,7 @@ pub(crate) enum GraphFormatArg {
     Dot,
     Mermaid,
     Json,
+    Svg,
 }
 
 /// `--lock-wait`, in seconds: a plan duration (`planrun_plan::PgDuration`) or a bare

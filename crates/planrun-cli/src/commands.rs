@@ -178,9 +178,22 @@ fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) ->
     if let Err(error) = planrun_engine::interrupt::install(notify) {
         say_err!("warning: cannot handle SIGINT and SIGTERM ({error}); an interrupt ends planrun at once, and the server rolls back the open stage");
     }
+    let html = match crate::html_report::open_requested(
+        args.report.as_deref(),
+        "apply",
+        &plan,
+        args.format,
+    ) {
+        Ok(html) => html,
+        Err(code) => return code,
+    };
     let live = Live::new(args.format == ReportFormat::Text);
     match runner.apply(&target, &options, &live) {
-        Ok(report) => print_run(&report, args.format, style, detail),
+        Ok(report) => {
+            let code = print_run(&report, args.format, style, detail);
+            let page = |plan: &Plan, dag: &Dag| planrun_html::run_html(&report, plan, dag);
+            crate::html_report::finish(html.as_ref(), &plan, page, code)
+        }
         Err(error) => failure("apply", error, &plan, args.format),
     }
 }
@@ -594,14 +607,41 @@ fn graph(args: &GraphArgs, registry: &Registry) -> i32 {
     } else {
         None
     };
+    if args.format == GraphFormatArg::Svg {
+        say_raw!("{}", graph_svg_document(&plan, &dag, status.as_ref()));
+        return exit_codes::SUCCESS;
+    }
     let format = match args.format {
-        GraphFormatArg::Text => GraphFormat::Text,
+        GraphFormatArg::Svg | GraphFormatArg::Text => GraphFormat::Text,
         GraphFormatArg::Dot => GraphFormat::Dot,
         GraphFormatArg::Mermaid => GraphFormat::Mermaid,
         GraphFormatArg::Json => GraphFormat::Json,
     };
     say_raw!("{}", render_graph(&plan, &dag, format, status.as_ref()));
     exit_codes::SUCCESS
+}
+
+/// `graph --format svg`: a standalone SVG file, stages coloured by `status` if given.
+fn graph_svg_document(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> String {
+    use planrun_html::{NodeMark, Tone};
+    let marks = status
+        .into_iter()
+        .flatten()
+        .map(|(id, state)| {
+            let tone = match state {
+                StageState::Applied => Tone::Good,
+                StageState::Failed | StageState::Drifted => Tone::Bad,
+                StageState::Partial => Tone::Warning,
+                StageState::Pending | StageState::Skipped => Tone::Neutral,
+            };
+            let label = state.label().to_owned();
+            (id.clone(), NodeMark { label, tone })
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+        planrun_html::graph_svg(plan, dag, &marks)
+    )
 }
 
 fn transforms(args: &TransformsArgs, registry: &Registry) -> i32 {

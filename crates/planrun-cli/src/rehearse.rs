@@ -10,7 +10,7 @@ use planrun_engine::rehearse::{
     RehearsedStage,
 };
 use planrun_engine::{exit_codes, ApplyOptions, Runner, StageStatus, Target};
-use planrun_plan::Plan;
+use planrun_plan::{Dag, Plan};
 use planrun_transform::Registry;
 
 use crate::args::{RehearseArgs, ReportFormat};
@@ -77,6 +77,15 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
         Ok(dir) => dir,
         Err(error) => return failed(error),
     };
+    let html = match crate::html_report::open_requested(
+        args.report.as_deref(),
+        "rehearse",
+        &plan,
+        args.format,
+    ) {
+        Ok(html) => html,
+        Err(code) => return code,
+    };
     let rehearsal = match rehearse::rehearse(&runner, &target, &options, &live, &note) {
         Ok(rehearsal) => rehearsal,
         Err(error) => return failed(error),
@@ -86,7 +95,22 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
         Ok(file) => file,
         Err(error) => return failed(error),
     };
-    match args.format {
+    print_rehearsal(args.format, &rehearsal, &file, style, detail);
+    let page = |plan: &Plan, dag: &Dag| planrun_html::rehearsal_html(report, plan, dag);
+    crate::html_report::finish(html.as_ref(), &plan, page, report.envelope.exit_code)
+}
+
+/// The rehearsal on stdout (a table, or the report as JSON), where its report file is,
+/// and how to stop a copy left running.
+fn print_rehearsal(
+    format: ReportFormat,
+    rehearsal: &rehearse::Rehearsal,
+    file: &Path,
+    style: Style,
+    detail: Detail,
+) {
+    let report = &rehearsal.report;
+    match format {
         ReportFormat::Json => {
             print_json(report);
             for warning in &report.warnings {
@@ -95,7 +119,7 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
             say_err!("rehearsal report written to {}", file.display());
         }
         ReportFormat::Text => {
-            say_raw!("{}", render_rehearsal(report, &file, style, detail));
+            say_raw!("{}", render_rehearsal(report, file, style, detail));
         }
     }
     if let Some(kept) = &rehearsal.kept {
@@ -104,7 +128,6 @@ pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &
         }
         say_err!("stop it with: {}", kept.stop_command);
     }
-    report.envelope.exit_code
 }
 
 /// Refuses (with the exit code and why, in one line) unless `file` is a passing

@@ -23,9 +23,9 @@ mod split;
 mod split_batched;
 mod split_stream;
 mod split_transform;
-mod witness;
 mod unsplit;
 mod unsplit_transform;
+mod witness;
 
 pub use collect_transform::CollectImages;
 pub use legacy_copy::{KeepLegacy, CREATE_LEGACY_TABLES};

@@ -10,6 +10,7 @@ mod command;
 mod half_done;
 mod lock_weight;
 mod locks;
+pub mod rehearsal;
 mod reset;
 mod revert;
 mod run;

@@ -165,6 +165,33 @@ impl PrivateDir {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
+    /// Writes `contents` as the file `name`, replacing what had that name (a symbolic
+    /// link itself, never its target): written first to a new 0600 file beside it,
+    /// then renamed over it, so a reader sees the old file or the whole new one.
+    pub fn replace(&self, name: &str, contents: &[u8]) -> Result<(), PrivateDirError> {
+        let temporary = format!(".{name}.{}.tmp", std::process::id());
+        let failed = |source| PrivateDirError::CreateFile {
+            path: self.path.join(name).display().to_string(),
+            source,
+        };
+        let mut file = self.create_new(&temporary)?;
+        let written = std::io::Write::write_all(&mut file, contents).and_then(|()| file.sync_all());
+        let renamed = written.and_then(|()| {
+            let from = file_name(&temporary)?;
+            let to = file_name(name)?;
+            let dir = self.handle.as_raw_fd();
+            // SAFETY: a valid directory descriptor and NUL-terminated plain names.
+            match unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        renamed.map_err(|source| {
+            self.remove(&temporary);
+            failed(source)
+        })
+    }
+
     /// Removes the file `name` from the directory (a partial backup), if it is there.
     pub fn remove(&self, name: &str) {
         if let Ok(c_name) = file_name(name) {
@@ -231,6 +258,24 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    }
+
+    #[test]
+    fn a_replaced_file_is_0600_and_a_planted_link_is_replaced_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let private = PrivateDir::open_or_create(&root.path().join("d"), "test directory").unwrap();
+        std::os::unix::fs::symlink(&victim, root.path().join("d/report.html")).unwrap();
+        private.replace("report.html", b"new").unwrap();
+        private.replace("report.html", b"newer").unwrap();
+        let file = root.path().join("d/report.html");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert!(!std::fs::symlink_metadata(&file).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "newer");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(root.path().join("d")).unwrap().count(), 1);
     }
 
     #[test]
