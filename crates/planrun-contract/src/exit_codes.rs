@@ -30,6 +30,10 @@ pub const REHEARSAL_REQUIRED: i32 = 18;
 /// `rehearse`: a stage held a lock over its `lock_budget` on the copy (estimated on
 /// the target); `apply --require-rehearsal` refuses such a report.
 pub const OVER_BUDGET: i32 = 19;
+/// `apply --fleet`: a wave's gate failed (a target failed, was refused, or measured
+/// over the wave's limits); targets already running finished, later waves were not
+/// started. 20 is `revert`'s.
+pub const FLEET_HALTED: i32 = 21;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -80,6 +84,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         OVER_BUDGET,
         "over-budget",
         "rehearse: a stage's locks were over its lock_budget",
+    ),
+    (
+        FLEET_HALTED,
+        "fleet-halted",
+        "apply --fleet: a wave's gate failed; later waves were not started",
     ),
     (
         INTERRUPTED,

@@ -53,12 +53,14 @@ pub enum OutcomeCode {
     RehearsalRequired,
     /// Exit 19: `rehearse`: a stage's locks were over its `lock_budget`.
     OverBudget,
+    /// Exit 21: `apply --fleet`: a wave's gate failed; later waves were not started.
+    FleetHalted,
     /// Exit 130: SIGINT or SIGTERM; the stage in progress rolled back.
     Interrupted,
 }
 
 impl OutcomeCode {
-    pub const ALL: [OutcomeCode; 20] = [
+    pub const ALL: [OutcomeCode; 21] = [
         OutcomeCode::Applied,
         OutcomeCode::WouldApply,
         OutcomeCode::NothingToDo,
@@ -78,6 +80,7 @@ impl OutcomeCode {
         OutcomeCode::BackupFailed,
         OutcomeCode::RehearsalRequired,
         OutcomeCode::OverBudget,
+        OutcomeCode::FleetHalted,
         OutcomeCode::Interrupted,
     ];
 
@@ -103,6 +106,7 @@ impl OutcomeCode {
             OutcomeCode::BackupFailed => exit_codes::BACKUP_FAILED,
             OutcomeCode::RehearsalRequired => exit_codes::REHEARSAL_REQUIRED,
             OutcomeCode::OverBudget => exit_codes::OVER_BUDGET,
+            OutcomeCode::FleetHalted => exit_codes::FLEET_HALTED,
             OutcomeCode::Interrupted => exit_codes::INTERRUPTED,
         }
     }
@@ -139,6 +143,7 @@ impl OutcomeCode {
             OutcomeCode::BackupFailed => "backup_failed",
             OutcomeCode::RehearsalRequired => "rehearsal_required",
             OutcomeCode::OverBudget => "over_budget",
+            OutcomeCode::FleetHalted => "fleet_halted",
             OutcomeCode::Interrupted => "interrupted",
         }
     }
