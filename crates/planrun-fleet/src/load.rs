@@ -250,6 +250,7 @@ impl Reader {
 impl Reader {
     fn targets(&mut self, document: &DeTable<'_>) -> Vec<(FleetTarget, Span)> {
         let mut targets: Vec<(FleetTarget, Span)> = Vec::new();
+        let mut seen: Vec<(String, Span)> = Vec::new();
         for (table, span) in self.tables(document, "target") {
             self.check_keys(table, TARGET_KEYS, "[[target]]");
             let Some((name, name_span)) = self.string(table, "name") else {
