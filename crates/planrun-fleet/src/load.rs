@@ -37,9 +37,17 @@ pub fn parse(path: &Path, source: String) -> Result<Fleet, FleetErrors> {
     let mut reader = Reader {
         named: NamedSource::new(path.display().to_string(), Arc::clone(&source)),
         problems: Vec::new(),
+        secrets: Vec::new(),
     };
     let fleet = reader.read(path, &source);
     let mut problems = reader.problems;
+    if !reader.secrets.is_empty() {
+        // The diagnostics quote the file: never with the password in it.
+        let masked = Arc::new(mask(&source, &reader.secrets));
+        for problem in &mut problems {
+            problem.source_code = NamedSource::new(path.display().to_string(), Arc::clone(&masked));
+        }
+    }
     match fleet {
         Some(fleet) if problems.is_empty() => Ok(fleet),
         _ => {
@@ -55,6 +63,40 @@ pub fn parse(path: &Path, source: String) -> Result<Fleet, FleetErrors> {
 struct Reader {
     named: NamedSource<Arc<String>>,
     problems: Vec<FleetProblem>,
+    /// Where the file holds passwords, masked in what the diagnostics quote.
+    secrets: Vec<Span>,
+}
+
+/// `source` with the bytes of `secrets` replaced by `*`: the same length, so every
+/// span still points where it did.
+fn mask(source: &str, secrets: &[Span]) -> String {
+    let mut bytes = source.as_bytes().to_vec();
+    for secret in secrets {
+        for byte in bytes.get_mut(secret.clone()).into_iter().flatten() {
+            *byte = b'*';
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Where the password is in a connection string `url` (a URI's `user:PASSWORD@`, a
+/// key=value string's `password=VALUE`), as a byte range of `url`.
+fn password_range(url: &str) -> Option<Span> {
+    if let Some(scheme_end) = url.find("://") {
+        let start = scheme_end + 3;
+        let authority_end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+        let at = start + url[start..authority_end].rfind('@')?;
+        let colon = start + url[start..at].find(':')?;
+        return Some(colon + 1..at);
+    }
+    let key = url.find("password")?;
+    let after = key + "password".len();
+    let equals = after + url[after..].find('=')?;
+    let value_start = equals + 1 + (url[equals + 1..].len() - url[equals + 1..].trim_start().len());
+    let value_end = url[value_start..]
+        .find(char::is_whitespace)
+        .map_or(url.len(), |i| value_start + i);
+    Some(value_start..value_end)
 }
 
 impl Reader {
@@ -275,13 +317,11 @@ impl Reader {
                     help,
                 );
             }
-            if let Some((_, first)) = targets.iter().find(|(target, _)| target.name == name) {
-                let message = format!(
-                    "target `{name}` is declared twice (first at byte {})",
-                    first.start
-                );
+            if seen.iter().any(|(seen, _)| *seen == name) {
+                let message = format!("target `{name}` is declared twice");
                 self.problem(message, name_span.clone(), "again here", None);
             }
+            seen.push((name.clone(), name_span.clone()));
             let Some(connection) = self.connection(table, &name, span.clone()) else {
                 continue;
             };
@@ -345,6 +385,11 @@ impl Reader {
     fn refuse_password(&mut self, name: &str, url: &str, span: Span) -> Option<()> {
         match planrun_conninfo::parse(url) {
             Ok(settings) if settings.contains("password") => {
+                // The span is the quoted string; the url starts after its quote.
+                if let Some(range) = password_range(url) {
+                    let start = span.start + 1;
+                    self.secrets.push(start + range.start..start + range.end);
+                }
                 let help = Some(
                     "leave the password out: PGPASSWORD, the password file (~/.pgpass, PGPASSFILE) or a variable named by url_env give it"
                         .into(),
