@@ -140,22 +140,24 @@ fn target_states(report: &serde_json::Value) -> Vec<(String, String, String)> {
 }
 
 /// Samples every cluster's `pg_stat_activity` while `work` runs: the most databases
-/// planrun's apply sessions were in at once, per cluster.
-fn peak_per_server(work: impl FnOnce()) -> Vec<usize> {
+/// named `<prefix>_*` (this test's: the clusters are shared) planrun's apply sessions
+/// were in at once, per cluster.
+fn peak_per_server(prefix: &str, work: impl FnOnce()) -> Vec<usize> {
     let stop = Arc::new(AtomicBool::new(false));
     let peaks: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
     let samplers: Vec<_> = (0..3)
         .map(|i| {
             let (stop, peak) = (Arc::clone(&stop), Arc::clone(&peaks[i]));
             let url = clusters()[i].url("postgres");
+            let pattern = format!("{prefix}\\_%");
             std::thread::spawn(move || {
                 let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("sampler");
                 while !stop.load(Ordering::SeqCst) {
                     let row = client
                         .query_one(
                             "SELECT count(DISTINCT datname) FROM pg_stat_activity \
-                             WHERE application_name LIKE 'planrun apply%'",
-                            &[],
+                             WHERE application_name LIKE 'planrun apply%' AND datname LIKE $1",
+                            &[&pattern],
                         )
                         .expect("sample pg_stat_activity");
                     let now = row.get::<_, i64>(0) as usize;
@@ -199,7 +201,7 @@ fn a_failed_verification_halts_the_rollout_and_running_again_completes_only_what
     let args = ["apply", "memoir.toml", "--fleet", &fleet, "--no-backup", "--format", "json"];
 
     let mut output = None;
-    let peaks = peak_per_server(|| output = Some(planrun(PLANRUN, plan.path(), &args, &[])));
+    let peaks = peak_per_server("w", || output = Some(planrun(PLANRUN, plan.path(), &args, &[])));
     let output = output.expect("ran");
     assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
     assert!(peaks.iter().all(|&peak| peak <= 2), "over max_parallel_per_host: {peaks:?}");
