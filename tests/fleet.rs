@@ -117,8 +117,24 @@ fn plan_dir() -> tempfile::TempDir {
     memoir_plan_edited(|text| format!("{text}\n{MARKED_STAGE}"))
 }
 
+/// The document on stdout, valid against its checked-in schema (`docs/schemas/`).
 fn json(output: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("JSON on stdout: {}", describe(output)))
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("JSON on stdout: {}", describe(output)));
+    let format = planrun_contract::format::ALL
+        .into_iter()
+        .find(|format| document["format"] == format.name)
+        .unwrap_or_else(|| panic!("a known format: {document}"));
+    let text = std::fs::read_to_string(planrun_tests::repo_path(&format.schema_path())).expect("schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("a valid schema");
+    let errors: Vec<String> = validator.iter_errors(&document).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "not a valid {} document: {errors:#?}\n{document:#}", format.name);
+    assert_eq!(document["exit_code"], output.status.code().unwrap_or(-1));
+    document
 }
 
 fn target_states(report: &serde_json::Value) -> Vec<(String, String, String)> {
