@@ -381,3 +381,49 @@ fn check_refuses_a_password_in_the_fleet_file_and_names_every_problem() {
     let output = planrun(PLANRUN, dir.path(), &["check", &example.display().to_string()], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 }
+
+#[test]
+fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary() {
+    let plan = plan_dir();
+    let tenants = tenants("i", 30);
+    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 3", "");
+    let child = planrun_command(
+        PLANRUN,
+        plan.path(),
+        &["apply", "memoir.toml", "--fleet", &fleet, "--no-backup", "--format", "json"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("planrun starts");
+    planrun_tests::wait_until("a first tenant is applied", Duration::from_secs(120), || {
+        tenants.iter().any(|tenant| {
+            tenant.has_ledger()
+                && tenant.scalar("SELECT count(*) FROM planrun.runs WHERE outcome = 'success'") > 0
+        })
+    });
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = child.wait_with_output().expect("planrun ends");
+    assert_eq!(output.status.code(), Some(130), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "interrupted");
+    let states = target_states(&report);
+    assert!(states.iter().any(|(_, _, state)| state == "not_started"), "{states:?}");
+    for tenant in &tenants {
+        let applied = |stage: &str| {
+            tenant.has_ledger()
+                && tenant.scalar(&format!(
+                    "SELECT count(*) FROM planrun.stage_results WHERE stage_id = '{stage}' AND status = 'applied'"
+                )) == 1
+        };
+        let sections = tenant.scalar("SELECT count(*) FROM pg_class WHERE relname = 'chapter_sections'") == 1;
+        let legacy = tenant.scalar(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name = 'images'",
+        ) == 1;
+        assert_eq!(sections, applied("sections_schema"), "{}: sections_schema whole or not at all", tenant.name);
+        assert_eq!(!legacy, applied("split_chapters"), "{}: split_chapters whole or not at all", tenant.name);
+    }
+}
