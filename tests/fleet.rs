@@ -71,7 +71,10 @@ impl Tenant {
     }
 
     fn scalar(&self, sql: &str) -> i64 {
-        self.client().query_one(sql, &[]).expect("tenant query").get(0)
+        self.client()
+            .query_one(sql, &[])
+            .expect("tenant query")
+            .get(0)
     }
 
     fn has_ledger(&self) -> bool {
@@ -86,7 +89,10 @@ fn tenants(prefix: &str, count: usize) -> Vec<Tenant> {
             let cluster = i % 3;
             let database = format!("{prefix}_{i:02}");
             clusters()[cluster]
-                .psql("postgres", &format!("CREATE DATABASE {database} TEMPLATE {TEMPLATE}"))
+                .psql(
+                    "postgres",
+                    &format!("CREATE DATABASE {database} TEMPLATE {TEMPLATE}"),
+                )
                 .expect("a tenant database from the template");
             Tenant {
                 name: format!("{prefix}-{i:02}"),
@@ -125,14 +131,22 @@ fn json(output: &std::process::Output) -> serde_json::Value {
         .into_iter()
         .find(|format| document["format"] == format.name)
         .unwrap_or_else(|| panic!("a known format: {document}"));
-    let text = std::fs::read_to_string(planrun_tests::repo_path(&format.schema_path())).expect("schema");
+    let text =
+        std::fs::read_to_string(planrun_tests::repo_path(&format.schema_path())).expect("schema");
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
     let validator = jsonschema::options()
         .should_validate_formats(true)
         .build(&schema)
         .expect("a valid schema");
-    let errors: Vec<String> = validator.iter_errors(&document).map(|e| format!("{}: {e}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "not a valid {} document: {errors:#?}\n{document:#}", format.name);
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not a valid {} document: {errors:#?}\n{document:#}",
+        format.name
+    );
     assert_eq!(document["exit_code"], output.status.code().unwrap_or(-1));
     document
 }
@@ -144,13 +158,17 @@ fn target_states(report: &serde_json::Value) -> Vec<(String, String, String)> {
         .iter()
         .flat_map(|wave| {
             let name = wave["name"].as_str().unwrap_or_default().to_owned();
-            wave["targets"].as_array().expect("targets").iter().map(move |target| {
-                (
-                    name.clone(),
-                    target["name"].as_str().unwrap_or_default().to_owned(),
-                    target["state"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
+            wave["targets"]
+                .as_array()
+                .expect("targets")
+                .iter()
+                .map(move |target| {
+                    (
+                        name.clone(),
+                        target["name"].as_str().unwrap_or_default().to_owned(),
+                        target["state"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
         })
         .collect()
 }
@@ -188,7 +206,10 @@ fn peak_per_server(prefix: &str, work: impl FnOnce()) -> Vec<usize> {
     for sampler in samplers {
         sampler.join().expect("sampler");
     }
-    peaks.iter().map(|peak| peak.load(Ordering::SeqCst)).collect()
+    peaks
+        .iter()
+        .map(|peak| peak.load(Ordering::SeqCst))
+        .collect()
 }
 
 const THREE_WAVES: &str = r#"
@@ -212,49 +233,93 @@ fn a_failed_verification_halts_the_rollout_and_running_again_completes_only_what
     let plan = plan_dir();
     let tenants = tenants("w", 30);
     let broken = &tenants[6];
-    broken.client().batch_execute("INSERT INTO memoirs (title) VALUES ('BROKEN')").expect("break");
-    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 5\nmax_parallel_per_host = 2", THREE_WAVES);
-    let args = ["apply", "memoir.toml", "--fleet", &fleet, "--no-backup", "--format", "json"];
+    broken
+        .client()
+        .batch_execute("INSERT INTO memoirs (title) VALUES ('BROKEN')")
+        .expect("break");
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 5\nmax_parallel_per_host = 2",
+        THREE_WAVES,
+    );
+    let args = [
+        "apply",
+        "memoir.toml",
+        "--fleet",
+        &fleet,
+        "--no-backup",
+        "--format",
+        "json",
+    ];
 
     let mut output = None;
-    let peaks = peak_per_server("w", || output = Some(planrun(PLANRUN, plan.path(), &args, &[])));
+    let peaks = peak_per_server("w", || {
+        output = Some(planrun(PLANRUN, plan.path(), &args, &[]))
+    });
     let output = output.expect("ran");
     assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
-    assert!(peaks.iter().all(|&peak| peak <= 2), "over max_parallel_per_host: {peaks:?}");
-    assert!(peaks.iter().any(|&peak| peak >= 1), "no apply was ever seen: {peaks:?}");
+    assert!(
+        peaks.iter().all(|&peak| peak <= 2),
+        "over max_parallel_per_host: {peaks:?}"
+    );
+    assert!(
+        peaks.iter().any(|&peak| peak >= 1),
+        "no apply was ever seen: {peaks:?}"
+    );
     let report = json(&output);
     assert_eq!(report["outcome"], "fleet_halted");
     for (wave, name, state) in target_states(&report) {
         match wave.as_str() {
             "canary" => assert_eq!(state, "applied", "{name}"),
             "second" if name == broken.name => assert_eq!(state, "failed", "{name}"),
-            "second" => assert!(matches!(state.as_str(), "applied" | "not_started"), "{name}: {state}"),
+            "second" => assert!(
+                matches!(state.as_str(), "applied" | "not_started"),
+                "{name}: {state}"
+            ),
             _ => assert_eq!(state, "not_started", "{name}"),
         }
     }
     let halted = report["halted"].as_str().expect("halted says why");
-    assert!(halted.contains("second") && halted.contains(&broken.name), "{halted}");
+    assert!(
+        halted.contains("second") && halted.contains(&broken.name),
+        "{halted}"
+    );
     for tenant in &tenants[10..] {
         if !tenant.name.starts_with("w-1") || tenant.name == "w-20" {
-            assert!(!tenant.has_ledger(), "{} of a later wave was touched", tenant.name);
+            assert!(
+                !tenant.has_ledger(),
+                "{} of a later wave was touched",
+                tenant.name
+            );
         }
     }
 
-    broken.client().batch_execute("DELETE FROM memoirs WHERE title = 'BROKEN'").expect("fix");
+    broken
+        .client()
+        .batch_execute("DELETE FROM memoirs WHERE title = 'BROKEN'")
+        .expect("fix");
     let again = planrun(PLANRUN, plan.path(), &args, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
     let report = json(&again);
     for (_, name, state) in target_states(&report) {
-        assert!(matches!(state.as_str(), "applied" | "nothing_to_do"), "{name}: {state}");
+        assert!(
+            matches!(state.as_str(), "applied" | "nothing_to_do"),
+            "{name}: {state}"
+        );
     }
     for tenant in &tenants {
-        let applied = tenant.scalar(
-            "SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'",
+        let applied =
+            tenant.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'");
+        assert_eq!(
+            applied, STAGES,
+            "{}: every stage applied exactly once",
+            tenant.name
         );
-        assert_eq!(applied, STAGES, "{}: every stage applied exactly once", tenant.name);
     }
     assert_eq!(
-        broken.scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'split_chapters'"),
+        broken
+            .scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'split_chapters'"),
         1,
         "the broken tenant's committed stages did not run again"
     );
@@ -266,25 +331,51 @@ fn a_drifted_target_is_refused_alone_and_named() {
     let tenants = tenants("d", 30);
     let drifted = &tenants[4];
     let older = memoir_plan_edited(|text| {
-        format!("{text}\n{}", MARKED_STAGE.replace("split by planrun", "split by planrun 0.9"))
+        format!(
+            "{text}\n{}",
+            MARKED_STAGE.replace("split by planrun", "split by planrun 0.9")
+        )
     });
     let first = planrun(
         PLANRUN,
         older.path(),
-        &["apply", "memoir.toml", "--no-backup", "--database-url", &drifted.url()],
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &drifted.url(),
+        ],
         &[],
     );
     assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
-    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 6\non_drift = \"skip\"", "");
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 6\non_drift = \"skip\"",
+        "",
+    );
     let output = planrun(
         PLANRUN,
         plan.path(),
-        &["apply", "memoir.toml", "--fleet", &fleet, "--no-backup", "--format", "json"],
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--format",
+            "json",
+        ],
         &[],
     );
     assert_eq!(output.status.code(), Some(14), "{}", describe(&output));
     for (_, name, state) in target_states(&json(&output)) {
-        let expected = if name == drifted.name { "drifted" } else { "applied" };
+        let expected = if name == drifted.name {
+            "drifted"
+        } else {
+            "applied"
+        };
         assert_eq!(state, expected, "{name}");
     }
     let text = planrun(
@@ -305,8 +396,21 @@ fn a_drifted_target_is_refused_alone_and_named() {
 fn two_processes_on_one_fleet_apply_every_target_exactly_once() {
     let plan = plan_dir();
     let tenants = tenants("p", 30);
-    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 3\nmax_parallel_per_host = 1", "");
-    let args = ["apply", "memoir.toml", "--fleet", &fleet, "--no-backup", "--format", "json"];
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 3\nmax_parallel_per_host = 1",
+        "",
+    );
+    let args = [
+        "apply",
+        "memoir.toml",
+        "--fleet",
+        &fleet,
+        "--no-backup",
+        "--format",
+        "json",
+    ];
     let spawn = || {
         planrun_command(PLANRUN, plan.path(), &args)
             .stdout(std::process::Stdio::piped())
@@ -322,19 +426,31 @@ fn two_processes_on_one_fleet_apply_every_target_exactly_once() {
     for tenant in &tenants {
         let runs = tenant.scalar("SELECT count(*) FROM planrun.runs WHERE outcome = 'success'");
         assert_eq!(runs, 1, "{}: applied by exactly one process", tenant.name);
-        let applied = tenant.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'");
+        let applied =
+            tenant.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'");
         assert_eq!(applied, STAGES, "{}", tenant.name);
     }
 
     let status = planrun(
         PLANRUN,
         plan.path(),
-        &["status", "memoir.toml", "--fleet", &fleet, "--format", "json"],
+        &[
+            "status",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--format",
+            "json",
+        ],
         &[],
     );
     assert_eq!(status.status.code(), Some(0), "{}", describe(&status));
     let status = json(&status);
-    assert_eq!(status["groups"].as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(
+        status["groups"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
     assert_eq!(status["targets"][0]["stages"][0]["state"], "applied");
 }
 
@@ -350,12 +466,23 @@ fn status_names_the_tenant_whose_schema_differs() {
     let output = planrun(
         PLANRUN,
         plan.path(),
-        &["status", "memoir.toml", "--fleet", &fleet, "--format", "json"],
+        &[
+            "status",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--format",
+            "json",
+        ],
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let status = json(&output);
-    assert_eq!(status["outliers"], serde_json::json!([tenants[2].name]), "{status}");
+    assert_eq!(
+        status["outliers"],
+        serde_json::json!([tenants[2].name]),
+        "{status}"
+    );
     assert_eq!(status["targets"][0]["stages"][0]["state"], "pending");
 }
 
@@ -375,10 +502,18 @@ fn check_refuses_a_password_in_the_fleet_file_and_names_every_problem() {
     assert!(stderr.contains("holds a password"), "{stderr}");
     assert!(stderr.contains("`c*` matches no target"), "{stderr}");
     assert!(stderr.contains("target `b` is in no wave"), "{stderr}");
-    assert!(!stderr.contains("hunter2"), "the password is never printed: {stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never printed: {stderr}"
+    );
 
     let example = planrun_tests::repo_path("plans/fleets/tenants.toml");
-    let output = planrun(PLANRUN, dir.path(), &["check", &example.display().to_string()], &[]);
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["check", &example.display().to_string()],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 }
 
@@ -390,18 +525,31 @@ fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary(
     let child = planrun_command(
         PLANRUN,
         plan.path(),
-        &["apply", "memoir.toml", "--fleet", &fleet, "--no-backup", "--format", "json"],
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--format",
+            "json",
+        ],
     )
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .spawn()
     .expect("planrun starts");
-    planrun_tests::wait_until("a first tenant is applied", Duration::from_secs(120), || {
-        tenants.iter().any(|tenant| {
-            tenant.has_ledger()
-                && tenant.scalar("SELECT count(*) FROM planrun.runs WHERE outcome = 'success'") > 0
-        })
-    });
+    planrun_tests::wait_until(
+        "a first tenant is applied",
+        Duration::from_secs(120),
+        || {
+            tenants.iter().any(|tenant| {
+                tenant.has_ledger()
+                    && tenant.scalar("SELECT count(*) FROM planrun.runs WHERE outcome = 'success'")
+                        > 0
+            })
+        },
+    );
     // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
@@ -411,7 +559,10 @@ fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary(
     let report = json(&output);
     assert_eq!(report["outcome"], "interrupted");
     let states = target_states(&report);
-    assert!(states.iter().any(|(_, _, state)| state == "not_started"), "{states:?}");
+    assert!(
+        states.iter().any(|(_, _, state)| state == "not_started"),
+        "{states:?}"
+    );
     for tenant in &tenants {
         let applied = |stage: &str| {
             tenant.has_ledger()
@@ -419,11 +570,22 @@ fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary(
                     "SELECT count(*) FROM planrun.stage_results WHERE stage_id = '{stage}' AND status = 'applied'"
                 )) == 1
         };
-        let sections = tenant.scalar("SELECT count(*) FROM pg_class WHERE relname = 'chapter_sections'") == 1;
+        let sections =
+            tenant.scalar("SELECT count(*) FROM pg_class WHERE relname = 'chapter_sections'") == 1;
         let legacy = tenant.scalar(
             "SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name = 'images'",
         ) == 1;
-        assert_eq!(sections, applied("sections_schema"), "{}: sections_schema whole or not at all", tenant.name);
-        assert_eq!(!legacy, applied("split_chapters"), "{}: split_chapters whole or not at all", tenant.name);
+        assert_eq!(
+            sections,
+            applied("sections_schema"),
+            "{}: sections_schema whole or not at all",
+            tenant.name
+        );
+        assert_eq!(
+            !legacy,
+            applied("split_chapters"),
+            "{}: split_chapters whole or not at all",
+            tenant.name
+        );
     }
 }

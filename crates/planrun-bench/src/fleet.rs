@@ -26,8 +26,16 @@ pub(crate) struct FleetTimes {
     pub status: Duration,
 }
 
-pub(crate) fn run(planrun: &Path, plan: &Path, targets: usize, chapters: usize, seed: u64) -> Result<FleetTimes, String> {
-    let clusters: Vec<TempCluster> = (0..3).map(|_| data::start_cluster()).collect::<Result<_, _>>()?;
+pub(crate) fn run(
+    planrun: &Path,
+    plan: &Path,
+    targets: usize,
+    chapters: usize,
+    seed: u64,
+) -> Result<FleetTimes, String> {
+    let clusters: Vec<TempCluster> = (0..3)
+        .map(|_| data::start_cluster())
+        .collect::<Result<_, _>>()?;
     for cluster in &clusters {
         data::load_template(cluster, chapters, seed, ImagesType::Jsonb)?;
     }
@@ -37,14 +45,40 @@ pub(crate) fn run(planrun: &Path, plan: &Path, targets: usize, chapters: usize, 
     for parallel in PARALLELISM {
         let fleet = make_fleet(&clusters, work.path(), targets, parallel)?;
         eprintln!("  apply --fleet, {targets} targets, max_parallel {parallel} ...");
-        let took = timed(planrun, plan, &["apply", "--fleet", &fleet, "--no-backup", "--format", "json"])?;
+        let took = timed(
+            planrun,
+            plan,
+            &[
+                "apply",
+                "--fleet",
+                &fleet,
+                "--no-backup",
+                "--format",
+                "json",
+            ],
+        )?;
         rollouts.push((parallel, took));
         last_fleet = Some(fleet);
     }
     let fleet = last_fleet.ok_or("no fleet was made")?;
     eprintln!("  no-op apply --fleet and status --fleet ...");
-    let no_op_apply = timed(planrun, plan, &["apply", "--fleet", &fleet, "--no-backup", "--format", "json"])?;
-    let status = timed(planrun, plan, &["status", "--fleet", &fleet, "--format", "json"])?;
+    let no_op_apply = timed(
+        planrun,
+        plan,
+        &[
+            "apply",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--format",
+            "json",
+        ],
+    )?;
+    let status = timed(
+        planrun,
+        plan,
+        &["status", "--fleet", &fleet, "--format", "json"],
+    )?;
     Ok(FleetTimes {
         targets,
         chapters,
@@ -56,15 +90,27 @@ pub(crate) fn run(planrun: &Path, plan: &Path, targets: usize, chapters: usize, 
 
 /// `targets` fresh copies of the legacy data, over the clusters in turn, and the fleet
 /// file naming them (every limit `parallel`).
-fn make_fleet(clusters: &[TempCluster], dir: &Path, targets: usize, parallel: usize) -> Result<String, String> {
-    let mut text = format!("[fleet]\nmax_parallel = {parallel}\nmax_parallel_per_host = {parallel}\n\n");
+fn make_fleet(
+    clusters: &[TempCluster],
+    dir: &Path,
+    targets: usize,
+    parallel: usize,
+) -> Result<String, String> {
+    let mut text =
+        format!("[fleet]\nmax_parallel = {parallel}\nmax_parallel_per_host = {parallel}\n\n");
     for i in 0..targets {
         let cluster = &clusters[i % clusters.len()];
         let name = format!("p{parallel}_t{i:04}");
         cluster
-            .psql("postgres", &format!("CREATE DATABASE {name} TEMPLATE legacy STRATEGY FILE_COPY"))
+            .psql(
+                "postgres",
+                &format!("CREATE DATABASE {name} TEMPLATE legacy STRATEGY FILE_COPY"),
+            )
             .map_err(|e| format!("cannot copy the legacy database to {name}: {e}"))?;
-        text.push_str(&format!("[[target]]\nname = \"{name}\"\nurl = \"{}\"\n\n", cluster.url(&name)));
+        text.push_str(&format!(
+            "[[target]]\nname = \"{name}\"\nurl = \"{}\"\n\n",
+            cluster.url(&name)
+        ));
     }
     for cluster in clusters {
         data::checkpoint(cluster)?;

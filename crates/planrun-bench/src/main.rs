@@ -107,8 +107,17 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if let Some(targets) = args.fleet {
         let started = Instant::now();
-        fleet::print(&fleet::run(&planrun, &plan, targets, args.chapters, args.seed)?);
-        eprintln!("planrun-bench: done in {:.0} s", started.elapsed().as_secs_f64());
+        fleet::print(&fleet::run(
+            &planrun,
+            &plan,
+            targets,
+            args.chapters,
+            args.seed,
+        )?);
+        eprintln!(
+            "planrun-bench: done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
 

@@ -469,7 +469,12 @@ fn check_json(arg: &PlanArg, registry: &Registry) -> i32 {
 }
 
 fn check(args: &CheckArgs, registry: &Registry) -> i32 {
-    if let Some(path) = args.plan.plan.as_deref().filter(|p| crate::fleet::is_fleet_file(p)) {
+    if let Some(path) = args
+        .plan
+        .plan
+        .as_deref()
+        .filter(|p| crate::fleet::is_fleet_file(p))
+    {
         return crate::fleet::check_fleet(path);
     }
     if let Some(fleet) = &args.fleet {

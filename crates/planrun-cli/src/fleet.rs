@@ -67,8 +67,17 @@ pub(crate) fn check_fleet(path: &Path) -> i32 {
         fleet.max_parallel_per_host
     );
     for wave in &fleet.waves {
-        let names: Vec<&str> = wave.targets.iter().map(|&i| fleet.targets[i].name.as_str()).collect();
-        say!("  wave {}: {} targets: {}", wave.name, names.len(), names.join(", "));
+        let names: Vec<&str> = wave
+            .targets
+            .iter()
+            .map(|&i| fleet.targets[i].name.as_str())
+            .collect();
+        say!(
+            "  wave {}: {} targets: {}",
+            wave.name,
+            names.len(),
+            names.join(", ")
+        );
     }
     exit_codes::SUCCESS
 }
@@ -90,7 +99,12 @@ fn cwd() -> PathBuf {
 }
 
 /// `apply PLAN --fleet FILE`.
-pub(crate) fn apply(args: &ApplyArgs, fleet: &Path, options: planrun_engine::ApplyOptions, registry: &Registry) -> i32 {
+pub(crate) fn apply(
+    args: &ApplyArgs,
+    fleet: &Path,
+    options: planrun_engine::ApplyOptions,
+    registry: &Registry,
+) -> i32 {
     let started = chrono::Local::now();
     let (plan, fleet) = match plan_and_fleet(&args.plan, fleet, registry, "apply", args.format) {
         Ok(pair) => pair,
@@ -109,7 +123,8 @@ pub(crate) fn apply(args: &ApplyArgs, fleet: &Path, options: planrun_engine::App
         locked_for_at_most: LOCKED_FOR_AT_MOST,
     };
     let progress = Progress::new();
-    let (mut report, code) = planrun_fleet::apply_fleet(&fleet, &runner, &targets, &options, &progress);
+    let (mut report, code) =
+        planrun_fleet::apply_fleet(&fleet, &runner, &targets, &options, &progress);
     report.plan = plan.name.clone();
     match args.format {
         ReportFormat::Json => {
@@ -140,10 +155,18 @@ pub(crate) fn render_fleet(report: &FleetReport) -> String {
         "fleet {}: plan {}{}\n",
         report.fleet,
         report.plan,
-        if report.dry_run { " (dry run, rolled back)" } else { "" }
+        if report.dry_run {
+            " (dry run, rolled back)"
+        } else {
+            ""
+        }
     );
     for wave in &report.waves {
-        out.push_str(&format!("wave {} (gate {})\n", wave.name, wave.gate.replace('_', " ")));
+        out.push_str(&format!(
+            "wave {} (gate {})\n",
+            wave.name,
+            wave.gate.replace('_', " ")
+        ));
         for run in &wave.targets {
             out.push_str(&target_line(run));
         }
@@ -178,7 +201,10 @@ fn target_line(run: &TargetRun) -> String {
         line.push_str(&format!("  {}", duration(run.duration_ms)));
     }
     if run.revisits > 0 {
-        line.push_str(&format!("  (locked by another process {} times)", run.revisits));
+        line.push_str(&format!(
+            "  (locked by another process {} times)",
+            run.revisits
+        ));
     }
     if let Some(message) = &run.message {
         line.push_str(&format!("\n      {message}"));
@@ -213,7 +239,10 @@ impl FleetProgress for Progress {
         let elapsed = self.started.lock().map(|s| s.elapsed()).unwrap_or_default();
         let left = tally.total.saturating_sub(tally.done);
         let eta = if tally.done > 0 && left > 0 {
-            format!(", about {} left", duration((elapsed.as_millis() as u64 / tally.done as u64) * left as u64))
+            format!(
+                ", about {} left",
+                duration((elapsed.as_millis() as u64 / tally.done as u64) * left as u64)
+            )
         } else {
             String::new()
         };
@@ -284,10 +313,17 @@ fn render_status(status: &FleetStatus) -> String {
         ));
     }
     for group in &status.groups {
-        out.push_str(&format!("schema {}: {} targets\n", group.fingerprint, group.targets.len()));
+        out.push_str(&format!(
+            "schema {}: {} targets\n",
+            group.fingerprint,
+            group.targets.len()
+        ));
     }
     if !status.outliers.is_empty() {
-        out.push_str(&format!("outliers (not the largest group's schema): {}\n", status.outliers.join(", ")));
+        out.push_str(&format!(
+            "outliers (not the largest group's schema): {}\n",
+            status.outliers.join(", ")
+        ));
     }
     out
 }

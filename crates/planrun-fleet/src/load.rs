@@ -84,7 +84,9 @@ fn mask(source: &str, secrets: &[Span]) -> String {
 fn password_range(url: &str) -> Option<Span> {
     if let Some(scheme_end) = url.find("://") {
         let start = scheme_end + 3;
-        let authority_end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+        let authority_end = url[start..]
+            .find(['/', '?'])
+            .map_or(url.len(), |i| start + i);
         let at = start + url[start..authority_end].rfind('@')?;
         let colon = start + url[start..at].find(':')?;
         return Some(colon + 1..at);
