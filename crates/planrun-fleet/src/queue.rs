@@ -109,14 +109,18 @@ mod tests {
             "two of a, two of b, then the fleet limit"
         );
         queue.finished("a");
+        assert_eq!(queue.start_next(host_of, now), Some(2), "in file order");
+        assert_eq!(
+            queue.start_next(host_of, now),
+            None,
+            "a at its limit, the fleet at its own"
+        );
+        queue.finished("a");
         assert_eq!(
             queue.start_next(host_of, now),
             Some(5),
-            "c before a third a"
+            "c, since no a is left"
         );
-        assert_eq!(queue.start_next(host_of, now), None);
-        queue.finished("b");
-        assert_eq!(queue.start_next(host_of, now), Some(2));
     }
 
     #[test]
