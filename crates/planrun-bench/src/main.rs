@@ -10,12 +10,14 @@
 //! cargo run --release -p planrun-bench -- --chapters 100000 --online
 //! cargo run --release -p planrun-bench -- --chapters 10000 --capture-cost
 //! cargo run --release -p planrun-bench -- --check-scaling 10000
+//! cargo run --release -p planrun-bench -- --fleet 200 --chapters 50
 //! ```
 
 mod capture_cost;
 mod check_scaling;
 mod checks;
 mod data;
+mod fleet;
 mod floor;
 mod live;
 mod online;
@@ -67,6 +69,10 @@ struct Args {
     /// stages, beside N/2 of each; no database.
     #[arg(long, value_name = "N")]
     check_scaling: Option<usize>,
+    /// Only `apply --fleet` of N targets (of --chapters each) on three clusters at
+    /// max_parallel 1, 4 and 8, then a no-op `apply --fleet` and `status --fleet`.
+    #[arg(long, value_name = "N")]
+    fleet: Option<usize>,
     /// Leave the cluster running at the end and print how to stop it.
     #[arg(long)]
     keep: bool,
@@ -97,6 +103,21 @@ fn run(args: &Args) -> Result<(), String> {
 
     if let Some(stages) = args.check_scaling {
         check_scaling::print(&check_scaling::run(&planrun, stages)?);
+        return Ok(());
+    }
+    if let Some(targets) = args.fleet {
+        let started = Instant::now();
+        fleet::print(&fleet::run(
+            &planrun,
+            &plan,
+            targets,
+            args.chapters,
+            args.seed,
+        )?);
+        eprintln!(
+            "planrun-bench: done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
 

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Exit codes: 0 done or nothing to do, 1 error, 2 usage, 10 invalid plan, 11 precondition
 failed, 12 verification failed, 13 step failed, 14 drift, 15 locked, 16 cannot connect,
-17 backup failed, 18 rehearsal required. See docs/exit-codes.md.";
+17 backup failed, 18 rehearsal required, 19 over budget, 20 revert refused, 21 fleet halted,
+130 interrupted. See docs/exit-codes.md.";
 
 /// planrun: declarative, verified PostgreSQL migrations.
 ///
@@ -90,7 +91,7 @@ pub(crate) enum Command {
     /// Apply the plan to a throwaway copy of the database first, and report per stage.
     Rehearse(RehearseArgs),
     /// Show the ledger's state of each stage and the recent runs.
-    Status(DbCommandArgs),
+    Status(StatusArgs),
     /// Run the verification of every applied stage again, now.
     Verify(DbCommandArgs),
     /// Undo the applied stages after --to STAGE, newest first (--to start: all).
@@ -249,6 +250,11 @@ pub(crate) struct ApplyArgs {
     /// graph, the locks each stage held, checks, rows and quarantine.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Roll the plan out to every database of the fleet file FILE, wave by wave, each
+    /// target a full apply of its own (docs/fleet.md); exit 21 when a wave's gate
+    /// fails.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database_url", "require_rehearsal"])]
+    pub fleet: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -352,6 +358,21 @@ pub(crate) struct DbCommandArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub plan: PlanArg,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Every target of the fleet file FILE: its stages' states and last run, and the
+    /// targets grouped by the fingerprint of the schema the plan touches.
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
+    pub fleet: Option<PathBuf>,
+    /// Output format: text (default) or json.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ResetArgs {
     /// The batched stage to abandon.
     #[arg(value_name = "STAGE")]
@@ -389,6 +410,10 @@ pub(crate) struct DemoArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub plan: PlanArg,
+    /// Also validate the fleet file FILE (its targets, waves and limits; nothing
+    /// connects). `planrun check FILE` of a fleet file validates it alone.
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

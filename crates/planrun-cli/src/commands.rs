@@ -13,7 +13,8 @@ use planrun_plan::{
 
 use crate::args::{
     ApplyArgs, BackupArgs, CheckArgs, Cli, Command, ConnectionArgs, DbCommandArgs, GraphArgs,
-    GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs, TransformsArgs,
+    GraphFormatArg, PlanArg, PlanCommandArgs, ReportFormat, SelectionArgs, StatusArgs,
+    TransformsArgs,
 };
 use crate::documents::{CheckReport, ErrorBody, TransformList};
 use crate::live::Live;
@@ -144,6 +145,9 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
 }
 
 fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
+    if let Some(fleet) = &args.fleet {
+        return apply_fleet(args, fleet, registry);
+    }
     let (plan, target) =
         match plan_and_target(&args.plan, &args.connection, registry, "apply", args.format) {
             Ok(pair) => pair,
@@ -198,6 +202,24 @@ fn apply(args: &ApplyArgs, style: Style, detail: Detail, registry: &Registry) ->
     }
 }
 
+/// `apply --fleet`: the same options as a single apply, for every target.
+fn apply_fleet(args: &ApplyArgs, fleet: &Path, registry: &Registry) -> i32 {
+    let plan = match load_plan(&args.plan, Some(registry), "apply", args.format) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
+    let mut options = options(&plan, &args.selection, &args.backup);
+    options.dry_run = args.dry_run;
+    options.hold_locks = args.hold_locks;
+    options.allow_drift = args.allow_drift;
+    options.history = planrun_engine::HistoryAcceptance {
+        accept_missing: args.accept_missing,
+        renames: args.rename.clone(),
+        allow_out_of_order: args.allow_out_of_order,
+    };
+    crate::fleet::apply(args, fleet, options, registry)
+}
+
 fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
     let (plan, target) =
         match plan_and_target(&args.plan, &args.connection, registry, "plan", args.format) {
@@ -248,7 +270,10 @@ fn rehearsed_budget(
         .ok()
 }
 
-fn status(args: &DbCommandArgs, style: Style, registry: &Registry) -> i32 {
+fn status(args: &StatusArgs, style: Style, registry: &Registry) -> i32 {
+    if let Some(fleet) = &args.fleet {
+        return crate::fleet::status(args, fleet, registry);
+    }
     let (plan, target) = match plan_and_target(
         &args.plan,
         &args.connection,
@@ -383,7 +408,7 @@ fn load_checked(arg: &PlanArg, registry: &Registry) -> Result<Plan, i32> {
 /// [`load_checked`] (the structure only, without a `registry`: `graph`); with
 /// `--format json` a plan that cannot be found or is invalid is also a
 /// `planrun.error` document of `command` on stdout (diagnostics still go to stderr).
-fn load_plan(
+pub(crate) fn load_plan(
     arg: &PlanArg,
     registry: Option<&Registry>,
     command: &str,
@@ -472,6 +497,20 @@ fn check_json(arg: &PlanArg, registry: &Registry) -> i32 {
 }
 
 fn check(args: &CheckArgs, registry: &Registry) -> i32 {
+    if let Some(path) = args
+        .plan
+        .plan
+        .as_deref()
+        .filter(|p| crate::fleet::is_fleet_file(p))
+    {
+        return crate::fleet::check_fleet(path);
+    }
+    if let Some(fleet) = &args.fleet {
+        let code = crate::fleet::check_fleet(fleet);
+        if code != exit_codes::SUCCESS {
+            return code;
+        }
+    }
     if args.format == ReportFormat::Json {
         return check_json(&args.plan, registry);
     }

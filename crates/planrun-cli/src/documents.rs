@@ -5,7 +5,7 @@
 
 use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
 use planrun_engine::rehearse::RehearsalReport;
-use planrun_engine::{ResetReport, RunBody, StatusReport};
+use planrun_engine::{FleetReport, FleetStatus, ResetReport, RunBody, StatusReport};
 use planrun_plan::{
     Dag, JsonGraph, LabelInfo, Plan, PlanErrors, ProblemKind, StageLockImpact, StepKind, TableLock,
 };
@@ -55,6 +55,14 @@ pub fn json_schemas() -> Vec<(&'static Format, Schema)> {
         (
             &format::ERROR,
             schema::<Document<ErrorBody>>(&format::ERROR),
+        ),
+        (
+            &format::FLEET_APPLY,
+            schema::<Document<FleetReport>>(&format::FLEET_APPLY),
+        ),
+        (
+            &format::FLEET_STATUS,
+            schema::<Document<FleetStatus>>(&format::FLEET_STATUS),
         ),
     ]
 }

@@ -34,6 +34,7 @@ mod commands;
 mod completions;
 mod demo;
 mod documents;
+mod fleet;
 mod html_report;
 mod init;
 mod json_lines;

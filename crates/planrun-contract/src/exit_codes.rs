@@ -33,6 +33,10 @@ pub const OVER_BUDGET: i32 = 19;
 /// `revert` refused before changing anything: a revert precondition failed (the rows
 /// named), a stage to revert is irreversible, or a loss the plan does not declare.
 pub const REVERT_REFUSED: i32 = 20;
+/// `apply --fleet`: a wave's gate failed (a target failed, was refused, or measured
+/// over the wave's limits); targets already running finished, later waves were not
+/// started. 20 is `revert`'s.
+pub const FLEET_HALTED: i32 = 21;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -88,6 +92,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         REVERT_REFUSED,
         "revert-refused",
         "revert: a revert precondition failed, a stage is irreversible, or a loss is not declared",
+    ),
+    (
+        FLEET_HALTED,
+        "fleet-halted",
+        "apply --fleet: a wave's gate failed; later waves were not started",
     ),
     (
         INTERRUPTED,

@@ -202,8 +202,33 @@ pub const ERROR: Format = Format {
     describes: "what a command prints with --format json instead of its report when it has none: why, with the exit code",
 };
 
+/// `planrun apply PLAN --fleet FILE --format json` (`--dry-run` included).
+pub const FLEET_APPLY: Format = Format {
+    name: "planrun.fleet-apply",
+    version: 1,
+    timing: Timing::Span,
+    outcomes: &[
+        Applied,
+        WouldApply,
+        NothingToDo,
+        Drift,
+        FleetHalted,
+        Interrupted,
+    ],
+    describes: "planrun apply --fleet --format json: the fleet's waves, each target's state and run, and why the rollout stopped if it did",
+};
+
+/// `planrun status PLAN --fleet FILE --format json`.
+pub const FLEET_STATUS: Format = Format {
+    name: "planrun.fleet-status",
+    version: 1,
+    timing: Timing::Instant,
+    outcomes: &[Ok],
+    describes: "planrun status --fleet --format json: each target's stage states and last run, and the targets grouped by the fingerprint of the schema the plan touches",
+};
+
 /// Every document planrun prints.
-pub const ALL: [&Format; 11] = [
+pub const ALL: [&Format; 13] = [
     &APPLY,
     &REVERT,
     &PLAN,
@@ -215,6 +240,8 @@ pub const ALL: [&Format; 11] = [
     &TRANSFORMS,
     &GRAPH,
     &ERROR,
+    &FLEET_APPLY,
+    &FLEET_STATUS,
 ];
 
 #[cfg(test)]

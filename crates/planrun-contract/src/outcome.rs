@@ -60,12 +60,14 @@ pub enum OutcomeCode {
     /// Exit 20: `revert` refused before changing anything (a revert precondition
     /// failed, a stage is irreversible, a loss is not declared).
     RevertRefused,
+    /// Exit 21: `apply --fleet`: a wave's gate failed; later waves were not started.
+    FleetHalted,
     /// Exit 130: SIGINT or SIGTERM; the stage in progress rolled back.
     Interrupted,
 }
 
 impl OutcomeCode {
-    pub const ALL: [OutcomeCode; 23] = [
+    pub const ALL: [OutcomeCode; 24] = [
         OutcomeCode::Applied,
         OutcomeCode::WouldApply,
         OutcomeCode::NothingToDo,
@@ -88,6 +90,7 @@ impl OutcomeCode {
         OutcomeCode::RehearsalRequired,
         OutcomeCode::OverBudget,
         OutcomeCode::RevertRefused,
+        OutcomeCode::FleetHalted,
         OutcomeCode::Interrupted,
     ];
 
@@ -116,6 +119,7 @@ impl OutcomeCode {
             OutcomeCode::RehearsalRequired => exit_codes::REHEARSAL_REQUIRED,
             OutcomeCode::OverBudget => exit_codes::OVER_BUDGET,
             OutcomeCode::RevertRefused => exit_codes::REVERT_REFUSED,
+            OutcomeCode::FleetHalted => exit_codes::FLEET_HALTED,
             OutcomeCode::Interrupted => exit_codes::INTERRUPTED,
         }
     }
@@ -155,6 +159,7 @@ impl OutcomeCode {
             OutcomeCode::RehearsalRequired => "rehearsal_required",
             OutcomeCode::OverBudget => "over_budget",
             OutcomeCode::RevertRefused => "revert_refused",
+            OutcomeCode::FleetHalted => "fleet_halted",
             OutcomeCode::Interrupted => "interrupted",
         }
     }

@@ -7,6 +7,7 @@
 mod budget;
 mod checks;
 mod command;
+mod fleet;
 mod half_done;
 mod lock_weight;
 mod locks;
@@ -20,6 +21,7 @@ mod status;
 pub use budget::{BudgetEstimate, BudgetLimits, LockEstimate, StageBudgetEstimate};
 pub use checks::{ChangedTable, CheckResult, CheckStatus, NotRecheckable, Supersession};
 pub use command::Command;
+pub use fleet::{FingerprintGroup, FleetReport, FleetStatus, TargetRun, TargetStatus, WaveReport};
 pub use half_done::LeftBehind;
 pub use lock_weight::{StageLockWeight, TableNow, Weight};
 pub use locks::{Blocker, HeldLock, LockHolder, LockRetry};

@@ -1,0 +1,154 @@
+//! A wave's gate, judged per target as each finishes: applied (or nothing to do),
+//! and within the wave's declared limits against what the canary (the first wave)
+//! measured. A target that fails it halts the rollout at once: nothing new starts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use planrun_report::TargetRun;
+
+use crate::model::{Gate, OnDrift};
+
+/// A stage never fails the duration gate under this: a canary's 40 ms stage taking
+/// 130 ms elsewhere is noise, not a regression.
+pub const DURATION_FLOOR: Duration = Duration::from_secs(1);
+
+/// The slowest duration of each stage on the canary wave (ms).
+pub(crate) type Canary = BTreeMap<String, u64>;
+
+/// Why `run` fails `gate`, one line per reason; empty when it passes.
+pub(crate) fn gate_failures(
+    run: &TargetRun,
+    gate: &Gate,
+    canary: Option<&Canary>,
+    on_drift: OnDrift,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    match run.state.as_str() {
+        "applied" | "nothing_to_do" | "would_apply" => {}
+        "drifted" if on_drift == OnDrift::Skip => {}
+        state => failures.push(format!(
+            "{}: {state}{}",
+            run.name,
+            run.message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )),
+    }
+    if let Some(limit) = gate.max_lock_wait {
+        if run.longest_lock_wait_ms > limit.as_millis() as u64 {
+            failures.push(format!(
+                "{}: waited {} ms for a stage's locks, over the gate's max_lock_wait of {} ms",
+                run.name,
+                run.longest_lock_wait_ms,
+                limit.as_millis()
+            ));
+        }
+    }
+    if let (Some(factor), Some(canary)) = (gate.max_duration_factor, canary) {
+        for (stage, &took) in &run.stage_durations_ms {
+            let Some(&on_canary) = canary.get(stage) else {
+                continue;
+            };
+            let limit = ((on_canary as f64 * factor) as u64).max(DURATION_FLOOR.as_millis() as u64);
+            if took > limit {
+                failures.push(format!(
+                    "{}: stage `{stage}` took {took} ms, over {factor} x the canary's {on_canary} ms",
+                    run.name
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// The canary's measure: the slowest run of each stage across the first wave.
+pub(crate) fn canary_of(runs: &[TargetRun]) -> Canary {
+    let mut canary = Canary::new();
+    for run in runs {
+        for (stage, &took) in &run.stage_durations_ms {
+            let slowest = canary.entry(stage.clone()).or_default();
+            *slowest = (*slowest).max(took);
+        }
+    }
+    canary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(state: &str, stage_ms: u64, lock_ms: u64) -> TargetRun {
+        TargetRun {
+            name: "t1".into(),
+            host: "h:5432".into(),
+            state: state.into(),
+            outcome: None,
+            exit_code: None,
+            run_id: None,
+            duration_ms: stage_ms,
+            revisits: 0,
+            message: None,
+            stage_durations_ms: [("split".to_owned(), stage_ms)].into(),
+            longest_lock_wait_ms: lock_ms,
+        }
+    }
+
+    #[test]
+    fn a_target_passes_only_applied_and_within_the_limits() {
+        let gate = Gate {
+            max_lock_wait: Some(Duration::from_millis(500)),
+            max_duration_factor: Some(2.0),
+        };
+        let canary = canary_of(&[run("applied", 3_000, 0), run("applied", 1_000, 0)]);
+        assert!(gate_failures(
+            &run("applied", 5_000, 10),
+            &gate,
+            Some(&canary),
+            OnDrift::Halt
+        )
+        .is_empty());
+        assert_eq!(
+            gate_failures(
+                &run("applied", 7_000, 10),
+                &gate,
+                Some(&canary),
+                OnDrift::Halt
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            gate_failures(
+                &run("applied", 10, 900),
+                &gate,
+                Some(&canary),
+                OnDrift::Halt
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            gate_failures(&run("failed", 10, 0), &gate, Some(&canary), OnDrift::Halt).len(),
+            1
+        );
+        assert!(gate_failures(&run("drifted", 0, 0), &gate, None, OnDrift::Skip).is_empty());
+        assert_eq!(
+            gate_failures(&run("drifted", 0, 0), &gate, None, OnDrift::Halt).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn short_stages_never_fail_the_duration_gate() {
+        let gate = Gate {
+            max_lock_wait: None,
+            max_duration_factor: Some(1.5),
+        };
+        let canary = canary_of(&[run("applied", 40, 0)]);
+        assert!(
+            gate_failures(&run("applied", 900, 0), &gate, Some(&canary), OnDrift::Halt).is_empty()
+        );
+    }
+}

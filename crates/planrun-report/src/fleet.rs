@@ -1,0 +1,96 @@
+//! The fleet documents: `planrun.fleet-apply` (a plan rolled out to many databases in
+//! waves: each target's state, and why the rollout stopped if it did) and
+//! `planrun.fleet-status` (each target's ledger, grouped by schema fingerprint).
+
+use serde::Serialize;
+
+use crate::status::StageStatusLine;
+
+/// `apply --fleet`: the rollout, wave by wave.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FleetReport {
+    pub plan: String,
+    /// The fleet file, as given on the command line.
+    pub fleet: String,
+    pub dry_run: bool,
+    pub waves: Vec<WaveReport>,
+    /// Why no later wave started: the wave whose gate failed and the targets that
+    /// failed it, or the signal; `None` when every wave ran.
+    pub halted: Option<String>,
+    /// Counts of `waves[].targets[].state`, e.g. `{"applied": 28, "failed": 1}`.
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+/// One wave: its targets in file order and whether its gate passed.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WaveReport {
+    pub name: String,
+    /// `passed`, `failed` (the rollout halted here), or `not_started`.
+    pub gate: String,
+    /// What failed the gate, one line per target or limit.
+    pub gate_failures: Vec<String>,
+    pub targets: Vec<TargetRun>,
+}
+
+/// One target's part in the rollout.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TargetRun {
+    pub name: String,
+    /// The server, `host:port`, whose `max_parallel_per_host` it counts against.
+    pub host: String,
+    /// `applied`, `nothing_to_do`, `would_apply` (dry run), `failed`, `drifted`,
+    /// `interrupted`, `error` (could not connect, locked for too long, ...), or
+    /// `not_started`.
+    pub state: String,
+    /// The single-database run's outcome code (`applied`, `verification_failed`, ...),
+    /// when it ran.
+    pub outcome: Option<String>,
+    /// The exit code `planrun apply` would have ended with on this target alone.
+    pub exit_code: Option<i32>,
+    /// The ledger's run id on the target.
+    pub run_id: Option<i64>,
+    pub duration_ms: u64,
+    /// How many times the target was found locked by another process and revisited.
+    pub revisits: u32,
+    /// The stage that stopped the run and why, or the error, in one line.
+    pub message: Option<String>,
+    /// Per stage that ran: its duration (ms), for the gate against the canary.
+    pub stage_durations_ms: std::collections::BTreeMap<String, u64>,
+    /// The longest wait for a stage's declared locks (ms).
+    pub longest_lock_wait_ms: u64,
+}
+
+/// `status --fleet`: each target's ledger, and the targets grouped by schema.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FleetStatus {
+    pub plan: String,
+    pub fleet: String,
+    pub targets: Vec<TargetStatus>,
+    /// Targets with the same fingerprint, largest group first.
+    pub groups: Vec<FingerprintGroup>,
+    /// Targets whose fingerprint is shared by fewer than the largest group: the names
+    /// to look at first.
+    pub outliers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TargetStatus {
+    pub name: String,
+    pub host: String,
+    /// `ok`, or `error` with `error` saying why (could not connect, ...).
+    pub reachable: bool,
+    pub error: Option<String>,
+    /// A SHA-256 (first 16 hex digits) of the definition (columns, types, nullability)
+    /// of the tables the plan touches, as the target's catalog has them now.
+    pub fingerprint: Option<String>,
+    pub stages: Vec<StageStatusLine>,
+    /// The latest run's outcome as the ledger records it, and when it started.
+    pub last_run: Option<String>,
+    pub last_run_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FingerprintGroup {
+    pub fingerprint: String,
+    pub targets: Vec<String>,
+}

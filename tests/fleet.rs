@@ -1,0 +1,591 @@
+//! `apply --fleet` and `status --fleet` against three real clusters holding 30 memoir
+//! databases each test (made cheaply from a template database per cluster): waves and
+//! their gate, resume by running again, a drifted target refused alone, two processes
+//! sharing one fleet, and the per-server limit measured in `pg_stat_activity`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
+use planrun_tempdb::TempCluster;
+use planrun_tests::{describe, memoir_plan_edited, planrun, planrun_command};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+const TEMPLATE: &str = "memoir_template";
+
+/// The memoir plan with one more stage whose verification a test can make fail on
+/// one tenant (a memoir titled BROKEN), and fix.
+const MARKED_STAGE: &str = r#"
+[[stage]]
+id = "tenant_marked"
+title = "Mark the tenant migrated"
+depends_on = ["collect_images"]
+
+[[stage.step]]
+sql = "COMMENT ON TABLE chapters IS 'sections and images split by planrun'"
+
+[[stage.verify]]
+name = "no memoir is marked broken"
+sql = "SELECT count(*) FROM memoirs WHERE title = 'BROKEN'"
+expect = 0
+"#;
+
+/// The required stages of that plan.
+const STAGES: i64 = 5;
+
+/// Three clusters, each with a template database of legacy memoir data; shared by the
+/// tests of this file, each of which makes databases of its own from the templates.
+fn clusters() -> &'static [TempCluster] {
+    static CLUSTERS: OnceLock<Vec<TempCluster>> = OnceLock::new();
+    CLUSTERS.get_or_init(|| {
+        (0..3)
+            .map(|seed| {
+                let cluster = TempCluster::start().expect("a throwaway PostgreSQL starts");
+                let url = cluster.create_database(TEMPLATE).expect("the template");
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                create_legacy_schema(&mut client, ImagesType::Jsonb).expect("legacy schema");
+                load_legacy(&mut client, 11 + seed, 40, ImagesType::Jsonb).expect("legacy data");
+                cluster
+            })
+            .collect()
+    })
+}
+
+/// A tenant database: its name in the fleet, its cluster and database name.
+#[derive(Clone)]
+struct Tenant {
+    name: String,
+    cluster: usize,
+    database: String,
+}
+
+impl Tenant {
+    fn url(&self) -> String {
+        clusters()[self.cluster].url(&self.database)
+    }
+
+    fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect to a tenant")
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        self.client()
+            .query_one(sql, &[])
+            .expect("tenant query")
+            .get(0)
+    }
+
+    fn has_ledger(&self) -> bool {
+        self.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'planrun'") == 1
+    }
+}
+
+/// `count` tenants named `<prefix>-NN`, spread over the three clusters in turn.
+fn tenants(prefix: &str, count: usize) -> Vec<Tenant> {
+    (1..=count)
+        .map(|i| {
+            let cluster = i % 3;
+            let database = format!("{prefix}_{i:02}");
+            clusters()[cluster]
+                .psql(
+                    "postgres",
+                    &format!("CREATE DATABASE {database} TEMPLATE {TEMPLATE}"),
+                )
+                .expect("a tenant database from the template");
+            Tenant {
+                name: format!("{prefix}-{i:02}"),
+                cluster,
+                database,
+            }
+        })
+        .collect()
+}
+
+/// A fleet file of `tenants`: `fleet` is its `[fleet]` table's body, `waves` its waves.
+fn write_fleet(dir: &Path, tenants: &[Tenant], fleet: &str, waves: &str) -> String {
+    let mut text = format!("[fleet]\n{fleet}\n");
+    for tenant in tenants {
+        text.push_str(&format!(
+            "[[target]]\nname = \"{}\"\nurl = \"{}\"\n\n",
+            tenant.name,
+            tenant.url()
+        ));
+    }
+    text.push_str(waves);
+    let path = dir.join("fleet.toml");
+    std::fs::write(&path, text).expect("write the fleet file");
+    path.display().to_string()
+}
+
+fn plan_dir() -> tempfile::TempDir {
+    memoir_plan_edited(|text| format!("{text}\n{MARKED_STAGE}"))
+}
+
+/// The document on stdout, valid against its checked-in schema (`docs/schemas/`).
+fn json(output: &std::process::Output) -> serde_json::Value {
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("JSON on stdout: {}", describe(output)));
+    let format = planrun_contract::format::ALL
+        .into_iter()
+        .find(|format| document["format"] == format.name)
+        .unwrap_or_else(|| panic!("a known format: {document}"));
+    let text =
+        std::fs::read_to_string(planrun_tests::repo_path(&format.schema_path())).expect("schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not a valid {} document: {errors:#?}\n{document:#}",
+        format.name
+    );
+    assert_eq!(document["exit_code"], output.status.code().unwrap_or(-1));
+    document
+}
+
+fn target_states(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    report["waves"]
+        .as_array()
+        .expect("waves")
+        .iter()
+        .flat_map(|wave| {
+            let name = wave["name"].as_str().unwrap_or_default().to_owned();
+            wave["targets"]
+                .as_array()
+                .expect("targets")
+                .iter()
+                .map(move |target| {
+                    (
+                        name.clone(),
+                        target["name"].as_str().unwrap_or_default().to_owned(),
+                        target["state"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Samples every cluster's `pg_stat_activity` while `work` runs: the most databases
+/// named `<prefix>_*` (this test's: the clusters are shared) planrun's apply sessions
+/// were in at once, per cluster.
+fn peak_per_server(prefix: &str, work: impl FnOnce()) -> Vec<usize> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peaks: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let samplers: Vec<_> = (0..3)
+        .map(|i| {
+            let (stop, peak) = (Arc::clone(&stop), Arc::clone(&peaks[i]));
+            let url = clusters()[i].url("postgres");
+            let pattern = format!("{prefix}\\_%");
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("sampler");
+                while !stop.load(Ordering::SeqCst) {
+                    let row = client
+                        .query_one(
+                            "SELECT count(DISTINCT datname) FROM pg_stat_activity \
+                             WHERE application_name LIKE 'planrun apply%' AND datname LIKE $1",
+                            &[&pattern],
+                        )
+                        .expect("sample pg_stat_activity");
+                    let now = row.get::<_, i64>(0) as usize;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    work();
+    stop.store(true, Ordering::SeqCst);
+    for sampler in samplers {
+        sampler.join().expect("sampler");
+    }
+    peaks
+        .iter()
+        .map(|peak| peak.load(Ordering::SeqCst))
+        .collect()
+}
+
+const THREE_WAVES: &str = r#"
+[[wave]]
+name = "canary"
+targets = ["w-01"]
+
+[[wave]]
+name = "second"
+targets = ["w-0*", "w-1*"]
+[wave.gate]
+max_lock_wait = "5s"
+
+[[wave]]
+name = "rest"
+targets = ["*"]
+"#;
+
+#[test]
+fn a_failed_verification_halts_the_rollout_and_running_again_completes_only_what_is_left() {
+    let plan = plan_dir();
+    let tenants = tenants("w", 30);
+    let broken = &tenants[6];
+    broken
+        .client()
+        .batch_execute("INSERT INTO memoirs (title) VALUES ('BROKEN')")
+        .expect("break");
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 5\nmax_parallel_per_host = 2",
+        THREE_WAVES,
+    );
+    let args = [
+        "apply",
+        "memoir.toml",
+        "--fleet",
+        &fleet,
+        "--no-backup",
+        "--format",
+        "json",
+    ];
+
+    let mut output = None;
+    let peaks = peak_per_server("w", || {
+        output = Some(planrun(PLANRUN, plan.path(), &args, &[]))
+    });
+    let output = output.expect("ran");
+    assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
+    assert!(
+        peaks.iter().all(|&peak| peak <= 2),
+        "over max_parallel_per_host: {peaks:?}"
+    );
+    assert!(
+        peaks.iter().any(|&peak| peak >= 1),
+        "no apply was ever seen: {peaks:?}"
+    );
+    let report = json(&output);
+    assert_eq!(report["outcome"], "fleet_halted");
+    for (wave, name, state) in target_states(&report) {
+        match wave.as_str() {
+            "canary" => assert_eq!(state, "applied", "{name}"),
+            "second" if name == broken.name => assert_eq!(state, "failed", "{name}"),
+            "second" => assert!(
+                matches!(state.as_str(), "applied" | "not_started"),
+                "{name}: {state}"
+            ),
+            _ => assert_eq!(state, "not_started", "{name}"),
+        }
+    }
+    let halted = report["halted"].as_str().expect("halted says why");
+    assert!(
+        halted.contains("second") && halted.contains(&broken.name),
+        "{halted}"
+    );
+    for tenant in &tenants[10..] {
+        if !tenant.name.starts_with("w-1") || tenant.name == "w-20" {
+            assert!(
+                !tenant.has_ledger(),
+                "{} of a later wave was touched",
+                tenant.name
+            );
+        }
+    }
+
+    broken
+        .client()
+        .batch_execute("DELETE FROM memoirs WHERE title = 'BROKEN'")
+        .expect("fix");
+    let again = planrun(PLANRUN, plan.path(), &args, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    let report = json(&again);
+    for (_, name, state) in target_states(&report) {
+        assert!(
+            matches!(state.as_str(), "applied" | "nothing_to_do"),
+            "{name}: {state}"
+        );
+    }
+    for tenant in &tenants {
+        let applied =
+            tenant.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'");
+        assert_eq!(
+            applied, STAGES,
+            "{}: every stage applied exactly once",
+            tenant.name
+        );
+    }
+    assert_eq!(
+        broken
+            .scalar("SELECT count(*) FROM planrun.stage_results WHERE stage_id = 'split_chapters'"),
+        1,
+        "the broken tenant's committed stages did not run again"
+    );
+}
+
+#[test]
+fn a_drifted_target_is_refused_alone_and_named() {
+    let plan = plan_dir();
+    let tenants = tenants("d", 30);
+    let drifted = &tenants[4];
+    let older = memoir_plan_edited(|text| {
+        format!(
+            "{text}\n{}",
+            MARKED_STAGE.replace("split by planrun", "split by planrun 0.9")
+        )
+    });
+    let first = planrun(
+        PLANRUN,
+        older.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &drifted.url(),
+        ],
+        &[],
+    );
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 6\non_drift = \"skip\"",
+        "",
+    );
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(14), "{}", describe(&output));
+    for (_, name, state) in target_states(&json(&output)) {
+        let expected = if name == drifted.name {
+            "drifted"
+        } else {
+            "applied"
+        };
+        assert_eq!(state, expected, "{name}");
+    }
+    let text = planrun(
+        PLANRUN,
+        plan.path(),
+        &["apply", "memoir.toml", "--fleet", &fleet, "--no-backup"],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains(&drifted.name) && stdout.contains("tenant_marked"),
+        "{}",
+        describe(&text)
+    );
+}
+
+#[test]
+fn two_processes_on_one_fleet_apply_every_target_exactly_once() {
+    let plan = plan_dir();
+    let tenants = tenants("p", 30);
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 3\nmax_parallel_per_host = 1",
+        "",
+    );
+    let args = [
+        "apply",
+        "memoir.toml",
+        "--fleet",
+        &fleet,
+        "--no-backup",
+        "--format",
+        "json",
+    ];
+    let spawn = || {
+        planrun_command(PLANRUN, plan.path(), &args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("planrun starts")
+    };
+    let (one, two) = (spawn(), spawn());
+    let one = one.wait_with_output().expect("first process");
+    let two = two.wait_with_output().expect("second process");
+    assert_eq!(one.status.code(), Some(0), "{}", describe(&one));
+    assert_eq!(two.status.code(), Some(0), "{}", describe(&two));
+    for tenant in &tenants {
+        let runs = tenant.scalar("SELECT count(*) FROM planrun.runs WHERE outcome = 'success'");
+        assert_eq!(runs, 1, "{}: applied by exactly one process", tenant.name);
+        let applied =
+            tenant.scalar("SELECT count(*) FROM planrun.stage_results WHERE status = 'applied'");
+        assert_eq!(applied, STAGES, "{}", tenant.name);
+    }
+
+    let status = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "status",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(status.status.code(), Some(0), "{}", describe(&status));
+    let status = json(&status);
+    assert_eq!(
+        status["groups"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert_eq!(status["targets"][0]["stages"][0]["state"], "applied");
+}
+
+#[test]
+fn status_names_the_tenant_whose_schema_differs() {
+    let plan = plan_dir();
+    let tenants = tenants("s", 6);
+    tenants[2]
+        .client()
+        .batch_execute("ALTER TABLE chapters ADD COLUMN subtitle text")
+        .expect("one tenant differs");
+    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 3", "");
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "status",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let status = json(&output);
+    assert_eq!(
+        status["outliers"],
+        serde_json::json!([tenants[2].name]),
+        "{status}"
+    );
+    assert_eq!(status["targets"][0]["stages"][0]["state"], "pending");
+}
+
+#[test]
+fn check_refuses_a_password_in_the_fleet_file_and_names_every_problem() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let fleet = dir.path().join("fleet.toml");
+    std::fs::write(
+        &fleet,
+        "[fleet]\nmax_parallel = 2\n\n[[target]]\nname = \"a\"\nurl = \"postgresql://app:hunter2@db1/a\"\n\n\
+         [[target]]\nname = \"b\"\nurl_env = \"B_URL\"\n\n[[wave]]\nname = \"first\"\ntargets = [\"c*\"]\n",
+    )
+    .expect("write");
+    let output = planrun(PLANRUN, dir.path(), &["check", "fleet.toml"], &[]);
+    assert_eq!(output.status.code(), Some(10), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("holds a password"), "{stderr}");
+    assert!(stderr.contains("`c*` matches no target"), "{stderr}");
+    assert!(stderr.contains("target `b` is in no wave"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never printed: {stderr}"
+    );
+
+    let example = planrun_tests::repo_path("plans/fleets/tenants.toml");
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &["check", &example.display().to_string()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary() {
+    let plan = plan_dir();
+    let tenants = tenants("i", 30);
+    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 3", "");
+    let child = planrun_command(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--format",
+            "json",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("planrun starts");
+    planrun_tests::wait_until(
+        "a first tenant is applied",
+        Duration::from_secs(120),
+        || {
+            tenants.iter().any(|tenant| {
+                tenant.has_ledger()
+                    && tenant.scalar("SELECT count(*) FROM planrun.runs WHERE outcome = 'success'")
+                        > 0
+            })
+        },
+    );
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = child.wait_with_output().expect("planrun ends");
+    assert_eq!(output.status.code(), Some(130), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "interrupted");
+    let states = target_states(&report);
+    assert!(
+        states.iter().any(|(_, _, state)| state == "not_started"),
+        "{states:?}"
+    );
+    for tenant in &tenants {
+        let applied = |stage: &str| {
+            tenant.has_ledger()
+                && tenant.scalar(&format!(
+                    "SELECT count(*) FROM planrun.stage_results WHERE stage_id = '{stage}' AND status = 'applied'"
+                )) == 1
+        };
+        let sections =
+            tenant.scalar("SELECT count(*) FROM pg_class WHERE relname = 'chapter_sections'") == 1;
+        let legacy = tenant.scalar(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name = 'images'",
+        ) == 1;
+        assert_eq!(
+            sections,
+            applied("sections_schema"),
+            "{}: sections_schema whole or not at all",
+            tenant.name
+        );
+        assert_eq!(
+            !legacy,
+            applied("split_chapters"),
+            "{}: split_chapters whole or not at all",
+            tenant.name
+        );
+    }
+}
