@@ -212,6 +212,19 @@ fn build(
                 normalise_line_endings(&check.sql),
                 |hash| format!("{} | {hash}", check.expect),
             );
+            if let Some(per_key) = &check.per_key {
+                let watched: Vec<String> = per_key
+                    .watch
+                    .iter()
+                    .map(|(watched, _)| format!("{}({})", watched.table, watched.key))
+                    .collect();
+                definition.insert_sql(
+                    fingerprint,
+                    format!("{kind} {} (per key)", check.name),
+                    normalise_line_endings(&per_key.sql),
+                    |hash| format!("watch [{}] | {hash}", watched.join(", ")),
+                );
+            }
         }
     }
     for (index, rule) in stage.skip_if.iter().enumerate() {

@@ -36,6 +36,7 @@ use crate::ledger::Checkpoint;
 use crate::online::batch_transaction::run_one_batch;
 use crate::online::batched_start::start_or_resume;
 use crate::online::health_wait::HealthWatch;
+use crate::online::per_key::verify_outside_locks;
 use crate::online::throttle;
 use crate::online::{catch_up, cut_over_retried, RedoTotals};
 use crate::prepared::BatchedStep;
@@ -126,7 +127,14 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
             &checkpoint,
             &mut watch,
             &mut totals,
-        )?;
+        )?
+        && match verify_outside_locks(conn, &mut cx, (batched, &work))? {
+            Some(keys) => {
+                totals.checked_outside_locks = keys;
+                true
+            }
+            None => false,
+        };
     if !completed {
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }
