@@ -516,3 +516,21 @@ fn the_online_split_checks_every_key_before_the_cutover_and_the_changed_ones_und
     );
     assert_no_capture_left(&db);
 }
+
+/// Issue 23: `planrun check` names the batched stage's checks that have no per-key
+/// form, which run whole under the cutover's locks; the memoir split has one.
+#[test]
+fn check_names_the_checks_the_cutover_runs_whole() {
+    let plan = batched_plan(r#"batch_size = 200"#);
+    let output = planrun_command(PLANRUN, plan.path(), &["check", "memoir.toml"])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains(
+            "note: stage `split_chapters` (batched): 1 check after `memoir.split_chapters` has no `per_key_sql`, so it runs whole under the cutover's locks: no chapter lost"
+        ),
+        "{}",
+        describe(&output)
+    );
+}

@@ -14,6 +14,7 @@ mod dag;
 mod discover;
 mod duration;
 mod expect;
+mod incremental;
 mod load;
 mod lock_impact;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use dag::{Dag, StageIndex};
 pub use discover::{discover_plan, DiscoverError};
 pub use duration::PgDuration;
 pub use expect::{CmpOp, Expectation, Expr, Operand, Outcome, Value};
+pub use incremental::WholeAtCutover;
 pub use load::is_variable_name;
 pub use lock_impact::{is_new_in, StageFinding, StageLock, StageLockImpact};
 pub use locks::{merge_locks, LockBudget, LockMode, LockRetries, TableLock};
