@@ -501,7 +501,14 @@ fn the_online_split_checks_every_key_before_the_cutover_and_the_changed_ones_und
     let output = run(
         plan.path(),
         &db,
-        &["apply", "memoir.toml", "--no-backup", "--until", "split_chapters", "-v"],
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+            "-v",
+        ],
     );
     assert_success(&output);
     assert!(

@@ -39,8 +39,8 @@ pub use load::is_variable_name;
 pub use lock_impact::{is_new_in, StageFinding, StageLock, StageLockImpact};
 pub use locks::{merge_locks, LockBudget, LockMode, LockRetries, TableLock};
 pub use model::{
-    Capture, Check, Operator, PerKeyCheck, Plan, SkipRule, Span, Stage, Step, StepKind,
-    Timeouts, TransformCatalog, WatchedTable, MAX_NAME_CHARS,
+    Capture, Check, Operator, PerKeyCheck, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts,
+    TransformCatalog, WatchedTable, MAX_NAME_CHARS,
 };
 pub use planrun_sql::Rule;
 pub use problem::{LabelInfo, PlanErrors, PlanProblem, ProblemKind};

@@ -784,7 +784,10 @@ impl Reader<'_> {
                             ProblemKind::InvalidValue,
                             format!("`per_key_watch` entry `{text}` is not `table(key_column)`"),
                         )
-                        .label(span, "expected e.g. \"public.chapter_sections(chapter_id)\""),
+                        .label(
+                            span,
+                            "expected e.g. \"public.chapter_sections(chapter_id)\"",
+                        ),
                     );
                     None
                 }

@@ -15,6 +15,7 @@ use postgres::GenericClient;
 use crate::error::EngineError;
 use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
+use crate::online::per_key;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::stage::atomic::set_timeouts;
@@ -27,7 +28,6 @@ use crate::stage::stage_failure::plain_error;
 use crate::stage::stage_locks::take_stage_locks;
 use crate::stage::stage_record::record;
 use crate::stage::steps::run_steps;
-use crate::online::per_key;
 use crate::stage::whole_retries::retry_whole;
 use crate::stage::whole_retries::{lock_busy, Attempt};
 
@@ -43,12 +43,13 @@ fn install_capture<C: GenericClient>(
     stage_report: &mut StageReport,
 ) -> Result<Attempt<bool>, EngineError> {
     let watched = per_key::watched_tables(stage, &stage.steps[batched.position].name);
-    let installed = change_capture::install(conn, plan, &stage.id, &batched.sources).and_then(|()| {
-        if watched.is_empty() {
-            return Ok(());
-        }
-        change_capture::install(conn, plan, &change_capture::recheck_id(&stage.id), &watched)
-    });
+    let installed =
+        change_capture::install(conn, plan, &stage.id, &batched.sources).and_then(|()| {
+            if watched.is_empty() {
+                return Ok(());
+            }
+            change_capture::install(conn, plan, &change_capture::recheck_id(&stage.id), &watched)
+        });
     match installed {
         Ok(()) => Ok(Attempt::Done(true)),
         Err(refused @ EngineError::CaptureKey { .. }) => {

@@ -125,7 +125,9 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
             tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
             Ok(tx)
         })
-        .map_err(EngineError::database("cannot begin the checks outside the locks"))?;
+        .map_err(EngineError::database(
+            "cannot begin the checks outside the locks",
+        ))?;
     set_timeouts(&mut tx, stage, true)?;
     if !take_captures_where(&mut tx, cx, |capture| {
         !read_at_cutover(stage, work.step_name, capture)
@@ -149,10 +151,12 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
     tables.extend(watched_tables(stage, work.step_name));
     let mut keys = BTreeSet::new();
     for table in &tables {
-        keys.extend(keys_of(&mut tx, table).map_err(EngineError::database(format!(
-            "cannot read the keys of {}",
-            table.table
-        )))?);
+        keys.extend(
+            keys_of(&mut tx, table).map_err(EngineError::database(format!(
+                "cannot read the keys of {}",
+                table.table
+            )))?,
+        );
     }
     let keys: Vec<i64> = keys.difference(&pending).copied().collect();
     let outcome = run_per_key(&mut tx, &checks, &keys);
@@ -163,8 +167,9 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
     }
     change_capture::forget(&mut tx, &rechecks.ids)
         .map_err(EngineError::database("cannot forget the keys checked"))?;
-    tx.commit()
-        .map_err(EngineError::database("cannot commit the checks outside the locks"))?;
+    tx.commit().map_err(EngineError::database(
+        "cannot commit the checks outside the locks",
+    ))?;
     cx.run.observer.note(&format!(
         "{}: {} checks passed for {} keys outside the cutover's locks",
         stage.id,
@@ -195,12 +200,8 @@ pub(crate) fn verify_changed_keys<C: GenericClient>(
         tx.batch_execute(&format!("LOCK TABLE {name} IN SHARE MODE"))?;
     }
     let plan = cx.run.plan_name().to_owned();
-    let rechecks = change_capture::take(
-        tx,
-        &plan,
-        &change_capture::recheck_id(&stage.id),
-        i64::MAX,
-    )?;
+    let rechecks =
+        change_capture::take(tx, &plan, &change_capture::recheck_id(&stage.id), i64::MAX)?;
     let outcome = run_per_key(tx, &checks, &rechecks.keys);
     change_capture::forget(tx, &rechecks.ids)?;
     let mut all_passed = true;
@@ -232,7 +233,10 @@ fn report_failures(cx: &mut StageContext<'_, '_>, outcome: Vec<CheckResult>) {
 }
 
 /// The distinct keys of `table`, its name and key column quoted by the server.
-fn keys_of<C: GenericClient>(conn: &mut C, table: &SourceTable) -> Result<Vec<i64>, postgres::Error> {
+fn keys_of<C: GenericClient>(
+    conn: &mut C,
+    table: &SourceTable,
+) -> Result<Vec<i64>, postgres::Error> {
     let query: String = conn
         .query_one(
             "SELECT format('SELECT DISTINCT %I::bigint FROM %s WHERE %I IS NOT NULL', $2::text, $1::text::regclass, $2::text)",
