@@ -13,7 +13,9 @@
 //!    unhealthy (`throttle.rs`) and adapts the batch size to `batch_target`;
 //! 3. catch-up passes (`mod.rs`): the keys of rows the application changed are
 //!    transformed again, a pass per transaction, until the backlog is small;
-//! 4. the cutover (`mod.rs`): under the stage's locks, the last backlog, the
+//! 4. the checks that have a per-key form, over every key on one snapshot, outside
+//!    the cutover's locks (`per_key.rs`);
+//! 5. the cutover (`mod.rs`): under the stage's locks, the last backlog, the
 //!    steps after the batched one (e.g. dropping legacy columns), captures read again
 //!    and the verification of the data as it is then, the ledger row, the checkpoint's
 //!    and the capture's removal, committed together. Writers wait only for this one.

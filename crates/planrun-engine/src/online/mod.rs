@@ -7,7 +7,8 @@
 //! while planrun sleeps.
 //!
 //! The folder holds the batched stage whole: `batched.rs` (the stage, its batches),
-//! `batched_start.rs`, `batch_transaction.rs`, this file, `half_done.rs` (what a
+//! `batched_start.rs`, `batch_transaction.rs`, this file, `per_key.rs` (the checks
+//! run per key: every key before the cutover, the changed ones under it), `half_done.rs` (what a
 //! stopped stage leaves), `reset.rs` (`planrun reset`), the server's health
 //! (`throttle.rs`, `health_wait.rs`) and `moving_tables.rs` (for `plan`). Its pieces
 //! are functions over the prepared plan and the contexts (`stage/context.rs`), as
