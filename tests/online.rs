@@ -421,3 +421,125 @@ fn an_application_role_without_privileges_on_the_ledger_writes_and_is_captured()
     assert_eq!(sections(&db, 70), "written by the application role");
     assert_no_capture_left(&db);
 }
+
+/// Overwrites the first section of chapter `chapter` as no transform would: a write
+/// behind the split's back, which its verification must catch.
+const CORRUPT_A_SECTION: &str = "UPDATE chapter_sections SET content = 'corrupted behind the transform' \
+     WHERE id = (SELECT min(id) FROM chapter_sections WHERE chapter_id = (SELECT min(chapter_id) FROM chapter_sections WHERE content <> ''))";
+
+/// The stage refused to commit for a failed check, and the legacy columns are
+/// still there: nothing of the cutover committed.
+fn assert_refused_by_its_checks(output: &Output, db: &TestDb) {
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(output)
+    );
+    assert!(
+        describe(output).contains("section contents joined equal the legacy paragraphs"),
+        "the failing check is named: {}",
+        describe(output)
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name = 'content'"),
+        "1",
+        "the cutover did not commit"
+    );
+}
+
+/// Issue 23: the split's checks run per key, every key on a snapshot before the
+/// cutover and the keys changed since under its locks. A section overwritten behind
+/// the transform's back in a batch already done is a key changed since the batch:
+/// the stage still refuses to commit.
+#[test]
+fn a_section_corrupted_in_a_batch_already_done_still_fails_the_online_split() {
+    let db = legacy_db(2000);
+    let plan = batched_plan(r#"batch_size = 100, pause = "100ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    db.execute(CORRUPT_A_SECTION);
+    let output = child.wait_with_output().unwrap();
+    assert_refused_by_its_checks(&output, &db);
+}
+
+/// Issue 23: a section overwritten by a transaction that commits while the cutover
+/// waits for its locks, after the snapshot the keys were checked on, is checked
+/// again under the locks: the stage still refuses to commit.
+#[test]
+fn a_section_corrupted_while_the_cutover_waits_still_fails_the_online_split() {
+    let db = legacy_db(1000);
+    let plan = batched_plan(r#"batch_size = 100, pause = "50ms""#);
+    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
+    wait_for_checkpoint(&db, 300);
+    let mut writer = db.client();
+    let mut corrupting = writer.transaction().unwrap();
+    corrupting.batch_execute(CORRUPT_A_SECTION).unwrap();
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE NOT l.granted AND l.locktype = 'relation'
+           AND l.relation = 'public.chapter_sections'::regclass
+           AND a.application_name LIKE 'planrun%'";
+    wait_until_for("the cutover waits for chapter_sections", || {
+        db.scalar(waiting) != "0"
+    });
+    corrupting.commit().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_refused_by_its_checks(&output, &db);
+    assert!(
+        !describe(&output).contains("(on a snapshot before the cutover)"),
+        "caught under the cutover's locks, not on the snapshot before: {}",
+        describe(&output)
+    );
+}
+
+/// Issue 23: with the checks per key, the online split's cutover checks only the
+/// keys changed since the snapshot, and says so.
+#[test]
+fn the_online_split_checks_every_key_before_the_cutover_and_the_changed_ones_under_it() {
+    let db = legacy_db(1000);
+    let plan = batched_plan(r#"batch_size = 200"#);
+    let output = run(
+        plan.path(),
+        &db,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--until",
+            "split_chapters",
+            "-v",
+        ],
+    );
+    assert_success(&output);
+    assert!(
+        describe(&output).contains("7 checks passed for 1000 keys outside the cutover's locks"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout(&output).contains("no rows (1000 keys before the cutover, 0 under its locks)"),
+        "{}",
+        describe(&output)
+    );
+    assert_no_capture_left(&db);
+}
+
+/// Issue 23: `planrun check` names the batched stage's checks that have no per-key
+/// form, which run whole under the cutover's locks; the memoir split has two, both
+/// cheap there: a count of chapters, and the witness's guard, which reads nothing when
+/// no atomic split wrote a witness.
+#[test]
+fn check_names_the_checks_the_cutover_runs_whole() {
+    let plan = batched_plan(r#"batch_size = 200"#);
+    let output = planrun_command(PLANRUN, plan.path(), &["check", "memoir.toml"])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains(
+            "note: stage `split_chapters` (batched): 2 checks after `memoir.split_chapters` have no `per_key_sql`, so they run whole under the cutover's locks: nothing wrote chapter_sections behind the split; no chapter lost"
+        ),
+        "{}",
+        describe(&output)
+    );
+}

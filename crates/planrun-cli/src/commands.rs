@@ -520,6 +520,7 @@ fn check(args: &CheckArgs, registry: &Registry) -> i32 {
     };
     let dag = Dag::build(&plan).expect("a loaded plan has no cycle");
     say_plan_counts(&plan, &dag);
+    say_whole_at_cutover(&plan);
     say_order_and_locks(&plan, &dag, registry);
     say_raw!(
         "{}",
@@ -567,6 +568,22 @@ fn say_plan_counts(plan: &Plan, dag: &Dag) {
         ),
         counted(count(|s| s.verify.len()), "verification"),
     );
+}
+
+/// `check`'s note on the batched stages' checks that cannot be made incremental:
+/// they run whole under the cutover's locks, a cost that grows with the table.
+fn say_whole_at_cutover(plan: &Plan) {
+    for whole in plan.whole_at_cutover() {
+        say!(
+            "  note: stage `{}` (batched): {} after `{}` {} no `per_key_sql`, so {} whole under the cutover's locks: {}",
+            whole.stage,
+            if whole.checks.len() == 1 { "1 check".to_owned() } else { format!("{} checks", whole.checks.len()) },
+            whole.step,
+            if whole.checks.len() == 1 { "has" } else { "have" },
+            if whole.checks.len() == 1 { "it runs" } else { "they run" },
+            whole.checks.join("; ")
+        );
+    }
 }
 
 /// `check`'s order of the stages, and the locks each takes at its start.

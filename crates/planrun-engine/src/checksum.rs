@@ -160,6 +160,30 @@ pub(crate) fn former_definitions(
     Ok(vec![all, text])
 }
 
+/// A verification's per-key form (`per_key_sql`, `per_key_watch`), an entry of its
+/// own so that a plan without one keeps the checksums it had.
+fn insert_per_key(
+    definition: &mut StageDefinition,
+    fingerprint: Fingerprint,
+    kind: &str,
+    check: &planrun_plan::Check,
+) {
+    let Some(per_key) = &check.per_key else {
+        return;
+    };
+    let watched: Vec<String> = per_key
+        .watch
+        .iter()
+        .map(|(watched, _)| format!("{}({})", watched.table, watched.key))
+        .collect();
+    definition.insert_sql(
+        fingerprint,
+        format!("{kind} {} (per key)", check.name),
+        normalise_line_endings(&per_key.sql),
+        |hash| format!("watch [{}] | {hash}", watched.join(", ")),
+    );
+}
+
 fn build(
     stage: &Stage,
     registry: &Registry,
@@ -212,6 +236,7 @@ fn build(
                 normalise_line_endings(&check.sql),
                 |hash| format!("{} | {hash}", check.expect),
             );
+            insert_per_key(&mut definition, fingerprint, kind, check);
         }
     }
     for (index, rule) in stage.skip_if.iter().enumerate() {

@@ -14,6 +14,7 @@ mod dag;
 mod discover;
 mod duration;
 mod expect;
+mod incremental;
 mod load;
 mod lock_impact;
 #[cfg(test)]
@@ -33,12 +34,13 @@ pub use dag::{Dag, StageIndex};
 pub use discover::{discover_plan, DiscoverError};
 pub use duration::PgDuration;
 pub use expect::{CmpOp, Expectation, Expr, Operand, Outcome, Value};
+pub use incremental::WholeAtCutover;
 pub use load::is_variable_name;
 pub use lock_impact::{is_new_in, StageFinding, StageLock, StageLockImpact};
 pub use locks::{merge_locks, LockBudget, LockMode, LockRetries, TableLock};
 pub use model::{
-    Capture, Check, Operator, Plan, Reversibility, Revert, RevertLoss, SkipRule, Span, Stage, Step,
-    StepKind, Timeouts, TransformCatalog, MAX_NAME_CHARS,
+    Capture, Check, Operator, PerKeyCheck, Plan, Reversibility, Revert, RevertLoss, SkipRule, Span,
+    Stage, Step, StepKind, Timeouts, TransformCatalog, WatchedTable, MAX_NAME_CHARS,
 };
 pub use planrun_sql::Rule;
 pub use problem::{LabelInfo, PlanErrors, PlanProblem, ProblemKind};

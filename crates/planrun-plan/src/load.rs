@@ -19,8 +19,8 @@ pub use variables::is_variable_name;
 use crate::duration::PgDuration;
 use crate::expect::{CmpOp, Expectation, Operand, Value};
 use crate::model::{
-    Capture, Check, Operator, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts,
-    TransformCatalog, MAX_NAME_CHARS,
+    Capture, Check, Operator, PerKeyCheck, Plan, SkipRule, Span, Stage, Step, StepKind, Timeouts,
+    TransformCatalog, WatchedTable, MAX_NAME_CHARS,
 };
 use crate::problem::{PlanErrors, PlanProblem, ProblemKind};
 use crate::suggest::closest;
@@ -78,7 +78,15 @@ const STAGE_TABLES: &[&str] = &[
 ];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
 const REVERT_CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message", "loss"];
-const VERIFY_KEYS: &[&str] = &["name", "sql", "expect", "message", "after_step"];
+const VERIFY_KEYS: &[&str] = &[
+    "name",
+    "sql",
+    "expect",
+    "message",
+    "after_step",
+    "per_key_sql",
+    "per_key_watch",
+];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
 const CAPTURE_KEYS: &[&str] = &["name", "names", "sql", "expr"];
 const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params", "allow"];
@@ -772,6 +780,11 @@ impl Reader<'_> {
             None
         };
         let loss = is_revert_precondition && self.boolean(table, "loss").unwrap_or(false);
+        let per_key = if is_verification {
+            self.per_key(table)
+        } else {
+            None
+        };
         let expect = self.expectation(table, default, header);
         let ((name, _), (sql, _), (expect, expect_span)) = (name?, sql?, expect?);
         Some(Check {
@@ -782,8 +795,51 @@ impl Reader<'_> {
             message,
             after_step,
             loss,
+            per_key,
             span,
         })
+    }
+
+    /// A verification's `per_key_sql` and the tables it watches (`per_key_watch`),
+    /// which mean nothing without it.
+    fn per_key(&mut self, table: &DeTable<'_>) -> Option<PerKeyCheck> {
+        let sql = self.string(table, "per_key_sql", false, 0..0);
+        let watch: Vec<(WatchedTable, Span)> = self
+            .string_list(table, "per_key_watch")
+            .into_iter()
+            .filter_map(|(text, span)| match WatchedTable::parse(&text) {
+                Some(watched) => Some((watched, span)),
+                None => {
+                    self.problems.push(
+                        PlanProblem::new(
+                            ProblemKind::InvalidValue,
+                            format!("`per_key_watch` entry `{text}` is not `table(key_column)`"),
+                        )
+                        .label(
+                            span,
+                            "expected e.g. \"public.chapter_sections(chapter_id)\"",
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect();
+        match sql {
+            Some((sql, _)) => Some(PerKeyCheck { sql, watch }),
+            None => {
+                if let Some((_, span)) = watch.first() {
+                    self.problems.push(
+                        PlanProblem::new(
+                            ProblemKind::MissingKey,
+                            "`per_key_watch` without `per_key_sql`",
+                        )
+                        .label(span.clone(), "watched for a per-key check this verification does not have")
+                        .help("add `per_key_sql`, the check's form for the keys in `$1`, or remove `per_key_watch`"),
+                    );
+                }
+                None
+            }
+        }
     }
 
     fn skip_rule(&mut self, table: &DeTable<'_>, span: Span) -> Option<SkipRule> {

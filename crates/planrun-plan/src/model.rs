@@ -224,7 +224,43 @@ pub struct Check {
     /// A revert precondition whose failure means data the old shape cannot hold
     /// (`loss = true`): with `[stage.revert_loss]` it warns instead of refusing.
     pub loss: bool,
+    /// The check's per-key form, for a batched stage's cutover (`per_key_sql`).
+    pub per_key: Option<PerKeyCheck>,
     pub span: Span,
+}
+
+/// A verification's per-key form: `sql` is given the keys as `$1` (`bigint[]`) and
+/// returns a row for each of them on which the check fails. In a batched stage it
+/// lets the cutover check only the keys changed since the whole table was checked
+/// outside its locks.
+#[derive(Debug, Clone)]
+pub struct PerKeyCheck {
+    pub sql: String,
+    /// Tables besides the transform's sources whose changes make a key checked
+    /// again, each with the column holding the key: `public.chapter_sections(chapter_id)`.
+    pub watch: Vec<(WatchedTable, Span)>,
+}
+
+/// A table whose changes a per-key check watches, and its key column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedTable {
+    pub table: String,
+    pub key: String,
+}
+
+impl WatchedTable {
+    /// Reads `table(key_column)`.
+    pub fn parse(text: &str) -> Option<WatchedTable> {
+        let (table, rest) = text.trim().split_once('(')?;
+        let key = rest.strip_suffix(')')?.trim();
+        let table = table.trim();
+        (!table.is_empty() && !key.is_empty() && !key.contains(['(', ')', ','])).then(|| {
+            WatchedTable {
+                table: table.to_owned(),
+                key: key.to_owned(),
+            }
+        })
+    }
 }
 
 /// SQL that, when its expectation holds, marks the stage done without running it.

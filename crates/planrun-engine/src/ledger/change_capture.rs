@@ -255,47 +255,77 @@ SELECT format('DROP FUNCTION %s', p.oid::regprocedure)
 FROM pg_proc p
 WHERE p.pronamespace = to_regnamespace('planrun') AND starts_with(p.proname::text, $1::text)";
 
-/// Stops recording and forgets what was recorded for the stage: its triggers and
-/// functions go wherever the catalog has them, not only on the sources the plan
-/// names now.
+/// The name under which a stage's per-key rechecks are recorded (`online/per_key.rs`):
+/// keys whose checks must run again at the cutover, from the tables its per-key
+/// checks watch and from the keys redone meanwhile. Kept apart from the stage's own
+/// changes so that they are checked again, never transformed again: a section
+/// corrupted behind the transform's back must fail the check, not be repaired.
+pub(crate) fn recheck_id(stage: &str) -> String {
+    format!("{stage} (recheck)")
+}
+
+/// Stops recording and forgets what was recorded for the stage (its rechecks too):
+/// its triggers and functions go wherever the catalog has them, not only on the
+/// sources the plan names now.
 pub(crate) fn remove<C: GenericClient>(
     conn: &mut C,
     plan: &str,
     stage: &str,
 ) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
-    let name = trigger_name(plan, stage);
-    let prefix = function_prefix(plan, stage);
-    for (query, parameter) in [(STAGE_TRIGGERS, &name), (STAGE_FUNCTIONS, &prefix)] {
-        for row in conn.query(query, &[parameter])? {
-            conn.batch_execute(row.get(0))?;
+    for stage in [stage.to_owned(), recheck_id(stage)] {
+        let name = trigger_name(plan, &stage);
+        let prefix = function_prefix(plan, &stage);
+        for (query, parameter) in [(STAGE_TRIGGERS, &name), (STAGE_FUNCTIONS, &prefix)] {
+            for row in conn.query(query, &[parameter])? {
+                conn.batch_execute(row.get(0))?;
+            }
         }
-    }
-    if table_exists(conn)? {
-        conn.execute(
-            "DELETE FROM planrun.changed_keys WHERE plan_name = $1 AND stage_id = $2",
-            &[&plan, &stage],
-        )?;
+        if table_exists(conn)? {
+            conn.execute(
+                "DELETE FROM planrun.changed_keys WHERE plan_name = $1 AND stage_id = $2",
+                &[&plan, &stage],
+            )?;
+        }
     }
     Ok(())
 }
 
-/// What is left of the stage's capture: its triggers and trigger functions, and its
-/// recorded changes. Both zero once [`remove`] committed.
+/// What is left of the stage's capture (its rechecks' too): its triggers and trigger
+/// functions, and its recorded changes. Both zero once [`remove`] committed.
 pub(crate) fn leftovers<C: GenericClient>(
     conn: &mut C,
     plan: &str,
     stage: &str,
 ) -> Result<(i64, i64), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
-    let mut objects = 0;
-    for (query, parameter) in [
-        (STAGE_TRIGGERS, trigger_name(plan, stage)),
-        (STAGE_FUNCTIONS, function_prefix(plan, stage)),
-    ] {
-        objects += conn.query(query, &[&parameter])?.len() as i64;
+    let (mut objects, mut changes) = (0, 0);
+    for stage in [stage.to_owned(), recheck_id(stage)] {
+        for (query, parameter) in [
+            (STAGE_TRIGGERS, trigger_name(plan, &stage)),
+            (STAGE_FUNCTIONS, function_prefix(plan, &stage)),
+        ] {
+            objects += conn.query(query, &[&parameter])?.len() as i64;
+        }
+        changes += pending(conn, plan, &stage)?;
     }
-    Ok((objects, pending(conn, plan, stage)?))
+    Ok((objects, changes))
+}
+
+/// Records `keys` as to be checked again at the stage's cutover.
+pub(crate) fn note_recheck<C: GenericClient>(
+    conn: &mut C,
+    plan: &str,
+    stage: &str,
+    keys: &[i64],
+) -> Result<(), postgres::Error> {
+    let conn = &mut *TrustedSearchPath::enter(conn)?;
+    conn.execute(
+        "INSERT INTO planrun.changed_keys (plan_name, stage_id, source, key)
+         SELECT $1, $2, 'redone', key FROM unnest($3::bigint[]) AS key",
+        &[&plan, &recheck_id(stage), &keys],
+    )
+    .map(drop)
 }
 
 /// The tables the stage's capture triggers are on, as `schema.table`.

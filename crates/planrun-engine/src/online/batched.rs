@@ -13,7 +13,9 @@
 //!    unhealthy (`throttle.rs`) and adapts the batch size to `batch_target`;
 //! 3. catch-up passes (`mod.rs`): the keys of rows the application changed are
 //!    transformed again, a pass per transaction, until the backlog is small;
-//! 4. the cutover (`mod.rs`): under the stage's locks, the last backlog, the
+//! 4. the checks that have a per-key form, over every key on one snapshot, outside
+//!    the cutover's locks (`per_key.rs`);
+//! 5. the cutover (`mod.rs`): under the stage's locks, the last backlog, the
 //!    steps after the batched one (e.g. dropping legacy columns), captures read again
 //!    and the verification of the data as it is then, the ledger row, the checkpoint's
 //!    and the capture's removal, committed together. Writers wait only for this one.
@@ -36,6 +38,7 @@ use crate::ledger::Checkpoint;
 use crate::online::batch_transaction::run_one_batch;
 use crate::online::batched_start::start_or_resume;
 use crate::online::health_wait::HealthWatch;
+use crate::online::per_key::verify_outside_locks;
 use crate::online::throttle;
 use crate::online::{catch_up, cut_over_retried, RedoTotals};
 use crate::prepared::BatchedStep;
@@ -126,7 +129,14 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
             &checkpoint,
             &mut watch,
             &mut totals,
-        )?;
+        )?
+        && match verify_outside_locks(conn, &mut cx, (batched, &work))? {
+            Some(keys) => {
+                totals.checked_outside_locks = keys;
+                true
+            }
+            None => false,
+        };
     if !completed {
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }

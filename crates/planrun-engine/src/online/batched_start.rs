@@ -15,6 +15,7 @@ use postgres::GenericClient;
 use crate::error::EngineError;
 use crate::ledger::change_capture;
 use crate::ledger::{self, Checkpoint};
+use crate::online::per_key;
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::stage::atomic::set_timeouts;
@@ -37,11 +38,19 @@ use crate::stage::whole_retries::{lock_busy, Attempt};
 fn install_capture<C: GenericClient>(
     conn: &mut C,
     plan: &str,
-    stage: &str,
+    stage: &PreparedStage<'_>,
     batched: &BatchedStep,
     stage_report: &mut StageReport,
 ) -> Result<Attempt<bool>, EngineError> {
-    match change_capture::install(conn, plan, stage, &batched.sources) {
+    let watched = per_key::watched_tables(stage, &stage.steps[batched.position].name);
+    let installed =
+        change_capture::install(conn, plan, &stage.id, &batched.sources).and_then(|()| {
+            if watched.is_empty() {
+                return Ok(());
+            }
+            change_capture::install(conn, plan, &change_capture::recheck_id(&stage.id), &watched)
+        });
+    match installed {
         Ok(()) => Ok(Attempt::Done(true)),
         Err(refused @ EngineError::CaptureKey { .. }) => {
             stage_report.status = StageStatus::Failed;
@@ -135,7 +144,7 @@ fn ensure_capture<C: GenericClient>(
         let _ = tx.rollback();
         return Ok(Attempt::Done(false));
     }
-    let installed = install_capture(&mut tx, run.plan_name(), &stage.id, batched, stage_report)?;
+    let installed = install_capture(&mut tx, run.plan_name(), stage, batched, stage_report)?;
     if !matches!(installed, Attempt::Done(true)) {
         let _ = tx.rollback();
         return Ok(installed);
@@ -218,7 +227,7 @@ fn start_attempt<C: GenericClient>(
     ledger::start_checkpoint(&mut tx, plan, &checkpoint)?;
     // In the same transaction as the checkpoint: from the first batch on, every
     // change the application makes to a source is recorded.
-    match install_capture(&mut tx, plan, &stage.id, batched, cx.report)? {
+    match install_capture(&mut tx, plan, stage, batched, cx.report)? {
         Attempt::Done(true) => {}
         Attempt::Done(false) => {
             let _ = tx.rollback();

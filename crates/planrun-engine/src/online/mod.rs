@@ -7,7 +7,8 @@
 //! while planrun sleeps.
 //!
 //! The folder holds the batched stage whole: `batched.rs` (the stage, its batches),
-//! `batched_start.rs`, `batch_transaction.rs`, this file, `half_done.rs` (what a
+//! `batched_start.rs`, `batch_transaction.rs`, this file, `per_key.rs` (the checks
+//! run per key: every key before the cutover, the changed ones under it), `half_done.rs` (what a
 //! stopped stage leaves), `reset.rs` (`planrun reset`), the server's health
 //! (`throttle.rs`, `health_wait.rs`) and `moving_tables.rs` (for `plan`). Its pieces
 //! are functions over the prepared plan and the contexts (`stage/context.rs`), as
@@ -19,6 +20,7 @@ pub(crate) mod batched_start;
 pub(crate) mod half_done;
 pub(crate) mod health_wait;
 pub(crate) mod moving_tables;
+pub(crate) mod per_key;
 pub(crate) mod reset;
 pub(crate) mod throttle;
 
@@ -37,11 +39,11 @@ use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::stage::atomic::set_timeouts;
 use crate::stage::checks::check_deferred_constraints;
-use crate::stage::checks::verify_after_step;
+use crate::stage::checks::verify_after_step_where;
 use crate::stage::checks::verify_stage;
 use crate::stage::context::RunContext;
 use crate::stage::context::StageContext;
-use crate::stage::gate::take_captures;
+use crate::stage::gate::take_captures_where;
 use crate::stage::stage_failure::fail_at;
 use crate::stage::stage_locks::take_stage_locks;
 use crate::stage::stage_record::record;
@@ -64,6 +66,9 @@ pub(crate) struct RedoTotals {
     pub keys: u64,
     pub rows_written: u64,
     pub started: Option<Instant>,
+    /// Keys the per-key checks passed on a snapshot before the cutover
+    /// (`per_key.rs`), for the report.
+    pub checked_outside_locks: u64,
 }
 
 /// Redoes the keys the application changed, a pass per transaction, until at
@@ -150,6 +155,9 @@ fn redo_backlog(
         &backlog.keys,
     )?;
     change_capture::forget(tx, &backlog.ids)?;
+    if !per_key::per_key_checks(stage, work.step_name).is_empty() {
+        change_capture::note_recheck(tx, plan, &stage.id, &backlog.keys)?;
+    }
     totals.passes += 1;
     totals.changes += backlog.ids.len() as u64;
     totals.keys += backlog.keys.len() as u64;
@@ -237,7 +245,7 @@ pub(crate) fn cut_over<C: GenericClient>(
     cx.report
         .steps
         .push(catch_up_report(&totals, cutover_started));
-    if !after_batched(&mut tx, cx, (batched, work))? {
+    if !after_batched(&mut tx, cx, (batched, work), totals.checked_outside_locks)? {
         let _ = tx.rollback();
         if failed_on_lock(cx.report) {
             if let Some(failure) = cx.report.error.take() {
@@ -289,8 +297,13 @@ fn after_batched<C: GenericClient>(
     tx: &mut C,
     cx: &mut StageContext<'_, '_>,
     (batched, work): (&BatchedStep, &Work<'_>),
+    checked_outside: u64,
 ) -> Result<bool, EngineError> {
-    let checked = take_captures(tx, cx) && verify_after_step(tx, cx, work.step_name);
+    let (stage, step) = (cx.stage, work.step_name);
+    let checked = take_captures_where(tx, cx, |capture| {
+        per_key::read_at_cutover(stage, step, capture)
+    }) && changed_keys_pass(tx, cx, work, checked_outside)
+        && verify_after_step_where(tx, cx, step, |check| !per_key::runs_per_key(check, step));
     cx.run.retried_whole = true;
     let steps = if checked {
         run_steps(tx, cx, batched.position + 1..cx.stage.steps.len())
@@ -302,6 +315,24 @@ fn after_batched<C: GenericClient>(
         && check_deferred_constraints(tx, cx.report)
         && verify_stage(tx, cx)
         && !crate::stage::stage_failure::interrupted_before(cx.report, "COMMIT"))
+}
+
+/// The per-key checks of the keys changed since they were checked outside the locks
+/// (`per_key.rs`); a database error (a watched table's lock not had in time among
+/// them) fails the stage as a step's would.
+fn changed_keys_pass<C: GenericClient>(
+    tx: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    work: &Work<'_>,
+    checked_outside: u64,
+) -> bool {
+    match per_key::verify_changed_keys(tx, cx, work, checked_outside) {
+        Ok(passed) => passed,
+        Err(error) => {
+            fail_at(cx.report, "per-key checks", &error);
+            false
+        }
+    }
 }
 
 /// The report line of the catch-up: passes, changes, keys, and the cutover's time.

@@ -33,11 +33,23 @@ pub(crate) fn verify_after_step<C: GenericClient>(
     cx: &mut StageContext<'_, '_>,
     step: &str,
 ) -> bool {
+    verify_after_step_where(conn, cx, step, |_| true)
+}
+
+/// [`verify_after_step`] for the checks `keep` selects (a batched stage's cutover
+/// leaves out those it runs per key, `online/per_key.rs`).
+pub(crate) fn verify_after_step_where<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    step: &str,
+    keep: impl Fn(&Check) -> bool,
+) -> bool {
     let checks = cx.stage.verify.iter().filter(|check| {
         check
             .after_step
             .as_ref()
             .is_some_and(|(after, _)| after == step)
+            && keep(check)
     });
     run_checks(conn, cx, checks)
 }

@@ -94,8 +94,24 @@ pub(crate) fn take_backup(
 
 /// Reads the stage's captures; `false` (and the stage marked failed) when one fails.
 pub(crate) fn take_captures<C: GenericClient>(conn: &mut C, cx: &mut StageContext<'_, '_>) -> bool {
+    take_captures_where(conn, cx, |_| true)
+}
+
+/// Reads the stage's captures that `read_now` selects, in plan order, the others'
+/// values as read before; `false` (and the stage marked failed) when one fails.
+pub(crate) fn take_captures_where<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    read_now: impl Fn(&planrun_plan::Capture) -> bool,
+) -> bool {
     let stage = cx.stage;
-    let kept = match captures::read(conn, &stage.captures, &cx.run.captures) {
+    let selected: Vec<planrun_plan::Capture> = stage
+        .captures
+        .iter()
+        .filter(|capture| read_now(capture))
+        .cloned()
+        .collect();
+    let kept = match captures::read(conn, &selected, &cx.run.captures) {
         Ok(values) => {
             for (name, value) in values {
                 cx.run.captures.insert(name.clone(), value.clone());
