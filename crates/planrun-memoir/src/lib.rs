@@ -2,8 +2,8 @@
 //!
 //! The pure half holds the exact chapter-splitting rules of stage 2, the image rows of
 //! stage 4 and a deterministic generator of synthetic legacy data; none of it touches a
-//! database. The database half is the two native transforms the plan names,
-//! `memoir.split_chapters` and `memoir.collect_images` (see [`register`]), and
+//! database. The database half is the native transforms the plan names,
+//! `memoir.split_chapters`, `memoir.collect_images` and `memoir.link_section_images` (see [`register`]), and
 //! [`legacy`], which builds and fills a legacy database for tests and `planrun demo`.
 
 mod catalog;
@@ -12,6 +12,7 @@ pub mod generate;
 mod image_row;
 mod images;
 pub mod legacy;
+mod link_transform;
 mod numeric_range;
 mod paragraphs;
 mod params;
@@ -21,6 +22,7 @@ mod split_batched;
 mod split_transform;
 
 pub use collect_transform::CollectImages;
+pub use link_transform::LinkSectionImages;
 pub use quarantine::CREATE_QUARANTINE_TABLE;
 pub use split_transform::{OnInvalid, SplitChapters};
 
@@ -33,8 +35,11 @@ pub use split::{
     assign_sections, place_images, split_chapter, InvalidChapter, Section, SplitChapter,
 };
 
-/// Adds the memoir transforms to `registry`: `memoir.split_chapters` and
-/// `memoir.collect_images`.
+/// Adds the memoir transforms to `registry`: `memoir.split_chapters`,
+/// `memoir.collect_images` and `memoir.link_section_images`.
 pub fn register(registry: &mut planrun_transform::Registry) {
-    registry.register(SplitChapters).register(CollectImages);
+    registry
+        .register(SplitChapters)
+        .register(CollectImages)
+        .register(LinkSectionImages);
 }
