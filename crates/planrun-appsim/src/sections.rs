@@ -43,9 +43,86 @@ pub struct SectionLog {
     pub longest_read_wait: Duration,
     pub longest_write_wait: Duration,
     pub first_errors: Vec<String>,
+    /// Every section's image when the application started.
+    pub before: BTreeMap<i64, Option<String>>,
 }
 
+/// A section's image as `memoir_images` holds it: url, caption, meta.
+type ImageColumns = (String, Option<String>, serde_json::Value);
+
 impl SectionLog {
+    /// Every section whose image, as the application last saw it commit (or as it was
+    /// when the application started), is not what the database holds for it now: in
+    /// `image` while that column exists, else in the `memoir_images` row `image_id`
+    /// points at. One line each; empty when nothing was lost.
+    pub fn lost_images(&self, client: &mut Client) -> Vec<String> {
+        let through_image_id = client
+            .query_typed(
+                "SELECT count(*) FROM pg_catalog.pg_attribute
+                 WHERE attrelid = 'public.chapter_sections'::regclass
+                   AND attname = 'image' AND NOT attisdropped",
+                &[],
+            )
+            .expect("the catalog is readable")[0]
+            .get::<_, i64>(0)
+            == 0;
+        let query = if through_image_id {
+            "SELECT s.id, m.url, m.caption, m.meta::text FROM chapter_sections s
+             LEFT JOIN memoir_images m ON m.id = s.image_id"
+        } else {
+            "SELECT id, image ->> 'url'::text, image ->> 'caption'::text,
+                    (image - 'url'::text - 'caption'::text)::text
+             FROM chapter_sections"
+        };
+        let now: BTreeMap<i64, Option<ImageColumns>> = client
+            .query_typed(query, &[])
+            .expect("the sections are readable")
+            .iter()
+            .map(|row| {
+                let url: Option<String> = row.get(1);
+                let meta: Option<String> = row.get(3);
+                let columns = url.map(|url| {
+                    let meta = meta.map_or(serde_json::Value::Null, |meta| {
+                        serde_json::from_str(&meta).expect("meta is JSON")
+                    });
+                    (url, row.get(2), meta)
+                });
+                (row.get(0), columns)
+            })
+            .collect();
+        let mut expected = self.before.clone();
+        expected.extend(self.committed.clone());
+        let mut lost = Vec::new();
+        for (section, image) in &expected {
+            if self.in_doubt.contains(section) {
+                continue;
+            }
+            let Some(found) = now.get(section) else {
+                // Deleted (its chapter, by cascade): not this application's write.
+                continue;
+            };
+            let want = image.as_deref().map(|text| {
+                let value: serde_json::Value = serde_json::from_str(text).expect("jsonb text");
+                match planrun_memoir::image_row(&value) {
+                    Ok(row) => Ok((row.url, row.caption, serde_json::Value::Object(row.meta))),
+                    Err(invalid) => Err(invalid.to_string()),
+                }
+            });
+            let matches = match (&want, found) {
+                (None, None) => true,
+                (Some(Ok(want)), Some(found)) => want == found,
+                _ => false,
+            };
+            if !matches {
+                lost.push(format!(
+                    "section {section}: expected {image:?}, found {found:?}"
+                ));
+            }
+        }
+        lost
+    }
+
+
     /// One line for a test's failure message or the bench.
     pub fn summary(&self) -> String {
         format!(
@@ -82,6 +159,7 @@ pub struct SectionApp {
     stop: Arc<AtomicBool>,
     progress: Arc<SharedProgress>,
     threads: Vec<JoinHandle<SectionLog>>,
+    before: BTreeMap<i64, Option<String>>,
 }
 
 impl SectionApp {
@@ -91,13 +169,14 @@ impl SectionApp {
     /// Panics when the database cannot be read: this is test support.
     pub fn start(url: &str, config: AppConfig) -> SectionApp {
         let mut client = Client::connect(url, NoTls).expect("the simulator connects");
-        let ids: Vec<i64> = client
-            .query_typed("SELECT id FROM chapter_sections ORDER BY id", &[])
-            .expect("the simulator reads the section ids")
+        let before: BTreeMap<i64, Option<String>> = client
+            .query_typed("SELECT id, image::text FROM chapter_sections ORDER BY id", &[])
+            .expect("the simulator reads the sections")
             .iter()
-            .map(|row| row.get(0))
+            .map(|row| (row.get(0), row.get(1)))
             .collect();
         drop(client);
+        let ids: Vec<i64> = before.keys().copied().collect();
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(SharedProgress::default());
         let started = Instant::now();
@@ -132,6 +211,7 @@ impl SectionApp {
             stop,
             progress,
             threads,
+            before,
         }
     }
 
@@ -157,6 +237,7 @@ impl SectionApp {
             log.absorb(thread.join().expect("a section thread panicked"));
         }
         log.first_errors.truncate(FIRST_ERRORS);
+        log.before = std::mem::take(&mut self.before);
         log
     }
 }
