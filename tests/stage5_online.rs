@@ -19,10 +19,17 @@ use planrun_tests::{
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
 /// The plan's stage 5 batching, replaced by the tests.
-const STAGE_5_PARAMS: &str = r#"params = { mode = "batched", batch_size = 5000, batch_target = "500ms" }"#;
+const STAGE_5_PARAMS: &str =
+    r#"params = { mode = "batched", batch_size = 5000, batch_target = "500ms" }"#;
 
 fn apply(cwd: &Path, db: &TestDb, extra: &[&str]) -> Output {
-    let mut args = vec!["apply", "memoir.toml", "--no-backup", "--database-url", &db.url];
+    let mut args = vec![
+        "apply",
+        "memoir.toml",
+        "--no-backup",
+        "--database-url",
+        &db.url,
+    ];
     args.extend(extra);
     planrun_command(PLANRUN, cwd, &args)
         .output()
@@ -63,10 +70,23 @@ fn stage_5_online_keeps_every_image_the_application_commits_and_never_stops_its_
             ..AppConfig::default()
         },
     );
-    assert!(app.wait_for(20, 20, Duration::from_secs(60)), "the application got going");
-    let output = apply(plan.path(), &db, &["--include-optional", "--format", "json"]);
+    assert!(
+        app.wait_for(20, 20, Duration::from_secs(60)),
+        "the application got going"
+    );
+    let output = apply(
+        plan.path(),
+        &db,
+        &["--include-optional", "--format", "json"],
+    );
     let log = app.stop();
-    assert_eq!(output.status.code(), Some(0), "{}\n{}", describe(&output), log.summary());
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        describe(&output),
+        log.summary()
+    );
 
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let stage = report["stages"]
@@ -134,7 +154,13 @@ fn an_image_corrupted_after_its_batch_makes_stage_5_refuse_to_commit() {
     );
     let db = collected_db(300, plan.path());
     db.execute("CREATE TABLE public.hold (flag boolean); INSERT INTO public.hold VALUES (true)");
-    let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &["--include-optional"]);
+    let child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
     wait_until(
         "the first batch of stage 5 committed",
         Duration::from_secs(120),

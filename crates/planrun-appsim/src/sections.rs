@@ -122,7 +122,6 @@ impl SectionLog {
         lost
     }
 
-
     /// One line for a test's failure message or the bench.
     pub fn summary(&self) -> String {
         format!(
@@ -170,7 +169,10 @@ impl SectionApp {
     pub fn start(url: &str, config: AppConfig) -> SectionApp {
         let mut client = Client::connect(url, NoTls).expect("the simulator connects");
         let before: BTreeMap<i64, Option<String>> = client
-            .query_typed("SELECT id, image::text FROM chapter_sections ORDER BY id", &[])
+            .query_typed(
+                "SELECT id, image::text FROM chapter_sections ORDER BY id",
+                &[],
+            )
             .expect("the simulator reads the sections")
             .iter()
             .map(|row| (row.get(0), row.get(1)))

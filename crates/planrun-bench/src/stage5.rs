@@ -117,7 +117,11 @@ pub(crate) fn prepare(cluster: &TempCluster, planrun: &Path, plan: &Path) -> Res
 }
 
 /// Stage 5 started batched and held after its first transaction: the capture is on.
-fn hold_capture(planrun: &Path, plan: &Path, url: &str) -> Result<(Child, tempfile::TempDir), String> {
+fn hold_capture(
+    planrun: &Path,
+    plan: &Path,
+    url: &str,
+) -> Result<(Child, tempfile::TempDir), String> {
     let (dir, file) = plan_edited(plan, |text| {
         with_stage_5_params(
             text,
@@ -280,7 +284,13 @@ pub(crate) fn print(cost: &CaptureCost, runs: &[Stage5Run]) {
     println!("\nstage 5 with the application writing images and reading chapter_sections");
     println!(
         "  {:<9} {:>5} {:>8} {:>16} {:>14} {:>14} {:>9}",
-        "variant", "exit", "total s", "lost / committed", "longest read", "longest write", "p99 write"
+        "variant",
+        "exit",
+        "total s",
+        "lost / committed",
+        "longest read",
+        "longest write",
+        "p99 write"
     );
     for run in runs {
         println!(

@@ -12,9 +12,9 @@
 //! sections first (`FOR NO KEY UPDATE`), so an application deleting a section, whose
 //! cascade reaches `memoir_images`, waits for the batch instead of deadlocking with it.
 
+use planrun_transform::TransformReport;
 use planrun_transform::{count, LockMode, SourceTable, TableLock};
 use planrun_transform::{BatchOutcome, Transform, TransformContext, TransformError};
-use planrun_transform::TransformReport;
 use postgres::Transaction;
 use serde_json::Value;
 
@@ -269,7 +269,10 @@ fn link(
         };
     }
     let [updated, added, removed, pointed, cleared] = changed;
-    let mut notes = vec![format!("{} sections pointed at their image", count(pointed))];
+    let mut notes = vec![format!(
+        "{} sections pointed at their image",
+        count(pointed)
+    )];
     if updated + added + removed > 0 {
         notes.push(format!(
             "memoir_images brought up to date with the sections: {} rows updated, {} added, {} removed",
