@@ -140,9 +140,9 @@ fn run(args: &Args) -> Result<(), String> {
 
     if args.stage5 {
         stage5::prepare(&cluster, &planrun, &plan)?;
-        let cost = stage5::capture_cost(&cluster, &planrun, &plan)?;
+        stage5::print_cost(&stage5::capture_cost(&cluster, &planrun, &plan)?);
         let runs = stage5::runs(&cluster, &planrun, &plan, args.baseline_plan.as_deref())?;
-        stage5::print(&cost, &runs);
+        stage5::print_runs(&runs);
         eprintln!(
             "planrun-bench: done in {:.0} s",
             started.elapsed().as_secs_f64()

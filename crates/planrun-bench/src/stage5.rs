@@ -254,7 +254,8 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-pub(crate) fn print(cost: &CaptureCost, runs: &[Stage5Run]) {
+/// The capture's cost, printed as soon as it is measured.
+pub(crate) fn print_cost(cost: &CaptureCost) {
     println!(
         "\nthe application's image writes (UPDATE chapter_sections SET image = ... by key, autocommit; 2 writers, 2 readers, 2 ms pause), {ROUNDS} rounds of {} s on each copy",
         ROUND.as_secs()
@@ -281,6 +282,10 @@ pub(crate) fn print(cost: &CaptureCost, runs: &[Stage5Run]) {
         ratio(50),
         ratio(99)
     );
+}
+
+/// Stage 5's runs.
+pub(crate) fn print_runs(runs: &[Stage5Run]) {
     println!("\nstage 5 with the application writing images and reading chapter_sections");
     println!(
         "  {:<9} {:>5} {:>8} {:>16} {:>14} {:>14} {:>9}",
