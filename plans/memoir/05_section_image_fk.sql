@@ -1,11 +1,20 @@
--- Stage 5 (optional): sections point at their memoir_images row instead of holding
--- the image JSON.
-ALTER TABLE chapter_sections
-    ADD COLUMN image_id bigint REFERENCES memoir_images(id) ON DELETE SET NULL;
+-- Stage 5 (optional), its start: the column sections will point at their
+-- memoir_images row through, nullable and without a default, so adding it rewrites
+-- nothing (a catalog change under ACCESS EXCLUSIVE, for an instant). Its foreign key is
+-- added NOT VALID: every value written from now on is checked, and the rows are
+-- validated once they are all filled (05_validate_image_fk.sql). Both are skipped when
+-- already there (a stage 5 reset with `planrun reset` and started again).
+ALTER TABLE public.chapter_sections ADD COLUMN IF NOT EXISTS image_id bigint;
 
-UPDATE chapter_sections AS s
-SET image_id = m.id
-FROM memoir_images AS m
-WHERE m.section_id = s.id;
-
-ALTER TABLE chapter_sections DROP COLUMN image;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'public.chapter_sections'::regclass
+                     AND conname = 'chapter_sections_image_id_fkey') THEN
+        ALTER TABLE public.chapter_sections
+            ADD CONSTRAINT chapter_sections_image_id_fkey
+            FOREIGN KEY (image_id) REFERENCES public.memoir_images(id) ON DELETE SET NULL
+            NOT VALID;
+    END IF;
+END
+$$;

@@ -21,6 +21,9 @@
 //! whose connection broke before the result arrived is in doubt: the chapter may hold
 //! either the state before or the state attempted, and both are accepted.
 //!
+//! [`SectionApp`] is the new version after stage 2: it replaces and removes sections'
+//! images and reads `chapter_sections`, for stage 5.
+//!
 //! The simulator prepares no named statement (`query_typed`: one unnamed
 //! Parse/Bind/Execute per statement), so it also runs through a transaction-mode
 //! pooler such as PgBouncer before 1.21, which does not carry prepared statements
@@ -36,6 +39,7 @@ mod lost_writes;
 mod observed;
 mod progress;
 mod reader;
+mod sections;
 mod shape;
 mod simulator;
 mod thread_context;
@@ -45,4 +49,5 @@ pub use config::{AppConfig, WriteKind};
 pub use expectation::LegacyState;
 pub use log::AppLog;
 pub use progress::Progress;
+pub use sections::{SectionApp, SectionLog};
 pub use simulator::AppSimulator;

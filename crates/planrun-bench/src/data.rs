@@ -68,12 +68,22 @@ pub(crate) fn load_template(
 /// A fresh copy of `legacy` named `name`; returns its URL. Ends with a checkpoint so the
 /// copy's own writes are not flushed during the measurement that follows.
 pub(crate) fn clone_database(cluster: &TempCluster, name: &str) -> Result<String, String> {
+    copy_database(cluster, "legacy", name)
+}
+
+/// A fresh copy of database `template` (no one connected to it) named `name`; returns
+/// its URL, after a checkpoint as [`clone_database`].
+pub(crate) fn copy_database(
+    cluster: &TempCluster,
+    template: &str,
+    name: &str,
+) -> Result<String, String> {
     cluster
         .psql(
             "postgres",
-            &format!("CREATE DATABASE {name} TEMPLATE legacy STRATEGY FILE_COPY"),
+            &format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"),
         )
-        .map_err(|e| format!("cannot copy the legacy database to {name}: {e}"))?;
+        .map_err(|e| format!("cannot copy the {template} database to {name}: {e}"))?;
     checkpoint(cluster)?;
     Ok(cluster.url(name))
 }

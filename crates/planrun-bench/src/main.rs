@@ -9,6 +9,7 @@
 //! cargo run --release -p planrun-bench -- --chapters 100000
 //! cargo run --release -p planrun-bench -- --chapters 100000 --online
 //! cargo run --release -p planrun-bench -- --chapters 10000 --capture-cost
+//! cargo run --release -p planrun-bench -- --chapters 100000 --stage5 --baseline-plan /tmp/main/plans/memoir.toml
 //! cargo run --release -p planrun-bench -- --check-scaling 10000
 //! cargo run --release -p planrun-bench -- --fleet 200 --chapters 50
 //! ```
@@ -23,6 +24,7 @@ mod live;
 mod online;
 mod proto;
 mod report;
+mod stage5;
 mod subprocess;
 
 use std::path::PathBuf;
@@ -65,6 +67,16 @@ struct Args {
     /// batched stage, with it, and with the former capture, for a typical and a 5 MB row.
     #[arg(long)]
     capture_cost: bool,
+    /// Only stage 5 (after stages 1-4, applied once) with the new application version
+    /// writing sections' images and reading chapter_sections: its write latency (p50,
+    /// p99) with stage 5's change capture against without, then the longest read wait
+    /// and the images lost in atomic and batched mode (and `--baseline-plan`'s).
+    #[arg(long)]
+    stage5: bool,
+    /// With `--stage5`: another plan whose stage 5 to measure too (say main's before
+    /// stage 5 went online), e.g. `git archive <commit> plans | tar -x -C /tmp/main`.
+    #[arg(long, value_name = "PATH")]
+    baseline_plan: Option<PathBuf>,
     /// Only `planrun check` of generated plans of N stages, a chain and independent
     /// stages, beside N/2 of each; no database.
     #[arg(long, value_name = "N")]
@@ -140,6 +152,18 @@ fn run(args: &Args) -> Result<(), String> {
     if args.capture_cost {
         let measured = capture_cost::run(&cluster, &planrun, &plan)?;
         capture_cost::print(&measured);
+        eprintln!(
+            "planrun-bench: done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+
+    if args.stage5 {
+        stage5::prepare(&cluster, &planrun, &plan)?;
+        stage5::print_cost(&stage5::capture_cost(&cluster, &planrun, &plan)?);
+        let runs = stage5::runs(&cluster, &planrun, &plan, args.baseline_plan.as_deref())?;
+        stage5::print_runs(&runs);
         eprintln!(
             "planrun-bench: done in {:.0} s",
             started.elapsed().as_secs_f64()

@@ -50,6 +50,14 @@ const EMBEDDED_PLAN: &[(&str, &str)] = &[
         "memoir/05_section_image_fk.sql",
         include_str!("../../../plans/memoir/05_section_image_fk.sql"),
     ),
+    (
+        "memoir/05_validate_image_fk.sql",
+        include_str!("../../../plans/memoir/05_validate_image_fk.sql"),
+    ),
+    (
+        "memoir/05_drop_section_image.sql",
+        include_str!("../../../plans/memoir/05_drop_section_image.sql"),
+    ),
 ];
 
 fn plan_path(scratch: &Path) -> Result<PathBuf, String> {

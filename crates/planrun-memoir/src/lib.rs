@@ -2,9 +2,10 @@
 //!
 //! The pure half holds the exact chapter-splitting rules of stage 2, the image rows of
 //! stage 4 and a deterministic generator of synthetic legacy data; none of it touches a
-//! database. The database half is the two native transforms the plan names,
-//! `memoir.split_chapters` and `memoir.collect_images`, with the way back of stage 2
-//! (`memoir.keep_legacy` and `memoir.unsplit_chapters`; see [`register`]), and
+//! database. The database half is the native transforms the plan names,
+//! `memoir.split_chapters`, `memoir.collect_images` and `memoir.link_section_images`,
+//! with the way back of stage 2 (`memoir.keep_legacy` and `memoir.unsplit_chapters`;
+//! see [`register`]), and
 //! [`legacy`], which builds and fills a legacy database for tests and `planrun demo`.
 
 mod catalog;
@@ -15,6 +16,7 @@ mod images;
 mod jsonb_text;
 pub mod legacy;
 mod legacy_copy;
+mod link_transform;
 mod numeric_range;
 mod paragraphs;
 mod params;
@@ -29,6 +31,7 @@ mod witness;
 
 pub use collect_transform::CollectImages;
 pub use legacy_copy::{KeepLegacy, CREATE_LEGACY_TABLES};
+pub use link_transform::LinkSectionImages;
 pub use quarantine::CREATE_QUARANTINE_TABLE;
 pub use split_transform::{OnInvalid, SplitChapters};
 pub use unsplit::{unsplit_chapter, Fidelity, LegacyChapter};
@@ -44,12 +47,13 @@ pub use split::{
 };
 
 /// Adds the memoir transforms to `registry`: `memoir.split_chapters`,
-/// `memoir.collect_images`, and the way back's `memoir.keep_legacy` and
-/// `memoir.unsplit_chapters`.
+/// `memoir.collect_images`, `memoir.link_section_images`, and the way back's
+/// `memoir.keep_legacy` and `memoir.unsplit_chapters`.
 pub fn register(registry: &mut planrun_transform::Registry) {
     registry
         .register(SplitChapters)
         .register(CollectImages)
+        .register(LinkSectionImages)
         .register(KeepLegacy)
         .register(UnsplitChapters);
 }

@@ -1,0 +1,198 @@
+//! Stage 5 of the memoir plan online (issue 23): `image_id` filled in batches beside
+//! the application, which keeps replacing and removing sections' images; the sections it
+//! changes are linked again before `image` is dropped, so no committed write is lost and
+//! every section's `memoir_images` row equals its image as the cutover saw it; the
+//! readers of `chapter_sections` wait only for the column drop. A `memoir_images` row
+//! corrupted behind the transform's back, in a batch already done, still makes the
+//! stage refuse to commit.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use planrun_engine::exit_codes;
+use planrun_tests::app::{AppConfig, SectionApp};
+use planrun_tests::{
+    describe, legacy_db, memoir_plan_edited, planrun_command, spawn_apply, wait_until, TestDb,
+};
+
+const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
+
+/// The plan's stage 5 batching, replaced by the tests.
+const STAGE_5_PARAMS: &str =
+    r#"params = { mode = "batched", batch_size = 5000, batch_target = "500ms" }"#;
+
+fn apply(cwd: &Path, db: &TestDb, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "apply",
+        "memoir.toml",
+        "--no-backup",
+        "--database-url",
+        &db.url,
+    ];
+    args.extend(extra);
+    planrun_command(PLANRUN, cwd, &args)
+        .output()
+        .expect("planrun runs")
+}
+
+/// The memoir plan with stage 5's batched step given `params` instead.
+fn plan_with_stage_5(params: &str) -> tempfile::TempDir {
+    memoir_plan_edited(|text| {
+        assert!(text.contains(STAGE_5_PARAMS), "stage 5's params changed");
+        text.replace(STAGE_5_PARAMS, &format!("params = {{ {params} }}"))
+    })
+}
+
+/// A database after stages 1 to 4 of the memoir plan.
+fn collected_db(chapters: usize, plan: &Path) -> TestDb {
+    let db = legacy_db(chapters);
+    let output = apply(plan, &db, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    db
+}
+
+/// The application replaces and removes sections' images while stage 5 runs in small
+/// batches, paced so that it spans many of the application's writes. Every image it
+/// saw commit is the section's `memoir_images` row afterwards, as is every image it did
+/// not touch; the sections it changed behind the checkpoint were linked again; the key
+/// is validated; its readers never waited a second.
+#[test]
+fn stage_5_online_keeps_every_image_the_application_commits_and_never_stops_its_readers() {
+    let plan = plan_with_stage_5(r#"mode = "batched", batch_size = 300, pause = "20ms""#);
+    let db = collected_db(1500, plan.path());
+    let app = SectionApp::start(
+        &db.url,
+        AppConfig {
+            writers: 2,
+            readers: 2,
+            pause: Duration::from_millis(2),
+            ..AppConfig::default()
+        },
+    );
+    assert!(
+        app.wait_for(20, 20, Duration::from_secs(60)),
+        "the application got going"
+    );
+    let output = apply(
+        plan.path(),
+        &db,
+        &["--include-optional", "--format", "json"],
+    );
+    let log = app.stop();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        describe(&output),
+        log.summary()
+    );
+
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stage = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|stage| stage["id"] == "section_image_fk")
+        .expect("stage 5 reported");
+    assert_eq!(stage["status"], "applied", "{stage}");
+    let catch_up = stage["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["kind"] == "catch-up")
+        .expect("a catch-up step");
+    assert!(
+        catch_up["rows_read"].as_u64().unwrap() > 0,
+        "the application changed sections behind the checkpoint: {catch_up}\n{}",
+        log.summary()
+    );
+
+    assert!(log.writes > 0, "{}", log.summary());
+    let lost = log.lost_images(&mut db.client());
+    assert!(
+        lost.is_empty(),
+        "{} committed images lost:\n{}\n{}",
+        lost.len(),
+        lost.join("\n"),
+        log.summary()
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT (SELECT count(*) FROM memoir_images WHERE section_id IS NOT NULL)
+                  = (SELECT count(*) FROM chapter_sections WHERE image_id IS NOT NULL)"
+        ),
+        "t",
+        "no memoir_images row of a section is left unpointed"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'chapter_sections_image_id_fkey'"
+        ),
+        "t"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'planrun\\_capture\\_%'"),
+        "0"
+    );
+    assert!(
+        log.longest_read_wait < Duration::from_secs(1),
+        "{}",
+        log.summary()
+    );
+}
+
+/// A section's `memoir_images` row is changed behind the transform's back (the row of a
+/// section a batch already linked, a table the capture does not watch) while the stage
+/// waits between batches. The cutover's check of every section against its image
+/// catches it: the stage fails verification and commits nothing of its cutover, so
+/// `image` is still there.
+#[test]
+fn an_image_corrupted_after_its_batch_makes_stage_5_refuse_to_commit() {
+    let plan = plan_with_stage_5(
+        r#"mode = "batched", batch_size = 200, pause_while = "SELECT EXISTS (SELECT FROM public.chapter_sections WHERE image_id IS NOT NULL) AND (SELECT flag FROM public.hold)""#,
+    );
+    let db = collected_db(300, plan.path());
+    db.execute("CREATE TABLE public.hold (flag boolean); INSERT INTO public.hold VALUES (true)");
+    let child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    wait_until(
+        "the first batch of stage 5 committed",
+        Duration::from_secs(120),
+        || {
+            db.scalar(
+                "SELECT coalesce((SELECT batches FROM planrun.checkpoints
+                                  WHERE stage_id = 'section_image_fk'), 0)",
+            ) != "0"
+        },
+    );
+    db.execute(
+        "UPDATE memoir_images SET url = 'swapped.jpg'
+         WHERE id = (SELECT min(image_id) FROM chapter_sections WHERE image_id IS NOT NULL);
+         UPDATE public.hold SET flag = false",
+    );
+    let output = child.wait_with_output().expect("planrun finishes");
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::VERIFICATION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(
+        text.contains("every section points at a memoir_images row equal to its image"),
+        "{text}"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_name = 'chapter_sections' AND column_name = 'image'"
+        ),
+        "1"
+    );
+}
