@@ -444,6 +444,7 @@ fn a_revert_that_drifted_from_its_stage_is_caught_by_the_rehearsal_and_required_
     let first = &report["revert"]["stages"][0];
     assert_eq!(first["id"], "index_email");
     assert_eq!(first["proved"], false, "{report:#}");
+    assert_eq!(report["exit_code"], exit_codes::REVERT_UNPROVED);
     applied(dir.path(), &db);
     let before = db.dump();
     let file_arg = file.to_string_lossy().into_owned();
@@ -460,4 +461,91 @@ fn a_revert_that_drifted_from_its_stage_is_caught_by_the_rehearsal_and_required_
     );
     assert!(describe(&output).contains("unproved"));
     assert_eq!(db.dump(), before);
+}
+
+/// Each stage's proof, newest first: id, proved, differences.
+fn proofs(report: &Value) -> Vec<(String, bool, Vec<String>)> {
+    report["revert"]["stages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("revert.stages: {report:#}"))
+        .iter()
+        .map(|proof| {
+            (
+                proof["id"].as_str().unwrap().to_owned(),
+                proof["proved"].as_bool().unwrap(),
+                proof["differences"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|line| line.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `add_email`'s revert with `extra` SQL after it.
+fn add_email_revert_with(dir: &Path, extra: &str) {
+    let file = dir.join("02_email_revert.sql");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{extra}\n{text}")).unwrap();
+}
+
+#[test]
+fn a_revert_that_changes_a_row_is_charged_to_its_stage_alone() {
+    let (db, dir) = shop();
+    add_email_revert_with(dir.path(), "UPDATE customers SET name = name || '!' WHERE id = 2;");
+    let reports = tempfile::tempdir().unwrap();
+    let (output, _, report) = rehearse_revert(dir.path(), &db, reports.path());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_UNPROVED),
+        "{}",
+        describe(&output)
+    );
+    let proofs = proofs(&report);
+    let verdicts: Vec<(&str, bool)> = proofs.iter().map(|(id, p, _)| (id.as_str(), *p)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("index_email", true),
+            ("add_email", false),
+            ("create_notes", true)
+        ],
+        "{report:#}"
+    );
+    assert_eq!(
+        proofs[1].2,
+        [
+            "- INSERT INTO public.customers VALUES (2, 'c2');",
+            "+ INSERT INTO public.customers VALUES (2, 'c2!');"
+        ],
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_revert_that_drops_a_rehearsed_write_is_caught_by_the_rehearsal() {
+    let (db, dir) = shop();
+    add_email_revert_with(dir.path(), "DELETE FROM customers WHERE name = 'Zed';");
+    let reports = tempfile::tempdir().unwrap();
+    let (output, _, report) = rehearse_revert(dir.path(), &db, reports.path());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_UNPROVED),
+        "{}",
+        describe(&output)
+    );
+    let proofs = proofs(&report);
+    assert_eq!(proofs[0].0, "index_email");
+    assert!(proofs[0].1, "{report:#}");
+    assert_eq!(proofs[1].0, "add_email");
+    assert!(!proofs[1].1, "{report:#}");
+    assert!(
+        proofs[1].2.iter().any(|line| line.contains("no customer lost")),
+        "{report:#}"
+    );
+    assert_eq!(proofs[2].0, "create_notes");
+    assert!(!proofs[2].1);
+    assert!(proofs[2].2[0].contains("`add_email` before it did not commit"));
 }

@@ -33,6 +33,11 @@ pub const OVER_BUDGET: i32 = 19;
 /// `revert` refused before changing anything: a revert precondition failed (the rows
 /// named), a stage to revert is irreversible, or a loss the plan does not declare.
 pub const REVERT_REFUSED: i32 = 20;
+/// `rehearse --revert`: the apply on the copy passed, but the revert of a stage was
+/// not proved (it did not commit, or the copy differed from before the stage);
+/// the report's `revert.stages[]` says which, and `revert --require-rehearsal`
+/// refuses it (18). (21 is reserved for the fleet, issue 25.)
+pub const REVERT_UNPROVED: i32 = 22;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -88,6 +93,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         REVERT_REFUSED,
         "revert-refused",
         "revert: a revert precondition failed, a stage is irreversible, or a loss is not declared",
+    ),
+    (
+        REVERT_UNPROVED,
+        "revert-unproved",
+        "rehearse --revert: a stage's revert was not proved on the copy",
     ),
     (
         INTERRUPTED,

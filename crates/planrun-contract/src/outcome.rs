@@ -60,12 +60,15 @@ pub enum OutcomeCode {
     /// Exit 20: `revert` refused before changing anything (a revert precondition
     /// failed, a stage is irreversible, a loss is not declared).
     RevertRefused,
+    /// Exit 22: `rehearse --revert` applied the plan on the copy, but a stage's
+    /// revert was not proved there.
+    RevertUnproved,
     /// Exit 130: SIGINT or SIGTERM; the stage in progress rolled back.
     Interrupted,
 }
 
 impl OutcomeCode {
-    pub const ALL: [OutcomeCode; 23] = [
+    pub const ALL: [OutcomeCode; 24] = [
         OutcomeCode::Applied,
         OutcomeCode::WouldApply,
         OutcomeCode::NothingToDo,
@@ -88,6 +91,7 @@ impl OutcomeCode {
         OutcomeCode::RehearsalRequired,
         OutcomeCode::OverBudget,
         OutcomeCode::RevertRefused,
+        OutcomeCode::RevertUnproved,
         OutcomeCode::Interrupted,
     ];
 
@@ -116,6 +120,7 @@ impl OutcomeCode {
             OutcomeCode::RehearsalRequired => exit_codes::REHEARSAL_REQUIRED,
             OutcomeCode::OverBudget => exit_codes::OVER_BUDGET,
             OutcomeCode::RevertRefused => exit_codes::REVERT_REFUSED,
+            OutcomeCode::RevertUnproved => exit_codes::REVERT_UNPROVED,
             OutcomeCode::Interrupted => exit_codes::INTERRUPTED,
         }
     }
@@ -155,6 +160,7 @@ impl OutcomeCode {
             OutcomeCode::RehearsalRequired => "rehearsal_required",
             OutcomeCode::OverBudget => "over_budget",
             OutcomeCode::RevertRefused => "revert_refused",
+            OutcomeCode::RevertUnproved => "revert_unproved",
             OutcomeCode::Interrupted => "interrupted",
         }
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 use super::{true_expectation, Reader};
-use crate::model::{Revert, RevertLoss, Span};
+use crate::model::{Revert, RevertLoss, Span, Step, StepKind};
 use crate::problem::{PlanProblem, ProblemKind};
 
 const LOSS_KEYS: &[&str] = &["reason"];
@@ -48,6 +48,7 @@ impl Reader<'_> {
             .filter_map(|(check, span)| self.check(check, span, "[[stage.revert_verify]]", None))
             .collect();
         let loss = self.revert_loss(table);
+        let rehearse_writes = self.rehearse_writes(table, span, plan_dir);
         if !table.contains_key("revert") {
             self.refuse_revert_without_steps(table);
         }
@@ -57,7 +58,33 @@ impl Reader<'_> {
             steps,
             verify,
             loss,
+            rehearse_writes,
         }
+    }
+
+    /// `[[stage.rehearse_writes]]`: steps of `sql` or `sql_file`; a transform is
+    /// refused (the rehearsal runs the writes as the application would, in SQL).
+    fn rehearse_writes(&mut self, table: &DeTable<'_>, span: Span, plan_dir: &Path) -> Vec<Step> {
+        let context = "[[stage.rehearse_writes]]";
+        let writes: Vec<Step> = self
+            .tables(table, "rehearse_writes", span)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, (step, span))| self.step(step, span, (index, context), plan_dir))
+            .collect();
+        for write in &writes {
+            if let StepKind::Transform { name_span, .. } = &write.kind {
+                self.problems.push(
+                    PlanProblem::new(
+                        ProblemKind::InvalidValue,
+                        format!("a transform in {context}: the application's writes are SQL"),
+                    )
+                    .label(name_span.clone(), "not SQL")
+                    .help("write what the application would write as `sql = \"...\"` or `sql_file = \"...\"`"),
+                );
+            }
+        }
+        writes
     }
 
     fn revert_loss(&mut self, table: &DeTable<'_>) -> Option<RevertLoss> {
@@ -86,6 +113,7 @@ impl Reader<'_> {
             "revert_capture",
             "revert_verify",
             "revert_loss",
+            "rehearse_writes",
         ]
         .into_iter()
         .find_map(|key| table.get(key).map(|value| (key, value.span())));
