@@ -240,4 +240,25 @@ sql = "SELECT 1"
             |(message, _)| message.starts_with("capture `rows_before` is used in stage `two`")
         ));
     }
+
+    #[test]
+    fn rehearse_writes_are_sql_steps_and_a_transform_is_pointed_at() {
+        let writes = PLAN.replace(
+            "[stage.revert_loss]",
+            "[[stage.rehearse_writes]]\nsql = \"INSERT INTO t VALUES (1)\"\n[stage.revert_loss]",
+        );
+        let plan = Plan::parse(Path::new("p.toml"), writes.clone(), None).unwrap();
+        let view = plan.stages[0].rehearse_writes_view().unwrap();
+        assert_eq!(view.steps.len(), 1);
+        assert!(view.verify.is_empty() && view.preconditions.is_empty());
+        assert!(plan.stages[1].rehearse_writes_view().is_none());
+        let transform = writes.replace("sql = \"INSERT INTO t VALUES (1)\"", "transform = \"copy\"");
+        let found = problems(&transform);
+        assert!(
+            found.iter().any(|(message, at)| message
+                == "a transform in [[stage.rehearse_writes]]: the application's writes are SQL"
+                && at == "\"copy\""),
+            "{found:#?}"
+        );
+    }
 }
