@@ -4,7 +4,9 @@
 //! it changes anything (exit 20), unless the plan declares the loss; an irreversible
 //! stage refuses it; a dry run changes nothing; SIGINT and SIGKILL mid-revert leave
 //! the stage applied, and a re-run finishes; `plan --revert` lists steps and locks;
-//! `status` shows reverted stages; the JSON document matches its schema.
+//! `status` and `graph --status` show reverted stages; the JSON document matches its
+//! schema; `rehearse --revert` proves each stage's revert on its own, with the plan's
+//! writes in the new shape, and charges a difference to the stage at fault (exit 22).
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -65,6 +67,19 @@ fn state_of(dir: &Path, db: &TestDb, id: &str) -> String {
         .unwrap()
 }
 
+/// Each stage's state as `graph --status --format json` shows it, in order.
+fn graph_states(dir: &Path, db: &TestDb) -> Vec<String> {
+    let output = run(dir, db, &["graph", "plan.toml", "--status", "--format", "json"]);
+    let graph: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("a graph document ({e}): {}", describe(&output)));
+    graph["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stage| stage["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The `planrun.revert` document on `output`'s stdout, checked against its schema.
 fn revert_document(output: &Output) -> Value {
     let document: Value = serde_json::from_slice(&output.stdout)
@@ -102,6 +117,7 @@ fn apply_then_revert_to_start_gives_the_dump_of_before_and_apply_runs_the_stages
     assert!(stdout(&partial).contains("reverted: index_email"));
     assert_eq!(state_of(dir.path(), &db, "index_email"), "reverted");
     assert_eq!(state_of(dir.path(), &db, "add_email"), "applied");
+    assert_eq!(graph_states(dir.path(), &db), ["applied", "applied", "reverted"]);
 
     let output = revert(dir.path(), &db, &["--to", "start"]);
     let text = describe(&output);

@@ -355,6 +355,7 @@ fn graph_status(
                 "failed" => StageState::Failed,
                 "drifted" => StageState::Drifted,
                 "partial" => StageState::Partial,
+                "reverted" => StageState::Reverted,
                 _ => StageState::Pending,
             };
             (line.id, state)
