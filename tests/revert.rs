@@ -565,3 +565,57 @@ fn a_revert_that_drops_a_rehearsed_write_is_caught_by_the_rehearsal() {
     assert!(!proofs[2].1);
     assert!(proofs[2].2[0].contains("`add_email` before it did not commit"));
 }
+
+#[test]
+fn a_revert_precondition_failing_in_its_own_transaction_names_its_rows() {
+    let (db, dir) = shop();
+    applied(dir.path(), &db);
+    let args = [
+        "revert",
+        "plan.toml",
+        "--to",
+        "start",
+        "--no-backup",
+        "--format",
+        "json",
+        "--set",
+        "revert_pause=5",
+        "--database-url",
+        &db.url,
+    ];
+    let child = planrun_command(PLANRUN, dir.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the revert of add_email sleeps",
+        Duration::from_secs(30),
+        || {
+            db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(5)%' AND pid <> pg_backend_pid()",
+        ) == "1"
+        },
+    );
+    db.execute("INSERT INTO notes (body) VALUES ('written during the revert')");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_REFUSED),
+        "{}",
+        describe(&output)
+    );
+    let document = revert_document(&output);
+    let refusal = &document["revert"]["refusals"][0];
+    assert_eq!(refusal["stage"], "create_notes", "{document:#}");
+    assert_eq!(refusal["check"], "no note would be lost");
+    assert!(
+        refusal["rows"]
+            .as_str()
+            .unwrap()
+            .contains("written during the revert"),
+        "{document:#}"
+    );
+    assert_eq!(state_of(dir.path(), &db, "add_email"), "reverted");
+    assert_eq!(state_of(dir.path(), &db, "create_notes"), "applied");
+}

@@ -8,6 +8,7 @@ use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::options::RevertOptions;
 use crate::revert::preflight::Judgement;
+use crate::revert::stage::Findings;
 use crate::revert::Chosen;
 
 impl Runner<'_> {
@@ -54,9 +55,10 @@ impl Runner<'_> {
     pub(crate) fn summarise_revert(
         &self,
         report: &mut RunReport,
-        losses: Vec<RevertRefusal>,
+        findings: Findings,
         options: &RevertOptions,
     ) {
+        let Findings { losses, refusals } = findings;
         let ids = |status: StageStatus| -> Vec<String> {
             report
                 .stages
@@ -79,6 +81,9 @@ impl Runner<'_> {
         }
         for loss in &losses {
             summary.push(format!("lost, as the plan declares: {}", describe(loss)));
+        }
+        for refusal in &refusals {
+            summary.push(format!("refused: {}", describe(refusal)));
         }
         let again = format!(
             "`planrun revert {} --to {}`",
@@ -123,6 +128,7 @@ impl Runner<'_> {
         });
         if let Some(revert) = &mut report.revert {
             revert.declared_losses = losses;
+            revert.refusals = refusals;
         }
         report.summary.extend(summary);
         report.exit_code = report.outcome.exit_code();
