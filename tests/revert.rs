@@ -69,7 +69,11 @@ fn state_of(dir: &Path, db: &TestDb, id: &str) -> String {
 
 /// Each stage's state as `graph --status --format json` shows it, in order.
 fn graph_states(dir: &Path, db: &TestDb) -> Vec<String> {
-    let output = run(dir, db, &["graph", "plan.toml", "--status", "--format", "json"]);
+    let output = run(
+        dir,
+        db,
+        &["graph", "plan.toml", "--status", "--format", "json"],
+    );
     let graph: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("a graph document ({e}): {}", describe(&output)));
     graph["stages"]
@@ -117,7 +121,10 @@ fn apply_then_revert_to_start_gives_the_dump_of_before_and_apply_runs_the_stages
     assert!(stdout(&partial).contains("reverted: index_email"));
     assert_eq!(state_of(dir.path(), &db, "index_email"), "reverted");
     assert_eq!(state_of(dir.path(), &db, "add_email"), "applied");
-    assert_eq!(graph_states(dir.path(), &db), ["applied", "applied", "reverted"]);
+    assert_eq!(
+        graph_states(dir.path(), &db),
+        ["applied", "applied", "reverted"]
+    );
 
     let output = revert(dir.path(), &db, &["--to", "start"]);
     let text = describe(&output);
@@ -510,7 +517,10 @@ fn add_email_revert_with(dir: &Path, extra: &str) {
 #[test]
 fn a_revert_that_changes_a_row_is_charged_to_its_stage_alone() {
     let (db, dir) = shop();
-    add_email_revert_with(dir.path(), "UPDATE customers SET name = name || '!' WHERE id = 2;");
+    add_email_revert_with(
+        dir.path(),
+        "UPDATE customers SET name = name || '!' WHERE id = 2;",
+    );
     let reports = tempfile::tempdir().unwrap();
     let (output, _, report) = rehearse_revert(dir.path(), &db, reports.path());
     assert_eq!(
@@ -558,7 +568,10 @@ fn a_revert_that_drops_a_rehearsed_write_is_caught_by_the_rehearsal() {
     assert_eq!(proofs[1].0, "add_email");
     assert!(!proofs[1].1, "{report:#}");
     assert!(
-        proofs[1].2.iter().any(|line| line.contains("no customer lost")),
+        proofs[1]
+            .2
+            .iter()
+            .any(|line| line.contains("no customer lost")),
         "{report:#}"
     );
     assert_eq!(proofs[2].0, "create_notes");

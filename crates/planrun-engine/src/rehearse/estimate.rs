@@ -5,9 +5,7 @@ use planrun_plan::{is_new_in, LockBudget, LockMode, Plan, StageLockImpact};
 
 use crate::rehearse::lock_trace::StageTrace;
 use crate::rehearse::lock_waits::{LockWaits, Observed};
-use crate::rehearse::report::{
-    Estimate, Identity, RehearsedLock, RehearsedRevert, RehearsedStage,
-};
+use crate::rehearse::report::{Estimate, Identity, RehearsedLock, RehearsedRevert, RehearsedStage};
 use planrun_report::{RunOutcome, StageReport, StageStatus};
 
 /// Target rows / copy rows over the tables the plan names (1.0 when the copy has

@@ -133,7 +133,11 @@ fn prove_stage(
             return (unproved(&stage.id, lines), false);
         }
     };
-    let Some(reported) = report.stages.iter().find(|reported| reported.id == stage.id) else {
+    let Some(reported) = report
+        .stages
+        .iter()
+        .find(|reported| reported.id == stage.id)
+    else {
         lines.insert(0, "not reverted: the revert did not reach it".to_owned());
         lines.extend(report.summary.iter().cloned());
         return (unproved(&stage.id, lines), false);

@@ -31,7 +31,10 @@ pub(crate) fn run_writes(
                 read_sql_file(resolved).map_err(|error| error.to_string())?
             }
             StepKind::Transform { name, .. } => {
-                return Err(format!("write `{}` is a transform ({name}), not SQL", write.name))
+                return Err(format!(
+                    "write `{}` is a transform ({name}), not SQL",
+                    write.name
+                ))
             }
         };
         let script = expand_psql(&sql, &plan.variables)

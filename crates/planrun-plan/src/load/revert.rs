@@ -252,7 +252,8 @@ sql = "SELECT 1"
         assert_eq!(view.steps.len(), 1);
         assert!(view.verify.is_empty() && view.preconditions.is_empty());
         assert!(plan.stages[1].rehearse_writes_view().is_none());
-        let transform = writes.replace("sql = \"INSERT INTO t VALUES (1)\"", "transform = \"copy\"");
+        let transform =
+            writes.replace("sql = \"INSERT INTO t VALUES (1)\"", "transform = \"copy\"");
         let found = problems(&transform);
         assert!(
             found.iter().any(|(message, at)| message
