@@ -79,12 +79,7 @@ impl Runner<'_> {
             };
             summary.push(format!("{verb}: {}", reverted.join(", ")));
         }
-        for loss in &losses {
-            summary.push(format!("lost, as the plan declares: {}", describe(loss)));
-        }
-        for refusal in &refusals {
-            summary.push(format!("refused: {}", describe(refusal)));
-        }
+        summary.extend(findings_lines(&losses, &refusals));
         let again = format!(
             "`planrun revert {} --to {}`",
             self.plan().path.display(),
@@ -133,6 +128,21 @@ impl Runner<'_> {
         report.summary.extend(summary);
         report.exit_code = report.outcome.exit_code();
     }
+}
+
+/// The declared losses and the refusals a revert's stages found, one line each.
+fn findings_lines<'f>(
+    losses: &'f [RevertRefusal],
+    refusals: &'f [RevertRefusal],
+) -> impl Iterator<Item = String> + 'f {
+    let lost = losses
+        .iter()
+        .map(|loss| format!("lost, as the plan declares: {}", describe(loss)));
+    lost.chain(
+        refusals
+            .iter()
+            .map(|refusal| format!("refused: {}", describe(refusal))),
+    )
 }
 
 /// A refusal or declared loss in words: the stage, the check, why, and the rows.
