@@ -529,6 +529,13 @@ fn a_revert_that_changes_a_row_is_charged_to_its_stage_alone() {
         "{}",
         describe(&output)
     );
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "  add_email  NOT PROVED\n      - INSERT INTO public.customers VALUES (2, 'c2');"
+        ),
+        "{text}"
+    );
     let proofs = proofs(&report);
     let verdicts: Vec<(&str, bool)> = proofs.iter().map(|(id, p, _)| (id.as_str(), *p)).collect();
     assert_eq!(
