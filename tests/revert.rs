@@ -639,3 +639,32 @@ fn a_revert_precondition_failing_in_its_own_transaction_names_its_rows() {
     assert_eq!(state_of(dir.path(), &db, "add_email"), "reverted");
     assert_eq!(state_of(dir.path(), &db, "create_notes"), "applied");
 }
+
+#[test]
+fn a_rehearse_write_is_checked_offline_like_a_step() {
+    let dir = scenario("revertible");
+    let plan = dir.path().join("plan.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace(
+            "sql = \"INSERT INTO customers (name, email) VALUES ('Zed', 'zed@example.com')\"",
+            "sql_file = \"missing.sql\"",
+        ),
+    )
+    .unwrap();
+    let output = planrun_command(PLANRUN, dir.path(), &["check", "plan.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        describe(&output).contains("SQL file `missing.sql` of stage `add_email` does not exist"),
+        "{}",
+        describe(&output)
+    );
+}
