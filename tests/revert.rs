@@ -4,7 +4,9 @@
 //! it changes anything (exit 20), unless the plan declares the loss; an irreversible
 //! stage refuses it; a dry run changes nothing; SIGINT and SIGKILL mid-revert leave
 //! the stage applied, and a re-run finishes; `plan --revert` lists steps and locks;
-//! `status` shows reverted stages; the JSON document matches its schema.
+//! `status` and `graph --status` show reverted stages; the JSON document matches its
+//! schema; `rehearse --revert` proves each stage's revert on its own, with the plan's
+//! writes in the new shape, and charges a difference to the stage at fault (exit 22).
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -65,6 +67,23 @@ fn state_of(dir: &Path, db: &TestDb, id: &str) -> String {
         .unwrap()
 }
 
+/// Each stage's state as `graph --status --format json` shows it, in order.
+fn graph_states(dir: &Path, db: &TestDb) -> Vec<String> {
+    let output = run(
+        dir,
+        db,
+        &["graph", "plan.toml", "--status", "--format", "json"],
+    );
+    let graph: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("a graph document ({e}): {}", describe(&output)));
+    graph["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stage| stage["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The `planrun.revert` document on `output`'s stdout, checked against its schema.
 fn revert_document(output: &Output) -> Value {
     let document: Value = serde_json::from_slice(&output.stdout)
@@ -102,6 +121,10 @@ fn apply_then_revert_to_start_gives_the_dump_of_before_and_apply_runs_the_stages
     assert!(stdout(&partial).contains("reverted: index_email"));
     assert_eq!(state_of(dir.path(), &db, "index_email"), "reverted");
     assert_eq!(state_of(dir.path(), &db, "add_email"), "applied");
+    assert_eq!(
+        graph_states(dir.path(), &db),
+        ["applied", "applied", "reverted"]
+    );
 
     let output = revert(dir.path(), &db, &["--to", "start"]);
     let text = describe(&output);
@@ -444,6 +467,7 @@ fn a_revert_that_drifted_from_its_stage_is_caught_by_the_rehearsal_and_required_
     let first = &report["revert"]["stages"][0];
     assert_eq!(first["id"], "index_email");
     assert_eq!(first["proved"], false, "{report:#}");
+    assert_eq!(report["exit_code"], exit_codes::REVERT_UNPROVED);
     applied(dir.path(), &db);
     let before = db.dump();
     let file_arg = file.to_string_lossy().into_owned();
@@ -460,4 +484,187 @@ fn a_revert_that_drifted_from_its_stage_is_caught_by_the_rehearsal_and_required_
     );
     assert!(describe(&output).contains("unproved"));
     assert_eq!(db.dump(), before);
+}
+
+/// Each stage's proof, newest first: id, proved, differences.
+fn proofs(report: &Value) -> Vec<(String, bool, Vec<String>)> {
+    report["revert"]["stages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("revert.stages: {report:#}"))
+        .iter()
+        .map(|proof| {
+            (
+                proof["id"].as_str().unwrap().to_owned(),
+                proof["proved"].as_bool().unwrap(),
+                proof["differences"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|line| line.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `add_email`'s revert with `extra` SQL after it.
+fn add_email_revert_with(dir: &Path, extra: &str) {
+    let file = dir.join("02_email_revert.sql");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{extra}\n{text}")).unwrap();
+}
+
+#[test]
+fn a_revert_that_changes_a_row_is_charged_to_its_stage_alone() {
+    let (db, dir) = shop();
+    add_email_revert_with(
+        dir.path(),
+        "UPDATE customers SET name = name || '!' WHERE id = 2;",
+    );
+    let reports = tempfile::tempdir().unwrap();
+    let (output, _, report) = rehearse_revert(dir.path(), &db, reports.path());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_UNPROVED),
+        "{}",
+        describe(&output)
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "  add_email  NOT PROVED\n      - INSERT INTO public.customers VALUES (2, 'c2');"
+        ),
+        "{text}"
+    );
+    let proofs = proofs(&report);
+    let verdicts: Vec<(&str, bool)> = proofs.iter().map(|(id, p, _)| (id.as_str(), *p)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("index_email", true),
+            ("add_email", false),
+            ("create_notes", true)
+        ],
+        "{report:#}"
+    );
+    assert_eq!(
+        proofs[1].2,
+        [
+            "- INSERT INTO public.customers VALUES (2, 'c2');",
+            "+ INSERT INTO public.customers VALUES (2, 'c2!');"
+        ],
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_revert_that_drops_a_rehearsed_write_is_caught_by_the_rehearsal() {
+    let (db, dir) = shop();
+    add_email_revert_with(dir.path(), "DELETE FROM customers WHERE name = 'Zed';");
+    let reports = tempfile::tempdir().unwrap();
+    let (output, _, report) = rehearse_revert(dir.path(), &db, reports.path());
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_UNPROVED),
+        "{}",
+        describe(&output)
+    );
+    let proofs = proofs(&report);
+    assert_eq!(proofs[0].0, "index_email");
+    assert!(proofs[0].1, "{report:#}");
+    assert_eq!(proofs[1].0, "add_email");
+    assert!(!proofs[1].1, "{report:#}");
+    assert!(
+        proofs[1]
+            .2
+            .iter()
+            .any(|line| line.contains("no customer lost")),
+        "{report:#}"
+    );
+    assert_eq!(proofs[2].0, "create_notes");
+    assert!(!proofs[2].1);
+    assert!(proofs[2].2[0].contains("`add_email` before it did not commit"));
+}
+
+#[test]
+fn a_revert_precondition_failing_in_its_own_transaction_names_its_rows() {
+    let (db, dir) = shop();
+    applied(dir.path(), &db);
+    let args = [
+        "revert",
+        "plan.toml",
+        "--to",
+        "start",
+        "--no-backup",
+        "--format",
+        "json",
+        "--set",
+        "revert_pause=5",
+        "--database-url",
+        &db.url,
+    ];
+    let child = planrun_command(PLANRUN, dir.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the revert of add_email sleeps",
+        Duration::from_secs(30),
+        || {
+            db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(5)%' AND pid <> pg_backend_pid()",
+        ) == "1"
+        },
+    );
+    db.execute("INSERT INTO notes (body) VALUES ('written during the revert')");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_REFUSED),
+        "{}",
+        describe(&output)
+    );
+    let document = revert_document(&output);
+    let refusal = &document["revert"]["refusals"][0];
+    assert_eq!(refusal["stage"], "create_notes", "{document:#}");
+    assert_eq!(refusal["check"], "no note would be lost");
+    assert!(
+        refusal["rows"]
+            .as_str()
+            .unwrap()
+            .contains("written during the revert"),
+        "{document:#}"
+    );
+    assert_eq!(state_of(dir.path(), &db, "add_email"), "reverted");
+    assert_eq!(state_of(dir.path(), &db, "create_notes"), "applied");
+}
+
+#[test]
+fn a_rehearse_write_is_checked_offline_like_a_step() {
+    let dir = scenario("revertible");
+    let plan = dir.path().join("plan.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace(
+            "sql = \"INSERT INTO customers (name, email) VALUES ('Zed', 'zed@example.com')\"",
+            "sql_file = \"missing.sql\"",
+        ),
+    )
+    .unwrap();
+    let output = planrun_command(PLANRUN, dir.path(), &["check", "plan.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        describe(&output).contains("SQL file `missing.sql` of stage `add_email` does not exist"),
+        "{}",
+        describe(&output)
+    );
 }

@@ -9,7 +9,7 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 done or nothing to do, 1 error, 2 usage, 10 invalid plan, 11 precondition
 failed, 12 verification failed, 13 step failed, 14 drift, 15 locked, 16 cannot connect,
 17 backup failed, 18 rehearsal required, 19 over budget, 20 revert refused, 21 fleet halted,
-130 interrupted. See docs/exit-codes.md.";
+22 revert unproved, 130 interrupted. See docs/exit-codes.md.";
 
 /// planrun: declarative, verified PostgreSQL migrations.
 ///

@@ -393,6 +393,7 @@ fn graph_status(
                 "failed" => StageState::Failed,
                 "drifted" => StageState::Drifted,
                 "partial" => StageState::Partial,
+                "reverted" => StageState::Reverted,
                 _ => StageState::Pending,
             };
             (line.id, state)
@@ -688,7 +689,7 @@ fn graph_svg_document(plan: &Plan, dag: &Dag, status: Option<&GraphStatus>) -> S
                 StageState::Applied => Tone::Good,
                 StageState::Failed | StageState::Drifted => Tone::Bad,
                 StageState::Partial => Tone::Warning,
-                StageState::Pending | StageState::Skipped => Tone::Neutral,
+                StageState::Pending | StageState::Skipped | StageState::Reverted => Tone::Neutral,
             };
             let label = state.label().to_owned();
             (id.clone(), NodeMark { label, tone })

@@ -297,6 +297,7 @@ fn render_rehearsal(report: &RehearsalReport, file: &Path, style: Style, detail:
     for stage in &report.stages {
         render_rehearsed_stage(&mut out, stage, id_width, style);
     }
+    render_revert_proofs(&mut out, report, style);
     render_rehearsal_next(&mut out, report, file);
     out
 }
@@ -403,6 +404,43 @@ fn render_measured_locks(out: &mut String, stage: &RehearsedStage, style: Style)
                 out,
                 "        {}",
                 style.dim(&format!("taken by: {statement}"))
+            );
+        }
+    }
+}
+
+/// The most differences shown per stage; the report file has up to 20.
+const PROOF_LINES: usize = 5;
+
+/// `rehearse --revert`: each stage's revert, proved or not, with the first
+/// differences.
+fn render_revert_proofs(out: &mut String, report: &RehearsalReport, style: Style) {
+    let Some(revert) = &report.revert else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n{}",
+        style.bold("revert proved on the copy, per stage (newest first, each alone, after the plan's rehearse_writes)")
+    );
+    for proof in &revert.stages {
+        let verdict = if proof.proved {
+            style.good("proved")
+        } else {
+            style.bad("NOT PROVED")
+        };
+        let _ = writeln!(out, "  {}  {verdict}", proof.id);
+        for line in proof.differences.iter().take(PROOF_LINES) {
+            let _ = writeln!(out, "      {line}");
+        }
+        if proof.differences.len() > PROOF_LINES {
+            let _ = writeln!(
+                out,
+                "      {}",
+                style.dim(&format!(
+                    "... {} more in the report",
+                    proof.differences.len() - PROOF_LINES
+                ))
             );
         }
     }

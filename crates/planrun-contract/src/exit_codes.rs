@@ -37,6 +37,11 @@ pub const REVERT_REFUSED: i32 = 20;
 /// over the wave's limits); targets already running finished, later waves were not
 /// started. 20 is `revert`'s.
 pub const FLEET_HALTED: i32 = 21;
+/// `rehearse --revert`: the apply on the copy passed, but the revert of a stage was
+/// not proved (it did not commit, or the copy differed from before the stage);
+/// the report's `revert.stages[]` says which, and `revert --require-rehearsal`
+/// refuses it (18). (21 is the fleet's.)
+pub const REVERT_UNPROVED: i32 = 22;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -97,6 +102,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         FLEET_HALTED,
         "fleet-halted",
         "apply --fleet: a wave's gate failed; later waves were not started",
+    ),
+    (
+        REVERT_UNPROVED,
+        "revert-unproved",
+        "rehearse --revert: a stage's revert was not proved on the copy",
     ),
     (
         INTERRUPTED,

@@ -147,6 +147,7 @@ pub const REHEARSAL: Format = Format {
         Drift,
         Interrupted,
         OverBudget,
+        RevertUnproved,
     ],
     describes: "planrun rehearse: the plan applied to a throwaway copy of the target, measured per stage (the file apply --require-rehearsal reads)",
 };
@@ -197,6 +198,7 @@ pub const ERROR: Format = Format {
         RehearsalRequired,
         OverBudget,
         RevertRefused,
+        RevertUnproved,
         Interrupted,
     ],
     describes: "what a command prints with --format json instead of its report when it has none: why, with the exit code",

@@ -62,12 +62,15 @@ pub enum OutcomeCode {
     RevertRefused,
     /// Exit 21: `apply --fleet`: a wave's gate failed; later waves were not started.
     FleetHalted,
+    /// Exit 22: `rehearse --revert` applied the plan on the copy, but a stage's
+    /// revert was not proved there.
+    RevertUnproved,
     /// Exit 130: SIGINT or SIGTERM; the stage in progress rolled back.
     Interrupted,
 }
 
 impl OutcomeCode {
-    pub const ALL: [OutcomeCode; 24] = [
+    pub const ALL: [OutcomeCode; 25] = [
         OutcomeCode::Applied,
         OutcomeCode::WouldApply,
         OutcomeCode::NothingToDo,
@@ -91,6 +94,7 @@ impl OutcomeCode {
         OutcomeCode::OverBudget,
         OutcomeCode::RevertRefused,
         OutcomeCode::FleetHalted,
+        OutcomeCode::RevertUnproved,
         OutcomeCode::Interrupted,
     ];
 
@@ -120,6 +124,7 @@ impl OutcomeCode {
             OutcomeCode::OverBudget => exit_codes::OVER_BUDGET,
             OutcomeCode::RevertRefused => exit_codes::REVERT_REFUSED,
             OutcomeCode::FleetHalted => exit_codes::FLEET_HALTED,
+            OutcomeCode::RevertUnproved => exit_codes::REVERT_UNPROVED,
             OutcomeCode::Interrupted => exit_codes::INTERRUPTED,
         }
     }
@@ -160,6 +165,7 @@ impl OutcomeCode {
             OutcomeCode::OverBudget => "over_budget",
             OutcomeCode::RevertRefused => "revert_refused",
             OutcomeCode::FleetHalted => "fleet_halted",
+            OutcomeCode::RevertUnproved => "revert_unproved",
             OutcomeCode::Interrupted => "interrupted",
         }
     }

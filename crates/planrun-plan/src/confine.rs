@@ -1,4 +1,5 @@
-//! SQL files stay inside the plan's directory: `sql_file` (of a step or a revert) and
+//! SQL files stay inside the plan's directory: `sql_file` (of a step, a revert or a
+//! rehearsal's writes) and
 //! `setup_sql_file` must resolve, symbolic links followed, under the directory of the
 //! plan file or one the operator allows on the command line (`--allow-sql-dir`; the plan itself cannot).
 //! A plan from elsewhere then cannot make planrun read (and record in its ledger, or
@@ -24,7 +25,11 @@ pub(crate) fn confinement_problems(plan: &Plan) -> Vec<PlanProblem> {
         .iter()
         .map(|(file, span, resolved)| (file, span, resolved))
         .chain(plan.stages.iter().flat_map(|stage| {
-            let steps = stage.steps.iter().chain(&stage.revert.steps);
+            let steps = stage
+                .steps
+                .iter()
+                .chain(&stage.revert.steps)
+                .chain(&stage.revert.rehearse_writes);
             steps.filter_map(|step| match &step.kind {
                 StepKind::SqlFile {
                     path,

@@ -61,6 +61,7 @@ const STAGE_KEYS: &[&str] = &[
     "revert",
     "revert_verify",
     "revert_loss",
+    "rehearse_writes",
 ];
 /// The lists of tables a stage holds, `[[stage.step]]` and the like. A key written
 /// below one of their headers belongs to that table, not to the stage.
@@ -75,6 +76,7 @@ const STAGE_TABLES: &[&str] = &[
     "revert",
     "revert_verify",
     "revert_loss",
+    "rehearse_writes",
 ];
 const CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message"];
 const REVERT_CHECK_KEYS: &[&str] = &["name", "sql", "expect", "message", "loss"];

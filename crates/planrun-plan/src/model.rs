@@ -130,6 +130,10 @@ pub struct Revert {
     pub verify: Vec<Check>,
     /// `[stage.revert_loss]`: what the plan accepts the revert may lose.
     pub loss: Option<RevertLoss>,
+    /// `[[stage.rehearse_writes]]` (SQL only): what the application would write once
+    /// the stage is applied; `rehearse --revert` runs them on the copy before it
+    /// reverts the stage, and the revert must carry them back.
+    pub rehearse_writes: Vec<Step>,
 }
 
 /// `[stage.revert_loss]`: the plan's word that the revert may lose data, and why.
@@ -181,6 +185,24 @@ impl Stage {
                 loss: self.revert.loss.clone(),
                 ..Revert::default()
             },
+            ..self.clone()
+        })
+    }
+
+    /// The stage's `[[stage.rehearse_writes]]` as the steps of a stage of their own
+    /// (no checks, no revert), validated offline like steps and run by the
+    /// rehearsal. `None` when it declares none.
+    pub fn rehearse_writes_view(&self) -> Option<Stage> {
+        if self.revert.rehearse_writes.is_empty() {
+            return None;
+        }
+        Some(Stage {
+            preconditions: Vec::new(),
+            skip_if: Vec::new(),
+            captures: Vec::new(),
+            steps: self.revert.rehearse_writes.clone(),
+            verify: Vec::new(),
+            revert: Revert::default(),
             ..self.clone()
         })
     }

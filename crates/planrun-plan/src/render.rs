@@ -32,6 +32,8 @@ pub enum StageState {
     Partial,
     /// Applied, but its definition has changed since.
     Drifted,
+    /// Applied, then undone by `planrun revert`; a later `apply` runs it again.
+    Reverted,
 }
 
 impl StageState {
@@ -43,6 +45,7 @@ impl StageState {
             StageState::Failed => "failed",
             StageState::Partial => "partial",
             StageState::Drifted => "drifted",
+            StageState::Reverted => "reverted",
         }
     }
 }

@@ -462,8 +462,12 @@ impl Plan {
                 problems.push(problem);
             }
         }
-        let revert_views: Vec<crate::model::Stage> =
-            self.stages.iter().filter_map(|s| s.revert_view()).collect();
+        let revert_views: Vec<crate::model::Stage> = self
+            .stages
+            .iter()
+            .flat_map(|s| [s.revert_view(), s.rehearse_writes_view()])
+            .flatten()
+            .collect();
         for stage in self.stages.iter().chain(&revert_views) {
             // A file outside the plan's directory is not read, not even to parse it.
             if confined {

@@ -39,13 +39,14 @@ pub struct RehearsalReport {
     /// The full `planrun.apply` document of the apply on the copy.
     pub run: Document<RunBody>,
     /// The revert proved on the copy, per stage: what `revert --require-rehearsal`
-    /// reads. Absent when the rehearsal did not revert (`rehearse` without `--revert`).
+    /// reads. Absent unless `rehearse --revert`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub revert: Option<RehearsedRevert>,
 }
 
-/// The revert the rehearsal ran on the copy after the apply, in a fresh session,
-/// compared with the copy as it was before the apply.
+/// The revert the rehearsal ran on the copy after the apply and the plan's
+/// `[[stage.rehearse_writes]]`: one stage at a time, newest first, each in a fresh
+/// session, compared with the copy as it was before that stage was applied.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RehearsedRevert {
     /// Every stage whose revert ran, newest first.
@@ -56,10 +57,14 @@ pub struct RehearsedRevert {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RevertProof {
     pub id: String,
-    /// The schema identical, every pre-existing row identical, the writes made in the
-    /// new shape present in the old.
+    /// Its revert committed (its `revert_verify`, which checks the writes made in
+    /// the new shape are there in the old, passed), and the schema and every row are
+    /// as before the stage, except the rows the writes of this stage or a later one
+    /// touched.
     pub proved: bool,
-    /// What differed when it was not, one line each.
+    /// Why not, one line each: the revert's failed checks, or the first differing
+    /// statements of the dump (`- ` before the stage, `+ ` after the revert), each
+    /// naming its table.
     pub differences: Vec<String>,
 }
 

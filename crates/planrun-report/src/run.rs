@@ -180,6 +180,8 @@ pub enum RunOutcome {
     OverBudget,
     /// `revert`: refused before anything changed.
     RevertRefused,
+    /// `rehearse --revert`: the apply passed, a stage's revert was not proved.
+    RevertUnproved,
 }
 
 impl RunOutcome {
@@ -193,6 +195,7 @@ impl RunOutcome {
             RunOutcome::Interrupted => exit_codes::INTERRUPTED,
             RunOutcome::OverBudget => exit_codes::OVER_BUDGET,
             RunOutcome::RevertRefused => exit_codes::REVERT_REFUSED,
+            RunOutcome::RevertUnproved => exit_codes::REVERT_UNPROVED,
         }
     }
 
@@ -207,6 +210,7 @@ impl RunOutcome {
             RunOutcome::Interrupted => "interrupted",
             RunOutcome::OverBudget => "over_budget",
             RunOutcome::RevertRefused => "revert_refused",
+            RunOutcome::RevertUnproved => "revert_unproved",
         }
     }
 
@@ -231,6 +235,7 @@ impl RunOutcome {
             RunOutcome::Interrupted => OutcomeCode::Interrupted,
             RunOutcome::OverBudget => OutcomeCode::OverBudget,
             RunOutcome::RevertRefused => OutcomeCode::RevertRefused,
+            RunOutcome::RevertUnproved => OutcomeCode::RevertUnproved,
         }
     }
 }

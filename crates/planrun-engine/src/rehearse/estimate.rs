@@ -5,7 +5,7 @@ use planrun_plan::{is_new_in, LockBudget, LockMode, Plan, StageLockImpact};
 
 use crate::rehearse::lock_trace::StageTrace;
 use crate::rehearse::lock_waits::{LockWaits, Observed};
-use crate::rehearse::report::{Estimate, Identity, RehearsedLock, RehearsedStage};
+use crate::rehearse::report::{Estimate, Identity, RehearsedLock, RehearsedRevert, RehearsedStage};
 use planrun_report::{RunOutcome, StageReport, StageStatus};
 
 /// Target rows / copy rows over the tables the plan names (1.0 when the copy has
@@ -70,11 +70,17 @@ pub(crate) fn rehearsed_stages(
 }
 
 /// The rehearsal's outcome: the apply's on the copy, unless it succeeded with a stage
-/// over its budget.
-pub(crate) fn outcome(run: RunOutcome, stages: &[RehearsedStage]) -> RunOutcome {
+/// over its budget, or (`--revert`) with a stage's revert not proved.
+pub(crate) fn outcome(
+    run: RunOutcome,
+    stages: &[RehearsedStage],
+    revert: Option<&RehearsedRevert>,
+) -> RunOutcome {
     let over = stages.iter().any(|stage| !stage.over_budget.is_empty());
+    let unproved = revert.is_some_and(|revert| revert.stages.iter().any(|stage| !stage.proved));
     match run {
         RunOutcome::Success | RunOutcome::NothingToDo if over => RunOutcome::OverBudget,
+        RunOutcome::Success | RunOutcome::NothingToDo if unproved => RunOutcome::RevertUnproved,
         outcome => outcome,
     }
 }

@@ -11,6 +11,7 @@
 
 pub(crate) mod budget_estimate;
 mod copy;
+mod dump_diff;
 mod error;
 mod estimate;
 mod gate;
@@ -21,6 +22,7 @@ pub(crate) mod report;
 mod report_file;
 mod revert_proof;
 mod roles;
+mod writes;
 
 use chrono::Local;
 use planrun_contract::{format, Envelope};
@@ -34,6 +36,7 @@ use crate::options::ApplyOptions;
 use crate::rehearse::copy::Copy;
 use crate::rehearse::identity::identity;
 use crate::rehearse::lock_waits::LockWaitWatch;
+use crate::rehearse::revert_proof::ProofWatch;
 use crate::rehearse::roles::TargetAccess;
 
 pub use crate::rehearse::error::RehearseError;
@@ -113,32 +116,27 @@ pub fn rehearse(
     let copy = Copy::make(target, &target_identity, &access, options.jobs, note)?;
     let copy_identity = identity(&mut copy.target.connect(&connection)?, &words)?;
 
-    let before_apply = options
-        .revert
-        .then(|| revert_proof::application_dump(&copy.target));
     let watch = LockWaitWatch::start(observer, copy.server_log(), &copy.admin)?;
     let apply_options = ApplyOptions {
         dry_run: false,
         backup_dir: None,
         ..options.apply.clone()
     };
-    let run = runner.apply(&copy.target, &apply_options, &watch)?;
+    let proof = options
+        .revert
+        .then(|| ProofWatch::new(&watch, plan, &copy.target));
+    let run = match &proof {
+        Some(proof) => runner.apply(&copy.target, &apply_options, proof)?,
+        None => runner.apply(&copy.target, &apply_options, &watch)?,
+    };
+    let applied = proof.map(ProofWatch::finish);
     let observed = watch.finish();
-    let revert = before_apply.map(|before| match before {
-        Ok(before) => revert_proof::prove(runner, &copy.target, &before),
-        Err(error) => RehearsedRevert {
-            stages: vec![RevertProof {
-                id: "(revert)".into(),
-                proved: false,
-                differences: vec![format!("cannot dump the copy before the apply: {error}")],
-            }],
-        },
-    });
+    let revert = applied.map(|applied| applied.prove(runner, &copy.target));
 
     let scale = estimate::scale(&target_identity, &copy_identity);
     let impact = plan.lock_impact(runner.dag(), runner.registry());
     let stages = estimate::rehearsed_stages(&run.stages, plan, &impact, &observed, scale);
-    let outcome = estimate::outcome(run.outcome, &stages);
+    let outcome = estimate::outcome(run.outcome, &stages, revert.as_ref());
     let warnings = copy.roles.warnings();
     let (copy, kept) = copy.finish(options.keep, copy_identity);
     let report = RehearsalReport {

@@ -183,10 +183,10 @@ impl Runner<'_> {
             }
         }
         // The losses are found again, under each stage's locks, as the stage runs.
-        let mut losses = Vec::new();
-        self.revert_each(conn, &mut run, &chosen, &mut report, &mut losses)?;
+        let mut findings = stage::Findings::default();
+        self.revert_each(conn, &mut run, &chosen, &mut report, &mut findings)?;
         report.backup_file = run.backup_file;
-        self.summarise_revert(&mut report, losses, options);
+        self.summarise_revert(&mut report, findings, options);
         if let Err(error) = ledger::finish_run(
             conn,
             run_id,
@@ -207,7 +207,7 @@ impl Runner<'_> {
         run: &mut RunContext<'_>,
         chosen: &Chosen<'_, '_>,
         report: &mut RunReport,
-        losses: &mut Vec<planrun_report::RevertRefusal>,
+        findings: &mut stage::Findings,
     ) -> Result<(), EngineError> {
         let mut stopped = false;
         for &(forward, view, applied) in chosen {
@@ -222,7 +222,7 @@ impl Runner<'_> {
             run.observer.stage_started(forward);
             run.lock_retries.clear();
             let mut stage_report = match (view, applied) {
-                (Some(view), true) => stage::revert_stage(conn, run, (forward, view), losses)
+                (Some(view), true) => stage::revert_stage(conn, run, (forward, view), findings)
                     .and_then(|mut r| {
                         say_what_remains(conn, self.plan(), forward, &mut r).map(|()| r)
                     }),

@@ -69,7 +69,10 @@ impl Runner<'_> {
         report.exit_code = report.outcome.exit_code();
         self.summarise_revert(
             &mut report,
-            judgement.declared_losses,
+            crate::revert::stage::Findings {
+                losses: judgement.declared_losses,
+                refusals: Vec::new(),
+            },
             &RevertOptions {
                 dry_run: true,
                 ..options.clone()

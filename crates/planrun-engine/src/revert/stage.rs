@@ -23,14 +23,23 @@ use crate::stage::stage_locks::take_stage_locks;
 use crate::stage::steps::run_steps;
 use planrun_report::{RevertRefusal, StageReport, StageStatus};
 
+/// What the revert's preconditions found as the stages ran, under their locks.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    /// Losses the plan declares: the revert went on.
+    pub(crate) losses: Vec<RevertRefusal>,
+    /// A precondition that failed in its stage's own transaction (the preflight had
+    /// not seen it fail), with its rows: the revert stopped there.
+    pub(crate) refusals: Vec<RevertRefusal>,
+}
+
 /// Reverts `forward` by running `view`, its revert view; its report (status
-/// `reverted` when it committed), with the declared losses its checks found added to
-/// `losses`.
+/// `reverted` when it committed), with what its checks found added to `findings`.
 pub(crate) fn revert_stage<C: GenericClient>(
     conn: &mut C,
     run: &mut RunContext<'_>,
     (forward, view): (&PreparedStage<'_>, &PreparedStage<'_>),
-    losses: &mut Vec<RevertRefusal>,
+    findings: &mut Findings,
 ) -> Result<StageReport, EngineError> {
     let (started, started_at) = (Instant::now(), SystemTime::now());
     conn.batch_execute("RESET ALL")
@@ -41,7 +50,7 @@ pub(crate) fn revert_stage<C: GenericClient>(
         )))?;
     let mut report = forward.report(StageStatus::Reverted);
     let mut cx = StageContext::new(view, run, &mut report, true);
-    let committed = in_transaction(conn, &mut cx, (forward, losses), started)?;
+    let committed = in_transaction(conn, &mut cx, (forward, findings), started)?;
     cx.report.duration_ms = started.elapsed().as_millis() as u64;
     if !committed && cx.report.status == StageStatus::Failed {
         if let Err(error) = record(conn, &cx, forward, started_at) {
@@ -57,7 +66,7 @@ pub(crate) fn revert_stage<C: GenericClient>(
 fn in_transaction<C: GenericClient>(
     conn: &mut C,
     cx: &mut StageContext<'_, '_>,
-    (forward, losses): (&PreparedStage<'_>, &mut Vec<RevertRefusal>),
+    (forward, findings): (&PreparedStage<'_>, &mut Findings),
     started: Instant,
 ) -> Result<bool, EngineError> {
     let started_at = SystemTime::now();
@@ -68,7 +77,7 @@ fn in_transaction<C: GenericClient>(
             return Ok(false);
         }
     };
-    let body = revert_body(&mut tx, cx, forward, losses)
+    let body = revert_body(&mut tx, cx, forward, findings)
         .map(|passed| passed && !interrupted_before(cx.report, "COMMIT"));
     match body {
         Ok(true) => {
@@ -103,13 +112,13 @@ fn revert_body<C: GenericClient>(
     conn: &mut C,
     cx: &mut StageContext<'_, '_>,
     forward: &PreparedStage<'_>,
-    losses: &mut Vec<RevertRefusal>,
+    findings: &mut Findings,
 ) -> Result<bool, EngineError> {
     set_timeouts(conn, cx.stage, true)?;
     if !take_stage_locks(conn, cx)? {
         return Ok(false);
     }
-    if !preconditions_hold(conn, cx, forward, losses) || !take_captures(conn, cx) {
+    if !preconditions_hold(conn, cx, forward, findings) || !take_captures(conn, cx) {
         return Ok(false);
     }
     if !cx.run.changed_anything && !cx.run.options.dry_run {
@@ -132,12 +141,13 @@ fn revert_body<C: GenericClient>(
 }
 
 /// The revert's preconditions, under the stage's locks; `false` (the stage
-/// `BLOCKED`) when one fails that is not a declared loss.
+/// `BLOCKED`, the refusal naming the rows, as the preflight's does) when one fails
+/// that is not a declared loss.
 fn preconditions_hold<C: GenericClient>(
     conn: &mut C,
     cx: &mut StageContext<'_, '_>,
     forward: &PreparedStage<'_>,
-    losses: &mut Vec<RevertRefusal>,
+    findings: &mut Findings,
 ) -> bool {
     let stage = cx.stage;
     for check in &stage.preconditions {
@@ -151,7 +161,14 @@ fn preconditions_hold<C: GenericClient>(
         if let (false, Some(loss)) = (passed, declared) {
             let mut loss = refusal(forward, &result, Some(&loss.reason));
             loss.rows = rows_named(conn, &check.sql);
-            losses.push(loss);
+            findings.losses.push(loss);
+        }
+        if !passed && declared.is_none() {
+            let mut refused = refusal(forward, &result, None);
+            if result.problem.is_none() {
+                refused.rows = rows_named(conn, &check.sql);
+            }
+            findings.refusals.push(refused);
         }
         cx.report.preconditions.push(result);
         if !passed && declared.is_none() {

@@ -8,6 +8,7 @@ use crate::apply::run::Runner;
 use crate::db::interrupt;
 use crate::options::RevertOptions;
 use crate::revert::preflight::Judgement;
+use crate::revert::stage::Findings;
 use crate::revert::Chosen;
 
 impl Runner<'_> {
@@ -54,9 +55,10 @@ impl Runner<'_> {
     pub(crate) fn summarise_revert(
         &self,
         report: &mut RunReport,
-        losses: Vec<RevertRefusal>,
+        findings: Findings,
         options: &RevertOptions,
     ) {
+        let Findings { losses, refusals } = findings;
         let ids = |status: StageStatus| -> Vec<String> {
             report
                 .stages
@@ -77,9 +79,7 @@ impl Runner<'_> {
             };
             summary.push(format!("{verb}: {}", reverted.join(", ")));
         }
-        for loss in &losses {
-            summary.push(format!("lost, as the plan declares: {}", describe(loss)));
-        }
+        summary.extend(findings_lines(&losses, &refusals));
         let again = format!(
             "`planrun revert {} --to {}`",
             self.plan().path.display(),
@@ -123,10 +123,26 @@ impl Runner<'_> {
         });
         if let Some(revert) = &mut report.revert {
             revert.declared_losses = losses;
+            revert.refusals = refusals;
         }
         report.summary.extend(summary);
         report.exit_code = report.outcome.exit_code();
     }
+}
+
+/// The declared losses and the refusals a revert's stages found, one line each.
+fn findings_lines<'f>(
+    losses: &'f [RevertRefusal],
+    refusals: &'f [RevertRefusal],
+) -> impl Iterator<Item = String> + 'f {
+    let lost = losses
+        .iter()
+        .map(|loss| format!("lost, as the plan declares: {}", describe(loss)));
+    lost.chain(
+        refusals
+            .iter()
+            .map(|refusal| format!("refused: {}", describe(refusal))),
+    )
 }
 
 /// A refusal or declared loss in words: the stage, the check, why, and the rows.

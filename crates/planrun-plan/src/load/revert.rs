@@ -8,7 +8,7 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 use super::{true_expectation, Reader};
-use crate::model::{Revert, RevertLoss, Span};
+use crate::model::{Revert, RevertLoss, Span, Step, StepKind};
 use crate::problem::{PlanProblem, ProblemKind};
 
 const LOSS_KEYS: &[&str] = &["reason"];
@@ -48,6 +48,7 @@ impl Reader<'_> {
             .filter_map(|(check, span)| self.check(check, span, "[[stage.revert_verify]]", None))
             .collect();
         let loss = self.revert_loss(table);
+        let rehearse_writes = self.rehearse_writes(table, span, plan_dir);
         if !table.contains_key("revert") {
             self.refuse_revert_without_steps(table);
         }
@@ -57,7 +58,33 @@ impl Reader<'_> {
             steps,
             verify,
             loss,
+            rehearse_writes,
         }
+    }
+
+    /// `[[stage.rehearse_writes]]`: steps of `sql` or `sql_file`; a transform is
+    /// refused (the rehearsal runs the writes as the application would, in SQL).
+    fn rehearse_writes(&mut self, table: &DeTable<'_>, span: Span, plan_dir: &Path) -> Vec<Step> {
+        let context = "[[stage.rehearse_writes]]";
+        let writes: Vec<Step> = self
+            .tables(table, "rehearse_writes", span)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, (step, span))| self.step(step, span, (index, context), plan_dir))
+            .collect();
+        for write in &writes {
+            if let StepKind::Transform { name_span, .. } = &write.kind {
+                self.problems.push(
+                    PlanProblem::new(
+                        ProblemKind::InvalidValue,
+                        format!("a transform in {context}: the application's writes are SQL"),
+                    )
+                    .label(name_span.clone(), "not SQL")
+                    .help("write what the application would write as `sql = \"...\"` or `sql_file = \"...\"`"),
+                );
+            }
+        }
+        writes
     }
 
     fn revert_loss(&mut self, table: &DeTable<'_>) -> Option<RevertLoss> {
@@ -86,6 +113,7 @@ impl Reader<'_> {
             "revert_capture",
             "revert_verify",
             "revert_loss",
+            "rehearse_writes",
         ]
         .into_iter()
         .find_map(|key| table.get(key).map(|value| (key, value.span())));
@@ -211,5 +239,27 @@ sql = "SELECT 1"
         assert!(problems(&elsewhere).iter().any(
             |(message, _)| message.starts_with("capture `rows_before` is used in stage `two`")
         ));
+    }
+
+    #[test]
+    fn rehearse_writes_are_sql_steps_and_a_transform_is_pointed_at() {
+        let writes = PLAN.replace(
+            "[stage.revert_loss]",
+            "[[stage.rehearse_writes]]\nsql = \"INSERT INTO t VALUES (1)\"\n[stage.revert_loss]",
+        );
+        let plan = Plan::parse(Path::new("p.toml"), writes.clone(), None).unwrap();
+        let view = plan.stages[0].rehearse_writes_view().unwrap();
+        assert_eq!(view.steps.len(), 1);
+        assert!(view.verify.is_empty() && view.preconditions.is_empty());
+        assert!(plan.stages[1].rehearse_writes_view().is_none());
+        let transform =
+            writes.replace("sql = \"INSERT INTO t VALUES (1)\"", "transform = \"copy\"");
+        let found = problems(&transform);
+        assert!(
+            found.iter().any(|(message, at)| message
+                == "a transform in [[stage.rehearse_writes]]: the application's writes are SQL"
+                && at == "\"copy\""),
+            "{found:#?}"
+        );
     }
 }
