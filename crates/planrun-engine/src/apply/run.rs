@@ -214,16 +214,7 @@ impl<'a> Runner<'a> {
         report.exit_code = report.outcome.exit_code();
         report.backup_file = run.backup_file;
         self.summarise(&mut report, &committed, options);
-        if let Err(error) = ledger::finish_run(
-            conn,
-            run_id,
-            report.outcome.ledger_label(),
-            report.backup_file.as_deref(),
-        ) {
-            report.summary.push(format!(
-                "the run's outcome could not be recorded in the ledger: {error}"
-            ));
-        }
+        ledger::finish_run_reported(conn, run_id, &mut report);
         Ok(report)
     }
 

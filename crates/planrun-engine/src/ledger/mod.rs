@@ -380,6 +380,21 @@ pub fn finish_run(
         ))
 }
 
+/// [`finish_run`] with `report`'s outcome and backup; a failure to record them is said
+/// in the report's summary rather than replacing what the run did.
+pub(crate) fn finish_run_reported(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    report: &mut planrun_report::RunReport,
+) {
+    let outcome = report.outcome.ledger_label();
+    if let Err(error) = finish_run(client, run_id, outcome, report.backup_file.as_deref()) {
+        report.summary.push(format!(
+            "the run's outcome could not be recorded in the ledger: {error}"
+        ));
+    }
+}
+
 /// Records the backup of a run as soon as it is complete, on `client`, a connection
 /// of its own: the stage it was taken for may still roll back, and planrun may be
 /// killed before the run ends.

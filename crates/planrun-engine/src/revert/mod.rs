@@ -187,16 +187,7 @@ impl Runner<'_> {
         self.revert_each(conn, &mut run, &chosen, &mut report, &mut findings)?;
         report.backup_file = run.backup_file;
         self.summarise_revert(&mut report, findings, options);
-        if let Err(error) = ledger::finish_run(
-            conn,
-            run_id,
-            report.outcome.ledger_label(),
-            report.backup_file.as_deref(),
-        ) {
-            report.summary.push(format!(
-                "the run's outcome could not be recorded in the ledger: {error}"
-            ));
-        }
+        ledger::finish_run_reported(conn, run_id, &mut report);
         Ok(report)
     }
 

@@ -14,11 +14,10 @@ use crate::error::EngineError;
 use crate::ledger::{self, ResultStatus, StageRecord};
 use crate::prepared::PreparedStage;
 use crate::revert::preflight::{refusal, rows_named};
-use crate::stage::atomic::set_timeouts;
+use crate::stage::atomic::{commit_if_passed, set_timeouts};
 use crate::stage::checks::{check_deferred_constraints, check_now, verify_stage};
 use crate::stage::context::{RunContext, StageContext};
 use crate::stage::gate::{take_backup, take_captures};
-use crate::stage::stage_failure::{fail_at, interrupted_before, plain_error};
 use crate::stage::stage_locks::take_stage_locks;
 use crate::stage::steps::run_steps;
 use planrun_report::{RevertRefusal, StageReport, StageStatus};
@@ -70,40 +69,13 @@ fn in_transaction<C: GenericClient>(
     started: Instant,
 ) -> Result<bool, EngineError> {
     let started_at = SystemTime::now();
-    let mut tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(error) => {
-            fail_at(cx.report, "BEGIN", &error);
-            return Ok(false);
-        }
-    };
-    let body = revert_body(&mut tx, cx, forward, findings)
-        .map(|passed| passed && !interrupted_before(cx.report, "COMMIT"));
-    match body {
-        Ok(true) => {
-            cx.run.observer.progress().phase("committing");
-            cx.report.duration_ms = started.elapsed().as_millis() as u64;
-            match record(&mut tx, cx, forward, started_at).map(|()| tx.commit()) {
-                Ok(Ok(())) => Ok(true),
-                Ok(Err(error)) => {
-                    fail_at(cx.report, "COMMIT", &error);
-                    Ok(false)
-                }
-                Err(error) => {
-                    cx.fail(plain_error(Some("ledger"), error.to_string()));
-                    Ok(false)
-                }
-            }
-        }
-        Ok(false) => {
-            let _ = tx.rollback();
-            Ok(false)
-        }
-        Err(error) => {
-            let _ = tx.rollback();
-            Err(error)
-        }
-    }
+    commit_if_passed(
+        conn,
+        cx,
+        started,
+        |tx, cx| revert_body(tx, cx, forward, findings),
+        |tx, cx| record(tx, cx, forward, started_at),
+    )
 }
 
 /// The revert's work; `Ok(true)` to commit, `Ok(false)` to roll back (the report says

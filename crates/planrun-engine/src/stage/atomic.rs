@@ -7,7 +7,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use postgres::GenericClient;
+use postgres::{GenericClient, Transaction};
 
 use crate::error::EngineError;
 use crate::prepared::PreparedStage;
@@ -60,6 +60,26 @@ fn in_transaction<C: GenericClient>(
     cx: &mut StageContext<'_, '_>,
     (started, started_at): (Instant, SystemTime),
 ) -> Result<bool, EngineError> {
+    commit_if_passed(
+        conn,
+        cx,
+        started,
+        |tx, cx| stage_body(tx, cx),
+        |tx, cx| record(tx, cx, started_at),
+    )
+}
+
+/// One transaction of a stage (applied, or reverted by `revert/`): `body` does the
+/// work and says whether to commit; then, unless an interrupt came first, `record`
+/// writes the ledger row and the transaction commits, else it rolls back. Whether it
+/// committed; `Err` only when planrun itself cannot go on.
+pub(crate) fn commit_if_passed<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    started: Instant,
+    body: impl FnOnce(&mut Transaction<'_>, &mut StageContext<'_, '_>) -> Result<bool, EngineError>,
+    record: impl FnOnce(&mut Transaction<'_>, &StageContext<'_, '_>) -> Result<(), EngineError>,
+) -> Result<bool, EngineError> {
     let mut tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(error) => {
@@ -67,13 +87,12 @@ fn in_transaction<C: GenericClient>(
             return Ok(false);
         }
     };
-    let body =
-        stage_body(&mut tx, cx).map(|passed| passed && !interrupted_before(cx.report, "COMMIT"));
+    let body = body(&mut tx, cx).map(|passed| passed && !interrupted_before(cx.report, "COMMIT"));
     match body {
         Ok(true) => {
             cx.run.observer.progress().phase("committing");
             cx.report.duration_ms = started.elapsed().as_millis() as u64;
-            match record(&mut tx, cx, started_at).map(|()| tx.commit()) {
+            match record(&mut tx, cx).map(|()| tx.commit()) {
                 Ok(Ok(())) => Ok(true),
                 Ok(Err(error)) => {
                     // A lost connection, or a check only COMMIT makes: nothing of
