@@ -138,7 +138,10 @@ mod tests {
             ),
             [
                 "memoir.collect_images",
+                "memoir.keep_legacy",
+                "memoir.link_section_images",
                 "memoir.split_chapters",
+                "memoir.unsplit_chapters",
                 "test.noop"
             ]
         );
