@@ -166,7 +166,7 @@ fn the_spec_worked_example_end_to_end() {
     );
 
     // Stage 5 drops chapter_sections.image; collecting again still works and adds nothing.
-    db.client.batch_execute(SECTION_IMAGE_FK).expect("stage 5");
+    db.stage_five();
     let report = db.run(&CollectImages, "").expect("collect after stage 5");
     assert_eq!(report.rows_written, 0);
     assert!(
@@ -483,11 +483,20 @@ fn params_are_checked_offline() {
 }
 
 #[test]
-fn register_adds_both_transforms() {
+fn register_adds_every_memoir_transform() {
     let mut registry = Registry::new();
     register(&mut registry);
     let names: Vec<&str> = registry.iter().map(|t| t.name()).collect();
-    assert_eq!(names, ["memoir.collect_images", "memoir.split_chapters"]);
+    assert_eq!(
+        names,
+        [
+            "memoir.collect_images",
+            "memoir.keep_legacy",
+            "memoir.link_section_images",
+            "memoir.split_chapters",
+            "memoir.unsplit_chapters",
+        ]
+    );
     for transform in registry.iter() {
         assert_eq!(transform.version(), "1");
         assert!(!transform.summary().is_empty());

@@ -302,7 +302,7 @@ fn stages_three_to_five(db: &mut Db) {
     db.run(&CollectImages, "").expect("collect");
     db.run(&CollectImages, "").expect("collect");
     run_sql(db, KEEP_SECTION_IMAGES);
-    run_sql(db, SECTION_IMAGE_FK);
+    db.stage_five();
 }
 
 /// Stages 5 to 3 reverted, as the plan runs them.
@@ -431,7 +431,7 @@ fn stage_five_reverted_gives_each_section_its_image_object_back() {
         "the data has a `\"caption\": null`"
     );
     run_sql(&mut db, KEEP_SECTION_IMAGES);
-    run_sql(&mut db, SECTION_IMAGE_FK);
+    db.stage_five();
     run_sql(&mut db, REVERT_SECTION_IMAGE_FK);
     assert_rows_eq(
         &db.sections(),

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use planrun_memoir::legacy::{create_legacy_schema, ImagesType};
-use planrun_memoir::{image_row, split_chapter};
+use planrun_memoir::{image_row, split_chapter, LinkSectionImages};
 use planrun_tempdb::TempCluster;
 use planrun_transform::{NoProgress, Transform, TransformContext, TransformError, TransformReport};
 use postgres::{Client, NoTls};
@@ -19,6 +19,10 @@ pub(crate) const IMAGES_SCHEMA: &str =
     include_str!("../../../../plans/memoir/03_images_schema.sql");
 pub(crate) const SECTION_IMAGE_FK: &str =
     include_str!("../../../../plans/memoir/05_section_image_fk.sql");
+pub(crate) const VALIDATE_IMAGE_FK: &str =
+    include_str!("../../../../plans/memoir/05_validate_image_fk.sql");
+pub(crate) const DROP_SECTION_IMAGE: &str =
+    include_str!("../../../../plans/memoir/05_drop_section_image.sql");
 pub(crate) const SESSION: &str = include_str!("../../../../plans/memoir/session.sql");
 
 pub(crate) const SEED: u64 = 20_240_601;
@@ -32,6 +36,19 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// Stage 5's steps as the plan runs them in atomic mode: `image_id` and its key
+    /// (NOT VALID), `memoir.link_section_images`, the key validated, `image` dropped.
+    pub(crate) fn stage_five(&mut self) {
+        self.client
+            .batch_execute(SECTION_IMAGE_FK)
+            .expect("image_id");
+        self.run(&LinkSectionImages, "")
+            .expect("link section images");
+        self.client
+            .batch_execute(&format!("{VALIDATE_IMAGE_FK}\n{DROP_SECTION_IMAGE}"))
+            .expect("validate the key, drop image");
+    }
+
     pub(crate) fn legacy(images: ImagesType) -> Db {
         let cluster = TempCluster::start().expect("start a temporary cluster");
         let url = cluster.create_database("memoir").expect("create database");
