@@ -589,3 +589,92 @@ fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary(
         );
     }
 }
+
+/// `apply` of `dir`'s plan to `tenant` alone.
+fn apply_one(dir: &Path, tenant: &Tenant) {
+    let output = planrun(
+        PLANRUN,
+        dir,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &tenant.url(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing() {
+    let plan = plan_dir();
+    let tenants = tenants("p", 6);
+    let older = memoir_plan_edited(|text| {
+        format!(
+            "{text}\n{}",
+            MARKED_STAGE.replace("split by planrun", "split by planrun 0.9")
+        )
+    });
+    apply_one(older.path(), &tenants[4]);
+    apply_one(plan.path(), &tenants[1]);
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 4\nmax_parallel_per_host = 1",
+        "[[wave]]\nname = \"canary\"\ntargets = [\"p-01\"]\n\n[[wave]]\nname = \"rest\"\ntargets = [\"*\"]\n",
+    );
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &["plan", "memoir.toml", "--fleet", &fleet, "--format", "json"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(14), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "drift");
+    let waves = report["waves"].as_array().expect("waves");
+    assert_eq!(waves.len(), 2);
+    assert_eq!(waves[0]["targets"][0]["name"], "p-01");
+    assert_eq!(
+        waves[0]["targets"][0]["would_run"]
+            .as_array()
+            .expect("would_run")
+            .len(),
+        STAGES as usize,
+        "{report}"
+    );
+    let rest = waves[1]["targets"].as_array().expect("targets");
+    let state = |name: &str| {
+        rest.iter()
+            .find(|target| target["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the second wave: {report}"))
+    };
+    assert_eq!(state("p-02")["state"], "nothing_to_do");
+    assert_eq!(state("p-05")["state"], "drifted");
+    assert!(
+        state("p-05")["drift"][0]
+            .as_str()
+            .is_some_and(|drift| drift.starts_with("tenant_marked")),
+        "{report}"
+    );
+    assert_eq!(state("p-03")["state"], "would_apply");
+    assert_eq!(report["counts"]["would_apply"], 4);
+    for tenant in [&tenants[0], &tenants[2], &tenants[3], &tenants[5]] {
+        assert!(!tenant.has_ledger(), "{}: plan wrote nothing", tenant.name);
+    }
+
+    let text = planrun(
+        PLANRUN,
+        plan.path(),
+        &["plan", "memoir.toml", "--fleet", &fleet],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("wave canary: 1 targets") && stdout.contains("drifted: tenant_marked"),
+        "{}",
+        describe(&text)
+    );
+}

@@ -313,6 +313,11 @@ pub(crate) struct PlanCommandArgs {
     /// With --revert: the stage to go back to, or `start`.
     #[arg(long, value_name = "STAGE|start", requires = "revert")]
     pub to: Option<String>,
+    /// What `plan` says of every database of the fleet file FILE, wave by wave
+    /// (docs/fleet.md): read-only, within the fleet's limits; exit 14 when a target
+    /// drifted.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database_url", "revert"])]
+    pub fleet: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

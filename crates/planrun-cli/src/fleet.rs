@@ -82,7 +82,7 @@ pub(crate) fn check_fleet(path: &Path) -> i32 {
     exit_codes::SUCCESS
 }
 
-fn plan_and_fleet(
+pub(crate) fn plan_and_fleet(
     plan: &crate::args::PlanArg,
     fleet: &Path,
     registry: &Registry,
@@ -94,7 +94,7 @@ fn plan_and_fleet(
     Ok((plan, fleet))
 }
 
-fn cwd() -> PathBuf {
+pub(crate) fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 

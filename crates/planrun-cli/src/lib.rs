@@ -35,6 +35,7 @@ mod completions;
 mod demo;
 mod documents;
 mod fleet;
+mod fleet_plan;
 mod html_report;
 mod init;
 mod json_lines;

@@ -229,8 +229,17 @@ pub const FLEET_STATUS: Format = Format {
     describes: "planrun status --fleet --format json: each target's stage states and last run, and the targets grouped by the fingerprint of the schema the plan touches",
 };
 
+/// `planrun plan PLAN --fleet FILE --format json`.
+pub const FLEET_PLAN: Format = Format {
+    name: "planrun.fleet-plan",
+    version: 1,
+    timing: Timing::Span,
+    outcomes: &[WouldApply, NothingToDo, Drift, Error],
+    describes: "planrun plan --fleet --format json: per target, wave by wave, the stages apply would run now and the drift; nothing was written",
+};
+
 /// Every document planrun prints.
-pub const ALL: [&Format; 13] = [
+pub const ALL: [&Format; 14] = [
     &APPLY,
     &REVERT,
     &PLAN,
@@ -244,6 +253,7 @@ pub const ALL: [&Format; 13] = [
     &ERROR,
     &FLEET_APPLY,
     &FLEET_STATUS,
+    &FLEET_PLAN,
 ];
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 mod gate;
 mod load;
 mod model;
+mod pool;
+mod preview;
 mod problem;
 mod queue;
 mod resolve;
@@ -20,6 +22,7 @@ mod target_run;
 pub use gate::DURATION_FLOOR;
 pub use load::{load, parse};
 pub use model::{Connection, Fleet, FleetTarget, Gate, OnDrift, Wave};
+pub use preview::plan_fleet;
 pub use problem::{FleetError, FleetErrors, FleetProblem};
 pub use resolve::{resolve_targets, ResolvedTarget};
 pub use rollout::{apply_fleet, FleetProgress, Quiet, RolloutOptions, WaveTally};

@@ -1,6 +1,7 @@
 //! The fleet documents: `planrun.fleet-apply` (a plan rolled out to many databases in
 //! waves: each target's state, and why the rollout stopped if it did) and
-//! `planrun.fleet-status` (each target's ledger, grouped by schema fingerprint).
+//! `planrun.fleet-status` (each target's ledger, grouped by schema fingerprint) and
+//! `planrun.fleet-plan` (what `plan` says of each target, by wave).
 
 use serde::Serialize;
 
@@ -93,4 +94,42 @@ pub struct TargetStatus {
 pub struct FingerprintGroup {
     pub fingerprint: String,
     pub targets: Vec<String>,
+}
+
+/// `plan --fleet`: what `planrun plan` says of each target, wave by wave; nothing
+/// was written.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FleetPlan {
+    pub plan: String,
+    pub fleet: String,
+    pub waves: Vec<WavePlan>,
+    /// Counts of `waves[].targets[].state`, e.g. `{"would_apply": 29, "drifted": 1}`.
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WavePlan {
+    pub name: String,
+    pub targets: Vec<TargetPlan>,
+}
+
+/// One target's preview.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TargetPlan {
+    pub name: String,
+    pub host: String,
+    /// `would_apply`, `nothing_to_do`, `drifted` (an applied stage changed since),
+    /// `blocked` (a precondition refuses now) or `error` (could not be previewed).
+    pub state: String,
+    /// The single-database `plan`'s outcome code, when it ran.
+    pub outcome: Option<String>,
+    /// The stages `apply` would run on this target now, in order (those waiting for
+    /// an earlier one included).
+    pub would_run: Vec<String>,
+    /// The stages whose skip rule holds now.
+    pub would_skip: Vec<String>,
+    /// Per drifted stage: `stage: what changed`.
+    pub drift: Vec<String>,
+    /// Why it is blocked or could not be previewed, in one line.
+    pub message: Option<String>,
 }
