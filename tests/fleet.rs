@@ -678,3 +678,116 @@ fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing
         describe(&text)
     );
 }
+
+/// `rehearse --fleet` of `fleet` into `<plan dir>/reports`: its document.
+fn rehearse_fleet(dir: &Path, fleet: &str) -> serde_json::Value {
+    let output = planrun(
+        PLANRUN,
+        dir,
+        &[
+            "rehearse",
+            "memoir.toml",
+            "--fleet",
+            fleet,
+            "--report-dir",
+            "reports",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    json(&output)
+}
+
+#[test]
+fn rehearse_rehearses_one_target_per_schema_group_and_records_each_report() {
+    let plan = plan_dir();
+    let tenants = tenants("r", 4);
+    tenants[2]
+        .client()
+        .batch_execute("ALTER TABLE chapters ADD COLUMN subtitle text")
+        .expect("one tenant differs");
+    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 2", "");
+    let record = rehearse_fleet(plan.path(), &fleet);
+    let groups = record["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{record}");
+    assert_eq!(groups[0]["representative"], "r-01");
+    assert_eq!(
+        groups[0]["targets"],
+        serde_json::json!(["r-01", "r-02", "r-04"])
+    );
+    assert_eq!(groups[1]["representative"], "r-03");
+    assert_eq!(groups[1]["targets"], serde_json::json!(["r-03"]));
+    for group in groups {
+        assert_eq!(group["passed"], true, "{group}");
+        let file = plan
+            .path()
+            .join("reports")
+            .join(group["report"].as_str().expect("a report file"));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("the report"))
+                .expect("JSON");
+        assert_eq!(report["format"], "planrun.rehearsal");
+    }
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(plan.path().join("reports/memoir-fleet.json"))
+            .expect("the fleet's record"),
+    )
+    .expect("JSON");
+    assert_eq!(saved["groups"], record["groups"]);
+    for tenant in &tenants {
+        assert!(
+            !tenant.has_ledger(),
+            "{}: rehearsed on a copy only",
+            tenant.name
+        );
+    }
+}
+
+#[test]
+fn apply_requiring_rehearsal_refuses_alone_the_target_whose_schema_was_not_rehearsed() {
+    let plan = plan_dir();
+    let tenants = tenants("q", 4);
+    let rehearsed = write_fleet(plan.path(), &tenants[..3], "max_parallel = 2", "");
+    rehearse_fleet(plan.path(), &rehearsed);
+    tenants[3]
+        .client()
+        .batch_execute("ALTER TABLE chapters ADD COLUMN subtitle text")
+        .expect("the tenant added since differs");
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 2\non_drift = \"skip\"",
+        "",
+    );
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--require-rehearsal",
+            "reports",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(18), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "rehearsal_required");
+    for (_, name, state) in target_states(&report) {
+        let expected = if name == "q-04" { "refused" } else { "applied" };
+        assert_eq!(state, expected, "{name}: {report}");
+    }
+    assert!(!tenants[3].has_ledger(), "the refused target is untouched");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("q-04: refused by --require-rehearsal: no rehearsal of its schema"),
+        "{stderr}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
 use planrun_engine::rehearse::RehearsalReport;
-use planrun_engine::{FleetPlan, FleetReport, FleetStatus, ResetReport, RunBody, StatusReport};
+use planrun_engine::{FleetPlan, FleetRehearsal, FleetReport, FleetStatus, ResetReport, RunBody, StatusReport};
 use planrun_plan::{
     Dag, JsonGraph, LabelInfo, Plan, PlanErrors, ProblemKind, StageLockImpact, StepKind, TableLock,
 };
@@ -67,6 +67,10 @@ pub fn json_schemas() -> Vec<(&'static Format, Schema)> {
         (
             &format::FLEET_PLAN,
             schema::<Document<FleetPlan>>(&format::FLEET_PLAN),
+        ),
+        (
+            &format::FLEET_REHEARSAL,
+            schema::<Document<FleetRehearsal>>(&format::FLEET_REHEARSAL),
         ),
     ]
 }

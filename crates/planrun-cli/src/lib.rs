@@ -36,6 +36,7 @@ mod demo;
 mod documents;
 mod fleet;
 mod fleet_plan;
+mod fleet_rehearse;
 mod html_report;
 mod init;
 mod json_lines;

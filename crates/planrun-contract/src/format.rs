@@ -215,6 +215,7 @@ pub const FLEET_APPLY: Format = Format {
         NothingToDo,
         Drift,
         FleetHalted,
+        RehearsalRequired,
         Interrupted,
     ],
     describes: "planrun apply --fleet --format json: the fleet's waves, each target's state and run, and why the rollout stopped if it did",
@@ -238,8 +239,30 @@ pub const FLEET_PLAN: Format = Format {
     describes: "planrun plan --fleet --format json: per target, wave by wave, the stages apply would run now and the drift; nothing was written",
 };
 
+/// `planrun rehearse PLAN --fleet FILE --format json`, and the fleet's record
+/// `<plan>-fleet.json` in the report directory.
+pub const FLEET_REHEARSAL: Format = Format {
+    name: "planrun.fleet-rehearsal",
+    version: 1,
+    timing: Timing::Span,
+    outcomes: &[
+        Ok,
+        PreconditionFailed,
+        VerificationFailed,
+        StepFailed,
+        Drift,
+        Locked,
+        CannotConnect,
+        OverBudget,
+        RevertUnproved,
+        Interrupted,
+        Error,
+    ],
+    describes: "planrun rehearse --fleet --format json: one rehearsal per schema-fingerprint group, of its first target, and each group's report file",
+};
+
 /// Every document planrun prints.
-pub const ALL: [&Format; 14] = [
+pub const ALL: [&Format; 15] = [
     &APPLY,
     &REVERT,
     &PLAN,
@@ -254,6 +277,7 @@ pub const ALL: [&Format; 14] = [
     &FLEET_APPLY,
     &FLEET_STATUS,
     &FLEET_PLAN,
+    &FLEET_REHEARSAL,
 ];
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub(crate) fn gate_failures(
     let mut failures = Vec::new();
     match run.state.as_str() {
         "applied" | "nothing_to_do" | "would_apply" => {}
-        "drifted" if on_drift == OnDrift::Skip => {}
+        "drifted" | "refused" if on_drift == OnDrift::Skip => {}
         state => failures.push(format!(
             "{}: {state}{}",
             run.name,

@@ -56,6 +56,14 @@ pub(crate) fn not_started(resolved: &ResolvedTarget) -> TargetRun {
     run
 }
 
+/// A target `--require-rehearsal` refused: untouched.
+pub(crate) fn refused(resolved: &ResolvedTarget, why: &str) -> TargetRun {
+    let mut run = error_run(resolved, why.to_owned(), Instant::now());
+    run.state = "refused".into();
+    run.exit_code = Some(planrun_engine::exit_codes::REHEARSAL_REQUIRED);
+    run
+}
+
 fn error_run(resolved: &ResolvedTarget, message: String, started: Instant) -> TargetRun {
     TargetRun {
         name: resolved.name.clone(),

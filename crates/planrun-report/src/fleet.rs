@@ -40,8 +40,9 @@ pub struct TargetRun {
     /// The server, `host:port`, whose `max_parallel_per_host` it counts against.
     pub host: String,
     /// `applied`, `nothing_to_do`, `would_apply` (dry run), `failed`, `drifted`,
-    /// `interrupted`, `error` (could not connect, locked for too long, ...), or
-    /// `not_started`.
+    /// `interrupted`, `error` (could not connect, locked for too long, ...),
+    /// `refused` (`--require-rehearsal`: no passing rehearsal of its schema; not
+    /// touched), or `not_started`.
     pub state: String,
     /// The single-database run's outcome code (`applied`, `verification_failed`, ...),
     /// when it ran.
@@ -131,5 +132,43 @@ pub struct TargetPlan {
     /// Per drifted stage: `stage: what changed`.
     pub drift: Vec<String>,
     /// Why it is blocked or could not be previewed, in one line.
+    pub message: Option<String>,
+}
+
+/// `rehearse --fleet`: one rehearsal per schema-fingerprint group; also the fleet's
+/// record `<plan>-fleet.json` in the report directory, which
+/// `apply --fleet --require-rehearsal DIR` reads.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct FleetRehearsal {
+    pub plan: String,
+    /// The plan's checksum when it was rehearsed.
+    pub plan_checksum: String,
+    pub fleet: String,
+    /// Largest group first.
+    pub groups: Vec<RehearsedGroup>,
+    /// The targets whose schema could not be fingerprinted, `name: why`: in no group,
+    /// so `apply --require-rehearsal` refuses them.
+    pub unreachable: Vec<String>,
+}
+
+/// One fingerprint group and the rehearsal of its representative.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RehearsedGroup {
+    pub fingerprint: String,
+    /// The group's first target in file order: the one rehearsed.
+    pub representative: String,
+    /// The representative's database name, as its rehearsal report records it.
+    pub database: String,
+    /// Every target of the group, the representative first.
+    pub targets: Vec<String>,
+    /// The rehearsal report's file name in the report directory.
+    pub report: Option<String>,
+    /// The rehearsal's outcome code (`applied`, `verification_failed`, ...), or
+    /// `error` when it could not run.
+    pub outcome: String,
+    /// The exit code `planrun rehearse` would have ended with on it.
+    pub exit_code: i32,
+    pub passed: bool,
+    /// Why the rehearsal could not run.
     pub message: Option<String>,
 }
