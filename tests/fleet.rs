@@ -791,3 +791,104 @@ fn apply_requiring_rehearsal_refuses_alone_the_target_whose_schema_was_not_rehea
         "{stderr}"
     );
 }
+
+#[test]
+fn a_standby_replaying_behind_the_gate_s_max_replica_lag_halts_the_rollout() {
+    // A cluster of its own: its standby's paused replay must not slow the other tests.
+    let cluster = TempCluster::start().expect("a throwaway PostgreSQL starts");
+    let lagging: Vec<String> = (1..=2)
+        .map(|i| {
+            let url = cluster.create_database(&format!("lag_{i}")).expect("a tenant");
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            create_legacy_schema(&mut client, ImagesType::Jsonb).expect("legacy schema");
+            load_legacy(&mut client, 5, 20, ImagesType::Jsonb).expect("legacy data");
+            url
+        })
+        .collect();
+    let replica = cluster.start_replica().expect("a streaming replica starts");
+    replica
+        .wait_until_streaming(Duration::from_secs(60))
+        .expect("the replica streams");
+    replica.pause_replay().expect("replay paused");
+    cluster
+        .psql(
+            "postgres",
+            "CREATE TABLE wal_filler AS SELECT g FROM generate_series(1, 20000) g",
+        )
+        .expect("WAL the standby does not replay");
+    planrun_tests::wait_until(
+        "the standby replays over a second behind",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .psql(
+                    "postgres",
+                    "SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) > 1.5 FROM pg_stat_replication",
+                )
+                .expect("pg_stat_replication")
+                .trim()
+                == "t"
+        },
+    );
+    let plan = plan_dir();
+    let canary = &tenants("l", 1)[0];
+    let mut text = format!(
+        "[[target]]\nname = \"{}\"\nurl = \"{}\"\n\n",
+        canary.name,
+        canary.url()
+    );
+    for (i, url) in lagging.iter().enumerate() {
+        text.push_str(&format!(
+            "[[target]]\nname = \"lag-{}\"\nurl = \"{url}\"\n\n",
+            i + 1
+        ));
+    }
+    text.push_str(
+        "[[wave]]\nname = \"canary\"\ntargets = [\"l-01\"]\n[wave.gate]\nmax_replica_lag = \"1s\"\n\n\
+         [[wave]]\nname = \"second\"\ntargets = [\"lag-1\"]\n[wave.gate]\nmax_replica_lag = \"1s\"\n\n\
+         [[wave]]\nname = \"rest\"\ntargets = [\"*\"]\n",
+    );
+    std::fs::write(plan.path().join("fleet.toml"), text).expect("write the fleet file");
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            "fleet.toml",
+            "--no-backup",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    replica.resume_replay().expect("replay resumed");
+    assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
+    let report = json(&output);
+    let states: Vec<(String, String)> = target_states(&report)
+        .into_iter()
+        .map(|(_, name, state)| (name, state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("l-01".to_owned(), "applied".to_owned()),
+            ("lag-1".to_owned(), "applied".to_owned()),
+            ("lag-2".to_owned(), "not_started".to_owned()),
+        ]
+    );
+    assert!(report["waves"][0]["targets"][0]["replica_lag_ms"].is_null());
+    assert!(
+        report["waves"][1]["targets"][0]["replica_lag_ms"]
+            .as_u64()
+            .is_some_and(|lag| lag > 1000),
+        "{report}"
+    );
+    assert!(
+        report["halted"]
+            .as_str()
+            .is_some_and(|why| why.contains("lag-1") && why.contains("max_replica_lag")),
+        "{report}"
+    );
+}

@@ -18,7 +18,7 @@ use crate::gate::{canary_of, gate_failures, Canary};
 use crate::model::{Fleet, OnDrift, Wave};
 use crate::queue::WaveQueue;
 use crate::resolve::ResolvedTarget;
-use crate::target_run::{apply_target, not_started, refused, Attempt};
+use crate::target_run::{apply_target, not_started, refused, replica_lag, Attempt};
 
 /// Hears about the rollout while it happens (the CLI's progress view on stderr).
 pub trait FleetProgress: Sync {
@@ -271,11 +271,35 @@ impl WaveRun<'_, '_> {
                 Some(why) => Attempt::Done(refused(resolved, why)),
                 None => apply_target(self.runner, resolved, &self.options.apply),
             };
+            let attempt = self.with_replica_lag(resolved, attempt);
             state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.tally.running -= 1;
             self.settle(&mut state, index, attempt);
             self.changed.notify_all();
         }
+    }
+
+    /// With `max_replica_lag` in the wave's gate, a target that finished applied (or
+    /// with nothing to do) gets its server's replica lag read now; one whose lag
+    /// cannot be read is an `error`, failing the gate closed.
+    fn with_replica_lag(&self, resolved: &ResolvedTarget, attempt: Attempt) -> Attempt {
+        let Attempt::Done(mut run) = attempt else {
+            return attempt;
+        };
+        if self.wave.gate.max_replica_lag.is_some()
+            && matches!(run.state.as_str(), "applied" | "nothing_to_do")
+        {
+            match replica_lag(resolved) {
+                Ok(lag) => run.replica_lag_ms = lag,
+                Err(error) => {
+                    run.state = "error".into();
+                    run.message = Some(planrun_engine::redact(&format!(
+                        "applied, but its replica lag could not be read: {error}"
+                    )));
+                }
+            }
+        }
+        Attempt::Done(run)
     }
 
     fn settle(&self, state: &mut WaveState, index: usize, attempt: Attempt) {

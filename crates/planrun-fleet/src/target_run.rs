@@ -56,6 +56,26 @@ pub(crate) fn not_started(resolved: &ResolvedTarget) -> TargetRun {
     run
 }
 
+/// The worst standby's replay lag (ms) on `resolved`'s server now, from its
+/// `pg_stat_replication` (the same reading as the online stages' throttle);
+/// `Ok(None)` when no standby reports one.
+pub(crate) fn replica_lag(resolved: &ResolvedTarget) -> Result<Option<u64>, String> {
+    let target = resolved.target.as_ref().map_err(Clone::clone)?;
+    let mut client = target
+        .connect("planrun apply --fleet: replica lag")
+        .map_err(|error| error.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT (max(extract(epoch FROM replay_lag)) * 1000)::float8 \
+             FROM pg_catalog.pg_stat_replication",
+            &[],
+        )
+        .map_err(|error| format!("cannot read pg_stat_replication: {error}"))?;
+    Ok(row
+        .get::<_, Option<f64>>(0)
+        .map(|lag| lag.max(0.0) as u64))
+}
+
 /// A target `--require-rehearsal` refused: untouched.
 pub(crate) fn refused(resolved: &ResolvedTarget, why: &str) -> TargetRun {
     let mut run = error_run(resolved, why.to_owned(), Instant::now());
@@ -77,6 +97,7 @@ fn error_run(resolved: &ResolvedTarget, message: String, started: Instant) -> Ta
         message: Some(planrun_engine::redact(&message)),
         stage_durations_ms: Default::default(),
         longest_lock_wait_ms: 0,
+        replica_lag_ms: None,
     }
 }
 
@@ -112,6 +133,7 @@ fn from_report(resolved: &ResolvedTarget, report: &RunReport, started: Instant) 
             .flat_map(|stage| stage.locks.iter().map(|lock| lock.waited_ms))
             .max()
             .unwrap_or(0),
+        replica_lag_ms: None,
     }
 }
 

@@ -60,6 +60,10 @@ pub struct TargetRun {
     pub stage_durations_ms: std::collections::BTreeMap<String, u64>,
     /// The longest wait for a stage's declared locks (ms).
     pub longest_lock_wait_ms: u64,
+    /// The worst standby's replay lag (ms) on the target's server as soon as it
+    /// finished, read only when its wave's gate has `max_replica_lag`; `None` when
+    /// not read or no standby reports one.
+    pub replica_lag_ms: Option<u64>,
 }
 
 /// `status --fleet`: each target's ledger, and the targets grouped by schema.
