@@ -610,7 +610,7 @@ fn apply_one(dir: &Path, tenant: &Tenant) {
 #[test]
 fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing() {
     let plan = plan_dir();
-    let tenants = tenants("p", 6);
+    let tenants = tenants("v", 6);
     let older = memoir_plan_edited(|text| {
         format!(
             "{text}\n{}",
@@ -623,7 +623,7 @@ fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing
         plan.path(),
         &tenants,
         "max_parallel = 4\nmax_parallel_per_host = 1",
-        "[[wave]]\nname = \"canary\"\ntargets = [\"p-01\"]\n\n[[wave]]\nname = \"rest\"\ntargets = [\"*\"]\n",
+        "[[wave]]\nname = \"canary\"\ntargets = [\"v-01\"]\n\n[[wave]]\nname = \"rest\"\ntargets = [\"*\"]\n",
     );
     let output = planrun(
         PLANRUN,
@@ -636,7 +636,7 @@ fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing
     assert_eq!(report["outcome"], "drift");
     let waves = report["waves"].as_array().expect("waves");
     assert_eq!(waves.len(), 2);
-    assert_eq!(waves[0]["targets"][0]["name"], "p-01");
+    assert_eq!(waves[0]["targets"][0]["name"], "v-01");
     assert_eq!(
         waves[0]["targets"][0]["would_run"]
             .as_array()
@@ -651,15 +651,15 @@ fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing
             .find(|target| target["name"] == name)
             .unwrap_or_else(|| panic!("{name} in the second wave: {report}"))
     };
-    assert_eq!(state("p-02")["state"], "nothing_to_do");
-    assert_eq!(state("p-05")["state"], "drifted");
+    assert_eq!(state("v-02")["state"], "nothing_to_do");
+    assert_eq!(state("v-05")["state"], "drifted");
     assert!(
-        state("p-05")["drift"][0]
+        state("v-05")["drift"][0]
             .as_str()
             .is_some_and(|drift| drift.starts_with("tenant_marked")),
         "{report}"
     );
-    assert_eq!(state("p-03")["state"], "would_apply");
+    assert_eq!(state("v-03")["state"], "would_apply");
     assert_eq!(report["counts"]["would_apply"], 4);
     for tenant in [&tenants[0], &tenants[2], &tenants[3], &tenants[5]] {
         assert!(!tenant.has_ledger(), "{}: plan wrote nothing", tenant.name);
@@ -798,7 +798,9 @@ fn a_standby_replaying_behind_the_gate_s_max_replica_lag_halts_the_rollout() {
     let cluster = TempCluster::start().expect("a throwaway PostgreSQL starts");
     let lagging: Vec<String> = (1..=2)
         .map(|i| {
-            let url = cluster.create_database(&format!("lag_{i}")).expect("a tenant");
+            let url = cluster
+                .create_database(&format!("lag_{i}"))
+                .expect("a tenant");
             let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
             create_legacy_schema(&mut client, ImagesType::Jsonb).expect("legacy schema");
             load_legacy(&mut client, 5, 20, ImagesType::Jsonb).expect("legacy data");

@@ -5,7 +5,9 @@
 
 use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
 use planrun_engine::rehearse::RehearsalReport;
-use planrun_engine::{FleetPlan, FleetRehearsal, FleetReport, FleetStatus, ResetReport, RunBody, StatusReport};
+use planrun_engine::{
+    FleetPlan, FleetRehearsal, FleetReport, FleetStatus, ResetReport, RunBody, StatusReport,
+};
 use planrun_plan::{
     Dag, JsonGraph, LabelInfo, Plan, PlanErrors, ProblemKind, StageLockImpact, StepKind, TableLock,
 };

@@ -125,7 +125,9 @@ pub(crate) fn apply(
                 Err((code, message)) => {
                     say_err!("error: {message}");
                     if args.format == ReportFormat::Json {
-                        print_json(&ErrorBody::new("apply", Some(&plan.name), message).document(code));
+                        print_json(
+                            &ErrorBody::new("apply", Some(&plan.name), message).document(code),
+                        );
                     }
                     return code;
                 }

@@ -19,8 +19,7 @@ use crate::fleet::{cwd, plan_and_fleet};
 /// `rehearse PLAN --fleet FILE`.
 pub(crate) fn run(args: &RehearseArgs, fleet: &Path, registry: &Registry) -> i32 {
     let started = chrono::Local::now();
-    let (plan, fleet) = match plan_and_fleet(&args.plan, fleet, registry, "rehearse", args.format)
-    {
+    let (plan, fleet) = match plan_and_fleet(&args.plan, fleet, registry, "rehearse", args.format) {
         Ok(pair) => pair,
         Err(code) => return code,
     };

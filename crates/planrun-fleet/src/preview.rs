@@ -99,9 +99,10 @@ fn fill(plan: &mut TargetPlan, report: &RunReport) {
         match stage.status {
             StageStatus::WouldRun | StageStatus::Waiting => plan.would_run.push(stage.id.clone()),
             StageStatus::WouldSkip => plan.would_skip.push(stage.id.clone()),
-            StageStatus::Drifted => plan
-                .drift
-                .push(format!("{}: {}", stage.id, stage.drift.join("; "))),
+            StageStatus::Drifted => {
+                plan.drift
+                    .push(format!("{}: {}", stage.id, stage.drift.join("; ")))
+            }
             _ => {}
         }
     }

@@ -94,7 +94,9 @@ pub fn rehearse_fleet(
     if let Ok(text) = serde_json::to_string_pretty(&record) {
         let name = format!("{}-fleet.json", plan.name);
         if let Err(error) = dir.replace(&name, (text + "\n").as_bytes()) {
-            note(&format!("error: cannot write the fleet's record {name}: {error}"));
+            note(&format!(
+                "error: cannot write the fleet's record {name}: {error}"
+            ));
             code = exit_codes::ERROR;
         }
     }
@@ -149,10 +151,15 @@ fn rehearse_one(
     dir: &PrivateDir,
 ) -> Result<(PathBuf, String, i32), (i32, String)> {
     let failed = |error: rehearse::RehearseError| (error.exit_code(), error.to_string());
-    let rehearsal = rehearse::rehearse(runner, target, options, &Silent, &|_| {}).map_err(failed)?;
+    let rehearsal =
+        rehearse::rehearse(runner, target, options, &Silent, &|_| {}).map_err(failed)?;
     let file = rehearse::write_report(&rehearsal.report, dir).map_err(failed)?;
     let envelope = &rehearsal.report.envelope;
-    Ok((file, envelope.outcome.as_str().to_owned(), envelope.exit_code))
+    Ok((
+        file,
+        envelope.outcome.as_str().to_owned(),
+        envelope.exit_code,
+    ))
 }
 
 /// What `apply --fleet --require-rehearsal DIR` needs besides the fleet: the stages
@@ -207,7 +214,11 @@ pub fn refused_targets(
 
 /// Why the group of fingerprint `print` has no rehearsal this apply may rely on.
 fn group_verdict(record: &FleetRehearsal, print: &str, need: &RehearsalNeed<'_>) -> Option<String> {
-    let Some(group) = record.groups.iter().find(|group| group.fingerprint == print) else {
+    let Some(group) = record
+        .groups
+        .iter()
+        .find(|group| group.fingerprint == print)
+    else {
         return Some(format!(
             "no rehearsal of its schema (fingerprint {print}) in the fleet's record; rehearse the fleet again"
         ));

@@ -268,7 +268,7 @@ impl WaveRun<'_, '_> {
             let resolved = &self.targets[index];
             self.progress.target_started(&resolved.name, &resolved.host);
             let attempt = match self.options.refused.get(&resolved.name) {
-                Some(why) => Attempt::Done(refused(resolved, why)),
+                Some(why) => Attempt::Done(Box::new(refused(resolved, why))),
                 None => apply_target(self.runner, resolved, &self.options.apply),
             };
             let attempt = self.with_replica_lag(resolved, attempt);
@@ -322,7 +322,7 @@ impl WaveRun<'_, '_> {
                 ));
                 run
             }
-            Attempt::Done(run) => run,
+            Attempt::Done(run) => *run,
         };
         state.queue.finished(&resolved.host);
         run.revisits = state.locked.get(&index).map_or(0, |(count, _)| *count);

@@ -12,7 +12,7 @@ use crate::resolve::ResolvedTarget;
 
 /// How one attempt at a target ended.
 pub(crate) enum Attempt {
-    Done(TargetRun),
+    Done(Box<TargetRun>),
     /// Another process holds the target's plan lock: look again later.
     LockedElsewhere,
 }
@@ -27,7 +27,9 @@ pub(crate) fn apply_target(
     let started = Instant::now();
     let target = match &resolved.target {
         Ok(target) => target,
-        Err(reason) => return Attempt::Done(error_run(resolved, reason.clone(), started)),
+        Err(reason) => {
+            return Attempt::Done(Box::new(error_run(resolved, reason.clone(), started)))
+        }
     };
     let mut options = options.clone();
     options.lock_wait = Duration::ZERO;
@@ -37,14 +39,14 @@ pub(crate) fn apply_target(
         .as_deref()
         .map(|dir: &Path| dir.join(&resolved.name));
     match runner.apply(target, &options, &Silent) {
-        Ok(report) => Attempt::Done(from_report(resolved, &report, started)),
+        Ok(report) => Attempt::Done(Box::new(from_report(resolved, &report, started))),
         Err(EngineError::Locked { .. }) => Attempt::LockedElsewhere,
         Err(EngineError::Interrupted(message)) => {
             let mut run = error_run(resolved, message, started);
             run.state = "interrupted".into();
-            Attempt::Done(run)
+            Attempt::Done(Box::new(run))
         }
-        Err(error) => Attempt::Done(error_run(resolved, error.to_string(), started)),
+        Err(error) => Attempt::Done(Box::new(error_run(resolved, error.to_string(), started))),
     }
 }
 
@@ -71,9 +73,7 @@ pub(crate) fn replica_lag(resolved: &ResolvedTarget) -> Result<Option<u64>, Stri
             &[],
         )
         .map_err(|error| format!("cannot read pg_stat_replication: {error}"))?;
-    Ok(row
-        .get::<_, Option<f64>>(0)
-        .map(|lag| lag.max(0.0) as u64))
+    Ok(row.get::<_, Option<f64>>(0).map(|lag| lag.max(0.0) as u64))
 }
 
 /// A target `--require-rehearsal` refused: untouched.
