@@ -589,3 +589,308 @@ fn sigint_mid_wave_leaves_every_target_applied_or_untouched_at_a_stage_boundary(
         );
     }
 }
+
+/// `apply` of `dir`'s plan to `tenant` alone.
+fn apply_one(dir: &Path, tenant: &Tenant) {
+    let output = planrun(
+        PLANRUN,
+        dir,
+        &[
+            "apply",
+            "memoir.toml",
+            "--no-backup",
+            "--database-url",
+            &tenant.url(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn plan_says_per_target_by_wave_what_would_run_and_which_drifted_writing_nothing() {
+    let plan = plan_dir();
+    let tenants = tenants("v", 6);
+    let older = memoir_plan_edited(|text| {
+        format!(
+            "{text}\n{}",
+            MARKED_STAGE.replace("split by planrun", "split by planrun 0.9")
+        )
+    });
+    apply_one(older.path(), &tenants[4]);
+    apply_one(plan.path(), &tenants[1]);
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 4\nmax_parallel_per_host = 1",
+        "[[wave]]\nname = \"canary\"\ntargets = [\"v-01\"]\n\n[[wave]]\nname = \"rest\"\ntargets = [\"*\"]\n",
+    );
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &["plan", "memoir.toml", "--fleet", &fleet, "--format", "json"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(14), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "drift");
+    let waves = report["waves"].as_array().expect("waves");
+    assert_eq!(waves.len(), 2);
+    assert_eq!(waves[0]["targets"][0]["name"], "v-01");
+    assert_eq!(
+        waves[0]["targets"][0]["would_run"]
+            .as_array()
+            .expect("would_run")
+            .len(),
+        STAGES as usize,
+        "{report}"
+    );
+    let rest = waves[1]["targets"].as_array().expect("targets");
+    let state = |name: &str| {
+        rest.iter()
+            .find(|target| target["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the second wave: {report}"))
+    };
+    assert_eq!(state("v-02")["state"], "nothing_to_do");
+    assert_eq!(state("v-05")["state"], "drifted");
+    assert!(
+        state("v-05")["drift"][0]
+            .as_str()
+            .is_some_and(|drift| drift.starts_with("tenant_marked")),
+        "{report}"
+    );
+    assert_eq!(state("v-03")["state"], "would_apply");
+    assert_eq!(report["counts"]["would_apply"], 4);
+    for tenant in [&tenants[0], &tenants[2], &tenants[3], &tenants[5]] {
+        assert!(!tenant.has_ledger(), "{}: plan wrote nothing", tenant.name);
+    }
+
+    let text = planrun(
+        PLANRUN,
+        plan.path(),
+        &["plan", "memoir.toml", "--fleet", &fleet],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("wave canary: 1 targets") && stdout.contains("drifted: tenant_marked"),
+        "{}",
+        describe(&text)
+    );
+}
+
+/// `rehearse --fleet` of `fleet` into `<plan dir>/reports`: its document.
+fn rehearse_fleet(dir: &Path, fleet: &str) -> serde_json::Value {
+    let output = planrun(
+        PLANRUN,
+        dir,
+        &[
+            "rehearse",
+            "memoir.toml",
+            "--fleet",
+            fleet,
+            "--report-dir",
+            "reports",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    json(&output)
+}
+
+#[test]
+fn rehearse_rehearses_one_target_per_schema_group_and_records_each_report() {
+    let plan = plan_dir();
+    let tenants = tenants("r", 4);
+    tenants[2]
+        .client()
+        .batch_execute("ALTER TABLE chapters ADD COLUMN subtitle text")
+        .expect("one tenant differs");
+    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 2", "");
+    let record = rehearse_fleet(plan.path(), &fleet);
+    let groups = record["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{record}");
+    assert_eq!(groups[0]["representative"], "r-01");
+    assert_eq!(
+        groups[0]["targets"],
+        serde_json::json!(["r-01", "r-02", "r-04"])
+    );
+    assert_eq!(groups[1]["representative"], "r-03");
+    assert_eq!(groups[1]["targets"], serde_json::json!(["r-03"]));
+    for group in groups {
+        assert_eq!(group["passed"], true, "{group}");
+        let file = plan
+            .path()
+            .join("reports")
+            .join(group["report"].as_str().expect("a report file"));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("the report"))
+                .expect("JSON");
+        assert_eq!(report["format"], "planrun.rehearsal");
+    }
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(plan.path().join("reports/memoir-fleet.json"))
+            .expect("the fleet's record"),
+    )
+    .expect("JSON");
+    assert_eq!(saved["groups"], record["groups"]);
+    for tenant in &tenants {
+        assert!(
+            !tenant.has_ledger(),
+            "{}: rehearsed on a copy only",
+            tenant.name
+        );
+    }
+}
+
+#[test]
+fn apply_requiring_rehearsal_refuses_alone_the_target_whose_schema_was_not_rehearsed() {
+    let plan = plan_dir();
+    let tenants = tenants("q", 4);
+    let rehearsed = write_fleet(plan.path(), &tenants[..3], "max_parallel = 2", "");
+    rehearse_fleet(plan.path(), &rehearsed);
+    tenants[3]
+        .client()
+        .batch_execute("ALTER TABLE chapters ADD COLUMN subtitle text")
+        .expect("the tenant added since differs");
+    let fleet = write_fleet(
+        plan.path(),
+        &tenants,
+        "max_parallel = 2\non_drift = \"skip\"",
+        "",
+    );
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            &fleet,
+            "--no-backup",
+            "--require-rehearsal",
+            "reports",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(18), "{}", describe(&output));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "rehearsal_required");
+    for (_, name, state) in target_states(&report) {
+        let expected = if name == "q-04" { "refused" } else { "applied" };
+        assert_eq!(state, expected, "{name}: {report}");
+    }
+    assert!(!tenants[3].has_ledger(), "the refused target is untouched");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("q-04: refused by --require-rehearsal: no rehearsal of its schema"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_standby_replaying_behind_the_gate_s_max_replica_lag_halts_the_rollout() {
+    // A cluster of its own: its standby's paused replay must not slow the other tests.
+    let cluster = TempCluster::start().expect("a throwaway PostgreSQL starts");
+    let lagging: Vec<String> = (1..=2)
+        .map(|i| {
+            let url = cluster
+                .create_database(&format!("lag_{i}"))
+                .expect("a tenant");
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            create_legacy_schema(&mut client, ImagesType::Jsonb).expect("legacy schema");
+            load_legacy(&mut client, 5, 20, ImagesType::Jsonb).expect("legacy data");
+            url
+        })
+        .collect();
+    let replica = cluster.start_replica().expect("a streaming replica starts");
+    replica
+        .wait_until_streaming(Duration::from_secs(60))
+        .expect("the replica streams");
+    replica.pause_replay().expect("replay paused");
+    cluster
+        .psql(
+            "postgres",
+            "CREATE TABLE wal_filler AS SELECT g FROM generate_series(1, 20000) g",
+        )
+        .expect("WAL the standby does not replay");
+    planrun_tests::wait_until(
+        "the standby replays over a second behind",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .psql(
+                    "postgres",
+                    "SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) > 1.5 FROM pg_stat_replication",
+                )
+                .expect("pg_stat_replication")
+                .trim()
+                == "t"
+        },
+    );
+    let plan = plan_dir();
+    let canary = &tenants("l", 1)[0];
+    let mut text = format!(
+        "[[target]]\nname = \"{}\"\nurl = \"{}\"\n\n",
+        canary.name,
+        canary.url()
+    );
+    for (i, url) in lagging.iter().enumerate() {
+        text.push_str(&format!(
+            "[[target]]\nname = \"lag-{}\"\nurl = \"{url}\"\n\n",
+            i + 1
+        ));
+    }
+    text.push_str(
+        "[[wave]]\nname = \"canary\"\ntargets = [\"l-01\"]\n[wave.gate]\nmax_replica_lag = \"1s\"\n\n\
+         [[wave]]\nname = \"second\"\ntargets = [\"lag-1\"]\n[wave.gate]\nmax_replica_lag = \"1s\"\n\n\
+         [[wave]]\nname = \"rest\"\ntargets = [\"*\"]\n",
+    );
+    std::fs::write(plan.path().join("fleet.toml"), text).expect("write the fleet file");
+    let output = planrun(
+        PLANRUN,
+        plan.path(),
+        &[
+            "apply",
+            "memoir.toml",
+            "--fleet",
+            "fleet.toml",
+            "--no-backup",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    replica.resume_replay().expect("replay resumed");
+    assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
+    let report = json(&output);
+    let states: Vec<(String, String)> = target_states(&report)
+        .into_iter()
+        .map(|(_, name, state)| (name, state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("l-01".to_owned(), "applied".to_owned()),
+            ("lag-1".to_owned(), "applied".to_owned()),
+            ("lag-2".to_owned(), "not_started".to_owned()),
+        ]
+    );
+    assert!(report["waves"][0]["targets"][0]["replica_lag_ms"].is_null());
+    assert!(
+        report["waves"][1]["targets"][0]["replica_lag_ms"]
+            .as_u64()
+            .is_some_and(|lag| lag > 1000),
+        "{report}"
+    );
+    assert!(
+        report["halted"]
+            .as_str()
+            .is_some_and(|why| why.contains("lag-1") && why.contains("max_replica_lag")),
+        "{report}"
+    );
+}

@@ -243,8 +243,10 @@ pub(crate) struct ApplyArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_lock_wait)]
     pub lock_wait: f64,
     /// Refuse (exit 18) unless FILE is a passing rehearsal of this plan, of this
-    /// database, younger than the plan's max_rehearsal_age (default 7 days).
-    #[arg(long, value_name = "FILE")]
+    /// database, younger than the plan's max_rehearsal_age (default 7 days). With
+    /// --fleet, the report directory of `rehearse --fleet`: each target is checked
+    /// against its schema group's rehearsal, and one without a passing one refused.
+    #[arg(long, value_name = "FILE|DIR")]
     pub require_rehearsal: Option<PathBuf>,
     /// Also write the run as one self-contained HTML page to FILE (0600): the stage
     /// graph, the locks each stage held, checks, rows and quarantine.
@@ -253,7 +255,7 @@ pub(crate) struct ApplyArgs {
     /// Roll the plan out to every database of the fleet file FILE, wave by wave, each
     /// target a full apply of its own (docs/fleet.md); exit 21 when a wave's gate
     /// fails.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["database_url", "require_rehearsal"])]
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
     pub fleet: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
@@ -287,6 +289,11 @@ pub(crate) struct RehearseArgs {
     /// quarantine and lock waits.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Rehearse the fleet file FILE: one target per schema-fingerprint group, each
+    /// report in the report directory with the fleet's record <plan>-fleet.json,
+    /// which `apply --fleet --require-rehearsal DIR` reads (docs/fleet.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database_url", "keep", "report"])]
+    pub fleet: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -313,6 +320,11 @@ pub(crate) struct PlanCommandArgs {
     /// With --revert: the stage to go back to, or `start`.
     #[arg(long, value_name = "STAGE|start", requires = "revert")]
     pub to: Option<String>,
+    /// What `plan` says of every database of the fleet file FILE, wave by wave
+    /// (docs/fleet.md): read-only, within the fleet's limits; exit 14 when a target
+    /// drifted.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["database_url", "revert"])]
+    pub fleet: Option<PathBuf>,
     /// Output format: text (default) or json.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

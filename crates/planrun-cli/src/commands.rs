@@ -77,7 +77,7 @@ pub(crate) fn failure(command: &str, error: EngineError, plan: &Plan, format: Re
     code
 }
 
-fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> ApplyOptions {
+pub(crate) fn options(plan: &Plan, selection: &SelectionArgs, backup: &BackupArgs) -> ApplyOptions {
     ApplyOptions {
         include_optional: selection.include_optional,
         stages: selection.stages.clone(),
@@ -221,6 +221,9 @@ fn apply_fleet(args: &ApplyArgs, fleet: &Path, registry: &Registry) -> i32 {
 }
 
 fn preview(args: &PlanCommandArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
+    if let Some(fleet) = &args.fleet {
+        return crate::fleet_plan::plan(args, fleet, registry);
+    }
     let (plan, target) =
         match plan_and_target(&args.plan, &args.connection, registry, "plan", args.format) {
             Ok(pair) => pair,

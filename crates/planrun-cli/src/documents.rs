@@ -5,7 +5,9 @@
 
 use planrun_contract::{format, Document, Envelope, Format, OutcomeCode};
 use planrun_engine::rehearse::RehearsalReport;
-use planrun_engine::{FleetReport, FleetStatus, ResetReport, RunBody, StatusReport};
+use planrun_engine::{
+    FleetPlan, FleetRehearsal, FleetReport, FleetStatus, ResetReport, RunBody, StatusReport,
+};
 use planrun_plan::{
     Dag, JsonGraph, LabelInfo, Plan, PlanErrors, ProblemKind, StageLockImpact, StepKind, TableLock,
 };
@@ -63,6 +65,14 @@ pub fn json_schemas() -> Vec<(&'static Format, Schema)> {
         (
             &format::FLEET_STATUS,
             schema::<Document<FleetStatus>>(&format::FLEET_STATUS),
+        ),
+        (
+            &format::FLEET_PLAN,
+            schema::<Document<FleetPlan>>(&format::FLEET_PLAN),
+        ),
+        (
+            &format::FLEET_REHEARSAL,
+            schema::<Document<FleetRehearsal>>(&format::FLEET_REHEARSAL),
         ),
     ]
 }

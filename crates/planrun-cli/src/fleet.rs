@@ -82,7 +82,7 @@ pub(crate) fn check_fleet(path: &Path) -> i32 {
     exit_codes::SUCCESS
 }
 
-fn plan_and_fleet(
+pub(crate) fn plan_and_fleet(
     plan: &crate::args::PlanArg,
     fleet: &Path,
     registry: &Registry,
@@ -94,7 +94,7 @@ fn plan_and_fleet(
     Ok((plan, fleet))
 }
 
-fn cwd() -> PathBuf {
+pub(crate) fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
@@ -118,9 +118,27 @@ pub(crate) fn apply(
     if let Err(error) = planrun_engine::interrupt::install(crate::commands::notify) {
         say_err!("warning: cannot handle SIGINT and SIGTERM ({error}); an interrupt ends planrun at once");
     }
+    let refused = match &args.require_rehearsal {
+        Some(dir) => {
+            match crate::fleet_rehearse::refused(dir, &plan, &fleet, &runner, &targets, &options) {
+                Ok(refused) => refused,
+                Err((code, message)) => {
+                    say_err!("error: {message}");
+                    if args.format == ReportFormat::Json {
+                        print_json(
+                            &ErrorBody::new("apply", Some(&plan.name), message).document(code),
+                        );
+                    }
+                    return code;
+                }
+            }
+        }
+        None => Default::default(),
+    };
     let options = RolloutOptions {
         apply: options,
         locked_for_at_most: LOCKED_FOR_AT_MOST,
+        refused,
     };
     let progress = Progress::new();
     let (mut report, code) =

@@ -35,6 +35,8 @@ mod completions;
 mod demo;
 mod documents;
 mod fleet;
+mod fleet_plan;
+mod fleet_rehearse;
 mod html_report;
 mod init;
 mod json_lines;

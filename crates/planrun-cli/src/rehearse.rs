@@ -21,7 +21,7 @@ use crate::output::{count, count_signed, duration};
 use crate::report::{render_run, Detail, Style};
 
 /// The engine's options for `rehearse` with `args`.
-fn rehearse_options(args: &RehearseArgs) -> RehearseOptions {
+pub(crate) fn rehearse_options(args: &RehearseArgs) -> RehearseOptions {
     RehearseOptions {
         apply: ApplyOptions {
             include_optional: args.selection.include_optional,
@@ -36,6 +36,9 @@ fn rehearse_options(args: &RehearseArgs) -> RehearseOptions {
 }
 
 pub(crate) fn run(args: &RehearseArgs, style: Style, detail: Detail, registry: &Registry) -> i32 {
+    if let Some(fleet) = &args.fleet {
+        return crate::fleet_rehearse::run(args, fleet, registry);
+    }
     let (plan, target) = match plan_and_target(
         &args.plan,
         &args.connection,
@@ -130,6 +133,15 @@ fn print_rehearsal(
     }
 }
 
+/// How old a rehearsal `plan` accepts: its `max_rehearsal_age`, else 7 days.
+pub(crate) fn max_age(plan: &Plan) -> Duration {
+    plan.max_rehearsal_age
+        .as_ref()
+        .map_or(rehearse::DEFAULT_MAX_AGE, |age| {
+            Duration::from_millis(age.millis())
+        })
+}
+
 /// Refuses (with the exit code and why, in one line) unless `file` is a passing
 /// rehearsal of this plan, of this database, of every stage this apply selects,
 /// younger than the plan's `max_rehearsal_age`.
@@ -140,12 +152,7 @@ pub(crate) fn require(
     options: &ApplyOptions,
     target: &Target,
 ) -> Result<(), (i32, String)> {
-    let max_age = plan
-        .max_rehearsal_age
-        .as_ref()
-        .map_or(rehearse::DEFAULT_MAX_AGE, |age| {
-            Duration::from_millis(age.millis())
-        });
+    let max_age = max_age(plan);
     let checksum = runner.plan_checksum();
     let database = database_name(target);
     let stages = match runner.selected_stages(options) {
@@ -202,12 +209,7 @@ pub(crate) fn require_revert(
     options: &planrun_engine::RevertOptions,
     target: &Target,
 ) -> Result<(), (i32, String)> {
-    let max_age = plan
-        .max_rehearsal_age
-        .as_ref()
-        .map_or(rehearse::DEFAULT_MAX_AGE, |age| {
-            Duration::from_millis(age.millis())
-        });
+    let max_age = max_age(plan);
     let checksum = runner.plan_checksum();
     let database = database_name(target);
     let stages = match runner.revert_candidates(options.to.as_deref()) {

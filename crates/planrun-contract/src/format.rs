@@ -215,6 +215,7 @@ pub const FLEET_APPLY: Format = Format {
         NothingToDo,
         Drift,
         FleetHalted,
+        RehearsalRequired,
         Interrupted,
     ],
     describes: "planrun apply --fleet --format json: the fleet's waves, each target's state and run, and why the rollout stopped if it did",
@@ -229,8 +230,39 @@ pub const FLEET_STATUS: Format = Format {
     describes: "planrun status --fleet --format json: each target's stage states and last run, and the targets grouped by the fingerprint of the schema the plan touches",
 };
 
+/// `planrun plan PLAN --fleet FILE --format json`.
+pub const FLEET_PLAN: Format = Format {
+    name: "planrun.fleet-plan",
+    version: 1,
+    timing: Timing::Span,
+    outcomes: &[WouldApply, NothingToDo, Drift, Error],
+    describes: "planrun plan --fleet --format json: per target, wave by wave, the stages apply would run now and the drift; nothing was written",
+};
+
+/// `planrun rehearse PLAN --fleet FILE --format json`, and the fleet's record
+/// `<plan>-fleet.json` in the report directory.
+pub const FLEET_REHEARSAL: Format = Format {
+    name: "planrun.fleet-rehearsal",
+    version: 1,
+    timing: Timing::Span,
+    outcomes: &[
+        Ok,
+        PreconditionFailed,
+        VerificationFailed,
+        StepFailed,
+        Drift,
+        Locked,
+        CannotConnect,
+        OverBudget,
+        RevertUnproved,
+        Interrupted,
+        Error,
+    ],
+    describes: "planrun rehearse --fleet --format json: one rehearsal per schema-fingerprint group, of its first target, and each group's report file",
+};
+
 /// Every document planrun prints.
-pub const ALL: [&Format; 13] = [
+pub const ALL: [&Format; 15] = [
     &APPLY,
     &REVERT,
     &PLAN,
@@ -244,6 +276,8 @@ pub const ALL: [&Format; 13] = [
     &ERROR,
     &FLEET_APPLY,
     &FLEET_STATUS,
+    &FLEET_PLAN,
+    &FLEET_REHEARSAL,
 ];
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub(crate) fn gate_failures(
     let mut failures = Vec::new();
     match run.state.as_str() {
         "applied" | "nothing_to_do" | "would_apply" => {}
-        "drifted" if on_drift == OnDrift::Skip => {}
+        "drifted" | "refused" if on_drift == OnDrift::Skip => {}
         state => failures.push(format!(
             "{}: {state}{}",
             run.name,
@@ -42,6 +42,15 @@ pub(crate) fn gate_failures(
                 "{}: waited {} ms for a stage's locks, over the gate's max_lock_wait of {} ms",
                 run.name,
                 run.longest_lock_wait_ms,
+                limit.as_millis()
+            ));
+        }
+    }
+    if let (Some(limit), Some(lag)) = (gate.max_replica_lag, run.replica_lag_ms) {
+        if lag > limit.as_millis() as u64 {
+            failures.push(format!(
+                "{}: a standby of its server replayed {lag} ms behind, over the gate's max_replica_lag of {} ms",
+                run.name,
                 limit.as_millis()
             ));
         }
@@ -92,6 +101,7 @@ mod tests {
             message: None,
             stage_durations_ms: [("split".to_owned(), stage_ms)].into(),
             longest_lock_wait_ms: lock_ms,
+            replica_lag_ms: None,
         }
     }
 
@@ -100,6 +110,7 @@ mod tests {
         let gate = Gate {
             max_lock_wait: Some(Duration::from_millis(500)),
             max_duration_factor: Some(2.0),
+            max_replica_lag: None,
         };
         let canary = canary_of(&[run("applied", 3_000, 0), run("applied", 1_000, 0)]);
         assert!(gate_failures(
@@ -145,6 +156,7 @@ mod tests {
         let gate = Gate {
             max_lock_wait: None,
             max_duration_factor: Some(1.5),
+            max_replica_lag: None,
         };
         let canary = canary_of(&[run("applied", 40, 0)]);
         assert!(

@@ -20,7 +20,7 @@ const TOP_KEYS: &[&str] = &["fleet", "target", "wave"];
 const FLEET_KEYS: &[&str] = &["max_parallel", "max_parallel_per_host", "on_drift"];
 const TARGET_KEYS: &[&str] = &["name", "url", "url_env", "labels"];
 const WAVE_KEYS: &[&str] = &["name", "targets", "gate"];
-const GATE_KEYS: &[&str] = &["max_lock_wait", "max_duration_factor"];
+const GATE_KEYS: &[&str] = &["max_lock_wait", "max_duration_factor", "max_replica_lag"];
 
 /// Reads and validates the fleet file at `path`; nothing connects.
 pub fn load(path: &Path) -> Result<Fleet, FleetError> {
@@ -509,22 +509,8 @@ impl Reader {
             return Gate::default();
         };
         self.check_keys(table, GATE_KEYS, "[wave.gate]");
-        let max_lock_wait = self
-            .string(table, "max_lock_wait")
-            .and_then(
-                |(text, span)| match planrun_plan::PgDuration::parse(&text) {
-                    Ok(duration) => Some(duration.as_duration()),
-                    Err(message) => {
-                        self.problem(
-                            format!("invalid `max_lock_wait`: {message}"),
-                            span,
-                            "not a duration",
-                            None,
-                        );
-                        None
-                    }
-                },
-            );
+        let max_lock_wait = self.duration(table, "max_lock_wait");
+        let max_replica_lag = self.duration(table, "max_replica_lag");
         let max_duration_factor = table.get("max_duration_factor").and_then(|value| {
             let factor = match value.get_ref() {
                 DeValue::Float(float) => float.as_str().parse::<f64>().ok(),
@@ -541,8 +527,22 @@ impl Reader {
             }
         });
         Gate {
-            max_lock_wait: max_lock_wait.map(|wait: Duration| wait),
+            max_lock_wait,
             max_duration_factor,
+            max_replica_lag,
+        }
+    }
+
+    /// The duration `key` of `table` ("2s", "500ms"), if given and valid.
+    fn duration(&mut self, table: &DeTable<'_>, key: &str) -> Option<Duration> {
+        let (text, span) = self.string(table, key)?;
+        match planrun_plan::PgDuration::parse(&text) {
+            Ok(duration) => Some(duration.as_duration()),
+            Err(message) => {
+                let message = format!("invalid `{key}`: {message}");
+                self.problem(message, span, "not a duration", None);
+                None
+            }
         }
     }
 }

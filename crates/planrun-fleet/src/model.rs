@@ -67,6 +67,9 @@ pub struct Gate {
     /// A stage may take at most this many times what it took on the first wave (the
     /// canary), and never fails the gate under one second.
     pub max_duration_factor: Option<f64>,
+    /// The worst standby's `replay_lag` on the target's server (its
+    /// `pg_stat_replication`), read as soon as the target finishes.
+    pub max_replica_lag: Option<Duration>,
 }
 
 impl Fleet {

@@ -18,7 +18,7 @@ use crate::gate::{canary_of, gate_failures, Canary};
 use crate::model::{Fleet, OnDrift, Wave};
 use crate::queue::WaveQueue;
 use crate::resolve::ResolvedTarget;
-use crate::target_run::{apply_target, not_started, Attempt};
+use crate::target_run::{apply_target, not_started, refused, replica_lag, Attempt};
 
 /// Hears about the rollout while it happens (the CLI's progress view on stderr).
 pub trait FleetProgress: Sync {
@@ -52,6 +52,10 @@ pub struct RolloutOptions {
     /// How long a target may stay locked by another process before it counts as
     /// failed (`locked`).
     pub locked_for_at_most: Duration,
+    /// Targets refused before the rollout (by `--require-rehearsal`), with why: each
+    /// is `refused` when its turn comes, without being touched, and fails its wave's
+    /// gate as a drifted target does (`on_drift`).
+    pub refused: BTreeMap<String, String>,
 }
 
 /// Rolls the plan out to `fleet`; the report and the exit code of the whole.
@@ -126,6 +130,8 @@ fn exit_code(report: &FleetReport, on_drift: OnDrift) -> i32 {
     let any = |state: &str| report.counts.get(state).is_some_and(|&count| count > 0);
     if interrupt::requested().is_some() {
         exit_codes::INTERRUPTED
+    } else if any("refused") {
+        exit_codes::REHEARSAL_REQUIRED
     } else if report.halted.is_some() {
         exit_codes::FLEET_HALTED
     } else if any("drifted") && on_drift == OnDrift::Skip {
@@ -261,12 +267,39 @@ impl WaveRun<'_, '_> {
             drop(state);
             let resolved = &self.targets[index];
             self.progress.target_started(&resolved.name, &resolved.host);
-            let attempt = apply_target(self.runner, resolved, &self.options.apply);
+            let attempt = match self.options.refused.get(&resolved.name) {
+                Some(why) => Attempt::Done(Box::new(refused(resolved, why))),
+                None => apply_target(self.runner, resolved, &self.options.apply),
+            };
+            let attempt = self.with_replica_lag(resolved, attempt);
             state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.tally.running -= 1;
             self.settle(&mut state, index, attempt);
             self.changed.notify_all();
         }
+    }
+
+    /// With `max_replica_lag` in the wave's gate, a target that finished applied (or
+    /// with nothing to do) gets its server's replica lag read now; one whose lag
+    /// cannot be read is an `error`, failing the gate closed.
+    fn with_replica_lag(&self, resolved: &ResolvedTarget, attempt: Attempt) -> Attempt {
+        let Attempt::Done(mut run) = attempt else {
+            return attempt;
+        };
+        if self.wave.gate.max_replica_lag.is_some()
+            && matches!(run.state.as_str(), "applied" | "nothing_to_do")
+        {
+            match replica_lag(resolved) {
+                Ok(lag) => run.replica_lag_ms = lag,
+                Err(error) => {
+                    run.state = "error".into();
+                    run.message = Some(planrun_engine::redact(&format!(
+                        "applied, but its replica lag could not be read: {error}"
+                    )));
+                }
+            }
+        }
+        Attempt::Done(run)
     }
 
     fn settle(&self, state: &mut WaveState, index: usize, attempt: Attempt) {
@@ -289,7 +322,7 @@ impl WaveRun<'_, '_> {
                 ));
                 run
             }
-            Attempt::Done(run) => run,
+            Attempt::Done(run) => *run,
         };
         state.queue.finished(&resolved.host);
         run.revisits = state.locked.get(&index).map_or(0, |(count, _)| *count);

@@ -12,7 +12,7 @@ use crate::resolve::ResolvedTarget;
 
 /// How one attempt at a target ended.
 pub(crate) enum Attempt {
-    Done(TargetRun),
+    Done(Box<TargetRun>),
     /// Another process holds the target's plan lock: look again later.
     LockedElsewhere,
 }
@@ -27,7 +27,9 @@ pub(crate) fn apply_target(
     let started = Instant::now();
     let target = match &resolved.target {
         Ok(target) => target,
-        Err(reason) => return Attempt::Done(error_run(resolved, reason.clone(), started)),
+        Err(reason) => {
+            return Attempt::Done(Box::new(error_run(resolved, reason.clone(), started)))
+        }
     };
     let mut options = options.clone();
     options.lock_wait = Duration::ZERO;
@@ -37,14 +39,14 @@ pub(crate) fn apply_target(
         .as_deref()
         .map(|dir: &Path| dir.join(&resolved.name));
     match runner.apply(target, &options, &Silent) {
-        Ok(report) => Attempt::Done(from_report(resolved, &report, started)),
+        Ok(report) => Attempt::Done(Box::new(from_report(resolved, &report, started))),
         Err(EngineError::Locked { .. }) => Attempt::LockedElsewhere,
         Err(EngineError::Interrupted(message)) => {
             let mut run = error_run(resolved, message, started);
             run.state = "interrupted".into();
-            Attempt::Done(run)
+            Attempt::Done(Box::new(run))
         }
-        Err(error) => Attempt::Done(error_run(resolved, error.to_string(), started)),
+        Err(error) => Attempt::Done(Box::new(error_run(resolved, error.to_string(), started))),
     }
 }
 
@@ -53,6 +55,32 @@ pub(crate) fn not_started(resolved: &ResolvedTarget) -> TargetRun {
     let mut run = error_run(resolved, String::new(), Instant::now());
     run.state = "not_started".into();
     run.message = None;
+    run
+}
+
+/// The worst standby's replay lag (ms) on `resolved`'s server now, from its
+/// `pg_stat_replication` (the same reading as the online stages' throttle);
+/// `Ok(None)` when no standby reports one.
+pub(crate) fn replica_lag(resolved: &ResolvedTarget) -> Result<Option<u64>, String> {
+    let target = resolved.target.as_ref().map_err(Clone::clone)?;
+    let mut client = target
+        .connect("planrun apply --fleet: replica lag")
+        .map_err(|error| error.to_string())?;
+    let row = client
+        .query_one(
+            "SELECT (max(extract(epoch FROM replay_lag)) * 1000)::float8 \
+             FROM pg_catalog.pg_stat_replication",
+            &[],
+        )
+        .map_err(|error| format!("cannot read pg_stat_replication: {error}"))?;
+    Ok(row.get::<_, Option<f64>>(0).map(|lag| lag.max(0.0) as u64))
+}
+
+/// A target `--require-rehearsal` refused: untouched.
+pub(crate) fn refused(resolved: &ResolvedTarget, why: &str) -> TargetRun {
+    let mut run = error_run(resolved, why.to_owned(), Instant::now());
+    run.state = "refused".into();
+    run.exit_code = Some(planrun_engine::exit_codes::REHEARSAL_REQUIRED);
     run
 }
 
@@ -69,6 +97,7 @@ fn error_run(resolved: &ResolvedTarget, message: String, started: Instant) -> Ta
         message: Some(planrun_engine::redact(&message)),
         stage_durations_ms: Default::default(),
         longest_lock_wait_ms: 0,
+        replica_lag_ms: None,
     }
 }
 
@@ -104,6 +133,7 @@ fn from_report(resolved: &ResolvedTarget, report: &RunReport, started: Instant) 
             .flat_map(|stage| stage.locks.iter().map(|lock| lock.waited_ms))
             .max()
             .unwrap_or(0),
+        replica_lag_ms: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The fleet documents: `planrun.fleet-apply` (a plan rolled out to many databases in
 //! waves: each target's state, and why the rollout stopped if it did) and
-//! `planrun.fleet-status` (each target's ledger, grouped by schema fingerprint).
+//! `planrun.fleet-status` (each target's ledger, grouped by schema fingerprint) and
+//! `planrun.fleet-plan` (what `plan` says of each target, by wave).
 
 use serde::Serialize;
 
@@ -39,8 +40,9 @@ pub struct TargetRun {
     /// The server, `host:port`, whose `max_parallel_per_host` it counts against.
     pub host: String,
     /// `applied`, `nothing_to_do`, `would_apply` (dry run), `failed`, `drifted`,
-    /// `interrupted`, `error` (could not connect, locked for too long, ...), or
-    /// `not_started`.
+    /// `interrupted`, `error` (could not connect, locked for too long, ...),
+    /// `refused` (`--require-rehearsal`: no passing rehearsal of its schema; not
+    /// touched), or `not_started`.
     pub state: String,
     /// The single-database run's outcome code (`applied`, `verification_failed`, ...),
     /// when it ran.
@@ -58,6 +60,10 @@ pub struct TargetRun {
     pub stage_durations_ms: std::collections::BTreeMap<String, u64>,
     /// The longest wait for a stage's declared locks (ms).
     pub longest_lock_wait_ms: u64,
+    /// The worst standby's replay lag (ms) on the target's server as soon as it
+    /// finished, read only when its wave's gate has `max_replica_lag`; `None` when
+    /// not read or no standby reports one.
+    pub replica_lag_ms: Option<u64>,
 }
 
 /// `status --fleet`: each target's ledger, and the targets grouped by schema.
@@ -93,4 +99,80 @@ pub struct TargetStatus {
 pub struct FingerprintGroup {
     pub fingerprint: String,
     pub targets: Vec<String>,
+}
+
+/// `plan --fleet`: what `planrun plan` says of each target, wave by wave; nothing
+/// was written.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FleetPlan {
+    pub plan: String,
+    pub fleet: String,
+    pub waves: Vec<WavePlan>,
+    /// Counts of `waves[].targets[].state`, e.g. `{"would_apply": 29, "drifted": 1}`.
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct WavePlan {
+    pub name: String,
+    pub targets: Vec<TargetPlan>,
+}
+
+/// One target's preview.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TargetPlan {
+    pub name: String,
+    pub host: String,
+    /// `would_apply`, `nothing_to_do`, `drifted` (an applied stage changed since),
+    /// `blocked` (a precondition refuses now) or `error` (could not be previewed).
+    pub state: String,
+    /// The single-database `plan`'s outcome code, when it ran.
+    pub outcome: Option<String>,
+    /// The stages `apply` would run on this target now, in order (those waiting for
+    /// an earlier one included).
+    pub would_run: Vec<String>,
+    /// The stages whose skip rule holds now.
+    pub would_skip: Vec<String>,
+    /// Per drifted stage: `stage: what changed`.
+    pub drift: Vec<String>,
+    /// Why it is blocked or could not be previewed, in one line.
+    pub message: Option<String>,
+}
+
+/// `rehearse --fleet`: one rehearsal per schema-fingerprint group; also the fleet's
+/// record `<plan>-fleet.json` in the report directory, which
+/// `apply --fleet --require-rehearsal DIR` reads.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct FleetRehearsal {
+    pub plan: String,
+    /// The plan's checksum when it was rehearsed.
+    pub plan_checksum: String,
+    pub fleet: String,
+    /// Largest group first.
+    pub groups: Vec<RehearsedGroup>,
+    /// The targets whose schema could not be fingerprinted, `name: why`: in no group,
+    /// so `apply --require-rehearsal` refuses them.
+    pub unreachable: Vec<String>,
+}
+
+/// One fingerprint group and the rehearsal of its representative.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RehearsedGroup {
+    pub fingerprint: String,
+    /// The group's first target in file order: the one rehearsed.
+    pub representative: String,
+    /// The representative's database name, as its rehearsal report records it.
+    pub database: String,
+    /// Every target of the group, the representative first.
+    pub targets: Vec<String>,
+    /// The rehearsal report's file name in the report directory.
+    pub report: Option<String>,
+    /// The rehearsal's outcome code (`applied`, `verification_failed`, ...), or
+    /// `error` when it could not run.
+    pub outcome: String,
+    /// The exit code `planrun rehearse` would have ended with on it.
+    pub exit_code: i32,
+    pub passed: bool,
+    /// Why the rehearsal could not run.
+    pub message: Option<String>,
 }

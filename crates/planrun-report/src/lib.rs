@@ -21,7 +21,10 @@ mod status;
 pub use budget::{BudgetEstimate, BudgetLimits, LockEstimate, StageBudgetEstimate};
 pub use checks::{ChangedTable, CheckResult, CheckStatus, NotRecheckable, Supersession};
 pub use command::Command;
-pub use fleet::{FingerprintGroup, FleetReport, FleetStatus, TargetRun, TargetStatus, WaveReport};
+pub use fleet::{
+    FingerprintGroup, FleetPlan, FleetRehearsal, FleetReport, FleetStatus, RehearsedGroup,
+    TargetPlan, TargetRun, TargetStatus, WavePlan, WaveReport,
+};
 pub use half_done::LeftBehind;
 pub use lock_weight::{StageLockWeight, TableNow, Weight};
 pub use locks::{Blocker, HeldLock, LockHolder, LockRetry};
