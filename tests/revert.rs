@@ -532,7 +532,7 @@ fn a_revert_that_changes_a_row_is_charged_to_its_stage_alone() {
     let text = stdout(&output);
     assert!(
         text.contains(
-            "  add_email  NOT PROVED\n      - INSERT INTO public.customers VALUES (2, 'c2');"
+            "  add_email  NOT PROVED\n      - INSERT INTO public.customers (id, name) VALUES (2, 'c2');"
         ),
         "{text}"
     );
@@ -550,8 +550,8 @@ fn a_revert_that_changes_a_row_is_charged_to_its_stage_alone() {
     assert_eq!(
         proofs[1].2,
         [
-            "- INSERT INTO public.customers VALUES (2, 'c2');",
-            "+ INSERT INTO public.customers VALUES (2, 'c2!');"
+            "- INSERT INTO public.customers (id, name) VALUES (2, 'c2');",
+            "+ INSERT INTO public.customers (id, name) VALUES (2, 'c2!');"
         ],
         "{report:#}"
     );

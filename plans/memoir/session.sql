@@ -193,7 +193,9 @@ CREATE TEMP TABLE IF NOT EXISTS memoir_split_witness (
     content_digest         numeric NOT NULL,
     images_digest          numeric NOT NULL,
     chapters_with_gaps     bigint  NOT NULL,
-    images_not_objects     bigint  NOT NULL
+    images_not_objects     bigint  NOT NULL,
+    updated_before         bigint  NOT NULL DEFAULT 0,
+    deleted_before         bigint  NOT NULL DEFAULT 0
 ) ON COMMIT DELETE ROWS;
 
 -- The way back (docs/memoir.md, "The way back"). `planrun revert` judges every revert

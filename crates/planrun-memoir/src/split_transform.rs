@@ -26,6 +26,7 @@ use crate::quarantine::{QuarantinedChapter, CREATE_QUARANTINE_TABLE};
 use crate::split::{split_chapter, SplitChapter};
 use crate::split_batched;
 use crate::split_stream::stream_chapters;
+use crate::witness;
 
 /// What to do with a chapter that breaks the spec's rules (`on_invalid`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +117,7 @@ impl Transform for SplitChapters {
 
         transaction.batch_execute(CREATE_QUARANTINE_TABLE)?;
         let images_type = check_schema(transaction)?;
+        let changes_before = witness::changes_before(transaction)?;
 
         let mut report = TransformReport::default();
         report
@@ -188,7 +190,7 @@ impl Transform for SplitChapters {
                     .push(format!("kept in place during the load: {kept}"));
             }
         }
-        streamed.witness.record(transaction)?;
+        streamed.witness.record(transaction, changes_before)?;
         context.progress.finish();
 
         report.notes.push(format!(

@@ -33,8 +33,24 @@ CREATE TEMP TABLE IF NOT EXISTS memoir_split_witness (
     content_digest         numeric NOT NULL,
     images_digest          numeric NOT NULL,
     chapters_with_gaps     bigint  NOT NULL,
-    images_not_objects     bigint  NOT NULL
+    images_not_objects     bigint  NOT NULL,
+    updated_before         bigint  NOT NULL DEFAULT 0,
+    deleted_before         bigint  NOT NULL DEFAULT 0
 ) ON COMMIT DELETE ROWS;";
+
+/// How many rows of `chapter_sections` this transaction had updated and deleted
+/// before the split began (planrun removing an abandoned attempt deletes some): the
+/// plan's guard check refuses any update or delete beyond these.
+pub(crate) fn changes_before(
+    transaction: &mut Transaction<'_>,
+) -> Result<(i64, i64), postgres::Error> {
+    let row = transaction.query_opt(
+        "SELECT n_tup_upd, n_tup_del FROM pg_catalog.pg_stat_xact_user_tables
+         WHERE relid = 'public.chapter_sections'::regclass",
+        &[],
+    )?;
+    Ok(row.map_or((0, 0), |row| (row.get(0), row.get(1))))
+}
 
 /// What the split wrote to `chapter_sections`, so far.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -92,12 +108,16 @@ impl SplitWitness {
     }
 
     /// Replaces the witness row of this transaction with this one.
-    pub(crate) fn record(&self, transaction: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+    pub(crate) fn record(
+        &self,
+        transaction: &mut Transaction<'_>,
+        (updated_before, deleted_before): (i64, i64),
+    ) -> Result<(), postgres::Error> {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         transaction.batch_execute(CREATE_WITNESS_TABLE)?;
         transaction.batch_execute("DELETE FROM pg_temp.memoir_split_witness")?;
         transaction.execute(
-            "INSERT INTO pg_temp.memoir_split_witness VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6, $7)",
+            "INSERT INTO pg_temp.memoir_split_witness VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6, $7, $8, $9)",
             &[
                 &count(self.sections_written),
                 &count(self.sections_with_image),
@@ -106,6 +126,8 @@ impl SplitWitness {
                 &self.images_digest.to_string(),
                 &count(self.chapters_with_gaps),
                 &count(self.images_not_objects),
+                &updated_before,
+                &deleted_before,
             ],
         )?;
         Ok(())

@@ -4,6 +4,12 @@
 //! TABLE public.notes (...)`). A row is known by its table and its first column's
 //! value (the primary key, by the usual convention): the key by which the rows a
 //! rehearsal's writes touched are allowed to differ after the revert.
+//!
+//! Column order is the one difference forgiven: a revert that adds a dropped column
+//! back can only add it last (PostgreSQL has no way to place it), so each `CREATE
+//! TABLE` and each row (`--column-inserts`, which names the columns) is written with
+//! its first column first and the others in name order. A value, a type, a column
+//! missing or extra still differs.
 
 use std::collections::BTreeSet;
 
@@ -20,7 +26,7 @@ pub(crate) fn application_dump(target: &Target) -> Result<String, String> {
         .args([
             "--no-owner",
             "--no-privileges",
-            "--inserts",
+            "--column-inserts",
             "--exclude-schema=planrun",
         ])
         .output()
@@ -53,8 +59,74 @@ pub(crate) fn application_dump(target: &Target) -> Result<String, String> {
                 && !statement.starts_with("\\unrestrict")
                 && !statement.starts_with("SELECT pg_catalog.setval(")
         })
+        .map(|statement| in_column_name_order(&statement))
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// `statement` with the columns after the first in name order, if it is a `CREATE
+/// TABLE` or an `INSERT` that names its columns; else as it is.
+fn in_column_name_order(statement: &str) -> String {
+    if let Some(rest) = statement.strip_prefix("CREATE TABLE ") {
+        let Some((table, body)) = rest.split_once(" (") else {
+            return statement.to_owned();
+        };
+        let Some(body) = body.strip_suffix(");") else {
+            return statement.to_owned();
+        };
+        let mut parts = split_top_level(body);
+        if parts.len() > 1 {
+            parts[1..].sort();
+        }
+        return format!("CREATE TABLE {table} ({});", parts.join(", "));
+    }
+    if let Some(rest) = statement.strip_prefix("INSERT INTO ") {
+        let Some((head, values)) = rest.split_once(") VALUES (") else {
+            return statement.to_owned();
+        };
+        let (Some((table, columns)), Some(values)) =
+            (head.split_once(" ("), values.strip_suffix(");"))
+        else {
+            return statement.to_owned();
+        };
+        let (columns, values) = (split_top_level(columns), split_top_level(values));
+        if columns.len() != values.len() || columns.is_empty() {
+            return statement.to_owned();
+        }
+        let mut pairs: Vec<(String, String)> = columns.into_iter().zip(values).collect();
+        pairs[1..].sort();
+        let (columns, values): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+        return format!(
+            "INSERT INTO {table} ({}) VALUES ({});",
+            columns.join(", "),
+            values.join(", ")
+        );
+    }
+    statement.to_owned()
+}
+
+/// `text` split at the commas outside quotes (`'...'`, `"..."`) and parentheses,
+/// each part trimmed.
+fn split_top_level(text: &str) -> Vec<String> {
+    let (mut parts, mut current) = (Vec::new(), String::new());
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(open), c) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth = depth.saturating_sub(1),
+            (None, ',') if depth == 0 => {
+                parts.push(std::mem::take(&mut current).trim().to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current.trim().to_owned());
+    parts
 }
 
 /// The statements only one dump has, `- ` before and `+ ` after, leaving out the
@@ -120,6 +192,39 @@ mod tests {
             Some(("public.tags".into(), "'a, b'".into()))
         );
         assert_eq!(row_key("CREATE TABLE public.t (id bigint);"), None);
+    }
+
+    #[test]
+    fn column_order_is_forgiven_and_nothing_else() {
+        let before = [
+            "CREATE TABLE public.c (id bigint NOT NULL, content text, n numeric(10,2), memoir_id bigint);",
+            "INSERT INTO public.c (id, content, n, memoir_id) VALUES (1, 'a, (b)', 1.50, 7);",
+        ]
+        .map(in_column_name_order)
+        .join("\n");
+        let moved = [
+            "CREATE TABLE public.c (id bigint NOT NULL, memoir_id bigint, n numeric(10,2), content text);",
+            "INSERT INTO public.c (id, memoir_id, n, content) VALUES (1, 7, 1.50, 'a, (b)');",
+        ]
+        .map(in_column_name_order)
+        .join("\n");
+        assert!(differing_statements(&before, &moved, &BTreeSet::new()).is_empty());
+        let changed = moved.replace("'a, (b)'", "'a, (c)'");
+        assert_eq!(
+            differing_statements(&before, &changed, &BTreeSet::new()).len(),
+            2
+        );
+        let retyped = moved.replace("numeric(10,2)", "numeric(12,2)");
+        assert_eq!(
+            differing_statements(&before, &retyped, &BTreeSet::new()).len(),
+            2
+        );
+        assert_eq!(
+            row_key(&in_column_name_order(
+                "INSERT INTO public.c (id, z, a) VALUES (3, 'z', 'a');"
+            )),
+            Some(("public.c".into(), "3".into()))
+        );
     }
 
     #[test]
