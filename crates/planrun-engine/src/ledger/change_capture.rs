@@ -262,7 +262,10 @@ fn create_triggers<C: GenericClient>(
     let function = format!("{}{}", function_prefix(plan, stage), short_digest(table));
     let arguments = format!("{}, {}, {}", literal(plan), literal(stage), literal(table));
     let per_statement: bool = conn.query_one(PER_STATEMENT, &[&table])?.get(0);
-    for (function, body) in [(&function, RECORD_KEY), (&format!("{function}_s"), RECORD_KEYS)] {
+    for (function, body) in [
+        (&function, RECORD_KEY),
+        (&format!("{function}_s"), RECORD_KEYS),
+    ] {
         let create: String = conn
             .query_one(CREATE_RECORD_KEY, &[function, &body, &source.key])?
             .try_get(0)?;
@@ -285,7 +288,10 @@ fn create_triggers<C: GenericClient>(
     }
     for (event, transition) in [
         ("INSERT", "NEW TABLE AS planrun_new"),
-        ("UPDATE", "OLD TABLE AS planrun_old NEW TABLE AS planrun_new"),
+        (
+            "UPDATE",
+            "OLD TABLE AS planrun_old NEW TABLE AS planrun_new",
+        ),
         ("DELETE", "OLD TABLE AS planrun_old"),
     ] {
         let trigger = format!("{name}_{}", event.to_lowercase());
