@@ -78,8 +78,8 @@ fn start_split_held_while(
     );
     assert_eq!(
         db.scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'chapters'::regclass AND tgname LIKE 'planrun_capture_%' AND tgname NOT LIKE '%_truncate'"),
-        "1",
-        "the capture is installed on chapters"
+        "4",
+        "the capture is installed on chapters: a row trigger (replica sessions) and one per statement for each of INSERT, UPDATE, DELETE"
     );
     (plan, child)
 }
@@ -180,8 +180,8 @@ fn a_cast_the_application_role_owns_never_runs_as_planrun_during_the_capture() {
         db.column(&format!(
             "SELECT prosecdef || ' ' || pg_get_userbyid(proowner) || ' ' || has_function_privilege('app_writer', oid, 'EXECUTE') {CAPTURE_FUNCTIONS}"
         )),
-        vec![Some("true postgres false".to_owned()); 2],
-        "one function per table (chapters, and chapter_sections watched by the per-key checks), each SECURITY DEFINER, owned by planrun's role, not executable by the application's"
+        vec![Some("true postgres false".to_owned()); 4],
+        "two functions per table (per row and per statement; chapters, and chapter_sections watched by the per-key checks), each SECURITY DEFINER, owned by planrun's role, not executable by the application's"
     );
     release(&db, child);
     assert_eq!(sections(&db, 70), "written by the application role");

@@ -468,13 +468,40 @@ fn a_section_corrupted_in_a_batch_already_done_still_fails_the_online_split() {
 /// again under the locks: the stage still refuses to commit.
 #[test]
 fn a_section_corrupted_while_the_cutover_waits_still_fails_the_online_split() {
+    refused_when_written_while_the_cutover_waits(CORRUPT_A_SECTION);
+}
+
+/// The capture of the watched `chapter_sections` records per statement (issue 23):
+/// an application's `INSERT` of sections into two chapters already split, in one
+/// statement, committed while the cutover waits, is checked again under its locks.
+#[test]
+fn sections_inserted_while_the_cutover_waits_still_fail_the_online_split() {
+    refused_when_written_while_the_cutover_waits(
+        "INSERT INTO chapter_sections (chapter_id, position, content)
+         SELECT chapter_id, 1000, 'added behind the transform'
+         FROM (SELECT DISTINCT chapter_id FROM chapter_sections ORDER BY 1 LIMIT 2) done",
+    );
+}
+
+/// The same for a `DELETE` of a section of a chapter already split.
+#[test]
+fn a_section_deleted_while_the_cutover_waits_still_fails_the_online_split() {
+    refused_when_written_while_the_cutover_waits(
+        "DELETE FROM chapter_sections
+         WHERE id = (SELECT min(id) FROM chapter_sections WHERE content <> '')",
+    );
+}
+
+/// Runs the online split, makes `statement` commit while the cutover waits for
+/// `chapter_sections`, and asserts that the checks under the locks refuse it.
+fn refused_when_written_while_the_cutover_waits(statement: &str) {
     let db = legacy_db(1000);
     let plan = batched_plan(r#"batch_size = 100, pause = "50ms""#);
     let child = spawn_apply(PLANRUN, plan.path(), "memoir.toml", &db, &UNTIL_SPLIT);
     wait_for_checkpoint(&db, 300);
     let mut writer = db.client();
     let mut corrupting = writer.transaction().unwrap();
-    corrupting.batch_execute(CORRUPT_A_SECTION).unwrap();
+    corrupting.batch_execute(statement).unwrap();
     let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
          WHERE NOT l.granted AND l.locktype = 'relation'
            AND l.relation = 'public.chapter_sections'::regclass
