@@ -58,6 +58,30 @@ const EMBEDDED_PLAN: &[(&str, &str)] = &[
         "memoir/05_drop_section_image.sql",
         include_str!("../../../plans/memoir/05_drop_section_image.sql"),
     ),
+    (
+        "memoir/01_revert_sections_schema.sql",
+        include_str!("../../../plans/memoir/01_revert_sections_schema.sql"),
+    ),
+    (
+        "memoir/02_revert_foreign_key.sql",
+        include_str!("../../../plans/memoir/02_revert_foreign_key.sql"),
+    ),
+    (
+        "memoir/03_revert_images_schema.sql",
+        include_str!("../../../plans/memoir/03_revert_images_schema.sql"),
+    ),
+    (
+        "memoir/04_revert_carry_images_back.sql",
+        include_str!("../../../plans/memoir/04_revert_carry_images_back.sql"),
+    ),
+    (
+        "memoir/05_keep_section_images.sql",
+        include_str!("../../../plans/memoir/05_keep_section_images.sql"),
+    ),
+    (
+        "memoir/05_revert_section_image_fk.sql",
+        include_str!("../../../plans/memoir/05_revert_section_image_fk.sql"),
+    ),
 ];
 
 fn plan_path(scratch: &Path) -> Result<PathBuf, String> {
@@ -477,4 +501,24 @@ fn chapter_after(client: &mut postgres::Client, id: i64) -> Result<Shown, String
         shown.block(&content, "    ");
     }
     Ok(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EMBEDDED_PLAN;
+
+    /// `planrun demo` outside the repository writes the plan from these: every file
+    /// of `plans/memoir/` must be among them, or the plan it writes is invalid.
+    #[test]
+    fn every_file_of_the_memoir_plan_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plans/memoir");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let path = format!("memoir/{name}");
+            assert!(
+                EMBEDDED_PLAN.iter().any(|(embedded, _)| *embedded == path),
+                "{path} is not embedded in demo.rs"
+            );
+        }
+    }
 }
