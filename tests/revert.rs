@@ -293,8 +293,10 @@ fn a_dry_run_changes_nothing_and_plan_revert_lists_steps_and_locks() {
     let ids: Vec<&str> = stages.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["index_email", "add_email", "create_notes"]);
     assert_eq!(stages[1]["steps"][0]["name"], "02_email_revert.sql");
+    // The stage declares SHARE ROW EXCLUSIVE; its revert's `DROP COLUMN` needs ACCESS
+    // EXCLUSIVE, taken before its checks, and `plan --revert` says so.
     assert_eq!(stages[1]["locks"][0]["table"], "customers");
-    assert_eq!(stages[1]["locks"][0]["mode"], "SHARE ROW EXCLUSIVE");
+    assert_eq!(stages[1]["locks"][0]["mode"], "ACCESS EXCLUSIVE");
     assert_eq!(db.dump_application(), before);
 }
 
@@ -666,5 +668,61 @@ fn a_rehearse_write_is_checked_offline_like_a_step() {
         describe(&output).contains("SQL file `missing.sql` of stage `add_email` does not exist"),
         "{}",
         describe(&output)
+    );
+}
+
+/// A note written by a transaction still open when the revert of `create_notes`
+/// starts: the revert takes the lock its `DROP TABLE notes` needs before its
+/// precondition ("no note would be lost") reads, so it waits for the writer, then sees
+/// the note and refuses (20), the note kept. Before, the precondition read first (the
+/// note not yet committed), the `DROP` then waited for the writer and dropped its
+/// committed note with the table, and the revert exited 0.
+#[test]
+fn a_note_committed_while_the_revert_waits_is_not_dropped_with_its_table() {
+    let (db, dir) = shop();
+    applied(dir.path(), &db);
+    let mut writer = db.client();
+    writer
+        .batch_execute("BEGIN; INSERT INTO notes (body) VALUES ('written as the revert starts');")
+        .unwrap();
+    let args = [
+        "revert",
+        "plan.toml",
+        "--to",
+        "start",
+        "--no-backup",
+        "--format",
+        "json",
+        "--database-url",
+        &db.url,
+    ];
+    let mut child = planrun_command(PLANRUN, dir.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the revert waits for the writer's lock",
+        Duration::from_secs(30),
+        || {
+            child.try_wait().unwrap().is_some()
+                || db.scalar(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE NOT l.granted AND c.relname = 'notes'",
+                ) != "0"
+        },
+    );
+    writer.batch_execute("COMMIT").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_REFUSED),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM notes WHERE body = 'written as the revert starts'"),
+        "1",
+        "the committed note is still there"
     );
 }

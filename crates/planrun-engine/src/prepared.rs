@@ -4,7 +4,10 @@
 //! recorded), the lock-analysis findings its `allow` accepts, its batched step, and
 //! its timeouts, lock budget, retry schedule and locks resolved stage over plan.
 
-use planrun_plan::{Dag, LockBudget, LockRetries, Plan, Stage, StepKind, TableLock, Timeouts};
+use planrun_plan::{
+    merge_locks, Dag, LockBudget, LockRetries, Plan, Stage, StepKind, TableLock, Timeouts,
+};
+use planrun_sql::{analyze_script, expand_psql, AnalysisContext};
 use planrun_transform::{batch_settings, transform_params, BatchSettings, Registry, SourceTable};
 
 use crate::checksum::{self, Definition, StageDefinition};
@@ -159,13 +162,24 @@ impl<'a> PreparedStage<'a> {
         view: &'a Stage,
         position: usize,
     ) -> Result<PreparedStage<'a>, EngineError> {
-        PreparedStage::new(
+        let mut prepared = PreparedStage::new(
             plan,
             registry,
             view,
             position,
             serde_json::Value::Array(Vec::new()),
-        )
+        )?;
+        // A revert precondition that guards against a loss (no note the `DROP TABLE`
+        // would take with it) holds only while nobody can write what it read: so the
+        // locks the revert's SQL will take, on tables that exist before it, are taken
+        // with the stage's, before its checks, not statement by statement after them.
+        let sql_locks = revert_sql_locks(plan, view)?;
+        prepared.all_locks = merge_locks(
+            std::mem::take(&mut prepared.all_locks)
+                .into_iter()
+                .chain(sql_locks),
+        );
+        Ok(prepared)
     }
 
     pub(crate) fn id(&self) -> &'a str {
@@ -268,4 +282,44 @@ impl std::ops::Deref for PreparedStage<'_> {
     fn deref(&self) -> &Stage {
         self.stage
     }
+}
+
+/// Who asked for a lock [`revert_sql_locks`] found: the revert's own SQL, read by the
+/// lock analysis, not the plan; `stage_locks.rs` takes it only where `LOCK TABLE` can
+/// (an index or a sequence the SQL names is locked by its statement, under its table's).
+pub(crate) const REVERT_SQL: &str = "revert SQL";
+
+/// The table locks the SQL steps of a revert view take as they run, on tables they
+/// did not create (as `planrun-sql`'s lock analysis reads the statements, the plan's
+/// variables expanded). A statement the analysis cannot read adds none: the locks the
+/// stage declares still hold.
+fn revert_sql_locks(plan: &Plan, view: &Stage) -> Result<Vec<TableLock>, EngineError> {
+    let mut context = AnalysisContext::new();
+    let mut locks = Vec::new();
+    for step in &view.steps {
+        let text = match &step.kind {
+            StepKind::Sql { sql } => sql.clone(),
+            StepKind::SqlFile { resolved, .. } => checksum::read_sql_file(resolved)?,
+            StepKind::Transform { .. } => continue,
+        };
+        let Ok(script) = expand_psql(&text, &plan.variables) else {
+            continue;
+        };
+        let Ok(statements) = analyze_script(&script.sql, &mut context) else {
+            continue;
+        };
+        locks.extend(
+            statements
+                .into_iter()
+                .flat_map(|statement| statement.impact.locks)
+                .filter(|lock| !lock.new)
+                .map(|lock| TableLock {
+                    table: lock.relation,
+                    mode: lock.mode,
+                    declared_by: REVERT_SQL.to_owned(),
+                    span: None,
+                }),
+        );
+    }
+    Ok(locks)
 }

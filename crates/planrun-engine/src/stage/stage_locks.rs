@@ -187,12 +187,17 @@ pub(crate) fn lock_tables(
 ) -> Result<Vec<Option<String>>, postgres::Error> {
     let mut resolved = Vec::with_capacity(locks.len());
     for lock in locks {
-        let table: Option<String> = tx
-            .query_one(
-                "SELECT pg_catalog.to_regclass($1)::pg_catalog.text",
-                &[&lock.table],
-            )?
-            .get(0);
+        let row = tx.query_one(
+            "SELECT c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind IN ('r', 'p', 'v', 'f') \
+             FROM (SELECT pg_catalog.to_regclass($1) AS oid) r \
+             LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid",
+            &[&lock.table],
+        )?;
+        let (table, lockable): (Option<String>, Option<bool>) = (row.get(0), row.get(1));
+        if lockable == Some(false) && lock.declared_by == crate::prepared::REVERT_SQL {
+            resolved.push(None);
+            continue;
+        }
         if let Some(table) = &table {
             let lock_table = format!("LOCK TABLE {table} IN {} MODE", lock.mode.sql());
             if crate::stage::autovacuum::holds(tx, table)? {
