@@ -46,7 +46,7 @@ pub(crate) fn changes_before(
 ) -> Result<(i64, i64), postgres::Error> {
     let row = transaction.query_opt(
         "SELECT n_tup_upd, n_tup_del FROM pg_catalog.pg_stat_xact_user_tables
-         WHERE relid = 'public.chapter_sections'::regclass",
+         WHERE relid OPERATOR(pg_catalog.=) 'public.chapter_sections'::pg_catalog.regclass::pg_catalog.oid",
         &[],
     )?;
     Ok(row.map_or((0, 0), |row| (row.get(0), row.get(1))))

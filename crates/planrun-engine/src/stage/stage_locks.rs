@@ -187,14 +187,22 @@ pub(crate) fn lock_tables(
 ) -> Result<Vec<Option<String>>, postgres::Error> {
     let mut resolved = Vec::with_capacity(locks.len());
     for lock in locks {
-        let row = tx.query_one(
-            "SELECT c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind IN ('r', 'p', 'v', 'f') \
-             FROM (SELECT pg_catalog.to_regclass($1) AS oid) r \
-             LEFT JOIN pg_catalog.pg_class c ON c.oid = r.oid",
+        // Every operator schema-qualified: the application's roles may own operators
+        // on the search path (tests/search_path.rs).
+        let row = tx.query_opt(
+            "SELECT c.oid::pg_catalog.regclass::pg_catalog.text, c.relkind::pg_catalog.text \
+             FROM pg_catalog.pg_class c \
+             WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)::pg_catalog.oid",
             &[&lock.table],
         )?;
-        let (table, lockable): (Option<String>, Option<bool>) = (row.get(0), row.get(1));
-        if lockable == Some(false) && lock.declared_by == crate::prepared::REVERT_SQL {
+        let (table, kind): (Option<String>, Option<String>) =
+            row.map_or((None, None), |row| (row.get(0), row.get(1)));
+        // `LOCK TABLE` takes tables, views and foreign tables; an index or a sequence a
+        // revert's SQL names is locked by its statement, under its table's lock.
+        let lockable = kind
+            .as_deref()
+            .is_none_or(|kind| matches!(kind, "r" | "p" | "v" | "f"));
+        if !lockable && lock.declared_by == crate::prepared::REVERT_SQL {
             resolved.push(None);
             continue;
         }
