@@ -63,7 +63,8 @@ fn last_run(db: &TestDb) -> (String, Option<String>) {
 
 fn sessions_running(db: &TestDb, pattern: &str) -> String {
     db.scalar(&format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '{pattern}' AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '{pattern}' AND state = 'active' \
+         AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
     ))
 }
 
