@@ -14,7 +14,9 @@ use std::process::{Command, Output};
 
 use planrun_memoir::legacy::{create_legacy_schema, load_legacy, ImagesType};
 use planrun_plan::Plan;
-use planrun_tests::{describe, planrun_on, repo_path, repo_root, scenario, TestDb, CUSTOMERS};
+use planrun_tests::{
+    describe, planrun, planrun_on, repo_path, repo_root, scenario, TestDb, CUSTOMERS,
+};
 
 const PLANRUN: &str = env!("CARGO_BIN_EXE_planrun-under-test");
 
@@ -223,6 +225,112 @@ fn the_memoir_rehearsal_report_shows_in_chromium() {
         "printed on {pages} pages: the header, then each of the {sections} stages on a page of its own"
     );
     for run in [&drawn, &dom, &printed] {
+        let console = console_lines(run);
+        assert!(console.is_empty(), "console messages: {console:#?}");
+    }
+}
+
+/// A fleet of three shop databases on one cluster, one at a time: the canary
+/// applies, the second target lacks the table the plan starts from and fails, so the
+/// rollout halts and the third never starts. The page shows each wave, each target
+/// and its state as a person reads it, and the failed target's own stages.
+#[test]
+fn the_fleet_report_shows_waves_and_a_failed_target_in_chromium() {
+    let db = TestDb::new();
+    db.execute(CUSTOMERS);
+    let broken = db.cluster.create_database("shop_broken").unwrap();
+    let untouched = db.cluster.create_database("shop_later").unwrap();
+    postgres::Client::connect(&untouched, postgres::NoTls)
+        .unwrap()
+        .batch_execute(CUSTOMERS)
+        .unwrap();
+    let dir = scenario("shop");
+    let targets = [
+        ("shop-a", &db.url),
+        ("shop-b", &broken),
+        ("shop-c", &untouched),
+    ];
+    let mut fleet = String::from("[fleet]\nmax_parallel = 1\n\n");
+    for (name, url) in targets {
+        fleet.push_str(&format!(
+            "[[target]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"
+        ));
+    }
+    fleet.push_str(
+        "[[wave]]\nname = \"canary\"\ntargets = [\"shop-a\"]\n\n\
+         [[wave]]\nname = \"the-rest\"\ntargets = [\"*\"]\n[wave.gate]\nmax_lock_wait = \"5s\"\n",
+    );
+    std::fs::write(dir.path().join("fleet.toml"), fleet).unwrap();
+    let page = dir.path().join("out/fleet.html");
+    let page_arg = page.display().to_string();
+    let output = planrun(
+        PLANRUN,
+        dir.path(),
+        &[
+            "apply",
+            "plan.toml",
+            "--fleet",
+            "fleet.toml",
+            "--report",
+            &page_arg,
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
+    let mode = std::fs::metadata(&page).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", describe(&output));
+
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let shot = dir.path().join("shot.png");
+    let drawn = run_chromium(
+        &chromium,
+        &page,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1600",
+        ],
+    );
+    let seen = look_at(&shot);
+    assert!(
+        seen.colours >= 16 && seen.inked_share > 0.03,
+        "a blank page"
+    );
+    let dom = run_chromium(&chromium, &page, &["--dump-dom"]);
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    for (index, wave) in ["canary", "the-rest"].into_iter().enumerate() {
+        assert!(
+            rendered.contains(&format!(
+                "id=\"wave-{index}\" data-wave=\"{wave}\">\n<h2>Wave {wave} "
+            )),
+            "wave {wave} is not in the rendered page"
+        );
+    }
+    for (name, state, shown) in [
+        ("shop-a", "applied", "good\">applied<"),
+        ("shop-b", "failed", "bad\">failed<"),
+        ("shop-c", "not_started", "neutral\">not started<"),
+    ] {
+        let row = rendered
+            .split("<tr ")
+            .find(|row| row.starts_with(&format!("data-target=\"{name}\"")))
+            .unwrap_or_else(|| panic!("no row of target {name} in the rendered page"));
+        assert!(
+            row.contains(&format!("data-state=\"{state}\"")) && row.contains(shown),
+            "{name} is not shown {state}: {row}"
+        );
+    }
+    let failed = rendered
+        .split("<section class=\"target\"")
+        .find(|section| section.contains("data-target=\"shop-b\""))
+        .expect("the failed target's own stages have a section");
+    assert!(
+        failed.contains("data-stage=\"create_orders\"") && failed.contains("customers exists"),
+        "the failed target's section shows the stage that stopped it and its check"
+    );
+    assert!(rendered.contains("What failed the gate"));
+    for run in [&drawn, &dom] {
         let console = console_lines(run);
         assert!(console.is_empty(), "console messages: {console:#?}");
     }

@@ -14,7 +14,7 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 2px solid #e3e7ec; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 .meta { color: #5b6b7f; margin: 2px 0; }
-.outcome { display: inline-block; padding: 2px 10px; border-radius: 12px; font-weight: 600; }
+.outcome { display: inline-block; white-space: nowrap; padding: 2px 10px; border-radius: 12px; font-weight: 600; }
 .good { background: #e3f4e1; color: #2e7d32; }
 .bad { background: #fbe0e0; color: #c62828; }
 .neutral { background: #eef1f5; color: #36475a; }
@@ -32,7 +32,7 @@ svg.stage-graph, svg.timeline { max-width: 100%; height: auto; }
 .swatch { display: inline-block; width: 14px; height: 14px; border-radius: 2px; vertical-align: -2px; margin-right: 4px; }
 .dash { display: inline-block; width: 22px; border-top: 2px dashed #d62728; vertical-align: 3px; margin-right: 4px; }
 section.stage { margin-top: 28px; }
-.over-budget li { color: #c62828; font-weight: 600; }
+.over-budget li, .over { color: #c62828; font-weight: 600; }
 footer { margin-top: 36px; color: #5b6b7f; font-size: 12px; }
 @media print {
   body { padding: 0; max-width: none; }
