@@ -4,8 +4,10 @@
 //! and the bars in the rendered page, no console errors). Also `apply --report`:
 //! written 0600, a link planted at its name replaced and never followed.
 //!
-//! Without Chromium the browser test says so loudly and passes, except in CI (`CI`
-//! set), where `.ci/install` installs it and its absence fails the test.
+//! The same page in Firefox: drawn, and as long as in Chromium. And a fleet's page.
+//!
+//! Without Chromium (or Firefox) the browser tests say so loudly and pass, except in
+//! CI (`CI` set), where `.ci/install` installs both and an absence fails the test.
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
@@ -76,6 +78,72 @@ fn run_chromium(chromium: &Path, page: &Path, args: &[&str]) -> Output {
     output
 }
 
+/// Firefox ESR, or `None` (said loudly) where it may be missing: outside CI.
+fn firefox() -> Option<PathBuf> {
+    let found = ["/usr/bin/firefox-esr", "/usr/bin/firefox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Firefox is not installed, and CI is set: .ci/install installs it (apt-get install firefox-esr)"
+        );
+        eprintln!(
+            "\n!!!!!!!!\nSKIPPED: the HTML report was not checked in Firefox: it is not \
+             installed (bash .ci/install, or apt-get install firefox-esr)\n!!!!!!!!\n"
+        );
+    }
+    found
+}
+
+/// What a fresh Firefox profile must not do: fetch anything. Every proxy is a closed
+/// local port (localhost included), and the services that call home are off.
+const FIREFOX_OFFLINE: &str = r#"
+user_pref("network.proxy.type", 1);
+user_pref("network.proxy.http", "127.0.0.1");
+user_pref("network.proxy.http_port", 9);
+user_pref("network.proxy.ssl", "127.0.0.1");
+user_pref("network.proxy.ssl_port", 9);
+user_pref("network.proxy.socks", "127.0.0.1");
+user_pref("network.proxy.socks_port", 9);
+user_pref("network.proxy.no_proxies_on", "");
+user_pref("network.proxy.allow_hijacking_localhost", true);
+user_pref("app.update.enabled", false);
+user_pref("app.normandy.enabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.enabled", false);
+user_pref("browser.safebrowsing.update.enabled", false);
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+user_pref("extensions.update.enabled", false);
+user_pref("browser.shell.checkDefaultBrowser", false);
+"#;
+
+/// Headless Firefox's screenshot of `page` in a window of `size` (`W,H`) to `shot`,
+/// with a fresh offline profile, bounded in time.
+fn firefox_screenshot(firefox: &Path, page: &Path, shot: &Path, size: &str) {
+    let profile = tempfile::tempdir().unwrap();
+    std::fs::write(profile.path().join("user.js"), FIREFOX_OFFLINE).unwrap();
+    let output = Command::new("timeout")
+        .arg("120")
+        .arg(firefox)
+        .args(["--headless", "--no-remote", "-profile"])
+        .arg(profile.path())
+        .arg(format!("--window-size={size}"))
+        .arg("--screenshot")
+        .arg(shot)
+        .arg(format!("file://{}", page.display()))
+        .env("MOZ_CRASHREPORTER_DISABLE", "1")
+        .output()
+        .expect("firefox runs");
+    assert!(
+        output.status.success() && shot.exists(),
+        "firefox drew no screenshot\n{}",
+        describe(&output)
+    );
+}
+
 /// The console lines Chromium logged for the page (errors of a script, a refused
 /// fetch, a style the page's policy blocked).
 fn console_lines(output: &Output) -> Vec<String> {
@@ -92,6 +160,9 @@ struct Seen {
     colours: usize,
     inked_share: f64,
     lock_colour: bool,
+    /// Where the drawing ends: the last row with ink, plus one.
+    drawn_height: usize,
+    height: usize,
 }
 
 fn look_at(png_file: &Path) -> Seen {
@@ -109,12 +180,15 @@ fn look_at(png_file: &Path) -> Seen {
     let mut colours = HashSet::new();
     let mut inked = 0usize;
     let mut lock_colour = false;
+    let mut drawn_height = 0;
     let total = (info.width * info.height) as usize;
-    for pixel in pixels[..info.buffer_size()].chunks_exact(channels) {
+    let pixels = pixels[..info.buffer_size()].chunks_exact(channels);
+    for (at, pixel) in pixels.enumerate() {
         let rgb = [pixel[0], pixel[1], pixel[2]];
         colours.insert(rgb);
         if rgb.iter().any(|&c| c < 240) {
             inked += 1;
+            drawn_height = at / info.width as usize + 1;
         }
         lock_colour |= LOCK_COLOURS.contains(&rgb);
     }
@@ -122,6 +196,8 @@ fn look_at(png_file: &Path) -> Seen {
         colours: colours.len(),
         inked_share: inked as f64 / total as f64,
         lock_colour,
+        drawn_height,
+        height: info.height as usize,
     }
 }
 
@@ -133,16 +209,16 @@ fn pdf_pages(pdf: &[u8]) -> usize {
         .count()
 }
 
-#[test]
-fn the_memoir_rehearsal_report_shows_in_chromium() {
+/// Rehearses the memoir plan on a small generated database with `--report`; the
+/// page, written 0600 under `out`.
+fn rehearsed_memoir_page(out: &Path) -> PathBuf {
     let db = TestDb::new();
     let mut client = db.client();
     create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
     load_legacy(&mut client, 11, 300, ImagesType::Jsonb).unwrap();
     drop(client);
-    let out = tempfile::tempdir().unwrap();
-    let page = out.path().join("html/memoir.html");
-    let reports = out.path().join("json").display().to_string();
+    let page = out.join("html/memoir.html");
+    let reports = out.join("json").display().to_string();
     let page_arg = page.display().to_string();
     let output = planrun_on(
         PLANRUN,
@@ -164,7 +240,13 @@ fn the_memoir_rehearsal_report_shows_in_chromium() {
         mode, 0o600,
         "the page holds production values: its owner's alone"
     );
+    page
+}
 
+#[test]
+fn the_memoir_rehearsal_report_shows_in_chromium() {
+    let out = tempfile::tempdir().unwrap();
+    let page = rehearsed_memoir_page(out.path());
     let Some(chromium) = chromium() else {
         return;
     };
@@ -220,14 +302,68 @@ fn the_memoir_rehearsal_report_shows_in_chromium() {
     let pages = pdf_pages(&std::fs::read(&pdf).expect("Chromium printed the page"));
     let sections = rendered.matches("<section class=\"stage\"").count();
     assert_eq!(sections, plan.stages.len(), "a section per stage");
-    assert!(
-        pages > sections,
-        "printed on {pages} pages: the header, then each of the {sections} stages on a page of its own"
+    assert_eq!(
+        pages,
+        sections + 1,
+        "printed: the header on a page, then each of the {sections} stages on one page of its own"
     );
     for run in [&drawn, &dom, &printed] {
         let console = console_lines(run);
         assert!(console.is_empty(), "console messages: {console:#?}");
     }
+}
+
+/// The same rehearsal page in Firefox: drawn (not blank, a timeline bar's colour on
+/// screen) and as long as Chromium draws it, within 2 %: a layout that broke in one
+/// browser (a table overflowing, a section collapsed, an SVG without its size) changes
+/// the page's height. Both windows are tall enough to hold the whole page.
+#[test]
+fn the_rehearsal_report_draws_the_same_in_firefox_as_in_chromium() {
+    let out = tempfile::tempdir().unwrap();
+    let page = rehearsed_memoir_page(out.path());
+    let (Some(chromium), Some(firefox)) = (chromium(), firefox()) else {
+        return;
+    };
+    let size = "1280,16000";
+    let in_chromium = out.path().join("chromium.png");
+    let drawn = run_chromium(
+        &chromium,
+        &page,
+        &[
+            &format!("--screenshot={}", in_chromium.display()),
+            &format!("--window-size={size}"),
+        ],
+    );
+    assert!(console_lines(&drawn).is_empty(), "{}", describe(&drawn));
+    let in_firefox = out.path().join("firefox.png");
+    firefox_screenshot(&firefox, &page, &in_firefox, size);
+    let (chromium, firefox) = (look_at(&in_chromium), look_at(&in_firefox));
+    for (browser, seen) in [("Chromium", &chromium), ("Firefox", &firefox)] {
+        assert!(
+            seen.colours >= 16 && seen.inked_share > 0.01,
+            "{browser} drew a blank page: {} colours, {:.3} inked",
+            seen.colours,
+            seen.inked_share
+        );
+        assert!(seen.lock_colour, "{browser}: no timeline bar's colour");
+        assert!(
+            seen.drawn_height + 100 < seen.height,
+            "{browser}: the page ({} px) does not fit the window ({} px)",
+            seen.drawn_height,
+            seen.height
+        );
+    }
+    let ratio = firefox.drawn_height as f64 / chromium.drawn_height as f64;
+    eprintln!(
+        "the page is {} px long in Firefox, {} px in Chromium ({ratio:.3})",
+        firefox.drawn_height, chromium.drawn_height
+    );
+    assert!(
+        (0.98..=1.02).contains(&ratio),
+        "the page is {} px long in Firefox, {} px in Chromium",
+        firefox.drawn_height,
+        chromium.drawn_height
+    );
 }
 
 /// A fleet of three shop databases on one cluster, one at a time: the canary

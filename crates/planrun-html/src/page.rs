@@ -1,6 +1,6 @@
 //! The HTML page every report is drawn on: the document shell with its inline style
-//! sheet (screen and print: one page per stage), and the legend of the timeline's
-//! colours.
+//! sheet (screen, and print: each stage on a page of its own, in a type small enough
+//! for a stage to fit it), and the legend of the timeline's colours.
 
 use crate::escape::escape;
 use crate::lock_class::Blocks;
@@ -23,7 +23,9 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 table { border-collapse: collapse; margin: 6px 0 12px; width: 100%; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e3e7ec; vertical-align: top; }
 th { background: #f5f7fa; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
+td.sql { min-width: 18em; }
 code, .sql { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 .sql { white-space: pre-wrap; word-break: break-word; }
 .graph, .timeline-box { overflow-x: auto; }
@@ -34,9 +36,18 @@ svg.stage-graph, svg.timeline { max-width: 100%; height: auto; }
 section.stage { margin-top: 28px; }
 .over-budget li, .over { color: #c62828; font-weight: 600; }
 footer { margin-top: 36px; color: #5b6b7f; font-size: 12px; }
+@page { size: A4; margin: 10mm; }
 @media print {
-  body { padding: 0; max-width: none; }
-  section.stage { break-before: page; page-break-before: always; }
+  body { padding: 0; max-width: none; font-size: 8px; line-height: 1.25; }
+  h1 { font-size: 15px; }
+  h2 { font-size: 13px; margin: 0 0 6px; }
+  h3 { font-size: 11px; margin: 10px 0 4px; }
+  th, td { padding: 2px 4px; }
+  code, .sql { font-size: 7px; }
+  svg.timeline { width: 75%; }
+  table { margin: 4px 0 8px; }
+  section.stage { margin-top: 0; break-before: page; page-break-before: always; }
+  tr, svg { break-inside: avoid; }
   .graph, .timeline-box { overflow: visible; }
   a { color: inherit; text-decoration: none; }
 }
