@@ -209,8 +209,8 @@ fn pdf_pages(pdf: &[u8]) -> usize {
         .count()
 }
 
-/// Rehearses the memoir plan on a small generated database with `--report`; the
-/// page, written 0600 under `out`.
+/// Rehearses the memoir plan on a small generated database with `--revert` and
+/// `--report`; the page, written 0600 under `out`.
 fn rehearsed_memoir_page(out: &Path) -> PathBuf {
     let db = TestDb::new();
     let mut client = db.client();
@@ -227,6 +227,7 @@ fn rehearsed_memoir_page(out: &Path) -> PathBuf {
         &[
             "rehearse",
             "plans/memoir.toml",
+            "--revert",
             "--report-dir",
             &reports,
             "--report",
@@ -290,6 +291,13 @@ fn the_memoir_rehearsal_report_shows_in_chromium() {
         rendered.contains("class=\"bar stage-bar"),
         "no stage bar in the rendered page"
     );
+    for stage in ["split_chapters", "sections_schema"] {
+        let row = rendered
+            .split("<tr ")
+            .find(|row| row.starts_with(&format!("data-revert=\"{stage}\"")))
+            .unwrap_or_else(|| panic!("no revert of {stage} in the way back"));
+        assert!(row.contains("good\">proved<"), "{row}");
+    }
     let pdf = out.path().join("printed.pdf");
     let printed = run_chromium(
         &chromium,

@@ -38,13 +38,14 @@ section.stage { margin-top: 28px; }
 footer { margin-top: 36px; color: #5b6b7f; font-size: 12px; }
 @page { size: A4; margin: 10mm; }
 @media print {
-  body { padding: 0; max-width: none; font-size: 8px; line-height: 1.25; }
+  body { padding: 0; max-width: none; font-size: 8px; line-height: 1.2; }
   h1 { font-size: 15px; }
   h2 { font-size: 13px; margin: 0 0 6px; }
   h3 { font-size: 11px; margin: 10px 0 4px; }
-  th, td { padding: 2px 4px; }
+  th, td { padding: 1px 4px; }
+  .outcome { padding: 0 6px; }
   code, .sql { font-size: 7px; }
-  svg.timeline { width: 75%; }
+  svg.timeline { width: 65%; }
   table { margin: 4px 0 8px; }
   section.stage { margin-top: 0; break-before: page; page-break-before: always; }
   tr, svg { break-inside: avoid; }
