@@ -200,7 +200,7 @@ fn check_words(check: &GateCheck) -> String {
     let (sign, class) = if check.passed {
         ("\u{2264}", "")
     } else {
-        (">", " class=\"over\"")
+        ("&gt;", " class=\"over\"")
     };
     format!(
         "<span{class}>{what} {} {sign} {limit}</span>",
