@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use planrun_contract::{format, Document, Envelope, OutcomeCode};
 use planrun_engine::{exit_codes, FleetReport, FleetStatus, Runner, TargetRun};
 use planrun_fleet::{Fleet, FleetError, FleetProgress, RolloutOptions, Wave, WaveTally};
-use planrun_plan::Plan;
+use planrun_plan::{Dag, Plan};
 use planrun_transform::Registry;
 
 use crate::args::{ApplyArgs, ReportFormat, StatusArgs};
@@ -135,6 +135,15 @@ pub(crate) fn apply(
         }
         None => Default::default(),
     };
+    let html = match crate::html_report::open_requested(
+        args.report.as_deref(),
+        "apply",
+        &plan,
+        args.format,
+    ) {
+        Ok(html) => html,
+        Err(code) => return code,
+    };
     let options = RolloutOptions {
         apply: options,
         locked_for_at_most: LOCKED_FOR_AT_MOST,
@@ -154,7 +163,8 @@ pub(crate) fn apply(
         }
         ReportFormat::Text => say_raw!("{}", render_fleet(&report)),
     }
-    code
+    let page = |plan: &Plan, dag: &Dag| planrun_html::fleet_html(&report, plan, dag);
+    crate::html_report::finish(html.as_ref(), &plan, page, code)
 }
 
 fn fleet_outcome(report: &FleetReport, code: i32) -> OutcomeCode {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use planrun_report::TargetRun;
+use planrun_report::{GateCheck, GateLimits, TargetRun};
 
 use crate::model::{Gate, OnDrift};
 
@@ -16,13 +16,58 @@ pub const DURATION_FLOOR: Duration = Duration::from_secs(1);
 /// The slowest duration of each stage on the canary wave (ms).
 pub(crate) type Canary = BTreeMap<String, u64>;
 
-/// Why `run` fails `gate`, one line per reason; empty when it passes.
-pub(crate) fn gate_failures(
-    run: &TargetRun,
-    gate: &Gate,
-    canary: Option<&Canary>,
-    on_drift: OnDrift,
-) -> Vec<String> {
+/// `run` measured against each limit `gate` declares (none for a target that never
+/// reached its database: nothing was measured, its state fails the gate alone).
+pub(crate) fn gate_checks(run: &TargetRun, gate: &Gate, canary: Option<&Canary>) -> Vec<GateCheck> {
+    let check = |limit: &str, stage: Option<&str>, measured_ms: u64, limit_ms: u64| GateCheck {
+        limit: limit.into(),
+        stage: stage.map(str::to_owned),
+        measured_ms,
+        limit_ms,
+        canary_ms: None,
+        passed: measured_ms <= limit_ms,
+    };
+    let mut checks = Vec::new();
+    if matches!(
+        run.state.as_str(),
+        "error" | "refused" | "locked" | "not_started"
+    ) {
+        return checks;
+    }
+    if let Some(limit) = gate.max_lock_wait {
+        let limit = limit.as_millis() as u64;
+        checks.push(check(
+            "max_lock_wait",
+            None,
+            run.longest_lock_wait_ms,
+            limit,
+        ));
+    }
+    if let (Some(limit), Some(lag)) = (gate.max_replica_lag, run.replica_lag_ms) {
+        checks.push(check(
+            "max_replica_lag",
+            None,
+            lag,
+            limit.as_millis() as u64,
+        ));
+    }
+    if let (Some(factor), Some(canary)) = (gate.max_duration_factor, canary) {
+        for (stage, &took) in &run.stage_durations_ms {
+            let Some(&on_canary) = canary.get(stage) else {
+                continue;
+            };
+            let limit = ((on_canary as f64 * factor) as u64).max(DURATION_FLOOR.as_millis() as u64);
+            let mut measured = check("max_duration_factor", Some(stage), took, limit);
+            measured.canary_ms = Some(on_canary);
+            checks.push(measured);
+        }
+    }
+    checks
+}
+
+/// Why `run` fails `gate`, one line per reason, from its state and its
+/// [`TargetRun::gate_checks`]; empty when it passes.
+pub(crate) fn gate_failures(run: &TargetRun, gate: &Gate, on_drift: OnDrift) -> Vec<String> {
     let mut failures = Vec::new();
     match run.state.as_str() {
         "applied" | "nothing_to_do" | "would_apply" => {}
@@ -36,40 +81,35 @@ pub(crate) fn gate_failures(
                 .unwrap_or_default()
         )),
     }
-    if let Some(limit) = gate.max_lock_wait {
-        if run.longest_lock_wait_ms > limit.as_millis() as u64 {
-            failures.push(format!(
-                "{}: waited {} ms for a stage's locks, over the gate's max_lock_wait of {} ms",
-                run.name,
-                run.longest_lock_wait_ms,
-                limit.as_millis()
-            ));
-        }
-    }
-    if let (Some(limit), Some(lag)) = (gate.max_replica_lag, run.replica_lag_ms) {
-        if lag > limit.as_millis() as u64 {
-            failures.push(format!(
-                "{}: a standby of its server replayed {lag} ms behind, over the gate's max_replica_lag of {} ms",
-                run.name,
-                limit.as_millis()
-            ));
-        }
-    }
-    if let (Some(factor), Some(canary)) = (gate.max_duration_factor, canary) {
-        for (stage, &took) in &run.stage_durations_ms {
-            let Some(&on_canary) = canary.get(stage) else {
-                continue;
-            };
-            let limit = ((on_canary as f64 * factor) as u64).max(DURATION_FLOOR.as_millis() as u64);
-            if took > limit {
-                failures.push(format!(
-                    "{}: stage `{stage}` took {took} ms, over {factor} x the canary's {on_canary} ms",
-                    run.name
-                ));
-            }
-        }
+    for check in run.gate_checks.iter().filter(|check| !check.passed) {
+        let (name, measured, limit) = (&run.name, check.measured_ms, check.limit_ms);
+        failures.push(match check.limit.as_str() {
+            "max_lock_wait" => format!(
+                "{name}: waited {measured} ms for a stage's locks, over the gate's max_lock_wait of {limit} ms"
+            ),
+            "max_replica_lag" => format!(
+                "{name}: a standby of its server replayed {measured} ms behind, over the gate's max_replica_lag of {limit} ms"
+            ),
+            _ => format!(
+                "{name}: stage `{}` took {measured} ms, over {} x the canary's {} ms",
+                check.stage.as_deref().unwrap_or_default(),
+                gate.max_duration_factor.unwrap_or_default(),
+                check.canary_ms.unwrap_or_default()
+            ),
+        });
     }
     failures
+}
+
+impl Gate {
+    /// The limits as the report states them.
+    pub(crate) fn limits(&self) -> GateLimits {
+        GateLimits {
+            max_lock_wait_ms: self.max_lock_wait.map(|limit| limit.as_millis() as u64),
+            max_duration_factor: self.max_duration_factor,
+            max_replica_lag_ms: self.max_replica_lag.map(|limit| limit.as_millis() as u64),
+        }
+    }
 }
 
 /// The canary's measure: the slowest run of each stage across the first wave.
@@ -102,7 +142,20 @@ mod tests {
             stage_durations_ms: [("split".to_owned(), stage_ms)].into(),
             longest_lock_wait_ms: lock_ms,
             replica_lag_ms: None,
+            gate_checks: Vec::new(),
+            report: None,
         }
+    }
+
+    fn judged(
+        run: &TargetRun,
+        gate: &Gate,
+        canary: Option<&Canary>,
+        on_drift: OnDrift,
+    ) -> Vec<String> {
+        let mut run = run.clone();
+        run.gate_checks = gate_checks(&run, gate, canary);
+        gate_failures(&run, gate, on_drift)
     }
 
     #[test]
@@ -113,7 +166,7 @@ mod tests {
             max_replica_lag: None,
         };
         let canary = canary_of(&[run("applied", 3_000, 0), run("applied", 1_000, 0)]);
-        assert!(gate_failures(
+        assert!(judged(
             &run("applied", 5_000, 10),
             &gate,
             Some(&canary),
@@ -121,7 +174,7 @@ mod tests {
         )
         .is_empty());
         assert_eq!(
-            gate_failures(
+            judged(
                 &run("applied", 7_000, 10),
                 &gate,
                 Some(&canary),
@@ -131,7 +184,7 @@ mod tests {
             1
         );
         assert_eq!(
-            gate_failures(
+            judged(
                 &run("applied", 10, 900),
                 &gate,
                 Some(&canary),
@@ -141,12 +194,12 @@ mod tests {
             1
         );
         assert_eq!(
-            gate_failures(&run("failed", 10, 0), &gate, Some(&canary), OnDrift::Halt).len(),
+            judged(&run("failed", 10, 0), &gate, Some(&canary), OnDrift::Halt).len(),
             1
         );
-        assert!(gate_failures(&run("drifted", 0, 0), &gate, None, OnDrift::Skip).is_empty());
+        assert!(judged(&run("drifted", 0, 0), &gate, None, OnDrift::Skip).is_empty());
         assert_eq!(
-            gate_failures(&run("drifted", 0, 0), &gate, None, OnDrift::Halt).len(),
+            judged(&run("drifted", 0, 0), &gate, None, OnDrift::Halt).len(),
             1
         );
     }
@@ -159,8 +212,6 @@ mod tests {
             max_replica_lag: None,
         };
         let canary = canary_of(&[run("applied", 40, 0)]);
-        assert!(
-            gate_failures(&run("applied", 900, 0), &gate, Some(&canary), OnDrift::Halt).is_empty()
-        );
+        assert!(judged(&run("applied", 900, 0), &gate, Some(&canary), OnDrift::Halt).is_empty());
     }
 }

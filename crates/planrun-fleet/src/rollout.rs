@@ -14,7 +14,7 @@ use planrun_engine::{
     exit_codes, interrupt, ApplyOptions, FleetReport, Runner, TargetRun, WaveReport,
 };
 
-use crate::gate::{canary_of, gate_failures, Canary};
+use crate::gate::{canary_of, gate_checks, gate_failures, Canary};
 use crate::model::{Fleet, OnDrift, Wave};
 use crate::queue::WaveQueue;
 use crate::resolve::ResolvedTarget;
@@ -116,6 +116,7 @@ pub fn apply_fleet(
             }
             .into(),
             gate_failures: std::mem::take(&mut done.failures),
+            limits: wave.gate.limits(),
             targets: done.runs,
         });
     }
@@ -146,6 +147,7 @@ fn wave_not_started(wave: &Wave, targets: &[ResolvedTarget]) -> WaveReport {
         name: wave.name.clone(),
         gate: "not_started".into(),
         gate_failures: Vec::new(),
+        limits: wave.gate.limits(),
         targets: wave
             .targets
             .iter()
@@ -326,7 +328,8 @@ impl WaveRun<'_, '_> {
         };
         state.queue.finished(&resolved.host);
         run.revisits = state.locked.get(&index).map_or(0, |(count, _)| *count);
-        let failures = gate_failures(&run, &self.wave.gate, self.canary, self.fleet.on_drift);
+        run.gate_checks = gate_checks(&run, &self.wave.gate, self.canary);
+        let failures = gate_failures(&run, &self.wave.gate, self.fleet.on_drift);
         if !failures.is_empty() {
             state.halted = true;
             state.tally.failed += 1;

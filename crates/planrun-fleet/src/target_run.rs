@@ -39,7 +39,7 @@ pub(crate) fn apply_target(
         .as_deref()
         .map(|dir: &Path| dir.join(&resolved.name));
     match runner.apply(target, &options, &Silent) {
-        Ok(report) => Attempt::Done(Box::new(from_report(resolved, &report, started))),
+        Ok(report) => Attempt::Done(Box::new(from_report(resolved, report, started))),
         Err(EngineError::Locked { .. }) => Attempt::LockedElsewhere,
         Err(EngineError::Interrupted(message)) => {
             let mut run = error_run(resolved, message, started);
@@ -98,10 +98,12 @@ fn error_run(resolved: &ResolvedTarget, message: String, started: Instant) -> Ta
         stage_durations_ms: Default::default(),
         longest_lock_wait_ms: 0,
         replica_lag_ms: None,
+        gate_checks: Vec::new(),
+        report: None,
     }
 }
 
-fn from_report(resolved: &ResolvedTarget, report: &RunReport, started: Instant) -> TargetRun {
+fn from_report(resolved: &ResolvedTarget, report: RunReport, started: Instant) -> TargetRun {
     let state = match report.outcome {
         RunOutcome::Success if report.dry_run => "would_apply",
         RunOutcome::Success => "applied",
@@ -123,7 +125,7 @@ fn from_report(resolved: &ResolvedTarget, report: &RunReport, started: Instant) 
         run_id: report.run_id,
         duration_ms: started.elapsed().as_millis() as u64,
         revisits: 0,
-        message: what_stopped(report),
+        message: what_stopped(&report),
         stage_durations_ms: ran
             .map(|stage| (stage.id.clone(), stage.duration_ms))
             .collect(),
@@ -134,6 +136,8 @@ fn from_report(resolved: &ResolvedTarget, report: &RunReport, started: Instant) 
             .max()
             .unwrap_or(0),
         replica_lag_ms: None,
+        gate_checks: Vec::new(),
+        report: Some(Box::new(report)),
     }
 }
 

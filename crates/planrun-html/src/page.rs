@@ -1,6 +1,6 @@
 //! The HTML page every report is drawn on: the document shell with its inline style
-//! sheet (screen and print: one page per stage), and the legend of the timeline's
-//! colours.
+//! sheet (screen, and print: each stage on a page of its own, in a type small enough
+//! for a stage to fit it), and the legend of the timeline's colours.
 
 use crate::escape::escape;
 use crate::lock_class::Blocks;
@@ -14,7 +14,7 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 2px solid #e3e7ec; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
 .meta { color: #5b6b7f; margin: 2px 0; }
-.outcome { display: inline-block; padding: 2px 10px; border-radius: 12px; font-weight: 600; }
+.outcome { display: inline-block; white-space: nowrap; padding: 2px 10px; border-radius: 12px; font-weight: 600; }
 .good { background: #e3f4e1; color: #2e7d32; }
 .bad { background: #fbe0e0; color: #c62828; }
 .neutral { background: #eef1f5; color: #36475a; }
@@ -23,7 +23,9 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 table { border-collapse: collapse; margin: 6px 0 12px; width: 100%; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e3e7ec; vertical-align: top; }
 th { background: #f5f7fa; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
+td.sql { min-width: 18em; }
 code, .sql { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12px; }
 .sql { white-space: pre-wrap; word-break: break-word; }
 .graph, .timeline-box { overflow-x: auto; }
@@ -32,11 +34,21 @@ svg.stage-graph, svg.timeline { max-width: 100%; height: auto; }
 .swatch { display: inline-block; width: 14px; height: 14px; border-radius: 2px; vertical-align: -2px; margin-right: 4px; }
 .dash { display: inline-block; width: 22px; border-top: 2px dashed #d62728; vertical-align: 3px; margin-right: 4px; }
 section.stage { margin-top: 28px; }
-.over-budget li { color: #c62828; font-weight: 600; }
+.over-budget li, .over { color: #c62828; font-weight: 600; }
 footer { margin-top: 36px; color: #5b6b7f; font-size: 12px; }
+@page { size: A4; margin: 10mm; }
 @media print {
-  body { padding: 0; max-width: none; }
-  section.stage { break-before: page; page-break-before: always; }
+  body { padding: 0; max-width: none; font-size: 8px; line-height: 1.2; }
+  h1 { font-size: 15px; }
+  h2 { font-size: 13px; margin: 0 0 6px; }
+  h3 { font-size: 11px; margin: 10px 0 4px; }
+  th, td { padding: 1px 4px; }
+  .outcome { padding: 0 6px; }
+  code, .sql { font-size: 7px; }
+  svg.timeline { width: 65%; }
+  table { margin: 4px 0 8px; }
+  section.stage { margin-top: 0; break-before: page; page-break-before: always; }
+  tr, svg { break-inside: avoid; }
   .graph, .timeline-box { overflow: visible; }
   a { color: inherit; text-decoration: none; }
 }

@@ -1,5 +1,5 @@
 //! The rehearsal report as a page: what was rehearsed on what, the stage graph, a
-//! table of the stages, then per stage its lock timeline (estimated on the target,
+//! table of the stages, the way back (`--revert`), then per stage its lock timeline (estimated on the target,
 //! against the stage's budget), its locks and statements as measured on the copy,
 //! its breaches of the budget, checks, steps, lock waits and error.
 
@@ -31,6 +31,7 @@ pub fn rehearsal_html(report: &RehearsalReport, plan: &Plan, dag: &Dag) -> Strin
         graph_svg(plan, dag, &marks)
     );
     body.push_str(&summary(report));
+    body.push_str(&way_back(report));
     let run_stages: BTreeMap<&str, &StageReport> = report
         .run
         .body
@@ -105,6 +106,36 @@ fn header(report: &RehearsalReport) -> String {
         }
         out.push_str("</ul>\n");
     }
+    out
+}
+
+/// `rehearse --revert`: per stage whose revert ran on the copy, newest first,
+/// whether it was proved exact, and why not.
+fn way_back(report: &RehearsalReport) -> String {
+    let Some(revert) = &report.revert else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "<h2>The way back</h2>\n<p class=\"meta\">each stage's revert run on the copy after the apply, \
+         newest first, and compared with the copy as it was before the stage</p>\n\
+         <table class=\"reverts\"><tr><th>stage</th><th>revert</th><th>why not proved</th></tr>\n",
+    );
+    for proof in &revert.stages {
+        let (words, tone) = if proof.proved {
+            ("proved", Tone::Good)
+        } else {
+            ("not proved", Tone::Bad)
+        };
+        let _ = writeln!(
+            out,
+            "<tr data-revert=\"{}\"><td><code>{}</code></td><td>{}</td><td class=\"sql\">{}</td></tr>",
+            escape(&proof.id),
+            escape(&proof.id),
+            badge(words, tone),
+            escape(&proof.differences.join("\n")),
+        );
+    }
+    out.push_str("</table>\n");
     out
 }
 

@@ -67,9 +67,10 @@ pub fn run_html(report: &RunReport, plan: &Plan, dag: &Dag) -> String {
         "<h2>Stages</h2>\n<div class=\"graph\">{}</div>",
         graph_svg(plan, dag, &marks)
     );
-    body.push_str(&summary(report));
+    body.push_str(&summary(report, "stage"));
+    body.push_str(&legend());
     for (number, stage) in report.stages.iter().enumerate() {
-        body.push_str(&stage_section(number, stage, plan));
+        body.push_str(&stage_section(&format!("stage-{number}"), stage, plan));
     }
     page(
         &format!("planrun {} of {}", report.command, report.plan),
@@ -77,7 +78,8 @@ pub fn run_html(report: &RunReport, plan: &Plan, dag: &Dag) -> String {
     )
 }
 
-fn summary(report: &RunReport) -> String {
+/// A table of the run's stages, each linked to its section `#{anchor}-{number}`.
+pub(crate) fn summary(report: &RunReport, anchor: &str) -> String {
     let mut out = String::from(
         "<table class=\"stages\"><tr><th>stage</th><th>status</th><th class=\"num\">time</th>\
          <th class=\"num\">rows</th><th class=\"num\">quarantined</th><th class=\"num\">checks</th><th>note</th></tr>\n",
@@ -90,7 +92,7 @@ fn summary(report: &RunReport) -> String {
             .count();
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"#stage-{number}\"><code>{}</code></a></td><td>{}</td><td class=\"num\">{}</td>\
+            "<tr><td><a href=\"#{anchor}-{number}\"><code>{}</code></a></td><td>{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{passed}/{}</td><td>{}</td></tr>",
             escape(&stage.id),
             badge(stage.status.label(), status_tone(stage.status)),
@@ -102,7 +104,6 @@ fn summary(report: &RunReport) -> String {
         );
     }
     out.push_str("</table>\n");
-    out.push_str(&legend());
     out
 }
 
@@ -116,10 +117,12 @@ fn ran(status: StageStatus) -> bool {
     )
 }
 
-fn stage_section(number: usize, stage: &StageReport, plan: &Plan) -> String {
+/// The stage's section, `id` its anchor.
+pub(crate) fn stage_section(id: &str, stage: &StageReport, plan: &Plan) -> String {
     let planned = plan.stages.iter().find(|planned| planned.id == stage.id);
     let mut out = format!(
-        "<section class=\"stage\" id=\"stage-{number}\" data-stage=\"{}\">\n<h2>{} {}</h2>\n",
+        "<section class=\"stage\" id=\"{}\" data-stage=\"{}\">\n<h2>{} {}</h2>\n",
+        escape(id),
         escape(&stage.id),
         escape(&stage.id),
         badge(stage.status.label(), status_tone(stage.status)),

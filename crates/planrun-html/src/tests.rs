@@ -137,3 +137,81 @@ fn the_graph_has_an_edge_per_dependency() {
     assert_eq!(svg.matches("<g class=\"stage\"").count(), 3);
     assert!(svg.contains("data-from=\"first\" data-to=\"last\""));
 }
+
+fn target(name: &str, state: &str, report: Option<RunReport>) -> planrun_report::TargetRun {
+    planrun_report::TargetRun {
+        name: name.into(),
+        host: "db1:5432".into(),
+        state: state.into(),
+        outcome: None,
+        exit_code: None,
+        run_id: report.as_ref().map(|_| 7),
+        duration_ms: 1_200,
+        revisits: 0,
+        message: (state == "failed").then(|| format!("stage `first`: {HOSTILE}")),
+        stage_durations_ms: BTreeMap::new(),
+        longest_lock_wait_ms: 900,
+        replica_lag_ms: None,
+        gate_checks: vec![planrun_report::GateCheck {
+            limit: "max_lock_wait".into(),
+            stage: None,
+            measured_ms: 900,
+            limit_ms: 500,
+            canary_ms: None,
+            passed: false,
+        }],
+        report: report.map(Box::new),
+    }
+}
+
+#[test]
+fn a_fleet_page_shows_each_target_by_wave_escaped_and_links_those_that_ran() {
+    let plan = plan();
+    let dag = Dag::build(&plan).unwrap();
+    let wave = |name: &str, gate: &str, targets| planrun_report::WaveReport {
+        name: name.into(),
+        gate: gate.into(),
+        gate_failures: vec![format!("{HOSTILE}: failed")],
+        limits: planrun_report::GateLimits {
+            max_lock_wait_ms: Some(500),
+            ..Default::default()
+        },
+        targets,
+    };
+    let report = planrun_report::FleetReport {
+        plan: "shop".into(),
+        fleet: "fleet.toml".into(),
+        dry_run: false,
+        waves: vec![
+            wave(
+                "canary",
+                "failed",
+                vec![target(HOSTILE, "failed", Some(report(&plan)))],
+            ),
+            wave(
+                "rest",
+                "not_started",
+                vec![target("t2", "not_started", None)],
+            ),
+        ],
+        halted: Some(format!("wave `canary`'s gate failed: {HOSTILE}")),
+        counts: [("failed".to_owned(), 1), ("not_started".to_owned(), 1)].into(),
+    };
+    let html = crate::fleet_html(&report, &plan, &dag);
+    assert!(!html.contains("<script") && !html.contains("alert('x')"));
+    assert!(html.contains("data-wave=\"canary\"") && html.contains("data-wave=\"rest\""));
+    assert!(
+        html.contains("<a href=\"#target-0\">"),
+        "the run target links to its stages"
+    );
+    assert!(
+        html.contains("id=\"target-0-stage-2\""),
+        "its stages have anchors of their own"
+    );
+    assert!(
+        !html.contains("href=\"#target-1\""),
+        "a target that did not run has no section"
+    );
+    assert!(html.contains("bad\">failed</span>") && html.contains("neutral\">not started</span>"));
+    assert!(html.contains("<span class=\"over\">lock wait 900 ms &gt; 500 ms</span>"));
+}

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::run::RunReport;
 use crate::status::StageStatusLine;
 
 /// `apply --fleet`: the rollout, wave by wave.
@@ -30,7 +31,34 @@ pub struct WaveReport {
     pub gate: String,
     /// What failed the gate, one line per target or limit.
     pub gate_failures: Vec<String>,
+    /// The limits the wave's gate declares (`[wave.gate]`), besides every target
+    /// applied.
+    pub limits: GateLimits,
     pub targets: Vec<TargetRun>,
+}
+
+/// A wave's declared limits; `null` where the gate declares none.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct GateLimits {
+    pub max_lock_wait_ms: Option<u64>,
+    /// A stage may take at most this many times its slowest run on the first wave.
+    pub max_duration_factor: Option<f64>,
+    pub max_replica_lag_ms: Option<u64>,
+}
+
+/// One of a wave's limits as measured on one target when it finished.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct GateCheck {
+    /// `max_lock_wait`, `max_replica_lag`, or `max_duration_factor` (per stage).
+    pub limit: String,
+    /// The stage measured, for `max_duration_factor`.
+    pub stage: Option<String>,
+    pub measured_ms: u64,
+    /// The limit in ms; for `max_duration_factor`, the factor times the canary's
+    /// slowest run of the stage (`canary_ms`), never under one second.
+    pub limit_ms: u64,
+    pub canary_ms: Option<u64>,
+    pub passed: bool,
 }
 
 /// One target's part in the rollout.
@@ -64,6 +92,13 @@ pub struct TargetRun {
     /// finished, read only when its wave's gate has `max_replica_lag`; `None` when
     /// not read or no standby reports one.
     pub replica_lag_ms: Option<u64>,
+    /// Its wave's limits as measured on it; empty when the gate declares none or
+    /// it did not run.
+    pub gate_checks: Vec<GateCheck>,
+    /// Its own run's report, for the HTML page's stage details; not in the JSON
+    /// document (each target's ledger keeps the run).
+    #[serde(skip)]
+    pub report: Option<Box<RunReport>>,
 }
 
 /// `status --fleet`: each target's ledger, and the targets grouped by schema.

@@ -22,8 +22,8 @@ pub use budget::{BudgetEstimate, BudgetLimits, LockEstimate, StageBudgetEstimate
 pub use checks::{ChangedTable, CheckResult, CheckStatus, NotRecheckable, Supersession};
 pub use command::Command;
 pub use fleet::{
-    FingerprintGroup, FleetPlan, FleetRehearsal, FleetReport, FleetStatus, RehearsedGroup,
-    TargetPlan, TargetRun, TargetStatus, WavePlan, WaveReport,
+    FingerprintGroup, FleetPlan, FleetRehearsal, FleetReport, FleetStatus, GateCheck, GateLimits,
+    RehearsedGroup, TargetPlan, TargetRun, TargetStatus, WavePlan, WaveReport,
 };
 pub use half_done::LeftBehind;
 pub use lock_weight::{StageLockWeight, TableNow, Weight};
