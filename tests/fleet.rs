@@ -301,6 +301,33 @@ fn a_failed_verification_halts_the_rollout_and_running_again_completes_only_what
         .expect("fix");
     let again = planrun(PLANRUN, plan.path(), &args, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    let progress = String::from_utf8_lossy(&again.stderr);
+    let lines: Vec<&str> = progress.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .find(|line| line.starts_with("wave "))
+            .is_some_and(|line| line.ends_with("ETA unknown")),
+        "no estimate before a target of this run finished: {progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(" done, ") && line.contains(" failed, ETA ")),
+        "an estimate once one finished: {progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .rev()
+            .find(|line| line.contains(" done, "))
+            .is_some_and(|line| line.contains(" failed, nothing left: ")),
+        "nothing left after the last target: {progress}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("ETA"),
+        "the JSON report holds no estimate"
+    );
     let report = json(&again);
     for (_, name, state) in target_states(&report) {
         assert!(
