@@ -746,6 +746,7 @@ fn rehearse_rehearses_one_target_per_schema_group_and_records_each_report() {
     );
     assert_eq!(groups[1]["representative"], "r-03");
     assert_eq!(groups[1]["targets"], serde_json::json!(["r-03"]));
+    let mut spans = Vec::new();
     for group in groups {
         assert_eq!(group["passed"], true, "{group}");
         let file = plan
@@ -756,7 +757,14 @@ fn rehearse_rehearses_one_target_per_schema_group_and_records_each_report() {
             serde_json::from_str(&std::fs::read_to_string(&file).expect("the report"))
                 .expect("JSON");
         assert_eq!(report["format"], "planrun.rehearsal");
+        let at = |key: &str| report[key].as_str().expect(key).to_owned();
+        spans.push((at("started_at"), at("finished_at")));
     }
+    // Same offset, millisecond timestamps: the text orders as the time does.
+    assert!(
+        spans[1].0 < spans[0].1 && spans[0].0 < spans[1].1,
+        "with max_parallel = 2 the two groups are rehearsed at once: {spans:?}"
+    );
     let saved: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(plan.path().join("reports/memoir-fleet.json"))
             .expect("the fleet's record"),
