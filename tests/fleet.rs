@@ -301,6 +301,33 @@ fn a_failed_verification_halts_the_rollout_and_running_again_completes_only_what
         .expect("fix");
     let again = planrun(PLANRUN, plan.path(), &args, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    let progress = String::from_utf8_lossy(&again.stderr);
+    let lines: Vec<&str> = progress.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .find(|line| line.starts_with("wave "))
+            .is_some_and(|line| line.ends_with("ETA unknown")),
+        "no estimate before a target of this run finished: {progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(" done, ") && line.contains(" failed, ETA ")),
+        "an estimate once one finished: {progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .rev()
+            .find(|line| line.contains(" done, "))
+            .is_some_and(|line| line.contains(" failed, nothing left: ")),
+        "nothing left after the last target: {progress}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("ETA"),
+        "the JSON report holds no estimate"
+    );
     let report = json(&again);
     for (_, name, state) in target_states(&report) {
         assert!(
@@ -719,6 +746,7 @@ fn rehearse_rehearses_one_target_per_schema_group_and_records_each_report() {
     );
     assert_eq!(groups[1]["representative"], "r-03");
     assert_eq!(groups[1]["targets"], serde_json::json!(["r-03"]));
+    let mut spans = Vec::new();
     for group in groups {
         assert_eq!(group["passed"], true, "{group}");
         let file = plan
@@ -729,7 +757,14 @@ fn rehearse_rehearses_one_target_per_schema_group_and_records_each_report() {
             serde_json::from_str(&std::fs::read_to_string(&file).expect("the report"))
                 .expect("JSON");
         assert_eq!(report["format"], "planrun.rehearsal");
+        let at = |key: &str| report[key].as_str().expect(key).to_owned();
+        spans.push((at("started_at"), at("finished_at")));
     }
+    // Same offset, millisecond timestamps: the text orders as the time does.
+    assert!(
+        spans[1].0 < spans[0].1 && spans[0].0 < spans[1].1,
+        "with max_parallel = 2 the two groups are rehearsed at once: {spans:?}"
+    );
     let saved: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(plan.path().join("reports/memoir-fleet.json"))
             .expect("the fleet's record"),

@@ -1,9 +1,10 @@
-//! `--fleet N`: N memoir databases on three throwaway clusters, the plan rolled out with
-//! `planrun apply --fleet` at `max_parallel` 1, 4 and 8 (each on fresh copies), then
-//! planrun's own cost per target once the plan is applied everywhere: a no-op
-//! `apply --fleet` and `status --fleet`.
+//! `--fleet N`: N memoir databases on `--fleet-clusters` throwaway clusters (3), the plan
+//! rolled out with `planrun apply --fleet` at `max_parallel` 1, 4 and 8 (each on fresh
+//! copies), then planrun's own cost per target once the plan is applied everywhere: a
+//! no-op `apply --fleet` and `status --fleet`, each the best of two, alternating with
+//! `--fleet-baseline`'s when given.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,25 +16,39 @@ use crate::data;
 /// The limits measured, one fleet of fresh copies each.
 const PARALLELISM: [usize; 3] = [1, 4, 8];
 
-/// What one `--fleet` run measured.
+/// What one `--fleet` run sets up.
 #[derive(Debug)]
-pub(crate) struct FleetTimes {
+pub(crate) struct FleetSetup {
     pub targets: usize,
+    pub clusters: usize,
     pub chapters: usize,
-    /// `(max_parallel, wall time of apply --fleet)`.
-    pub rollouts: Vec<(usize, Duration)>,
+    pub seed: u64,
+    /// Another planrun whose no-op apply and status are timed beside this one's.
+    pub baseline: Option<PathBuf>,
+}
+
+/// The no-op `apply --fleet` and `status --fleet` of one binary.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Overhead {
     pub no_op_apply: Duration,
     pub status: Duration,
 }
 
-pub(crate) fn run(
-    planrun: &Path,
-    plan: &Path,
-    targets: usize,
-    chapters: usize,
-    seed: u64,
-) -> Result<FleetTimes, String> {
-    let clusters: Vec<TempCluster> = (0..3)
+/// What one `--fleet` run measured.
+#[derive(Debug)]
+pub(crate) struct FleetTimes {
+    pub targets: usize,
+    pub clusters: usize,
+    pub chapters: usize,
+    /// `(max_parallel, wall time of apply --fleet)`.
+    pub rollouts: Vec<(usize, Duration)>,
+    pub overhead: Overhead,
+    pub baseline: Option<Overhead>,
+}
+
+pub(crate) fn run(planrun: &Path, plan: &Path, setup: &FleetSetup) -> Result<FleetTimes, String> {
+    let (targets, chapters, seed) = (setup.targets, setup.chapters, setup.seed);
+    let clusters: Vec<TempCluster> = (0..setup.clusters)
         .map(|_| data::start_cluster())
         .collect::<Result<_, _>>()?;
     for cluster in &clusters {
@@ -62,30 +77,50 @@ pub(crate) fn run(
     }
     let fleet = last_fleet.ok_or("no fleet was made")?;
     eprintln!("  no-op apply --fleet and status --fleet ...");
+    let mut overhead: Option<Overhead> = None;
+    let mut baseline: Option<Overhead> = None;
+    for _ in 0..2 {
+        if let Some(before) = &setup.baseline {
+            baseline = Some(best(baseline, overhead_of(before, plan, &fleet)?));
+        }
+        overhead = Some(best(overhead, overhead_of(planrun, plan, &fleet)?));
+    }
+    Ok(FleetTimes {
+        targets,
+        clusters: setup.clusters,
+        chapters,
+        rollouts,
+        overhead: overhead.unwrap_or_default(),
+        baseline,
+    })
+}
+
+/// A no-op `apply --fleet` and a `status --fleet` of `planrun` on `fleet`.
+fn overhead_of(planrun: &Path, plan: &Path, fleet: &str) -> Result<Overhead, String> {
     let no_op_apply = timed(
         planrun,
         plan,
-        &[
-            "apply",
-            "--fleet",
-            &fleet,
-            "--no-backup",
-            "--format",
-            "json",
-        ],
+        &["apply", "--fleet", fleet, "--no-backup", "--format", "json"],
     )?;
     let status = timed(
         planrun,
         plan,
-        &["status", "--fleet", &fleet, "--format", "json"],
+        &["status", "--fleet", fleet, "--format", "json"],
     )?;
-    Ok(FleetTimes {
-        targets,
-        chapters,
-        rollouts,
+    Ok(Overhead {
         no_op_apply,
         status,
     })
+}
+
+fn best(so_far: Option<Overhead>, now: Overhead) -> Overhead {
+    match so_far {
+        None => now,
+        Some(so_far) => Overhead {
+            no_op_apply: so_far.no_op_apply.min(now.no_op_apply),
+            status: so_far.status.min(now.status),
+        },
+    }
 }
 
 /// `targets` fresh copies of the legacy data, over the clusters in turn, and the fleet
@@ -144,8 +179,8 @@ fn timed(planrun: &Path, plan: &Path, args: &[&str]) -> Result<Duration, String>
 
 pub(crate) fn print(times: &FleetTimes) {
     println!(
-        "fleet: {} targets of {} chapters each on 3 clusters",
-        times.targets, times.chapters
+        "fleet: {} targets of {} chapters each on {} clusters",
+        times.targets, times.chapters, times.clusters
     );
     println!("| max_parallel | apply --fleet | per target |");
     println!("|---|---|---|");
@@ -157,14 +192,31 @@ pub(crate) fn print(times: &FleetTimes) {
         );
     }
     let per = |took: Duration| took.as_secs_f64() * 1000.0 / times.targets as f64;
-    println!(
-        "no-op apply --fleet (max_parallel 8): {:.1} s, {:.0} ms per target",
-        times.no_op_apply.as_secs_f64(),
-        per(times.no_op_apply)
+    let line = |what: &str, took: Duration, before: Option<Duration>| {
+        let ratio = before
+            .map(|before| {
+                format!(
+                    "; baseline {:.1} s, {:.0} ms per target, {:.2}x",
+                    before.as_secs_f64(),
+                    per(before),
+                    before.as_secs_f64() / took.as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "{what} (max_parallel 8, best of 2): {:.1} s, {:.0} ms per target{ratio}",
+            took.as_secs_f64(),
+            per(took)
+        );
+    };
+    line(
+        "no-op apply --fleet",
+        times.overhead.no_op_apply,
+        times.baseline.map(|b| b.no_op_apply),
     );
-    println!(
-        "status --fleet (max_parallel 8): {:.1} s, {:.0} ms per target",
-        times.status.as_secs_f64(),
-        per(times.status)
+    line(
+        "status --fleet",
+        times.overhead.status,
+        times.baseline.map(|b| b.status),
     );
 }

@@ -85,6 +85,14 @@ struct Args {
     /// max_parallel 1, 4 and 8, then a no-op `apply --fleet` and `status --fleet`.
     #[arg(long, value_name = "N")]
     fleet: Option<usize>,
+    /// With `--fleet`: how many throwaway clusters the targets are spread over.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    fleet_clusters: usize,
+    /// With `--fleet`: another planrun binary (say one built from an earlier commit)
+    /// whose no-op `apply --fleet` and `status --fleet` are timed too, alternating
+    /// with this one's on the same fleet, for a before/after ratio from one run.
+    #[arg(long, value_name = "PATH")]
+    fleet_baseline: Option<PathBuf>,
     /// Leave the cluster running at the end and print how to stop it.
     #[arg(long)]
     keep: bool,
@@ -119,13 +127,14 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if let Some(targets) = args.fleet {
         let started = Instant::now();
-        fleet::print(&fleet::run(
-            &planrun,
-            &plan,
+        let setup = fleet::FleetSetup {
             targets,
-            args.chapters,
-            args.seed,
-        )?);
+            clusters: args.fleet_clusters.max(1),
+            chapters: args.chapters,
+            seed: args.seed,
+            baseline: args.fleet_baseline.clone(),
+        };
+        fleet::print(&fleet::run(&planrun, &plan, &setup)?);
         eprintln!(
             "planrun-bench: done in {:.0} s",
             started.elapsed().as_secs_f64()

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use planrun_contract::{format, Document, Envelope, OutcomeCode};
 use planrun_engine::{exit_codes, FleetReport, FleetStatus, Runner, TargetRun};
-use planrun_fleet::{Fleet, FleetError, FleetProgress, RolloutOptions, Wave, WaveTally};
+use planrun_fleet::{Eta, Fleet, FleetError, FleetProgress, RolloutOptions, Wave, WaveTally};
 use planrun_plan::{Dag, Plan};
 use planrun_transform::Registry;
 
@@ -242,45 +242,47 @@ fn target_line(run: &TargetRun) -> String {
 }
 
 /// One progress view of the fleet on stderr: a line per wave and per target done,
-/// with the wave's counts and an estimate of what is left.
+/// with the wave's counts and the rollout's estimated time left (`eta.rs`; unknown
+/// until a target of this run finished).
 struct Progress {
-    started: Mutex<Instant>,
+    last_eta: Mutex<Eta>,
 }
 
 impl Progress {
     fn new() -> Progress {
         Progress {
-            started: Mutex::new(Instant::now()),
+            last_eta: Mutex::new(Eta::Unknown),
         }
+    }
+}
+
+/// The estimate as the progress view says it.
+fn eta_text(eta: Eta) -> String {
+    match eta {
+        Eta::Unknown => "ETA unknown".to_owned(),
+        Eta::Done => "nothing left".to_owned(),
+        Eta::Left(left) => format!("ETA {}", duration(left.as_millis() as u64)),
     }
 }
 
 impl FleetProgress for Progress {
     fn wave_started(&self, wave: &Wave, targets: usize) {
-        if let Ok(mut started) = self.started.lock() {
-            *started = Instant::now();
-        }
-        say_err!("wave {}: {targets} targets", wave.name);
+        let eta = self.last_eta.lock().map(|eta| *eta).unwrap_or_default();
+        say_err!("wave {}: {targets} targets, {}", wave.name, eta_text(eta));
     }
 
     fn target_finished(&self, run: &TargetRun, tally: &WaveTally) {
-        let elapsed = self.started.lock().map(|s| s.elapsed()).unwrap_or_default();
-        let left = tally.total.saturating_sub(tally.done);
-        let eta = if tally.done > 0 && left > 0 {
-            format!(
-                ", about {} left",
-                duration((elapsed.as_millis() as u64 / tally.done as u64) * left as u64)
-            )
-        } else {
-            String::new()
-        };
+        if let Ok(mut last) = self.last_eta.lock() {
+            *last = tally.eta;
+        }
         say_err!(
-            "  [{}] {}/{} done, {} running, {} failed{eta}: {} {}",
+            "  [{}] {}/{} done, {} running, {} failed, {}: {} {}",
             tally.wave,
             tally.done,
             tally.total,
             tally.running,
             tally.failed,
+            eta_text(tally.eta),
             run.name,
             run.state.replace('_', " ")
         );

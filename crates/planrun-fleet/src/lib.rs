@@ -6,6 +6,7 @@
 //! and ledger are the only shared state, so any number of processes on any number of
 //! machines can work through the same fleet.
 
+mod eta;
 mod gate;
 mod load;
 mod model;
@@ -20,6 +21,7 @@ mod select;
 mod status;
 mod target_run;
 
+pub use eta::{estimate, Eta, PaceReading};
 pub use gate::DURATION_FLOOR;
 pub use load::{load, parse};
 pub use model::{Connection, Fleet, FleetTarget, Gate, OnDrift, Wave};

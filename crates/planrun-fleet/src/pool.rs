@@ -1,5 +1,5 @@
-//! Read-only work on many targets at once (`plan --fleet`, `rehearse --fleet`'s
-//! fingerprints), within the fleet's `max_parallel` and `max_parallel_per_host`: the
+//! Work on many targets at once without waves or gates (`plan --fleet`,
+//! `rehearse --fleet`'s fingerprints and its rehearsals), within the fleet's `max_parallel` and `max_parallel_per_host`: the
 //! same queue as the rollout's (`queue.rs`), without waves or gates.
 
 use std::sync::{Condvar, Mutex, PoisonError};

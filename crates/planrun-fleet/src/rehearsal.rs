@@ -41,11 +41,13 @@ fn plan_words(plan: &planrun_plan::Plan) -> BTreeSet<String> {
     rehearse::plan_words(plan.stages.iter(), plan.setup_sql_file.as_ref()).unwrap_or_default()
 }
 
-/// Rehearses one target per fingerprint group, one after another (a rehearsal
-/// copies its database: several at once would weigh on the servers the fleet's
-/// limits protect), writes each report and the fleet's record into `dir`; the
-/// summary and the exit code (0 when every group's rehearsal passed, else the first
-/// failing one's, 1 when a target could not be fingerprinted).
+/// Rehearses one target per fingerprint group, several at once within the fleet's
+/// `max_parallel` and `max_parallel_per_host` (the queue `apply --fleet` uses: a
+/// rehearsal reads its target's server with `pg_dump`, and runs a throwaway cluster
+/// on this machine), writes each report and the fleet's record into `dir`; the
+/// summary (groups largest first, as if rehearsed one after another) and the exit
+/// code (0 when every group's rehearsal passed, else the first failing one's in that
+/// order, 1 when a target could not be fingerprinted).
 pub fn rehearse_fleet(
     fleet: &Fleet,
     runner: &Runner<'_>,
@@ -53,7 +55,7 @@ pub fn rehearse_fleet(
     targets: &[ResolvedTarget],
     options: &RehearseOptions,
     dir: &PrivateDir,
-    note: &dyn Fn(&str),
+    note: &(dyn Fn(&str) + Sync),
 ) -> (FleetRehearsal, i32) {
     let prints = fingerprints(fleet, plan, targets);
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -71,18 +73,23 @@ pub fn rehearse_fleet(
     } else {
         exit_codes::ERROR
     };
-    let mut rehearsed = Vec::new();
-    for (print, members) in ordered {
+    let representatives: Vec<usize> = ordered.iter().map(|(_, members)| members[0]).collect();
+    let rehearsed = within_limits(fleet, targets, &representatives, |representative| {
+        let (print, members) = ordered
+            .iter()
+            .find(|(_, members)| targets[members[0]].name == representative.name)
+            .expect("every representative stands for its group");
         note(&format!(
             "schema {print}: rehearsing {} for {} targets",
-            targets[members[0]].name,
+            representative.name,
             members.len()
         ));
-        let group = rehearse_group(runner, targets, print, &members, options, dir);
+        rehearse_group(runner, targets, print, members, options, dir)
+    });
+    for group in &rehearsed {
         if !group.passed && code == exit_codes::SUCCESS {
             code = group.exit_code;
         }
-        rehearsed.push(group);
     }
     let record = FleetRehearsal {
         plan: plan.name.clone(),

@@ -14,6 +14,7 @@ use planrun_engine::{
     exit_codes, interrupt, ApplyOptions, FleetReport, Runner, TargetRun, WaveReport,
 };
 
+use crate::eta::{estimate, Eta, Pace};
 use crate::gate::{canary_of, gate_checks, gate_failures, Canary};
 use crate::model::{Fleet, OnDrift, Wave};
 use crate::queue::WaveQueue;
@@ -33,7 +34,7 @@ pub trait FleetProgress: Sync {
 pub struct Quiet;
 impl FleetProgress for Quiet {}
 
-/// Where a wave stands: for the progress view.
+/// Where a wave stands, and the fleet's time left: for the progress view.
 #[derive(Debug, Clone, Default)]
 pub struct WaveTally {
     pub wave: String,
@@ -41,6 +42,9 @@ pub struct WaveTally {
     pub done: usize,
     pub running: usize,
     pub failed: usize,
+    /// The whole rollout's time left (this wave's targets and the later waves'),
+    /// from the targets finished so far in this run (`eta.rs`).
+    pub eta: Eta,
 }
 
 /// How the rollout runs.
@@ -74,22 +78,26 @@ pub fn apply_fleet(
         halted: None,
         counts: BTreeMap::new(),
     };
+    let rollout = Rollout {
+        fleet,
+        runner,
+        targets,
+        options,
+        progress,
+        pace: Mutex::new(Pace::new(fleet.max_parallel, Instant::now())),
+    };
     let mut canary: Option<Canary> = None;
-    for wave in &fleet.waves {
+    for (position, wave) in fleet.waves.iter().enumerate() {
         if report.halted.is_some() {
             report.waves.push(wave_not_started(wave, targets));
             continue;
         }
         progress.wave_started(wave, wave.targets.len());
-        let mut done = run_wave(
-            fleet,
-            wave,
-            runner,
-            targets,
-            options,
-            canary.as_ref(),
-            progress,
-        );
+        let later = fleet.waves[position + 1..]
+            .iter()
+            .map(|wave| wave.targets.len())
+            .sum();
+        let mut done = run_wave(&rollout, wave, canary.as_ref(), later);
         if canary.is_none() {
             canary = Some(canary_of(&done.runs));
         }
@@ -156,6 +164,17 @@ fn wave_not_started(wave: &Wave, targets: &[ResolvedTarget]) -> WaveReport {
     }
 }
 
+/// What stays the same for every wave of a rollout.
+struct Rollout<'w, 'r> {
+    fleet: &'w Fleet,
+    runner: &'w Runner<'r>,
+    targets: &'w [ResolvedTarget],
+    options: &'w RolloutOptions,
+    progress: &'w dyn FleetProgress,
+    /// The whole rollout's readings for the estimate of its time left.
+    pace: Mutex<Pace>,
+}
+
 /// What a wave's workers share.
 struct WaveState {
     queue: WaveQueue,
@@ -173,6 +192,7 @@ struct WaveDone {
 }
 
 struct WaveRun<'w, 'r> {
+    rollout: &'w Rollout<'w, 'r>,
     fleet: &'w Fleet,
     wave: &'w Wave,
     runner: &'w Runner<'r>,
@@ -180,27 +200,29 @@ struct WaveRun<'w, 'r> {
     options: &'w RolloutOptions,
     canary: Option<&'w Canary>,
     progress: &'w dyn FleetProgress,
+    /// The targets of the waves after this one.
+    later: usize,
     state: Mutex<WaveState>,
     changed: Condvar,
 }
 
 fn run_wave(
-    fleet: &Fleet,
+    rollout: &Rollout<'_, '_>,
     wave: &Wave,
-    runner: &Runner<'_>,
-    targets: &[ResolvedTarget],
-    options: &RolloutOptions,
     canary: Option<&Canary>,
-    progress: &dyn FleetProgress,
+    later: usize,
 ) -> WaveDone {
+    let (fleet, targets) = (rollout.fleet, rollout.targets);
     let run = WaveRun {
+        rollout,
         fleet,
         wave,
-        runner,
+        runner: rollout.runner,
         targets,
-        options,
+        options: rollout.options,
         canary,
-        progress,
+        progress: rollout.progress,
+        later,
         state: Mutex::new(WaveState {
             queue: WaveQueue::new(
                 &wave.targets,
@@ -266,6 +288,7 @@ impl WaveRun<'_, '_> {
                 continue;
             };
             state.tally.running += 1;
+            self.pace().started_one(Instant::now());
             drop(state);
             let resolved = &self.targets[index];
             self.progress.target_started(&resolved.name, &resolved.host);
@@ -304,9 +327,32 @@ impl WaveRun<'_, '_> {
         Attempt::Done(run)
     }
 
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.rollout
+            .pace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The rollout's time left: the targets still running once halted, else this
+    /// wave's unfinished targets and the later waves'.
+    fn eta(&self, state: &WaveState, now: Instant) -> Eta {
+        let left = if state.halted {
+            state.queue.running()
+        } else {
+            state.tally.total.saturating_sub(state.tally.done) + self.later
+        };
+        estimate(&self.pace().reading(left, now))
+    }
+
     fn settle(&self, state: &mut WaveState, index: usize, attempt: Attempt) {
         let resolved = &self.targets[index];
         let now = Instant::now();
+        let took = match &attempt {
+            Attempt::Done(run) => Some(Duration::from_millis(run.duration_ms)),
+            Attempt::LockedElsewhere => None,
+        };
+        self.pace().stopped_one(took, now);
         let mut run = match attempt {
             Attempt::LockedElsewhere => {
                 let (count, since) = *state.locked.entry(index).or_insert((0, now));
@@ -336,6 +382,7 @@ impl WaveRun<'_, '_> {
             state.failures.extend(failures);
         }
         state.tally.done += 1;
+        state.tally.eta = self.eta(state, now);
         self.progress.target_finished(&run, &state.tally);
         state.runs.push(run);
     }

@@ -201,12 +201,17 @@ impl<'a> Runner<'a> {
 
         let mut run = RunContext::new(&self.prepared, target, options.into(), observer, run_id);
         run.captures = ledger::recorded_captures(&done);
-        if !options.dry_run {
+        let decisions = decide(selection, &done, &no_checkpoints);
+        // The blocker watch (a second connection) serves a stage that takes locks: a
+        // run with every stage done already (a fleet's no-op apply) opens none.
+        let runs_a_stage = decisions
+            .iter()
+            .any(|d| matches!(d.disposition, Disposition::Run | Disposition::Resume(_)));
+        if !options.dry_run && runs_a_stage {
             if let Ok(row) = conn.query_one("SELECT pg_catalog.pg_backend_pid()", &[]) {
                 run.watch = BlockerWatch::start(target, &self.plan().name, row.get(0));
             }
         }
-        let decisions = decide(selection, &done, &no_checkpoints);
         let committed = self.run_stages(conn, &mut run, &decisions, &mut report)?;
         if report.outcome == RunOutcome::NothingToDo && !committed.is_empty() {
             report.outcome = RunOutcome::Success;

@@ -3,7 +3,7 @@
 //! `lock_timeout` can name the session that held the lock, which PostgreSQL's own
 //! message ("canceling statement due to lock timeout") does not.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,39 +35,41 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Polls for sessions blocking `pid` until dropped.
 pub(crate) struct BlockerWatch {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the poller: it waits on this between polls, so it stops at
+    /// once rather than after its pause (a no-op apply of a fleet target would
+    /// otherwise spend most of its time waiting for the poller to wake up).
+    stop: Option<mpsc::Sender<()>>,
     seen: Arc<Mutex<Vec<Blocker>>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl BlockerWatch {
-    /// Starts watching `pid`; `None` when the second connection cannot be opened
-    /// (the apply goes on, only without blocker names).
+    /// Starts polling on a connection of its own; `None` when it cannot connect (the
+    /// apply goes on without naming blockers).
     pub(crate) fn start(target: &Target, plan: &str, pid: i32) -> Option<BlockerWatch> {
         let mut client = target.connect(&format!("planrun watch {plan}")).ok()?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handle = {
-            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let rows = blockers_of(&mut client, pid);
-                    match rows {
-                        Ok(rows) if !rows.is_empty() => {
-                            let blockers = rows.iter().map(blocker).collect();
-                            if let Ok(mut slot) = seen.lock() {
-                                *slot = blockers;
-                            }
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || loop {
+                match blockers_of(&mut client, pid) {
+                    Ok(rows) if !rows.is_empty() => {
+                        let blockers = rows.iter().map(blocker).collect();
+                        if let Ok(mut slot) = seen.lock() {
+                            *slot = blockers;
                         }
-                        Ok(_) => {}
-                        Err(_) => return,
                     }
-                    std::thread::sleep(POLL);
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+                if stopped.recv_timeout(POLL) != Err(RecvTimeoutError::Timeout) {
+                    return;
                 }
             })
         };
         Some(BlockerWatch {
-            stop,
+            stop: Some(stop),
             seen,
             handle: Some(handle),
         })
@@ -99,7 +101,7 @@ fn blockers_of(client: &mut Client, pid: i32) -> Result<Vec<postgres::Row>, post
 
 impl Drop for BlockerWatch {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
