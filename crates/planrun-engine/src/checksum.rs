@@ -201,6 +201,12 @@ fn build(
         .insert("depends_on".into(), deps.join(","));
     for (index, step) in stage.steps.iter().enumerate() {
         let key = step_key(index, &step.name);
+        if step.after_commit.is_some() {
+            // An entry of its own, so that a plan without one keeps its checksums.
+            definition
+                .entries
+                .insert(format!("{key} runs"), "after the commit".into());
+        }
         match &step.kind {
             StepKind::Sql { sql } => {
                 definition.insert_sql(fingerprint, key, normalise_line_endings(sql), |hash| {
