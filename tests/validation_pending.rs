@@ -91,7 +91,7 @@ fn a_violating_row_keeps_the_stage_pending_and_a_rerun_after_the_fix_validates_o
     let db = TestDb::new();
     db.execute(TABLES);
     // Written behind the migration's back before its key existed.
-    db.execute("INSERT INTO children VALUES (1001, 99)");
+    db.execute("INSERT INTO children VALUES (1001, 99), (1003, 98)");
     let dir = plan_dir(PLAN);
 
     let first = apply(dir.path(), &db);
@@ -101,7 +101,12 @@ fn a_violating_row_keeps_the_stage_pending_and_a_rerun_after_the_fix_validates_o
         Some(exit_codes::VALIDATION_PENDING),
         "{text}"
     );
-    for expected in ["VALIDATION PENDING", "(parent_id)=(99)"] {
+    for expected in [
+        "VALIDATION PENDING",
+        "rows violating it (first 2): parent_id=",
+        "parent_id=99",
+        "parent_id=98",
+    ] {
         assert!(text.contains(expected), "`{expected}` missing:\n{text}");
     }
     assert_eq!(ledger_state(&db), "validation_pending");
@@ -149,7 +154,7 @@ fn a_violating_row_keeps_the_stage_pending_and_a_rerun_after_the_fix_validates_o
         describe(&again)
     );
 
-    db.execute("UPDATE children SET parent_id = 2 WHERE id = 1001");
+    db.execute("UPDATE children SET parent_id = 2 WHERE id IN (1001, 1003)");
     let fixed = apply(dir.path(), &db);
     assert_eq!(
         fixed.status.code(),

@@ -61,6 +61,12 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
         return Ok(());
     }
     let stage_report = cx.report;
+    let violating = stage_report
+        .error
+        .as_ref()
+        .filter(|error| error.sqlstate.as_deref() == Some("23503"))
+        .map(|error| error.message.clone())
+        .and_then(|message| violating_rows(conn, &message));
     stage_report.status = match interrupt::requested() {
         Some(_) => StageStatus::Interrupted,
         None => StageStatus::ValidationPending,
@@ -68,6 +74,17 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
     let error = stage_report.error.get_or_insert_with(|| {
         crate::stage::stage_failure::plain_error(None, "a check after the validation failed".into())
     });
+    if let Some(rows) = violating.filter(|rows| !rows.is_empty()) {
+        let named = format!(
+            "rows violating it (first {}): {}",
+            rows.len(),
+            rows.join("; ")
+        );
+        error.detail = Some(match error.detail.take() {
+            Some(detail) => format!("{detail} {named}"),
+            None => named,
+        });
+    }
     let next = "the stage committed and stays `validation pending` (its key NOT VALID still checks every new write); \
                 fix the rows named and run `planrun apply` again: it retries only the validation";
     error.hint = Some(match error.hint.take() {
@@ -98,4 +115,35 @@ pub(crate) fn retry_pending<C: GenericClient>(
     validate_after_commit(conn, run, stage, &mut stage_report)?;
     stage_report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(stage_report)
+}
+
+/// The key value of up to 10 rows that violate the foreign key, not yet validated,
+/// whose quoted name `message` (PostgreSQL's error) holds (MATCH SIMPLE: a row with a
+/// NULL in the key is not checked), each as `column=value`; `None` when they cannot be
+/// read. Best effort, after the rollback, to name more than the one row PostgreSQL's
+/// detail names. Operators are schema-qualified: this runs with planrun's privileges.
+fn violating_rows<C: GenericClient>(conn: &mut C, message: &str) -> Option<Vec<String>> {
+    let query = conn
+        .query_one(
+            "SELECT pg_catalog.format(
+                 'SELECT pg_catalog.concat_ws(%L, %s) FROM %s c WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s) LIMIT 10',
+                 ', ',
+                 pg_catalog.string_agg(pg_catalog.format('pg_catalog.concat(%L, c.%I)', pg_catalog.concat(a.attname, '='), a.attname), ', ' ORDER BY k.n),
+                 con.conrelid::pg_catalog.regclass,
+                 pg_catalog.string_agg(pg_catalog.format('c.%I IS NOT NULL', a.attname), ' AND ' ORDER BY k.n),
+                 con.confrelid::pg_catalog.regclass,
+                 pg_catalog.string_agg(pg_catalog.format('p.%I OPERATOR(pg_catalog.=) c.%I', f.attname, a.attname), ' AND ' ORDER BY k.n))
+             FROM pg_catalog.pg_constraint con
+             CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(con.conkey), pg_catalog.unnest(con.confkey)) WITH ORDINALITY AS k(ck, fk, n)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) con.conrelid AND a.attnum OPERATOR(pg_catalog.=) k.ck
+             JOIN pg_catalog.pg_attribute f ON f.attrelid OPERATOR(pg_catalog.=) con.confrelid AND f.attnum OPERATOR(pg_catalog.=) k.fk
+             WHERE con.contype OPERATOR(pg_catalog.=) 'f' AND NOT con.convalidated
+               AND pg_catalog.strpos($1, pg_catalog.concat('\"', con.conname, '\"')) OPERATOR(pg_catalog.>) 0
+             GROUP BY con.oid, con.conrelid, con.confrelid
+             LIMIT 1",
+            &[&message],
+        );
+    let query: String = query.ok()?.get(0);
+    let rows = conn.query(query.as_str(), &[]).ok()?;
+    Some(rows.iter().map(|row| row.get::<_, String>(0)).collect())
 }
