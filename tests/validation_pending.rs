@@ -146,6 +146,15 @@ fn a_violating_row_keeps_the_stage_pending_and_a_rerun_after_the_fix_validates_o
         .map(|stage| stage["state"].clone());
     assert_eq!(state, Some(serde_json::json!("validation_pending")));
 
+    for command in ["plan", "verify"] {
+        let output = planrun_on(PLANRUN, dir.path(), &db, &[command, "plan.toml"]);
+        let text = describe(&output);
+        assert!(
+            text.contains("VALIDATION PENDING"),
+            "{command} shows the pending validation:\n{text}"
+        );
+    }
+
     let again = apply(dir.path(), &db);
     assert_eq!(
         again.status.code(),

@@ -7,7 +7,7 @@
 //! signal stops them, the stage stays pending: its key, `NOT VALID`, still checks
 //! every new write, its dependents may run, and the next `apply` retries only this.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use postgres::GenericClient;
 
@@ -36,7 +36,10 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
     if first == stage.steps.len() || stage_report.status != StageStatus::Applied {
         return Ok(());
     }
-    let started = Instant::now();
+    // The stage's time goes on: the report's duration is the stage's and its validation's.
+    let started = Instant::now()
+        .checked_sub(Duration::from_millis(stage_report.duration_ms))
+        .unwrap_or_else(Instant::now);
     let started_at = SystemTime::now();
     let mut cx = StageContext::new(stage, run, stage_report, true);
     cx.run.observer.note(&format!(
