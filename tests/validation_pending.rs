@@ -191,8 +191,9 @@ fn a_violating_row_keeps_the_stage_pending_and_a_rerun_after_the_fix_validates_o
     );
 }
 
-#[test]
-fn sigint_during_the_validation_leaves_it_pending_and_a_rerun_finishes_it() {
+/// Starts apply on a slow validation, sends `signal` once the validation runs, and
+/// returns what apply printed, with the database.
+fn signal_during_the_validation(signal: i32) -> (std::process::Output, TestDb, tempfile::TempDir) {
     let db = TestDb::new();
     db.execute(TABLES);
     db.execute("UPDATE validation_speed SET slow = true");
@@ -213,9 +214,7 @@ fn sigint_during_the_validation_leaves_it_pending_and_a_rerun_finishes_it() {
     .spawn()
     .unwrap();
     planrun_tests::wait_until("the validation runs", Duration::from_secs(30), || {
-        db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()",
-        ) == "1"
+        sleeping_validations(&db) == "1"
     });
     assert_eq!(
         ledger_state(&db),
@@ -224,31 +223,67 @@ fn sigint_during_the_validation_leaves_it_pending_and_a_rerun_finishes_it() {
     );
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(exit_codes::INTERRUPTED),
-        "{}",
-        describe(&output)
-    );
-    assert_eq!(ledger_state(&db), "validation_pending");
-    assert_eq!(key_validated(&db), "f");
+    (output, db, dir)
+}
 
+fn sleeping_validations(db: &TestDb) -> String {
+    db.scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()",
+    )
+}
+
+/// After a stopped validation: still pending, the key unvalidated; the re-run (a
+/// fast validation now) validates it without running the stage again.
+fn assert_pending_then_a_rerun_finishes(db: &TestDb, dir: &Path) {
+    assert_eq!(ledger_state(db), "validation_pending");
+    assert_eq!(key_validated(db), "f");
     db.execute("UPDATE validation_speed SET slow = false");
-    let rerun = apply(dir.path(), &db);
+    let rerun = apply(dir, db);
     assert_eq!(
         rerun.status.code(),
         Some(exit_codes::SUCCESS),
         "{}",
         describe(&rerun)
     );
-    assert_eq!(ledger_state(&db), "applied");
-    assert_eq!(key_validated(&db), "t");
+    assert_eq!(ledger_state(db), "applied");
+    assert_eq!(key_validated(db), "t");
     assert_eq!(
         db.scalar("SELECT count(*) FROM stage_runs WHERE stage = 'parent_key'"),
         "1"
     );
+}
+
+#[test]
+fn sigint_during_the_validation_leaves_it_pending_and_a_rerun_finishes_it() {
+    let (output, db, dir) = signal_during_the_validation(libc::SIGINT);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INTERRUPTED),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        sleeping_validations(&db),
+        "0",
+        "the validation was cancelled"
+    );
+    assert_pending_then_a_rerun_finishes(&db, dir.path());
+}
+
+#[test]
+fn sigkill_during_the_validation_leaves_it_pending_and_a_rerun_finishes_it() {
+    let (output, db, dir) = signal_during_the_validation(libc::SIGKILL);
+    assert_eq!(output.status.code(), None, "{}", describe(&output));
+    // The server notices the client gone (client_connection_check_interval) and rolls
+    // the validation back.
+    planrun_tests::wait_until(
+        "the server ends the validation",
+        Duration::from_secs(30),
+        || sleeping_validations(&db) == "0",
+    );
+    assert_pending_then_a_rerun_finishes(&db, dir.path());
 }
 
 #[test]
