@@ -42,6 +42,11 @@ pub const FLEET_HALTED: i32 = 21;
 /// the report's `revert.stages[]` says which, and `revert --require-rehearsal`
 /// refuses it (18). (21 is the fleet's.)
 pub const REVERT_UNPROVED: i32 = 22;
+/// `apply`: a stage committed with a foreign key `NOT VALID`, but its validation after
+/// the commit (an `after_commit` step, or a check placed after one) failed or did not
+/// finish: the stage stays `validation pending` (the key still checks every new
+/// write), `status` shows it, and a later `apply` retries only the validation.
+pub const VALIDATION_PENDING: i32 = 23;
 /// SIGINT or SIGTERM stopped the run: the stage in progress rolled back, committed
 /// stages stay (128 + SIGINT, as shells report an interrupted command).
 pub const INTERRUPTED: i32 = 130;
@@ -107,6 +112,11 @@ pub const ALL: &[(i32, &str, &str)] = &[
         REVERT_UNPROVED,
         "revert-unproved",
         "rehearse --revert: a stage's revert was not proved on the copy",
+    ),
+    (
+        VALIDATION_PENDING,
+        "validation-pending",
+        "apply: a stage committed, but its validation after the commit failed; it stays pending and a later apply retries it",
     ),
     (
         INTERRUPTED,

@@ -65,12 +65,16 @@ pub enum OutcomeCode {
     /// Exit 22: `rehearse --revert` applied the plan on the copy, but a stage's
     /// revert was not proved there.
     RevertUnproved,
+    /// Exit 23: `apply`: a stage committed, but what runs after its commit (the
+    /// validation of a key added `NOT VALID`) failed; the stage stays `validation
+    /// pending` and a later apply retries only that.
+    ValidationPending,
     /// Exit 130: SIGINT or SIGTERM; the stage in progress rolled back.
     Interrupted,
 }
 
 impl OutcomeCode {
-    pub const ALL: [OutcomeCode; 25] = [
+    pub const ALL: [OutcomeCode; 26] = [
         OutcomeCode::Applied,
         OutcomeCode::WouldApply,
         OutcomeCode::NothingToDo,
@@ -95,6 +99,7 @@ impl OutcomeCode {
         OutcomeCode::RevertRefused,
         OutcomeCode::FleetHalted,
         OutcomeCode::RevertUnproved,
+        OutcomeCode::ValidationPending,
         OutcomeCode::Interrupted,
     ];
 
@@ -125,6 +130,7 @@ impl OutcomeCode {
             OutcomeCode::RevertRefused => exit_codes::REVERT_REFUSED,
             OutcomeCode::FleetHalted => exit_codes::FLEET_HALTED,
             OutcomeCode::RevertUnproved => exit_codes::REVERT_UNPROVED,
+            OutcomeCode::ValidationPending => exit_codes::VALIDATION_PENDING,
             OutcomeCode::Interrupted => exit_codes::INTERRUPTED,
         }
     }
@@ -166,6 +172,7 @@ impl OutcomeCode {
             OutcomeCode::RevertRefused => "revert_refused",
             OutcomeCode::FleetHalted => "fleet_halted",
             OutcomeCode::RevertUnproved => "revert_unproved",
+            OutcomeCode::ValidationPending => "validation_pending",
             OutcomeCode::Interrupted => "interrupted",
         }
     }

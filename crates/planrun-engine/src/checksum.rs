@@ -184,6 +184,46 @@ fn insert_per_key(
     );
 }
 
+/// One step's entries: what it runs, and whether it runs after the commit.
+fn insert_step(
+    definition: &mut StageDefinition,
+    (index, step): (usize, &planrun_plan::Step),
+    registry: &Registry,
+    fingerprint: Fingerprint,
+    kept: Params,
+) -> Result<(), EngineError> {
+    let key = step_key(index, &step.name);
+    if step.after_commit.is_some() {
+        // An entry of its own, so that a plan without one keeps its checksums.
+        definition
+            .entries
+            .insert(format!("{key} runs"), "after the commit".into());
+    }
+    match &step.kind {
+        StepKind::Sql { sql } => {
+            definition.insert_sql(fingerprint, key, normalise_line_endings(sql), |hash| {
+                format!("sql {hash}")
+            });
+        }
+        StepKind::SqlFile { path, resolved, .. } => {
+            definition.insert_sql(fingerprint, key, read_sql_file(resolved)?, |hash| {
+                format!("sql_file {path} {hash}")
+            });
+        }
+        StepKind::Transform { name, params, .. } => {
+            let version = registry.get(name).map_or("unregistered", |t| t.version());
+            let params = match kept {
+                Params::Untuned => planrun_transform::untuned_params(params),
+                Params::All => params.clone(),
+            };
+            definition
+                .entries
+                .insert(key, format!("transform {name} v{version} params {params}"));
+        }
+    }
+    Ok(())
+}
+
 fn build(
     stage: &Stage,
     registry: &Registry,
@@ -200,29 +240,7 @@ fn build(
         .entries
         .insert("depends_on".into(), deps.join(","));
     for (index, step) in stage.steps.iter().enumerate() {
-        let key = step_key(index, &step.name);
-        match &step.kind {
-            StepKind::Sql { sql } => {
-                definition.insert_sql(fingerprint, key, normalise_line_endings(sql), |hash| {
-                    format!("sql {hash}")
-                });
-            }
-            StepKind::SqlFile { path, resolved, .. } => {
-                definition.insert_sql(fingerprint, key, read_sql_file(resolved)?, |hash| {
-                    format!("sql_file {path} {hash}")
-                });
-            }
-            StepKind::Transform { name, params, .. } => {
-                let version = registry.get(name).map_or("unregistered", |t| t.version());
-                let params = match kept {
-                    Params::Untuned => planrun_transform::untuned_params(params),
-                    Params::All => params.clone(),
-                };
-                definition
-                    .entries
-                    .insert(key, format!("transform {name} v{version} params {params}"));
-            }
-        }
+        insert_step(&mut definition, (index, step), registry, fingerprint, kept)?;
     }
     let checks = [
         ("precondition", &stage.preconditions),

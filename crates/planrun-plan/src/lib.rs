@@ -8,6 +8,7 @@
 //! crate alone, and the engine receives a [`Plan`] that has already passed
 //! [`Plan::load`] and [`Plan::check_environment`].
 
+mod after_commit;
 mod allow;
 mod confine;
 mod dag;

@@ -91,7 +91,15 @@ const VERIFY_KEYS: &[&str] = &[
 ];
 const SKIP_KEYS: &[&str] = &["sql", "expect", "reason"];
 const CAPTURE_KEYS: &[&str] = &["name", "names", "sql", "expr"];
-const STEP_KEYS: &[&str] = &["name", "sql", "sql_file", "transform", "params", "allow"];
+const STEP_KEYS: &[&str] = &[
+    "name",
+    "sql",
+    "sql_file",
+    "transform",
+    "params",
+    "allow",
+    "after_commit",
+];
 const STEP_KINDS: &[&str] = &["sql", "sql_file", "transform"];
 
 impl Plan {
@@ -952,6 +960,18 @@ impl Reader<'_> {
         let header = span.start..span.start;
         let name = self.string(table, "name", false, 0..0).map(|(n, _)| n);
         let allow = self.allow(table);
+        let after_commit = table.get("after_commit").map(|value| value.span());
+        let after_commit =
+            after_commit.filter(|_| self.boolean(table, "after_commit") == Some(true));
+        if let (Some(span), false) = (&after_commit, context == "[[stage.step]]") {
+            self.problems.push(
+                PlanProblem::new(
+                    ProblemKind::UnknownKey,
+                    format!("`after_commit` only applies to [[stage.step]], not {context}"),
+                )
+                .label(span.clone(), "not a stage's step"),
+            );
+        }
         let sql = self.string(table, "sql", false, 0..0);
         let sql_file = self.string(table, "sql_file", false, 0..0);
         let transform = self.string(table, "transform", false, 0..0);
@@ -1045,6 +1065,7 @@ impl Reader<'_> {
             name: name.unwrap_or(default_name),
             kind,
             allow,
+            after_commit,
             span,
         })
     }

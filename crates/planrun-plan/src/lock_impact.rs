@@ -109,6 +109,12 @@ fn stage_impact(
         impact.lock(&lock.table, lock.mode, new, "stage");
     }
     for step in &stage.steps {
+        if step.after_commit.is_some() && context.in_transaction() {
+            // The stage has committed: its NOT VALID keys are validated in a later
+            // transaction, as VALIDATE CONSTRAINT is meant to run.
+            context.end_stage();
+            context.begin_stage(true, lock_timeout);
+        }
         match &step.kind {
             StepKind::Transform { name, params, .. } => {
                 for lock in catalog.locks(name, params) {

@@ -227,3 +227,26 @@ sql = "ALTER TABLE shipments ADD COLUMN note text"
         );
     }
 }
+
+#[test]
+fn a_key_validated_after_the_commit_is_validated_in_a_later_transaction() {
+    let plan = |after_commit: &str| {
+        format!(
+            "[plan]\nname = \"keys\"\nlock_timeout = \"1s\"\n[[stage]]\nid = \"key\"\n\
+             [[stage.step]]\nsql = \"ALTER TABLE orders ADD CONSTRAINT orders_customer_fkey FOREIGN KEY (customer_id) REFERENCES customers(id) NOT VALID\"\n\
+             [[stage.step]]\nsql = \"ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fkey\"\n{after_commit}"
+        )
+    };
+    let rules = |text: &str| -> Vec<String> {
+        let plan = parse(text).unwrap();
+        let dag = Dag::build(&plan).unwrap();
+        plan.lock_impact(&dag, &NoTransforms)
+            .iter()
+            .flat_map(|stage| &stage.findings)
+            .map(|finding| finding.rule.id().to_owned())
+            .collect()
+    };
+    assert!(rules(&plan("")).contains(&"validate-constraint-in-same-transaction".to_owned()));
+    assert!(!rules(&plan("after_commit = true\n"))
+        .contains(&"validate-constraint-in-same-transaction".to_owned()));
+}

@@ -324,6 +324,10 @@ pub struct Step {
     pub kind: StepKind,
     /// Lock-impact rules this step accepts, with their reasons.
     pub allow: Vec<Allowance>,
+    /// Runs after the stage commits, in a transaction of its own (`after_commit =
+    /// true`): a `VALIDATE CONSTRAINT` of a key the stage added `NOT VALID`. Such steps
+    /// come last and take no lock that blocks readers or writers; the span is the key's.
+    pub after_commit: Option<Span>,
     pub span: Span,
 }
 
@@ -393,6 +397,21 @@ pub trait TransformCatalog {
 }
 
 impl Stage {
+    /// How many steps run before the stage commits: all but its `after_commit` ones,
+    /// which come last.
+    pub fn steps_before_commit(&self) -> usize {
+        self.steps
+            .iter()
+            .position(|step| step.after_commit.is_some())
+            .unwrap_or(self.steps.len())
+    }
+
+    /// Whether the stage has steps that run after it commits: a stage recorded
+    /// `validation pending` until they have.
+    pub fn has_after_commit(&self) -> bool {
+        self.steps_before_commit() < self.steps.len()
+    }
+
     /// Every lock the stage runs under: its own `locks`, then its transforms'
     /// declarations, one per table in the combined mode.
     pub fn all_locks(&self, catalog: &dyn TransformCatalog) -> Vec<TableLock> {

@@ -42,6 +42,9 @@ pub enum ProblemKind {
     SqlFileOutsidePlan,
     UnknownRule,
     SqlNotUtf8,
+    /// An `after_commit` step that is not SQL, or takes a lock that blocks the
+    /// application's readers or writers.
+    AfterCommitLock,
 }
 
 impl ProblemKind {
@@ -73,6 +76,7 @@ impl ProblemKind {
             ProblemKind::SqlFileOutsidePlan => "plan::sql_file_outside_plan",
             ProblemKind::UnknownRule => "plan::unknown_rule",
             ProblemKind::SqlNotUtf8 => "plan::sql_not_utf8",
+            ProblemKind::AfterCommitLock => "plan::after_commit_lock",
         }
     }
 }

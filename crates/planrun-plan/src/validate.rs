@@ -472,6 +472,10 @@ impl Plan {
             // A file outside the plan's directory is not read, not even to parse it.
             if confined {
                 problems.extend(crate::sql_rules::stage_sql_problems(stage, &self.variables));
+                problems.extend(crate::after_commit::after_commit_problems(
+                    stage,
+                    &self.variables,
+                ));
             }
             for step in &stage.steps {
                 match &step.kind {

@@ -182,6 +182,8 @@ pub enum RunOutcome {
     RevertRefused,
     /// `rehearse --revert`: the apply passed, a stage's revert was not proved.
     RevertUnproved,
+    /// `apply`: a stage committed, its validation after the commit failed.
+    ValidationPending,
 }
 
 impl RunOutcome {
@@ -196,6 +198,7 @@ impl RunOutcome {
             RunOutcome::OverBudget => exit_codes::OVER_BUDGET,
             RunOutcome::RevertRefused => exit_codes::REVERT_REFUSED,
             RunOutcome::RevertUnproved => exit_codes::REVERT_UNPROVED,
+            RunOutcome::ValidationPending => exit_codes::VALIDATION_PENDING,
         }
     }
 
@@ -211,6 +214,7 @@ impl RunOutcome {
             RunOutcome::OverBudget => "over_budget",
             RunOutcome::RevertRefused => "revert_refused",
             RunOutcome::RevertUnproved => "revert_unproved",
+            RunOutcome::ValidationPending => "validation_pending",
         }
     }
 
@@ -236,6 +240,7 @@ impl RunOutcome {
             RunOutcome::OverBudget => OutcomeCode::OverBudget,
             RunOutcome::RevertRefused => OutcomeCode::RevertRefused,
             RunOutcome::RevertUnproved => OutcomeCode::RevertUnproved,
+            RunOutcome::ValidationPending => OutcomeCode::ValidationPending,
         }
     }
 }

@@ -38,6 +38,10 @@ pub enum StageStatus {
     /// `planrun revert`: undone and committed (with `--dry-run`: undone and rolled
     /// back); a later `apply` runs it again.
     Reverted,
+    /// Committed with a key `NOT VALID`; what runs after the commit (its validation)
+    /// failed or did not finish, and a later `apply` retries only that. Dependent
+    /// stages may run: the key already checks every new write.
+    ValidationPending,
     /// Not reached because an earlier stage stopped the run.
     NotRun,
     /// Optional, or outside `--stage`/`--until`.
@@ -68,6 +72,7 @@ impl StageStatus {
             StageStatus::Interrupted => "INTERRUPTED",
             StageStatus::Reset => "reset",
             StageStatus::Reverted => "reverted",
+            StageStatus::ValidationPending => "VALIDATION PENDING",
             StageStatus::NotRun => "not run",
             StageStatus::NotSelected => "not selected",
             StageStatus::WouldRun => "would run",

@@ -24,8 +24,9 @@ pub struct StatusReport {
 pub struct StageStatusLine {
     pub id: String,
     pub optional: bool,
-    /// `pending`, `applied`, `skipped`, `failed`, `drifted`, `partial`, `reset` or
-    /// `reverted`.
+    /// `pending`, `applied`, `skipped`, `failed`, `drifted`, `partial`, `reset`,
+    /// `reverted` or `validation_pending` (committed with a key `NOT VALID` whose
+    /// validation after the commit has not passed yet; `apply` retries it).
     pub state: String,
     pub run_id: Option<i64>,
     /// RFC 3339: when its latest result was recorded (a half-done stage: its last batch).

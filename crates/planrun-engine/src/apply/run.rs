@@ -19,13 +19,14 @@ use crate::db::lock;
 use crate::db::watch::BlockerWatch;
 use crate::decide::{decide, Decision, Disposition};
 use crate::error::EngineError;
-use crate::ledger::{self, NewRun, RecordedStage};
+use crate::ledger::{self, NewRun, RecordedStage, ResultStatus};
 use crate::observer::Observer;
 use crate::online::batched::run_batched_stage;
 use crate::online::half_done::say_what_remains;
 use crate::online::reset;
 use crate::options::{ApplyOptions, ResetOptions};
 use crate::prepared::{PreparedPlan, PreparedStage};
+use crate::stage::after_commit::{retry_pending, validate_after_commit};
 use crate::stage::atomic::run_atomic;
 use crate::stage::context::RunContext;
 use crate::stage::stage_record::record_drift_accepted;
@@ -249,6 +250,16 @@ impl<'a> Runner<'a> {
                 report.stages.push(stage.report(StageStatus::NotRun));
                 continue;
             }
+            if let Disposition::Applied(recorded) = disposition {
+                if recorded.status == ResultStatus::ValidationPending {
+                    let stage_report = retry_pending(conn, run, stage, recorded)?;
+                    run.observer.stage_finished(&stage_report);
+                    let status = stage_report.status;
+                    report.stages.push(stage_report);
+                    stopped = stops_run(report, stage, status);
+                    continue;
+                }
+            }
             if let Disposition::Applied(recorded) | Disposition::Drifted(recorded) = disposition {
                 let drift_accepted = disposition.is_drifted();
                 let stage_report =
@@ -277,7 +288,10 @@ impl<'a> Runner<'a> {
             run.observer.stage_finished(&stage_report);
             let status = stage_report.status;
             report.stages.push(stage_report);
-            if matches!(status, StageStatus::Applied | StageStatus::Skipped) {
+            if matches!(
+                status,
+                StageStatus::Applied | StageStatus::Skipped | StageStatus::ValidationPending
+            ) {
                 committed.push(stage.id.clone());
             }
             stopped = stops_run(report, stage, status);
@@ -331,6 +345,7 @@ impl<'a> Runner<'a> {
             None => run_atomic(conn, run, stage)?,
         };
         say_what_remains(conn, self.plan(), stage, &mut stage_report)?;
+        validate_after_commit(conn, run, stage, &mut stage_report)?;
         stage_report.lock_retries = std::mem::take(&mut run.lock_retries);
         Ok(stage_report)
     }
@@ -354,6 +369,18 @@ fn stops_run(report: &mut RunReport, stage: &Stage, status: StageStatus) -> bool
         StageStatus::Applied | StageStatus::Skipped => {
             if report.outcome == RunOutcome::NothingToDo {
                 report.outcome = RunOutcome::Success;
+            }
+            false
+        }
+        // Committed, its key NOT VALID: the stages after it may run (the key checks
+        // every new write; only the rows it held before are unproved), and the run
+        // says so in its exit code.
+        StageStatus::ValidationPending => {
+            if matches!(
+                report.outcome,
+                RunOutcome::NothingToDo | RunOutcome::Success
+            ) {
+                report.outcome = RunOutcome::ValidationPending;
             }
             false
         }

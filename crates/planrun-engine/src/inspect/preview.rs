@@ -101,6 +101,14 @@ impl Runner<'_> {
                     "{} in run {} at {}",
                     recorded.status, recorded.run_id, recorded.finished_at
                 ));
+                if recorded.status == ResultStatus::ValidationPending {
+                    stage_report.status = StageStatus::ValidationPending;
+                    stage_report.note = Some(format!(
+                        "committed in run {} at {}; {PENDING_NOTE}",
+                        recorded.run_id, recorded.finished_at
+                    ));
+                    preview.would_change = true;
+                }
             }
             Disposition::NotSelected { why, .. } => {
                 stage_report.status = StageStatus::NotSelected;
@@ -179,9 +187,7 @@ impl Runner<'_> {
             .in_order()
             .enumerate()
             .filter_map(|(position, stage)| {
-                let recorded = done
-                    .get(&stage.id)
-                    .filter(|r| r.status == ResultStatus::Applied)?;
+                let recorded = done.get(&stage.id).filter(|r| r.status.is_committed())?;
                 let changes = StageChanges::of(stage, &stage.definition, self.registry());
                 Some((recorded.result_id, position, stage, changes))
             })
@@ -198,7 +204,7 @@ impl Runner<'_> {
         for (position, stage) in self.prepared().in_order().enumerate() {
             let mut stage_report = stage.report(StageStatus::Verified);
             match done.get(&stage.id) {
-                Some(recorded) if recorded.status == ResultStatus::Applied => {
+                Some(recorded) if recorded.status.is_committed() => {
                     // Later: recorded after it, or placed after it in the plan (a
                     // stage recorded again with its drift accepted did not run again).
                     let later: Vec<(&str, &StageChanges)> = applied
@@ -220,6 +226,10 @@ impl Runner<'_> {
                         stage_report.verifications.push(result);
                     }
                     tally.count(&mut stage_report, &later);
+                    if recorded.status == ResultStatus::ValidationPending {
+                        stage_report.status = StageStatus::ValidationPending;
+                        stage_report.note = Some(PENDING_NOTE.into());
+                    }
                 }
                 Some(recorded) => {
                     stage_report.status = StageStatus::Skipped;
@@ -237,6 +247,11 @@ impl Runner<'_> {
         Ok(report)
     }
 }
+
+/// What `verify`, `plan` and `status` say of a stage recorded `validation_pending`.
+pub(crate) const PENDING_NOTE: &str =
+    "committed with its key NOT VALID (every new write is checked); \
+     the validation after the commit has not passed yet: `planrun apply` retries only it";
 
 /// What `verify` found across the stages it re-checked.
 #[derive(Default)]
@@ -490,6 +505,9 @@ fn status_line(
         line.rows_affected = Some(recorded.rows_affected);
         line.rows_quarantined = Some(recorded.rows_quarantined);
         line.note = recorded.skip_reason.clone();
+        if recorded.status == ResultStatus::ValidationPending {
+            line.note = Some(PENDING_NOTE.into());
+        }
         if recorded.status == ResultStatus::Failed && done.contains_key(&stage.id) {
             line.note = Some("failed in its latest run; an earlier run had applied it".into());
         }

@@ -24,7 +24,7 @@ use crate::db::trusted_sql::{check_ledger_owner, own_ledger};
 use crate::error::EngineError;
 
 /// The ledger layout this planrun writes.
-pub const LEDGER_VERSION: i32 = 7;
+pub const LEDGER_VERSION: i32 = 8;
 
 const CREATE_V1: &str = "
 CREATE SCHEMA IF NOT EXISTS planrun;
@@ -125,6 +125,17 @@ ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
     CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed', 'reset', 'reverted'));
 ";
 
+/// Version 8: a stage committed with a key `NOT VALID` whose validation after the
+/// commit (`after_commit` steps) has not passed yet is recorded `validation_pending`
+/// (done for its dependents; `apply` retries only the validation, then records it
+/// `applied`).
+const MIGRATE_TO_V8: &str = "
+ALTER TABLE planrun.stage_results DROP CONSTRAINT IF EXISTS stage_results_status_check;
+ALTER TABLE planrun.stage_results ADD CONSTRAINT stage_results_status_check
+    CHECK (status IN ('applied', 'skipped', 'failed', 'retired', 'renamed', 'reset', 'reverted',
+                      'validation_pending'));
+";
+
 /// True for a `runs` row (alias `r`) whose session still exists. A session another
 /// role owns shows no `backend_start` without `pg_read_all_stats`; it counts as live.
 const SESSION_ALIVE: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
@@ -162,7 +173,7 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
             known: LEDGER_VERSION,
         });
     }
-    let migrations: [(i32, &str); 7] = [
+    let migrations: [(i32, &str); 8] = [
         (1, ""),
         (2, MIGRATE_TO_V2),
         (3, MIGRATE_TO_V3),
@@ -170,6 +181,7 @@ pub fn ensure(client: &mut impl GenericClient) -> Result<(), EngineError> {
         (5, MIGRATE_TO_V5),
         (6, MIGRATE_TO_V6),
         (7, MIGRATE_TO_V7),
+        (8, MIGRATE_TO_V8),
     ];
     for (target, sql) in migrations {
         if version >= target {

@@ -17,10 +17,13 @@ pub enum ResultStatus {
     Reset,
     /// An applied stage undone with `planrun revert`; a later `apply` runs it again.
     Reverted,
+    /// Committed, with what runs after its commit (the validation of a key added
+    /// `NOT VALID`) still to pass: done for its dependents; `apply` retries only that.
+    ValidationPending,
 }
 
 impl ResultStatus {
-    const ALL: [ResultStatus; 7] = [
+    const ALL: [ResultStatus; 8] = [
         ResultStatus::Applied,
         ResultStatus::Skipped,
         ResultStatus::Failed,
@@ -28,6 +31,7 @@ impl ResultStatus {
         ResultStatus::Renamed,
         ResultStatus::Reset,
         ResultStatus::Reverted,
+        ResultStatus::ValidationPending,
     ];
 
     /// The ledger's spelling.
@@ -40,6 +44,7 @@ impl ResultStatus {
             ResultStatus::Renamed => "renamed",
             ResultStatus::Reset => "reset",
             ResultStatus::Reverted => "reverted",
+            ResultStatus::ValidationPending => "validation_pending",
         }
     }
 
@@ -50,9 +55,21 @@ impl ResultStatus {
             .find(|status| status.as_str() == text)
     }
 
+    /// Whether the stage's work committed (applied, its validation passed or not): what
+    /// `verify` checks and `revert` may undo.
+    pub fn is_committed(self) -> bool {
+        matches!(
+            self,
+            ResultStatus::Applied | ResultStatus::ValidationPending
+        )
+    }
+
     /// Whether a stage with this latest result counts as done (not run again).
     pub fn is_done(self) -> bool {
-        matches!(self, ResultStatus::Applied | ResultStatus::Skipped)
+        matches!(
+            self,
+            ResultStatus::Applied | ResultStatus::Skipped | ResultStatus::ValidationPending
+        )
     }
 }
 

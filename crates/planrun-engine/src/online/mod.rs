@@ -306,7 +306,7 @@ fn after_batched<C: GenericClient>(
         && verify_after_step_where(tx, cx, step, |check| !per_key::runs_per_key(check, step));
     cx.run.retried_whole = true;
     let steps = if checked {
-        run_steps(tx, cx, batched.position + 1..cx.stage.steps.len())
+        run_steps(tx, cx, batched.position + 1..cx.stage.steps_before_commit())
     } else {
         Ok(false)
     };

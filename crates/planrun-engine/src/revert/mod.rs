@@ -24,7 +24,7 @@ use crate::db::interrupt;
 use crate::db::lock;
 use crate::db::watch::BlockerWatch;
 use crate::error::EngineError;
-use crate::ledger::{self, NewRun, RecordedStage, ResultStatus};
+use crate::ledger::{self, NewRun, RecordedStage};
 use crate::observer::Observer;
 use crate::online::half_done::say_what_remains;
 use crate::options::RevertOptions;
@@ -118,7 +118,7 @@ impl Runner<'_> {
             .map(|stage| {
                 let applied = done
                     .get(&stage.id)
-                    .is_some_and(|recorded| recorded.status == ResultStatus::Applied);
+                    .is_some_and(|recorded| recorded.status.is_committed());
                 (stage, views[stage.position].as_ref(), applied)
             })
             .collect();

@@ -135,7 +135,7 @@ fn stage_body<C: GenericClient>(
         Gate::Stop => return Ok(false),
         Gate::Proceed => {}
     }
-    if !run_steps(conn, cx, 0..cx.stage.steps.len())? {
+    if !run_steps(conn, cx, 0..cx.stage.steps_before_commit())? {
         return Ok(false);
     }
     if cx.in_transaction {

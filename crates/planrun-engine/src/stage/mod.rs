@@ -1,6 +1,7 @@
-//! One stage: the contexts its pieces are given (`context.rs`), the stage that commits whole (`atomic.rs`), and its pieces: timeouts and locks, the gate (skip rules, preconditions, captures, backup), the steps (SQL, transform), checks, the ledger row, what a failure reports, and retrying a whole transaction on a lock (for the online stages).
+//! One stage: the contexts its pieces are given (`context.rs`), the stage that commits whole (`atomic.rs`), and its pieces: timeouts and locks, the gate (skip rules, preconditions, captures, backup), the steps (SQL, transform), checks, the ledger row, what a failure reports, retrying a whole transaction on a lock (for the online stages), and the steps that run after the stage's commit (`after_commit.rs`: a key's validation, the stage `validation_pending` until it passed).
 
 pub(crate) mod abandoned;
+pub(crate) mod after_commit;
 pub(crate) mod atomic;
 pub(crate) mod autovacuum;
 pub(crate) mod captures;

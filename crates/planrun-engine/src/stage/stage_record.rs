@@ -70,20 +70,32 @@ pub(crate) fn record_failure<C: GenericClient>(
     }
 }
 
-/// The stage's ledger row, as its report says it ended.
+/// The stage's ledger row, as its report says it ended: a stage applied with steps
+/// still to run after its commit is recorded `validation_pending`.
 pub(crate) fn record<C: GenericClient>(
     conn: &mut C,
     cx: &StageContext<'_, '_>,
     started_at: SystemTime,
 ) -> Result<(), EngineError> {
-    let (stage, stage_report) = (cx.stage, &*cx.report);
-    let status = match stage_report.status {
+    let status = match cx.report.status {
+        StageStatus::Applied if cx.stage.has_after_commit() => ResultStatus::ValidationPending,
         StageStatus::Applied => ResultStatus::Applied,
         StageStatus::Skipped => ResultStatus::Skipped,
         StageStatus::Reset => ResultStatus::Reset,
         StageStatus::Reverted => ResultStatus::Reverted,
         _ => ResultStatus::Failed,
     };
+    record_as(conn, cx, started_at, status)
+}
+
+/// The stage's ledger row with `status`.
+pub(crate) fn record_as<C: GenericClient>(
+    conn: &mut C,
+    cx: &StageContext<'_, '_>,
+    started_at: SystemTime,
+    status: ResultStatus,
+) -> Result<(), EngineError> {
+    let (stage, stage_report) = (cx.stage, &*cx.report);
     ledger::record_stage(
         conn,
         &StageRecord {
@@ -96,7 +108,9 @@ pub(crate) fn record<C: GenericClient>(
             drift_accepted: false,
             skip_reason: match status {
                 ResultStatus::Skipped => stage_report.note.as_deref(),
-                ResultStatus::Applied => stage_report.recorded_note.as_deref(),
+                ResultStatus::Applied | ResultStatus::ValidationPending => {
+                    stage_report.recorded_note.as_deref()
+                }
                 _ => None,
             },
             started_at,
