@@ -48,7 +48,7 @@ ALTER TABLE children ADD CONSTRAINT children_parent_fkey
 name = "validate the key"
 after_commit = true
 sql = """
-SELECT pg_sleep(CASE WHEN slow THEN 60 ELSE 0 END) FROM validation_speed;
+SELECT pg_catalog.pg_sleep(CASE WHEN slow THEN 60 ELSE 0 END) FROM validation_speed;
 ALTER TABLE children VALIDATE CONSTRAINT children_parent_fkey;
 """
 
@@ -316,6 +316,34 @@ fn check_refuses_an_after_commit_step_that_would_block_the_application() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+/// What runs after the commit is read offline; SQL built at run time or a function
+/// called is not, so it is refused as unseen rather than assumed to block no one.
+#[test]
+fn check_refuses_an_after_commit_step_whose_locks_cannot_be_read_from_its_text() {
+    let plan = PLAN.replace(
+        "ALTER TABLE children VALIDATE CONSTRAINT children_parent_fkey;",
+        "ALTER TABLE children VALIDATE CONSTRAINT children_parent_fkey;\n\
+         DO $$ BEGIN EXECUTE 'LOCK TABLE children IN ACCESS EXCLUSIVE MODE'; END $$;",
+    );
+    let dir = plan_dir(&plan);
+    let output = planrun_command(PLANRUN, dir.path(), &["check", "plan.toml"])
+        .output()
+        .unwrap();
+    let text = describe(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::INVALID_PLAN),
+        "{text}"
+    );
+    for expected in [
+        "plan::after_commit_lock",
+        "line 3 cannot be read offline",
+        "a DO block",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use planrun_sql::{analyze_script, AnalysisContext};
+use planrun_sql::{analyze_script, unseen_after_commit, AnalysisContext};
 
 use crate::model::{Stage, StepKind};
 use crate::problem::{PlanProblem, ProblemKind};
@@ -72,7 +72,16 @@ pub(crate) fn after_commit_problems(
         let Ok(statements) = analyze_script(&sql, &mut context) else {
             continue;
         };
+        let mut blocking_lines = Vec::new();
         for statement in statements {
+            if statement
+                .impact
+                .locks
+                .iter()
+                .any(|lock| lock.mode.blocks_reads() || lock.mode.blocks_writes())
+            {
+                blocking_lines.push(statement.line);
+            }
             let blocking = statement
                 .impact
                 .locks
@@ -112,6 +121,22 @@ pub(crate) fn after_commit_problems(
                     ),
                 );
             }
+        }
+        for unseen in unseen_after_commit(&sql).unwrap_or_default() {
+            if blocking_lines.contains(&unseen.line) {
+                continue;
+            }
+            problems.push(
+                PlanProblem::new(
+                    ProblemKind::AfterCommitLock,
+                    format!(
+                        "{place} line {} cannot be read offline to block no one after the commit of stage `{}`: {}",
+                        unseen.line, stage.id, unseen.what
+                    ),
+                )
+                .label(span.clone(), "runs after the commit")
+                .help("after the commit only VALIDATE CONSTRAINT, ANALYZE, settings and queries calling `pg_catalog.` functions may run; run this step in the stage, before its commit"),
+            );
         }
     }
     problems

@@ -18,6 +18,7 @@
 //! split to send statements one at a time. Statement text and offsets are exactly as in
 //! the file.
 
+mod after_commit;
 mod alter_table;
 mod analysis_context;
 mod classify;
@@ -38,6 +39,7 @@ mod script;
 mod table_definition;
 mod tokens;
 
+pub use after_commit::{unseen_after_commit, UnseenStatement};
 pub use analysis_context::{relation_key, AnalysisContext};
 pub use lock_analysis::{analyze_script, AnalyzedStatement, LockImpact, RelationLock};
 pub use lock_mode::LockMode;
