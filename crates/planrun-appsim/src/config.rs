@@ -16,6 +16,14 @@ pub struct AppConfig {
     pub seed: u64,
     /// Safety limit: every thread stops by itself after this long.
     pub max_duration: Duration,
+    /// Writers follow the database's shape, as an application deployed beside the
+    /// migration and its revert would: legacy `chapters` columns while they exist,
+    /// `chapter_sections` (its `image`, or `memoir_images` through `image_id`) once
+    /// they are gone. A write that fails because a column or table it names vanished
+    /// mid-flight, or an update that finds its sections gone, is tried again in the
+    /// shape the database is in then. Off: writers write the legacy shape only, and
+    /// those writes fail once it is gone.
+    pub follow_shape: bool,
 }
 
 impl Default for AppConfig {
@@ -26,6 +34,7 @@ impl Default for AppConfig {
             pause: Duration::from_millis(2),
             seed: 1,
             max_duration: Duration::from_secs(600),
+            follow_shape: false,
         }
     }
 }

@@ -86,6 +86,7 @@ impl AppSimulator {
                     owned,
                     Arc::clone(&memoir_ids),
                     images_type.clone(),
+                    config.follow_shape,
                 );
                 spawn(&name, move || writer.run())
             })
