@@ -107,6 +107,14 @@ pub(crate) fn print(run: &RevertRun) {
                 lock["attempts"]
             );
         }
+        if let Some(message) = stage["error"]["message"].as_str() {
+            println!("      error: {message}");
+            println!("      statement: {}", stage["error"]["statement"]);
+        }
+        let retries = stage["lock_retries"].as_array().map_or(0, Vec::len);
+        if retries > 0 {
+            println!("      lock retries: {retries}");
+        }
         for step in stage["steps"].as_array().into_iter().flatten() {
             println!(
                 "      step {}: {} ms",
