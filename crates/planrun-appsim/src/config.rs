@@ -24,6 +24,9 @@ pub struct AppConfig {
     /// shape the database is in then. Off: writers write the legacy shape only, and
     /// those writes fail once it is gone.
     pub follow_shape: bool,
+    /// Writers own only the chapters with an id below this one (and those they
+    /// insert), so that a test can compare the others before and after; `None`: all.
+    pub chapter_ids_below: Option<i64>,
 }
 
 impl Default for AppConfig {
@@ -35,6 +38,7 @@ impl Default for AppConfig {
             seed: 1,
             max_duration: Duration::from_secs(600),
             follow_shape: false,
+            chapter_ids_below: None,
         }
     }
 }
