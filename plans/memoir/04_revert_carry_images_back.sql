@@ -7,6 +7,15 @@
 -- A row's image object is its meta with url and, when it has one, caption: a caption
 -- that was JSON null and one that was absent are both NULL in memoir_images, and the
 -- object rebuilt has no caption key.
+--
+-- The stage's captures count the images to keep and its checks count them again after
+-- this file: writers of the three tables wait from the captures to the commit
+-- (EXCLUSIVE; readers go on), taken with the stage's other locks before anything runs
+-- (planrun reads the locks of a revert's SQL and takes them first). Without them an
+-- application deleting a chapter meanwhile failed the revert (exit 12, "expected = 2446,
+-- got 2441"; tests/revert_traffic.rs).
+LOCK TABLE public.chapters, public.chapter_sections, public.memoir_images IN EXCLUSIVE MODE;
+
 UPDATE chapter_sections AS s
 SET image = m.meta || jsonb_build_object('url', m.url)
             || CASE WHEN m.caption IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('caption', m.caption) END

@@ -4,6 +4,18 @@
 -- at stage 5 gets that object back exactly (planrun.memoir_section_images, kept by
 -- 05_keep_section_images.sql); any other is rebuilt from the row, as
 -- 04_revert_carry_images_back.sql rebuilds one.
+--
+-- Dropping image_id drops its foreign key, and with it the key's triggers on
+-- memoir_images, which takes ACCESS EXCLUSIVE on memoir_images too. Named here, it is
+-- taken with the stage's other locks before anything runs (planrun reads the locks of
+-- a revert's SQL and takes them first), where a lock not had in lock_timeout releases
+-- them all and is tried again later. Left to the DROP at the end, it was asked for
+-- while this transaction held ACCESS EXCLUSIVE on chapter_sections: an application
+-- statement holding ROW EXCLUSIVE on memoir_images and waiting to read chapter_sections
+-- then waited on the revert, and the revert on it, until the retries ran out (exit 13
+-- after 70 s, the application's writers stopped all along; tests/revert_traffic.rs).
+LOCK TABLE public.memoir_images IN ACCESS EXCLUSIVE MODE;
+
 CREATE TABLE IF NOT EXISTS planrun.memoir_section_images (
     section_id bigint PRIMARY KEY,
     image      jsonb NOT NULL

@@ -16,6 +16,17 @@ pub struct AppConfig {
     pub seed: u64,
     /// Safety limit: every thread stops by itself after this long.
     pub max_duration: Duration,
+    /// Writers follow the database's shape, as an application deployed beside the
+    /// migration and its revert would: legacy `chapters` columns while they exist,
+    /// `chapter_sections` (its `image`, or `memoir_images` through `image_id`) once
+    /// they are gone. A write that fails because a column or table it names vanished
+    /// mid-flight, or an update that finds its sections gone, is tried again in the
+    /// shape the database is in then. Off: writers write the legacy shape only, and
+    /// those writes fail once it is gone.
+    pub follow_shape: bool,
+    /// Writers own only the chapters with an id below this one (and those they
+    /// insert), so that a test can compare the others before and after; `None`: all.
+    pub chapter_ids_below: Option<i64>,
 }
 
 impl Default for AppConfig {
@@ -26,6 +37,8 @@ impl Default for AppConfig {
             pause: Duration::from_millis(2),
             seed: 1,
             max_duration: Duration::from_secs(600),
+            follow_shape: false,
+            chapter_ids_below: None,
         }
     }
 }

@@ -36,6 +36,7 @@ mod generated;
 mod jsonb;
 mod log;
 mod lost_writes;
+mod new_shape;
 mod observed;
 mod progress;
 mod reader;

@@ -1,10 +1,10 @@
 //! What the simulated application did ([`AppLog`]): counts per kind of write, reads,
 //! waits, first errors, and the state each chapter's last committed write left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::expectation::Expectation;
+use crate::expectation::{Expectation, Fate};
 use crate::reader::ReaderLog;
 use crate::writer::WriterLog;
 use crate::{LegacyState, WriteKind};
@@ -17,6 +17,9 @@ pub struct AppLog {
     /// Writes the server rejected, by kind (every kind present): the application saw an
     /// error, nothing committed.
     pub failed: BTreeMap<WriteKind, u64>,
+    /// Of the committed writes, those made in the new shape (`chapter_sections`), by
+    /// an application that follows the shape ([`AppConfig::follow_shape`](crate::AppConfig)).
+    pub committed_in_new_shape: u64,
     /// Writes whose connection broke before their result arrived: they may or may not
     /// have committed.
     pub in_doubt: u64,
@@ -43,6 +46,7 @@ impl Default for AppLog {
         AppLog {
             committed: zero(),
             failed: zero(),
+            committed_in_new_shape: 0,
             in_doubt: 0,
             without_effect: 0,
             reads: 0,
@@ -66,16 +70,34 @@ impl AppLog {
         self.failed.values().sum()
     }
 
-    /// For every chapter a committed write touched, the state its last committed write
-    /// left: `None` when that write deleted it.
+    /// For every chapter a committed write in the legacy shape touched last, the state
+    /// it left: `None` when that write deleted it.
     pub fn expected_chapters(&self) -> BTreeMap<i64, Option<LegacyState>> {
         self.chapters
             .iter()
-            .filter_map(|(id, expectation)| {
-                let committed = expectation.committed.as_ref()?;
-                Some((*id, committed.as_present().cloned()))
+            .filter_map(|(id, expectation)| match expectation.committed.as_ref()? {
+                Fate::Sections(_) => None,
+                fate => Some((*id, fate.as_present().cloned())),
             })
             .collect()
+    }
+
+    /// Every chapter a write of this application committed to, or may have.
+    pub fn written_chapters(&self) -> BTreeSet<i64> {
+        self.chapters.keys().copied().collect()
+    }
+
+    /// This log, then `later`'s, as one application's: a chapter's expected state is
+    /// what the last of them to write it left. For an application restarted between
+    /// two steps, so that each step can be checked with the writers stopped.
+    pub fn followed_by(mut self, later: AppLog) -> AppLog {
+        let chapters = std::mem::take(&mut self.chapters);
+        let mut merged = AppLog::default();
+        merged.absorb(self);
+        merged.absorb(later.clone());
+        merged.chapters = chapters;
+        merged.chapters.extend(later.chapters);
+        merged
     }
 
     /// One line: writes committed and failed per kind, reads, longest waits in ms.
@@ -88,9 +110,11 @@ impl AppLog {
                 .join(", ")
         };
         format!(
-            "writes committed: {}; failed: {}; in doubt {}, without effect {}; \
-             reads {} ({} failed); longest read wait {} ms, longest write wait {} ms",
+            "writes committed: {} ({} in the new shape); failed: {}; in doubt {}, \
+             without effect {}; reads {} ({} failed); longest read wait {} ms, \
+             longest write wait {} ms",
             per_kind(&self.committed),
+            self.committed_in_new_shape,
             per_kind(&self.failed),
             self.in_doubt,
             self.without_effect,
@@ -108,6 +132,7 @@ impl AppLog {
         for (kind, count) in writer.failed {
             *self.failed.entry(kind).or_default() += count;
         }
+        self.committed_in_new_shape += writer.committed_in_new_shape;
         self.in_doubt += writer.in_doubt;
         self.without_effect += writer.without_effect;
         self.longest_write_wait = self.longest_write_wait.max(writer.longest_wait);
@@ -120,5 +145,22 @@ impl AppLog {
         self.failed_reads += reader.failed;
         self.longest_read_wait = self.longest_read_wait.max(reader.longest_wait);
         self.first_errors.extend(reader.first_errors);
+    }
+
+    fn absorb(&mut self, other: AppLog) {
+        for (kind, count) in other.committed {
+            *self.committed.entry(kind).or_default() += count;
+        }
+        for (kind, count) in other.failed {
+            *self.failed.entry(kind).or_default() += count;
+        }
+        self.committed_in_new_shape += other.committed_in_new_shape;
+        self.in_doubt += other.in_doubt;
+        self.without_effect += other.without_effect;
+        self.reads += other.reads;
+        self.failed_reads += other.failed_reads;
+        self.longest_read_wait = self.longest_read_wait.max(other.longest_read_wait);
+        self.longest_write_wait = self.longest_write_wait.max(other.longest_write_wait);
+        self.first_errors.extend(other.first_errors);
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::excerpt::{excerpt_json, excerpt_text, text_difference};
 use crate::expectation::Fate;
 use crate::jsonb::{parse, JsonNormalizer};
+use crate::new_shape::SectionsState;
 use crate::shape::{SectionImage, Shape};
 
 /// One chapter as the database holds it, or as a committed write expects it, in the
@@ -111,6 +112,54 @@ impl Observed {
             (Observed::Migrated(want), Observed::Migrated(got)) => want.difference(got),
             _ => unreachable!("expected and found states are built for the same shape"),
         })
+    }
+}
+
+impl Observed {
+    /// How `want`, a chapter as a write in the new shape left it, differs from what the
+    /// database holds in either shape (the legacy row read by the spec's split), images
+    /// compared without `"paragraph"` and a `null` caption; `None` if it does not.
+    pub(crate) fn sections_difference(&self, want: &SectionsState) -> Option<String> {
+        let found = match self {
+            Observed::Legacy(None) | Observed::Migrated(MigratedChapter { row: None, .. }) => {
+                return Some("the row a committed write left is missing".to_owned())
+            }
+            Observed::Legacy(Some((content, images))) => {
+                let images = images.as_ref().map(Value::to_string);
+                match planrun_memoir::split_chapter(content.as_deref(), images.as_deref()) {
+                    Ok(split) => SectionsState {
+                        cover: split.cover_image,
+                        sections: split
+                            .sections
+                            .into_iter()
+                            .map(|s| (s.position, s.content, s.image))
+                            .collect(),
+                    },
+                    Err(e) => {
+                        return Some(format!(
+                            "the legacy row cannot be split ({e}): content {}",
+                            excerpt_text(content.as_deref())
+                        ))
+                    }
+                }
+            }
+            Observed::Migrated(MigratedChapter {
+                row: Some(cover),
+                sections,
+            }) => SectionsState {
+                cover: cover.clone(),
+                sections: sections.clone(),
+            },
+        };
+        let (want, found) = (want.comparable(), found.comparable());
+        if want == found {
+            return None;
+        }
+        let chapter = |state: SectionsState| MigratedChapter {
+            row: Some(state.cover),
+            sections: state.sections,
+        };
+        Some(chapter(want).difference(&chapter(found)))
     }
 }
 

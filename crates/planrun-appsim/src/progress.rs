@@ -11,6 +11,8 @@ use crate::WriteKind;
 pub struct Progress {
     /// Committed writes by kind (every kind present).
     pub committed: BTreeMap<WriteKind, u64>,
+    /// Of the committed writes, those made in the new shape.
+    pub committed_in_new_shape: u64,
     /// Writes the server rejected or that are in doubt.
     pub failed: u64,
     /// Reads that returned a result.
@@ -21,6 +23,7 @@ impl Default for Progress {
     fn default() -> Self {
         Progress {
             committed: WriteKind::ALL.into_iter().map(|kind| (kind, 0)).collect(),
+            committed_in_new_shape: 0,
             failed: 0,
             reads: 0,
         }

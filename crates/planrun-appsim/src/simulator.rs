@@ -78,6 +78,7 @@ impl AppSimulator {
                     .iter()
                     .copied()
                     .filter(|id| id.rem_euclid(config.writers as i64) == index as i64)
+                    .filter(|id| config.chapter_ids_below.is_none_or(|below| *id < below))
                     .collect();
                 let name = format!("app-writer-{index}");
                 let writer = Writer::new(
@@ -86,6 +87,7 @@ impl AppSimulator {
                     owned,
                     Arc::clone(&memoir_ids),
                     images_type.clone(),
+                    config.follow_shape,
                 );
                 spawn(&name, move || writer.run())
             })

@@ -1,5 +1,7 @@
 //! A writer thread: updates, inserts and deletes of the chapters it owns, each one
-//! autocommit statement, and the state every committed write left behind.
+//! autocommit statement, and the state every committed write left behind. A writer
+//! that follows the shape writes sections once the legacy columns are gone
+//! (`new_shape.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use rand::Rng;
 
 use crate::expectation::{Expectation, Fate};
 use crate::generated;
+use crate::new_shape::{section_write_sql, SectionWrite, SectionsState};
+use crate::shape::{SectionImage, Shape};
 use crate::thread_context::{error_text, keep_error, ThreadContext};
 use crate::{LegacyState, WriteKind};
 
@@ -19,6 +23,7 @@ use crate::{LegacyState, WriteKind};
 #[derive(Default)]
 pub(crate) struct WriterLog {
     pub(crate) committed: BTreeMap<WriteKind, u64>,
+    pub(crate) committed_in_new_shape: u64,
     pub(crate) failed: BTreeMap<WriteKind, u64>,
     pub(crate) in_doubt: u64,
     pub(crate) without_effect: u64,
@@ -35,6 +40,9 @@ enum Outcome {
     Failed,
     /// The connection broke first: it may have committed.
     InDoubt,
+    /// A writer following the shape named a table or column that is gone: nothing
+    /// committed, and the write is tried again in the database's shape.
+    WrongShape,
 }
 
 /// One writer thread, named `app-writer-N` for writer `N`.
@@ -49,6 +57,8 @@ pub(crate) struct Writer {
     images_type: String,
     /// Numbers every generated value, so that each write's content is distinct.
     serial: u64,
+    /// The shape this writer writes, when it follows the database's; `None`: legacy only.
+    shape: Option<Shape>,
     log: WriterLog,
 }
 
@@ -61,6 +71,7 @@ impl Writer {
         owned: Vec<i64>,
         memoir_ids: Arc<Vec<i64>>,
         images_type: String,
+        follow_shape: bool,
     ) -> Writer {
         Writer {
             context,
@@ -70,6 +81,7 @@ impl Writer {
             memoir_ids,
             images_type,
             serial: 0,
+            shape: follow_shape.then_some(Shape::Legacy),
             log: WriterLog::default(),
         }
     }
@@ -78,23 +90,105 @@ impl Writer {
         while !self.context.should_stop() {
             if self.client.as_ref().is_none_or(Client::is_closed) {
                 self.client = self.context.connect(&mut self.log.first_errors);
+                self.follow_shape();
                 continue;
             }
             let roll = self.context.rng.random_range(0..100);
             let chapter = self.owned.choose(&mut self.context.rng).copied();
-            match chapter {
-                Some(id) if roll < 40 => self.update_content(id),
-                Some(id) if roll < 75 => self.update_images(id),
-                Some(id) if roll >= 90 => self.delete_chapter(id),
-                _ if !self.memoir_ids.is_empty() => self.insert_chapter(),
-                _ => break,
+            if chapter.is_none() && self.memoir_ids.is_empty() {
+                break;
+            }
+            // A write the shape changed under is tried again in the new one; a shape
+            // changes a few times in a run, so three tries are plenty.
+            for _ in 0..3 {
+                let outcome = match (self.shape, chapter) {
+                    (Some(Shape::Migrated { image }), Some(id)) if roll < 90 => {
+                        let write = match roll < 45 {
+                            true => SectionWrite::Content,
+                            false => SectionWrite::Image,
+                        };
+                        self.update_section(id, write, image)
+                    }
+                    (Some(Shape::Migrated { .. }), None) => break,
+                    (_, Some(id)) if roll < 40 => self.update_content(id),
+                    (_, Some(id)) if roll < 75 => self.update_images(id),
+                    (_, Some(id)) if roll >= 90 => self.delete_chapter(id),
+                    _ => self.insert_chapter(),
+                };
+                if !outcome {
+                    break;
+                }
+                self.follow_shape();
             }
             self.context.pause();
         }
         self.log
     }
 
-    fn update_content(&mut self, id: i64) {
+    /// Reads the database's shape, when this writer follows it.
+    fn follow_shape(&mut self) {
+        if let (Some(shape), Some(client)) = (self.shape.as_mut(), self.client.as_mut()) {
+            if let Ok(now) = Shape::of(client) {
+                *shape = now;
+            }
+        }
+    }
+
+    /// One write in the new shape: `write` to one of the chapter's sections; true when
+    /// the shape changed under it.
+    fn update_section(&mut self, id: i64, write: SectionWrite, image: SectionImage) -> bool {
+        self.serial += 1;
+        let value = match write {
+            SectionWrite::Content => format!(
+                "Rewritten in the new shape by app-writer-{} #{}.",
+                self.index, self.serial
+            ),
+            SectionWrite::Image => format!(
+                r#"{{"url": "https://img.example/w{}/s{}.jpg", "caption": "replaced in the new shape", "width": {}}}"#,
+                self.index,
+                self.serial,
+                self.context.rng.random_range(100..2000)
+            ),
+        };
+        let pick = self.serial.to_string();
+        let kind = match write {
+            SectionWrite::Content => WriteKind::UpdateContent,
+            SectionWrite::Image => WriteKind::UpdateImages,
+        };
+        let sql = section_write_sql(write, image);
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&value, Type::TEXT), (&id, Type::INT8), (&pick, Type::TEXT)];
+        match self.write(kind, id, &sql, &params) {
+            Outcome::Committed(rows) => match SectionsState::from_rows(&rows) {
+                Some(state) => {
+                    self.log.committed_in_new_shape += 1;
+                    self.context
+                        .progress
+                        .update(|p| p.committed_in_new_shape += 1);
+                    self.record(kind, id, Fate::Sections(state));
+                    false
+                }
+                // No eligible section, or the sections went back into chapters.
+                None => {
+                    let before = self.shape;
+                    self.follow_shape();
+                    let moved = self.shape != before;
+                    if !moved {
+                        self.log.without_effect += 1;
+                    }
+                    moved
+                }
+            },
+            Outcome::Failed => false,
+            Outcome::WrongShape => true,
+            Outcome::InDoubt => {
+                self.in_doubt(id, None);
+                false
+            }
+        }
+    }
+
+    fn update_content(&mut self, id: i64) -> bool {
         let content = self.content();
         let sql = "UPDATE chapters SET content = $1, updated_at = now() WHERE id = $2 \
                    RETURNING images::text";
@@ -110,6 +204,7 @@ impl Writer {
                 None => self.vanished(id),
             },
             Outcome::Failed => {}
+            Outcome::WrongShape => return true,
             Outcome::InDoubt => {
                 let attempted = self
                     .known_state(id)
@@ -117,9 +212,10 @@ impl Writer {
                 self.in_doubt(id, attempted);
             }
         }
+        false
     }
 
-    fn update_images(&mut self, id: i64) {
+    fn update_images(&mut self, id: i64) -> bool {
         let images = self.images();
         let sql = format!(
             "UPDATE chapters SET images = $1::text::{}, updated_at = now() WHERE id = $2 \
@@ -137,15 +233,17 @@ impl Writer {
                 None => self.vanished(id),
             },
             Outcome::Failed => {}
+            Outcome::WrongShape => return true,
             Outcome::InDoubt => {
                 // The images as the column would print them are not known without the
                 // RETURNING row, so an in-doubt images update leaves the chapter unknown.
                 self.in_doubt(id, None);
             }
         }
+        false
     }
 
-    fn insert_chapter(&mut self) {
+    fn insert_chapter(&mut self) -> bool {
         let memoir_id = *self
             .memoir_ids
             .choose(&mut self.context.rng)
@@ -177,12 +275,14 @@ impl Writer {
                 self.committed(WriteKind::InsertChapter, id, (row.get(1), row.get(2)));
             }
             Outcome::Failed => {}
+            Outcome::WrongShape => return true,
             // An in-doubt insert has no id to check; its chapter is not this writer's.
             Outcome::InDoubt => self.log.in_doubt += 1,
         }
+        false
     }
 
-    fn delete_chapter(&mut self, id: i64) {
+    fn delete_chapter(&mut self, id: i64) -> bool {
         let sql = "DELETE FROM chapters WHERE id = $1 RETURNING id";
         match self.write(WriteKind::DeleteChapter, id, sql, &[(&id, Type::INT8)]) {
             Outcome::Committed(rows) if rows.is_empty() => self.vanished(id),
@@ -191,8 +291,10 @@ impl Writer {
                 self.record(WriteKind::DeleteChapter, id, Fate::Deleted);
             }
             Outcome::Failed => {}
+            Outcome::WrongShape => return true,
             Outcome::InDoubt => self.in_doubt(id, Some(Fate::Deleted)),
         }
+        false
     }
 
     /// Runs one autocommit write statement, timing it and counting failures.
@@ -224,10 +326,13 @@ impl Writer {
                 );
                 keep_error(&mut self.log.first_errors, message);
                 if may_have_committed(&error) {
-                    Outcome::InDoubt
+                    return Outcome::InDoubt;
+                }
+                *self.log.failed.entry(kind).or_default() += 1;
+                self.context.progress.update(|p| p.failed += 1);
+                if self.shape.is_some() && names_what_is_gone(&error) {
+                    Outcome::WrongShape
                 } else {
-                    *self.log.failed.entry(kind).or_default() += 1;
-                    self.context.progress.update(|p| p.failed += 1);
                     Outcome::Failed
                 }
             }
@@ -294,6 +399,15 @@ impl Writer {
         self.serial += 1;
         generated::images(&mut self.context.rng, self.index, self.serial)
     }
+}
+
+/// Whether `error` says the statement named a table or column that does not exist: the
+/// shape changed under a writer that follows it.
+fn names_what_is_gone(error: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        *code == SqlState::UNDEFINED_COLUMN || *code == SqlState::UNDEFINED_TABLE
+    })
 }
 
 /// Whether a write that returned `error` may still have committed: the connection

@@ -10,6 +10,7 @@
 //! cargo run --release -p planrun-bench -- --chapters 100000 --online
 //! cargo run --release -p planrun-bench -- --chapters 10000 --capture-cost
 //! cargo run --release -p planrun-bench -- --chapters 100000 --stage5 --baseline-plan /tmp/main/plans/memoir.toml
+//! cargo run --release -p planrun-bench -- --chapters 100000 --revert
 //! cargo run --release -p planrun-bench -- --check-scaling 10000
 //! cargo run --release -p planrun-bench -- --fleet 200 --chapters 50
 //! ```
@@ -24,6 +25,7 @@ mod live;
 mod online;
 mod proto;
 mod report;
+mod revert;
 mod stage5;
 mod subprocess;
 
@@ -73,6 +75,11 @@ struct Args {
     /// and the images lost in atomic and batched mode (and `--baseline-plan`'s).
     #[arg(long)]
     stage5: bool,
+    /// Only every stage applied, then `revert --to start` with the simulated
+    /// application writing and following the shape: each stage's revert time and
+    /// locks, the application's longest waits and lost writes.
+    #[arg(long)]
+    revert: bool,
     /// With `--stage5`: another plan whose stage 5 to measure too (say main's before
     /// stage 5 went online), e.g. `git archive <commit> plans | tar -x -C /tmp/main`.
     #[arg(long, value_name = "PATH")]
@@ -177,6 +184,20 @@ fn run(args: &Args) -> Result<(), String> {
             "planrun-bench: done in {:.0} s",
             started.elapsed().as_secs_f64()
         );
+        return Ok(());
+    }
+
+    if args.revert {
+        let url = data::clone_database(&cluster, "revert_db")?;
+        revert::print(&revert::run(&planrun, &plan, &url)?);
+        eprintln!(
+            "planrun-bench: done in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        if args.keep {
+            let kept = cluster.keep();
+            println!("\ncluster kept: {} (stop: {})", kept.url, kept.stop_command);
+        }
         return Ok(());
     }
 
