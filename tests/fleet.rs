@@ -929,3 +929,109 @@ fn a_standby_replaying_behind_the_gate_s_max_replica_lag_halts_the_rollout() {
         "{report}"
     );
 }
+
+/// A stage whose key is added `NOT VALID` and validated after its commit
+/// (`after_commit`, issue 23), on tables of its own beside the memoir data.
+const KEY_PLAN: &str = r#"
+[plan]
+name = "keys"
+lock_timeout = "2s"
+
+[[stage]]
+id = "parent_key"
+
+[[stage.step]]
+name = "add the key"
+sql = """
+ALTER TABLE children ADD CONSTRAINT children_parent_fkey
+    FOREIGN KEY (parent_id) REFERENCES parents(id) NOT VALID;
+"""
+
+[[stage.step]]
+name = "validate the key"
+after_commit = true
+sql = "ALTER TABLE children VALIDATE CONSTRAINT children_parent_fkey;"
+"#;
+
+const KEY_WAVES: &str = r#"
+[[wave]]
+name = "canary"
+targets = ["k-01"]
+
+[[wave]]
+name = "rest"
+targets = ["k-*"]
+"#;
+
+/// A target whose stage committed but whose validation after the commit failed
+/// (single-database exit 23, `validation_pending`) fails its wave's gate: the rollout
+/// halts there (exit 21), and once its row is fixed the same command validates it
+/// alone, without running any target's stage again.
+#[test]
+fn a_target_left_validation_pending_halts_its_wave_and_a_rerun_validates_only_it() {
+    let plan = tempfile::tempdir().unwrap();
+    std::fs::write(plan.path().join("keys.toml"), KEY_PLAN).unwrap();
+    let tenants = tenants("k", 4);
+    for tenant in &tenants {
+        tenant
+            .client()
+            .batch_execute(
+                "CREATE TABLE parents (id bigint PRIMARY KEY);
+                 CREATE TABLE children (id bigint PRIMARY KEY, parent_id bigint);
+                 INSERT INTO parents VALUES (1), (2);
+                 INSERT INTO children VALUES (1, 1), (2, 2);",
+            )
+            .expect("the tables of the key");
+    }
+    let broken = &tenants[2];
+    broken
+        .client()
+        .batch_execute("INSERT INTO children VALUES (3, 99)")
+        .expect("a child without its parent");
+    let fleet = write_fleet(plan.path(), &tenants, "max_parallel = 1", KEY_WAVES);
+    let args = [
+        "apply",
+        "keys.toml",
+        "--fleet",
+        &fleet,
+        "--no-backup",
+        "--format",
+        "json",
+    ];
+
+    let output = planrun(PLANRUN, plan.path(), &args, &[]);
+    assert_eq!(output.status.code(), Some(21), "{}", describe(&output));
+    let report = json(&output);
+    let states = target_states(&report);
+    let broken_state = states
+        .iter()
+        .find(|(_, name, _)| *name == broken.name)
+        .expect("the broken target is reported");
+    assert_eq!(broken_state.2, "failed", "{report:#}");
+    assert_eq!(states[0].2, "applied", "the canary: {report:#}");
+    let pending = broken
+        .scalar("SELECT count(*) FROM pg_constraint WHERE conname = 'children_parent_fkey' AND NOT convalidated");
+    assert_eq!(
+        pending, 1,
+        "the key stays NOT VALID where a row violates it"
+    );
+
+    broken
+        .client()
+        .batch_execute("INSERT INTO parents VALUES (99)")
+        .expect("fix the row");
+    // The stage's step would fail if it ran again (the key exists): exit 0 says that
+    // only the validation was retried.
+    let output = planrun(PLANRUN, plan.path(), &args, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    for tenant in &tenants {
+        assert_eq!(
+            tenant.scalar(
+                "SELECT count(*) FROM pg_constraint WHERE conname = 'children_parent_fkey' AND convalidated"
+            ),
+            1,
+            "{} validated",
+            tenant.name
+        );
+    }
+}
