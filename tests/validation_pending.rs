@@ -76,6 +76,15 @@ fn apply(dir: &Path, db: &TestDb) -> std::process::Output {
     planrun_on(PLANRUN, dir, db, &["apply", "plan.toml", "--no-backup"])
 }
 
+/// `output` exited with `code` and says each of `expected`.
+fn assert_exit_saying(output: &std::process::Output, code: i32, expected: &[&str]) {
+    let text = describe(output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    for expected in expected {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+}
+
 fn ledger_state(db: &TestDb) -> String {
     db.scalar(
         "SELECT status FROM planrun.stage_results WHERE stage_id = 'parent_key' ORDER BY id DESC LIMIT 1",
@@ -95,20 +104,16 @@ fn a_violating_row_keeps_the_stage_pending_and_a_rerun_after_the_fix_validates_o
     let dir = plan_dir(PLAN);
 
     let first = apply(dir.path(), &db);
-    let text = describe(&first);
-    assert_eq!(
-        first.status.code(),
-        Some(exit_codes::VALIDATION_PENDING),
-        "{text}"
+    assert_exit_saying(
+        &first,
+        exit_codes::VALIDATION_PENDING,
+        &[
+            "VALIDATION PENDING",
+            "rows violating it (first 2): parent_id=",
+            "parent_id=99",
+            "parent_id=98",
+        ],
     );
-    for expected in [
-        "VALIDATION PENDING",
-        "rows violating it (first 2): parent_id=",
-        "parent_id=99",
-        "parent_id=98",
-    ] {
-        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
-    }
     assert_eq!(ledger_state(&db), "validation_pending");
     assert_eq!(key_validated(&db), "f", "the key committed NOT VALID");
     assert_eq!(
@@ -296,20 +301,16 @@ fn check_refuses_an_after_commit_step_that_would_block_the_application() {
     let output = planrun_command(PLANRUN, dir.path(), &["check", "plan.toml"])
         .output()
         .unwrap();
-    let text = describe(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(exit_codes::INVALID_PLAN),
-        "{text}"
+    assert_exit_saying(
+        &output,
+        exit_codes::INVALID_PLAN,
+        &[
+            "plan::after_commit_lock",
+            "line 3 takes ACCESS EXCLUSIVE on",
+            "application's readers and writers",
+            "runs after the commit",
+        ],
     );
-    for expected in [
-        "plan::after_commit_lock",
-        "line 3 takes ACCESS EXCLUSIVE on",
-        "application's readers and writers",
-        "runs after the commit",
-    ] {
-        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
-    }
 
     let fine = plan_dir(PLAN);
     let output = planrun_command(PLANRUN, fine.path(), &["check", "plan.toml"])
@@ -331,19 +332,15 @@ fn check_refuses_an_after_commit_step_whose_locks_cannot_be_read_from_its_text()
     let output = planrun_command(PLANRUN, dir.path(), &["check", "plan.toml"])
         .output()
         .unwrap();
-    let text = describe(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(exit_codes::INVALID_PLAN),
-        "{text}"
+    assert_exit_saying(
+        &output,
+        exit_codes::INVALID_PLAN,
+        &[
+            "plan::after_commit_lock",
+            "line 3 cannot be read offline",
+            "a DO block",
+        ],
     );
-    for expected in [
-        "plan::after_commit_lock",
-        "line 3 cannot be read offline",
-        "a DO block",
-    ] {
-        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
-    }
 }
 
 #[test]
