@@ -982,3 +982,89 @@ fn a_precondition_that_cannot_run_shows_its_error_not_its_message() {
         "{text}"
     );
 }
+
+/// The spec's stage 1 (`/work/shared/memoir-spec.md`, "Target schema"), as a team runs
+/// it by hand: the key to chapters is made inside `CREATE TABLE`, named by PostgreSQL.
+const SPEC_STAGE_ONE: &str = "
+CREATE TABLE chapter_sections (id bigserial PRIMARY KEY,
+  chapter_id bigint NOT NULL REFERENCES chapters(id) ON DELETE CASCADE,
+  position int NOT NULL,
+  content text NOT NULL DEFAULT '',
+  image jsonb,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (chapter_id, position));
+ALTER TABLE chapters ADD COLUMN cover_image jsonb;";
+
+const SPLIT_KEYS: &str = "SELECT string_agg(conname || ' ' || convalidated, ',' ORDER BY conname)
+     FROM pg_constraint WHERE conrelid = 'public.chapter_sections'::regclass AND contype = 'f'";
+
+/// The split adds its key to chapters `NOT VALID` and validates it after its commit by
+/// name, in plain SQL. A stage 1 run by hand from the spec keeps its own key, and the
+/// validation finds it; when PostgreSQL had to name it otherwise (a constraint of the
+/// schema already had the name) the stage refuses before anything changes, and applies
+/// once the key is renamed.
+#[test]
+fn the_specs_stage_one_by_hand_keeps_its_key_and_another_name_is_refused_until_renamed() {
+    for name_taken in [false, true] {
+        let db = TestDb::new();
+        let mut client = db.client();
+        create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+        load_legacy(&mut client, 13, 100, ImagesType::Jsonb).unwrap();
+        if name_taken {
+            client
+                .batch_execute(
+                    "CREATE TABLE elsewhere (n int CONSTRAINT chapter_sections_chapter_id_fkey CHECK (n > 0))",
+                )
+                .unwrap();
+        }
+        client.batch_execute(SPEC_STAGE_ONE).unwrap();
+        let by_hand = if name_taken {
+            "chapter_sections_chapter_id_fkey1 true"
+        } else {
+            "chapter_sections_chapter_id_fkey true"
+        };
+        assert_eq!(db.scalar(SPLIT_KEYS), by_hand);
+        let output = apply(
+            &repo_root(),
+            "plans/memoir.toml",
+            &db,
+            &["--until", "split_chapters"],
+        );
+        if name_taken {
+            assert_eq!(
+                output.status.code(),
+                Some(exit_codes::PRECONDITION_FAILED),
+                "{}",
+                describe(&output)
+            );
+            let said = describe(&output);
+            assert!(said.contains("RENAME CONSTRAINT"), "{said}");
+            assert_eq!(
+                db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 'chapters' AND column_name = 'content'"),
+                "1"
+            );
+            assert_eq!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
+            client
+                .batch_execute("ALTER TABLE chapter_sections RENAME CONSTRAINT chapter_sections_chapter_id_fkey1 TO chapter_sections_chapter_id_fkey")
+                .unwrap();
+            let again = apply(
+                &repo_root(),
+                "plans/memoir.toml",
+                &db,
+                &["--until", "split_chapters"],
+            );
+            assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+        } else {
+            assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        }
+        assert_eq!(
+            db.scalar(SPLIT_KEYS),
+            "chapter_sections_chapter_id_fkey true"
+        );
+        assert_eq!(
+            db.scalar("SELECT status FROM planrun.stage_results WHERE stage_id = 'split_chapters' ORDER BY id DESC LIMIT 1"),
+            "applied"
+        );
+        assert_ne!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
+    }
+}

@@ -39,6 +39,10 @@ const EMBEDDED_PLAN: &[(&str, &str)] = &[
         include_str!("../../../plans/memoir/02_chapter_sections_foreign_key.sql"),
     ),
     (
+        "memoir/02_validate_chapter_sections_fk.sql",
+        include_str!("../../../plans/memoir/02_validate_chapter_sections_fk.sql"),
+    ),
+    (
         "memoir/02_drop_legacy_columns.sql",
         include_str!("../../../plans/memoir/02_drop_legacy_columns.sql"),
     ),
