@@ -1,6 +1,7 @@
 //! The fleet commands: `check` of a fleet file, `apply --fleet` (with its progress
 //! view on stderr) and `status --fleet`, rendering what `planrun-fleet` returns.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -206,22 +207,26 @@ pub(crate) fn render_fleet(report: &FleetReport) -> String {
         out.push_str(&format!("halted: {halted}\n"));
         out.push_str("fix what failed and run the same command again: each target's ledger says what it has, so only what is left runs\n");
     }
-    let counts: Vec<String> = report
-        .counts
-        .iter()
-        .map(|(state, count)| format!("{count} {}", state.replace('_', " ")))
-        .collect();
-    out.push_str(&format!("targets: {}\n", counts.join(", ")));
+    out.push_str(&counts_line(&report.counts));
     out
 }
 
+/// `targets: 3 applied, 1 failed, ...`: the last line of a fleet's report and plan.
+pub(crate) fn counts_line(counts: &BTreeMap<String, usize>) -> String {
+    let counts: Vec<String> = counts
+        .iter()
+        .map(|(state, count)| format!("{count} {}", state.replace('_', " ")))
+        .collect();
+    format!("targets: {}\n", counts.join(", "))
+}
+
+/// A target's line up to its state, in the columns of the fleet's report and plan.
+pub(crate) fn target_columns(name: &str, host: &str, state: &str) -> String {
+    format!("  {name:<20} {host:<22} {:<14}", state.replace('_', " "))
+}
+
 fn target_line(run: &TargetRun) -> String {
-    let mut line = format!(
-        "  {:<20} {:<22} {:<14}",
-        run.name,
-        run.host,
-        run.state.replace('_', " ")
-    );
+    let mut line = target_columns(&run.name, &run.host, &run.state);
     if let Some(id) = run.run_id {
         line.push_str(&format!(" run {id}"));
     }

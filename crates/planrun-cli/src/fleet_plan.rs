@@ -9,7 +9,7 @@ use planrun_transform::Registry;
 
 use crate::args::{PlanCommandArgs, ReportFormat};
 use crate::commands::print_json;
-use crate::fleet::{cwd, plan_and_fleet};
+use crate::fleet::{counts_line, cwd, plan_and_fleet, target_columns};
 
 /// `plan PLAN --fleet FILE`.
 pub(crate) fn plan(args: &PlanCommandArgs, fleet: &Path, registry: &Registry) -> i32 {
@@ -60,22 +60,12 @@ fn render(report: &FleetPlan) -> String {
             out.push_str(&target_line(target));
         }
     }
-    let counts: Vec<String> = report
-        .counts
-        .iter()
-        .map(|(state, count)| format!("{count} {}", state.replace('_', " ")))
-        .collect();
-    out.push_str(&format!("targets: {}\n", counts.join(", ")));
+    out.push_str(&counts_line(&report.counts));
     out
 }
 
 fn target_line(target: &TargetPlan) -> String {
-    let mut line = format!(
-        "  {:<20} {:<22} {:<14}",
-        target.name,
-        target.host,
-        target.state.replace('_', " ")
-    );
+    let mut line = target_columns(&target.name, &target.host, &target.state);
     if !target.would_run.is_empty() {
         line.push_str(&format!(" would run: {}", target.would_run.join(", ")));
     }
