@@ -130,8 +130,19 @@ impl Transform for UnsplitChapters {
         }
 
         context.progress.phase("writing chapters back");
+        // Everything but the legacy columns' update first, under EXCLUSIVE (the
+        // application's readers go on, seeing the rows as they were until the commit):
+        // the sections and covers emptied, planrun's kept copies dropped.
+        let sections = transaction.execute("DELETE FROM public.chapter_sections", &[])?;
+        transaction.batch_execute(
+            "UPDATE public.chapters SET cover_image = NULL WHERE cover_image IS NOT NULL;
+             DELETE FROM planrun.memoir_quarantine;
+             DELETE FROM planrun.memoir_legacy;
+             DELETE FROM planrun.memoir_legacy_columns;",
+        )?;
         // Only now the ACCESS EXCLUSIVE that adding columns takes, to the commit: the
-        // application's readers of chapters wait for the update, not for the unsplit.
+        // application's readers of chapters wait for this one update, not for the
+        // unsplit nor for the emptying above.
         transaction.batch_execute(&format!(
             "ALTER TABLE public.chapters ADD COLUMN content {content_type}, ADD COLUMN images {images_type};"
         ))?;
@@ -142,13 +153,6 @@ impl Transform for UnsplitChapters {
                  WHERE c.id = u.chapter_id AND (u.content IS NOT NULL OR u.images IS NOT NULL)"
             ),
             &[],
-        )?;
-        let sections = transaction.execute("DELETE FROM public.chapter_sections", &[])?;
-        transaction.batch_execute(
-            "UPDATE public.chapters SET cover_image = NULL WHERE cover_image IS NOT NULL;
-             DELETE FROM planrun.memoir_quarantine;
-             DELETE FROM planrun.memoir_legacy;
-             DELETE FROM planrun.memoir_legacy_columns;",
         )?;
         context.progress.finish();
         Ok(outcome.report(written, sections))
