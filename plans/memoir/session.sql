@@ -230,6 +230,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CAST(pg_catalog.md5(CAST(image AS pg_catalog.text)) AS pg_catalog.uuid)
 $$;
 
+-- Every cover and section image JSON stage 4 collects from: (chapter, NULL, cover) and
+-- (chapter, section, image); sections only while chapter_sections.image exists (a stage
+-- 4 run again after stage 5 collects covers only).
+CREATE OR REPLACE FUNCTION pg_temp.memoir_image_sources()
+RETURNS TABLE (chapter_id bigint, section_id bigint, image jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT c.id, NULL::bigint, c.cover_image FROM public.chapters c
+                 WHERE c.cover_image IS NOT NULL;
+    IF EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'public.chapter_sections'::regclass
+                 AND attname = 'image' AND NOT attisdropped) THEN
+        RETURN QUERY EXECUTE 'SELECT s.chapter_id, s.id, s.image FROM public.chapter_sections s
+                              WHERE s.image IS NOT NULL';
+    END IF;
+END
+$$;
+
 -- Every cover and section image that has a JSON or a memoir_images row, as the way
 -- back of stages 4 and 3 (04_revert_carry_images_back.sql) leaves its JSON, and
 -- whether it is a conflict. Against what stage 4 kept (none: the row and the JSON
