@@ -407,6 +407,52 @@ fn an_image_changed_on_both_sides_differently_refuses_the_revert() {
     assert!(before == dump(&db), "nothing changed");
 }
 
+/// Stage 5 makes `memoir_images` match the sections' JSON before it drops it: a row
+/// the application edited after stage 4, its JSON unchanged, is carried into the JSON
+/// first rather than overwritten by it; an image changed on both sides differently is
+/// refused, naming it, before anything changes.
+#[test]
+fn stage_5_keeps_a_memoir_images_row_edited_after_stage_4() {
+    let db = legacy(ImagesType::Jsonb);
+    let output = run(&db, &["apply", PLAN]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let p = pick(&db);
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'row side' WHERE section_id IN ({other}, {json});
+         UPDATE chapter_sections SET image = image || '{{\"caption\": \"json side\"}}' WHERE id = {json};",
+        other = p.other,
+        json = p.json_side,
+    ));
+    let output = run(&db, &["apply", PLAN, "--include-optional"]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::PRECONDITION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(text.contains(&format!("section {}", p.json_side)), "{text}");
+
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'json side' WHERE section_id = {json}",
+        json = p.json_side,
+    ));
+    let output = run(&db, &["apply", PLAN, "--include-optional"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let captions = db.scalar(&format!(
+        "SELECT string_agg(m.caption, ' | ' ORDER BY s.id) FROM chapter_sections s
+         JOIN memoir_images m ON m.id = s.image_id WHERE s.id IN ({other}, {json})",
+        other = p.other,
+        json = p.json_side,
+    ));
+    let expected = if p.other.parse::<i64>().unwrap() < p.json_side.parse::<i64>().unwrap() {
+        "row side | json side"
+    } else {
+        "json side | row side"
+    };
+    assert_eq!(captions, expected);
+}
+
 #[test]
 fn the_dump_normaliser_forgives_column_order_only() {
     let a = "CREATE TABLE public.t (\n    a int,\n    b text\n);\nCOPY public.t (a, b) FROM stdin;\n1\tx\n\\.";

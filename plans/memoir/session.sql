@@ -257,8 +257,10 @@ $$;
 --   both changed                 the JSON; a conflict when the row says otherwise (url,
 --                                caption, meta), which the revert refuses (loss = true).
 -- Sections only while chapter_sections.image exists: with stage 5 applied, its revert
--- first gives every section its row's object, which agrees with its row.
-CREATE OR REPLACE FUNCTION pg_temp.memoir_images_as_reverted()
+-- first gives every section its row's object, which agrees with its row. Stage 5
+-- forward reads the sections alone (sections_only), to carry the rows the application
+-- changed into the JSON before it makes the rows match the JSON (05_carry_row_edits.sql).
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_as_reverted(sections_only boolean DEFAULT false)
 RETURNS TABLE (chapter_id bigint, section_id bigint, image jsonb, conflict boolean)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -280,7 +282,7 @@ BEGIN
          FROM public.chapters c
          LEFT JOIN public.memoir_images m ON m.chapter_id = c.id AND m.section_id IS NULL
          LEFT JOIN %s k ON k.chapter_id = c.id AND k.section_id IS NULL
-         WHERE c.cover_image IS NOT NULL OR m.id IS NOT NULL', kept);
+         WHERE (c.cover_image IS NOT NULL OR m.id IS NOT NULL) AND NOT %L::boolean', kept, sections_only);
     IF has_image THEN
         sides := sides || format(
             ' UNION ALL
