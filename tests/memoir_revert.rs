@@ -279,6 +279,180 @@ fn a_revert_that_would_lose_data_is_refused_and_changes_nothing() {
     assert!(before == dump(&db), "nothing changed");
 }
 
+/// Sections and a chapter of the collected shape (stages 1 to 4) for the tests of
+/// images edited on either side: a chapter with a cover and at least two section
+/// images, the section whose image is its cover and another; a section image of
+/// another chapter that is not that chapter's cover.
+struct Picked {
+    chapter: String,
+    cover_twin: String,
+    other: String,
+    json_side: String,
+    json_side_chapter: String,
+}
+
+fn pick(db: &TestDb) -> Picked {
+    let chapter = db.scalar(
+        "SELECT c.id FROM chapters c WHERE c.cover_image IS NOT NULL
+           AND (SELECT count(*) FROM chapter_sections s WHERE s.chapter_id = c.id AND s.image IS NOT NULL) >= 2
+         ORDER BY c.id LIMIT 1",
+    );
+    let twin = |equal: &str, chapter_is: &str| {
+        db.scalar(&format!(
+            "SELECT s.id FROM chapter_sections s JOIN chapters c ON c.id = s.chapter_id
+             WHERE s.chapter_id {chapter_is} AND s.image IS NOT NULL
+               AND (s.image - 'paragraph' = c.cover_image - 'paragraph') = {equal}
+             ORDER BY s.id LIMIT 1"
+        ))
+    };
+    let json_side = twin("false", &format!("<> {chapter}"));
+    Picked {
+        json_side_chapter: db.scalar(&format!(
+            "SELECT chapter_id FROM chapter_sections WHERE id = {json_side}"
+        )),
+        json_side,
+        cover_twin: twin("true", &format!("= {chapter}")),
+        other: twin("false", &format!("= {chapter}")),
+        chapter,
+    }
+}
+
+fn revert_to(db: &TestDb, stage: &str) -> Output {
+    run(db, &["revert", PLAN, "--to", stage])
+}
+
+/// Issue 24: after stage 4 the application may write `memoir_images` as well as the
+/// JSON it was collected from. An edit of a row (a cover and its section, another
+/// section's caption and meta) and an edit of another section's JSON both come back
+/// in the old shape: the way back carries each side the application changed.
+#[test]
+fn images_edited_on_either_side_after_stage_4_come_back_with_the_revert() {
+    let db = legacy(ImagesType::Jsonb);
+    let output = run(&db, &["apply", PLAN]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let p = pick(&db);
+    db.execute(&format!(
+        "UPDATE memoir_images SET url = 'edited-cover.jpg'
+         WHERE chapter_id = {chapter} AND (section_id IS NULL OR section_id = {twin});
+         UPDATE memoir_images SET caption = 'edited caption', meta = meta || '{{\"edited\": true}}'
+         WHERE section_id = {other};
+         UPDATE chapter_sections SET image = image || '{{\"caption\": \"json edit\"}}' WHERE id = {json};",
+        chapter = p.chapter,
+        twin = p.cover_twin,
+        other = p.other,
+        json = p.json_side,
+    ));
+
+    let output = revert_to(&db, "split_chapters");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let seen = db.scalar(&format!(
+        "SELECT concat_ws(' | ',
+                (SELECT cover_image->>'url' FROM chapters WHERE id = {chapter}),
+                (SELECT image->>'url' FROM chapter_sections WHERE id = {twin}),
+                (SELECT (image->>'caption') || ' ' || (image->>'edited') FROM chapter_sections WHERE id = {other}),
+                (SELECT image->>'caption' FROM chapter_sections WHERE id = {json}))",
+        chapter = p.chapter,
+        twin = p.cover_twin,
+        other = p.other,
+        json = p.json_side,
+    ));
+    assert_eq!(
+        seen, "edited-cover.jpg | edited-cover.jpg | edited caption true | json edit",
+        "the JSON after the revert of stages 4 and 3"
+    );
+
+    let output = revert_to_start(&db);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let images = |chapter: &str| {
+        db.scalar(&format!(
+            "SELECT images::text FROM chapters WHERE id = {chapter}"
+        ))
+    };
+    let edited = images(&p.chapter);
+    for written in ["edited-cover.jpg", "edited caption", "\"edited\": true"] {
+        assert!(edited.contains(written), "{written} in {edited}");
+    }
+    let json_side = images(&p.json_side_chapter);
+    assert!(json_side.contains("json edit"), "{json_side}");
+}
+
+/// An image the application changed on both sides since stage 4, differently, cannot
+/// come back whole: the revert refuses before it changes anything, naming the
+/// section and the cover.
+#[test]
+fn an_image_changed_on_both_sides_differently_refuses_the_revert() {
+    let db = legacy(ImagesType::Jsonb);
+    let output = run(&db, &["apply", PLAN]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let p = pick(&db);
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'row side' WHERE section_id = {other};
+         UPDATE chapter_sections SET image = image || '{{\"caption\": \"json side\"}}' WHERE id = {other};
+         UPDATE memoir_images SET url = 'row-cover.jpg' WHERE chapter_id = {chapter} AND section_id IS NULL;
+         UPDATE chapters SET cover_image = cover_image || '{{\"url\": \"json-cover.jpg\"}}' WHERE id = {chapter};",
+        chapter = p.chapter,
+        other = p.other,
+    ));
+    let before = dump(&db);
+    let output = revert_to(&db, "split_chapters");
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::REVERT_REFUSED),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(text.contains(&format!("section {}", p.other)), "{text}");
+    assert!(text.contains(&format!("chapter {}", p.chapter)), "{text}");
+    assert!(before == dump(&db), "nothing changed");
+}
+
+/// Stage 5 makes `memoir_images` match the sections' JSON before it drops it: a row
+/// the application edited after stage 4, its JSON unchanged, is carried into the JSON
+/// first rather than overwritten by it; an image changed on both sides differently is
+/// refused, naming it, before anything changes.
+#[test]
+fn stage_5_keeps_a_memoir_images_row_edited_after_stage_4() {
+    let db = legacy(ImagesType::Jsonb);
+    let output = run(&db, &["apply", PLAN]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let p = pick(&db);
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'row side' WHERE section_id IN ({other}, {json});
+         UPDATE chapter_sections SET image = image || '{{\"caption\": \"json side\"}}' WHERE id = {json};",
+        other = p.other,
+        json = p.json_side,
+    ));
+    let output = run(&db, &["apply", PLAN, "--include-optional"]);
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::PRECONDITION_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(text.contains(&format!("section {}", p.json_side)), "{text}");
+
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'json side' WHERE section_id = {json}",
+        json = p.json_side,
+    ));
+    let output = run(&db, &["apply", PLAN, "--include-optional"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let captions = db.scalar(&format!(
+        "SELECT string_agg(m.caption, ' | ' ORDER BY s.id) FROM chapter_sections s
+         JOIN memoir_images m ON m.id = s.image_id WHERE s.id IN ({other}, {json})",
+        other = p.other,
+        json = p.json_side,
+    ));
+    let expected = if p.other.parse::<i64>().unwrap() < p.json_side.parse::<i64>().unwrap() {
+        "row side | json side"
+    } else {
+        "json side | row side"
+    };
+    assert_eq!(captions, expected);
+}
+
 #[test]
 fn the_dump_normaliser_forgives_column_order_only() {
     let a = "CREATE TABLE public.t (\n    a int,\n    b text\n);\nCOPY public.t (a, b) FROM stdin;\n1\tx\n\\.";

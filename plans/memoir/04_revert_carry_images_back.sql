@@ -1,8 +1,11 @@
--- The way back of stage 4 (and, again, of stage 3): memoir_images rows whose section
--- or chapter has no image JSON (the application added them in the new shape) are
--- carried back into chapter_sections.image and chapters.cover_image; then the table
--- is emptied, as stage 3 left it. Where both exist, the JSON stays: it is what stage 4
--- collected from and what stage 5 brings memoir_images up to date from.
+-- The way back of stage 4 (and, again, of stage 3): each cover's and section's JSON as
+-- pg_temp.memoir_images_as_reverted (session.sql) says, then memoir_images is emptied,
+-- as stage 3 left it. Since stage 4 the application may write either side; the
+-- digests stage 4 kept (04_keep_collected_images.sql) tell which it changed: a row it
+-- changed while the JSON stayed as collected is carried into the JSON (a row it added,
+-- with no JSON, too; a row it deleted removes the image); otherwise the JSON stays, as
+-- the application left it. An image changed on both sides differently is refused
+-- before this runs (the stage's revert precondition, `loss = true`).
 --
 -- A row's image object is its meta with url and, when it has one, caption: a caption
 -- that was JSON null and one that was absent are both NULL in memoir_images, and the
@@ -16,16 +19,20 @@
 -- got 2441"; tests/revert_traffic.rs).
 LOCK TABLE public.chapters, public.chapter_sections, public.memoir_images IN EXCLUSIVE MODE;
 
-UPDATE chapter_sections AS s
-SET image = m.meta || jsonb_build_object('url', m.url)
-            || CASE WHEN m.caption IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('caption', m.caption) END
-FROM memoir_images AS m
-WHERE m.section_id = s.id AND s.image IS NULL;
+-- Both sides read once; only the JSON that changes is written.
+WITH reverted AS MATERIALIZED (
+    SELECT r.chapter_id, r.section_id, r.image FROM pg_temp.memoir_images_as_reverted() r
+),
+sections AS (
+    UPDATE public.chapter_sections AS s SET image = r.image
+    FROM reverted AS r
+    WHERE r.section_id = s.id AND r.image IS DISTINCT FROM s.image
+)
+UPDATE public.chapters AS c SET cover_image = r.image
+FROM reverted AS r
+WHERE r.section_id IS NULL AND r.chapter_id = c.id AND r.image IS DISTINCT FROM c.cover_image;
 
-UPDATE chapters AS c
-SET cover_image = m.meta || jsonb_build_object('url', m.url)
-                  || CASE WHEN m.caption IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('caption', m.caption) END
-FROM memoir_images AS m
-WHERE m.chapter_id = c.id AND m.section_id IS NULL AND c.cover_image IS NULL;
+DELETE FROM public.memoir_images;
 
-DELETE FROM memoir_images;
+-- Stage 4's own state goes with it.
+DROP TABLE IF EXISTS planrun.memoir_collected_images;

@@ -203,8 +203,8 @@ CREATE TEMP TABLE IF NOT EXISTS memoir_split_witness (
 -- stage 2's must then read the sections' images and the covers as the reverts of
 -- stages 5, 4 and 3 will leave them, from whichever shape holds them now. So these
 -- build their queries at run time (EXECUTE) from the columns and tables that exist:
---   chapter_sections.image                  stages 2 to 4: the JSON, else (stages 3-4)
---                                           the memoir_images row the revert carries back;
+--   chapter_sections.image                  stages 2 to 4: the JSON, or (stages 3-4) what
+--                                           pg_temp.memoir_images_as_reverted says;
 --   chapter_sections.image_id               stage 5: what 05_revert_section_image_fk.sql
 --                                           gives back (the kept object when its row
 --                                           still says the same, else the rebuilt one).
@@ -214,6 +214,103 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT meta OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('url', url)
            OPERATOR(pg_catalog.||) CASE WHEN caption IS NULL THEN '{}'::pg_catalog.jsonb
                                         ELSE pg_catalog.jsonb_build_object('caption', caption) END
+$$;
+
+-- What stage 4 keeps of each image it collected (plans/memoir/04_keep_collected_images.sql),
+-- so that the way back can tell which side the application changed since: a digest
+-- of the memoir_images row (its url, caption and meta) and one of the JSON it was
+-- collected from, spelled as stored (a `"caption": null` is not a missing caption).
+CREATE OR REPLACE FUNCTION pg_temp.memoir_row_digest(url text, caption text, meta jsonb) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CAST(pg_catalog.md5(pg_temp.memoir_image_key(url, caption, meta)) AS pg_catalog.uuid)
+$$;
+
+CREATE OR REPLACE FUNCTION pg_temp.memoir_json_digest(image jsonb) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CAST(pg_catalog.md5(CAST(image AS pg_catalog.text)) AS pg_catalog.uuid)
+$$;
+
+-- Every cover and section image JSON stage 4 collects from: (chapter, NULL, cover) and
+-- (chapter, section, image); sections only while chapter_sections.image exists (a stage
+-- 4 run again after stage 5 collects covers only).
+CREATE OR REPLACE FUNCTION pg_temp.memoir_image_sources()
+RETURNS TABLE (chapter_id bigint, section_id bigint, image jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT c.id, NULL::bigint, c.cover_image FROM public.chapters c
+                 WHERE c.cover_image IS NOT NULL;
+    IF EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'public.chapter_sections'::regclass
+                 AND attname = 'image' AND NOT attisdropped) THEN
+        RETURN QUERY EXECUTE 'SELECT s.chapter_id, s.id, s.image FROM public.chapter_sections s
+                              WHERE s.image IS NOT NULL';
+    END IF;
+END
+$$;
+
+-- Every cover and section image that has a JSON or a memoir_images row, as the way
+-- back of stages 4 and 3 (04_revert_carry_images_back.sql) leaves its JSON, and
+-- whether it is a conflict. Against what stage 4 kept (none: the row and the JSON
+-- were both written since), each side is changed or not:
+--   row not changed              the JSON, as it is (NULL when the application removed it);
+--   row changed, JSON not        the row's object (NULL when the application deleted the row);
+--   both changed                 the JSON; a conflict when the row says otherwise (url,
+--                                caption, meta), which the revert refuses (loss = true).
+-- Sections only while chapter_sections.image exists: with stage 5 applied, its revert
+-- first gives every section its row's object, which agrees with its row. Stage 5
+-- forward reads the sections alone (sections_only), to carry the rows the application
+-- changed into the JSON before it makes the rows match the JSON (05_carry_row_edits.sql).
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_as_reverted(sections_only boolean DEFAULT false)
+RETURNS TABLE (chapter_id bigint, section_id bigint, image jsonb, conflict boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    has_image boolean := EXISTS (SELECT 1 FROM pg_attribute
+                                 WHERE attrelid = 'public.chapter_sections'::regclass
+                                   AND attname = 'image' AND NOT attisdropped);
+    kept text := CASE WHEN to_regclass('planrun.memoir_collected_images') IS NULL
+                      THEN '(SELECT NULL::bigint AS chapter_id, NULL::bigint AS section_id,
+                                    NULL::uuid AS json_digest, NULL::uuid AS row_digest WHERE false)'
+                      ELSE 'planrun.memoir_collected_images' END;
+    sides text;
+BEGIN
+    IF to_regclass('public.memoir_images') IS NULL THEN
+        RETURN;
+    END IF;
+    sides := format(
+        'SELECT c.id AS chapter_id, NULL::bigint AS section_id, c.cover_image AS source,
+                m.url, m.caption, m.meta, m.id IS NOT NULL AS has_row, k.json_digest, k.row_digest
+         FROM public.chapters c
+         LEFT JOIN public.memoir_images m ON m.chapter_id = c.id AND m.section_id IS NULL
+         LEFT JOIN %s k ON k.chapter_id = c.id AND k.section_id IS NULL
+         WHERE (c.cover_image IS NOT NULL OR m.id IS NOT NULL) AND NOT %L::boolean', kept, sections_only);
+    IF has_image THEN
+        sides := sides || format(
+            ' UNION ALL
+             SELECT s.chapter_id, s.id, s.image, m.url, m.caption, m.meta, m.id IS NOT NULL,
+                    k.json_digest, k.row_digest
+             FROM public.chapter_sections s
+             LEFT JOIN public.memoir_images m ON m.section_id = s.id
+             LEFT JOIN %s k ON k.section_id = s.id
+             WHERE s.image IS NOT NULL OR m.id IS NOT NULL', kept);
+    END IF;
+    RETURN QUERY EXECUTE
+        'SELECT chapter_id, section_id,
+                CASE WHEN row_changed AND NOT json_changed THEN row_image ELSE source END,
+                row_changed AND json_changed AND row_key IS DISTINCT FROM source_key
+         FROM (SELECT chapter_id, section_id, source, row_image, row_key, source_key,
+                      CASE WHEN has_row THEN pg_temp.memoir_row_digest(url, caption, meta) END
+                          IS DISTINCT FROM row_digest AS row_changed,
+                      CASE WHEN source IS NOT NULL THEN pg_temp.memoir_json_digest(source) END
+                          IS DISTINCT FROM json_digest AS json_changed
+               FROM (SELECT t.*,
+                            CASE WHEN has_row THEN pg_temp.memoir_image_of(url, caption, meta) END AS row_image,
+                            CASE WHEN has_row THEN pg_temp.memoir_image_key(url, caption, meta) END AS row_key,
+                            CASE WHEN jsonb_typeof(source) = ''object''
+                                 THEN pg_temp.memoir_image_key(source->>''url'', source->>''caption'',
+                                                               source - ''url'' - ''caption'')
+                                 ELSE ''not an object: '' || source::text END AS source_key
+                     FROM (' || sides || ') t) keyed) judged';
+END
 $$;
 
 -- Every section as the way back of stages 3 to 5 leaves it: its chapter and position,
@@ -234,8 +331,9 @@ BEGIN
     IF has_image AND NOT has_images THEN
         image := 's.image';
     ELSIF has_image THEN
-        image := 'coalesce(s.image, (SELECT pg_temp.memoir_image_of(m.url, m.caption, m.meta)
-                                      FROM public.memoir_images m WHERE m.section_id = s.id))';
+        image := 'r.image';
+        joins := ' LEFT JOIN (SELECT r.section_id, r.image FROM pg_temp.memoir_images_as_reverted() r
+                              WHERE r.section_id IS NOT NULL) r ON r.section_id = s.id';
     ELSE
         image := 'r.rebuilt';
         joins := ' LEFT JOIN LATERAL (SELECT pg_temp.memoir_image_of(m.url, m.caption, m.meta) AS rebuilt
@@ -259,8 +357,8 @@ BEGIN
 END
 $$;
 
--- Every chapter's cover as the way back of stages 3 and 4 leaves it: the JSON, else
--- the memoir_images cover row carried back.
+-- Every chapter's cover as the way back of stages 3 and 4 leaves it
+-- (pg_temp.memoir_images_as_reverted).
 CREATE OR REPLACE FUNCTION pg_temp.memoir_covers_as_reverted()
 RETURNS TABLE (chapter_id bigint, cover jsonb)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -269,11 +367,9 @@ BEGIN
         RETURN QUERY SELECT c.id, c.cover_image FROM public.chapters c;
     ELSE
         RETURN QUERY EXECUTE
-            'SELECT c.id, coalesce(c.cover_image,
-                                   (SELECT pg_temp.memoir_image_of(m.url, m.caption, m.meta)
-                                    FROM public.memoir_images m
-                                    WHERE m.chapter_id = c.id AND m.section_id IS NULL))
-             FROM public.chapters c';
+            'SELECT c.id, r.image FROM public.chapters c
+             LEFT JOIN (SELECT r.chapter_id, r.image FROM pg_temp.memoir_images_as_reverted() r
+                        WHERE r.section_id IS NULL) r ON r.chapter_id = c.id';
     END IF;
 END
 $$;
