@@ -1,11 +1,15 @@
 //! What a stage runs after it commits (`after_commit = true` steps): the validation of
-//! a foreign key the stage added `NOT VALID`, in a transaction of its own, under
-//! `VALIDATE CONSTRAINT`'s SHARE UPDATE EXCLUSIVE, which blocks no reader and no
-//! writer (`planrun check` refuses an after-commit step that would take more). The
-//! stage's commit recorded it `validation_pending`; this records it `applied` once its
-//! after-commit steps and the checks placed after them pass. If they fail, or a
-//! signal stops them, the stage stays pending: its key, `NOT VALID`, still checks
-//! every new write, its dependents may run, and the next `apply` retries only this.
+//! a foreign key the stage added `NOT VALID` and the concurrent build of an index the
+//! application needs, under SHARE UPDATE EXCLUSIVE, which blocks no reader and no
+//! writer (`planrun check` refuses an after-commit step that would take more). They run
+//! in a transaction of their own, or, when one of them cannot run in a transaction
+//! block (`CREATE INDEX CONCURRENTLY`), on the session, each statement committing on
+//! its own, the ledger row written in a transaction after them. The stage's commit
+//! recorded it `validation_pending`; this records it `applied` once its after-commit
+//! steps and the checks placed after them pass. If they fail, or a signal stops them,
+//! the stage stays pending: its key, `NOT VALID`, still checks every new write, its
+//! dependents may run, and the next `apply` retries only this (an invalid index a
+//! failed build left is dropped and built again, `sql_step.rs`).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,25 +45,30 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
         .checked_sub(Duration::from_millis(stage_report.duration_ms))
         .unwrap_or_else(Instant::now);
     let started_at = SystemTime::now();
-    let mut cx = StageContext::new(stage, run, stage_report, true);
+    let on_session = needs_session(stage, &run.prepared.plan.variables);
+    let mut cx = StageContext::new(stage, run, stage_report, !on_session);
     cx.run.observer.note(&format!(
         "{}: committed, its validation pending; validating after the commit",
         stage.id
     ));
-    let validated = commit_if_passed(
-        conn,
-        &mut cx,
-        started,
-        |tx, cx| {
-            set_timeouts(tx, cx.stage, true)?;
-            // Nothing here should wait long: the budget caps lock_timeout as in a cutover.
-            cap_lock_timeout(tx, cx.stage.lock_budget).map_err(EngineError::database(
-                "cannot set the validation's lock_timeout",
-            ))?;
-            run_steps(tx, cx, first..cx.stage.steps.len())
-        },
-        |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
-    )?;
+    let validated = if on_session {
+        on_the_session(conn, &mut cx, first, (started, started_at))?
+    } else {
+        commit_if_passed(
+            conn,
+            &mut cx,
+            started,
+            |tx, cx| {
+                set_timeouts(tx, cx.stage, true)?;
+                // Nothing here should wait long: the budget caps lock_timeout as in a cutover.
+                cap_lock_timeout(tx, cx.stage.lock_budget, true).map_err(
+                    EngineError::database("cannot set the validation's lock_timeout"),
+                )?;
+                run_steps(tx, cx, first..cx.stage.steps.len())
+            },
+            |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
+        )?
+    };
     if validated {
         return Ok(());
     }
@@ -95,6 +104,58 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
         None => next.into(),
     });
     Ok(())
+}
+
+/// Whether one of `stage`'s after-commit steps holds a statement that cannot run in a
+/// transaction block (a concurrent index build): then they all run on the session.
+/// Text that does not parse runs in the transaction, where its step reports it.
+fn needs_session(
+    stage: &PreparedStage<'_>,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    (stage.steps_before_commit()..stage.steps.len()).any(|position| {
+        let step = &stage.steps[position];
+        let sql = stage
+            .definition
+            .step_sql(position, &step.name)
+            .unwrap_or_default();
+        let Ok(script) = planrun_sql::expand_psql(sql, variables) else {
+            return false;
+        };
+        planrun_sql::parse_script(&script.sql).is_ok_and(|statements| {
+            statements
+                .iter()
+                .any(|statement| statement.kind.outside_transaction_only().is_some())
+        })
+    })
+}
+
+/// The after-commit steps from `first` on the session, each statement committing on
+/// its own, then the ledger row in a transaction; whether they passed and were
+/// recorded. The stage's timeouts and the budget's cap last to the end of the steps.
+fn on_the_session<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    first: usize,
+    (started, started_at): (Instant, SystemTime),
+) -> Result<bool, EngineError> {
+    set_timeouts(conn, cx.stage, false)?;
+    let passed = cap_lock_timeout(conn, cx.stage.lock_budget, false)
+        .map_err(EngineError::database(
+            "cannot set the validation's lock_timeout",
+        ))
+        .and_then(|()| run_steps(conn, cx, first..cx.stage.steps.len()));
+    let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
+    if !passed? {
+        return Ok(false);
+    }
+    commit_if_passed(
+        conn,
+        cx,
+        started,
+        |_, _| Ok(true),
+        |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
+    )
 }
 
 /// Retries the validation of a stage an earlier run left `validation pending`; its
