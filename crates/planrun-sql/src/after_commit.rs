@@ -66,7 +66,10 @@ fn why_unseen(node: &NodeEnum) -> Option<String> {
 /// A concurrent index build is read whole when it is named (a failed build leaves an
 /// invalid index the next run must find and drop), indexes columns only (an
 /// expression may call any function) and its predicate calls only `pg_catalog.`.
-fn concurrent_index_unseen(stmt: &pg_query::protobuf::IndexStmt, node: &NodeEnum) -> Option<String> {
+fn concurrent_index_unseen(
+    stmt: &pg_query::protobuf::IndexStmt,
+    node: &NodeEnum,
+) -> Option<String> {
     if stmt.idxname.is_empty() {
         return Some(
             "CREATE INDEX CONCURRENTLY without a name (an invalid index a failed build leaves could not be found and built again)".into(),

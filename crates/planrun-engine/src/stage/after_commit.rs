@@ -46,6 +46,15 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
         .unwrap_or_else(Instant::now);
     let started_at = SystemTime::now();
     let on_session = needs_session(stage, &run.prepared.plan.variables);
+    if on_session && run.options.dry_run {
+        // The dry run's one transaction rolls back at the end: a build that cannot
+        // run in a transaction block is said, not run (`planrun rehearse` runs it).
+        stage_report.note = Some(format!(
+            "after its commit it would run {} on the session (CREATE INDEX CONCURRENTLY cannot run in the dry run's transaction: not run here; `planrun rehearse` runs it)",
+            after_commit_steps(stage)
+        ));
+        return Ok(());
+    }
     let mut cx = StageContext::new(stage, run, stage_report, !on_session);
     cx.run.observer.note(&format!(
         "{}: committed, its validation pending; validating after the commit",
@@ -61,9 +70,9 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
             |tx, cx| {
                 set_timeouts(tx, cx.stage, true)?;
                 // Nothing here should wait long: the budget caps lock_timeout as in a cutover.
-                cap_lock_timeout(tx, cx.stage.lock_budget, true).map_err(
-                    EngineError::database("cannot set the validation's lock_timeout"),
-                )?;
+                cap_lock_timeout(tx, cx.stage.lock_budget, true).map_err(EngineError::database(
+                    "cannot set the validation's lock_timeout",
+                ))?;
                 run_steps(tx, cx, first..cx.stage.steps.len())
             },
             |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
@@ -97,8 +106,13 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
             None => named,
         });
     }
-    let next = "the stage committed and stays `validation pending` (its key NOT VALID still checks every new write); \
-                fix the rows named and run `planrun apply` again: it retries only the validation";
+    let next = if on_session {
+        "the stage committed and stays `validation pending`; fix the cause and run `planrun apply` again: \
+         it retries only what runs after the commit (an invalid index a failed build left is dropped and built again)"
+    } else {
+        "the stage committed and stays `validation pending` (its key NOT VALID still checks every new write); \
+         fix the rows named and run `planrun apply` again: it retries only the validation"
+    };
     error.hint = Some(match error.hint.take() {
         Some(hint) => format!("{hint}; {next}"),
         None => next.into(),
@@ -106,10 +120,19 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
     Ok(())
 }
 
+/// `stage`'s after-commit steps, named for a note: "step `a`, step `b`".
+pub(crate) fn after_commit_steps(stage: &PreparedStage<'_>) -> String {
+    stage.steps[stage.steps_before_commit()..]
+        .iter()
+        .map(|step| format!("step `{}`", step.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether one of `stage`'s after-commit steps holds a statement that cannot run in a
 /// transaction block (a concurrent index build): then they all run on the session.
 /// Text that does not parse runs in the transaction, where its step reports it.
-fn needs_session(
+pub(crate) fn needs_session(
     stage: &PreparedStage<'_>,
     variables: &std::collections::BTreeMap<String, String>,
 ) -> bool {

@@ -226,7 +226,10 @@ pub(crate) fn lock_tables(
 }
 
 /// A millisecond setting as `pg_settings` gives it (0 for none).
-pub(crate) fn setting_ms<C: GenericClient>(conn: &mut C, name: &str) -> Result<u64, postgres::Error> {
+pub(crate) fn setting_ms<C: GenericClient>(
+    conn: &mut C,
+    name: &str,
+) -> Result<u64, postgres::Error> {
     let value: String = conn
         .query_one(
             "SELECT setting FROM pg_catalog.pg_settings WHERE name = $1",
