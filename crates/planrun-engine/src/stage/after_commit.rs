@@ -81,7 +81,13 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
     if validated {
         return Ok(());
     }
-    let stage_report = cx.report;
+    still_pending(conn, cx.report, on_session);
+    Ok(())
+}
+
+/// The report of a stage whose after-commit steps did not pass: pending (or
+/// interrupted), the rows violating a key named, and what to do next.
+fn still_pending<C: GenericClient>(conn: &mut C, stage_report: &mut StageReport, on_session: bool) {
     let violating = stage_report
         .error
         .as_ref()
@@ -117,7 +123,6 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
         Some(hint) => format!("{hint}; {next}"),
         None => next.into(),
     });
-    Ok(())
 }
 
 /// `stage`'s after-commit steps, named for a note: "step `a`, step `b`".
