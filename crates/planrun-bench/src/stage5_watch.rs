@@ -17,10 +17,43 @@ const EVERY: Duration = Duration::from_millis(100);
 /// The sample lines printed, most frequent first.
 const SHOWN: usize = 8;
 
+/// Stage 5's progress as its checkpoint and change capture show it, looked at every
+/// tenth sample: the batches committed, the largest backlog of the application's
+/// changes to redo.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Progress {
+    pub batches: i64,
+    pub largest_backlog: i64,
+}
+
+fn look_at_progress(client: &mut postgres::Client, progress: &mut Progress) {
+    let exists = |client: &mut postgres::Client, table: &str| {
+        client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .is_ok_and(|row| row.get(0))
+    };
+    if exists(client, "planrun.checkpoints") {
+        if let Ok(Some(row)) = client.query_opt(
+            "SELECT batches::int8 FROM planrun.checkpoints WHERE stage_id = 'section_image_fk'",
+            &[],
+        ) {
+            progress.batches = progress.batches.max(row.get(0));
+        }
+    }
+    if exists(client, "planrun.changed_keys") {
+        if let Ok(row) = client.query_one(
+            "SELECT count(*) FROM planrun.changed_keys WHERE stage_id = 'section_image_fk'",
+            &[],
+        ) {
+            progress.largest_backlog = progress.largest_backlog.max(row.get(0));
+        }
+    }
+}
+
 /// A running sampler; [`stop`](Watch::stop) it for what it saw.
 pub(crate) struct Watch {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<BTreeMap<String, u64>>,
+    thread: JoinHandle<(BTreeMap<String, u64>, Progress)>,
     scans_before: (i64, i64),
     url: String,
 }
@@ -33,6 +66,7 @@ pub(crate) struct Watched {
     /// Whole-table reads of `chapter_sections` during the run, and the rows they read.
     pub seq_scans: i64,
     pub seq_rows: i64,
+    pub progress: Progress,
 }
 
 fn section_scans(url: &str) -> Result<(i64, i64), String> {
@@ -54,7 +88,14 @@ impl Watch {
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut seen = BTreeMap::new();
-            while !stopping.load(Ordering::SeqCst) {
+            let mut progress = Progress::default();
+            for sample in 0u64.. {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if sample % 10 == 0 {
+                    look_at_progress(&mut client, &mut progress);
+                }
                 let Ok(rows) = client.query(
                     "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || ' | '
                             || left(regexp_replace(query, '\\s+', ' ', 'g'), 70)
@@ -70,7 +111,7 @@ impl Watch {
                 }
                 std::thread::sleep(EVERY);
             }
-            seen
+            (seen, progress)
         });
         Ok(Watch {
             stop,
@@ -82,7 +123,7 @@ impl Watch {
 
     pub(crate) fn stop(self) -> Watched {
         self.stop.store(true, Ordering::SeqCst);
-        let seen = self.thread.join().unwrap_or_default();
+        let (seen, progress) = self.thread.join().unwrap_or_default();
         let mut waits: Vec<(String, u64)> = seen.into_iter().collect();
         waits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let after = section_scans(&self.url).unwrap_or(self.scans_before);
@@ -90,12 +131,17 @@ impl Watch {
             waits,
             seq_scans: after.0 - self.scans_before.0,
             seq_rows: after.1 - self.scans_before.1,
+            progress,
         }
     }
 }
 
 impl Watched {
     pub(crate) fn print(&self) {
+        println!(
+            "    batches committed: {} (the checkpoint's, looked at every second); largest backlog of the application's changes to redo: {}",
+            self.progress.batches, self.progress.largest_backlog
+        );
         println!(
             "    chapter_sections read whole {} times ({} rows) during the run",
             self.seq_scans, self.seq_rows
