@@ -40,6 +40,7 @@ use crate::online::batched_start::start_or_resume;
 use crate::online::health_wait::HealthWatch;
 use crate::online::per_key::verify_outside_locks;
 use crate::online::throttle;
+use crate::online::follow_up;
 use crate::online::{catch_up, cut_over_retried, RedoTotals};
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
@@ -130,7 +131,8 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
             &mut watch,
             &mut totals,
         )?
-        && match verify_outside_locks(conn, &mut cx, (batched, &work))? {
+        && follow_ups_batched(conn, &mut cx, (batched, &work), &mut totals)?
+        && match verify_outside_locks(conn, &mut cx, (batched, &work), &mut totals)? {
             Some(keys) => {
                 totals.checked_outside_locks = keys;
                 true
@@ -154,6 +156,25 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }
     Ok(stage_report)
+}
+
+/// The steps after the batched one made key by key, in batches before the cutover
+/// (`follow_up.rs`); `false` when one failed.
+fn follow_ups_batched<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    totals.follow_ups = follow_up::positions(cx.stage, batched, work, cx.run.prepared.registry);
+    let size = batched.settings.batch_size;
+    match follow_up::run_batches(conn, cx, &totals.follow_ups, size)? {
+        Some(before) => {
+            totals.before_cutover = before;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// The batches, in key order, each committed with the checkpoint; `false` when

@@ -34,6 +34,8 @@ use crate::db::connect::redact;
 use crate::error::EngineError;
 use crate::ledger::change_capture;
 use crate::online::batched::Work;
+use crate::online::follow_up;
+use crate::online::RedoTotals;
 use crate::prepared::{BatchedStep, PreparedStage};
 use crate::stage::atomic::set_timeouts;
 use crate::stage::context::StageContext;
@@ -108,6 +110,7 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
     conn: &mut C,
     cx: &mut StageContext<'_, '_>,
     (batched, work): (&BatchedStep, &Work<'_>),
+    totals: &mut RedoTotals,
 ) -> Result<Option<u64>, EngineError> {
     let stage = cx.stage;
     let checks = per_key_checks(stage, work.step_name);
@@ -165,6 +168,14 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
         report_failures(cx, outcome);
         return Ok(None);
     }
+    // The steps made key by key redo the keys changed since their batches, on the
+    // snapshot the checks read (`follow_up.rs`).
+    let (follow_ups, before) = (&totals.follow_ups, &mut totals.before_cutover);
+    if let Err(error) = follow_up::redo_keys(&mut tx, cx, follow_ups, &rechecks.keys, before) {
+        let _ = tx.rollback();
+        cx.fail(*error);
+        return Ok(None);
+    }
     change_capture::forget(&mut tx, &rechecks.ids)
         .map_err(EngineError::database("cannot forget the keys checked"))?;
     tx.commit().map_err(EngineError::database(
@@ -180,18 +191,19 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
 }
 
 /// Part 2, under the cutover's locks: the watched tables locked `SHARE`, then the
-/// keys redone or written since part 1 checked again. `Err` is the database's
-/// (a lock not had in time among them); `Ok(false)` when a check fails.
+/// keys redone or written since part 1 checked again; those keys, for the steps
+/// made key by key (`follow_up.rs`). `Err` is the database's (a lock not had in
+/// time among them); `Ok(None)` when a check fails.
 pub(crate) fn verify_changed_keys<C: GenericClient>(
     tx: &mut C,
     cx: &mut StageContext<'_, '_>,
     work: &Work<'_>,
     checked_outside: u64,
-) -> Result<bool, postgres::Error> {
+) -> Result<Option<Vec<i64>>, postgres::Error> {
     let stage = cx.stage;
     let checks = per_key_checks(stage, work.step_name);
     if checks.is_empty() {
-        return Ok(true);
+        return Ok(Some(Vec::new()));
     }
     for table in watched_tables(stage, work.step_name) {
         let name: String = tx
@@ -217,8 +229,9 @@ pub(crate) fn verify_changed_keys<C: GenericClient>(
     }
     if !all_passed {
         cx.report.status = StageStatus::Failed;
+        return Ok(None);
     }
-    Ok(all_passed)
+    Ok(Some(rechecks.keys))
 }
 
 /// The failing checks of part 1, as the stage's verifications.
