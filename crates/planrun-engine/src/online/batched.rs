@@ -39,9 +39,10 @@ use crate::online::batch_transaction::run_one_batch;
 use crate::online::batched_start::start_or_resume;
 use crate::online::health_wait::HealthWatch;
 use crate::online::per_key::verify_outside_locks;
+use crate::online::per_key::Outside::EveryKey;
 use crate::online::throttle;
 use crate::online::follow_up;
-use crate::online::{catch_up, cut_over_retried, RedoTotals};
+use crate::online::{catch_up, cut_over_retried, recheck_until_small, RedoTotals};
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::stage::context::RunContext;
@@ -132,13 +133,21 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
             &mut totals,
         )?
         && follow_ups_batched(conn, &mut cx, (batched, &work), &mut totals)?
-        && match verify_outside_locks(conn, &mut cx, (batched, &work), &mut totals)? {
+        && match verify_outside_locks(conn, &mut cx, (batched, &work), &mut totals, EveryKey)? {
             Some(keys) => {
                 totals.checked_outside_locks = keys;
                 true
             }
             None => false,
-        };
+        }
+        && recheck_until_small(
+            conn,
+            &mut cx,
+            (batched, &work),
+            &checkpoint,
+            &mut watch,
+            &mut totals,
+        )?;
     if !completed {
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }

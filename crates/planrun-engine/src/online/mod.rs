@@ -70,6 +70,8 @@ pub(crate) struct RedoTotals {
     /// Keys the per-key checks passed on a snapshot before the cutover
     /// (`per_key.rs`), for the report.
     pub checked_outside_locks: u64,
+    /// Keys checked again outside the locks after that, as they changed.
+    pub rechecked_outside_locks: u64,
     /// The steps after the batched one made key by key (`follow_up.rs`), and what
     /// each did before the cutover.
     pub follow_ups: Vec<usize>,
@@ -128,6 +130,41 @@ pub(crate) fn catch_up<C: GenericClient>(
                 stage_report.error = Some(transform_failure(error, work.name, checkpoint));
                 return Ok(false);
             }
+        }
+    }
+    Ok(true)
+}
+
+/// After the check of every key before the cutover: catch-up passes, each followed
+/// by the per-key checks of the keys changed since the last check, outside the
+/// cutover's locks, until at most [`CUTOVER_BACKLOG`] keys wait to be checked again.
+/// The check of every key takes time that grows with the table, and what changed
+/// meanwhile would otherwise all be redone and checked under the locks (issue 23).
+/// `false` when the stage stops.
+pub(crate) fn recheck_until_small<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &Checkpoint,
+    watch: &mut HealthWatch,
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    if per_key::per_key_checks(cx.stage, work.step_name).is_empty() {
+        return Ok(true);
+    }
+    let recheck = change_capture::recheck_id(&cx.stage.id);
+    for _ in 1..=MAX_PASSES {
+        if !catch_up(conn, cx, (batched, work), checkpoint, watch, totals)? {
+            return Ok(false);
+        }
+        let waiting = change_capture::pending(conn, cx.run.plan_name(), &recheck)
+            .map_err(EngineError::database("cannot count the keys to check again"))?;
+        if waiting <= CUTOVER_BACKLOG {
+            break;
+        }
+        match per_key::verify_outside_locks(conn, cx, (batched, work), totals, per_key::Outside::Changed)? {
+            Some(keys) => totals.rechecked_outside_locks += keys,
+            None => return Ok(false),
         }
     }
     Ok(true)
@@ -308,7 +345,12 @@ fn after_batched<C: GenericClient>(
     let changed = if take_captures_where(tx, cx, |capture| {
         per_key::read_at_cutover(stage, step, capture)
     }) {
-        changed_keys_pass(tx, cx, work, totals.checked_outside_locks)
+        changed_keys_pass(
+            tx,
+            cx,
+            work,
+            (totals.checked_outside_locks, totals.rechecked_outside_locks),
+        )
     } else {
         None
     };
@@ -340,7 +382,7 @@ fn changed_keys_pass<C: GenericClient>(
     tx: &mut C,
     cx: &mut StageContext<'_, '_>,
     work: &Work<'_>,
-    checked_outside: u64,
+    checked_outside: (u64, u64),
 ) -> Option<Vec<i64>> {
     match per_key::verify_changed_keys(tx, cx, work, checked_outside) {
         Ok(keys) => keys,
