@@ -68,7 +68,11 @@ fn assert_kept_as_they_end(output: &Output, db: &TestDb) {
         "0",
         "a deleted chapter keeps nothing"
     );
-    assert_eq!(db.scalar(STALE_DIGESTS), "0", "every digest is the final split's");
+    assert_eq!(
+        db.scalar(STALE_DIGESTS),
+        "0",
+        "every digest is the final split's"
+    );
     assert!(
         stdout(output).contains("made key by key"),
         "{}",
@@ -97,7 +101,11 @@ fn the_legacy_copy_made_key_by_key_keeps_each_chapter_as_it_ends() {
     assert_kept_as_they_end(&output, &db);
     assert_eq!(kept_content(&db, 50), "changed\n\nbehind the checkpoint");
     assert_eq!(kept_content(&db, 100000), "written meanwhile");
-    assert_eq!(kept_content(&db, 20), "NULL", "no row for a deleted chapter");
+    assert_eq!(
+        kept_content(&db, 20),
+        "NULL",
+        "no row for a deleted chapter"
+    );
 }
 
 /// A chapter changed by a transaction that commits while the cutover waits for its
@@ -111,13 +119,17 @@ fn a_chapter_changed_while_the_cutover_waits_is_kept_as_it_ends() {
     let mut writer = db.client();
     let mut changing = writer.transaction().unwrap();
     changing
-        .batch_execute("UPDATE chapters SET content = 'changed while the cutover waits' WHERE id = 40")
+        .batch_execute(
+            "UPDATE chapters SET content = 'changed while the cutover waits' WHERE id = 40",
+        )
         .unwrap();
     let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
          WHERE NOT l.granted AND l.locktype = 'relation'
            AND l.relation = 'public.chapters'::regclass
            AND a.application_name LIKE 'planrun%'";
-    wait_until_for("the cutover waits for chapters", || db.scalar(waiting) != "0");
+    wait_until_for("the cutover waits for chapters", || {
+        db.scalar(waiting) != "0"
+    });
     changing.commit().unwrap();
     let output = child.wait_with_output().unwrap();
     assert_kept_as_they_end(&output, &db);

@@ -214,7 +214,9 @@ fn keep(
         None => context.transaction.execute(&sql, &[run_id, stage_id]),
         Some(keys) => {
             let keys = keys.to_vec();
-            context.transaction.execute(&sql, &[run_id, stage_id, &keys])
+            context
+                .transaction
+                .execute(&sql, &[run_id, stage_id, &keys])
         }
     }
 }

@@ -119,11 +119,9 @@ pub(crate) fn run_batches<C: GenericClient>(
             set_timeouts(&mut tx, cx.stage, true)?;
             change_capture::own_writes(&mut tx)
                 .map_err(EngineError::database("cannot begin a batch"))?;
-            let outcome = work.transform.run_batch(
-                &mut context(&mut tx, cx, &work),
-                after,
-                size,
-            );
+            let outcome = work
+                .transform
+                .run_batch(&mut context(&mut tx, cx, &work), after, size);
             let outcome = match outcome.and_then(|outcome| Ok(tx.commit().map(|_| outcome)?)) {
                 Ok(outcome) => outcome,
                 Err(error) => {
@@ -152,7 +150,8 @@ pub(crate) fn redo_keys(
     before: &mut [BeforeCutover],
 ) -> Result<(), Box<planrun_report::StageError>> {
     for (index, &position) in positions.iter().enumerate() {
-        let work = work_at(cx.stage, cx.run.prepared.registry, position).ok_or_else(|| not_registered(cx, position))?;
+        let work = work_at(cx.stage, cx.run.prepared.registry, position)
+            .ok_or_else(|| not_registered(cx, position))?;
         let report = work
             .transform
             .redo_keys(&mut context(tx, cx, &work), keys)

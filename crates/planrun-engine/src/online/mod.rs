@@ -157,12 +157,19 @@ pub(crate) fn recheck_until_small<C: GenericClient>(
         if !catch_up(conn, cx, (batched, work), checkpoint, watch, totals)? {
             return Ok(false);
         }
-        let waiting = change_capture::pending(conn, cx.run.plan_name(), &recheck)
-            .map_err(EngineError::database("cannot count the keys to check again"))?;
+        let waiting = change_capture::pending(conn, cx.run.plan_name(), &recheck).map_err(
+            EngineError::database("cannot count the keys to check again"),
+        )?;
         if waiting <= CUTOVER_BACKLOG {
             break;
         }
-        match per_key::verify_outside_locks(conn, cx, (batched, work), totals, per_key::Outside::Changed)? {
+        match per_key::verify_outside_locks(
+            conn,
+            cx,
+            (batched, work),
+            totals,
+            per_key::Outside::Changed,
+        )? {
             Some(keys) => totals.rechecked_outside_locks += keys,
             None => return Ok(false),
         }

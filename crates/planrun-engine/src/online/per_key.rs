@@ -133,7 +133,11 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
     let plan = cx.run.plan_name().to_owned();
     cx.run.observer.progress().phase(&format!(
         "checking {} on a snapshot, outside the cutover's locks ({} checks)",
-        if which == Outside::EveryKey { "every key" } else { "the keys changed since" },
+        if which == Outside::EveryKey {
+            "every key"
+        } else {
+            "the keys changed since"
+        },
         checks.len()
     ));
     let mut tx = conn
@@ -196,7 +200,8 @@ fn keys_to_check<C: GenericClient>(
         .keys
         .into_iter()
         .collect();
-    let rechecks = change_capture::take(tx, plan, &change_capture::recheck_id(&stage.id), i64::MAX)?;
+    let rechecks =
+        change_capture::take(tx, plan, &change_capture::recheck_id(&stage.id), i64::MAX)?;
     let mut keys: BTreeSet<i64> = BTreeSet::new();
     if which == Outside::EveryKey {
         let mut tables = batched.sources.clone();
