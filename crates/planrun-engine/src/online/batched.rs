@@ -132,20 +132,11 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
             &mut watch,
             &mut totals,
         )?
-        && follow_ups_batched(conn, &mut cx, (batched, &work), &mut totals)?
-        && match verify_outside_locks(conn, &mut cx, (batched, &work), &mut totals, EveryKey)? {
-            Some(keys) => {
-                totals.checked_outside_locks = keys;
-                true
-            }
-            None => false,
-        }
-        && recheck_until_small(
+        && before_cutover(
             conn,
             &mut cx,
             (batched, &work),
-            &checkpoint,
-            &mut watch,
+            (&checkpoint, &mut watch),
             &mut totals,
         )?;
     if !completed {
@@ -165,6 +156,27 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }
     Ok(stage_report)
+}
+
+/// What runs between the catch-up and the cutover, outside its locks: the steps
+/// made key by key in batches, the per-key checks of every key on a snapshot, then
+/// catch-up passes and the checks of the keys changed since until few are left;
+/// `false` when the stage stops.
+fn before_cutover<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    (checkpoint, watch): (&Checkpoint, &mut HealthWatch),
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    if !follow_ups_batched(conn, cx, (batched, work), totals)? {
+        return Ok(false);
+    }
+    match verify_outside_locks(conn, cx, (batched, work), totals, EveryKey)? {
+        Some(keys) => totals.checked_outside_locks = keys,
+        None => return Ok(false),
+    }
+    recheck_until_small(conn, cx, (batched, work), checkpoint, watch, totals)
 }
 
 /// The steps after the batched one made key by key, in batches before the cutover
