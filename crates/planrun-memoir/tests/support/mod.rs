@@ -36,8 +36,9 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Stage 5's steps as the plan runs them in atomic mode: `image_id` and its key
-    /// (NOT VALID), `memoir.link_section_images`, the key validated, `image` dropped.
+    /// Stage 5's steps as the plan runs them in atomic mode: `image_id`,
+    /// `memoir.link_section_images`, the key added NOT VALID and `image` dropped, then
+    /// (after the commit, in the plan) the key validated.
     pub(crate) fn stage_five(&mut self) {
         self.client
             .batch_execute(SECTION_IMAGE_FK)
@@ -45,7 +46,7 @@ impl Db {
         self.run(&LinkSectionImages, "")
             .expect("link section images");
         self.client
-            .batch_execute(&format!("{VALIDATE_IMAGE_FK}\n{DROP_SECTION_IMAGE}"))
+            .batch_execute(&format!("{DROP_SECTION_IMAGE}\n{VALIDATE_IMAGE_FK}"))
             .expect("validate the key, drop image");
     }
 
