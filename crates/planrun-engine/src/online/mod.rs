@@ -137,8 +137,9 @@ pub(crate) fn catch_up<C: GenericClient>(
 
 /// After the check of every key before the cutover: catch-up passes, each followed
 /// by the per-key checks of the keys changed since the last check, outside the
-/// cutover's locks, until at most [`CUTOVER_BACKLOG`] keys wait to be checked again.
-/// The check of every key takes time that grows with the table, and what changed
+/// cutover's locks, until at most [`CUTOVER_BACKLOG`] keys wait to be checked again
+/// or a pass leaves no fewer than the one before (the application changing keys as
+/// fast as they are checked: more passes would only delay the cutover). The check of every key takes time that grows with the table, and what changed
 /// meanwhile would otherwise all be redone and checked under the locks (issue 23).
 /// `false` when the stage stops.
 pub(crate) fn recheck_until_small<C: GenericClient>(
@@ -153,6 +154,7 @@ pub(crate) fn recheck_until_small<C: GenericClient>(
         return Ok(true);
     }
     let recheck = change_capture::recheck_id(&cx.stage.id);
+    let mut before = i64::MAX;
     for _ in 1..=MAX_PASSES {
         if !catch_up(conn, cx, (batched, work), checkpoint, watch, totals)? {
             return Ok(false);
@@ -160,9 +162,12 @@ pub(crate) fn recheck_until_small<C: GenericClient>(
         let waiting = change_capture::pending(conn, cx.run.plan_name(), &recheck).map_err(
             EngineError::database("cannot count the keys to check again"),
         )?;
-        if waiting <= CUTOVER_BACKLOG {
+        // Small enough, or no smaller than after the pass before: the application
+        // changes keys as fast as a pass checks them, and the cutover checks the rest.
+        if waiting <= CUTOVER_BACKLOG || waiting >= before {
             break;
         }
+        before = waiting;
         match per_key::verify_outside_locks(
             conn,
             cx,
