@@ -1068,3 +1068,66 @@ fn the_specs_stage_one_by_hand_keeps_its_key_and_another_name_is_refused_until_r
         assert_ne!(db.scalar("SELECT count(*) FROM chapter_sections"), "0");
     }
 }
+
+/// What each deleted chapter costs the application once the plan has run, read in the
+/// deleting transaction's own statistics: a chapter delete cascades to its sections
+/// (by chapter_id) and its images (by chapter_id, and by section_id from each
+/// section), and each image deleted sets the sections pointing at it to NULL (stage
+/// 5's `ON DELETE SET NULL`). Each of those foreign key queries must find its rows
+/// through an index: a sequential scan reads the whole table once per row deleted,
+/// while the application's transaction holds its locks (550k sections at 100k
+/// chapters). Sequential scans are disabled in the session, as the planner would
+/// judge at size, so a scan here means no index can serve the query.
+#[test]
+fn a_chapter_deleted_after_the_migration_scans_no_table_whole() {
+    let db = TestDb::new();
+    let mut client = db.client();
+    create_legacy_schema(&mut client, ImagesType::Jsonb).unwrap();
+    load_legacy(&mut client, 11, 300, ImagesType::Jsonb).unwrap();
+    let output = apply(
+        &repo_root(),
+        "plans/memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let mut tx = client.transaction().unwrap();
+    tx.batch_execute("SET LOCAL enable_seqscan = off").unwrap();
+    let chapter: i64 = tx
+        .query_one(
+            "SELECT s.chapter_id FROM chapter_sections s JOIN memoir_images m ON m.id = s.image_id
+             GROUP BY s.chapter_id ORDER BY count(*) DESC, s.chapter_id LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let images: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM memoir_images WHERE chapter_id = $1",
+            &[&chapter],
+        )
+        .unwrap()
+        .get(0);
+    assert!(images > 1, "chapter {chapter} has {images} images");
+    let scans = |tx: &mut postgres::Transaction<'_>| -> String {
+        tx.query_one(
+            "SELECT string_agg(relname || '=' || seq_scan, ',' ORDER BY relname)
+             FROM pg_stat_xact_user_tables
+             WHERE schemaname = 'public' AND relname IN ('chapter_sections', 'memoir_images')",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let before = scans(&mut tx);
+    let deleted = tx
+        .execute("DELETE FROM chapters WHERE id = $1", &[&chapter])
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        scans(&mut tx),
+        before,
+        "sequential scans of chapter_sections and memoir_images before and after deleting chapter {chapter} ({images} images)"
+    );
+}

@@ -5,7 +5,9 @@
 //! `status` showing it), the key still refuses new violations, the stages after it
 //! run, and a re-run after the row is fixed validates without running the stage
 //! again. A signal during the validation leaves it pending; `check` refuses an
-//! after-commit step whose locks would block the application.
+//! after-commit step whose locks would block the application. An index built
+//! CONCURRENTLY after the commit runs outside any transaction block; a failed build
+//! keeps the stage pending, and the re-run drops the invalid index and builds it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -373,4 +375,108 @@ fn a_version_7_ledger_is_migrated_before_a_stage_is_recorded_validation_pending(
         "8"
     );
     assert_eq!(ledger_state(&db), "validation_pending");
+}
+
+/// A stage whose after-commit step builds a unique index CONCURRENTLY, which cannot
+/// run in a transaction block.
+const INDEX_PLAN: &str = r#"
+[plan]
+name = "index"
+lock_timeout = "2s"
+
+[[stage]]
+id = "tag_index"
+
+[[stage.step]]
+name = "mark"
+sql = "INSERT INTO stage_runs VALUES ('tag_index')"
+
+[[stage.step]]
+name = "index the tags"
+after_commit = true
+sql = "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS tags_name ON public.tags (name);"
+
+[[stage.verify]]
+name = "the index is valid"
+after_step = "index the tags"
+sql = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.tags_name'::regclass"
+expect = true
+"#;
+
+#[test]
+fn a_failed_concurrent_index_build_after_the_commit_stays_pending_and_a_rerun_builds_it() {
+    let db = TestDb::new();
+    db.execute(
+        "CREATE TABLE tags (id bigint PRIMARY KEY, name text);
+         CREATE TABLE stage_runs (stage text NOT NULL);
+         INSERT INTO tags SELECT g, 'tag ' || g FROM generate_series(1, 50) g;
+         INSERT INTO tags VALUES (51, 'tag 7');",
+    );
+    let dir = plan_dir(INDEX_PLAN);
+    let check = planrun_command(PLANRUN, dir.path(), &["check", "plan.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
+    let state = || {
+        db.scalar(
+            "SELECT status FROM planrun.stage_results WHERE stage_id = 'tag_index' ORDER BY id DESC LIMIT 1",
+        )
+    };
+    let index_valid = || {
+        db.scalar("SELECT coalesce((SELECT indisvalid::text FROM pg_index WHERE indexrelid = to_regclass('public.tags_name')), 'missing')")
+    };
+
+    let preview = planrun_on(PLANRUN, dir.path(), &db, &["plan", "plan.toml"]);
+    assert_exit_saying(
+        &preview,
+        0,
+        &["after its commit: step `index the tags`, on the session"],
+    );
+    let dry = planrun_on(
+        PLANRUN,
+        dir.path(),
+        &db,
+        &["apply", "plan.toml", "--dry-run", "--no-backup"],
+    );
+    assert_exit_saying(
+        &dry,
+        exit_codes::SUCCESS,
+        &[
+            "would run step `index the tags` on the session",
+            "not run here",
+        ],
+    );
+    assert_eq!(index_valid(), "missing", "the dry run built nothing");
+    let first = apply(dir.path(), &db);
+    assert_exit_saying(
+        &first,
+        exit_codes::VALIDATION_PENDING,
+        &["VALIDATION PENDING", "tags_name", "(name)=(tag 7)"],
+    );
+    assert_eq!(state(), "validation_pending");
+    assert_eq!(
+        index_valid(),
+        "false",
+        "the failed build left its index invalid"
+    );
+
+    db.execute("DELETE FROM tags WHERE id = 51");
+    let again = apply(dir.path(), &db);
+    assert_eq!(
+        again.status.code(),
+        Some(exit_codes::SUCCESS),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(state(), "applied");
+    assert_eq!(index_valid(), "true");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM stage_runs"),
+        "1",
+        "only the index build ran again, not the stage"
+    );
+    let refused = db
+        .client()
+        .batch_execute("INSERT INTO tags VALUES (52, 'tag 8')");
+    assert!(refused.is_err(), "the unique index refuses a duplicate");
 }

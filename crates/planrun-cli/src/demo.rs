@@ -55,6 +55,10 @@ const EMBEDDED_PLAN: &[(&str, &str)] = &[
         include_str!("../../../plans/memoir/05_section_image_fk.sql"),
     ),
     (
+        "memoir/05_section_image_index.sql",
+        include_str!("../../../plans/memoir/05_section_image_index.sql"),
+    ),
+    (
         "memoir/05_validate_image_fk.sql",
         include_str!("../../../plans/memoir/05_validate_image_fk.sql"),
     ),

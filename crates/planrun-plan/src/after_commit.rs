@@ -1,9 +1,11 @@
 //! Steps that run after their stage commits (`after_commit = true`), checked offline:
 //! they come last, they are SQL, and every lock their statements take blocks neither
 //! the application's readers (ACCESS SHARE) nor its writers (ROW EXCLUSIVE), as
-//! `VALIDATE CONSTRAINT`'s SHARE UPDATE EXCLUSIVE does not. Such a step runs while the
-//! stage's work is already visible, so a lock that makes the application wait there
-//! would be a second cutover the plan did not budget for.
+//! `VALIDATE CONSTRAINT`'s and `CREATE INDEX CONCURRENTLY`'s SHARE UPDATE EXCLUSIVE
+//! do not (a concurrent build, the one statement here that cannot run in a transaction
+//! block, makes the engine run the stage's after-commit steps on the session). Such a
+//! step runs while the stage's work is already visible, so a lock that makes the
+//! application wait there would be a second cutover the plan did not budget for.
 
 use std::collections::BTreeMap;
 
@@ -106,7 +108,14 @@ pub(crate) fn after_commit_problems(
                     .help("after the commit only locks up to SHARE UPDATE EXCLUSIVE (VALIDATE CONSTRAINT's) may be taken; run this step in the stage, before its commit"),
                 );
             }
-            if let Some(why) = &statement.impact.outside_transaction {
+            // A concurrent index build is what the after-commit steps may run outside
+            // a transaction block (the engine runs them on the session then).
+            let outside = statement
+                .impact
+                .outside_transaction
+                .as_ref()
+                .filter(|why| why.as_str() != "CREATE INDEX CONCURRENTLY");
+            if let Some(why) = outside {
                 problems.push(
                     PlanProblem::new(
                         ProblemKind::AfterCommitLock,
@@ -135,7 +144,7 @@ pub(crate) fn after_commit_problems(
                     ),
                 )
                 .label(span.clone(), "runs after the commit")
-                .help("after the commit only VALIDATE CONSTRAINT, ANALYZE, settings and queries calling `pg_catalog.` functions may run; run this step in the stage, before its commit"),
+                .help("after the commit only VALIDATE CONSTRAINT, a named CREATE INDEX CONCURRENTLY on columns, ANALYZE, settings and queries calling `pg_catalog.` functions may run; run this step in the stage, before its commit"),
             );
         }
     }

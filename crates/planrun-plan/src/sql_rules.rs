@@ -47,6 +47,9 @@ struct SqlSource<'a> {
     text: String,
     name: String,
     span: &'a Span,
+    /// An `after_commit = true` step: a concurrent index build may run there, on the
+    /// session after the stage's commit (`after_commit.rs` checks the rest).
+    after_commit: bool,
 }
 
 /// Every SQL problem of `stage`'s steps (missing files are reported elsewhere).
@@ -63,6 +66,7 @@ pub(crate) fn stage_sql_problems(
                 text: sql.clone(),
                 name: format!("inline SQL of step `{}`", step.name),
                 span: &step.span,
+                after_commit: step.after_commit.is_some(),
             }),
             StepKind::SqlFile {
                 path,
@@ -78,6 +82,7 @@ pub(crate) fn stage_sql_problems(
                     text,
                     name: format!("`{path}`"),
                     span: path_span,
+                    after_commit: step.after_commit.is_some(),
                 }),
                 Err(problem) => {
                     problems.push(problem);
@@ -169,7 +174,10 @@ pub(crate) fn stage_sql_problems(
                     .help("COPY to a file the server can write, or read the rows in a check or a transform"),
                 ),
                 kind => {
-                    if let (true, Some(what)) = (stage.transaction, kind.outside_transaction_only()) {
+                    let after_commit_index = source.after_commit
+                        && matches!(kind, StatementKind::ConcurrentIndex { .. });
+                    let in_transaction = stage.transaction && !after_commit_index;
+                    if let (true, Some(what)) = (in_transaction, kind.outside_transaction_only()) {
                         problems.push(
                             PlanProblem::new(
                                 ProblemKind::SqlOutsideTransaction,

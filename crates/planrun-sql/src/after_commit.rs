@@ -1,6 +1,8 @@
 //! What may run after a stage has committed, while the application works on its
 //! result: only statements whose every lock can be read from their text. `ALTER TABLE
-//! ... VALIDATE CONSTRAINT`, `ANALYZE` and settings qualify. Any other statement may
+//! ... VALIDATE CONSTRAINT`, `ANALYZE`, settings and a named `CREATE INDEX
+//! CONCURRENTLY` on plain columns (no expression, a predicate calling only
+//! `pg_catalog.` functions) qualify. Any other statement may
 //! call a function, run SQL built at run time (`EXECUTE` in a `DO` block) or fire a
 //! trigger, none of which the lock analysis sees, so it is named as unseen, not
 //! assumed to block no one.
@@ -52,12 +54,34 @@ fn why_unseen(node: &NodeEnum) -> Option<String> {
             });
             (!only_validates).then(|| "ALTER TABLE other than VALIDATE CONSTRAINT".to_owned())
         }
+        NodeEnum::IndexStmt(stmt) if stmt.concurrent => concurrent_index_unseen(stmt, node),
         NodeEnum::VacuumStmt(stmt) if !stmt.is_vacuumcmd => None,
         NodeEnum::VariableSetStmt(_) | NodeEnum::VariableShowStmt(_) => None,
         NodeEnum::SelectStmt(_) => calls_outside_pg_catalog(node),
         NodeEnum::DoStmt(_) => Some("a DO block (SQL it builds at run time is not seen)".into()),
         other => Some(statement_name(other)),
     }
+}
+
+/// A concurrent index build is read whole when it is named (a failed build leaves an
+/// invalid index the next run must find and drop), indexes columns only (an
+/// expression may call any function) and its predicate calls only `pg_catalog.`.
+fn concurrent_index_unseen(
+    stmt: &pg_query::protobuf::IndexStmt,
+    node: &NodeEnum,
+) -> Option<String> {
+    if stmt.idxname.is_empty() {
+        return Some(
+            "CREATE INDEX CONCURRENTLY without a name (an invalid index a failed build leaves could not be found and built again)".into(),
+        );
+    }
+    let expression = stmt.index_params.iter().any(|param| {
+        !matches!(&param.node, Some(NodeEnum::IndexElem(elem)) if elem.expr.is_none() && !elem.name.is_empty())
+    });
+    if expression {
+        return Some("CREATE INDEX CONCURRENTLY on an expression (it may call functions)".into());
+    }
+    calls_outside_pg_catalog(node)
 }
 
 /// A query is read whole when every function it calls is written `pg_catalog.`: one
@@ -111,8 +135,26 @@ mod tests {
         let text = "SET lock_timeout = '1s';\n\
                     ALTER TABLE ONLY public.children VALIDATE CONSTRAINT children_parent_fkey;\n\
                     ANALYZE public.children;\n\
-                    SELECT pg_catalog.pg_sleep(0) FROM public.children;\n";
+                    SELECT pg_catalog.pg_sleep(0) FROM public.children;\n\
+                    CREATE INDEX CONCURRENTLY IF NOT EXISTS children_parent ON public.children (parent_id) WHERE parent_id IS NOT NULL;\n";
         assert_eq!(lines(text), vec![]);
+    }
+
+    #[test]
+    fn a_concurrent_index_is_seen_whole_only_named_on_columns_with_a_plain_predicate() {
+        let text = "CREATE INDEX CONCURRENTLY ON t (a);\n\
+                    CREATE INDEX CONCURRENTLY t_lower ON t (lower(a));\n\
+                    CREATE INDEX CONCURRENTLY t_some ON t (a) WHERE check_it(a);\n\
+                    CREATE INDEX t_plain ON t (a);\n";
+        let found = lines(text);
+        assert_eq!(
+            found.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(found[0].1.contains("without a name"), "{found:?}");
+        assert!(found[1].1.contains("on an expression"), "{found:?}");
+        assert!(found[2].1.contains("`check_it`"), "{found:?}");
+        assert!(found[3].1.starts_with("INDEX"), "{found:?}");
     }
 
     #[test]

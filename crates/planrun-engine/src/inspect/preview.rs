@@ -124,6 +124,17 @@ impl Runner<'_> {
             }
             Disposition::Run => judge_now(tx, preview, stage, &mut stage_report),
         }
+        if matches!(
+            stage_report.status,
+            StageStatus::WouldRun | StageStatus::Waiting
+        ) && stage.steps_before_commit() < stage.steps.len()
+        {
+            let after = after_commit_note(stage, &self.plan().variables);
+            stage_report.note = Some(match stage_report.note.take() {
+                Some(note) => format!("{note}; {after}"),
+                None => after,
+            });
+        }
         stage_report
     }
 
@@ -245,6 +256,20 @@ impl Runner<'_> {
         let _ = tx.rollback();
         tally.summarise(&mut report);
         Ok(report)
+    }
+}
+
+/// What `plan` says of a stage with `after_commit` steps: they run after its commit,
+/// on the session when one of them cannot run in a transaction block.
+fn after_commit_note(
+    stage: &PreparedStage<'_>,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let steps = crate::stage::after_commit::after_commit_steps(stage);
+    if crate::stage::after_commit::needs_session(stage, variables) {
+        format!("after its commit: {steps}, on the session (CREATE INDEX CONCURRENTLY, outside a transaction block)")
+    } else {
+        format!("after its commit: {steps}, in a transaction of its own")
     }
 }
 

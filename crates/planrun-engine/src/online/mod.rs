@@ -215,7 +215,7 @@ pub(crate) fn cut_over<C: GenericClient>(
     set_timeouts(&mut tx, stage, true)?;
     // Everything the cutover waits for, it waits for holding EXCLUSIVE (writers
     // queue) or asking ACCESS EXCLUSIVE (readers queue too).
-    crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget).map_err(
+    crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget, true).map_err(
         EngineError::database("cannot set the cutover's lock_timeout"),
     )?;
     cx.report.locks.clear();

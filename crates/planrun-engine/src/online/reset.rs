@@ -170,7 +170,7 @@ fn reset_attempt(
         .map_err(EngineError::database("cannot begin the reset"))?;
     set_timeouts(&mut tx, stage, true)?;
     // As in the cutover: it holds the stage's locks while it asks for more.
-    crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget)
+    crate::stage::stage_locks::cap_lock_timeout(&mut tx, stage.lock_budget, true)
         .map_err(EngineError::database("cannot set the reset's lock_timeout"))?;
     // The stage's locks have their own retries, before anything is held.
     if !take_stage_locks(

@@ -1,11 +1,15 @@
 //! What a stage runs after it commits (`after_commit = true` steps): the validation of
-//! a foreign key the stage added `NOT VALID`, in a transaction of its own, under
-//! `VALIDATE CONSTRAINT`'s SHARE UPDATE EXCLUSIVE, which blocks no reader and no
-//! writer (`planrun check` refuses an after-commit step that would take more). The
-//! stage's commit recorded it `validation_pending`; this records it `applied` once its
-//! after-commit steps and the checks placed after them pass. If they fail, or a
-//! signal stops them, the stage stays pending: its key, `NOT VALID`, still checks
-//! every new write, its dependents may run, and the next `apply` retries only this.
+//! a foreign key the stage added `NOT VALID` and the concurrent build of an index the
+//! application needs, under SHARE UPDATE EXCLUSIVE, which blocks no reader and no
+//! writer (`planrun check` refuses an after-commit step that would take more). They run
+//! in a transaction of their own, or, when one of them cannot run in a transaction
+//! block (`CREATE INDEX CONCURRENTLY`), on the session, each statement committing on
+//! its own, the ledger row written in a transaction after them. The stage's commit
+//! recorded it `validation_pending`; this records it `applied` once its after-commit
+//! steps and the checks placed after them pass. If they fail, or a signal stops them,
+//! the stage stays pending: its key, `NOT VALID`, still checks every new write, its
+//! dependents may run, and the next `apply` retries only this (an invalid index a
+//! failed build left is dropped and built again, `sql_step.rs`).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,29 +45,49 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
         .checked_sub(Duration::from_millis(stage_report.duration_ms))
         .unwrap_or_else(Instant::now);
     let started_at = SystemTime::now();
-    let mut cx = StageContext::new(stage, run, stage_report, true);
+    let on_session = needs_session(stage, &run.prepared.plan.variables);
+    if on_session && run.options.dry_run {
+        // The dry run's one transaction rolls back at the end: a build that cannot
+        // run in a transaction block is said, not run (`planrun rehearse` runs it).
+        stage_report.note = Some(format!(
+            "after its commit it would run {} on the session (CREATE INDEX CONCURRENTLY cannot run in the dry run's transaction: not run here; `planrun rehearse` runs it)",
+            after_commit_steps(stage)
+        ));
+        return Ok(());
+    }
+    let mut cx = StageContext::new(stage, run, stage_report, !on_session);
     cx.run.observer.note(&format!(
         "{}: committed, its validation pending; validating after the commit",
         stage.id
     ));
-    let validated = commit_if_passed(
-        conn,
-        &mut cx,
-        started,
-        |tx, cx| {
-            set_timeouts(tx, cx.stage, true)?;
-            // Nothing here should wait long: the budget caps lock_timeout as in a cutover.
-            cap_lock_timeout(tx, cx.stage.lock_budget).map_err(EngineError::database(
-                "cannot set the validation's lock_timeout",
-            ))?;
-            run_steps(tx, cx, first..cx.stage.steps.len())
-        },
-        |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
-    )?;
+    let validated = if on_session {
+        on_the_session(conn, &mut cx, first, (started, started_at))?
+    } else {
+        commit_if_passed(
+            conn,
+            &mut cx,
+            started,
+            |tx, cx| {
+                set_timeouts(tx, cx.stage, true)?;
+                // Nothing here should wait long: the budget caps lock_timeout as in a cutover.
+                cap_lock_timeout(tx, cx.stage.lock_budget, true).map_err(EngineError::database(
+                    "cannot set the validation's lock_timeout",
+                ))?;
+                run_steps(tx, cx, first..cx.stage.steps.len())
+            },
+            |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
+        )?
+    };
     if validated {
         return Ok(());
     }
-    let stage_report = cx.report;
+    still_pending(conn, cx.report, on_session);
+    Ok(())
+}
+
+/// The report of a stage whose after-commit steps did not pass: pending (or
+/// interrupted), the rows violating a key named, and what to do next.
+fn still_pending<C: GenericClient>(conn: &mut C, stage_report: &mut StageReport, on_session: bool) {
     let violating = stage_report
         .error
         .as_ref()
@@ -88,13 +112,78 @@ pub(crate) fn validate_after_commit<C: GenericClient>(
             None => named,
         });
     }
-    let next = "the stage committed and stays `validation pending` (its key NOT VALID still checks every new write); \
-                fix the rows named and run `planrun apply` again: it retries only the validation";
+    let next = if on_session {
+        "the stage committed and stays `validation pending`; fix the cause and run `planrun apply` again: \
+         it retries only what runs after the commit (an invalid index a failed build left is dropped and built again)"
+    } else {
+        "the stage committed and stays `validation pending` (its key NOT VALID still checks every new write); \
+         fix the rows named and run `planrun apply` again: it retries only the validation"
+    };
     error.hint = Some(match error.hint.take() {
         Some(hint) => format!("{hint}; {next}"),
         None => next.into(),
     });
-    Ok(())
+}
+
+/// `stage`'s after-commit steps, named for a note: "step `a`, step `b`".
+pub(crate) fn after_commit_steps(stage: &PreparedStage<'_>) -> String {
+    stage.steps[stage.steps_before_commit()..]
+        .iter()
+        .map(|step| format!("step `{}`", step.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether one of `stage`'s after-commit steps holds a statement that cannot run in a
+/// transaction block (a concurrent index build): then they all run on the session.
+/// Text that does not parse runs in the transaction, where its step reports it.
+pub(crate) fn needs_session(
+    stage: &PreparedStage<'_>,
+    variables: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    (stage.steps_before_commit()..stage.steps.len()).any(|position| {
+        let step = &stage.steps[position];
+        let sql = stage
+            .definition
+            .step_sql(position, &step.name)
+            .unwrap_or_default();
+        let Ok(script) = planrun_sql::expand_psql(sql, variables) else {
+            return false;
+        };
+        planrun_sql::parse_script(&script.sql).is_ok_and(|statements| {
+            statements
+                .iter()
+                .any(|statement| statement.kind.outside_transaction_only().is_some())
+        })
+    })
+}
+
+/// The after-commit steps from `first` on the session, each statement committing on
+/// its own, then the ledger row in a transaction; whether they passed and were
+/// recorded. The stage's timeouts and the budget's cap last to the end of the steps.
+fn on_the_session<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    first: usize,
+    (started, started_at): (Instant, SystemTime),
+) -> Result<bool, EngineError> {
+    set_timeouts(conn, cx.stage, false)?;
+    let passed = cap_lock_timeout(conn, cx.stage.lock_budget, false)
+        .map_err(EngineError::database(
+            "cannot set the validation's lock_timeout",
+        ))
+        .and_then(|()| run_steps(conn, cx, first..cx.stage.steps.len()));
+    let _ = conn.batch_execute("RESET lock_timeout; RESET statement_timeout");
+    if !passed? {
+        return Ok(false);
+    }
+    commit_if_passed(
+        conn,
+        cx,
+        started,
+        |_, _| Ok(true),
+        |tx, cx| record_as(tx, cx, started_at, ResultStatus::Applied),
+    )
 }
 
 /// Retries the validation of a stage an earlier run left `validation pending`; its

@@ -226,8 +226,11 @@ pub(crate) fn lock_tables(
 }
 
 /// A millisecond setting as `pg_settings` gives it (0 for none).
-pub(crate) fn setting_ms(tx: &mut Transaction<'_>, name: &str) -> Result<u64, postgres::Error> {
-    let value: String = tx
+pub(crate) fn setting_ms<C: GenericClient>(
+    conn: &mut C,
+    name: &str,
+) -> Result<u64, postgres::Error> {
+    let value: String = conn
         .query_one(
             "SELECT setting FROM pg_catalog.pg_settings WHERE name = $1",
             &[&name],
@@ -296,12 +299,14 @@ fn cap_wait_at_budget(
     Ok(())
 }
 
-/// Caps `lock_timeout` for the rest of the transaction at the shortest wait the
-/// budget allows (`blocks_reads` or `blocks_writes`): for a transaction that holds
-/// locks blocking writes and asks for ones blocking reads, such as the cutover.
-pub(crate) fn cap_lock_timeout(
-    tx: &mut Transaction<'_>,
+/// Caps `lock_timeout` for the rest of the transaction (`local`) or of the session at
+/// the shortest wait the budget allows (`blocks_reads` or `blocks_writes`): for a
+/// transaction that holds locks blocking writes and asks for ones blocking reads, such
+/// as the cutover, and for what runs after a stage's commit.
+pub(crate) fn cap_lock_timeout<C: GenericClient>(
+    conn: &mut C,
     budget: Option<&planrun_plan::LockBudget>,
+    local: bool,
 ) -> Result<(), postgres::Error> {
     let Some(budget) = budget else {
         return Ok(());
@@ -314,9 +319,12 @@ pub(crate) fn cap_lock_timeout(
     let Some(cap) = cap else {
         return Ok(());
     };
-    let current = setting_ms(tx, "lock_timeout")?;
+    let current = setting_ms(conn, "lock_timeout")?;
     if current == 0 || cap < current {
-        set_local_lock_timeout(tx, cap.max(1))?;
+        conn.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', $1, $2)",
+            &[&format!("{}ms", cap.max(1)), &local],
+        )?;
     }
     Ok(())
 }
