@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use planrun_engine::exit_codes;
 use planrun_tests::app::{AppConfig, SectionApp};
 use planrun_tests::{
     describe, legacy_db, memoir_plan_edited, planrun_command, spawn_apply, wait_until, TestDb,
@@ -244,5 +245,75 @@ fn a_row_edited_before_its_batch_during_stage_5_is_not_overwritten() {
         "edited while stage 5 runs",
         "{}",
         describe(&output)
+    );
+}
+
+/// Issue 24: an image the application changes on both sides while stage 5's batches
+/// run, before its section's batch, differently (its `memoir_images` row one caption,
+/// its JSON another), cannot be carried: the batch fails, naming the section, and
+/// `image` stays. Once the application makes both say the same, applying again resumes
+/// the stage and keeps that image.
+#[test]
+fn an_image_changed_on_both_sides_during_stage_5_stops_it_naming_the_section() {
+    let plan = plan_with_stage_5(
+        r#"mode = "batched", batch_size = 200, pause_while = "SELECT EXISTS (SELECT FROM public.chapter_sections WHERE image_id IS NOT NULL) AND (SELECT flag FROM public.hold)""#,
+    );
+    let db = collected_db(300, plan.path());
+    db.execute("CREATE TABLE public.hold (flag boolean); INSERT INTO public.hold VALUES (true)");
+    let child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    wait_until(
+        "the first batch of stage 5 committed",
+        Duration::from_secs(120),
+        || {
+            db.scalar(
+                "SELECT coalesce((SELECT batches FROM planrun.checkpoints
+                                  WHERE stage_id = 'section_image_fk'), 0)",
+            ) != "0"
+        },
+    );
+    let section = db.scalar(
+        "SELECT max(s.id) FROM chapter_sections s
+         WHERE s.image_id IS NULL AND EXISTS (SELECT FROM memoir_images m WHERE m.section_id = s.id)",
+    );
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'row side' WHERE section_id = {section};
+         UPDATE chapter_sections SET image = image || '{{\"caption\": \"json side\"}}' WHERE id = {section};
+         UPDATE public.hold SET flag = false"
+    ));
+    let output = child.wait_with_output().expect("planrun finishes");
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(text.contains(&format!("id {section}")), "{text}");
+    assert!(text.contains("both in the JSON and in its"), "{text}");
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_name = 'chapter_sections' AND column_name = 'image'"
+        ),
+        "1"
+    );
+
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'json side' WHERE section_id = {section}"
+    ));
+    let output = apply(plan.path(), &db, &["--include-optional"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT m.caption FROM chapter_sections s JOIN memoir_images m ON m.id = s.image_id
+             WHERE s.id = {section}"
+        )),
+        "json side"
     );
 }

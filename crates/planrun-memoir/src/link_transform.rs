@@ -407,7 +407,10 @@ fn carry(
             &[&keys],
         )?;
     }
-    let row = scope.query(transaction, CARRY)?.pop().expect("one row");
+    let kept = found.get(1);
+    let Some(row) = scope.query(transaction, CARRY)?.pop() else {
+        return Ok((kept, 0)); // an aggregate's one row: not reached
+    };
     let carried: i64 = row.get(0);
     if let Some(conflicts) = row.get::<_, Option<Vec<i64>>>(1) {
         let mut named: Vec<String> = conflicts.iter().take(20).map(i64::to_string).collect();
@@ -423,5 +426,5 @@ fn carry(
                 .to_owned(),
         });
     }
-    Ok((found.get(1), carried.max(0) as u64))
+    Ok((kept, carried.max(0) as u64))
 }
