@@ -317,3 +317,55 @@ fn an_image_changed_on_both_sides_during_stage_5_stops_it_naming_the_section() {
         "json side"
     );
 }
+
+/// Whole-table reads of `chapter_sections` so far, as the server counts them, once
+/// every planrun session has ended (a session's counts reach the statistics when it
+/// exits).
+fn section_seq_scans(db: &TestDb) -> i64 {
+    wait_until("planrun's sessions ended", Duration::from_secs(30), || {
+        db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'planrun%'")
+            == "0"
+    });
+    db.scalar(
+        "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'public.chapter_sections'::regclass",
+    )
+    .parse()
+    .expect("a count")
+}
+
+/// The application removed many sections' images after stage 4, so the batches delete
+/// as many `memoir_images` rows. Nothing indexes `chapter_sections.image_id`: had the
+/// key on it been in place during the batches, its `ON DELETE SET NULL` would have read
+/// the whole sections table once per deleted row (at 100k chapters, 0.1 s each, which
+/// is how the batches fell behind the application, docs/performance.md). The stage reads
+/// the table whole a few times, however many images went, and loses none of them.
+#[test]
+fn removed_images_cost_stage_5_no_read_of_every_section_each() {
+    let plan = plan_with_stage_5(r#"mode = "batched", batch_size = 5000"#);
+    let db = collected_db(300, plan.path());
+    db.execute(
+        "UPDATE chapter_sections SET image = NULL
+         WHERE id IN (SELECT id FROM chapter_sections WHERE image IS NOT NULL ORDER BY id LIMIT 400)",
+    );
+    let before = section_seq_scans(&db);
+    let output = apply(plan.path(), &db, &["--include-optional"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let scans = section_seq_scans(&db) - before;
+    assert!(
+        scans < 100,
+        "stage 5 read every section {scans} times for 400 removed images"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM memoir_images m
+             WHERE m.section_id IS NOT NULL
+               AND NOT EXISTS (SELECT FROM chapter_sections s WHERE s.image_id = m.id)"
+        ),
+        "0",
+        "every removed image's memoir_images row is gone"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM chapter_sections WHERE image_id IS NOT NULL"),
+        db.scalar("SELECT count(*) FROM planrun.memoir_section_images"),
+    );
+}

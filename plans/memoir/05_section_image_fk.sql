@@ -1,20 +1,12 @@
 -- Stage 5 (optional), its start: the column sections will point at their
 -- memoir_images row through, nullable and without a default, so adding it rewrites
--- nothing (a catalog change under ACCESS EXCLUSIVE, for an instant). Its foreign key is
--- added NOT VALID: every value written from now on is checked, and the rows are
--- validated once they are all filled (05_validate_image_fk.sql). Both are skipped when
+-- nothing (a catalog change under ACCESS EXCLUSIVE, for an instant). Skipped when
 -- already there (a stage 5 reset with `planrun reset` and started again).
+--
+-- Its foreign key is added at the cutover, not here (05_drop_section_image.sql):
+-- nothing indexes image_id, so while the key exists every memoir_images row deleted
+-- (a section whose image the application removed) makes its ON DELETE SET NULL read
+-- the whole of chapter_sections. With the key in place during the batches, at 100,000
+-- chapters, that was 0.1 s per removed image and the batches fell behind the
+-- application (docs/performance.md, "Stage 5 keeping up at 100k").
 ALTER TABLE public.chapter_sections ADD COLUMN IF NOT EXISTS image_id bigint;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'public.chapter_sections'::regclass
-                     AND conname = 'chapter_sections_image_id_fkey') THEN
-        ALTER TABLE public.chapter_sections
-            ADD CONSTRAINT chapter_sections_image_id_fkey
-            FOREIGN KEY (image_id) REFERENCES public.memoir_images(id) ON DELETE SET NULL
-            NOT VALID;
-    END IF;
-END
-$$;

@@ -1,4 +1,4 @@
--- Stage 5, after its commit: the foreign key added NOT VALID at the stage's start is
+-- Stage 5, after its commit: the foreign key added NOT VALID at the cutover is
 -- validated, in a transaction of its own (`after_commit = true` in plans/memoir.toml).
 -- VALIDATE CONSTRAINT takes SHARE UPDATE EXCLUSIVE on chapter_sections and ROW SHARE
 -- on memoir_images: no reader and no writer of either waits for its scan. Until it

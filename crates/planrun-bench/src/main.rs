@@ -27,6 +27,7 @@ mod proto;
 mod report;
 mod revert;
 mod stage5;
+mod stage5_watch;
 mod subprocess;
 
 use std::path::PathBuf;
@@ -84,6 +85,19 @@ struct Args {
     /// stage 5 went online), e.g. `git archive <commit> plans | tar -x -C /tmp/main`.
     #[arg(long, value_name = "PATH")]
     baseline_plan: Option<PathBuf>,
+    /// With `--stage5 --baseline-plan`: the planrun binary that applies the baseline
+    /// plan (say main's build), for a before/after of the engine in one run.
+    #[arg(long, value_name = "PATH")]
+    baseline_planrun: Option<PathBuf>,
+    /// With `--stage5`: only these runs (comma-separated: baseline, atomic, batched).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    stage5_only: Vec<String>,
+    /// With `--stage5`: skip the capture's cost (12 rounds of the application).
+    #[arg(long)]
+    no_capture_cost: bool,
+    /// With `--stage5`: stop a run still going after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    stage5_timeout: Option<u64>,
     /// Only `planrun check` of generated plans of N stages, a chain and independent
     /// stages, beside N/2 of each; no database.
     #[arg(long, value_name = "N")]
@@ -177,8 +191,16 @@ fn run(args: &Args) -> Result<(), String> {
 
     if args.stage5 {
         stage5::prepare(&cluster, &planrun, &plan)?;
-        stage5::print_cost(&stage5::capture_cost(&cluster, &planrun, &plan)?);
-        let runs = stage5::runs(&cluster, &planrun, &plan, args.baseline_plan.as_deref())?;
+        if !args.no_capture_cost {
+            stage5::print_cost(&stage5::capture_cost(&cluster, &planrun, &plan)?);
+        }
+        let variants = stage5::Variants {
+            only: args.stage5_only.clone(),
+            baseline_plan: args.baseline_plan.clone(),
+            baseline_planrun: args.baseline_planrun.clone(),
+            timeout: args.stage5_timeout.map(std::time::Duration::from_secs),
+        };
+        let runs = stage5::runs(&cluster, &planrun, &plan, &variants)?;
         stage5::print_runs(&runs);
         eprintln!(
             "planrun-bench: done in {:.0} s",

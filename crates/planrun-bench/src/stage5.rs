@@ -18,6 +18,7 @@
 //!   `mode` removed), and, given `--baseline-plan`, with another plan's stage 5 (say
 //!   main's before stage 5 went online); each with the committed images lost.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use planrun_appsim::{AppConfig, SectionApp, SectionLog};
 use planrun_tempdb::TempCluster;
 
 use crate::data::{self, connect, db_error};
+use crate::stage5_watch::{Watch, Watched};
 
 const ROUNDS: usize = 6;
 const ROUND: Duration = Duration::from_secs(5);
@@ -46,6 +48,28 @@ pub(crate) struct Stage5Run {
     pub wall: Duration,
     pub log: SectionLog,
     pub lost: Vec<String>,
+    /// Stopped at `--stage5-timeout`, unfinished.
+    pub timed_out: bool,
+    pub watched: Watched,
+    /// planrun's lines about its batches and catch-up.
+    pub notes: Vec<String>,
+}
+
+/// Which of stage 5's runs to make, and with what.
+pub(crate) struct Variants {
+    /// Of `baseline`, `atomic`, `batched`; all when empty.
+    pub only: Vec<String>,
+    pub baseline_plan: Option<PathBuf>,
+    /// The planrun binary for the baseline run (default: the one measured).
+    pub baseline_planrun: Option<PathBuf>,
+    /// A run still going after this is stopped and reported unfinished.
+    pub timeout: Option<Duration>,
+}
+
+impl Variants {
+    fn wanted(&self, variant: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|only| only == variant)
+    }
 }
 
 fn app_config() -> AppConfig {
@@ -189,55 +213,141 @@ pub(crate) fn capture_cost(
 /// Stage 5 applied on a copy of `collected` with the application running.
 pub(crate) fn run_stage(
     cluster: &TempCluster,
-    planrun: &Path,
-    plan: &Path,
+    (planrun, plan): (&Path, &Path),
     variant: &str,
+    timeout: Option<Duration>,
 ) -> Result<Stage5Run, String> {
     let url = data::copy_database(cluster, "collected", &format!("stage5_{variant}"))?;
     let app = SectionApp::start(&url, app_config());
     if !app.wait_for(20, 20, Duration::from_secs(60)) {
         return Err("the section application made no progress in 60 s".into());
     }
+    let watch = Watch::start(&url)?;
     let started = Instant::now();
-    let output = planrun_apply(planrun, plan, &url, &["--include-optional"])
-        .output()
+    let mut child = planrun_apply(planrun, plan, &url, &["--include-optional"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run {}: {e}", planrun.display()))?;
+    let readers = [
+        drain(
+            child
+                .stdout
+                .take()
+                .map(|out| Box::new(out) as Box<dyn Read + Send>),
+        ),
+        drain(
+            child
+                .stderr
+                .take()
+                .map(|err| Box::new(err) as Box<dyn Read + Send>),
+        ),
+    ];
+    let (status, timed_out) = wait_or_kill(&mut child, timeout)?;
     let wall = started.elapsed();
     let log = app.stop();
-    if !output.status.success() {
-        eprintln!(
-            "  stage 5 ({variant}) failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let watched = watch.stop();
+    let output: String = readers
+        .into_iter()
+        .map(|reader| reader.join().unwrap_or_default())
+        .collect();
+    if !status.success() {
+        eprintln!("  stage 5 ({variant}) failed or stopped:\n{output}");
     }
+    let notes = output
+        .lines()
+        .filter(|line| {
+            ["batched:", "changes by the application", "catching up"]
+                .iter()
+                .any(|mark| line.contains(mark))
+        })
+        .map(|line| line.trim().to_owned())
+        .collect();
     let lost = log.lost_images(&mut connect(&url)?);
     Ok(Stage5Run {
         variant: variant.to_owned(),
-        exit: output.status.code(),
+        exit: status.code(),
         wall,
         log,
         lost,
+        timed_out,
+        watched,
+        notes,
     })
 }
 
-/// Stage 5 in each variant: the baseline plan's (if any), atomic, batched.
+fn drain(pipe: Option<Box<dyn Read + Send>>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
+/// The child's exit, or its kill at `timeout`; whether it was killed.
+fn wait_or_kill(
+    child: &mut Child,
+    timeout: Option<Duration>,
+) -> Result<(std::process::ExitStatus, bool), String> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("planrun: {e}"))? {
+            return Ok((status, false));
+        }
+        if timeout.is_some_and(|timeout| started.elapsed() > timeout) {
+            let _ = child.kill();
+            let status = child.wait().map_err(|e| format!("planrun: {e}"))?;
+            return Ok((status, true));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stage 5 in each variant wanted: the baseline plan's (if any), atomic, batched.
 pub(crate) fn runs(
     cluster: &TempCluster,
     planrun: &Path,
     plan: &Path,
-    baseline: Option<&Path>,
+    variants: &Variants,
 ) -> Result<Vec<Stage5Run>, String> {
     let mut runs = Vec::new();
-    if let Some(baseline) = baseline {
-        eprintln!("  stage 5 of {} ...", baseline.display());
-        runs.push(run_stage(cluster, planrun, baseline, "baseline")?);
+    if let Some(baseline) = variants.baseline_plan.as_deref() {
+        if variants.wanted("baseline") {
+            let binary = variants.baseline_planrun.as_deref().unwrap_or(planrun);
+            eprintln!(
+                "  stage 5 of {} with {} ...",
+                baseline.display(),
+                binary.display()
+            );
+            runs.push(run_stage(
+                cluster,
+                (binary, baseline),
+                "baseline",
+                variants.timeout,
+            )?);
+        }
     }
-    eprintln!("  stage 5 atomic ...");
-    let (_atomic_dir, atomic) = plan_edited(plan, |text| with_stage_5_params(text, ""))?;
-    runs.push(run_stage(cluster, planrun, &atomic, "atomic")?);
-    eprintln!("  stage 5 batched ...");
-    runs.push(run_stage(cluster, planrun, plan, "batched")?);
+    if variants.wanted("atomic") {
+        eprintln!("  stage 5 atomic ...");
+        let (_atomic_dir, atomic) = plan_edited(plan, |text| with_stage_5_params(text, ""))?;
+        runs.push(run_stage(
+            cluster,
+            (planrun, &atomic),
+            "atomic",
+            variants.timeout,
+        )?);
+    }
+    if variants.wanted("batched") {
+        eprintln!("  stage 5 batched ...");
+        runs.push(run_stage(
+            cluster,
+            (planrun, plan),
+            "batched",
+            variants.timeout,
+        )?);
+    }
     Ok(runs)
 }
 
@@ -309,8 +419,15 @@ pub(crate) fn print_runs(runs: &[Stage5Run]) {
             run.log.longest_write_wait.as_millis(),
             ms(percentile(&run.log.write_latencies, 99))
         );
+        if run.timed_out {
+            println!("    stopped unfinished at --stage5-timeout");
+        }
         for line in run.lost.iter().take(5) {
             println!("    lost: {line}");
         }
+        for note in run.notes.iter().rev().take(3).rev() {
+            println!("    planrun: {note}");
+        }
+        run.watched.print();
     }
 }

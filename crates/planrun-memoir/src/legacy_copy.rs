@@ -17,8 +17,10 @@
 //! every split and stay until the plan closes the way back (dropping them).
 
 use planrun_transform::{
-    LockMode, TableLock, Transform, TransformContext, TransformError, TransformReport,
+    BatchOutcome, LockMode, SourceTable, TableLock, Transform, TransformContext, TransformError,
+    TransformReport,
 };
+use postgres::Transaction;
 
 use crate::params;
 
@@ -105,33 +107,127 @@ impl Transform for KeepLegacy {
         context: &mut TransformContext<'_, '_>,
     ) -> Result<TransformReport, TransformError> {
         params::into_error(self.check_params(context.params))?;
-        let transaction = &mut *context.transaction;
-        transaction.batch_execute(CREATE_LEGACY_TABLES)?;
-        transaction.batch_execute(
-            "DELETE FROM planrun.memoir_legacy;
-             DELETE FROM planrun.memoir_legacy_columns;
-             INSERT INTO planrun.memoir_legacy_columns (column_name, column_type)
-             SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
-             WHERE attrelid = 'public.chapters'::regclass AND NOT attisdropped
-               AND attname IN ('content', 'images');",
-        )?;
-        let kept = transaction.execute(
-            &format!(
-                "INSERT INTO planrun.memoir_legacy
-                     (chapter_id, content, images, split_digest, run_id, stage_id)
-                 SELECT c.id, c.content::text, c.images::text, {CHAPTER_DIGEST}, $1, $2
-                 FROM public.chapters c LEFT JOIN ({}) s ON s.chapter_id = c.id",
-                sections_now(false)
-            ),
-            &[&context.run_id, &context.stage_id],
-        )?;
-        Ok(TransformReport {
-            rows_read: kept,
-            rows_written: kept,
-            notes: vec![format!(
-                "{kept} chapters' legacy content and images kept in planrun.memoir_legacy for the way back"
-            )],
-            ..TransformReport::default()
+        start_over(context.transaction)?;
+        let kept = keep(context, None)?;
+        Ok(kept_report(kept, "kept"))
+    }
+
+    /// A chapter's row is made from its `chapters` row and its sections, nothing else.
+    fn per_key_inputs(&self, _params: &toml::Table) -> Vec<SourceTable> {
+        vec![
+            SourceTable::new("public.chapters", "id"),
+            SourceTable::new("public.chapter_sections", "chapter_id"),
+        ]
+    }
+
+    /// The next at most `limit` chapters after `after`, in key order; the first
+    /// batch (`after = None`) first empties what an earlier split kept.
+    fn run_batch(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<BatchOutcome, TransformError> {
+        params::into_error(self.check_params(context.params))?;
+        if after.is_none() {
+            start_over(context.transaction)?;
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ids: Vec<i64> = context
+            .transaction
+            .query(
+                "SELECT id::bigint FROM public.chapters
+                 WHERE $1::bigint IS NULL OR id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )?
+            .into_iter()
+            .map(|row| row.get(0))
+            .collect();
+        let Some(&last) = ids.last() else {
+            return Ok(BatchOutcome::default());
+        };
+        let kept = keep(context, Some(&ids))?;
+        Ok(BatchOutcome {
+            last_key: Some(last),
+            report: kept_report(kept, "kept"),
         })
+    }
+
+    /// The chapters `keys` kept again as they are now; a chapter that is gone keeps
+    /// nothing.
+    fn redo_keys(
+        &self,
+        context: &mut TransformContext<'_, '_>,
+        keys: &[i64],
+    ) -> Result<TransformReport, TransformError> {
+        params::into_error(self.check_params(context.params))?;
+        if keys.is_empty() {
+            return Ok(kept_report(0, "kept again"));
+        }
+        context.transaction.execute(
+            "DELETE FROM planrun.memoir_legacy WHERE chapter_id = ANY($1)",
+            &[&keys.to_vec()],
+        )?;
+        let kept = keep(context, Some(keys))?;
+        Ok(kept_report(kept, "kept again"))
+    }
+}
+
+/// Empties what an earlier split kept and records the legacy columns' types.
+fn start_over(transaction: &mut Transaction<'_>) -> Result<(), postgres::Error> {
+    transaction.batch_execute(CREATE_LEGACY_TABLES)?;
+    transaction.batch_execute(
+        "DELETE FROM planrun.memoir_legacy;
+         DELETE FROM planrun.memoir_legacy_columns;
+         INSERT INTO planrun.memoir_legacy_columns (column_name, column_type)
+         SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+         WHERE attrelid = 'public.chapters'::regclass AND NOT attisdropped
+           AND attname IN ('content', 'images');",
+    )
+}
+
+/// Keeps the chapters `keys` (every chapter when `None`): their legacy values and the
+/// digest of their sections and cover as they are now; how many.
+fn keep(
+    context: &mut TransformContext<'_, '_>,
+    keys: Option<&[i64]>,
+) -> Result<u64, postgres::Error> {
+    let (sections, filter) = match keys {
+        None => (sections_now(false), "true"),
+        Some(_) => (
+            format!(
+                "SELECT chapter_id, {SECTION_DIGEST} AS digest_part
+                 FROM public.chapter_sections WHERE chapter_id = ANY($3) GROUP BY chapter_id"
+            ),
+            "c.id = ANY($3)",
+        ),
+    };
+    let sql = format!(
+        "INSERT INTO planrun.memoir_legacy
+             (chapter_id, content, images, split_digest, run_id, stage_id)
+         SELECT c.id, c.content::text, c.images::text, {CHAPTER_DIGEST}, $1, $2
+         FROM public.chapters c LEFT JOIN ({sections}) s ON s.chapter_id = c.id
+         WHERE {filter}"
+    );
+    let (run_id, stage_id) = (&context.run_id, &context.stage_id);
+    match keys {
+        None => context.transaction.execute(&sql, &[run_id, stage_id]),
+        Some(keys) => {
+            let keys = keys.to_vec();
+            context
+                .transaction
+                .execute(&sql, &[run_id, stage_id, &keys])
+        }
+    }
+}
+
+fn kept_report(kept: u64, how: &str) -> TransformReport {
+    TransformReport {
+        rows_read: kept,
+        rows_written: kept,
+        notes: vec![format!(
+            "{kept} chapters' legacy content and images {how} in planrun.memoir_legacy for the way back"
+        )],
+        ..TransformReport::default()
     }
 }

@@ -97,6 +97,19 @@ pub trait Transform: Send + Sync {
         )))
     }
 
+    /// After a batched step: the tables, each with the column holding the key, whose
+    /// rows of a key are all the transform reads to write its output for that key.
+    /// When every one is a source of the batched step or a table its per-key checks
+    /// watch, the engine runs the transform in batches
+    /// ([`run_batch`](Self::run_batch), the first with `after = None` replacing
+    /// everything it wrote before) before the cutover, outside its locks, and under
+    /// them [`redo_keys`](Self::redo_keys) for the keys changed since, instead of
+    /// [`run`](Self::run) over the whole table. Empty (the default): it runs whole
+    /// at the cutover.
+    fn per_key_inputs(&self, _params: &toml::Table) -> Vec<SourceTable> {
+        Vec::new()
+    }
+
     /// `planrun reset`: removes everything the transform wrote in batched mode, so
     /// that the database is as it was before the stage started. Returns what it did.
     fn reset(

@@ -37,10 +37,12 @@ use crate::error::EngineError;
 use crate::ledger::Checkpoint;
 use crate::online::batch_transaction::run_one_batch;
 use crate::online::batched_start::start_or_resume;
+use crate::online::follow_up;
 use crate::online::health_wait::HealthWatch;
 use crate::online::per_key::verify_outside_locks;
+use crate::online::per_key::Outside::EveryKey;
 use crate::online::throttle;
-use crate::online::{catch_up, cut_over_retried, RedoTotals};
+use crate::online::{catch_up, cut_over_retried, recheck_until_small, RedoTotals};
 use crate::prepared::BatchedStep;
 use crate::prepared::PreparedStage;
 use crate::stage::context::RunContext;
@@ -130,13 +132,13 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
             &mut watch,
             &mut totals,
         )?
-        && match verify_outside_locks(conn, &mut cx, (batched, &work))? {
-            Some(keys) => {
-                totals.checked_outside_locks = keys;
-                true
-            }
-            None => false,
-        };
+        && before_cutover(
+            conn,
+            &mut cx,
+            (batched, &work),
+            (&checkpoint, &mut watch),
+            &mut totals,
+        )?;
     if !completed {
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }
@@ -154,6 +156,46 @@ pub(crate) fn run_batched_stage<C: GenericClient>(
         return fail_batched(conn, run, stage, stage_report, started, started_at);
     }
     Ok(stage_report)
+}
+
+/// What runs between the catch-up and the cutover, outside its locks: the steps
+/// made key by key in batches, the per-key checks of every key on a snapshot, then
+/// catch-up passes and the checks of the keys changed since until few are left;
+/// `false` when the stage stops.
+fn before_cutover<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    (checkpoint, watch): (&Checkpoint, &mut HealthWatch),
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    if !follow_ups_batched(conn, cx, (batched, work), totals)? {
+        return Ok(false);
+    }
+    match verify_outside_locks(conn, cx, (batched, work), totals, EveryKey)? {
+        Some(keys) => totals.checked_outside_locks = keys,
+        None => return Ok(false),
+    }
+    recheck_until_small(conn, cx, (batched, work), checkpoint, watch, totals)
+}
+
+/// The steps after the batched one made key by key, in batches before the cutover
+/// (`follow_up.rs`); `false` when one failed.
+fn follow_ups_batched<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    totals.follow_ups = follow_up::positions(cx.stage, batched, work, cx.run.prepared.registry);
+    let size = batched.settings.batch_size;
+    match follow_up::run_batches(conn, cx, &totals.follow_ups, size)? {
+        Some(before) => {
+            totals.before_cutover = before;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// The batches, in key order, each committed with the checkpoint; `false` when
@@ -237,14 +279,19 @@ fn next_batch<C: GenericClient>(
         Some(time) => batches.waited += time,
         None => return Ok(Next::Stopped),
     }
-    let batch_started = Instant::now();
+    // The batch size follows the attempt that committed: an attempt rolled back on
+    // a lock, and the pause before the next, say nothing of how long a batch takes.
+    let mut batch_started = Instant::now();
     let size = batches.size;
     let batch = retry_whole(
         conn,
         cx,
         &next,
         |_, _| Ok(true),
-        |conn, cx| run_one_batch(conn, cx.run, cx.stage, work, checkpoint, size),
+        |conn, cx| {
+            batch_started = Instant::now();
+            run_one_batch(conn, cx.run, cx.stage, work, checkpoint, size)
+        },
     )?;
     let outcome = match batch {
         Some(Ok(Some(outcome))) => outcome,

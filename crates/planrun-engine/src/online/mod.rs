@@ -17,6 +17,7 @@
 pub(crate) mod batch_transaction;
 pub(crate) mod batched;
 pub(crate) mod batched_start;
+pub(crate) mod follow_up;
 pub(crate) mod half_done;
 pub(crate) mod health_wait;
 pub(crate) mod moving_tables;
@@ -69,6 +70,12 @@ pub(crate) struct RedoTotals {
     /// Keys the per-key checks passed on a snapshot before the cutover
     /// (`per_key.rs`), for the report.
     pub checked_outside_locks: u64,
+    /// Keys checked again outside the locks after that, as they changed.
+    pub rechecked_outside_locks: u64,
+    /// The steps after the batched one made key by key (`follow_up.rs`), and what
+    /// each did before the cutover.
+    pub follow_ups: Vec<usize>,
+    pub before_cutover: Vec<follow_up::BeforeCutover>,
 }
 
 /// Redoes the keys the application changed, a pass per transaction, until at
@@ -123,6 +130,48 @@ pub(crate) fn catch_up<C: GenericClient>(
                 stage_report.error = Some(transform_failure(error, work.name, checkpoint));
                 return Ok(false);
             }
+        }
+    }
+    Ok(true)
+}
+
+/// After the check of every key before the cutover: catch-up passes, each followed
+/// by the per-key checks of the keys changed since the last check, outside the
+/// cutover's locks, until at most [`CUTOVER_BACKLOG`] keys wait to be checked again.
+/// The check of every key takes time that grows with the table, and what changed
+/// meanwhile would otherwise all be redone and checked under the locks (issue 23).
+/// `false` when the stage stops.
+pub(crate) fn recheck_until_small<C: GenericClient>(
+    conn: &mut C,
+    cx: &mut StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    checkpoint: &Checkpoint,
+    watch: &mut HealthWatch,
+    totals: &mut RedoTotals,
+) -> Result<bool, EngineError> {
+    if per_key::per_key_checks(cx.stage, work.step_name).is_empty() {
+        return Ok(true);
+    }
+    let recheck = change_capture::recheck_id(&cx.stage.id);
+    for _ in 1..=MAX_PASSES {
+        if !catch_up(conn, cx, (batched, work), checkpoint, watch, totals)? {
+            return Ok(false);
+        }
+        let waiting = change_capture::pending(conn, cx.run.plan_name(), &recheck).map_err(
+            EngineError::database("cannot count the keys to check again"),
+        )?;
+        if waiting <= CUTOVER_BACKLOG {
+            break;
+        }
+        match per_key::verify_outside_locks(
+            conn,
+            cx,
+            (batched, work),
+            totals,
+            per_key::Outside::Changed,
+        )? {
+            Some(keys) => totals.rechecked_outside_locks += keys,
+            None => return Ok(false),
         }
     }
     Ok(true)
@@ -245,7 +294,7 @@ pub(crate) fn cut_over<C: GenericClient>(
     cx.report
         .steps
         .push(catch_up_report(&totals, cutover_started));
-    if !after_batched(&mut tx, cx, (batched, work), totals.checked_outside_locks)? {
+    if !after_batched(&mut tx, cx, (batched, work), &totals)? {
         let _ = tx.rollback();
         if failed_on_lock(cx.report) {
             if let Some(failure) = cx.report.error.take() {
@@ -297,16 +346,32 @@ fn after_batched<C: GenericClient>(
     tx: &mut C,
     cx: &mut StageContext<'_, '_>,
     (batched, work): (&BatchedStep, &Work<'_>),
-    checked_outside: u64,
+    totals: &RedoTotals,
 ) -> Result<bool, EngineError> {
     let (stage, step) = (cx.stage, work.step_name);
-    let checked = take_captures_where(tx, cx, |capture| {
+    let changed = if take_captures_where(tx, cx, |capture| {
         per_key::read_at_cutover(stage, step, capture)
-    }) && changed_keys_pass(tx, cx, work, checked_outside)
+    }) {
+        changed_keys_pass(
+            tx,
+            cx,
+            work,
+            (totals.checked_outside_locks, totals.rechecked_outside_locks),
+        )
+    } else {
+        None
+    };
+    let checked = changed.is_some()
         && verify_after_step_where(tx, cx, step, |check| !per_key::runs_per_key(check, step));
+    let keys = changed.unwrap_or_default();
+    // The steps made key by key redo the keys changed since the snapshot; the rest
+    // run whole.
+    let whole = batched.position + 1 + totals.follow_ups.len()..cx.stage.steps_before_commit();
     cx.run.retried_whole = true;
-    let steps = if checked {
-        run_steps(tx, cx, batched.position + 1..cx.stage.steps_before_commit())
+    let steps = if checked
+        && follow_up::at_cutover(tx, cx, &totals.follow_ups, &keys, &totals.before_cutover)
+    {
+        run_steps(tx, cx, whole)
     } else {
         Ok(false)
     };
@@ -318,19 +383,19 @@ fn after_batched<C: GenericClient>(
 }
 
 /// The per-key checks of the keys changed since they were checked outside the locks
-/// (`per_key.rs`); a database error (a watched table's lock not had in time among
+/// (`per_key.rs`), and those keys; a database error (a watched table's lock not had in time among
 /// them) fails the stage as a step's would.
 fn changed_keys_pass<C: GenericClient>(
     tx: &mut C,
     cx: &mut StageContext<'_, '_>,
     work: &Work<'_>,
-    checked_outside: u64,
-) -> bool {
+    checked_outside: (u64, u64),
+) -> Option<Vec<i64>> {
     match per_key::verify_changed_keys(tx, cx, work, checked_outside) {
-        Ok(passed) => passed,
+        Ok(keys) => keys,
         Err(error) => {
             fail_at(cx.report, "per-key checks", &error);
-            false
+            None
         }
     }
 }

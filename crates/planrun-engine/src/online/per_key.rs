@@ -34,6 +34,8 @@ use crate::db::connect::redact;
 use crate::error::EngineError;
 use crate::ledger::change_capture;
 use crate::online::batched::Work;
+use crate::online::follow_up;
+use crate::online::RedoTotals;
 use crate::prepared::{BatchedStep, PreparedStage};
 use crate::stage::atomic::set_timeouts;
 use crate::stage::context::StageContext;
@@ -101,13 +103,27 @@ pub(crate) fn read_at_cutover(
     names.into_iter().any(|name| compared.contains(name))
 }
 
-/// Part 1: every key checked on one snapshot outside the cutover's locks, and the
-/// captures no check at the cutover needs read on it; how many keys it checked.
-/// `None` (the stage marked failed) when a check fails or a query cannot run.
+/// Which keys a pass outside the cutover's locks checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outside {
+    /// Part 1: every key of the sources and the watched tables.
+    EveryKey,
+    /// A later pass: only the keys redone or written since the last one.
+    Changed,
+}
+
+/// Part 1 (`EveryKey`): every key checked on one snapshot outside the cutover's
+/// locks, and the captures no check at the cutover needs read on it; or a later
+/// pass (`Changed`): the keys changed since the last pass checked again, still
+/// outside the locks, so that the cutover is left only what changes while it waits.
+/// The steps made key by key redo the same keys (`follow_up.rs`). How many keys it
+/// checked; `None` (the stage marked failed) when a check fails or a query cannot run.
 pub(crate) fn verify_outside_locks<C: GenericClient>(
     conn: &mut C,
     cx: &mut StageContext<'_, '_>,
     (batched, work): (&BatchedStep, &Work<'_>),
+    totals: &mut RedoTotals,
+    which: Outside,
 ) -> Result<Option<u64>, EngineError> {
     let stage = cx.stage;
     let checks = per_key_checks(stage, work.step_name);
@@ -116,7 +132,12 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
     }
     let plan = cx.run.plan_name().to_owned();
     cx.run.observer.progress().phase(&format!(
-        "checking every key on a snapshot, outside the cutover's locks ({} checks)",
+        "checking {} on a snapshot, outside the cutover's locks ({} checks)",
+        if which == Outside::EveryKey {
+            "every key"
+        } else {
+            "the keys changed since"
+        },
         checks.len()
     ));
     let mut tx = conn
@@ -129,40 +150,26 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
             "cannot begin the checks outside the locks",
         ))?;
     set_timeouts(&mut tx, stage, true)?;
-    if !take_captures_where(&mut tx, cx, |capture| {
-        !read_at_cutover(stage, work.step_name, capture)
-    }) {
+    if which == Outside::EveryKey
+        && !take_captures_where(&mut tx, cx, |capture| {
+            !read_at_cutover(stage, work.step_name, capture)
+        })
+    {
         let _ = tx.rollback();
         return Ok(None);
     }
-    let pending: BTreeSet<i64> = change_capture::take(&mut tx, &plan, &stage.id, i64::MAX)
-        .map_err(EngineError::database("cannot read the keys to check"))?
-        .keys
-        .into_iter()
-        .collect();
-    let rechecks = change_capture::take(
-        &mut tx,
-        &plan,
-        &change_capture::recheck_id(&stage.id),
-        i64::MAX,
-    )
-    .map_err(EngineError::database("cannot read the keys to check"))?;
-    let mut tables = batched.sources.clone();
-    tables.extend(watched_tables(stage, work.step_name));
-    let mut keys = BTreeSet::new();
-    for table in &tables {
-        keys.extend(
-            keys_of(&mut tx, table).map_err(EngineError::database(format!(
-                "cannot read the keys of {}",
-                table.table
-            )))?,
-        );
-    }
-    let keys: Vec<i64> = keys.difference(&pending).copied().collect();
+    let (keys, rechecks) = keys_to_check(&mut tx, cx, (batched, work), which, &plan)
+        .map_err(EngineError::database("cannot read the keys to check"))?;
     let outcome = run_per_key(&mut tx, &checks, &keys);
     if outcome.iter().any(|result| !result.passed) {
         let _ = tx.rollback();
         report_failures(cx, outcome);
+        return Ok(None);
+    }
+    let (follow_ups, before) = (&totals.follow_ups, &mut totals.before_cutover);
+    if let Err(error) = follow_up::redo_keys(&mut tx, cx, follow_ups, &rechecks.keys, before) {
+        let _ = tx.rollback();
+        cx.fail(*error);
         return Ok(None);
     }
     change_capture::forget(&mut tx, &rechecks.ids)
@@ -179,19 +186,49 @@ pub(crate) fn verify_outside_locks<C: GenericClient>(
     Ok(Some(keys.len() as u64))
 }
 
+/// The keys a pass checks (those with a change still to redo left out: they are
+/// checked once redone), and the recheck list it takes.
+fn keys_to_check<C: GenericClient>(
+    tx: &mut C,
+    cx: &StageContext<'_, '_>,
+    (batched, work): (&BatchedStep, &Work<'_>),
+    which: Outside,
+    plan: &str,
+) -> Result<(Vec<i64>, change_capture::Backlog), postgres::Error> {
+    let stage = cx.stage;
+    let pending: BTreeSet<i64> = change_capture::take(tx, plan, &stage.id, i64::MAX)?
+        .keys
+        .into_iter()
+        .collect();
+    let rechecks =
+        change_capture::take(tx, plan, &change_capture::recheck_id(&stage.id), i64::MAX)?;
+    let mut keys: BTreeSet<i64> = BTreeSet::new();
+    if which == Outside::EveryKey {
+        let mut tables = batched.sources.clone();
+        tables.extend(watched_tables(stage, work.step_name));
+        for table in &tables {
+            keys.extend(keys_of(tx, table)?);
+        }
+    } else {
+        keys.extend(rechecks.keys.iter().copied());
+    }
+    Ok((keys.difference(&pending).copied().collect(), rechecks))
+}
+
 /// Part 2, under the cutover's locks: the watched tables locked `SHARE`, then the
-/// keys redone or written since part 1 checked again. `Err` is the database's
-/// (a lock not had in time among them); `Ok(false)` when a check fails.
+/// keys redone or written since part 1 checked again; those keys, for the steps
+/// made key by key (`follow_up.rs`). `Err` is the database's (a lock not had in
+/// time among them); `Ok(None)` when a check fails.
 pub(crate) fn verify_changed_keys<C: GenericClient>(
     tx: &mut C,
     cx: &mut StageContext<'_, '_>,
     work: &Work<'_>,
-    checked_outside: u64,
-) -> Result<bool, postgres::Error> {
+    (checked_outside, rechecked): (u64, u64),
+) -> Result<Option<Vec<i64>>, postgres::Error> {
     let stage = cx.stage;
     let checks = per_key_checks(stage, work.step_name);
     if checks.is_empty() {
-        return Ok(true);
+        return Ok(Some(Vec::new()));
     }
     for table in watched_tables(stage, work.step_name) {
         let name: String = tx
@@ -207,8 +244,13 @@ pub(crate) fn verify_changed_keys<C: GenericClient>(
     let mut all_passed = true;
     for mut result in outcome {
         if result.passed {
+            let again = if rechecked > 0 {
+                format!(", {rechecked} changed since checked again before it")
+            } else {
+                String::new()
+            };
             result.actual = format!(
-                "no rows ({checked_outside} keys before the cutover, {} under its locks)",
+                "no rows ({checked_outside} keys before the cutover{again}, {} under its locks)",
                 rechecks.keys.len()
             );
         }
@@ -217,8 +259,9 @@ pub(crate) fn verify_changed_keys<C: GenericClient>(
     }
     if !all_passed {
         cx.report.status = StageStatus::Failed;
+        return Ok(None);
     }
-    Ok(all_passed)
+    Ok(Some(rechecks.keys))
 }
 
 /// The failing checks of part 1, as the stage's verifications.
