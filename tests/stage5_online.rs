@@ -3,8 +3,8 @@
 //! changes are linked again before `image` is dropped, so no committed write is lost and
 //! every section's `memoir_images` row equals its image as the cutover saw it; the
 //! readers of `chapter_sections` wait only for the column drop. A `memoir_images` row
-//! corrupted behind the transform's back, in a batch already done, still makes the
-//! stage refuse to commit.
+//! the application edits, before or after its section's batch, is carried into the
+//! image rather than overwritten from it (issue 24).
 
 use std::path::Path;
 use std::process::Output;
@@ -142,13 +142,15 @@ fn stage_5_online_keeps_every_image_the_application_commits_and_never_stops_its_
     );
 }
 
-/// A section's `memoir_images` row is changed behind the transform's back (the row of a
-/// section a batch already linked, a table the capture does not watch) while the stage
-/// waits between batches. The cutover's check of every section against its image
-/// catches it: the stage fails verification and commits nothing of its cutover, so
-/// `image` is still there.
+/// A section's `memoir_images` row is changed by the application after the batch that
+/// linked its section, its JSON left alone, while the stage waits between batches
+/// (issue 24). The change capture watches `memoir_images` by `section_id`, so the
+/// section is linked again in a catch-up pass or at the cutover, and the edit is carried
+/// into the JSON rather than overwritten from it: the stage commits and the section
+/// points at the row the application wrote. (Before: the cutover's check of every
+/// section against its image refused the stage, exit 12.)
 #[test]
-fn an_image_corrupted_after_its_batch_makes_stage_5_refuse_to_commit() {
+fn a_row_edited_after_its_batch_is_carried_and_kept() {
     let plan = plan_with_stage_5(
         r#"mode = "batched", batch_size = 200, pause_while = "SELECT EXISTS (SELECT FROM public.chapter_sections WHERE image_id IS NOT NULL) AND (SELECT flag FROM public.hold)""#,
     );
@@ -171,44 +173,37 @@ fn an_image_corrupted_after_its_batch_makes_stage_5_refuse_to_commit() {
             ) != "0"
         },
     );
-    db.execute(
-        "UPDATE memoir_images SET url = 'swapped.jpg'
-         WHERE id = (SELECT min(image_id) FROM chapter_sections WHERE image_id IS NOT NULL);
-         UPDATE public.hold SET flag = false",
-    );
+    let section = db.scalar("SELECT min(id) FROM chapter_sections WHERE image_id IS NOT NULL");
+    db.execute(&format!(
+        "UPDATE memoir_images SET url = 'swapped.jpg' WHERE section_id = {section};
+         UPDATE public.hold SET flag = false"
+    ));
     let output = child.wait_with_output().expect("planrun finishes");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert_eq!(
-        output.status.code(),
-        Some(exit_codes::VERIFICATION_FAILED),
+        db.scalar(&format!(
+            "SELECT m.url FROM chapter_sections s JOIN memoir_images m ON m.id = s.image_id
+             WHERE s.id = {section}"
+        )),
+        "swapped.jpg",
         "{}",
         describe(&output)
-    );
-    let text = describe(&output);
-    assert!(
-        text.contains("every section points at a memoir_images row equal to its image"),
-        "{text}"
     );
     assert_eq!(
         db.scalar(
             "SELECT count(*) FROM information_schema.columns
              WHERE table_name = 'chapter_sections' AND column_name = 'image'"
         ),
-        "1"
+        "0"
     );
 }
 
-/// Issue 24, left open: a `memoir_images` row the application edits while stage 5 runs
-/// online, in a section whose batch is still to come and whose JSON it leaves alone,
-/// is overwritten from the JSON by `memoir.link_section_images` and the stage exits 0
-/// (seen: the row's caption back to the JSON's). Edits made before the stage are
-/// carried into the JSON by its first transaction (`05_carry_row_edits.sql`,
-/// `tests/memoir_revert.rs::stage_5_keeps_a_memoir_images_row_edited_after_stage_4`);
-/// those made after their section's batch make the cutover refuse (the test above).
-/// The fix, not yet made: the batches judge each row against digests refreshed at the
-/// stage's start, as the way back does (docs/memoir.md, "Images written on both sides
-/// after stage 4").
+/// Issue 24: a `memoir_images` row the application edits while stage 5 runs online,
+/// in a section whose batch is still to come and whose JSON it leaves alone, is carried
+/// into the JSON by that batch (`memoir.link_section_images`) rather than overwritten
+/// from it: the section points at the row with the application's caption. (Before the
+/// fix: exit 0, the caption back to the JSON's.)
 #[test]
-#[ignore = "issue 24: a memoir_images row edited during stage 5's batches is overwritten from the JSON"]
 fn a_row_edited_before_its_batch_during_stage_5_is_not_overwritten() {
     let plan = plan_with_stage_5(
         r#"mode = "batched", batch_size = 200, pause_while = "SELECT EXISTS (SELECT FROM public.chapter_sections WHERE image_id IS NOT NULL) AND (SELECT flag FROM public.hold)""#,
@@ -241,17 +236,86 @@ fn a_row_edited_before_its_batch_during_stage_5_is_not_overwritten() {
          UPDATE public.hold SET flag = false"
     ));
     let output = child.wait_with_output().expect("planrun finishes");
-    if output.status.code() == Some(0) {
-        assert_eq!(
-            db.scalar(&format!(
-                "SELECT m.caption FROM chapter_sections s JOIN memoir_images m ON m.id = s.image_id
-                 WHERE s.id = {section}"
-            )),
-            "edited while stage 5 runs",
-            "{}",
-            describe(&output)
-        );
-    }
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT m.caption FROM chapter_sections s JOIN memoir_images m ON m.id = s.image_id
+             WHERE s.id = {section}"
+        )),
+        "edited while stage 5 runs",
+        "{}",
+        describe(&output)
+    );
+}
+
+/// Issue 24: an image the application changes on both sides while stage 5's batches
+/// run, before its section's batch, differently (its `memoir_images` row one caption,
+/// its JSON another), cannot be carried: the batch fails, naming the section, and
+/// `image` stays. Once the application makes both say the same, applying again resumes
+/// the stage and keeps that image.
+#[test]
+fn an_image_changed_on_both_sides_during_stage_5_stops_it_naming_the_section() {
+    let plan = plan_with_stage_5(
+        r#"mode = "batched", batch_size = 200, pause_while = "SELECT EXISTS (SELECT FROM public.chapter_sections WHERE image_id IS NOT NULL) AND (SELECT flag FROM public.hold)""#,
+    );
+    let db = collected_db(300, plan.path());
+    db.execute("CREATE TABLE public.hold (flag boolean); INSERT INTO public.hold VALUES (true)");
+    let child = spawn_apply(
+        PLANRUN,
+        plan.path(),
+        "memoir.toml",
+        &db,
+        &["--include-optional"],
+    );
+    wait_until(
+        "the first batch of stage 5 committed",
+        Duration::from_secs(120),
+        || {
+            db.scalar(
+                "SELECT coalesce((SELECT batches FROM planrun.checkpoints
+                                  WHERE stage_id = 'section_image_fk'), 0)",
+            ) != "0"
+        },
+    );
+    let section = db.scalar(
+        "SELECT max(s.id) FROM chapter_sections s
+         WHERE s.image_id IS NULL AND EXISTS (SELECT FROM memoir_images m WHERE m.section_id = s.id)",
+    );
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'row side' WHERE section_id = {section};
+         UPDATE chapter_sections SET image = image || '{{\"caption\": \"json side\"}}' WHERE id = {section};
+         UPDATE public.hold SET flag = false"
+    ));
+    let output = child.wait_with_output().expect("planrun finishes");
+    assert_eq!(
+        output.status.code(),
+        Some(exit_codes::STEP_FAILED),
+        "{}",
+        describe(&output)
+    );
+    let text = describe(&output);
+    assert!(text.contains(&format!("id {section}")), "{text}");
+    assert!(text.contains("both in the JSON and in its"), "{text}");
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_name = 'chapter_sections' AND column_name = 'image'"
+        ),
+        "1"
+    );
+
+    db.execute(&format!(
+        "UPDATE memoir_images SET caption = 'json side' WHERE section_id = {section}"
+    ));
+    let output = apply(plan.path(), &db, &["--include-optional"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT m.caption FROM chapter_sections s JOIN memoir_images m ON m.id = s.image_id
+             WHERE s.id = {section}"
+        )),
+        "json side"
+    );
 }
 
 /// Whole-table reads of `chapter_sections` so far, as the server counts them, once

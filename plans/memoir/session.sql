@@ -258,9 +258,13 @@ $$;
 --                                caption, meta), which the revert refuses (loss = true).
 -- Sections only while chapter_sections.image exists: with stage 5 applied, its revert
 -- first gives every section its row's object, which agrees with its row. Stage 5
--- forward reads the sections alone (sections_only), to carry the rows the application
--- changed into the JSON before it makes the rows match the JSON (05_carry_row_edits.sql).
-CREATE OR REPLACE FUNCTION pg_temp.memoir_images_as_reverted(sections_only boolean DEFAULT false)
+-- forward (memoir.link_section_images, crates/planrun-memoir/src/link_transform.rs)
+-- reads the sections alone (sections_only), those of each batch (keys, NULL for all),
+-- to carry the rows the application changed into the JSON before it makes the rows
+-- match the JSON, and refuses the conflicts; the images it links are then kept again
+-- as they agree, so that an edit made afterwards is judged against them.
+CREATE OR REPLACE FUNCTION pg_temp.memoir_images_as_reverted(sections_only boolean DEFAULT false,
+                                                             keys bigint[] DEFAULT NULL)
 RETURNS TABLE (chapter_id bigint, section_id bigint, image jsonb, conflict boolean)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -291,7 +295,8 @@ BEGIN
              FROM public.chapter_sections s
              LEFT JOIN public.memoir_images m ON m.section_id = s.id
              LEFT JOIN %s k ON k.section_id = s.id
-             WHERE s.image IS NOT NULL OR m.id IS NOT NULL', kept);
+             WHERE (s.image IS NOT NULL OR m.id IS NOT NULL)
+               AND ($1::bigint[] IS NULL OR s.id OPERATOR(pg_catalog.=) ANY ($1::bigint[]))', kept);
     END IF;
     RETURN QUERY EXECUTE
         'SELECT chapter_id, section_id,
@@ -309,7 +314,7 @@ BEGIN
                                  THEN pg_temp.memoir_image_key(source->>''url'', source->>''caption'',
                                                                source - ''url'' - ''caption'')
                                  ELSE ''not an object: '' || source::text END AS source_key
-                     FROM (' || sides || ') t) keyed) judged';
+                     FROM (' || sides || ') t) keyed) judged' USING keys;
 END
 $$;
 

@@ -3,12 +3,23 @@
 //! the section's `image` first, so that dropping `image` afterwards loses nothing (the
 //! spec's rule "stage 5 loses no image").
 //!
-//! For the sections it covers (a key range, some keys, or all) it makes `memoir_images`
-//! match `chapter_sections.image` as it is now (a changed image updated, a missing one
+//! Since stage 4 the application may write a section's image on either side, its JSON
+//! or its `memoir_images` row (issue 24). So for the sections it covers (a key range,
+//! some keys, or all) it first carries into the JSON each image whose row the
+//! application changed, added or deleted since stage 4 while the JSON stayed as stage
+//! 4 collected it, and fails, naming the sections, where both sides changed and
+//! differ: the rule of the way back, `pg_temp.memoir_images_as_reverted` in the plan's
+//! `session.sql`, which planrun loads on its session (`[plan] setup_sql_file`), so
+//! the rule is written once. Then it makes `memoir_images` match
+//! `chapter_sections.image` as it is now (a changed image updated, a missing one
 //! added, the row of a section whose image was removed deleted) and sets `image_id`,
-//! in a few set-based statements. The images are read and checked by the rule of
-//! [`image_row`](crate::image_row) first, so a bad object is named with its section
-//! rather than becoming a row without a `url`. In batched mode each batch locks its
+//! in a few set-based statements, and keeps what each image it linked now is
+//! (`planrun.memoir_collected_images`), so that an edit the application makes
+//! afterwards, which the change capture hands back (its sources include
+//! `memoir_images` by `section_id`), is judged against the linked image. The images
+//! are read and checked by the rule of [`image_row`](crate::image_row) after the
+//! carrying, so a bad object is named with its section rather than becoming a row
+//! without a `url`. In batched mode each batch locks its
 //! sections first (`FOR NO KEY UPDATE`), so an application deleting a section, whose
 //! cascade reaches `memoir_images`, waits for the batch instead of deadlocking with it.
 
@@ -58,10 +69,77 @@ const LINK: [&str; 5] = [
      WHERE @FILTER@ AND s.image IS NULL AND s.image_id IS NOT NULL",
 ];
 
+/// The carrying (module docs) over the sections `@KEYS@` names (NULL: all): the
+/// sections carried, and those changed on both sides differently. The rule's function
+/// is the plan's (`session.sql`), in `pg_temp`.
+const CARRY: &str = "
+    WITH judged AS MATERIALIZED (
+        SELECT r.section_id, r.image, r.conflict
+        FROM pg_temp.memoir_images_as_reverted(true, @KEYS@) r),
+    carried AS (
+        UPDATE public.chapter_sections s SET image = j.image
+        FROM judged j
+        WHERE j.section_id = s.id AND NOT j.conflict AND j.image IS DISTINCT FROM s.image
+        RETURNING s.id)
+    SELECT (SELECT count(*) FROM carried),
+           (SELECT array_agg(j.section_id ORDER BY j.section_id) FROM judged j WHERE j.conflict)";
+
+/// After the link: what each image of the sections `@FILTER@` selects now is, its
+/// JSON and its row agreeing, for the next carrying.
+const KEEP: [&str; 2] = [
+    "DELETE FROM planrun.memoir_collected_images k
+     WHERE k.section_id IN (SELECT s.id FROM public.chapter_sections s WHERE @FILTER@)",
+    "INSERT INTO planrun.memoir_collected_images (chapter_id, section_id, json_digest, row_digest)
+     SELECT s.chapter_id, s.id, pg_temp.memoir_json_digest(s.image),
+            pg_temp.memoir_row_digest(m.url, m.caption, m.meta)
+     FROM public.chapter_sections s JOIN public.memoir_images m ON m.section_id = s.id
+     WHERE @FILTER@ AND s.image IS NOT NULL",
+];
+
 /// Which sections an operation covers.
+#[derive(Clone, Copy)]
 enum Scope<'k> {
     All,
     Keys(&'k [i64]),
+}
+
+impl Scope<'_> {
+    /// Runs `statement` over the sections covered: `@FILTER@` becomes a condition on
+    /// `s`, `@KEYS@` the keys as an array (NULL for all).
+    fn query(
+        self,
+        transaction: &mut Transaction<'_>,
+        statement: &str,
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        match self {
+            Scope::All => transaction.query(
+                &statement
+                    .replace("@FILTER@", "true")
+                    .replace("@KEYS@", "NULL::bigint[]"),
+                &[],
+            ),
+            Scope::Keys(keys) => transaction.query(
+                &statement
+                    .replace("@FILTER@", "s.id = ANY($1::bigint[])")
+                    .replace("@KEYS@", "$1::bigint[]"),
+                &[&keys],
+            ),
+        }
+    }
+
+    fn execute(
+        self,
+        transaction: &mut Transaction<'_>,
+        statement: &str,
+    ) -> Result<u64, postgres::Error> {
+        match self {
+            Scope::All => transaction.execute(&statement.replace("@FILTER@", "true"), &[]),
+            Scope::Keys(keys) => transaction.execute(
+                &statement.replace("@FILTER@", "s.id = ANY($1::bigint[])"),
+                &[&keys],
+            ),
+        }
+    }
 }
 
 impl Transform for LinkSectionImages {
@@ -104,14 +182,7 @@ impl Transform for LinkSectionImages {
     ) -> Result<TransformReport, TransformError> {
         params::into_error(self.check_params(context.params))?;
         check_schema(context.transaction)?;
-        let images = context.transaction.query(
-            "SELECT id, image::text FROM public.chapter_sections WHERE image IS NOT NULL",
-            &[],
-        )?;
-        check_images(&images)?;
-        let read = images.len() as u64;
-        drop(images);
-        link(context.transaction, Scope::All, read)
+        link(context.transaction, Scope::All)
     }
 
     fn supports_batches(&self) -> bool {
@@ -119,7 +190,10 @@ impl Transform for LinkSectionImages {
     }
 
     fn sources(&self, _params: &toml::Table) -> Vec<SourceTable> {
-        vec![SourceTable::new("public.chapter_sections", "id")]
+        vec![
+            SourceTable::new("public.chapter_sections", "id"),
+            SourceTable::new("public.memoir_images", "section_id"),
+        ]
     }
 
     fn run_batch(
@@ -132,19 +206,17 @@ impl Transform for LinkSectionImages {
         check_schema(context.transaction)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = context.transaction.query(
-            "SELECT id, image::text FROM public.chapter_sections
+            "SELECT id FROM public.chapter_sections
              WHERE $1::bigint IS NULL OR id > $1 ORDER BY id LIMIT $2
              FOR NO KEY UPDATE",
             &[&after, &limit],
         )?;
-        let Some(last) = rows.last() else {
-            return Ok(BatchOutcome::default());
-        };
-        let last_key: i64 = last.get(0);
-        check_images(&rows)?;
         let keys: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
         drop(rows);
-        let report = link(context.transaction, Scope::Keys(&keys), keys.len() as u64)?;
+        let Some(&last_key) = keys.last() else {
+            return Ok(BatchOutcome::default());
+        };
+        let report = link(context.transaction, Scope::Keys(&keys))?;
         Ok(BatchOutcome {
             last_key: Some(last_key),
             report,
@@ -158,14 +230,12 @@ impl Transform for LinkSectionImages {
     ) -> Result<TransformReport, TransformError> {
         check_schema(context.transaction)?;
         let keys = keys.to_vec();
-        let rows = context.transaction.query(
-            "SELECT id, image::text FROM public.chapter_sections WHERE id = ANY($1)
+        context.transaction.execute(
+            "SELECT id FROM public.chapter_sections WHERE id = ANY($1)
              ORDER BY id FOR NO KEY UPDATE",
             &[&keys],
         )?;
-        check_images(&rows)?;
-        drop(rows);
-        link(context.transaction, Scope::Keys(&keys), keys.len() as u64)
+        link(context.transaction, Scope::Keys(&keys))
     }
 
     /// The pointers go; the `memoir_images` rows brought up to date stay, as they
@@ -252,27 +322,44 @@ fn check_images(rows: &[postgres::Row]) -> Result<(), TransformError> {
     Ok(())
 }
 
-/// Runs [`LINK`] over `scope`; `read` is how many sections it covers, for the report.
+/// Carries the row edits into the JSON, checks the images, runs [`LINK`] and keeps
+/// what each image linked is ([`KEEP`]), over `scope`.
 fn link(
     transaction: &mut Transaction<'_>,
     scope: Scope<'_>,
-    read: u64,
 ) -> Result<TransformReport, TransformError> {
+    let (kept, carried) = carry(transaction, scope)?;
+    let images = scope.query(
+        transaction,
+        "SELECT s.id, s.image::text FROM public.chapter_sections s
+         WHERE @FILTER@ AND s.image IS NOT NULL",
+    )?;
+    check_images(&images)?;
+    let read = match scope {
+        Scope::All => images.len() as u64,
+        Scope::Keys(keys) => keys.len() as u64,
+    };
+    drop(images);
     let mut changed = [0u64; 5];
     for (statement, changed) in LINK.iter().zip(&mut changed) {
-        *changed = match scope {
-            Scope::All => transaction.execute(&statement.replace("@FILTER@", "true"), &[])?,
-            Scope::Keys(keys) => transaction.execute(
-                &statement.replace("@FILTER@", "s.id = ANY($1::bigint[])"),
-                &[&keys],
-            )?,
-        };
+        *changed = scope.execute(transaction, statement)?;
+    }
+    if kept {
+        for statement in KEEP {
+            scope.execute(transaction, statement)?;
+        }
     }
     let [updated, added, removed, pointed, cleared] = changed;
     let mut notes = vec![format!(
         "{} sections pointed at their image",
         count(pointed)
     )];
+    if carried > 0 {
+        notes.push(format!(
+            "{} memoir_images rows the application changed since stage 4 carried into the sections' images first",
+            count(carried)
+        ));
+    }
     if updated + added + removed > 0 {
         notes.push(format!(
             "memoir_images brought up to date with the sections: {} rows updated, {} added, {} removed",
@@ -287,4 +374,57 @@ fn link(
         rows_quarantined: 0,
         notes,
     })
+}
+
+/// Carries into the JSON of the sections `scope` covers the images whose
+/// `memoir_images` row the application changed since stage 4 while their JSON stayed
+/// ([`CARRY`]), after locking those rows (an edit committed between the carrying and
+/// the link would be overwritten: it waits for the batch, and the capture hands it
+/// back). Fails naming the sections changed on both sides differently. Returns
+/// whether `planrun.memoir_collected_images` exists (the link then keeps its images
+/// there) and how many sections were carried.
+fn carry(
+    transaction: &mut Transaction<'_>,
+    scope: Scope<'_>,
+) -> Result<(bool, u64), TransformError> {
+    let found = transaction.query_one(
+        "SELECT to_regprocedure('pg_temp.memoir_images_as_reverted(boolean,bigint[])') IS NOT NULL,
+                to_regclass('planrun.memoir_collected_images') IS NOT NULL",
+        &[],
+    )?;
+    if !found.get::<_, bool>(0) {
+        return Err(TransformError::Schema(
+            "pg_temp.memoir_images_as_reverted(boolean, bigint[]) is missing: it is defined by \
+             the memoir plan's plans/memoir/session.sql ([plan] setup_sql_file), which tells the \
+             memoir_images rows the application changed since stage 4 from those it did not"
+                .to_owned(),
+        ));
+    }
+    if let Scope::Keys(keys) = scope {
+        transaction.execute(
+            "SELECT id FROM public.memoir_images WHERE section_id = ANY($1)
+             ORDER BY id FOR NO KEY UPDATE",
+            &[&keys],
+        )?;
+    }
+    let kept = found.get(1);
+    let Some(row) = scope.query(transaction, CARRY)?.pop() else {
+        return Ok((kept, 0)); // an aggregate's one row: not reached
+    };
+    let carried: i64 = row.get(0);
+    if let Some(conflicts) = row.get::<_, Option<Vec<i64>>>(1) {
+        let mut named: Vec<String> = conflicts.iter().take(20).map(i64::to_string).collect();
+        if conflicts.len() > named.len() {
+            named.push(format!("and {} more", conflicts.len() - named.len()));
+        }
+        return Err(TransformError::InvalidRow {
+            table: "chapter_sections".to_owned(),
+            key: format!("id {}", named.join(", ")),
+            path: "image".to_owned(),
+            reason: "the application changed this image since stage 4 both in the JSON and in its \
+                     memoir_images row, and the two now differ: make both say the same, then apply again"
+                .to_owned(),
+        });
+    }
+    Ok((kept, carried.max(0) as u64))
 }
