@@ -51,6 +51,14 @@ const EMBEDDED_PLAN: &[(&str, &str)] = &[
         include_str!("../../../plans/memoir/03_images_schema.sql"),
     ),
     (
+        "memoir/04_keep_collected_images.sql",
+        include_str!("../../../plans/memoir/04_keep_collected_images.sql"),
+    ),
+    (
+        "memoir/05_index_collected_images.sql",
+        include_str!("../../../plans/memoir/05_index_collected_images.sql"),
+    ),
+    (
         "memoir/05_section_image_fk.sql",
         include_str!("../../../plans/memoir/05_section_image_fk.sql"),
     ),
