@@ -24,6 +24,10 @@ pub(crate) const VALIDATE_IMAGE_FK: &str =
 pub(crate) const DROP_SECTION_IMAGE: &str =
     include_str!("../../../../plans/memoir/05_drop_section_image.sql");
 pub(crate) const SESSION: &str = include_str!("../../../../plans/memoir/session.sql");
+pub(crate) const KEEP_COLLECTED_IMAGES: &str =
+    include_str!("../../../../plans/memoir/04_keep_collected_images.sql");
+pub(crate) const INDEX_COLLECTED_IMAGES: &str =
+    include_str!("../../../../plans/memoir/05_index_collected_images.sql");
 
 pub(crate) const SEED: u64 = 20_240_601;
 pub(crate) const RUN_ID: i64 = 42;
@@ -36,12 +40,16 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Stage 5's steps as the plan runs them in atomic mode: `image_id`,
+    /// Stage 4's digests, then stage 5's steps as the plan runs them in atomic mode: `image_id`,
     /// `memoir.link_section_images`, the key added NOT VALID and `image` dropped, then
     /// (after the commit, in the plan) the key validated.
     pub(crate) fn stage_five(&mut self) {
+        // The plan's session functions, and the digests stage 4 keeps of what it
+        // collected, which memoir.link_section_images judges the rows by.
         self.client
-            .batch_execute(SECTION_IMAGE_FK)
+            .batch_execute(&format!(
+                "{SESSION}\n{KEEP_COLLECTED_IMAGES}\n{INDEX_COLLECTED_IMAGES}\n{SECTION_IMAGE_FK}"
+            ))
             .expect("image_id");
         self.run(&LinkSectionImages, "")
             .expect("link section images");
