@@ -500,7 +500,10 @@ pub(crate) fn forget<C: GenericClient>(conn: &mut C, ids: &[i64]) -> Result<(), 
 /// may write, so no other session can pass its writes off as planrun's (a setting
 /// such as `planrun.own_write = on`, which any session may set, could). The ids of
 /// planrun's finished transactions are cleared on the way (never reused, they would
-/// only pile up), skipping those another planrun is clearing at the same moment.
+/// only pile up), skipping those another planrun is clearing at the same moment. An id
+/// this cluster has not reached came with a copy of the database from another cluster
+/// (a rehearsal's copy, a restored dump): not one of this cluster's transactions, it
+/// goes too, without asking its status, which PostgreSQL refuses for such an id.
 pub(crate) fn own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres::Error> {
     let conn = &mut *TrustedSearchPath::enter(conn)?;
     // The table is created here too for a capture an older planrun installed.
@@ -508,7 +511,8 @@ pub(crate) fn own_writes<C: GenericClient>(conn: &mut C) -> Result<(), postgres:
         "CREATE TABLE IF NOT EXISTS planrun.own_transactions (xid xid8 PRIMARY KEY);
          DELETE FROM planrun.own_transactions WHERE xid IN (
              SELECT xid FROM planrun.own_transactions
-              WHERE pg_xact_status(xid) IS DISTINCT FROM 'in progress'
+              WHERE CASE WHEN xid >= pg_snapshot_xmax(pg_current_snapshot()) THEN true
+                         ELSE pg_xact_status(xid) IS DISTINCT FROM 'in progress' END
               FOR UPDATE SKIP LOCKED);
          INSERT INTO planrun.own_transactions VALUES (pg_current_xact_id())
           ON CONFLICT DO NOTHING",
